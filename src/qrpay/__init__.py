@@ -1,0 +1,1 @@
+"""qrpay: pay a restaurant bill by QR code and earn cashback."""

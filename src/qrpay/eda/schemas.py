@@ -1,0 +1,78 @@
+"""eda's HTTP contract. Other services reach eda only through ``eda.client`` and these types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from qrpay.kernel.schemas import AmountText, Bill, CurrencyCode, WireModel
+
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+InternalOrderId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+OrderId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+PaymentId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class OrderStatus(StrEnum):
+    WAITING = "WAITING"
+    PAYMENT_IN_PROGRESS = "PAYMENT_IN_PROGRESS"
+    PAYED = "PAYED"
+    CANCELED = "CANCELED"
+
+
+class CreateOutcome(StrEnum):
+    CREATED = "created"
+    EXISTING = "existing"
+    BILL_REPLACED = "bill_replaced"
+
+
+class CreateOrderRequest(WireModel):
+    client_id: ClientId
+    internal_order_id: InternalOrderId
+    bill: Bill
+
+
+class OrderView(WireModel):
+    order_id: str
+    client_id: str
+    internal_order_id: str
+    status: OrderStatus
+    bill: Bill
+    bill_version: int
+    payment_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CreateOrderResponse(WireModel):
+    order: OrderView
+    outcome: CreateOutcome
+
+
+class StatusesRequest(WireModel):
+    order_ids: Annotated[list[OrderId], Field(min_length=1, max_length=100)]
+
+
+class OrderStatusView(WireModel):
+    order_id: str
+    client_id: str
+    status: OrderStatus
+
+
+class StatusesResponse(WireModel):
+    # Only the orders that exist, in no particular order.
+    orders: list[OrderStatusView]
+
+
+class StartPaymentRequest(WireModel):
+    payment_id: PaymentId
+    # What the payer saw; a different current bill is a 409 ``bill_changed``.
+    amount: AmountText
+    currency: CurrencyCode
+
+
+class PaymentRef(WireModel):
+    payment_id: PaymentId

@@ -1,0 +1,1 @@
+"""iiko-integration: the POS-facing API and the app's availability API."""

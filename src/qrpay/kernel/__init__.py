@@ -1,0 +1,1 @@
+"""The shared kernel: what every qrpay service is built from."""

@@ -1,0 +1,240 @@
+"""The YAML config and the secdist file (SPEC section 7), validated.
+
+Both files are read at start-up and re-read when they change
+(``kernel.reloading``). Every service reads the same two files and uses the
+sections it needs; unknown keys are rejected so a typo cannot silently switch
+something off.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from qrpay.kernel.money import is_known_currency
+
+SERVICE_NAMES = (
+    "api-proxy",
+    "iiko-integration",
+    "payments-eda",
+    "eda",
+    "transactions",
+    "cardstorage",
+    "cashback",
+)
+
+DEFAULT_PORTS: dict[str, int] = {
+    "api-proxy": 8080,
+    "iiko-integration": 8081,
+    "payments-eda": 8082,
+    "eda": 8083,
+    "transactions": 8084,
+    "cardstorage": 8085,
+    "cashback": 8086,
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Percent = Annotated[Decimal, Field(ge=0, le=100)]
+
+
+class Restaurant(Strict):
+    client_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=256)
+    zone: str = Field(min_length=1, max_length=64)
+    cashback_rate: Percent
+    cashback_cap: Decimal | None = Field(default=None, ge=0)
+    currencies: tuple[str, ...] = ("RUB",)
+    enabled: bool = True
+    language: str = "ru"
+    address: str | None = None
+
+    @field_validator("currencies")
+    @classmethod
+    def _known_currencies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [c for c in value if not is_known_currency(c)]
+        if unknown:
+            raise ValueError(f"unknown currencies: {unknown}")
+        if not value:
+            raise ValueError("a restaurant accepts at least one currency")
+        return value
+
+    @property
+    def rate_text(self) -> str:
+        from qrpay.kernel.money import format_plain
+
+        return f"{format_plain(self.cashback_rate)}%"
+
+
+class DependencyConfig(Strict):
+    """How one service reaches another."""
+
+    base_url: str
+    timeout_ms: int = Field(default=1000, ge=1, le=60_000)
+    # Extra tries for idempotent calls only; each try must still fit the deadline.
+    retries: int = Field(default=1, ge=0, le=5)
+    retry_backoff_ms: int = Field(default=20, ge=0, le=10_000)
+
+
+def _default_dependencies() -> dict[str, DependencyConfig]:
+    return {
+        name: DependencyConfig(base_url=f"http://127.0.0.1:{port}")
+        for name, port in DEFAULT_PORTS.items()
+    }
+
+
+class OrdersConfig(Strict):
+    max_amount: Decimal = Field(default=Decimal("10000000"), gt=0)
+    ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    ttl_check_interval_seconds: float = Field(default=60, gt=0)
+    # iiko-integration answers POST /orders within this, or 503.
+    create_deadline_ms: int = Field(default=2000, ge=10, le=60_000)
+
+
+class DeeplinkConfig(Strict):
+    base: str = "https://yandex-go.ru/go-pay/orders"
+
+
+class CashbackRules(Strict):
+    # Decimal places the cashback amount is rounded down to (0 = whole units).
+    rounding_places: int = Field(default=0, ge=0, le=2)
+    default_cap: Decimal | None = Field(default=None, ge=0)
+
+
+class PaymentsConfig(Strict):
+    polling_delay_seconds: Decimal = Field(default=Decimal("1"), gt=0, le=60)
+
+
+class HttpConfig(Strict):
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+
+class Experiments(Strict):
+    """Rollout flags in flagd's flag-definition format, evaluated by flagd's core."""
+
+    flags: dict[str, Any] = Field(default_factory=dict)
+    availability_flag: str = "go_pay_enabled"
+
+    @model_validator(mode="after")
+    def _flagd_accepts(self) -> Experiments:
+        from openfeature.contrib.tools.flagd.core import FlagdCore
+
+        try:
+            FlagdCore().set_flags_and_get_changed_keys(json.dumps({"flags": self.flags}))
+        except Exception as exc:
+            raise ValueError(f"flagd rejects the flags: {exc!r}") from exc
+        return self
+
+
+class QrpayConfig(Strict):
+    restaurants: tuple[Restaurant, ...] = ()
+    orders: OrdersConfig = OrdersConfig()
+    deeplink: DeeplinkConfig = DeeplinkConfig()
+    bill_text_templates: dict[str, str] = Field(
+        default_factory=lambda: {
+            "ru": "Оплати через yandex-go и получи кэшбэк {rate}!",
+            "en": "Pay with yandex-go and get {rate} cashback!",
+        }
+    )
+    cashback: CashbackRules = CashbackRules()
+    payments: PaymentsConfig = PaymentsConfig()
+    http: HttpConfig = HttpConfig()
+    experiments: Experiments = Experiments()
+    services: dict[str, DependencyConfig] = Field(default_factory=_default_dependencies)
+    config_reload_interval_seconds: float = Field(default=1.0, gt=0)
+
+    @field_validator("restaurants")
+    @classmethod
+    def _unique_restaurants(cls, value: tuple[Restaurant, ...]) -> tuple[Restaurant, ...]:
+        ids = [r.client_id for r in value]
+        if len(ids) != len(set(ids)):
+            raise ValueError("restaurant client_ids must be unique")
+        return value
+
+    @field_validator("bill_text_templates")
+    @classmethod
+    def _templates_have_rate(cls, value: dict[str, str]) -> dict[str, str]:
+        for language, template in value.items():
+            if "{rate}" not in template:
+                raise ValueError(f"template {language!r} must contain {{rate}}")
+            try:
+                template.format(rate="30%")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"template {language!r} is not valid: {exc}") from exc
+        if "ru" not in value:
+            raise ValueError("a 'ru' template is required")
+        return value
+
+    @field_validator("services")
+    @classmethod
+    def _known_services(cls, value: dict[str, DependencyConfig]) -> dict[str, DependencyConfig]:
+        unknown = set(value) - set(SERVICE_NAMES)
+        if unknown:
+            raise ValueError(f"unknown services: {sorted(unknown)}")
+        merged = _default_dependencies()
+        merged.update(value)
+        return merged
+
+    def restaurant(self, client_id: str) -> Restaurant | None:
+        return self.restaurants_by_id.get(client_id)
+
+    @cached_property
+    def restaurants_by_id(self) -> dict[str, Restaurant]:
+        return {r.client_id: r for r in self.restaurants}
+
+    def dependency(self, service: str) -> DependencyConfig:
+        return self.services[service]
+
+
+class ApiKey(Strict):
+    key: SecretStr = Field(min_length=16)
+    name: str = Field(default="pos", min_length=1, max_length=64)
+    client_ids: frozenset[str] = Field(min_length=1)
+
+
+class Secdist(Strict):
+    api_keys: tuple[ApiKey, ...] = ()
+    # The first key signs; all of them verify (rotation).
+    hmac_keys: tuple[SecretStr, ...] = Field(default=(), min_length=0)
+    databases: dict[str, str] = Field(default_factory=dict)
+    queue_database: str | None = None
+    session_secret: SecretStr | None = None
+
+    @field_validator("hmac_keys")
+    @classmethod
+    def _strong_hmac_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for key in value:
+            if len(key.get_secret_value()) < 16:
+                raise ValueError("hmac keys must be at least 16 characters")
+        return value
+
+    @field_validator("databases")
+    @classmethod
+    def _known_databases(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = set(value) - set(SERVICE_NAMES)
+        if unknown:
+            raise ValueError(f"databases for unknown services: {sorted(unknown)}")
+        return value
+
+
+def load_yaml(path: Path) -> Any:
+    with path.open("rb") as handle:
+        data = yaml.safe_load(handle)
+    return {} if data is None else data
+
+
+def parse_config(data: Any) -> QrpayConfig:
+    return QrpayConfig.model_validate(data)
+
+
+def parse_secdist(data: Any) -> Secdist:
+    return Secdist.model_validate(data)

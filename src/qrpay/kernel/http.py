@@ -1,0 +1,240 @@
+"""The HTTP side every service shares: app factory, error mapping, middleware.
+
+Errors become HTTP answers here and nowhere else: ``STATUS_BY_KIND`` is the
+one table from an error's kind to its status, and every error body is
+``{"code": ..., "message": ...}``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from qrpay.kernel.errors import ErrorKind, PayloadTooLarge, QrpayError
+from qrpay.kernel.metrics import ServiceMetrics
+from qrpay.kernel.request_context import (
+    accept_request_id,
+    reset_request_id,
+    set_request_id,
+)
+from qrpay.kernel.schemas import CUSTOM_ERROR_CODES
+
+log = structlog.get_logger("qrpay.http")
+
+STATUS_BY_KIND: dict[ErrorKind, int] = {
+    ErrorKind.INVALID: 400,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.RATE_LIMITED: 429,
+    ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.INTERNAL: 500,
+}
+KIND_BY_STATUS: dict[int, ErrorKind] = {status: kind for kind, status in STATUS_BY_KIND.items()}
+KIND_BY_STATUS[422] = ErrorKind.INVALID
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers a route can give."""
+    return {status: {"model": ErrorBody, "description": "Error"} for status in statuses}
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def error_response(error: QrpayError) -> Response:
+    return json_response(STATUS_BY_KIND[error.kind], {"code": error.code, "message": error.message})
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
+    errors = exc.errors()
+    if not errors:
+        return "invalid_request", "the request is not valid"
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return "invalid_json", "the body is not valid JSON"
+    location = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = str(first.get("msg", "invalid value"))
+    if first.get("type") in CUSTOM_ERROR_CODES:
+        return str(first["type"]), f"{location}: {message}" if location else message
+    if first.get("type") == "extra_forbidden":
+        return "unknown_field", f"unknown field {location}"
+    if first.get("type") == "missing":
+        return "missing_field", f"{location} is required"
+    return "invalid_request", f"{location}: {message}" if location else message
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(QrpayError)
+    async def _qrpay_error(_request: Request, exc: QrpayError) -> Response:
+        if exc.kind in (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL):
+            log.warning("request_failed", code=exc.code, reason=exc.message)
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        code, message = _validation_message(exc)
+        return json_response(400, {"code": code, "message": message[:500]})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return json_response(exc.status_code, {"code": code, "message": str(exc.detail)})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("unhandled_error", error=repr(exc))
+        return json_response(500, {"code": "internal_error", "message": "internal error"})
+
+
+class RequestMiddleware:
+    """Request id, per-handler metrics and the body size limit, as plain ASGI (cheap)."""
+
+    def __init__(
+        self, app: ASGIApp, *, metrics: ServiceMetrics, max_body: Callable[[], int]
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = accept_request_id(_header(scope, b"x-request-id"))
+        token = set_request_id(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status_holder = [500]
+        limit = self.max_body()
+
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await error_response(PayloadTooLarge(f"the body is larger than {limit} bytes"))(
+                scope, receive, send
+            )
+            self._observe(scope, 413, started)
+            structlog.contextvars.unbind_contextvars("request_id")
+            reset_request_id(token)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        header_value = request_id.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", header_value))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            status_holder[0] = 413
+            await error_response(PayloadTooLarge(f"the body is larger than {limit} bytes"))(
+                scope, receive, send
+            )
+        finally:
+            self._observe(scope, status_holder[0], started)
+            structlog.contextvars.unbind_contextvars("request_id")
+            reset_request_id(token)
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        route = scope.get("route")
+        handler = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "")
+        self.metrics.http_requests.labels(handler, method, str(status)).inc()
+        self.metrics.http_latency.labels(handler, method).observe(time.perf_counter() - started)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    *,
+    service: str,
+    metrics: ServiceMetrics,
+    max_body: Callable[[], int],
+    lifespan: Lifespan | None = None,
+    ready: Callable[[], Awaitable[None]] | None = None,
+    description: str = "",
+) -> FastAPI:
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if lifespan is None:
+            yield
+        else:
+            async with lifespan(app):
+                yield
+
+    app = FastAPI(
+        title=f"qrpay {service}",
+        description=description,
+        version="1.0.0",
+        lifespan=_lifespan,
+        responses=error_responses(400, 413, 500),
+    )
+    install_error_handlers(app)
+
+    @app.get("/ping", tags=["ops"], summary="Liveness")
+    async def ping() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/ready", tags=["ops"], summary="Readiness", responses=error_responses(503))
+    async def readiness() -> dict[str, str]:
+        if ready is not None:
+            await ready()
+        return {"status": "ready", "service": service}
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body=max_body)
+    app.state.service = service
+    app.state.metrics = metrics
+    return app

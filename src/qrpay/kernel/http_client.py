@@ -1,0 +1,158 @@
+"""The base of every typed service-to-service client.
+
+One shared ``aiohttp.ClientSession`` per service; the downstream's base URL,
+timeout and retries come from the live config on every call, so a config
+reload re-points a client without a restart. A call gets a deadline: each
+try gets at most the time left, and only idempotent calls are retried.
+Failures become ``QrpayError``s: 4xx answers keep the downstream's code,
+anything else is ``DependencyUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+from qrpay.kernel.config import DependencyConfig
+from qrpay.kernel.errors import DependencyUnavailable, ErrorKind, QrpayError, error_for_kind
+from qrpay.kernel.metrics import ServiceMetrics
+from qrpay.kernel.request_context import REQUEST_ID_HEADER, current_request_id
+
+log = structlog.get_logger("qrpay.client")
+
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+
+
+class HttpSession:
+    """A lazily opened ``aiohttp.ClientSession`` shared by a service's clients."""
+
+    def __init__(self, *, limit: int = 200) -> None:
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, keepalive_timeout=30, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                json_serialize=lambda value: orjson.dumps(value).decode(),
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
+class ServiceClient:
+    """Calls one downstream service over HTTP."""
+
+    downstream: str = ""
+
+    def __init__(
+        self,
+        *,
+        session: HttpSession,
+        dependency: Callable[[], DependencyConfig],
+        metrics: ServiceMetrics,
+    ) -> None:
+        self._session = session
+        self._dependency = dependency
+        self._metrics = metrics
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        idempotent: bool,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline_ms: int | None = None,
+    ) -> Any:
+        dependency = self._dependency()
+        budget = (deadline_ms if deadline_ms is not None else dependency.timeout_ms) / 1000
+        deadline = time.monotonic() + budget
+        tries = 1 + (dependency.retries if idempotent else 0)
+        body = None if json is None else orjson.dumps(json)
+        request_headers = {"Content-Type": "application/json"}
+        request_id = current_request_id()
+        if request_id:
+            request_headers[REQUEST_ID_HEADER] = request_id
+        if headers:
+            request_headers.update(headers)
+        url = dependency.base_url.rstrip("/") + path
+        last_reason = "no try was made"
+        for attempt in range(tries):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.001:
+                break
+            per_try = min(remaining, dependency.timeout_ms / 1000)
+            started = time.perf_counter()
+            outcome = "error"
+            try:
+                async with self._session.get().request(
+                    method,
+                    url,
+                    data=body,
+                    params=params,
+                    headers=request_headers,
+                    timeout=aiohttp.ClientTimeout(total=per_try),
+                ) as response:
+                    raw = await response.read()
+                    status = response.status
+                outcome = str(status)
+                if status < 400:
+                    return orjson.loads(raw) if raw else None
+                if status not in RETRYABLE_STATUSES:
+                    raise self._error_from_answer(status, raw)
+                last_reason = f"{self.downstream} answered {status}"
+            except QrpayError:
+                raise
+            except TimeoutError:
+                outcome = "timeout"
+                last_reason = f"{self.downstream} did not answer in {per_try * 1000:.0f} ms"
+            except (aiohttp.ClientError, OSError, orjson.JSONDecodeError) as exc:
+                outcome = "connection_error"
+                last_reason = f"{self.downstream} unreachable: {type(exc).__name__}"
+            finally:
+                self._metrics.downstream_requests.labels(self.downstream, endpoint, outcome).inc()
+                self._metrics.downstream_latency.labels(self.downstream, endpoint).observe(
+                    time.perf_counter() - started
+                )
+            if attempt + 1 < tries:
+                pause = dependency.retry_backoff_ms / 1000 * (2**attempt)
+                if time.monotonic() + pause >= deadline:
+                    break
+                await asyncio.sleep(pause)
+        log.warning(
+            "downstream_failed", downstream=self.downstream, endpoint=endpoint, reason=last_reason
+        )
+        raise DependencyUnavailable(
+            last_reason, code=f"{self.downstream.replace('-', '_')}_unavailable"
+        )
+
+    def _error_from_answer(self, status: int, raw: bytes) -> QrpayError:
+        from qrpay.kernel.http import KIND_BY_STATUS
+
+        kind = KIND_BY_STATUS.get(status, ErrorKind.INTERNAL)
+        try:
+            body = orjson.loads(raw)
+            code, message = str(body["code"]), str(body["message"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            code, message = f"{self.downstream.replace('-', '_')}_error", f"status {status}"
+        if kind is ErrorKind.INTERNAL:
+            return DependencyUnavailable(message, code=code)
+        return error_for_kind(kind, code, message)

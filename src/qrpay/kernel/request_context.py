@@ -1,0 +1,32 @@
+"""The request id: taken from ``X-Request-Id`` or made, carried into logs and downstream calls."""
+
+from __future__ import annotations
+
+import uuid
+from contextvars import ContextVar
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_request_id: ContextVar[str | None] = ContextVar("qrpay_request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    return _request_id.get()
+
+
+def set_request_id(value: str | None) -> object:
+    return _request_id.set(value)
+
+
+def reset_request_id(token: object) -> None:
+    _request_id.reset(token)  # type: ignore[arg-type]
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def accept_request_id(header_value: str | None) -> str:
+    """Keep a caller's id if it is sane; otherwise make one (ids end up in logs)."""
+    if header_value and 0 < len(header_value) <= 128 and header_value.isprintable():
+        return header_value
+    return new_request_id()

@@ -1,0 +1,36 @@
+"""Process settings from the environment (``QRPAY_*``): where things are.
+
+What the system does lives in the YAML config; where its files, data and
+secrets are lives here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_DEV_CONFIG = Path(__file__).resolve().parents[3] / "config" / "dev"
+
+
+def _packaged_dev_config() -> Path:
+    # Installed from a wheel there is no repo around us; the dev files ship as package data.
+    here = Path(__file__).resolve().parent.parent / "devconfig"
+    return REPO_DEV_CONFIG if REPO_DEV_CONFIG.is_dir() else here
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QRPAY_", extra="ignore")
+
+    config: Path = _packaged_dev_config() / "config.yaml"
+    secdist: Path = _packaged_dev_config() / "secdist.yaml"
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    def database_url(self, service: str, configured: dict[str, str]) -> str:
+        if service in configured:
+            return configured[service]
+        name = service.replace("-", "_")
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / name}.db"

@@ -1,0 +1,69 @@
+"""Build one service in-process for a test, its downstreams pointed at the mock server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from qrpay.kernel.clock import Clock, FrozenClock
+from qrpay.kernel.config import QrpayConfig, Secdist, load_yaml, parse_config, parse_secdist
+from qrpay.kernel.migrations import SERVICES_WITH_DATABASE, upgrade
+from qrpay.kernel.reloading import RuntimeConfig
+from qrpay.kernel.service import ServiceContext, build_app
+from qrpay.kernel.settings import REPO_DEV_CONFIG, Settings
+
+
+def dev_config(**overrides: Any) -> QrpayConfig:
+    data = load_yaml(REPO_DEV_CONFIG / "config.yaml")
+    data.update(overrides)
+    return parse_config(data)
+
+
+def dev_secdist(**overrides: Any) -> Secdist:
+    data = load_yaml(REPO_DEV_CONFIG / "secdist.yaml")
+    data.update(overrides)
+    return parse_secdist(data)
+
+
+def point_services_at(config: QrpayConfig, base_url: str, *names: str, **extra: Any) -> QrpayConfig:
+    data = config.model_dump(mode="json")
+    for name in names:
+        data["services"][name] = {**data["services"][name], "base_url": base_url, **extra}
+    return parse_config(data)
+
+
+def make_context(
+    service: str,
+    tmp_path: Path,
+    *,
+    config: QrpayConfig | None = None,
+    secdist: Secdist | None = None,
+    clock: Clock | None = None,
+    background_jobs: bool = False,
+) -> ServiceContext:
+    runtime = RuntimeConfig.fixed(config or dev_config(), secdist or dev_secdist())
+    settings = Settings(data_dir=tmp_path)
+    return ServiceContext(
+        name=service,
+        settings=settings,
+        runtime=runtime,
+        clock=clock or FrozenClock(),
+        run_background_jobs=background_jobs,
+    )
+
+
+@asynccontextmanager
+async def running_service(ctx: ServiceContext) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The service's app with its lifespan run, and an httpx client talking to it in-process."""
+    if ctx.name.replace("-", "_") in SERVICES_WITH_DATABASE:
+        upgrade(ctx.name, ctx.database_url())
+    app = build_app(ctx)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield app, client
