@@ -1,0 +1,45 @@
+# qrpay developer commands. `make run` and `make test` are all a newcomer needs.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PG_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
+
+.PHONY: run install test test-unit test-component test-integration test-e2e lint bench-pos clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/qrpay up
+
+test: $(STAMP)
+	$(BIN)/pytest tests -q -p no:cacheprovider
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
+
+test-component: $(STAMP)
+	$(BIN)/pytest tests/component -q
+
+test-integration: $(STAMP)
+	QRPAY_TEST_POSTGRES_URL=$${QRPAY_TEST_POSTGRES_URL:-$(PG_ADMIN_URL)} $(BIN)/pytest tests/integration -q
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest tests/e2e -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+bench-pos: $(STAMP)
+	$(BIN)/python -m qrpay.bench.pos
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
