@@ -71,7 +71,7 @@ class MockServer:
             {
                 "json": orjson.loads(raw) if raw else None,
                 "query": dict(request.query),
-                "headers": dict(request.headers),
+                "headers": request.headers.copy(),
             }
         )
         result = route.handler(request)

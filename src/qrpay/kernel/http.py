@@ -140,19 +140,25 @@ class RequestMiddleware:
             return
 
         received = 0
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge
+                    # Frameworks turn exceptions raised while reading into 400s;
+                    # a disconnect stops the read, and send_checked answers 413.
+                    too_large = True
+                    return {"type": "http.disconnect"}
             return message
 
         header_value = request_id.encode()
 
-        async def send_with_id(message: Message) -> None:
+        async def send_checked(message: Message) -> None:
+            if too_large:
+                return
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
                 headers = list(message.get("headers", []))
@@ -161,13 +167,16 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_with_id)
-        except _BodyTooLarge:
-            status_holder[0] = 413
-            await error_response(PayloadTooLarge(f"the body is larger than {limit} bytes"))(
-                scope, receive, send
-            )
+            await self.app(scope, limited_receive, send_checked)
+        except Exception:
+            if not too_large:
+                raise
         finally:
+            if too_large:
+                status_holder[0] = 413
+                await error_response(PayloadTooLarge(f"the body is larger than {limit} bytes"))(
+                    scope, receive, send
+                )
             self._observe(scope, status_holder[0], started)
             structlog.contextvars.unbind_contextvars("request_id")
             reset_request_id(token)
@@ -178,10 +187,6 @@ class RequestMiddleware:
         method = scope.get("method", "")
         self.metrics.http_requests.labels(handler, method, str(status)).inc()
         self.metrics.http_latency.labels(handler, method).observe(time.perf_counter() - started)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -48,15 +48,16 @@ def minor_units(currency: str) -> int:
 
 def parse_amount(text: str, currency: str, *, allow_negative: bool = False) -> Decimal:
     """Parse a wire amount, rejecting anything that is not a plain decimal string."""
+    places = minor_units(currency)
     if not isinstance(text, str):
         raise InvalidInput("an amount must be a decimal string", code="invalid_amount")
     match = _AMOUNT_RE.match(text)
     if match is None:
         raise InvalidInput(f"{text[:40]!r} is not a decimal amount", code="invalid_amount")
     sign, _, fraction = match.groups()
-    if fraction is not None and len(fraction) > minor_units(currency):
+    if fraction is not None and len(fraction) > places:
         raise InvalidInput(
-            f"{currency} amounts have at most {minor_units(currency)} decimal places",
+            f"{currency} amounts have at most {places} decimal places",
             code="invalid_amount",
         )
     if sign and not allow_negative:

@@ -1,0 +1,83 @@
+import os
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from qrpay.kernel.config import parse_config, parse_secdist
+from qrpay.kernel.reloading import RuntimeConfig
+from qrpay.kernel.settings import REPO_DEV_CONFIG
+
+
+def _dev(name: str) -> dict:
+    return yaml.safe_load((REPO_DEV_CONFIG / name).read_text())
+
+
+def test_dev_files_are_valid() -> None:
+    config = parse_config(_dev("config.yaml"))
+    secdist = parse_secdist(_dev("secdist.yaml"))
+    assert {r.zone for r in config.restaurants} >= {"moscow", "spb"}
+    assert len({r.cashback_rate for r in config.restaurants}) > 1
+    assert secdist.api_keys[0].client_ids >= {"rest-1", "rest-2"}
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        lambda c: c["restaurants"][0].update(cashback_rate="150"),
+        lambda c: c["restaurants"][0].update(currencies=["XXX"]),
+        lambda c: c["restaurants"].append(dict(c["restaurants"][0])),
+        lambda c: c.update(bill_text_templates={"ru": "no rate here"}),
+        lambda c: c.update(unknown_section=1),
+        lambda c: c["experiments"]["flags"]["go_pay_enabled"].pop("variants"),
+        lambda c: c["services"].update(nonsense={"base_url": "http://x"}),
+    ],
+)
+def test_invalid_configs_are_rejected(mutation) -> None:
+    data = _dev("config.yaml")
+    mutation(data)
+    with pytest.raises(ValidationError):
+        parse_config(data)
+
+
+def test_secrets_do_not_print() -> None:
+    secdist = parse_secdist(_dev("secdist.yaml"))
+    assert "demo-pos-key" not in repr(secdist)
+    assert "dev-hmac" not in str(secdist)
+
+
+def _write(path: Path, data: dict) -> None:
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    # Make sure the change is visible even on coarse mtime file systems.
+    stamp = time.time_ns() + 1_000_000_000
+    os.utime(path, ns=(stamp, stamp))
+
+
+def test_reload_takes_good_changes_and_keeps_last_good_on_bad(tmp_path: Path) -> None:
+    config_path, secdist_path = tmp_path / "config.yaml", tmp_path / "secdist.yaml"
+    data = _dev("config.yaml")
+    _write(config_path, data)
+    _write(secdist_path, _dev("secdist.yaml"))
+    runtime = RuntimeConfig.from_files(config_path, secdist_path)
+    seen: list[int] = []
+    runtime.on_change(lambda: seen.append(1))
+    assert runtime.config.restaurants[0].cashback_rate == 30
+
+    data["restaurants"][0]["cashback_rate"] = "35"
+    _write(config_path, data)
+    assert runtime.check_now()
+    assert runtime.config.restaurants[0].cashback_rate == 35
+    assert seen == [1]
+
+    config_path.write_text("restaurants: [this is: not valid")
+    os.utime(config_path, ns=(time.time_ns() + 2_000_000_000,) * 2)
+    assert not runtime.check_now()
+    assert runtime.config.restaurants[0].cashback_rate == 35
+
+    data["restaurants"][0]["cashback_rate"] = "-1"
+    _write(config_path, data)
+    assert not runtime.check_now()
+    assert runtime.config.restaurants[0].cashback_rate == 35
+    assert runtime._config.rejections == 2  # type: ignore[attr-defined]
