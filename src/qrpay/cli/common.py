@@ -1,0 +1,46 @@
+"""Pieces the commands share: settings from the environment, one-line failures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from sqlalchemy.engine import make_url
+
+from qrpay.kernel.settings import Settings
+from qrpay.pos_sim.errors import error_line
+
+
+def say_error(message: str) -> None:
+    typer.echo(error_line(message), err=True)
+
+
+def settings_with(**defaults: Any) -> Settings:
+    """Settings where an explicit QRPAY_* variable beats the value the command would pick."""
+    chosen = {
+        key: value
+        for key, value in defaults.items()
+        if value is not None and f"QRPAY_{key.upper()}" not in os.environ
+    }
+    return Settings(**chosen)
+
+
+def safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable url>"
+
+
+def describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+
+
+def relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

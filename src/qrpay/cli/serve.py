@@ -1,0 +1,76 @@
+"""``qrpay serve NAME``: one service, the production way."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import uvicorn
+
+from qrpay.cli.common import describe, safe_url, say_error, settings_with
+from qrpay.kernel.config import DEFAULT_PORTS, load_yaml, parse_secdist
+from qrpay.kernel.logging import configure_logging
+from qrpay.kernel.migrations import upgrade
+from qrpay.runner.context import has_database, import_service_module, known_services
+from qrpay.runner.embedded import EmbeddedError, bind_socket
+from qrpay.runner.factory import SERVICE_ENV
+
+FACTORY = "qrpay.runner.factory:create_app"
+
+
+def fresh_metrics_dir(data_dir: Path, service: str) -> Path:
+    # Files of dead workers from an earlier run would be summed in: start empty every time.
+    parent = data_dir / "prometheus"
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{service}-", dir=parent))
+
+
+def run_serve(*, name: str, host: str | None, port: int | None, workers: int, migrate: bool) -> int:
+    if name not in known_services():
+        say_error(f"unknown service {name!r}; known: {', '.join(known_services())}")
+        return 2
+    settings = settings_with(host=host)
+    host = settings.host
+    port = port if port is not None else DEFAULT_PORTS[name]
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        import_service_module(name)
+        secdist = parse_secdist(load_yaml(settings.secdist))
+    except Exception as exc:
+        say_error(f"cannot start {name}: {describe(exc)}")
+        return 2
+
+    if migrate and has_database(name):
+        url = settings.database_url(name, secdist.databases)
+        try:
+            upgrade(name, url)
+        except Exception as exc:
+            say_error(f"migrating {name} at {safe_url(url)} failed: {describe(exc)}")
+            return 2
+
+    try:
+        # uvicorn would only log a busy port; check first so the operator gets one clear line.
+        bind_socket(host, port, name).close()
+    except EmbeddedError as exc:
+        say_error(str(exc))
+        return 2
+
+    os.environ[SERVICE_ENV] = name
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(fresh_metrics_dir(settings.data_dir, name))
+
+    uvicorn.run(
+        FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+    )
+    return 0

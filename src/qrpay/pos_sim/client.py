@@ -1,0 +1,147 @@
+"""The two POS calls of iiko-integration (SPEC 4.1), with failures turned into one line each."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from qrpay.pos_sim.errors import PosSimError
+
+SERVICE = "iiko-integration"
+
+
+@dataclass(frozen=True)
+class BillLine:
+    type: str
+    value: str
+
+
+@dataclass(frozen=True)
+class CreatedOrder:
+    order_id: str
+    bill_lines: tuple[BillLine, ...]
+
+    @property
+    def text_lines(self) -> list[str]:
+        return [line.value for line in self.bill_lines if line.type == "text"]
+
+    @property
+    def deeplink(self) -> str | None:
+        return next((line.value for line in self.bill_lines if line.type == "qr-code"), None)
+
+
+def connection_error_line(url: str, exc: BaseException) -> str:
+    reason = _reason(exc)
+    return f"error: cannot reach {SERVICE} at {url} ({reason}) — is `qrpay up` running?"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    cause = getattr(exc, "os_error", None) or exc.__cause__ or exc
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    text = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
+    return " ".join(str(text).split()).lower()
+
+
+def http_error_line(
+    status: int, body: bytes, *, api_key_name: str = "--api-key", client_id: str = ""
+) -> str:
+    code, message = _error_body(body)
+    if status == 401:
+        return f"error: {SERVICE} rejected the API key (401 {code or 'unauthorized'}) — check {api_key_name}"
+    if status == 403:
+        return (
+            f"error: the API key is not allowed for restaurant {client_id!r} "
+            f"(403 {code or 'forbidden'}) — check --client-id"
+        )
+    detail = f"{code}: {message}" if code and message else code or message or "no details"
+    return f"error: {SERVICE} answered {status} ({detail})"
+
+
+def _error_body(body: bytes) -> tuple[str, str]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8", "replace").strip()
+        return "", " ".join(text.split())[:200]
+    if isinstance(data, dict):
+        return str(data.get("code", "")), " ".join(str(data.get("message", "")).split())[:300]
+    return "", ""
+
+
+class PosClient:
+    def __init__(self, base_url: str, api_key: str, *, timeout_seconds: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> PosClient:
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        assert self._session is not None, "use PosClient as an async context manager"
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._session.post(
+                url, json=body, headers={"X-API-Key": self._api_key}
+            ) as response:
+                raw = await response.read()
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise Unreachable(connection_error_line(self.base_url, exc)) from None
+        if status != 200:
+            raise HttpError(status, raw, str(body.get("client_id", "")))
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise PosSimError(
+                f"error: {SERVICE} answered 200 with a body that is not JSON"
+            ) from None
+
+    async def create_order(self, body: dict[str, Any]) -> CreatedOrder:
+        data = await self._post("/orders", body)
+        try:
+            return CreatedOrder(
+                order_id=str(data["order_id"]),
+                bill_lines=tuple(
+                    BillLine(type=str(line["type"]), value=str(line["value"]))
+                    for line in data["bill_lines"]
+                ),
+            )
+        except (KeyError, TypeError) as exc:
+            raise PosSimError(
+                f"error: {SERVICE} answered an unexpected body (missing {exc})"
+            ) from None
+
+    async def order_status(self, client_id: str, order_id: str) -> str:
+        data = await self._post("/orders/list", {"client_id": client_id, "orders": [order_id]})
+        try:
+            for entry in data["orders"]:
+                if entry["id"] == order_id:
+                    return str(entry["status"])
+        except (KeyError, TypeError) as exc:
+            raise PosSimError(
+                f"error: {SERVICE} answered an unexpected body (missing {exc})"
+            ) from None
+        return "NOT_FOUND"
+
+
+class HttpError(PosSimError):
+    def __init__(self, status: int, body: bytes, client_id: str) -> None:
+        super().__init__(http_error_line(status, body, client_id=client_id))
+        self.status = status
+
+
+class Unreachable(PosSimError):
+    """The service did not answer at all (down, refused, timed out)."""

@@ -1,0 +1,27 @@
+"""The import string uvicorn's workers load: ``qrpay.runner.factory:create_app`` (factory=True).
+
+Each worker process builds its app from the environment, since uvicorn cannot
+pass arguments to a factory across processes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+from qrpay.kernel.logging import configure_logging
+from qrpay.kernel.settings import Settings
+from qrpay.runner.context import build_service_app, make_context
+
+SERVICE_ENV = "QRPAY_SERVICE"
+
+
+def create_app() -> FastAPI:
+    service = os.environ.get(SERVICE_ENV)
+    if not service:
+        raise RuntimeError(f"{SERVICE_ENV} is not set: which service should this process run?")
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    # Production: every instance runs its jobs; the jobs are safe to run on several instances.
+    return build_service_app(make_context(service, settings, background_jobs=True))
