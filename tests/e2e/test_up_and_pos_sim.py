@@ -1,0 +1,174 @@
+"""`qrpay up` and `qrpay pos-sim` as an operator runs them: real processes, real ports."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import zxingcpp
+from PIL import Image
+
+from qrpay.kernel.deeplink import verify
+from qrpay.kernel.service import SERVICE_MODULES
+from qrpay.runner.embedded import ports_for
+from tests.support.processes import (
+    QRPAY,
+    free_port,
+    free_port_base,
+    kill_group,
+    run,
+    start,
+    terminate,
+    wait_for_http,
+    wait_for_text,
+)
+from tests.support.services import dev_secdist
+
+pytestmark = pytest.mark.e2e
+
+DEV_KEY = dev_secdist().api_keys[0].key.get_secret_value()
+HMAC_KEYS = dev_secdist().hmac_keys
+
+
+class Up:
+    def __init__(self, data_dir: Path, base: int, log: Path) -> None:
+        self.data_dir = data_dir
+        self.base = base
+        self.log = log
+        self.ports = ports_for(base)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def iiko(self) -> str:
+        return f"http://127.0.0.1:{self.ports['iiko-integration']}"
+
+    def start(self) -> None:
+        self.process = start(
+            [QRPAY, "up", "--data-dir", str(self.data_dir), "--port-base", str(self.base)],
+            log=self.log,
+        )
+        wait_for_http(
+            [f"http://127.0.0.1:{self.ports[name]}/ping" for name in SERVICE_MODULES],
+            timeout=60,
+            process=self.process,
+            log=self.log,
+        )
+
+    def stop(self) -> int:
+        assert self.process is not None
+        return terminate(self.process, sig=signal.SIGINT, timeout=10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    base = free_port_base(len(ports_for(8080)))
+    instance = Up(tmp_path / "var", base, tmp_path / "up.log")
+    try:
+        yield instance
+    finally:
+        if instance.process is not None:
+            kill_group(instance.process)
+
+
+def order_statuses(iiko: str, order_ids: list[str]) -> list[dict[str, str]]:
+    answer = httpx.post(
+        f"{iiko}/orders/list",
+        json={"client_id": "rest-1", "orders": order_ids},
+        headers={"X-API-Key": DEV_KEY},
+        timeout=5,
+    )
+    assert answer.status_code == 200, answer.text
+    orders: list[dict[str, str]] = answer.json()["orders"]
+    return orders
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_up_pos_sim_stop_and_restart(up: Up, tmp_path: Path) -> None:
+    up.start()
+    assert (up.data_dir / "config.yaml").exists()
+    assert (up.data_dir / "secdist.yaml").exists()
+    wait_for_text(up.log, f"qrpay pos-sim --url {up.iiko}")
+
+    out_dir = tmp_path / "out"
+    sim = run(
+        [QRPAY, "pos-sim", "--url", up.iiko, "--no-wait", "--out-dir", str(out_dir)],
+        cwd=tmp_path,
+    )
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    link_lines = [line for line in sim.stdout.splitlines() if line.startswith("Link: ")]
+    assert len(link_lines) == 1, sim.stdout
+    printed_link = link_lines[0].removeprefix("Link: ")
+
+    qr_files = list(out_dir.glob("*-qr.png"))
+    assert len(qr_files) == 1
+    assert len(list(out_dir.glob("*-receipt.png"))) == 1
+    decoded = zxingcpp.read_barcodes(Image.open(qr_files[0]))
+    assert [code.text for code in decoded] == [printed_link]
+
+    link = urlsplit(printed_link)
+    assert f"{link.scheme}://{link.netloc}{link.path}" == (
+        f"http://127.0.0.1:{up.ports['api-proxy']}/go-pay/orders"
+    )
+    query = parse_qs(link.query)
+    order_id = query["order_id"][0]
+    assert f"Order id:   {order_id}" in sim.stdout
+    assert verify(HMAC_KEYS, order_id, "rest-1", query["hmac"][0])
+    assert not verify(HMAC_KEYS, order_id, "rest-2", query["hmac"][0])
+
+    assert order_statuses(up.iiko, [order_id]) == [{"id": order_id, "status": "WAITING"}]
+
+    wrong_key = run(
+        [QRPAY, "pos-sim", "--url", up.iiko, "--no-wait", "--api-key", "not-the-key-0123456789"],
+        cwd=tmp_path,
+    )
+    assert wrong_key.returncode == 2
+    assert_one_error_line(wrong_key, "401")
+
+    forbidden = run(
+        [QRPAY, "pos-sim", "--url", up.iiko, "--no-wait", "--client-id", "rest-3"],
+        cwd=tmp_path,
+    )
+    assert forbidden.returncode == 2
+    assert_one_error_line(forbidden, "403")
+
+    assert up.stop() == 0, up.output()
+    assert "Traceback" not in up.output()
+
+    # Same data directory: the config is reused and the order is still there.
+    up.start()
+    assert order_statuses(up.iiko, [order_id]) == [{"id": order_id, "status": "WAITING"}]
+    assert up.stop() == 0, up.output()
+
+
+def test_pos_sim_against_a_closed_port_says_so_in_one_line(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run([QRPAY, "pos-sim", "--url", url, "--no-wait"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert_one_error_line(result, f"cannot reach iiko-integration at {url}", "qrpay up")
+
+
+def test_up_on_a_busy_port_fails_in_one_line(up: Up) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", up.ports["eda"]))
+        holder.listen()
+        result = run([QRPAY, "up", "--data-dir", str(up.data_dir), "--port-base", str(up.base)])
+    assert result.returncode == 2
+    assert_one_error_line(result, f"port {up.ports['eda']}", "already in use")

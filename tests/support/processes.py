@@ -1,0 +1,154 @@
+"""Real processes for the e2e and integration tiers: free ports, start, wait, stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import httpx
+
+VENV_BIN = Path(sys.executable).parent
+QRPAY = str(VENV_BIN / "qrpay")
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_base(count: int, *, attempts: int = 20, low: int = 20000, high: int = 60000) -> int:
+    """A base port with ``count`` consecutive free ports after it (probing random bases)."""
+    for _ in range(attempts):
+        base = random.randrange(low, high - count)
+        if all(port_is_free(base + offset) for offset in range(count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports found in {attempts} tries")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QRPAY_", "PROMETHEUS_"))}
+    env.update(PYTHONUNBUFFERED="1", COLUMNS="120")
+    env.update(extra)
+    return env
+
+
+def start(
+    args: Sequence[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a process with stdout and stderr in ``log`` (read it when something fails)."""
+    handle = log.open("ab")
+    try:
+        return subprocess.Popen(
+            list(args),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env or child_env(),
+            cwd=cwd,
+            # Its own group: a test's SIGINT reaches it alone, as a Ctrl-C would.
+            start_new_session=True,
+        )
+    finally:
+        handle.close()
+
+
+def run(
+    args: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args),
+        capture_output=True,
+        text=True,
+        env=env or child_env(),
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def wait_for_http(
+    urls: Iterable[str],
+    *,
+    timeout: float = 30.0,
+    process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Wait until every URL answers 200; fail early, with the log, if the process died."""
+    pending = list(urls)
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as client:
+        while pending:
+            if process is not None and process.poll() is not None:
+                raise AssertionError(
+                    f"process exited with {process.returncode} before {pending[0]} answered"
+                    + (f":\n{log.read_text(errors='replace')}" if log else "")
+                )
+            try:
+                if client.get(pending[0]).status_code == 200:
+                    pending.pop(0)
+                    continue
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{pending[0]} did not answer within {timeout}s"
+                    + (f":\n{log.read_text(errors='replace')}" if log else "")
+                )
+            time.sleep(0.1)
+
+
+def wait_for_text(log: Path, text: str, *, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        content = log.read_text(errors="replace") if log.exists() else ""
+        if text in content:
+            return content
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} did not appear in {log} within {timeout}s:\n{content}")
+        time.sleep(0.05)
+
+
+def terminate(
+    process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 10.0
+) -> int:
+    """Send ``sig``, wait up to ``timeout``, then kill; return the exit code (or -9 if killed)."""
+    if process.poll() is not None:
+        return process.returncode
+    process.send_signal(sig)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return -9
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Clean-up after a failed test: the process and any workers it forked."""
+    # The group, even when the leader is gone: uvicorn's workers may outlive it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    if process.poll() is None:
+        process.wait()
