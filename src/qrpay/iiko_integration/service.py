@@ -1,0 +1,113 @@
+"""iiko-integration's use cases: fetch what the rules need, apply them, call eda."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import Counter
+
+from qrpay.eda import schemas as eda
+from qrpay.eda.client import EdaClient
+from qrpay.iiko_integration import domain
+from qrpay.iiko_integration.auth import ApiKeyAuth, authorize
+from qrpay.iiko_integration.rollout import Rollout
+from qrpay.iiko_integration.schemas import (
+    BillLine,
+    BillLineType,
+    CreateOrderRequest,
+    CreateOrderResponse,
+    ListOrdersRequest,
+    RestaurantItem,
+)
+from qrpay.kernel.errors import DependencyUnavailable
+from qrpay.kernel.reloading import RuntimeConfig
+
+
+class IikoService:
+    def __init__(
+        self,
+        *,
+        runtime: RuntimeConfig,
+        eda_client: EdaClient,
+        orders_created: Counter,
+        rollout: Rollout | None = None,
+    ) -> None:
+        self._runtime = runtime
+        self._eda = eda_client
+        self._orders_created = orders_created
+        self._rollout = rollout or Rollout()
+        self.auth = ApiKeyAuth(lambda: runtime.secdist)
+
+    def authenticate(self, api_key: str | None) -> frozenset[str]:
+        return self.auth.authenticate(api_key)
+
+    async def create_order(
+        self, allowed: frozenset[str], request: CreateOrderRequest
+    ) -> CreateOrderResponse:
+        config = self._runtime.config
+        # The key's scope is checked before the restaurant so a key cannot probe other restaurants.
+        authorize(allowed, request.client_id)
+        restaurant = domain.order_restaurant(config, request.client_id)
+        domain.check_bill(restaurant, request.bill, config.orders.max_amount)
+
+        deadline_ms = config.orders.create_deadline_ms
+        eda_request = eda.CreateOrderRequest(
+            client_id=request.client_id,
+            internal_order_id=request.internal_order_id,
+            bill=request.bill,
+        )
+        try:
+            # The client already budgets its tries; this also caps anything it does not time.
+            async with asyncio.timeout(deadline_ms / 1000):
+                created = await self._eda.create_order(eda_request, deadline_ms=deadline_ms)
+        except TimeoutError:
+            raise DependencyUnavailable(
+                f"eda did not answer in {deadline_ms} ms", code="eda_unavailable"
+            ) from None
+        if created.outcome is eda.CreateOutcome.CREATED:
+            self._orders_created.labels(request.client_id).inc()
+
+        order_id = created.order.order_id
+        link = domain.qr_link(
+            config.deeplink.base, self._runtime.secdist.hmac_keys, order_id, request.client_id
+        )
+        return CreateOrderResponse(
+            order_id=order_id,
+            bill_lines=[
+                BillLine(
+                    type=BillLineType.TEXT,
+                    value=domain.bill_text(config.bill_text_templates, restaurant),
+                ),
+                BillLine(type=BillLineType.QR_CODE, value=link),
+            ],
+        )
+
+    async def list_orders(
+        self, allowed: frozenset[str], request: ListOrdersRequest
+    ) -> list[tuple[str, domain.PosStatus]]:
+        authorize(allowed, request.client_id)
+        # One eda call for the distinct ids; the answer is spread back over the request.
+        found = await self._eda.statuses(list(dict.fromkeys(request.orders)))
+        return domain.pos_statuses(request.orders, found, request.client_id)
+
+    def is_available(
+        self, *, nearest_zone: str | None, uuid: str | None, phone_id: str | None
+    ) -> bool:
+        if not (nearest_zone and uuid and phone_id):
+            return False
+        return self._rollout.is_available(
+            self._runtime.config.experiments,
+            uuid=uuid,
+            phone_id=phone_id,
+            nearest_zone=nearest_zone,
+        )
+
+    def restaurants(
+        self, *, nearest_zone: str | None, uuid: str | None, phone_id: str | None
+    ) -> list[RestaurantItem]:
+        if not self.is_available(nearest_zone=nearest_zone, uuid=uuid, phone_id=phone_id):
+            return []
+        return [
+            RestaurantItem(id=r.client_id, name=r.name, cashback=r.rate_text, address=r.address)
+            for r in domain.zone_restaurants(self._runtime.config, nearest_zone or "")
+        ]
