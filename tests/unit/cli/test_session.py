@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from qrpay.cli.main import app
+from qrpay.pos_sim.bill import build_order_request
+from qrpay.pos_sim.client import HttpError, PosClient, Unreachable
+from qrpay.pos_sim.errors import EXIT_NOT_PAYED, EXIT_PAYED
+from qrpay.pos_sim.session import SessionOptions, poll_until_final
+
+
+class FakeClient:
+    """Answers order_status from a script: a status string or an exception to raise."""
+
+    def __init__(self, script: list[str | Exception]) -> None:
+        self._script: Iterator[str | Exception] = iter(script)
+        self.calls = 0
+
+    async def order_status(self, client_id: str, order_id: str) -> str:
+        self.calls += 1
+        step = next(self._script)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+async def poll(script: list[str | Exception], *, timeout: float = 5.0) -> tuple[int, str]:
+    console = Console(record=True, width=200)
+    options = SessionOptions(
+        url="http://x",
+        api_key="k",
+        out_dir=Path("."),
+        timeout_seconds=timeout,
+        poll_interval_seconds=0,
+    )
+    code = await poll_until_final(
+        cast(PosClient, FakeClient(script)), build_order_request(), "ord-1", options, console
+    )
+    return code, console.export_text()
+
+
+async def test_paid_order_exits_zero() -> None:
+    code, output = await poll(["WAITING", "WAITING", "PAYED"])
+    assert code == EXIT_PAYED
+    assert "order ord-1: PAID" in output
+
+
+@pytest.mark.parametrize("final", ["CANCELED", "NOT_FOUND"])
+async def test_closed_or_unknown_order_exits_one(final: str) -> None:
+    code, output = await poll(["WAITING", final])
+    assert code == EXIT_NOT_PAYED
+    assert f"order ord-1: {final}" in output
+
+
+async def test_timeout_exits_one() -> None:
+    code, output = await poll(["WAITING"] * 1000, timeout=0.01)
+    assert code == EXIT_NOT_PAYED
+    assert "still not paid" in output
+
+
+async def test_a_short_outage_is_ridden_out() -> None:
+    outage: list[str | Exception] = [
+        Unreachable("error: cannot reach"),
+        HttpError(503, b'{"code": "eda_unavailable", "message": "down"}', "rest-1"),
+    ]
+    code, _ = await poll(["WAITING", *outage, "PAYED"])
+    assert code == EXIT_PAYED
+
+
+async def test_a_long_outage_or_a_rejected_key_ends_the_session() -> None:
+    with pytest.raises(Unreachable):
+        await poll([Unreachable("error: cannot reach")] * 10)
+    with pytest.raises(HttpError) as caught:
+        await poll([HttpError(401, b'{"code": "unauthorized", "message": "no"}', "rest-1")])
+    assert caught.value.status == 401
+
+
+def one_error_line(result: Any) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return str(lines[0])
+
+
+def test_cli_bad_item_is_one_line_and_exit_two() -> None:
+    result = CliRunner().invoke(app, ["pos-sim", "--item", "Borscht", "--no-wait"])
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith("error: --item 'Borscht'")
+
+
+def test_cli_bad_bill_file_is_one_line_and_exit_two(tmp_path: Path) -> None:
+    path = tmp_path / "bill.json"
+    path.write_text(json.dumps({"elements": []}))
+    result = CliRunner().invoke(app, ["pos-sim", "--bill-file", str(path), "--no-wait"])
+    assert result.exit_code == 2
+    assert "bill.elements must be a non-empty list" in one_error_line(result)
+
+
+def test_cli_db_upgrade_of_a_service_without_database() -> None:
+    result = CliRunner().invoke(app, ["db", "upgrade", "iiko-integration"])
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith("error: no database for iiko-integration")
+
+
+def test_cli_serve_unknown_service() -> None:
+    result = CliRunner().invoke(app, ["serve", "nope"])
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith("error: unknown service 'nope'")
