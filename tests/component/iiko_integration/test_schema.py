@@ -16,7 +16,7 @@ import pytest
 import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import positive_data_acceptance, unsupported_method
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from qrpay.kernel.service import build_app
 from tests.component.iiko_integration.conftest import HEADERS, eda_order
@@ -64,9 +64,6 @@ EXCLUDED_CHECKS = [
     # Schema-valid is not business-valid: an unknown currency, a restaurant the key is not for,
     # an amount with more digits than the currency has are 400/403 by contract.
     positive_data_acceptance,
-    # kernel.http drops the `Allow` header of its 405 answers (reported); that is every
-    # service's behaviour, not this one's.
-    unsupported_method,
 ]
 
 schema = schemathesis.pytest.from_fixture("iiko_schema")
