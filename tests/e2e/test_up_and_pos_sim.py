@@ -172,3 +172,43 @@ def test_up_on_a_busy_port_fails_in_one_line(up: Up) -> None:
         result = run([QRPAY, "up", "--data-dir", str(up.data_dir), "--port-base", str(up.base)])
     assert result.returncode == 2
     assert_one_error_line(result, f"port {up.ports['eda']}", "already in use")
+
+
+def test_pos_sim_waits_until_the_order_is_paid(up: Up, tmp_path: Path) -> None:
+    up.start()
+    log = tmp_path / "pos-sim.log"
+    sim = start(
+        [
+            QRPAY,
+            "pos-sim",
+            "--url",
+            up.iiko,
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--poll-interval",
+            "0.2",
+            "--timeout",
+            "60",
+            "--item",
+            "Tea=100",
+        ],
+        log=log,
+        cwd=tmp_path,
+    )
+    try:
+        output = wait_for_text(log, "Receipt: ", timeout=30)
+        link = next(line for line in output.splitlines() if line.startswith("Link: "))
+        order_id = parse_qs(urlsplit(link.removeprefix("Link: ")).query)["order_id"][0]
+        # Stand in for payments-eda: the payment it would make, straight on eda.
+        eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payment"
+        started = httpx.post(
+            f"{eda}/start", json={"payment_id": "pay-1", "amount": "100.00", "currency": "RUB"}
+        )
+        assert started.status_code == 200, started.text
+        completed = httpx.post(f"{eda}/complete", json={"payment_id": "pay-1"})
+        assert completed.status_code == 200, completed.text
+        assert sim.wait(timeout=30) == 0, log.read_text()
+        assert f"order {order_id}: PAID 100.00 RUB" in log.read_text()
+    finally:
+        kill_group(sim)
+    assert up.stop() == 0
