@@ -1,0 +1,98 @@
+"""eda's HTTP routes: parse, call the service, serialize. Paths match ``eda.client``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from qrpay.eda.domain import Order
+from qrpay.eda.schemas import (
+    CreateOrderRequest,
+    CreateOrderResponse,
+    OrderView,
+    PaymentRef,
+    StartPaymentRequest,
+    StatusesRequest,
+    StatusesResponse,
+)
+from qrpay.eda.service import OrderService
+from qrpay.kernel.http import error_responses, json_response
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+
+def _service(request: Request) -> OrderService:
+    service: OrderService = request.app.state.orders
+    return service
+
+
+def order_view(order: Order) -> OrderView:
+    return OrderView(
+        order_id=order.id,
+        client_id=order.client_id,
+        internal_order_id=order.internal_order_id,
+        status=order.status,
+        bill=order.bill,
+        bill_version=order.bill_version,
+        payment_id=order.payment_id,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+
+
+@router.post(
+    "",
+    summary="Create an order from a pre-check, or get the one already made for it",
+    responses=error_responses(409),
+)
+async def create_order(body: CreateOrderRequest, request: Request) -> CreateOrderResponse:
+    order, outcome = await _service(request).create(
+        body.client_id, body.internal_order_id, body.bill
+    )
+    return CreateOrderResponse(order=order_view(order), outcome=outcome)
+
+
+@router.post(
+    "/statuses",
+    summary="Statuses of up to 100 orders; unknown ids are left out",
+    response_model=StatusesResponse,
+)
+async def statuses(body: StatusesRequest, request: Request) -> Response:
+    # The hot path: rows go straight to JSON without a model per order.
+    rows = await _service(request).statuses(body.order_ids)
+    return json_response(200, {"orders": rows})
+
+
+@router.get("/{order_id}", summary="One order", responses=error_responses(404))
+async def get_order(order_id: str, request: Request) -> OrderView:
+    return order_view(await _service(request).get(order_id))
+
+
+@router.post(
+    "/{order_id}/payment/start",
+    summary="A payment of the current bill begins; the bill is locked until it ends",
+    responses=error_responses(404, 409),
+)
+async def start_payment(order_id: str, body: StartPaymentRequest, request: Request) -> OrderView:
+    order = await _service(request).start_payment(
+        order_id, body.payment_id, body.amount, body.currency
+    )
+    return order_view(order)
+
+
+@router.post(
+    "/{order_id}/payment/fail",
+    summary="The payment failed; the order is open for another attempt",
+    responses=error_responses(404, 409),
+)
+async def fail_payment(order_id: str, body: PaymentRef, request: Request) -> OrderView:
+    return order_view(await _service(request).fail_payment(order_id, body.payment_id))
+
+
+@router.post(
+    "/{order_id}/payment/complete",
+    summary="The payment succeeded; the order is paid",
+    responses=error_responses(404, 409),
+)
+async def complete_payment(order_id: str, body: PaymentRef, request: Request) -> OrderView:
+    return order_view(await _service(request).complete_payment(order_id, body.payment_id))

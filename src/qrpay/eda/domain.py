@@ -1,0 +1,149 @@
+"""The order aggregate: its states, the moves between them and the rules that guard them.
+
+Pure: no I/O, no framework. Every change goes through a method here that checks
+the move is allowed; the repository then writes it only if nobody changed the
+order in between (the ``version`` the order was read at).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from qrpay.eda.schemas import CreateOutcome, OrderStatus
+from qrpay.kernel.errors import Conflict
+from qrpay.kernel.schemas import Bill
+
+WAITING = OrderStatus.WAITING
+IN_PROGRESS = OrderStatus.PAYMENT_IN_PROGRESS
+PAYED = OrderStatus.PAYED
+CANCELED = OrderStatus.CANCELED
+
+ALLOWED_MOVES: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
+    {
+        (WAITING, IN_PROGRESS),
+        (IN_PROGRESS, WAITING),  # the hold failed: the guest may try again
+        (IN_PROGRESS, PAYED),
+        (WAITING, CANCELED),  # TTL; never while a payment is under way
+    }
+)
+
+# Orders the POS still tracks and the TTL job still watches.
+OPEN_STATUSES: tuple[OrderStatus, ...] = (WAITING, IN_PROGRESS)
+
+
+class TransitionNotAllowed(Exception):
+    """A bug, not a client error: a use case asked for a move the table forbids."""
+
+
+def same_bill(a: Bill, b: Bill) -> bool:
+    """Bills are equal when they print the same: ``"100"`` and ``"100.00"`` are one amount."""
+    return a.canonical() == b.canonical()
+
+
+def ttl_cutoff(now: datetime, ttl_seconds: int) -> datetime:
+    """Orders created before this are expired."""
+    return now - timedelta(seconds=ttl_seconds)
+
+
+def is_expired(status: OrderStatus, created_at: datetime, now: datetime, ttl_seconds: int) -> bool:
+    return status == WAITING and created_at < ttl_cutoff(now, ttl_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: str
+    client_id: str
+    internal_order_id: str
+    status: OrderStatus
+    bill: Bill
+    bill_version: int
+    payment_id: str | None
+    # Bumped on every write: a write succeeds only against the version it read.
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def new(
+        cls, *, order_id: str, client_id: str, internal_order_id: str, bill: Bill, now: datetime
+    ) -> Order:
+        return cls(
+            id=order_id,
+            client_id=client_id,
+            internal_order_id=internal_order_id,
+            status=WAITING,
+            bill=bill.canonical(),
+            bill_version=1,
+            payment_id=None,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _move(self, to: OrderStatus, now: datetime, *, payment_id: str | None) -> Order:
+        if (self.status, to) not in ALLOWED_MOVES:
+            raise TransitionNotAllowed(f"{self.status} -> {to}")
+        return replace(
+            self, status=to, payment_id=payment_id, version=self.version + 1, updated_at=now
+        )
+
+    def with_bill(self, bill: Bill, now: datetime) -> tuple[Order, CreateOutcome]:
+        """A repeated create: the same bill is a no-op; a new one replaces it while nobody pays."""
+        if same_bill(self.bill, bill):
+            return self, CreateOutcome.EXISTING
+        if self.status != WAITING or self.payment_id is not None:
+            raise Conflict(
+                f"order is {self.status}: its bill can no longer change", code="order_locked"
+            )
+        changed = replace(
+            self,
+            bill=bill.canonical(),
+            bill_version=self.bill_version + 1,
+            version=self.version + 1,
+            updated_at=now,
+        )
+        return changed, CreateOutcome.BILL_REPLACED
+
+    def start_payment(
+        self, payment_id: str, amount: Decimal, currency: str, now: datetime
+    ) -> Order:
+        if self.status == IN_PROGRESS:
+            if self.payment_id == payment_id:
+                return self
+            raise Conflict("another payment of this order is under way", code="payment_in_progress")
+        if self.status == PAYED:
+            raise Conflict("the order is already paid", code="already_paid")
+        if self.status == CANCELED:
+            raise Conflict("the order is closed", code="order_closed")
+        if currency != self.bill.currency or amount != self.bill.total:
+            raise Conflict("the bill has changed", code="bill_changed")
+        return self._move(IN_PROGRESS, now, payment_id=payment_id)
+
+    def fail_payment(self, payment_id: str, now: datetime) -> Order:
+        if self.status in (WAITING, CANCELED):
+            # Already failed (and maybe closed by TTL since): nothing is held any more.
+            return self
+        if self.payment_id != payment_id:
+            raise Conflict("the order's payment is another one", code="payment_mismatch")
+        if self.status == PAYED:
+            raise Conflict("the order is already paid", code="already_paid")
+        return self._move(WAITING, now, payment_id=None)
+
+    def complete_payment(self, payment_id: str, now: datetime) -> Order:
+        if self.status == CANCELED:
+            raise Conflict("the order is closed", code="order_closed")
+        if self.status == WAITING:
+            raise Conflict("no payment of this order is under way", code="payment_not_started")
+        if self.payment_id != payment_id:
+            raise Conflict("the order's payment is another one", code="payment_mismatch")
+        if self.status == PAYED:
+            return self
+        return self._move(PAYED, now, payment_id=payment_id)
+
+    def expire(self, now: datetime, ttl_seconds: int) -> Order:
+        """The TTL rule for one order; the job applies the same rule to many in one statement."""
+        if not is_expired(self.status, self.created_at, now, ttl_seconds):
+            return self
+        return self._move(CANCELED, now, payment_id=None)

@@ -1,0 +1,188 @@
+"""The orders table and every query on it (SQLAlchemy Core).
+
+Amounts are stored as canonical decimal strings, never floats: SQLite has no
+exact decimal type and the wire format is a string anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from qrpay.eda.domain import OPEN_STATUSES, Order, ttl_cutoff
+from qrpay.eda.schemas import OrderStatus
+from qrpay.kernel.clock import utc
+from qrpay.kernel.db import new_metadata
+from qrpay.kernel.schemas import Bill, BillElement
+
+metadata = new_metadata()
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("internal_order_id", String(128), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", String(32), nullable=False),
+    Column("elements", JSON, nullable=False),
+    Column("bill_version", Integer, nullable=False),
+    Column("payment_id", String(128), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # One order per POS order: the database, not the code, guarantees it.
+    UniqueConstraint("client_id", "internal_order_id", name="uq_orders_client_internal"),
+    Index("ix_orders_status_created_at", "status", "created_at"),
+)
+
+
+def _to_row(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "client_id": order.client_id,
+        "internal_order_id": order.internal_order_id,
+        "status": order.status.value,
+        "currency": order.bill.currency,
+        "amount": order.bill.amount,
+        "elements": [{"name": e.name, "amount": e.amount} for e in order.bill.elements],
+        "bill_version": order.bill_version,
+        "payment_id": order.payment_id,
+        "version": order.version,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    }
+
+
+def _to_order(row: Row[Any]) -> Order:
+    m = row._mapping
+    bill = Bill(
+        currency=m["currency"],
+        amount=m["amount"],
+        elements=[BillElement(name=e["name"], amount=e["amount"]) for e in m["elements"]],
+    )
+    return Order(
+        id=m["id"],
+        client_id=m["client_id"],
+        internal_order_id=m["internal_order_id"],
+        status=OrderStatus(m["status"]),
+        bill=bill,
+        bill_version=m["bill_version"],
+        payment_id=m["payment_id"],
+        version=m["version"],
+        created_at=utc(m["created_at"]),
+        updated_at=utc(m["updated_at"]),
+    )
+
+
+class OrderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def insert_if_absent(self, order: Order) -> bool:
+        """Insert unless (client_id, internal_order_id) exists; True when this call inserted."""
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(orders)
+            .values(_to_row(order))
+            .on_conflict_do_nothing(index_elements=["client_id", "internal_order_id"])
+        )
+        result = await self.session.execute(statement)
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        statement = select(orders).where(orders.c.id == order_id)
+        if for_update:
+            # PostgreSQL: writers of one order queue here. SQLite ignores it; its write
+            # transactions already hold the database lock (BEGIN IMMEDIATE).
+            statement = statement.with_for_update()
+        result = await self.session.execute(statement)
+        row = result.first()
+        return None if row is None else _to_order(row)
+
+    async def get_by_internal_id(
+        self, client_id: str, internal_order_id: str, *, for_update: bool = False
+    ) -> Order | None:
+        statement = select(orders).where(
+            orders.c.client_id == client_id,
+            orders.c.internal_order_id == internal_order_id,
+        )
+        if for_update:
+            statement = statement.with_for_update()
+        result = await self.session.execute(statement)
+        row = result.first()
+        return None if row is None else _to_order(row)
+
+    async def save(self, before: Order, after: Order) -> bool:
+        """Write ``after`` only if the row is still at ``before.version``; False if someone won."""
+        values = _to_row(after)
+        for key in ("id", "client_id", "internal_order_id", "created_at"):
+            del values[key]
+        result = await self.session.execute(
+            update(orders)
+            .where(orders.c.id == before.id, orders.c.version == before.version)
+            .values(values)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def statuses(self, order_ids: Sequence[str]) -> list[dict[str, str]]:
+        # The hot path: one indexed query, plain dicts, no model per row.
+        result = await self.session.execute(
+            select(orders.c.id, orders.c.client_id, orders.c.status).where(
+                orders.c.id.in_(order_ids)
+            )
+        )
+        return [
+            {"order_id": order_id, "client_id": client_id, "status": status}
+            for order_id, client_id, status in result.tuples()
+        ]
+
+    async def cancel_expired(self, now: datetime, ttl_seconds: int) -> int:
+        """The TTL rule of ``domain.is_expired`` as one set-based update.
+
+        The condition on status is re-checked by the database on every row it
+        changes, so an order that a concurrent start_payment moved on is skipped,
+        and several instances running this at once cancel each order once.
+        """
+        result = await self.session.execute(
+            update(orders)
+            .where(
+                orders.c.status == OrderStatus.WAITING.value,
+                orders.c.created_at < ttl_cutoff(now, ttl_seconds),
+            )
+            .values(
+                status=OrderStatus.CANCELED.value,
+                payment_id=None,
+                version=orders.c.version + 1,
+                updated_at=now,
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def count_open(self) -> int:
+        result = await self.session.execute(
+            select(func.count())
+            .select_from(orders)
+            .where(orders.c.status.in_([s.value for s in OPEN_STATUSES]))
+        )
+        return int(result.scalar_one())

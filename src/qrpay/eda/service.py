@@ -1,0 +1,128 @@
+"""eda's use cases. Each one is: load the order, let the domain decide, write if changed.
+
+A write only lands if the order is still at the version the decision was made
+on (and, on PostgreSQL, the row is locked while deciding), so two concurrent
+calls can never both win; the loser re-reads and decides again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from uuid import uuid4
+
+from qrpay.eda.domain import Order
+from qrpay.eda.metrics import EdaMetrics
+from qrpay.eda.repository import OrderRepository
+from qrpay.eda.schemas import CreateOutcome, OrderStatus
+from qrpay.kernel.clock import Clock
+from qrpay.kernel.db import Database
+from qrpay.kernel.errors import Conflict, NotFound
+from qrpay.kernel.money import parse_amount
+from qrpay.kernel.schemas import Bill
+
+# Losing an optimistic write means someone else changed the order; after a
+# re-read the decision is almost always final, so a few tries are plenty.
+ATTEMPTS = 5
+
+
+def _not_found(order_id: str) -> NotFound:
+    return NotFound(f"order {order_id[:64]!r} not found", code="order_not_found")
+
+
+def _busy() -> Conflict:
+    return Conflict("the order is changing concurrently, try again", code="order_busy")
+
+
+class OrderService:
+    def __init__(self, db: Database, clock: Clock, metrics: EdaMetrics) -> None:
+        self.db = db
+        self.clock = clock
+        self.metrics = metrics
+
+    async def create(
+        self, client_id: str, internal_order_id: str, bill: Bill
+    ) -> tuple[Order, CreateOutcome]:
+        fresh = Order.new(
+            order_id=uuid4().hex,
+            client_id=client_id,
+            internal_order_id=internal_order_id,
+            bill=bill,
+            now=self.clock.now(),
+        )
+        for _ in range(ATTEMPTS):
+            async with self.db.write() as session:
+                repo = OrderRepository(session)
+                # Insert first and let the unique constraint decide: reading first would
+                # let two instances both see "absent".
+                if await repo.insert_if_absent(fresh):
+                    await session.commit()
+                    self.metrics.created.inc()
+                    return fresh, CreateOutcome.CREATED
+                existing = await repo.get_by_internal_id(
+                    client_id, internal_order_id, for_update=True
+                )
+                if existing is None:  # pragma: no cover - orders are never deleted
+                    continue
+                changed, outcome = existing.with_bill(bill, self.clock.now())
+                if changed is existing:
+                    return existing, outcome
+                if await repo.save(existing, changed):
+                    await session.commit()
+                    return changed, outcome
+        raise _busy()
+
+    async def get(self, order_id: str) -> Order:
+        async with self.db.read() as session:
+            order = await OrderRepository(session).get(order_id)
+        if order is None:
+            raise _not_found(order_id)
+        return order
+
+    async def statuses(self, order_ids: Sequence[str]) -> list[dict[str, str]]:
+        async with self.db.read() as session:
+            return await OrderRepository(session).statuses(order_ids)
+
+    async def start_payment(
+        self, order_id: str, payment_id: str, amount: str, currency: str
+    ) -> Order:
+        value = parse_amount(amount, currency)
+        return await self._change(
+            order_id, lambda o: o.start_payment(payment_id, value, currency, self.clock.now())
+        )
+
+    async def fail_payment(self, order_id: str, payment_id: str) -> Order:
+        return await self._change(order_id, lambda o: o.fail_payment(payment_id, self.clock.now()))
+
+    async def complete_payment(self, order_id: str, payment_id: str) -> Order:
+        return await self._change(
+            order_id, lambda o: o.complete_payment(payment_id, self.clock.now())
+        )
+
+    async def _change(self, order_id: str, decide: Callable[[Order], Order]) -> Order:
+        for _ in range(ATTEMPTS):
+            async with self.db.write() as session:
+                repo = OrderRepository(session)
+                order = await repo.get(order_id, for_update=True)
+                if order is None:
+                    raise _not_found(order_id)
+                changed = decide(order)
+                if changed is order:
+                    return order
+                if await repo.save(order, changed):
+                    await session.commit()
+                    if changed.status == OrderStatus.PAYED:
+                        self.metrics.paid.inc()
+                    return changed
+        raise _busy()
+
+    async def close_expired(self, ttl_seconds: int) -> int:
+        async with self.db.write() as session:
+            closed = await OrderRepository(session).cancel_expired(self.clock.now(), ttl_seconds)
+            await session.commit()
+        if closed:
+            self.metrics.canceled_by_ttl.inc(closed)
+        return closed
+
+    async def count_open(self) -> int:
+        async with self.db.read() as session:
+            return await OrderRepository(session).count_open()

@@ -1,0 +1,139 @@
+"""eda's guarantees under concurrency on real PostgreSQL, across two instances."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+pytestmark = pytest.mark.postgres
+
+
+def create_body(internal: str, amount: str = "100") -> dict[str, Any]:
+    return {
+        "client_id": "rest-1",
+        "internal_order_id": internal,
+        "bill": {
+            "currency": "RUB",
+            "amount": amount,
+            "elements": [{"name": "Soup", "amount": amount}],
+        },
+    }
+
+
+async def row_count(url: str) -> int:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return int((await connection.execute(text("SELECT count(*) FROM orders"))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def create(client: httpx.AsyncClient, internal: str, amount: str = "100") -> httpx.Response:
+    return await client.post("/v1/orders", json=create_body(internal, amount))
+
+
+async def start(
+    client: httpx.AsyncClient, order_id: str, payment_id: str, amount: str
+) -> httpx.Response:
+    return await client.post(
+        f"/v1/orders/{order_id}/payment/start",
+        json={"payment_id": payment_id, "amount": amount, "currency": "RUB"},
+    )
+
+
+async def test_concurrent_identical_creates_make_one_order(
+    instances: list[httpx.AsyncClient], eda_pg_url: str
+) -> None:
+    responses = await asyncio.gather(*(create(instances[i % 2], "same") for i in range(50)))
+    assert {r.status_code for r in responses} == {200}, [
+        r.text for r in responses if r.status_code != 200
+    ]
+    assert len({r.json()["order"]["order_id"] for r in responses}) == 1
+    assert sorted(r.json()["outcome"] for r in responses) == ["created"] + ["existing"] * 49
+    assert await row_count(eda_pg_url) == 1
+
+
+async def test_concurrent_distinct_creates_make_one_order_each(
+    instances: list[httpx.AsyncClient], eda_pg_url: str
+) -> None:
+    responses = await asyncio.gather(*(create(instances[i % 2], f"o-{i}") for i in range(50)))
+    assert {r.json()["outcome"] for r in responses} == {"created"}
+    assert len({r.json()["order"]["order_id"] for r in responses}) == 50
+    assert await row_count(eda_pg_url) == 50
+
+
+async def test_concurrent_starts_have_one_winner(instances: list[httpx.AsyncClient]) -> None:
+    order_id = (await create(instances[0], "pay-me")).json()["order"]["order_id"]
+    responses = await asyncio.gather(
+        *(start(instances[i % 2], order_id, f"pay-{i}", "100") for i in range(30))
+    )
+    winners = [r for r in responses if r.status_code == 200]
+    assert len(winners) == 1
+    assert {r.json()["code"] for r in responses if r.status_code != 200} == {"payment_in_progress"}
+    order = (await instances[1].get(f"/v1/orders/{order_id}")).json()
+    assert order["status"] == "PAYMENT_IN_PROGRESS"
+    assert order["payment_id"] == winners[0].json()["payment_id"]
+
+
+async def later(call: Awaitable[httpx.Response], delay: float) -> httpx.Response:
+    await asyncio.sleep(delay)
+    return await call
+
+
+async def test_bill_replacement_racing_start_never_pays_an_unchecked_amount(
+    instances: list[httpx.AsyncClient],
+) -> None:
+    outcomes: dict[str, int] = {}
+    for round_ in range(20):
+        internal = f"race-{round_}"
+        order_id = (await create(instances[0], internal, "100")).json()["order"]["order_id"]
+        # Payers who saw 100 race the POS replacing the bill with 200, 300, ...
+        # Random head starts, the POS favoured in odd rounds, so that either side wins some.
+        jitter = random.Random(round_)
+        pos_lead = 0.01 * (round_ % 2)
+
+        starts_and_creates = await asyncio.gather(
+            *(
+                later(
+                    start(instances[i % 2], order_id, f"pay-{i}", "100"),
+                    pos_lead + jitter.uniform(0, 0.02),
+                )
+                for i in range(10)
+            ),
+            *(
+                later(
+                    create(instances[i % 2], internal, str(200 + 100 * i)),
+                    jitter.uniform(0, 0.02),
+                )
+                for i in range(10)
+            ),
+        )
+        starts, creates = starts_and_creates[:10], starts_and_creates[10:]
+        assert {r.status_code for r in creates} <= {200, 409}
+        assert {r.json()["code"] for r in creates if r.status_code == 409} <= {"order_locked"}
+        assert {r.status_code for r in starts} <= {200, 409}
+
+        order = (await instances[0].get(f"/v1/orders/{order_id}")).json()
+        won = [r for r in starts if r.status_code == 200]
+        outcomes[order["status"]] = outcomes.get(order["status"], 0) + 1
+        if order["status"] == "PAYMENT_IN_PROGRESS":
+            # The payment started against the bill its payer saw, and the bill stayed.
+            assert len(won) == 1
+            assert Decimal(order["bill"]["amount"]) == Decimal("100")
+            assert order["payment_id"] == won[0].json()["payment_id"]
+            assert not [r for r in creates if r.json().get("outcome") == "bill_replaced"]
+        else:
+            assert won == []
+            assert {r.json()["code"] for r in starts} <= {"bill_changed"}
+            assert order["status"] == "WAITING"
+    # Both ways the race can end were exercised.
+    assert set(outcomes) == {"PAYMENT_IN_PROGRESS", "WAITING"}
