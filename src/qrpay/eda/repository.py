@@ -25,12 +25,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qrpay.eda.domain import OPEN_STATUSES, Order, ttl_cutoff
 from qrpay.eda.schemas import OrderStatus
 from qrpay.kernel.clock import utc
-from qrpay.kernel.db import new_metadata
+from qrpay.kernel.db import Database, new_metadata
 from qrpay.kernel.schemas import Bill, BillElement
 
 metadata = new_metadata()
@@ -94,13 +94,33 @@ def _to_order(row: Row[Any]) -> Order:
     )
 
 
+_STATUSES_SQL = "SELECT id, client_id, status FROM orders WHERE id = ANY($1::varchar[])"
+
+
+async def fetch_statuses(db: Database, order_ids: Sequence[str]) -> list[dict[str, str]]:
+    """The POS polling path: one indexed query, plain dicts, no model per row."""
+    if db.has_fast_reads:
+        rows = await db.fetch_fast(_STATUSES_SQL, list(order_ids))
+        return [{"order_id": row[0], "client_id": row[1], "status": row[2]} for row in rows]
+    async with db.read() as connection:
+        result = await connection.execute(
+            select(orders.c.id, orders.c.client_id, orders.c.status).where(
+                orders.c.id.in_(order_ids)
+            )
+        )
+        return [
+            {"order_id": order_id, "client_id": client_id, "status": status}
+            for order_id, client_id, status in result
+        ]
+
+
 class OrderRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.session = session
 
     async def insert_if_absent(self, order: Order) -> bool:
         """Insert unless (client_id, internal_order_id) exists; True when this call inserted."""
-        dialect = self.session.get_bind().dialect.name
+        dialect = self.session.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = (
             insert(orders)
@@ -108,7 +128,7 @@ class OrderRepository:
             .on_conflict_do_nothing(index_elements=["client_id", "internal_order_id"])
         )
         result = await self.session.execute(statement)
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        return bool(result.rowcount == 1)
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
         statement = select(orders).where(orders.c.id == order_id)
@@ -143,19 +163,7 @@ class OrderRepository:
             .where(orders.c.id == before.id, orders.c.version == before.version)
             .values(values)
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-    async def statuses(self, order_ids: Sequence[str]) -> list[dict[str, str]]:
-        # The hot path: one indexed query, plain dicts, no model per row.
-        result = await self.session.execute(
-            select(orders.c.id, orders.c.client_id, orders.c.status).where(
-                orders.c.id.in_(order_ids)
-            )
-        )
-        return [
-            {"order_id": order_id, "client_id": client_id, "status": status}
-            for order_id, client_id, status in result.tuples()
-        ]
+        return bool(result.rowcount == 1)
 
     async def cancel_expired(self, now: datetime, ttl_seconds: int) -> int:
         """The TTL rule of ``domain.is_expired`` as one set-based update.
@@ -177,7 +185,7 @@ class OrderRepository:
                 updated_at=now,
             )
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return int(result.rowcount)
 
     async def count_open(self) -> int:
         result = await self.session.execute(

@@ -12,7 +12,7 @@ from uuid import uuid4
 
 from qrpay.eda.domain import Order
 from qrpay.eda.metrics import EdaMetrics
-from qrpay.eda.repository import OrderRepository
+from qrpay.eda.repository import OrderRepository, fetch_statuses
 from qrpay.eda.schemas import CreateOutcome, OrderStatus
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.db import Database
@@ -55,7 +55,6 @@ class OrderService:
                 # Insert first and let the unique constraint decide: reading first would
                 # let two instances both see "absent".
                 if await repo.insert_if_absent(fresh):
-                    await session.commit()
                     self.metrics.created.inc()
                     return fresh, CreateOutcome.CREATED
                 existing = await repo.get_by_internal_id(
@@ -67,7 +66,6 @@ class OrderService:
                 if changed is existing:
                     return existing, outcome
                 if await repo.save(existing, changed):
-                    await session.commit()
                     return changed, outcome
         raise _busy()
 
@@ -79,8 +77,7 @@ class OrderService:
         return order
 
     async def statuses(self, order_ids: Sequence[str]) -> list[dict[str, str]]:
-        async with self.db.read() as session:
-            return await OrderRepository(session).statuses(order_ids)
+        return await fetch_statuses(self.db, order_ids)
 
     async def start_payment(
         self, order_id: str, payment_id: str, amount: str, currency: str
@@ -109,7 +106,6 @@ class OrderService:
                 if changed is order:
                     return order
                 if await repo.save(order, changed):
-                    await session.commit()
                     if changed.status == OrderStatus.PAYED:
                         self.metrics.paid.inc()
                     return changed
@@ -118,7 +114,6 @@ class OrderService:
     async def close_expired(self, ttl_seconds: int) -> int:
         async with self.db.write() as session:
             closed = await OrderRepository(session).cancel_expired(self.clock.now(), ttl_seconds)
-            await session.commit()
         if closed:
             self.metrics.canceled_by_ttl.inc(closed)
         return closed

@@ -46,10 +46,9 @@ def pos_status(view: OrderStatusView | None, client_id: str) -> PosStatus:
 
 
 def pos_statuses(
-    requested: Iterable[str], found: Iterable[OrderStatusView], client_id: str
+    requested: Iterable[str], by_id: Mapping[str, OrderStatusView], client_id: str
 ) -> list[tuple[str, PosStatus]]:
     """One status per requested id, in request order, duplicates kept."""
-    by_id: Mapping[str, OrderStatusView] = {view.order_id: view for view in found}
     return [(order_id, pos_status(by_id.get(order_id), client_id)) for order_id in requested]
 
 

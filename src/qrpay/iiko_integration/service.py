@@ -10,6 +10,7 @@ from qrpay.eda import schemas as eda
 from qrpay.eda.client import EdaClient
 from qrpay.iiko_integration import domain
 from qrpay.iiko_integration.auth import ApiKeyAuth, authorize
+from qrpay.iiko_integration.batching import StatusBatcher
 from qrpay.iiko_integration.rollout import Rollout
 from qrpay.iiko_integration.schemas import (
     BillLine,
@@ -36,6 +37,7 @@ class IikoService:
         self._eda = eda_client
         self._orders_created = orders_created
         self._rollout = rollout or Rollout()
+        self._statuses = StatusBatcher(eda_client.statuses)
         self.auth = ApiKeyAuth(lambda: runtime.secdist)
 
     def authenticate(self, api_key: str | None) -> frozenset[str]:
@@ -86,8 +88,8 @@ class IikoService:
         self, allowed: frozenset[str], request: ListOrdersRequest
     ) -> list[tuple[str, domain.PosStatus]]:
         authorize(allowed, request.client_id)
-        # One eda call for the distinct ids; the answer is spread back over the request.
-        found = await self._eda.statuses(list(dict.fromkeys(request.orders)))
+        # Concurrent polls share eda calls; the answer is spread back over each request.
+        found = await self._statuses.statuses(request.orders)
         return domain.pos_statuses(request.orders, found, request.client_id)
 
     def is_available(

@@ -111,7 +111,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class RequestMiddleware:
-    """Request id, per-handler metrics and the body size limit, as plain ASGI (cheap)."""
+    """Request id, per-handler metrics and the body size limit, as plain ASGI.
+
+    It runs on every request of every service, so it does one pass over the
+    headers and caches its metric children.
+    """
 
     def __init__(
         self, app: ASGIApp, *, metrics: ServiceMetrics, max_body: Callable[[], int]
@@ -119,30 +123,27 @@ class RequestMiddleware:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = accept_request_id(_header(scope, b"x-request-id"))
+        given_id: str | None = None
+        declared: bytes | None = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                given_id = value.decode("latin-1")
+            elif key == b"content-length":
+                declared = value
+        request_id = accept_request_id(given_id)
         token = set_request_id(request_id)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        status_holder = [500]
+        status = 500
         limit = self.max_body()
-
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await error_response(PayloadTooLarge(f"the body is larger than {limit} bytes"))(
-                scope, receive, send
-            )
-            self._observe(scope, 413, started)
-            structlog.contextvars.unbind_contextvars("request_id")
-            reset_request_id(token)
-            return
-
+        too_large = declared is not None and declared.isdigit() and int(declared) > limit
         received = 0
-        too_large = False
 
         async def limited_receive() -> Message:
             nonlocal received, too_large
@@ -151,51 +152,51 @@ class RequestMiddleware:
                 received += len(message.get("body", b""))
                 if received > limit:
                     # Frameworks turn exceptions raised while reading into 400s;
-                    # a disconnect stops the read, and send_checked answers 413.
+                    # a disconnect stops the read, and the 413 is answered below.
                     too_large = True
                     return {"type": "http.disconnect"}
             return message
 
-        header_value = request_id.encode()
+        header = (b"x-request-id", request_id.encode())
 
         async def send_checked(message: Message) -> None:
+            nonlocal status
             if too_large:
                 return
             if message["type"] == "http.response.start":
-                status_holder[0] = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", header_value))
-                message["headers"] = headers
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_checked)
+            if not too_large:
+                await self.app(scope, limited_receive, send_checked)
         except Exception:
             if not too_large:
                 raise
         finally:
             if too_large:
-                status_holder[0] = 413
+                status = 413
                 await error_response(PayloadTooLarge(f"the body is larger than {limit} bytes"))(
                     scope, receive, send
                 )
-            self._observe(scope, status_holder[0], started)
-            structlog.contextvars.unbind_contextvars("request_id")
+            self._observe(scope, status, started)
             reset_request_id(token)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         route = scope.get("route")
         handler = getattr(route, "path", None) or "unmatched"
         method = scope.get("method", "")
-        self.metrics.http_requests.labels(handler, method, str(status)).inc()
-        self.metrics.http_latency.labels(handler, method).observe(time.perf_counter() - started)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+        counter = self._counters.get((handler, method, status))
+        if counter is None:
+            counter = self.metrics.http_requests.labels(handler, method, str(status))
+            self._counters[(handler, method, status)] = counter
+        timer = self._timers.get((handler, method))
+        if timer is None:
+            timer = self.metrics.http_latency.labels(handler, method)
+            self._timers[(handler, method)] = timer
+        counter.inc()
+        timer.observe(time.perf_counter() - started)
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
+import os
+from collections.abc import MutableMapping
 from contextvars import ContextVar
+from typing import Any
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _request_id: ContextVar[str | None] = ContextVar("qrpay_request_id", default=None)
@@ -22,7 +24,17 @@ def reset_request_id(token: object) -> None:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
+
+
+def add_request_id(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: every log line of a request carries its id."""
+    request_id = _request_id.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
 
 
 def accept_request_id(header_value: str | None) -> str:

@@ -101,7 +101,8 @@ def test_pos_status_hides_missing_and_other_restaurants_orders() -> None:
 
 def test_pos_statuses_keep_request_order_and_duplicates() -> None:
     found = [view("b", OrderStatus.PAYED), view("a", OrderStatus.WAITING)]
-    assert domain.pos_statuses(["a", "zzz", "b", "a"], found, "rest-1") == [
+    by_id = {view.order_id: view for view in found}
+    assert domain.pos_statuses(["a", "zzz", "b", "a"], by_id, "rest-1") == [
         ("a", PosStatus.WAITING),
         ("zzz", PosStatus.NOT_FOUND),
         ("b", PosStatus.PAYED),

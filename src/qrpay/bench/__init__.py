@@ -1,0 +1,1 @@
+"""Benchmarks: commands that start real processes and print figures beside a baseline."""

@@ -1,0 +1,254 @@
+"""`make bench-pos`: the POS mix against iiko-integration and eda on PostgreSQL.
+
+Starts both services with `qrpay serve` on a fresh PostgreSQL database, drives
+the mix (95% POST /orders/list with 1-5 ids, 5% POST /orders) with wrk for the
+maximum throughput, then at a fixed rate with an open-loop generator for the
+latency (measured from each request's scheduled start, so a stall is not
+hidden), and measures a bare FastAPI JSON endpoint served the same way as the
+baseline in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+import uvloop
+
+from qrpay.bench import harness
+
+API_KEY = "demo-pos-key-0123456789abcdef"
+LUA = Path(__file__).with_name("pos_mix.lua")
+
+
+def bill(amount: str = "1500.00") -> dict[str, object]:
+    return {
+        "currency": "RUB",
+        "amount": amount,
+        "elements": [
+            {"name": "Borscht", "amount": "700.00"},
+            {"name": "Pelmeni", "amount": "800.00"},
+        ],
+    }
+
+
+async def seed_orders(base_url: str, count: int) -> list[str]:
+    async with aiohttp.ClientSession(headers={"X-API-Key": API_KEY}) as session:
+
+        async def create(index: int) -> str:
+            body = {"client_id": "rest-1", "internal_order_id": f"seed-{index}", "bill": bill()}
+            async with session.post(f"{base_url}/orders", json=body) as response:
+                response.raise_for_status()
+                return str((await response.json())["order_id"])
+
+        ids: list[str] = []
+        for start in range(0, count, 50):
+            ids += await asyncio.gather(*(create(i) for i in range(start, min(count, start + 50))))
+        return ids
+
+
+@dataclass
+class FixedRateResult:
+    rate: float
+    sent: int
+    achieved_rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+async def fixed_rate(base_url: str, ids: list[str], rate: float, seconds: float) -> FixedRateResult:
+    """Open loop: request i is due at start + i/rate, whatever happened to the others."""
+    connector = aiohttp.TCPConnector(limit=512)
+    headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
+    latencies: list[float] = []
+    errors = 0
+    prefix = f"fixed-{int(time.time())}-"
+    rng = random.Random(7)
+
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def one(index: int, due: float) -> None:
+            nonlocal errors
+            if rng.random() < 0.05:
+                path = "/orders"
+                body = {
+                    "client_id": "rest-1",
+                    "internal_order_id": f"{prefix}{index}",
+                    "bill": bill(),
+                }
+            else:
+                path = "/orders/list"
+                body = {"client_id": "rest-1", "orders": rng.sample(ids, rng.randint(1, 5))}
+            try:
+                async with session.post(base_url + path, data=orjson.dumps(body)) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+            except (aiohttp.ClientError, OSError):
+                errors += 1
+            latencies.append(time.perf_counter() - due)
+
+        total = int(rate * seconds)
+        start = time.perf_counter()
+        tasks = []
+        for index in range(total):
+            due = start + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(index, due)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return FixedRateResult(
+        rate=rate,
+        sent=total,
+        achieved_rps=total / elapsed,
+        p50_ms=harness.percentile(latencies, 0.50) * 1000,
+        p99_ms=harness.percentile(latencies, 0.99) * 1000,
+        errors=errors,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--iiko-workers", type=int, default=2)
+    parser.add_argument("--eda-workers", type=int, default=1)
+    parser.add_argument(
+        "--rates",
+        default="350,1500",
+        help="fixed rates for the latency runs: the seed's start load and the target",
+    )
+    parser.add_argument("--orders", type=int, default=500)
+    args = parser.parse_args(argv)
+    harness.ensure_wrk()
+
+    with (
+        tempfile.TemporaryDirectory(prefix="qrpay-bench-") as tmp,
+        harness.fresh_database("qrpay_bench") as url,
+    ):
+        workdir = Path(tmp)
+        (workdir / "var").mkdir()
+        ports = {"eda": harness.free_port(), "iiko-integration": harness.free_port()}
+        env = harness.write_config(workdir, ports, {"eda": url})
+        subprocess.run(
+            [harness.QRPAY, "db", "upgrade", "eda"], env={**os.environ, **env}, check=True
+        )
+        eda = harness.serve("eda", ports["eda"], args.eda_workers, env, workdir)
+        iiko = harness.serve(
+            "iiko-integration", ports["iiko-integration"], args.iiko_workers, env, workdir
+        )
+        base_url = f"http://127.0.0.1:{ports['iiko-integration']}"
+        try:
+            asyncio.run(harness.wait_ready(eda))
+            asyncio.run(harness.wait_ready(iiko))
+            ids = asyncio.run(seed_orders(base_url, args.orders))
+            ids_file = workdir / "ids.txt"
+            ids_file.write_text("\n".join(ids) + "\n")
+            wrk_env = {"QRPAY_BENCH_IDS": str(ids_file), "QRPAY_BENCH_KEY": API_KEY}
+            print(f"seeded {len(ids)} orders; warming up ...", flush=True)
+            harness.run_wrk(base_url, LUA, seconds=3, connections=args.connections, env=wrk_env)
+            print(f"POS mix, max throughput, {args.seconds}s ...", flush=True)
+            mix = harness.run_wrk(
+                base_url, LUA, seconds=args.seconds, connections=args.connections, env=wrk_env
+            )
+            fixed_runs = []
+            for rate in (float(r) for r in args.rates.split(",")):
+                print(f"POS mix at a fixed {rate:.0f} RPS, {args.seconds}s ...", flush=True)
+                fixed_runs.append(uvloop.run(fixed_rate(base_url, ids, rate, args.seconds)))
+        finally:
+            iiko.stop()
+            eda.stop()
+
+        port = harness.free_port()
+        baseline = harness.start(
+            "baseline",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "qrpay.bench.baseline_app:app",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.iiko_workers),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            port,
+            env,
+            workdir,
+        )
+        try:
+            asyncio.run(harness.wait_ready(baseline))
+            print(f"baseline: bare FastAPI JSON endpoint, {args.seconds}s ...", flush=True)
+            harness.run_wrk(
+                f"http://127.0.0.1:{port}",
+                LUA,
+                seconds=3,
+                connections=args.connections,
+                env=wrk_env,
+            )
+            bare = harness.run_wrk(
+                f"http://127.0.0.1:{port}",
+                LUA,
+                seconds=args.seconds,
+                connections=args.connections,
+                env=wrk_env,
+            )
+        finally:
+            baseline.stop()
+
+    rows = [
+        (
+            f"POS mix, max (wrk, {args.connections} connections)",
+            mix.rps,
+            mix.p50_ms,
+            mix.p99_ms,
+            mix.errors,
+        )
+    ]
+    rows += [
+        (
+            f"POS mix, fixed {f.rate:.0f} RPS (open loop)",
+            f.achieved_rps,
+            f.p50_ms,
+            f.p99_ms,
+            f.errors,
+        )
+        for f in fixed_runs
+    ]
+    rows.append(
+        ("baseline: bare FastAPI (wrk, same mix)", bare.rps, bare.p50_ms, bare.p99_ms, bare.errors)
+    )
+    print(f"\n{'run':46} {'RPS':>8} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
+    for label, rps, p50, p99, errors in rows:
+        print(f"{label:46} {rps:8.0f} {p50:9.2f} {p99:9.2f} {errors:7d}")
+    print(
+        f"\nPOS mix / baseline: {mix.rps / bare.rps:.2f}; iiko-integration workers "
+        f"{args.iiko_workers}, eda workers {args.eda_workers}, PostgreSQL, all on "
+        f"{os.cpu_count()} cores shared with the load generator"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

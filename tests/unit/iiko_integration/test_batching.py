@@ -1,0 +1,91 @@
+import asyncio
+
+from qrpay.eda.schemas import OrderStatus, OrderStatusView
+from qrpay.iiko_integration.batching import StatusBatcher
+from qrpay.kernel.errors import DependencyUnavailable
+
+
+class FakeEda:
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.gate: asyncio.Event | None = None
+        self.status = OrderStatus.WAITING
+        self.fail = False
+
+    async def statuses(self, ids: list[str]) -> list[OrderStatusView]:
+        self.calls.append(ids)
+        status = self.status  # what the database says when the read starts
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail:
+            raise DependencyUnavailable("down", code="eda_unavailable")
+        assert len(ids) <= 100
+        return [
+            OrderStatusView(order_id=i, client_id="r", status=status) for i in ids if i != "missing"
+        ]
+
+
+async def test_a_lone_request_gets_its_own_call() -> None:
+    eda = FakeEda()
+    found = await StatusBatcher(eda.statuses).statuses(["a", "missing"])
+    assert set(found) == {"a"}
+    assert eda.calls == [["a", "missing"]]
+
+
+async def test_concurrent_requests_share_calls() -> None:
+    eda = FakeEda()
+    eda.gate = asyncio.Event()
+    batcher = StatusBatcher(eda.statuses, max_in_flight=1)
+    first = asyncio.create_task(batcher.statuses(["o0"]))
+    await asyncio.sleep(0)
+    others = [asyncio.create_task(batcher.statuses([f"o{i}", "o0"])) for i in range(1, 40)]
+    await asyncio.sleep(0)
+    eda.gate.set()
+    results = await asyncio.gather(first, *others)
+    assert len(eda.calls) == 2  # the first alone, then everything that queued behind it
+    assert sorted(eda.calls[1]) == sorted({f"o{i}" for i in range(40)})
+    assert all(f"o{i}" in results[i] for i in range(40))
+
+
+async def test_batches_respect_the_id_limit() -> None:
+    eda = FakeEda()
+    eda.gate = asyncio.Event()
+    batcher = StatusBatcher(eda.statuses, max_in_flight=1)
+    blocker = asyncio.create_task(batcher.statuses(["x"]))
+    await asyncio.sleep(0)
+    tasks = [
+        asyncio.create_task(batcher.statuses([f"{n}-{k}" for k in range(5)])) for n in range(50)
+    ]
+    await asyncio.sleep(0)
+    eda.gate.set()
+    await asyncio.gather(blocker, *tasks)
+    assert sum(len(c) for c in eda.calls) == 1 + 250
+    assert max(len(c) for c in eda.calls) == 100
+
+
+async def test_no_answer_is_older_than_its_request() -> None:
+    eda = FakeEda()
+    eda.gate = asyncio.Event()
+    batcher = StatusBatcher(eda.statuses, max_in_flight=1)
+    early = asyncio.create_task(batcher.statuses(["o"]))
+    while not eda.calls:
+        await asyncio.sleep(0)
+    # The order is paid while the first read is under way; a poll arriving now must see it.
+    eda.status = OrderStatus.PAYED
+    late = asyncio.create_task(batcher.statuses(["o"]))
+    await asyncio.sleep(0)
+    eda.gate.set()
+    assert (await early)["o"].status is OrderStatus.WAITING
+    assert (await late)["o"].status is OrderStatus.PAYED
+
+
+async def test_a_failure_reaches_every_waiter_of_the_batch_only() -> None:
+    eda = FakeEda()
+    eda.fail = True
+    batcher = StatusBatcher(eda.statuses)
+    results = await asyncio.gather(
+        batcher.statuses(["a"]), batcher.statuses(["b"]), return_exceptions=True
+    )
+    assert all(isinstance(r, DependencyUnavailable) for r in results)
+    eda.fail = False
+    assert "c" in await batcher.statuses(["c"])
