@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from qrpay.kernel.clock import Clock, FrozenClock
 from qrpay.kernel.config import QrpayConfig, Secdist, load_yaml, parse_config, parse_secdist
 from qrpay.kernel.migrations import SERVICES_WITH_DATABASE, upgrade
+from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.service import ServiceContext, build_app
 from qrpay.kernel.settings import REPO_DEV_CONFIG, Settings
@@ -45,6 +46,8 @@ def make_context(
     secdist: Secdist | None = None,
     clock: Clock | None = None,
     background_jobs: bool = False,
+    queue: TaskQueue | None = None,
+    queue_workers: bool = False,
 ) -> ServiceContext:
     runtime = RuntimeConfig.fixed(config or dev_config(), secdist or dev_secdist())
     settings = Settings(data_dir=tmp_path)
@@ -54,6 +57,8 @@ def make_context(
         runtime=runtime,
         clock=clock or FrozenClock(),
         run_background_jobs=background_jobs,
+        queue=queue,
+        run_queue_workers=queue_workers,
     )
 
 

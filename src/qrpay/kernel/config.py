@@ -112,6 +112,47 @@ class CashbackRules(Strict):
 
 class PaymentsConfig(Strict):
     polling_delay_seconds: Decimal = Field(default=Decimal("1"), gt=0, le=60)
+    # Tries of one transaction callback before it is kept as failed.
+    callback_max_attempts: int = Field(default=12, ge=1, le=100)
+    # Tries of a cashback accrual before it is recorded as a problem (the payment stands).
+    cashback_max_attempts: int = Field(default=5, ge=1, le=100)
+    # When the durable check that a started payment really got its hold runs.
+    hold_watchdog_seconds: float = Field(default=30, gt=0)
+
+
+class GatewayConfig(Strict):
+    kind: str = Field(default="sandbox", pattern=r"^sandbox$")
+    latency_ms: int = Field(default=0, ge=0, le=60_000)
+
+
+class TransactionsConfig(Strict):
+    # A hold never cleared is released after this long.
+    hold_ttl_seconds: float = Field(default=3 * 24 * 3600, gt=0)
+    gateway: GatewayConfig = GatewayConfig()
+    # How often the relay looks for unprocessed operations and undelivered callbacks.
+    relay_interval_seconds: float = Field(default=0.5, gt=0)
+
+
+class CashbackServiceConfig(Strict):
+    # The switch that makes accruals fail, for tests of the failure paths.
+    fail_accruals: bool = False
+
+
+class DemoCard(Strict):
+    id: str
+    token: str
+    system: str = "visa"
+    last4: str = Field(pattern=r"^[0-9]{4}$")
+    expiry_month: int = Field(ge=1, le=12)
+    expiry_year: int = Field(ge=2000, le=2100)
+    label: str = ""
+
+
+class DemoConfig(Strict):
+    """What `qrpay up` seeds: a guest and their saved cards."""
+
+    user_id: str = "demo-user"
+    cards: tuple[DemoCard, ...] = ()
 
 
 class HttpConfig(Strict):
@@ -147,6 +188,9 @@ class QrpayConfig(Strict):
     )
     cashback: CashbackRules = CashbackRules()
     payments: PaymentsConfig = PaymentsConfig()
+    transactions: TransactionsConfig = TransactionsConfig()
+    cashback_service: CashbackServiceConfig = CashbackServiceConfig()
+    demo: DemoConfig = DemoConfig()
     http: HttpConfig = HttpConfig()
     experiments: Experiments = Experiments()
     services: dict[str, DependencyConfig] = Field(default_factory=_default_dependencies)

@@ -16,6 +16,7 @@ from qrpay.kernel.clock import Clock, SystemClock
 from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.metrics import ServiceMetrics
+from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.settings import Settings
 
@@ -28,8 +29,14 @@ class ServiceContext:
     clock: Clock = field(default_factory=SystemClock)
     metrics: ServiceMetrics = field(init=False)
     http: HttpSession = field(default_factory=HttpSession)
-    # Embedded mode runs background jobs (TTL closing, queue workers) in the app's process.
+    # Periodic jobs (TTL closing, hold release, outbox relays) run in the app's process.
     run_background_jobs: bool = True
+    # The durable queue: in memory and shared by every service in the embedded mode,
+    # on PostgreSQL (secdist ``queue_database``) in production.
+    queue: TaskQueue | None = None
+    # Queue consumers run inside the app only in the embedded mode; production runs
+    # them as ``qrpay worker NAME``.
+    run_queue_workers: bool = False
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(self.name)
@@ -48,6 +55,10 @@ class ServiceContext:
 # Services in start-up order: the ones others call come first.
 SERVICE_MODULES: dict[str, str] = {
     "eda": "qrpay.eda.app",
+    "cardstorage": "qrpay.cardstorage.app",
+    "cashback": "qrpay.cashback.app",
+    "transactions": "qrpay.transactions.app",
+    "payments-eda": "qrpay.payments_eda.app",
     "iiko-integration": "qrpay.iiko_integration.app",
 }
 

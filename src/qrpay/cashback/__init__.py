@@ -1,0 +1,1 @@
+"""cashback: the cashback ledger, one accrual per order (a stand-in for the real service)."""

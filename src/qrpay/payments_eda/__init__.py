@@ -1,0 +1,1 @@
+"""payments-eda: the payer API (preorder, pay, status) and transaction callback processing."""

@@ -1,0 +1,1 @@
+"""transactions: invoices and their hold/clear/unhold operations through a gateway adapter."""

@@ -1,0 +1,102 @@
+"""transactions' HTTP contract and the payload of the callback task it puts on an owner's queue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+from qrpay.kernel.schemas import AmountText, CurrencyCode, WireModel
+
+InvoiceId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+OperationId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+
+
+class OperationKind(StrEnum):
+    HOLD = "hold"
+    CLEAR = "clear"
+    UNHOLD = "unhold"
+
+
+class OperationStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class CallbackTarget(WireModel):
+    """Where the invoice's owner wants to hear about its operations (a queue task by name)."""
+
+    queue: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    task: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class InvoiceIn(WireModel):
+    owner: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    order_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    user_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    currency: CurrencyCode
+    callback: CallbackTarget
+
+
+class PaymentMethodRef(WireModel):
+    id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class OperationIn(WireModel):
+    # The caller's idempotency key, unique within the invoice.
+    operation_id: OperationId
+    kind: OperationKind
+    # hold: the amount and the card. clear/unhold: ``target`` names the hold they act on.
+    amount: AmountText | None = None
+    payment_method: PaymentMethodRef | None = None
+    target: OperationId | None = None
+
+
+class Operation(WireModel):
+    operation_id: str
+    kind: OperationKind
+    status: OperationStatus
+    amount: str
+    currency: str
+    target: str | None = None
+    payment_method_id: str | None = None
+    # Why it failed: insufficient_funds, card_declined, gateway_error, ...
+    reason: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class Invoice(WireModel):
+    invoice_id: str
+    owner: str
+    order_id: str
+    user_id: str
+    currency: str
+    callback: CallbackTarget
+    operations: list[Operation]
+    # Derived from the successful operations, never stored on their own.
+    held: str
+    cleared: str
+    released: str
+
+
+class TransactionCallback(WireModel):
+    """The payload of the task put on the owner's queue when an operation finishes."""
+
+    invoice_id: str
+    order_id: str
+    operation_id: str
+    kind: OperationKind
+    status: OperationStatus
+    amount: str
+    currency: str
+    target: str | None = None
+    reason: str | None = None
