@@ -54,19 +54,22 @@ class OrderService:
                 repo = OrderRepository(session)
                 # Insert first and let the unique constraint decide: reading first would
                 # let two instances both see "absent".
-                if await repo.insert_if_absent(fresh):
-                    self.metrics.created.inc()
-                    return fresh, CreateOutcome.CREATED
-                existing = await repo.get_by_internal_id(
-                    client_id, internal_order_id, for_update=True
-                )
-                if existing is None:  # pragma: no cover - orders are never deleted
-                    continue
-                changed, outcome = existing.with_bill(bill, self.clock.now())
-                if changed is existing:
-                    return existing, outcome
-                if await repo.save(existing, changed):
-                    return changed, outcome
+                inserted = await repo.insert_if_absent(fresh)
+                if not inserted:
+                    existing = await repo.get_by_internal_id(
+                        client_id, internal_order_id, for_update=True
+                    )
+                    if existing is None:  # pragma: no cover - orders are never deleted
+                        continue
+                    changed, outcome = existing.with_bill(bill, self.clock.now())
+                    if changed is existing:
+                        return existing, outcome
+                    if not await repo.save(existing, changed):
+                        continue
+            if inserted:
+                self.metrics.created.inc()
+                return fresh, CreateOutcome.CREATED
+            return changed, outcome
         raise _busy()
 
     async def get(self, order_id: str) -> Order:
@@ -105,10 +108,12 @@ class OrderService:
                 changed = decide(order)
                 if changed is order:
                     return order
-                if await repo.save(order, changed):
-                    if changed.status == OrderStatus.PAYED:
-                        self.metrics.paid.inc()
-                    return changed
+                saved = await repo.save(order, changed)
+            # Counted only once the transaction has committed.
+            if saved:
+                if changed.status == OrderStatus.PAYED:
+                    self.metrics.paid.inc()
+                return changed
         raise _busy()
 
     async def close_expired(self, ttl_seconds: int) -> int:
