@@ -41,6 +41,8 @@ class TaskSpec:
 
 
 TaskHandler = Callable[[dict[str, Any]], Awaitable[None]]
+# A handler that also gets its attempt number (1 on the first run, 2 on the first retry, ...).
+AttemptTaskHandler = Callable[[dict[str, Any], int], Awaitable[None]]
 
 
 def libpq_url(url: str) -> str:
@@ -98,6 +100,23 @@ class TaskQueue:
         self.app.task(
             name=spec.name,
             queue=spec.queue,
+            retry=procrastinate.RetryStrategy(
+                max_attempts=spec.max_attempts, exponential_wait=spec.backoff_seconds
+            ),
+        )(run)
+        self._handlers[spec.name] = spec
+
+    def register_with_attempt(self, spec: TaskSpec, handler: AttemptTaskHandler) -> None:
+        """Like ``register``, but ``handler(payload, attempt)`` also learns which try this is."""
+
+        async def run(context: procrastinate.JobContext, **payload: Any) -> None:
+            # procrastinate counts the tries made before this one.
+            await handler(payload, context.job.attempts + 1)
+
+        self.app.task(
+            name=spec.name,
+            queue=spec.queue,
+            pass_context=True,
             retry=procrastinate.RetryStrategy(
                 max_attempts=spec.max_attempts, exponential_wait=spec.backoff_seconds
             ),
