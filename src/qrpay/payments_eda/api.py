@@ -1,0 +1,97 @@
+"""HTTP routes of the payer API: parse, call the service, serialize. Errors are raised."""
+
+# No `from __future__ import annotations`: FastAPI must resolve the local Annotated aliases.
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from starlette.responses import Response
+
+from qrpay.kernel.http import error_responses, json_response
+from qrpay.kernel.money import format_plain
+from qrpay.payments_eda import domain
+from qrpay.payments_eda.schemas import (
+    PaymentStatusResponse,
+    PayRequest,
+    PreorderResponse,
+    Service,
+)
+from qrpay.payments_eda.service import PaymentsService
+
+PREFIX = "/4.0/payments/v1"
+
+OrderIdParam = Annotated[str, Query(min_length=1, max_length=64)]
+# Any text, or none: a missing or wrong signature is a 404 like an unknown order.
+HmacParam = Annotated[str | None, Query()]
+UidHeader = Annotated[str | None, Header(alias="X-Yandex-UID", max_length=128)]
+PhoneIdHeader = Annotated[str | None, Header(alias="X-YaTaxi-PhoneId", max_length=128)]
+LanguageHeader = Annotated[str | None, Header(alias="X-Request-Language", max_length=35)]
+
+
+def build_router(service: PaymentsService) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, tags=["payer"])
+
+    @router.get(
+        "/preorder",
+        summary="The bill, the guest's payment methods and the cashback they will earn",
+        response_model=PreorderResponse,
+        responses=error_responses(400, 404, 503),
+    )
+    async def preorder(
+        service_: Annotated[Service, Query(alias="service")],
+        order_id: OrderIdParam,
+        hmac: HmacParam = None,
+        x_yandex_uid: UidHeader = None,
+        x_yataxi_phoneid: PhoneIdHeader = None,
+        x_request_language: LanguageHeader = None,
+    ) -> PreorderResponse:
+        return await service.preorder(
+            order_id, hmac, x_yandex_uid, domain.language(x_request_language)
+        )
+
+    @router.post(
+        "/orders",
+        summary="Pay the order: start a hold on the chosen card",
+        response_model=PaymentStatusResponse,
+        responses=error_responses(400, 401, 404, 409, 503),
+    )
+    async def pay(
+        body: PayRequest,
+        x_yandex_uid: UidHeader = None,
+        x_yataxi_phoneid: PhoneIdHeader = None,
+        x_request_language: LanguageHeader = None,
+    ) -> PaymentStatusResponse:
+        return await service.pay(body, x_yandex_uid, domain.language(x_request_language))
+
+    @router.get(
+        "/orders",
+        summary="The payment's status; poll again after X-Polling-Delay seconds",
+        response_model=PaymentStatusResponse,
+        responses={
+            **error_responses(400, 404, 503),
+            200: {
+                "description": "The payment's status",
+                "headers": {
+                    "X-Polling-Delay": {
+                        "description": "Seconds to wait before the next poll",
+                        "schema": {"type": "string"},
+                    }
+                },
+            },
+        },
+    )
+    async def payment_status(
+        order_id: OrderIdParam,
+        hmac: HmacParam = None,
+        x_yandex_uid: UidHeader = None,
+        x_yataxi_phoneid: PhoneIdHeader = None,
+        x_request_language: LanguageHeader = None,
+    ) -> Response:
+        answer = await service.payment_status(order_id, hmac, domain.language(x_request_language))
+        return json_response(
+            200,
+            answer.model_dump(mode="json"),
+            headers={"X-Polling-Delay": format_plain(service.polling_delay())},
+        )
+
+    return router

@@ -1,0 +1,257 @@
+"""payments-eda's rules, with no framework and no I/O.
+
+- the cashback a guest earns on a bill;
+- what the guest sees of an order's payment (``GuestStatus``) and in which words;
+- the transaction callback decision table: given an operation's outcome and the
+  order's current state, which steps come next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from qrpay.eda.schemas import OrderStatus
+from qrpay.kernel.config import CashbackRules, Restaurant
+from qrpay.kernel.money import format_plain, round_down
+from qrpay.transactions.schemas import Operation, OperationKind, OperationStatus
+
+OWNER = "payments-eda"
+
+
+# --- cashback -------------------------------------------------------------------------------
+
+
+def cashback_amount(
+    bill_amount: Decimal, restaurant: Restaurant | None, rules: CashbackRules
+) -> Decimal:
+    """``rate%`` of the bill, rounded DOWN to ``rules.rounding_places``, capped per order.
+
+    The restaurant's own cap wins over the default one; an unknown restaurant earns nothing.
+    """
+    if restaurant is None or bill_amount <= 0:
+        return Decimal(0)
+    raw = bill_amount * restaurant.cashback_rate / Decimal(100)
+    cap = restaurant.cashback_cap if restaurant.cashback_cap is not None else rules.default_cap
+    if cap is not None:
+        raw = min(raw, cap)
+    return round_down(raw, rules.rounding_places)
+
+
+def cashback_text(amount: Decimal) -> str:
+    return format_plain(amount)
+
+
+def rate_text(restaurant: Restaurant | None) -> str:
+    return restaurant.rate_text if restaurant is not None else "0%"
+
+
+# --- what the guest sees -----------------------------------------------------------------------
+
+
+class GuestStatus(StrEnum):
+    WAITING = "WAITING"
+    PAYED = "PAYED"
+    DECLINED = "DECLINED"
+
+
+class MessageKey(StrEnum):
+    IN_PROGRESS = "in_progress"
+    PAYED = "payed"
+    DECLINED = "declined"
+    CLOSED = "closed"
+    READY = "ready"
+
+
+@dataclass(frozen=True)
+class GuestView:
+    status: GuestStatus
+    message: MessageKey
+
+
+def last_attempt_failed(operations: Sequence[Operation]) -> bool:
+    """Whether the latest hold of an invoice ended without money: declined, or released."""
+    holds = [op for op in operations if op.kind is OperationKind.HOLD]
+    if not holds:
+        return False
+    latest = max(holds, key=lambda op: op.created_at)
+    if latest.status is OperationStatus.FAILED:
+        return True
+    for op in operations:
+        if op.target != latest.operation_id:
+            continue
+        if op.kind is OperationKind.UNHOLD:
+            return True  # released: the attempt did not pay
+        if op.kind is OperationKind.CLEAR and op.status is OperationStatus.FAILED:
+            return True
+    return False
+
+
+def guest_view(status: OrderStatus, *, last_failed: bool) -> GuestView:
+    """eda's order status (plus the invoice's last attempt) as the guest's payment status."""
+    if status is OrderStatus.PAYED:
+        return GuestView(GuestStatus.PAYED, MessageKey.PAYED)
+    if status is OrderStatus.PAYMENT_IN_PROGRESS:
+        return GuestView(GuestStatus.WAITING, MessageKey.IN_PROGRESS)
+    if status is OrderStatus.CANCELED:
+        return GuestView(GuestStatus.DECLINED, MessageKey.CLOSED)
+    if last_failed:
+        return GuestView(GuestStatus.DECLINED, MessageKey.DECLINED)
+    return GuestView(GuestStatus.WAITING, MessageKey.READY)
+
+
+def language(header: str | None) -> str:
+    """``X-Request-Language``: English when asked for, Russian otherwise."""
+    if header and header.strip().lower().startswith("en"):
+        return "en"
+    return "ru"
+
+
+MESSAGES: dict[str, dict[str, str]] = {
+    MessageKey.IN_PROGRESS: {
+        "ru": "Платёж обрабатывается",
+        "en": "The payment is being processed",
+    },
+    MessageKey.PAYED: {
+        "ru": "Оплачено, кэшбэк скоро придёт",
+        "en": "Paid; cashback will arrive soon",
+    },
+    MessageKey.DECLINED: {
+        "ru": "Платёж не прошёл: попробуйте другую карту или оплатите в ресторане",
+        "en": "The payment was declined: try another card or pay at the restaurant",
+    },
+    MessageKey.CLOSED: {
+        "ru": "Заказ закрыт: оплатите его в ресторане",
+        "en": "The order is closed: please pay at the restaurant",
+    },
+    MessageKey.READY: {
+        "ru": "Заказ ждёт оплаты",
+        "en": "The order is waiting for payment",
+    },
+    # Error codes the guest may see.
+    "order_not_found": {"ru": "Заказ не найден", "en": "Order not found"},
+    "unauthorized": {
+        "ru": "Войдите в приложение, чтобы оплатить",
+        "en": "Sign in to pay",
+    },
+    "already_paid": {"ru": "Заказ уже оплачен", "en": "The order is already paid"},
+    "order_closed": {
+        "ru": "Заказ закрыт: оплатите его в ресторане",
+        "en": "The order is closed: please pay at the restaurant",
+    },
+    "bill_changed": {
+        "ru": "Счёт изменился: откройте его заново",
+        "en": "The bill has changed: open it again",
+    },
+    "payment_method_unavailable": {
+        "ru": "Этот способ оплаты недоступен",
+        "en": "This payment method is not available",
+    },
+    "invalid_amount": {"ru": "Неверная сумма", "en": "The amount is not valid"},
+}
+
+
+def message(key: str, lang: str) -> str:
+    texts = MESSAGES[key]
+    return texts.get(lang, texts["ru"])
+
+
+# --- the transaction callback decision table ----------------------------------------------------
+
+
+class Step(StrEnum):
+    START_CLEAR = "start_clear"
+    START_UNHOLD = "start_unhold"
+    FAIL_PAYMENT = "fail_payment"
+    COMPLETE_PAYMENT = "complete_payment"
+    ACCRUE_CASHBACK = "accrue_cashback"
+    RETRY = "retry"  # raise: the queue tries the callback again later
+
+
+@dataclass(frozen=True)
+class Decision:
+    steps: tuple[Step, ...] = ()
+    # Set when the outcome is a problem order worth counting (label of qrpay_problem_orders).
+    problem: str | None = None
+
+
+NOTHING = Decision()
+
+
+def hold_of(kind: OperationKind, operation_id: str, target: str | None) -> str:
+    """The hold (= our payment_id) an operation is about: itself, or its target."""
+    if kind is OperationKind.HOLD:
+        return operation_id
+    return target or ""
+
+
+def clear_id(hold_id: str) -> str:
+    return f"{hold_id}.clear"
+
+
+def unhold_id(hold_id: str) -> str:
+    return f"{hold_id}.unhold"
+
+
+def decide(
+    kind: OperationKind,
+    status: OperationStatus,
+    *,
+    hold_id: str,
+    order_status: OrderStatus,
+    order_payment_id: str | None,
+) -> Decision:
+    """What to do after a transaction callback, given the order as eda has it now.
+
+    Every row is safe to repeat and to meet out of order: eda's payment transitions
+    are idempotent on the payment id, and operation ids are derived from the hold's id
+    so a repeated start is the same operation.
+    """
+    ours = order_payment_id == hold_id
+    in_progress = ours and order_status is OrderStatus.PAYMENT_IN_PROGRESS
+    paid = ours and order_status is OrderStatus.PAYED
+    if status is OperationStatus.PENDING:
+        return NOTHING
+
+    if kind is OperationKind.HOLD:
+        if status is OperationStatus.SUCCEEDED:
+            if in_progress:
+                return Decision((Step.START_CLEAR,))
+            if paid:
+                return NOTHING  # the clear already went through: a late duplicate
+            # Canceled, rolled back (the pay request failed, the watchdog fired) or another
+            # payment: a hold that completes on an order that is not waiting for it is released.
+            return Decision((Step.START_UNHOLD,))
+        if in_progress:
+            return Decision((Step.FAIL_PAYMENT,), problem="hold_failed")
+        return NOTHING  # already rolled back
+
+    if kind is OperationKind.CLEAR:
+        if status is OperationStatus.SUCCEEDED:
+            # DESIGN: cashback is accrued after the clear, not between hold and clear as
+            # SPEC 4.4 lists it: a hold that is later released then never leaves cashback
+            # behind, and cashback is only ever given for a paid order.
+            if in_progress:
+                return Decision((Step.COMPLETE_PAYMENT, Step.ACCRUE_CASHBACK))
+            if paid:
+                return Decision((Step.ACCRUE_CASHBACK,))  # a duplicate: the task de-duplicates
+            # Money was taken for an order that is not paid with it: nothing here may undo a
+            # clear, so it is a problem for a human.
+            return Decision(problem="cleared_unpaid")
+        if paid:
+            return NOTHING
+        # Money that can no longer be cleared is released; the order counts as unpaid.
+        steps = (Step.START_UNHOLD, Step.FAIL_PAYMENT) if in_progress else (Step.START_UNHOLD,)
+        return Decision(steps, problem="clear_failed")
+
+    # UNHOLD
+    if status is OperationStatus.SUCCEEDED:
+        if in_progress:
+            return Decision((Step.FAIL_PAYMENT,))
+        return NOTHING
+    if paid:
+        return NOTHING
+    # The hold stays on the card: try again; a task out of tries is kept as failed and counted.
+    return Decision((Step.RETRY,), problem="unhold_failed")

@@ -1,0 +1,459 @@
+"""payments-eda's use cases: the payer API and the processing of queue tasks.
+
+The order lives in eda, the money in transactions, the cards in cardstorage and the
+ledger in cashback; this service keeps no state but its queue tasks. Every step it
+takes is idempotent on ids it derives from the payment id, so a retried task or a
+repeated request cannot make a second hold, clear or accrual.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
+from weakref import WeakKeyDictionary
+
+import structlog
+from prometheus_client import Counter, Gauge
+
+from qrpay.cardstorage.client import CardstorageClient
+from qrpay.cardstorage.schemas import PaymentMethodPublic, PaymentMethodType
+from qrpay.cashback.client import CashbackClient
+from qrpay.cashback.schemas import AccrualIn
+from qrpay.eda.client import EdaClient
+from qrpay.eda.schemas import OrderStatus, OrderView, StartPaymentRequest
+from qrpay.kernel import deeplink
+from qrpay.kernel.clock import Clock
+from qrpay.kernel.errors import (
+    Conflict,
+    DependencyUnavailable,
+    InvalidInput,
+    NotFound,
+    QrpayError,
+    Unauthenticated,
+)
+from qrpay.kernel.metrics import ServiceMetrics
+from qrpay.kernel.money import parse_amount
+from qrpay.kernel.queue import TaskQueue
+from qrpay.kernel.reloading import RuntimeConfig
+from qrpay.payments_eda import domain, tasks
+from qrpay.payments_eda.domain import GuestStatus, MessageKey, Step
+from qrpay.payments_eda.schemas import (
+    CashbackView,
+    PaymentStatusResponse,
+    PayRequest,
+    PreorderResponse,
+    RestaurantView,
+)
+from qrpay.transactions.client import TransactionsClient
+from qrpay.transactions.schemas import (
+    CallbackTarget,
+    InvoiceIn,
+    Operation,
+    OperationIn,
+    OperationKind,
+    PaymentMethodRef,
+    TransactionCallback,
+)
+
+log = structlog.get_logger("qrpay.payments_eda")
+
+# eda's order ids are uuid4 hex; anything else cannot be an order and never reaches eda's URLs.
+_ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# eda's answers to a payment transition that no longer applies: the order moved on.
+_STALE_PAYMENT_CODES = frozenset({"payment_mismatch", "already_paid", "order_closed"})
+
+
+@dataclass(frozen=True)
+class PaymentsMetrics:
+    orders_viewed: Counter
+    orders_paid: Counter
+    problem_orders: Counter
+    cashback_problems: Counter
+    hmac_rejections: Counter
+    queue_depth: Gauge
+    queue_failed: Gauge
+
+    @classmethod
+    def of(cls, metrics: ServiceMetrics) -> PaymentsMetrics:
+        """One set per registry, so the app and a worker in one process can share it."""
+        known = _METRICS.get(metrics)
+        if known is None:
+            known = _METRICS[metrics] = cls(
+                orders_viewed=metrics.counter(
+                    "qrpay_orders_viewed_by_qr",
+                    "Orders opened by a guest's QR scan",
+                    ("client_id",),
+                ),
+                orders_paid=metrics.counter(
+                    "qrpay_orders_paid_by_qr", "Orders paid through the app", ("client_id",)
+                ),
+                problem_orders=metrics.counter(
+                    "qrpay_problem_orders", "Orders whose payment failed", ("reason",)
+                ),
+                cashback_problems=metrics.counter(
+                    "qrpay_cashback_problems", "Cashback accruals given up after every try"
+                ),
+                hmac_rejections=metrics.counter(
+                    "qrpay_hmac_rejections", "Order requests with a missing or wrong signature"
+                ),
+                queue_depth=metrics.gauge("qrpay_queue_depth", "Tasks waiting", ("queue",)),
+                queue_failed=metrics.gauge(
+                    "qrpay_queue_failed_tasks", "Tasks kept as failed after every try", ("queue",)
+                ),
+            )
+        return known
+
+
+_METRICS: WeakKeyDictionary[ServiceMetrics, PaymentsMetrics] = WeakKeyDictionary()
+
+
+def _not_found(lang: str) -> NotFound:
+    return NotFound(domain.message("order_not_found", lang), code="order_not_found")
+
+
+def _localized(error: QrpayError, lang: str) -> QrpayError:
+    if error.code in domain.MESSAGES:
+        error.message = domain.message(error.code, lang)
+    return error
+
+
+class PaymentsService:
+    def __init__(
+        self,
+        *,
+        runtime: RuntimeConfig,
+        clock: Clock,
+        queue: TaskQueue,
+        eda: EdaClient,
+        cardstorage: CardstorageClient,
+        transactions: TransactionsClient,
+        cashback: CashbackClient,
+        metrics: PaymentsMetrics,
+    ) -> None:
+        self._runtime = runtime
+        self._clock = clock
+        self.queue = queue
+        self._eda = eda
+        self._cards = cardstorage
+        self._transactions = transactions
+        self._cashback = cashback
+        self.metrics = metrics
+
+    # --- the payer API -----------------------------------------------------------------------
+
+    async def signed_order(self, order_id: str, signature: str | None, lang: str) -> OrderView:
+        """The order, if the signature is the deep link's; otherwise 404 like an unknown order."""
+        if not _ORDER_ID.match(order_id):
+            raise _not_found(lang)
+        try:
+            order = await self._eda.get_order(order_id)
+        except NotFound:
+            raise _not_found(lang) from None
+        if not deeplink.verify(
+            self._runtime.secdist.hmac_keys, order.order_id, order.client_id, signature or ""
+        ):
+            self.metrics.hmac_rejections.inc()
+            log.info("hmac_rejected", order_id=order_id)
+            raise _not_found(lang)
+        return order
+
+    async def preorder(
+        self, order_id: str, signature: str | None, user_id: str | None, lang: str
+    ) -> PreorderResponse:
+        order = await self.signed_order(order_id, signature, lang)
+        config = self._runtime.config
+        restaurant = config.restaurant(order.client_id)
+        methods: list[PaymentMethodPublic] = []
+        if user_id:
+            methods = await self._cards.list_for_user(user_id)
+        amount = domain.cashback_amount(order.bill.total, restaurant, config.cashback)
+        self.metrics.orders_viewed.labels(order.client_id).inc()
+        return PreorderResponse(
+            order_id=order.order_id,
+            status=order.status,
+            restaurant=RestaurantView(
+                id=order.client_id, name=restaurant.name if restaurant else order.client_id
+            ),
+            bill=order.bill,
+            payment_methods=methods,
+            cashback=CashbackView(
+                rate=domain.rate_text(restaurant),
+                amount=domain.cashback_text(amount),
+                currency=order.bill.currency,
+            ),
+        )
+
+    def _answer(self, status: GuestStatus, key: MessageKey, lang: str) -> PaymentStatusResponse:
+        return PaymentStatusResponse(status=status, message=domain.message(key, lang))
+
+    async def pay(
+        self, request: PayRequest, user_id: str | None, lang: str
+    ) -> PaymentStatusResponse:
+        if not user_id:
+            raise Unauthenticated(domain.message("unauthorized", lang), code="unauthorized")
+        order = await self.signed_order(request.order_id, request.hmac, lang)
+        waiting = self._answer(GuestStatus.WAITING, MessageKey.IN_PROGRESS, lang)
+        if order.status is OrderStatus.PAYED:
+            raise Conflict(domain.message("already_paid", lang), code="already_paid")
+        if order.status is OrderStatus.CANCELED:
+            raise Conflict(domain.message("order_closed", lang), code="order_closed")
+        if order.status is OrderStatus.PAYMENT_IN_PROGRESS:
+            # A payment is under way (maybe this very request, repeated): never a second hold.
+            return waiting
+        currency = order.bill.currency
+        try:
+            amount = parse_amount(request.amount, currency)
+        except InvalidInput:
+            raise InvalidInput(
+                domain.message("invalid_amount", lang), code="invalid_amount"
+            ) from None
+        if amount != order.bill.total:
+            raise Conflict(domain.message("bill_changed", lang), code="bill_changed")
+        card = await self._card(user_id, request.payment_method.id, lang)
+
+        payment_id = uuid4().hex
+        # The durable check comes FIRST: whatever dies after this point, the watchdog finds an
+        # order stuck in PAYMENT_IN_PROGRESS without a hold and gives it back to the guest.
+        await self.queue.put(
+            tasks.HOLD_WATCHDOG,
+            task_id=f"watchdog:{payment_id}",
+            payload={"order_id": order.order_id, "payment_id": payment_id},
+            eta=self._clock.now()
+            + timedelta(seconds=self._runtime.config.payments.hold_watchdog_seconds),
+        )
+        try:
+            await self._eda.start_payment(
+                order.order_id,
+                StartPaymentRequest(
+                    payment_id=payment_id, amount=order.bill.amount, currency=currency
+                ),
+            )
+        except Conflict as exc:
+            if exc.code == "payment_in_progress":
+                return waiting  # a concurrent duplicate won the race: its hold is the one
+            raise _localized(exc, lang) from None
+        except NotFound:
+            raise _not_found(lang) from None
+
+        try:
+            await self._transactions.ensure_invoice(
+                order.order_id,
+                InvoiceIn(
+                    owner=domain.OWNER,
+                    order_id=order.order_id,
+                    user_id=user_id,
+                    currency=currency,
+                    callback=CallbackTarget(
+                        queue=tasks.QUEUE, task=tasks.TRANSACTION_CALLBACK.name
+                    ),
+                ),
+            )
+            await self._transactions.start_operation(
+                order.order_id,
+                OperationIn(
+                    operation_id=payment_id,
+                    kind=OperationKind.HOLD,
+                    amount=order.bill.amount,
+                    payment_method=PaymentMethodRef(id=card.id, token=card.token),
+                ),
+            )
+        except QrpayError as exc:
+            log.warning(
+                "hold_not_started", order_id=order.order_id, payment_id=payment_id, code=exc.code
+            )
+            await self._roll_back(order.order_id, payment_id)
+            raise DependencyUnavailable(
+                "payments are unavailable, try again later", code="transactions_unavailable"
+            ) from None
+        log.info("hold_started", order_id=order.order_id, payment_id=payment_id)
+        return waiting
+
+    async def _card(self, user_id: str, method_id: str, lang: str) -> Any:
+        unavailable = InvalidInput(
+            domain.message("payment_method_unavailable", lang), code="payment_method_unavailable"
+        )
+        try:
+            card = await self._cards.get_for_user(user_id, method_id)
+        except NotFound:
+            raise unavailable from None
+        if card.user_id != user_id or not card.available or card.type is not PaymentMethodType.CARD:
+            raise unavailable
+        return card
+
+    async def _roll_back(self, order_id: str, payment_id: str) -> None:
+        """Best effort: if this fails too, the watchdog task rolls the order back later."""
+        try:
+            await self._fail_payment(order_id, payment_id)
+        except QrpayError as exc:
+            log.warning("rollback_failed", order_id=order_id, payment_id=payment_id, code=exc.code)
+
+    async def payment_status(
+        self, order_id: str, signature: str | None, lang: str
+    ) -> PaymentStatusResponse:
+        order = await self.signed_order(order_id, signature, lang)
+        last_failed = False
+        if order.status is OrderStatus.WAITING:
+            try:
+                invoice = await self._transactions.get_invoice(order.order_id)
+            except NotFound:
+                pass
+            else:
+                last_failed = domain.last_attempt_failed(invoice.operations)
+        view = domain.guest_view(order.status, last_failed=last_failed)
+        return self._answer(view.status, view.message, lang)
+
+    def polling_delay(self) -> Decimal:
+        return self._runtime.config.payments.polling_delay_seconds
+
+    # --- queue tasks -------------------------------------------------------------------------
+
+    async def on_transaction(self, callback: TransactionCallback) -> None:
+        """One transaction callback: read the order, look the row up, take its steps."""
+        hold_id = domain.hold_of(callback.kind, callback.operation_id, callback.target)
+        if not hold_id:
+            log.error("callback_without_target", **callback.model_dump(mode="json"))
+            return
+        order_id = callback.order_id
+        try:
+            order = await self._eda.get_order(order_id)
+        except NotFound:
+            log.error("callback_for_unknown_order", order_id=order_id)
+            return
+        decision = domain.decide(
+            callback.kind,
+            callback.status,
+            hold_id=hold_id,
+            order_status=order.status,
+            order_payment_id=order.payment_id,
+        )
+        log.info(
+            "transaction_callback",
+            order_id=order_id,
+            operation_id=callback.operation_id,
+            kind=callback.kind.value,
+            status=callback.status.value,
+            order_status=order.status.value,
+            steps=[step.value for step in decision.steps],
+        )
+        if decision.problem is not None:
+            self.metrics.problem_orders.labels(decision.problem).inc()
+            log.warning(
+                "problem_order", order_id=order_id, payment_id=hold_id, reason=decision.problem
+            )
+        for step in decision.steps:
+            await self._take(step, order, hold_id, callback)
+
+    async def _take(
+        self, step: Step, order: OrderView, hold_id: str, callback: TransactionCallback
+    ) -> None:
+        order_id = order.order_id
+        if step is Step.START_CLEAR:
+            await self._start(order_id, domain.clear_id(hold_id), OperationKind.CLEAR, hold_id)
+        elif step is Step.START_UNHOLD:
+            await self._start(order_id, domain.unhold_id(hold_id), OperationKind.UNHOLD, hold_id)
+        elif step is Step.FAIL_PAYMENT:
+            await self._fail_payment(order_id, hold_id)
+        elif step is Step.COMPLETE_PAYMENT:
+            # A conflict raises: the retry reads the order again and decides anew.
+            paid = await self._eda.complete_payment(order_id, hold_id)
+            if order.status is not OrderStatus.PAYED and paid.status is OrderStatus.PAYED:
+                self.metrics.orders_paid.labels(paid.client_id).inc()
+                log.info("order_paid", order_id=order_id, payment_id=hold_id)
+        elif step is Step.ACCRUE_CASHBACK:
+            await self.queue.put(
+                tasks.ACCRUE_CASHBACK,
+                task_id=f"cashback:{order_id}",
+                payload={"order_id": order_id},
+            )
+        elif step is Step.RETRY:
+            raise DependencyUnavailable(
+                f"{callback.kind.value} {callback.operation_id} failed"
+                f" ({callback.reason or 'no reason'}); retrying",
+                code="operation_failed",
+            )
+
+    async def _start(
+        self, order_id: str, operation_id: str, kind: OperationKind, hold_id: str
+    ) -> Operation:
+        return await self._transactions.start_operation(
+            order_id, OperationIn(operation_id=operation_id, kind=kind, target=hold_id)
+        )
+
+    async def _fail_payment(self, order_id: str, payment_id: str) -> None:
+        try:
+            await self._eda.fail_payment(order_id, payment_id)
+        except Conflict as exc:
+            if exc.code not in _STALE_PAYMENT_CODES:
+                raise
+
+    async def accrue_cashback(self, order_id: str, attempt: int) -> None:
+        """Cashback for a paid order; given up (and recorded) after the configured tries."""
+        max_attempts = self._runtime.config.payments.cashback_max_attempts
+        try:
+            await self._accrue(order_id)
+        except QrpayError as exc:
+            if attempt >= max_attempts:
+                # It does not undo the payment: the guest paid; a human settles the cashback.
+                self.metrics.cashback_problems.inc()
+                log.error(
+                    "cashback_given_up",
+                    order_id=order_id,
+                    attempts=attempt,
+                    code=exc.code,
+                    reason=exc.message,
+                )
+                return
+            raise
+
+    async def _accrue(self, order_id: str) -> None:
+        order = await self._eda.get_order(order_id)
+        if order.status is not OrderStatus.PAYED:
+            log.warning("cashback_for_unpaid_order", order_id=order_id, status=order.status.value)
+            return
+        config = self._runtime.config
+        amount = domain.cashback_amount(
+            order.bill.total, config.restaurant(order.client_id), config.cashback
+        )
+        if amount <= 0:
+            return
+        invoice = await self._transactions.get_invoice(order_id)
+        await self._cashback.accrue(
+            order_id,
+            AccrualIn(
+                user_id=invoice.user_id,
+                amount=domain.cashback_text(amount),
+                currency=order.bill.currency,
+                source=order.client_id,
+            ),
+        )
+        log.info("cashback_accrued", order_id=order_id)
+
+    async def hold_watchdog(self, order_id: str, payment_id: str) -> None:
+        """Roll back a payment whose hold never reached transactions. Never starts a hold."""
+        try:
+            order = await self._eda.get_order(order_id)
+        except NotFound:
+            return
+        if order.status is not OrderStatus.PAYMENT_IN_PROGRESS or order.payment_id != payment_id:
+            return
+        try:
+            invoice = await self._transactions.get_invoice(order_id)
+        except NotFound:
+            operations: list[Operation] = []
+        else:
+            operations = invoice.operations
+        if any(op.operation_id == payment_id for op in operations):
+            return  # the hold exists: its callback decides
+        await self._fail_payment(order_id, payment_id)
+        self.metrics.problem_orders.labels("hold_not_started").inc()
+        log.warning("payment_rolled_back_by_watchdog", order_id=order_id, payment_id=payment_id)
+
+    async def refresh_queue_gauges(self) -> None:
+        counts = await self.queue.counts(tasks.QUEUE)
+        row = counts.get(tasks.QUEUE, {})
+        self.metrics.queue_depth.labels(tasks.QUEUE).set(row.get("todo", 0))
+        self.metrics.queue_failed.labels(tasks.QUEUE).set(row.get("failed", 0))

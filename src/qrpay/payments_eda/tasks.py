@@ -1,0 +1,68 @@
+"""payments-eda's queue contract and its consumers.
+
+- ``payments_eda.transaction_callback``: put by transactions when an operation of an
+  invoice we own finishes; payload = ``transactions.schemas.TransactionCallback``.
+- ``payments_eda.hold_watchdog``: put by the pay request BEFORE eda's payment starts
+  (task id ``watchdog:<payment_id>``, ETA ``hold_watchdog_seconds`` later); payload
+  ``{order_id, payment_id}``.
+- ``payments_eda.accrue_cashback``: put after the clear succeeded (task id
+  ``cashback:<order_id>``); payload ``{order_id}``.
+
+A handler raises to have the queue retry it with backoff; every one is idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from qrpay.kernel.config import PaymentsConfig
+from qrpay.kernel.queue import TaskQueue, TaskSpec
+from qrpay.transactions.schemas import TransactionCallback
+
+if TYPE_CHECKING:
+    from qrpay.payments_eda.service import PaymentsService
+
+QUEUE = "payments_eda_transactions"
+TRANSACTION_CALLBACK = TaskSpec("payments_eda.transaction_callback", queue=QUEUE)
+HOLD_WATCHDOG = TaskSpec("payments_eda.hold_watchdog", queue=QUEUE)
+ACCRUE_CASHBACK = TaskSpec("payments_eda.accrue_cashback", queue=QUEUE)
+
+
+def _known_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    # A field transactions adds later must not make every callback fail.
+    return {k: v for k, v in payload.items() if k in TransactionCallback.model_fields}
+
+
+class Handlers:
+    """The consumers, callable directly with a payload (that is how they are tested)."""
+
+    def __init__(self, service: PaymentsService) -> None:
+        self.service = service
+
+    async def transaction_callback(self, payload: dict[str, Any]) -> None:
+        callback = TransactionCallback.model_validate(_known_fields(payload))
+        await self.service.on_transaction(callback)
+
+    async def hold_watchdog(self, payload: dict[str, Any]) -> None:
+        await self.service.hold_watchdog(str(payload["order_id"]), str(payload["payment_id"]))
+
+    async def accrue_cashback(self, payload: dict[str, Any], attempt: int) -> None:
+        await self.service.accrue_cashback(str(payload["order_id"]), attempt)
+
+
+def register(queue: TaskQueue, handlers: Handlers, config: PaymentsConfig) -> None:
+    queue.register(
+        replace(TRANSACTION_CALLBACK, max_attempts=config.callback_max_attempts),
+        handlers.transaction_callback,
+    )
+    queue.register(
+        replace(HOLD_WATCHDOG, max_attempts=config.callback_max_attempts),
+        handlers.hold_watchdog,
+    )
+    # procrastinate allows ``max_attempts`` retries after the first run, so the handler's
+    # last try (number ``cashback_max_attempts``) always runs and records the problem.
+    queue.register_with_attempt(
+        replace(ACCRUE_CASHBACK, max_attempts=config.cashback_max_attempts),
+        handlers.accrue_cashback,
+    )
