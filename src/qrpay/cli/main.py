@@ -155,6 +155,45 @@ def pos_sim(
     raise typer.Exit(code)
 
 
+@app.command()
+def guest(
+    link: Annotated[str, typer.Argument(help="The deep link pos-sim printed (Link: ...)")],
+    user: Annotated[str, typer.Option(help="The guest's user id (X-Yandex-UID)")] = "demo-user",
+    card: Annotated[
+        str | None, typer.Option(help="Pay with this card id without asking; exit 1 if declined")
+    ] = None,
+    api: Annotated[str, typer.Option(help="payments-eda base URL")] = "http://127.0.0.1:8082",
+    cashback_url: Annotated[
+        str, typer.Option(help="cashback base URL (for the balance)")
+    ] = "http://127.0.0.1:8086",
+    language: Annotated[str, typer.Option(help="X-Request-Language")] = "en",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for PAYED or DECLINED")] = 120.0,
+) -> None:
+    """Act as the guest: open the link, see the bill and cashback, pay with a card, follow it.
+
+    Exit code: 0 paid, 1 declined / closed / not paid, 2 error.
+    """
+    from qrpay.guest.errors import GuestError
+    from qrpay.guest.flow import GuestOptions, prompt_for_card, run_guest
+
+    options = GuestOptions(
+        link=link,
+        api_url=api,
+        cashback_url=cashback_url,
+        user_id=user,
+        card_id=card,
+        language=language,
+        timeout_seconds=timeout,
+    )
+    try:
+        code = asyncio.run(run_guest(options, console, prompt_for_card(console)))
+    except GuestError as exc:
+        raise fail(exc.message, exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; a payment already started goes on without you", 130) from None
+    raise typer.Exit(code)
+
+
 def main() -> None:  # pragma: no cover - `python -m qrpay.cli.main`
     app()
 

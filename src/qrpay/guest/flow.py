@@ -1,0 +1,191 @@
+"""One guest session: open the link, show the bill, pay with a card, follow the status."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.prompt import Prompt
+
+from qrpay.cashback.client import CashbackClient
+from qrpay.guest.api import Card, HttpError, PaymentsApi, PaymentStatus, Preorder, Unreachable
+from qrpay.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, EXIT_PAYED, GuestError
+from qrpay.guest.link import OrderLink, parse_link
+from qrpay.guest.render import show_preorder
+from qrpay.kernel.config import DependencyConfig
+from qrpay.kernel.errors import QrpayError
+from qrpay.kernel.http_client import HttpSession
+from qrpay.kernel.metrics import ServiceMetrics
+
+FINAL = ("PAYED", "DECLINED")
+# The app keeps polling through a short outage; this many failures in a row end the session.
+MAX_POLL_FAILURES = 5
+
+# Gets the usable cards, returns the id to pay with, or None when the guest gives up.
+ChooseCard = Callable[[tuple[Card, ...]], str | None]
+
+
+@dataclass(frozen=True)
+class GuestOptions:
+    link: str
+    api_url: str = "http://127.0.0.1:8082"
+    cashback_url: str = "http://127.0.0.1:8086"
+    user_id: str = "demo-user"
+    card_id: str | None = None
+    language: str = "en"
+    timeout_seconds: float = 120.0
+    request_timeout_seconds: float = 10.0
+
+
+def prompt_for_card(console: Console) -> ChooseCard:
+    """Ask which card to pay with: its number in the table or its id."""
+
+    def choose(cards: tuple[Card, ...]) -> str | None:
+        by_key = {str(index): card.id for index, card in enumerate(cards, start=1)}
+        by_key.update({card.id: card.id for card in cards})
+        while True:
+            try:
+                answer = Prompt.ask(
+                    "Pay with card (# or id, q to quit)", console=console, default="1"
+                )
+            except EOFError:
+                raise GuestError("no card chosen (stdin closed); pass --card ID") from None
+            if answer.strip().lower() in ("q", "quit"):
+                return None
+            chosen = by_key.get(answer.strip())
+            if chosen is not None:
+                return chosen
+            console.print(f"No card {answer.strip()!r}; pick one from the table.", markup=False)
+
+    return choose
+
+
+def pick_card(preorder: Preorder, wanted: str | None, choose: ChooseCard) -> Card | None:
+    usable = tuple(card for card in preorder.cards if card.available)
+    if wanted is not None:
+        card = next((card for card in preorder.cards if card.id == wanted), None)
+        if card is None:
+            known = ", ".join(c.id for c in preorder.cards) or "none"
+            raise GuestError(f"card {wanted!r} is not one of your cards (yours: {known})")
+        if not card.available:
+            raise GuestError(f"card {wanted!r} is not available for payment; pick another")
+        return card
+    if not usable:
+        raise GuestError("you have no card that can pay; bind one first")
+    chosen = choose(usable)
+    if chosen is None:
+        return None
+    return next(card for card in usable if card.id == chosen)
+
+
+async def run_guest(options: GuestOptions, console: Console, choose: ChooseCard) -> int:
+    link = parse_link(options.link)
+    async with PaymentsApi(
+        options.api_url,
+        user_id=options.user_id,
+        language=options.language,
+        timeout_seconds=options.request_timeout_seconds,
+    ) as api:
+        preorder = await api.preorder(link)
+        show_preorder(console, preorder)
+        if preorder.status == "PAYED":
+            console.print(f"order {link.order_id}: already PAYED", markup=False)
+            return EXIT_NOT_PAYED
+        while True:
+            card = pick_card(preorder, options.card_id, choose)
+            if card is None:
+                console.print(f"order {link.order_id}: not paid", markup=False)
+                return EXIT_NOT_PAYED
+            console.print(
+                f"Paying {preorder.amount} {preorder.currency} with {card.id} ({card.mask})",
+                markup=False,
+            )
+            first = await api.pay(link, card.id, preorder.amount)
+            final = await follow(api, link, first, options, console)
+            if final.status == "PAYED":
+                break
+            reason = f": {final.message}" if final.message else ""
+            console.print(
+                f"order {link.order_id}: DECLINED{reason} — "
+                "try another card or pay at the restaurant",
+                markup=False,
+            )
+            if options.card_id is not None:
+                # Scripted: exit 1 so the caller can try another card.
+                return EXIT_NOT_PAYED
+    note = f" — {final.message}" if final.message else ""
+    console.print(
+        f"order {link.order_id}: PAYED {preorder.amount} {preorder.currency}{note}", markup=False
+    )
+    await show_balance(console, options)
+    return EXIT_PAYED
+
+
+async def follow(
+    api: PaymentsApi,
+    link: OrderLink,
+    current: PaymentStatus,
+    options: GuestOptions,
+    console: Console,
+) -> PaymentStatus:
+    """Poll the payment status, waiting X-Polling-Delay between polls, until PAYED or DECLINED."""
+    started = time.monotonic()
+    deadline = started + options.timeout_seconds
+    failures = 0
+    delay = current.polling_delay
+    shown = current.status
+    with console.status(f"order {link.order_id}: {shown}") as live:
+        while current.status not in FINAL:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GuestError(
+                    f"order {link.order_id}: no final status after "
+                    f"{options.timeout_seconds:g}s (last: {current.status})"
+                )
+            await asyncio.sleep(min(delay, remaining))
+            try:
+                current = await api.status(link)
+                failures = 0
+                delay = current.polling_delay
+                shown = current.status + (f" · {current.message}" if current.message else "")
+            except (Unreachable, HttpError) as exc:
+                retryable = isinstance(exc, Unreachable) or exc.status in (502, 503, 504)
+                failures += 1
+                if not retryable or failures >= MAX_POLL_FAILURES:
+                    raise
+                shown = f"{current.status} (retrying: {exc.message})"
+            elapsed = int(time.monotonic() - started)
+            live.update(f"order {link.order_id}: {shown} · {elapsed}s")
+    return current
+
+
+async def show_balance(console: Console, options: GuestOptions) -> None:
+    """The guest's cashback balance after a payment; a failure here does not undo the payment."""
+    session = HttpSession(limit=4)
+    client = CashbackClient(
+        session=session,
+        dependency=lambda: DependencyConfig(
+            base_url=options.cashback_url,
+            timeout_ms=int(options.request_timeout_seconds * 1000),
+            retries=1,
+        ),
+        metrics=ServiceMetrics("guest"),
+    )
+    try:
+        answer = await client.balance(options.user_id)
+    except QrpayError as exc:
+        console.print(f"cashback balance unavailable: {exc.message}", markup=False)
+        return
+    finally:
+        await session.close()
+    if not answer.balances:
+        console.print("Cashback balance: 0 (the accrual may still be on its way)", markup=False)
+        return
+    text = ", ".join(f"{b.amount} {b.currency}" for b in answer.balances)
+    console.print(f"Cashback balance: {text}", markup=False)
+
+
+__all__ = ["EXIT_ERROR", "GuestOptions", "prompt_for_card", "run_guest"]
