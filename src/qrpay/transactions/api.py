@@ -1,0 +1,96 @@
+"""transactions' HTTP routes: parse, call the service, serialize. Paths match ``client``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Path, Request
+
+from qrpay.kernel.http import error_responses
+from qrpay.kernel.money import format_amount
+from qrpay.transactions.domain import InvoiceRecord, OperationRecord, derived_amounts
+from qrpay.transactions.schemas import (
+    CallbackTarget,
+    Invoice,
+    InvoiceId,
+    InvoiceIn,
+    Operation,
+    OperationIn,
+)
+from qrpay.transactions.service import TransactionsService
+
+router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
+
+
+def _service(request: Request) -> TransactionsService:
+    service: TransactionsService = request.app.state.transactions
+    return service
+
+
+def operation_view(op: OperationRecord) -> Operation:
+    return Operation(
+        operation_id=op.operation_id,
+        kind=op.kind,
+        status=op.status,
+        amount=op.amount_text,
+        currency=op.currency,
+        target=op.target,
+        payment_method_id=op.payment_method_id,
+        reason=op.reason,
+        created_at=op.created_at,
+        finished_at=op.finished_at,
+    )
+
+
+def invoice_view(invoice: InvoiceRecord, ops: Sequence[OperationRecord]) -> Invoice:
+    amounts = derived_amounts(ops)
+    currency = invoice.currency
+    return Invoice(
+        invoice_id=invoice.invoice_id,
+        owner=invoice.owner,
+        order_id=invoice.order_id,
+        user_id=invoice.user_id,
+        currency=currency,
+        callback=CallbackTarget(queue=invoice.callback_queue, task=invoice.callback_task),
+        operations=[operation_view(op) for op in ops],
+        held=format_amount(amounts.held, currency),
+        cleared=format_amount(amounts.cleared, currency),
+        released=format_amount(amounts.released, currency),
+    )
+
+
+InvoicePath = Path(description="The owner's id for the invoice")
+
+
+@router.put(
+    "/{invoice_id}",
+    summary="Create the invoice, or get the same one made before",
+    responses=error_responses(409),
+)
+async def ensure_invoice(
+    body: InvoiceIn, request: Request, invoice_id: InvoiceId = InvoicePath
+) -> Invoice:
+    invoice, ops = await _service(request).ensure_invoice(invoice_id, body)
+    return invoice_view(invoice, ops)
+
+
+@router.get(
+    "/{invoice_id}",
+    summary="The invoice, its operations and derived amounts",
+    responses=error_responses(404),
+)
+async def get_invoice(request: Request, invoice_id: InvoiceId = InvoicePath) -> Invoice:
+    invoice, ops = await _service(request).get_invoice(invoice_id)
+    return invoice_view(invoice, ops)
+
+
+@router.post(
+    "/{invoice_id}/operations",
+    summary="Start a hold, clear or unhold; idempotent on operation_id; the outcome comes by callback",
+    responses=error_responses(400, 404, 409),
+)
+async def start_operation(
+    body: OperationIn, request: Request, invoice_id: InvoiceId = InvoicePath
+) -> Operation:
+    op, _created = await _service(request).start_operation(invoice_id, body)
+    return operation_view(op)

@@ -1,0 +1,271 @@
+"""Invoices and their operations: the rules, as pure functions over the operation log.
+
+An invoice is what is owed (the intent); each hold is an attempt at the
+gateway, and clear/unhold act on one succeeded hold. Nothing here is stored
+as a balance: held, cleared and released are recomputed from the operations
+that succeeded (events with derived amounts). No I/O, no framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from qrpay.kernel.errors import Conflict, InvalidInput
+from qrpay.kernel.money import format_amount, parse_amount
+from qrpay.transactions.schemas import InvoiceIn, OperationIn, OperationKind, OperationStatus
+
+HOLD = OperationKind.HOLD
+CLEAR = OperationKind.CLEAR
+UNHOLD = OperationKind.UNHOLD
+PENDING = OperationStatus.PENDING
+SUCCEEDED = OperationStatus.SUCCEEDED
+FAILED = OperationStatus.FAILED
+
+# Reasons an operation failed for, besides the ones a gateway reports.
+GATEWAY_ERROR = "gateway_error"
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRecord:
+    invoice_id: str
+    owner: str
+    order_id: str
+    user_id: str
+    currency: str
+    callback_queue: str
+    callback_task: str
+    created_at: datetime
+
+    def matches(self, body: InvoiceIn) -> bool:
+        """A repeated PUT must describe the same invoice (the callback may differ: first wins)."""
+        return (self.owner, self.order_id, self.user_id, self.currency) == (
+            body.owner,
+            body.order_id,
+            body.user_id,
+            body.currency,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRecord:
+    invoice_id: str
+    operation_id: str
+    kind: OperationKind
+    status: OperationStatus
+    amount: Decimal
+    currency: str
+    target: str | None
+    payment_method_id: str | None
+    # The gateway's token for the card (never a card number).
+    token: str | None
+    created_at: datetime
+    reason: str | None = None
+    reference: str | None = None
+    attempts: int = 0
+    finished_at: datetime | None = None
+    callback_sent_at: datetime | None = None
+
+    @property
+    def amount_text(self) -> str:
+        return format_amount(self.amount, self.currency)
+
+    @property
+    def idempotency_key(self) -> str:
+        """What the gateway de-duplicates this operation's calls by: built from our own ids."""
+        return f"{self.invoice_id}:{self.operation_id}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status != PENDING
+
+
+@dataclass(frozen=True, slots=True)
+class Amounts:
+    held: Decimal
+    cleared: Decimal
+    released: Decimal
+
+
+def auto_release_id(hold_id: str) -> str:
+    return f"auto-release:{hold_id}"
+
+
+def _settlements(hold: OperationRecord, ops: Iterable[OperationRecord]) -> list[OperationRecord]:
+    return [o for o in ops if o.kind in (CLEAR, UNHOLD) and o.target == hold.operation_id]
+
+
+def settling(hold: OperationRecord, ops: Iterable[OperationRecord]) -> OperationRecord | None:
+    """The clear/unhold that has finished this hold or is finishing it now, if any."""
+    for op in _settlements(hold, ops):
+        if op.status in (PENDING, SUCCEEDED):
+            return op
+    return None
+
+
+def settled_by(hold: OperationRecord, ops: Iterable[OperationRecord]) -> OperationRecord | None:
+    """The clear/unhold that succeeded on this hold, if any (at most one can)."""
+    for op in _settlements(hold, ops):
+        if op.status == SUCCEEDED:
+            return op
+    return None
+
+
+def is_live_hold(hold: OperationRecord, ops: Sequence[OperationRecord]) -> bool:
+    """Pending, or succeeded and neither cleared nor released yet."""
+    if hold.kind != HOLD:
+        return False
+    if hold.status == PENDING:
+        return True
+    return hold.status == SUCCEEDED and settled_by(hold, ops) is None
+
+
+def derived_amounts(ops: Sequence[OperationRecord]) -> Amounts:
+    """Held, cleared and released, from the succeeded operations only.
+
+    A cleared hold counts its clear's amount as cleared and the rest of the hold
+    as released (the gateway lets the remainder go); a released hold counts
+    whole as released; a succeeded hold with neither is held.
+    """
+    held = cleared = released = Decimal(0)
+    for hold in ops:
+        if hold.kind != HOLD or hold.status != SUCCEEDED:
+            continue
+        done = settled_by(hold, ops)
+        if done is None:
+            held += hold.amount
+        elif done.kind == CLEAR:
+            cleared += done.amount
+            released += hold.amount - done.amount
+        else:
+            released += hold.amount
+    return Amounts(held=held, cleared=cleared, released=released)
+
+
+def _same_request(existing: OperationRecord, request: OperationIn) -> bool:
+    if existing.kind != request.kind or existing.target != request.target:
+        return False
+    if request.amount is not None:
+        try:
+            amount = parse_amount(request.amount, existing.currency)
+        except InvalidInput:
+            return False
+        if amount != existing.amount:
+            return False
+    elif existing.kind == HOLD:
+        return False
+    if request.payment_method is not None and existing.kind == HOLD:
+        return request.payment_method.id == existing.payment_method_id
+    return True
+
+
+def _positive_amount(text: str, currency: str) -> Decimal:
+    value = parse_amount(text, currency)
+    if value <= 0:
+        raise InvalidInput("amount must be greater than zero", code="amount_not_positive")
+    return value
+
+
+def decide(
+    invoice: InvoiceRecord,
+    ops: Sequence[OperationRecord],
+    request: OperationIn,
+    now: datetime,
+) -> tuple[OperationRecord, bool]:
+    """The operation ``request`` asks for, and whether it is new (False: an idempotent repeat).
+
+    ``ops`` are all of the invoice's operations, read while the invoice is locked.
+    """
+    for op in ops:
+        if op.operation_id == request.operation_id:
+            if not _same_request(op, request):
+                raise Conflict(
+                    f"operation {request.operation_id!r} exists with other parameters",
+                    code="operation_mismatch",
+                )
+            return op, False
+
+    currency = invoice.currency
+    if request.kind == HOLD:
+        if request.amount is None:
+            raise InvalidInput("a hold needs an amount", code="amount_required")
+        amount = _positive_amount(request.amount, currency)
+        if request.payment_method is None:
+            raise InvalidInput("a hold needs a payment method", code="payment_method_required")
+        if request.target is not None:
+            raise InvalidInput("a hold has no target", code="unexpected_target")
+        if any(is_live_hold(op, ops) for op in ops):
+            raise Conflict("another hold of this invoice is live", code="hold_active")
+        return (
+            OperationRecord(
+                invoice_id=invoice.invoice_id,
+                operation_id=request.operation_id,
+                kind=HOLD,
+                status=PENDING,
+                amount=amount,
+                currency=currency,
+                target=None,
+                payment_method_id=request.payment_method.id,
+                token=request.payment_method.token,
+                created_at=now,
+            ),
+            True,
+        )
+
+    nothing = "nothing_to_clear" if request.kind == CLEAR else "nothing_to_release"
+    if request.target is None:
+        raise InvalidInput(f"a {request.kind.value} needs a target hold", code="target_required")
+    hold = next((op for op in ops if op.kind == HOLD and op.operation_id == request.target), None)
+    if hold is None or hold.status != SUCCEEDED or settling(hold, ops) is not None:
+        raise Conflict(
+            f"no succeeded, unsettled hold {request.target!r} on this invoice", code=nothing
+        )
+    amount = hold.amount
+    if request.amount is not None:
+        amount = _positive_amount(request.amount, currency)
+        if request.kind == CLEAR and amount > hold.amount:
+            raise InvalidInput("cannot clear more than was held", code="amount_exceeds_hold")
+        if request.kind == UNHOLD and amount != hold.amount:
+            raise InvalidInput("an unhold releases the whole hold", code="amount_mismatch")
+    return (
+        OperationRecord(
+            invoice_id=invoice.invoice_id,
+            operation_id=request.operation_id,
+            kind=request.kind,
+            status=PENDING,
+            amount=amount,
+            currency=currency,
+            target=hold.operation_id,
+            payment_method_id=hold.payment_method_id,
+            token=hold.token,
+            reference=hold.reference,
+            created_at=now,
+        ),
+        True,
+    )
+
+
+def hold_expired(
+    hold: OperationRecord, ops: Sequence[OperationRecord], now: datetime, ttl_seconds: float
+) -> bool:
+    """A succeeded hold nobody started to clear or release within the TTL."""
+    return (
+        hold.kind == HOLD
+        and hold.status == SUCCEEDED
+        and hold.finished_at is not None
+        and hold.finished_at <= now - timedelta(seconds=ttl_seconds)
+        and settling(hold, ops) is None
+    )
+
+
+def auto_release_request(hold: OperationRecord) -> OperationIn:
+    # Built without validation: the prefixed id may be longer than a caller's ids may be.
+    return OperationIn.model_construct(
+        operation_id=auto_release_id(hold.operation_id),
+        amount=None,
+        payment_method=None,
+        kind=UNHOLD,
+        target=hold.operation_id,
+    )

@@ -1,0 +1,33 @@
+"""transactions' own metrics, registered once per app on the service's registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge
+
+from qrpay.kernel.metrics import ServiceMetrics
+
+
+@dataclass(frozen=True)
+class TransactionsMetrics:
+    operations: Counter
+    callbacks_sent: Counter
+    pending_operations: Gauge
+
+    @classmethod
+    def register(cls, metrics: ServiceMetrics) -> TransactionsMetrics:
+        return cls(
+            operations=metrics.counter(
+                "qrpay_transactions_operations",
+                "Operations started (pending) and finished, by kind and status",
+                ("kind", "status"),
+            ),
+            callbacks_sent=metrics.counter(
+                "qrpay_transactions_callbacks_sent",
+                "Callback tasks put on an owner's queue for a finished operation",
+            ),
+            pending_operations=metrics.gauge(
+                "qrpay_transactions_pending_operations", "Operations waiting for the gateway"
+            ),
+        )

@@ -1,0 +1,362 @@
+"""The invoices and operations tables and every query on them (SQLAlchemy Core).
+
+Amounts are canonical decimal strings, never floats. There is no balance column:
+the invoice's amounts are derived from its succeeded operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    and_,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from qrpay.kernel.clock import utc
+from qrpay.kernel.db import new_metadata
+from qrpay.transactions.domain import InvoiceRecord, OperationRecord
+from qrpay.transactions.gateway import GatewayResult
+from qrpay.transactions.schemas import OperationKind, OperationStatus
+
+metadata = new_metadata()
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("invoice_id", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("order_id", String(64), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("callback_queue", String(64), nullable=False),
+    Column("callback_task", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("invoice_id", String(64), nullable=False),
+    # Longer than a caller's ids: auto-release ids are "auto-release:<hold id>".
+    Column("operation_id", String(160), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("amount", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("target", String(160), nullable=True),
+    Column("payment_method_id", String(64), nullable=True),
+    Column("token", String(256), nullable=True),
+    Column("reference", String(128), nullable=True),
+    Column("reason", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False),
+    # A processor's lease: nobody else calls the gateway for this operation until then.
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("callback_sent_at", DateTime(timezone=True), nullable=True),
+    # Idempotency of POST .../operations: the database, not the code, guarantees it.
+    PrimaryKeyConstraint("invoice_id", "operation_id", name="pk_operations"),
+    ForeignKeyConstraint(
+        ["invoice_id"], ["invoices.invoice_id"], name="fk_operations_invoice_id_invoices"
+    ),
+    # The relay's two scans: unprocessed operations and undelivered callbacks.
+    Index("ix_operations_status_claimed_until", "status", "claimed_until"),
+    Index("ix_operations_callback_sent_at_status", "callback_sent_at", "status"),
+    # The auto-release scan: succeeded holds by age.
+    Index("ix_operations_kind_status_finished_at", "kind", "status", "finished_at"),
+)
+
+
+def _invoice(row: Row[Any]) -> InvoiceRecord:
+    m = row._mapping
+    return InvoiceRecord(
+        invoice_id=m["invoice_id"],
+        owner=m["owner"],
+        order_id=m["order_id"],
+        user_id=m["user_id"],
+        currency=m["currency"],
+        callback_queue=m["callback_queue"],
+        callback_task=m["callback_task"],
+        created_at=utc(m["created_at"]),
+    )
+
+
+_INVOICE_COLUMNS = (
+    "invoice_id",
+    "owner",
+    "order_id",
+    "user_id",
+    "currency",
+    "callback_queue",
+    "callback_task",
+    "created_at",
+)
+
+
+def _invoice_of_join(row: Row[Any]) -> InvoiceRecord:
+    m = row._mapping
+    values: dict[str, Any] = {name: m[f"invoice_{name}"] for name in _INVOICE_COLUMNS}
+    values["created_at"] = utc(values["created_at"])
+    return InvoiceRecord(**values)
+
+
+def _maybe_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
+
+
+def _operation(row: Row[Any]) -> OperationRecord:
+    m = row._mapping
+    return OperationRecord(
+        invoice_id=m["invoice_id"],
+        operation_id=m["operation_id"],
+        kind=OperationKind(m["kind"]),
+        status=OperationStatus(m["status"]),
+        amount=Decimal(m["amount"]),
+        currency=m["currency"],
+        target=m["target"],
+        payment_method_id=m["payment_method_id"],
+        token=m["token"],
+        reference=m["reference"],
+        reason=m["reason"],
+        attempts=m["attempts"],
+        created_at=utc(m["created_at"]),
+        finished_at=_maybe_utc(m["finished_at"]),
+        callback_sent_at=_maybe_utc(m["callback_sent_at"]),
+    )
+
+
+def _insert(session: AsyncConnection) -> Any:
+    return postgresql.insert if session.dialect.name == "postgresql" else sqlite.insert
+
+
+def _op_key(invoice_id: str, operation_id: str) -> Any:
+    return and_(operations.c.invoice_id == invoice_id, operations.c.operation_id == operation_id)
+
+
+class TransactionsRepository:
+    def __init__(self, session: AsyncConnection) -> None:
+        self.session = session
+
+    # -- invoices
+
+    async def insert_invoice_if_absent(self, invoice: InvoiceRecord) -> bool:
+        statement = (
+            _insert(self.session)(invoices)
+            .values(
+                invoice_id=invoice.invoice_id,
+                owner=invoice.owner,
+                order_id=invoice.order_id,
+                user_id=invoice.user_id,
+                currency=invoice.currency,
+                callback_queue=invoice.callback_queue,
+                callback_task=invoice.callback_task,
+                created_at=invoice.created_at,
+            )
+            .on_conflict_do_nothing(index_elements=["invoice_id"])
+        )
+        result = await self.session.execute(statement)
+        return bool(result.rowcount == 1)
+
+    async def get_invoice(
+        self, invoice_id: str, *, for_update: bool = False
+    ) -> InvoiceRecord | None:
+        statement = select(invoices).where(invoices.c.invoice_id == invoice_id)
+        if for_update:
+            # PostgreSQL: every change to an invoice's operations queues here. SQLite
+            # ignores it; its write transactions already hold the file lock (BEGIN IMMEDIATE).
+            statement = statement.with_for_update()
+        row = (await self.session.execute(statement)).first()
+        return None if row is None else _invoice(row)
+
+    # -- operations
+
+    async def operations_of(self, invoice_id: str) -> list[OperationRecord]:
+        result = await self.session.execute(
+            select(operations)
+            .where(operations.c.invoice_id == invoice_id)
+            .order_by(operations.c.created_at, operations.c.operation_id)
+        )
+        return [_operation(row) for row in result]
+
+    async def get_operation(self, invoice_id: str, operation_id: str) -> OperationRecord | None:
+        row = (
+            await self.session.execute(select(operations).where(_op_key(invoice_id, operation_id)))
+        ).first()
+        return None if row is None else _operation(row)
+
+    async def insert_operation(self, op: OperationRecord) -> None:
+        await self.session.execute(
+            operations.insert().values(
+                invoice_id=op.invoice_id,
+                operation_id=op.operation_id,
+                kind=op.kind.value,
+                status=op.status.value,
+                amount=op.amount_text,
+                currency=op.currency,
+                target=op.target,
+                payment_method_id=op.payment_method_id,
+                token=op.token,
+                reference=op.reference,
+                reason=op.reason,
+                attempts=op.attempts,
+                claimed_until=None,
+                created_at=op.created_at,
+                finished_at=None,
+                callback_sent_at=None,
+            )
+        )
+
+    async def claim_pending(
+        self,
+        now: datetime,
+        lease: timedelta,
+        *,
+        limit: int,
+        only: tuple[str, str] | None = None,
+    ) -> list[OperationRecord]:
+        """Take a lease on up to ``limit`` pending operations nobody holds a lease on.
+
+        PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent relays pick disjoint
+        rows; one that reads after another committed sees the lease and skips the
+        row too. SQLite: the write transaction is serialized anyway.
+        """
+        statement = (
+            select(operations)
+            .where(
+                operations.c.status == OperationStatus.PENDING.value,
+                or_(operations.c.claimed_until.is_(None), operations.c.claimed_until <= now),
+            )
+            .order_by(operations.c.created_at)
+            .limit(limit)
+        )
+        if only is not None:
+            statement = statement.where(_op_key(*only))
+        if self.session.dialect.name == "postgresql":
+            statement = statement.with_for_update(skip_locked=True)
+        rows = [_operation(row) for row in await self.session.execute(statement)]
+        claimed = []
+        for op in rows:
+            await self.session.execute(
+                update(operations)
+                .where(_op_key(op.invoice_id, op.operation_id))
+                .values(claimed_until=now + lease, attempts=operations.c.attempts + 1)
+            )
+            claimed.append(replace(op, attempts=op.attempts + 1))
+        return claimed
+
+    async def record_result(
+        self, op: OperationRecord, result: GatewayResult, now: datetime
+    ) -> bool:
+        """Write the outcome once: False if the operation had already finished."""
+        outcome = await self.session.execute(
+            update(operations)
+            .where(
+                _op_key(op.invoice_id, op.operation_id),
+                operations.c.status == OperationStatus.PENDING.value,
+            )
+            .values(
+                status=result.status.value,
+                reason=result.reason,
+                reference=result.reference or op.reference,
+                finished_at=now,
+                claimed_until=None,
+            )
+        )
+        return bool(outcome.rowcount == 1)
+
+    async def release_claim(self, op: OperationRecord, retry_at: datetime) -> None:
+        await self.session.execute(
+            update(operations)
+            .where(
+                _op_key(op.invoice_id, op.operation_id),
+                operations.c.status == OperationStatus.PENDING.value,
+            )
+            .values(claimed_until=retry_at)
+        )
+
+    async def undelivered(
+        self, *, limit: int, only: tuple[str, str] | None = None
+    ) -> list[tuple[InvoiceRecord, OperationRecord]]:
+        """Finished operations whose callback was not put on the owner's queue yet."""
+        statement = (
+            select(
+                operations,
+                *(invoices.c[name].label(f"invoice_{name}") for name in _INVOICE_COLUMNS),
+            )
+            .join(invoices, invoices.c.invoice_id == operations.c.invoice_id)
+            .where(
+                operations.c.callback_sent_at.is_(None),
+                operations.c.status != OperationStatus.PENDING.value,
+            )
+            .order_by(operations.c.finished_at)
+            .limit(limit)
+        )
+        if only is not None:
+            statement = statement.where(_op_key(*only))
+        result = await self.session.execute(statement)
+        return [(_invoice_of_join(row), _operation(row)) for row in result]
+
+    async def mark_callback_sent(self, op: OperationRecord, now: datetime) -> bool:
+        result = await self.session.execute(
+            update(operations)
+            .where(
+                _op_key(op.invoice_id, op.operation_id),
+                operations.c.callback_sent_at.is_(None),
+            )
+            .values(callback_sent_at=now)
+        )
+        return bool(result.rowcount == 1)
+
+    async def expired_hold_candidates(
+        self, cutoff: datetime, *, limit: int
+    ) -> list[tuple[str, str]]:
+        """(invoice_id, hold_id) of succeeded holds older than ``cutoff`` with no clear or
+        unhold pending or succeeded; the domain re-checks each under the invoice's lock."""
+        settlement = operations.alias("settlement")
+        statement = (
+            select(operations.c.invoice_id, operations.c.operation_id)
+            .where(
+                operations.c.kind == OperationKind.HOLD.value,
+                operations.c.status == OperationStatus.SUCCEEDED.value,
+                operations.c.finished_at <= cutoff,
+                ~exists().where(
+                    settlement.c.invoice_id == operations.c.invoice_id,
+                    settlement.c.target == operations.c.operation_id,
+                    settlement.c.kind.in_([OperationKind.CLEAR.value, OperationKind.UNHOLD.value]),
+                    settlement.c.status.in_(
+                        [OperationStatus.PENDING.value, OperationStatus.SUCCEEDED.value]
+                    ),
+                ),
+            )
+            .order_by(operations.c.finished_at)
+            .limit(limit)
+        )
+        result = await self.session.execute(statement)
+        return [(invoice_id, operation_id) for invoice_id, operation_id in result]
+
+    async def count_pending(self) -> int:
+        result = await self.session.execute(
+            select(func.count())
+            .select_from(operations)
+            .where(operations.c.status == OperationStatus.PENDING.value)
+        )
+        return int(result.scalar_one())

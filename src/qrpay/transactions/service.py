@@ -1,0 +1,320 @@
+"""transactions' use cases: invoices, operations, and the processing of operations.
+
+Every operation runs the same pipeline: the API validates and records it as
+pending (the domain decides under the invoice's lock); a processor takes a
+lease on it, calls the gateway with the key ``<invoice_id>:<operation_id>``
+and records the result; the relay then puts the owner's callback task and
+marks it sent (the outbox). A result is always committed before its callback
+is put, and no task is put inside a transaction that may roll back.
+
+Gateway errors (no answer) are retried: the lease is released with a backoff
+of 2**attempt seconds and the relay picks the operation up again; the
+``GATEWAY_ATTEMPTS``-th failed attempt records the operation as failed with
+reason ``gateway_error``. A processor that died mid-call leaves its lease to
+expire (``LEASE``); the retry carries the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+
+from qrpay.kernel.clock import Clock
+from qrpay.kernel.config import TransactionsConfig
+from qrpay.kernel.db import Database
+from qrpay.kernel.errors import Conflict, NotFound, QrpayError
+from qrpay.kernel.queue import TaskQueue, TaskSpec
+from qrpay.transactions.domain import (
+    CLEAR,
+    FAILED,
+    GATEWAY_ERROR,
+    HOLD,
+    InvoiceRecord,
+    OperationRecord,
+    auto_release_request,
+    decide,
+    hold_expired,
+)
+from qrpay.transactions.gateway import GatewayResult, GatewayUnavailable, PaymentGateway
+from qrpay.transactions.metrics import TransactionsMetrics
+from qrpay.transactions.repository import TransactionsRepository
+from qrpay.transactions.schemas import InvoiceIn, OperationIn, TransactionCallback
+
+log = structlog.get_logger("qrpay.transactions")
+
+# How long a processor owns a pending operation before another may retry it.
+LEASE = timedelta(seconds=60)
+GATEWAY_TIMEOUT_SECONDS = 30.0
+GATEWAY_ATTEMPTS = 3
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class RelayReport:
+    released: int
+    processed: int
+    callbacks: int
+
+
+def _invoice_not_found(invoice_id: str) -> NotFound:
+    return NotFound(f"invoice {invoice_id[:64]!r} not found", code="invoice_not_found")
+
+
+def callback_task_id(op: OperationRecord) -> str:
+    return f"{op.invoice_id}:{op.operation_id}:{op.status.value}"
+
+
+def callback_payload(invoice: InvoiceRecord, op: OperationRecord) -> TransactionCallback:
+    return TransactionCallback(
+        invoice_id=invoice.invoice_id,
+        order_id=invoice.order_id,
+        operation_id=op.operation_id,
+        kind=op.kind,
+        status=op.status,
+        amount=op.amount_text,
+        currency=op.currency,
+        target=op.target,
+        reason=op.reason,
+    )
+
+
+class TransactionsService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        metrics: TransactionsMetrics,
+        gateway: PaymentGateway,
+        queue: TaskQueue,
+        config: Callable[[], TransactionsConfig],
+        *,
+        process_inline: bool,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.metrics = metrics
+        self.gateway = gateway
+        self.queue = queue
+        self.config = config
+        # Process a new operation right away in this process (besides the relay).
+        self.process_inline = process_inline
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- invoices
+
+    async def ensure_invoice(
+        self, invoice_id: str, body: InvoiceIn
+    ) -> tuple[InvoiceRecord, list[OperationRecord]]:
+        fresh = InvoiceRecord(
+            invoice_id=invoice_id,
+            owner=body.owner,
+            order_id=body.order_id,
+            user_id=body.user_id,
+            currency=body.currency,
+            callback_queue=body.callback.queue,
+            callback_task=body.callback.task,
+            created_at=self.clock.now(),
+        )
+        async with self.db.write() as session:
+            repo = TransactionsRepository(session)
+            if await repo.insert_invoice_if_absent(fresh):
+                return fresh, []
+            existing = await repo.get_invoice(invoice_id)
+            if existing is None:  # pragma: no cover - invoices are never deleted
+                raise _invoice_not_found(invoice_id)
+            if not existing.matches(body):
+                raise Conflict(
+                    f"invoice {invoice_id!r} exists with other parameters",
+                    code="invoice_mismatch",
+                )
+            return existing, await repo.operations_of(invoice_id)
+
+    async def get_invoice(self, invoice_id: str) -> tuple[InvoiceRecord, list[OperationRecord]]:
+        async with self.db.read() as session:
+            repo = TransactionsRepository(session)
+            invoice = await repo.get_invoice(invoice_id)
+            if invoice is None:
+                raise _invoice_not_found(invoice_id)
+            return invoice, await repo.operations_of(invoice_id)
+
+    # -- operations
+
+    async def start_operation(
+        self, invoice_id: str, request: OperationIn
+    ) -> tuple[OperationRecord, bool]:
+        """Record the operation as pending (or return the one with this id); True if new."""
+        async with self.db.write() as session:
+            repo = TransactionsRepository(session)
+            # The invoice's lock serializes every decision about its operations.
+            invoice = await repo.get_invoice(invoice_id, for_update=True)
+            if invoice is None:
+                raise _invoice_not_found(invoice_id)
+            ops = await repo.operations_of(invoice_id)
+            op, created = decide(invoice, ops, request, self.clock.now())
+            if created:
+                await repo.insert_operation(op)
+        # Committed: only now may anything act on it.
+        if created:
+            self.metrics.operations.labels(op.kind.value, op.status.value).inc()
+            self.kick(op)
+        return op, created
+
+    def kick(self, op: OperationRecord) -> None:
+        """Process a committed pending operation now, in the background of this process."""
+        if not self.process_inline:
+            return
+        task = asyncio.create_task(
+            self._process_now(op.invoice_id, op.operation_id), name="transactions-process"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _process_now(self, invoice_id: str, operation_id: str) -> None:
+        key = (invoice_id, operation_id)
+        try:
+            await self.process_pending(only=key)
+            await self.deliver_callbacks(only=key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The relay picks it up: the operation is pending or its callback unsent.
+            log.warning("inline_processing_failed", invoice_id=invoice_id, error=repr(exc))
+
+    # -- processing (the relay's steps, each safe to run on every instance at once)
+
+    async def process_pending(self, *, only: tuple[str, str] | None = None) -> int:
+        """Claim pending operations and execute them; returns how many got a result."""
+        async with self.db.write() as session:
+            claimed = await TransactionsRepository(session).claim_pending(
+                self.clock.now(), LEASE, limit=BATCH, only=only
+            )
+        if not claimed:
+            return 0
+        done = await asyncio.gather(*(self.execute(op) for op in claimed))
+        return sum(done)
+
+    async def _call_gateway(self, op: OperationRecord) -> GatewayResult:
+        token = op.token or ""
+        key = op.idempotency_key
+        if op.kind == HOLD:
+            call = self.gateway.hold(token, op.amount, op.currency, key)
+        elif op.kind == CLEAR:
+            call = self.gateway.clear(token, op.amount, op.currency, key, op.reference)
+        else:
+            call = self.gateway.unhold(token, op.amount, op.currency, key, op.reference)
+        return await asyncio.wait_for(call, GATEWAY_TIMEOUT_SECONDS)
+
+    async def execute(self, op: OperationRecord) -> bool:
+        """Run one claimed operation through the gateway; True when its result was recorded."""
+        try:
+            result = await self._call_gateway(op)
+        except (GatewayUnavailable, TimeoutError) as exc:
+            log.warning(
+                "gateway_unavailable",
+                invoice_id=op.invoice_id,
+                operation_id=op.operation_id,
+                attempt=op.attempts,
+                error=repr(exc),
+            )
+            if op.attempts < GATEWAY_ATTEMPTS:
+                retry_at = self.clock.now() + timedelta(seconds=2**op.attempts)
+                async with self.db.write() as session:
+                    await TransactionsRepository(session).release_claim(op, retry_at)
+                return False
+            result = GatewayResult(FAILED, reason=GATEWAY_ERROR)
+        async with self.db.write() as session:
+            recorded = await TransactionsRepository(session).record_result(
+                op, result, self.clock.now()
+            )
+        if recorded:
+            self.metrics.operations.labels(op.kind.value, result.status.value).inc()
+            log.info(
+                "operation_finished",
+                invoice_id=op.invoice_id,
+                operation_id=op.operation_id,
+                kind=op.kind.value,
+                status=result.status.value,
+                reason=result.reason,
+            )
+        return recorded
+
+    async def deliver_callbacks(self, *, only: tuple[str, str] | None = None) -> int:
+        """The outbox: put a callback task for every finished operation not yet reported.
+
+        The task id names the result, so a relay that runs twice (or on two
+        instances) while the task waits in the queue adds it once.
+        """
+        async with self.db.read() as session:
+            pending = await TransactionsRepository(session).undelivered(limit=BATCH, only=only)
+        sent = 0
+        for invoice, op in pending:
+            await self.queue.put(
+                TaskSpec(name=invoice.callback_task, queue=invoice.callback_queue),
+                task_id=callback_task_id(op),
+                payload=callback_payload(invoice, op).model_dump(mode="json"),
+            )
+            async with self.db.write() as session:
+                marked = await TransactionsRepository(session).mark_callback_sent(
+                    op, self.clock.now()
+                )
+            if marked:
+                sent += 1
+                self.metrics.callbacks_sent.inc()
+        return sent
+
+    async def release_expired_holds(self) -> int:
+        """Start an unhold (``auto-release:<hold id>``) of every hold left past its TTL."""
+        ttl = self.config().hold_ttl_seconds
+        now = self.clock.now()
+        async with self.db.read() as session:
+            candidates = await TransactionsRepository(session).expired_hold_candidates(
+                now - timedelta(seconds=ttl), limit=BATCH
+            )
+        started = 0
+        for invoice_id, hold_id in candidates:
+            created = False
+            async with self.db.write() as session:
+                repo = TransactionsRepository(session)
+                invoice = await repo.get_invoice(invoice_id, for_update=True)
+                if invoice is None:  # pragma: no cover - invoices are never deleted
+                    continue
+                ops = await repo.operations_of(invoice_id)
+                hold = next((o for o in ops if o.operation_id == hold_id), None)
+                if hold is None or not hold_expired(hold, ops, now, ttl):
+                    continue
+                try:
+                    op, created = decide(invoice, ops, auto_release_request(hold), now)
+                except QrpayError as exc:  # pragma: no cover - hold_expired checked the same
+                    log.warning("auto_release_refused", invoice_id=invoice_id, error=repr(exc))
+                    continue
+                if created:
+                    await repo.insert_operation(op)
+            if created:
+                started += 1
+                self.metrics.operations.labels(op.kind.value, op.status.value).inc()
+                log.info("hold_auto_release_started", invoice_id=invoice_id, hold_id=hold_id)
+        return started
+
+    async def refresh_pending_gauge(self) -> None:
+        async with self.db.read() as session:
+            count = await TransactionsRepository(session).count_pending()
+        self.metrics.pending_operations.set(count)
+
+    async def relay_once(self) -> RelayReport:
+        released = await self.release_expired_holds()
+        processed = await self.process_pending()
+        callbacks = await self.deliver_callbacks()
+        await self.refresh_pending_gauge()
+        return RelayReport(released=released, processed=processed, callbacks=callbacks)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,292 @@
+"""The operation rules as a table, and amounts derived from the operation log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from qrpay.kernel.errors import Conflict, InvalidInput
+from qrpay.transactions.domain import (
+    InvoiceRecord,
+    OperationRecord,
+    auto_release_request,
+    decide,
+    derived_amounts,
+    hold_expired,
+    is_live_hold,
+)
+from qrpay.transactions.schemas import OperationIn, OperationKind, OperationStatus
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+INVOICE = InvoiceRecord(
+    invoice_id="inv-1",
+    owner="payments-eda",
+    order_id="order-1",
+    user_id="user-1",
+    currency="RUB",
+    callback_queue="payments_eda",
+    callback_task="transaction_callback",
+    created_at=NOW,
+)
+CARD = {"id": "card-ok", "token": "sandbox-ok-4242"}
+
+
+def op(
+    operation_id: str,
+    kind: str = "hold",
+    status: str = "succeeded",
+    amount: str = "100",
+    target: str | None = None,
+    finished_at: datetime | None = NOW,
+) -> OperationRecord:
+    return OperationRecord(
+        invoice_id="inv-1",
+        operation_id=operation_id,
+        kind=OperationKind(kind),
+        status=OperationStatus(status),
+        amount=Decimal(amount),
+        currency="RUB",
+        target=target,
+        payment_method_id="card-ok",
+        token="sandbox-ok-4242",
+        created_at=NOW,
+        finished_at=None if status == "pending" else finished_at,
+    )
+
+
+def request(operation_id: str, kind: str, **fields: Any) -> OperationIn:
+    return OperationIn.model_validate({"operation_id": operation_id, "kind": kind, **fields})
+
+
+HOLD_OK = {"amount": "100.50", "payment_method": CARD}
+
+# (name, existing operations, request, expected error code or None)
+RULES: list[tuple[str, list[OperationRecord], OperationIn, str | None]] = [
+    ("first hold", [], request("h2", "hold", **HOLD_OK), None),
+    ("hold without amount", [], request("h2", "hold", payment_method=CARD), "amount_required"),
+    (
+        "hold of zero",
+        [],
+        request("h2", "hold", amount="0", payment_method=CARD),
+        "amount_not_positive",
+    ),
+    (
+        "hold with 3 digits",
+        [],
+        request("h2", "hold", amount="1.005", payment_method=CARD),
+        "invalid_amount",
+    ),
+    ("hold without card", [], request("h2", "hold", amount="1"), "payment_method_required"),
+    ("hold with a target", [], request("h2", "hold", target="h1", **HOLD_OK), "unexpected_target"),
+    (
+        "hold while one pending",
+        [op("h1", status="pending")],
+        request("h2", "hold", **HOLD_OK),
+        "hold_active",
+    ),
+    ("hold while one held", [op("h1")], request("h2", "hold", **HOLD_OK), "hold_active"),
+    (
+        "hold while one being cleared",
+        [op("h1"), op("c1", "clear", "pending", target="h1")],
+        request("h2", "hold", **HOLD_OK),
+        "hold_active",
+    ),
+    (
+        "hold after a failed one",
+        [op("h1", status="failed")],
+        request("h2", "hold", **HOLD_OK),
+        None,
+    ),
+    (
+        "hold after a cleared one",
+        [op("h1"), op("c1", "clear", target="h1")],
+        request("h2", "hold", **HOLD_OK),
+        None,
+    ),
+    (
+        "hold after a released one",
+        [op("h1"), op("u1", "unhold", target="h1")],
+        request("h2", "hold", **HOLD_OK),
+        None,
+    ),
+    ("clear a held hold", [op("h1")], request("c1", "clear", target="h1"), None),
+    ("clear part of it", [op("h1")], request("c1", "clear", target="h1", amount="40"), None),
+    (
+        "clear more than held",
+        [op("h1")],
+        request("c1", "clear", target="h1", amount="101"),
+        "amount_exceeds_hold",
+    ),
+    ("clear without target", [op("h1")], request("c1", "clear"), "target_required"),
+    (
+        "clear an unknown hold",
+        [op("h1")],
+        request("c1", "clear", target="nope"),
+        "nothing_to_clear",
+    ),
+    (
+        "clear a pending hold",
+        [op("h1", status="pending")],
+        request("c1", "clear", target="h1"),
+        "nothing_to_clear",
+    ),
+    (
+        "clear a failed hold",
+        [op("h1", status="failed")],
+        request("c1", "clear", target="h1"),
+        "nothing_to_clear",
+    ),
+    (
+        "clear twice",
+        [op("h1"), op("c1", "clear", target="h1")],
+        request("c2", "clear", target="h1"),
+        "nothing_to_clear",
+    ),
+    (
+        "clear while being released",
+        [op("h1"), op("u1", "unhold", "pending", target="h1")],
+        request("c1", "clear", target="h1"),
+        "nothing_to_clear",
+    ),
+    (
+        "clear after a failed clear",
+        [op("h1"), op("c1", "clear", "failed", target="h1")],
+        request("c2", "clear", target="h1"),
+        None,
+    ),
+    ("unhold a held hold", [op("h1")], request("u1", "unhold", target="h1"), None),
+    (
+        "unhold a cleared hold",
+        [op("h1"), op("c1", "clear", target="h1")],
+        request("u1", "unhold", target="h1"),
+        "nothing_to_release",
+    ),
+    (
+        "unhold part of it",
+        [op("h1")],
+        request("u1", "unhold", target="h1", amount="5"),
+        "amount_mismatch",
+    ),
+    (
+        "repeat of a hold",
+        [op("h1")],
+        request("h1", "hold", amount="100.00", payment_method=CARD),
+        None,
+    ),
+    (
+        "repeat with another amount",
+        [op("h1")],
+        request("h1", "hold", amount="99", payment_method=CARD),
+        "operation_mismatch",
+    ),
+    (
+        "repeat as another kind",
+        [op("h1")],
+        request("h1", "clear", target="h1"),
+        "operation_mismatch",
+    ),
+    (
+        "repeat of a clear",
+        [op("h1"), op("c1", "clear", target="h1")],
+        request("c1", "clear", target="h1"),
+        None,
+    ),
+    (
+        "repeat of a clear, other target",
+        [op("h1"), op("c1", "clear", target="h1")],
+        request("c1", "clear", target="h0"),
+        "operation_mismatch",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("existing", "req", "error"), [r[1:] for r in RULES], ids=[r[0] for r in RULES]
+)
+def test_rules(existing: list[OperationRecord], req: OperationIn, error: str | None) -> None:
+    if error is None:
+        result, created = decide(INVOICE, existing, req, NOW)
+        assert result.operation_id == req.operation_id
+        assert created == (req.operation_id not in {o.operation_id for o in existing})
+        if created:
+            assert result.status == OperationStatus.PENDING
+    else:
+        with pytest.raises((Conflict, InvalidInput)) as caught:
+            decide(INVOICE, existing, req, NOW)
+        assert caught.value.code == error
+
+
+def test_clear_defaults_to_the_hold_and_inherits_its_card() -> None:
+    clear, created = decide(
+        INVOICE, [op("h1", amount="250.5")], request("c1", "clear", target="h1"), NOW
+    )
+    assert created
+    assert clear.amount_text == "250.50"
+    assert clear.token == "sandbox-ok-4242"
+    assert clear.target == "h1"
+    assert clear.idempotency_key == "inv-1:c1"
+
+
+def test_a_new_hold_is_pending_with_a_canonical_amount() -> None:
+    hold, _ = decide(INVOICE, [], request("h1", "hold", amount="7.5", payment_method=CARD), NOW)
+    assert hold.amount_text == "7.50"
+    assert hold.token == "sandbox-ok-4242"
+    assert hold.payment_method_id == "card-ok"
+
+
+@pytest.mark.parametrize(
+    ("ops", "held", "cleared", "released"),
+    [
+        ([], "0", "0", "0"),
+        ([op("h1", status="pending")], "0", "0", "0"),
+        ([op("h1", status="failed")], "0", "0", "0"),
+        ([op("h1")], "100", "0", "0"),
+        ([op("h1"), op("c1", "clear", "pending", target="h1")], "100", "0", "0"),
+        ([op("h1"), op("c1", "clear", "failed", target="h1")], "100", "0", "0"),
+        ([op("h1"), op("c1", "clear", target="h1")], "0", "100", "0"),
+        ([op("h1"), op("c1", "clear", amount="30", target="h1")], "0", "30", "70"),
+        ([op("h1"), op("u1", "unhold", target="h1")], "0", "0", "100"),
+        (
+            [op("h1"), op("u1", "unhold", target="h1"), op("h2", amount="50")],
+            "50",
+            "0",
+            "100",
+        ),
+    ],
+)
+def test_derived_amounts(
+    ops: list[OperationRecord], held: str, cleared: str, released: str
+) -> None:
+    amounts = derived_amounts(ops)
+    assert (amounts.held, amounts.cleared, amounts.released) == (
+        Decimal(held),
+        Decimal(cleared),
+        Decimal(released),
+    )
+
+
+def test_live_holds() -> None:
+    assert is_live_hold(op("h1", status="pending"), [])
+    assert is_live_hold(op("h1"), [op("h1")])
+    assert not is_live_hold(op("h1", status="failed"), [])
+    cleared = [op("h1"), op("c1", "clear", target="h1")]
+    assert not is_live_hold(cleared[0], cleared)
+
+
+def test_hold_expiry() -> None:
+    hold = op("h1", finished_at=NOW)
+    ttl = 3600
+    assert not hold_expired(hold, [hold], NOW + timedelta(seconds=ttl - 1), ttl)
+    assert hold_expired(hold, [hold], NOW + timedelta(seconds=ttl), ttl)
+    being_cleared = [hold, op("c1", "clear", "pending", target="h1")]
+    assert not hold_expired(hold, being_cleared, NOW + timedelta(days=9), ttl)
+    failed_clear = [hold, op("c1", "clear", "failed", target="h1")]
+    assert hold_expired(hold, failed_clear, NOW + timedelta(days=9), ttl)
+    release, created = decide(INVOICE, [hold], auto_release_request(hold), NOW)
+    assert created
+    assert release.operation_id == "auto-release:h1"
+    assert release.kind == OperationKind.UNHOLD
+    assert release.amount == hold.amount

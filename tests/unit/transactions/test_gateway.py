@@ -1,0 +1,69 @@
+"""The sandbox gateway: outcomes by token prefix, and idempotency keys."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from qrpay.kernel.config import GatewayConfig
+from qrpay.transactions.gateway import GatewayUnavailable, SandboxGateway
+from qrpay.transactions.schemas import OperationStatus
+
+SUCCEEDED = OperationStatus.SUCCEEDED
+FAILED = OperationStatus.FAILED
+
+
+def sandbox() -> SandboxGateway:
+    return SandboxGateway(lambda: GatewayConfig())
+
+
+@pytest.mark.parametrize(
+    ("token", "status", "reason"),
+    [
+        ("sandbox-ok-4242", SUCCEEDED, None),
+        ("sandbox-insufficient-9995", FAILED, "insufficient_funds"),
+        ("sandbox-declined-0002", FAILED, "card_declined"),
+    ],
+)
+async def test_hold_outcome_by_token(
+    token: str, status: OperationStatus, reason: str | None
+) -> None:
+    result = await sandbox().hold(token, Decimal("10"), "RUB", "inv:h1")
+    assert (result.status, result.reason) == (status, reason)
+    assert (result.reference is not None) == (status == SUCCEEDED)
+
+
+async def test_error_token_gets_no_answer() -> None:
+    with pytest.raises(GatewayUnavailable):
+        await sandbox().hold("sandbox-error-0119", Decimal("10"), "RUB", "inv:h1")
+
+
+async def test_clear_and_unhold_of_a_hold_succeed() -> None:
+    gateway = sandbox()
+    hold = await gateway.hold("sandbox-ok-1", Decimal("10"), "RUB", "inv:h1")
+    clear = await gateway.clear("sandbox-ok-1", Decimal("10"), "RUB", "inv:c1", hold.reference)
+    unhold = await gateway.unhold("sandbox-ok-1", Decimal("10"), "RUB", "inv:u1", hold.reference)
+    assert clear.status == unhold.status == SUCCEEDED
+
+
+async def test_a_retried_key_returns_the_first_result() -> None:
+    gateway = sandbox()
+    first = await gateway.hold("sandbox-ok-1", Decimal("10"), "RUB", "inv:h1")
+    again = await gateway.hold("sandbox-ok-1", Decimal("10"), "RUB", "inv:h1")
+    other = await gateway.hold("sandbox-ok-1", Decimal("10"), "RUB", "inv:h2")
+    assert again == first
+    assert other.reference != first.reference
+    assert gateway.calls == [("hold", "inv:h1"), ("hold", "inv:h1"), ("hold", "inv:h2")]
+
+
+async def test_latency_comes_from_live_config() -> None:
+    config = GatewayConfig(latency_ms=0)
+    gateway = SandboxGateway(lambda: config)
+    await gateway.hold("sandbox-ok-1", Decimal("1"), "RUB", "k1")
+    config = GatewayConfig(latency_ms=50)
+    import time
+
+    started = time.monotonic()
+    await gateway.hold("sandbox-ok-1", Decimal("1"), "RUB", "k2")
+    assert time.monotonic() - started >= 0.045
