@@ -58,6 +58,8 @@ operations = Table(
     Column("invoice_id", String(64), nullable=False),
     # Longer than a caller's ids: auto-release ids are "auto-release:<hold id>".
     Column("operation_id", String(160), nullable=False),
+    # The operation's place in its invoice's log (0, 1, ...), assigned under the invoice's lock.
+    Column("position", Integer, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("amount", String(32), nullable=False),
@@ -193,7 +195,7 @@ class TransactionsRepository:
         result = await self.session.execute(
             select(operations)
             .where(operations.c.invoice_id == invoice_id)
-            .order_by(operations.c.created_at, operations.c.operation_id)
+            .order_by(operations.c.position)
         )
         return [_operation(row) for row in result]
 
@@ -203,11 +205,13 @@ class TransactionsRepository:
         ).first()
         return None if row is None else _operation(row)
 
-    async def insert_operation(self, op: OperationRecord) -> None:
+    async def insert_operation(self, op: OperationRecord, position: int) -> None:
+        """Add ``op`` as the invoice's ``position``-th operation (call with the invoice locked)."""
         await self.session.execute(
             operations.insert().values(
                 invoice_id=op.invoice_id,
                 operation_id=op.operation_id,
+                position=position,
                 kind=op.kind.value,
                 status=op.status.value,
                 amount=op.amount_text,

@@ -157,7 +157,7 @@ class TransactionsService:
             ops = await repo.operations_of(invoice_id)
             op, created = decide(invoice, ops, request, self.clock.now())
             if created:
-                await repo.insert_operation(op)
+                await repo.insert_operation(op, position=len(ops))
         # Committed: only now may anything act on it.
         if created:
             self.metrics.operations.labels(op.kind.value, op.status.value).inc()
@@ -293,7 +293,7 @@ class TransactionsService:
                     log.warning("auto_release_refused", invoice_id=invoice_id, error=repr(exc))
                     continue
                 if created:
-                    await repo.insert_operation(op)
+                    await repo.insert_operation(op, position=len(ops))
             if created:
                 started += 1
                 self.metrics.operations.labels(op.kind.value, op.status.value).inc()

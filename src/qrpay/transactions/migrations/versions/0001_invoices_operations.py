@@ -33,6 +33,7 @@ def upgrade() -> None:
         "operations",
         sa.Column("invoice_id", sa.String(64), nullable=False),
         sa.Column("operation_id", sa.String(160), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("amount", sa.String(32), nullable=False),
