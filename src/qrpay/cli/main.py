@@ -70,11 +70,28 @@ def serve(
     raise typer.Exit(run_serve(name=name, host=host, port=port, workers=workers, migrate=migrate))
 
 
+@app.command()
+def worker(
+    name: Annotated[str, typer.Argument(help="The service whose queue to consume: payments-eda")],
+    concurrency: Annotated[int, typer.Option(min=1, help="Tasks run at once")] = 8,
+) -> None:
+    """Consume a service's durable queue (PostgreSQL, secdist queue_database) until SIGTERM.
+
+    Stopping is graceful: tasks in flight finish, none is lost. `qrpay up` runs the
+    consumers in-process instead.
+    """
+    from qrpay.cli.worker import run_worker_command
+
+    raise typer.Exit(run_worker_command(name=name, concurrency=concurrency, console=console))
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     names: Annotated[
         list[str] | None,
-        typer.Argument(help="Services to migrate [default: every service with a database]"),
+        typer.Argument(
+            help="Services to migrate, or queue [default: every service with a database and the queue]"
+        ),
     ] = None,
 ) -> None:
     """Bring each service's schema to the newest revision."""

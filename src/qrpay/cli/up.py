@@ -11,11 +11,14 @@ import uvloop
 from rich.console import Console
 
 from qrpay.cli.common import describe, relative, safe_url, say_error, settings_with
-from qrpay.kernel.config import load_yaml, parse_secdist
+from qrpay.kernel.config import load_yaml, parse_config, parse_secdist
 from qrpay.kernel.logging import configure_logging
 from qrpay.kernel.migrations import upgrade
+from qrpay.kernel.queue import TaskQueue
+from qrpay.kernel.service import ServiceContext
 from qrpay.kernel.settings import Settings
 from qrpay.runner.context import build_service_app, has_database, known_services, make_context
+from qrpay.runner.demo import SeededCard, bind_demo_cards
 from qrpay.runner.embedded import (
     BASE_PORT,
     EmbeddedError,
@@ -54,8 +57,16 @@ def run_up(*, data_dir: Path | None, host: str, port_base: int, console: Console
         say_error(str(exc))
         return 2
 
+    # One in-memory queue shared by every service: transactions puts callbacks on it and
+    # payments-eda consumes them in this process (production: PostgreSQL + `qrpay worker`).
+    queue = TaskQueue()
     try:
-        contexts = {name: make_context(name, settings, background_jobs=True) for name in services}
+        contexts = {
+            name: make_context(
+                name, settings, background_jobs=True, queue=queue, queue_workers=True
+            )
+            for name in services
+        }
     except Exception as exc:
         _close(sockets)
         say_error(f"bad config or secdist ({settings.config}, {settings.secdist}): {describe(exc)}")
@@ -80,17 +91,39 @@ def run_up(*, data_dir: Path | None, host: str, port_base: int, console: Console
         say_error(f"cannot build the services: {describe(exc)}")
         return 2
 
-    def announce() -> None:
-        print_next_steps(console, settings, data_dir, host, port_base, services)
+    async def announce() -> None:
+        cards = await seed_demo(contexts)
+        print_next_steps(console, settings, data_dir, host, port_base, services, cards)
+
+    async def run() -> list[str]:
+        try:
+            return await serve_all(apps, sockets, host, on_started=announce)
+        finally:
+            await queue.close()
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        failed = runner.run(serve_all(apps, sockets, host, on_started=announce))
+        failed = runner.run(run())
     _close(sockets)
     if failed:
         say_error(f"{', '.join(failed)} failed to start (see the log above); stopped everything")
         return 1
     console.print("qrpay stopped.", markup=False)
     return 0
+
+
+async def seed_demo(contexts: dict[str, ServiceContext]) -> list[SeededCard] | None:
+    """Bind the demo guest's cards in cardstorage; None (and a warning) if that failed."""
+    ctx = contexts.get("cardstorage")
+    if ctx is None:
+        return None
+    demo = ctx.runtime.config.demo
+    try:
+        return await bind_demo_cards(demo, ctx.dependency("cardstorage"))
+    except Exception as exc:
+        say_error(
+            f"could not bind the demo cards in cardstorage (paying will not work): {describe(exc)}"
+        )
+        return None
 
 
 def _close(sockets: dict[str, socket.socket]) -> None:
@@ -105,6 +138,7 @@ def print_next_steps(
     host: str,
     port_base: int,
     services: list[str],
+    cards: list[SeededCard] | None = None,
 ) -> None:
     ports = ports_for(port_base)
     reach = url_host(client_host(host))
@@ -132,8 +166,39 @@ def print_next_steps(
     payer = f"http://{reach}:{ports['api-proxy']}/go-pay/orders"
     note = "" if "api-proxy" in services else " (api-proxy is not part of this build yet)"
     console.print(f"  payer page:     {payer}{note}", markup=False)
+    if cards:
+        print_demo_cards(console, settings, reach, ports, cards)
     if port_base != BASE_PORT:
         console.print(
             f"  (ports shifted by {port_base - BASE_PORT} from the defaults)", markup=False
         )
     console.print("Press Ctrl-C to stop.", markup=False)
+
+
+def print_demo_cards(
+    console: Console,
+    settings: Settings,
+    reach: str,
+    ports: dict[str, int],
+    cards: list[SeededCard],
+) -> None:
+    try:
+        user = parse_config(load_yaml(settings.config)).demo.user_id
+    except Exception:
+        user = "demo-user"
+    console.print(f"Demo guest {user!r}, cards bound in cardstorage:", markup=False)
+    for card in cards:
+        console.print(
+            f"  {card.id:<15} {card.mask:<10} {card.expiry:<6} {card.label}", markup=False
+        )
+    options = ""
+    if ports["payments-eda"] != 8082:
+        options += f" --api http://{reach}:{ports['payments-eda']}"
+        options += f" --cashback-url http://{reach}:{ports['cashback']}"
+    if user != "demo-user":
+        options += f" --user {user}"
+    first = cards[0].id
+    console.print(
+        f"  guest:          qrpay guest '<the Link: pos-sim printed>' --card {first}{options}",
+        markup=False,
+    )

@@ -21,6 +21,8 @@ from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.metrics import ServiceMetrics
 
 FINAL = ("PAYED", "DECLINED")
+# eda's order statuses (as the preorder reports them) that leave nothing to pay.
+CLOSED = {"PAYED": "already paid", "CANCELED": "closed by the restaurant (unpaid too long)"}
 # The app keeps polling through a short outage; this many failures in a row end the session.
 MAX_POLL_FAILURES = 5
 
@@ -91,8 +93,10 @@ async def run_guest(options: GuestOptions, console: Console, choose: ChooseCard)
     ) as api:
         preorder = await api.preorder(link)
         show_preorder(console, preorder)
-        if preorder.status == "PAYED":
-            console.print(f"order {link.order_id}: already PAYED", markup=False)
+        if preorder.status in CLOSED:
+            console.print(
+                f"order {link.order_id}: {CLOSED[preorder.status]}; nothing to pay", markup=False
+            )
             return EXIT_NOT_PAYED
         while True:
             card = pick_card(preorder, options.card_id, choose)
@@ -107,12 +111,8 @@ async def run_guest(options: GuestOptions, console: Console, choose: ChooseCard)
             final = await follow(api, link, first, options, console)
             if final.status == "PAYED":
                 break
-            reason = f": {final.message}" if final.message else ""
-            console.print(
-                f"order {link.order_id}: DECLINED{reason} — "
-                "try another card or pay at the restaurant",
-                markup=False,
-            )
+            reason = final.message or "try another card or pay at the restaurant"
+            console.print(f"order {link.order_id}: DECLINED — {reason}", markup=False)
             if options.card_id is not None:
                 # Scripted: exit 1 so the caller can try another card.
                 return EXIT_NOT_PAYED

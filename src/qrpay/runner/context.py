@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from qrpay.kernel.migrations import SERVICES_WITH_DATABASE, package_of
+from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.service import SERVICE_MODULES, ServiceContext, build_app
 from qrpay.kernel.settings import Settings
@@ -30,21 +31,40 @@ def services_with_database() -> list[str]:
 
 
 def make_context(
-    service: str, settings: Settings, *, background_jobs: bool = True
+    service: str,
+    settings: Settings,
+    *,
+    background_jobs: bool = True,
+    queue: TaskQueue | None = None,
+    queue_workers: bool = False,
 ) -> ServiceContext:
     runtime = RuntimeConfig.from_files(settings.config, settings.secdist)
     return ServiceContext(
-        name=service, settings=settings, runtime=runtime, run_background_jobs=background_jobs
+        name=service,
+        settings=settings,
+        runtime=runtime,
+        run_background_jobs=background_jobs,
+        queue=queue,
+        run_queue_workers=queue_workers,
     )
 
 
-def build_service_app(ctx: ServiceContext) -> FastAPI:
+def durable_queue(ctx: ServiceContext) -> TaskQueue | None:
+    """The production queue: PostgreSQL at secdist ``queue_database``, or None if not configured."""
+    url = ctx.runtime.secdist.queue_database
+    return TaskQueue(url) if url else None
+
+
+def build_service_app(ctx: ServiceContext, *, owns_queue: bool = False) -> FastAPI:
+    """The service's app; with ``owns_queue`` the app closes ``ctx.queue`` when it stops."""
     app = build_app(ctx)
-    _watch_config_while_serving(app, ctx.runtime)
+    _watch_config_while_serving(app, ctx.runtime, ctx.queue if owns_queue else None)
     return app
 
 
-def _watch_config_while_serving(app: FastAPI, runtime: RuntimeConfig) -> None:
+def _watch_config_while_serving(
+    app: FastAPI, runtime: RuntimeConfig, queue: TaskQueue | None = None
+) -> None:
     """Re-read config and secdist while the app serves (start/stop are idempotent)."""
     inner = app.router.lifespan_context
 
@@ -57,6 +77,9 @@ def _watch_config_while_serving(app: FastAPI, runtime: RuntimeConfig) -> None:
         finally:
             with contextlib.suppress(Exception):
                 await runtime.stop()
+            if queue is not None:
+                with contextlib.suppress(Exception):
+                    await queue.close()
 
     app.router.lifespan_context = lifespan
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import inspect
 import signal
 import socket
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,7 @@ async def serve_all(
     apps: dict[str, Any],
     sockets: dict[str, socket.socket],
     host: str,
-    on_started: Callable[[], None] | None = None,
+    on_started: Callable[[], Awaitable[None] | None] | None = None,
 ) -> list[str]:
     """Serve until SIGINT/SIGTERM; return the names of services that failed to start."""
     servers = {
@@ -207,7 +208,9 @@ async def serve_all(
         while not stopping and not all(server.started for server in servers.values()):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if not stopping and on_started is not None:
-            on_started()
+            result = on_started()
+            if inspect.isawaitable(result):
+                await result
 
     try:
         await asyncio.gather(announce(), *(run(name, server) for name, server in servers.items()))

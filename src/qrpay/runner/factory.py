@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from qrpay.kernel.logging import configure_logging
 from qrpay.kernel.settings import Settings
-from qrpay.runner.context import build_service_app, make_context
+from qrpay.runner.context import build_service_app, durable_queue, make_context
 
 SERVICE_ENV = "QRPAY_SERVICE"
 
@@ -24,4 +24,7 @@ def create_app() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     # Production: every instance runs its jobs; the jobs are safe to run on several instances.
-    return build_service_app(make_context(service, settings, background_jobs=True))
+    # Queue consumers run apart, as `qrpay worker NAME`; the app only puts tasks.
+    ctx = make_context(service, settings, background_jobs=True, queue_workers=False)
+    ctx.queue = durable_queue(ctx)
+    return build_service_app(ctx, owns_queue=True)

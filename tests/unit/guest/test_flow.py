@@ -11,7 +11,7 @@ from rich.console import Console
 from qrpay.guest.api import Card
 from qrpay.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, EXIT_PAYED, GuestError
 from qrpay.guest.flow import GuestOptions, run_guest
-from tests.unit.guest.fake import HMAC, LINK, ORDER_ID, FakePayments, serving
+from tests.unit.guest.fake import HMAC, LINK, ORDER_ID, FakePayments, preorder_body, serving
 
 
 def console() -> Console:
@@ -81,7 +81,7 @@ async def test_declined_with_the_given_card_exits_1_without_asking() -> None:
     fake = FakePayments()
     code, text = await guest(fake, card_id="card-declined")
     assert code == EXIT_NOT_PAYED
-    assert "DECLINED: Insufficient funds" in text
+    assert "DECLINED — Insufficient funds" in text
     assert "Cashback balance" not in text
     assert fake.calls("GET", "/v1/users/demo-user/balance") == []
 
@@ -180,3 +180,12 @@ async def test_payments_eda_down_is_one_line() -> None:
     assert caught.value.message == (
         f"cannot reach payments-eda at {url} (connection refused) — is `qrpay up` running?"
     )
+
+
+@pytest.mark.parametrize(("status", "fragment"), [("PAYED", "already paid"), ("CANCELED", "closed")])
+async def test_a_paid_or_closed_order_is_not_paid_again(status: str, fragment: str) -> None:
+    fake = FakePayments(preorder=preorder_body(status=status))
+    code, text = await guest(fake, card_id="card-ok")
+    assert code == EXIT_NOT_PAYED
+    assert fragment in text
+    assert fake.calls("POST", "/4.0/payments/v1/orders") == []
