@@ -182,7 +182,9 @@ async def test_payments_eda_down_is_one_line() -> None:
     )
 
 
-@pytest.mark.parametrize(("status", "fragment"), [("PAYED", "already paid"), ("CANCELED", "closed")])
+@pytest.mark.parametrize(
+    ("status", "fragment"), [("PAYED", "already paid"), ("CANCELED", "closed")]
+)
 async def test_a_paid_or_closed_order_is_not_paid_again(status: str, fragment: str) -> None:
     fake = FakePayments(preorder=preorder_body(status=status))
     code, text = await guest(fake, card_id="card-ok")
