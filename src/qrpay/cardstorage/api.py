@@ -1,0 +1,73 @@
+"""cardstorage's HTTP routes: parse, call the service, serialize. Paths match ``cardstorage.client``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+
+from qrpay.cardstorage.domain import PaymentMethod
+from qrpay.cardstorage.schemas import (
+    PaymentMethodIn,
+    PaymentMethodInternal,
+    PaymentMethodPublic,
+    PaymentMethodsResponse,
+)
+from qrpay.cardstorage.service import PaymentMethodService
+from qrpay.kernel.http import error_responses
+
+router = APIRouter(prefix="/v1/payment-methods", tags=["payment-methods"])
+
+UserIdQuery = Annotated[str, Query(min_length=1, max_length=128)]
+MethodIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+def _service(request: Request) -> PaymentMethodService:
+    service: PaymentMethodService = request.app.state.payment_methods
+    return service
+
+
+def public_view(method: PaymentMethod, request: Request) -> PaymentMethodPublic:
+    now = _service(request).clock.now()
+    return PaymentMethodPublic(
+        id=method.id,
+        type=method.type,
+        system=method.system,
+        mask=method.mask,
+        expiry=method.expiry,
+        available=method.usable(now),
+    )
+
+
+def internal_view(method: PaymentMethod, request: Request) -> PaymentMethodInternal:
+    public = public_view(method, request)
+    return PaymentMethodInternal(**public.model_dump(), user_id=method.user_id, token=method.token)
+
+
+@router.put(
+    "/{method_id}",
+    summary="Bind a payment method to a user, or replace it (ids are global)",
+    responses=error_responses(409),
+)
+async def bind_payment_method(
+    method_id: MethodIdPath, body: PaymentMethodIn, request: Request
+) -> PaymentMethodPublic:
+    return public_view(await _service(request).bind(method_id, body), request)
+
+
+@router.get("", summary="A user's payment methods, as the guest sees them")
+async def list_payment_methods(user_id: UserIdQuery, request: Request) -> PaymentMethodsResponse:
+    methods = await _service(request).list_for_user(user_id)
+    return PaymentMethodsResponse(payment_methods=[public_view(m, request) for m in methods])
+
+
+@router.get(
+    "/{method_id}",
+    summary="One of a user's payment methods with its gateway token",
+    responses=error_responses(404),
+)
+async def get_payment_method(
+    method_id: str, user_id: UserIdQuery, request: Request
+) -> PaymentMethodInternal:
+    method = await _service(request).get_for_user(user_id, method_id)
+    return internal_view(method, request)

@@ -1,0 +1,4 @@
+from qrpay.cashback.repository import metadata
+from qrpay.kernel.migrations import run_env
+
+run_env(metadata)

@@ -1,0 +1,66 @@
+"""The typed client against the real app over HTTP: the contract both sides agree on."""
+
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from qrpay.cashback.client import CashbackClient
+from qrpay.cashback.schemas import AccrualIn
+from qrpay.kernel.clock import FrozenClock
+from qrpay.kernel.errors import Conflict, DependencyUnavailable
+from qrpay.kernel.http_client import HttpSession
+from tests.component.cashback.conftest import accrual, served
+from tests.support.services import dev_config, make_context, point_services_at, running_service
+
+
+def make_client(base_url: str, tmp_path: Path) -> tuple[CashbackClient, HttpSession]:
+    config = point_services_at(dev_config(), base_url, "cashback", retries=0)
+    ctx = make_context("payments-eda", tmp_path / "caller", config=config)
+    client = CashbackClient(
+        session=ctx.http, dependency=ctx.dependency("cashback"), metrics=ctx.metrics
+    )
+    return client, ctx.http
+
+
+async def test_client_round_trips(
+    cashback: tuple[FastAPI, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    app, _ = cashback
+    async with served(app) as base_url:
+        client, session = make_client(base_url, tmp_path)
+        try:
+            first = await client.accrue("o1", AccrualIn.model_validate(accrual(amount="0.1")))
+            again = await client.accrue("o1", AccrualIn.model_validate(accrual(amount="0.10")))
+            await client.accrue("o2", AccrualIn.model_validate(accrual(amount="0.20")))
+            with pytest.raises(Conflict) as mismatch:
+                await client.accrue("o1", AccrualIn.model_validate(accrual(amount="1")))
+            balance = await client.balance("u1")
+            history = await client.history("u1")
+        finally:
+            await session.close()
+
+    assert first.created is True
+    assert again.created is False
+    assert again.accrual == first.accrual
+    assert mismatch.value.code == "accrual_mismatch"
+    assert [(b.currency, Decimal(b.amount)) for b in balance.balances] == [("RUB", Decimal("0.3"))]
+    assert balance.balances[0].amount == "0.30"
+    assert {a.order_id for a in history.accruals} == {"o1", "o2"}
+
+
+async def test_client_sees_the_fail_switch_as_unavailable(
+    tmp_path: Path, frozen_clock: FrozenClock
+) -> None:
+    config = dev_config(cashback_service={"fail_accruals": True})
+    ctx = make_context("cashback", tmp_path, config=config, clock=frozen_clock)
+    async with running_service(ctx) as (app, _), served(app) as base_url:
+        client, session = make_client(base_url, tmp_path)
+        try:
+            with pytest.raises(DependencyUnavailable) as error:
+                await client.accrue("o1", AccrualIn.model_validate(accrual()))
+        finally:
+            await session.close()
+    assert error.value.code == "cashback_unavailable"
