@@ -1,0 +1,372 @@
+"""Queue consumers called directly with their payloads (SPEC 4.4), and the queue wiring."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from qrpay.kernel.errors import DependencyUnavailable, QrpayError
+from qrpay.kernel.queue import TaskQueue
+from qrpay.payments_eda import tasks
+from qrpay.payments_eda.app import build_worker
+from tests.component.payments_eda.conftest import (
+    ORDER_ID,
+    PAYMENT,
+    USER,
+    Env,
+    callback,
+    invoice_body,
+    operation_body,
+    order_body,
+)
+from tests.support.mockserver import MockServer, drop_connection, error_response
+from tests.support.services import make_context
+
+CASHBACK = "payments_eda.accrue_cashback"
+IN_PROGRESS = {"status": "PAYMENT_IN_PROGRESS", "payment_id": PAYMENT}
+PAID = {"status": "PAYED", "payment_id": PAYMENT}
+
+
+# --- hold -------------------------------------------------------------------------------------
+
+
+async def test_hold_succeeded_starts_the_clear(pe: Env) -> None:
+    pe.order(**IN_PROGRESS)
+    ops = pe.operations(operation_body("p1.clear", "clear", target=PAYMENT))
+    await pe.handlers.transaction_callback(callback())
+    assert ops.next_call()["json"] == {
+        "operation_id": "p1.clear",
+        "kind": "clear",
+        "target": PAYMENT,
+    }
+
+
+async def test_hold_succeeded_twice_starts_the_same_clear(pe: Env) -> None:
+    pe.order(**IN_PROGRESS)
+    ops = pe.operations(operation_body("p1.clear", "clear", target=PAYMENT))
+    await pe.handlers.transaction_callback(callback())
+    await pe.handlers.transaction_callback(callback())
+    assert [c["json"]["operation_id"] for c in ops.calls] == ["p1.clear", "p1.clear"]
+
+
+async def test_hold_succeeded_on_a_paid_order_does_nothing(pe: Env) -> None:
+    pe.order(**PAID)
+    await pe.handlers.transaction_callback(callback())  # transactions is not mocked
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        {"status": "CANCELED"},
+        {"status": "WAITING"},  # rolled back by the pay request or the watchdog
+        {"status": "PAYMENT_IN_PROGRESS", "payment_id": "another"},
+    ],
+)
+async def test_hold_succeeded_on_an_order_not_waiting_for_it_is_released(
+    pe: Env, order: dict[str, Any]
+) -> None:
+    pe.order(**order)
+    ops = pe.operations(operation_body("p1.unhold", "unhold", target=PAYMENT))
+    await pe.handlers.transaction_callback(callback())
+    assert ops.next_call()["json"] == {
+        "operation_id": "p1.unhold",
+        "kind": "unhold",
+        "target": PAYMENT,
+    }
+
+
+async def test_hold_failed_gives_the_order_back_and_counts_a_problem(pe: Env) -> None:
+    pe.order(**IN_PROGRESS)
+    fail = pe.eda_write("fail", order_body())
+    await pe.handlers.transaction_callback(callback(status="failed"))
+    assert fail.next_call()["json"] == {"payment_id": PAYMENT}
+    assert pe.metric("qrpay_problem_orders_total", reason="hold_failed") == 1
+
+
+async def test_hold_failed_ignores_a_payment_that_moved_on(pe: Env) -> None:
+    pe.order(**IN_PROGRESS)
+    pe.eda_write("fail", {"code": "payment_mismatch", "message": "other"}, 409)
+    await pe.handlers.transaction_callback(callback(status="failed"))
+
+
+async def test_hold_failed_twice_fails_once(pe: Env) -> None:
+    pe.order("WAITING")  # the first callback already rolled it back
+    await pe.handlers.transaction_callback(callback(status="failed"))
+    assert pe.metric("qrpay_problem_orders_total", reason="hold_failed") == 0
+
+
+# --- clear ------------------------------------------------------------------------------------
+
+
+async def test_clear_succeeded_marks_paid_and_queues_cashback(pe: Env) -> None:
+    pe.order(**IN_PROGRESS)
+    complete = pe.eda_write("complete", order_body(**PAID))
+    await pe.handlers.transaction_callback(callback("p1.clear", "clear", target=PAYMENT))
+    assert complete.next_call()["json"] == {"payment_id": PAYMENT}
+    [job] = pe.jobs(CASHBACK)
+    assert job["queueing_lock"] == f"cashback:{ORDER_ID}"
+    assert job["args"] == {"order_id": ORDER_ID}
+    assert pe.metric("qrpay_orders_paid_by_qr_total", client_id="rest-1") == 1
+
+
+async def test_clear_succeeded_duplicate_queues_cashback_once(pe: Env) -> None:
+    pe.order(**PAID)
+    await pe.handlers.transaction_callback(callback("p1.clear", "clear", target=PAYMENT))
+    await pe.handlers.transaction_callback(callback("p1.clear", "clear", target=PAYMENT))
+    assert len(pe.jobs(CASHBACK)) == 1
+    assert pe.metric("qrpay_orders_paid_by_qr_total", client_id="rest-1") == 0
+
+
+async def test_out_of_order_clear_before_hold(pe: Env) -> None:
+    """The clear's callback overtakes the hold's: the order is paid once, no second clear."""
+    route = pe.order(**IN_PROGRESS)
+    pe.eda_write("complete", order_body(**PAID))
+    await pe.handlers.transaction_callback(callback("p1.clear", "clear", target=PAYMENT))
+    route.handler = lambda _r: order_body(**PAID)
+    await pe.handlers.transaction_callback(callback())  # hold succeeded, late: nothing to do
+    assert len(pe.jobs(CASHBACK)) == 1
+
+
+async def test_clear_failed_releases_the_hold_and_gives_the_order_back(pe: Env) -> None:
+    pe.order(**IN_PROGRESS)
+    ops = pe.operations(operation_body("p1.unhold", "unhold", target=PAYMENT))
+    fail = pe.eda_write("fail", order_body())
+    await pe.handlers.transaction_callback(
+        callback("p1.clear", "clear", status="failed", target=PAYMENT)
+    )
+    assert ops.next_call()["json"] == {
+        "operation_id": "p1.unhold",
+        "kind": "unhold",
+        "target": PAYMENT,
+    }
+    assert fail.next_call()["json"] == {"payment_id": PAYMENT}
+    assert pe.metric("qrpay_problem_orders_total", reason="clear_failed") == 1
+    assert pe.jobs(CASHBACK) == []
+
+
+async def test_clear_succeeded_raises_when_eda_is_down(pe: Env) -> None:
+    pe.order(**IN_PROGRESS)
+    pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/complete")(drop_connection)
+    with pytest.raises(DependencyUnavailable):
+        await pe.handlers.transaction_callback(callback("p1.clear", "clear", target=PAYMENT))
+    assert pe.jobs(CASHBACK) == []
+
+
+# --- unhold -----------------------------------------------------------------------------------
+
+
+async def test_unhold_succeeded_gives_the_order_back(pe: Env) -> None:
+    pe.order(**IN_PROGRESS)
+    fail = pe.eda_write("fail", order_body())
+    await pe.handlers.transaction_callback(callback("p1.unhold", "unhold", target=PAYMENT))
+    assert fail.times_called == 1
+
+
+async def test_unhold_succeeded_on_a_closed_order_does_nothing(pe: Env) -> None:
+    pe.order("CANCELED")
+    await pe.handlers.transaction_callback(callback("p1.unhold", "unhold", target=PAYMENT))
+
+
+async def test_unhold_failed_raises_for_a_retry(pe: Env) -> None:
+    pe.order("CANCELED")
+    with pytest.raises(QrpayError):
+        await pe.handlers.transaction_callback(
+            callback("p1.unhold", "unhold", status="failed", target=PAYMENT)
+        )
+
+
+@pytest.mark.parametrize("down", ["eda", "transactions"])
+async def test_a_failing_step_raises_for_a_retry(pe: Env, down: str) -> None:
+    if down == "eda":
+        pe.mock.handler(f"/v1/orders/{ORDER_ID}", "GET")(drop_connection)
+    else:
+        pe.order(**IN_PROGRESS)
+        pe.mock.handler(f"/v1/invoices/{ORDER_ID}/operations")(drop_connection)
+    with pytest.raises(DependencyUnavailable):
+        await pe.handlers.transaction_callback(callback())
+
+
+async def test_a_callback_with_a_field_added_later_is_still_understood(pe: Env) -> None:
+    pe.order(**PAID)
+    await pe.handlers.transaction_callback({**callback(), "added_later": 1})
+
+
+# --- cashback ---------------------------------------------------------------------------------
+
+
+async def test_cashback_is_accrued_for_a_paid_order(pe: Env) -> None:
+    pe.order(**PAID)
+    pe.invoice(invoice_body())
+    accrue = pe.mock.json_handler(
+        f"/v1/accruals/{ORDER_ID}",
+        {
+            "accrual": {
+                "order_id": ORDER_ID,
+                "user_id": USER,
+                "amount": "300",
+                "currency": "RUB",
+                "source": "rest-1",
+                "created_at": "2026-01-01T12:00:00Z",
+            },
+            "created": True,
+        },
+        method="PUT",
+    )
+    await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, 1)
+    assert accrue.next_call()["json"] == {
+        "user_id": USER,
+        "amount": "300",
+        "currency": "RUB",
+        "source": "rest-1",
+    }
+
+
+async def test_zero_cashback_accrues_nothing(pe: Env) -> None:
+    pe.order(amount="2", **PAID)  # 30% of 2 rounds down to 0
+    await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, 1)  # nothing else is mocked
+
+
+async def test_no_cashback_for_an_unpaid_order(pe: Env) -> None:
+    pe.order("WAITING")
+    await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, 1)
+
+
+async def test_cashback_failing_is_retried_then_recorded_as_a_problem(pe: Env) -> None:
+    pe.order(**PAID)
+    pe.invoice(invoice_body())
+    accrue = pe.mock.handler(f"/v1/accruals/{ORDER_ID}", "PUT")(
+        lambda _r: error_response(503, "accruals_disabled")
+    )
+    for attempt in range(1, 5):  # dev config: cashback_max_attempts = 5
+        with pytest.raises(DependencyUnavailable):
+            await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, attempt)
+    assert pe.metric("qrpay_cashback_problems_total") == 0
+    await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, 5)  # the last try: no exception
+    assert pe.metric("qrpay_cashback_problems_total") == 1
+    assert accrue.times_called >= 5
+
+
+async def test_a_cashback_problem_does_not_undo_the_payment(pe: Env) -> None:
+    pe.order(**PAID)
+    pe.invoice({"code": "x", "message": "down"}, 500)
+    await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, 5)
+    # Only reads happened: eda's order stays paid, no unhold was asked for (unmocked).
+    assert pe.metric("qrpay_cashback_problems_total") == 1
+
+
+# --- hold watchdog ----------------------------------------------------------------------------
+
+
+WATCHDOG_PAYLOAD = {"order_id": ORDER_ID, "payment_id": PAYMENT}
+
+
+@pytest.mark.parametrize("invoice", [404, [], [operation_body("p0", status="failed")]])
+async def test_watchdog_rolls_back_a_payment_that_never_got_its_hold(pe: Env, invoice: Any) -> None:
+    pe.order(**IN_PROGRESS)
+    if invoice == 404:
+        pe.invoice({"code": "invoice_not_found", "message": "no"}, 404)
+    else:
+        pe.invoice(invoice_body(invoice))
+    fail = pe.eda_write("fail", order_body())
+    await pe.handlers.hold_watchdog(WATCHDOG_PAYLOAD)
+    assert fail.next_call()["json"] == {"payment_id": PAYMENT}
+    assert pe.metric("qrpay_problem_orders_total", reason="hold_not_started") == 1
+
+
+async def test_watchdog_leaves_a_payment_whose_hold_exists(pe: Env) -> None:
+    pe.order(**IN_PROGRESS)
+    pe.invoice(invoice_body([operation_body(PAYMENT, status="pending")]))
+    await pe.handlers.hold_watchdog(WATCHDOG_PAYLOAD)  # fail is not mocked
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        {"status": "WAITING"},
+        {"status": "PAYED", "payment_id": PAYMENT},
+        {"status": "PAYMENT_IN_PROGRESS", "payment_id": "another"},
+    ],
+)
+async def test_watchdog_does_nothing_once_the_payment_moved_on(
+    pe: Env, order: dict[str, Any]
+) -> None:
+    pe.order(**order)
+    await pe.handlers.hold_watchdog(WATCHDOG_PAYLOAD)
+
+
+async def test_watchdog_raises_while_transactions_is_down(pe: Env) -> None:
+    pe.order(**IN_PROGRESS)
+    pe.mock.handler(f"/v1/invoices/{ORDER_ID}", "GET")(drop_connection)
+    with pytest.raises(DependencyUnavailable):
+        await pe.handlers.hold_watchdog(WATCHDOG_PAYLOAD)
+
+
+# --- wiring -----------------------------------------------------------------------------------
+
+
+async def test_the_app_registers_the_consumers(pe: Env) -> None:
+    for spec in (tasks.TRANSACTION_CALLBACK, tasks.HOLD_WATCHDOG, tasks.ACCRUE_CASHBACK):
+        task = pe.queue.app.tasks[spec.name]
+        assert task.queue == tasks.QUEUE
+
+
+async def test_the_in_app_worker_runs_a_callback_put_on_the_queue(pe_factory: Any) -> None:
+    async with pe_factory(queue_workers=True) as env:
+        env.order(**IN_PROGRESS)
+        ops = env.operations(operation_body("p1.clear", "clear", target=PAYMENT))
+        await env.queue.put(tasks.TRANSACTION_CALLBACK, task_id="cb-1", payload=callback())
+        for _ in range(100):
+            if ops.times_called:
+                break
+            await asyncio.sleep(0.05)
+        assert ops.times_called == 1
+
+
+async def test_the_worker_passes_the_attempt_number(pe_factory: Any) -> None:
+    async with pe_factory(queue_workers=True, payments={"cashback_max_attempts": 1}) as env:
+        env.order(**PAID)
+        env.invoice({"code": "x", "message": "down"}, 500)
+        await env.queue.put(
+            tasks.ACCRUE_CASHBACK, task_id="cashback:x", payload={"order_id": ORDER_ID}
+        )
+        for _ in range(100):
+            if env.metric("qrpay_cashback_problems_total"):
+                break
+            await asyncio.sleep(0.05)
+        assert env.metric("qrpay_cashback_problems_total") == 1
+
+
+async def test_queue_gauges(pe: Env) -> None:
+    await pe.queue.put(tasks.HOLD_WATCHDOG, task_id="w", payload=WATCHDOG_PAYLOAD)
+    await pe.service.refresh_queue_gauges()
+    assert pe.metric("qrpay_queue_depth", queue=tasks.QUEUE) == 1
+    assert pe.metric("qrpay_queue_failed_tasks", queue=tasks.QUEUE) == 0
+
+
+async def test_build_worker(tmp_path: Any, mockserver: MockServer) -> None:
+    from tests.component.payments_eda.conftest import config_for
+
+    queue = TaskQueue()
+    ctx = make_context("payments-eda", tmp_path, config=config_for(mockserver), queue=queue)
+    queues, resources = build_worker(ctx)
+    assert queues == [tasks.QUEUE]
+    assert tasks.TRANSACTION_CALLBACK.name in queue.app.tasks
+    mockserver.json_handler(f"/v1/orders/{ORDER_ID}", order_body(**IN_PROGRESS), method="GET")
+    ops = mockserver.json_handler(
+        f"/v1/invoices/{ORDER_ID}/operations",
+        operation_body("p1.clear", "clear", target=PAYMENT),
+    )
+    async with resources:
+        worker = asyncio.create_task(queue.run_worker(queues))
+        await queue.put(tasks.TRANSACTION_CALLBACK, task_id="cb-1", payload=callback())
+        for _ in range(100):
+            if ops.times_called:
+                break
+            await asyncio.sleep(0.05)
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+    await queue.close()
+    assert ops.times_called == 1
