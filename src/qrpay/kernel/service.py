@@ -60,6 +60,7 @@ SERVICE_MODULES: dict[str, str] = {
     "transactions": "qrpay.transactions.app",
     "payments-eda": "qrpay.payments_eda.app",
     "iiko-integration": "qrpay.iiko_integration.app",
+    "api-proxy": "qrpay.api_proxy.app",
 }
 
 

@@ -1,0 +1,156 @@
+"""api-proxy's rules, with no framework and no I/O.
+
+- the session cookie: ``<payload>.<signature>``, where the payload is
+  ``user_id|phone_id|expires`` (base64url) and the signature is
+  HMAC-SHA256(session_secret, "qrpay-session-v1|" + payload) in hex;
+- which ``next`` URLs a sign-in may redirect to (same-site relative paths only);
+- the guest's language (``X-Request-Language``, then ``Accept-Language``);
+- which payer routes are forwarded to payments-eda, and which need a session.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+SESSION_COOKIE = "qrpay_session"
+SESSION_TTL = timedelta(days=7)
+_SIGNING_CONTEXT = b"qrpay-session-v1|"
+# User and phone ids: what cardstorage accepts as ids, and never a separator.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+MAX_TOKEN_LENGTH = 1024
+
+LANGUAGES = ("ru", "en")
+DEFAULT_LANGUAGE = "ru"
+
+DEFAULT_NEXT = "/go-pay/restaurants"
+MAX_NEXT_LENGTH = 2048
+
+# (method, path under /4.0/payments/v1/) -> whether a session is required.
+# Anything else is not forwarded: payments-eda's other routes are not the guest's business.
+PAYER_ROUTES: dict[tuple[str, str], bool] = {
+    ("GET", "preorder"): False,
+    ("GET", "orders"): False,
+    ("POST", "orders"): True,
+}
+
+
+@dataclass(frozen=True)
+class Session:
+    user_id: str
+    phone_id: str
+    expires_at: int  # unix seconds
+
+    def is_valid_at(self, now: datetime) -> bool:
+        return now.timestamp() < self.expires_at
+
+
+def new_session(
+    user_id: str, phone_id: str, now: datetime, ttl: timedelta = SESSION_TTL
+) -> Session:
+    if not ID_PATTERN.match(user_id) or not ID_PATTERN.match(phone_id):
+        raise ValueError("user and phone ids are 1..128 of [A-Za-z0-9_.:-]")
+    return Session(user_id=user_id, phone_id=phone_id, expires_at=int((now + ttl).timestamp()))
+
+
+def _signature(secret: str, payload: str) -> str:
+    return hmac.new(
+        secret.encode(), _SIGNING_CONTEXT + payload.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def sign_session(secret: str, session: Session) -> str:
+    raw = f"{session.user_id}|{session.phone_id}|{session.expires_at}".encode()
+    payload = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{payload}.{_signature(secret, payload)}"
+
+
+def verify_session(secret: str, token: str | None, now: datetime) -> Session | None:
+    """The session in a cookie, or None when it is missing, malformed, forged or expired."""
+    if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
+        return None
+    payload, signature = token.split(".")
+    # Constant time: the comparison says nothing about how much of a forgery matched.
+    if not hmac.compare_digest(_signature(secret, payload).encode(), signature.encode()):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    parts = raw.split("|")
+    if len(parts) != 3 or not parts[2].isdigit():
+        return None
+    user_id, phone_id, expires = parts
+    if not ID_PATTERN.match(user_id) or not ID_PATTERN.match(phone_id):
+        return None
+    session = Session(user_id=user_id, phone_id=phone_id, expires_at=int(expires))
+    return session if session.is_valid_at(now) else None
+
+
+def safe_next(value: str | None, default: str = DEFAULT_NEXT) -> str:
+    """``value`` when it is a path on this site, else ``default`` (no open redirects).
+
+    Accepted: ``/path?query`` without scheme, host, backslashes, control characters or
+    whitespace. ``//evil.example`` and ``/\\evil.example`` are hosts to a browser.
+    """
+    if not value or len(value) > MAX_NEXT_LENGTH:
+        return default
+    if not value.startswith("/") or value.startswith("//"):
+        return default
+    if "\\" in value or any(ord(char) < 0x21 or ord(char) == 0x7F for char in value):
+        return default
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return default
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+def _primary(tag: str) -> str:
+    return tag.strip().split("-")[0].split("_")[0].lower()
+
+
+def choose_language(request_language: str | None, accept_language: str | None) -> str | None:
+    """``ru`` or ``en``: the explicit header first, then the best ``Accept-Language`` match.
+
+    None when neither names a language we speak (the page then asks the browser).
+    """
+    if request_language:
+        primary = _primary(request_language)
+        if primary in LANGUAGES:
+            return primary
+    if not accept_language:
+        return None
+    best: tuple[float, int, str] | None = None
+    for index, item in enumerate(accept_language.split(",")[:32]):
+        tag, _, params = item.partition(";")
+        primary = _primary(tag)
+        if primary not in LANGUAGES:
+            continue
+        quality = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                quality = float(params[2:])
+            except ValueError:
+                continue
+        if not 0 < quality <= 1:
+            continue
+        # Higher quality wins; among equals, the one listed first.
+        candidate = (quality, -index, primary)
+        if best is None or candidate > best:
+            best = candidate
+    return best[2] if best else None
+
+
+def payer_route(method: str, path: str) -> bool | None:
+    """Whether forwarding ``method path`` needs a session; None when it is not forwarded."""
+    return PAYER_ROUTES.get((method.upper(), path.strip("/")))

@@ -1,0 +1,135 @@
+"""api-proxy's use cases: sign a guest in, forward their calls with the user's headers."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from qrpay.api_proxy.client import Forwarded, PaymentsEdaForwarder
+from qrpay.api_proxy.domain import (
+    Session,
+    new_session,
+    payer_route,
+    sign_session,
+    verify_session,
+)
+from qrpay.iiko_integration.client import IikoIntegrationClient
+from qrpay.iiko_integration.schemas import RestaurantItem
+from qrpay.kernel.clock import Clock
+from qrpay.kernel.errors import DependencyUnavailable, InvalidInput, NotFound, Unauthenticated
+from qrpay.kernel.reloading import RuntimeConfig
+
+YANDEX_UID_HEADER = "X-Yandex-UID"
+PHONE_ID_HEADER = "X-YaTaxi-PhoneId"
+LANGUAGE_HEADER = "X-Request-Language"
+
+# The second demo guest: signed in, but with no saved cards.
+SECOND_DEMO_USER = "guest-2"
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    user_id: str
+    cards: int
+
+
+class ApiProxyService:
+    def __init__(
+        self,
+        *,
+        runtime: RuntimeConfig,
+        clock: Clock,
+        payments: PaymentsEdaForwarder,
+        iiko: IikoIntegrationClient,
+    ) -> None:
+        self._runtime = runtime
+        self._clock = clock
+        self._payments = payments
+        self._iiko = iiko
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    def _secret(self) -> str:
+        secret = self._runtime.secdist.session_secret
+        if secret is None:
+            raise DependencyUnavailable(
+                "sign-in is off: secdist has no session_secret", code="sessions_not_configured"
+            )
+        return secret.get_secret_value()
+
+    def demo_users(self) -> list[DemoUser]:
+        demo = self._runtime.config.demo
+        users = [DemoUser(demo.user_id, len(demo.cards))]
+        if demo.user_id != SECOND_DEMO_USER:
+            users.append(DemoUser(SECOND_DEMO_USER, 0))
+        return users
+
+    def sign_in(self, user_id: str) -> tuple[Session, str]:
+        """A new session (and its cookie value) for one of the demo users."""
+        if user_id not in {user.user_id for user in self.demo_users()}:
+            raise InvalidInput(f"{user_id[:64]!r} is not a demo user", code="unknown_user")
+        # A fresh phone id per sign-in, as a new device would have.
+        session = new_session(user_id, f"phone-{secrets.token_hex(8)}", self._clock.now())
+        return session, sign_session(self._secret(), session)
+
+    def session(self, token: str | None) -> Session | None:
+        if not token:
+            return None
+        secret = self._runtime.secdist.session_secret
+        if secret is None:
+            return None
+        return verify_session(secret.get_secret_value(), token, self._clock.now())
+
+    # --- payments-eda -----------------------------------------------------------------------
+
+    def authorize(self, method: str, path: str, session: Session | None) -> None:
+        """404 for a route that is not the guest's; 401 for paying without a session."""
+        needs_session = payer_route(method, path)
+        if needs_session is None:
+            raise NotFound(f"no such payer route: {method} {path[:64]}")
+        if needs_session and session is None:
+            raise Unauthenticated("sign in to pay", code="unauthorized")
+
+    async def forward_payments(
+        self,
+        method: str,
+        path: str,
+        *,
+        session: Session | None,
+        language: str,
+        params: Sequence[tuple[str, str]],
+        body: bytes | None,
+    ) -> Forwarded:
+        self.authorize(method, path, session)
+        # Built from the session only: whatever user headers the client sent are dropped.
+        headers = {LANGUAGE_HEADER: language}
+        if session is not None:
+            headers[YANDEX_UID_HEADER] = session.user_id
+            headers[PHONE_ID_HEADER] = session.phone_id
+        return await self._payments.forward(
+            method.upper(),
+            path.strip("/"),
+            params=params,
+            body=body if method.upper() == "POST" else None,
+            headers=headers,
+            idempotent=method.upper() == "GET",
+        )
+
+    # --- iiko-integration -------------------------------------------------------------------
+
+    async def availability(self, *, nearest_zone: str, session: Session | None) -> bool:
+        return await self._iiko.availability(
+            nearest_zone=nearest_zone,
+            uuid=session.user_id if session else "",
+            phone_id=session.phone_id if session else "",
+        )
+
+    async def restaurants(
+        self, *, nearest_zone: str, session: Session | None
+    ) -> list[RestaurantItem]:
+        return await self._iiko.restaurants(
+            nearest_zone=nearest_zone,
+            uuid=session.user_id if session else "",
+            phone_id=session.phone_id if session else "",
+        )
