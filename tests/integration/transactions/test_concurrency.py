@@ -1,0 +1,158 @@
+"""transactions' guarantees on real PostgreSQL, across two instances and a durable queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from qrpay.kernel.config import GatewayConfig
+from qrpay.transactions.gateway import GatewayResult, PaymentGateway, SandboxGateway
+from qrpay.transactions.service import TransactionsService
+
+pytestmark = pytest.mark.postgres
+
+CALLBACK = {"queue": "payments_eda", "task": "transaction_callback"}
+
+
+class CountingGateway(PaymentGateway):
+    """One sandbox shared by both instances, counting calls per idempotency key."""
+
+    def __init__(self) -> None:
+        self.sandbox = SandboxGateway(lambda: GatewayConfig(latency_ms=20))
+        self.keys: Counter[str] = Counter()
+
+    async def hold(
+        self, token: str, amount: Decimal, currency: str, idempotency_key: str
+    ) -> GatewayResult:
+        self.keys[idempotency_key] += 1
+        return await self.sandbox.hold(token, amount, currency, idempotency_key)
+
+    async def clear(
+        self,
+        token: str,
+        amount: Decimal,
+        currency: str,
+        idempotency_key: str,
+        reference: str | None = None,
+    ) -> GatewayResult:
+        self.keys[idempotency_key] += 1
+        return await self.sandbox.clear(token, amount, currency, idempotency_key, reference)
+
+    async def unhold(
+        self,
+        token: str,
+        amount: Decimal,
+        currency: str,
+        idempotency_key: str,
+        reference: str | None = None,
+    ) -> GatewayResult:
+        self.keys[idempotency_key] += 1
+        return await self.sandbox.unhold(token, amount, currency, idempotency_key, reference)
+
+
+def service(instance: tuple[FastAPI, httpx.AsyncClient]) -> TransactionsService:
+    found: TransactionsService = instance[0].state.transactions
+    return found
+
+
+async def put_invoice(client: httpx.AsyncClient, invoice_id: str) -> None:
+    response = await client.put(
+        f"/v1/invoices/{invoice_id}",
+        json={
+            "owner": "payments-eda",
+            "order_id": f"order-{invoice_id}",
+            "user_id": "user-1",
+            "currency": "RUB",
+            "callback": CALLBACK,
+        },
+    )
+    assert response.status_code == 200, response.text
+
+
+async def hold(client: httpx.AsyncClient, invoice_id: str, operation_id: str) -> httpx.Response:
+    return await client.post(
+        f"/v1/invoices/{invoice_id}/operations",
+        json={
+            "operation_id": operation_id,
+            "kind": "hold",
+            "amount": "100",
+            "payment_method": {"id": "card-ok", "token": "sandbox-ok-4242"},
+        },
+    )
+
+
+async def queued(url: str) -> list[tuple[str, str, dict[str, Any]]]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT queueing_lock, queue_name, args FROM procrastinate_jobs ORDER BY id")
+            )
+            return [(lock, queue, args) for lock, queue, args in rows]
+    finally:
+        await engine.dispose()
+
+
+async def test_thirty_concurrent_holds_leave_one_live_hold(
+    instances: list[tuple[FastAPI, httpx.AsyncClient]],
+) -> None:
+    clients = [client for _app, client in instances]
+    await put_invoice(clients[0], "inv-1")
+    await put_invoice(clients[1], "inv-1")
+    responses = await asyncio.gather(*(hold(clients[i % 2], "inv-1", f"h-{i}") for i in range(30)))
+    accepted = [r for r in responses if r.status_code == 200]
+    assert len(accepted) == 1, [r.text for r in responses if r.status_code not in (200, 409)]
+    assert {r.json()["code"] for r in responses if r.status_code != 200} == {"hold_active"}
+    invoice = (await clients[1].get("/v1/invoices/inv-1")).json()
+    assert [op["operation_id"] for op in invoice["operations"]] == [
+        accepted[0].json()["operation_id"]
+    ]
+
+
+async def test_relays_on_two_instances_process_and_report_each_operation_once(
+    instances: list[tuple[FastAPI, httpx.AsyncClient]], tx_pg_url: str
+) -> None:
+    gateway = CountingGateway()
+    for instance in instances:
+        service(instance).gateway = gateway
+    clients = [client for _app, client in instances]
+    invoice_ids = [f"inv-{i}" for i in range(20)]
+    for i, invoice_id in enumerate(invoice_ids):
+        await put_invoice(clients[i % 2], invoice_id)
+        assert (await hold(clients[i % 2], invoice_id, "h1")).status_code == 200
+
+    for _ in range(3):
+        await asyncio.gather(*(service(instance).relay_once() for instance in instances))
+
+    assert gateway.keys == Counter({f"{invoice_id}:h1": 1 for invoice_id in invoice_ids})
+    jobs = await queued(tx_pg_url)
+    assert sorted(lock for lock, _queue, _args in jobs) == sorted(
+        f"{invoice_id}:h1:succeeded" for invoice_id in invoice_ids
+    )
+    assert {queue for _lock, queue, _args in jobs} == {"payments_eda"}
+    assert all(args["status"] == "succeeded" for _lock, _queue, args in jobs)
+
+    # Clears started on both instances are processed once each as well.
+    for i, invoice_id in enumerate(invoice_ids):
+        response = await clients[i % 2].post(
+            f"/v1/invoices/{invoice_id}/operations",
+            json={"operation_id": "c1", "kind": "clear", "target": "h1"},
+        )
+        assert response.status_code == 200, response.text
+    for _ in range(3):
+        await asyncio.gather(*(service(instance).relay_once() for instance in instances))
+    assert all(count == 1 for count in gateway.keys.values())
+    assert len(gateway.keys) == 40
+    jobs = await queued(tx_pg_url)
+    assert len(jobs) == 40
+    assert len({lock for lock, _queue, _args in jobs}) == 40
+    invoice = (await clients[0].get("/v1/invoices/inv-7")).json()
+    assert (invoice["held"], invoice["cleared"]) == ("0.00", "100.00")
