@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -152,3 +153,68 @@ def kill_group(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     if process.poll() is None:
         process.wait()
+
+
+class QrpayUp:
+    """`qrpay up` in its own data directory on free ports, optionally with config overrides.
+
+    ``config`` entries replace top-level sections of the dev config (merged one level
+    deep) before the first start; `qrpay up` keeps the file and only moves its URLs.
+    """
+
+    def __init__(self, data_dir: Path, log: Path, *, config: dict[str, Any] | None = None) -> None:
+        from qrpay.runner.embedded import ports_for
+
+        self.data_dir = data_dir
+        self.log = log
+        self.base = free_port_base(len(ports_for(8080)))
+        self.ports = ports_for(self.base)
+        self.process: subprocess.Popen[bytes] | None = None
+        if config:
+            self._write_config(config)
+
+    def _write_config(self, overrides: dict[str, Any]) -> None:
+        import yaml
+
+        from qrpay.kernel.config import load_yaml
+        from qrpay.kernel.settings import REPO_DEV_CONFIG
+        from qrpay.runner.embedded import embedded_config
+
+        data = load_yaml(REPO_DEV_CONFIG / "config.yaml")
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "config.yaml").write_text(
+            yaml.safe_dump(embedded_config(data, "127.0.0.1", self.base), allow_unicode=True)
+        )
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def start(self, services: Iterable[str]) -> None:
+        self.process = start(
+            [QRPAY, "up", "--data-dir", str(self.data_dir), "--port-base", str(self.base)],
+            log=self.log,
+        )
+        wait_for_http(
+            [f"{self.url(name)}/ping" for name in services],
+            timeout=60,
+            process=self.process,
+            log=self.log,
+        )
+        # The demo cards are bound once every service answers; the banner follows.
+        wait_for_text(self.log, "Press Ctrl-C to stop.", timeout=30)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        return terminate(self.process, sig=signal.SIGINT, timeout=15)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            kill_group(self.process)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")

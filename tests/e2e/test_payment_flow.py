@@ -1,0 +1,241 @@
+"""The whole payment, as the restaurant and the guest run it: `qrpay up`, `pos-sim`, `qrpay guest`.
+
+Real processes on free ports in a temporary data directory; the sandbox gateway
+decides by card: card-ok pays, card-declined is declined (insufficient funds).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from qrpay.kernel.service import SERVICE_MODULES
+from tests.support.processes import QRPAY, QrpayUp, kill_group, run, start, wait_for_text
+from tests.support.services import dev_secdist
+
+pytestmark = pytest.mark.e2e
+
+DEV_KEY = dev_secdist().api_keys[0].key.get_secret_value()
+USER = "demo-user"
+
+
+def cashback_for(amount: str) -> Decimal:
+    """rest-1: 30%, capped at 3000 per order, rounded down to whole roubles (dev config)."""
+    return min((Decimal(amount) * Decimal("0.30")).quantize(Decimal(1), ROUND_DOWN), Decimal(3000))
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[QrpayUp]:
+    instance = QrpayUp(tmp_path / "var", tmp_path / "up.log")
+    try:
+        instance.start(SERVICE_MODULES)
+        yield instance
+    finally:
+        instance.kill()
+
+
+def link_of(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("Link: ")]
+    assert len(lines) == 1, output
+    return lines[0].removeprefix("Link: ")
+
+
+def order_id_of(link: str) -> str:
+    return parse_qs(urlsplit(link).query)["order_id"][0]
+
+
+def new_order(up: QrpayUp, tmp_path: Path, amount: str) -> str:
+    sim = run(
+        [
+            QRPAY,
+            "pos-sim",
+            "--url",
+            up.url("iiko-integration"),
+            "--no-wait",
+            "--item",
+            f"Dinner={amount}",
+            "--out-dir",
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+    )
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    return link_of(sim.stdout)
+
+
+def guest(up: QrpayUp, link: str, card: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        [
+            QRPAY,
+            "guest",
+            link,
+            "--card",
+            card,
+            "--api",
+            up.url("payments-eda"),
+            "--cashback-url",
+            up.url("cashback"),
+            "--timeout",
+            "30",
+        ],
+        timeout=60,
+    )
+
+
+def pos_status(up: QrpayUp, order_id: str) -> str:
+    answer = httpx.post(
+        f"{up.url('iiko-integration')}/orders/list",
+        json={"client_id": "rest-1", "orders": [order_id]},
+        headers={"X-API-Key": DEV_KEY},
+        timeout=5,
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["orders"][0]["status"])
+
+
+def guest_status(up: QrpayUp, link: str) -> str:
+    query = parse_qs(urlsplit(link).query)
+    answer = httpx.get(
+        f"{up.url('payments-eda')}/4.0/payments/v1/orders",
+        params={"order_id": query["order_id"][0], "hmac": query["hmac"][0]},
+        headers={"X-Yandex-UID": USER},
+        timeout=5,
+    )
+    assert answer.status_code == 200, answer.text
+    assert "X-Polling-Delay" in answer.headers
+    return str(answer.json()["status"])
+
+
+def balance(up: QrpayUp) -> Decimal:
+    answer = httpx.get(f"{up.url('cashback')}/v1/users/{USER}/balance", timeout=5)
+    assert answer.status_code == 200, answer.text
+    return sum(
+        (Decimal(b["amount"]) for b in answer.json()["balances"] if b["currency"] == "RUB"),
+        Decimal(0),
+    )
+
+
+def test_guest_pays_the_pos_sees_payed_and_cashback_arrives(up: QrpayUp, tmp_path: Path) -> None:
+    log = tmp_path / "pos-sim.log"
+    # The POS as in the restaurant: prints the bill and waits for the payment.
+    sim = start(
+        [
+            QRPAY,
+            "pos-sim",
+            "--url",
+            up.url("iiko-integration"),
+            "--item",
+            "Borscht=450.50",
+            "--item",
+            "Pelmeni=784.06",
+            "--poll-interval",
+            "0.2",
+            "--timeout",
+            "60",
+            "--out-dir",
+            str(tmp_path / "out"),
+        ],
+        log=log,
+        cwd=tmp_path,
+    )
+    try:
+        link = link_of(wait_for_text(log, "Receipt: ", timeout=30))
+        order_id = order_id_of(link)
+        before = balance(up)
+
+        paid = guest(up, link, "card-ok")
+        assert paid.returncode == 0, paid.stdout + paid.stderr
+        assert f"order {order_id}: PAYED 1234.56 RUB" in paid.stdout
+        assert "Cashback: 370 RUB (30% of the bill)" in paid.stdout
+        assert "Cashback balance:" in paid.stdout
+        assert paid.stderr == ""
+
+        assert sim.wait(timeout=30) == 0, log.read_text()
+        assert f"order {order_id}: PAID 1234.56 RUB" in log.read_text()
+    finally:
+        kill_group(sim)
+    assert guest_status(up, link) == "PAYED"
+    assert pos_status(up, order_id) == "PAYED"
+    assert balance(up) - before == cashback_for("1234.56") == Decimal(370)
+
+    # Above the cap: 30% of 12000 is 3600, the restaurant's cap is 3000.
+    big = new_order(up, tmp_path, "12000")
+    before = balance(up)
+    paid = guest(up, big, "card-ok")
+    assert paid.returncode == 0, paid.stdout + paid.stderr
+    assert balance(up) - before == cashback_for("12000") == Decimal(3000)
+
+    # Paying again is refused and changes nothing.
+    again = guest(up, link, "card-ok")
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "already paid" in again.stdout
+    assert balance(up) - before == Decimal(3000)
+
+    assert up.stop() == 0, up.output()
+    assert "Traceback" not in up.output()
+
+
+def test_declined_card_leaves_the_order_open_and_another_card_pays(
+    up: QrpayUp, tmp_path: Path
+) -> None:
+    link = new_order(up, tmp_path, "500")
+    order_id = order_id_of(link)
+    before = balance(up)
+
+    declined = guest(up, link, "card-declined")
+    assert declined.returncode == 1, declined.stdout + declined.stderr
+    assert f"order {order_id}: DECLINED" in declined.stdout
+    assert guest_status(up, link) == "DECLINED"
+    assert pos_status(up, order_id) == "WAITING"
+    assert balance(up) == before
+
+    paid = guest(up, link, "card-ok")
+    assert paid.returncode == 0, paid.stdout + paid.stderr
+    assert guest_status(up, link) == "PAYED"
+    assert pos_status(up, order_id) == "PAYED"
+    assert balance(up) - before == Decimal(150)
+
+
+def test_an_unpaid_order_is_canceled_after_its_ttl_and_cannot_be_paid(tmp_path: Path) -> None:
+    up = QrpayUp(
+        tmp_path / "var",
+        tmp_path / "up.log",
+        config={"orders": {"ttl_seconds": 2, "ttl_check_interval_seconds": 0.5}},
+    )
+    try:
+        up.start(SERVICE_MODULES)
+        link = new_order(up, tmp_path, "300")
+        order_id = order_id_of(link)
+        deadline = time.monotonic() + 20
+        while pos_status(up, order_id) != "CANCELED":
+            assert time.monotonic() < deadline, "the order was not canceled after its TTL"
+            time.sleep(0.25)
+
+        query = parse_qs(urlsplit(link).query)
+        answer = httpx.post(
+            f"{up.url('payments-eda')}/4.0/payments/v1/orders",
+            json={
+                "service": "restaurant",
+                "order_id": order_id,
+                "hmac": query["hmac"][0],
+                "payment_method": {"type": "card", "id": "card-ok"},
+                "amount": "300.00",
+            },
+            headers={"X-Yandex-UID": USER},
+            timeout=5,
+        )
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["code"] == "order_closed"
+
+        refused = guest(up, link, "card-ok")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert pos_status(up, order_id) == "CANCELED"
+    finally:
+        up.kill()
