@@ -1,0 +1,167 @@
+"""api-proxy's rules: the session cookie, safe redirects, the guest's language, forwarded routes."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from qrpay.api_proxy.domain import (
+    DEFAULT_NEXT,
+    SESSION_TTL,
+    Session,
+    choose_language,
+    new_session,
+    payer_route,
+    safe_next,
+    sign_session,
+    verify_session,
+)
+
+SECRET = "unit-test-session-secret"
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def token_for(user: str = "demo-user", phone: str = "phone-1") -> str:
+    return sign_session(SECRET, new_session(user, phone, NOW))
+
+
+def test_a_signed_session_verifies() -> None:
+    session = verify_session(SECRET, token_for(), NOW)
+    assert session == Session("demo-user", "phone-1", int((NOW + SESSION_TTL).timestamp()))
+
+
+def test_the_session_lasts_about_a_week() -> None:
+    token = token_for()
+    assert verify_session(SECRET, token, NOW + timedelta(days=7) - timedelta(seconds=1))
+    assert verify_session(SECRET, token, NOW + timedelta(days=7)) is None
+    assert verify_session(SECRET, token, NOW + timedelta(days=30)) is None
+
+
+def test_another_secret_does_not_verify() -> None:
+    assert verify_session("another-secret", token_for(), NOW) is None
+
+
+def _swap_payload(token: str, raw: str) -> str:
+    payload = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return f"{payload}.{token.split('.')[1]}"
+
+
+def test_a_changed_user_breaks_the_signature() -> None:
+    token = token_for()
+    expires = int((NOW + SESSION_TTL).timestamp())
+    assert verify_session(SECRET, _swap_payload(token, f"admin|phone-1|{expires}"), NOW) is None
+
+
+def test_a_longer_expiry_breaks_the_signature() -> None:
+    token = token_for()
+    later = int((NOW + timedelta(days=365)).timestamp())
+    forged = _swap_payload(token, f"demo-user|phone-1|{later}")
+    assert verify_session(SECRET, forged, NOW + timedelta(days=8)) is None
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "",
+        "no-dot",
+        "a.b.c",
+        ".",
+        "x" * 2000 + ".00",
+        "%%%%.abcd",
+    ],
+)
+def test_malformed_tokens_are_no_session(token: str | None) -> None:
+    assert verify_session(SECRET, token, NOW) is None
+
+
+def test_a_flipped_signature_character_is_refused() -> None:
+    token = token_for()
+    last = token[-1]
+    flipped = token[:-1] + ("0" if last != "0" else "1")
+    assert verify_session(SECRET, flipped, NOW) is None
+
+
+def test_a_well_signed_payload_with_bad_fields_is_refused() -> None:
+    # Even with the right key, the payload must be user|phone|expires with safe ids.
+    from qrpay.api_proxy.domain import _signature
+
+    for raw in ("demo-user|phone-1", "demo user|phone-1|9999999999", "a|b|soon"):
+        payload = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        assert verify_session(SECRET, f"{payload}.{_signature(SECRET, payload)}", NOW) is None
+
+
+@pytest.mark.parametrize("user", ["", "a|b", "with space", "x" * 129, "кириллица"])
+def test_unsafe_user_ids_make_no_session(user: str) -> None:
+    with pytest.raises(ValueError, match="ids"):
+        new_session(user, "phone-1", NOW)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/go-pay/orders?order_id=ord-1&hmac=abc",
+        "/go-pay/restaurants",
+        "/login?next=%2Fgo-pay%2Forders",
+        "/",
+    ],
+)
+def test_same_site_paths_are_kept(value: str) -> None:
+    assert safe_next(value) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "https://evil.example/",
+        "//evil.example/path",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "javascript:alert(1)",
+        "go-pay/orders",
+        "/go-pay/orders\n/evil",
+        "/ /evil",
+        "/\t/evil.example",
+        "http:/evil.example",
+        "/" + "a" * 3000,
+    ],
+)
+def test_anything_else_falls_back_to_the_default(value: str | None) -> None:
+    assert safe_next(value) == DEFAULT_NEXT
+    assert safe_next(value, default="/login") == "/login"
+
+
+@pytest.mark.parametrize(
+    ("request_language", "accept_language", "expected"),
+    [
+        ("en", "ru-RU,ru;q=0.9", "en"),
+        ("ru", "en-US", "ru"),
+        ("EN-gb", None, "en"),
+        ("de", "en-US,en;q=0.9", "en"),
+        (None, "ru-RU,ru;q=0.9,en-US;q=0.8", "ru"),
+        (None, "de-DE,en;q=0.5,ru;q=0.7", "ru"),
+        (None, "en;q=0.8,ru;q=0.8", "en"),
+        (None, "fr-FR,de;q=0.9", None),
+        (None, "ru;q=0,en;q=0.1", "en"),
+        (None, "ru;q=abc,en", "en"),
+        (None, None, None),
+        ("", "", None),
+    ],
+)
+def test_language_choice(
+    request_language: str | None, accept_language: str | None, expected: str | None
+) -> None:
+    assert choose_language(request_language, accept_language) == expected
+
+
+def test_only_the_payer_routes_are_forwarded() -> None:
+    assert payer_route("GET", "preorder") is False
+    assert payer_route("GET", "orders") is False
+    assert payer_route("post", "orders/") is True
+    assert payer_route("POST", "preorder") is None
+    assert payer_route("GET", "callbacks") is None
+    assert payer_route("DELETE", "orders") is None
