@@ -5,6 +5,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from qrpay.kernel.http import error_responses, json_response
@@ -93,5 +94,15 @@ def build_router(service: PaymentsService) -> APIRouter:
             answer.model_dump(mode="json"),
             headers={"X-Polling-Delay": format_plain(service.polling_delay())},
         )
+
+    # GET and POST /orders are two routes; Starlette would answer another method with the
+    # Allow header of the first one only. This route names both.
+    @router.api_route(
+        "/orders",
+        methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
+        include_in_schema=False,
+    )
+    async def orders_other_methods() -> Response:
+        raise StarletteHTTPException(405, "Method Not Allowed", headers={"Allow": "GET, POST"})
 
     return router

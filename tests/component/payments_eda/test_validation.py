@@ -88,3 +88,9 @@ async def test_a_uid_header_that_is_too_long_is_400(pe: Env) -> None:
         f"{BASE}/orders", json=pay_body(), headers={"X-Yandex-UID": "u" * 200}
     )
     assert answer.status_code == 400
+
+
+async def test_another_method_on_orders_is_405_naming_both(pe: Env) -> None:
+    answer = await pe.client.request("DELETE", f"{BASE}/orders")
+    assert answer.status_code == 405
+    assert answer.headers["Allow"] == "GET, POST"
