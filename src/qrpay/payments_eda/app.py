@@ -74,11 +74,12 @@ def build(ctx: ServiceContext) -> FastAPI:
     queue = ctx.queue
     run_workers = ctx.run_queue_workers
     if queue is None:
-        # Standalone (no shared or durable queue configured): a private in-memory queue whose
-        # consumers run here, so the service still works; tasks do not survive a restart.
-        log.warning("payments_eda_without_durable_queue")
-        queue = TaskQueue()
-        run_workers = True
+        # A private in-memory queue would lose callbacks on every restart and never see
+        # the ones transactions puts elsewhere: refuse to start rather than fail quietly.
+        raise RuntimeError(
+            "payments-eda needs the task queue: set queue_database in secdist "
+            "(production) or run it with `qrpay up` (embedded)"
+        )
     service = _service(ctx, queue)
     _register(queue, service, ctx)
 
@@ -105,8 +106,6 @@ def build(ctx: ServiceContext) -> FastAPI:
                 await _stop(task)
             await ctx.runtime.stop()
             await ctx.http.close()
-            if queue is not ctx.queue:
-                await queue.close()
 
     app = create_app(
         service=ctx.name,
