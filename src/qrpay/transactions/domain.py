@@ -40,11 +40,14 @@ class InvoiceRecord:
     created_at: datetime
 
     def matches(self, body: InvoiceIn) -> bool:
-        """A repeated PUT must describe the same invoice (the callback may differ: first wins)."""
-        return (self.owner, self.order_id, self.user_id, self.currency) == (
+        """A repeated PUT must describe the same invoice (the callback may differ: first wins).
+
+        The user is not part of it: after a declined attempt another guest at the table may
+        pay the same order, and the invoice then follows the payer of its next hold.
+        """
+        return (self.owner, self.order_id, self.currency) == (
             body.owner,
             body.order_id,
-            body.user_id,
             body.currency,
         )
 

@@ -189,6 +189,11 @@ class TransactionsRepository:
         row = (await self.session.execute(statement)).first()
         return None if row is None else _invoice(row)
 
+    async def set_invoice_user(self, invoice_id: str, user_id: str) -> None:
+        await self.session.execute(
+            update(invoices).where(invoices.c.invoice_id == invoice_id).values(user_id=user_id)
+        )
+
     # -- operations
 
     async def operations_of(self, invoice_id: str) -> list[OperationRecord]:

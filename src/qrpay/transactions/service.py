@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import structlog
@@ -39,6 +39,7 @@ from qrpay.transactions.domain import (
     auto_release_request,
     decide,
     hold_expired,
+    is_live_hold,
 )
 from qrpay.transactions.gateway import GatewayResult, GatewayUnavailable, PaymentGateway
 from qrpay.transactions.metrics import TransactionsMetrics
@@ -124,7 +125,7 @@ class TransactionsService:
             repo = TransactionsRepository(session)
             if await repo.insert_invoice_if_absent(fresh):
                 return fresh, []
-            existing = await repo.get_invoice(invoice_id)
+            existing = await repo.get_invoice(invoice_id, for_update=True)
             if existing is None:  # pragma: no cover - invoices are never deleted
                 raise _invoice_not_found(invoice_id)
             if not existing.matches(body):
@@ -132,7 +133,14 @@ class TransactionsService:
                     f"invoice {invoice_id!r} exists with other parameters",
                     code="invoice_mismatch",
                 )
-            return existing, await repo.operations_of(invoice_id)
+            ops = await repo.operations_of(invoice_id)
+            if existing.user_id != body.user_id:
+                # Another guest pays after a failed attempt; never while a hold is live.
+                if any(is_live_hold(op, ops) for op in ops):
+                    raise Conflict("another guest's hold is live", code="hold_active")
+                await repo.set_invoice_user(invoice_id, body.user_id)
+                existing = replace(existing, user_id=body.user_id)
+            return existing, ops
 
     async def get_invoice(self, invoice_id: str) -> tuple[InvoiceRecord, list[OperationRecord]]:
         async with self.db.read() as session:

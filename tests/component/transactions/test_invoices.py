@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qrpay.kernel.clock import FrozenClock
-from tests.component.transactions.conftest import OK, Transactions
+from tests.component.transactions.conftest import OK, POOR, Transactions
 from tests.support.services import make_context, running_service
 
 
@@ -25,12 +25,31 @@ async def test_put_invoice_is_create_or_get(tx: Transactions) -> None:
     for field, value in [
         ("owner", "someone"),
         ("order_id", "order-2"),
-        ("user_id", "user-2"),
         ("currency", "USD"),
     ]:
         mismatch = await tx.invoice(**{field: value})
         assert mismatch.status_code == 409, field
         assert mismatch.json()["code"] == "invoice_mismatch"
+
+
+async def test_another_guest_takes_the_invoice_over_only_without_a_live_hold(
+    tx: Transactions,
+) -> None:
+    await tx.invoice()
+    assert (await tx.hold("h1", card=POOR)).status_code == 200
+    await tx.service.process_pending()
+    # user-1's hold was declined: user-2 at the same table may pay the order.
+    taken = await tx.invoice(user_id="user-2")
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["user_id"] == "user-2"
+    assert (await tx.hold("h2")).status_code == 200
+    await tx.service.process_pending()
+    assert (await tx.get())["held"] == "100.00"
+    # While user-2's hold is live nobody else becomes the payer.
+    refused = await tx.invoice(user_id="user-3")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "hold_active"
+    assert (await tx.get())["user_id"] == "user-2"
 
 
 async def test_unknown_invoice(tx: Transactions) -> None:
