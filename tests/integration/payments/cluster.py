@@ -1,0 +1,243 @@
+"""The payer side in production shape: each service a `qrpay serve` process on PostgreSQL,
+the durable queue on PostgreSQL, `qrpay worker payments-eda` processes started by the test."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import yaml
+from sqlalchemy.engine import make_url
+
+from qrpay.kernel.config import load_yaml
+from qrpay.kernel.deeplink import sign
+from qrpay.kernel.queue import libpq_url
+from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay.runner.embedded import embedded_config, ports_for
+from tests.support.processes import (
+    QRPAY,
+    child_env,
+    free_port_base,
+    kill_group,
+    run,
+    start,
+    terminate,
+    wait_for_http,
+    wait_for_text,
+)
+
+SERVED = ("eda", "cardstorage", "cashback", "transactions", "payments-eda")
+DATABASES = ("eda", "cardstorage", "cashback", "transactions")
+HMAC_KEY = load_yaml(REPO_DEV_CONFIG / "secdist.yaml")["hmac_keys"][0]
+USER = "pg-user"
+CARD = "pg-card-ok"
+
+
+def config_data(base: int, **overrides: Any) -> dict[str, Any]:
+    data = embedded_config(load_yaml(REPO_DEV_CONFIG / "config.yaml"), "127.0.0.1", base)
+    data["transactions"]["relay_interval_seconds"] = 0.2
+    # A shared 2-core CI box running 50 requests at once: time-outs here would test the box.
+    for service in data["services"].values():
+        service["timeout_ms"] = 10_000
+    for key, value in overrides.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return data
+
+
+class PortTaken(Exception):
+    """Another process took one of the free ports we probed; start again on others."""
+
+
+class Cluster:
+    def __init__(self, tmp: Path, databases: dict[str, str], queue_url: str) -> None:
+        self.tmp = tmp
+        self.base = free_port_base(len(ports_for(8080)))
+        self.ports = ports_for(self.base)
+        self.databases = databases
+        self.queue_url = queue_url
+        self.processes: list[tuple[subprocess.Popen[bytes], Path]] = []
+        secdist = load_yaml(REPO_DEV_CONFIG / "secdist.yaml")
+        secdist["databases"] = databases
+        secdist["queue_database"] = queue_url
+        self.secdist_path = tmp / "secdist.yaml"
+        self.secdist_path.write_text(yaml.safe_dump(secdist))
+        self.env = self.env_with(config_data(self.base), "config.yaml")
+
+    def env_with(self, config: dict[str, Any], name: str) -> dict[str, str]:
+        path = self.tmp / name
+        path.write_text(yaml.safe_dump(config, allow_unicode=True))
+        return child_env(
+            QRPAY_CONFIG=str(path),
+            QRPAY_SECDIST=str(self.secdist_path),
+            QRPAY_DATA_DIR=str(self.tmp / "var"),
+            QRPAY_LOG_LEVEL="INFO",
+            QRPAY_LOG_FORMAT="console",
+        )
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def upgrade(self) -> None:
+        done = run([QRPAY, "db", "upgrade"], env=self.env, cwd=self.tmp, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "queue: schema ready" in done.stdout, done.stdout
+
+    def serve_all(self) -> None:
+        started = []
+        for name in SERVED:
+            log = self.tmp / f"{name}.log"
+            process = start(
+                [QRPAY, "serve", name, "--port", str(self.ports[name])],
+                log=log,
+                env=self.env,
+                cwd=self.tmp,
+            )
+            self.processes.append((process, log))
+            started.append((name, process, log))
+        for name, process, log in started:
+            try:
+                wait_for_http([f"{self.url(name)}/ping"], timeout=60, process=process, log=log)
+            except AssertionError:
+                if "already in use" in log.read_text(errors="replace"):
+                    raise PortTaken(name) from None
+                raise
+
+    def worker(
+        self, label: str, *, env: dict[str, str] | None = None, concurrency: int = 4
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        log = self.tmp / f"worker-{label}.log"
+        process = start(
+            [QRPAY, "worker", "payments-eda", "--concurrency", str(concurrency)],
+            log=log,
+            env=env or self.env,
+            cwd=self.tmp,
+        )
+        self.processes.append((process, log))
+        wait_for_text(log, "payments-eda worker: consuming", timeout=30)
+        return process, log
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}"
+            for _, log in self.processes
+        )
+
+    def stop(self) -> None:
+        for process, _ in self.processes:
+            terminate(process, timeout=15)
+        for process, _ in self.processes:
+            kill_group(process)
+
+    # --- the guest and the restaurant, over HTTP ------------------------------------------
+
+    def bind_card(self, card_id: str = CARD, token: str = "sandbox-ok-4242") -> None:  # noqa: S107
+        answer = httpx.put(
+            f"{self.url('cardstorage')}/v1/payment-methods/{card_id}",
+            json={
+                "user_id": USER,
+                "token": token,
+                "last4": token[-4:],
+                "expiry_month": 12,
+                "expiry_year": 2030,
+            },
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+
+    def create_order(self, amount: str = "1000.00") -> tuple[str, str]:
+        answer = httpx.post(
+            f"{self.url('eda')}/v1/orders",
+            json={
+                "client_id": "rest-1",
+                "internal_order_id": f"pg-{uuid.uuid4().hex[:12]}",
+                "bill": {
+                    "currency": "RUB",
+                    "amount": amount,
+                    "elements": [{"name": "Dinner", "amount": amount}],
+                },
+            },
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        order_id = str(answer.json()["order"]["order_id"])
+        return order_id, sign(HMAC_KEY, order_id, "rest-1")
+
+    def pay_body(self, order_id: str, signature: str, amount: str = "1000.00") -> dict[str, Any]:
+        return {
+            "service": "restaurant",
+            "order_id": order_id,
+            "hmac": signature,
+            "payment_method": {"type": "card", "id": CARD},
+            "amount": amount,
+        }
+
+    def order_status(self, order_id: str) -> str:
+        answer = httpx.get(f"{self.url('eda')}/v1/orders/{order_id}", timeout=10)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["status"])
+
+    async def wait_for_status(self, order_id: str, status: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while (current := self.order_status(order_id)) != status:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"order {order_id} is {current}, not {status}, after {timeout}s\n{self.logs()}"
+                )
+            await asyncio.sleep(0.2)
+
+    def invoice(self, order_id: str) -> dict[str, Any]:
+        answer = httpx.get(f"{self.url('transactions')}/v1/invoices/{order_id}", timeout=10)
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+
+def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(libpq_url(url), autocommit=True) as connection:
+        return list(connection.execute(query, params).fetchall())
+
+
+def operations(cluster: Cluster, order_id: str) -> list[tuple[str, str]]:
+    """(kind, status) of every operation on the order's invoice, in transactions' own table."""
+    return [
+        (str(kind), str(status))
+        for kind, status in sql(
+            cluster.databases["transactions"],
+            "SELECT kind, status FROM operations WHERE invoice_id = %s ORDER BY position",
+            order_id,
+        )
+    ]
+
+
+def accruals(cluster: Cluster, order_id: str) -> list[tuple[Any, ...]]:
+    return sql(
+        cluster.databases["cashback"], "SELECT amount FROM accruals WHERE order_id = %s", order_id
+    )
+
+
+def unfinished_jobs(cluster: Cluster) -> list[tuple[Any, ...]]:
+    """Queue tasks still to run now (ignoring ones scheduled for later, like watchdogs)."""
+    return sql(
+        cluster.queue_url,
+        "SELECT id, task_name, status FROM procrastinate_jobs"
+        " WHERE status IN ('todo', 'doing')"
+        " AND (scheduled_at IS NULL OR scheduled_at <= now())",
+    )
+
+
+async def wait_until_drained(cluster: Cluster, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while jobs := unfinished_jobs(cluster):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"queue not drained after {timeout}s: {jobs}\n{cluster.logs()}")
+        await asyncio.sleep(0.2)
+
+
+def database_name(url: str) -> str:
+    return str(make_url(url).database)
