@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run install test test-unit test-component test-integration test-e2e lint bench-pos clean
+.PHONY: run install test test-unit test-component test-integration test-e2e test-browser lint bench-pos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e -q
+
+# Playwright driving Debian's Chromium (/usr/bin/chromium); never a downloaded browser.
+test-browser: $(STAMP)
+	$(BIN)/pytest tests/browser -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

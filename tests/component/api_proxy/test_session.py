@@ -128,7 +128,7 @@ async def test_pages_are_served_with_the_language_the_user_and_safe_headers(
     assert anonymous.status_code == 200
     assert '<html lang="en">' in anonymous.text
     assert 'data-user=""' in anonymous.text
-    assert anonymous.headers["referrer-policy"] == "no-referrer"
+    assert anonymous.headers["referrer-policy"] == "same-origin"
     assert "frame-ancestors 'none'" in anonymous.headers["content-security-policy"]
     assert anonymous.headers["cache-control"] == "no-store"
     await sign_in(proxy)

@@ -163,10 +163,14 @@
 
   /* Amounts are decimal strings; Intl formats a string exactly (no float rounding). */
   function money(amount, currency) {
+    var text = String(amount);
+    // Kopecks only when there are any: "1200" -> 1 200 ₽, "620.5" -> 620,50 ₽.
+    var fraction = /\.(\d*[1-9]\d*)$/.test(text);
     try {
       return new Intl.NumberFormat(lang === 'ru' ? 'ru-RU' : 'en-GB', {
-        style: 'currency', currency: currency, minimumFractionDigits: 0, maximumFractionDigits: 2
-      }).format(amount);
+        style: 'currency', currency: currency, currencyDisplay: 'narrowSymbol',
+        minimumFractionDigits: fraction ? 2 : 0, maximumFractionDigits: 2
+      }).format(text);
     } catch (_e) {
       return amount + ' ' + currency;
     }

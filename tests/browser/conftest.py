@@ -1,0 +1,86 @@
+"""The browser tier: Playwright driving Debian's Chromium, headless.
+
+Chromium is never downloaded: the tests use ``/usr/bin/chromium`` (or
+``QRPAY_CHROMIUM``). Without it they skip with the reason, unless
+``QRPAY_REQUIRE_BROWSER=1`` (CI), where a missing browser fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "out" / "screenshots"
+DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM = Path(os.environ.get("QRPAY_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# A phone-sized window: the pages are mobile first.
+PHONE = {"width": 390, "height": 844}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: drives a real browser (Playwright + Chromium)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.browser)
+
+
+def _missing() -> str | None:
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium, or set QRPAY_CHROMIUM)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -e '.[dev]')"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    reason = _missing()
+    if reason is not None:
+        if os.environ.get("QRPAY_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"QRPAY_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    # Module scope: the sync API's own event loop is gone before the next module's tests run.
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save the page as ``out/screenshots/<name>.png`` (the whole page, phone-sized)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True, animations="disabled")
+    return path
+
+
+def publish(path: Path, name: str) -> None:
+    """Copy a screenshot to docs/screenshots/ (committed; the README shows it)."""
+    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, DOCS_SCREENSHOTS / name)

@@ -1,0 +1,427 @@
+"""The payer page in Chromium, against api-proxy with fake payments-eda and iiko-integration.
+
+Every state of the page, deterministically: the bill, waiting, paid, declined
+then another card, a tampered link, a closed or already paid order, a lost
+connection, sign in to pay; one pay request however often Pay is clicked.
+Each state is saved under out/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+try:
+    from playwright.sync_api import Page, Route, expect
+except ImportError:  # pragma: no cover - CI (QRPAY_REQUIRE_BROWSER=1) must not skip
+    if os.environ.get("QRPAY_REQUIRE_BROWSER") == "1":
+        raise
+    pytest.skip("the playwright package is not installed", allow_module_level=True)
+
+from qrpay.kernel.clock import SystemClock
+from qrpay.kernel.service import build_app
+from tests.browser.conftest import PHONE, publish, screenshot
+from tests.browser.fakes import FakeDownstreams, FakeOrder, running_fakes
+from tests.browser.server import serve_in_thread
+from tests.support.services import dev_config, make_context, point_services_at
+
+TIMEOUT = 10_000
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[FakeDownstreams]:
+    with running_fakes() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def proxy_url(fakes: FakeDownstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    config = point_services_at(
+        dev_config(), fakes.base_url, "payments-eda", "iiko-integration", retries=0
+    )
+    ctx = make_context(
+        "api-proxy", tmp_path_factory.mktemp("api-proxy"), config=config, clock=SystemClock()
+    )
+    with serve_in_thread(build_app(ctx)) as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def _reset(fakes: FakeDownstreams) -> None:
+    fakes.pay_delay = 0.0
+    fakes.preorder_status = 200
+    fakes.polling_delay = "0.3"
+    fakes.polls_to_settle = 2
+
+
+def new_page(browser: Any, locale: str = "en-GB") -> Page:
+    context = browser.new_context(viewport=PHONE, locale=locale, device_scale_factor=2)
+    context.set_default_timeout(TIMEOUT)
+    page: Page = context.new_page()
+    return page
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Page]:
+    page = new_page(browser)
+    yield page
+    page.context.close()
+
+
+def sign_in(page: Page, base: str, user: str = "demo-user") -> None:
+    answer = page.context.request.post(f"{base}/login", form={"user_id": user, "next": "/"})
+    assert answer.ok, answer.status
+
+
+def link(base: str, order: FakeOrder, *, hmac: str | None = None) -> str:
+    return f"{base}/go-pay/orders?order_id={order.order_id}&hmac={hmac or order.hmac}"
+
+
+def state(page: Page, name: str) -> None:
+    expect(page.locator("main")).to_have_attribute("data-state", name)
+
+
+def test_the_bill_with_cashback_and_cards(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    state(page, "bill")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Pushkin Café")
+    expect(page.locator("#restaurant-name")).to_be_focused()
+    rows = page.locator("#bill-lines tr")
+    expect(rows).to_have_count(4)
+    expect(rows.nth(1)).to_contain_text("Pelmeni")
+    expect(rows.nth(1)).to_contain_text("₽620.50")
+    expect(page.locator("#bill-total")).to_have_text("₽1,200")
+    expect(page.locator("#cashback-offer")).to_have_text("Cashback ₽360: 30% of the bill")
+    # The cards are radio buttons with labels; the unavailable one cannot be picked.
+    expect(page.get_by_role("radio")).to_have_count(3)
+    expect(page.get_by_label("VISA •••• 4242, expires 12/30")).to_be_checked()
+    expect(page.get_by_label("VISA •••• 9995, expires 06/29")).to_be_enabled()
+    expect(page.get_by_label("MASTERCARD •••• 0119, expires 01/24 (unavailable)")).to_be_disabled()
+    expect(page.get_by_role("group", name="Card to pay with")).to_be_visible()
+    expect(page.get_by_role("button", name="Pay ₽1,200")).to_be_enabled()
+    expect(page.get_by_text("Signed in as demo-user")).to_be_visible()
+    screenshot(page, "bill")
+
+
+def test_pay_wait_and_paid_with_the_cashback(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    fakes.polls_to_settle = 3
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    page.get_by_role("button", name="Pay ₽1,200").click()
+    state(page, "waiting")
+    expect(page.get_by_role("heading", name="Processing the payment")).to_be_focused()
+    expect(page.locator("#live")).to_have_text("Processing the payment")
+    screenshot(page, "waiting")
+    state(page, "paid")
+    expect(page.get_by_role("heading", name="Paid")).to_be_focused()
+    expect(page.locator("#paid-cashback")).to_have_text("Cashback of ₽360 will arrive soon.")
+    expect(page.locator("#paid-total")).to_have_text("You paid ₽1,200 at Pushkin Café.")
+    expect(page.locator("#live")).to_have_text("Paid")
+    publish(screenshot(page, "paid"), "paid.png")
+    assert order.pay_cards == ["card-ok"]
+    # Polled until final, never faster than X-Polling-Delay (0.3 s) asked.
+    assert len(order.poll_times) == 3
+    gaps = [b - a for a, b in zip(order.poll_times, order.poll_times[1:], strict=False)]
+    assert all(gap >= 0.28 for gap in gaps), gaps
+
+
+def test_declined_then_another_card_pays(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    page.get_by_label("VISA •••• 9995, expires 06/29").check()
+    page.get_by_role("button", name="Pay ₽1,200").click()
+    state(page, "bill")
+    expect(page.locator("main")).to_have_attribute("data-reason", "declined")
+    notice = page.get_by_role("alert")
+    expect(notice).to_have_text(
+        "The payment was declined. Choose another card or pay at the restaurant."
+    )
+    expect(notice).to_be_focused()
+    # Another card is offered first.
+    expect(page.get_by_label("VISA •••• 4242, expires 12/30")).to_be_checked()
+    screenshot(page, "declined")
+    page.get_by_role("button", name="Pay ₽1,200").click()
+    state(page, "paid")
+    assert order.pay_cards == ["card-declined", "card-ok"]
+
+
+def test_a_tampered_hmac_shows_not_found(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    tampered = order.hmac[:-1] + ("0" if order.hmac[-1] != "0" else "1")
+    page.goto(link(proxy_url, order, hmac=tampered))
+    state(page, "not-found")
+    expect(page.get_by_role("heading", name="Order not found")).to_be_visible()
+    expect(page.get_by_text("Scan the QR code on the bill again")).to_be_visible()
+    expect(page.get_by_role("button", name="Pay", exact=False)).to_have_count(0)
+    screenshot(page, "not-found")
+
+
+def test_a_link_without_order_or_hmac_is_not_found(page: Page, proxy_url: str) -> None:
+    page.goto(f"{proxy_url}/go-pay/orders?order_id=ord-1")
+    state(page, "not-found")
+
+
+def test_a_closed_order(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
+    order = fakes.new_order(status="CANCELED")
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    state(page, "closed")
+    expect(page.get_by_role("heading", name="The order is closed")).to_be_visible()
+    expect(page.locator("#closed-text")).to_contain_text("Please pay at the restaurant")
+    screenshot(page, "closed")
+
+
+def test_an_already_paid_order(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
+    order = fakes.new_order(status="PAYED")
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    state(page, "closed")
+    expect(page.get_by_role("heading", name="The order is already paid")).to_be_visible()
+    screenshot(page, "already-paid")
+
+
+def test_an_order_closed_while_the_bill_was_open(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    state(page, "bill")
+    order.status = "CANCELED"  # the TTL closed it meanwhile: pay answers 409 order_closed
+    page.get_by_role("button", name="Pay ₽1,200").click()
+    state(page, "closed")
+    expect(page.locator("main")).to_have_attribute("data-reason", "order_closed")
+
+
+def test_a_lost_connection_offers_a_retry(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+
+    def offline(route: Route) -> None:
+        route.abort("internetdisconnected")
+
+    page.route("**/4.0/payments/v1/preorder*", offline)
+    page.goto(link(proxy_url, order))
+    state(page, "offline")
+    expect(page.get_by_role("heading", name="No connection")).to_be_focused()
+    retry = page.get_by_role("button", name="Try again")
+    expect(retry).to_be_visible()
+    screenshot(page, "offline")
+    page.unroute("**/4.0/payments/v1/preorder*")
+    retry.click()
+    state(page, "bill")
+
+
+def test_a_lost_connection_while_waiting_resumes_polling(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    fakes.polling_delay = "0.1"
+    fakes.polls_to_settle = 50
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    page.route("**/4.0/payments/v1/orders?*", lambda route: route.abort("connectionreset"))
+    page.get_by_role("button", name="Pay ₽1,200").click()
+    state(page, "offline")
+    page.unroute("**/4.0/payments/v1/orders?*")
+    order.polls_left = 1
+    page.get_by_role("button", name="Try again").click()
+    state(page, "paid")
+    assert order.pay_cards == ["card-ok"]  # the retry polled; it did not pay again
+
+
+def test_payments_eda_down_says_unavailable(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    fakes.preorder_status = 503
+    page.goto(link(proxy_url, order))
+    state(page, "offline")
+    expect(page.get_by_role("heading", name="Service unavailable")).to_be_visible()
+    fakes.preorder_status = 200
+    page.get_by_role("button", name="Try again").click()
+    state(page, "bill")
+
+
+def test_double_click_on_pay_sends_one_request(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    fakes.pay_delay = 0.5
+    order = fakes.new_order()
+    before = fakes.pay.times_called
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    button = page.locator("#pay-button")
+    expect(button).to_have_text("Pay ₽1,200")
+    button.dblclick()
+    expect(button).to_be_disabled()
+    expect(button).to_have_text("Sending…")
+    expect(button).to_have_attribute("aria-busy", "true")
+    # Even a script submitting twice more while the first is in flight sends nothing more.
+    page.evaluate(
+        "() => { const f = document.getElementById('pay-form'); f.requestSubmit(); f.requestSubmit(); }"
+    )
+    state(page, "paid")
+    assert fakes.pay.times_called - before == 1
+    assert order.pay_cards == ["card-ok"]
+
+
+def test_sign_in_to_pay(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
+    order = fakes.new_order()
+    page.goto(link(proxy_url, order))
+    state(page, "bill")
+    expect(page.get_by_role("radio")).to_have_count(0)
+    sign_in_link = page.get_by_role("link", name="Sign in to pay")
+    expect(sign_in_link).to_be_visible()
+    screenshot(page, "sign-in-to-pay")
+    sign_in_link.click()
+    expect(page.get_by_role("heading", name="Sign in (development)")).to_be_visible()
+    screenshot(page, "login")
+    page.get_by_role("button", name="Sign in as demo-user").click()
+    state(page, "bill")
+    assert f"order_id={order.order_id}" in page.url
+    expect(page.get_by_role("radio")).to_have_count(3)
+    # The session user reached payments-eda, never a header the page could forge.
+    assert fakes.headers_seen[-1]["X-Yandex-UID"] == "demo-user"
+    page.get_by_role("button", name="Sign out").click()
+    state(page, "bill")
+    expect(page.get_by_role("link", name="Sign in to pay")).to_be_visible()
+
+
+def test_russian_by_the_browser_language(
+    browser: Any, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    page = new_page(browser, locale="ru-RU")
+    try:
+        order = fakes.new_order()
+        sign_in(page, proxy_url)
+        page.goto(link(proxy_url, order))
+        state(page, "bill")
+        expect(page.locator("html")).to_have_attribute("lang", "ru")
+        expect(page.get_by_role("button", name="Оплатить 1 200 ₽")).to_be_visible()
+        expect(page.get_by_role("group", name="Карта для оплаты")).to_be_visible()
+        expect(page.get_by_text("Итого")).to_be_visible()
+        assert fakes.headers_seen[-1]["X-Request-Language"] == "ru"
+        screenshot(page, "bill-ru")
+        page.get_by_role("button", name="Оплатить 1 200 ₽").click()
+        expect(page.get_by_role("heading", name="Оплачено")).to_be_visible()
+        expect(page.locator("#paid-cashback")).to_have_text("Кэшбэк 360 ₽ скоро придёт.")
+        screenshot(page, "paid-ru")
+    finally:
+        page.context.close()
+
+
+def test_keyboard_only_payment(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    state(page, "bill")
+    # The page puts focus on its heading; from there: the cards, then Pay.
+    expect(page.locator("#restaurant-name")).to_be_focused()
+    page.keyboard.press("Tab")
+    first = page.get_by_label("VISA •••• 4242, expires 12/30")
+    expect(first).to_be_focused()
+    outline = first.evaluate(
+        "el => getComputedStyle(el.nextElementSibling).outlineStyle + ' ' + "
+        "getComputedStyle(el.nextElementSibling).outlineWidth"
+    )
+    assert outline == "solid 3px", outline
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_label("VISA •••• 9995, expires 06/29")).to_be_checked()
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Pay ₽1,200")).to_be_focused()
+    # Backwards from the cards: the account bar, then the skip link.
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("button", name="Sign out")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    for _ in range(3):
+        page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Pay ₽1,200")).to_be_focused()
+    page.keyboard.press("Enter")
+    state(page, "paid")
+    assert order.pay_cards == ["card-ok"]
+
+
+CONTRAST_JS = """
+() => {
+  function rgb(text) { return text.match(/[\\d.]+/g).slice(0, 3).map(Number); }
+  function lum(c) {
+    const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  }
+  function background(el) {
+    for (let node = el; node; node = node.parentElement) {
+      const bg = getComputedStyle(node).backgroundColor;
+      if (bg && !bg.startsWith('rgba(0, 0, 0, 0)') && bg !== 'transparent') return rgb(bg);
+    }
+    return [255, 255, 255];
+  }
+  const out = {};
+  for (const sel of ['#restaurant-name', '#bill-lines td', 'table.bill caption', '#cashback-offer',
+                     '#pay-button', '.card-option label', '.account .who', '.account button']) {
+    const el = document.querySelector(sel);
+    const a = lum(rgb(getComputedStyle(el).color)), b = lum(background(el));
+    out[sel] = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  }
+  return out;
+}
+"""
+
+
+def test_text_contrast_is_wcag_aa(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    state(page, "bill")
+    ratios: dict[str, float] = page.evaluate(CONTRAST_JS)
+    low = {selector: round(ratio, 2) for selector, ratio in ratios.items() if ratio < 4.5}
+    assert not low, low
+
+
+def test_restaurants_where_the_feature_is_on(page: Page, proxy_url: str) -> None:
+    sign_in(page, proxy_url)
+    page.goto(f"{proxy_url}/go-pay/restaurants?zone=moscow")
+    items = page.locator("#restaurant-list li")
+    expect(items).to_have_count(2)
+    expect(items.first).to_contain_text("Pushkin Café")
+    expect(items.first).to_contain_text("30% cashback")
+    expect(page.get_by_role("status")).to_have_text("2 restaurants")
+    expect(page.get_by_label("City")).to_have_value("moscow")
+    screenshot(page, "restaurants")
+
+
+def test_no_restaurants_where_the_feature_is_off(page: Page, proxy_url: str) -> None:
+    sign_in(page, proxy_url, user="guest-2")
+    page.goto(f"{proxy_url}/go-pay/restaurants?zone=spb")
+    expect(page.get_by_role("status")).to_have_text(
+        "Paying by QR code is not available for you in this city yet."
+    )
+    expect(page.locator("#restaurant-list li")).to_have_count(0)
+    screenshot(page, "restaurants-unavailable")
+
+
+def test_restaurants_ask_to_sign_in(page: Page, proxy_url: str) -> None:
+    page.goto(f"{proxy_url}/go-pay/restaurants")
+    expect(page.get_by_role("status")).to_have_text("Sign in to see restaurants with cashback.")
+    expect(page.get_by_role("link", name="Sign in").last).to_be_visible()
