@@ -45,5 +45,8 @@ lint: $(STAMP)
 bench-pos: $(STAMP)
 	$(BIN)/python -m qrpay.bench.pos
 
+bench-pay: $(STAMP)
+	$(BIN)/python -m qrpay.bench.pay
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,332 @@
+"""`make bench-pay`: complete payments through the payer side on PostgreSQL.
+
+Starts eda, cardstorage, cashback, transactions, payments-eda and iiko-integration
+with `qrpay serve` on fresh PostgreSQL databases and a fresh durable queue (sandbox
+gateway latency 0), one `qrpay worker payments-eda`, binds a card, creates N orders
+through the POS API, then runs N complete payments (preorder, pay, poll the status
+until PAYED) with bounded concurrency. Reports payments per second and p50/p99 from
+the pay request to the PAYED answer, beside a baseline measured in the same run: the
+same client loop (three requests per "payment") against a bare FastAPI endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import uvloop
+import yaml
+
+from qrpay.bench import harness
+
+API_KEY = "demo-pos-key-0123456789abcdef"
+USER = "bench-user"
+CARD = "bench-card"
+SERVICES = ("eda", "cardstorage", "cashback", "transactions", "payments-eda", "iiko-integration")
+DATABASES = ("eda", "cardstorage", "cashback", "transactions")
+
+
+@dataclass
+class Run:
+    label: str
+    payments: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.payments / self.seconds if self.seconds else 0.0
+
+    def row(self) -> str:
+        ordered = sorted(self.latencies)
+        p50 = harness.percentile(ordered, 0.50) * 1000
+        p99 = harness.percentile(ordered, 0.99) * 1000
+        return (
+            f"{self.label:52} {self.rate:9.1f} {p50:9.1f} {p99:9.1f} "
+            f"{self.payments:6d} {self.errors:6d}"
+        )
+
+
+def configure(
+    workdir: Path, ports: dict[str, int], databases: dict[str, str], queue: str
+) -> dict[str, str]:
+    env = harness.write_config(workdir, ports, databases)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["transactions"]["gateway"] = {"kind": "sandbox", "latency_ms": 0}
+    config["payments"]["polling_delay_seconds"] = "0.05"
+    for service in config["services"].values():
+        service["timeout_ms"] = 5000
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    secdist = yaml.safe_load((workdir / "secdist.yaml").read_text())
+    secdist["queue_database"] = queue
+    (workdir / "secdist.yaml").write_text(yaml.safe_dump(secdist))
+    return env
+
+
+async def bind_card(session: aiohttp.ClientSession, cardstorage: str) -> None:
+    body = {
+        "user_id": USER,
+        "token": "sandbox-ok-4242",
+        "last4": "4242",
+        "expiry_month": 12,
+        "expiry_year": 2030,
+    }
+    async with session.put(f"{cardstorage}/v1/payment-methods/{CARD}", json=body) as answer:
+        answer.raise_for_status()
+
+
+async def create_orders(
+    session: aiohttp.ClientSession, iiko: str, count: int
+) -> list[tuple[str, str]]:
+    stamp = int(time.time())
+
+    async def create(index: int) -> tuple[str, str]:
+        body = {
+            "client_id": "rest-1",
+            "internal_order_id": f"bench-pay-{stamp}-{index}",
+            "bill": {
+                "currency": "RUB",
+                "amount": "1500.00",
+                "elements": [{"name": "Dinner", "amount": "1500.00"}],
+            },
+        }
+        async with session.post(
+            f"{iiko}/orders", json=body, headers={"X-API-Key": API_KEY}
+        ) as answer:
+            answer.raise_for_status()
+            data = await answer.json()
+        link = next(line["value"] for line in data["bill_lines"] if line["type"] == "qr-code")
+        query = parse_qs(urlsplit(link).query)
+        return query["order_id"][0], query["hmac"][0]
+
+    orders: list[tuple[str, str]] = []
+    for start in range(0, count, 50):
+        orders += await asyncio.gather(*(create(i) for i in range(start, min(count, start + 50))))
+    return orders
+
+
+async def pay_all(
+    api: str, orders: list[tuple[str, str]], concurrency: int, poll_interval: float
+) -> Run:
+    headers = {"X-Yandex-UID": USER}
+    latencies: list[float] = []
+    errors = 0
+    slots = asyncio.Semaphore(concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    timeout = aiohttp.ClientTimeout(total=30)
+
+    async with aiohttp.ClientSession(
+        connector=connector, headers=headers, timeout=timeout
+    ) as session:
+
+        async def one(order_id: str, signature: str) -> None:
+            nonlocal errors
+            query = {"order_id": order_id, "hmac": signature}
+            async with slots:
+                try:
+                    async with session.get(
+                        f"{api}/4.0/payments/v1/preorder", params={**query, "service": "restaurant"}
+                    ) as answer:
+                        preorder = await answer.json()
+                        if answer.status != 200:
+                            raise RuntimeError(f"preorder {answer.status}")
+                    body = {
+                        "service": "restaurant",
+                        **query,
+                        "payment_method": {"type": "card", "id": CARD},
+                        "amount": preorder["bill"]["amount"],
+                    }
+                    started = time.perf_counter()
+                    async with session.post(f"{api}/4.0/payments/v1/orders", json=body) as answer:
+                        await answer.read()
+                        if answer.status != 200:
+                            raise RuntimeError(f"pay {answer.status}")
+                    deadline = started + 30
+                    while True:
+                        async with session.get(
+                            f"{api}/4.0/payments/v1/orders", params=query
+                        ) as answer:
+                            status = (await answer.json()).get("status")
+                        if status == "PAYED":
+                            latencies.append(time.perf_counter() - started)
+                            return
+                        if status == "DECLINED" or time.perf_counter() > deadline:
+                            raise RuntimeError(f"status {status}")
+                        await asyncio.sleep(poll_interval)
+                except (aiohttp.ClientError, OSError, RuntimeError, TimeoutError):
+                    errors += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one(order_id, signature) for order_id, signature in orders))
+        elapsed = time.perf_counter() - began
+    return Run(f"payments (concurrency {concurrency})", len(latencies), elapsed, latencies, errors)
+
+
+async def baseline_loop(url: str, count: int, concurrency: int) -> Run:
+    """The client side alone: three requests per 'payment' against a bare FastAPI app."""
+    latencies: list[float] = []
+    errors = 0
+    slots = asyncio.Semaphore(concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(index: int) -> None:
+            nonlocal errors
+            async with slots:
+                try:
+                    started = time.perf_counter()
+                    body = {"client_id": "rest-1", "orders": [f"o-{index}"]}
+                    async with session.post(f"{url}/orders/list", json=body) as answer:
+                        await answer.read()
+                    for _ in range(2):
+                        async with session.get(f"{url}/ping") as answer:
+                            await answer.read()
+                    latencies.append(time.perf_counter() - started)
+                except (aiohttp.ClientError, OSError):
+                    errors += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        elapsed = time.perf_counter() - began
+    return Run(
+        f"baseline: bare FastAPI, 3 requests (concurrency {concurrency})",
+        len(latencies),
+        elapsed,
+        latencies,
+        errors,
+    )
+
+
+async def wait_all(processes: list[harness.Process]) -> None:
+    for process in processes:
+        await harness.wait_ready(process)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--payments", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--worker-concurrency", type=int, default=32)
+    parser.add_argument("--payments-eda-workers", type=int, default=1)
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.02, help="seconds between status polls"
+    )
+    args = parser.parse_args(argv)
+
+    with (
+        tempfile.TemporaryDirectory(prefix="qrpay-bench-pay-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        workdir = Path(tmp)
+        (workdir / "var").mkdir()
+        databases = {
+            name: stack.enter_context(harness.fresh_database(f"qrpay_bench_{name}"))
+            for name in DATABASES
+        }
+        queue_url = stack.enter_context(harness.fresh_database("qrpay_bench_queue"))
+        ports = {name: harness.free_port() for name in SERVICES}
+        env = configure(workdir, ports, databases, queue_url)
+        subprocess.run([harness.QRPAY, "db", "upgrade"], env={**os.environ, **env}, check=True)
+        processes = [
+            harness.serve(
+                name,
+                ports[name],
+                args.payments_eda_workers if name == "payments-eda" else 1,
+                env,
+                workdir,
+            )
+            for name in SERVICES
+        ]
+        worker = harness.start(
+            "worker",
+            [
+                harness.QRPAY,
+                "worker",
+                "payments-eda",
+                "--concurrency",
+                str(args.worker_concurrency),
+            ],
+            0,
+            env,
+            workdir,
+        )
+        processes.append(worker)
+        url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        try:
+            asyncio.run(wait_all(processes[:-1]))
+
+            async def prepare() -> list[tuple[str, str]]:
+                async with aiohttp.ClientSession() as session:
+                    await bind_card(session, url["cardstorage"])
+                    return await create_orders(session, url["iiko-integration"], args.payments)
+
+            orders = asyncio.run(prepare())
+            warm, orders = (
+                orders[: max(20, args.payments // 20)],
+                orders[max(20, args.payments // 20) :],
+            )
+            print(f"{len(orders)} orders (+{len(warm)} to warm up); paying ...", flush=True)
+            uvloop.run(pay_all(url["payments-eda"], warm, args.concurrency, args.poll_interval))
+            result = uvloop.run(
+                pay_all(url["payments-eda"], orders, args.concurrency, args.poll_interval)
+            )
+        finally:
+            for process in reversed(processes):
+                process.stop()
+
+        port = harness.free_port()
+        baseline = harness.start(
+            "baseline",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "qrpay.bench.baseline_app:app",
+                "--port",
+                str(port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            port,
+            env,
+            workdir,
+        )
+        try:
+            asyncio.run(harness.wait_ready(baseline))
+            base_url = f"http://127.0.0.1:{port}"
+            uvloop.run(baseline_loop(base_url, 200, args.concurrency))
+            bare = uvloop.run(baseline_loop(base_url, len(orders), args.concurrency))
+        finally:
+            baseline.stop()
+
+    print(f"\n{'run':52} {'per s':>9} {'p50 ms':>9} {'p99 ms':>9} {'done':>6} {'errors':>6}")
+    print(result.row())
+    print(bare.row())
+    print(
+        f"\nlatency: from the pay request to the first PAYED status answer (polled every "
+        f"{args.poll_interval * 1000:.0f} ms); six services with 1 process each "
+        f"(payments-eda {args.payments_eda_workers}), one worker (concurrency "
+        f"{args.worker_concurrency}), PostgreSQL, all on {os.cpu_count()} cores shared "
+        "with the load generator"
+    )
+    return 0 if result.errors == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
