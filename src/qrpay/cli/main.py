@@ -46,11 +46,20 @@ def up(
         int,
         typer.Option(help="Port of api-proxy; the other services follow it (8080 -> 8081..8086)"),
     ] = 8080,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where a phone on this network reaches api-proxy, e.g. http://192.168.1.20:8080:"
+            " the QR codes point there and api-proxy listens on 0.0.0.0"
+        ),
+    ] = None,
 ) -> None:
     """Start every service in one process, with SQLite under the data directory."""
     from qrpay.cli.up import run_up
 
-    code = run_up(data_dir=data_dir, host=host, port_base=port_base, console=console)
+    code = run_up(
+        data_dir=data_dir, host=host, port_base=port_base, console=console, public_url=public_url
+    )
     raise typer.Exit(code)
 
 

@@ -21,27 +21,45 @@ from qrpay.runner.context import build_service_app, has_database, known_services
 from qrpay.runner.demo import SeededCard, bind_demo_cards
 from qrpay.runner.embedded import (
     BASE_PORT,
+    PUBLIC_BIND,
     EmbeddedError,
     bind_all,
     client_host,
+    payer_page_url,
     ports_for,
     prepare_data_dir,
+    public_base,
     serve_all,
     url_host,
 )
 
 
-def run_up(*, data_dir: Path | None, host: str, port_base: int, console: Console) -> int:
+def run_up(
+    *,
+    data_dir: Path | None,
+    host: str,
+    port_base: int,
+    console: Console,
+    public_url: str | None = None,
+) -> int:
     data_dir = data_dir or Settings().data_dir
     ports = ports_for(port_base)
     if min(ports.values()) < 1 or max(ports.values()) > 65535:
         say_error(f"--port-base {port_base} puts ports outside 1..65535")
         return 2
+    # --public-url: the deep links point there and api-proxy alone listens on 0.0.0.0.
+    public: str | None = None
+    if public_url:
+        try:
+            public = public_base(public_url)
+        except EmbeddedError as exc:
+            say_error(str(exc))
+            return 2
     # An interactive run wants quiet, readable logs unless the operator asked otherwise.
     os.environ.setdefault("QRPAY_LOG_LEVEL", "WARNING")
     os.environ.setdefault("QRPAY_LOG_FORMAT", "console")
     try:
-        files = prepare_data_dir(data_dir, host, port_base)
+        files = prepare_data_dir(data_dir, host, port_base, public)
     except Exception as exc:
         say_error(f"cannot prepare {data_dir}: {describe(exc)}")
         return 2
@@ -52,7 +70,7 @@ def run_up(*, data_dir: Path | None, host: str, port_base: int, console: Console
     services = known_services()
 
     try:
-        sockets = bind_all(host, ports, services)
+        sockets = bind_services(host, ports, services, public=public is not None)
     except EmbeddedError as exc:
         say_error(str(exc))
         return 2
@@ -93,7 +111,7 @@ def run_up(*, data_dir: Path | None, host: str, port_base: int, console: Console
 
     async def announce() -> None:
         cards = await seed_demo(contexts)
-        print_next_steps(console, settings, data_dir, host, port_base, services, cards)
+        print_next_steps(console, settings, data_dir, host, port_base, services, cards, public)
 
     async def run() -> list[str]:
         try:
@@ -126,6 +144,20 @@ async def seed_demo(contexts: dict[str, ServiceContext]) -> list[SeededCard] | N
         return None
 
 
+def bind_services(
+    host: str, ports: dict[str, int], services: list[str], *, public: bool
+) -> dict[str, socket.socket]:
+    """Every service on ``host``; with a public URL, api-proxy on every interface instead."""
+    exposed = ["api-proxy"] if public and "api-proxy" in services else []
+    sockets = bind_all(host, ports, [name for name in services if name not in exposed])
+    try:
+        sockets.update(bind_all(PUBLIC_BIND, ports, exposed))
+    except EmbeddedError:
+        _close(sockets)
+        raise
+    return sockets
+
+
 def _close(sockets: dict[str, socket.socket]) -> None:
     for sock in sockets.values():
         sock.close()
@@ -139,6 +171,7 @@ def print_next_steps(
     port_base: int,
     services: list[str],
     cards: list[SeededCard] | None = None,
+    public_url: str | None = None,
 ) -> None:
     ports = ports_for(port_base)
     reach = url_host(client_host(host))
@@ -163,9 +196,20 @@ def print_next_steps(
     console.print("Next:", markup=False)
     console.print(f"  POS simulator:  {pos_cmd}", markup=False)
     console.print(f"  demo API key:   {key_names or 'none configured'}", markup=False)
-    payer = f"http://{reach}:{ports['api-proxy']}/go-pay/orders"
+    payer = payer_page_url(host, port_base, public_url)
     note = "" if "api-proxy" in services else " (api-proxy is not part of this build yet)"
-    console.print(f"  payer page:     {payer}{note}", markup=False)
+    console.print(
+        f"  payer page:     {payer}?order_id=...&hmac=... (the POS's Link){note}", markup=False
+    )
+    sign_in = payer.removesuffix("/go-pay/orders")
+    console.print(
+        f"  guest sign-in:  {sign_in}/login (development: pick a demo user)", markup=False
+    )
+    if public_url:
+        console.print(
+            f"  api-proxy listens on {PUBLIC_BIND}:{ports['api-proxy']} for phones on this network",
+            markup=False,
+        )
     if cards:
         print_demo_cards(console, settings, reach, ports, cards)
     if port_base != BASE_PORT:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 import yaml
@@ -45,7 +46,38 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def embedded_config(data: dict[str, Any], host: str, port_base: int) -> dict[str, Any]:
+# --- api-proxy's public address (`qrpay up --public-url`) ---------------------------------
+# A phone on the same network opens the payer page there: the QR codes point at it and
+# api-proxy (only api-proxy) listens on every interface.
+PUBLIC_BIND = "0.0.0.0"
+
+
+def public_base(url: str) -> str:
+    """``http(s)://host[:port][/prefix]`` without a trailing slash, or EmbeddedError."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EmbeddedError(f"--public-url {url!r} is not an http(s)://host[:port] address")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise EmbeddedError(f"--public-url {url!r} must not carry a query, fragment or user")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise EmbeddedError(f"--public-url {url!r} has a bad port") from None
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def payer_page_url(host: str, port_base: int, public_url: str | None = None) -> str:
+    if public_url:
+        return f"{public_url}/go-pay/orders"
+    return f"http://{url_host(client_host(host))}:{ports_for(port_base)['api-proxy']}/go-pay/orders"
+
+
+# -------------------------------------------------------------------------------------------
+
+
+def embedded_config(
+    data: dict[str, Any], host: str, port_base: int, public_url: str | None = None
+) -> dict[str, Any]:
     """The dev config with every service URL and the deep-link base moved to host/ports."""
     result = dict(data)
     ports = ports_for(port_base)
@@ -56,7 +88,7 @@ def embedded_config(data: dict[str, Any], host: str, port_base: int) -> dict[str
         services[name]["base_url"] = f"http://{reach}:{ports[name]}"
     result["services"] = services
     deeplink = dict(data.get("deeplink") or {})
-    deeplink["base"] = f"http://{reach}:{ports['api-proxy']}/go-pay/orders"
+    deeplink["base"] = payer_page_url(host, port_base, public_url)
     result["deeplink"] = deeplink
     return result
 
@@ -69,7 +101,9 @@ class EmbeddedFiles:
     secdist_written: bool
 
 
-def prepare_data_dir(data_dir: Path, host: str, port_base: int) -> EmbeddedFiles:
+def prepare_data_dir(
+    data_dir: Path, host: str, port_base: int, public_url: str | None = None
+) -> EmbeddedFiles:
     """Write config.yaml and secdist.yaml on first start; later starts keep them (and the data)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config_path = data_dir / "config.yaml"
@@ -80,7 +114,7 @@ def prepare_data_dir(data_dir: Path, host: str, port_base: int) -> EmbeddedFiles
         if config_path.exists()
         else load_yaml(REPO_DEV_CONFIG / "config.yaml")
     )
-    wanted = embedded_config(base, host, port_base)
+    wanted = embedded_config(base, host, port_base, public_url)
     config_written = False
     if not config_path.exists() or wanted != base:
         parse_config(wanted)  # refuse to write a file the services would reject
