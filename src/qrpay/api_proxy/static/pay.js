@@ -35,8 +35,9 @@
     var section = main.querySelector('section.state[data-state="' + state + '"]');
     var target = focusId ? $(focusId) : section.querySelector('h1');
     if (target) target.focus();
+    // A focused notice is read out already (it is an alert); otherwise say the new state.
     var heading = section.querySelector('h1');
-    q.announce(focusId ? $(focusId).textContent : heading ? heading.textContent : '');
+    if (!focusId && heading) q.announce(heading.textContent);
   }
 
   function stopPolling() {
