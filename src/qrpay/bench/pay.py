@@ -64,7 +64,8 @@ def configure(
     env = harness.write_config(workdir, ports, databases)
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["transactions"]["gateway"] = {"kind": "sandbox", "latency_ms": 0}
-    config["payments"]["polling_delay_seconds"] = "0.05"
+    # The app polls as X-Polling-Delay says; the delay bounds how early PAYED can be seen.
+    config["payments"]["polling_delay_seconds"] = "0.1"
     for service in config["services"].values():
         service["timeout_ms"] = 5000
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
@@ -158,12 +159,14 @@ async def pay_all(
                             f"{api}/4.0/payments/v1/orders", params=query
                         ) as answer:
                             status = (await answer.json()).get("status")
+                            # Poll like the app does: as often as the server says.
+                            delay = float(answer.headers.get("X-Polling-Delay", poll_interval))
                         if status == "PAYED":
                             latencies.append(time.perf_counter() - started)
                             return
                         if status == "DECLINED" or time.perf_counter() > deadline:
                             raise RuntimeError(f"status {status}")
-                        await asyncio.sleep(poll_interval)
+                        await asyncio.sleep(delay)
                 except (aiohttp.ClientError, OSError, RuntimeError, TimeoutError):
                     errors += 1
 
@@ -220,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-concurrency", type=int, default=32)
     parser.add_argument("--payments-eda-workers", type=int, default=1)
     parser.add_argument(
-        "--poll-interval", type=float, default=0.02, help="seconds between status polls"
+        "--poll-interval",
+        type=float,
+        default=0.1,
+        help="seconds between status polls when the server sends no X-Polling-Delay",
     )
     args = parser.parse_args(argv)
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     Column,
@@ -29,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qrpay.eda.domain import OPEN_STATUSES, Order, ttl_cutoff
 from qrpay.eda.schemas import OrderStatus
-from qrpay.kernel.clock import utc
+from qrpay.kernel.clock import utc, wire_time
 from qrpay.kernel.db import Database, new_metadata
 from qrpay.kernel.schemas import Bill, BillElement
 
@@ -112,6 +113,63 @@ async def fetch_statuses(db: Database, order_ids: Sequence[str]) -> list[dict[st
             {"order_id": order_id, "client_id": client_id, "status": status}
             for order_id, client_id, status in result
         ]
+
+
+_ORDER_SQL = (
+    "SELECT id, client_id, internal_order_id, status, currency, amount, elements,"
+    " bill_version, payment_id, created_at, updated_at FROM orders WHERE id = $1"
+)
+
+
+async def fetch_order_view(db: Database, order_id: str) -> dict[str, Any] | None:
+    """One order in the wire shape of ``OrderView``: every payer call reads it, often.
+
+    Measured under the payment benchmark, building it through SQLAlchemy rows, the
+    domain object and the response model kept eda's one core busy; this path asks
+    asyncpg for the row and writes the wire dict directly.
+    """
+    if not db.has_fast_reads:
+        async with db.read() as connection:
+            order = await OrderRepository(connection).get(order_id)
+        return None if order is None else order_wire(order)
+    rows = await db.fetch_fast(_ORDER_SQL, order_id)
+    if not rows:
+        return None
+    row = rows[0]
+    elements = row[6]
+    return {
+        "order_id": row[0],
+        "client_id": row[1],
+        "internal_order_id": row[2],
+        "status": row[3],
+        "bill": {
+            "currency": row[4],
+            "amount": row[5],
+            "elements": orjson.loads(elements) if isinstance(elements, str) else elements,
+        },
+        "bill_version": row[7],
+        "payment_id": row[8],
+        "created_at": wire_time(row[9]),
+        "updated_at": wire_time(row[10]),
+    }
+
+
+def order_wire(order: Order) -> dict[str, Any]:
+    return {
+        "order_id": order.id,
+        "client_id": order.client_id,
+        "internal_order_id": order.internal_order_id,
+        "status": order.status.value,
+        "bill": {
+            "currency": order.bill.currency,
+            "amount": order.bill.amount,
+            "elements": [{"name": e.name, "amount": e.amount} for e in order.bill.elements],
+        },
+        "bill_version": order.bill_version,
+        "payment_id": order.payment_id,
+        "created_at": wire_time(order.created_at),
+        "updated_at": wire_time(order.updated_at),
+    }
 
 
 class OrderRepository:

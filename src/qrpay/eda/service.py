@@ -8,11 +8,12 @@ calls can never both win; the loser re-reads and decides again.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 from uuid import uuid4
 
 from qrpay.eda.domain import Order
 from qrpay.eda.metrics import EdaMetrics
-from qrpay.eda.repository import OrderRepository, fetch_statuses
+from qrpay.eda.repository import OrderRepository, fetch_order_view, fetch_statuses
 from qrpay.eda.schemas import CreateOutcome, OrderStatus
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.db import Database
@@ -78,6 +79,12 @@ class OrderService:
         if order is None:
             raise _not_found(order_id)
         return order
+
+    async def get_view(self, order_id: str) -> dict[str, Any]:
+        view = await fetch_order_view(self.db, order_id)
+        if view is None:
+            raise _not_found(order_id)
+        return view
 
     async def statuses(self, order_ids: Sequence[str]) -> list[dict[str, str]]:
         return await fetch_statuses(self.db, order_ids)

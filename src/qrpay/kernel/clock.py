@@ -43,3 +43,9 @@ class FrozenClock:
 def utc(value: datetime) -> datetime:
     """SQLite drops tzinfo; treat naive datetimes from the database as UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def wire_time(value: datetime) -> str:
+    """A UTC timestamp as the JSON APIs write it (the way pydantic does: ``...Z``)."""
+    text = utc(value).astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
