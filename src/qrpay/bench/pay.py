@@ -291,9 +291,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"{len(orders)} orders (+{len(warm)} to warm up); paying ...", flush=True)
             uvloop.run(pay_all(url["payments-eda"], warm, args.concurrency, args.poll_interval))
+            before = {p.name: harness.cpu_seconds(p.popen.pid) for p in processes}
+            pg_before = harness.postgres_cpu_seconds()
             result = uvloop.run(
                 pay_all(url["payments-eda"], orders, args.concurrency, args.poll_interval)
             )
+            # Where the CPU went: per payment, by process (the cost model behind the rate).
+            cpu_ms = {
+                p.name: (harness.cpu_seconds(p.popen.pid) - before[p.name]) * 1000
+                for p in processes
+            }
+            cpu_ms["postgresql"] = (harness.postgres_cpu_seconds() - pg_before) * 1000
         finally:
             for process in reversed(processes):
                 process.stop()
@@ -331,6 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'run':52} {'per s':>9} {'p50 ms':>9} {'p99 ms':>9} {'done':>6} {'errors':>6}")
     print(result.row())
     print(bare.row())
+    done = max(1, result.payments)
+    print(
+        "\nCPU per payment, by process (ms): "
+        + ", ".join(
+            f"{name} {spent / done:.1f}"
+            for name, spent in sorted(cpu_ms.items(), key=lambda kv: -kv[1])
+        )
+        + f"; total {sum(cpu_ms.values()) / done:.1f}"
+    )
     print(
         f"\nlatency: from the pay request to the first PAYED status answer (polled as "
         f"X-Polling-Delay says: {args.polling_delay * 1000:.0f} ms); six services, 1 process each "
