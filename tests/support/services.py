@@ -63,9 +63,14 @@ def make_context(
 
 
 @asynccontextmanager
-async def running_service(ctx: ServiceContext) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """The service's app with its lifespan run, and an httpx client talking to it in-process."""
-    if ctx.name.replace("-", "_") in SERVICES_WITH_DATABASE:
+async def running_service(
+    ctx: ServiceContext, *, migrate: bool = True
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The service's app with its lifespan run, and an httpx client talking to it in-process.
+
+    ``migrate=False`` skips the migrations, for a service whose database is down.
+    """
+    if migrate and ctx.name.replace("-", "_") in SERVICES_WITH_DATABASE:
         upgrade(ctx.name, ctx.database_url())
     app = build_app(ctx)
     async with app.router.lifespan_context(app):

@@ -43,6 +43,7 @@ def build(ctx: ServiceContext) -> FastAPI:
         service=ctx.name,
         metrics=ctx.metrics,
         max_body=ctx.max_body,
+        max_in_flight=ctx.max_in_flight,
         lifespan=lifespan,
         description=(
             "The guest's entry: development sign-in, payments-eda's payer API and "

@@ -35,6 +35,7 @@ def build(ctx: ServiceContext) -> FastAPI:
         service="cardstorage",
         metrics=ctx.metrics,
         max_body=ctx.max_body,
+        max_in_flight=ctx.max_in_flight,
         lifespan=lifespan,
         ready=ready,
         description="A user's saved payment methods: tokens and masks, never card numbers.",

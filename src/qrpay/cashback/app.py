@@ -44,6 +44,7 @@ def build(ctx: ServiceContext) -> FastAPI:
         service="cashback",
         metrics=ctx.metrics,
         max_body=ctx.max_body,
+        max_in_flight=ctx.max_in_flight,
         lifespan=lifespan,
         ready=ready,
         description="The cashback ledger: one accrual per order, balances and history.",

@@ -59,6 +59,7 @@ def build(ctx: ServiceContext) -> FastAPI:
         service="eda",
         metrics=ctx.metrics,
         max_body=ctx.max_body,
+        max_in_flight=ctx.max_in_flight,
         lifespan=lifespan,
         ready=ready,
         description="The system of record for restaurant orders.",

@@ -39,6 +39,7 @@ def build(ctx: ServiceContext) -> FastAPI:
         service=ctx.name,
         metrics=ctx.metrics,
         max_body=ctx.max_body,
+        max_in_flight=ctx.max_in_flight,
         lifespan=lifespan,
         description="POS API (create orders, poll statuses) and the app's availability API.",
     )

@@ -157,6 +157,8 @@ class DemoConfig(Strict):
 
 class HttpConfig(Strict):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Requests one instance runs at once; more are answered 503 overloaded at once.
+    max_in_flight: int = Field(default=256, ge=1, le=100_000)
 
 
 class Experiments(Strict):

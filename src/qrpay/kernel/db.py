@@ -20,6 +20,8 @@ import asyncpg
 from sqlalchemy import MetaData, event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from qrpay.kernel.errors import DependencyUnavailable
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -141,11 +143,21 @@ class Database:
         async with self._read_engine.connect() as connection:
             yield connection
 
-    async def ping(self) -> None:
+    async def ping(self, *, timeout: float = 2.0) -> None:
+        """``SELECT 1``; any failure (refused, timed out, broken) is ``database_unavailable``.
+
+        Readiness calls it, so a dead database answers 503 instead of an unexpected 500,
+        and within ``timeout`` even when the database's host does not answer at all.
+        """
         from sqlalchemy import text
 
-        async with self._read_engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        try:
+            async with asyncio.timeout(timeout), self._read_engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise DependencyUnavailable(
+                f"the database is unreachable: {type(exc).__name__}", code="database_unavailable"
+            ) from exc
 
     async def dispose(self) -> None:
         if self._fast_pool is not None:

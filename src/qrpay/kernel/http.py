@@ -110,19 +110,38 @@ def install_error_handlers(app: FastAPI) -> None:
         return json_response(500, {"code": "internal_error", "message": "internal error"})
 
 
+# Never refused for overload: the orchestrator must still see the instance alive and
+# scrape it while it sheds load.
+OPS_PATHS = frozenset({"/ping", "/ready", "/metrics"})
+DEFAULT_MAX_IN_FLIGHT = 256
+
+
 class RequestMiddleware:
-    """Request id, per-handler metrics and the body size limit, as plain ASGI.
+    """Request id, per-handler metrics, the body size limit and overload shedding, as plain ASGI.
 
     It runs on every request of every service, so it does one pass over the
     headers and caches its metric children.
+
+    Overload: at most ``max_in_flight()`` requests run at once in this instance;
+    one more is answered 503 ``overloaded`` with ``Retry-After: 1`` at once,
+    without running the app, so a saturated instance fails fast instead of
+    queueing work its callers have already given up on.
     """
 
     def __init__(
-        self, app: ASGIApp, *, metrics: ServiceMetrics, max_body: Callable[[], int]
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ServiceMetrics,
+        max_body: Callable[[], int],
+        max_in_flight: Callable[[], int] | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
+        self.max_in_flight = max_in_flight or (lambda: DEFAULT_MAX_IN_FLIGHT)
+        self.in_flight = 0
+        self._refusals = metrics.http_overload_refusals
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._timers: dict[tuple[str, str], Any] = {}
 
@@ -130,6 +149,42 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"] in OPS_PATHS:
+            await self._handle(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight():
+            await self._refuse(scope, send)
+            return
+        self.in_flight += 1
+        try:
+            await self._handle(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        started = time.perf_counter()
+        self._refusals.inc()
+        given_id = next(
+            (value.decode("latin-1") for key, value in scope["headers"] if key == b"x-request-id"),
+            None,
+        )
+        body = orjson.dumps({"code": "overloaded", "message": "the service is overloaded"})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", b"1"),
+                    (b"x-request-id", accept_request_id(given_id).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        self._observe(scope, 503, started)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         given_id: str | None = None
         declared: bytes | None = None
@@ -207,6 +262,7 @@ def create_app(
     service: str,
     metrics: ServiceMetrics,
     max_body: Callable[[], int],
+    max_in_flight: Callable[[], int] | None = None,
     lifespan: Lifespan | None = None,
     ready: Callable[[], Awaitable[None]] | None = None,
     description: str = "",
@@ -224,7 +280,7 @@ def create_app(
         description=description,
         version="1.0.0",
         lifespan=_lifespan,
-        responses=error_responses(400, 413, 500),
+        responses=error_responses(400, 413, 500, 503),
     )
     install_error_handlers(app)
 
@@ -242,7 +298,9 @@ def create_app(
     async def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
-    app.add_middleware(RequestMiddleware, metrics=metrics, max_body=max_body)
+    app.add_middleware(
+        RequestMiddleware, metrics=metrics, max_body=max_body, max_in_flight=max_in_flight
+    )
     app.state.service = service
     app.state.metrics = metrics
     return app

@@ -33,6 +33,11 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.http_overload_refusals = Counter(
+            "qrpay_http_overload_refusals",
+            "Requests answered 503 overloaded without running, over max_in_flight",
+            registry=self.registry,
+        )
         self.downstream_requests = Counter(
             "qrpay_downstream_requests",
             "Calls to other services, by outcome",

@@ -51,6 +51,9 @@ class ServiceContext:
     def max_body(self) -> int:
         return self.runtime.config.http.max_body_bytes
 
+    def max_in_flight(self) -> int:
+        return self.runtime.config.http.max_in_flight
+
 
 # Services in start-up order: the ones others call come first.
 SERVICE_MODULES: dict[str, str] = {

@@ -111,6 +111,7 @@ def build(ctx: ServiceContext) -> FastAPI:
         service=ctx.name,
         metrics=ctx.metrics,
         max_body=ctx.max_body,
+        max_in_flight=ctx.max_in_flight,
         lifespan=lifespan,
         description="The payer API (preorder, pay, payment status) and transaction callbacks.",
     )

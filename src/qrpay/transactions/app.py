@@ -80,6 +80,7 @@ def build(ctx: ServiceContext) -> FastAPI:
         service="transactions",
         metrics=ctx.metrics,
         max_body=ctx.max_body,
+        max_in_flight=ctx.max_in_flight,
         lifespan=lifespan,
         ready=ready,
         description="Invoices and their hold/clear/unhold operations through a payment gateway.",

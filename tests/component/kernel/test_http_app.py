@@ -1,5 +1,7 @@
 """The shared app factory: one error shape, body limit, request id, metrics."""
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -96,3 +98,60 @@ async def test_metrics_count_handlers(client: httpx.AsyncClient) -> None:
     await client.post("/echo", json={"name": "x"})
     text = (await client.get("/metrics")).text
     assert 'qrpay_http_requests_total{handler="/echo",method="POST",status="200"} 1.0' in text
+
+
+async def test_overload_refuses_fast_above_max_in_flight() -> None:
+    limit = [2]
+    app = create_app(
+        service="demo",
+        metrics=ServiceMetrics("demo"),
+        max_body=lambda: 2048,
+        max_in_flight=lambda: limit[0],
+    )
+    release = asyncio.Event()
+
+    @app.get("/slow")
+    async def slow_route() -> dict[str, bool]:
+        await asyncio.wait_for(release.wait(), 5)
+        return {"ok": True}
+
+    async def timed(http: httpx.AsyncClient) -> tuple[httpx.Response, float]:
+        started = time.perf_counter()
+        response = await http.get("/slow")
+        return response, time.perf_counter() - started
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        calls = [asyncio.create_task(timed(http)) for _ in range(10)]
+        for _ in range(200):
+            if sum(call.done() for call in calls) == 8:
+                break
+            await asyncio.sleep(0.005)
+        # Saturated: the ops endpoints still answer.
+        assert (await http.get("/ping")).status_code == 200
+        assert (await http.get("/ready")).status_code == 200
+        metrics = (await http.get("/metrics")).text
+        assert "qrpay_http_overload_refusals_total 8.0" in metrics
+        await asyncio.sleep(0.1)
+        release.set()
+        results = await asyncio.gather(*calls)
+
+        ok = [(r, took) for r, took in results if r.status_code == 200]
+        refused = [(r, took) for r, took in results if r.status_code == 503]
+        assert (len(ok), len(refused)) == (2, 8)
+        assert all(took >= 0.1 for _, took in ok)
+        for response, took in refused:
+            assert took < 0.1
+            assert response.json()["code"] == "overloaded"
+            assert response.json()["message"]
+            assert response.headers["retry-after"] == "1"
+            assert len(response.headers["x-request-id"]) == 32
+
+        # The limit is read on every request: a reload applies at once.
+        release.clear()
+        limit[0] = 0
+        refused_now = await http.get("/slow")
+        assert refused_now.status_code == 503
+        limit[0] = 1
+        release.set()
+        assert (await http.get("/slow")).status_code == 200
