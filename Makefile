@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run install test test-unit test-component test-integration test-e2e test-browser lint bench-pos clean
+.PHONY: run install test test-unit test-component test-integration test-e2e test-browser lint bench-pos cluster cluster-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,14 @@ bench-pos: $(STAMP)
 
 bench-pay: $(STAMP)
 	$(BIN)/python -m qrpay.bench.pay
+
+# Production-like: PostgreSQL, nginx (Debian's, installed if missing), 2x iiko-integration
+# and 2x payments-eda behind it, one of each other service, the queue worker.
+cluster: $(STAMP)
+	$(BIN)/python -m qrpay.cluster up
+
+cluster-stop: $(STAMP)
+	$(BIN)/python -m qrpay.cluster down
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -24,6 +26,10 @@ def fresh_metrics_dir(data_dir: Path, service: str) -> Path:
     parent = data_dir / "prometheus"
     parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{service}-", dir=parent))
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def run_serve(*, name: str, host: str | None, port: int | None, workers: int, migrate: bool) -> int:
@@ -60,6 +66,9 @@ def run_serve(*, name: str, host: str | None, port: int | None, workers: int, mi
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(fresh_metrics_dir(settings.data_dir, name))
 
+    # uvicorn handles SIGTERM itself (finishes the requests in flight), then restores this
+    # handler and raises the signal again: a graceful stop is a clean exit, code 0.
+    signal.signal(signal.SIGTERM, _stopped)
     uvicorn.run(
         FACTORY,
         factory=True,

@@ -1,0 +1,5 @@
+import sys
+
+from qrpay.cluster.run import main
+
+sys.exit(main())
