@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run install test test-unit test-component test-integration test-e2e test-browser lint bench-pos cluster cluster-stop clean
+.PHONY: run install test test-unit test-component test-integration test-faults test-e2e test-browser lint bench-pos cluster cluster-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test-component: $(STAMP)
 
 test-integration: $(STAMP)
 	QRPAY_TEST_POSTGRES_URL=$${QRPAY_TEST_POSTGRES_URL:-$(PG_ADMIN_URL)} $(BIN)/pytest tests/integration -q
+
+# Fault injection: lost answers, unreachable dependencies, graceful stop, the cluster.
+test-faults: $(STAMP)
+	QRPAY_TEST_POSTGRES_URL=$${QRPAY_TEST_POSTGRES_URL:-$(PG_ADMIN_URL)} $(BIN)/pytest tests/faults tests/integration/test_graceful_shutdown.py tests/integration/test_cluster.py -m "not slow" -q
 
 test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e -q

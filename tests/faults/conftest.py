@@ -1,0 +1,109 @@
+"""The payer stack of tests/integration/payments with FaultProxies in front of dependencies.
+
+Each proxy runs its own event loop in a thread, so the tests' synchronous HTTP helpers
+(``Cluster.order_status`` and friends) never stall it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.integration.conftest import fresh_database
+from tests.integration.payments.cluster import DATABASES, Cluster, PortTaken, config_data
+from tests.support.faults import FaultProxy
+
+# The dependencies the tests put a proxy in front of.
+PROXIED = ("transactions", "cashback")
+
+
+class SelectiveFaultProxy(FaultProxy):
+    """A FaultProxy whose fault applies only to requests ``applies`` picks; others pass."""
+
+    def __init__(self, target: str, applies: Callable[[web.Request], bool] | None = None) -> None:
+        super().__init__(target)
+        self.applies = applies
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.applies is None or self.applies(request):
+            return await super()._handle(request)
+        self.received += 1
+        status, headers, body = await self._forward(request)
+        return web.Response(body=body, status=status, headers=headers)
+
+
+def is_operation_start(request: web.Request) -> bool:
+    """transactions' start_operation: POST /v1/invoices/{id}/operations (a hold or a clear)."""
+    return request.method == "POST" and request.path.endswith("/operations")
+
+
+@contextmanager
+def threaded(proxy: FaultProxy) -> Iterator[FaultProxy]:
+    """Serve ``proxy`` on an event loop of its own in a daemon thread."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(timeout=10)
+        yield proxy
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+class FaultyCluster(Cluster):
+    """A Cluster whose every process reaches PROXIED services through a FaultProxy."""
+
+    proxies: dict[str, SelectiveFaultProxy]
+
+
+@pytest.fixture
+def pg_database(postgres_url: str) -> Callable[[], AbstractAsyncContextManager[str]]:
+    """``async with pg_database() as url:`` gives a fresh, empty database."""
+    return lambda: fresh_database(postgres_url)
+
+
+@pytest.fixture
+async def faulty_cluster(
+    tmp_path: Path, pg_database: Callable[[], AbstractAsyncContextManager[str]]
+) -> AsyncIterator[FaultyCluster]:
+    async with AsyncExitStack() as stack:
+        databases = {name: await stack.enter_async_context(pg_database()) for name in DATABASES}
+        queue_url = await stack.enter_async_context(pg_database())
+        instance: FaultyCluster | None = None
+        try:
+            for attempt in range(3):
+                instance = FaultyCluster(tmp_path, databases, queue_url)
+                proxies = {name: SelectiveFaultProxy(instance.url(name)) for name in PROXIED}
+                for proxy in proxies.values():
+                    stack.enter_context(threaded(proxy))
+                instance.proxies = proxies
+                config = config_data(instance.base)
+                for name, proxy in proxies.items():
+                    config["services"][name]["base_url"] = proxy.base_url
+                instance.env = instance.env_with(config, "config.yaml")
+                if attempt == 0:
+                    instance.upgrade()
+                try:
+                    instance.serve_all()
+                    break
+                except PortTaken:
+                    # Tests running in parallel can take a probed port before we bind it.
+                    instance.stop()
+                    if attempt == 2:
+                        raise
+            assert instance is not None
+            instance.bind_card()
+            yield instance
+        finally:
+            # Before the databases are dropped: their sessions must be gone.
+            if instance is not None:
+                instance.stop()
