@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -54,6 +55,13 @@ class HttpSession:
         self._session = None
 
 
+@dataclass(frozen=True, slots=True)
+class RawAnswer:
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+
 class ServiceClient:
     """Calls one downstream service over HTTP."""
 
@@ -82,11 +90,48 @@ class ServiceClient:
         headers: Mapping[str, str] | None = None,
         deadline_ms: int | None = None,
     ) -> Any:
+        """Call and parse the JSON answer; a 4xx becomes the matching ``QrpayError``."""
+        answer = await self.exchange(
+            method,
+            path,
+            endpoint=endpoint,
+            idempotent=idempotent,
+            body=None if json is None else orjson.dumps(json),
+            params=params,
+            headers=headers,
+            deadline_ms=deadline_ms,
+        )
+        if answer.status >= 400:
+            raise self._error_from_answer(answer.status, answer.body)
+        try:
+            return orjson.loads(answer.body) if answer.body else None
+        except orjson.JSONDecodeError:
+            raise DependencyUnavailable(
+                f"{self.downstream} answered something that is not JSON",
+                code=f"{self.downstream.replace('-', '_')}_unavailable",
+            ) from None
+
+    async def exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        idempotent: bool,
+        body: bytes | None = None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline_ms: int | None = None,
+    ) -> RawAnswer:
+        """The downstream's final answer as it came (any status below 500), within the deadline.
+
+        Connection errors, timeouts and 5xx are retried (idempotent calls only)
+        while time is left, then become ``DependencyUnavailable``.
+        """
         dependency = self._dependency()
         budget = (deadline_ms if deadline_ms is not None else dependency.timeout_ms) / 1000
         deadline = time.monotonic() + budget
         tries = 1 + (dependency.retries if idempotent else 0)
-        body = None if json is None else orjson.dumps(json)
         request_headers = {"Content-Type": "application/json"}
         request_id = current_request_id()
         if request_id:
@@ -110,21 +155,19 @@ class ServiceClient:
                     params=params,
                     headers=request_headers,
                     timeout=aiohttp.ClientTimeout(total=per_try),
+                    allow_redirects=False,
                 ) as response:
                     raw = await response.read()
                     status = response.status
+                    answer_headers = response.headers.copy()
                 outcome = str(status)
-                if status < 400:
-                    return orjson.loads(raw) if raw else None
-                if status not in RETRYABLE_STATUSES:
-                    raise self._error_from_answer(status, raw)
+                if status not in RETRYABLE_STATUSES and status < 500:
+                    return RawAnswer(status, raw, answer_headers)
                 last_reason = f"{self.downstream} answered {status}"
-            except QrpayError:
-                raise
             except TimeoutError:
                 outcome = "timeout"
                 last_reason = f"{self.downstream} did not answer in {per_try * 1000:.0f} ms"
-            except (aiohttp.ClientError, OSError, orjson.JSONDecodeError) as exc:
+            except (aiohttp.ClientError, OSError) as exc:
                 outcome = "connection_error"
                 last_reason = f"{self.downstream} unreachable: {type(exc).__name__}"
             finally:
