@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from qrpay.cardstorage.client import CardstorageClient
 from qrpay.cardstorage.schemas import PaymentMethodIn
 from qrpay.kernel.errors import Conflict, InvalidInput, NotFound
-from tests.component.cardstorage.conftest import card, served
-from tests.support.services import dev_config, make_context, point_services_at
+from tests.component.cardstorage.conftest import card
+from tests.support.services import dev_config, make_context, point_services_at, served
 
 
 async def test_client_round_trips(

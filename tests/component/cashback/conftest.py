@@ -1,18 +1,14 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from qrpay.kernel.clock import FrozenClock
-from tests.support.processes import free_port
 from tests.support.services import make_context, running_service
 
 
@@ -47,22 +43,3 @@ def client(cashback: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
 @pytest.fixture
 def app(cashback: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
     return cashback[0]
-
-
-@asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    """Serve an app whose lifespan already runs on a real local port; yield its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task

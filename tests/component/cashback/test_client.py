@@ -12,8 +12,14 @@ from qrpay.cashback.schemas import AccrualIn
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.errors import Conflict, DependencyUnavailable
 from qrpay.kernel.http_client import HttpSession
-from tests.component.cashback.conftest import accrual, served
-from tests.support.services import dev_config, make_context, point_services_at, running_service
+from tests.component.cashback.conftest import accrual
+from tests.support.services import (
+    dev_config,
+    make_context,
+    point_services_at,
+    running_service,
+    served,
+)
 
 
 def make_client(base_url: str, tmp_path: Path) -> tuple[CashbackClient, HttpSession]:
