@@ -6,8 +6,9 @@ puts a task by name without importing the consumer. Semantics:
 
 - ``put`` with a ``task_id`` that is already queued is a no-op (procrastinate's
   queueing lock), so producers can re-put after a crash without duplicates;
-- an ETA (``eta``); retries with exponential backoff and a bounded number of
-  tries; a task out of tries stays in the table as ``failed`` and is counted;
+- an ETA (``eta``); retries with capped, jittered exponential backoff and a
+  bounded number of tries; a task out of tries stays in the table as ``failed``
+  and is counted;
 - a worker that died mid-task leaves its job ``doing``; ``recover_stalled``
   (run periodically by every worker) puts it back.
 
@@ -18,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import procrastinate
@@ -36,8 +38,42 @@ class TaskSpec:
     name: str
     queue: str
     max_attempts: int = 12
-    # Exponential backoff base in seconds: waits of b, b^2, b^3 ... between tries.
-    backoff_seconds: int = 2
+    # Waits between tries double from ``backoff_seconds`` up to ``backoff_cap_seconds``: the
+    # cap keeps a task from sleeping long after its dependency came back (uncapped doubling
+    # after a 30 s outage can mean another 30 s of waiting).
+    backoff_seconds: float = 1.0
+    backoff_cap_seconds: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class CappedBackoff(procrastinate.BaseRetryStrategy):
+    """Retry ``max_attempts`` times, waiting ``min(cap, base * 2**tries)``, 0-25% less at random.
+
+    The jitter spreads the retries of tasks that failed together (in one outage), so the
+    recovered dependency does not get all of them in the same instant.
+    """
+
+    max_attempts: int
+    base: float
+    cap: float
+
+    def wait_seconds(self, attempts: int, *, rng: random.Random | None = None) -> float:
+        wait = min(self.cap, self.base * 2 ** min(attempts, 30))
+        return wait * (1 - 0.25 * (rng or random).random())
+
+    def get_retry_decision(
+        self, *, exception: BaseException, job: procrastinate.jobs.Job
+    ) -> procrastinate.RetryDecision | None:
+        if job.attempts >= self.max_attempts:
+            return None
+        wait = timedelta(seconds=self.wait_seconds(job.attempts))
+        return procrastinate.RetryDecision(retry_at=datetime.now(UTC) + wait)
+
+
+def retry_strategy(spec: TaskSpec) -> CappedBackoff:
+    return CappedBackoff(
+        max_attempts=spec.max_attempts, base=spec.backoff_seconds, cap=spec.backoff_cap_seconds
+    )
 
 
 TaskHandler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -100,9 +136,7 @@ class TaskQueue:
         self.app.task(
             name=spec.name,
             queue=spec.queue,
-            retry=procrastinate.RetryStrategy(
-                max_attempts=spec.max_attempts, exponential_wait=spec.backoff_seconds
-            ),
+            retry=retry_strategy(spec),
         )(run)
         self._handlers[spec.name] = spec
 
@@ -117,9 +151,7 @@ class TaskQueue:
             name=spec.name,
             queue=spec.queue,
             pass_context=True,
-            retry=procrastinate.RetryStrategy(
-                max_attempts=spec.max_attempts, exponential_wait=spec.backoff_seconds
-            ),
+            retry=retry_strategy(spec),
         )(run)
         self._handlers[spec.name] = spec
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -233,27 +234,33 @@ async def test_no_cashback_for_an_unpaid_order(pe: Env) -> None:
     await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, 1)
 
 
-async def test_cashback_failing_is_retried_then_recorded_as_a_problem(pe: Env) -> None:
-    pe.order(**PAID)
-    pe.invoice(invoice_body())
-    accrue = pe.mock.handler(f"/v1/accruals/{ORDER_ID}", "PUT")(
-        lambda _r: error_response(503, "accruals_disabled")
-    )
-    for attempt in range(1, 5):  # dev config: cashback_max_attempts = 5
-        with pytest.raises(DependencyUnavailable):
-            await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, attempt)
-    assert pe.metric("qrpay_cashback_problems_total") == 0
-    await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, 5)  # the last try: no exception
-    assert pe.metric("qrpay_cashback_problems_total") == 1
-    assert accrue.times_called >= 5
+async def test_cashback_failing_is_retried_then_recorded_as_a_problem(
+    pe_factory: Callable[..., Any],
+) -> None:
+    async with pe_factory(payments={"cashback_max_attempts": 5}) as pe:
+        pe.order(**PAID)
+        pe.invoice(invoice_body())
+        accrue = pe.mock.handler(f"/v1/accruals/{ORDER_ID}", "PUT")(
+            lambda _r: error_response(503, "accruals_disabled")
+        )
+        for attempt in range(1, 5):
+            with pytest.raises(DependencyUnavailable):
+                await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, attempt)
+        assert pe.metric("qrpay_cashback_problems_total") == 0
+        await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, 5)  # the last try: no raise
+        assert pe.metric("qrpay_cashback_problems_total") == 1
+        assert accrue.times_called >= 5
 
 
-async def test_a_cashback_problem_does_not_undo_the_payment(pe: Env) -> None:
-    pe.order(**PAID)
-    pe.invoice({"code": "x", "message": "down"}, 500)
-    await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, 5)
-    # Only reads happened: eda's order stays paid, no unhold was asked for (unmocked).
-    assert pe.metric("qrpay_cashback_problems_total") == 1
+async def test_a_cashback_problem_does_not_undo_the_payment(
+    pe_factory: Callable[..., Any],
+) -> None:
+    async with pe_factory(payments={"cashback_max_attempts": 5}) as pe:
+        pe.order(**PAID)
+        pe.invoice({"code": "x", "message": "down"}, 500)
+        await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, 5)
+        # Only reads happened: eda's order stays paid, no unhold was asked for (unmocked).
+        assert pe.metric("qrpay_cashback_problems_total") == 1
 
 
 # --- hold watchdog ----------------------------------------------------------------------------
