@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run install test test-unit test-component test-integration test-faults test-e2e test-browser lint bench-pos cluster cluster-stop clean
+.PHONY: run install test test-unit test-component test-integration test-faults test-e2e test-browser lint bench-pos bench-cluster cluster cluster-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench-pos: $(STAMP)
 
 bench-pay: $(STAMP)
 	$(BIN)/python -m qrpay.bench.pay
+
+# The POS mix and payments together: one instance of each service, then the cluster behind
+# nginx (own ports, databases and var/bench-cluster), at a sustainable load, the target, 2x.
+bench-cluster: $(STAMP)
+	$(BIN)/python -m qrpay.bench.cluster
 
 # Production-like: PostgreSQL, nginx (Debian's, installed if missing), 2x iiko-integration
 # and 2x payments-eda behind it, one of each other service, the queue worker.

@@ -21,15 +21,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import orjson
 import uvloop
 import yaml
 
-from qrpay.bench import harness
+from qrpay.bench import harness, load, pos
 
-API_KEY = "demo-pos-key-0123456789abcdef"
 USER = "bench-user"
 CARD = "bench-card"
 SERVICES = ("eda", "cardstorage", "cashback", "transactions", "payments-eda", "iiko-integration")
@@ -91,39 +90,68 @@ async def bind_card(session: aiohttp.ClientSession, cardstorage: str) -> None:
         answer.raise_for_status()
 
 
-async def create_orders(
-    session: aiohttp.ClientSession, iiko: str, count: int
-) -> list[tuple[str, str]]:
-    stamp = int(time.time())
+async def pay_order(
+    session: aiohttp.ClientSession,
+    api: str,
+    order: pos.Order,
+    *,
+    card: str,
+    since: float,
+    deadline: float,
+    poll_interval: float,
+    requests: load.Stream | None = None,
+) -> tuple[str, float]:
+    """One payment as the app makes it: preorder, pay, then poll the status as often as
+    X-Polling-Delay says until PAYED (a 503 or a lost poll is polled again).
 
-    async def create(index: int) -> tuple[str, str]:
-        body = {
-            "client_id": "rest-1",
-            "internal_order_id": f"bench-pay-{stamp}-{index}",
-            "bill": {
-                "currency": "RUB",
-                "amount": "1500.00",
-                "elements": [{"name": "Dinner", "amount": "1500.00"}],
-            },
-        }
-        async with session.post(
-            f"{iiko}/orders", json=body, headers={"X-API-Key": API_KEY}
-        ) as answer:
-            answer.raise_for_status()
-            data = await answer.json()
-        link = next(line["value"] for line in data["bill_lines"] if line["type"] == "qr-code")
-        query = parse_qs(urlsplit(link).query)
-        return query["order_id"][0], query["hmac"][0]
+    Returns the outcome (qrpay.bench.load: ok once PAYED; timeout past ``deadline``, a
+    perf_counter instant) and when the pay request was sent. Each HTTP request goes to
+    ``requests``: the preorder's latency from ``since``, the others' from their sending.
+    """
+    query = {"order_id": order.order_id, "hmac": order.hmac}
+    answer = await load.call(
+        requests,
+        session,
+        "GET",
+        f"{api}/4.0/payments/v1/preorder",
+        since=since,
+        params={**query, "service": "restaurant"},
+    )
+    if answer.outcome != load.OK:
+        return answer.outcome, 0.0
+    body = {
+        "service": "restaurant",
+        **query,
+        "payment_method": {"type": "card", "id": card},
+        "amount": orjson.loads(answer.body)["bill"]["amount"],
+    }
+    started = time.perf_counter()
+    answer = await load.call(
+        requests, session, "POST", f"{api}/4.0/payments/v1/orders", since=started, json=body
+    )
+    if answer.outcome != load.OK:
+        return answer.outcome, started
+    while True:
+        sent = time.perf_counter()
+        answer = await load.call(
+            requests, session, "GET", f"{api}/4.0/payments/v1/orders", since=sent, params=query
+        )
+        delay = poll_interval
+        if answer.outcome == load.OK:
+            status = orjson.loads(answer.body).get("status")
+            if status == "PAYED":
+                return load.OK, started
+            if status == "DECLINED":
+                return load.ERROR, started
+            # Poll like the app does: as often as the server says.
+            delay = float(answer.headers.get("X-Polling-Delay", poll_interval))
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return load.TIMEOUT, started
+        await asyncio.sleep(min(delay, left))
 
-    orders: list[tuple[str, str]] = []
-    for start in range(0, count, 50):
-        orders += await asyncio.gather(*(create(i) for i in range(start, min(count, start + 50))))
-    return orders
 
-
-async def pay_all(
-    api: str, orders: list[tuple[str, str]], concurrency: int, poll_interval: float
-) -> Run:
+async def pay_all(api: str, orders: list[pos.Order], concurrency: int, poll_interval: float) -> Run:
     headers = {"X-Yandex-UID": USER}
     latencies: list[float] = []
     errors = 0
@@ -135,49 +163,112 @@ async def pay_all(
         connector=connector, headers=headers, timeout=timeout
     ) as session:
 
-        async def one(order_id: str, signature: str) -> None:
+        async def one(order: pos.Order) -> None:
             nonlocal errors
-            query = {"order_id": order_id, "hmac": signature}
             async with slots:
-                try:
-                    async with session.get(
-                        f"{api}/4.0/payments/v1/preorder", params={**query, "service": "restaurant"}
-                    ) as answer:
-                        preorder = await answer.json()
-                        if answer.status != 200:
-                            raise RuntimeError(f"preorder {answer.status}")
-                    body = {
-                        "service": "restaurant",
-                        **query,
-                        "payment_method": {"type": "card", "id": CARD},
-                        "amount": preorder["bill"]["amount"],
-                    }
-                    started = time.perf_counter()
-                    async with session.post(f"{api}/4.0/payments/v1/orders", json=body) as answer:
-                        await answer.read()
-                        if answer.status != 200:
-                            raise RuntimeError(f"pay {answer.status}")
-                    deadline = started + 30
-                    while True:
-                        async with session.get(
-                            f"{api}/4.0/payments/v1/orders", params=query
-                        ) as answer:
-                            status = (await answer.json()).get("status")
-                            # Poll like the app does: as often as the server says.
-                            delay = float(answer.headers.get("X-Polling-Delay", poll_interval))
-                        if status == "PAYED":
-                            latencies.append(time.perf_counter() - started)
-                            return
-                        if status == "DECLINED" or time.perf_counter() > deadline:
-                            raise RuntimeError(f"status {status}")
-                        await asyncio.sleep(delay)
-                except (aiohttp.ClientError, OSError, RuntimeError, TimeoutError):
+                now = time.perf_counter()
+                outcome, started = await pay_order(
+                    session,
+                    api,
+                    order,
+                    card=CARD,
+                    since=now,
+                    deadline=now + 30,
+                    poll_interval=poll_interval,
+                )
+                if outcome == load.OK:
+                    latencies.append(time.perf_counter() - started)
+                else:
                     errors += 1
 
         began = time.perf_counter()
-        await asyncio.gather(*(one(order_id, signature) for order_id, signature in orders))
+        await asyncio.gather(*(one(order) for order in orders))
         elapsed = time.perf_counter() - began
     return Run(f"payments (concurrency {concurrency})", len(latencies), elapsed, latencies, errors)
+
+
+async def payment_stream(
+    api: str,
+    orders: list[pos.Order],
+    *,
+    user: str,
+    card: str,
+    rate: float,
+    seconds: float,
+    timeout: float = 30.0,
+    deadline: float = 30.0,
+    connections: int = 256,
+    poll_interval: float = 1.0,
+    start_at: float | None = None,
+) -> tuple[load.Stream, load.Stream]:
+    """Payments started in an open loop at ``rate`` per second, one order each.
+
+    Returns two streams: whole payments (latency from the due time to the PAYED answer;
+    ``deadline`` seconds at most) and every HTTP request they made (preorder, pay, polls).
+    """
+    payments = load.Stream("payments (to PAYED)", rate, seconds)
+    requests = load.Stream("payment API requests", 0.0, seconds)
+    connector = aiohttp.TCPConnector(limit=connections)
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    count = min(len(orders), int(rate * seconds))
+    async with aiohttp.ClientSession(
+        connector=connector, headers={"X-Yandex-UID": user}, timeout=client_timeout
+    ) as session:
+
+        async def fire(index: int, due: float) -> None:
+            outcome, _ = await pay_order(
+                session,
+                api,
+                orders[index],
+                card=card,
+                since=due,
+                deadline=due + deadline,
+                poll_interval=poll_interval,
+                requests=requests,
+            )
+            payments.record(outcome, time.perf_counter() - due)
+
+        await load.open_loop(payments, fire, count=count, start_at=start_at)
+    requests.window = payments.window
+    return payments, requests
+
+
+@dataclass(frozen=True)
+class PaymentJob:
+    """A payment stream to run in a process of its own (see ``run_payment_job``)."""
+
+    api: str
+    orders: list[pos.Order]
+    user: str
+    card: str
+    rate: float
+    seconds: float
+    timeout: float
+    deadline: float
+    connections: int
+    start_at: float | None = None
+
+
+def run_payment_job(job: PaymentJob) -> tuple[load.Stream, load.Stream]:
+    """Entry point of a load-generator process: payments, with the process's own CPU."""
+    load.raise_priority()
+    began = time.process_time()
+    payments, requests = uvloop.run(
+        payment_stream(
+            job.api,
+            job.orders,
+            user=job.user,
+            card=job.card,
+            rate=job.rate,
+            seconds=job.seconds,
+            timeout=job.timeout,
+            deadline=job.deadline,
+            connections=job.connections,
+            start_at=job.start_at,
+        )
+    )
+    payments.cpu_seconds = time.process_time() - began
+    return payments, requests
 
 
 async def baseline_loop(url: str, count: int, concurrency: int) -> Run:
@@ -279,10 +370,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             asyncio.run(wait_all(processes[:-1]))
 
-            async def prepare() -> list[tuple[str, str]]:
+            async def prepare() -> list[pos.Order]:
                 async with aiohttp.ClientSession() as session:
                     await bind_card(session, url["cardstorage"])
-                    return await create_orders(session, url["iiko-integration"], args.payments)
+                return await pos.create_orders(url["iiko-integration"], args.payments)
 
             orders = asyncio.run(prepare())
             warm, orders = (

@@ -18,14 +18,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import orjson
 import uvloop
 
-from qrpay.bench import harness
+from qrpay.bench import harness, load
 
 API_KEY = "demo-pos-key-0123456789abcdef"
 LUA = Path(__file__).with_name("pos_mix.lua")
@@ -42,19 +44,94 @@ def bill(amount: str = "1500.00") -> dict[str, object]:
     }
 
 
+ATTEMPTS = 5  # of one order's creation, on a refusal, an error or a timeout
+
+
+@dataclass(frozen=True)
+class Order:
+    """An order created through the POS API, with the hmac of its QR deep link."""
+
+    order_id: str
+    hmac: str
+
+
+async def create_orders(
+    base_url: str, count: int, *, prefix: str | None = None, concurrency: int = 50
+) -> list[Order]:
+    """``count`` new orders through POST /orders, ``concurrency`` at a time."""
+    stamp = prefix or f"seed-{uuid.uuid4().hex[:8]}-"
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(headers={"X-API-Key": API_KEY}, timeout=timeout) as session:
+
+        async def create(index: int) -> Order:
+            body = {"client_id": "rest-1", "internal_order_id": f"{stamp}{index}", "bill": bill()}
+            for attempt in range(1, ATTEMPTS + 1):
+                # Create-or-get on internal_order_id: a retry never makes a second order.
+                try:
+                    async with session.post(f"{base_url}/orders", json=body) as response:
+                        response.raise_for_status()
+                        data = await response.json()
+                    break
+                except (aiohttp.ClientError, TimeoutError):
+                    if attempt == ATTEMPTS:
+                        raise
+                    await asyncio.sleep(0.5 * attempt)
+            link = next(line["value"] for line in data["bill_lines"] if line["type"] == "qr-code")
+            query = parse_qs(urlsplit(link).query)
+            return Order(str(data["order_id"]), query["hmac"][0])
+
+        orders: list[Order] = []
+        for start in range(0, count, concurrency):
+            batch = range(start, min(count, start + concurrency))
+            orders += await asyncio.gather(*(create(i) for i in batch))
+        return orders
+
+
 async def seed_orders(base_url: str, count: int) -> list[str]:
-    async with aiohttp.ClientSession(headers={"X-API-Key": API_KEY}) as session:
+    return [order.order_id for order in await create_orders(base_url, count)]
 
-        async def create(index: int) -> str:
-            body = {"client_id": "rest-1", "internal_order_id": f"seed-{index}", "bill": bill()}
-            async with session.post(f"{base_url}/orders", json=body) as response:
-                response.raise_for_status()
-                return str((await response.json())["order_id"])
 
-        ids: list[str] = []
-        for start in range(0, count, 50):
-            ids += await asyncio.gather(*(create(i) for i in range(start, min(count, start + 50))))
-        return ids
+def mix_request(rng: random.Random, ids: list[str], prefix: str, index: int) -> tuple[str, bytes]:
+    """One request of the POS mix: 95% a status poll of 1-5 known ids, 5% a new order."""
+    if rng.random() < 0.05:
+        body: dict[str, object] = {
+            "client_id": "rest-1",
+            "internal_order_id": f"{prefix}{index}",
+            "bill": bill(),
+        }
+        return "/orders", orjson.dumps(body)
+    body = {"client_id": "rest-1", "orders": rng.sample(ids, rng.randint(1, 5))}
+    return "/orders/list", orjson.dumps(body)
+
+
+async def mix_stream(
+    base_url: str,
+    ids: list[str],
+    *,
+    rate: float,
+    seconds: float,
+    timeout: float = 30.0,
+    connections: int = 512,
+    start_at: float | None = None,
+    name: str = "POS mix",
+) -> load.Stream:
+    """The POS mix in an open loop at ``rate`` per second (see qrpay.bench.load)."""
+    stream = load.Stream(name, rate, seconds)
+    connector = aiohttp.TCPConnector(limit=connections)
+    headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
+    prefix = f"mix-{uuid.uuid4().hex[:8]}-"
+    rng = random.Random(7)
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(
+        connector=connector, headers=headers, timeout=client_timeout
+    ) as session:
+
+        async def fire(index: int, due: float) -> None:
+            path, body = mix_request(rng, ids, prefix, index)
+            await load.call(stream, session, "POST", base_url + path, since=due, data=body)
+
+        await load.open_loop(stream, fire, start_at=start_at)
+    return stream
 
 
 @dataclass
@@ -69,56 +146,47 @@ class FixedRateResult:
 
 async def fixed_rate(base_url: str, ids: list[str], rate: float, seconds: float) -> FixedRateResult:
     """Open loop: request i is due at start + i/rate, whatever happened to the others."""
-    connector = aiohttp.TCPConnector(limit=512)
-    headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
-    latencies: list[float] = []
-    errors = 0
-    prefix = f"fixed-{int(time.time())}-"
-    rng = random.Random(7)
-
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-
-        async def one(index: int, due: float) -> None:
-            nonlocal errors
-            if rng.random() < 0.05:
-                path = "/orders"
-                body = {
-                    "client_id": "rest-1",
-                    "internal_order_id": f"{prefix}{index}",
-                    "bill": bill(),
-                }
-            else:
-                path = "/orders/list"
-                body = {"client_id": "rest-1", "orders": rng.sample(ids, rng.randint(1, 5))}
-            try:
-                async with session.post(base_url + path, data=orjson.dumps(body)) as response:
-                    await response.read()
-                    if response.status != 200:
-                        errors += 1
-            except (aiohttp.ClientError, OSError):
-                errors += 1
-            latencies.append(time.perf_counter() - due)
-
-        total = int(rate * seconds)
-        start = time.perf_counter()
-        tasks = []
-        for index in range(total):
-            due = start + index / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(index, due)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
-    latencies.sort()
+    stream = await mix_stream(base_url, ids, rate=rate, seconds=seconds)
     return FixedRateResult(
         rate=rate,
-        sent=total,
-        achieved_rps=total / elapsed,
-        p50_ms=harness.percentile(latencies, 0.50) * 1000,
-        p99_ms=harness.percentile(latencies, 0.99) * 1000,
-        errors=errors,
+        sent=stream.count,
+        achieved_rps=stream.count / stream.window,
+        p50_ms=stream.percentile_ms(0.50),
+        p99_ms=stream.percentile_ms(0.99),
+        errors=stream.failures,
     )
+
+
+@dataclass(frozen=True)
+class MixJob:
+    """A POS mix stream to run in a process of its own (see ``run_mix_job``)."""
+
+    base_url: str
+    ids: list[str]
+    rate: float
+    seconds: float
+    timeout: float
+    connections: int
+    start_at: float | None = None
+
+
+def run_mix_job(job: MixJob) -> load.Stream:
+    """Entry point of a load-generator process: the POS mix stream, with its own CPU."""
+    load.raise_priority()
+    began = time.process_time()
+    stream = uvloop.run(
+        mix_stream(
+            job.base_url,
+            job.ids,
+            rate=job.rate,
+            seconds=job.seconds,
+            timeout=job.timeout,
+            connections=job.connections,
+            start_at=job.start_at,
+        )
+    )
+    stream.cpu_seconds = time.process_time() - began
+    return stream
 
 
 def main(argv: list[str] | None = None) -> int:
