@@ -7,6 +7,7 @@ Each proxy runs its own event loop in a thread, so the tests' synchronous HTTP h
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, contextmanager
@@ -18,6 +19,7 @@ from aiohttp import web
 from tests.integration.conftest import fresh_database
 from tests.integration.payments.cluster import DATABASES, Cluster, PortTaken, config_data
 from tests.support.faults import FaultProxy
+from tests.support.private_postgres import PostgresUnavailable, PrivatePostgres
 
 # The dependencies the tests put a proxy in front of.
 PROXIED = ("transactions", "cashback")
@@ -107,3 +109,30 @@ async def faulty_cluster(
             # Before the databases are dropped: their sessions must be gone.
             if instance is not None:
                 instance.stop()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A running PostgreSQL of this test's own, free to stop and restart; removed after.
+
+    Never the machine's shared server: a test that takes the database away takes it from
+    itself only. Skipped where no PostgreSQL server binaries are installed (failed under
+    QRPAY_REQUIRE_POSTGRES=1, as in CI).
+    """
+    try:
+        server = PrivatePostgres()
+    except PostgresUnavailable as exc:
+        if os.environ.get("QRPAY_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"QRPAY_REQUIRE_POSTGRES=1 but {exc}")
+        pytest.skip(str(exc))
+    try:
+        try:
+            server.start()
+        except RuntimeError:
+            # Another process took the probed port before the server bound it: once more.
+            server.remove()
+            server = PrivatePostgres()
+            server.start()
+        yield server
+    finally:
+        server.remove()

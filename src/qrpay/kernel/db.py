@@ -7,6 +7,16 @@ PostgreSQL, so no BEGIN/ROLLBACK round trips). Repositories use SQLAlchemy
 Core: the ORM session cost more than the query on the hot paths (measured). On SQLite a
 write transaction starts with ``BEGIN IMMEDIATE`` so two writers queue on the
 file lock instead of failing when a reader tries to upgrade.
+
+A database that is down or restarting is ``DependencyUnavailable``
+(``database_unavailable``, HTTP 503) wherever it shows: ``write()``, ``read()``,
+``fetch_fast()`` and ``ping()`` turn connection-level failures (refused, reset,
+closed by a server shutdown, "the database system is starting up", pool
+exhausted) into it, so a request fails cleanly instead of with a 500. Nothing
+is checked per request ahead of time (no pre-ping round trip): a pooled
+connection that the server has closed is known to be closed locally and is
+replaced at checkout, and the one query that meets a connection dying under it
+invalidates the pool, which then reconnects.
 """
 
 from __future__ import annotations
@@ -17,10 +27,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import structlog
 from sqlalchemy import MetaData, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from qrpay.kernel.errors import DependencyUnavailable
+from qrpay.kernel.errors import DependencyUnavailable, QrpayError
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -56,6 +68,53 @@ async def _no_reset(_connection: Any) -> None:
     return None
 
 
+log = structlog.get_logger("qrpay.db")
+
+# asyncpg's errors that mean "no usable connection" rather than "this statement is wrong":
+# class 08 (connection exceptions, incl. a connection that no longer exists), class 57
+# (operator intervention: admin/crash shutdown, cannot connect now, query canceled) and
+# class 53 (insufficient resources: too many connections, out of memory or disk).
+_UNAVAILABLE_ASYNCPG = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database cannot be reached or used now."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, (sa_exc.TimeoutError, sa_exc.DisconnectionError)):
+            return True  # the pool had no connection to give in time, or a dead one
+        if isinstance(current, (OSError, *_UNAVAILABLE_ASYNCPG)):
+            return True  # refused, reset, timed out (TimeoutError is an OSError)
+        if isinstance(current, asyncpg.InterfaceError) and "connection is closed" in str(current):
+            return True
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return False
+
+
+def unavailable(exc: BaseException) -> DependencyUnavailable:
+    return DependencyUnavailable(
+        f"the database is unavailable: {type(exc).__name__}", code="database_unavailable"
+    )
+
+
+def _is_closed(dbapi_connection: Any) -> bool:
+    """Whether the driver already knows this connection is closed (no round trip)."""
+    driver = getattr(dbapi_connection, "_connection", None)
+    is_closed = getattr(driver, "is_closed", None)
+    return bool(is_closed()) if callable(is_closed) else False
+
+
 def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
     engine = create_async_engine(url, connect_args={"timeout": 30})
 
@@ -77,6 +136,13 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
     return engine
 
 
+def _replace_closed_on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    # The server closed it (a restart ends every session): the pool discards it and checks
+    # out another, or opens a new one, instead of letting one request fail on it.
+    if _is_closed(dbapi_connection):
+        raise sa_exc.DisconnectionError("the pooled connection was closed by the server")
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 20, echo: bool = False) -> None:
         self.url = url
@@ -88,7 +154,9 @@ class Database:
             self._read_engine = _sqlite_engine(url, immediate=False)
         else:
             # No pre-ping: it doubles the cost of every checkout (measured 2.3 ms vs 1.2 ms a
-            # read). A connection broken by a database restart fails one query and is replaced.
+            # read). A connection the server closed (a restart) is known closed locally and
+            # replaced at checkout; one that dies under a query fails that query (503) and
+            # invalidates the pool, so the others are replaced too.
             # No overflow: connections opened and closed under a burst cost more than
             # waiting for a pooled one (measured: a 16-request burst on a pool of 10 with
             # overflow ran at a third of the speed).
@@ -100,6 +168,7 @@ class Database:
                 pool_recycle=1800,
                 echo=echo,
             )
+            event.listen(self.engine.sync_engine.pool, "checkout", _replace_closed_on_checkout)
             # Reads are single statements: autocommit skips the BEGIN/ROLLBACK round trips.
             self._read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -114,20 +183,43 @@ class Database:
         SELECT took 0.66 ms of CPU through SQLAlchemy Core (1.0 ms building the
         statement each time) and 0.15 ms on an asyncpg pool whose connections
         are not reset on release (nothing but single autocommit SELECTs runs
-        on them, so there is no session state to reset).
+        on them, so there is no session state to reset). asyncpg's pool itself
+        replaces a connection that is closed when it is acquired.
+
+        A connection that died under the statement (a server restart) is retried once on a
+        fresh one: the statement is a read. Any other failure to reach the database is
+        ``database_unavailable``.
         """
-        if self._fast_pool is None:
-            async with self._fast_pool_lock:
-                if self._fast_pool is None:
-                    self._fast_pool = await asyncpg.create_pool(
-                        _libpq_url(self.url),
-                        min_size=1,
-                        max_size=self._pool_size,
-                        reset=_no_reset,
-                        max_inactive_connection_lifetime=300,
-                    )
-        rows: list[Any] = await self._fast_pool.fetch(sql, *args)
+        try:
+            pool = self._fast_pool or await self._open_fast_pool()
+            try:
+                rows: list[Any] = await pool.fetch(sql, *args)
+            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+                if not is_unavailable(exc):
+                    raise
+                log.info("fast_read_retried", reason=type(exc).__name__)
+                rows = await pool.fetch(sql, *args)
+        except QrpayError:
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise
         return rows
+
+    async def _open_fast_pool(self) -> asyncpg.Pool:
+        async with self._fast_pool_lock:
+            if self._fast_pool is None:
+                # min_size=0: a pool opened while the database is down fails at once instead
+                # of being left half-made; connections are opened as reads need them.
+                self._fast_pool = await asyncpg.create_pool(
+                    _libpq_url(self.url),
+                    min_size=0,
+                    max_size=self._pool_size,
+                    reset=_no_reset,
+                    max_inactive_connection_lifetime=300,
+                )
+            return self._fast_pool
 
     @property
     def dialect(self) -> str:
@@ -135,13 +227,28 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as connection:
-            yield connection
+        """A transaction; connection-level failures anywhere in it are ``database_unavailable``."""
+        try:
+            async with self.engine.begin() as connection:
+                yield connection
+        except QrpayError:
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._read_engine.connect() as connection:
-            yield connection
+        try:
+            async with self._read_engine.connect() as connection:
+                yield connection
+        except QrpayError:
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise
 
     async def ping(self, *, timeout: float = 2.0) -> None:
         """``SELECT 1``; any failure (refused, timed out, broken) is ``database_unavailable``.

@@ -13,6 +13,23 @@ puts a task by name without importing the consumer. Semantics:
   (run periodically by every worker) puts it back.
 
 Production keeps jobs in PostgreSQL; the embedded mode keeps them in memory.
+
+The queue's database may go away for a while (a restart, a fail-over) and the
+processes must carry on by themselves when it is back:
+
+- ``put`` fails within the pool's wait (``POOL_WAIT_SECONDS``) with
+  ``DependencyUnavailable`` (``database_unavailable``: a 503 for the request that
+  put the task), never a hang or a 500;
+- the pool reconnects at most ``RECONNECT_MAX_DELAY`` after the database is back
+  (psycopg_pool's own backoff doubles up to minutes);
+- a worker does not stop on it: a failed job fetch counts as "no job", a missed
+  heartbeat is skipped, the LISTEN connection is reopened with backoff, and a
+  job's outcome (done, retry) is written once the database answers again instead
+  of being lost with the job left ``doing`` under a live worker; if the worker
+  stops anyway, ``run_worker`` starts a new one;
+- a retry that collides with an identical task queued meanwhile (at-least-once
+  delivery put the same task id again while this one ran) leaves that one to do
+  the work instead of leaving this job ``doing`` for ever.
 """
 
 from __future__ import annotations
@@ -20,17 +37,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import procrastinate
+import psycopg
+import psycopg_pool
 import structlog
 from procrastinate import exceptions as pexc
+from procrastinate import jobs as pjobs
+from procrastinate import manager as pmanager
 from procrastinate.testing import InMemoryConnector
+from psycopg_pool.base import AttemptWithBackoff
+
+from qrpay.kernel.errors import DependencyUnavailable
 
 log = structlog.get_logger("qrpay.queue")
+
+# How long a caller waits for a pooled connection before the queue counts as unavailable.
+POOL_WAIT_SECONDS = 3.0
+# The longest pause between two reconnection attempts of the pool (and of LISTEN).
+RECONNECT_MAX_DELAY = 0.5
+# How long a worker keeps trying to record a job's outcome while the database is away.
+PERSIST_DEADLINE_SECONDS = 120.0
+# A worker that stopped by itself is started again after this pause (doubling up to 5 s).
+WORKER_RESTART_DELAY = 0.5
 
 
 @dataclass(frozen=True)
@@ -88,6 +122,158 @@ def libpq_url(url: str) -> str:
     )
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether a queue operation failed because the database could not be reached or used."""
+    if isinstance(exc, pexc.UniqueViolation):
+        return False
+    cause = exc.__cause__ if isinstance(exc, pexc.ConnectorException) else exc
+    return isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError, OSError))
+
+
+class _CappedBackoff(AttemptWithBackoff):
+    """psycopg_pool's reconnection backoff, but never waiting more than RECONNECT_MAX_DELAY."""
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_DELAY)
+
+
+class _QueuePool(psycopg_pool.AsyncConnectionPool):
+    """The pool reconnects soon after the database is back.
+
+    psycopg_pool replaces a broken connection with exponential backoff (1 s, 2 s, 4 s ...):
+    a database down for 4 s would leave the pool empty for up to 4 s more after it is
+    back. A capped delay costs one failed connection attempt per RECONNECT_MAX_DELAY
+    while it is down.
+    """
+
+    async def _add_connection(
+        self, attempt: AttemptWithBackoff | None, growing: bool = False
+    ) -> None:
+        await super()._add_connection(
+            attempt or _CappedBackoff(timeout=self.reconnect_timeout), growing
+        )
+
+
+class _ResilientJobManager(pmanager.JobManager):
+    """procrastinate's job manager, made to ride out the database going away for a while."""
+
+    async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> pjobs.Job | None:
+        try:
+            return await super().fetch_job(queues, worker_id)
+        except pexc.ConnectorException as exc:
+            if not is_transient(exc):
+                raise
+            # A raise here would stop the worker; "no job" makes it poll again.
+            log.warning("queue_fetch_failed", reason=_reason(exc))
+            return None
+
+    async def update_heartbeat(self, worker_id: int) -> None:
+        try:
+            await super().update_heartbeat(worker_id)
+        except pexc.ConnectorException as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("queue_heartbeat_failed", worker_id=worker_id, reason=_reason(exc))
+
+    async def listen_for_jobs(self, **kwargs: Any) -> None:
+        # procrastinate's listener gives up (and, through its worker, stops the worker) on
+        # the first failed reconnection: keep reconnecting. Polling covers the gap.
+        delay = 0.1
+        while True:
+            started = time.monotonic()
+            try:
+                await super().listen_for_jobs(**kwargs)
+            except pexc.ConnectorException as exc:
+                if not is_transient(exc):
+                    raise
+                if time.monotonic() - started > 10:
+                    delay = 0.1  # it had been listening for a while: a new outage
+                log.warning("queue_listen_failed", reason=_reason(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_DELAY * 4)
+
+    async def finish_job(self, job: pjobs.Job, status: pjobs.Status, delete_job: bool) -> None:
+        await self._persist(
+            "finish",
+            job,
+            lambda: super(_ResilientJobManager, self).finish_job(job, status, delete_job),
+        )
+
+    async def retry_job(
+        self,
+        job: pjobs.Job,
+        retry_at: datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+    ) -> None:
+        async def retry() -> None:
+            try:
+                await super(_ResilientJobManager, self).retry_job(
+                    job, retry_at=retry_at, priority=priority, queue=queue, lock=lock
+                )
+            except pexc.UniqueViolation as exc:
+                if exc.constraint_name != pmanager.QUEUEING_LOCK_CONSTRAINT:
+                    raise
+                # The same task (same task id) was queued again while this one ran: that
+                # one will do the work (handlers are idempotent). Close this job.
+                log.warning(
+                    "task_retry_superseded",
+                    task=job.task_name,
+                    job_id=job.id,
+                    task_id=exc.queueing_lock,
+                )
+                await super(_ResilientJobManager, self).finish_job(
+                    job, pjobs.Status.SUCCEEDED, delete_job=True
+                )
+
+        await self._persist("retry", job, retry)
+
+    async def _persist(
+        self, what: str, job: pjobs.Job, write: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Record a job's outcome, waiting for the database if it is away.
+
+        Without this a job that ends while the database is down stays ``doing`` under a
+        worker that is alive and heart-beating, so no one ever recovers it.
+        """
+        deadline = time.monotonic() + PERSIST_DEADLINE_SECONDS
+        delay = 0.1
+        failed_before = False
+        while True:
+            try:
+                await write()
+                if failed_before:
+                    log.info("task_outcome_recorded", what=what, task=job.task_name, job_id=job.id)
+                return
+            except pexc.ConnectorException as exc:
+                if not is_transient(exc):
+                    if failed_before and isinstance(exc.__cause__, psycopg.errors.RaiseException):
+                        # "job not found or in the wrong status": the try before this one
+                        # was written and only its answer was lost.
+                        return
+                    raise
+                if time.monotonic() + delay > deadline:
+                    log.error("task_outcome_lost", what=what, task=job.task_name, job_id=job.id)
+                    raise
+                failed_before = True
+                log.warning(
+                    "task_outcome_waiting",
+                    what=what,
+                    task=job.task_name,
+                    job_id=job.id,
+                    reason=_reason(exc),
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _reason(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc
+    return f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"
+
+
 class TaskQueue:
     def __init__(self, url: str | None = None) -> None:
         self.url = url
@@ -96,9 +282,15 @@ class TaskQueue:
             connector = InMemoryConnector()
         else:
             connector = procrastinate.PsycopgConnector(
-                conninfo=libpq_url(url), kwargs={"application_name": "qrpay-queue"}
+                conninfo=libpq_url(url),
+                kwargs={"application_name": "qrpay-queue"},
+                pool_factory=_QueuePool,
+                timeout=POOL_WAIT_SECONDS,
             )
         self.app = procrastinate.App(connector=connector)
+        if url is not None:
+            # Before any task is registered: tasks keep a reference to the job manager.
+            self.app.job_manager = _ResilientJobManager(connector)
         self._opened = False
         self._handlers: dict[str, TaskSpec] = {}
 
@@ -172,28 +364,66 @@ class TaskQueue:
             await self.app.configure_task(spec.name, **options).defer_async(**payload)
         except pexc.AlreadyEnqueued:
             return False
+        except pexc.ConnectorException as exc:
+            if is_transient(exc):
+                raise DependencyUnavailable(
+                    f"the task queue's database is unavailable: {_reason(exc)}",
+                    code="database_unavailable",
+                ) from exc
+            raise
         return True
+
+    async def ping(self, *, timeout: float = 2.0) -> None:
+        """``SELECT 1`` on the queue's database; any failure is ``database_unavailable``."""
+        if self.in_memory:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self.open()
+                await self.app.connector.execute_query_one_async("SELECT 1 AS one")
+        except Exception as exc:
+            raise DependencyUnavailable(
+                f"the task queue's database is unreachable: {type(exc).__name__}",
+                code="database_unavailable",
+            ) from exc
 
     async def run_worker(
         self, queues: list[str], *, concurrency: int = 4, name: str = "qrpay"
     ) -> None:
-        """Process ``queues`` until cancelled, recovering stalled jobs as it goes."""
+        """Process ``queues`` until cancelled, recovering stalled jobs as it goes.
+
+        A procrastinate worker that stops by itself (it does when one of its side tasks
+        fails, or when the database fails it at start) is replaced by a new one after a
+        short pause: only cancelling this coroutine ends it.
+        """
         await self.open()
         recover = asyncio.create_task(self._recover_loop(queues))
+        delay = WORKER_RESTART_DELAY
         try:
-            await self.app.run_worker_async(
-                queues=queues,
-                concurrency=concurrency,
-                name=name,
-                wait=True,
-                install_signal_handlers=False,
-                fetch_job_polling_interval=0.5 if not self.in_memory else 0.05,
-                listen_notify=not self.in_memory,
-                update_heartbeat_interval=2,
-                stalled_worker_timeout=10,
-                shutdown_graceful_timeout=20,
-                delete_jobs="successful",
-            )
+            while True:
+                started = time.monotonic()
+                try:
+                    await self.app.run_worker_async(
+                        queues=queues,
+                        concurrency=concurrency,
+                        name=name,
+                        wait=True,
+                        install_signal_handlers=False,
+                        fetch_job_polling_interval=0.5 if not self.in_memory else 0.05,
+                        listen_notify=not self.in_memory,
+                        update_heartbeat_interval=2,
+                        stalled_worker_timeout=10,
+                        shutdown_graceful_timeout=20,
+                        delete_jobs="successful",
+                    )
+                    reason = "stopped by itself"
+                except Exception as exc:
+                    reason = _reason(exc)
+                if time.monotonic() - started > 60:
+                    delay = WORKER_RESTART_DELAY
+                log.warning("queue_worker_restarting", worker=name, reason=reason, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         finally:
             recover.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -113,6 +113,8 @@ def build(ctx: ServiceContext) -> FastAPI:
         max_body=ctx.max_body,
         max_in_flight=ctx.max_in_flight,
         lifespan=lifespan,
+        # Its state is its task queue: not ready while the queue's database does not answer.
+        ready=queue.ping,
         description="The payer API (preorder, pay, payment status) and transaction callbacks.",
     )
     app.include_router(build_router(service))

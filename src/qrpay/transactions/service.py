@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -27,7 +28,7 @@ import structlog
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.config import TransactionsConfig
 from qrpay.kernel.db import Database
-from qrpay.kernel.errors import Conflict, NotFound, QrpayError
+from qrpay.kernel.errors import Conflict, DependencyUnavailable, NotFound, QrpayError
 from qrpay.kernel.queue import TaskQueue, TaskSpec
 from qrpay.transactions.domain import (
     CLEAR,
@@ -52,6 +53,9 @@ log = structlog.get_logger("qrpay.transactions")
 LEASE = timedelta(seconds=60)
 GATEWAY_TIMEOUT_SECONDS = 30.0
 GATEWAY_ATTEMPTS = 3
+# How long a processor keeps trying to record a result while the database is away (well
+# inside LEASE, so no other processor has taken the operation over meanwhile, as a rule).
+RECORD_RETRY_SECONDS = 30.0
 BATCH = 100
 
 
@@ -235,10 +239,7 @@ class TransactionsService:
                     await TransactionsRepository(session).release_claim(op, retry_at)
                 return False
             result = GatewayResult(FAILED, reason=GATEWAY_ERROR)
-        async with self.db.write() as session:
-            recorded = await TransactionsRepository(session).record_result(
-                op, result, self.clock.now()
-            )
+        recorded = await self._record(op, result)
         if recorded:
             self.metrics.operations.labels(op.kind.value, result.status.value).inc()
             log.info(
@@ -250,6 +251,34 @@ class TransactionsService:
                 reason=result.reason,
             )
         return recorded
+
+    async def _record(self, op: OperationRecord, result: GatewayResult) -> bool:
+        """Write the gateway's result, waiting (within the lease) for a database that is away.
+
+        The money has moved at the gateway: giving up at once would leave the operation
+        pending until its lease expires (``LEASE``) and the owner without its callback for
+        that long. Recording is conditional on the operation being pending, so a try whose
+        answer was lost, or another processor that took over, cannot record it twice.
+        """
+        deadline = time.monotonic() + RECORD_RETRY_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                async with self.db.write() as session:
+                    return await TransactionsRepository(session).record_result(
+                        op, result, self.clock.now()
+                    )
+            except DependencyUnavailable:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "result_not_recorded_yet",
+                    invoice_id=op.invoice_id,
+                    operation_id=op.operation_id,
+                    retry_in=delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def deliver_callbacks(self, *, only: tuple[str, str] | None = None) -> int:
         """The outbox: put a callback task for every finished operation not yet reported.
