@@ -6,57 +6,28 @@ Skipped when nginx is not installed, unless QRPAY_REQUIRE_CLUSTER=1.
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
-from qrpay.bench import harness
-from qrpay.cluster.run import Layout, alive, nginx_binary
+from qrpay.cluster.run import Layout, alive
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
-from tests.support.processes import child_env, free_port_base, port_is_free, run
+from tests.support.cluster import cluster_command, cluster_layout
+from tests.support.processes import child_env, port_is_free, run
 
 pytestmark = pytest.mark.postgres
 DEV_KEY = load_yaml(REPO_DEV_CONFIG / "secdist.yaml")["api_keys"][0]["key"]
 
 
-def cluster_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "qrpay.cluster", *args]
-
-
 @pytest.fixture
 def layout(tmp_path: Path, postgres_url: str) -> Iterator[tuple[Layout, list[str]]]:
-    if nginx_binary() is None:
-        if os.environ.get("QRPAY_REQUIRE_CLUSTER") == "1":
-            pytest.fail("QRPAY_REQUIRE_CLUSTER=1 but nginx is not installed")
-        pytest.skip("nginx is not installed (apt-get install -y nginx; `make cluster` does it)")
-    prefix = f"qrpay_test_cluster_{uuid.uuid4().hex[:8]}"
-    layout = Layout(
-        tmp_path / "cluster", free_port_base(40, low=20000, high=32000)
-    )  # below ephemeral ports
-    options = ["--var-dir", str(layout.var), "--port-base", str(layout.port_base)]
-    options += ["--db-prefix", prefix]
-    try:
-        yield layout, options
-    finally:
-        run(cluster_command("down", *options), env=child_env(), timeout=60)
-        with psycopg.connect(harness.PG_ADMIN, autocommit=True) as admin:
-            names = admin.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)
-            ).fetchall()
-            for (name,) in names:
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                    (name,),
-                )
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    with cluster_layout(tmp_path, "cluster") as found:
+        yield found
 
 
 def handled(metrics: str, handler: str) -> float:

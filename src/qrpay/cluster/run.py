@@ -1,4 +1,4 @@
-"""`python -m qrpay.cluster up|down`: a production-like cluster on this machine.
+"""`python -m qrpay.cluster up|down|restart`: a production-like cluster on this machine.
 
 `up` creates (or reuses) one PostgreSQL database per service with a database and
 one for the durable queue, writes config and secdist under the var directory, runs
@@ -8,6 +8,16 @@ all detached (logs in <var>/logs, pids in <var>/pids.json), and puts Debian's ng
 (installed if missing) in front: api-proxy on the port base, the iiko-integration
 load balancer on base+1, the payments-eda one on base+2; the services listen on
 base+20 and up. `down` stops them gracefully (SIGTERM, SIGKILL after 20 s) and nginx.
+
+`up --set KEY=VALUE` (repeatable) changes one value of the config the cluster writes, by
+its dotted path, the value in YAML: `--set payments.hold_watchdog_seconds=10`. The result
+is validated before anything starts.
+
+`restart NAME` (a name from pids.json: `payments-eda-1`, `eda`, `worker-payments-eda`, ...)
+is what a supervisor does for one instance: stops it if it still runs (SIGTERM, SIGKILL
+after 20 s), starts it again with the arguments and environment `up` gave it, appending to
+its log, records the new pid in pids.json and waits until it is ready (`/ready`, or a
+worker consuming).
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -22,15 +33,19 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-import psycopg
 import yaml
 
-from qrpay.bench import harness
-from qrpay.runner.context import has_database
+if TYPE_CHECKING:
+    from qrpay.bench import harness
+
+# `restart` is what a supervisor runs on a loaded machine: it imports nothing heavy (no
+# aiohttp, psycopg, pydantic or the services); `up` imports what it needs when it runs.
 
 DEFAULT_VAR = Path("var/cluster")
 DEFAULT_PORT_BASE = 9080
@@ -39,6 +54,9 @@ STOP_TIMEOUT = 20.0
 # Behind nginx: the two balanced services (two instances each) and the public api-proxy.
 BALANCED = ("iiko-integration", "payments-eda")
 SINGLE = ("eda", "transactions", "cardstorage", "cashback", "api-proxy")
+WORKER = "worker-payments-eda"
+WORKER_READY = "worker: consuming"
+READY_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,10 @@ class Layout:
     @property
     def nginx_conf(self) -> Path:
         return self.var / "nginx.conf"
+
+    @property
+    def config(self) -> Path:
+        return self.var / "config.yaml"
 
 
 def say(line: str) -> None:
@@ -219,6 +241,10 @@ def stop_processes(pids: list[int], timeout: float = STOP_TIMEOUT) -> list[int]:
 
 
 def ensure_database(name: str) -> str:
+    import psycopg
+
+    from qrpay.bench import harness
+
     with psycopg.connect(harness.PG_ADMIN, autocommit=True) as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
@@ -227,7 +253,40 @@ def ensure_database(name: str) -> str:
     return f"postgresql+asyncpg://{host_part}/{name}"
 
 
-def configure(layout: Layout, db_prefix: str) -> dict[str, str]:
+class BadOverride(ValueError):
+    """A `--set KEY=VALUE` that does not name a config value or gives it a bad one."""
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> None:
+    """``--set a.b.c=VALUE``: put YAML ``VALUE`` at ``config[a][b][c]`` (sections must exist)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        path = key.strip().split(".")
+        if not sep or not all(path):
+            raise BadOverride(f"--set {item!r}: expected KEY=VALUE, KEY a dotted config path")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise BadOverride(f"--set {item!r}: the value is not YAML: {exc}") from None
+        node: Any = config
+        for depth, part in enumerate(path[:-1]):
+            node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                where = ".".join(path[: depth + 1])
+                raise BadOverride(f"--set {item!r}: {where} is not a config section")
+        node[path[-1]] = value
+    from qrpay.kernel.config import parse_config
+
+    try:
+        parse_config(config)
+    except ValueError as exc:
+        raise BadOverride(f"--set {' '.join(overrides)}: the config is not valid: {exc}") from None
+
+
+def configure(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> dict[str, str]:
+    from qrpay.bench import harness
+    from qrpay.runner.context import has_database
+
     services = {service for _, service, _ in layout.instances}
     databases = {
         service: ensure_database(f"{db_prefix}_{service.replace('-', '_')}")
@@ -241,7 +300,8 @@ def configure(layout: Layout, db_prefix: str) -> dict[str, str]:
     env = harness.write_config(layout.var.resolve(), ports, databases)
     config = yaml.safe_load((layout.var / "config.yaml").read_text())
     config["deeplink"]["base"] = f"{layout.url(layout.nginx_ports['api-proxy'])}/go-pay/orders"
-    (layout.var / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    apply_overrides(config, overrides or [])
+    layout.config.write_text(yaml.safe_dump(config, allow_unicode=True))
     secdist = yaml.safe_load((layout.var / "secdist.yaml").read_text())
     secdist["queue_database"] = queue
     (layout.var / "secdist.yaml").write_text(yaml.safe_dump(secdist))
@@ -250,6 +310,8 @@ def configure(layout: Layout, db_prefix: str) -> dict[str, str]:
 
 
 async def wait_http(url: str, timeout: float = 60) -> None:
+    import aiohttp
+
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
@@ -262,6 +324,8 @@ async def wait_http(url: str, timeout: float = 60) -> None:
 
 
 async def bind_demo_cards(layout: Layout) -> None:
+    import aiohttp
+
     demo = yaml.safe_load((layout.var / "config.yaml").read_text()).get("demo") or {}
     port = next(port for _, service, port in layout.instances if service == "cardstorage")
     async with aiohttp.ClientSession() as session:
@@ -282,7 +346,12 @@ async def bind_demo_cards(layout: Layout) -> None:
 # -- commands --------------------------------------------------------------------------
 
 
-def up(layout: Layout, db_prefix: str) -> int:
+def up(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> int:
+    import aiohttp
+    import psycopg
+
+    from qrpay.bench import harness
+
     live = [entry for entry in read_pids(layout) if alive(int(str(entry["pid"])))]
     if live:
         say(
@@ -300,9 +369,12 @@ def up(layout: Layout, db_prefix: str) -> int:
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (layout.var / "nginx" / sub).mkdir(parents=True, exist_ok=True)
     try:
-        env = configure(layout, db_prefix)
+        env = configure(layout, db_prefix, overrides)
     except psycopg.Error as exc:
         say(f"qrpay cluster: PostgreSQL at {harness.PG_ADMIN}: {exc}".strip())
+        return 1
+    except BadOverride as exc:
+        say(f"qrpay cluster: {exc}")
         return 1
     migrated = subprocess.run(
         [harness.QRPAY, "db", "upgrade"],
@@ -315,26 +387,16 @@ def up(layout: Layout, db_prefix: str) -> int:
         say(f"qrpay cluster: `qrpay db upgrade` failed:\n{migrated.stdout}{migrated.stderr}")
         return 1
 
-    processes = [
-        harness.start(
-            name,
-            [harness.QRPAY, "serve", service, "--host", "127.0.0.1", "--port", str(port)],
-            port,
-            env,
-            layout.logs,
-        )
+    commands = [
+        (name, [harness.QRPAY, "serve", service, "--host", "127.0.0.1", "--port", str(port)], port)
         for name, service, port in layout.instances
     ]
-    worker = harness.start(
-        "worker-payments-eda",
-        [harness.QRPAY, "worker", "payments-eda", "--concurrency", "16"],
-        0,
-        env,
-        layout.logs,
-    )
-    processes.append(worker)
+    commands.append((WORKER, [harness.QRPAY, "worker", "payments-eda", "--concurrency", "16"], 0))
+    processes = [harness.start(name, args, port, env, layout.logs) for name, args, port in commands]
+    # What `restart NAME` needs to start one of them again the same way.
     entries: list[dict[str, object]] = [
-        {"name": p.name, "pid": p.popen.pid, "port": p.port} for p in processes
+        {"name": p.name, "pid": p.popen.pid, "port": p.port, "args": args, "env": env}
+        for p, (_, args, _) in zip(processes, commands, strict=True)
     ]
     write_pids(layout, entries)
     try:
@@ -354,24 +416,51 @@ def up(layout: Layout, db_prefix: str) -> int:
 
 
 async def wait_everything(layout: Layout, processes: list[harness.Process]) -> None:
+    from qrpay.bench import harness
+
     for process in processes:
         if process.port:
             await harness.wait_ready(process, "/ready", timeout=60)
     for port in layout.nginx_ports.values():
         await wait_http(f"{layout.url(port)}/ready")
     worker = processes[-1]
-    log = layout.logs / f"{worker.name}.log"
-    deadline = time.monotonic() + 30
-    while "worker: consuming" not in log.read_text(errors="replace"):
-        if worker.popen.poll() is not None:
-            raise RuntimeError(f"{worker.name} exited with {worker.popen.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{worker.name} did not start consuming within 30s")
-        await asyncio.sleep(0.2)
+    await asyncio.to_thread(wait_consuming, layout, worker.name, worker.popen.pid, offset=0)
     await bind_demo_cards(layout)
 
 
+def wait_consuming(
+    layout: Layout, name: str, pid: int, *, offset: int, timeout: float = 30
+) -> None:
+    """Wait until a worker logs that it consumes, after byte ``offset`` of its log."""
+    log = layout.logs / f"{name}.log"
+    deadline = time.monotonic() + timeout
+    while WORKER_READY.encode() not in log.read_bytes()[offset:]:
+        if not alive(pid):
+            raise RuntimeError(f"{name} exited before it started consuming")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start consuming within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def wait_answering(name: str, pid: int, url: str, *, timeout: float) -> None:
+    """Wait until ``url`` answers 200 (plain urllib: no proxy from the environment)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout
+    while True:
+        if not alive(pid):
+            raise RuntimeError(f"{name} exited before {url} answered")
+        # Refused, reset, timed out or an HTTP error (all OSError): not ready yet.
+        with contextlib.suppress(OSError), opener.open(url, timeout=5) as answer:
+            if answer.status == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} ({name}) did not answer 200 within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
 def print_banner(layout: Layout, processes: list[harness.Process]) -> None:
+    from qrpay.bench import harness
+
     nginx = layout.nginx_ports
     bin_dir = Path(harness.QRPAY).parent
     cashback = next(port for _, service, port in layout.instances if service == "cashback")
@@ -429,7 +518,87 @@ def down(layout: Layout, *, quiet: bool = False) -> int:
 
 
 def write_pids(layout: Layout, entries: list[dict[str, object]]) -> None:
-    layout.pids.write_text(json.dumps({"processes": entries}, indent=2) + "\n")
+    # Atomic: a concurrent reader (`down`, another `restart`) never sees half a file.
+    partial = layout.pids.with_suffix(".json.tmp")
+    partial.write_text(json.dumps({"processes": entries}, indent=2) + "\n")
+    partial.replace(layout.pids)
+
+
+@contextlib.contextmanager
+def pids_lock(layout: Layout) -> Iterator[None]:
+    """Serializes read-modify-write of pids.json between concurrent `restart`s."""
+    with (layout.var / "pids.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def restart(layout: Layout, name: str) -> int:
+    """Start one instance again as `up` started it (stopping it first if it still runs)."""
+    entry = next((e for e in read_pids(layout) if e.get("name") == name), None)
+    if entry is None:
+        names = ", ".join(str(e.get("name")) for e in read_pids(layout))
+        say(
+            f"qrpay cluster: no instance {name!r} in {layout.pids}"
+            + (f" (instances: {names})" if names else " (is the cluster up?)")
+        )
+        return 1
+    stored_args, stored_env = entry.get("args"), entry.get("env")
+    if not isinstance(stored_args, list) or not isinstance(stored_env, dict):
+        say(f"qrpay cluster: {layout.pids} was written by an older `up`; restart the cluster")
+        return 1
+    args = [str(arg) for arg in stored_args]
+    env = {str(key): str(value) for key, value in stored_env.items()}
+    began = time.monotonic()
+    old_pid = int(str(entry["pid"]))
+    stopped = ""
+    if alive(old_pid):
+        killed = stop_processes([old_pid])
+        stopped = " (was running: killed after 20s)" if killed else " (was running: stopped)"
+    port = int(str(entry.get("port") or 0))
+    if port and not wait_port_free(port, timeout=10):
+        say(f"qrpay cluster: port {port} of {name} is still in use; not restarting it")
+        return 1
+    log = layout.logs / f"{name}.log"
+    offset = log.stat().st_size if log.exists() else 0
+    with log.open("ab") as handle:
+        popen = subprocess.Popen(
+            args,
+            env={**os.environ, **env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    with pids_lock(layout):
+        entries = read_pids(layout)
+        for one in entries:
+            if one.get("name") == name:
+                one["pid"] = popen.pid
+        write_pids(layout, entries)
+    try:
+        if port:
+            wait_answering(name, popen.pid, f"{layout.url(port)}/ready", timeout=READY_TIMEOUT)
+        else:
+            wait_consuming(layout, name, popen.pid, offset=offset)
+    except RuntimeError as exc:
+        say(f"qrpay cluster: {exc}; log: {log}")
+        return 1
+    say(
+        f"qrpay cluster: restarted {name}{stopped}: pid {popen.pid}, ready in "
+        f"{time.monotonic() - began:.1f}s"
+    )
+    return 0
+
+
+def wait_port_free(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not port_free(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def port_free(port: int) -> bool:
@@ -446,16 +615,39 @@ def port_free(port: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qrpay.cluster", description=__doc__)
-    parser.add_argument("command", choices=("up", "down"))
+    parser.add_argument("command", choices=("up", "down", "restart"))
+    parser.add_argument(
+        "instance",
+        nargs="?",
+        help="restart: the instance to start again, a name from pids.json "
+        "(payments-eda-1, eda, worker-payments-eda, ...)",
+    )
     parser.add_argument("--var-dir", type=Path, default=DEFAULT_VAR)
     parser.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE)
     parser.add_argument(
         "--db-prefix", default=DEFAULT_DB_PREFIX, help="databases are <prefix>_<service>"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="up: set a value of the config the cluster writes, by dotted path, the value in "
+        "YAML (e.g. --set payments.hold_watchdog_seconds=10); repeatable",
+    )
     args = parser.parse_args(argv)
     layout = Layout(args.var_dir, args.port_base)
+    if args.command == "restart":
+        if not args.instance:
+            parser.error("restart needs the instance name")
+        return restart(layout, args.instance)
+    if args.instance:
+        parser.error(f"{args.command} takes no instance name")
+    if args.overrides and args.command != "up":
+        parser.error("--set applies to up only")
     if args.command == "up":
-        return up(layout, args.db_prefix)
+        return up(layout, args.db_prefix, args.overrides)
     return down(layout)
 
 

@@ -1,0 +1,76 @@
+"""`python -m qrpay.cluster`: `--set` overrides and `restart` without a running cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qrpay.cluster.run import BadOverride, Layout, apply_overrides, main
+from qrpay.kernel.config import load_yaml
+from qrpay.kernel.settings import REPO_DEV_CONFIG
+
+
+def dev_config() -> dict[str, Any]:
+    data: dict[str, Any] = load_yaml(REPO_DEV_CONFIG / "config.yaml")
+    return data
+
+
+def test_set_puts_a_yaml_value_at_a_dotted_path() -> None:
+    config = dev_config()
+    apply_overrides(
+        config,
+        ["payments.hold_watchdog_seconds=10", "transactions.gateway.latency_ms=5"],
+    )
+    assert config["payments"]["hold_watchdog_seconds"] == 10
+    assert config["transactions"]["gateway"]["latency_ms"] == 5
+    assert config["payments"]["polling_delay_seconds"] == "1"  # the rest is untouched
+
+
+@pytest.mark.parametrize(
+    ("override", "complaint"),
+    [
+        ("payments.hold_watchdog_seconds", "expected KEY=VALUE"),
+        ("=3", "expected KEY=VALUE"),
+        ("payments..x=3", "expected KEY=VALUE"),
+        ("nowhere.at_all=3", "nowhere is not a config section"),
+        ("payments.hold_watchdog_seconds.x=3", "is not a config section"),
+        ("payments.hold_watchdog_seconds=-1", "the config is not valid"),
+        ("payments.no_such_option=1", "the config is not valid"),
+        ("payments.hold_watchdog_seconds=[1", "the value is not YAML"),
+    ],
+)
+def test_a_bad_set_is_refused_with_the_reason(override: str, complaint: str) -> None:
+    with pytest.raises(BadOverride, match=complaint):
+        apply_overrides(dev_config(), [override])
+
+
+def test_restart_of_an_unknown_instance_names_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layout = Layout(tmp_path, 9080)
+    layout.pids.write_text(
+        json.dumps({"processes": [{"name": "eda", "pid": 1, "port": 9100, "args": [], "env": {}}]})
+    )
+    assert main(["restart", "nope", "--var-dir", str(tmp_path)]) == 1
+    said = capsys.readouterr().out
+    assert "no instance 'nope'" in said
+    assert "(instances: eda)" in said
+
+
+def test_restart_without_a_cluster_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["restart", "eda", "--var-dir", str(tmp_path)]) == 1
+    assert "is the cluster up?" in capsys.readouterr().out
+
+
+def test_restart_needs_an_instance_and_set_is_for_up(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["restart", "--var-dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["down", "eda", "--var-dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["down", "--set", "a=1", "--var-dir", str(tmp_path)])
