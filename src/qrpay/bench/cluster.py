@@ -195,42 +195,63 @@ def process_pids(layout: run.Layout) -> dict[str, int]:
     return pids
 
 
-class ConnectionSampler(threading.Thread):
-    """Peak PostgreSQL connections while the load runs: the bench's databases and all."""
+class PostgresSampler(threading.Thread):
+    """While the load runs: peak PostgreSQL connections (the bench's databases and all) and
+    the CPU of the server processes serving the bench's databases. Only those: PostgreSQL
+    may be shared with other work, and its background processes are not counted."""
 
     def __init__(self, db_prefix: str) -> None:
         super().__init__(daemon=True)
         self.db_prefix = db_prefix + "_"
+        self.ready = threading.Event()
         self.done = threading.Event()
         self.peak_ours = 0
         self.peak_all = 0
         self.limit = 0
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
 
     def run(self) -> None:
-        with (
-            contextlib.suppress(psycopg.Error),
-            psycopg.connect(harness.PG_ADMIN, autocommit=True) as admin,
-        ):
-            self.limit = int(str(admin.execute("SHOW max_connections").fetchone()[0]))  # type: ignore[index]
-            while not self.done.wait(0.25):
-                ours, every = admin.execute(
-                    "SELECT count(*) FILTER (WHERE left(datname, %s) = %s), count(*)"
-                    " FROM pg_stat_activity WHERE backend_type = 'client backend'",
-                    (len(self.db_prefix), self.db_prefix),
-                ).fetchone() or (0, 0)
-                self.peak_ours = max(self.peak_ours, int(ours))
-                self.peak_all = max(self.peak_all, int(every))
+        try:
+            with psycopg.connect(harness.PG_ADMIN, autocommit=True) as admin:
+                row = admin.execute("SHOW max_connections").fetchone()
+                self.limit = int(row[0]) if row else 0
+                while True:
+                    self._sample(admin)
+                    self.ready.set()
+                    if self.done.wait(0.25):
+                        self._sample(admin)
+                        return
+        except psycopg.Error:
+            pass
+        finally:
+            self.ready.set()
 
-    def stop(self) -> tuple[int, int, int]:
+    def _sample(self, admin: psycopg.Connection[tuple[object, ...]]) -> None:
+        rows = admin.execute(
+            "SELECT pid, left(datname, %s) = %s FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend'",
+            (len(self.db_prefix), self.db_prefix),
+        ).fetchall()
+        ours = [int(str(pid)) for pid, mine in rows if mine]
+        self.peak_ours = max(self.peak_ours, len(ours))
+        self.peak_all = max(self.peak_all, len(rows))
+        for pid in ours:
+            spent = harness.cpu_seconds(pid)
+            # Seen at the first sample: count from there; opened later: all of its CPU.
+            self._first.setdefault(pid, spent if not self.ready.is_set() else 0.0)
+            self._last[pid] = spent
+
+    def stop(self) -> tuple[tuple[int, int, int], float]:
+        """((peak ours, peak all, max_connections), CPU seconds of our server processes)."""
         self.done.set()
         self.join(5)
-        return self.peak_ours, self.peak_all, self.limit
+        cpu = sum(max(0.0, self._last[pid] - first) for pid, first in self._first.items())
+        return (self.peak_ours, self.peak_all, self.limit), cpu
 
 
 def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
-    spent = {name: harness.cpu_seconds(pid) for name, pid in pids.items()}
-    spent["postgresql"] = harness.postgres_cpu_seconds()
-    return spent
+    return {name: harness.cpu_seconds(pid) for name, pid in pids.items()}
 
 
 # -- one step --------------------------------------------------------------------------
@@ -319,8 +340,9 @@ def run_step(
             generate(pool, urls, ids, orders[:warm_payments], warm, args.warmup, args)
         stage("warm-up")
         pids = process_pids(layout)
-        sampler = ConnectionSampler(db_prefix)
+        sampler = PostgresSampler(db_prefix)
         sampler.start()
+        sampler.ready.wait(10)
         before = cpu_snapshot(pids)
         began = time.perf_counter()
         result.pos, result.payments, result.requests = generate(
@@ -328,9 +350,10 @@ def run_step(
         )
         elapsed = time.perf_counter() - began
         after = cpu_snapshot(pids)
-        result.connections = sampler.stop()
+        result.connections, postgres_cpu = sampler.stop()
         stage("load")
         result.cpu = {name: max(0.0, after[name] - before[name]) / elapsed for name in before}
+        result.cpu["postgresql"] = postgres_cpu / elapsed
         spent = result.pos.cpu_seconds + result.payments.cpu_seconds
         result.cpu["load generator"] = spent / elapsed
     except Exception as exc:
@@ -367,7 +390,7 @@ def rows(result: StepResult) -> list[str]:
             f"{result.phase:8} {result.step:9} {SHORT.get(stream.name, stream.name):9} "
             f"{offered:>9} {stream.ok_rate:8,.1f} {ms(stream.percentile_ms(0.5)):>8} "
             f"{ms(stream.percentile_ms(0.99)):>8} {ms(stream.max_ms):>8} "
-            f"{stream.outcomes[load.OK]:7d} {stream.outcomes[load.OVERLOADED]:6d} "
+            f"{stream.outcomes[load.OK]:7d} {stream.outcomes[load.REFUSED]:6d} "
             f"{stream.outcomes[load.ERROR]:6d} {stream.outcomes[load.TIMEOUT]:7d} "
             f"{ms(stream.refusal_ms(0.99)):>8}"
         )
@@ -413,7 +436,7 @@ def target_verdict(result: StepResult, p99_ms: float) -> str:
         f"{result.phase} {result.step} ({result.rates}, p99 <= {p99_ms:.0f} ms, no errors): "
         f"{'MET' if met else 'NOT MET'}: POS {result.pos.ok_rate:,.0f}/s p99 {ms(pos_p99)} ms; "
         f"payments {result.payments.ok_rate:,.1f}/s paid, their requests p99 {ms(api_p99)} ms; "
-        f"requests refused {outcomes[load.OVERLOADED]}, failed {outcomes[load.ERROR]}, "
+        f"requests refused {outcomes[load.REFUSED]}, failed {outcomes[load.ERROR]}, "
         f"timed out {outcomes[load.TIMEOUT]}; payments not paid {result.payments.failures}"
     )
 
@@ -436,10 +459,10 @@ def overload_verdict(result: StepResult, fast_ms: float) -> str:
     paid = result.payments.outcomes
     return (
         f"{result.phase} {result.step} ({result.rates}: fast refusals, no timeouts): "
-        f"{'MET' if met else 'NOT MET'}: requests {outcomes[load.OVERLOADED]} refused with 503 "
+        f"{'MET' if met else 'NOT MET'}: requests {outcomes[load.REFUSED]} refused with 503 "
         f"(p99 {ms(refusal_p99)} ms; fast: <= {fast_ms:.0f} ms), {outcomes[load.TIMEOUT]} timed "
         f"out, {outcomes[load.ERROR]} other errors, {outcomes[load.OK]} answered; payments "
-        f"{paid[load.OK]} paid, {paid[load.OVERLOADED]} refused, {paid[load.TIMEOUT]} not paid "
+        f"{paid[load.OK]} paid, {paid[load.REFUSED]} refused, {paid[load.TIMEOUT]} not paid "
         f"in time, {paid[load.ERROR]} failed"
     )
 
@@ -452,11 +475,15 @@ def report(results: list[StepResult], args: argparse.Namespace, config: dict[str
             say(line)
     say(
         "\nok/s: answers 200 (payments: PAYED) per second of the step; latency from each one's "
-        "scheduled start (open loop);\n503: refused as overloaded (503 p99: their latency); "
+        "scheduled start (open loop);\n503: refused (by the service or a dependency's bulkhead; "
+        "503 p99: their latency); "
         f"timeout: no answer in {args.timeout:.0f} s (a payment: not PAYED in "
         f"{args.payment_deadline:.0f} s)"
     )
-    say(f"\nCPU, cores used while the load ran (of {os.cpu_count()} shared by everything):")
+    say(
+        f"\nCPU, cores used while the load ran (of {os.cpu_count()} shared by everything; "
+        "postgresql: the server processes of the bench's databases):"
+    )
     for result in results:
         say(cpu_line(result))
     say("\nPostgreSQL connections, peak while the load ran (the bench's / all / max_connections):")
@@ -466,15 +493,13 @@ def report(results: list[StepResult], args: argparse.Namespace, config: dict[str
             say(f"  {result.label}: {ours} / {every} / {limit}")
     failed = [
         f"  {r.label} {SHORT.get(s.name, s.name)}: "
-        + ", ".join(
-            f"{'no answer' if code == 0 else code} x{n}" for code, n in sorted(s.statuses.items())
-        )
+        + ", ".join(f"{kind} x{n}" for kind, n in s.kinds.most_common())
         for r in results
         for s in (r.pos, r.requests)
-        if s.statuses
+        if s.kinds
     ]
     if failed:
-        say("\nFailed requests by HTTP status (503 includes the overloaded refusals):")
+        say("\nRequests not answered 200, by status and error code:")
         for line in failed:
             say(line)
     notes = [note for result in results for note in lag_notes(result)]

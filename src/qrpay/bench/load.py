@@ -4,8 +4,10 @@ Request i of a stream at ``rate`` per second is due at ``start + i / rate``; its
 latency is measured from that due time, not from when it was actually sent, so a
 stall of the server (or of the generator) shows in the figures instead of quietly
 lowering the offered load. Every answer is sorted into one outcome: ``ok`` (200),
-``overloaded`` (503 ``overloaded``: a refusal), ``error`` (any other status or a
-broken connection) or ``timeout`` (no answer within the client's timeout).
+``refused`` (503: the service, or a dependency's bulkhead, turned it away; how fast
+shows in the refusals' latency), ``error`` (any other status or a broken connection) or
+``timeout`` (no answer within the client's timeout). Failures are also counted by what
+they were: "503 overloaded", "503 eda_unavailable", "502", "timeout", "connection".
 """
 
 from __future__ import annotations
@@ -18,17 +20,17 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-import aiohttp
+import orjson
 
-from qrpay.bench import harness
+from qrpay.bench import harness, wire
 
 OK = "ok"
-OVERLOADED = "overloaded"
+REFUSED = "refused"
 ERROR = "error"
 TIMEOUT = "timeout"
-OUTCOMES = (OK, OVERLOADED, ERROR, TIMEOUT)
+OUTCOMES = (OK, REFUSED, ERROR, TIMEOUT)
+TICK = 0.001  # the generator's shortest sleep: a request may start up to this late
 
 
 @dataclass
@@ -39,19 +41,19 @@ class Stream:
     rate: float  # offered per second; 0 when the stream follows another (polls)
     seconds: float  # how long it was offered
     latencies: list[float] = field(default_factory=list)  # every outcome, from its due time
-    refusals: list[float] = field(default_factory=list)  # the 503 overloaded ones alone
+    refusals: list[float] = field(default_factory=list)  # the 503s alone
     outcomes: Counter[str] = field(default_factory=Counter)
-    statuses: Counter[int] = field(default_factory=Counter)  # of the failures; 0: no answer
+    kinds: Counter[str] = field(default_factory=Counter)  # the failures, by what they were
     lags: list[float] = field(default_factory=list)  # how late the generator started each one
     window: float = 0.0  # from the first due time to the last outcome
     cpu_seconds: float = 0.0  # the generator process's own CPU while it ran
 
-    def record(self, outcome: str, latency: float, status: int = 0) -> None:
+    def record(self, outcome: str, latency: float, kind: str = "") -> None:
         self.outcomes[outcome] += 1
         if outcome != OK:
-            self.statuses[status] += 1
+            self.kinds[kind or outcome] += 1
         self.latencies.append(latency)
-        if outcome == OVERLOADED:
+        if outcome == REFUSED:
             self.refusals.append(latency)
 
     @property
@@ -86,38 +88,43 @@ class Answer:
     status: int = 0
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+    kind: str = ""  # what a failure was: "503 overloaded", "502", "timeout", "connection"
 
 
-def classify(status: int, body: bytes) -> str:
+def classify(status: int, body: bytes) -> tuple[str, str]:
+    """(outcome, kind) of an HTTP answer; the kind names the error code of a JSON body."""
     if status == 200:
-        return OK
-    if status == 503 and b"overloaded" in body:
-        return OVERLOADED
-    return ERROR
+        return OK, ""
+    code = ""
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        code = str(orjson.loads(body).get("code") or "")
+    kind = f"{status} {code}".strip()
+    return (REFUSED if status == 503 else ERROR), kind
 
 
 async def call(
     stream: Stream | None,
-    session: aiohttp.ClientSession,
+    client: wire.Client,
     method: str,
-    url: str,
+    path: str,
     *,
     since: float,
-    **kwargs: Any,
+    timeout: float,
+    body: bytes = b"",
+    params: dict[str, str] | None = None,
 ) -> Answer:
     """One request; its outcome and latency from ``since`` (perf_counter) go to ``stream``."""
     try:
-        async with session.request(method, url, **kwargs) as response:
-            body = await response.read()
-            answer = Answer(
-                classify(response.status, body), response.status, body, response.headers
-            )
+        response = await client.request(method, path, body=body, params=params, timeout=timeout)
+        outcome, kind = classify(response.status, response.body)
+        answer = Answer(outcome, response.status, response.body, response.headers, kind)
     except TimeoutError:
-        answer = Answer(TIMEOUT)
-    except (aiohttp.ClientError, OSError):
-        answer = Answer(ERROR)
+        answer = Answer(TIMEOUT, kind="timeout")
+    except (OSError, ValueError, IndexError) as exc:
+        # OSError: refused or broken connection; ValueError/IndexError: a garbled answer.
+        answer = Answer(ERROR, kind=f"connection ({type(exc).__name__})")
     if stream is not None:
-        stream.record(answer.outcome, time.perf_counter() - since, answer.status)
+        stream.record(answer.outcome, time.perf_counter() - since, answer.kind)
     return answer
 
 
@@ -153,7 +160,8 @@ async def open_loop(
         due = start + index / stream.rate
         delay = due - time.perf_counter()
         if delay > 0:
-            await asyncio.sleep(delay)
+            # At least a millisecond: at thousands a second, one wake-up starts a few.
+            await asyncio.sleep(max(delay, TICK))
         tasks.append(asyncio.create_task(one(index, due)))
     await asyncio.gather(*tasks)
     stream.window = time.perf_counter() - start

@@ -27,7 +27,7 @@ import orjson
 import uvloop
 import yaml
 
-from qrpay.bench import harness, load, pos
+from qrpay.bench import harness, load, pos, wire
 
 USER = "bench-user"
 CARD = "bench-card"
@@ -91,14 +91,14 @@ async def bind_card(session: aiohttp.ClientSession, cardstorage: str) -> None:
 
 
 async def pay_order(
-    session: aiohttp.ClientSession,
-    api: str,
+    client: wire.Client,
     order: pos.Order,
     *,
     card: str,
     since: float,
     deadline: float,
     poll_interval: float,
+    timeout: float,
     requests: load.Stream | None = None,
 ) -> tuple[str, float]:
     """One payment as the app makes it: preorder, pay, then poll the status as often as
@@ -111,10 +111,11 @@ async def pay_order(
     query = {"order_id": order.order_id, "hmac": order.hmac}
     answer = await load.call(
         requests,
-        session,
+        client,
         "GET",
-        f"{api}/4.0/payments/v1/preorder",
+        "/4.0/payments/v1/preorder",
         since=since,
+        timeout=timeout,
         params={**query, "service": "restaurant"},
     )
     if answer.outcome != load.OK:
@@ -127,14 +128,26 @@ async def pay_order(
     }
     started = time.perf_counter()
     answer = await load.call(
-        requests, session, "POST", f"{api}/4.0/payments/v1/orders", since=started, json=body
+        requests,
+        client,
+        "POST",
+        "/4.0/payments/v1/orders",
+        since=started,
+        timeout=timeout,
+        body=orjson.dumps(body),
     )
     if answer.outcome != load.OK:
         return answer.outcome, started
     while True:
         sent = time.perf_counter()
         answer = await load.call(
-            requests, session, "GET", f"{api}/4.0/payments/v1/orders", since=sent, params=query
+            requests,
+            client,
+            "GET",
+            "/4.0/payments/v1/orders",
+            since=sent,
+            timeout=timeout,
+            params=query,
         )
         delay = poll_interval
         if answer.outcome == load.OK:
@@ -144,7 +157,7 @@ async def pay_order(
             if status == "DECLINED":
                 return load.ERROR, started
             # Poll like the app does: as often as the server says.
-            delay = float(answer.headers.get("X-Polling-Delay", poll_interval))
+            delay = float(answer.headers.get("x-polling-delay", poll_interval))
         left = deadline - time.perf_counter()
         if left <= 0:
             return load.TIMEOUT, started
@@ -152,38 +165,35 @@ async def pay_order(
 
 
 async def pay_all(api: str, orders: list[pos.Order], concurrency: int, poll_interval: float) -> Run:
-    headers = {"X-Yandex-UID": USER}
     latencies: list[float] = []
     errors = 0
     slots = asyncio.Semaphore(concurrency)
-    connector = aiohttp.TCPConnector(limit=concurrency * 2)
-    timeout = aiohttp.ClientTimeout(total=30)
+    client = wire.Client(api, connections=concurrency * 2, headers={"X-Yandex-UID": USER})
 
-    async with aiohttp.ClientSession(
-        connector=connector, headers=headers, timeout=timeout
-    ) as session:
+    async def one(order: pos.Order) -> None:
+        nonlocal errors
+        async with slots:
+            now = time.perf_counter()
+            outcome, started = await pay_order(
+                client,
+                order,
+                card=CARD,
+                since=now,
+                deadline=now + 30,
+                poll_interval=poll_interval,
+                timeout=30,
+            )
+            if outcome == load.OK:
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors += 1
 
-        async def one(order: pos.Order) -> None:
-            nonlocal errors
-            async with slots:
-                now = time.perf_counter()
-                outcome, started = await pay_order(
-                    session,
-                    api,
-                    order,
-                    card=CARD,
-                    since=now,
-                    deadline=now + 30,
-                    poll_interval=poll_interval,
-                )
-                if outcome == load.OK:
-                    latencies.append(time.perf_counter() - started)
-                else:
-                    errors += 1
-
-        began = time.perf_counter()
+    began = time.perf_counter()
+    try:
         await asyncio.gather(*(one(order) for order in orders))
-        elapsed = time.perf_counter() - began
+    finally:
+        client.close()
+    elapsed = time.perf_counter() - began
     return Run(f"payments (concurrency {concurrency})", len(latencies), elapsed, latencies, errors)
 
 
@@ -208,27 +218,26 @@ async def payment_stream(
     """
     payments = load.Stream("payments (to PAYED)", rate, seconds)
     requests = load.Stream("payment API requests", 0.0, seconds)
-    connector = aiohttp.TCPConnector(limit=connections)
-    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    client = wire.Client(api, connections=connections, headers={"X-Yandex-UID": user})
     count = min(len(orders), int(rate * seconds))
-    async with aiohttp.ClientSession(
-        connector=connector, headers={"X-Yandex-UID": user}, timeout=client_timeout
-    ) as session:
 
-        async def fire(index: int, due: float) -> None:
-            outcome, _ = await pay_order(
-                session,
-                api,
-                orders[index],
-                card=card,
-                since=due,
-                deadline=due + deadline,
-                poll_interval=poll_interval,
-                requests=requests,
-            )
-            payments.record(outcome, time.perf_counter() - due)
+    async def fire(index: int, due: float) -> None:
+        outcome, _ = await pay_order(
+            client,
+            orders[index],
+            card=card,
+            since=due,
+            deadline=due + deadline,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            requests=requests,
+        )
+        payments.record(outcome, time.perf_counter() - due)
 
+    try:
         await load.open_loop(payments, fire, count=count, start_at=start_at)
+    finally:
+        client.close()
     requests.window = payments.window
     return payments, requests
 
@@ -276,27 +285,27 @@ async def baseline_loop(url: str, count: int, concurrency: int) -> Run:
     latencies: list[float] = []
     errors = 0
     slots = asyncio.Semaphore(concurrency)
-    connector = aiohttp.TCPConnector(limit=concurrency * 2)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    client = wire.Client(url, connections=concurrency * 2)
 
-        async def one(index: int) -> None:
-            nonlocal errors
-            async with slots:
-                try:
-                    started = time.perf_counter()
-                    body = {"client_id": "rest-1", "orders": [f"o-{index}"]}
-                    async with session.post(f"{url}/orders/list", json=body) as answer:
-                        await answer.read()
-                    for _ in range(2):
-                        async with session.get(f"{url}/ping") as answer:
-                            await answer.read()
-                    latencies.append(time.perf_counter() - started)
-                except (aiohttp.ClientError, OSError):
-                    errors += 1
+    async def one(index: int) -> None:
+        nonlocal errors
+        async with slots:
+            try:
+                started = time.perf_counter()
+                body = orjson.dumps({"client_id": "rest-1", "orders": [f"o-{index}"]})
+                await client.request("POST", "/orders/list", body=body, timeout=30)
+                for _ in range(2):
+                    await client.request("GET", "/ping", timeout=30)
+                latencies.append(time.perf_counter() - started)
+            except (OSError, TimeoutError):
+                errors += 1
 
-        began = time.perf_counter()
+    began = time.perf_counter()
+    try:
         await asyncio.gather(*(one(i) for i in range(count)))
-        elapsed = time.perf_counter() - began
+    finally:
+        client.close()
+    elapsed = time.perf_counter() - began
     return Run(
         f"baseline: bare FastAPI, 3 requests (concurrency {concurrency})",
         len(latencies),

@@ -27,7 +27,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from qrpay.bench import harness, load
+from qrpay.bench import harness, load, wire
 
 API_KEY = "demo-pos-key-0123456789abcdef"
 LUA = Path(__file__).with_name("pos_mix.lua")
@@ -117,20 +117,18 @@ async def mix_stream(
 ) -> load.Stream:
     """The POS mix in an open loop at ``rate`` per second (see qrpay.bench.load)."""
     stream = load.Stream(name, rate, seconds)
-    connector = aiohttp.TCPConnector(limit=connections)
-    headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
+    client = wire.Client(base_url, connections=connections, headers={"X-API-Key": API_KEY})
     prefix = f"mix-{uuid.uuid4().hex[:8]}-"
     rng = random.Random(7)
-    client_timeout = aiohttp.ClientTimeout(total=timeout)
-    async with aiohttp.ClientSession(
-        connector=connector, headers=headers, timeout=client_timeout
-    ) as session:
 
-        async def fire(index: int, due: float) -> None:
-            path, body = mix_request(rng, ids, prefix, index)
-            await load.call(stream, session, "POST", base_url + path, since=due, data=body)
+    async def fire(index: int, due: float) -> None:
+        path, body = mix_request(rng, ids, prefix, index)
+        await load.call(stream, client, "POST", path, since=due, timeout=timeout, body=body)
 
+    try:
         await load.open_loop(stream, fire, start_at=start_at)
+    finally:
+        client.close()
     return stream
 
 
