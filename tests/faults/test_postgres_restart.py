@@ -38,7 +38,6 @@ from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from tests.integration.payments.cluster import (
     DATABASES,
-    SERVED,
     USER,
     Cluster,
     PortTaken,
@@ -61,7 +60,7 @@ PAY_LOOPS = 2
 CLIENT_TIMEOUT = 20.0  # no answer within this is a hang
 READY_SERVICES = ("eda", "cardstorage", "cashback", "transactions", "payments-eda")
 WITH_DATABASE = ("eda", "cardstorage", "cashback", "transactions")
-ALL_SERVICES = (*SERVED, "iiko-integration")
+UNHANDLED_MARKS = ("unhandled_error", "Traceback", "answered 500", "exception was never retrieved")
 
 
 @dataclass
@@ -374,6 +373,7 @@ async def test_services_recover_from_a_postgres_restart_under_load(
         await asyncio.sleep(AFTER)
         load.stop.set()
         await asyncio.gather(*loops)
+    load_ended = time.monotonic()
 
     violations: list[str] = []
     deadline = time.monotonic() + 40
@@ -382,7 +382,7 @@ async def test_services_recover_from_a_postgres_restart_under_load(
             violations.append(f"not converged 40 s after the load: {unsettled[:10]}")
             break
         await asyncio.sleep(0.3)
-    settled = time.monotonic() - back
+    settled = time.monotonic() - load_ended
 
     violations += request_violations(load.samples, stopped, back)
     for order_id in load.paid:
@@ -409,6 +409,14 @@ async def test_services_recover_from_a_postgres_restart_under_load(
             violations.append(f"{log.name}: the process exited with {process.returncode}")
     if worker.poll() is not None:
         violations.append(f"the worker exited with {worker.returncode}")
+    # A 500 inside the stack is hidden from the POS and the guest (their callers retry and
+    # answer 503): look for it in every process's log.
+    unhandled = 0
+    for _, log in stack.processes:
+        lines = log.read_text(errors="replace").splitlines()
+        bad = [line for line in lines if any(mark in line for mark in UNHANDLED_MARKS)]
+        unhandled += len(bad)
+        violations += [f"{log.name}: {line[:200]}" for line in bad[:3]]
     failed = sql(
         stack.queue_url, "SELECT id, task_name FROM procrastinate_jobs WHERE status = 'failed'"
     )
@@ -423,8 +431,9 @@ async def test_services_recover_from_a_postgres_restart_under_load(
         f" requests {render(by_phase(load.samples, stopped, back))};"
         " first success after PostgreSQL was back: "
         + ", ".join(f"{kind} {'never' if t is None else f'{t:.2f}s'}" for kind, t in firsts.items())
-        + f"; paid {len(load.paid)} (all PAYED), refused {len(load.refused)};"
-        f" converged {settled:.1f}s after PostgreSQL was back; violations: {len(violations)}"
+        + f"; pay got 200: {len(load.paid)}, got no 200: {len(load.refused)};"
+        f" converged {settled:.1f}s after the load ended; 500s or tracebacks in the"
+        f" services' logs: {unhandled}; violations: {len(violations)}"
     )
     for violation in violations[:30]:
         print(f"  violation: {violation}")

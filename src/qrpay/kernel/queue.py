@@ -176,6 +176,16 @@ class _ResilientJobManager(pmanager.JobManager):
                 raise
             log.warning("queue_heartbeat_failed", worker_id=worker_id, reason=_reason(exc))
 
+    async def list_jobs_to_abort_async(self, queue: str | None = None) -> Iterable[int]:
+        try:
+            return await super().list_jobs_to_abort_async(queue)
+        except pexc.ConnectorException as exc:
+            if not is_transient(exc):
+                raise
+            # procrastinate would log it with a traceback and poll again: say it in one line.
+            log.warning("queue_abort_poll_failed", reason=_reason(exc))
+            return []
+
     async def listen_for_jobs(self, **kwargs: Any) -> None:
         # procrastinate's listener gives up (and, through its worker, stops the worker) on
         # the first failed reconnection: keep reconnecting. Polling covers the gap.
