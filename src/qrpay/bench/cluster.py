@@ -46,6 +46,7 @@ import yaml
 
 from qrpay.bench import harness, load, pay, pos
 from qrpay.cluster import run
+from qrpay.kernel.config import QrpayConfig, parse_config
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 
 PHASES = ("single", "cluster")
@@ -107,9 +108,9 @@ def single_ports(layout: run.Layout) -> dict[str, int]:
     return ports
 
 
-def start_single(layout: run.Layout, db_prefix: str) -> None:
+def start_single(layout: run.Layout, db_prefix: str, overrides: list[str]) -> None:
     layout.logs.mkdir(parents=True, exist_ok=True)
-    env = run.configure(layout, db_prefix)
+    env = run.configure(layout, db_prefix, overrides)
     subprocess.run(
         [harness.QRPAY, "db", "upgrade"],
         env={**os.environ, **env},
@@ -149,10 +150,10 @@ def start_single(layout: run.Layout, db_prefix: str) -> None:
     asyncio.run(run.wait_everything(layout, processes))
 
 
-def start_cluster(layout: run.Layout, db_prefix: str) -> None:
+def start_cluster(layout: run.Layout, db_prefix: str, overrides: list[str]) -> None:
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
-        code = run.up(layout, db_prefix)
+        code = run.up(layout, db_prefix, overrides)
     if code != 0:
         raise RuntimeError(f"the cluster did not start:\n{output.getvalue()}")
 
@@ -321,7 +322,7 @@ def run_step(
         mark = now
 
     try:
-        (start_single if phase == "single" else start_cluster)(layout, db_prefix)
+        (start_single if phase == "single" else start_cluster)(layout, db_prefix, args.overrides)
         stage("start")
         urls = {
             "pos": layout.url(layout.nginx_ports["iiko-integration"]),
@@ -467,7 +468,7 @@ def overload_verdict(result: StepResult, fast_ms: float) -> str:
     )
 
 
-def report(results: list[StepResult], args: argparse.Namespace, config: dict[str, object]) -> None:
+def report(results: list[StepResult], args: argparse.Namespace, config: QrpayConfig) -> None:
     say("")
     say(HEADER)
     for result in results:
@@ -507,11 +508,23 @@ def report(results: list[StepResult], args: argparse.Namespace, config: dict[str
         say("\nThe load generator fell behind its schedule:")
         for note in notes:
             say(note)
+    # A dependency's bulkhead (callers waiting on it per process), where the config has one.
+    bulkheads = sorted(
+        {int(getattr(dependency, "max_in_flight", 0)) for dependency in config.services.values()}
+        - {0}
+    )
+    bulkhead = (
+        f"calls waiting on one dependency at most {'/'.join(map(str, bulkheads))} per process, "
+    )
     say(
-        f"\nconfig: http.max_in_flight {config['max_in_flight']} per instance, status polled "
-        f"every {config['polling_delay']} s (X-Polling-Delay), worker concurrency "
-        f"{WORKER_CONCURRENCY}, {args.seconds:.0f} s per step after {args.warmup:.0f} s of "
-        f"warm-up; load average at the end {os.getloadavg()[0]:.2f}"
+        f"\nconfig: http.max_in_flight {config.http.max_in_flight} per instance, "
+        + (bulkhead if bulkheads else "")
+        + "status polled "
+        f"every {config.payments.polling_delay_seconds} s (X-Polling-Delay), worker "
+        f"concurrency {WORKER_CONCURRENCY}"
+        + (f", --set {' '.join(args.overrides)}" if args.overrides else "")
+        + f"; {args.seconds:.0f} s per step after {args.warmup:.0f} s of warm-up; "
+        f"load average at the end {os.getloadavg()[0]:.2f}"
     )
     verdicts = [
         target_verdict(r, args.p99_ms)
@@ -569,6 +582,15 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fast-refusal-ms", type=float, default=100, help="a 503 slower than this is not fast"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="a config value for both topologies, as `python -m qrpay.cluster up --set` takes "
+        "it (e.g. --set http.max_in_flight=64); repeatable",
+    )
     parser.add_argument("--var-dir", type=Path, default=Path("var/bench-cluster"))
     parser.add_argument(
         "--port-base", type=int, default=0, help=f"{PORT_BLOCK} ports from here; 0: any free"
@@ -594,15 +616,17 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = options(argv)
-    demo = yaml.safe_load((REPO_DEV_CONFIG / "config.yaml").read_text())
-    args.user = demo["demo"]["user_id"]
-    args.card = next(
-        card["id"] for card in demo["demo"]["cards"] if card["token"].startswith("sandbox-ok")
-    )
-    config = {
-        "max_in_flight": (demo.get("http") or {}).get("max_in_flight", 256),
-        "polling_delay": demo["payments"]["polling_delay_seconds"],
-    }
+    # The config both topologies run with: the development one and the --set changes.
+    try:
+        written = yaml.safe_load((REPO_DEV_CONFIG / "config.yaml").read_text())
+        written.setdefault("http", {})  # as harness.write_config has it
+        run.apply_overrides(written, args.overrides)
+    except run.BadOverride as exc:
+        say(f"bench-cluster: {exc}")
+        return 2
+    config = parse_config(written)
+    args.user = config.demo.user_id
+    args.card = next(card.id for card in config.demo.cards if card.token.startswith("sandbox-ok"))
     if "cluster" in args.phase_list and run.nginx_binary() is None:
         run.ensure_nginx()
     base = Load(args.rate, args.pay_rate)
