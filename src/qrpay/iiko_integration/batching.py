@@ -6,6 +6,11 @@ flight wait for the next call, which carries all of them (up to eda's limit
 per call). A read never starts before the request that wants it arrived, so
 no answer is older than its request; at low load every request still gets an
 eda call of its own right away.
+
+A request may bring a timeout. It covers the wait for a free call as well as
+the call, so a slow eda cannot stretch a request past it in the queue. A
+request that gave up leaves the queue, and a call is not kept running once
+every request it serves has given up.
 """
 
 from __future__ import annotations
@@ -19,11 +24,18 @@ Fetch = Callable[[list[str]], Awaitable[list[OrderStatusView]]]
 
 
 class _Waiter:
-    __slots__ = ("future", "ids")
+    __slots__ = ("deadline", "future", "ids")
 
-    def __init__(self, ids: Sequence[str], future: asyncio.Future[dict[str, OrderStatusView]]):
+    def __init__(
+        self,
+        ids: Sequence[str],
+        future: asyncio.Future[dict[str, OrderStatusView]],
+        deadline: float | None,
+    ) -> None:
         self.ids = ids
         self.future = future
+        # The event loop's time when the request gives up; None: it waits as long as it takes.
+        self.deadline = deadline
 
 
 class StatusBatcher:
@@ -34,18 +46,31 @@ class StatusBatcher:
         self._pending: list[_Waiter] = []
         self._in_flight = 0
 
-    async def statuses(self, order_ids: Sequence[str]) -> dict[str, OrderStatusView]:
-        """The views of those of ``order_ids`` that exist, by id."""
-        future: asyncio.Future[dict[str, OrderStatusView]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._pending.append(_Waiter(order_ids, future))
+    async def statuses(
+        self, order_ids: Sequence[str], *, timeout: float | None = None
+    ) -> dict[str, OrderStatusView]:
+        """The views of those of ``order_ids`` that exist, by id.
+
+        ``TimeoutError`` if they are not there within ``timeout`` seconds, queueing included.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, OrderStatusView]] = loop.create_future()
+        waiter = _Waiter(order_ids, future, None if timeout is None else loop.time() + timeout)
+        self._pending.append(waiter)
         self._dispatch()
-        return await future
+        try:
+            async with asyncio.timeout_at(waiter.deadline):
+                return await future
+        finally:
+            # Gave up (timed out or cancelled): out of the queue, if the call has not taken it.
+            if waiter in self._pending:
+                self._pending.remove(waiter)
 
     def _dispatch(self) -> None:
         while self._pending and self._in_flight < self._max_in_flight:
             batch, ids = self._take_batch()
+            if not batch:
+                return
             self._in_flight += 1
             asyncio.get_running_loop().create_task(self._run(batch, ids))
 
@@ -54,6 +79,9 @@ class StatusBatcher:
         ids: dict[str, None] = {}
         while self._pending:
             waiter = self._pending[0]
+            if waiter.future.done():  # its request gave up
+                self._pending.pop(0)
+                continue
             new = [i for i in waiter.ids if i not in ids]
             if batch and len(ids) + len(new) > self._max_ids:
                 break
@@ -63,8 +91,12 @@ class StatusBatcher:
         return batch, list(ids)
 
     async def _run(self, batch: list[_Waiter], ids: list[str]) -> None:
+        deadlines = [waiter.deadline for waiter in batch]
+        # Past the last of its requests' deadlines nobody waits for the answer.
+        give_up = None if None in deadlines else max(d for d in deadlines if d is not None)
         try:
-            found = await self._fetch(ids)
+            async with asyncio.timeout_at(give_up):
+                found = await self._fetch(ids)
         except BaseException as exc:
             for waiter in batch:
                 if not waiter.future.done():

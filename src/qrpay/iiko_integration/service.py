@@ -37,7 +37,7 @@ class IikoService:
         self._eda = eda_client
         self._orders_created = orders_created
         self._rollout = rollout or Rollout()
-        self._statuses = StatusBatcher(eda_client.statuses)
+        self._statuses = StatusBatcher(self._fetch_statuses)
         self.auth = ApiKeyAuth(lambda: runtime.secdist)
 
     def authenticate(self, api_key: str | None) -> frozenset[str]:
@@ -88,9 +88,23 @@ class IikoService:
         self, allowed: frozenset[str], request: ListOrdersRequest
     ) -> list[tuple[str, domain.PosStatus]]:
         authorize(allowed, request.client_id)
-        # Concurrent polls share eda calls; the answer is spread back over each request.
-        found = await self._statuses.statuses(request.orders)
+        deadline_ms = self._runtime.config.orders.status_deadline_ms
+        try:
+            # Each poll waiting for eda holds one of eda's bulkhead slots, so a slow eda
+            # fills that share of the instance and no more; the rest are refused at once.
+            with self._eda.reserve("statuses"):
+                # Concurrent polls share eda calls; the answer is spread back over each request.
+                found = await self._statuses.statuses(request.orders, timeout=deadline_ms / 1000)
+        except TimeoutError:
+            raise DependencyUnavailable(
+                f"eda did not answer in {deadline_ms} ms", code="eda_unavailable"
+            ) from None
         return domain.pos_statuses(request.orders, found, request.client_id)
+
+    async def _fetch_statuses(self, order_ids: list[str]) -> list[eda.OrderStatusView]:
+        # One call for many waiting polls: they hold the bulkhead slots, it takes none.
+        with self._eda.bulkhead.covered():
+            return await self._eda.statuses(order_ids)
 
     def is_available(
         self, *, nearest_zone: str | None, uuid: str | None, phone_id: str | None

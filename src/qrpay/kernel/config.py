@@ -83,6 +83,10 @@ class DependencyConfig(Strict):
     # Extra tries for idempotent calls only; each try must still fit the deadline.
     retries: int = Field(default=1, ge=0, le=5)
     retry_backoff_ms: int = Field(default=20, ge=0, le=10_000)
+    # Bulkhead: callers in one process waiting on this service at once; one more is
+    # answered 503 at once. Below http.max_in_flight and the 200 pooled connections, so a
+    # slow dependency cannot take every request slot or connection of its callers.
+    max_in_flight: int = Field(default=128, ge=1, le=100_000)
 
 
 def _default_dependencies() -> dict[str, DependencyConfig]:
@@ -98,6 +102,9 @@ class OrdersConfig(Strict):
     ttl_check_interval_seconds: float = Field(default=60, gt=0)
     # iiko-integration answers POST /orders within this, or 503.
     create_deadline_ms: int = Field(default=2000, ge=10, le=60_000)
+    # iiko-integration answers POST /orders/list within this, or 503: the wait for a shared
+    # status read included. Each eda call is also bounded by services.eda.timeout_ms.
+    status_deadline_ms: int = Field(default=1000, ge=10, le=60_000)
 
 
 class DeeplinkConfig(Strict):

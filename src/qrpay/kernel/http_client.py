@@ -3,16 +3,24 @@
 One shared ``aiohttp.ClientSession`` per service; the downstream's base URL,
 timeout and retries come from the live config on every call, so a config
 reload re-points a client without a restart. A call gets a deadline: each
-try gets at most the time left, and only idempotent calls are retried.
-Failures become ``QrpayError``s: 4xx answers keep the downstream's code,
-anything else is ``DependencyUnavailable``.
+try gets at most the time left (retries and their pauses included), and only
+idempotent calls are retried. Failures become ``QrpayError``s: 4xx answers keep
+the downstream's code, anything else is ``DependencyUnavailable``.
+
+Bulkhead: at most ``services.<name>.max_in_flight`` callers of a client (a
+service has one per downstream) wait on its downstream at once; one more fails fast with ``DependencyUnavailable``.
+A slow downstream then holds a bounded share of the instance's requests
+(``http.max_in_flight``) and of the shared connection pool, and the endpoints
+that do not need it keep answering.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +36,65 @@ from qrpay.kernel.request_context import REQUEST_ID_HEADER, current_request_id
 log = structlog.get_logger("qrpay.client")
 
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+
+
+# The bulkheads whose slot the current task already holds (or works for, see
+# ``Bulkhead.covered``): a call made there does not take a second slot.
+_HELD: ContextVar[frozenset[Bulkhead]] = ContextVar("qrpay_bulkheads_held", default=frozenset())
+
+
+class Bulkhead:
+    """At most ``limit()`` callers waiting on one downstream at once; one more fails fast.
+
+    It counts callers, not calls: a caller holding a slot makes its retries, and any
+    further call to the same downstream, within that slot. The limit is read on every
+    entry, so a config reload changes it at once.
+    """
+
+    def __init__(self, downstream: str, limit: Callable[[], int]) -> None:
+        self.downstream = downstream
+        self._limit = limit
+        self.in_flight = 0
+        self.refused = 0
+
+    def holds(self) -> bool:
+        return self in _HELD.get()
+
+    @contextmanager
+    def slot(self, on_refused: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold a slot for the block, or raise ``DependencyUnavailable`` at once if none is free."""
+        if self.holds():
+            yield
+            return
+        limit = self._limit()
+        if self.in_flight >= limit:
+            self.refused += 1
+            if on_refused is not None:
+                on_refused()
+            raise DependencyUnavailable(
+                f"{self.downstream}: {limit} requests are already waiting on it",
+                code=f"{self.downstream.replace('-', '_')}_unavailable",
+            )
+        self.in_flight += 1
+        token = _HELD.set(_HELD.get() | {self})
+        try:
+            yield
+        finally:
+            _HELD.reset(token)
+            self.in_flight -= 1
+
+    @contextmanager
+    def covered(self) -> Iterator[None]:
+        """Calls in the block take no slot: they are made for callers that each hold one.
+
+        For a call that serves several waiting callers (a coalesced read), made from a
+        task of its own: the waiters are counted, the shared call is not counted again.
+        """
+        token = _HELD.set(_HELD.get() | {self})
+        try:
+            yield
+        finally:
+            _HELD.reset(token)
 
 
 class HttpSession:
@@ -77,6 +144,24 @@ class ServiceClient:
         self._session = session
         self._dependency = dependency
         self._metrics = metrics
+        # A service has one client per downstream, so this is the downstream's bulkhead.
+        self.bulkhead = Bulkhead(self.downstream, lambda: dependency().max_in_flight)
+
+    @contextmanager
+    def reserve(self, endpoint: str) -> Iterator[None]:
+        """Hold a slot of this downstream's bulkhead for the block, or fail fast.
+
+        Calls inside use it; so does a wait for a shared call made elsewhere under
+        ``bulkhead.covered()``. A refusal counts as the ``bulkhead_full`` outcome.
+        """
+
+        def refused() -> None:
+            self._metrics.downstream_requests.labels(
+                self.downstream, endpoint, "bulkhead_full"
+            ).inc()
+
+        with self.bulkhead.slot(refused):
+            yield
 
     async def call(
         self,
@@ -126,8 +211,33 @@ class ServiceClient:
         """The downstream's final answer as it came (any status below 500), within the deadline.
 
         Connection errors, timeouts and 5xx are retried (idempotent calls only)
-        while time is left, then become ``DependencyUnavailable``.
+        while time is left, then become ``DependencyUnavailable``; so does a full
+        bulkhead, at once.
         """
+        with self.reserve(endpoint):
+            return await self._exchange(
+                method,
+                path,
+                endpoint=endpoint,
+                idempotent=idempotent,
+                body=body,
+                params=params,
+                headers=headers,
+                deadline_ms=deadline_ms,
+            )
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        idempotent: bool,
+        body: bytes | None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None,
+        headers: Mapping[str, str] | None,
+        deadline_ms: int | None,
+    ) -> RawAnswer:
         dependency = self._dependency()
         budget = (deadline_ms if deadline_ms is not None else dependency.timeout_ms) / 1000
         deadline = time.monotonic() + budget
@@ -170,6 +280,10 @@ class ServiceClient:
             except (aiohttp.ClientError, OSError) as exc:
                 outcome = "connection_error"
                 last_reason = f"{self.downstream} unreachable: {type(exc).__name__}"
+            except asyncio.CancelledError:
+                # The caller gave up (its own deadline): not the downstream's failure.
+                outcome = "cancelled"
+                raise
             finally:
                 self._metrics.downstream_requests.labels(self.downstream, endpoint, outcome).inc()
                 self._metrics.downstream_latency.labels(self.downstream, endpoint).observe(

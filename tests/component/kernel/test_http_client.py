@@ -1,8 +1,11 @@
 """The service-to-service client: deadlines, bounded retries, error mapping."""
 
+import asyncio
+import contextvars
 import time
 
 import pytest
+from aiohttp import web
 
 from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.errors import Conflict, DependencyUnavailable, NotFound
@@ -109,3 +112,117 @@ async def test_unmocked_call_is_recorded(make_client) -> None:
         await server.stop()
     # The fixture version of this server fails the test on exactly this list.
     assert server.unmocked == ["GET /nobody"]
+
+
+async def test_bulkhead_refuses_at_once_above_max_in_flight(
+    mockserver: MockServer, make_client
+) -> None:
+    gate = asyncio.Event()
+
+    async def held(_request):
+        await gate.wait()
+        return web.json_response({"ok": True})
+
+    route = mockserver.handler("/held")(held)
+    client = make_client(mockserver.base_url, max_in_flight=2, timeout_ms=5000)
+
+    def call():
+        return client.call("POST", "/held", endpoint="held", idempotent=True)
+
+    first, second = asyncio.create_task(call()), asyncio.create_task(call())
+    while route.times_called < 2:
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    with pytest.raises(DependencyUnavailable) as refused:
+        await call()
+    assert time.monotonic() - started < 0.5  # no try was made, no wait for a slot
+    assert refused.value.code == "demo_unavailable"
+    assert route.times_called == 2
+    assert client.bulkhead.in_flight == 2
+    assert client.bulkhead.refused == 1
+    gate.set()
+    assert await asyncio.gather(first, second) == [{"ok": True}, {"ok": True}]
+    # The slots are free again.
+    assert client.bulkhead.in_flight == 0
+    assert await call() == {"ok": True}
+
+
+async def test_bulkhead_counts_callers_not_tries(mockserver: MockServer, make_client) -> None:
+    answers = [error_response(503, "busy"), error_response(503, "busy"), {"ok": 3}]
+    route = mockserver.handler("/flaky")(lambda _r: answers.pop(0))
+    client = make_client(mockserver.base_url, max_in_flight=1, retries=2, retry_backoff_ms=1)
+    # Three tries, all within the caller's one slot.
+    assert await client.call("POST", "/flaky", endpoint="f", idempotent=True) == {"ok": 3}
+    assert route.times_called == 3
+    assert client.bulkhead.refused == 0
+
+
+async def test_a_reserved_slot_covers_the_calls_made_in_it(
+    mockserver: MockServer, make_client
+) -> None:
+    mockserver.json_handler("/thing", {"ok": True})
+    client = make_client(mockserver.base_url, max_in_flight=1)
+    with client.reserve("outer"):
+        assert client.bulkhead.in_flight == 1
+        # The holder's own calls use its slot; another caller gets none.
+        assert await client.call("POST", "/thing", endpoint="t", idempotent=True) == {"ok": True}
+
+        async def another_caller() -> None:
+            # A task of its own, started outside the holder's context.
+            await client.call("POST", "/thing", endpoint="t", idempotent=True)
+
+        with pytest.raises(DependencyUnavailable):
+            await asyncio.create_task(another_caller(), context=contextvars.Context())
+    assert client.bulkhead.in_flight == 0
+
+
+async def test_covered_calls_take_no_slot(mockserver: MockServer, make_client) -> None:
+    mockserver.json_handler("/thing", {"ok": True})
+    client = make_client(mockserver.base_url, max_in_flight=1)
+    with client.reserve("waiter"):
+
+        async def shared_call() -> object:
+            # Made for the waiter, from a task of its own (as a coalesced read is).
+            with client.bulkhead.covered():
+                return await client.call("POST", "/thing", endpoint="t", idempotent=True)
+
+        shared = asyncio.create_task(shared_call(), context=contextvars.Context())
+        assert await shared == {"ok": True}
+        assert client.bulkhead.in_flight == 1
+
+
+async def test_bulkhead_limit_follows_the_live_config(mockserver: MockServer) -> None:
+    mockserver.json_handler("/thing", {"ok": True})
+    session = HttpSession()
+    current = {"config": DependencyConfig(base_url=mockserver.base_url, max_in_flight=1)}
+    client = DemoClient(
+        session=session, dependency=lambda: current["config"], metrics=ServiceMetrics("test")
+    )
+    try:
+        with client.reserve("a"):
+            with pytest.raises(DependencyUnavailable):
+                await asyncio.create_task(
+                    client.call("POST", "/thing", endpoint="t", idempotent=True),
+                    context=contextvars.Context(),
+                )
+            current["config"] = DependencyConfig(base_url=mockserver.base_url, max_in_flight=2)
+            answer = await asyncio.create_task(
+                client.call("POST", "/thing", endpoint="t", idempotent=True),
+                context=contextvars.Context(),
+            )
+            assert answer == {"ok": True}
+    finally:
+        await session.close()
+
+
+async def test_a_refusal_is_counted_as_the_bulkhead_full_outcome(
+    mockserver: MockServer, make_client
+) -> None:
+    client = make_client(mockserver.base_url, max_in_flight=1)
+    with client.reserve("a"), pytest.raises(DependencyUnavailable):
+        await asyncio.create_task(
+            client.call("POST", "/thing", endpoint="thing", idempotent=True),
+            context=contextvars.Context(),
+        )
+    exposition = client._metrics.exposition().decode()
+    assert 'downstream="demo",endpoint="thing",outcome="bulkhead_full"} 1.0' in exposition

@@ -1,5 +1,7 @@
 import asyncio
 
+import pytest
+
 from qrpay.eda.schemas import OrderStatus, OrderStatusView
 from qrpay.iiko_integration.batching import StatusBatcher
 from qrpay.kernel.errors import DependencyUnavailable
@@ -89,3 +91,62 @@ async def test_a_failure_reaches_every_waiter_of_the_batch_only() -> None:
     assert all(isinstance(r, DependencyUnavailable) for r in results)
     eda.fail = False
     assert "c" in await batcher.statuses(["c"])
+
+
+async def test_the_timeout_covers_the_wait_for_a_free_call() -> None:
+    eda = FakeEda()
+    eda.gate = asyncio.Event()  # eda never answers
+    batcher = StatusBatcher(eda.statuses, max_in_flight=1)
+    first = asyncio.create_task(batcher.statuses(["a"], timeout=0.2))
+    while not eda.calls:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.1)
+    # Queued behind the first call for 0.1 s: it still gives up 0.2 s after it asked.
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await batcher.statuses(["b"], timeout=0.2)
+    assert loop.time() - started < 0.2 + 0.1
+    with pytest.raises(TimeoutError):
+        await first
+
+
+async def test_a_request_that_gave_up_leaves_the_queue() -> None:
+    eda = FakeEda()
+    eda.gate = asyncio.Event()
+    batcher = StatusBatcher(eda.statuses, max_in_flight=1)
+    blocker = asyncio.create_task(batcher.statuses(["x"]))
+    while not eda.calls:
+        await asyncio.sleep(0)
+    with pytest.raises(TimeoutError):
+        await batcher.statuses(["gave-up"], timeout=0.05)
+    waiting = asyncio.create_task(batcher.statuses(["later"]))
+    await asyncio.sleep(0)
+    eda.gate.set()
+    assert "later" in await waiting
+    await blocker
+    # The next call carried only the request still waiting.
+    assert eda.calls == [["x"], ["later"]]
+
+
+async def test_a_call_is_cut_when_all_its_requests_gave_up() -> None:
+    eda = FakeEda()
+    eda.gate = asyncio.Event()  # eda never answers
+    batcher = StatusBatcher(eda.statuses, max_in_flight=1)
+    with pytest.raises(TimeoutError):
+        await batcher.statuses(["a"], timeout=0.05)
+    # The call's slot is free again: the next request gets a call of its own at once.
+    eda.gate = None
+    assert "b" in await batcher.statuses(["b"], timeout=1)
+    assert eda.calls == [["a"], ["b"]]
+
+
+async def test_without_a_timeout_a_request_waits_for_its_answer() -> None:
+    eda = FakeEda()
+    eda.gate = asyncio.Event()
+    batcher = StatusBatcher(eda.statuses)
+    task = asyncio.create_task(batcher.statuses(["a"]))
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    eda.gate.set()
+    assert "a" in await task

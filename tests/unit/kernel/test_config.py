@@ -81,3 +81,20 @@ def test_reload_takes_good_changes_and_keeps_last_good_on_bad(tmp_path: Path) ->
     assert not runtime.check_now()
     assert runtime.config.restaurants[0].cashback_rate == 35
     assert runtime._config.rejections == 2  # type: ignore[attr-defined]
+
+
+def test_bulkhead_and_status_deadline_have_defaults_and_bounds() -> None:
+    data = _dev("config.yaml")
+    data["services"]["cashback"].pop("max_in_flight", None)
+    data["orders"].pop("status_deadline_ms", None)
+    config = parse_config(data)
+    assert config.dependency("cashback").max_in_flight == 128
+    assert config.orders.status_deadline_ms == 1000
+    for mutation in (
+        lambda c: c["services"]["eda"].update(max_in_flight=0),
+        lambda c: c["orders"].update(status_deadline_ms=5),
+    ):
+        bad = _dev("config.yaml")
+        mutation(bad)
+        with pytest.raises(ValidationError):
+            parse_config(bad)
