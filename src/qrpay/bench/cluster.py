@@ -56,6 +56,7 @@ WORKER_CONCURRENCY = 16
 WORKER = "worker-payments-eda"
 PORT_BLOCK = 30  # Layout: nginx on base..base+2, the instances on base+20 and up
 STOP_SECONDS = 5.0
+LATE_MS = 10.0  # a generator that starts requests later than this (p99) is noted
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class StepResult:
     cpu: dict[str, float] = field(default_factory=dict)  # cores used, by process
     connections: tuple[int, int, int] = (0, 0, 0)  # PostgreSQL: peak ours, peak all, max
     timings: dict[str, float] = field(default_factory=dict)  # seconds spent, by stage
+    machine_busy: float = 0.0  # cores busy with anything, the bench's processes or not
+    stolen: float = 0.0  # cores the hypervisor gave to other machines meanwhile
     error: str = ""  # why the step could not be measured
     leftovers: list[str] = field(default_factory=list)  # what the teardown could not stop
 
@@ -251,6 +254,16 @@ class PostgresSampler(threading.Thread):
         return (self.peak_ours, self.peak_all, self.limit), cpu
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, stolen) CPU seconds of the whole machine so far, from /proc/stat: busy is user,
+    nice, system, irq and softirq time; stolen is what the hypervisor gave to others."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    fields += [0] * (8 - len(fields))
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+    tick = os.sysconf("SC_CLK_TCK")
+    return busy / tick, fields[7] / tick
+
+
 def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
     return {name: harness.cpu_seconds(pid) for name, pid in pids.items()}
 
@@ -345,12 +358,18 @@ def run_step(
         sampler.start()
         sampler.ready.wait(10)
         before = cpu_snapshot(pids)
+        machine_before = machine_cpu_seconds()
         began = time.perf_counter()
         result.pos, result.payments, result.requests = generate(
             pool, urls, ids, orders[warm_payments:], rates, args.seconds, args
         )
         elapsed = time.perf_counter() - began
         after = cpu_snapshot(pids)
+        machine_after = machine_cpu_seconds()
+        result.machine_busy, result.stolen = (
+            (end - start) / elapsed
+            for end, start in zip(machine_after, machine_before, strict=True)
+        )
         result.connections, postgres_cpu = sampler.stop()
         stage("load")
         result.cpu = {name: max(0.0, after[name] - before[name]) / elapsed for name in before}
@@ -409,20 +428,21 @@ def cpu_line(result: StepResult) -> str:
     parts = ", ".join(
         f"{name} {cores:.2f}" for name, cores in sorted(merged.items(), key=lambda kv: -kv[1])
     )
-    return f"  {result.label}: {parts}; total {sum(merged.values()):.2f} of {os.cpu_count()}"
+    ours = sum(merged.values())
+    other = max(0.0, result.machine_busy - ours)
+    return f"  {result.label}: {parts}; total {ours:.2f}, the rest of the machine {other:.2f}" + (
+        f", stolen by the host {result.stolen:.2f}" if result.stolen >= 0.05 else ""
+    )
 
 
-def lag_notes(result: StepResult) -> list[str]:
-    notes = []
-    for stream in (result.pos, result.payments):
-        lag = stream.lag_ms(0.99)
-        if lag > 10:
-            notes.append(
-                f"  {result.label}: the generator started {stream.name} up to "
-                f"{max(stream.lags, default=0) * 1000:,.0f} ms late (p99 {lag:,.0f} ms); "
-                "the latencies include it (measured from the schedule)"
-            )
-    return notes
+def lag_note(result: StepResult) -> str | None:
+    late = [
+        f"{SHORT.get(stream.name, stream.name)} p99 {stream.lag_ms(0.99):,.0f} ms "
+        f"(max {max(stream.lags) * 1000:,.0f})"
+        for stream in (result.pos, result.payments)
+        if stream.lags and stream.lag_ms(0.99) > LATE_MS
+    ]
+    return f"  {result.label}: {', '.join(late)}" if late else None
 
 
 def target_verdict(result: StepResult, p99_ms: float) -> str:
@@ -482,8 +502,8 @@ def report(results: list[StepResult], args: argparse.Namespace, config: QrpayCon
         f"{args.payment_deadline:.0f} s)"
     )
     say(
-        f"\nCPU, cores used while the load ran (of {os.cpu_count()} shared by everything; "
-        "postgresql: the server processes of the bench's databases):"
+        f"\nCPU, cores used while the load ran, of {os.cpu_count()} (postgresql: the server "
+        "processes of the bench's databases; the rest of the machine: everything else running):"
     )
     for result in results:
         say(cpu_line(result))
@@ -503,9 +523,12 @@ def report(results: list[StepResult], args: argparse.Namespace, config: QrpayCon
         say("\nRequests not answered 200, by status and error code:")
         for line in failed:
             say(line)
-    notes = [note for result in results for note in lag_notes(result)]
+    notes = [note for note in map(lag_note, results) if note]
     if notes:
-        say("\nThe load generator fell behind its schedule:")
+        say(
+            "\nThe load generator started requests late (the latencies include it: they are "
+            "measured from the schedule):"
+        )
         for note in notes:
             say(note)
     # A dependency's bulkhead (callers waiting on it per process), where the config has one.
