@@ -85,3 +85,40 @@ async def test_the_queue_and_its_worker_ride_out_a_database_restart(
     finally:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
+
+
+async def test_a_queue_and_worker_started_while_the_database_is_down_work_once_it_is_up(
+    private_postgres: PrivatePostgres,
+) -> None:
+    schema = TaskQueue(private_postgres.admin_url)
+    await schema.apply_schema()
+    await schema.close()
+    await asyncio.to_thread(private_postgres.stop)
+
+    queue = TaskQueue(private_postgres.admin_url)
+    seen: list[int] = []
+
+    async def record(payload: dict[str, Any]) -> None:
+        seen.append(payload["n"])
+
+    queue.register(SPEC, record)
+    # psycopg_pool closes a pool for good when it is not filled within procrastinate's
+    # opening wait: the queue opens without waiting instead.
+    worker = asyncio.create_task(queue.run_worker([SPEC.queue], concurrency=2))
+    try:
+        with pytest.raises(DependencyUnavailable):
+            await queue.put(SPEC, task_id="t1", payload={"n": 1})
+        await asyncio.to_thread(private_postgres.start)
+        back = time.monotonic()
+        while True:
+            try:
+                await queue.put(SPEC, task_id="t2", payload={"n": 2})
+                break
+            except DependencyUnavailable:
+                assert time.monotonic() - back < 15, "puts still fail 15 s after the start"
+        await wait_for(lambda: seen == [2], 20, f"the worker did not start consuming ({seen})")
+        assert not worker.done(), "the worker stopped"
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await queue.close()

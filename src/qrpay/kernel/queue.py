@@ -17,6 +17,8 @@ Production keeps jobs in PostgreSQL; the embedded mode keeps them in memory.
 The queue's database may go away for a while (a restart, a fail-over) and the
 processes must carry on by themselves when it is back:
 
+- a process may start while the database is down: the pool opens without waiting
+  and connects when it can;
 - ``put`` fails within the pool's wait (``POOL_WAIT_SECONDS``) with
   ``DependencyUnavailable`` (``database_unavailable``: a 503 for the request that
   put the task), never a hang or a 500;
@@ -146,6 +148,13 @@ class _QueuePool(psycopg_pool.AsyncConnectionPool):
     back. A capped delay costs one failed connection attempt per RECONNECT_MAX_DELAY
     while it is down.
     """
+
+    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        # procrastinate opens its pool with wait=True, and a pool that is not full within
+        # the timeout closes itself for good: a process started while the database is down
+        # would never reach it, even once it is back. Open without waiting: connections
+        # are made in the background, and a caller waits at most POOL_WAIT_SECONDS.
+        await super().open(wait=False, timeout=timeout)
 
     async def _add_connection(
         self, attempt: AttemptWithBackoff | None, growing: bool = False
@@ -374,7 +383,7 @@ class TaskQueue:
             await self.app.configure_task(spec.name, **options).defer_async(**payload)
         except pexc.AlreadyEnqueued:
             return False
-        except pexc.ConnectorException as exc:
+        except (pexc.ConnectorException, psycopg.Error) as exc:
             if is_transient(exc):
                 raise DependencyUnavailable(
                     f"the task queue's database is unavailable: {_reason(exc)}",
