@@ -495,7 +495,8 @@ def report(results: list[StepResult], args: argparse.Namespace, config: QrpayCon
         for line in rows(result):
             say(line)
     say(
-        "\nok/s: answers 200 (payments: PAYED) per second of the step; latency from each one's "
+        f"\nok/s: answers 200 (payments: PAYED) per second of the {args.seconds:.0f} s the load was "
+        "offered; latency from each one's "
         "scheduled start (open loop);\n503: refused (by the service or a dependency's bulkhead; "
         "503 p99: their latency); "
         f"timeout: no answer in {args.timeout:.0f} s (a payment: not PAYED in "
