@@ -114,12 +114,15 @@ def single_ports(layout: run.Layout) -> dict[str, int]:
 def start_single(layout: run.Layout, db_prefix: str, overrides: list[str]) -> None:
     layout.logs.mkdir(parents=True, exist_ok=True)
     env = run.configure(layout, db_prefix, overrides)
-    subprocess.run(
+    migrated = subprocess.run(
         [harness.QRPAY, "db", "upgrade"],
         env={**os.environ, **env},
-        check=True,
         capture_output=True,
+        text=True,
+        check=False,
     )
+    if migrated.returncode != 0:
+        raise RuntimeError(f"`qrpay db upgrade` failed:\n{migrated.stdout}{migrated.stderr}")
     commands = [
         (service, [harness.QRPAY, "serve", service, "--host", "127.0.0.1", "--port", str(port)])
         for service, port in single_ports(layout).items()
@@ -335,6 +338,14 @@ def run_step(
         mark = now
 
     try:
+        # What a killed run of the bench left in this var directory goes first: processes,
+        # nginx and the databases it named there.
+        marker = layout.var / "db-prefix"
+        if run.read_pids(layout) or run.nginx_pid(layout) is not None or marker.exists():
+            stale = marker.read_text().strip() if marker.exists() else db_prefix
+            teardown(layout, stale or db_prefix)
+        layout.var.mkdir(parents=True, exist_ok=True)
+        marker.write_text(db_prefix + "\n")
         (start_single if phase == "single" else start_cluster)(layout, db_prefix, args.overrides)
         stage("start")
         urls = {
@@ -381,6 +392,8 @@ def run_step(
         result.error = f"{type(exc).__name__}: {lines[-1] if lines else ''} (logs: {layout.logs})"
     finally:
         result.leftovers = teardown(layout, db_prefix)
+        if not result.leftovers:
+            (layout.var / "db-prefix").unlink(missing_ok=True)
         stage("stop")
     return result
 
