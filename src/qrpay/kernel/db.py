@@ -98,6 +98,10 @@ def is_unavailable(exc: BaseException) -> bool:
             return True  # refused, reset, timed out (TimeoutError is an OSError)
         if isinstance(current, asyncpg.InterfaceError) and "connection is closed" in str(current):
             return True
+        if isinstance(current, asyncpg.exceptions.InternalClientError) and (
+            "in progress" in str(current)
+        ):
+            return True  # "another operation is in progress": the server ended it meanwhile
         pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
     return False
 
@@ -134,6 +138,28 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+# What a connection that is broken, or being closed by the server, fails a statement with.
+_BROKEN_CONNECTION = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+
+async def _fetch(pool: asyncpg.Pool, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    async with pool.acquire() as connection:
+        try:
+            rows: list[Any] = await connection.fetch(sql, *args)
+        except _BROKEN_CONNECTION as exc:
+            if is_unavailable(exc):
+                # Its protocol may be mid-way (the server's goodbye came in while it was idle):
+                # no reset runs on release here, so it must not go back to the pool as it is.
+                connection.terminate()
+            raise
+        return rows
 
 
 def _replace_closed_on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -193,12 +219,12 @@ class Database:
         try:
             pool = self._fast_pool or await self._open_fast_pool()
             try:
-                rows: list[Any] = await pool.fetch(sql, *args)
-            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+                rows = await _fetch(pool, sql, args)
+            except _BROKEN_CONNECTION as exc:
                 if not is_unavailable(exc):
                     raise
                 log.info("fast_read_retried", reason=type(exc).__name__)
-                rows = await pool.fetch(sql, *args)
+                rows = await _fetch(pool, sql, args)
         except QrpayError:
             raise
         except Exception as exc:

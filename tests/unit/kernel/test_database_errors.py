@@ -28,6 +28,9 @@ def caused_by(exc: BaseException, cause: BaseException) -> BaseException:
         asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
         asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
         asyncpg.InterfaceError("cannot call Connection.fetch(): connection is closed"),
+        asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        ),
         sa_exc.TimeoutError("QueuePool limit of size 20 overflow 0 reached"),
         sa_exc.DisconnectionError("closed by the server"),
         sa_exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
