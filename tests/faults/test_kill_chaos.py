@@ -446,8 +446,20 @@ async def chaos_and_check(
             work.put_nowait(index)
         stats.started = time.monotonic()
         chaos_tasks = [asyncio.create_task(chaos(target)) for target in TARGETS]
-        try:
+
+        async def all_guests() -> None:
             await asyncio.gather(*(guest(work) for _ in range(GUESTS)))
+
+        guests = asyncio.create_task(all_guests())
+        try:
+            # A chaos loop ends before the guests only when it failed (a restart did not come
+            # up): that fails the test now, not after the last payment.
+            await asyncio.wait([guests, *chaos_tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in chaos_tasks:
+                if task.done():
+                    task.result()
+                    raise AssertionError("a chaos loop stopped while the guests were paying")
+            await guests
             paying_for = stats.now()
             recovered_in_chaos = recovered(layout)
             guests_done.set()
@@ -455,9 +467,9 @@ async def chaos_and_check(
             await asyncio.gather(*chaos_tasks)
         finally:
             guests_done.set()
-            for task in chaos_tasks:
+            for task in [guests, *chaos_tasks]:
                 task.cancel()
-            await asyncio.gather(*chaos_tasks, return_exceptions=True)
+            await asyncio.gather(guests, *chaos_tasks, return_exceptions=True)
 
     for name in TARGETS:
         assert alive(pid_of(layout, name)), f"{name} is not running after the chaos"
