@@ -19,6 +19,11 @@ each in an open loop at a fixed rate (qrpay.bench.load: latency from the schedul
 so a stall shows). Steps: ``base`` (--rate, --pay-rate: what this machine sustains, so
 single and cluster compare), ``target`` (--target: the seed's future load) and
 ``overload`` (--overload times the target: refused fast with 503, or timing out?).
+
+It prints one table (offered and answered rates, p50/p99/max latency, 200 / 503 / other
+error / timeout counts, the 503s' p99), the CPU each process used, PostgreSQL connections,
+failures by status and code, and a verdict per target. Exit status 0 when every step was
+measured and torn down, whether the targets were met or not; 1 otherwise.
 """
 
 from __future__ import annotations
@@ -584,11 +589,15 @@ def parse_load(text: str) -> Load:
     return Load(float(pos_rate), float(pay_rate or 0))
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
 def options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m qrpay.bench.cluster",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--rate", type=float, default=300, help="base step: POS requests/s")
     parser.add_argument("--pay-rate", type=float, default=3, help="base step: payments/s")
@@ -597,7 +606,7 @@ def options(argv: list[str] | None) -> argparse.Namespace:
         type=parse_load,
         default=Load(1500, 100),
         metavar="POS,PAY",
-        help="target step: POS requests/s and payments/s (default 1500,100)",
+        help="target step: POS requests/s and payments/s",
     )
     parser.add_argument(
         "--overload", type=float, default=2.0, help="overload step: this times the target"
@@ -611,7 +620,13 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--payment-deadline", type=float, default=10, help="seconds a payment may take to PAYED"
     )
-    parser.add_argument("--connections", type=int, default=512, help="POS client connections")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=512,
+        help="POS client connections at most: many clients, more than an instance's "
+        "http.max_in_flight, so that load shedding can show",
+    )
     parser.add_argument(
         "--pay-connections", type=int, default=256, help="payment client connections"
     )
@@ -628,7 +643,12 @@ def options(argv: list[str] | None) -> argparse.Namespace:
         help="a config value for both topologies, as `python -m qrpay.cluster up --set` takes "
         "it (e.g. --set http.max_in_flight=64); repeatable",
     )
-    parser.add_argument("--var-dir", type=Path, default=Path("var/bench-cluster"))
+    parser.add_argument(
+        "--var-dir",
+        type=Path,
+        default=Path("var/bench-cluster"),
+        help="each step's config and logs stay in <var-dir>/<phase>-<step>",
+    )
     parser.add_argument(
         "--port-base", type=int, default=0, help=f"{PORT_BLOCK} ports from here; 0: any free"
     )
