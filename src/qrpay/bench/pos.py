@@ -91,17 +91,32 @@ async def seed_orders(base_url: str, count: int) -> list[str]:
     return [order.order_id for order in await create_orders(base_url, count)]
 
 
-def mix_request(rng: random.Random, ids: list[str], prefix: str, index: int) -> tuple[str, bytes]:
-    """One request of the POS mix: 95% a status poll of 1-5 known ids, 5% a new order."""
-    if rng.random() < 0.05:
-        body: dict[str, object] = {
-            "client_id": "rest-1",
-            "internal_order_id": f"{prefix}{index}",
-            "bill": bill(),
-        }
-        return "/orders", orjson.dumps(body)
-    body = {"client_id": "rest-1", "orders": rng.sample(ids, rng.randint(1, 5))}
-    return "/orders/list", orjson.dumps(body)
+class Mix:
+    """The POS mix: 95% a status poll of 1-5 known ids, 5% a new order.
+
+    The poll bodies are drawn once (a thousand of them, used in turn) so that making a
+    request costs the generator next to nothing at thousands a second.
+    """
+
+    def __init__(self, ids: list[str], *, seed: int = 7, polls: int = 1000) -> None:
+        self.rng = random.Random(seed)
+        self.prefix = f"mix-{uuid.uuid4().hex[:8]}-"
+        self.polls = [
+            orjson.dumps(
+                {"client_id": "rest-1", "orders": self.rng.sample(ids, self.rng.randint(1, 5))}
+            )
+            for _ in range(polls)
+        ]
+        self.bill = orjson.dumps(bill()).decode()
+
+    def request(self, index: int) -> tuple[str, bytes]:
+        if self.rng.random() < 0.05:
+            body = (
+                f'{{"client_id":"rest-1","internal_order_id":"{self.prefix}{index}",'
+                f'"bill":{self.bill}}}'
+            )
+            return "/orders", body.encode()
+        return "/orders/list", self.polls[index % len(self.polls)]
 
 
 async def mix_stream(
@@ -118,11 +133,10 @@ async def mix_stream(
     """The POS mix in an open loop at ``rate`` per second (see qrpay.bench.load)."""
     stream = load.Stream(name, rate, seconds)
     client = wire.Client(base_url, connections=connections, headers={"X-API-Key": API_KEY})
-    prefix = f"mix-{uuid.uuid4().hex[:8]}-"
-    rng = random.Random(7)
+    mix = Mix(ids)
 
     async def fire(index: int, due: float) -> None:
-        path, body = mix_request(rng, ids, prefix, index)
+        path, body = mix.request(index)
         await load.call(stream, client, "POST", path, since=due, timeout=timeout, body=body)
 
     try:
