@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from qrpay.bench import cluster, load
+import orjson
+
+from qrpay.bench import cluster, load, pos
 
 
 def test_answers_are_sorted_by_outcome_and_kind() -> None:
@@ -115,3 +117,16 @@ def test_a_step_that_could_not_run_says_so() -> None:
     assert cluster.rows(failed) == [
         "cluster  target    not measured: RuntimeError: the cluster did not start"
     ]
+
+
+def test_the_pos_mix_is_mostly_polls_of_known_ids_and_some_new_orders() -> None:
+    ids = [f"order-{i}" for i in range(50)]
+    mix = pos.Mix(ids)
+    requests = [mix.request(index) for index in range(2000)]
+    created = [orjson.loads(body) for path, body in requests if path == "/orders"]
+    polled = [orjson.loads(body) for path, body in requests if path == "/orders/list"]
+    assert 0.03 < len(created) / len(requests) < 0.07
+    assert len({order["internal_order_id"] for order in created}) == len(created)
+    assert all(order["bill"]["amount"] == "1500.00" for order in created)
+    assert all(1 <= len(poll["orders"]) <= 5 for poll in polled)
+    assert {order_id for poll in polled for order_id in poll["orders"]} <= set(ids)
