@@ -53,6 +53,8 @@ BOTH_DOWN = Scenario("transactions+cashback", ("transactions", "cashback"), 100,
 CASHBACK_DOWN = Scenario("cashback", ("cashback",), 40, 0.25, 3.0)
 
 
+# The run itself lasts ~outage_start + 30 s, then up to CONVERGE_LIMIT to converge.
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("scenario", [BOTH_DOWN, CASHBACK_DOWN], ids=lambda s: s.name)
 async def test_every_payment_completes_after_a_30s_outage(
     faulty_cluster: FaultyCluster, scenario: Scenario
