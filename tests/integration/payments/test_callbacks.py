@@ -150,6 +150,7 @@ class SlowProxy:
             await runner.cleanup()
 
 
+@pytest.mark.timeout(300)
 async def test_a_worker_killed_mid_callback_leaves_the_task_to_another_worker(
     cluster: Cluster,
 ) -> None:
