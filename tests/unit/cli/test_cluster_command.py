@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from qrpay.cluster.run import BadOverride, Layout, apply_overrides, main
+from qrpay.cluster.run import BadOverride, Layout, apply_overrides, main, nginx_config
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 
@@ -74,3 +74,14 @@ def test_restart_needs_an_instance_and_set_is_for_up(tmp_path: Path) -> None:
         main(["down", "eda", "--var-dir", str(tmp_path)])
     with pytest.raises(SystemExit):
         main(["down", "--set", "a=1", "--var-dir", str(tmp_path)])
+
+
+def test_nginx_admits_a_bounded_number_of_requests_per_service_and_refuses_the_rest_as_json(
+    tmp_path: Path,
+) -> None:
+    config = nginx_config(Layout(tmp_path, 9080, admission=7))
+    assert "limit_conn_zone $server_port zone=in_flight" in config
+    # One limit per listening server (api-proxy, iiko-integration, payments-eda).
+    assert config.count("limit_conn in_flight 7;") == 3
+    assert '"code": "overloaded"' in config
+    assert "worker_connections 8192" in config
