@@ -32,7 +32,7 @@ test-integration: $(STAMP)
 
 # Fault injection: lost answers, unreachable dependencies, graceful stop, the cluster.
 test-faults: $(STAMP)
-	QRPAY_TEST_POSTGRES_URL=$${QRPAY_TEST_POSTGRES_URL:-$(PG_ADMIN_URL)} $(BIN)/pytest tests/faults tests/integration/test_graceful_shutdown.py tests/integration/test_cluster.py -m "not slow" -q
+	QRPAY_TEST_POSTGRES_URL=$${QRPAY_TEST_POSTGRES_URL:-$(PG_ADMIN_URL)} $(BIN)/pytest tests/faults tests/integration/test_graceful_shutdown.py tests/integration/test_cluster.py -m "not slow" -q -s
 
 test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e -q
