@@ -333,11 +333,14 @@ def summary(outcomes: list[Outcome], phase: str, group: str, deadlines: dict[str
     mine = [o for o in outcomes if o.phase == phase and o.group == group]
     statuses = Counter(f"{o.status}" + (f":{o.code}" if o.code else "") for o in mine)
     elapsed = [o.elapsed for o in mine]
+    sent = [o.elapsed - o.lag for o in mine]
     line = (
         f"{phase:>8} {group}: n={len(mine)} statuses={dict(sorted(statuses.items()))}"
         f" p50={percentile(elapsed, 0.5) * 1000:.1f}ms p99={percentile(elapsed, 0.99) * 1000:.1f}ms"
         f" max={max(elapsed, default=0) * 1000:.0f}ms"
-        f" (generator lag max {max((o.lag for o in mine), default=0) * 1000:.0f}ms)"
+        f" (generator lag max {max((o.lag for o in mine), default=0) * 1000:.0f}ms;"
+        f" from sending: p50={percentile(sent, 0.5) * 1000:.1f}ms"
+        f" p99={percentile(sent, 0.99) * 1000:.1f}ms)"
     )
     for endpoint, deadline in deadlines.items():
         refused = [o.elapsed for o in mine if o.endpoint == endpoint and o.status == 503]
@@ -447,10 +450,13 @@ async def test_slow_eda_gives_the_pos_503s_in_time_and_spares_the_app_endpoints(
         [o for o in slow_app if o.status != 200][:5],
         context,
     )
-    slow = [o.elapsed for o in slow_app]
+    # From the moment each request was sent: the generator shares this process with the
+    # proxy holding 800 slow requests, and its own stalls (printed as "generator lag", up to
+    # 0.2 s on a quiet box) say nothing about iiko-integration.
+    slow = [o.elapsed - o.lag for o in slow_app]
     for share, floor in ((0.5, APP_P50_FLOOR), (0.99, APP_P99_FLOOR)):
         healthy = max(
-            percentile([o.elapsed for o in of(phase, "app")], share)
+            percentile([o.elapsed - o.lag for o in of(phase, "app")], share)
             for phase in ("baseline", "recovery")
         )
         limit = APP_RATIO * healthy + floor

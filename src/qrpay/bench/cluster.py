@@ -559,7 +559,8 @@ def report(results: list[StepResult], args: argparse.Namespace, config: QrpayCon
         f"calls waiting on one dependency at most {'/'.join(map(str, bulkheads))} per process, "
     )
     say(
-        f"\nconfig: http.max_in_flight {config.http.max_in_flight} per instance, "
+        f"\nconfig: nginx admits {args.admission} requests at once per balanced service, "
+        f"http.max_in_flight {config.http.max_in_flight} per instance, "
         + (bulkhead if bulkheads else "")
         + "status polled "
         f"every {config.payments.polling_delay_seconds} s (X-Polling-Delay), worker "
@@ -644,6 +645,12 @@ def options(argv: list[str] | None) -> argparse.Namespace:
         "it (e.g. --set http.max_in_flight=64); repeatable",
     )
     parser.add_argument(
+        "--admission",
+        type=int,
+        default=run.DEFAULT_ADMISSION,
+        help="cluster: requests nginx lets through at once to each balanced service",
+    )
+    parser.add_argument(
         "--var-dir",
         type=Path,
         default=Path("var/bench-cluster"),
@@ -705,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
             list(pool.map(load.preload, ("qrpay.bench.pay", "qrpay.bench.pay")))
             for phase in args.phase_list:
                 for step in args.step_list:
-                    layout = run.Layout(args.var_dir / f"{phase}-{step}", port_base)
+                    layout = run.Layout(args.var_dir / f"{phase}-{step}", port_base, args.admission)
                     say(f"{phase} / {step}: {loads[step]}, {args.seconds:.0f} s ...")
                     began = time.monotonic()
                     result = run_step(
