@@ -254,27 +254,13 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction; connection-level failures anywhere in it are ``database_unavailable``."""
-        try:
-            async with self.engine.begin() as connection:
-                yield connection
-        except QrpayError:
-            raise
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise unavailable(exc) from exc
-            raise
+        async with _unavailable_as_error(), self.engine.begin() as connection:
+            yield connection
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._read_engine.connect() as connection:
-                yield connection
-        except QrpayError:
-            raise
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise unavailable(exc) from exc
-            raise
+        async with _unavailable_as_error(), self._read_engine.connect() as connection:
+            yield connection
 
     async def ping(self, *, timeout: float = 2.0) -> None:
         """``SELECT 1``; any failure (refused, timed out, broken) is ``database_unavailable``.
@@ -299,3 +285,16 @@ class Database:
         await self.engine.dispose()
         if self._read_engine.sync_engine.pool is not self.engine.sync_engine.pool:
             await self._read_engine.dispose()
+
+
+@asynccontextmanager
+async def _unavailable_as_error() -> AsyncIterator[None]:
+    """A lost or refused connection inside the block becomes ``database_unavailable``."""
+    try:
+        yield
+    except QrpayError:
+        raise
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise unavailable(exc) from exc
+        raise
