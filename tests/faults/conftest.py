@@ -17,7 +17,12 @@ import pytest
 from aiohttp import web
 
 from tests.integration.conftest import fresh_database
-from tests.integration.payments.cluster import DATABASES, Cluster, PortTaken, config_data
+from tests.integration.payments.cluster import (
+    DATABASES,
+    Cluster,
+    config_data,
+    serve_on_free_ports,
+)
 from tests.support.faults import FaultProxy
 from tests.support.private_postgres import PostgresUnavailable, PrivatePostgres
 
@@ -80,35 +85,28 @@ async def faulty_cluster(
     async with AsyncExitStack() as stack:
         databases = {name: await stack.enter_async_context(pg_database()) for name in DATABASES}
         queue_url = await stack.enter_async_context(pg_database())
-        instance: FaultyCluster | None = None
+
+        def build(attempt: int) -> FaultyCluster:
+            instance = FaultyCluster(tmp_path, databases, queue_url)
+            proxies = {name: SelectiveFaultProxy(instance.url(name)) for name in PROXIED}
+            for proxy in proxies.values():
+                stack.enter_context(threaded(proxy))
+            instance.proxies = proxies
+            config = config_data(instance.base)
+            for name, proxy in proxies.items():
+                config["services"][name]["base_url"] = proxy.base_url
+            instance.env = instance.env_with(config, "config.yaml")
+            if attempt == 0:
+                instance.upgrade()
+            return instance
+
+        instance = serve_on_free_ports(build, FaultyCluster.serve_all)
         try:
-            for attempt in range(3):
-                instance = FaultyCluster(tmp_path, databases, queue_url)
-                proxies = {name: SelectiveFaultProxy(instance.url(name)) for name in PROXIED}
-                for proxy in proxies.values():
-                    stack.enter_context(threaded(proxy))
-                instance.proxies = proxies
-                config = config_data(instance.base)
-                for name, proxy in proxies.items():
-                    config["services"][name]["base_url"] = proxy.base_url
-                instance.env = instance.env_with(config, "config.yaml")
-                if attempt == 0:
-                    instance.upgrade()
-                try:
-                    instance.serve_all()
-                    break
-                except PortTaken:
-                    # Tests running in parallel can take a probed port before we bind it.
-                    instance.stop()
-                    if attempt == 2:
-                        raise
-            assert instance is not None
             instance.bind_card()
             yield instance
         finally:
             # Before the databases are dropped: their sessions must be gone.
-            if instance is not None:
-                instance.stop()
+            instance.stop()
 
 
 @pytest.fixture

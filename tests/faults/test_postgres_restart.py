@@ -41,6 +41,7 @@ from tests.integration.payments.cluster import (
     USER,
     Cluster,
     PortTaken,
+    serve_on_free_ports,
     sql,
     unfinished_jobs,
 )
@@ -136,27 +137,22 @@ async def create_databases(admin_url: str, count: int) -> list[str]:
 
 @contextmanager
 def stack_on(tmp: Path, databases: dict[str, str], queue_url: str) -> Iterator[Stack]:
-    instance: Stack | None = None
+    def build(attempt: int) -> Stack:
+        instance = Stack(tmp, databases, queue_url)
+        if attempt == 0:
+            instance.upgrade()
+        return instance
+
+    def serve(instance: Stack) -> None:
+        instance.serve_all()
+        instance.serve_iiko()
+
+    instance = serve_on_free_ports(build, serve)
     try:
-        for attempt in range(3):
-            instance = Stack(tmp, databases, queue_url)
-            if attempt == 0:
-                instance.upgrade()
-            try:
-                instance.serve_all()
-                instance.serve_iiko()
-                break
-            except PortTaken:
-                # Tests running in parallel can take a probed port before we bind it.
-                instance.stop()
-                if attempt == 2:
-                    raise
-        assert instance is not None
         instance.bind_card()
         yield instance
     finally:
-        if instance is not None:
-            instance.stop()
+        instance.stop()
 
 
 @pytest.fixture

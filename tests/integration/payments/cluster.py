@@ -7,8 +7,9 @@ import asyncio
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
@@ -52,6 +53,30 @@ def config_data(base: int, **overrides: Any) -> dict[str, Any]:
 
 class PortTaken(Exception):
     """Another process took one of the free ports we probed; start again on others."""
+
+
+AnyCluster = TypeVar("AnyCluster", bound="Cluster")
+
+
+def serve_on_free_ports(
+    build: Callable[[int], AnyCluster], serve: Callable[[AnyCluster], None], *, tries: int = 3
+) -> AnyCluster:
+    """``build(attempt)`` a stack on probed free ports and ``serve`` it, started over on new
+    ports when a test running in parallel took one before we bound it; a stack that failed
+    to start is stopped here."""
+    for attempt in range(tries):
+        instance = build(attempt)
+        try:
+            serve(instance)
+            return instance
+        except PortTaken:
+            instance.stop()
+            if attempt == tries - 1:
+                raise
+        except BaseException:
+            instance.stop()
+            raise
+    raise AssertionError("tries must be at least 1")
 
 
 class Cluster:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.payments.cluster import DATABASES, Cluster, PortTaken
+from tests.integration.payments.cluster import DATABASES, Cluster, serve_on_free_ports
 
 
 @pytest.fixture
@@ -16,19 +16,15 @@ async def cluster(
     async with AsyncExitStack() as stack:
         databases = {name: await stack.enter_async_context(pg_database()) for name in DATABASES}
         queue_url = await stack.enter_async_context(pg_database())
-        instance = Cluster(tmp_path, databases, queue_url)
+
+        def build(attempt: int) -> Cluster:
+            instance = Cluster(tmp_path, databases, queue_url)
+            if attempt == 0:
+                instance.upgrade()
+            return instance
+
+        instance = serve_on_free_ports(build, Cluster.serve_all)
         try:
-            instance.upgrade()
-            for attempt in range(3):
-                try:
-                    instance.serve_all()
-                    break
-                except PortTaken:
-                    # Tests running in parallel can take a probed port before we bind it.
-                    instance.stop()
-                    if attempt == 2:
-                        raise
-                    instance = Cluster(tmp_path, databases, queue_url)
             instance.bind_card()
             yield instance
         finally:
