@@ -19,7 +19,8 @@ import pytest
 
 from qrpay.bench.cluster import PORT_BLOCK
 from qrpay.cluster.run import nginx_binary
-from tests.support.processes import child_env, free_port_base, port_is_free, run
+from qrpay.runner.ports import port_is_free
+from tests.support.processes import child_env, free_port_base, run
 
 pytestmark = pytest.mark.postgres
 

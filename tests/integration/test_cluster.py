@@ -17,8 +17,9 @@ import pytest
 from qrpay.cluster.run import Layout, alive
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay.runner.ports import port_is_free
 from tests.support.cluster import cluster_command, cluster_layout
-from tests.support.processes import child_env, port_is_free, run
+from tests.support.processes import child_env, run
 
 pytestmark = pytest.mark.postgres
 DEV_KEY = load_yaml(REPO_DEV_CONFIG / "secdist.yaml")["api_keys"][0]["key"]

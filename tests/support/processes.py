@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -16,27 +15,15 @@ from typing import Any
 
 import httpx
 
+from qrpay.runner.ports import free_port_block
+
 VENV_BIN = Path(sys.executable).parent
 QRPAY = str(VENV_BIN / "qrpay")
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port_base(count: int, *, attempts: int = 20, low: int = 20000, high: int = 60000) -> int:
     """A base port with ``count`` consecutive free ports after it (probing random bases)."""
-    for _ in range(attempts):
-        base = random.randrange(low, high - count)
-        if all(port_is_free(base + offset) for offset in range(count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports found in {attempts} tries")
+    return free_port_block(count, low=low, high=high, tries=attempts)
 
 
 def free_port() -> int:

@@ -53,6 +53,7 @@ from qrpay.bench import harness, load, pay, pos
 from qrpay.cluster import run
 from qrpay.kernel.config import QrpayConfig, parse_config
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay.runner.ports import free_port_block, port_is_free
 
 PHASES = ("single", "cluster")
 STEPS = ("base", "target", "overload")
@@ -183,9 +184,7 @@ def teardown(layout: run.Layout, db_prefix: str) -> list[str]:
     deadline = time.monotonic() + 5
     while True:
         busy = [
-            p
-            for p in range(layout.port_base, layout.port_base + PORT_BLOCK)
-            if not harness.port_is_free(p)
+            p for p in range(layout.port_base, layout.port_base + PORT_BLOCK) if not port_is_free(p)
         ]
         if not busy or time.monotonic() > deadline:
             break
@@ -695,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         run.ensure_nginx()
     base = Load(args.rate, args.pay_rate)
     loads = {"base": base, "target": args.target, "overload": args.target.times(args.overload)}
-    port_base = args.port_base or harness.free_port_block(PORT_BLOCK)
+    port_base = args.port_base or free_port_block(PORT_BLOCK)
     args.db_prefix = f"{args.db_prefix}_{uuid.uuid4().hex[:6]}"
     say(
         f"bench-cluster: {', '.join(args.phase_list)} x {', '.join(args.step_list)}; "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import re
 import shutil
 import signal
@@ -66,25 +65,6 @@ def drop_databases(prefix: str) -> list[str]:
             )
             admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
     return names
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_block(count: int, *, low: int = 20000, high: int = 32000, tries: int = 50) -> int:
-    """A base port with ``count`` consecutive free ports (below the ephemeral range)."""
-    for _ in range(tries):
-        base = random.randrange(low, high - count)
-        if all(port_is_free(base + offset) for offset in range(count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports in {low}-{high}")
 
 
 def write_config(workdir: Path, ports: dict[str, int], databases: dict[str, str]) -> dict[str, str]:

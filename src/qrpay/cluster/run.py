@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from qrpay.runner.ports import port_is_free, wait_port_free
+
 if TYPE_CHECKING:
     from qrpay.bench import harness
 
@@ -384,7 +386,7 @@ def up(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> in
         )
         return 1
     ports = list(layout.nginx_ports.values()) + [port for _, _, port in layout.instances]
-    busy = [port for port in ports if not port_free(port)]
+    busy = [port for port in ports if not port_is_free(port)]
     if busy:
         say(f"qrpay cluster: ports already in use: {', '.join(map(str, busy))}")
         return 1
@@ -615,27 +617,6 @@ def restart(layout: Layout, name: str) -> int:
         f"{time.monotonic() - began:.1f}s"
     )
     return 0
-
-
-def wait_port_free(port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not port_free(port):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
-def port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
