@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - CI (QRPAY_REQUIRE_BROWSER=1) must not 
 
 from qrpay.kernel.service import SERVICE_MODULES
 from tests.browser.conftest import PHONE, screenshot
-from tests.support.processes import QRPAY, QrpayUp, kill_group, start, wait_for_text
+from tests.support.processes import QRPAY, QRPAY_TOOLS, QrpayUp, kill_group, start, wait_for_text
 from tests.support.services import dev_secdist
 
 pytestmark = pytest.mark.e2e
@@ -86,7 +86,7 @@ class PosSim:
         self.log = tmp_path / "pos-sim.log"
         self.process: subprocess.Popen[bytes] = start(
             [
-                QRPAY,
+                QRPAY_TOOLS,
                 "pos-sim",
                 "--url",
                 up.url("iiko-integration"),

@@ -17,7 +17,14 @@ import httpx
 import pytest
 
 from qrpay.kernel.service import SERVICE_MODULES
-from tests.support.processes import QRPAY, QrpayUp, kill_group, run, start, wait_for_text
+from tests.support.processes import (
+    QRPAY_TOOLS,
+    QrpayUp,
+    kill_group,
+    run,
+    start,
+    wait_for_text,
+)
 from tests.support.services import dev_secdist
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +61,7 @@ def order_id_of(link: str) -> str:
 def new_order(up: QrpayUp, tmp_path: Path, amount: str) -> str:
     sim = run(
         [
-            QRPAY,
+            QRPAY_TOOLS,
             "pos-sim",
             "--url",
             up.url("iiko-integration"),
@@ -73,7 +80,7 @@ def new_order(up: QrpayUp, tmp_path: Path, amount: str) -> str:
 def guest(up: QrpayUp, link: str, card: str) -> subprocess.CompletedProcess[str]:
     return run(
         [
-            QRPAY,
+            QRPAY_TOOLS,
             "guest",
             link,
             "--card",
@@ -127,7 +134,7 @@ def test_guest_pays_the_pos_sees_payed_and_cashback_arrives(up: QrpayUp, tmp_pat
     # The POS as in the restaurant: prints the bill and waits for the payment.
     sim = start(
         [
-            QRPAY,
+            QRPAY_TOOLS,
             "pos-sim",
             "--url",
             up.url("iiko-integration"),

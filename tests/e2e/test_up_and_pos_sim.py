@@ -18,6 +18,7 @@ from qrpay.kernel.service import SERVICE_MODULES
 from qrpay.runner.embedded import ports_for
 from tests.support.processes import (
     QRPAY,
+    QRPAY_TOOLS,
     free_port,
     free_port_base,
     kill_group,
@@ -103,11 +104,11 @@ def test_up_pos_sim_stop_and_restart(up: Up, tmp_path: Path) -> None:
     up.start()
     assert (up.data_dir / "config.yaml").exists()
     assert (up.data_dir / "secdist.yaml").exists()
-    wait_for_text(up.log, f"qrpay pos-sim --url {up.iiko}")
+    wait_for_text(up.log, f"qrpay-tools pos-sim --url {up.iiko}")
 
     out_dir = tmp_path / "out"
     sim = run(
-        [QRPAY, "pos-sim", "--url", up.iiko, "--no-wait", "--out-dir", str(out_dir)],
+        [QRPAY_TOOLS, "pos-sim", "--url", up.iiko, "--no-wait", "--out-dir", str(out_dir)],
         cwd=tmp_path,
     )
     assert sim.returncode == 0, sim.stdout + sim.stderr
@@ -134,14 +135,22 @@ def test_up_pos_sim_stop_and_restart(up: Up, tmp_path: Path) -> None:
     assert order_statuses(up.iiko, [order_id]) == [{"id": order_id, "status": "WAITING"}]
 
     wrong_key = run(
-        [QRPAY, "pos-sim", "--url", up.iiko, "--no-wait", "--api-key", "not-the-key-0123456789"],
+        [
+            QRPAY_TOOLS,
+            "pos-sim",
+            "--url",
+            up.iiko,
+            "--no-wait",
+            "--api-key",
+            "not-the-key-0123456789",
+        ],
         cwd=tmp_path,
     )
     assert wrong_key.returncode == 2
     assert_one_error_line(wrong_key, "401")
 
     forbidden = run(
-        [QRPAY, "pos-sim", "--url", up.iiko, "--no-wait", "--client-id", "rest-3"],
+        [QRPAY_TOOLS, "pos-sim", "--url", up.iiko, "--no-wait", "--client-id", "rest-3"],
         cwd=tmp_path,
     )
     assert forbidden.returncode == 2
@@ -158,7 +167,7 @@ def test_up_pos_sim_stop_and_restart(up: Up, tmp_path: Path) -> None:
 
 def test_pos_sim_against_a_closed_port_says_so_in_one_line(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    result = run([QRPAY, "pos-sim", "--url", url, "--no-wait"], cwd=tmp_path)
+    result = run([QRPAY_TOOLS, "pos-sim", "--url", url, "--no-wait"], cwd=tmp_path)
     assert result.returncode == 2
     assert_one_error_line(result, f"cannot reach iiko-integration at {url}", "qrpay up")
 
@@ -179,7 +188,7 @@ def test_pos_sim_waits_until_the_order_is_paid(up: Up, tmp_path: Path) -> None:
     log = tmp_path / "pos-sim.log"
     sim = start(
         [
-            QRPAY,
+            QRPAY_TOOLS,
             "pos-sim",
             "--url",
             up.iiko,

@@ -1,13 +1,13 @@
 """200 payments through nginx while payments-eda-1 and the worker are SIGKILLed at random.
 
-The real cluster (`python -m qrpay.cluster up`: nginx, PostgreSQL, 2x iiko-integration,
+The real cluster (`python -m qrpay_tools.cluster up`: nginx, PostgreSQL, 2x iiko-integration,
 2x payments-eda, one of every other service, one `qrpay worker payments-eda`). Guests, a
 dozen at a time, each have the POS create an order (iiko-integration's POS API via nginx)
 and pay it with the demo card via payments-eda through nginx, tapping Pay again (a bounded
 number of times) after a 502/503/504 or a broken connection, or when the order is back to
 waiting for payment. The test is the supervisor: a chaos loop per target SIGKILLs the
 process group at a random moment, waits a little, and starts the instance again with
-`python -m qrpay.cluster restart NAME`. After the last guest, everything killed is running
+`python -m qrpay_tools.cluster restart NAME`. After the last guest, everything killed is running
 again and the test waits for convergence, then checks every order:
 
 - PAYED: operations exactly hold + clear, both succeeded, and one accrual of 30% (300);
@@ -42,11 +42,11 @@ import httpx
 import psycopg
 import pytest
 
-from qrpay.cluster.run import WORKER, Layout, alive, read_pids
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.queue import libpq_url
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay.payments_eda.domain import MESSAGES, MessageKey
+from qrpay_tools.cluster.run import WORKER, Layout, alive, read_pids
 from tests.support.cluster import cluster_command, cluster_layout
 from tests.support.processes import child_env, run
 

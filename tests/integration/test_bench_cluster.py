@@ -1,4 +1,4 @@
-"""`python -m qrpay.bench.cluster` (what `make bench-cluster` runs) in a tiny mode: a few
+"""`python -m qrpay_tools.bench.cluster` (what `make bench-cluster` runs) in a tiny mode: a few
 seconds at a low rate through both topologies; the table has its shape and nothing the
 bench started is left behind (processes, ports, databases).
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from qrpay.bench.cluster import PORT_BLOCK
-from qrpay.cluster.run import nginx_binary
-from qrpay.runner.ports import port_is_free
+from qrpay_tools.bench.cluster import PORT_BLOCK
+from qrpay_tools.cluster.run import nginx_binary
+from qrpay_tools.ports import port_is_free
 from tests.support.processes import child_env, free_port_base, run
 
 pytestmark = pytest.mark.postgres
@@ -59,7 +59,7 @@ def test_bench_cluster_tiny_run_prints_the_table_and_tears_everything_down(
     base = free_port_base(PORT_BLOCK, low=20000, high=32000)
     prefix = f"qrpay_test_bench_{uuid.uuid4().hex[:8]}"
     admin = postgres_url.replace("+asyncpg", "")
-    command = [sys.executable, "-m", "qrpay.bench.cluster", "--steps", "base"]
+    command = [sys.executable, "-m", "qrpay_tools.bench.cluster", "--steps", "base"]
     command += ["--rate", "20", "--pay-rate", "1", "--seconds", "2", "--warmup", "0"]
     command += ["--orders", "20", "--payment-deadline", "8"]
     command += ["--var-dir", str(var), "--port-base", str(base), "--db-prefix", prefix]

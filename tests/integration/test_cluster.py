@@ -1,4 +1,4 @@
-"""`python -m qrpay.cluster up/down` (what `make cluster` runs): nginx, PostgreSQL, `qrpay serve`.
+"""`python -m qrpay_tools.cluster up/down` (what `make cluster` runs): nginx, PostgreSQL, `qrpay serve`.
 
 Skipped when nginx is not installed, unless QRPAY_REQUIRE_CLUSTER=1.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qrpay.cluster.run import Layout, alive
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
-from qrpay.runner.ports import port_is_free
+from qrpay_tools.cluster.run import Layout, alive
+from qrpay_tools.ports import port_is_free
 from tests.support.cluster import cluster_command, cluster_layout
 from tests.support.processes import child_env, run
 

@@ -1,4 +1,4 @@
-"""`python -m qrpay.cluster` (nginx, PostgreSQL, `qrpay serve` + `qrpay worker`) in a test.
+"""`python -m qrpay_tools.cluster` (nginx, PostgreSQL, `qrpay serve` + `qrpay worker`) in a test.
 
 ``cluster_layout`` gives a ``Layout`` in the test's tmp directory on free ports with its own
 database prefix, and the options that point `up`, `down` and `restart` at it; on exit it
@@ -18,13 +18,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from qrpay.bench import harness
-from qrpay.cluster.run import Layout, nginx_binary
+from qrpay_tools.bench import harness
+from qrpay_tools.cluster.run import Layout, nginx_binary
 from tests.support.processes import child_env, free_port_base, run
 
 
 def cluster_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "qrpay.cluster", *args]
+    return [sys.executable, "-m", "qrpay_tools.cluster", *args]
 
 
 def require_nginx() -> None:
@@ -49,7 +49,7 @@ def drop_databases(prefix: str) -> None:
 
 @contextmanager
 def cluster_layout(tmp_path: Path, tag: str = "cluster") -> Iterator[tuple[Layout, list[str]]]:
-    """(layout, options for `python -m qrpay.cluster ...`); the cluster is not started."""
+    """(layout, options for `python -m qrpay_tools.cluster ...`); the cluster is not started."""
     require_nginx()
     prefix = f"qrpay_test_{tag}_{uuid.uuid4().hex[:8]}"
     # Below the ephemeral ports, so outgoing connections cannot take ours.

@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 
-from qrpay.runner.ports import free_port_block
+from qrpay_tools.ports import free_port_block
 
 VENV_BIN = Path(sys.executable).parent
 QRPAY = str(VENV_BIN / "qrpay")
+QRPAY_TOOLS = str(VENV_BIN / "qrpay-tools")
 
 
 def free_port_base(count: int, *, attempts: int = 20, low: int = 20000, high: int = 60000) -> int:

@@ -10,7 +10,14 @@ import typer
 from sqlalchemy.engine import make_url
 
 from qrpay.kernel.settings import Settings
-from qrpay.pos_sim.errors import error_line
+
+EXIT_ERROR = 2
+
+
+def error_line(message: str) -> str:
+    # Terminal and CI logs both stay readable only if the error is a single line.
+    flat = " ".join(message.split())
+    return flat if flat.startswith("error: ") else f"error: {flat}"
 
 
 def say_error(message: str) -> None:

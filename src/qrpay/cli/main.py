@@ -1,11 +1,11 @@
-"""The ``qrpay`` command: run the system, its databases and the POS simulator.
+"""The ``qrpay`` command: what a deployment runs (up, serve, worker, db).
 
-Commands stay thin: the work lives in ``qrpay.runner`` and ``qrpay.pos_sim``.
+Commands stay thin: the work lives in ``qrpay.runner``. The POS simulator, the guest,
+the benchmarks and the local cluster are tools: ``qrpay-tools`` (``tools/``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from qrpay.pos_sim.errors import EXIT_ERROR, PosSimError, error_line
+from qrpay.cli.common import EXIT_ERROR, error_line
 
 app = typer.Typer(
     name="qrpay",
@@ -107,117 +107,6 @@ def db_upgrade(
     from qrpay.cli.database import run_upgrade
 
     raise typer.Exit(run_upgrade(names or [], console=console))
-
-
-def _dev_api_key() -> str:
-    from qrpay.kernel.config import load_yaml, parse_secdist
-    from qrpay.kernel.settings import Settings
-
-    # The committed development secdist, whatever QRPAY_SECDIST says: the demo key is public.
-    path = Settings.model_fields["secdist"].default
-    keys = parse_secdist(load_yaml(path)).api_keys
-    if not keys:
-        raise PosSimError(f"no API key in {path}; pass --api-key")
-    return keys[0].key.get_secret_value()
-
-
-@app.command("pos-sim")
-def pos_sim(
-    url: Annotated[str, typer.Option(help="iiko-integration base URL")] = "http://127.0.0.1:8081",
-    api_key: Annotated[
-        str | None,
-        typer.Option(envvar="QRPAY_POS_API_KEY", help="X-API-Key [default: the dev demo key]"),
-    ] = None,
-    client_id: Annotated[str | None, typer.Option(help="Restaurant [default: rest-1]")] = None,
-    order_id: Annotated[
-        str | None, typer.Option(help="The POS's own order id [default: random iiko-xxxxxx]")
-    ] = None,
-    amount: Annotated[
-        str | None, typer.Option(help="Sum to pay [default: the sum of the items]")
-    ] = None,
-    item: Annotated[
-        list[str] | None, typer.Option(help="A bill line NAME=AMOUNT (repeatable)")
-    ] = None,
-    currency: Annotated[str | None, typer.Option(help="[default: RUB]")] = None,
-    bill_file: Annotated[
-        Path | None, typer.Option(help="JSON: the whole POST /orders body or just its bill")
-    ] = None,
-    out_dir: Annotated[Path, typer.Option(help="Where the QR and receipt PNGs go")] = Path("out"),
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the payment")] = 600.0,
-    wait: Annotated[
-        bool, typer.Option("--wait/--no-wait", help="Poll the order status until it is final")
-    ] = True,
-    poll_interval: Annotated[float, typer.Option(help="Seconds between status polls")] = 2.0,
-) -> None:
-    """Act as a restaurant POS: send a bill, print the QR code, wait for the guest to pay.
-
-    Exit code: 0 paid, 1 canceled / not found / timed out, 2 error.
-    """
-    from qrpay.pos_sim.bill import build_order_request
-    from qrpay.pos_sim.session import SessionOptions, run_session
-
-    try:
-        request = build_order_request(
-            client_id=client_id,
-            order_id=order_id,
-            amount=amount,
-            items=item,
-            currency=currency,
-            bill_file=bill_file,
-        )
-        options = SessionOptions(
-            url=url,
-            api_key=api_key or _dev_api_key(),
-            out_dir=out_dir,
-            wait=wait,
-            timeout_seconds=timeout,
-            poll_interval_seconds=poll_interval,
-        )
-        code = asyncio.run(run_session(request, options, console))
-    except PosSimError as exc:
-        raise fail(exc.message, exc.exit_code) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted; the order stays open in iiko-integration", 130) from None
-    raise typer.Exit(code)
-
-
-@app.command()
-def guest(
-    link: Annotated[str, typer.Argument(help="The deep link pos-sim printed (Link: ...)")],
-    user: Annotated[str, typer.Option(help="The guest's user id (X-Yandex-UID)")] = "demo-user",
-    card: Annotated[
-        str | None, typer.Option(help="Pay with this card id without asking; exit 1 if declined")
-    ] = None,
-    api: Annotated[str, typer.Option(help="payments-eda base URL")] = "http://127.0.0.1:8082",
-    cashback_url: Annotated[
-        str, typer.Option(help="cashback base URL (for the balance)")
-    ] = "http://127.0.0.1:8086",
-    language: Annotated[str, typer.Option(help="X-Request-Language")] = "en",
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for PAYED or DECLINED")] = 120.0,
-) -> None:
-    """Act as the guest: open the link, see the bill and cashback, pay with a card, follow it.
-
-    Exit code: 0 paid, 1 declined / closed / not paid, 2 error.
-    """
-    from qrpay.guest.errors import GuestError
-    from qrpay.guest.flow import GuestOptions, prompt_for_card, run_guest
-
-    options = GuestOptions(
-        link=link,
-        api_url=api,
-        cashback_url=cashback_url,
-        user_id=user,
-        card_id=card,
-        language=language,
-        timeout_seconds=timeout,
-    )
-    try:
-        code = asyncio.run(run_guest(options, console, prompt_for_card(console)))
-    except GuestError as exc:
-        raise fail(exc.message, exc.exit_code) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted; a payment already started goes on without you", 130) from None
-    raise typer.Exit(code)
 
 
 def main() -> None:  # pragma: no cover - `python -m qrpay.cli.main`

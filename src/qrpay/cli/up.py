@@ -177,9 +177,9 @@ def print_next_steps(
     reach = url_host(client_host(host))
     iiko_url = f"http://{reach}:{ports['iiko-integration']}"
     pos_cmd = (
-        "qrpay pos-sim"
+        "qrpay-tools pos-sim"
         if iiko_url == "http://127.0.0.1:8081"
-        else f"qrpay pos-sim --url {iiko_url}"
+        else f"qrpay-tools pos-sim --url {iiko_url}"
     )
     try:
         keys = parse_secdist(load_yaml(settings.secdist)).api_keys
@@ -243,6 +243,6 @@ def print_demo_cards(
         options += f" --user {user}"
     first = cards[0].id
     console.print(
-        f"  guest:          qrpay guest '<the Link: pos-sim printed>' --card {first}{options}",
+        f"  guest:          qrpay-tools guest '<the Link: pos-sim printed>' --card {first}{options}",
         markup=False,
     )

@@ -6,7 +6,7 @@ import asyncio
 
 import orjson
 
-from qrpay.bench import cluster, load, pos
+from qrpay_tools.bench import cluster, load, pos
 
 
 def test_answers_are_sorted_by_outcome_and_kind() -> None:

@@ -7,7 +7,7 @@ from collections import deque
 
 import pytest
 
-from qrpay.bench import wire
+from qrpay_tools.bench import wire
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"a": "b"}\n'
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qrpay.pos_sim.bill import (
+from qrpay_tools.pos_sim.bill import (
     DEMO_ITEMS,
     BillItem,
     build_order_request,
@@ -14,7 +14,7 @@ from qrpay.pos_sim.bill import (
     parse_bill_file,
     parse_item,
 )
-from qrpay.pos_sim.errors import PosSimError
+from qrpay_tools.pos_sim.errors import PosSimError
 
 
 def test_item_flag_splits_on_the_last_equals_sign() -> None:

@@ -1,4 +1,4 @@
-"""`python -m qrpay.cluster`: `--set` overrides and `restart` without a running cluster."""
+"""`python -m qrpay_tools.cluster`: `--set` overrides and `restart` without a running cluster."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from qrpay.cluster.run import BadOverride, Layout, apply_overrides, main, nginx_config
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay_tools.cluster.run import BadOverride, Layout, apply_overrides, main, nginx_config
 
 
 def dev_config() -> dict[str, Any]:

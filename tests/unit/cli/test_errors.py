@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from qrpay.pos_sim.client import connection_error_line, http_error_line
-from qrpay.pos_sim.errors import PosSimError, error_line
+from qrpay_tools.pos_sim.client import connection_error_line, http_error_line
+from qrpay_tools.pos_sim.errors import PosSimError, error_line
 
 
 def test_connection_refused_names_the_service_and_the_fix() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from qrpay.cli.main import app
+from qrpay_tools.cli import app
 from tests.support.processes import free_port
 
 HMAC = "ab" * 32

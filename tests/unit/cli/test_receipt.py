@@ -5,9 +5,9 @@ from pathlib import Path
 import zxingcpp
 from PIL import Image
 
-from qrpay.pos_sim.bill import build_order_request
-from qrpay.pos_sim.client import BillLine, CreatedOrder
-from qrpay.pos_sim.receipt import (
+from qrpay_tools.pos_sim.bill import build_order_request
+from qrpay_tools.pos_sim.client import BillLine, CreatedOrder
+from qrpay_tools.pos_sim.receipt import (
     WIDTH,
     Receipt,
     receipt_lines,

@@ -9,11 +9,12 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from qrpay.cli.main import app
-from qrpay.pos_sim.bill import build_order_request
-from qrpay.pos_sim.client import HttpError, PosClient, Unreachable
-from qrpay.pos_sim.errors import EXIT_NOT_PAYED, EXIT_PAYED
-from qrpay.pos_sim.session import SessionOptions, poll_until_final
+from qrpay.cli.main import app as qrpay_app
+from qrpay_tools.cli import app
+from qrpay_tools.pos_sim.bill import build_order_request
+from qrpay_tools.pos_sim.client import HttpError, PosClient, Unreachable
+from qrpay_tools.pos_sim.errors import EXIT_NOT_PAYED, EXIT_PAYED
+from qrpay_tools.pos_sim.session import SessionOptions, poll_until_final
 
 
 class FakeClient:
@@ -104,12 +105,12 @@ def test_cli_bad_bill_file_is_one_line_and_exit_two(tmp_path: Path) -> None:
 
 
 def test_cli_db_upgrade_of_a_service_without_database() -> None:
-    result = CliRunner().invoke(app, ["db", "upgrade", "iiko-integration"])
+    result = CliRunner().invoke(qrpay_app, ["db", "upgrade", "iiko-integration"])
     assert result.exit_code == 2
     assert one_error_line(result).startswith("error: no database for iiko-integration")
 
 
 def test_cli_serve_unknown_service() -> None:
-    result = CliRunner().invoke(app, ["serve", "nope"])
+    result = CliRunner().invoke(qrpay_app, ["serve", "nope"])
     assert result.exit_code == 2
     assert one_error_line(result).startswith("error: unknown service 'nope'")

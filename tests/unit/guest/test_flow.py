@@ -8,9 +8,9 @@ import time
 import pytest
 from rich.console import Console
 
-from qrpay.guest.api import Card
-from qrpay.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, EXIT_PAYED, GuestError
-from qrpay.guest.flow import GuestOptions, run_guest
+from qrpay_tools.guest.api import Card
+from qrpay_tools.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, EXIT_PAYED, GuestError
+from qrpay_tools.guest.flow import GuestOptions, run_guest
 from tests.unit.guest.fake import HMAC, LINK, ORDER_ID, FakePayments, preorder_body, serving
 
 

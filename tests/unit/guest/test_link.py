@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from qrpay.guest.errors import EXIT_ERROR, GuestError
-from qrpay.guest.link import parse_link
 from qrpay.kernel.deeplink import build_link, sign
+from qrpay_tools.guest.errors import EXIT_ERROR, GuestError
+from qrpay_tools.guest.link import parse_link
 
 HMAC = "ab" * 32
 

@@ -5,9 +5,9 @@ import io
 import pytest
 from rich.console import Console
 
-from qrpay.guest.api import parse_polling_delay, parse_preorder
-from qrpay.guest.errors import GuestError
-from qrpay.guest.render import show_preorder
+from qrpay_tools.guest.api import parse_polling_delay, parse_preorder
+from qrpay_tools.guest.errors import GuestError
+from qrpay_tools.guest.render import show_preorder
 from tests.unit.guest.fake import ORDER_ID, preorder_body
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from qrpay.bench import harness, wire
+from qrpay_tools.bench import harness, wire
 
 OK = "ok"
 REFUSED = "refused"

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from qrpay.pos_sim.errors import PosSimError
+from qrpay_tools.pos_sim.errors import PosSimError
 
 SERVICE = "iiko-integration"
 

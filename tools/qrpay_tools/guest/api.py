@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from qrpay.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, GuestError
-from qrpay.guest.link import OrderLink
+from qrpay_tools.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, GuestError
+from qrpay_tools.guest.link import OrderLink
 
 SERVICE = "payments-eda"
 PREORDER = "/4.0/payments/v1/preorder"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from qrpay.pos_sim.bill import OrderRequest, format_money
-from qrpay.pos_sim.client import HttpError, PosClient, Unreachable
-from qrpay.pos_sim.errors import EXIT_NOT_PAYED, EXIT_PAYED, PosSimError
-from qrpay.pos_sim.receipt import Receipt, receipt_lines, save_files, terminal_qr
+from qrpay_tools.pos_sim.bill import OrderRequest, format_money
+from qrpay_tools.pos_sim.client import HttpError, PosClient, Unreachable
+from qrpay_tools.pos_sim.errors import EXIT_NOT_PAYED, EXIT_PAYED, PosSimError
+from qrpay_tools.pos_sim.receipt import Receipt, receipt_lines, save_files, terminal_qr
 
 FINAL_STATUSES = ("PAYED", "CANCELED", "NOT_FOUND")
 # A POS keeps polling through a short outage; this many failures in a row end the session.

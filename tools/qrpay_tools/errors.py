@@ -1,13 +1,15 @@
-"""Every failure the simulator can meet ends as one line for the operator, never a traceback."""
+"""Exit codes and the one error type of the tools: every failure is one line, never a traceback."""
 
 from __future__ import annotations
 
 EXIT_PAYED = 0
+# Not paid: declined, canceled, not found, the bill changed, or no final status in time.
 EXIT_NOT_PAYED = 1
+# Could not tell: bad input, a service down or answering nonsense.
 EXIT_ERROR = 2
 
 
-class PosSimError(Exception):
+class ToolError(Exception):
     """A failure that has already been put into words for the operator."""
 
     def __init__(self, message: str, *, exit_code: int = EXIT_ERROR) -> None:

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from qrpay.pos_sim.errors import PosSimError
+from qrpay_tools.pos_sim.errors import PosSimError
 
 DEFAULT_CLIENT_ID = "rest-1"
 DEFAULT_CURRENCY = "RUB"

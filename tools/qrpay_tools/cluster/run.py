@@ -1,4 +1,4 @@
-"""`python -m qrpay.cluster up|down|restart`: a production-like cluster on this machine.
+"""`python -m qrpay_tools.cluster up|down|restart`: a production-like cluster on this machine.
 
 `up` creates (or reuses) one PostgreSQL database per service with a database and
 one for the durable queue, writes config and secdist under the var directory, runs
@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from qrpay.runner.ports import port_is_free, wait_port_free
+from qrpay_tools.ports import port_is_free, wait_port_free
 
 if TYPE_CHECKING:
-    from qrpay.bench import harness
+    from qrpay_tools.bench import harness
 
 # `restart` is what a supervisor runs on a loaded machine: it imports nothing heavy (no
 # aiohttp, psycopg, pydantic or the services); `up` imports what it needs when it runs.
@@ -178,7 +178,7 @@ def nginx_config(layout: Layout) -> str:
             f"    }}\n"
         )
     return (
-        "# Written by `python -m qrpay.cluster up`; rewritten on every start.\n"
+        "# Written by `python -m qrpay_tools.cluster up`; rewritten on every start.\n"
         "worker_processes 1;\n"
         f"pid {var}/nginx.pid;\n"
         f"error_log {var}/logs/nginx-error.log warn;\n"
@@ -269,7 +269,7 @@ def stop_processes(pids: list[int], timeout: float = STOP_TIMEOUT) -> list[int]:
 def ensure_database(name: str) -> str:
     import psycopg
 
-    from qrpay.bench import harness
+    from qrpay_tools.bench import harness
 
     with psycopg.connect(harness.PG_ADMIN, autocommit=True) as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
@@ -310,8 +310,8 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> None:
 
 
 def configure(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> dict[str, str]:
-    from qrpay.bench import harness
     from qrpay.runner.context import has_database
+    from qrpay_tools.bench import harness
 
     services = {service for _, service, _ in layout.instances}
     databases = {
@@ -376,7 +376,7 @@ def up(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> in
     import aiohttp
     import psycopg
 
-    from qrpay.bench import harness
+    from qrpay_tools.bench import harness
 
     live = [entry for entry in read_pids(layout) if alive(int(str(entry["pid"])))]
     if live:
@@ -442,7 +442,7 @@ def up(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> in
 
 
 async def wait_everything(layout: Layout, processes: list[harness.Process]) -> None:
-    from qrpay.bench import harness
+    from qrpay_tools.bench import harness
 
     for process in processes:
         if process.port:
@@ -486,7 +486,7 @@ def wait_answering(name: str, popen: subprocess.Popen[bytes], url: str, *, timeo
 
 
 def print_banner(layout: Layout, processes: list[harness.Process]) -> None:
-    from qrpay.bench import harness
+    from qrpay_tools.bench import harness
 
     nginx = layout.nginx_ports
     bin_dir = Path(harness.QRPAY).parent
@@ -503,14 +503,14 @@ def print_banner(layout: Layout, processes: list[harness.Process]) -> None:
     say(f"  logs: {layout.logs}   pids: {layout.pids}")
     say("Try it:")
     say(
-        f"  {bin_dir}/qrpay pos-sim --url {layout.url(nginx['iiko-integration'])} "
+        f"  {bin_dir}/qrpay-tools pos-sim --url {layout.url(nginx['iiko-integration'])} "
         '--client-id rest-1 --item "Borscht=450" --item "Pelmeni=650"'
     )
     say(
-        f"  {bin_dir}/qrpay guest '<the Link: line>' --api {layout.url(nginx['payments-eda'])} "
+        f"  {bin_dir}/qrpay-tools guest '<the Link: line>' --api {layout.url(nginx['payments-eda'])} "
         f"--cashback-url {layout.url(cashback)} --card card-ok"
     )
-    say("Stop it with `make cluster-stop` (python -m qrpay.cluster down).")
+    say("Stop it with `make cluster-stop` (python -m qrpay_tools.cluster down).")
 
 
 def down(layout: Layout, *, quiet: bool = False) -> int:
@@ -620,7 +620,7 @@ def restart(layout: Layout, name: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qrpay.cluster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m qrpay_tools.cluster", description=__doc__)
     parser.add_argument("command", choices=("up", "down", "restart"))
     parser.add_argument(
         "instance",

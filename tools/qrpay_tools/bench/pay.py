@@ -27,7 +27,7 @@ import orjson
 import uvloop
 import yaml
 
-from qrpay.bench import harness, load, pos, wire
+from qrpay_tools.bench import harness, load, pos, wire
 
 USER = "bench-user"
 CARD = "bench-card"
@@ -104,7 +104,7 @@ async def pay_order(
     """One payment as the app makes it: preorder, pay, then poll the status as often as
     X-Polling-Delay says until PAYED (a 503 or a lost poll is polled again).
 
-    Returns the outcome (qrpay.bench.load: ok once PAYED; timeout past ``deadline``, a
+    Returns the outcome (qrpay_tools.bench.load: ok once PAYED; timeout past ``deadline``, a
     perf_counter instant) and when the pay request was sent. Each HTTP request goes to
     ``requests``: the preorder's latency from ``since``, the others' from their sending.
     """
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "qrpay.bench.baseline_app:app",
+                "qrpay_tools.bench.baseline_app:app",
                 "--port",
                 str(port),
                 "--loop",

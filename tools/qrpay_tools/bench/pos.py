@@ -27,7 +27,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from qrpay.bench import harness, load, wire
+from qrpay_tools.bench import harness, load, wire
 
 API_KEY = "demo-pos-key-0123456789abcdef"
 LUA = Path(__file__).with_name("pos_mix.lua")
@@ -130,7 +130,7 @@ async def mix_stream(
     start_at: float | None = None,
     name: str = "POS mix",
 ) -> load.Stream:
-    """The POS mix in an open loop at ``rate`` per second (see qrpay.bench.load)."""
+    """The POS mix in an open loop at ``rate`` per second (see qrpay_tools.bench.load)."""
     stream = load.Stream(name, rate, seconds)
     client = wire.Client(base_url, connections=connections, headers={"X-API-Key": API_KEY})
     mix = Mix(ids)
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "qrpay.bench.baseline_app:app",
+                "qrpay_tools.bench.baseline_app:app",
                 "--port",
                 str(port),
                 "--workers",

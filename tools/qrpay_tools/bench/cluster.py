@@ -8,14 +8,14 @@ torn down, also on Ctrl-C or SIGTERM:
 - phase ``single``: one `qrpay serve` of every service (iiko-integration, payments-eda and
   api-proxy on the addresses nginx has in the cluster, so the config files are the same)
   and one `qrpay worker payments-eda`, no nginx;
-- phase ``cluster``: `python -m qrpay.cluster up` (what `make cluster` runs: two instances
+- phase ``cluster``: `python -m qrpay_tools.cluster up` (what `make cluster` runs: two instances
   of iiko-integration and of payments-eda behind nginx) in its own var directory, on its
   own ports and databases, so a running `make cluster` is not touched.
 
 In each step two load-generator processes start together: the POS mix (95% POST
 /orders/list with 1-5 ids, 5% POST /orders) against iiko-integration, and payments
 (preorder, pay, status polled as X-Polling-Delay says until PAYED) against payments-eda,
-each in an open loop at a fixed rate (qrpay.bench.load: latency from the scheduled start,
+each in an open loop at a fixed rate (qrpay_tools.bench.load: latency from the scheduled start,
 so a stall shows). Steps: ``base`` (--rate, --pay-rate: what this machine sustains, so
 single and cluster compare), ``target`` (--target: the seed's future load) and
 ``overload`` (--overload times the target: refused fast with 503, or timing out?).
@@ -49,15 +49,15 @@ from types import FrameType
 import psycopg
 import yaml
 
-from qrpay.bench import harness, load, pay, pos
-from qrpay.cluster import run
 from qrpay.kernel.config import QrpayConfig, parse_config
 from qrpay.kernel.settings import REPO_DEV_CONFIG
-from qrpay.runner.ports import free_port_block, port_is_free
+from qrpay_tools.bench import harness, load, pay, pos
+from qrpay_tools.cluster import run
+from qrpay_tools.ports import free_port_block, port_is_free
 
 PHASES = ("single", "cluster")
 STEPS = ("base", "target", "overload")
-# As `make cluster` runs it (qrpay.cluster.run.up).
+# As `make cluster` runs it (qrpay_tools.cluster.run.up).
 WORKER_CONCURRENCY = 16
 WORKER = "worker-payments-eda"
 PORT_BLOCK = 30  # Layout: nginx on base..base+2, the instances on base+20 and up
@@ -595,7 +595,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 def options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m qrpay.bench.cluster",
+        prog="python -m qrpay_tools.bench.cluster",
         description=__doc__,
         formatter_class=HelpFormatter,
     )
@@ -640,7 +640,7 @@ def options(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         dest="overrides",
         metavar="KEY=VALUE",
-        help="a config value for both topologies, as `python -m qrpay.cluster up --set` takes "
+        help="a config value for both topologies, as `python -m qrpay_tools.cluster up --set` takes "
         "it (e.g. --set http.max_in_flight=64); repeatable",
     )
     parser.add_argument(
@@ -708,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
             # Both generator processes up (spawned, imported) before any schedule starts.
-            list(pool.map(load.preload, ("qrpay.bench.pay", "qrpay.bench.pay")))
+            list(pool.map(load.preload, ("qrpay_tools.bench.pay", "qrpay_tools.bench.pay")))
             for phase in args.phase_list:
                 for step in args.step_list:
                     layout = run.Layout(args.var_dir / f"{phase}-{step}", port_base, args.admission)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from qrpay.guest.api import Card, Preorder
+from qrpay_tools.guest.api import Card, Preorder
 
 
 def bill_table(preorder: Preorder) -> Table:

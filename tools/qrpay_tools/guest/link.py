@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from qrpay.guest.errors import GuestError
+from qrpay_tools.guest.errors import GuestError
 
 _HMAC = re.compile(r"^[0-9a-fA-F]{64}$")
 _ORDER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -11,14 +11,14 @@ from rich.console import Console
 from rich.prompt import Prompt
 
 from qrpay.cashback.client import CashbackClient
-from qrpay.guest.api import Card, HttpError, PaymentsApi, PaymentStatus, Preorder, Unreachable
-from qrpay.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, EXIT_PAYED, GuestError
-from qrpay.guest.link import OrderLink, parse_link
-from qrpay.guest.render import show_preorder
 from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.errors import QrpayError
 from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.metrics import ServiceMetrics
+from qrpay_tools.guest.api import Card, HttpError, PaymentsApi, PaymentStatus, Preorder, Unreachable
+from qrpay_tools.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, EXIT_PAYED, GuestError
+from qrpay_tools.guest.link import OrderLink, parse_link
+from qrpay_tools.guest.render import show_preorder
 
 FINAL = ("PAYED", "DECLINED")
 # eda's order statuses (as the preorder reports them) that leave nothing to pay.

@@ -76,7 +76,7 @@ def write_config(workdir: Path, ports: dict[str, int], databases: dict[str, str]
         config["services"].setdefault(name, {})["base_url"] = f"http://127.0.0.1:{port}"
     config["services"]["eda"].update(timeout_ms=2000, retries=1)
     config["orders"]["create_deadline_ms"] = 3000
-    # Present, so that a dotted override (`qrpay.cluster up --set http.max_in_flight=64`)
+    # Present, so that a dotted override (`qrpay_tools.cluster up --set http.max_in_flight=64`)
     # finds the section; empty means the defaults.
     config.setdefault("http", {})
     secdist["databases"] = databases

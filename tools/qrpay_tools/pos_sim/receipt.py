@@ -10,8 +10,8 @@ from pathlib import Path
 import segno
 from PIL import Image, ImageDraw, ImageFont
 
-from qrpay.pos_sim.bill import OrderRequest, format_money
-from qrpay.pos_sim.client import CreatedOrder
+from qrpay_tools.pos_sim.bill import OrderRequest, format_money
+from qrpay_tools.pos_sim.client import CreatedOrder
 
 WIDTH = 42
 # A font with Cyrillic: the bill text comes from a Russian template.

@@ -1,5 +1,0 @@
-import sys
-
-from qrpay.cluster.run import main
-
-sys.exit(main())

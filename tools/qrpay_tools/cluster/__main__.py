@@ -1,0 +1,5 @@
+import sys
+
+from qrpay_tools.cluster.run import main
+
+sys.exit(main())
