@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
 from qrpay.cardstorage.domain import PaymentMethod
 from qrpay.cardstorage.schemas import (
@@ -15,6 +15,7 @@ from qrpay.cardstorage.schemas import (
 )
 from qrpay.cardstorage.service import PaymentMethodService
 from qrpay.kernel.http import error_responses
+from qrpay.kernel.service import provide
 
 router = APIRouter(prefix="/v1/payment-methods", tags=["payment-methods"])
 
@@ -22,13 +23,11 @@ UserIdQuery = Annotated[str, Query(min_length=1, max_length=128)]
 MethodIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
-def _service(request: Request) -> PaymentMethodService:
-    service: PaymentMethodService = request.app.state.payment_methods
-    return service
+PaymentMethods = Annotated[PaymentMethodService, Depends(provide(PaymentMethodService))]
 
 
-def public_view(method: PaymentMethod, request: Request) -> PaymentMethodPublic:
-    now = _service(request).clock.now()
+def public_view(method: PaymentMethod, service: PaymentMethodService) -> PaymentMethodPublic:
+    now = service.clock.now()
     return PaymentMethodPublic(
         id=method.id,
         type=method.type,
@@ -39,8 +38,8 @@ def public_view(method: PaymentMethod, request: Request) -> PaymentMethodPublic:
     )
 
 
-def internal_view(method: PaymentMethod, request: Request) -> PaymentMethodInternal:
-    public = public_view(method, request)
+def internal_view(method: PaymentMethod, service: PaymentMethodService) -> PaymentMethodInternal:
+    public = public_view(method, service)
     return PaymentMethodInternal(**public.model_dump(), user_id=method.user_id, token=method.token)
 
 
@@ -50,15 +49,17 @@ def internal_view(method: PaymentMethod, request: Request) -> PaymentMethodInter
     responses=error_responses(409),
 )
 async def bind_payment_method(
-    method_id: MethodIdPath, body: PaymentMethodIn, request: Request
+    method_id: MethodIdPath, body: PaymentMethodIn, service: PaymentMethods
 ) -> PaymentMethodPublic:
-    return public_view(await _service(request).bind(method_id, body), request)
+    return public_view(await service.bind(method_id, body), service)
 
 
 @router.get("", summary="A user's payment methods, as the guest sees them")
-async def list_payment_methods(user_id: UserIdQuery, request: Request) -> PaymentMethodsResponse:
-    methods = await _service(request).list_for_user(user_id)
-    return PaymentMethodsResponse(payment_methods=[public_view(m, request) for m in methods])
+async def list_payment_methods(
+    user_id: UserIdQuery, service: PaymentMethods
+) -> PaymentMethodsResponse:
+    methods = await service.list_for_user(user_id)
+    return PaymentMethodsResponse(payment_methods=[public_view(m, service) for m in methods])
 
 
 @router.get(
@@ -67,7 +68,7 @@ async def list_payment_methods(user_id: UserIdQuery, request: Request) -> Paymen
     responses=error_responses(404),
 )
 async def get_payment_method(
-    method_id: str, user_id: UserIdQuery, request: Request
+    method_id: str, user_id: UserIdQuery, service: PaymentMethods
 ) -> PaymentMethodInternal:
-    method = await _service(request).get_for_user(user_id, method_id)
-    return internal_view(method, request)
+    method = await service.get_for_user(user_id, method_id)
+    return internal_view(method, service)

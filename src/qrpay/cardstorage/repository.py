@@ -7,7 +7,7 @@ user, so binding another user's id changes nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 from sqlalchemy import (
     Boolean,
@@ -19,14 +19,10 @@ from sqlalchemy import (
     Table,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qrpay.cardstorage.domain import PaymentMethod
-from qrpay.cardstorage.schemas import PaymentMethodType
-from qrpay.kernel.clock import utc
 from qrpay.kernel.db import new_metadata
+from qrpay.kernel.repository import Repository, dialect_insert, record_of, values_of
 
 metadata = new_metadata()
 
@@ -59,66 +55,27 @@ _REPLACED = (
     "updated_at",
 )
 
-
-def _to_row(method: PaymentMethod) -> dict[str, Any]:
-    return {
-        "id": method.id,
-        "user_id": method.user_id,
-        "type": method.type.value,
-        "token": method.token,
-        "system": method.system,
-        "last4": method.last4,
-        "expiry_month": method.expiry_month,
-        "expiry_year": method.expiry_year,
-        "available": method.available,
-        "created_at": method.created_at,
-        "updated_at": method.updated_at,
-    }
+_to_method = partial(record_of, PaymentMethod)
 
 
-def _to_method(row: Row[Any]) -> PaymentMethod:
-    m = row._mapping
-    return PaymentMethod(
-        id=m["id"],
-        user_id=m["user_id"],
-        type=PaymentMethodType(m["type"]),
-        token=m["token"],
-        system=m["system"],
-        last4=m["last4"],
-        expiry_month=m["expiry_month"],
-        expiry_year=m["expiry_year"],
-        available=bool(m["available"]),
-        created_at=utc(m["created_at"]),
-        updated_at=utc(m["updated_at"]),
-    )
-
-
-class PaymentMethodRepository:
-    def __init__(self, session: AsyncConnection) -> None:
-        self.session = session
-
+class PaymentMethodRepository(Repository):
     async def upsert(self, method: PaymentMethod) -> bool:
         """Insert, or replace the row with this id if it is the same user's.
 
         False when the id belongs to another user (nothing was written).
         """
-        dialect = self.session.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(payment_methods).values(_to_row(method))
+        statement = dialect_insert(self.session, payment_methods).values(values_of(method))
         statement = statement.on_conflict_do_update(
             index_elements=["id"],
             set_={name: statement.excluded[name] for name in _REPLACED},
             where=payment_methods.c.user_id == statement.excluded.user_id,
         )
-        result = await self.session.execute(statement)
-        return bool(result.rowcount == 1)
+        return await self.changed_one(statement)
 
     async def get(self, method_id: str) -> PaymentMethod | None:
-        result = await self.session.execute(
-            select(payment_methods).where(payment_methods.c.id == method_id)
+        return await self.first(
+            select(payment_methods).where(payment_methods.c.id == method_id), _to_method
         )
-        row = result.first()
-        return None if row is None else _to_method(row)
 
     async def list_for_user(self, user_id: str) -> list[PaymentMethod]:
         result = await self.session.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path
 
 from qrpay.cashback.domain import Accrual
 from qrpay.cashback.schemas import (
@@ -19,6 +19,7 @@ from qrpay.cashback.schemas import (
 )
 from qrpay.cashback.service import CashbackService
 from qrpay.kernel.http import error_responses
+from qrpay.kernel.service import provide
 
 router = APIRouter(prefix="/v1", tags=["cashback"])
 
@@ -26,9 +27,7 @@ OrderIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-def _service(request: Request) -> CashbackService:
-    service: CashbackService = request.app.state.cashback
-    return service
+Cashback = Annotated[CashbackService, Depends(provide(CashbackService))]
 
 
 def accrual_view(accrual: Accrual) -> AccrualView:
@@ -47,14 +46,14 @@ def accrual_view(accrual: Accrual) -> AccrualView:
     summary="Accrue an order's cashback, once: a repeat is a no-op, another amount is 409",
     responses=error_responses(409, 503),
 )
-async def accrue(order_id: OrderIdPath, body: AccrualIn, request: Request) -> AccrualResult:
-    accrual, created = await _service(request).accrue(order_id, body)
+async def accrue(order_id: OrderIdPath, body: AccrualIn, service: Cashback) -> AccrualResult:
+    accrual, created = await service.accrue(order_id, body)
     return AccrualResult(accrual=accrual_view(accrual), created=created)
 
 
 @router.get("/users/{user_id}/balance", summary="A user's cashback balance per currency")
-async def balance(user_id: UserIdPath, request: Request) -> BalanceResponse:
-    totals = await _service(request).balance(user_id)
+async def balance(user_id: UserIdPath, service: Cashback) -> BalanceResponse:
+    totals = await service.balance(user_id)
     return BalanceResponse(
         user_id=user_id,
         balances=[Balance(currency=c, amount=a) for c, a in totals.items()],
@@ -62,6 +61,6 @@ async def balance(user_id: UserIdPath, request: Request) -> BalanceResponse:
 
 
 @router.get("/users/{user_id}/accruals", summary="A user's accruals, newest first")
-async def history(user_id: UserIdPath, request: Request) -> HistoryResponse:
-    accruals = await _service(request).history(user_id)
+async def history(user_id: UserIdPath, service: Cashback) -> HistoryResponse:
+    accruals = await service.history(user_id)
     return HistoryResponse(user_id=user_id, accruals=[accrual_view(a) for a in accruals])

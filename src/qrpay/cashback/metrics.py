@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from prometheus_client import Counter
 
-from qrpay.kernel.metrics import ServiceMetrics
+from qrpay.kernel.metrics import MetricSet, counter
 
 
 @dataclass(frozen=True)
-class CashbackMetrics:
-    accruals: Counter
-
-    @classmethod
-    def register(cls, metrics: ServiceMetrics) -> CashbackMetrics:
-        return cls(
-            accruals=metrics.counter(
-                "qrpay_cashback_accruals", "Cashback accruals created (repeats not counted)"
-            ),
-        )
+class CashbackMetrics(MetricSet):
+    accruals: Annotated[
+        Counter,
+        counter("qrpay_cashback_accruals", "Cashback accruals created (repeats not counted)"),
+    ]

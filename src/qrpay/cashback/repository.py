@@ -9,16 +9,13 @@ small for this stand-in; the query reads only two narrow columns by index.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 from sqlalchemy import Column, DateTime, Index, String, Table, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qrpay.cashback.domain import Accrual
-from qrpay.kernel.clock import utc
 from qrpay.kernel.db import new_metadata
+from qrpay.kernel.repository import Repository, record_of, values_of
 
 metadata = new_metadata()
 
@@ -36,49 +33,18 @@ accruals = Table(
 )
 
 
-def _to_row(accrual: Accrual) -> dict[str, Any]:
-    return {
-        "order_id": accrual.order_id,
-        "user_id": accrual.user_id,
-        "amount": accrual.amount,
-        "currency": accrual.currency,
-        "source": accrual.source,
-        "created_at": accrual.created_at,
-    }
+_to_accrual = partial(record_of, Accrual)
 
 
-def _to_accrual(row: Row[Any]) -> Accrual:
-    m = row._mapping
-    return Accrual(
-        order_id=m["order_id"],
-        user_id=m["user_id"],
-        amount=m["amount"],
-        currency=m["currency"],
-        source=m["source"],
-        created_at=utc(m["created_at"]),
-    )
-
-
-class AccrualRepository:
-    def __init__(self, session: AsyncConnection) -> None:
-        self.session = session
-
+class AccrualRepository(Repository):
     async def insert_if_absent(self, accrual: Accrual) -> bool:
         """Insert unless the order already has an accrual; True when this call inserted."""
-        dialect = self.session.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(accruals)
-            .values(_to_row(accrual))
-            .on_conflict_do_nothing(index_elements=["order_id"])
-        )
-        result = await self.session.execute(statement)
-        return bool(result.rowcount == 1)
+        return await self.insert_new(accruals, values_of(accrual), "order_id")
 
     async def get(self, order_id: str) -> Accrual | None:
-        result = await self.session.execute(select(accruals).where(accruals.c.order_id == order_id))
-        row = result.first()
-        return None if row is None else _to_accrual(row)
+        return await self.first(
+            select(accruals).where(accruals.c.order_id == order_id), _to_accrual
+        )
 
     async def amounts_for_user(self, user_id: str) -> list[tuple[str, str]]:
         result = await self.session.execute(

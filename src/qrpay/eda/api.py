@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from qrpay.eda.domain import Order
@@ -17,13 +19,12 @@ from qrpay.eda.schemas import (
 )
 from qrpay.eda.service import OrderService
 from qrpay.kernel.http import error_responses, json_response
+from qrpay.kernel.service import provide
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 
-def _service(request: Request) -> OrderService:
-    service: OrderService = request.app.state.orders
-    return service
+Orders = Annotated[OrderService, Depends(provide(OrderService))]
 
 
 def order_view(order: Order) -> OrderView:
@@ -45,10 +46,8 @@ def order_view(order: Order) -> OrderView:
     summary="Create an order from a pre-check, or get the one already made for it",
     responses=error_responses(409),
 )
-async def create_order(body: CreateOrderRequest, request: Request) -> CreateOrderResponse:
-    order, outcome = await _service(request).create(
-        body.client_id, body.internal_order_id, body.bill
-    )
+async def create_order(body: CreateOrderRequest, service: Orders) -> CreateOrderResponse:
+    order, outcome = await service.create(body.client_id, body.internal_order_id, body.bill)
     return CreateOrderResponse(order=order_view(order), outcome=outcome)
 
 
@@ -57,18 +56,18 @@ async def create_order(body: CreateOrderRequest, request: Request) -> CreateOrde
     summary="Statuses of up to 100 orders; unknown ids are left out",
     response_model=StatusesResponse,
 )
-async def statuses(body: StatusesRequest, request: Request) -> Response:
+async def statuses(body: StatusesRequest, service: Orders) -> Response:
     # The hot path: rows go straight to JSON without a model per order.
-    rows = await _service(request).statuses(body.order_ids)
+    rows = await service.statuses(body.order_ids)
     return json_response(200, {"orders": rows})
 
 
 @router.get(
     "/{order_id}", summary="One order", response_model=OrderView, responses=error_responses(404)
 )
-async def get_order(order_id: str, request: Request) -> Response:
+async def get_order(order_id: str, service: Orders) -> Response:
     # The payer side reads an order on every call: written straight to JSON.
-    return json_response(200, await _service(request).get_view(order_id))
+    return json_response(200, await service.get_view(order_id))
 
 
 @router.post(
@@ -76,10 +75,8 @@ async def get_order(order_id: str, request: Request) -> Response:
     summary="A payment of the current bill begins; the bill is locked until it ends",
     responses=error_responses(404, 409),
 )
-async def start_payment(order_id: str, body: StartPaymentRequest, request: Request) -> OrderView:
-    order = await _service(request).start_payment(
-        order_id, body.payment_id, body.amount, body.currency
-    )
+async def start_payment(order_id: str, body: StartPaymentRequest, service: Orders) -> OrderView:
+    order = await service.start_payment(order_id, body.payment_id, body.amount, body.currency)
     return order_view(order)
 
 
@@ -88,8 +85,8 @@ async def start_payment(order_id: str, body: StartPaymentRequest, request: Reque
     summary="The payment failed; the order is open for another attempt",
     responses=error_responses(404, 409),
 )
-async def fail_payment(order_id: str, body: PaymentRef, request: Request) -> OrderView:
-    return order_view(await _service(request).fail_payment(order_id, body.payment_id))
+async def fail_payment(order_id: str, body: PaymentRef, service: Orders) -> OrderView:
+    return order_view(await service.fail_payment(order_id, body.payment_id))
 
 
 @router.post(
@@ -97,5 +94,5 @@ async def fail_payment(order_id: str, body: PaymentRef, request: Request) -> Ord
     summary="The payment succeeded; the order is paid",
     responses=error_responses(404, 409),
 )
-async def complete_payment(order_id: str, body: PaymentRef, request: Request) -> OrderView:
-    return order_view(await _service(request).complete_payment(order_id, body.payment_id))
+async def complete_payment(order_id: str, body: PaymentRef, service: Orders) -> OrderView:
+    return order_view(await service.complete_payment(order_id, body.payment_id))

@@ -24,14 +24,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qrpay.eda.domain import OPEN_STATUSES, Order, ttl_cutoff
 from qrpay.eda.schemas import OrderStatus
 from qrpay.kernel.clock import utc, wire_time
 from qrpay.kernel.db import Database, new_metadata
+from qrpay.kernel.repository import Repository, fast_select
 from qrpay.kernel.schemas import Bill, BillElement
 
 metadata = new_metadata()
@@ -95,7 +94,10 @@ def _to_order(row: Row[Any]) -> Order:
     )
 
 
-_STATUSES_SQL = "SELECT id, client_id, status FROM orders WHERE id = ANY($1::varchar[])"
+# The asyncpg fast path's statements, named from the one declaration of the table above.
+_STATUSES_SQL = fast_select(
+    orders, ("id", "client_id", "status"), f"{orders.c.id.name} = ANY($1::varchar[])"
+)
 
 
 async def fetch_statuses(db: Database, order_ids: Sequence[str]) -> list[dict[str, str]]:
@@ -115,9 +117,22 @@ async def fetch_statuses(db: Database, order_ids: Sequence[str]) -> list[dict[st
         ]
 
 
-_ORDER_SQL = (
-    "SELECT id, client_id, internal_order_id, status, currency, amount, elements,"
-    " bill_version, payment_id, created_at, updated_at FROM orders WHERE id = $1"
+_ORDER_SQL = fast_select(
+    orders,
+    (
+        "id",
+        "client_id",
+        "internal_order_id",
+        "status",
+        "currency",
+        "amount",
+        "elements",
+        "bill_version",
+        "payment_id",
+        "created_at",
+        "updated_at",
+    ),
+    f"{orders.c.id.name} = $1",
 )
 
 
@@ -172,21 +187,10 @@ def order_wire(order: Order) -> dict[str, Any]:
     }
 
 
-class OrderRepository:
-    def __init__(self, session: AsyncConnection) -> None:
-        self.session = session
-
+class OrderRepository(Repository):
     async def insert_if_absent(self, order: Order) -> bool:
         """Insert unless (client_id, internal_order_id) exists; True when this call inserted."""
-        dialect = self.session.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(orders)
-            .values(_to_row(order))
-            .on_conflict_do_nothing(index_elements=["client_id", "internal_order_id"])
-        )
-        result = await self.session.execute(statement)
-        return bool(result.rowcount == 1)
+        return await self.insert_new(orders, _to_row(order), "client_id", "internal_order_id")
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
         statement = select(orders).where(orders.c.id == order_id)
@@ -194,9 +198,7 @@ class OrderRepository:
             # PostgreSQL: writers of one order queue here. SQLite ignores it; its write
             # transactions already hold the database lock (BEGIN IMMEDIATE).
             statement = statement.with_for_update()
-        result = await self.session.execute(statement)
-        row = result.first()
-        return None if row is None else _to_order(row)
+        return await self.first(statement, _to_order)
 
     async def get_by_internal_id(
         self, client_id: str, internal_order_id: str, *, for_update: bool = False
@@ -207,21 +209,18 @@ class OrderRepository:
         )
         if for_update:
             statement = statement.with_for_update()
-        result = await self.session.execute(statement)
-        row = result.first()
-        return None if row is None else _to_order(row)
+        return await self.first(statement, _to_order)
 
     async def save(self, before: Order, after: Order) -> bool:
         """Write ``after`` only if the row is still at ``before.version``; False if someone won."""
         values = _to_row(after)
         for key in ("id", "client_id", "internal_order_id", "created_at"):
             del values[key]
-        result = await self.session.execute(
+        return await self.changed_one(
             update(orders)
             .where(orders.c.id == before.id, orders.c.version == before.version)
             .values(values)
         )
-        return bool(result.rowcount == 1)
 
     async def cancel_expired(self, now: datetime, ttl_seconds: int) -> int:
         """The TTL rule of ``domain.is_expired`` as one set-based update.

@@ -19,74 +19,81 @@ from qrpay.iiko_integration.schemas import (
 )
 from qrpay.iiko_integration.service import IikoService
 from qrpay.kernel.http import error_responses, json_response
+from qrpay.kernel.service import provide
 
 API_KEY_HEADER = "X-API-Key"
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 AppParam = Annotated[str | None, Query(max_length=MAX_APP_PARAM_LENGTH)]
 
 
-def build_router(service: IikoService) -> APIRouter:
-    router = APIRouter()
+router = APIRouter()
+Iiko = Annotated[IikoService, Depends(provide(IikoService))]
 
-    # Async so the hot path does not hop to the thread pool; raising here comes before
-    # body validation, so a caller without a key learns nothing about the body rules.
-    async def pos_caller(api_key: Annotated[str | None, Security(_api_key)]) -> frozenset[str]:
-        return service.authenticate(api_key)
 
-    PosCaller = Annotated[frozenset[str], Depends(pos_caller)]
+# Async so the hot path does not hop to the thread pool; raising here comes before
+# body validation, so a caller without a key learns nothing about the body rules.
+async def pos_caller(
+    service: Iiko, api_key: Annotated[str | None, Security(_api_key)]
+) -> frozenset[str]:
+    return service.authenticate(api_key)
 
-    @router.post(
-        "/orders",
-        tags=["pos"],
-        summary="Create an order from a pre-check and get the lines to print",
-        response_model=CreateOrderResponse,
-        responses=error_responses(400, 401, 403, 409, 413, 503),
+
+PosCaller = Annotated[frozenset[str], Depends(pos_caller)]
+
+
+@router.post(
+    "/orders",
+    tags=["pos"],
+    summary="Create an order from a pre-check and get the lines to print",
+    response_model=CreateOrderResponse,
+    responses=error_responses(400, 401, 403, 409, 413, 503),
+)
+async def create_order(
+    allowed: PosCaller, body: CreateOrderRequest, service: Iiko
+) -> CreateOrderResponse:
+    return await service.create_order(allowed, body)
+
+
+@router.post(
+    "/orders/list",
+    tags=["pos"],
+    summary="Statuses of orders, one per requested id in request order",
+    response_model=ListOrdersResponse,
+    responses=error_responses(400, 401, 403, 413, 503),
+)
+async def list_orders(allowed: PosCaller, body: ListOrdersRequest, service: Iiko) -> Response:
+    statuses = await service.list_orders(allowed, body)
+    # The hot path: serialized directly, skipping a second pass through the response model.
+    return json_response(
+        200, {"orders": [{"id": order_id, "status": status} for order_id, status in statuses]}
     )
-    async def create_order(allowed: PosCaller, body: CreateOrderRequest) -> CreateOrderResponse:
-        return await service.create_order(allowed, body)
 
-    @router.post(
-        "/orders/list",
-        tags=["pos"],
-        summary="Statuses of orders, one per requested id in request order",
-        response_model=ListOrdersResponse,
-        responses=error_responses(400, 401, 403, 413, 503),
+
+@router.get(
+    "/availability",
+    tags=["app"],
+    summary="Whether pay-by-QR is on for this user",
+    response_model=AvailabilityResponse,
+    responses=error_responses(400),
+)
+async def availability(
+    service: Iiko, nearest_zone: AppParam = None, uuid: AppParam = None, phone_id: AppParam = None
+) -> AvailabilityResponse:
+    return AvailabilityResponse(
+        is_available=service.is_available(nearest_zone=nearest_zone, uuid=uuid, phone_id=phone_id)
     )
-    async def list_orders(allowed: PosCaller, body: ListOrdersRequest) -> Response:
-        statuses = await service.list_orders(allowed, body)
-        # The hot path: serialized directly, skipping a second pass through the response model.
-        return json_response(
-            200, {"orders": [{"id": order_id, "status": status} for order_id, status in statuses]}
-        )
 
-    @router.get(
-        "/availability",
-        tags=["app"],
-        summary="Whether pay-by-QR is on for this user",
-        response_model=AvailabilityResponse,
-        responses=error_responses(400),
+
+@router.get(
+    "/restaurants",
+    tags=["app"],
+    summary="Restaurants of the user's zone where pay-by-QR is on for them",
+    response_model=RestaurantsResponse,
+    responses=error_responses(400),
+)
+async def restaurants(
+    service: Iiko, nearest_zone: AppParam = None, uuid: AppParam = None, phone_id: AppParam = None
+) -> RestaurantsResponse:
+    return RestaurantsResponse(
+        restaurants=service.restaurants(nearest_zone=nearest_zone, uuid=uuid, phone_id=phone_id)
     )
-    async def availability(
-        nearest_zone: AppParam = None, uuid: AppParam = None, phone_id: AppParam = None
-    ) -> AvailabilityResponse:
-        return AvailabilityResponse(
-            is_available=service.is_available(
-                nearest_zone=nearest_zone, uuid=uuid, phone_id=phone_id
-            )
-        )
-
-    @router.get(
-        "/restaurants",
-        tags=["app"],
-        summary="Restaurants of the user's zone where pay-by-QR is on for them",
-        response_model=RestaurantsResponse,
-        responses=error_responses(400),
-    )
-    async def restaurants(
-        nearest_zone: AppParam = None, uuid: AppParam = None, phone_id: AppParam = None
-    ) -> RestaurantsResponse:
-        return RestaurantsResponse(
-            restaurants=service.restaurants(nearest_zone=nearest_zone, uuid=uuid, phone_id=phone_id)
-        )
-
-    return router

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Self, get_args, get_type_hints
 
 from prometheus_client import (
     CollectorRegistry,
@@ -65,3 +67,34 @@ class ServiceMetrics:
             MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A ``MetricSet`` field's metric: ``Annotated[Counter, counter(name, doc)]``."""
+
+    kind: str
+    name: str
+    doc: str
+    labels: tuple[str, ...] = ()
+
+
+def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Metric:
+    return Metric("counter", name, doc, labels)
+
+
+def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Metric:
+    return Metric("gauge", name, doc, labels)
+
+
+class MetricSet:
+    """Base of a service's own metrics: a frozen dataclass of ``Annotated`` metric fields."""
+
+    @classmethod
+    def register(cls, metrics: ServiceMetrics) -> Self:
+        """Register every field's metric once on the service's registry."""
+        made = {}
+        for name, hint in get_type_hints(cls, include_extras=True).items():
+            spec = next(extra for extra in get_args(hint)[1:] if isinstance(extra, Metric))
+            made[name] = getattr(metrics, spec.kind)(spec.name, spec.doc, spec.labels)
+        return cls(**made)

@@ -1,19 +1,30 @@
-"""What one running service is built from: the composition root's inputs.
+"""What one running service is built from, and the one way every service app is built.
 
-Each service package has ``app.py`` with ``build(ctx: ServiceContext) -> FastAPI``;
-it is the only place that wires that service's real adapters.
+Each service package has ``app.py`` declaring ``SERVICE = ServiceApp(...)``: its
+description, its router and ``wire(ctx) -> Wiring`` (what to build from the context:
+the database, the services routes reach, background jobs, start and stop hooks). It
+is the only place that wires that service's real adapters. ``ServiceApp.build`` makes
+the FastAPI app with the one lifespan every service shares (``running``), and routes
+reach a service one typed way: ``Annotated[OrderService, Depends(provide(OrderService))]``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
-from fastapi import FastAPI
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from starlette.types import ASGIApp
 
 from qrpay.kernel.clock import Clock, SystemClock
 from qrpay.kernel.config import DependencyConfig
+from qrpay.kernel.db import Database
+from qrpay.kernel.http import create_app
 from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.queue import TaskQueue
@@ -37,6 +48,9 @@ class ServiceContext:
     # Queue consumers run inside the app only in the embedded mode; production runs
     # them as ``qrpay worker NAME``.
     run_queue_workers: bool = False
+    # The app closes ``queue`` when it stops (``qrpay serve``: one queue per process);
+    # in the embedded mode the queue is shared and closed by its owner.
+    owns_queue: bool = False
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(self.name)
@@ -71,7 +85,129 @@ def available_services() -> list[str]:
     return list(SERVICE_MODULES)
 
 
+log = structlog.get_logger("qrpay.service")
+
+T = TypeVar("T")
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A background task that runs while the service runs; cancelled when it stops."""
+
+    name: str
+    run: Callable[[], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class Wiring:
+    """What a service builds from its context, for the one lifespan to run and close.
+
+    ``services`` are what routes reach, by type (``provide``). ``ready`` defaults to a
+    ping of ``database``. Start: config watching, ``on_start`` in order, then ``jobs``.
+    Stop: jobs (newest first), ``on_stop``, config watching, the database, the HTTP
+    session, and the queue when the context owns it.
+    """
+
+    services: Sequence[object] = ()
+    database: Database | None = None
+    jobs: Sequence[Job] = ()
+    on_start: Sequence[Hook] = ()
+    on_stop: Sequence[Hook] = ()
+    ready: Hook | None = None
+
+
+@dataclass(frozen=True)
+class ServiceApp:
+    """One service's declaration: everything ``build`` needs beyond the shared shape."""
+
+    description: str
+    router: APIRouter
+    wire: Callable[[ServiceContext], Wiring]
+    mounts: Sequence[tuple[str, str, Callable[[], ASGIApp]]] = ()
+
+    def build(self, ctx: ServiceContext) -> FastAPI:
+        wiring = self.wire(ctx)
+
+        async def ping_database() -> None:
+            # Read at call time: a test may re-point the app at another database.
+            await app.state.db.ping()
+
+        ready = wiring.ready or (ping_database if wiring.database is not None else None)
+        app = create_app(
+            service=ctx.name,
+            metrics=ctx.metrics,
+            max_body=ctx.max_body,
+            max_in_flight=ctx.max_in_flight,
+            lifespan=lambda _app: running(ctx, wiring),
+            ready=ready,
+            description=self.description,
+        )
+        app.include_router(self.router)
+        for path, name, make in self.mounts:
+            app.mount(path, make(), name=name)
+        app.state.db = wiring.database
+        app.state.services = {type(service): service for service in wiring.services}
+        return app
+
+
+@contextlib.asynccontextmanager
+async def running(ctx: ServiceContext, wiring: Wiring) -> AsyncIterator[None]:
+    """The one lifespan: start what ``wiring`` needs, yield while serving, close it all."""
+    ctx.runtime.start()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for start in wiring.on_start:
+            await start()
+        tasks = [asyncio.create_task(job.run(), name=job.name) for job in wiring.jobs]
+        yield
+    finally:
+        for task in reversed(tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        closers: list[Hook] = [*wiring.on_stop, ctx.runtime.stop]
+        if wiring.database is not None:
+            closers.append(wiring.database.dispose)
+        closers.append(ctx.http.close)
+        if ctx.owns_queue and ctx.queue is not None:
+            closers.append(ctx.queue.close)
+        for close in closers:
+            try:
+                await close()
+            except Exception as exc:
+                # Close the rest anyway.
+                log.warning("close_failed", service=ctx.name, error=repr(exc))
+
+
+async def every(seconds: float, job: Hook, name: str) -> None:
+    """Run ``job`` every ``seconds`` until cancelled; a failure is logged, not fatal."""
+    while True:
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("background_job_failed", job=name, error=repr(exc))
+        await asyncio.sleep(seconds)
+
+
+def service_of(app: FastAPI, kind: type[T]) -> T:
+    """The service of type ``kind`` that the app's wiring built."""
+    return cast(T, app.state.services[kind])
+
+
+def provide(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """A FastAPI dependency giving the app's ``kind``: ``Depends(provide(OrderService))``."""
+
+    # Async: a sync dependency would hop to the thread pool on every request.
+    async def dependency(request: Request) -> T:
+        return cast(T, request.app.state.services[kind])
+
+    return dependency
+
+
 def build_app(ctx: ServiceContext) -> FastAPI:
     module = importlib.import_module(SERVICE_MODULES[ctx.name])
-    app: FastAPI = module.build(ctx)
-    return app
+    service: ServiceApp = module.SERVICE
+    return service.build(ctx)

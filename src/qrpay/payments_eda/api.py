@@ -4,12 +4,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from qrpay.kernel.http import error_responses, json_response
 from qrpay.kernel.money import format_plain
+from qrpay.kernel.service import provide
 from qrpay.payments_eda import domain
 from qrpay.payments_eda.schemas import (
     PaymentStatusResponse,
@@ -29,80 +30,85 @@ PhoneIdHeader = Annotated[str | None, Header(alias="X-YaTaxi-PhoneId", max_lengt
 LanguageHeader = Annotated[str | None, Header(alias="X-Request-Language", max_length=35)]
 
 
-def build_router(service: PaymentsService) -> APIRouter:
-    router = APIRouter(prefix=PREFIX, tags=["payer"])
+router = APIRouter(prefix=PREFIX, tags=["payer"])
+Payments = Annotated[PaymentsService, Depends(provide(PaymentsService))]
 
-    @router.get(
-        "/preorder",
-        summary="The bill, the guest's payment methods and the cashback they will earn",
-        response_model=PreorderResponse,
-        responses=error_responses(400, 404, 503),
+
+@router.get(
+    "/preorder",
+    summary="The bill, the guest's payment methods and the cashback they will earn",
+    response_model=PreorderResponse,
+    responses=error_responses(400, 404, 503),
+)
+async def preorder(
+    service_: Annotated[Service, Query(alias="service")],
+    order_id: OrderIdParam,
+    payments: Payments,
+    hmac: HmacParam = None,
+    x_yandex_uid: UidHeader = None,
+    x_yataxi_phoneid: PhoneIdHeader = None,
+    x_request_language: LanguageHeader = None,
+) -> PreorderResponse:
+    return await payments.preorder(
+        order_id, hmac, x_yandex_uid, domain.language(x_request_language)
     )
-    async def preorder(
-        service_: Annotated[Service, Query(alias="service")],
-        order_id: OrderIdParam,
-        hmac: HmacParam = None,
-        x_yandex_uid: UidHeader = None,
-        x_yataxi_phoneid: PhoneIdHeader = None,
-        x_request_language: LanguageHeader = None,
-    ) -> PreorderResponse:
-        return await service.preorder(
-            order_id, hmac, x_yandex_uid, domain.language(x_request_language)
-        )
 
-    @router.post(
-        "/orders",
-        summary="Pay the order: start a hold on the chosen card",
-        response_model=PaymentStatusResponse,
-        responses=error_responses(400, 401, 404, 409, 503),
-    )
-    async def pay(
-        body: PayRequest,
-        x_yandex_uid: UidHeader = None,
-        x_yataxi_phoneid: PhoneIdHeader = None,
-        x_request_language: LanguageHeader = None,
-    ) -> PaymentStatusResponse:
-        return await service.pay(body, x_yandex_uid, domain.language(x_request_language))
 
-    @router.get(
-        "/orders",
-        summary="The payment's status; poll again after X-Polling-Delay seconds",
-        response_model=PaymentStatusResponse,
-        responses={
-            **error_responses(400, 404, 503),
-            200: {
-                "description": "The payment's status",
-                "headers": {
-                    "X-Polling-Delay": {
-                        "description": "Seconds to wait before the next poll",
-                        "schema": {"type": "string"},
-                    }
-                },
+@router.post(
+    "/orders",
+    summary="Pay the order: start a hold on the chosen card",
+    response_model=PaymentStatusResponse,
+    responses=error_responses(400, 401, 404, 409, 503),
+)
+async def pay(
+    body: PayRequest,
+    payments: Payments,
+    x_yandex_uid: UidHeader = None,
+    x_yataxi_phoneid: PhoneIdHeader = None,
+    x_request_language: LanguageHeader = None,
+) -> PaymentStatusResponse:
+    return await payments.pay(body, x_yandex_uid, domain.language(x_request_language))
+
+
+@router.get(
+    "/orders",
+    summary="The payment's status; poll again after X-Polling-Delay seconds",
+    response_model=PaymentStatusResponse,
+    responses={
+        **error_responses(400, 404, 503),
+        200: {
+            "description": "The payment's status",
+            "headers": {
+                "X-Polling-Delay": {
+                    "description": "Seconds to wait before the next poll",
+                    "schema": {"type": "string"},
+                }
             },
         },
+    },
+)
+async def payment_status(
+    order_id: OrderIdParam,
+    payments: Payments,
+    hmac: HmacParam = None,
+    x_yandex_uid: UidHeader = None,
+    x_yataxi_phoneid: PhoneIdHeader = None,
+    x_request_language: LanguageHeader = None,
+) -> Response:
+    answer = await payments.payment_status(order_id, hmac, domain.language(x_request_language))
+    return json_response(
+        200,
+        answer.model_dump(mode="json"),
+        headers={"X-Polling-Delay": format_plain(payments.polling_delay())},
     )
-    async def payment_status(
-        order_id: OrderIdParam,
-        hmac: HmacParam = None,
-        x_yandex_uid: UidHeader = None,
-        x_yataxi_phoneid: PhoneIdHeader = None,
-        x_request_language: LanguageHeader = None,
-    ) -> Response:
-        answer = await service.payment_status(order_id, hmac, domain.language(x_request_language))
-        return json_response(
-            200,
-            answer.model_dump(mode="json"),
-            headers={"X-Polling-Delay": format_plain(service.polling_delay())},
-        )
 
-    # GET and POST /orders are two routes; Starlette would answer another method with the
-    # Allow header of the first one only. This route names both.
-    @router.api_route(
-        "/orders",
-        methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
-        include_in_schema=False,
-    )
-    async def orders_other_methods() -> Response:
-        raise StarletteHTTPException(405, "Method Not Allowed", headers={"Allow": "GET, POST"})
 
-    return router
+# GET and POST /orders are two routes; Starlette would answer another method with the
+# Allow header of the first one only. This route names both.
+@router.api_route(
+    "/orders",
+    methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
+    include_in_schema=False,
+)
+async def orders_other_methods() -> Response:
+    raise StarletteHTTPException(405, "Method Not Allowed", headers={"Allow": "GET, POST"})

@@ -1,32 +1,23 @@
 """payments-eda's composition root: the only place that wires its real adapters.
 
-``build(ctx)`` makes the HTTP app; ``build_worker(ctx)`` gives what ``qrpay worker
+``SERVICE`` declares the HTTP app; ``build_worker(ctx)`` gives what ``qrpay worker
 payments-eda`` needs to run the same queue consumers without it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
-
-import structlog
-from fastapi import FastAPI
 
 from qrpay.cardstorage.client import CardstorageClient
 from qrpay.cashback.client import CashbackClient
 from qrpay.eda.client import EdaClient
-from qrpay.kernel.http import create_app
 from qrpay.kernel.queue import TaskQueue
-from qrpay.kernel.service import ServiceContext
+from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring, every, running
 from qrpay.payments_eda import tasks
-from qrpay.payments_eda.api import build_router
+from qrpay.payments_eda.api import router
 from qrpay.payments_eda.service import PaymentsMetrics, PaymentsService
 from qrpay.transactions.client import TransactionsClient
-
-log = structlog.get_logger("qrpay.payments_eda")
 
 QUEUE_GAUGES_INTERVAL_SECONDS = 5.0
 
@@ -53,26 +44,15 @@ def _register(queue: TaskQueue, service: PaymentsService, ctx: ServiceContext) -
     tasks.register(queue, tasks.Handlers(service), ctx.runtime.config.payments)
 
 
-async def _every(seconds: float, job: Callable[[], Awaitable[None]], name: str) -> None:
-    while True:
-        try:
-            await job()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("background_job_failed", job=name, error=repr(exc))
-        await asyncio.sleep(seconds)
+def _gauges(ctx: ServiceContext, service: PaymentsService) -> Job:
+    return Job(
+        f"{ctx.name}-queue-gauges",
+        lambda: every(QUEUE_GAUGES_INTERVAL_SECONDS, service.refresh_queue_gauges, "queue_gauges"),
+    )
 
 
-async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-def build(ctx: ServiceContext) -> FastAPI:
+def wire(ctx: ServiceContext) -> Wiring:
     queue = ctx.queue
-    run_workers = ctx.run_queue_workers
     if queue is None:
         # A private in-memory queue would lose callbacks on every restart and never see
         # the ones transactions puts elsewhere: refuse to start rather than fail quietly.
@@ -82,45 +62,20 @@ def build(ctx: ServiceContext) -> FastAPI:
         )
     service = _service(ctx, queue)
     _register(queue, service, ctx)
+    jobs = [_gauges(ctx, service)]
+    if ctx.run_queue_workers:
+        jobs.append(
+            Job("payments-eda-worker", lambda: queue.run_worker([tasks.QUEUE], name="payments-eda"))
+        )
+    # Its state is its task queue: not ready while the queue's database does not answer.
+    return Wiring(services=[service], jobs=jobs, ready=queue.ping)
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        ctx.runtime.start()
-        background: list[asyncio.Task[None]] = [
-            asyncio.create_task(
-                _every(QUEUE_GAUGES_INTERVAL_SECONDS, service.refresh_queue_gauges, "queue_gauges"),
-                name="payments-eda-queue-gauges",
-            )
-        ]
-        if run_workers:
-            background.append(
-                asyncio.create_task(
-                    queue.run_worker([tasks.QUEUE], name="payments-eda"),
-                    name="payments-eda-worker",
-                )
-            )
-        try:
-            yield
-        finally:
-            for task in reversed(background):
-                await _stop(task)
-            await ctx.runtime.stop()
-            await ctx.http.close()
 
-    app = create_app(
-        service=ctx.name,
-        metrics=ctx.metrics,
-        max_body=ctx.max_body,
-        max_in_flight=ctx.max_in_flight,
-        lifespan=lifespan,
-        # Its state is its task queue: not ready while the queue's database does not answer.
-        ready=queue.ping,
-        description="The payer API (preorder, pay, payment status) and transaction callbacks.",
-    )
-    app.include_router(build_router(service))
-    app.state.payments = service
-    app.state.queue = queue
-    return app
+SERVICE = ServiceApp(
+    description="The payer API (preorder, pay, payment status) and transaction callbacks.",
+    router=router,
+    wire=wire,
+)
 
 
 def build_worker(ctx: ServiceContext) -> tuple[list[str], AbstractAsyncContextManager[None]]:
@@ -132,26 +87,13 @@ def build_worker(ctx: ServiceContext) -> tuple[list[str], AbstractAsyncContextMa
         async with resources:
             await ctx.queue.run_worker(queues)
 
-    The handlers are registered on ``ctx.queue`` by this call; ``resources`` starts the
-    config watcher and the queue gauges and closes the HTTP clients on exit.
+    The handlers are registered on ``ctx.queue`` by this call; ``resources`` is the
+    service's lifespan without the HTTP app: config watching and the queue gauges,
+    and the HTTP clients closed on exit.
     """
     queue = ctx.queue
     if queue is None:
         raise RuntimeError("payments-eda's worker needs ctx.queue (the durable task queue)")
     service = _service(ctx, queue)
     _register(queue, service, ctx)
-
-    @asynccontextmanager
-    async def resources() -> AsyncIterator[None]:
-        ctx.runtime.start()
-        gauges = asyncio.create_task(
-            _every(QUEUE_GAUGES_INTERVAL_SECONDS, service.refresh_queue_gauges, "queue_gauges")
-        )
-        try:
-            yield
-        finally:
-            await _stop(gauges)
-            await ctx.runtime.stop()
-            await ctx.http.close()
-
-    return [tasks.QUEUE], resources()
+    return [tasks.QUEUE], running(ctx, Wiring(jobs=[_gauges(ctx, service)]))

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -57,31 +53,8 @@ def durable_queue(ctx: ServiceContext) -> TaskQueue | None:
 
 def build_service_app(ctx: ServiceContext, *, owns_queue: bool = False) -> FastAPI:
     """The service's app; with ``owns_queue`` the app closes ``ctx.queue`` when it stops."""
-    app = build_app(ctx)
-    _watch_config_while_serving(app, ctx.runtime, ctx.queue if owns_queue else None)
-    return app
-
-
-def _watch_config_while_serving(
-    app: FastAPI, runtime: RuntimeConfig, queue: TaskQueue | None = None
-) -> None:
-    """Re-read config and secdist while the app serves (start/stop are idempotent)."""
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(instance: Any) -> AsyncIterator[Any]:
-        runtime.start()
-        try:
-            async with inner(instance) as state:
-                yield state
-        finally:
-            with contextlib.suppress(Exception):
-                await runtime.stop()
-            if queue is not None:
-                with contextlib.suppress(Exception):
-                    await queue.close()
-
-    app.router.lifespan_context = lifespan
+    ctx.owns_queue = owns_queue
+    return build_app(ctx)
 
 
 def import_service_module(service: str) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path
 
 from qrpay.kernel.http import error_responses
 from qrpay.kernel.money import format_amount
+from qrpay.kernel.service import provide
 from qrpay.transactions.domain import InvoiceRecord, OperationRecord, derived_amounts
 from qrpay.transactions.schemas import (
     CallbackTarget,
@@ -22,9 +24,7 @@ from qrpay.transactions.service import TransactionsService
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
 
 
-def _service(request: Request) -> TransactionsService:
-    service: TransactionsService = request.app.state.transactions
-    return service
+Transactions = Annotated[TransactionsService, Depends(provide(TransactionsService))]
 
 
 def operation_view(op: OperationRecord) -> Operation:
@@ -68,9 +68,9 @@ InvoicePath = Path(description="The owner's id for the invoice")
     responses=error_responses(409),
 )
 async def ensure_invoice(
-    body: InvoiceIn, request: Request, invoice_id: InvoiceId = InvoicePath
+    body: InvoiceIn, service: Transactions, invoice_id: InvoiceId = InvoicePath
 ) -> Invoice:
-    invoice, ops = await _service(request).ensure_invoice(invoice_id, body)
+    invoice, ops = await service.ensure_invoice(invoice_id, body)
     return invoice_view(invoice, ops)
 
 
@@ -79,8 +79,8 @@ async def ensure_invoice(
     summary="The invoice, its operations and derived amounts",
     responses=error_responses(404),
 )
-async def get_invoice(request: Request, invoice_id: InvoiceId = InvoicePath) -> Invoice:
-    invoice, ops = await _service(request).get_invoice(invoice_id)
+async def get_invoice(service: Transactions, invoice_id: InvoiceId = InvoicePath) -> Invoice:
+    invoice, ops = await service.get_invoice(invoice_id)
     return invoice_view(invoice, ops)
 
 
@@ -90,7 +90,7 @@ async def get_invoice(request: Request, invoice_id: InvoiceId = InvoicePath) -> 
     responses=error_responses(400, 404, 409),
 )
 async def start_operation(
-    body: OperationIn, request: Request, invoice_id: InvoiceId = InvoicePath
+    body: OperationIn, service: Transactions, invoice_id: InvoiceId = InvoicePath
 ) -> Operation:
-    op, _created = await _service(request).start_operation(invoice_id, body)
+    op, _created = await service.start_operation(invoice_id, body)
     return operation_view(op)

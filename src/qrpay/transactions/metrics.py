@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from prometheus_client import Counter, Gauge
 
-from qrpay.kernel.metrics import ServiceMetrics
+from qrpay.kernel.metrics import MetricSet, counter, gauge
 
 
 @dataclass(frozen=True)
-class TransactionsMetrics:
-    operations: Counter
-    callbacks_sent: Counter
-    pending_operations: Gauge
-
-    @classmethod
-    def register(cls, metrics: ServiceMetrics) -> TransactionsMetrics:
-        return cls(
-            operations=metrics.counter(
-                "qrpay_transactions_operations",
-                "Operations started (pending) and finished, by kind and status",
-                ("kind", "status"),
-            ),
-            callbacks_sent=metrics.counter(
-                "qrpay_transactions_callbacks_sent",
-                "Callback tasks put on an owner's queue for a finished operation",
-            ),
-            pending_operations=metrics.gauge(
-                "qrpay_transactions_pending_operations", "Operations waiting for the gateway"
-            ),
-        )
+class TransactionsMetrics(MetricSet):
+    operations: Annotated[
+        Counter,
+        counter(
+            "qrpay_transactions_operations",
+            "Operations started (pending) and finished, by kind and status",
+            ("kind", "status"),
+        ),
+    ]
+    callbacks_sent: Annotated[
+        Counter,
+        counter(
+            "qrpay_transactions_callbacks_sent",
+            "Callback tasks put on an owner's queue for a finished operation",
+        ),
+    ]
+    pending_operations: Annotated[
+        Gauge, gauge("qrpay_transactions_pending_operations", "Operations waiting for the gateway")
+    ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -27,12 +27,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from qrpay.kernel.clock import utc
 from qrpay.kernel.db import new_metadata
+from qrpay.kernel.repository import Repository, record_of, values_of
 from qrpay.transactions.domain import InvoiceRecord, OperationRecord
 from qrpay.transactions.gateway import GatewayResult
 from qrpay.transactions.schemas import OperationKind, OperationStatus
@@ -88,95 +85,21 @@ operations = Table(
 )
 
 
-def _invoice(row: Row[Any]) -> InvoiceRecord:
-    m = row._mapping
-    return InvoiceRecord(
-        invoice_id=m["invoice_id"],
-        owner=m["owner"],
-        order_id=m["order_id"],
-        user_id=m["user_id"],
-        currency=m["currency"],
-        callback_queue=m["callback_queue"],
-        callback_task=m["callback_task"],
-        created_at=utc(m["created_at"]),
-    )
-
-
-_INVOICE_COLUMNS = (
-    "invoice_id",
-    "owner",
-    "order_id",
-    "user_id",
-    "currency",
-    "callback_queue",
-    "callback_task",
-    "created_at",
-)
-
-
-def _invoice_of_join(row: Row[Any]) -> InvoiceRecord:
-    m = row._mapping
-    values: dict[str, Any] = {name: m[f"invoice_{name}"] for name in _INVOICE_COLUMNS}
-    values["created_at"] = utc(values["created_at"])
-    return InvoiceRecord(**values)
-
-
-def _maybe_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else utc(value)
-
-
-def _operation(row: Row[Any]) -> OperationRecord:
-    m = row._mapping
-    return OperationRecord(
-        invoice_id=m["invoice_id"],
-        operation_id=m["operation_id"],
-        kind=OperationKind(m["kind"]),
-        status=OperationStatus(m["status"]),
-        amount=Decimal(m["amount"]),
-        currency=m["currency"],
-        target=m["target"],
-        payment_method_id=m["payment_method_id"],
-        token=m["token"],
-        reference=m["reference"],
-        reason=m["reason"],
-        attempts=m["attempts"],
-        created_at=utc(m["created_at"]),
-        finished_at=_maybe_utc(m["finished_at"]),
-        callback_sent_at=_maybe_utc(m["callback_sent_at"]),
-    )
-
-
-def _insert(session: AsyncConnection) -> Any:
-    return postgresql.insert if session.dialect.name == "postgresql" else sqlite.insert
+_invoice = partial(record_of, InvoiceRecord)
+_operation = partial(record_of, OperationRecord)
+# The invoice's columns as the relay's join labels them.
+_INVOICE_PREFIX = "invoice_"
 
 
 def _op_key(invoice_id: str, operation_id: str) -> Any:
     return and_(operations.c.invoice_id == invoice_id, operations.c.operation_id == operation_id)
 
 
-class TransactionsRepository:
-    def __init__(self, session: AsyncConnection) -> None:
-        self.session = session
-
+class TransactionsRepository(Repository):
     # -- invoices
 
     async def insert_invoice_if_absent(self, invoice: InvoiceRecord) -> bool:
-        statement = (
-            _insert(self.session)(invoices)
-            .values(
-                invoice_id=invoice.invoice_id,
-                owner=invoice.owner,
-                order_id=invoice.order_id,
-                user_id=invoice.user_id,
-                currency=invoice.currency,
-                callback_queue=invoice.callback_queue,
-                callback_task=invoice.callback_task,
-                created_at=invoice.created_at,
-            )
-            .on_conflict_do_nothing(index_elements=["invoice_id"])
-        )
-        result = await self.session.execute(statement)
-        return bool(result.rowcount == 1)
+        return await self.insert_new(invoices, values_of(invoice), "invoice_id")
 
     async def get_invoice(
         self, invoice_id: str, *, for_update: bool = False
@@ -186,8 +109,7 @@ class TransactionsRepository:
             # PostgreSQL: every change to an invoice's operations queues here. SQLite
             # ignores it; its write transactions already hold the file lock (BEGIN IMMEDIATE).
             statement = statement.with_for_update()
-        row = (await self.session.execute(statement)).first()
-        return None if row is None else _invoice(row)
+        return await self.first(statement, _invoice)
 
     async def set_invoice_user(self, invoice_id: str, user_id: str) -> None:
         await self.session.execute(
@@ -205,32 +127,22 @@ class TransactionsRepository:
         return [_operation(row) for row in result]
 
     async def get_operation(self, invoice_id: str, operation_id: str) -> OperationRecord | None:
-        row = (
-            await self.session.execute(select(operations).where(_op_key(invoice_id, operation_id)))
-        ).first()
-        return None if row is None else _operation(row)
+        return await self.first(
+            select(operations).where(_op_key(invoice_id, operation_id)), _operation
+        )
 
     async def insert_operation(self, op: OperationRecord, position: int) -> None:
         """Add ``op`` as the invoice's ``position``-th operation (call with the invoice locked)."""
         await self.session.execute(
             operations.insert().values(
-                invoice_id=op.invoice_id,
-                operation_id=op.operation_id,
-                position=position,
-                kind=op.kind.value,
-                status=op.status.value,
-                amount=op.amount_text,
-                currency=op.currency,
-                target=op.target,
-                payment_method_id=op.payment_method_id,
-                token=op.token,
-                reference=op.reference,
-                reason=op.reason,
-                attempts=op.attempts,
-                claimed_until=None,
-                created_at=op.created_at,
-                finished_at=None,
-                callback_sent_at=None,
+                values_of(
+                    op,
+                    position=position,
+                    amount=op.amount_text,
+                    claimed_until=None,
+                    finished_at=None,
+                    callback_sent_at=None,
+                )
             )
         )
 
@@ -276,7 +188,7 @@ class TransactionsRepository:
         self, op: OperationRecord, result: GatewayResult, now: datetime
     ) -> bool:
         """Write the outcome once: False if the operation had already finished."""
-        outcome = await self.session.execute(
+        return await self.changed_one(
             update(operations)
             .where(
                 _op_key(op.invoice_id, op.operation_id),
@@ -290,7 +202,6 @@ class TransactionsRepository:
                 claimed_until=None,
             )
         )
-        return bool(outcome.rowcount == 1)
 
     async def release_claim(self, op: OperationRecord, retry_at: datetime) -> None:
         await self.session.execute(
@@ -309,7 +220,7 @@ class TransactionsRepository:
         statement = (
             select(
                 operations,
-                *(invoices.c[name].label(f"invoice_{name}") for name in _INVOICE_COLUMNS),
+                *(column.label(_INVOICE_PREFIX + column.name) for column in invoices.c),
             )
             .join(invoices, invoices.c.invoice_id == operations.c.invoice_id)
             .where(
@@ -322,10 +233,13 @@ class TransactionsRepository:
         if only is not None:
             statement = statement.where(_op_key(*only))
         result = await self.session.execute(statement)
-        return [(_invoice_of_join(row), _operation(row)) for row in result]
+        return [
+            (record_of(InvoiceRecord, row, prefix=_INVOICE_PREFIX), _operation(row))
+            for row in result
+        ]
 
     async def mark_callback_sent(self, op: OperationRecord, now: datetime) -> bool:
-        result = await self.session.execute(
+        return await self.changed_one(
             update(operations)
             .where(
                 _op_key(op.invoice_id, op.operation_id),
@@ -333,7 +247,6 @@ class TransactionsRepository:
             )
             .values(callback_sent_at=now)
         )
-        return bool(result.rowcount == 1)
 
     async def expired_hold_candidates(
         self, cutoff: datetime, *, limit: int

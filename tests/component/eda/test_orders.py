@@ -9,7 +9,9 @@ from sqlalchemy import func, select
 
 from qrpay.eda.jobs import close_expired_orders
 from qrpay.eda.repository import orders
+from qrpay.eda.service import OrderService
 from qrpay.kernel.clock import FrozenClock
+from qrpay.kernel.service import service_of
 from tests.component.eda.conftest import bill, create, create_body, start
 
 
@@ -72,7 +74,7 @@ async def test_another_bill_once_paying_or_closed_is_locked(
     order_id = (await create(client))["order"]["order_id"]
     if step == "cancel":
         frozen_clock.advance(3601)
-        assert await close_expired_orders(app.state.orders, 3600) == 1
+        assert await close_expired_orders(service_of(app, OrderService), 3600) == 1
     else:
         assert (await start(client, order_id)).status_code == 200
     if step == "complete":

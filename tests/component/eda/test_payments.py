@@ -7,7 +7,9 @@ import pytest
 from fastapi import FastAPI
 
 from qrpay.eda.jobs import close_expired_orders, refresh_open_orders
+from qrpay.eda.service import OrderService
 from qrpay.kernel.clock import FrozenClock
+from qrpay.kernel.service import service_of
 from tests.component.eda.conftest import TTL, create, start
 
 
@@ -141,7 +143,7 @@ async def test_ttl_cancels_only_expired_waiting_orders(
     frozen_clock.advance(TTL - 10)
     young = (await create(client, "young"))["order"]["order_id"]
 
-    service = app.state.orders
+    service = service_of(app, OrderService)
     assert await close_expired_orders(service, TTL) == 0
     frozen_clock.advance(11)
     assert await close_expired_orders(service, TTL) == 1
@@ -175,5 +177,5 @@ async def test_open_orders_gauge(client: httpx.AsyncClient, app: FastAPI) -> Non
     a = (await create(client, "a"))["order"]["order_id"]
     await create(client, "b")
     assert (await start(client, a, "p")).status_code == 200
-    await refresh_open_orders(app.state.orders)
+    await refresh_open_orders(service_of(app, OrderService))
     assert "qrpay_open_orders 2.0" in (await client.get("/metrics")).text

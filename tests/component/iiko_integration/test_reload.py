@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from qrpay.iiko_integration.app import build
+from qrpay.iiko_integration.app import SERVICE
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.service import ServiceContext
 from qrpay.kernel.settings import REPO_DEV_CONFIG, Settings
@@ -23,7 +23,7 @@ async def test_reloaded_config_is_used(tmp_path: Path) -> None:
     ctx = ServiceContext(
         name="iiko-integration", settings=Settings(data_dir=tmp_path), runtime=runtime
     )
-    app = build(ctx)
+    app = SERVICE.build(ctx)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         assert (await client.get("/availability", params=PARAMS)).json() == {"is_available": False}

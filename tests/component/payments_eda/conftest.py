@@ -10,7 +10,7 @@ import pytest
 
 from qrpay.kernel import deeplink
 from qrpay.kernel.queue import TaskQueue
-from qrpay.kernel.service import ServiceContext
+from qrpay.kernel.service import ServiceContext, service_of
 from qrpay.payments_eda.service import PaymentsService
 from qrpay.payments_eda.tasks import Handlers
 from tests.support.mockserver import MockedRoute, MockServer
@@ -220,7 +220,7 @@ def pe_factory(tmp_path: Path, mockserver: MockServer) -> Callable[..., Any]:
             queue_workers=queue_workers,
         )
         async with running_service(ctx) as (app, client):
-            service: PaymentsService = app.state.payments
+            service = service_of(app, PaymentsService)
             yield Env(ctx, client, service, Handlers(service), queue, mockserver)
         await queue.close()
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.queue import TaskQueue
+from qrpay.kernel.service import service_of
 from qrpay.transactions.service import TransactionsService
 from tests.support.services import dev_config, make_context, running_service
 
@@ -30,8 +31,7 @@ class Transactions:
 
     @property
     def service(self) -> TransactionsService:
-        service: TransactionsService = self.app.state.transactions
-        return service
+        return service_of(self.app, TransactionsService)
 
     def jobs(self) -> list[dict[str, Any]]:
         """What was put on the queue, oldest first (the in-memory connector's rows)."""

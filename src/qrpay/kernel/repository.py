@@ -1,0 +1,109 @@
+"""What every repository repeats: the dialect's upsert, rows to records and back.
+
+A repository is a ``Repository`` over one connection. Records are the domain's
+dataclasses; ``record_of`` builds one from a row by its field types (enums,
+``Decimal``, ``bool``; every timestamp made timezone-aware UTC) and ``values_of``
+turns one into column values (enums stored by value).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar, get_args, get_type_hints
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Executable
+
+from qrpay.kernel.clock import utc
+
+R = TypeVar("R")
+Convert = Callable[[Any], Any]
+
+
+def dialect_insert(connection: AsyncConnection, table: Table) -> Any:
+    """``INSERT`` with ``ON CONFLICT`` support for the connection's database."""
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    return insert(table)
+
+
+def fast_select(table: Table, columns: Sequence[str], where: str) -> str:
+    """A plain ``SELECT`` for ``Database.fetch_fast``, its names checked against ``table``.
+
+    A column the table does not declare fails at import, not at the first request.
+    """
+    names = ", ".join(table.c[name].name for name in columns)
+    # Names from the declared table and a where clause written in code: no outside input.
+    return f"SELECT {names} FROM {table.name} WHERE {where}"  # noqa: S608
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
+
+
+def _converter(hint: Any) -> Convert | None:
+    options = get_args(hint) or (hint,)
+    if datetime in options:
+        return _utc_or_none
+    if isinstance(hint, type) and issubclass(hint, enum.Enum | Decimal | bool):
+        return hint
+    return None
+
+
+@functools.cache
+def _converters(cls: type) -> tuple[tuple[str, Convert | None], ...]:
+    hints = get_type_hints(cls)
+    return tuple((item.name, _converter(hints[item.name])) for item in dataclasses.fields(cls))
+
+
+def record_of(cls: type[R], row: Row[Any] | Mapping[str, Any], *, prefix: str = "") -> R:
+    """The dataclass ``cls`` from the row's columns named like its fields (after ``prefix``)."""
+    mapping: Mapping[str, Any] = row._mapping if isinstance(row, Row) else row  # type: ignore[assignment]
+    values = {}
+    for name, convert in _converters(cls):  # type: ignore[arg-type]
+        key = prefix + name
+        if key not in mapping:
+            continue  # a field the table does not store keeps its default
+        value = mapping[key]
+        values[name] = value if convert is None or value is None else convert(value)
+    return cls(**values)
+
+
+def values_of(record: Any, **overrides: Any) -> dict[str, Any]:
+    """The record's fields as column values (enums by value), with ``overrides`` on top."""
+    values = {
+        item.name: getattr(record, item.name) for item in dataclasses.fields(record)
+    } | overrides
+    return {k: v.value if isinstance(v, enum.Enum) else v for k, v in values.items()}
+
+
+class Repository:
+    """A repository over one connection (a transaction from ``Database.write``/``read``)."""
+
+    def __init__(self, session: AsyncConnection) -> None:
+        self.session = session
+
+    async def insert_new(self, table: Table, values: Mapping[str, Any], *keys: str) -> bool:
+        """Insert unless a row with the same ``keys`` exists; True when this call inserted."""
+        statement = (
+            dialect_insert(self.session, table)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=list(keys))
+        )
+        return await self.changed_one(statement)
+
+    async def changed_one(self, statement: Executable) -> bool:
+        """Run a write; True when it changed exactly one row."""
+        result = await self.session.execute(statement)
+        return bool(result.rowcount == 1)
+
+    async def first(self, statement: Executable, make: Callable[[Row[Any]], R]) -> R | None:
+        row = (await self.session.execute(statement)).first()
+        return None if row is None else make(row)
