@@ -27,6 +27,7 @@ from qrpay.cardstorage.client import CardstorageClient
 from qrpay.cardstorage.schemas import PaymentMethodInternal, PaymentMethodPublic
 from qrpay.cashback.client import CashbackClient
 from qrpay.eda.client import EdaClient
+from qrpay.eda.service import OrderService
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.config import DependencyConfig, QrpayConfig
 from qrpay.kernel.errors import NotFound, QrpayError
@@ -34,10 +35,12 @@ from qrpay.kernel.http_client import HttpSession, ServiceClient
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.reloading import RuntimeConfig
+from qrpay.kernel.service import service_of
 from qrpay.payments_eda import tasks
 from qrpay.payments_eda.schemas import PayRequest
 from qrpay.payments_eda.service import PaymentsMetrics, PaymentsService
 from qrpay.transactions.client import TransactionsClient
+from qrpay.transactions.service import TransactionsService
 from tests.support.services import dev_config, dev_secdist, make_context, running_service
 
 USER = "prop-user"
@@ -292,7 +295,7 @@ class PaymentLifecycle(RuleBasedStateMachine):
 
     @rule()
     def transactions_relay(self) -> None:
-        self.run(self.stack.apps["transactions"].state.transactions.relay_once())
+        self.run(service_of(self.stack.apps["transactions"], TransactionsService).relay_once())
 
     @rule(pick=st.integers(min_value=0, max_value=20), duplicate=st.booleans())
     def deliver_a_task(self, pick: int, duplicate: bool) -> None:
@@ -307,7 +310,7 @@ class PaymentLifecycle(RuleBasedStateMachine):
 
     @rule()
     def eda_ttl_job(self) -> None:
-        self.run(self.stack.apps["eda"].state.orders.close_expired(TTL_SECONDS))
+        self.run(service_of(self.stack.apps["eda"], OrderService).close_expired(TTL_SECONDS))
 
     @rule(failing=st.booleans())
     def cashback_switch(self, failing: bool) -> None:
@@ -318,7 +321,7 @@ class PaymentLifecycle(RuleBasedStateMachine):
         """Let every callback and follow-up run to the end; then closed orders hold no money."""
         self.stack.set_fail_accruals(False)
         for _ in range(30):
-            self.run(self.stack.apps["transactions"].state.transactions.relay_once())
+            self.run(service_of(self.stack.apps["transactions"], TransactionsService).relay_once())
             pending = self.stack.pending()
             if not pending:
                 break

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from qrpay.kernel.config import GatewayConfig
+from qrpay.kernel.service import service_of
 from qrpay.transactions.gateway import GatewayResult, PaymentGateway, SandboxGateway
 from qrpay.transactions.service import TransactionsService
 
@@ -59,8 +60,7 @@ class CountingGateway(PaymentGateway):
 
 
 def service(instance: tuple[FastAPI, httpx.AsyncClient]) -> TransactionsService:
-    found: TransactionsService = instance[0].state.transactions
-    return found
+    return service_of(instance[0], TransactionsService)
 
 
 async def put_invoice(client: httpx.AsyncClient, invoice_id: str) -> None:
