@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI must resolve the local Annotated aliases.
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -58,6 +58,16 @@ async def read_form(request: Request) -> dict[str, str]:
     return {key: values[0] for key, values in parsed.items()}
 
 
+def cookie_options(request: Request) -> dict[str, Any]:
+    """The session cookie's attributes, the same when it is set and when it is deleted."""
+    return {
+        "path": "/",
+        "httponly": True,
+        "samesite": "lax",
+        "secure": request.url.scheme == "https",
+    }
+
+
 def html(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
@@ -102,13 +112,7 @@ async def login(request: Request, service: Proxy) -> Response:
     _session, token = service.sign_in(form.get("user_id", ""))
     response = RedirectResponse(safe_next(form.get("next")), status_code=303)
     response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=int(SESSION_TTL.total_seconds()),
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
+        SESSION_COOKIE, token, max_age=int(SESSION_TTL.total_seconds()), **cookie_options(request)
     )
     return response
 
@@ -126,13 +130,7 @@ async def logout(request: Request) -> Response:
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         next_url = safe_next((await read_form(request)).get("next"), default="/login")
     response = RedirectResponse(next_url, status_code=303)
-    response.delete_cookie(
-        SESSION_COOKIE,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
+    response.delete_cookie(SESSION_COOKIE, **cookie_options(request))
     return response
 
 

@@ -14,7 +14,7 @@ from qrpay.cardstorage.schemas import (
     PaymentMethodsResponse,
 )
 from qrpay.cardstorage.service import PaymentMethodService
-from qrpay.kernel.http import error_responses
+from qrpay.kernel.http import error_responses, view
 from qrpay.kernel.service import provide
 
 router = APIRouter(prefix="/v1/payment-methods", tags=["payment-methods"])
@@ -28,14 +28,7 @@ PaymentMethods = Annotated[PaymentMethodService, Depends(provide(PaymentMethodSe
 
 def public_view(method: PaymentMethod, service: PaymentMethodService) -> PaymentMethodPublic:
     now = service.clock.now()
-    return PaymentMethodPublic(
-        id=method.id,
-        type=method.type,
-        system=method.system,
-        mask=method.mask,
-        expiry=method.expiry,
-        available=method.usable(now),
-    )
+    return view(PaymentMethodPublic, method, available=method.usable(now))
 
 
 def internal_view(method: PaymentMethod, service: PaymentMethodService) -> PaymentMethodInternal:

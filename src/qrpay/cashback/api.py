@@ -18,7 +18,7 @@ from qrpay.cashback.schemas import (
     HistoryResponse,
 )
 from qrpay.cashback.service import CashbackService
-from qrpay.kernel.http import error_responses
+from qrpay.kernel.http import error_responses, view
 from qrpay.kernel.service import provide
 
 router = APIRouter(prefix="/v1", tags=["cashback"])
@@ -31,14 +31,7 @@ Cashback = Annotated[CashbackService, Depends(provide(CashbackService))]
 
 
 def accrual_view(accrual: Accrual) -> AccrualView:
-    return AccrualView(
-        order_id=accrual.order_id,
-        user_id=accrual.user_id,
-        amount=accrual.amount,
-        currency=accrual.currency,
-        source=accrual.source,
-        created_at=accrual.created_at,
-    )
+    return view(AccrualView, accrual)
 
 
 @router.put(

@@ -18,7 +18,7 @@ from qrpay.eda.schemas import (
     StatusesResponse,
 )
 from qrpay.eda.service import OrderService
-from qrpay.kernel.http import error_responses, json_response
+from qrpay.kernel.http import error_responses, json_response, view
 from qrpay.kernel.service import provide
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -28,17 +28,7 @@ Orders = Annotated[OrderService, Depends(provide(OrderService))]
 
 
 def order_view(order: Order) -> OrderView:
-    return OrderView(
-        order_id=order.id,
-        client_id=order.client_id,
-        internal_order_id=order.internal_order_id,
-        status=order.status,
-        bill=order.bill,
-        bill_version=order.bill_version,
-        payment_id=order.payment_id,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-    )
+    return view(OrderView, order, order_id=order.id)
 
 
 @router.post(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -55,6 +55,15 @@ class ErrorBody(BaseModel):
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error answers a route can give."""
     return {status: {"model": ErrorBody, "description": "Error"} for status in statuses}
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def view(model: type[M], source: object, **values: Any) -> M:
+    """``model`` filled from ``source``'s attributes of the same names, ``values`` for the rest."""
+    named = {name: getattr(source, name) for name in model.model_fields if name not in values}
+    return model(**named, **values)
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:

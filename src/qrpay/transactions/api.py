@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from qrpay.kernel.http import error_responses
+from qrpay.kernel.http import error_responses, view
 from qrpay.kernel.money import format_amount
 from qrpay.kernel.service import provide
 from qrpay.transactions.domain import InvoiceRecord, OperationRecord, derived_amounts
@@ -28,29 +28,15 @@ Transactions = Annotated[TransactionsService, Depends(provide(TransactionsServic
 
 
 def operation_view(op: OperationRecord) -> Operation:
-    return Operation(
-        operation_id=op.operation_id,
-        kind=op.kind,
-        status=op.status,
-        amount=op.amount_text,
-        currency=op.currency,
-        target=op.target,
-        payment_method_id=op.payment_method_id,
-        reason=op.reason,
-        created_at=op.created_at,
-        finished_at=op.finished_at,
-    )
+    return view(Operation, op, amount=op.amount_text)
 
 
 def invoice_view(invoice: InvoiceRecord, ops: Sequence[OperationRecord]) -> Invoice:
     amounts = derived_amounts(ops)
     currency = invoice.currency
-    return Invoice(
-        invoice_id=invoice.invoice_id,
-        owner=invoice.owner,
-        order_id=invoice.order_id,
-        user_id=invoice.user_id,
-        currency=currency,
+    return view(
+        Invoice,
+        invoice,
         callback=CallbackTarget(queue=invoice.callback_queue, task=invoice.callback_task),
         operations=[operation_view(op) for op in ops],
         held=format_amount(amounts.held, currency),

@@ -1,11 +1,4 @@
-"""payment_methods
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-01-01
-
-The tables as ``cardstorage/repository.py`` declares them (see ``initial_revision``).
-"""
+"""Revision 0001 (payment_methods): the tables as declared in repository.py (``initial_revision``)."""
 
 from qrpay.cardstorage.repository import payment_methods
 from qrpay.kernel.migrations import initial_revision

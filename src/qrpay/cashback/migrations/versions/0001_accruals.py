@@ -1,11 +1,4 @@
-"""accruals
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-01-01
-
-The tables as ``cashback/repository.py`` declares them (see ``initial_revision``).
-"""
+"""Revision 0001 (accruals): the tables as declared in repository.py (``initial_revision``)."""
 
 from qrpay.cashback.repository import accruals
 from qrpay.kernel.migrations import initial_revision

@@ -1,11 +1,4 @@
-"""orders
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-01-01
-
-The tables as ``eda/repository.py`` declares them (see ``initial_revision``).
-"""
+"""Revision 0001 (orders): the tables as declared in repository.py (``initial_revision``)."""
 
 from qrpay.eda.repository import orders
 from qrpay.kernel.migrations import initial_revision

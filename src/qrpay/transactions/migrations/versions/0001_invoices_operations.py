@@ -1,11 +1,4 @@
-"""invoices and operations
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-01-01
-
-The tables as ``transactions/repository.py`` declares them (see ``initial_revision``).
-"""
+"""Revision 0001 (invoices and operations): the tables as declared in repository.py (``initial_revision``)."""
 
 from qrpay.kernel.migrations import initial_revision
 from qrpay.transactions.repository import invoices, operations
