@@ -51,3 +51,15 @@ def relative(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def migrated(service: str, url: str) -> bool:
+    """Bring the service's database to head; False (and the error said) when that failed."""
+    from qrpay.kernel.migrations import upgrade
+
+    try:
+        upgrade(service, url)
+    except Exception as exc:
+        say_error(f"migrating {service} at {safe_url(url)} failed: {describe(exc)}")
+        return False
+    return True

@@ -6,9 +6,8 @@ import asyncio
 
 from rich.console import Console
 
-from qrpay.cli.common import describe, safe_url, say_error, settings_with
+from qrpay.cli.common import describe, migrated, safe_url, say_error, settings_with
 from qrpay.kernel.config import load_yaml, parse_secdist
-from qrpay.kernel.migrations import upgrade
 from qrpay.kernel.queue import TaskQueue
 from qrpay.runner.context import has_database, services_with_database
 
@@ -39,10 +38,7 @@ def run_upgrade(names: list[str], *, console: Console) -> int:
         return 2
     for name in targets:
         url = settings.database_url(name, secdist.databases)
-        try:
-            upgrade(name, url)
-        except Exception as exc:
-            say_error(f"migrating {name} at {safe_url(url)} failed: {describe(exc)}")
+        if not migrated(name, url):
             return 2
         console.print(f"{name}: at head ({safe_url(url)})", markup=False)
     if with_queue and queue_url is not None:

@@ -10,10 +10,9 @@ from types import FrameType
 
 import uvicorn
 
-from qrpay.cli.common import describe, safe_url, say_error, settings_with
+from qrpay.cli.common import describe, migrated, say_error, settings_with
 from qrpay.kernel.config import DEFAULT_PORTS, load_yaml, parse_secdist
 from qrpay.kernel.logging import configure_logging
-from qrpay.kernel.migrations import upgrade
 from qrpay.runner.context import has_database, import_service_module, known_services
 from qrpay.runner.embedded import EmbeddedError, bind_socket
 from qrpay.runner.factory import SERVICE_ENV
@@ -47,13 +46,9 @@ def run_serve(*, name: str, host: str | None, port: int | None, workers: int, mi
         say_error(f"cannot start {name}: {describe(exc)}")
         return 2
 
-    if migrate and has_database(name):
-        url = settings.database_url(name, secdist.databases)
-        try:
-            upgrade(name, url)
-        except Exception as exc:
-            say_error(f"migrating {name} at {safe_url(url)} failed: {describe(exc)}")
-            return 2
+    wanted = migrate and has_database(name)
+    if wanted and not migrated(name, settings.database_url(name, secdist.databases)):
+        return 2
 
     try:
         # uvicorn would only log a busy port; check first so the operator gets one clear line.

@@ -10,10 +10,9 @@ from pathlib import Path
 import uvloop
 from rich.console import Console
 
-from qrpay.cli.common import describe, relative, safe_url, say_error, settings_with
+from qrpay.cli.common import describe, migrated, relative, say_error, settings_with
 from qrpay.kernel.config import load_yaml, parse_config, parse_secdist
 from qrpay.kernel.logging import configure_logging
-from qrpay.kernel.migrations import upgrade
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.service import ServiceContext
 from qrpay.kernel.settings import Settings
@@ -93,13 +92,9 @@ def run_up(
     for name, ctx in contexts.items():
         if not has_database(name):
             continue
-        url = ctx.database_url()
-        try:
-            # alembic is synchronous: run it before the event loop exists.
-            upgrade(name, url)
-        except Exception as exc:
+        # alembic is synchronous: run it before the event loop exists.
+        if not migrated(name, ctx.database_url()):
             _close(sockets)
-            say_error(f"migrating {name} at {safe_url(url)} failed: {describe(exc)}")
             return 2
 
     try:

@@ -32,6 +32,10 @@ from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.settings import Settings
 
 
+class QueueRequired(RuntimeError):
+    """The service puts or consumes queue tasks and was given no queue: it refuses to start."""
+
+
 @dataclass
 class ServiceContext:
     name: str
@@ -54,6 +58,15 @@ class ServiceContext:
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(self.name)
+
+    def required_queue(self) -> TaskQueue:
+        """``queue``, or ``QueueRequired`` for a service that cannot work without one."""
+        if self.queue is None:
+            raise QueueRequired(
+                f"{self.name} needs the task queue: set queue_database in secdist "
+                "(production) or run it with `qrpay up` (embedded)"
+            )
+        return self.queue
 
     def database_url(self) -> str:
         return self.settings.database_url(self.name, self.runtime.secdist.databases)

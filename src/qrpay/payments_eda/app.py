@@ -52,14 +52,9 @@ def _gauges(ctx: ServiceContext, service: PaymentsService) -> Job:
 
 
 def wire(ctx: ServiceContext) -> Wiring:
-    queue = ctx.queue
-    if queue is None:
-        # A private in-memory queue would lose callbacks on every restart and never see
-        # the ones transactions puts elsewhere: refuse to start rather than fail quietly.
-        raise RuntimeError(
-            "payments-eda needs the task queue: set queue_database in secdist "
-            "(production) or run it with `qrpay up` (embedded)"
-        )
+    # A private in-memory queue would lose callbacks on every restart and never see
+    # the ones transactions puts elsewhere: refuse to start rather than fail quietly.
+    queue = ctx.required_queue()
     service = _service(ctx, queue)
     _register(queue, service, ctx)
     jobs = [_gauges(ctx, service)]
@@ -91,9 +86,7 @@ def build_worker(ctx: ServiceContext) -> tuple[list[str], AbstractAsyncContextMa
     service's lifespan without the HTTP app: config watching and the queue gauges,
     and the HTTP clients closed on exit.
     """
-    queue = ctx.queue
-    if queue is None:
-        raise RuntimeError("payments-eda's worker needs ctx.queue (the durable task queue)")
+    queue = ctx.required_queue()
     service = _service(ctx, queue)
     _register(queue, service, ctx)
     return [tasks.QUEUE], running(ctx, Wiring(jobs=[_gauges(ctx, service)]))

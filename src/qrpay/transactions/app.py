@@ -11,17 +11,9 @@ from qrpay.transactions.metrics import TransactionsMetrics
 from qrpay.transactions.service import TransactionsService
 
 
-class QueueRequired(RuntimeError):
-    """transactions reports outcomes by queue tasks: it cannot run without a queue."""
-
-
 def wire(ctx: ServiceContext) -> Wiring:
-    queue = ctx.queue
-    if queue is None:
-        raise QueueRequired(
-            "transactions needs the task queue (ServiceContext.queue) to deliver "
-            "operation callbacks; none was given"
-        )
+    # It reports outcomes by queue tasks: it cannot run without a queue.
+    queue = ctx.required_queue()
     db = Database(ctx.database_url())
     runtime = ctx.runtime
     service = TransactionsService(
