@@ -1,9 +1,9 @@
 """The typed client of payments-eda's payer API (SPEC 4.3), as the guest's app calls it.
 
-It imports only the kernel and ``payments_eda.schemas``. Each call comes in two
-forms: ``*_answer`` gives the answer as it came (any status below 500, with its
-headers: a tool reads ``X-Polling-Delay`` and the error codes itself), the plain
-form validates it as the schema's model (a 4xx becomes the matching ``QrpayError``).
+It imports only the kernel and ``payments_eda.schemas``. The requests are typed;
+each call gives the answer as it came (any status below 500, with its headers),
+because its caller reads ``X-Polling-Delay`` and the ``PaymentsCode`` of a refusal
+itself; ``ServiceClient.body_of`` turns one into JSON or the matching ``QrpayError``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,8 @@ from qrpay.payments_eda.schemas import (
     LANGUAGE_HEADER,
     PAYER_API_PREFIX,
     PHONE_ID_HEADER,
-    POLLING_DELAY_HEADER,
     YANDEX_UID_HEADER,
-    PaymentStatusResponse,
     PayRequest,
-    PreorderResponse,
     Service,
 )
 
@@ -43,22 +40,10 @@ class Payer:
         return {name: value for name, value in named if value}
 
 
-@dataclass(frozen=True)
-class Polled:
-    """A payment status and how long to wait before asking again (``X-Polling-Delay``)."""
-
-    status: PaymentStatusResponse
-    polling_delay: str | None
-
-
-def polling_delay(answer: RawAnswer) -> str | None:
-    return answer.headers.get(POLLING_DELAY_HEADER)
-
-
 class PaymentsEdaClient(ServiceClient):
     downstream = "payments-eda"
 
-    async def preorder_answer(self, order_id: str, hmac: str, payer: Payer) -> RawAnswer:
+    async def preorder(self, order_id: str, hmac: str, payer: Payer) -> RawAnswer:
         params = {"service": Service.RESTAURANT.value, "order_id": order_id, "hmac": hmac}
         return await self.exchange(
             "GET",
@@ -69,7 +54,7 @@ class PaymentsEdaClient(ServiceClient):
             headers=payer.headers(),
         )
 
-    async def pay_answer(self, request: PayRequest, payer: Payer) -> RawAnswer:
+    async def pay(self, request: PayRequest, payer: Payer) -> RawAnswer:
         # Never a second hold per order, but a retry after a timeout could meet a new state:
         # not retried here; the caller polls the status instead.
         return await self.exchange(
@@ -81,7 +66,7 @@ class PaymentsEdaClient(ServiceClient):
             headers=payer.headers(),
         )
 
-    async def status_answer(self, order_id: str, hmac: str, payer: Payer) -> RawAnswer:
+    async def payment_status(self, order_id: str, hmac: str, payer: Payer) -> RawAnswer:
         return await self.exchange(
             "GET",
             f"{PAYER_API_PREFIX}/orders",
@@ -90,17 +75,3 @@ class PaymentsEdaClient(ServiceClient):
             params={"order_id": order_id, "hmac": hmac},
             headers=payer.headers(),
         )
-
-    async def preorder(self, order_id: str, hmac: str, payer: Payer) -> PreorderResponse:
-        answer = await self.preorder_answer(order_id, hmac, payer)
-        return PreorderResponse.model_validate(self.body_of(answer))
-
-    async def pay(self, request: PayRequest, payer: Payer) -> Polled:
-        return self._polled(await self.pay_answer(request, payer))
-
-    async def payment_status(self, order_id: str, hmac: str, payer: Payer) -> Polled:
-        return self._polled(await self.status_answer(order_id, hmac, payer))
-
-    def _polled(self, answer: RawAnswer) -> Polled:
-        status = PaymentStatusResponse.model_validate(self.body_of(answer))
-        return Polled(status, polling_delay(answer))

@@ -253,7 +253,7 @@ class PaymentsApi:
         )
 
     async def preorder(self, link: OrderLink) -> Preorder:
-        call = self._client.preorder_answer(link.order_id, link.hmac, self._payer)
+        call = self._client.preorder(link.order_id, link.hmac, self._payer)
         data, _ = await self._body(call)
         return parse_preorder(link.order_id, data)
 
@@ -270,11 +270,11 @@ class PaymentsApi:
             problem = exc.errors()[0]
             where = ".".join(str(part) for part in problem["loc"])
             raise GuestError(f"cannot pay: {where}: {problem['msg']}") from None
-        data, headers = await self._body(self._client.pay_answer(request, self._payer))
+        data, headers = await self._body(self._client.pay(request, self._payer))
         return _status(data, headers)
 
     async def status(self, link: OrderLink) -> PaymentStatus:
-        call = self._client.status_answer(link.order_id, link.hmac, self._payer)
+        call = self._client.payment_status(link.order_id, link.hmac, self._payer)
         data, headers = await self._body(call)
         return _status(data, headers)
 
