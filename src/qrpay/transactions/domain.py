@@ -15,13 +15,8 @@ from decimal import Decimal
 
 from qrpay.kernel.errors import Conflict, InvalidInput
 from qrpay.kernel.money import format_amount, parse_amount
-from qrpay.transactions.schemas import (
-    InvoiceIn,
-    OperationIn,
-    OperationKind,
-    OperationStatus,
-    TransactionsCode,
-)
+from qrpay.transactions.schemas import InvoiceIn, OperationIn, OperationKind, OperationStatus
+from qrpay.transactions.schemas import TransactionsCode as Code
 
 HOLD = OperationKind.HOLD
 CLEAR = OperationKind.CLEAR
@@ -173,9 +168,7 @@ def _same_request(existing: OperationRecord, request: OperationIn) -> bool:
 def _positive_amount(text: str, currency: str) -> Decimal:
     value = parse_amount(text, currency)
     if value <= 0:
-        raise InvalidInput(
-            "amount must be greater than zero", code=TransactionsCode.AMOUNT_NOT_POSITIVE
-        )
+        raise InvalidInput("amount must be greater than zero", code=Code.AMOUNT_NOT_POSITIVE)
     return value
 
 
@@ -194,25 +187,21 @@ def decide(
             if not _same_request(op, request):
                 raise Conflict(
                     f"operation {request.operation_id!r} exists with other parameters",
-                    code=TransactionsCode.OPERATION_MISMATCH,
+                    code=Code.OPERATION_MISMATCH,
                 )
             return op, False
 
     currency = invoice.currency
     if request.kind == HOLD:
         if request.amount is None:
-            raise InvalidInput("a hold needs an amount", code=TransactionsCode.AMOUNT_REQUIRED)
+            raise InvalidInput("a hold needs an amount", code=Code.AMOUNT_REQUIRED)
         amount = _positive_amount(request.amount, currency)
         if request.payment_method is None:
-            raise InvalidInput(
-                "a hold needs a payment method", code=TransactionsCode.PAYMENT_METHOD_REQUIRED
-            )
+            raise InvalidInput("a hold needs a payment method", code=Code.PAYMENT_METHOD_REQUIRED)
         if request.target is not None:
-            raise InvalidInput("a hold has no target", code=TransactionsCode.UNEXPECTED_TARGET)
+            raise InvalidInput("a hold has no target", code=Code.UNEXPECTED_TARGET)
         if any(is_live_hold(op, ops) for op in ops):
-            raise Conflict(
-                "another hold of this invoice is live", code=TransactionsCode.HOLD_ACTIVE
-            )
+            raise Conflict("another hold of this invoice is live", code=Code.HOLD_ACTIVE)
         return (
             OperationRecord(
                 invoice_id=invoice.invoice_id,
@@ -229,15 +218,9 @@ def decide(
             True,
         )
 
-    nothing = (
-        TransactionsCode.NOTHING_TO_CLEAR
-        if request.kind == CLEAR
-        else TransactionsCode.NOTHING_TO_RELEASE
-    )
+    nothing = Code.NOTHING_TO_CLEAR if request.kind == CLEAR else Code.NOTHING_TO_RELEASE
     if request.target is None:
-        raise InvalidInput(
-            f"a {request.kind.value} needs a target hold", code=TransactionsCode.TARGET_REQUIRED
-        )
+        raise InvalidInput(f"a {request.kind.value} needs a target hold", code=Code.TARGET_REQUIRED)
     hold = next((op for op in ops if op.kind == HOLD and op.operation_id == request.target), None)
     if hold is None or hold.status != SUCCEEDED or settling(hold, ops) is not None:
         raise Conflict(
@@ -247,13 +230,9 @@ def decide(
     if request.amount is not None:
         amount = _positive_amount(request.amount, currency)
         if request.kind == CLEAR and amount > hold.amount:
-            raise InvalidInput(
-                "cannot clear more than was held", code=TransactionsCode.AMOUNT_EXCEEDS_HOLD
-            )
+            raise InvalidInput("cannot clear more than was held", code=Code.AMOUNT_EXCEEDS_HOLD)
         if request.kind == UNHOLD and amount != hold.amount:
-            raise InvalidInput(
-                "an unhold releases the whole hold", code=TransactionsCode.AMOUNT_MISMATCH
-            )
+            raise InvalidInput("an unhold releases the whole hold", code=Code.AMOUNT_MISMATCH)
     return (
         OperationRecord(
             invoice_id=invoice.invoice_id,
