@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from qrpay.cardstorage.schemas import PaymentMethodType
+from qrpay.cardstorage.schemas import CardstorageCode, PaymentMethodType
 from qrpay.kernel.errors import InvalidInput
 
 MASK_PREFIX = "•••• "
@@ -30,7 +30,7 @@ def check_token(token: str) -> None:
     if looks_like_pan(token):
         raise InvalidInput(
             "the token looks like a card number; send the gateway's token, never the number",
-            code="card_number_not_allowed",
+            code=CardstorageCode.CARD_NUMBER_NOT_ALLOWED,
         )
 
 

@@ -15,6 +15,14 @@ PaymentMethodId = Annotated[
 ]
 
 
+class CardstorageCode(StrEnum):
+    """The ``code`` of cardstorage's error answers."""
+
+    PAYMENT_METHOD_NOT_FOUND = "payment_method_not_found"
+    PAYMENT_METHOD_TAKEN = "payment_method_taken"
+    CARD_NUMBER_NOT_ALLOWED = "card_number_not_allowed"
+
+
 class PaymentMethodType(StrEnum):
     CARD = "card"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qrpay.cardstorage.domain import PaymentMethod
 from qrpay.cardstorage.repository import PaymentMethodRepository
-from qrpay.cardstorage.schemas import PaymentMethodIn
+from qrpay.cardstorage.schemas import CardstorageCode, PaymentMethodIn
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, NotFound
@@ -12,7 +12,10 @@ from qrpay.kernel.errors import Conflict, NotFound
 
 def _not_found(method_id: str) -> NotFound:
     # The same answer for "no such id" and "another user's": never reveal that it exists.
-    return NotFound(f"payment method {method_id[:64]!r} not found", code="payment_method_not_found")
+    return NotFound(
+        f"payment method {method_id[:64]!r} not found",
+        code=CardstorageCode.PAYMENT_METHOD_NOT_FOUND,
+    )
 
 
 class PaymentMethodService:
@@ -40,7 +43,8 @@ class PaymentMethodService:
             repo = PaymentMethodRepository(session)
             if not await repo.upsert(method):
                 raise Conflict(
-                    "this payment method id is bound to another user", code="payment_method_taken"
+                    "this payment method id is bound to another user",
+                    code=CardstorageCode.PAYMENT_METHOD_TAKEN,
                 )
             stored = await repo.get(method_id)
         assert stored is not None  # written in this transaction

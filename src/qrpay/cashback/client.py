@@ -11,23 +11,13 @@ class CashbackClient(ServiceClient):
 
     async def accrue(self, order_id: str, accrual: AccrualIn) -> AccrualResult:
         """One accrual per order: a repeat with the same body is a no-op, another body is 409."""
-        body = await self.call(
-            "PUT",
-            f"/v1/accruals/{order_id}",
-            endpoint="accrue",
-            idempotent=True,
-            json=accrual.model_dump(mode="json"),
-        )
-        return AccrualResult.model_validate(body)
+        path = f"/v1/accruals/{order_id}"
+        return await self.fetch(AccrualResult, "PUT", path, endpoint="accrue", json=accrual)
 
     async def balance(self, user_id: str) -> BalanceResponse:
-        body = await self.call(
-            "GET", f"/v1/users/{user_id}/balance", endpoint="balance", idempotent=True
-        )
-        return BalanceResponse.model_validate(body)
+        path = f"/v1/users/{user_id}/balance"
+        return await self.fetch(BalanceResponse, "GET", path, endpoint="balance")
 
     async def history(self, user_id: str) -> HistoryResponse:
-        body = await self.call(
-            "GET", f"/v1/users/{user_id}/accruals", endpoint="history", idempotent=True
-        )
-        return HistoryResponse.model_validate(body)
+        path = f"/v1/users/{user_id}/accruals"
+        return await self.fetch(HistoryResponse, "GET", path, endpoint="history")

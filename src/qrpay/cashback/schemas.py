@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import StringConstraints, model_validator
 
 from qrpay.kernel.schemas import AmountText, CurrencyCode, WireModel, check_amount, check_currency
+
+
+class CashbackCode(StrEnum):
+    """The ``code`` of cashback's error answers."""
+
+    CASHBACK_UNAVAILABLE = "cashback_unavailable"
+    ACCRUAL_BUSY = "accrual_busy"
+    ACCRUAL_MISMATCH = "accrual_mismatch"
+
 
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from qrpay.cashback.domain import Accrual, balances
 from qrpay.cashback.metrics import CashbackMetrics
 from qrpay.cashback.repository import AccrualRepository
-from qrpay.cashback.schemas import AccrualIn
+from qrpay.cashback.schemas import AccrualIn, CashbackCode
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, DependencyUnavailable
@@ -32,7 +32,7 @@ class CashbackService:
         """The order's accrual and whether this call created it."""
         if self.failing():
             raise DependencyUnavailable(
-                "cashback accruals are switched off", code="cashback_unavailable"
+                "cashback accruals are switched off", code=CashbackCode.CASHBACK_UNAVAILABLE
             )
         fresh = Accrual.new(
             order_id=order_id,
@@ -52,10 +52,13 @@ class CashbackService:
             self.metrics.accruals.inc()
             return fresh, True
         if existing is None:  # pragma: no cover - accruals are never deleted
-            raise Conflict("the accrual changed concurrently, try again", code="accrual_busy")
+            raise Conflict(
+                "the accrual changed concurrently, try again", code=CashbackCode.ACCRUAL_BUSY
+            )
         if not existing.same_as(fresh):
             raise Conflict(
-                "this order already has another cashback accrual", code="accrual_mismatch"
+                "this order already has another cashback accrual",
+                code=CashbackCode.ACCRUAL_MISMATCH,
             )
         return existing, False
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from qrpay.eda.schemas import CreateOutcome, OrderStatus
+from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus
 from qrpay.kernel.errors import Conflict
 from qrpay.kernel.schemas import Bill
 
@@ -95,7 +95,7 @@ class Order:
             return self, CreateOutcome.EXISTING
         if self.status != WAITING or self.payment_id is not None:
             raise Conflict(
-                f"order is {self.status}: its bill can no longer change", code="order_locked"
+                f"order is {self.status}: its bill can no longer change", code=EdaCode.ORDER_LOCKED
             )
         changed = replace(
             self,
@@ -112,13 +112,15 @@ class Order:
         if self.status == IN_PROGRESS:
             if self.payment_id == payment_id:
                 return self
-            raise Conflict("another payment of this order is under way", code="payment_in_progress")
+            raise Conflict(
+                "another payment of this order is under way", code=EdaCode.PAYMENT_IN_PROGRESS
+            )
         if self.status == PAYED:
-            raise Conflict("the order is already paid", code="already_paid")
+            raise Conflict("the order is already paid", code=EdaCode.ALREADY_PAID)
         if self.status == CANCELED:
-            raise Conflict("the order is closed", code="order_closed")
+            raise Conflict("the order is closed", code=EdaCode.ORDER_CLOSED)
         if currency != self.bill.currency or amount != self.bill.total:
-            raise Conflict("the bill has changed", code="bill_changed")
+            raise Conflict("the bill has changed", code=EdaCode.BILL_CHANGED)
         return self._move(IN_PROGRESS, now, payment_id=payment_id)
 
     def fail_payment(self, payment_id: str, now: datetime) -> Order:
@@ -126,18 +128,20 @@ class Order:
             # Already failed (and maybe closed by TTL since): nothing is held any more.
             return self
         if self.payment_id != payment_id:
-            raise Conflict("the order's payment is another one", code="payment_mismatch")
+            raise Conflict("the order's payment is another one", code=EdaCode.PAYMENT_MISMATCH)
         if self.status == PAYED:
-            raise Conflict("the order is already paid", code="already_paid")
+            raise Conflict("the order is already paid", code=EdaCode.ALREADY_PAID)
         return self._move(WAITING, now, payment_id=None)
 
     def complete_payment(self, payment_id: str, now: datetime) -> Order:
         if self.status == CANCELED:
-            raise Conflict("the order is closed", code="order_closed")
+            raise Conflict("the order is closed", code=EdaCode.ORDER_CLOSED)
         if self.status == WAITING:
-            raise Conflict("no payment of this order is under way", code="payment_not_started")
+            raise Conflict(
+                "no payment of this order is under way", code=EdaCode.PAYMENT_NOT_STARTED
+            )
         if self.payment_id != payment_id:
-            raise Conflict("the order's payment is another one", code="payment_mismatch")
+            raise Conflict("the order's payment is another one", code=EdaCode.PAYMENT_MISMATCH)
         if self.status == PAYED:
             return self
         return self._move(PAYED, now, payment_id=payment_id)

@@ -16,6 +16,20 @@ OrderId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 PaymentId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
+class EdaCode(StrEnum):
+    """The ``code`` of eda's error answers; callers compare against these, never text."""
+
+    ORDER_NOT_FOUND = "order_not_found"
+    ORDER_BUSY = "order_busy"
+    ORDER_LOCKED = "order_locked"
+    PAYMENT_IN_PROGRESS = "payment_in_progress"
+    PAYMENT_NOT_STARTED = "payment_not_started"
+    PAYMENT_MISMATCH = "payment_mismatch"
+    ALREADY_PAID = "already_paid"
+    ORDER_CLOSED = "order_closed"
+    BILL_CHANGED = "bill_changed"
+
+
 class OrderStatus(StrEnum):
     WAITING = "WAITING"
     PAYMENT_IN_PROGRESS = "PAYMENT_IN_PROGRESS"

@@ -14,7 +14,7 @@ from uuid import uuid4
 from qrpay.eda.domain import Order
 from qrpay.eda.metrics import EdaMetrics
 from qrpay.eda.repository import OrderRepository, fetch_order_view, fetch_statuses
-from qrpay.eda.schemas import CreateOutcome, OrderStatus
+from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, NotFound
@@ -27,11 +27,11 @@ ATTEMPTS = 5
 
 
 def _not_found(order_id: str) -> NotFound:
-    return NotFound(f"order {order_id[:64]!r} not found", code="order_not_found")
+    return NotFound(f"order {order_id[:64]!r} not found", code=EdaCode.ORDER_NOT_FOUND)
 
 
 def _busy() -> Conflict:
-    return Conflict("the order is changing concurrently, try again", code="order_busy")
+    return Conflict("the order is changing concurrently, try again", code=EdaCode.ORDER_BUSY)
 
 
 class OrderService:

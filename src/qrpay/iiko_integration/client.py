@@ -28,48 +28,43 @@ class IikoIntegrationClient(ServiceClient):
         self, api_key: str, request: CreateOrderRequest, *, deadline_ms: int | None = None
     ) -> CreateOrderResponse:
         # Idempotent on (client_id, internal_order_id), so a retry cannot make a second order.
-        body = await self.call(
+        return await self.fetch(
+            CreateOrderResponse,
             "POST",
             "/orders",
             endpoint="create_order",
-            idempotent=True,
-            json=request.model_dump(mode="json"),
+            json=request,
             headers={API_KEY_HEADER: api_key},
             deadline_ms=deadline_ms,
         )
-        return CreateOrderResponse.model_validate(body)
 
     async def list_orders(
         self, api_key: str, client_id: str, order_ids: list[str]
     ) -> list[OrderStatusItem]:
-        body = await self.call(
+        request = ListOrdersRequest(client_id=client_id, orders=order_ids)
+        headers = {API_KEY_HEADER: api_key}
+        answer = await self.fetch(
+            ListOrdersResponse,
             "POST",
             "/orders/list",
             endpoint="list_orders",
-            idempotent=True,
-            json=ListOrdersRequest(client_id=client_id, orders=order_ids).model_dump(mode="json"),
-            headers={API_KEY_HEADER: api_key},
+            json=request,
+            headers=headers,
         )
-        return ListOrdersResponse.model_validate(body).orders
+        return answer.orders
 
     async def availability(self, *, nearest_zone: str, uuid: str, phone_id: str) -> bool:
-        body = await self.call(
-            "GET",
-            "/availability",
-            endpoint="availability",
-            idempotent=True,
-            params=_app_params(nearest_zone, uuid, phone_id),
+        params = _app_params(nearest_zone, uuid, phone_id)
+        answer = await self.fetch(
+            AvailabilityResponse, "GET", "/availability", endpoint="availability", params=params
         )
-        return AvailabilityResponse.model_validate(body).is_available
+        return answer.is_available
 
     async def restaurants(
         self, *, nearest_zone: str, uuid: str, phone_id: str
     ) -> list[RestaurantItem]:
-        body = await self.call(
-            "GET",
-            "/restaurants",
-            endpoint="restaurants",
-            idempotent=True,
-            params=_app_params(nearest_zone, uuid, phone_id),
+        params = _app_params(nearest_zone, uuid, phone_id)
+        answer = await self.fetch(
+            RestaurantsResponse, "GET", "/restaurants", endpoint="restaurants", params=params
         )
-        return RestaurantsResponse.model_validate(body).restaurants
+        return answer.restaurants

@@ -24,8 +24,23 @@ class ErrorKind(StrEnum):
 
 
 class QrpayError(Exception):
+    """The base of every error; a subclass names its ``kind`` and default code in its header.
+
+    ``code`` may be a service's ``StrEnum`` member (its wire text is the same string).
+    """
+
     kind: ErrorKind = ErrorKind.INTERNAL
     default_code: str = "internal_error"
+
+    def __init_subclass__(
+        cls, *, kind: ErrorKind | None = None, default_code: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if default_code is not None:
+            cls.default_code = default_code
+        if kind is not None:
+            cls.kind = kind
+            _BY_KIND.setdefault(kind, cls)
 
     def __init__(
         self,
@@ -35,7 +50,8 @@ class QrpayError(Exception):
         details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
-        self.code = code or self.default_code
+        # A plain string on the wire and in logs, whether given as text or as a StrEnum member.
+        self.code: str = str(code) if code else self.default_code
         self.message = message
         self.details = details
 
@@ -43,60 +59,41 @@ class QrpayError(Exception):
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
 
 
-class InvalidInput(QrpayError):
-    kind = ErrorKind.INVALID
-    default_code = "invalid_input"
+_BY_KIND: dict[ErrorKind, type[QrpayError]] = {}
 
 
-class Unauthenticated(QrpayError):
-    kind = ErrorKind.UNAUTHENTICATED
-    default_code = "unauthenticated"
+class InvalidInput(QrpayError, kind=ErrorKind.INVALID, default_code="invalid_input"):
+    pass
 
 
-class Forbidden(QrpayError):
-    kind = ErrorKind.FORBIDDEN
-    default_code = "forbidden"
+class Unauthenticated(QrpayError, kind=ErrorKind.UNAUTHENTICATED, default_code="unauthenticated"):
+    pass
 
 
-class NotFound(QrpayError):
-    kind = ErrorKind.NOT_FOUND
-    default_code = "not_found"
+class Forbidden(QrpayError, kind=ErrorKind.FORBIDDEN, default_code="forbidden"):
+    pass
 
 
-class Conflict(QrpayError):
-    kind = ErrorKind.CONFLICT
-    default_code = "conflict"
+class NotFound(QrpayError, kind=ErrorKind.NOT_FOUND, default_code="not_found"):
+    pass
 
 
-class PayloadTooLarge(QrpayError):
-    kind = ErrorKind.TOO_LARGE
-    default_code = "payload_too_large"
+class Conflict(QrpayError, kind=ErrorKind.CONFLICT, default_code="conflict"):
+    pass
 
 
-class RateLimited(QrpayError):
-    kind = ErrorKind.RATE_LIMITED
-    default_code = "rate_limited"
+class PayloadTooLarge(QrpayError, kind=ErrorKind.TOO_LARGE, default_code="payload_too_large"):
+    pass
 
 
-class DependencyUnavailable(QrpayError):
-    kind = ErrorKind.UNAVAILABLE
-    default_code = "dependency_unavailable"
+class RateLimited(QrpayError, kind=ErrorKind.RATE_LIMITED, default_code="rate_limited"):
+    pass
 
 
-_BY_KIND: dict[ErrorKind, type[QrpayError]] = {
-    cls.kind: cls
-    for cls in (
-        InvalidInput,
-        Unauthenticated,
-        Forbidden,
-        NotFound,
-        Conflict,
-        PayloadTooLarge,
-        RateLimited,
-        DependencyUnavailable,
-        QrpayError,
-    )
-}
+class DependencyUnavailable(
+    QrpayError, kind=ErrorKind.UNAVAILABLE, default_code="dependency_unavailable"
+):
+    pass
 
 
 def error_for_kind(kind: ErrorKind, code: str, message: str) -> QrpayError:

@@ -22,11 +22,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 import structlog
+from pydantic import BaseModel
 
 from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.errors import DependencyUnavailable, ErrorKind, QrpayError, error_for_kind
@@ -36,6 +37,24 @@ from qrpay.kernel.request_context import REQUEST_ID_HEADER, current_request_id
 log = structlog.get_logger("qrpay.client")
 
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def unavailable_code(downstream: str) -> str:
+    """``<downstream>_unavailable``: the code of a downstream's failure that is not its 4xx."""
+    return f"{downstream.replace('-', '_')}_unavailable"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A connection failure in a few words: ``connection refused``, ``timed out``."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    cause = getattr(exc, "os_error", None) or exc.__cause__ or exc
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    text = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
+    return " ".join(str(text).split()).lower()
 
 
 # The bulkheads whose slot the current task already holds (or works for, see
@@ -73,7 +92,7 @@ class Bulkhead:
                 on_refused()
             raise DependencyUnavailable(
                 f"{self.downstream}: {limit} requests are already waiting on it",
-                code=f"{self.downstream.replace('-', '_')}_unavailable",
+                code=unavailable_code(self.downstream),
             )
         self.in_flight += 1
         token = _HELD.set(_HELD.get() | {self})
@@ -163,6 +182,34 @@ class ServiceClient:
         with self.bulkhead.slot(refused):
             yield
 
+    async def fetch(
+        self,
+        model: type[Model],
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        idempotent: bool = True,
+        json: BaseModel | Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline_ms: int | None = None,
+    ) -> Model:
+        """``call`` with the answer validated as ``model``; a model ``json`` is sent as its JSON."""
+        if isinstance(json, BaseModel):
+            json = json.model_dump(mode="json")
+        body = await self.call(
+            method,
+            path,
+            endpoint=endpoint,
+            idempotent=idempotent,
+            json=json,
+            params=params,
+            headers=headers,
+            deadline_ms=deadline_ms,
+        )
+        return model.model_validate(body)
+
     async def call(
         self,
         method: str,
@@ -186,6 +233,10 @@ class ServiceClient:
             headers=headers,
             deadline_ms=deadline_ms,
         )
+        return self.body_of(answer)
+
+    def body_of(self, answer: RawAnswer) -> Any:
+        """The parsed JSON of a 2xx/3xx answer; a 4xx becomes the matching ``QrpayError``."""
         if answer.status >= 400:
             raise self._error_from_answer(answer.status, answer.body)
         try:
@@ -193,7 +244,7 @@ class ServiceClient:
         except orjson.JSONDecodeError:
             raise DependencyUnavailable(
                 f"{self.downstream} answered something that is not JSON",
-                code=f"{self.downstream.replace('-', '_')}_unavailable",
+                code=unavailable_code(self.downstream),
             ) from None
 
     async def exchange(
@@ -211,8 +262,9 @@ class ServiceClient:
         """The downstream's final answer as it came (any status below 500), within the deadline.
 
         Connection errors, timeouts and 5xx are retried (idempotent calls only)
-        while time is left, then become ``DependencyUnavailable``; so does a full
-        bulkhead, at once.
+        while time is left, then become ``DependencyUnavailable`` whose ``details`` say
+        what the last try met: ``{"status", "body"}`` of a 5xx answer, or ``{"reason"}``
+        (``connection refused``, ``timed out``); a full bulkhead fails at once.
         """
         with self.reserve(endpoint):
             return await self._exchange(
@@ -250,6 +302,8 @@ class ServiceClient:
             request_headers.update(headers)
         url = dependency.base_url.rstrip("/") + path
         last_reason = "no try was made"
+        # What the last try met, for the caller: {"status", "body"} of a 5xx, or {"reason"}.
+        last_failure: dict[str, Any] = {"reason": "no time left"}
         for attempt in range(tries):
             remaining = deadline - time.monotonic()
             if remaining <= 0.001:
@@ -274,12 +328,15 @@ class ServiceClient:
                 if status not in RETRYABLE_STATUSES and status < 500:
                     return RawAnswer(status, raw, answer_headers)
                 last_reason = f"{self.downstream} answered {status}"
+                last_failure = {"status": status, "body": raw}
             except TimeoutError:
                 outcome = "timeout"
                 last_reason = f"{self.downstream} did not answer in {per_try * 1000:.0f} ms"
+                last_failure = {"reason": "timed out"}
             except (aiohttp.ClientError, OSError) as exc:
                 outcome = "connection_error"
                 last_reason = f"{self.downstream} unreachable: {type(exc).__name__}"
+                last_failure = {"reason": failure_reason(exc)}
             except asyncio.CancelledError:
                 # The caller gave up (its own deadline): not the downstream's failure.
                 outcome = "cancelled"
@@ -298,7 +355,7 @@ class ServiceClient:
             "downstream_failed", downstream=self.downstream, endpoint=endpoint, reason=last_reason
         )
         raise DependencyUnavailable(
-            last_reason, code=f"{self.downstream.replace('-', '_')}_unavailable"
+            last_reason, code=unavailable_code(self.downstream), details=last_failure
         )
 
     def _error_from_answer(self, status: int, raw: bytes) -> QrpayError:

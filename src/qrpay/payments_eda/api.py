@@ -13,6 +13,7 @@ from qrpay.kernel.money import format_plain
 from qrpay.kernel.service import provide
 from qrpay.payments_eda import domain
 from qrpay.payments_eda.schemas import (
+    PAYER_API_PREFIX,
     PaymentStatusResponse,
     PayRequest,
     PreorderResponse,
@@ -20,7 +21,7 @@ from qrpay.payments_eda.schemas import (
 )
 from qrpay.payments_eda.service import PaymentsService
 
-PREFIX = "/4.0/payments/v1"
+PREFIX = PAYER_API_PREFIX
 
 OrderIdParam = Annotated[str, Query(min_length=1, max_length=64)]
 # Any text, or none: a missing or wrong signature is a 404 like an unknown order.

@@ -1,90 +1,77 @@
-"""The typed client of the payer API, for api-proxy and the guest CLI."""
+"""The typed client of payments-eda's payer API (SPEC 4.3), as the guest's app calls it.
+
+It imports only the kernel and ``payments_eda.schemas``. The requests are typed;
+each call gives the answer as it came (any status below 500, with its headers),
+because its caller reads ``X-Polling-Delay`` and the ``PaymentsCode`` of a refusal
+itself; ``ServiceClient.body_of`` turns one into JSON or the matching ``QrpayError``.
+"""
 
 from __future__ import annotations
 
-from qrpay.kernel.http_client import ServiceClient
-from qrpay.payments_eda.api import PREFIX
+from dataclasses import dataclass
+
+import orjson
+
+from qrpay.kernel.http_client import RawAnswer, ServiceClient
 from qrpay.payments_eda.schemas import (
     LANGUAGE_HEADER,
+    PAYER_API_PREFIX,
     PHONE_ID_HEADER,
     YANDEX_UID_HEADER,
-    PaymentStatusResponse,
     PayRequest,
-    PreorderResponse,
+    Service,
 )
 
 
-def _user_headers(
-    user_id: str | None, phone_id: str | None, language: str | None
-) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    if user_id:
-        headers[YANDEX_UID_HEADER] = user_id
-    if phone_id:
-        headers[PHONE_ID_HEADER] = phone_id
-    if language:
-        headers[LANGUAGE_HEADER] = language
-    return headers
+@dataclass(frozen=True)
+class Payer:
+    """Who calls: the headers the app sends with every call."""
+
+    user_id: str | None = None
+    phone_id: str | None = None
+    language: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        named = (
+            (YANDEX_UID_HEADER, self.user_id),
+            (PHONE_ID_HEADER, self.phone_id),
+            (LANGUAGE_HEADER, self.language),
+        )
+        return {name: value for name, value in named if value}
 
 
 class PaymentsEdaClient(ServiceClient):
     downstream = "payments-eda"
 
-    async def preorder(
-        self,
-        order_id: str,
-        hmac: str,
-        *,
-        user_id: str | None = None,
-        phone_id: str | None = None,
-        language: str | None = None,
-    ) -> PreorderResponse:
-        body = await self.call(
+    async def preorder(self, order_id: str, hmac: str, payer: Payer) -> RawAnswer:
+        params = {"service": Service.RESTAURANT.value, "order_id": order_id, "hmac": hmac}
+        return await self.exchange(
             "GET",
-            f"{PREFIX}/preorder",
+            f"{PAYER_API_PREFIX}/preorder",
             endpoint="preorder",
             idempotent=True,
-            params={"service": "restaurant", "order_id": order_id, "hmac": hmac},
-            headers=_user_headers(user_id, phone_id, language),
+            params=params,
+            headers=payer.headers(),
         )
-        return PreorderResponse.model_validate(body)
 
-    async def pay(
-        self,
-        request: PayRequest,
-        *,
-        user_id: str,
-        phone_id: str | None = None,
-        language: str | None = None,
-    ) -> PaymentStatusResponse:
+    async def pay(self, request: PayRequest, payer: Payer) -> RawAnswer:
         # Never a second hold per order, but a retry after a timeout could meet a new state:
         # not retried here; the caller polls the status instead.
-        body = await self.call(
+        return await self.exchange(
             "POST",
-            f"{PREFIX}/orders",
+            f"{PAYER_API_PREFIX}/orders",
             endpoint="pay",
             idempotent=False,
-            json=request.model_dump(mode="json"),
-            headers=_user_headers(user_id, phone_id, language),
+            body=orjson.dumps(request.model_dump(mode="json")),
+            headers=payer.headers(),
         )
-        return PaymentStatusResponse.model_validate(body)
 
-    async def payment_status(
-        self,
-        order_id: str,
-        hmac: str,
-        *,
-        user_id: str | None = None,
-        phone_id: str | None = None,
-        language: str | None = None,
-    ) -> PaymentStatusResponse:
-        """The status; the X-Polling-Delay header is not surfaced by ``ServiceClient``."""
-        body = await self.call(
+    async def payment_status(self, order_id: str, hmac: str, payer: Payer) -> RawAnswer:
+        return await self.exchange(
             "GET",
-            f"{PREFIX}/orders",
+            f"{PAYER_API_PREFIX}/orders",
             endpoint="payment_status",
             idempotent=True,
             params={"order_id": order_id, "hmac": hmac},
-            headers=_user_headers(user_id, phone_id, language),
+            headers=payer.headers(),
         )
-        return PaymentStatusResponse.model_validate(body)

@@ -16,6 +16,7 @@ from enum import StrEnum
 from qrpay.eda.schemas import OrderStatus
 from qrpay.kernel.config import CashbackRules, Restaurant
 from qrpay.kernel.money import format_plain, round_down
+from qrpay.payments_eda.schemas import GuestStatus, PaymentsCode
 from qrpay.transactions.schemas import Operation, OperationKind, OperationStatus
 
 OWNER = "payments-eda"
@@ -49,12 +50,6 @@ def rate_text(restaurant: Restaurant | None) -> str:
 
 
 # --- what the guest sees -----------------------------------------------------------------------
-
-
-class GuestStatus(StrEnum):
-    WAITING = "WAITING"
-    PAYED = "PAYED"
-    DECLINED = "DECLINED"
 
 
 class MessageKey(StrEnum):
@@ -131,25 +126,25 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The order is waiting for payment",
     },
     # Error codes the guest may see.
-    "order_not_found": {"ru": "Заказ не найден", "en": "Order not found"},
-    "unauthorized": {
+    PaymentsCode.ORDER_NOT_FOUND: {"ru": "Заказ не найден", "en": "Order not found"},
+    PaymentsCode.UNAUTHORIZED: {
         "ru": "Войдите в приложение, чтобы оплатить",
         "en": "Sign in to pay",
     },
-    "already_paid": {"ru": "Заказ уже оплачен", "en": "The order is already paid"},
-    "order_closed": {
+    PaymentsCode.ALREADY_PAID: {"ru": "Заказ уже оплачен", "en": "The order is already paid"},
+    PaymentsCode.ORDER_CLOSED: {
         "ru": "Заказ закрыт: оплатите его в ресторане",
         "en": "The order is closed: please pay at the restaurant",
     },
-    "bill_changed": {
+    PaymentsCode.BILL_CHANGED: {
         "ru": "Счёт изменился: откройте его заново",
         "en": "The bill has changed: open it again",
     },
-    "payment_method_unavailable": {
+    PaymentsCode.PAYMENT_METHOD_UNAVAILABLE: {
         "ru": "Этот способ оплаты недоступен",
         "en": "This payment method is not available",
     },
-    "invalid_amount": {"ru": "Неверная сумма", "en": "The amount is not valid"},
+    PaymentsCode.INVALID_AMOUNT: {"ru": "Неверная сумма", "en": "The amount is not valid"},
 }
 
 

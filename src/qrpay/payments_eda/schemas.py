@@ -1,4 +1,4 @@
-"""payments-eda's wire types: the payer API (SPEC 4.3)."""
+"""payments-eda's contract: the payer API (SPEC 4.3), its error codes and its queue tasks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pydantic import ConfigDict, Field, StringConstraints
 from qrpay.cardstorage.schemas import PaymentMethodId, PaymentMethodPublic
 from qrpay.eda.schemas import OrderStatus
 from qrpay.kernel.schemas import AmountText, Bill, WireModel
-from qrpay.payments_eda.domain import GuestStatus
 
 OrderIdText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
@@ -18,6 +17,37 @@ YANDEX_UID_HEADER = "X-Yandex-UID"
 PHONE_ID_HEADER = "X-YaTaxi-PhoneId"
 LANGUAGE_HEADER = "X-Request-Language"
 POLLING_DELAY_HEADER = "X-Polling-Delay"
+PAYER_API_PREFIX = "/4.0/payments/v1"
+
+# The queue payments-eda consumes, and its tasks by name (``payments_eda.tasks`` handles
+# them; transactions puts ``TRANSACTION_CALLBACK`` there by these names).
+TASK_QUEUE = "payments_eda_transactions"
+
+
+class Task(StrEnum):
+    TRANSACTION_CALLBACK = "payments_eda.transaction_callback"
+    HOLD_WATCHDOG = "payments_eda.hold_watchdog"
+    ACCRUE_CASHBACK = "payments_eda.accrue_cashback"
+
+
+class PaymentsCode(StrEnum):
+    """The ``code`` of payments-eda's error answers (the guest's app branches on them)."""
+
+    ORDER_NOT_FOUND = "order_not_found"
+    UNAUTHORIZED = "unauthorized"
+    ALREADY_PAID = "already_paid"
+    ORDER_CLOSED = "order_closed"
+    BILL_CHANGED = "bill_changed"
+    INVALID_AMOUNT = "invalid_amount"
+    PAYMENT_METHOD_UNAVAILABLE = "payment_method_unavailable"
+    TRANSACTIONS_UNAVAILABLE = "transactions_unavailable"
+    OPERATION_FAILED = "operation_failed"
+
+
+class GuestStatus(StrEnum):
+    WAITING = "WAITING"
+    PAYED = "PAYED"
+    DECLINED = "DECLINED"
 
 
 class Service(StrEnum):

@@ -24,7 +24,7 @@ from qrpay.cardstorage.schemas import PaymentMethodPublic, PaymentMethodType
 from qrpay.cashback.client import CashbackClient
 from qrpay.cashback.schemas import AccrualIn
 from qrpay.eda.client import EdaClient
-from qrpay.eda.schemas import OrderStatus, OrderView, StartPaymentRequest
+from qrpay.eda.schemas import EdaCode, OrderStatus, OrderView, StartPaymentRequest
 from qrpay.kernel import deeplink
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.errors import (
@@ -37,16 +37,20 @@ from qrpay.kernel.errors import (
 )
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.money import parse_amount
-from qrpay.kernel.queue import TaskQueue
+from qrpay.kernel.queue import TaskQueue, TaskSpec
 from qrpay.kernel.reloading import RuntimeConfig
-from qrpay.payments_eda import domain, tasks
-from qrpay.payments_eda.domain import GuestStatus, MessageKey, Step
+from qrpay.payments_eda import domain
+from qrpay.payments_eda.domain import MessageKey, Step
 from qrpay.payments_eda.schemas import (
+    TASK_QUEUE,
     CashbackView,
+    GuestStatus,
+    PaymentsCode,
     PaymentStatusResponse,
     PayRequest,
     PreorderResponse,
     RestaurantView,
+    Task,
 )
 from qrpay.transactions.client import TransactionsClient
 from qrpay.transactions.schemas import (
@@ -64,7 +68,20 @@ log = structlog.get_logger("qrpay.payments_eda")
 # eda's order ids are uuid4 hex; anything else cannot be an order and never reaches eda's URLs.
 _ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # eda's answers to a payment transition that no longer applies: the order moved on.
-_STALE_PAYMENT_CODES = frozenset({"payment_mismatch", "already_paid", "order_closed"})
+_STALE_PAYMENT_CODES = frozenset(
+    {EdaCode.PAYMENT_MISMATCH, EdaCode.ALREADY_PAID, EdaCode.ORDER_CLOSED}
+)
+# eda's refusals of a payment start, as payments-eda tells the guest (in the guest's words).
+_REFUSED_BY_EDA: dict[str, PaymentsCode] = {
+    EdaCode.ALREADY_PAID: PaymentsCode.ALREADY_PAID,
+    EdaCode.ORDER_CLOSED: PaymentsCode.ORDER_CLOSED,
+    EdaCode.BILL_CHANGED: PaymentsCode.BILL_CHANGED,
+}
+
+
+def task_spec(task: Task) -> TaskSpec:
+    """A task of payments-eda's queue, by name (``payments_eda.tasks`` registers the handlers)."""
+    return TaskSpec(task.value, queue=TASK_QUEUE)
 
 
 @dataclass(frozen=True)
@@ -112,13 +129,12 @@ _METRICS: WeakKeyDictionary[ServiceMetrics, PaymentsMetrics] = WeakKeyDictionary
 
 
 def _not_found(lang: str) -> NotFound:
-    return NotFound(domain.message("order_not_found", lang), code="order_not_found")
+    code = PaymentsCode.ORDER_NOT_FOUND
+    return NotFound(domain.message(code, lang), code=code)
 
 
-def _localized(error: QrpayError, lang: str) -> QrpayError:
-    if error.code in domain.MESSAGES:
-        error.message = domain.message(error.code, lang)
-    return error
+def _refused(code: PaymentsCode, lang: str) -> Conflict:
+    return Conflict(domain.message(code, lang), code=code)
 
 
 class PaymentsService:
@@ -194,13 +210,14 @@ class PaymentsService:
         self, request: PayRequest, user_id: str | None, lang: str
     ) -> PaymentStatusResponse:
         if not user_id:
-            raise Unauthenticated(domain.message("unauthorized", lang), code="unauthorized")
+            code = PaymentsCode.UNAUTHORIZED
+            raise Unauthenticated(domain.message(code, lang), code=code)
         order = await self.signed_order(request.order_id, request.hmac, lang)
         waiting = self._answer(GuestStatus.WAITING, MessageKey.IN_PROGRESS, lang)
         if order.status is OrderStatus.PAYED:
-            raise Conflict(domain.message("already_paid", lang), code="already_paid")
+            raise _refused(PaymentsCode.ALREADY_PAID, lang)
         if order.status is OrderStatus.CANCELED:
-            raise Conflict(domain.message("order_closed", lang), code="order_closed")
+            raise _refused(PaymentsCode.ORDER_CLOSED, lang)
         if order.status is OrderStatus.PAYMENT_IN_PROGRESS:
             # A payment is under way (maybe this very request, repeated): never a second hold.
             return waiting
@@ -208,18 +225,17 @@ class PaymentsService:
         try:
             amount = parse_amount(request.amount, currency)
         except InvalidInput:
-            raise InvalidInput(
-                domain.message("invalid_amount", lang), code="invalid_amount"
-            ) from None
+            code = PaymentsCode.INVALID_AMOUNT
+            raise InvalidInput(domain.message(code, lang), code=code) from None
         if amount != order.bill.total:
-            raise Conflict(domain.message("bill_changed", lang), code="bill_changed")
+            raise _refused(PaymentsCode.BILL_CHANGED, lang)
         card = await self._card(user_id, request.payment_method.id, lang)
 
         payment_id = uuid4().hex
         # The durable check comes FIRST: whatever dies after this point, the watchdog finds an
         # order stuck in PAYMENT_IN_PROGRESS without a hold and gives it back to the guest.
         await self.queue.put(
-            tasks.HOLD_WATCHDOG,
+            task_spec(Task.HOLD_WATCHDOG),
             task_id=f"watchdog:{payment_id}",
             payload={"order_id": order.order_id, "payment_id": payment_id},
             eta=self._clock.now()
@@ -233,9 +249,12 @@ class PaymentsService:
                 ),
             )
         except Conflict as exc:
-            if exc.code == "payment_in_progress":
+            if exc.code == EdaCode.PAYMENT_IN_PROGRESS:
                 return waiting  # a concurrent duplicate won the race: its hold is the one
-            raise _localized(exc, lang) from None
+            refused = _REFUSED_BY_EDA.get(exc.code)
+            if refused is None:
+                raise
+            raise _refused(refused, lang) from None
         except NotFound:
             raise _not_found(lang) from None
 
@@ -247,9 +266,7 @@ class PaymentsService:
                     order_id=order.order_id,
                     user_id=user_id,
                     currency=currency,
-                    callback=CallbackTarget(
-                        queue=tasks.QUEUE, task=tasks.TRANSACTION_CALLBACK.name
-                    ),
+                    callback=CallbackTarget(queue=TASK_QUEUE, task=Task.TRANSACTION_CALLBACK.value),
                 ),
             )
             await self._transactions.start_operation(
@@ -267,15 +284,15 @@ class PaymentsService:
             )
             await self._roll_back(order.order_id, payment_id)
             raise DependencyUnavailable(
-                "payments are unavailable, try again later", code="transactions_unavailable"
+                "payments are unavailable, try again later",
+                code=PaymentsCode.TRANSACTIONS_UNAVAILABLE,
             ) from None
         log.info("hold_started", order_id=order.order_id, payment_id=payment_id)
         return waiting
 
     async def _card(self, user_id: str, method_id: str, lang: str) -> Any:
-        unavailable = InvalidInput(
-            domain.message("payment_method_unavailable", lang), code="payment_method_unavailable"
-        )
+        code = PaymentsCode.PAYMENT_METHOD_UNAVAILABLE
+        unavailable = InvalidInput(domain.message(code, lang), code=code)
         try:
             card = await self._cards.get_for_user(user_id, method_id)
         except NotFound:
@@ -365,7 +382,7 @@ class PaymentsService:
                 log.info("order_paid", order_id=order_id, payment_id=hold_id)
         elif step is Step.ACCRUE_CASHBACK:
             await self.queue.put(
-                tasks.ACCRUE_CASHBACK,
+                task_spec(Task.ACCRUE_CASHBACK),
                 task_id=f"cashback:{order_id}",
                 payload={"order_id": order_id},
             )
@@ -373,7 +390,7 @@ class PaymentsService:
             raise DependencyUnavailable(
                 f"{callback.kind.value} {callback.operation_id} failed"
                 f" ({callback.reason or 'no reason'}); retrying",
-                code="operation_failed",
+                code=PaymentsCode.OPERATION_FAILED,
             )
 
     async def _start(
@@ -453,7 +470,7 @@ class PaymentsService:
         log.warning("payment_rolled_back_by_watchdog", order_id=order_id, payment_id=payment_id)
 
     async def refresh_queue_gauges(self) -> None:
-        counts = await self.queue.counts(tasks.QUEUE)
-        row = counts.get(tasks.QUEUE, {})
-        self.metrics.queue_depth.labels(tasks.QUEUE).set(row.get("todo", 0))
-        self.metrics.queue_failed.labels(tasks.QUEUE).set(row.get("failed", 0))
+        counts = await self.queue.counts(TASK_QUEUE)
+        row = counts.get(TASK_QUEUE, {})
+        self.metrics.queue_depth.labels(TASK_QUEUE).set(row.get("todo", 0))
+        self.metrics.queue_failed.labels(TASK_QUEUE).set(row.get("failed", 0))

@@ -1,4 +1,4 @@
-"""payments-eda's queue contract and its consumers.
+"""payments-eda's queue consumers; the task names are ``schemas.Task`` (the service puts by name).
 
 - ``payments_eda.transaction_callback``: put by transactions when an operation of an
   invoice we own finishes; payload = ``transactions.schemas.TransactionCallback``.
@@ -14,19 +14,18 @@ A handler raises to have the queue retry it with backoff; every one is idempoten
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qrpay.kernel.config import PaymentsConfig
-from qrpay.kernel.queue import TaskQueue, TaskSpec
+from qrpay.kernel.queue import TaskQueue
+from qrpay.payments_eda.schemas import TASK_QUEUE, Task
+from qrpay.payments_eda.service import PaymentsService, task_spec
 from qrpay.transactions.schemas import TransactionCallback
 
-if TYPE_CHECKING:
-    from qrpay.payments_eda.service import PaymentsService
-
-QUEUE = "payments_eda_transactions"
-TRANSACTION_CALLBACK = TaskSpec("payments_eda.transaction_callback", queue=QUEUE)
-HOLD_WATCHDOG = TaskSpec("payments_eda.hold_watchdog", queue=QUEUE)
-ACCRUE_CASHBACK = TaskSpec("payments_eda.accrue_cashback", queue=QUEUE)
+QUEUE = TASK_QUEUE
+TRANSACTION_CALLBACK = task_spec(Task.TRANSACTION_CALLBACK)
+HOLD_WATCHDOG = task_spec(Task.HOLD_WATCHDOG)
+ACCRUE_CASHBACK = task_spec(Task.ACCRUE_CASHBACK)
 
 
 def _known_fields(payload: dict[str, Any]) -> dict[str, Any]:

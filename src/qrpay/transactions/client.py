@@ -11,28 +11,16 @@ class TransactionsClient(ServiceClient):
 
     async def ensure_invoice(self, invoice_id: str, invoice: InvoiceIn) -> Invoice:
         """Create the invoice or return the existing one (PUT: safe to repeat)."""
-        body = await self.call(
-            "PUT",
-            f"/v1/invoices/{invoice_id}",
-            endpoint="ensure_invoice",
-            idempotent=True,
-            json=invoice.model_dump(mode="json"),
-        )
-        return Invoice.model_validate(body)
+        path = f"/v1/invoices/{invoice_id}"
+        return await self.fetch(Invoice, "PUT", path, endpoint="ensure_invoice", json=invoice)
 
     async def start_operation(self, invoice_id: str, operation: OperationIn) -> Operation:
         """Start hold/clear/unhold; idempotent on ``operation_id``. The result comes by callback."""
-        body = await self.call(
-            "POST",
-            f"/v1/invoices/{invoice_id}/operations",
-            endpoint=f"start_{operation.kind.value}",
-            idempotent=True,
-            json=operation.model_dump(mode="json", exclude_none=True),
-        )
-        return Operation.model_validate(body)
+        path = f"/v1/invoices/{invoice_id}/operations"
+        body = operation.model_dump(mode="json", exclude_none=True)
+        endpoint = f"start_{operation.kind.value}"
+        return await self.fetch(Operation, "POST", path, endpoint=endpoint, json=body)
 
     async def get_invoice(self, invoice_id: str) -> Invoice:
-        body = await self.call(
-            "GET", f"/v1/invoices/{invoice_id}", endpoint="get_invoice", idempotent=True
-        )
-        return Invoice.model_validate(body)
+        path = f"/v1/invoices/{invoice_id}"
+        return await self.fetch(Invoice, "GET", path, endpoint="get_invoice")

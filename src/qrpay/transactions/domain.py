@@ -16,6 +16,7 @@ from decimal import Decimal
 from qrpay.kernel.errors import Conflict, InvalidInput
 from qrpay.kernel.money import format_amount, parse_amount
 from qrpay.transactions.schemas import InvoiceIn, OperationIn, OperationKind, OperationStatus
+from qrpay.transactions.schemas import TransactionsCode as Code
 
 HOLD = OperationKind.HOLD
 CLEAR = OperationKind.CLEAR
@@ -167,7 +168,7 @@ def _same_request(existing: OperationRecord, request: OperationIn) -> bool:
 def _positive_amount(text: str, currency: str) -> Decimal:
     value = parse_amount(text, currency)
     if value <= 0:
-        raise InvalidInput("amount must be greater than zero", code="amount_not_positive")
+        raise InvalidInput("amount must be greater than zero", code=Code.AMOUNT_NOT_POSITIVE)
     return value
 
 
@@ -186,21 +187,21 @@ def decide(
             if not _same_request(op, request):
                 raise Conflict(
                     f"operation {request.operation_id!r} exists with other parameters",
-                    code="operation_mismatch",
+                    code=Code.OPERATION_MISMATCH,
                 )
             return op, False
 
     currency = invoice.currency
     if request.kind == HOLD:
         if request.amount is None:
-            raise InvalidInput("a hold needs an amount", code="amount_required")
+            raise InvalidInput("a hold needs an amount", code=Code.AMOUNT_REQUIRED)
         amount = _positive_amount(request.amount, currency)
         if request.payment_method is None:
-            raise InvalidInput("a hold needs a payment method", code="payment_method_required")
+            raise InvalidInput("a hold needs a payment method", code=Code.PAYMENT_METHOD_REQUIRED)
         if request.target is not None:
-            raise InvalidInput("a hold has no target", code="unexpected_target")
+            raise InvalidInput("a hold has no target", code=Code.UNEXPECTED_TARGET)
         if any(is_live_hold(op, ops) for op in ops):
-            raise Conflict("another hold of this invoice is live", code="hold_active")
+            raise Conflict("another hold of this invoice is live", code=Code.HOLD_ACTIVE)
         return (
             OperationRecord(
                 invoice_id=invoice.invoice_id,
@@ -217,9 +218,9 @@ def decide(
             True,
         )
 
-    nothing = "nothing_to_clear" if request.kind == CLEAR else "nothing_to_release"
+    nothing = Code.NOTHING_TO_CLEAR if request.kind == CLEAR else Code.NOTHING_TO_RELEASE
     if request.target is None:
-        raise InvalidInput(f"a {request.kind.value} needs a target hold", code="target_required")
+        raise InvalidInput(f"a {request.kind.value} needs a target hold", code=Code.TARGET_REQUIRED)
     hold = next((op for op in ops if op.kind == HOLD and op.operation_id == request.target), None)
     if hold is None or hold.status != SUCCEEDED or settling(hold, ops) is not None:
         raise Conflict(
@@ -229,9 +230,9 @@ def decide(
     if request.amount is not None:
         amount = _positive_amount(request.amount, currency)
         if request.kind == CLEAR and amount > hold.amount:
-            raise InvalidInput("cannot clear more than was held", code="amount_exceeds_hold")
+            raise InvalidInput("cannot clear more than was held", code=Code.AMOUNT_EXCEEDS_HOLD)
         if request.kind == UNHOLD and amount != hold.amount:
-            raise InvalidInput("an unhold releases the whole hold", code="amount_mismatch")
+            raise InvalidInput("an unhold releases the whole hold", code=Code.AMOUNT_MISMATCH)
     return (
         OperationRecord(
             invoice_id=invoice.invoice_id,

@@ -18,6 +18,24 @@ OperationId = Annotated[
 ]
 
 
+class TransactionsCode(StrEnum):
+    """The ``code`` of transactions' error answers."""
+
+    INVOICE_NOT_FOUND = "invoice_not_found"
+    INVOICE_MISMATCH = "invoice_mismatch"
+    HOLD_ACTIVE = "hold_active"
+    OPERATION_MISMATCH = "operation_mismatch"
+    AMOUNT_NOT_POSITIVE = "amount_not_positive"
+    AMOUNT_REQUIRED = "amount_required"
+    AMOUNT_EXCEEDS_HOLD = "amount_exceeds_hold"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    PAYMENT_METHOD_REQUIRED = "payment_method_required"
+    UNEXPECTED_TARGET = "unexpected_target"
+    TARGET_REQUIRED = "target_required"
+    NOTHING_TO_CLEAR = "nothing_to_clear"
+    NOTHING_TO_RELEASE = "nothing_to_release"
+
+
 class OperationKind(StrEnum):
     HOLD = "hold"
     CLEAR = "clear"

@@ -45,7 +45,7 @@ from qrpay.transactions.domain import (
 from qrpay.transactions.gateway import GatewayResult, GatewayUnavailable, PaymentGateway
 from qrpay.transactions.metrics import TransactionsMetrics
 from qrpay.transactions.repository import TransactionsRepository
-from qrpay.transactions.schemas import InvoiceIn, OperationIn, TransactionCallback
+from qrpay.transactions.schemas import InvoiceIn, OperationIn, TransactionCallback, TransactionsCode
 
 log = structlog.get_logger("qrpay.transactions")
 
@@ -67,7 +67,9 @@ class RelayReport:
 
 
 def _invoice_not_found(invoice_id: str) -> NotFound:
-    return NotFound(f"invoice {invoice_id[:64]!r} not found", code="invoice_not_found")
+    return NotFound(
+        f"invoice {invoice_id[:64]!r} not found", code=TransactionsCode.INVOICE_NOT_FOUND
+    )
 
 
 def callback_task_id(op: OperationRecord) -> str:
@@ -135,13 +137,15 @@ class TransactionsService:
             if not existing.matches(body):
                 raise Conflict(
                     f"invoice {invoice_id!r} exists with other parameters",
-                    code="invoice_mismatch",
+                    code=TransactionsCode.INVOICE_MISMATCH,
                 )
             ops = await repo.operations_of(invoice_id)
             if existing.user_id != body.user_id:
                 # Another guest pays after a failed attempt; never while a hold is live.
                 if any(is_live_hold(op, ops) for op in ops):
-                    raise Conflict("another guest's hold is live", code="hold_active")
+                    raise Conflict(
+                        "another guest's hold is live", code=TransactionsCode.HOLD_ACTIVE
+                    )
                 await repo.set_invoice_user(invoice_id, body.user_id)
                 existing = replace(existing, user_id=body.user_id)
             return existing, ops

@@ -66,6 +66,20 @@ async def test_non_idempotent_calls_are_not_retried(mockserver: MockServer, make
         )
     assert error.value.code == "demo_unavailable"
     assert route.times_called == 1
+    # What the last try met, for a caller that shows it (the guest tool).
+    assert error.value.details is not None
+    assert error.value.details["status"] == 503
+    assert b"busy" in error.value.details["body"]
+
+
+async def test_unreachable_says_why_in_details(make_client) -> None:
+    from tests.support.processes import free_port
+
+    client = make_client(f"http://127.0.0.1:{free_port()}", retries=0)
+    with pytest.raises(DependencyUnavailable) as error:
+        await client.call("GET", "/thing", endpoint="thing", idempotent=True)
+    assert error.value.code == "demo_unavailable"
+    assert error.value.details == {"reason": "connection refused"}
 
 
 async def test_4xx_keeps_the_downstream_code(mockserver: MockServer, make_client) -> None:

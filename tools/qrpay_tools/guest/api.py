@@ -1,7 +1,7 @@
-"""The guest's calls to payments-eda (SPEC 4.3) and cashback, each failure turned into one line.
+"""The guest's calls to payments-eda (SPEC 4.3), each failure turned into one line.
 
-The guest talks to payments-eda the way the app does through api-proxy: the
-user's headers on every call, ``order_id`` and ``hmac`` on every order call.
+The calls go through the product's typed client (``qrpay.payments_eda.client``),
+which sends the user's headers and ``order_id`` and ``hmac`` on every order call.
 The answers are read leniently (only the fields the terminal shows), so a new
 field in payments-eda's answer never breaks the guest.
 """
@@ -9,19 +9,29 @@ field in payments-eda's answer never breaks the guest.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import aiohttp
+from pydantic import ValidationError
 
+from qrpay.kernel.config import DependencyConfig
+from qrpay.kernel.errors import DependencyUnavailable
+from qrpay.kernel.http_client import HttpSession, RawAnswer
+from qrpay.kernel.metrics import ServiceMetrics
+from qrpay.payments_eda.client import Payer, PaymentsEdaClient
+from qrpay.payments_eda.schemas import (
+    POLLING_DELAY_HEADER,
+    PaymentMethodChoice,
+    PaymentsCode,
+    PayRequest,
+    Service,
+)
 from qrpay_tools.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, GuestError
 from qrpay_tools.guest.link import OrderLink
 
-SERVICE = "payments-eda"
-PREORDER = "/4.0/payments/v1/preorder"
-ORDERS = "/4.0/payments/v1/orders"
+SERVICE = PaymentsEdaClient.downstream
 DEFAULT_POLLING_DELAY = 1.0
 # A bad or missing X-Polling-Delay must neither hammer the service nor stall the guest.
 MIN_POLLING_DELAY, MAX_POLLING_DELAY = 0.05, 30.0
@@ -80,16 +90,6 @@ class HttpError(GuestError):
 
 class Unreachable(GuestError):
     """No answer at all: down, refused, timed out."""
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    cause = getattr(exc, "os_error", None) or exc.__cause__ or exc
-    if isinstance(cause, ConnectionRefusedError):
-        return "connection refused"
-    text = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
-    return " ".join(str(text).split()).lower()
 
 
 def _error_body(raw: bytes) -> tuple[str, str]:
@@ -176,7 +176,23 @@ def parse_preorder(order_id: str, data: Any) -> Preorder:
 
 
 # 409 codes that mean "not paid, and nothing is broken": the guest gets exit 1.
-NOT_PAYED_CODES = frozenset({"already_paid", "order_closed", "bill_changed"})
+NOT_PAYED_CODES = frozenset(
+    {PaymentsCode.ALREADY_PAID, PaymentsCode.ORDER_CLOSED, PaymentsCode.BILL_CHANGED}
+)
+
+
+def http_error(status: int, raw: bytes) -> HttpError:
+    """payments-eda's answer other than 200, with the exit code it means for the guest."""
+    code, message = _error_body(raw)
+    if status == 404 and code in (PaymentsCode.ORDER_NOT_FOUND, ""):
+        return HttpError(
+            status,
+            code or "not_found",
+            "no such order: check that the link is complete and unchanged",
+            exit_code=EXIT_ERROR,
+        )
+    exit_code = EXIT_NOT_PAYED if status == 409 and code in NOT_PAYED_CODES else EXIT_ERROR
+    return HttpError(status, code, message, exit_code=exit_code)
 
 
 class PaymentsApi:
@@ -189,85 +205,77 @@ class PaymentsApi:
         user_id: str,
         language: str = "en",
         timeout_seconds: float = 10.0,
-        session: aiohttp.ClientSession | None = None,
+        session: HttpSession | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._headers = {"X-Yandex-UID": user_id, "X-Request-Language": language}
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._session = session
+        self._payer = Payer(user_id=user_id, language=language)
+        self._session = session or HttpSession(limit=4)
         self._owned = session is None
+        # No retries here: the guest polls again on its own, and a payment is never repeated.
+        dependency = DependencyConfig(
+            base_url=self.base_url,
+            timeout_ms=max(1, min(60_000, round(timeout_seconds * 1000))),
+            retries=0,
+        )
+        self._client = PaymentsEdaClient(
+            session=self._session,
+            dependency=lambda: dependency,
+            metrics=ServiceMetrics("guest"),
+        )
 
     async def __aenter__(self) -> PaymentsApi:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        if self._owned and self._session is not None:
+        if self._owned:
             await self._session.close()
 
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> tuple[Any, Mapping[str, str]]:
-        assert self._session is not None, "use PaymentsApi as an async context manager"
+    async def _body(self, call: Awaitable[RawAnswer]) -> tuple[Any, Mapping[str, str]]:
+        """The JSON of a 200 answer and its headers; anything else raises a ``GuestError``."""
         try:
-            async with self._session.request(
-                method, self.base_url + path, params=params, json=body, headers=self._headers
-            ) as response:
-                raw = await response.read()
-                status = response.status
-                headers = response.headers.copy()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise Unreachable(
-                f"cannot reach {SERVICE} at {self.base_url} ({_reason(exc)}) — is `qrpay up` running?"
-            ) from None
-        if status != 200:
-            code, message = _error_body(raw)
-            if status == 404 and code in ("order_not_found", ""):
-                raise HttpError(
-                    status,
-                    code or "not_found",
-                    "no such order: check that the link is complete and unchanged",
-                    exit_code=EXIT_ERROR,
-                )
-            exit_code = EXIT_NOT_PAYED if status == 409 and code in NOT_PAYED_CODES else EXIT_ERROR
-            raise HttpError(status, code, message, exit_code=exit_code)
+            answer = await call
+        except DependencyUnavailable as exc:
+            raise self._unavailable(exc) from None
+        if answer.status != 200:
+            raise http_error(answer.status, answer.body)
         try:
-            return json.loads(raw), headers
+            return json.loads(answer.body), answer.headers
         except ValueError:
             raise GuestError(f"{SERVICE} answered 200 with a body that is not JSON") from None
 
-    async def preorder(self, link: OrderLink) -> Preorder:
-        data, _ = await self._request(
-            "GET",
-            PREORDER,
-            params={"service": "restaurant", "order_id": link.order_id, "hmac": link.hmac},
+    def _unavailable(self, exc: DependencyUnavailable) -> GuestError:
+        failure = exc.details or {}
+        if "status" in failure:
+            return http_error(int(failure["status"]), bytes(failure.get("body", b"")))
+        reason = failure.get("reason", exc.message)
+        return Unreachable(
+            f"cannot reach {SERVICE} at {self.base_url} ({reason}) — is `qrpay up` running?"
         )
+
+    async def preorder(self, link: OrderLink) -> Preorder:
+        call = self._client.preorder(link.order_id, link.hmac, self._payer)
+        data, _ = await self._body(call)
         return parse_preorder(link.order_id, data)
 
     async def pay(self, link: OrderLink, card_id: str, amount: str) -> PaymentStatus:
-        data, headers = await self._request(
-            "POST",
-            ORDERS,
-            body={
-                "service": "restaurant",
-                "order_id": link.order_id,
-                "hmac": link.hmac,
-                "payment_method": {"type": "card", "id": card_id},
-                "amount": amount,
-            },
-        )
+        try:
+            request = PayRequest(
+                service=Service.RESTAURANT,
+                order_id=link.order_id,
+                hmac=link.hmac,
+                payment_method=PaymentMethodChoice(type="card", id=card_id),
+                amount=amount,
+            )
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise GuestError(f"cannot pay: {where}: {problem['msg']}") from None
+        data, headers = await self._body(self._client.pay(request, self._payer))
         return _status(data, headers)
 
     async def status(self, link: OrderLink) -> PaymentStatus:
-        data, headers = await self._request(
-            "GET", ORDERS, params={"order_id": link.order_id, "hmac": link.hmac}
-        )
+        call = self._client.payment_status(link.order_id, link.hmac, self._payer)
+        data, headers = await self._body(call)
         return _status(data, headers)
 
 
@@ -277,5 +285,5 @@ def _status(data: Any, headers: Mapping[str, str]) -> PaymentStatus:
     return PaymentStatus(
         status=str(data["status"]),
         message=_text(data.get("message")),
-        polling_delay=parse_polling_delay(headers.get("X-Polling-Delay")),
+        polling_delay=parse_polling_delay(headers.get(POLLING_DELAY_HEADER)),
     )
