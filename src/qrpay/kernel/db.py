@@ -32,6 +32,7 @@ from sqlalchemy import MetaData, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from qrpay.kernel.compat import asyncpg_connection_lost
 from qrpay.kernel.errors import DependencyUnavailable, QrpayError
 
 NAMING_CONVENTION = {
@@ -58,7 +59,8 @@ def sync_url(url: str) -> str:
     )
 
 
-def _libpq_url(url: str) -> str:
+def libpq_url(url: str) -> str:
+    """The URL of the same PostgreSQL database for libpq-style drivers (asyncpg, psycopg)."""
     return url.replace("postgresql+asyncpg://", "postgresql://").replace(
         "postgresql+psycopg://", "postgresql://"
     )
@@ -96,12 +98,8 @@ def is_unavailable(exc: BaseException) -> bool:
             return True  # the pool had no connection to give in time, or a dead one
         if isinstance(current, (OSError, *_UNAVAILABLE_ASYNCPG)):
             return True  # refused, reset, timed out (TimeoutError is an OSError)
-        if isinstance(current, asyncpg.InterfaceError) and "connection is closed" in str(current):
-            return True
-        if isinstance(current, asyncpg.exceptions.InternalClientError) and (
-            "in progress" in str(current)
-        ):
-            return True  # "another operation is in progress": the server ended it meanwhile
+        if asyncpg_connection_lost(current):
+            return True  # closed, or "another operation is in progress": the server ended it
         pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
     return False
 
@@ -114,8 +112,7 @@ def unavailable(exc: BaseException) -> DependencyUnavailable:
 
 def _is_closed(dbapi_connection: Any) -> bool:
     """Whether the driver already knows this connection is closed (no round trip)."""
-    driver = getattr(dbapi_connection, "_connection", None)
-    is_closed = getattr(driver, "is_closed", None)
+    is_closed = getattr(getattr(dbapi_connection, "driver_connection", None), "is_closed", None)
     return bool(is_closed()) if callable(is_closed) else False
 
 
@@ -216,22 +213,15 @@ class Database:
         fresh one: the statement is a read. Any other failure to reach the database is
         ``database_unavailable``.
         """
-        try:
+        async with _unavailable_as_error():
             pool = self._fast_pool or await self._open_fast_pool()
             try:
-                rows = await _fetch(pool, sql, args)
+                return await _fetch(pool, sql, args)
             except _BROKEN_CONNECTION as exc:
                 if not is_unavailable(exc):
                     raise
                 log.info("fast_read_retried", reason=type(exc).__name__)
-                rows = await _fetch(pool, sql, args)
-        except QrpayError:
-            raise
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise unavailable(exc) from exc
-            raise
-        return rows
+                return await _fetch(pool, sql, args)
 
     async def _open_fast_pool(self) -> asyncpg.Pool:
         async with self._fast_pool_lock:
@@ -239,7 +229,7 @@ class Database:
                 # min_size=0: a pool opened while the database is down fails at once instead
                 # of being left half-made; connections are opened as reads need them.
                 self._fast_pool = await asyncpg.create_pool(
-                    _libpq_url(self.url),
+                    libpq_url(self.url),
                     min_size=0,
                     max_size=self._pool_size,
                     reset=_no_reset,

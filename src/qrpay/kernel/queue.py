@@ -40,7 +40,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,11 +50,10 @@ import psycopg
 import psycopg_pool
 import structlog
 from procrastinate import exceptions as pexc
-from procrastinate import jobs as pjobs
-from procrastinate import manager as pmanager
 from procrastinate.testing import InMemoryConnector
-from psycopg_pool.base import AttemptWithBackoff
 
+from qrpay.kernel.compat import ResilientJobManager, failure_reason, is_transient
+from qrpay.kernel.db import libpq_url
 from qrpay.kernel.errors import DependencyUnavailable
 
 log = structlog.get_logger("qrpay.queue")
@@ -117,199 +116,50 @@ TaskHandler = Callable[[dict[str, Any]], Awaitable[None]]
 AttemptTaskHandler = Callable[[dict[str, Any], int], Awaitable[None]]
 
 
-def libpq_url(url: str) -> str:
-    """procrastinate speaks psycopg: strip SQLAlchemy's driver suffix."""
-    return url.replace("postgresql+asyncpg://", "postgresql://").replace(
-        "postgresql+psycopg://", "postgresql://"
-    )
+async def _keep_reconnecting(pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
+    """psycopg_pool's ``reconnect_failed``: it gave a connection up; start growing again."""
+    if not pool.closed:
+        # ``check`` lets the pool grow back towards its size (one connection at a time).
+        await pool.check()
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether a queue operation failed because the database could not be reached or used."""
-    if isinstance(exc, pexc.UniqueViolation):
-        return False
-    cause = exc.__cause__ if isinstance(exc, pexc.ConnectorException) else exc
-    return isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError, OSError))
-
-
-class _CappedBackoff(AttemptWithBackoff):
-    """psycopg_pool's reconnection backoff, but never waiting more than RECONNECT_MAX_DELAY."""
-
-    def update_delay(self, now: float) -> None:
-        super().update_delay(now)
-        self.delay = min(self.delay, RECONNECT_MAX_DELAY)
-
-
-class _QueuePool(psycopg_pool.AsyncConnectionPool):
-    """The pool reconnects soon after the database is back.
+def queue_pool(conninfo: str) -> psycopg_pool.AsyncConnectionPool[Any]:
+    """The queue's pool: never waits more than RECONNECT_MAX_DELAY to reconnect.
 
     psycopg_pool replaces a broken connection with exponential backoff (1 s, 2 s, 4 s ...):
-    a database down for 4 s would leave the pool empty for up to 4 s more after it is
-    back. A capped delay costs one failed connection attempt per RECONNECT_MAX_DELAY
-    while it is down.
+    a database down for 4 s would leave the pool empty for up to 4 s more after it is back.
+    Here an attempt gives up after RECONNECT_MAX_DELAY (``reconnect_timeout``) and the pool
+    starts again (``reconnect_failed``): one failed connection attempt per
+    RECONNECT_MAX_DELAY while the database is down. Connections that the server closed are
+    replaced when they are handed out (``check``).
     """
-
-    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
-        # procrastinate opens its pool with wait=True, and a pool that is not full within
-        # the timeout closes itself for good: a process started while the database is down
-        # would never reach it, even once it is back. Open without waiting: connections
-        # are made in the background, and a caller waits at most POOL_WAIT_SECONDS.
-        await super().open(wait=False, timeout=timeout)
-
-    async def _add_connection(
-        self, attempt: AttemptWithBackoff | None, growing: bool = False
-    ) -> None:
-        await super()._add_connection(
-            attempt or _CappedBackoff(timeout=self.reconnect_timeout), growing
-        )
-
-
-class _ResilientJobManager(pmanager.JobManager):
-    """procrastinate's job manager, made to ride out the database going away for a while."""
-
-    async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> pjobs.Job | None:
-        try:
-            return await super().fetch_job(queues, worker_id)
-        except pexc.ConnectorException as exc:
-            if not is_transient(exc):
-                raise
-            # A raise here would stop the worker; "no job" makes it poll again.
-            log.warning("queue_fetch_failed", reason=_reason(exc))
-            return None
-
-    async def update_heartbeat(self, worker_id: int) -> None:
-        try:
-            await super().update_heartbeat(worker_id)
-        except pexc.ConnectorException as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("queue_heartbeat_failed", worker_id=worker_id, reason=_reason(exc))
-
-    async def list_jobs_to_abort_async(self, queue: str | None = None) -> Iterable[int]:
-        try:
-            return await super().list_jobs_to_abort_async(queue)
-        except pexc.ConnectorException as exc:
-            if not is_transient(exc):
-                raise
-            # procrastinate would log it with a traceback and poll again: say it in one line.
-            log.warning("queue_abort_poll_failed", reason=_reason(exc))
-            return []
-
-    async def listen_for_jobs(self, **kwargs: Any) -> None:
-        # procrastinate's listener gives up (and, through its worker, stops the worker) on
-        # the first failed reconnection: keep reconnecting. Polling covers the gap.
-        delay = 0.1
-        while True:
-            started = time.monotonic()
-            try:
-                await super().listen_for_jobs(**kwargs)
-            except pexc.ConnectorException as exc:
-                if not is_transient(exc):
-                    raise
-                if time.monotonic() - started > 10:
-                    delay = 0.1  # it had been listening for a while: a new outage
-                log.warning("queue_listen_failed", reason=_reason(exc), retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX_DELAY * 4)
-
-    async def finish_job(self, job: pjobs.Job, status: pjobs.Status, delete_job: bool) -> None:
-        await self._persist(
-            "finish",
-            job,
-            lambda: super(_ResilientJobManager, self).finish_job(job, status, delete_job),
-        )
-
-    async def retry_job(
-        self,
-        job: pjobs.Job,
-        retry_at: datetime | None = None,
-        priority: int | None = None,
-        queue: str | None = None,
-        lock: str | None = None,
-    ) -> None:
-        async def retry() -> None:
-            try:
-                await super(_ResilientJobManager, self).retry_job(
-                    job, retry_at=retry_at, priority=priority, queue=queue, lock=lock
-                )
-            except pexc.UniqueViolation as exc:
-                if exc.constraint_name != pmanager.QUEUEING_LOCK_CONSTRAINT:
-                    raise
-                # The same task (same task id) was queued again while this one ran: that
-                # one will do the work (handlers are idempotent). Close this job.
-                log.warning(
-                    "task_retry_superseded",
-                    task=job.task_name,
-                    job_id=job.id,
-                    task_id=exc.queueing_lock,
-                )
-                await super(_ResilientJobManager, self).finish_job(
-                    job, pjobs.Status.SUCCEEDED, delete_job=True
-                )
-
-        await self._persist("retry", job, retry)
-
-    async def _persist(
-        self, what: str, job: pjobs.Job, write: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Record a job's outcome, waiting for the database if it is away.
-
-        Without this a job that ends while the database is down stays ``doing`` under a
-        worker that is alive and heart-beating, so no one ever recovers it.
-        """
-        deadline = time.monotonic() + PERSIST_DEADLINE_SECONDS
-        delay = 0.1
-        failed_before = False
-        while True:
-            try:
-                await write()
-                if failed_before:
-                    log.info("task_outcome_recorded", what=what, task=job.task_name, job_id=job.id)
-                return
-            except pexc.ConnectorException as exc:
-                if not is_transient(exc):
-                    if failed_before and isinstance(exc.__cause__, psycopg.errors.RaiseException):
-                        # "job not found or in the wrong status": the try before this one
-                        # was written and only its answer was lost.
-                        return
-                    raise
-                if time.monotonic() + delay > deadline:
-                    log.error("task_outcome_lost", what=what, task=job.task_name, job_id=job.id)
-                    raise
-                failed_before = True
-                log.warning(
-                    "task_outcome_waiting",
-                    what=what,
-                    task=job.task_name,
-                    job_id=job.id,
-                    reason=_reason(exc),
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-
-def _reason(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc
-    return f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"
+    return psycopg_pool.AsyncConnectionPool(
+        conninfo,
+        kwargs={"application_name": "qrpay-queue"},
+        open=False,
+        timeout=POOL_WAIT_SECONDS,
+        check=psycopg_pool.AsyncConnectionPool.check_connection,
+        reconnect_timeout=RECONNECT_MAX_DELAY,
+        reconnect_failed=_keep_reconnecting,
+    )
 
 
 class TaskQueue:
     def __init__(self, url: str | None = None) -> None:
         self.url = url
-        connector: procrastinate.BaseConnector
-        if url is None:
-            connector = InMemoryConnector()
-        else:
-            connector = procrastinate.PsycopgConnector(
-                conninfo=libpq_url(url),
-                kwargs={"application_name": "qrpay-queue"},
-                pool_factory=_QueuePool,
-                timeout=POOL_WAIT_SECONDS,
-            )
+        # On PostgreSQL ``open`` hands procrastinate the queue's own pool (``queue_pool``).
+        connector: procrastinate.BaseConnector = (
+            InMemoryConnector() if url is None else procrastinate.PsycopgConnector()
+        )
         self.app = procrastinate.App(connector=connector)
         if url is not None:
             # Before any task is registered: tasks keep a reference to the job manager.
-            self.app.job_manager = _ResilientJobManager(connector)
+            self.app.job_manager = ResilientJobManager(
+                connector,
+                persist_deadline=PERSIST_DEADLINE_SECONDS,
+                listen_max_delay=RECONNECT_MAX_DELAY * 4,
+            )
+        self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
         self._opened = False
         self._handlers: dict[str, TaskSpec] = {}
 
@@ -318,13 +168,30 @@ class TaskQueue:
         return self.url is None
 
     async def open(self) -> None:
-        if not self._opened:
+        """Open the queue; on PostgreSQL, also while the database is down.
+
+        procrastinate would open its own pool waiting for it to fill, and a pool not full in
+        time closes itself for good: a process started while the database is down would
+        never reach it. The queue's pool opens without waiting, connects in the background,
+        and a caller waits at most POOL_WAIT_SECONDS for a connection.
+        """
+        if self._opened:
+            return
+        if self.url is None:
             await self.app.open_async()
-            self._opened = True
+        else:
+            if self._pool is None:
+                self._pool = queue_pool(libpq_url(self.url))
+            await self._pool.open(wait=False)
+            await self.app.open_async(pool=self._pool)
+        self._opened = True
 
     async def close(self) -> None:
         if self._opened:
             await self.app.close_async()
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
             self._opened = False
 
     async def apply_schema(self) -> None:
@@ -386,7 +253,7 @@ class TaskQueue:
         except (pexc.ConnectorException, psycopg.Error) as exc:
             if is_transient(exc):
                 raise DependencyUnavailable(
-                    f"the task queue's database is unavailable: {_reason(exc)}",
+                    f"the task queue's database is unavailable: {failure_reason(exc)}",
                     code="database_unavailable",
                 ) from exc
             raise
@@ -437,7 +304,7 @@ class TaskQueue:
                     )
                     reason = "stopped by itself"
                 except Exception as exc:
-                    reason = _reason(exc)
+                    reason = failure_reason(exc)
                 if time.monotonic() - started > 60:
                     delay = WORKER_RESTART_DELAY
                 log.warning("queue_worker_restarting", worker=name, reason=reason, retry_in=delay)

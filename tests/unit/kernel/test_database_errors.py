@@ -1,5 +1,5 @@
 """Which failures count as "the database is unavailable" (a 503), for SQLAlchemy, asyncpg and
-the queue's psycopg, and the queue pool's capped reconnection delay."""
+the queue's psycopg."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from procrastinate import exceptions as pexc
 from sqlalchemy import exc as sa_exc
 
 from qrpay.kernel.db import is_unavailable
-from qrpay.kernel.queue import RECONNECT_MAX_DELAY, _CappedBackoff, is_transient
+from qrpay.kernel.queue import is_transient
 
 
 def caused_by(exc: BaseException, cause: BaseException) -> BaseException:
@@ -69,15 +69,3 @@ def test_queue_transient_errors() -> None:
     not_found = caused_by(pexc.ConnectorException(), psycopg.errors.RaiseException("not found"))
     assert not is_transient(not_found)
     assert not is_transient(pexc.UniqueViolation(constraint_name="x", queueing_lock="y"))
-
-
-def test_the_queue_pool_never_waits_long_to_reconnect() -> None:
-    attempt = _CappedBackoff(timeout=300)
-    now = 0.0
-    delays = []
-    for _ in range(10):
-        attempt.update_delay(now)
-        delays.append(attempt.delay)
-        now += attempt.delay
-    assert max(delays) <= RECONNECT_MAX_DELAY
-    assert not attempt.time_to_give_up(now)
