@@ -596,21 +596,7 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fast-refusal-ms", type=float, default=100, help="a 503 slower than this is not fast"
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        dest="overrides",
-        metavar="KEY=VALUE",
-        help="a config value for both topologies, as `python -m qrpay_tools.cluster up --set` takes "
-        "it (e.g. --set http.max_in_flight=64); repeatable",
-    )
-    parser.add_argument(
-        "--admission",
-        type=int,
-        default=run.DEFAULT_ADMISSION,
-        help="cluster: requests nginx lets through at once to each balanced service",
-    )
+    run.add_config_options(parser, admission="cluster: ", overrides="both topologies: ")
     parser.add_argument(
         "--var-dir",
         type=Path,

@@ -546,6 +546,26 @@ def restart(layout: Layout, name: str) -> int:
     return 0
 
 
+def add_config_options(parser: argparse.ArgumentParser, *, admission: str, overrides: str) -> None:
+    """``--admission N`` and ``--set KEY=VALUE``, their help after the given prefixes."""
+    parser.add_argument(
+        "--admission",
+        type=int,
+        default=DEFAULT_ADMISSION,
+        help=f"{admission}requests nginx lets through at once to each balanced service; "
+        "beyond it a fast 503 overloaded",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help=f"{overrides}set a config value by dotted path, the value in YAML "
+        "(e.g. --set payments.hold_watchdog_seconds=10); repeatable",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qrpay_tools.cluster", description=__doc__)
     parser.add_argument("command", choices=("up", "down", "restart"))
@@ -558,24 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--var-dir", type=Path, default=DEFAULT_VAR)
     parser.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE)
     parser.add_argument(
-        "--admission",
-        type=int,
-        default=DEFAULT_ADMISSION,
-        help="up: requests nginx lets through at once to each balanced service; "
-        "beyond it a fast 503 overloaded",
-    )
-    parser.add_argument(
         "--db-prefix", default=DEFAULT_DB_PREFIX, help="databases are <prefix>_<service>"
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        dest="overrides",
-        metavar="KEY=VALUE",
-        help="up: set a value of the config the cluster writes, by dotted path, the value in "
-        "YAML (e.g. --set payments.hold_watchdog_seconds=10); repeatable",
-    )
+    add_config_options(parser, admission="up: ", overrides="up: ")
     args = parser.parse_args(argv)
     layout = Layout(args.var_dir, args.port_base, args.admission)
     if args.command == "restart":
