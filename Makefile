@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run install test test-unit test-component test-integration test-faults test-e2e test-browser lint bench-pos bench-cluster cluster cluster-stop clean
+.PHONY: run install test test-unit test-component test-integration test-faults test-e2e test-browser lint bench-pos bench-pay bench-cluster cluster cluster-stop apt-nginx apt-wrk clean
 
 $(STAMP): pyproject.toml tools/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,7 +46,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tools tests
 	$(BIN)/mypy
 
-bench-pos: $(STAMP)
+# System programs the tools run, Debian's packages, installed here when missing (the tools
+# themselves never install anything: without one they say which target to run).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+apt-nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx; }
+
+apt-wrk:
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+
+bench-pos: $(STAMP) apt-wrk
 	$(BIN)/python -m qrpay_tools.bench.pos
 
 bench-pay: $(STAMP)
@@ -54,12 +64,12 @@ bench-pay: $(STAMP)
 
 # The POS mix and payments together: one instance of each service, then the cluster behind
 # nginx (own ports, databases and var/bench-cluster), at a sustainable load, the target, 2x.
-bench-cluster: $(STAMP)
+bench-cluster: $(STAMP) apt-nginx
 	$(BIN)/python -m qrpay_tools.bench.cluster
 
 # Production-like: PostgreSQL, nginx (Debian's, installed if missing), 2x iiko-integration
 # and 2x payments-eda behind it, one of each other service, the queue worker.
-cluster: $(STAMP)
+cluster: $(STAMP) apt-nginx
 	$(BIN)/python -m qrpay_tools.cluster up
 
 cluster-stop: $(STAMP)

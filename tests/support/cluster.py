@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from qrpay_tools.bench import harness
+from qrpay_tools import local
 from qrpay_tools.cluster.run import Layout, nginx_binary
 from tests.support.processes import child_env, free_port_base, run
 
@@ -35,7 +35,7 @@ def require_nginx() -> None:
 
 
 def drop_databases(prefix: str) -> None:
-    with psycopg.connect(harness.PG_ADMIN, autocommit=True) as admin:
+    with psycopg.connect(local.PG_ADMIN, autocommit=True) as admin:
         names = admin.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)
         ).fetchall()

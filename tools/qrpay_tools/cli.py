@@ -8,6 +8,8 @@ benchmarks and the local cluster run as ``python -m qrpay_tools.bench.*`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +33,17 @@ console = Console(highlight=False, soft_wrap=True)
 def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
     typer.echo(error_line(message), err=True)
     return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def one_line_errors(*, interrupted: str) -> Iterator[None]:
+    """A ToolError or Ctrl-C ends the command with one line on stderr, never a traceback."""
+    try:
+        yield
+    except ToolError as exc:
+        raise fail(exc.message, exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise fail(f"interrupted; {interrupted}", 130) from None
 
 
 def _dev_api_key() -> str:
@@ -80,7 +93,7 @@ def pos_sim(
     from qrpay_tools.pos_sim.bill import build_order_request
     from qrpay_tools.pos_sim.session import SessionOptions, run_session
 
-    try:
+    with one_line_errors(interrupted="the order stays open in iiko-integration"):
         request = build_order_request(
             client_id=client_id,
             order_id=order_id,
@@ -98,10 +111,6 @@ def pos_sim(
             poll_interval_seconds=poll_interval,
         )
         code = asyncio.run(run_session(request, options, console))
-    except ToolError as exc:
-        raise fail(exc.message, exc.exit_code) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted; the order stays open in iiko-integration", 130) from None
     raise typer.Exit(code)
 
 
@@ -134,12 +143,8 @@ def guest(
         language=language,
         timeout_seconds=timeout,
     )
-    try:
+    with one_line_errors(interrupted="a payment already started goes on without you"):
         code = asyncio.run(run_guest(options, console, prompt_for_card(console)))
-    except ToolError as exc:
-        raise fail(exc.message, exc.exit_code) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted; a payment already started goes on without you", 130) from None
     raise typer.Exit(code)
 
 

@@ -33,3 +33,10 @@ def wait_port_free(port: int, timeout: float) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def free_port() -> int:
+    """A port free right now (the system's choice)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -10,7 +10,9 @@ import pytest
 
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay_tools import local
 from qrpay_tools.cluster.run import BadOverride, Layout, apply_overrides, main, nginx_config
+from qrpay_tools.ports import free_port_block
 
 
 def dev_config() -> dict[str, Any]:
@@ -85,3 +87,19 @@ def test_nginx_admits_a_bounded_number_of_requests_per_service_and_refuses_the_r
     assert config.count("limit_conn in_flight 7;") == 3
     assert '"code": "overloaded"' in config
     assert "worker_connections 8192" in config
+
+
+def test_up_without_nginx_says_how_to_install_it_and_installs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(local, "SBIN", (str(tmp_path / "sbin"),))
+    ran: list[object] = []
+    monkeypatch.setattr(local.subprocess, "run", lambda *a, **k: ran.append(a))
+    port_base = free_port_block(30)
+    with pytest.raises(SystemExit) as exited:
+        main(["up", "--var-dir", str(tmp_path), "--port-base", str(port_base)])
+    assert str(exited.value) == (
+        "error: nginx is not installed: run `make apt-nginx` (Debian: apt-get install -y nginx)"
+    )
+    assert ran == []

@@ -70,3 +70,17 @@ def test_file_names_cannot_escape_the_out_dir(tmp_path: Path) -> None:
     assert files.receipt.parent == tmp_path
     assert files.qr is not None
     assert files.qr.parent == tmp_path
+
+
+def test_receipt_image_holds_every_line_whole() -> None:
+    """The right margin stays blank: no amount, order id or link runs off the picture."""
+    long_link = (
+        "http://127.0.0.1:8080/go-pay/orders?order_id=ord-" + "9" * 40 + "&hmac=" + "ab" * 32
+    )
+    image = render_receipt_image(make_receipt(link=long_link)).convert("L")
+    strip = image.crop((image.width - 12, 0, image.width, image.height))
+    assert strip.getextrema()[0] > 200, "dark pixels in the right margin: text is cut off"
+    lines = receipt_lines(make_receipt(link=long_link))
+    assert any(line.endswith("451.00 RUB") for line in lines)
+    decoded = zxingcpp.read_barcodes(image)
+    assert [code.text for code in decoded] == [long_link]

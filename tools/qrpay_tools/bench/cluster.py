@@ -35,7 +35,6 @@ import io
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -51,15 +50,13 @@ import yaml
 
 from qrpay.kernel.config import QrpayConfig, parse_config
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay_tools import local
 from qrpay_tools.bench import harness, load, pay, pos
 from qrpay_tools.cluster import run
 from qrpay_tools.ports import free_port_block, port_is_free
 
 PHASES = ("single", "cluster")
 STEPS = ("base", "target", "overload")
-# As `make cluster` runs it (qrpay_tools.cluster.run.up).
-WORKER_CONCURRENCY = 16
-WORKER = "worker-payments-eda"
 PORT_BLOCK = 30  # Layout: nginx on base..base+2, the instances on base+20 and up
 STOP_SECONDS = 5.0
 LATE_MS = 10.0  # a generator that starts requests later than this (p99) is noted
@@ -120,46 +117,11 @@ def single_ports(layout: run.Layout) -> dict[str, int]:
 def start_single(layout: run.Layout, db_prefix: str, overrides: list[str]) -> None:
     layout.logs.mkdir(parents=True, exist_ok=True)
     env = run.configure(layout, db_prefix, overrides)
-    migrated = subprocess.run(
-        [harness.QRPAY, "db", "upgrade"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if migrated.returncode != 0:
-        raise RuntimeError(f"`qrpay db upgrade` failed:\n{migrated.stdout}{migrated.stderr}")
-    commands = [
-        (service, [harness.QRPAY, "serve", service, "--host", "127.0.0.1", "--port", str(port)])
-        for service, port in single_ports(layout).items()
-    ]
-    commands.append(
-        (
-            WORKER,
-            [
-                harness.QRPAY,
-                "worker",
-                "payments-eda",
-                "--concurrency",
-                str(WORKER_CONCURRENCY),
-            ],
-        )
-    )
+    local.migrate(env)
     ports = single_ports(layout)
-    processes: list[harness.Process] = []
-    try:
-        for name, args in commands:
-            processes.append(harness.start(name, args, ports.get(name, 0), env, layout.logs))
-    finally:
-        # Written before anything can fail, so the teardown (run.down) finds every process.
-        run.write_pids(
-            layout,
-            [
-                {"name": p.name, "pid": p.popen.pid, "port": p.port, "args": args, "env": env}
-                for p, (_, args) in zip(processes, commands, strict=False)
-            ],
-        )
-    asyncio.run(run.wait_everything(layout, processes))
+    commands = [(service, local.serve_args(service, port), port) for service, port in ports.items()]
+    commands.append((run.WORKER, local.worker_args(run.WORKER_CONCURRENCY), 0))
+    run.wait_everything(layout, run.launch(layout, env, commands))
 
 
 def start_cluster(layout: run.Layout, db_prefix: str, overrides: list[str]) -> None:
@@ -191,7 +153,7 @@ def teardown(layout: run.Layout, db_prefix: str) -> list[str]:
         time.sleep(0.2)
     leftovers += [f"port {port} still in use" for port in busy]
     try:
-        harness.drop_databases(db_prefix)
+        local.drop_databases(db_prefix)
     except psycopg.Error as exc:
         leftovers.append(f"databases {db_prefix}_* not dropped: {exc}".strip())
     return leftovers
@@ -224,7 +186,7 @@ class PostgresSampler(threading.Thread):
 
     def run(self) -> None:
         try:
-            with psycopg.connect(harness.PG_ADMIN, autocommit=True) as admin:
+            with psycopg.connect(local.PG_ADMIN, autocommit=True) as admin:
                 row = admin.execute("SHOW max_connections").fetchone()
                 self.limit = int(row[0]) if row else 0
                 while True:
@@ -563,7 +525,7 @@ def report(results: list[StepResult], args: argparse.Namespace, config: QrpayCon
         + (bulkhead if bulkheads else "")
         + "status polled "
         f"every {config.payments.polling_delay_seconds} s (X-Polling-Delay), worker "
-        f"concurrency {WORKER_CONCURRENCY}"
+        f"concurrency {run.WORKER_CONCURRENCY}"
         + (f", --set {' '.join(args.overrides)}" if args.overrides else "")
         + f"; {args.seconds:.0f} s per step after {args.warmup:.0f} s of warm-up; "
         f"load average at the end {os.getloadavg()[0]:.2f}"
@@ -634,21 +596,7 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fast-refusal-ms", type=float, default=100, help="a 503 slower than this is not fast"
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        dest="overrides",
-        metavar="KEY=VALUE",
-        help="a config value for both topologies, as `python -m qrpay_tools.cluster up --set` takes "
-        "it (e.g. --set http.max_in_flight=64); repeatable",
-    )
-    parser.add_argument(
-        "--admission",
-        type=int,
-        default=run.DEFAULT_ADMISSION,
-        help="cluster: requests nginx lets through at once to each balanced service",
-    )
+    run.add_config_options(parser, admission="cluster: ", overrides="both topologies: ")
     parser.add_argument(
         "--var-dir",
         type=Path,
@@ -682,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     # The config both topologies run with: the development one and the --set changes.
     try:
         written = yaml.safe_load((REPO_DEV_CONFIG / "config.yaml").read_text())
-        written.setdefault("http", {})  # as harness.write_config has it
+        written.setdefault("http", {})  # as local.write_config has it
         run.apply_overrides(written, args.overrides)
     except run.BadOverride as exc:
         say(f"bench-cluster: {exc}")
@@ -690,8 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_config(written)
     args.user = config.demo.user_id
     args.card = next(card.id for card in config.demo.cards if card.token.startswith("sandbox-ok"))
-    if "cluster" in args.phase_list and run.nginx_binary() is None:
-        run.ensure_nginx()
+    if "cluster" in args.phase_list:
+        local.require_program("nginx")
     base = Load(args.rate, args.pay_rate)
     loads = {"base": base, "target": args.target, "overload": args.target.times(args.overload)}
     port_base = args.port_base or free_port_block(PORT_BLOCK)

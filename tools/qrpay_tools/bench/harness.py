@@ -1,174 +1,25 @@
-"""Process, database and load-generator plumbing shared by the benchmarks."""
+"""The load generator (wrk), the bare FastAPI baseline and the CPU accounting of the benchmarks."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import math
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-import psycopg
-import yaml
-
-from qrpay.kernel.config import DEFAULT_PORTS
-from qrpay.kernel.settings import REPO_DEV_CONFIG
-
-PG_ADMIN = os.environ.get("QRPAY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-QRPAY = str(Path(sys.executable).parent / "qrpay")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def fresh_database(prefix: str) -> Iterator[str]:
-    """A new PostgreSQL database; yields its asyncpg URL and drops it afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    host_part = PG_ADMIN.split("://", 1)[1].rsplit("/", 1)[0]
-    try:
-        yield f"postgresql+asyncpg://{host_part}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-
-
-def drop_databases(prefix: str) -> list[str]:
-    """Drop every database named ``<prefix>_...``; returns their names."""
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        names = [
-            str(name)
-            for (name,) in admin.execute("SELECT datname FROM pg_database").fetchall()
-            if str(name).startswith(prefix + "_")
-        ]
-        for name in names:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    return names
-
-
-def write_config(workdir: Path, ports: dict[str, int], databases: dict[str, str]) -> dict[str, str]:
-    """Config and secdist for a benchmark run; returns the environment that points at them."""
-    config = yaml.safe_load((REPO_DEV_CONFIG / "config.yaml").read_text())
-    secdist = yaml.safe_load((REPO_DEV_CONFIG / "secdist.yaml").read_text())
-    for name in DEFAULT_PORTS:
-        port = ports.get(name, DEFAULT_PORTS[name])
-        config["services"].setdefault(name, {})["base_url"] = f"http://127.0.0.1:{port}"
-    config["services"]["eda"].update(timeout_ms=2000, retries=1)
-    config["orders"]["create_deadline_ms"] = 3000
-    # Present, so that a dotted override (`qrpay_tools.cluster up --set http.max_in_flight=64`)
-    # finds the section; empty means the defaults.
-    config.setdefault("http", {})
-    secdist["databases"] = databases
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
-    (workdir / "secdist.yaml").write_text(yaml.safe_dump(secdist))
-    return {
-        "QRPAY_CONFIG": str(workdir / "config.yaml"),
-        "QRPAY_SECDIST": str(workdir / "secdist.yaml"),
-        "QRPAY_DATA_DIR": str(workdir / "var"),
-        "QRPAY_LOG_LEVEL": "WARNING",
-    }
-
-
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    port: int
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-def start(name: str, args: list[str], port: int, env: dict[str, str], log_dir: Path) -> Process:
-    log = (log_dir / f"{name}.log").open("wb")
-    popen = subprocess.Popen(
-        args,
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return Process(name, popen, port)
-
-
-def serve(service: str, port: int, workers: int, env: dict[str, str], log_dir: Path) -> Process:
-    return start(
-        service,
-        [
-            QRPAY,
-            "serve",
-            service,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        port,
-        env,
-        log_dir,
-    )
-
-
-async def wait_ready(process: Process, path: str = "/ping", timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if process.popen.poll() is not None:
-                raise RuntimeError(f"{process.name} exited with {process.popen.returncode}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(f"http://127.0.0.1:{process.port}{path}") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{process.name} did not become ready on port {process.port}")
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("installing wrk (Debian package) for the load generator ...", flush=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
-    found = shutil.which("wrk")
-    if not found:
-        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
-        found = shutil.which("wrk")
-    assert found, "wrk is not available"
-    return found
+from qrpay_tools.local import Process, require_program, start, wait_ready
+from qrpay_tools.ports import free_port
 
 
 @dataclass
 class WrkResult:
+    """What wrk printed; a figure it did not print is NaN (reported, never a crash)."""
+
     rps: float
     p50_ms: float
     p99_ms: float
@@ -176,9 +27,44 @@ class WrkResult:
     errors: int
 
 
+# wrk's units.c: microseconds, milliseconds, seconds, then minutes and hours.
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_DURATION = r"([\d.]+)(us|ms|s|m|h)"
+
+
 def _ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    """``4.05ms`` -> 4.05; NaN for what is not one of wrk's durations."""
+    found = re.fullmatch(_DURATION, text.strip())
+    return float(found[1]) * UNIT_MS[found[2]] if found else math.nan
+
+
+def _percentile_ms(output: str, percent: int) -> float:
+    # Anchored to a line of the "Latency Distribution" block: "50%" also ends figures such
+    # as "84.50%" in the "+/- Stdev" column of the thread stats above it.
+    found = re.search(rf"^\s*{percent}(?:\.0+)?%\s+(\S+)\s*$", output, re.MULTILINE)
+    return _ms(found[1]) if found else math.nan
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """The figures of ``wrk --latency`` output."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    requests = re.search(r"^\s*(\d+) requests in", output, re.MULTILINE)
+    errors = 0
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non_2xx:
+        errors += int(non_2xx[1])
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    if socket_errors:
+        errors += sum(int(x) for x in socket_errors.groups())
+    return WrkResult(
+        rps=float(rps[1]) if rps else math.nan,
+        p50_ms=_percentile_ms(output, 50),
+        p99_ms=_percentile_ms(output, 99),
+        requests=int(requests[1]) if requests else 0,
+        errors=errors,
+    )
 
 
 def run_wrk(
@@ -192,7 +78,7 @@ def run_wrk(
 ) -> WrkResult:
     output = subprocess.run(
         [
-            ensure_wrk(),
+            require_program("wrk"),
             f"-t{threads}",
             f"-c{connections}",
             f"-d{seconds}s",
@@ -206,20 +92,22 @@ def run_wrk(
         text=True,
         env={**os.environ, **(env or {})},
     ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    errors = 0
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if non_2xx:
-        errors += int(non_2xx.group(1))
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    if socket_errors:
-        errors += sum(int(x) for x in socket_errors.groups())
-    return WrkResult(rps, p50, p99, requests, errors)
+    return parse_wrk(output)
+
+
+@contextlib.contextmanager
+def baseline(workers: int, log_dir: Path) -> Iterator[Process]:
+    """A bare FastAPI JSON endpoint served like the services (uvicorn, uvloop, httptools)."""
+    port = free_port()
+    args = [sys.executable, "-m", "uvicorn", "qrpay_tools.bench.baseline_app:app"]
+    args += ["--port", str(port), "--workers", str(workers), "--loop", "uvloop"]
+    args += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    process = start("baseline", args, port, {}, log_dir)
+    try:
+        wait_ready(process)
+        yield process
+    finally:
+        process.stop()
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

@@ -18,10 +18,12 @@ import importlib
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import orjson
+import uvloop
 
 from qrpay_tools.bench import harness, wire
 
@@ -30,6 +32,7 @@ REFUSED = "refused"
 ERROR = "error"
 TIMEOUT = "timeout"
 OUTCOMES = (OK, REFUSED, ERROR, TIMEOUT)
+T = TypeVar("T")
 TICK = 0.001  # the generator's shortest sleep: a request may start up to this late
 
 
@@ -167,6 +170,15 @@ async def open_loop(
         tasks.append(asyncio.create_task(one(index, due)))
     await asyncio.gather(*tasks)
     stream.window = time.perf_counter() - start
+
+
+def run_in_process(main: Coroutine[Any, Any, T]) -> tuple[T, float]:
+    """The body of a load-generator process: ``main`` under uvloop at a raised priority;
+    returns its result and the CPU seconds this process spent on it."""
+    raise_priority()
+    began = time.process_time()
+    result = uvloop.run(main)
+    return result, time.process_time() - began
 
 
 def raise_priority() -> None:

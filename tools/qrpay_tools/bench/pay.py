@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,9 @@ import orjson
 import uvloop
 import yaml
 
+from qrpay_tools import local
 from qrpay_tools.bench import harness, load, pos, wire
+from qrpay_tools.ports import free_port
 
 USER = "bench-user"
 CARD = "bench-card"
@@ -64,7 +65,7 @@ def configure(
     queue: str,
     polling_delay: float,
 ) -> dict[str, str]:
-    env = harness.write_config(workdir, ports, databases)
+    env = local.write_config(workdir, ports, databases)
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["transactions"]["gateway"] = {"kind": "sandbox", "latency_ms": 0}
     # The app polls as X-Polling-Delay says; the delay bounds how early PAYED can be seen.
@@ -197,54 +198,10 @@ async def pay_all(api: str, orders: list[pos.Order], concurrency: int, poll_inte
     return Run(f"payments (concurrency {concurrency})", len(latencies), elapsed, latencies, errors)
 
 
-async def payment_stream(
-    api: str,
-    orders: list[pos.Order],
-    *,
-    user: str,
-    card: str,
-    rate: float,
-    seconds: float,
-    timeout: float = 30.0,
-    deadline: float = 30.0,
-    connections: int = 256,
-    poll_interval: float = 1.0,
-    start_at: float | None = None,
-) -> tuple[load.Stream, load.Stream]:
-    """Payments started in an open loop at ``rate`` per second, one order each.
-
-    Returns two streams: whole payments (latency from the due time to the PAYED answer;
-    ``deadline`` seconds at most) and every HTTP request they made (preorder, pay, polls).
-    """
-    payments = load.Stream("payments (to PAYED)", rate, seconds)
-    requests = load.Stream("payment API requests", 0.0, seconds)
-    client = wire.Client(api, connections=connections, headers={"X-Yandex-UID": user})
-    count = min(len(orders), int(rate * seconds))
-
-    async def fire(index: int, due: float) -> None:
-        outcome, _ = await pay_order(
-            client,
-            orders[index],
-            card=card,
-            since=due,
-            deadline=due + deadline,
-            poll_interval=poll_interval,
-            timeout=timeout,
-            requests=requests,
-        )
-        payments.record(outcome, time.perf_counter() - due)
-
-    try:
-        await load.open_loop(payments, fire, count=count, start_at=start_at)
-    finally:
-        client.close()
-    requests.window = payments.window
-    return payments, requests
-
-
 @dataclass(frozen=True)
 class PaymentJob:
-    """A payment stream to run in a process of its own (see ``run_payment_job``)."""
+    """Payments in an open loop: in this process (``payment_stream``) or its own
+    (``run_payment_job``)."""
 
     api: str
     orders: list[pos.Order]
@@ -252,31 +209,49 @@ class PaymentJob:
     card: str
     rate: float
     seconds: float
-    timeout: float
-    deadline: float
-    connections: int
+    timeout: float = 30.0
+    deadline: float = 30.0
+    connections: int = 256
     start_at: float | None = None
+    poll_interval: float = 1.0
+
+
+async def payment_stream(job: PaymentJob) -> tuple[load.Stream, load.Stream]:
+    """Payments started in an open loop at ``job.rate`` per second, one order each.
+
+    Returns two streams: whole payments (latency from the due time to the PAYED answer;
+    ``job.deadline`` seconds at most) and every HTTP request they made (preorder, pay, polls).
+    """
+    payments = load.Stream("payments (to PAYED)", job.rate, job.seconds)
+    requests = load.Stream("payment API requests", 0.0, job.seconds)
+    client = wire.Client(job.api, connections=job.connections, headers={"X-Yandex-UID": job.user})
+    count = min(len(job.orders), int(job.rate * job.seconds))
+
+    async def fire(index: int, due: float) -> None:
+        outcome, _ = await pay_order(
+            client,
+            job.orders[index],
+            card=job.card,
+            since=due,
+            deadline=due + job.deadline,
+            poll_interval=job.poll_interval,
+            timeout=job.timeout,
+            requests=requests,
+        )
+        payments.record(outcome, time.perf_counter() - due)
+
+    try:
+        await load.open_loop(payments, fire, count=count, start_at=job.start_at)
+    finally:
+        client.close()
+    requests.window = payments.window
+    return payments, requests
 
 
 def run_payment_job(job: PaymentJob) -> tuple[load.Stream, load.Stream]:
     """Entry point of a load-generator process: payments, with the process's own CPU."""
-    load.raise_priority()
-    began = time.process_time()
-    payments, requests = uvloop.run(
-        payment_stream(
-            job.api,
-            job.orders,
-            user=job.user,
-            card=job.card,
-            rate=job.rate,
-            seconds=job.seconds,
-            timeout=job.timeout,
-            deadline=job.deadline,
-            connections=job.connections,
-            start_at=job.start_at,
-        )
-    )
-    payments.cpu_seconds = time.process_time() - began
+    (payments, requests), cpu = load.run_in_process(payment_stream(job))
+    payments.cpu_seconds = cpu
     return payments, requests
 
 
@@ -315,11 +290,6 @@ async def baseline_loop(url: str, count: int, concurrency: int) -> Run:
     )
 
 
-async def wait_all(processes: list[harness.Process]) -> None:
-    for process in processes:
-        await harness.wait_ready(process)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--payments", type=int, default=1000)
@@ -337,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    # Each figure is printed as soon as it is measured: a later failure loses none of them.
+    print(f"{'run':52} {'per s':>9} {'p50 ms':>9} {'p99 ms':>9} {'done':>6} {'errors':>6}")
     with (
         tempfile.TemporaryDirectory(prefix="qrpay-bench-pay-") as tmp,
         contextlib.ExitStack() as stack,
@@ -344,15 +316,15 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         (workdir / "var").mkdir()
         databases = {
-            name: stack.enter_context(harness.fresh_database(f"qrpay_bench_{name}"))
+            name: stack.enter_context(local.fresh_database(f"qrpay_bench_{name}"))
             for name in DATABASES
         }
-        queue_url = stack.enter_context(harness.fresh_database("qrpay_bench_queue"))
-        ports = {name: harness.free_port() for name in SERVICES}
+        queue_url = stack.enter_context(local.fresh_database("qrpay_bench_queue"))
+        ports = {name: free_port() for name in SERVICES}
         env = configure(workdir, ports, databases, queue_url, args.polling_delay)
-        subprocess.run([harness.QRPAY, "db", "upgrade"], env={**os.environ, **env}, check=True)
+        local.migrate(env)
         processes = [
-            harness.serve(
+            local.serve(
                 name,
                 ports[name],
                 args.payments_eda_workers if name == "payments-eda" else 1,
@@ -361,23 +333,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             for name in SERVICES
         ]
-        worker = harness.start(
-            "worker",
-            [
-                harness.QRPAY,
-                "worker",
-                "payments-eda",
-                "--concurrency",
-                str(args.worker_concurrency),
-            ],
-            0,
-            env,
-            workdir,
+        processes.append(
+            local.start("worker", local.worker_args(args.worker_concurrency), 0, env, workdir)
         )
-        processes.append(worker)
-        url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        url = {p.name: p.url for p in processes}
         try:
-            asyncio.run(wait_all(processes[:-1]))
+            for process in processes[:-1]:
+                local.wait_ready(process)
 
             async def prepare() -> list[pos.Order]:
                 async with aiohttp.ClientSession() as session:
@@ -396,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             result = uvloop.run(
                 pay_all(url["payments-eda"], orders, args.concurrency, args.poll_interval)
             )
+            print(result.row(), flush=True)
             # Where the CPU went: per payment, by process (the cost model behind the rate).
             cpu_ms = {
                 p.name: (harness.cpu_seconds(p.popen.pid) - before[p.name]) * 1000
@@ -405,49 +368,21 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for process in reversed(processes):
                 process.stop()
-
-        port = harness.free_port()
-        baseline = harness.start(
-            "baseline",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "qrpay_tools.bench.baseline_app:app",
-                "--port",
-                str(port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            port,
-            env,
-            workdir,
+        done = max(1, result.payments)
+        print(
+            "CPU per payment, by process (ms): "
+            + ", ".join(
+                f"{name} {spent / done:.1f}"
+                for name, spent in sorted(cpu_ms.items(), key=lambda kv: -kv[1])
+            )
+            + f"; total {sum(cpu_ms.values()) / done:.1f}",
+            flush=True,
         )
-        try:
-            asyncio.run(harness.wait_ready(baseline))
-            base_url = f"http://127.0.0.1:{port}"
-            uvloop.run(baseline_loop(base_url, 200, args.concurrency))
-            bare = uvloop.run(baseline_loop(base_url, len(orders), args.concurrency))
-        finally:
-            baseline.stop()
 
-    print(f"\n{'run':52} {'per s':>9} {'p50 ms':>9} {'p99 ms':>9} {'done':>6} {'errors':>6}")
-    print(result.row())
-    print(bare.row())
-    done = max(1, result.payments)
-    print(
-        "\nCPU per payment, by process (ms): "
-        + ", ".join(
-            f"{name} {spent / done:.1f}"
-            for name, spent in sorted(cpu_ms.items(), key=lambda kv: -kv[1])
-        )
-        + f"; total {sum(cpu_ms.values()) / done:.1f}"
-    )
+        with harness.baseline(1, workdir) as baseline:
+            uvloop.run(baseline_loop(baseline.url, 200, args.concurrency))
+            print(uvloop.run(baseline_loop(baseline.url, len(orders), args.concurrency)).row())
+
     print(
         f"\nlatency: from the pay request to the first PAYED status answer (polled as "
         f"X-Polling-Delay says: {args.polling_delay * 1000:.0f} ms); six services, 1 process each "

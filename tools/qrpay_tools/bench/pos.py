@@ -14,10 +14,8 @@ import argparse
 import asyncio
 import os
 import random
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,9 @@ import aiohttp
 import orjson
 import uvloop
 
+from qrpay_tools import local
 from qrpay_tools.bench import harness, load, wire
+from qrpay_tools.ports import free_port
 
 API_KEY = "demo-pos-key-0123456789abcdef"
 LUA = Path(__file__).with_name("pos_mix.lua")
@@ -119,86 +119,48 @@ class Mix:
         return "/orders/list", self.polls[index % len(self.polls)]
 
 
-async def mix_stream(
-    base_url: str,
-    ids: list[str],
-    *,
-    rate: float,
-    seconds: float,
-    timeout: float = 30.0,
-    connections: int = 512,
-    start_at: float | None = None,
-    name: str = "POS mix",
-) -> load.Stream:
-    """The POS mix in an open loop at ``rate`` per second (see qrpay_tools.bench.load)."""
-    stream = load.Stream(name, rate, seconds)
-    client = wire.Client(base_url, connections=connections, headers={"X-API-Key": API_KEY})
-    mix = Mix(ids)
-
-    async def fire(index: int, due: float) -> None:
-        path, body = mix.request(index)
-        await load.call(stream, client, "POST", path, since=due, timeout=timeout, body=body)
-
-    try:
-        await load.open_loop(stream, fire, start_at=start_at)
-    finally:
-        client.close()
-    return stream
-
-
-@dataclass
-class FixedRateResult:
-    rate: float
-    sent: int
-    achieved_rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
-async def fixed_rate(base_url: str, ids: list[str], rate: float, seconds: float) -> FixedRateResult:
-    """Open loop: request i is due at start + i/rate, whatever happened to the others."""
-    stream = await mix_stream(base_url, ids, rate=rate, seconds=seconds)
-    return FixedRateResult(
-        rate=rate,
-        sent=stream.count,
-        achieved_rps=stream.count / stream.window,
-        p50_ms=stream.percentile_ms(0.50),
-        p99_ms=stream.percentile_ms(0.99),
-        errors=stream.failures,
-    )
-
-
 @dataclass(frozen=True)
 class MixJob:
-    """A POS mix stream to run in a process of its own (see ``run_mix_job``)."""
+    """A POS mix stream: in this process (``mix_stream``) or its own (``run_mix_job``)."""
 
     base_url: str
     ids: list[str]
     rate: float
     seconds: float
-    timeout: float
-    connections: int
+    timeout: float = 30.0
+    connections: int = 512
     start_at: float | None = None
+
+
+async def mix_stream(job: MixJob, name: str = "POS mix") -> load.Stream:
+    """The POS mix in an open loop at ``job.rate`` per second (see qrpay_tools.bench.load)."""
+    stream = load.Stream(name, job.rate, job.seconds)
+    client = wire.Client(job.base_url, connections=job.connections, headers={"X-API-Key": API_KEY})
+    mix = Mix(job.ids)
+
+    async def fire(index: int, due: float) -> None:
+        path, body = mix.request(index)
+        await load.call(stream, client, "POST", path, since=due, timeout=job.timeout, body=body)
+
+    try:
+        await load.open_loop(stream, fire, start_at=job.start_at)
+    finally:
+        client.close()
+    return stream
 
 
 def run_mix_job(job: MixJob) -> load.Stream:
     """Entry point of a load-generator process: the POS mix stream, with its own CPU."""
-    load.raise_priority()
-    began = time.process_time()
-    stream = uvloop.run(
-        mix_stream(
-            job.base_url,
-            job.ids,
-            rate=job.rate,
-            seconds=job.seconds,
-            timeout=job.timeout,
-            connections=job.connections,
-            start_at=job.start_at,
-        )
-    )
-    stream.cpu_seconds = time.process_time() - began
+    stream, cpu = load.run_in_process(mix_stream(job))
+    stream.cpu_seconds = cpu
     return stream
+
+
+ROW = "{:46} {:>8} {:>9} {:>9} {:>7}"
+
+
+def row(label: str, rps: float, p50: float, p99: float, errors: int) -> str:
+    return ROW.format(label, f"{rps:.0f}", f"{p50:.2f}", f"{p99:.2f}", errors)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,114 +176,61 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--orders", type=int, default=500)
     args = parser.parse_args(argv)
-    harness.ensure_wrk()
+    local.require_program("wrk")
 
+    wrk_env: dict[str, str] = {"QRPAY_BENCH_KEY": API_KEY}
+
+    def wrk(url: str, seconds: int) -> harness.WrkResult:
+        return harness.run_wrk(url, LUA, seconds=seconds, connections=args.connections, env=wrk_env)
+
+    # Each figure is printed as soon as it is measured: a later failure loses none of them.
+    print(ROW.format("run", "RPS", "p50 ms", "p99 ms", "errors"), flush=True)
     with (
         tempfile.TemporaryDirectory(prefix="qrpay-bench-") as tmp,
-        harness.fresh_database("qrpay_bench") as url,
+        local.fresh_database("qrpay_bench") as url,
     ):
         workdir = Path(tmp)
         (workdir / "var").mkdir()
-        ports = {"eda": harness.free_port(), "iiko-integration": harness.free_port()}
-        env = harness.write_config(workdir, ports, {"eda": url})
-        subprocess.run(
-            [harness.QRPAY, "db", "upgrade", "eda"], env={**os.environ, **env}, check=True
-        )
-        eda = harness.serve("eda", ports["eda"], args.eda_workers, env, workdir)
-        iiko = harness.serve(
+        ports = {"eda": free_port(), "iiko-integration": free_port()}
+        env = local.write_config(workdir, ports, {"eda": url})
+        local.migrate(env, "eda")
+        eda = local.serve("eda", ports["eda"], args.eda_workers, env, workdir)
+        iiko = local.serve(
             "iiko-integration", ports["iiko-integration"], args.iiko_workers, env, workdir
         )
-        base_url = f"http://127.0.0.1:{ports['iiko-integration']}"
         try:
-            asyncio.run(harness.wait_ready(eda))
-            asyncio.run(harness.wait_ready(iiko))
-            ids = asyncio.run(seed_orders(base_url, args.orders))
+            local.wait_ready(eda)
+            local.wait_ready(iiko)
+            ids = asyncio.run(seed_orders(iiko.url, args.orders))
             ids_file = workdir / "ids.txt"
             ids_file.write_text("\n".join(ids) + "\n")
-            wrk_env = {"QRPAY_BENCH_IDS": str(ids_file), "QRPAY_BENCH_KEY": API_KEY}
-            print(f"seeded {len(ids)} orders; warming up ...", flush=True)
-            harness.run_wrk(base_url, LUA, seconds=3, connections=args.connections, env=wrk_env)
-            print(f"POS mix, max throughput, {args.seconds}s ...", flush=True)
-            mix = harness.run_wrk(
-                base_url, LUA, seconds=args.seconds, connections=args.connections, env=wrk_env
-            )
-            fixed_runs = []
+            wrk_env["QRPAY_BENCH_IDS"] = str(ids_file)
+            wrk(iiko.url, 3)  # warm-up
+            mix = wrk(iiko.url, args.seconds)
+            label = f"POS mix, max (wrk, {args.connections} connections)"
+            print(row(label, mix.rps, mix.p50_ms, mix.p99_ms, mix.errors), flush=True)
             for rate in (float(r) for r in args.rates.split(",")):
-                print(f"POS mix at a fixed {rate:.0f} RPS, {args.seconds}s ...", flush=True)
-                fixed_runs.append(uvloop.run(fixed_rate(base_url, ids, rate, args.seconds)))
+                fixed = uvloop.run(mix_stream(MixJob(iiko.url, ids, rate, args.seconds)))
+                print(
+                    row(
+                        f"POS mix, fixed {rate:.0f} RPS (open loop)",
+                        fixed.count / fixed.window,
+                        fixed.percentile_ms(0.50),
+                        fixed.percentile_ms(0.99),
+                        fixed.failures,
+                    ),
+                    flush=True,
+                )
         finally:
             iiko.stop()
             eda.stop()
 
-        port = harness.free_port()
-        baseline = harness.start(
-            "baseline",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "qrpay_tools.bench.baseline_app:app",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.iiko_workers),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            port,
-            env,
-            workdir,
-        )
-        try:
-            asyncio.run(harness.wait_ready(baseline))
-            print(f"baseline: bare FastAPI JSON endpoint, {args.seconds}s ...", flush=True)
-            harness.run_wrk(
-                f"http://127.0.0.1:{port}",
-                LUA,
-                seconds=3,
-                connections=args.connections,
-                env=wrk_env,
-            )
-            bare = harness.run_wrk(
-                f"http://127.0.0.1:{port}",
-                LUA,
-                seconds=args.seconds,
-                connections=args.connections,
-                env=wrk_env,
-            )
-        finally:
-            baseline.stop()
+        with harness.baseline(args.iiko_workers, workdir) as baseline:
+            wrk(baseline.url, 3)  # warm-up
+            bare = wrk(baseline.url, args.seconds)
+        label = "baseline: bare FastAPI (wrk, same mix)"
+        print(row(label, bare.rps, bare.p50_ms, bare.p99_ms, bare.errors), flush=True)
 
-    rows = [
-        (
-            f"POS mix, max (wrk, {args.connections} connections)",
-            mix.rps,
-            mix.p50_ms,
-            mix.p99_ms,
-            mix.errors,
-        )
-    ]
-    rows += [
-        (
-            f"POS mix, fixed {f.rate:.0f} RPS (open loop)",
-            f.achieved_rps,
-            f.p50_ms,
-            f.p99_ms,
-            f.errors,
-        )
-        for f in fixed_runs
-    ]
-    rows.append(
-        ("baseline: bare FastAPI (wrk, same mix)", bare.rps, bare.p50_ms, bare.p99_ms, bare.errors)
-    )
-    print(f"\n{'run':46} {'RPS':>8} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
-    for label, rps, p50, p99, errors in rows:
-        print(f"{label:46} {rps:8.0f} {p50:9.2f} {p99:9.2f} {errors:7d}")
     print(
         f"\nPOS mix / baseline: {mix.rps / bare.rps:.2f}; iiko-integration workers "
         f"{args.iiko_workers}, eda workers {args.eda_workers}, PostgreSQL, all on "

@@ -5,7 +5,7 @@ one for the durable queue, writes config and secdist under the var directory, ru
 `qrpay db upgrade`, starts with `qrpay serve` two instances of iiko-integration and
 of payments-eda and one of every other service, one `qrpay worker payments-eda`,
 all detached (logs in <var>/logs, pids in <var>/pids.json), and puts Debian's nginx
-(installed if missing) in front: api-proxy on the port base, the iiko-integration
+(`make apt-nginx` installs it) in front: api-proxy on the port base, the iiko-integration
 load balancer on base+1, the payments-eda one on base+2; the services listen on
 base+20 and up. `down` stops them gracefully (SIGTERM, SIGKILL after 20 s) and nginx.
 
@@ -23,12 +23,10 @@ worker consuming).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import fcntl
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,17 +35,15 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from qrpay_tools import local
 from qrpay_tools.ports import port_is_free, wait_port_free
 
-if TYPE_CHECKING:
-    from qrpay_tools.bench import harness
-
 # `restart` is what a supervisor runs on a loaded machine: it imports nothing heavy (no
-# aiohttp, psycopg, pydantic or the services); `up` imports what it needs when it runs.
+# psycopg, pydantic or the services); `up` imports what it needs when it runs.
 
 DEFAULT_VAR = Path("var/cluster")
 DEFAULT_PORT_BASE = 9080
@@ -58,6 +54,7 @@ BALANCED = ("iiko-integration", "payments-eda")
 SINGLE = ("eda", "transactions", "cardstorage", "cashback", "api-proxy")
 WORKER = "worker-payments-eda"
 WORKER_READY = "worker: consuming"
+WORKER_CONCURRENCY = 16
 READY_TIMEOUT = 60.0
 # Requests nginx lets through at once to each balanced service (all its instances together);
 # beyond it nginx refuses at once with 503 `overloaded`, so twice the capacity meets fast
@@ -118,26 +115,7 @@ def say(line: str) -> None:
 
 
 def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/sbin/nginx") if Path(p).exists()), None
-    )
-
-
-def ensure_nginx() -> str:
-    found = nginx_binary()
-    if found:
-        return found
-    say("nginx is missing: installing Debian's package (apt-get install -y nginx) ...")
-    for attempt in range(2):
-        if attempt:
-            subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "nginx"], check=False, capture_output=True
-        )
-        found = nginx_binary()
-        if found:
-            return found
-    raise RuntimeError("nginx is not installed and `apt-get install -y nginx` did not install it")
+    return local.program("nginx")
 
 
 OVERLOADED_BODY = (
@@ -266,19 +244,6 @@ def stop_processes(pids: list[int], timeout: float = STOP_TIMEOUT) -> list[int]:
 # -- databases and config --------------------------------------------------------------
 
 
-def ensure_database(name: str) -> str:
-    import psycopg
-
-    from qrpay_tools.bench import harness
-
-    with psycopg.connect(harness.PG_ADMIN, autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    host_part = harness.PG_ADMIN.split("://", 1)[1].rsplit("/", 1)[0]
-    return f"postgresql+asyncpg://{host_part}/{name}"
-
-
 class BadOverride(ValueError):
     """A `--set KEY=VALUE` that does not name a config value or gives it a bad one."""
 
@@ -311,19 +276,18 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> None:
 
 def configure(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> dict[str, str]:
     from qrpay.runner.context import has_database
-    from qrpay_tools.bench import harness
 
     services = {service for _, service, _ in layout.instances}
     databases = {
-        service: ensure_database(f"{db_prefix}_{service.replace('-', '_')}")
+        service: local.ensure_database(f"{db_prefix}_{service.replace('-', '_')}")
         for service in sorted(services)
         if has_database(service)
     }
-    queue = ensure_database(f"{db_prefix}_queue")
+    queue = local.ensure_database(f"{db_prefix}_queue")
     # Callers reach the balanced services and api-proxy through nginx, the rest directly.
     ports = {service: port for _, service, port in layout.instances} | layout.nginx_ports
     (layout.var / "var").mkdir(parents=True, exist_ok=True)
-    env = harness.write_config(layout.var.resolve(), ports, databases)
+    env = local.write_config(layout.var.resolve(), ports, databases)
     config = yaml.safe_load((layout.var / "config.yaml").read_text())
     config["deeplink"]["base"] = f"{layout.url(layout.nginx_ports['api-proxy'])}/go-pay/orders"
     apply_overrides(config, overrides or [])
@@ -335,48 +299,34 @@ def configure(layout: Layout, db_prefix: str, overrides: list[str] | None = None
     return env
 
 
-async def wait_http(url: str, timeout: float = 60) -> None:
-    import aiohttp
-
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f}s")
-
-
-async def bind_demo_cards(layout: Layout) -> None:
-    import aiohttp
-
+def bind_demo_cards(layout: Layout) -> None:
     demo = yaml.safe_load((layout.var / "config.yaml").read_text()).get("demo") or {}
     port = next(port for _, service, port in layout.instances if service == "cardstorage")
-    async with aiohttp.ClientSession() as session:
-        for card in demo.get("cards", []):
-            body = {
-                "user_id": demo["user_id"],
-                "token": card["token"],
-                "system": card["system"],
-                "last4": card["last4"],
-                "expiry_month": card["expiry_month"],
-                "expiry_year": card["expiry_year"],
-            }
-            url = f"{layout.url(port)}/v1/payment-methods/{card['id']}"
-            async with session.put(url, json=body) as answer:
-                answer.raise_for_status()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for card in demo.get("cards", []):
+        body = {
+            "user_id": demo["user_id"],
+            "token": card["token"],
+            "system": card["system"],
+            "last4": card["last4"],
+            "expiry_month": card["expiry_month"],
+            "expiry_year": card["expiry_year"],
+        }
+        request = urllib.request.Request(  # noqa: S310 - an http URL built here
+            f"{layout.url(port)}/v1/payment-methods/{card['id']}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="PUT",
+        )
+        with opener.open(request, timeout=10):
+            pass  # an answer other than 2xx raises HTTPError (an OSError)
 
 
 # -- commands --------------------------------------------------------------------------
 
 
 def up(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> int:
-    import aiohttp
     import psycopg
-
-    from qrpay_tools.bench import harness
 
     live = [entry for entry in read_pids(layout) if alive(int(str(entry["pid"])))]
     if live:
@@ -390,41 +340,24 @@ def up(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> in
     if busy:
         say(f"qrpay cluster: ports already in use: {', '.join(map(str, busy))}")
         return 1
-    nginx = ensure_nginx()
+    nginx = local.require_program("nginx")
     layout.logs.mkdir(parents=True, exist_ok=True)
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (layout.var / "nginx" / sub).mkdir(parents=True, exist_ok=True)
     try:
         env = configure(layout, db_prefix, overrides)
+        local.migrate(env)
     except psycopg.Error as exc:
-        say(f"qrpay cluster: PostgreSQL at {harness.PG_ADMIN}: {exc}".strip())
+        say(f"qrpay cluster: PostgreSQL at {local.PG_ADMIN}: {exc}".strip())
         return 1
-    except BadOverride as exc:
+    except (BadOverride, RuntimeError) as exc:
         say(f"qrpay cluster: {exc}")
         return 1
-    migrated = subprocess.run(
-        [harness.QRPAY, "db", "upgrade"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if migrated.returncode != 0:
-        say(f"qrpay cluster: `qrpay db upgrade` failed:\n{migrated.stdout}{migrated.stderr}")
-        return 1
-
     commands = [
-        (name, [harness.QRPAY, "serve", service, "--host", "127.0.0.1", "--port", str(port)], port)
-        for name, service, port in layout.instances
+        (name, local.serve_args(service, port), port) for name, service, port in layout.instances
     ]
-    commands.append((WORKER, [harness.QRPAY, "worker", "payments-eda", "--concurrency", "16"], 0))
-    processes = [harness.start(name, args, port, env, layout.logs) for name, args, port in commands]
-    # What `restart NAME` needs to start one of them again the same way.
-    entries: list[dict[str, object]] = [
-        {"name": p.name, "pid": p.popen.pid, "port": p.port, "args": args, "env": env}
-        for p, (_, args, _) in zip(processes, commands, strict=True)
-    ]
-    write_pids(layout, entries)
+    commands.append((WORKER, local.worker_args(WORKER_CONCURRENCY), 0))
+    processes = launch(layout, env, commands)
     try:
         layout.nginx_conf.write_text(nginx_config(layout))
         started = subprocess.run(
@@ -432,8 +365,8 @@ def up(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> in
         )
         if started.returncode != 0:
             raise RuntimeError(f"nginx did not start: {started.stderr.strip()}")
-        asyncio.run(wait_everything(layout, processes))
-    except (RuntimeError, aiohttp.ClientError, OSError) as exc:
+        wait_everything(layout, processes)
+    except (RuntimeError, OSError) as exc:
         say(f"qrpay cluster: {exc}; logs in {layout.logs}; stopping what started")
         down(layout, quiet=True)
         return 1
@@ -441,17 +374,36 @@ def up(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> in
     return 0
 
 
-async def wait_everything(layout: Layout, processes: list[harness.Process]) -> None:
-    from qrpay_tools.bench import harness
+def launch(
+    layout: Layout, env: dict[str, str], commands: list[tuple[str, list[str], int]]
+) -> list[local.Process]:
+    """Starts (name, args, port) detached; pids.json records what `restart NAME` needs."""
+    processes: list[local.Process] = []
+    try:
+        for name, args, port in commands:
+            processes.append(local.start(name, args, port, env, layout.logs))
+    finally:
+        # Written whatever fails, so that `down` finds every process that started.
+        write_pids(
+            layout,
+            [
+                {"name": p.name, "pid": p.popen.pid, "port": p.port, "args": args, "env": env}
+                for p, (_, args, _) in zip(processes, commands, strict=False)
+            ],
+        )
+    return processes
 
+
+def wait_everything(layout: Layout, processes: list[local.Process]) -> None:
+    """Every service ready, nginx answering, the worker consuming; then the demo cards."""
     for process in processes:
         if process.port:
-            await harness.wait_ready(process, "/ready", timeout=60)
+            local.wait_ready(process, path="/ready", timeout=READY_TIMEOUT)
     for port in layout.nginx_ports.values():
-        await wait_http(f"{layout.url(port)}/ready")
-    worker = processes[-1]
-    await asyncio.to_thread(wait_consuming, layout, worker.name, worker.popen, offset=0)
-    await bind_demo_cards(layout)
+        local.wait_ready(None, f"{layout.url(port)}/ready", timeout=READY_TIMEOUT)
+    worker = next(p for p in processes if p.name == WORKER)
+    wait_consuming(layout, worker.name, worker.popen, offset=0)
+    bind_demo_cards(layout)
 
 
 def wait_consuming(
@@ -469,27 +421,9 @@ def wait_consuming(
         time.sleep(0.2)
 
 
-def wait_answering(name: str, popen: subprocess.Popen[bytes], url: str, *, timeout: float) -> None:
-    """Wait until ``url`` answers 200 (plain urllib: no proxy from the environment)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + timeout
-    while True:
-        if popen.poll() is not None:
-            raise RuntimeError(f"{name} exited with {popen.returncode} before {url} answered")
-        # Refused, reset, timed out or an HTTP error (all OSError): not ready yet.
-        with contextlib.suppress(OSError), opener.open(url, timeout=5) as answer:
-            if answer.status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} ({name}) did not answer 200 within {timeout:.0f}s")
-        time.sleep(0.2)
-
-
-def print_banner(layout: Layout, processes: list[harness.Process]) -> None:
-    from qrpay_tools.bench import harness
-
+def print_banner(layout: Layout, processes: list[local.Process]) -> None:
     nginx = layout.nginx_ports
-    bin_dir = Path(harness.QRPAY).parent
+    bin_dir = Path(local.QRPAY).parent
     cashback = next(port for _, service, port in layout.instances if service == "cashback")
     say("qrpay cluster is up (PostgreSQL, nginx, `qrpay serve` + `qrpay worker`):")
     say(f"  api-proxy (guest app, payer page)  {layout.url(nginx['api-proxy'])}   via nginx")
@@ -590,33 +524,46 @@ def restart(layout: Layout, name: str) -> int:
         return 1
     log = layout.logs / f"{name}.log"
     offset = log.stat().st_size if log.exists() else 0
-    with log.open("ab") as handle:
-        popen = subprocess.Popen(
-            args,
-            env={**os.environ, **env},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = local.start(name, args, port, env, layout.logs, append=True)
     with pids_lock(layout):
         entries = read_pids(layout)
         for one in entries:
             if one.get("name") == name:
-                one["pid"] = popen.pid
+                one["pid"] = process.popen.pid
         write_pids(layout, entries)
     try:
         if port:
-            wait_answering(name, popen, f"{layout.url(port)}/ready", timeout=READY_TIMEOUT)
+            local.wait_ready(process, path="/ready", timeout=READY_TIMEOUT)
         else:
-            wait_consuming(layout, name, popen, offset=offset)
+            wait_consuming(layout, name, process.popen, offset=offset)
     except RuntimeError as exc:
         say(f"qrpay cluster: {exc}; log: {log}")
         return 1
     say(
-        f"qrpay cluster: restarted {name}{stopped}: pid {popen.pid}, ready in "
+        f"qrpay cluster: restarted {name}{stopped}: pid {process.popen.pid}, ready in "
         f"{time.monotonic() - began:.1f}s"
     )
     return 0
+
+
+def add_config_options(parser: argparse.ArgumentParser, *, admission: str, overrides: str) -> None:
+    """``--admission N`` and ``--set KEY=VALUE``, their help after the given prefixes."""
+    parser.add_argument(
+        "--admission",
+        type=int,
+        default=DEFAULT_ADMISSION,
+        help=f"{admission}requests nginx lets through at once to each balanced service; "
+        "beyond it a fast 503 overloaded",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help=f"{overrides}set a config value by dotted path, the value in YAML "
+        "(e.g. --set payments.hold_watchdog_seconds=10); repeatable",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -631,24 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--var-dir", type=Path, default=DEFAULT_VAR)
     parser.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE)
     parser.add_argument(
-        "--admission",
-        type=int,
-        default=DEFAULT_ADMISSION,
-        help="up: requests nginx lets through at once to each balanced service; "
-        "beyond it a fast 503 overloaded",
-    )
-    parser.add_argument(
         "--db-prefix", default=DEFAULT_DB_PREFIX, help="databases are <prefix>_<service>"
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        dest="overrides",
-        metavar="KEY=VALUE",
-        help="up: set a value of the config the cluster writes, by dotted path, the value in "
-        "YAML (e.g. --set payments.hold_watchdog_seconds=10); repeatable",
-    )
+    add_config_options(parser, admission="up: ", overrides="up: ")
     args = parser.parse_args(argv)
     layout = Layout(args.var_dir, args.port_base, args.admission)
     if args.command == "restart":

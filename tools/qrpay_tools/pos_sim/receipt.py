@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +89,8 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def render_receipt_image(receipt: Receipt, *, width: int = WIDTH) -> Image.Image:
+    """The receipt as a picture, as wide as its widest line measured in the font in use."""
     font = _font(18)
-    char_w = max(int(font.getlength("M")), 1)
     line_h = 24
     margin = 24
     text = receipt_lines(receipt, width)
@@ -102,7 +103,9 @@ def render_receipt_image(receipt: Receipt, *, width: int = WIDTH) -> Image.Image
         buffer.seek(0)
         qr_img = Image.open(buffer).convert("RGB")
         link_lines = textwrap.wrap(f"Link: {link}", width, break_long_words=True)
-    page_w = max(margin * 2 + char_w * width, (qr_img.width + margin * 2) if qr_img else 0)
+    # Measured, not counted: a glyph's advance is fractional and "…" or Cyrillic may differ.
+    text_w = max(math.ceil(font.getlength(line)) for line in text + link_lines)
+    page_w = margin * 2 + max(text_w, qr_img.width if qr_img else 0)
     page_h = margin * 2 + line_h * (len(text) + len(link_lines) + 1)
     if qr_img is not None:
         page_h += qr_img.height + line_h
