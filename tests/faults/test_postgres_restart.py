@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
-from tests.integration.payments.cluster import (
+from tests.support.payments_cluster import (
     DATABASES,
     USER,
     Cluster,

@@ -50,8 +50,7 @@ import yaml
 from qrpay.kernel.config import load_yaml, parse_config
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay.runner.embedded import embedded_config, ports_for
-from tests.faults.conftest import threaded
-from tests.support.faults import FaultProxy
+from tests.support.faults import FaultProxy, threaded
 from tests.support.processes import (
     QRPAY,
     child_env,

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from qrpay.eda.jobs import close_expired_orders
 from qrpay.eda.repository import orders
 from qrpay.kernel.clock import FrozenClock
-from tests.component.eda.conftest import bill, create, create_body, start
+from tests.support.component.eda import bill, create, create_body, start
 
 
 async def count_rows(app: FastAPI) -> int:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from qrpay.eda.jobs import close_expired_orders, refresh_open_orders
 from qrpay.kernel.clock import FrozenClock
-from tests.component.eda.conftest import TTL, create, start
+from tests.support.component.eda import TTL, create, start
 
 
 async def post(

@@ -21,6 +21,7 @@ from qrpay.kernel.deeplink import sign
 from qrpay.kernel.queue import libpq_url
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay.runner.embedded import embedded_config, ports_for
+from tests.support.faults import SelectiveFaultProxy
 from tests.support.processes import (
     QRPAY,
     child_env,
@@ -221,6 +222,12 @@ class Cluster:
         assert answer.status_code == 200, answer.text
         body: dict[str, Any] = answer.json()
         return body
+
+
+class FaultyCluster(Cluster):
+    """A Cluster whose every process reaches some services through a FaultProxy."""
+
+    proxies: dict[str, SelectiveFaultProxy]
 
 
 def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
