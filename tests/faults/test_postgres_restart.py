@@ -40,13 +40,11 @@ from tests.support.payments_cluster import (
     DATABASES,
     USER,
     Cluster,
-    PortTaken,
     serve_on_free_ports,
     sql,
     unfinished_jobs,
 )
 from tests.support.private_postgres import PrivatePostgres
-from tests.support.processes import QRPAY, start, wait_for_http
 
 # ~70 s on a quiet 2-core box; starting seven processes on a busy one can take a minute more.
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(300)]
@@ -104,21 +102,7 @@ class Stack(Cluster):
     """The payer stack of tests/integration/payments plus iiko-integration, on one server."""
 
     def serve_iiko(self) -> None:
-        name = "iiko-integration"
-        log = self.tmp / f"{name}.log"
-        process = start(
-            [QRPAY, "serve", name, "--port", str(self.ports[name])],
-            log=log,
-            env=self.env,
-            cwd=self.tmp,
-        )
-        self.processes.append((process, log))
-        try:
-            wait_for_http([f"{self.url(name)}/ping"], timeout=60, process=process, log=log)
-        except AssertionError:
-            if "already in use" in log.read_text(errors="replace"):
-                raise PortTaken(name) from None
-            raise
+        self.serve("iiko-integration", self.ports["iiko-integration"])
 
 
 async def create_databases(admin_url: str, count: int) -> list[str]:

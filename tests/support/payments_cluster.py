@@ -24,13 +24,12 @@ from qrpay.runner.embedded import embedded_config, ports_for
 from tests.support.faults import SelectiveFaultProxy
 from tests.support.processes import (
     QRPAY,
+    PortTaken,
+    ServedProcesses,
     child_env,
     free_port_base,
-    kill_group,
     run,
     start,
-    terminate,
-    wait_for_http,
     wait_for_text,
 )
 
@@ -50,10 +49,6 @@ def config_data(base: int, **overrides: Any) -> dict[str, Any]:
     for key, value in overrides.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return data
-
-
-class PortTaken(Exception):
-    """Another process took one of the free ports we probed; start again on others."""
 
 
 AnyCluster = TypeVar("AnyCluster", bound="Cluster")
@@ -80,7 +75,9 @@ def serve_on_free_ports(
     raise AssertionError("tries must be at least 1")
 
 
-class Cluster:
+class Cluster(ServedProcesses):
+    stop_timeout = 15.0
+
     def __init__(self, tmp: Path, databases: dict[str, str], queue_url: str) -> None:
         self.tmp = tmp
         self.base = free_port_base(len(ports_for(8080)))
@@ -115,24 +112,9 @@ class Cluster:
         assert "queue: schema ready" in done.stdout, done.stdout
 
     def serve_all(self) -> None:
-        started = []
-        for name in SERVED:
-            log = self.tmp / f"{name}.log"
-            process = start(
-                [QRPAY, "serve", name, "--port", str(self.ports[name])],
-                log=log,
-                env=self.env,
-                cwd=self.tmp,
-            )
-            self.processes.append((process, log))
-            started.append((name, process, log))
+        started = [(name, *self.launch(name, self.ports[name])) for name in SERVED]
         for name, process, log in started:
-            try:
-                wait_for_http([f"{self.url(name)}/ping"], timeout=60, process=process, log=log)
-            except AssertionError:
-                if "already in use" in log.read_text(errors="replace"):
-                    raise PortTaken(name) from None
-                raise
+            self.wait_ready(name, self.ports[name], process, log)
 
     def worker(
         self, label: str, *, env: dict[str, str] | None = None, concurrency: int = 4
@@ -147,18 +129,6 @@ class Cluster:
         self.processes.append((process, log))
         wait_for_text(log, "payments-eda worker: consuming", timeout=30)
         return process, log
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}"
-            for _, log in self.processes
-        )
-
-    def stop(self) -> None:
-        for process, _ in self.processes:
-            terminate(process, timeout=15)
-        for process, _ in self.processes:
-            kill_group(process)
 
     # --- the guest and the restaurant, over HTTP ------------------------------------------
 
