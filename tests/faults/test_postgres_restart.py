@@ -40,7 +40,7 @@ from tests.support.payments_cluster import (
     DATABASES,
     USER,
     Cluster,
-    serve_on_free_ports,
+    cluster_serving,
     sql,
     unfinished_jobs,
 )
@@ -121,22 +121,12 @@ async def create_databases(admin_url: str, count: int) -> list[str]:
 
 @contextmanager
 def stack_on(tmp: Path, databases: dict[str, str], queue_url: str) -> Iterator[Stack]:
-    def build(attempt: int) -> Stack:
-        instance = Stack(tmp, databases, queue_url)
-        if attempt == 0:
-            instance.upgrade()
-        return instance
-
     def serve(instance: Stack) -> None:
         instance.serve_all()
         instance.serve_iiko()
 
-    instance = serve_on_free_ports(build, serve)
-    try:
-        instance.bind_card()
+    with cluster_serving(lambda: Stack(tmp, databases, queue_url), serve) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from tests.support.payments_cluster import (
     DATABASES,
     Cluster,
     FaultyCluster,
+    cluster_serving,
     config_data,
-    serve_on_free_ports,
 )
 from tests.support.postgres import DatabaseFactory
 
@@ -33,20 +33,9 @@ async def _running(
     async with AsyncExitStack() as stack:
         databases = {name: await stack.enter_async_context(pg_database()) for name in DATABASES}
         queue_url = await stack.enter_async_context(pg_database())
-
-        def attempt(number: int) -> AnyCluster:
-            instance = build(stack, databases, queue_url)
-            if number == 0:
-                instance.upgrade()
-            return instance
-
-        instance = serve_on_free_ports(attempt, Cluster.serve_all)
-        try:
-            instance.bind_card()
-            yield instance
-        finally:
-            # Before the databases are dropped: their sessions must be gone.
-            instance.stop()
+        # Stopped before the databases are dropped: their sessions must be gone.
+        with cluster_serving(lambda: build(stack, databases, queue_url), Cluster.serve_all) as c:
+            yield c
 
 
 @pytest.fixture

@@ -364,19 +364,17 @@ class Guests:
 # --- the chaos ----------------------------------------------------------------------------
 
 
+@dataclass
 class Chaos:
     """A loop per target: SIGKILL at a random moment with work in flight, restart, again,
     until ``done`` is set."""
 
-    def __init__(
-        self, layout: Layout, options: list[str], dbs: Databases, stats: Stats, seed: int
-    ) -> None:
-        self.layout = layout
-        self.options = options
-        self.dbs = dbs
-        self.stats = stats
-        self.seed = seed
-        self.done = asyncio.Event()
+    layout: Layout
+    options: list[str]
+    dbs: Databases
+    stats: Stats
+    seed: int
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def jobs_running(self) -> int:
         return await asyncio.to_thread(tasks_running, self.dbs)

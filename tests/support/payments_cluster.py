@@ -7,7 +7,8 @@ import asyncio
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,6 +74,27 @@ def serve_on_free_ports(
             instance.stop()
             raise
     raise AssertionError("tries must be at least 1")
+
+
+@contextmanager
+def cluster_serving(
+    build: Callable[[], AnyCluster], serve: Callable[[AnyCluster], None]
+) -> Iterator[AnyCluster]:
+    """``build()`` a stack, migrate the databases once, serve it on free ports and bind the
+    demo card; stopped on the way out (before its databases may be dropped)."""
+
+    def attempt(number: int) -> AnyCluster:
+        instance = build()
+        if number == 0:
+            instance.upgrade()
+        return instance
+
+    instance = serve_on_free_ports(attempt, serve)
+    try:
+        instance.bind_card()
+        yield instance
+    finally:
+        instance.stop()
 
 
 class Cluster(ServedProcesses):
