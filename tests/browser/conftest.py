@@ -8,17 +8,15 @@ Chromium is never downloaded: the tests use ``/usr/bin/chromium`` (or
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "out" / "screenshots"
-DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
 CHROMIUM = Path(os.environ.get("QRPAY_CHROMIUM", "/usr/bin/chromium"))
+
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -27,8 +25,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-# A phone-sized window: the pages are mobile first.
-PHONE = {"width": 390, "height": 844}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,17 +66,3 @@ def browser() -> Iterator[Any]:
             yield instance
         finally:
             instance.close()
-
-
-def screenshot(page: Any, name: str) -> Path:
-    """Save the page as ``out/screenshots/<name>.png`` (the whole page, phone-sized)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True, animations="disabled")
-    return path
-
-
-def publish(path: Path, name: str) -> None:
-    """Copy a screenshot to docs/screenshots/ (committed; the README shows it)."""
-    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, DOCS_SCREENSHOTS / name)

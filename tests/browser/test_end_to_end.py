@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - CI (QRPAY_REQUIRE_BROWSER=1) must not 
     pytest.skip("the playwright package is not installed", allow_module_level=True)
 
 from qrpay.kernel.service import SERVICE_MODULES
-from tests.browser.conftest import PHONE, screenshot
+from tests.support.browser import PHONE, screenshot
 from tests.support.processes import QRPAY, QRPAY_TOOLS, QrpayUp, kill_group, start, wait_for_text
 from tests.support.services import dev_secdist
 

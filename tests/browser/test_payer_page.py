@@ -23,9 +23,9 @@ except ImportError:  # pragma: no cover - CI (QRPAY_REQUIRE_BROWSER=1) must not 
 
 from qrpay.kernel.clock import SystemClock
 from qrpay.kernel.service import build_app
-from tests.browser.conftest import PHONE, publish, screenshot
 from tests.browser.fakes import FakeDownstreams, FakeOrder, running_fakes
 from tests.browser.server import serve_in_thread
+from tests.support.browser import PHONE, publish, screenshot
 from tests.support.services import dev_config, make_context, point_services_at
 
 TIMEOUT = 10_000

@@ -16,9 +16,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.faults.conftest import FaultyCluster
-from tests.integration.payments.cluster import (
+from tests.support.payments_cluster import (
     USER,
+    FaultyCluster,
     accruals,
     operations,
     sql,

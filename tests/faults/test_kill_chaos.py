@@ -24,242 +24,40 @@ QRPAY_CHAOS_SEED=<n> replays a run's kill schedule (the timing of the rest still
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
-import signal
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-import httpx
-import psycopg
 import pytest
 
-from qrpay.kernel.config import load_yaml
-from qrpay.kernel.queue import libpq_url
-from qrpay.kernel.settings import REPO_DEV_CONFIG
-from qrpay.payments_eda.domain import MESSAGES, MessageKey
-from qrpay_tools.cluster.run import WORKER, Layout, alive, read_pids
+from qrpay_tools.cluster.run import Layout, alive
 from tests.support.cluster import cluster_command, cluster_layout
+from tests.support.kill_chaos import (
+    MIN_KILLS,
+    ORDERS,
+    TARGETS,
+    WATCHDOG_SECONDS,
+    Databases,
+    converge,
+    log_tails,
+    pay_under_chaos,
+    pid_of,
+    print_report,
+    queue_jobs,
+)
 from tests.support.processes import child_env, run
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(480)]
-
-ORDERS = 200
-GUESTS = 12  # paying at the same time, at most
-# Guest n sits down no earlier than n * PACE seconds in: the payments span at least 70 s even
-# on a fast machine, time for several kills of each target while guests pay.
-PACE = 0.35
-AMOUNT = "1000.00"
-CASHBACK = Decimal(300)  # rest-1: 30%
-TAPS = 3  # a guest taps Pay at most this many times
-POLL_FOR = 20.0  # seconds a guest waits for PAYED after a tap before walking away
-TARGETS = ("payments-eda-1", WORKER)
-MIN_KILLS = 3  # per target
-# Seconds between an instance being ready again and its next kill. The worker lives longer
-# on average: some of its lives must outlast stalled-task recovery (a dead worker's tasks are
-# taken back once its heartbeat is 10 s old; the live worker looks every 5 s).
-KILL_AFTER = {"payments-eda-1": (1.0, 6.0), WORKER: (2.0, 12.0)}
-DOWN_FOR = (0.3, 2.5)  # seconds a killed instance stays down before the restart
-BUSY_WAIT = 3.0  # seconds a kill may wait for the target to have work in flight
-# The hold watchdog's delay (30 s by default): shorter, so that a payment whose pay request
-# died before its hold is given back within the test, yet well above the pay request's own
-# budget after it puts the watchdog (three calls of at most 2 s each), so the watchdog does
-# not roll back payments that are merely slow.
-WATCHDOG_SECONDS = 15
-CONVERGE_TIMEOUT = 180.0
-RETRYABLE = frozenset({502, 503, 504})
-LIVE_HOLD = frozenset({"pending", "succeeded"})
-READY = MESSAGES[MessageKey.READY]["en"]
-DEV_SECDIST = load_yaml(REPO_DEV_CONFIG / "secdist.yaml")
-API_KEY = DEV_SECDIST["api_keys"][0]["key"]
-DEMO = load_yaml(REPO_DEV_CONFIG / "config.yaml")["demo"]
-CARD = next(card["id"] for card in DEMO["cards"] if card["token"].startswith("sandbox-ok-"))
-
-
-@dataclass
-class Kill:
-    target: str
-    at: float  # seconds since the first guest started
-    pays_in_flight: int  # pay requests the guests were waiting on
-    guests_paying: int  # guests between their first tap and their outcome
-    jobs_running: int  # queue tasks the live worker runs
-    restart_seconds: float = 0.0  # from the restart command to the instance being ready
-
-
-@dataclass
-class Stats:
-    started: float = field(default_factory=time.monotonic)
-    pays_in_flight: int = 0
-    guests_paying: int = 0
-    taps: int = 0
-    tap_errors: Counter[str] = field(default_factory=Counter)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    unexpected: list[str] = field(default_factory=list)
-    kills: list[Kill] = field(default_factory=list)
-
-    def now(self) -> float:
-        return time.monotonic() - self.started
 
 
 @pytest.fixture
 def cluster(tmp_path: Path, postgres_url: str) -> Iterator[tuple[Layout, list[str]]]:
     with cluster_layout(tmp_path, "chaos") as found:
         yield found
-
-
-class Databases:
-    """One connection per database, opened before the load and reopened if it breaks.
-
-    PostgreSQL is shared and its connection slots run short under load: a probe that
-    connected anew every second could be refused ("too many clients") when it matters.
-    """
-
-    def __init__(self, layout: Layout) -> None:
-        secdist = load_yaml(layout.var / "secdist.yaml")
-        self.urls = {**secdist["databases"], "queue": secdist["queue_database"]}
-        self.connections: dict[str, psycopg.Connection[Any]] = {}
-        for name in ("eda", "transactions", "cashback", "queue"):
-            self._connect(name)
-
-    def _connect(self, name: str) -> psycopg.Connection[Any]:
-        connection = psycopg.connect(libpq_url(self.urls[name]), autocommit=True)
-        self.connections[name] = connection
-        return connection
-
-    def sql(self, name: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        for attempt in range(10):
-            try:
-                connection = self.connections.get(name)
-                if connection is None or connection.closed:
-                    connection = self._connect(name)
-                return list(connection.execute(query, params).fetchall())
-            except psycopg.OperationalError:
-                if attempt == 9:
-                    raise
-                self.connections.pop(name, None)
-                time.sleep(1.0)
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        for connection in self.connections.values():
-            connection.close()
-
-
-def pid_of(layout: Layout, name: str) -> int:
-    return next(int(str(e["pid"])) for e in read_pids(layout) if e["name"] == name)
-
-
-def log_tails(layout: Layout, names: tuple[str, ...], chars: int = 3000) -> str:
-    parts = []
-    for name in names:
-        path = layout.logs / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else "(no log)"
-        parts.append(f"--- {name}\n{text[-chars:]}")
-    return "\n".join(parts)
-
-
-async def restart(options: list[str], name: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *cluster_command("restart", name, *options),
-        env=child_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
-    except BaseException:
-        # Never leave a restart running behind the test's `down`: it would start a process
-        # nothing stops.
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    assert process.returncode == 0, f"restart {name}: {output.decode(errors='replace')}"
-
-
-# --- the check ----------------------------------------------------------------------------
-
-
-def violations_of(dbs: Databases, orders: list[str]) -> list[tuple[str, str, Any]]:
-    """What is wrong with each order now; empty once every order reached an allowed end."""
-    statuses = dict(dbs.sql("eda", "SELECT id, status FROM orders WHERE id = ANY(%s)", orders))
-    ops: dict[str, list[tuple[str, str, str, str | None]]] = defaultdict(list)
-    for invoice_id, operation_id, kind, status, target in dbs.sql(
-        "transactions",
-        "SELECT invoice_id, operation_id, kind, status, target FROM operations"
-        " WHERE invoice_id = ANY(%s) ORDER BY invoice_id, position",
-        orders,
-    ):
-        ops[invoice_id].append((operation_id, kind, status, target))
-    accrued: dict[str, list[Decimal]] = defaultdict(list)
-    for order_id, amount in dbs.sql(
-        "cashback", "SELECT order_id, amount FROM accruals WHERE order_id = ANY(%s)", orders
-    ):
-        accrued[order_id].append(Decimal(amount))
-
-    found: list[tuple[str, str, Any]] = []
-    for order_id in orders:
-        status = statuses.get(order_id)
-        mine = ops[order_id]
-        kinds = [(kind, state) for _, kind, state, _ in mine]
-        if status == "PAYED":
-            if kinds != [("hold", "succeeded"), ("clear", "succeeded")]:
-                found.append((order_id, "PAYED, operations", kinds))
-            if accrued[order_id] != [CASHBACK]:
-                found.append((order_id, "PAYED, accruals", accrued[order_id]))
-            continue
-        if status != "WAITING":
-            found.append((order_id, "status", status))
-        released = {
-            target for _, kind, state, target in mine if (kind, state) == ("unhold", "succeeded")
-        }
-        for operation_id, kind, state, _ in mine:
-            if kind == "hold" and state in LIVE_HOLD and operation_id not in released:
-                found.append((order_id, "unpaid, live hold", kinds))
-            if kind == "clear" and state != "failed":
-                found.append((order_id, "unpaid, clear", kinds))
-            if state == "pending":
-                found.append((order_id, "unpaid, pending operation", kinds))
-        if accrued[order_id]:
-            found.append((order_id, "unpaid, accruals", accrued[order_id]))
-    return found
-
-
-def tasks_running(dbs: Databases) -> int:
-    """Tasks the newest worker (the live one) is running; a killed one's stay `doing` too."""
-    ((count,),) = dbs.sql(
-        "queue",
-        "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'"
-        " AND worker_id = (SELECT max(id) FROM procrastinate_workers)",
-    )
-    return int(count)
-
-
-def recovered(layout: Layout) -> int:
-    """Stalled tasks of killed workers taken back so far (the worker's log says each)."""
-    return (
-        (layout.logs / f"{WORKER}.log").read_text(errors="replace").count("stalled_task_recovered")
-    )
-
-
-def queue_jobs(dbs: Databases, *statuses: str) -> list[tuple[Any, ...]]:
-    return dbs.sql(
-        "queue",
-        "SELECT id, task_name, status, attempts, scheduled_at FROM procrastinate_jobs"
-        " WHERE status::text = ANY(%s) ORDER BY id",
-        list(statuses),
-    )
-
-
-# --- the test -----------------------------------------------------------------------------
 
 
 async def test_payments_survive_random_sigkills_of_payments_eda_and_the_worker(
@@ -284,206 +82,12 @@ async def test_payments_survive_random_sigkills_of_payments_eda_and_the_worker(
 async def chaos_and_check(
     layout: Layout, options: list[str], dbs: Databases, seed: int, test_started: float
 ) -> None:
-    pos = layout.url(layout.nginx_ports["iiko-integration"])
-    payer = layout.url(layout.nginx_ports["payments-eda"])
-    stats = Stats()
-    order_ids: list[str] = []
-    seen_paid: set[str] = set()  # orders a guest was told are paid
-    guests_done = asyncio.Event()
-
-    async def jobs_running() -> int:
-        return await asyncio.to_thread(tasks_running, dbs)
-
-    async def busy(target: str) -> int:
-        if target == WORKER:
-            return await jobs_running()
-        return stats.pays_in_flight
-
-    async def chaos(target: str) -> None:
-        rng = random.Random(f"{seed}:{target}")
-        while not guests_done.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(guests_done.wait(), rng.uniform(*KILL_AFTER[target]))
-            # A random moment, moved (by up to BUSY_WAIT) to one where the target has work in
-            # flight: a pay request waiting on an answer, or a queue task running.
-            deadline = time.monotonic() + BUSY_WAIT
-            while not guests_done.is_set() and time.monotonic() < deadline:
-                if await busy(target):
-                    break
-                await asyncio.sleep(0.05)
-            if guests_done.is_set():
-                return
-            running = await jobs_running()
-            pid = pid_of(layout, target)
-            assert alive(pid), (
-                f"{target} (pid {pid}) died on its own\n{log_tails(layout, (target,))}"
-            )
-            os.killpg(pid, signal.SIGKILL)
-            kill = Kill(target, stats.now(), stats.pays_in_flight, stats.guests_paying, running)
-            stats.kills.append(kill)
-            await asyncio.sleep(rng.uniform(*DOWN_FOR))
-            began = time.monotonic()
-            await restart(options, target)
-            kill.restart_seconds = time.monotonic() - began
-
-    async with httpx.AsyncClient(
-        timeout=httpx.Timeout(20.0), limits=httpx.Limits(max_connections=4 * GUESTS)
-    ) as client:
-
-        async def create_order(index: int) -> tuple[str, str]:
-            body = {
-                "client_id": "rest-1",
-                "internal_order_id": f"chaos-{seed}-{index}",
-                "bill": {
-                    "currency": "RUB",
-                    "amount": AMOUNT,
-                    "elements": [{"name": "Dinner", "amount": AMOUNT}],
-                },
-            }
-            for _ in range(20):  # the POS sends the bill again: idempotent on the iiko id
-                try:
-                    answer = await client.post(
-                        f"{pos}/orders", json=body, headers={"X-API-Key": API_KEY}
-                    )
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.5)
-                    continue
-                if answer.status_code in RETRYABLE:
-                    await asyncio.sleep(0.5)
-                    continue
-                assert answer.status_code == 200, answer.text
-                link = next(
-                    line["value"]
-                    for line in answer.json()["bill_lines"]
-                    if line["type"] == "qr-code"
-                )
-                query = parse_qs(urlsplit(link).query)
-                return query["order_id"][0], query["hmac"][0]
-            raise AssertionError(f"the POS could not create order {index}")
-
-        async def status_of(order_id: str, signature: str) -> tuple[str, str] | None:
-            try:
-                answer = await client.get(
-                    f"{payer}/4.0/payments/v1/orders",
-                    params={"order_id": order_id, "hmac": signature},
-                    headers={"X-Request-Language": "en"},
-                )
-            except httpx.HTTPError:
-                return None
-            if answer.status_code != 200:
-                if answer.status_code not in RETRYABLE:
-                    stats.unexpected.append(f"status {answer.status_code}: {answer.text}")
-                return None
-            body = answer.json()
-            return str(body["status"]), str(body["message"])
-
-        async def pay(order_id: str, signature: str) -> str:
-            """One guest's taps and waits; returns how it ended for the guest."""
-            for _ in range(TAPS):
-                stats.taps += 1
-                stats.pays_in_flight += 1
-                try:
-                    answer = await client.post(
-                        f"{payer}/4.0/payments/v1/orders",
-                        json={
-                            "service": "restaurant",
-                            "order_id": order_id,
-                            "hmac": signature,
-                            "payment_method": {"type": "card", "id": CARD},
-                            "amount": AMOUNT,
-                        },
-                        headers={"X-Yandex-UID": DEMO["user_id"], "X-Request-Language": "en"},
-                    )
-                except httpx.HTTPError as exc:
-                    stats.tap_errors[type(exc).__name__] += 1
-                    await asyncio.sleep(random.uniform(0.3, 1.0))
-                    continue
-                finally:
-                    stats.pays_in_flight -= 1
-                if answer.status_code in RETRYABLE:
-                    stats.tap_errors[str(answer.status_code)] += 1
-                    await asyncio.sleep(random.uniform(0.3, 1.0))
-                    continue
-                if answer.status_code == 409 and answer.json().get("code") == "already_paid":
-                    seen_paid.add(order_id)
-                    return "PAYED"
-                if answer.status_code != 200:
-                    stats.unexpected.append(f"pay {answer.status_code}: {answer.text}")
-                    return "refused"
-                deadline = time.monotonic() + POLL_FOR
-                seen: tuple[str, str] | None = None
-                while time.monotonic() < deadline:
-                    await asyncio.sleep(1.0)  # X-Polling-Delay
-                    seen = await status_of(order_id, signature)
-                    if seen is None:
-                        continue
-                    if seen[0] == "PAYED":
-                        seen_paid.add(order_id)
-                        return "PAYED"
-                    if seen[0] == "DECLINED" or seen[1] == READY:
-                        break  # the attempt ended without money: tap again
-                else:
-                    return "walked away waiting"
-            return "gave up"
-
-        async def guest(queue: asyncio.Queue[int]) -> None:
-            while True:
-                try:
-                    index = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                await asyncio.sleep(stats.started + index * PACE - time.monotonic())
-                order_id, signature = await create_order(index)
-                order_ids.append(order_id)
-                stats.guests_paying += 1
-                try:
-                    stats.outcomes[await pay(order_id, signature)] += 1
-                finally:
-                    stats.guests_paying -= 1
-
-        work: asyncio.Queue[int] = asyncio.Queue()
-        for index in range(ORDERS):
-            work.put_nowait(index)
-        stats.started = time.monotonic()
-        chaos_tasks = [asyncio.create_task(chaos(target)) for target in TARGETS]
-
-        async def all_guests() -> None:
-            await asyncio.gather(*(guest(work) for _ in range(GUESTS)))
-
-        guests = asyncio.create_task(all_guests())
-        try:
-            # A chaos loop ends before the guests only when it failed (a restart did not come
-            # up): that fails the test now, not after the last payment.
-            await asyncio.wait([guests, *chaos_tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in chaos_tasks:
-                if task.done():
-                    task.result()
-                    raise AssertionError("a chaos loop stopped while the guests were paying")
-            await guests
-            paying_for = stats.now()
-            recovered_in_chaos = recovered(layout)
-            guests_done.set()
-            # The chaos loops finish the restart they are in: everything killed runs again.
-            await asyncio.gather(*chaos_tasks)
-        finally:
-            guests_done.set()
-            for task in [guests, *chaos_tasks]:
-                task.cancel()
-            await asyncio.gather(guests, *chaos_tasks, return_exceptions=True)
+    chaos = await pay_under_chaos(layout, options, dbs, seed)
+    stats, order_ids, seen_paid = chaos.stats, chaos.order_ids, chaos.seen_paid
 
     for name in TARGETS:
         assert alive(pid_of(layout, name)), f"{name} is not running after the chaos"
-    restarted = time.monotonic()
-    deadline = restarted + CONVERGE_TIMEOUT
-    while True:
-        found = await asyncio.to_thread(violations_of, dbs, order_ids)
-        left = await asyncio.to_thread(queue_jobs, dbs, "todo", "doing")
-        if not found and not left:
-            break
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(1.0)
-    to_converge = time.monotonic() - restarted
+    found, left, to_converge = await converge(dbs, order_ids)
     statuses_now = dict(
         dbs.sql("eda", "SELECT id, status FROM orders WHERE id = ANY(%s)", list(seen_paid))
     )
@@ -497,33 +101,11 @@ async def chaos_and_check(
         status
         for (status,) in dbs.sql("eda", "SELECT status FROM orders WHERE id = ANY(%s)", order_ids)
     )
+    print_report(
+        chaos, layout, found, failed, left, statuses, to_converge, time.monotonic() - test_started
+    )
     kills = Counter(kill.target for kill in stats.kills)
     while_paying = [kill for kill in stats.kills if kill.guests_paying > 0]
-    print(
-        f"kill chaos: {len(order_ids)} orders, {statuses['PAYED']} PAYED,"
-        f" {len(order_ids) - statuses['PAYED']} unpaid;"
-        f" kills: {', '.join(f'{t} {kills[t]}' for t in TARGETS)}"
-        f" ({len(while_paying)} while guests were paying,"
-        f" {sum(1 for k in stats.kills if k.pays_in_flight)} with pay requests in flight,"
-        f" {sum(1 for k in stats.kills if k.target == WORKER and k.jobs_running)} of the worker"
-        f" with tasks running); violations: {len(found)}; failed tasks: {len(failed)};"
-        f" tasks left: {len(left)}; stalled tasks recovered: {recovered(layout)}"
-        f" ({recovered_in_chaos} during the chaos);"
-        f" converged in {to_converge:.1f}s after the last restart;"
-        f" payments took {paying_for:.1f}s; test {time.monotonic() - test_started:.0f}s"
-    )
-    restarts = [kill.restart_seconds for kill in stats.kills]
-    print(
-        f"guests: {stats.taps} taps, tap errors {dict(stats.tap_errors)},"
-        f" outcomes {dict(stats.outcomes)}; restarts took"
-        f" {min(restarts, default=0):.1f}-{max(restarts, default=0):.1f}s"
-    )
-    for kill in stats.kills:
-        print(
-            f"  kill {kill.target:20} at {kill.at:6.1f}s: {kill.guests_paying:2} guests paying,"
-            f" {kill.pays_in_flight:2} pay requests in flight, {kill.jobs_running:2} tasks"
-            f" running; ready again {kill.restart_seconds:.1f}s after the restart"
-        )
     context = f"\n{log_tails(layout, (*TARGETS, 'payments-eda-2', 'transactions'))}"
     assert found == [], f"violations (first 20): {found[:20]}{context}"
     assert failed == [], f"failed tasks: {failed}{context}"

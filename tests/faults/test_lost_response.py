@@ -8,9 +8,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.faults.conftest import FaultyCluster, is_operation_start
-from tests.integration.payments.cluster import (
+from tests.support.faults import is_operation_start
+from tests.support.payments_cluster import (
     USER,
+    FaultyCluster,
     accruals,
     operations,
     sql,

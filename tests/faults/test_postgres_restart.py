@@ -36,17 +36,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
-from tests.integration.payments.cluster import (
+from tests.support.payments_cluster import (
     DATABASES,
     USER,
     Cluster,
-    PortTaken,
-    serve_on_free_ports,
+    cluster_serving,
     sql,
     unfinished_jobs,
 )
 from tests.support.private_postgres import PrivatePostgres
-from tests.support.processes import QRPAY, start, wait_for_http
 
 # ~70 s on a quiet 2-core box; starting seven processes on a busy one can take a minute more.
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(300)]
@@ -104,21 +102,7 @@ class Stack(Cluster):
     """The payer stack of tests/integration/payments plus iiko-integration, on one server."""
 
     def serve_iiko(self) -> None:
-        name = "iiko-integration"
-        log = self.tmp / f"{name}.log"
-        process = start(
-            [QRPAY, "serve", name, "--port", str(self.ports[name])],
-            log=log,
-            env=self.env,
-            cwd=self.tmp,
-        )
-        self.processes.append((process, log))
-        try:
-            wait_for_http([f"{self.url(name)}/ping"], timeout=60, process=process, log=log)
-        except AssertionError:
-            if "already in use" in log.read_text(errors="replace"):
-                raise PortTaken(name) from None
-            raise
+        self.serve("iiko-integration", self.ports["iiko-integration"])
 
 
 async def create_databases(admin_url: str, count: int) -> list[str]:
@@ -137,22 +121,12 @@ async def create_databases(admin_url: str, count: int) -> list[str]:
 
 @contextmanager
 def stack_on(tmp: Path, databases: dict[str, str], queue_url: str) -> Iterator[Stack]:
-    def build(attempt: int) -> Stack:
-        instance = Stack(tmp, databases, queue_url)
-        if attempt == 0:
-            instance.upgrade()
-        return instance
-
     def serve(instance: Stack) -> None:
         instance.serve_all()
         instance.serve_iiko()
 
-    instance = serve_on_free_ports(build, serve)
-    try:
-        instance.bind_card()
+    with cluster_serving(lambda: Stack(tmp, databases, queue_url), serve) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture

@@ -50,17 +50,13 @@ import yaml
 from qrpay.kernel.config import load_yaml, parse_config
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay.runner.embedded import embedded_config, ports_for
-from tests.faults.conftest import threaded
-from tests.support.faults import FaultProxy
+from tests.support.faults import FaultProxy, threaded
 from tests.support.processes import (
     QRPAY,
+    ServedProcesses,
     child_env,
     free_port_base,
-    kill_group,
     run,
-    start,
-    terminate,
-    wait_for_http,
 )
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
@@ -103,8 +99,10 @@ class Outcome:
     at: float  # the scheduled start, seconds into the phase
 
 
-class Stack:
+class Stack(ServedProcesses):
     """eda and iiko-integration as `qrpay serve` processes, a FaultProxy between them."""
+
+    log_tail = 3000
 
     def __init__(self, tmp: Path, database_url: str) -> None:
         self.tmp = tmp
@@ -136,31 +134,8 @@ class Stack:
         )
         return data
 
-    def serve(self, name: str) -> None:
-        log = self.tmp / f"{name}.log"
-        process = start(
-            [QRPAY, "serve", name, "--port", str(self.ports[name])],
-            log=log,
-            env=self.env,
-            cwd=self.tmp,
-        )
-        self.processes.append((process, log))
-        wait_for_http([f"{self.url(name)}/ping"], timeout=60, process=process, log=log)
-
     def pid(self, name: str) -> int:
         return next(process.pid for process, log in self.processes if log.stem == name)
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}"
-            for _, log in self.processes
-        )
-
-    def stop(self) -> None:
-        for process, _ in self.processes:
-            terminate(process)
-        for process, _ in self.processes:
-            kill_group(process)
 
 
 @pytest.fixture
@@ -185,8 +160,8 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[tuple[Stack, dict[str, 
                 migrated = run([QRPAY, "db", "upgrade", "eda"], env=instance.env, cwd=tmp_path)
                 assert migrated.returncode == 0, migrated.stdout + migrated.stderr
             try:
-                instance.serve("eda")
-                instance.serve("iiko-integration")
+                instance.serve("eda", instance.ports["eda"])
+                instance.serve("iiko-integration", instance.ports["iiko-integration"])
             except AssertionError:
                 # Tests running beside this one can take a probed port before we bind it.
                 if attempt < 2 and "already in use" in instance.logs():

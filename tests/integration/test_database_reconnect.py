@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from qrpay.kernel.db import Database
-from tests.integration.payments.cluster import database_name, sql
+from tests.support.payments_cluster import database_name, sql
 
 pytestmark = pytest.mark.postgres
 

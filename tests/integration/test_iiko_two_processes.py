@@ -22,13 +22,10 @@ from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay.runner.embedded import embedded_config, ports_for
 from tests.support.processes import (
     QRPAY,
+    ServedProcesses,
     child_env,
     free_port_base,
-    kill_group,
     run,
-    start,
-    terminate,
-    wait_for_http,
 )
 
 pytestmark = pytest.mark.postgres
@@ -37,7 +34,9 @@ CONCURRENCY = 50
 DEV_KEY = load_yaml(REPO_DEV_CONFIG / "secdist.yaml")["api_keys"][0]["key"]
 
 
-class Cluster:
+class Cluster(ServedProcesses):
+    log_tail = 1_000_000
+
     def __init__(self, tmp_path: Path, database_url: str) -> None:
         self.tmp = tmp_path
         base = free_port_base(len(ports_for(8080)) + 1)
@@ -63,25 +62,6 @@ class Cluster:
         )
         self.processes: list[tuple[Any, Path]] = []
 
-    def serve(self, name: str, port: int) -> None:
-        log = self.tmp / f"{name}-{port}.log"
-        process = start(
-            [QRPAY, "serve", name, "--port", str(port)], log=log, env=self.env, cwd=self.tmp
-        )
-        self.processes.append((process, log))
-        wait_for_http([f"http://127.0.0.1:{port}/ping"], timeout=60, process=process, log=log)
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {log.name}\n{log.read_text(errors='replace')}" for _, log in self.processes
-        )
-
-    def stop(self) -> None:
-        for process, _ in self.processes:
-            terminate(process)
-        for process, _ in self.processes:
-            kill_group(process)
-
 
 @pytest.fixture
 async def database_url(
@@ -98,9 +78,9 @@ def cluster(tmp_path: Path, database_url: str) -> Iterator[Cluster]:
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     assert "eda: at head" in migrated.stdout
     try:
-        instance.serve("eda", instance.eda_port)
+        instance.serve("eda", instance.eda_port, f"eda-{instance.eda_port}")
         for port in instance.iiko_ports:
-            instance.serve("iiko-integration", port)
+            instance.serve("iiko-integration", port, f"iiko-integration-{port}")
         yield instance
     finally:
         # Before the database is dropped: its sessions must be gone.

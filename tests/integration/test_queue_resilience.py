@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from qrpay.kernel.queue import TaskQueue, TaskSpec
-from tests.integration.payments.cluster import sql
+from tests.support.payments_cluster import sql
 
 pytestmark = pytest.mark.postgres
 

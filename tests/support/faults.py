@@ -11,6 +11,9 @@ passes through again.
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -134,3 +137,43 @@ async def _close_without_answer(request: web.Request) -> web.StreamResponse:
         request.transport.close()
     await asyncio.sleep(0.05)
     return web.Response(status=599)
+
+
+class SelectiveFaultProxy(FaultProxy):
+    """A FaultProxy whose fault applies only to requests ``applies`` picks; others pass."""
+
+    def __init__(self, target: str, applies: Callable[[web.Request], bool] | None = None) -> None:
+        super().__init__(target)
+        self.applies = applies
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.applies is None or self.applies(request):
+            return await super()._handle(request)
+        self.received += 1
+        status, headers, body = await self._forward(request)
+        return web.Response(body=body, status=status, headers=headers)
+
+
+def is_operation_start(request: web.Request) -> bool:
+    """transactions' start_operation: POST /v1/invoices/{id}/operations (a hold or a clear)."""
+    return request.method == "POST" and request.path.endswith("/operations")
+
+
+@contextmanager
+def threaded(proxy: FaultProxy) -> Iterator[FaultProxy]:
+    """Serve ``proxy`` on an event loop of its own in a daemon thread.
+
+    The tests' synchronous HTTP helpers (``Cluster.order_status`` and friends) then never
+    stall it.
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(timeout=10)
+        yield proxy
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

@@ -206,3 +206,53 @@ class QrpayUp:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+class PortTaken(Exception):
+    """Another process took one of the free ports we probed; start again on others."""
+
+
+class ServedProcesses:
+    """`qrpay serve` processes a test starts with one environment, each logging to
+    ``tmp/<name>.log``; ``stop`` ends them all, their forked workers too."""
+
+    tmp: Path
+    env: dict[str, str]
+    processes: list[tuple[subprocess.Popen[bytes], Path]]
+    stop_timeout = 10.0
+    log_tail = 4000
+
+    def launch(
+        self, name: str, port: int, log_name: str | None = None
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        log = self.tmp / f"{log_name or name}.log"
+        process = start(
+            [QRPAY, "serve", name, "--port", str(port)], log=log, env=self.env, cwd=self.tmp
+        )
+        self.processes.append((process, log))
+        return process, log
+
+    @staticmethod
+    def wait_ready(name: str, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+        """Wait for the /ping of a launched process; PortTaken if another took its port."""
+        try:
+            wait_for_http([f"http://127.0.0.1:{port}/ping"], timeout=60, process=process, log=log)
+        except AssertionError:
+            if "already in use" in log.read_text(errors="replace"):
+                raise PortTaken(name) from None
+            raise
+
+    def serve(self, name: str, port: int, log_name: str | None = None) -> None:
+        self.wait_ready(name, port, *self.launch(name, port, log_name))
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {log.name}\n{log.read_text(errors='replace')[-self.log_tail :]}"
+            for _, log in self.processes
+        )
+
+    def stop(self) -> None:
+        for process, _ in self.processes:
+            terminate(process, timeout=self.stop_timeout)
+        for process, _ in self.processes:
+            kill_group(process)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +9,9 @@ import pytest
 
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.config import QrpayConfig
+from tests.support.component.api_proxy import Started
 from tests.support.mockserver import MockServer
 from tests.support.services import dev_config, make_context, point_services_at, running_service
-
-Started = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
@@ -42,8 +40,3 @@ async def proxy(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with start_proxy(proxy_config) as client:
         yield client
-
-
-async def sign_in(client: httpx.AsyncClient, user: str = "demo-user") -> None:
-    answer = await client.post("/login", data={"user_id": user, "next": "/go-pay/restaurants"})
-    assert answer.status_code == 303, answer.text

@@ -7,8 +7,8 @@ import pytest
 from aiohttp import web
 
 from qrpay.kernel.config import QrpayConfig
-from tests.component.api_proxy.conftest import Started, sign_in
-from tests.component.iiko_integration.conftest import closed_port_url
+from tests.support.component.api_proxy import Started, sign_in
+from tests.support.component.iiko_integration import closed_port_url
 from tests.support.mockserver import MockServer, drop_connection, error_response, json_response
 from tests.support.services import point_services_at
 

@@ -9,7 +9,7 @@ import pytest
 
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.config import QrpayConfig
-from tests.component.api_proxy.conftest import Started, sign_in
+from tests.support.component.api_proxy import Started, sign_in
 from tests.support.services import dev_secdist
 
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -10,20 +9,6 @@ from fastapi import FastAPI
 
 from qrpay.kernel.clock import FrozenClock
 from tests.support.services import make_context, running_service
-
-
-def card(user_id: str = "u1", **overrides: Any) -> dict[str, Any]:
-    return {
-        "user_id": user_id,
-        "type": "card",
-        "token": "tok_visa_ok",
-        "system": "visa",
-        "last4": "4242",
-        "expiry_month": 12,
-        "expiry_year": 2030,
-        "available": True,
-        **overrides,
-    }
 
 
 @pytest.fixture

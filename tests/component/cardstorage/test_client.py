@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from qrpay.cardstorage.client import CardstorageClient
 from qrpay.cardstorage.schemas import PaymentMethodIn
 from qrpay.kernel.errors import Conflict, InvalidInput, NotFound
-from tests.component.cardstorage.conftest import card
+from tests.support.component.cardstorage import card
 from tests.support.services import dev_config, make_context, point_services_at, served
 
 

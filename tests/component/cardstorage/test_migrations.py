@@ -2,19 +2,9 @@
 
 from pathlib import Path
 
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine
-
 from qrpay.cardstorage.repository import metadata
-from qrpay.kernel.migrations import upgrade
+from tests.support.postgres import sqlite_migration_diff
 
 
 def test_migrations_match_the_metadata(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cardstorage.db'}"
-    upgrade("cardstorage", url)
-    engine = create_engine(f"sqlite:///{tmp_path / 'cardstorage.db'}")
-    with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), metadata)
-    engine.dispose()
-    assert diff == []
+    assert sqlite_migration_diff("cardstorage", tmp_path, metadata) == []

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from qrpay.cardstorage.repository import payment_methods
 from qrpay.kernel.clock import FrozenClock
-from tests.component.cardstorage.conftest import card
+from tests.support.component.cardstorage import card
 
 
 async def bind(client: httpx.AsyncClient, method_id: str = "card-1", **body: Any) -> dict[str, Any]:

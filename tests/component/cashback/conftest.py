@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -10,20 +9,6 @@ from fastapi import FastAPI
 
 from qrpay.kernel.clock import FrozenClock
 from tests.support.services import make_context, running_service
-
-
-def accrual(user_id: str = "u1", amount: str = "10.00", **overrides: Any) -> dict[str, Any]:
-    return {
-        "user_id": user_id,
-        "amount": amount,
-        "currency": "RUB",
-        "source": "rest-1",
-        **overrides,
-    }
-
-
-async def accrue(client: httpx.AsyncClient, order_id: str = "o1", **body: Any) -> httpx.Response:
-    return await client.put(f"/v1/accruals/{order_id}", json=accrual(**body))
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from qrpay.cashback.repository import accruals
 from qrpay.kernel.clock import FrozenClock
-from tests.component.cashback.conftest import accrual, accrue
+from tests.support.component.cashback import accrual, accrue
 from tests.support.services import dev_config, make_context, running_service
 
 

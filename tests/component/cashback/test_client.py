@@ -12,7 +12,7 @@ from qrpay.cashback.schemas import AccrualIn
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.errors import Conflict, DependencyUnavailable
 from qrpay.kernel.http_client import HttpSession
-from tests.component.cashback.conftest import accrual
+from tests.support.component.cashback import accrual
 from tests.support.services import (
     dev_config,
     make_context,

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tests.component.eda.conftest import create_body
+from tests.support.component.eda import create_body
 from tests.support.services import dev_secdist, make_context, running_service
 
 # Nothing listens on port 1: every connection is refused at once.

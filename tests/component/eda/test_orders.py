@@ -12,7 +12,7 @@ from qrpay.eda.repository import orders
 from qrpay.eda.service import OrderService
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.service import service_of
-from tests.component.eda.conftest import bill, create, create_body, start
+from tests.support.component.eda import bill, create, create_body, start
 
 
 async def count_rows(app: FastAPI) -> int:

@@ -10,7 +10,7 @@ from qrpay.eda.jobs import close_expired_orders, refresh_open_orders
 from qrpay.eda.service import OrderService
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.service import service_of
-from tests.component.eda.conftest import TTL, create, start
+from tests.support.component.eda import TTL, create, start
 
 
 async def post(

@@ -8,7 +8,7 @@ import pytest
 
 from qrpay.eda.service import OrderService
 from qrpay.kernel.clock import FrozenClock
-from tests.component.eda.conftest import create
+from tests.support.component.eda import create
 from tests.support.services import dev_config, make_context, running_service
 
 

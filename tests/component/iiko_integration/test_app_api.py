@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from tests.component.iiko_integration.conftest import Started
+from tests.support.component.iiko_integration import Started
 
 MOSCOW = {"nearest_zone": "moscow", "uuid": "user-1", "phone_id": "phone-1"}
 

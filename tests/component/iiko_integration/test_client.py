@@ -10,7 +10,7 @@ from qrpay.iiko_integration.client import IikoIntegrationClient
 from qrpay.iiko_integration.schemas import CreateOrderRequest
 from qrpay.kernel.errors import Unauthenticated
 from qrpay.kernel.http_client import HttpSession
-from tests.component.iiko_integration.conftest import API_KEY, valid_order
+from tests.support.component.iiko_integration import API_KEY, valid_order
 from tests.support.mockserver import MockServer, error_response
 from tests.support.services import dev_config, make_context, point_services_at
 

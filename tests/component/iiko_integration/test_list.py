@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.component.iiko_integration.conftest import HEADERS, Started
+from tests.support.component.iiko_integration import HEADERS, Started
 from tests.support.mockserver import MockServer, error_response
 
 

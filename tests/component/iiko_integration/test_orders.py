@@ -9,7 +9,7 @@ from aiohttp import web
 
 from qrpay.kernel import deeplink
 from qrpay.kernel.service import ServiceContext
-from tests.component.iiko_integration.conftest import (
+from tests.support.component.iiko_integration import (
     HEADERS,
     Started,
     closed_port_url,

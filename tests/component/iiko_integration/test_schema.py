@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from qrpay.kernel.service import build_app
-from tests.component.iiko_integration.conftest import HEADERS, eda_order
+from tests.support.component.iiko_integration import HEADERS, eda_order
 from tests.support.mockserver import MockServer
 from tests.support.services import dev_config, make_context, point_services_at
 

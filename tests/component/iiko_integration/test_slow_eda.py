@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from qrpay.kernel.service import ServiceContext
-from tests.component.iiko_integration.conftest import HEADERS, valid_order
+from tests.support.component.iiko_integration import HEADERS, valid_order
 from tests.support.mockserver import MockServer, slow
 from tests.support.services import dev_config, running_service
 

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.component.iiko_integration.conftest import HEADERS, Started, valid_order
+from tests.support.component.iiko_integration import HEADERS, Started, valid_order
 from tests.support.mockserver import MockServer
 
 ELEMENT = {"name": "Borscht", "amount": "120"}
@@ -108,7 +108,7 @@ async def test_valid_edge_values_are_accepted(iiko: Started, mockserver: MockSer
 
     @mockserver.handler("/v1/orders")
     async def create(request: Any) -> dict[str, Any]:
-        from tests.component.iiko_integration.conftest import eda_order
+        from tests.support.component.iiko_integration import eda_order
 
         return {"order": eda_order(await request.json()), "outcome": "created"}
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from qrpay.kernel.clock import FrozenClock
-from tests.component.payments_eda.conftest import (
+from tests.support.component.payments_eda import (
     BASE,
     ORDER_ID,
     USER,

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.service import build_app
-from tests.component.payments_eda.conftest import (
+from tests.support.component.payments_eda import (
     USER,
     card_body,
     config_for,

@@ -12,7 +12,7 @@ from qrpay.kernel.errors import DependencyUnavailable, QrpayError
 from qrpay.kernel.queue import TaskQueue
 from qrpay.payments_eda import tasks
 from qrpay.payments_eda.app import build_worker
-from tests.component.payments_eda.conftest import (
+from tests.support.component.payments_eda import (
     ORDER_ID,
     PAYMENT,
     USER,
@@ -353,7 +353,7 @@ async def test_queue_gauges(pe: Env) -> None:
 
 
 async def test_build_worker(tmp_path: Any, mockserver: MockServer) -> None:
-    from tests.component.payments_eda.conftest import config_for
+    from tests.support.component.payments_eda import config_for
 
     queue = TaskQueue()
     ctx = make_context("payments-eda", tmp_path, config=config_for(mockserver), queue=queue)

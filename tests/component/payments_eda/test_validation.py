@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.component.payments_eda.conftest import BASE, USER, Env, pay_body
+from tests.support.component.payments_eda import BASE, USER, Env, pay_body
 
 UID = {"X-Yandex-UID": USER}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qrpay.kernel.clock import FrozenClock
-from tests.component.transactions.conftest import OK, POOR, Transactions
+from tests.support.component.transactions import OK, POOR, Transactions
 from tests.support.services import make_context, running_service
 
 

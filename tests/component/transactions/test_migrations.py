@@ -2,18 +2,9 @@
 
 from pathlib import Path
 
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine
-
-from qrpay.kernel.migrations import upgrade
 from qrpay.transactions.repository import metadata
+from tests.support.postgres import sqlite_migration_diff
 
 
 def test_migrations_match_the_metadata(tmp_path: Path) -> None:
-    upgrade("transactions", f"sqlite+aiosqlite:///{tmp_path / 'tx.db'}")
-    engine = create_engine(f"sqlite:///{tmp_path / 'tx.db'}")
-    with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), metadata)
-    engine.dispose()
-    assert diff == []
+    assert sqlite_migration_diff("transactions", tmp_path, metadata) == []

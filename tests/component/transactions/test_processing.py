@@ -16,7 +16,7 @@ from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.queue import TaskQueue
 from qrpay.transactions.gateway import SandboxGateway
 from qrpay.transactions.service import GATEWAY_ATTEMPTS
-from tests.component.transactions.conftest import BROKEN, POOR, TTL, Transactions
+from tests.support.component.transactions import BROKEN, POOR, TTL, Transactions
 from tests.support.services import make_context, running_service
 
 

@@ -7,13 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from qrpay.cardstorage.repository import metadata
-from qrpay.kernel.db import sync_url
+from tests.support.postgres import metadata_diff
 
 pytestmark = pytest.mark.postgres
 
@@ -28,16 +26,12 @@ def card(user_id: str, token: str) -> dict[str, Any]:
     }
 
 
-def test_migrations_match_the_metadata(cardstorage_pg_url: str) -> None:
-    engine = create_engine(sync_url(cardstorage_pg_url))
-    with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), metadata)
-    engine.dispose()
-    assert diff == []
+def test_migrations_match_the_metadata(migrated_pg_url: str) -> None:
+    assert metadata_diff(migrated_pg_url, metadata) == []
 
 
 async def test_concurrent_binds_of_one_id_by_two_users_give_it_to_one(
-    instances: list[httpx.AsyncClient], cardstorage_pg_url: str
+    instances: list[httpx.AsyncClient], migrated_pg_url: str
 ) -> None:
     responses = await asyncio.gather(
         *(
@@ -49,7 +43,7 @@ async def test_concurrent_binds_of_one_id_by_two_users_give_it_to_one(
     taken = [r for r in responses if r.status_code == 409]
     assert len(ok) + len(taken) == 40
     assert all(r.json()["code"] == "payment_method_taken" for r in taken)
-    engine = create_async_engine(cardstorage_pg_url)
+    engine = create_async_engine(migrated_pg_url)
     try:
         async with engine.connect() as connection:
             rows = (

@@ -6,13 +6,9 @@ import asyncio
 
 import httpx
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from qrpay.cashback.repository import metadata
-from qrpay.kernel.db import sync_url
+from tests.support.postgres import metadata_diff, row_count
 
 pytestmark = pytest.mark.postgres
 
@@ -21,26 +17,12 @@ def body(amount: str = "10.00", user_id: str = "u1", currency: str = "RUB") -> d
     return {"user_id": user_id, "amount": amount, "currency": currency, "source": "rest-1"}
 
 
-async def row_count(url: str) -> int:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as connection:
-            result = await connection.execute(text("SELECT count(*) FROM accruals"))
-            return int(result.scalar_one())
-    finally:
-        await engine.dispose()
-
-
-def test_migrations_match_the_metadata(cashback_pg_url: str) -> None:
-    engine = create_engine(sync_url(cashback_pg_url))
-    with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), metadata)
-    engine.dispose()
-    assert diff == []
+def test_migrations_match_the_metadata(migrated_pg_url: str) -> None:
+    assert metadata_diff(migrated_pg_url, metadata) == []
 
 
 async def test_fifty_concurrent_accruals_on_two_instances_make_one_row(
-    instances: list[httpx.AsyncClient], cashback_pg_url: str
+    instances: list[httpx.AsyncClient], migrated_pg_url: str
 ) -> None:
     responses = await asyncio.gather(
         *(instances[i % 2].put("/v1/accruals/order-1", json=body()) for i in range(50))
@@ -48,11 +30,11 @@ async def test_fifty_concurrent_accruals_on_two_instances_make_one_row(
     assert [r.status_code for r in responses] == [200] * 50
     assert sum(r.json()["created"] for r in responses) == 1
     assert len({r.json()["accrual"]["amount"] for r in responses}) == 1
-    assert await row_count(cashback_pg_url) == 1
+    assert await row_count(migrated_pg_url, "accruals") == 1
 
 
 async def test_concurrent_conflicting_accruals_one_wins(
-    instances: list[httpx.AsyncClient], cashback_pg_url: str
+    instances: list[httpx.AsyncClient], migrated_pg_url: str
 ) -> None:
     responses = await asyncio.gather(
         *(
@@ -68,7 +50,7 @@ async def test_concurrent_conflicting_accruals_one_wins(
             assert response.json()["accrual"]["amount"] == winner
         else:
             assert (response.status_code, response.json()["code"]) == (409, "accrual_mismatch")
-    assert await row_count(cashback_pg_url) == 1
+    assert await row_count(migrated_pg_url, "accruals") == 1
 
 
 async def test_balances_are_exact(instances: list[httpx.AsyncClient]) -> None:

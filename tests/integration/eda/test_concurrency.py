@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.support.postgres import row_count
 
 pytestmark = pytest.mark.postgres
 
@@ -28,15 +28,6 @@ def create_body(internal: str, amount: str = "100") -> dict[str, Any]:
     }
 
 
-async def row_count(url: str) -> int:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as connection:
-            return int((await connection.execute(text("SELECT count(*) FROM orders"))).scalar_one())
-    finally:
-        await engine.dispose()
-
-
 async def create(client: httpx.AsyncClient, internal: str, amount: str = "100") -> httpx.Response:
     return await client.post("/v1/orders", json=create_body(internal, amount))
 
@@ -51,7 +42,7 @@ async def start(
 
 
 async def test_concurrent_identical_creates_make_one_order(
-    instances: list[httpx.AsyncClient], eda_pg_url: str
+    instances: list[httpx.AsyncClient], migrated_pg_url: str
 ) -> None:
     responses = await asyncio.gather(*(create(instances[i % 2], "same") for i in range(50)))
     assert {r.status_code for r in responses} == {200}, [
@@ -59,16 +50,16 @@ async def test_concurrent_identical_creates_make_one_order(
     ]
     assert len({r.json()["order"]["order_id"] for r in responses}) == 1
     assert sorted(r.json()["outcome"] for r in responses) == ["created"] + ["existing"] * 49
-    assert await row_count(eda_pg_url) == 1
+    assert await row_count(migrated_pg_url, "orders") == 1
 
 
 async def test_concurrent_distinct_creates_make_one_order_each(
-    instances: list[httpx.AsyncClient], eda_pg_url: str
+    instances: list[httpx.AsyncClient], migrated_pg_url: str
 ) -> None:
     responses = await asyncio.gather(*(create(instances[i % 2], f"o-{i}") for i in range(50)))
     assert {r.json()["outcome"] for r in responses} == {"created"}
     assert len({r.json()["order"]["order_id"] for r in responses}) == 50
-    assert await row_count(eda_pg_url) == 50
+    assert await row_count(migrated_pg_url, "orders") == 50
 
 
 async def test_concurrent_starts_have_one_winner(instances: list[httpx.AsyncClient]) -> None:

@@ -16,7 +16,7 @@ from aiohttp import ClientSession, web
 
 from qrpay.kernel.queue import TaskQueue
 from qrpay.payments_eda import tasks
-from tests.integration.payments.cluster import (
+from tests.support.payments_cluster import (
     USER,
     Cluster,
     accruals,

@@ -8,7 +8,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.integration.payments.cluster import (
+from tests.support.payments_cluster import (
     USER,
     Cluster,
     accruals,

@@ -30,33 +30,23 @@ class CountingGateway(PaymentGateway):
         self.sandbox = SandboxGateway(lambda: GatewayConfig(latency_ms=20))
         self.keys: Counter[str] = Counter()
 
-    async def hold(
-        self, token: str, amount: Decimal, currency: str, idempotency_key: str
+    async def _counted(
+        self, call: str, token: str, amount: Decimal, currency: str, key: str, *rest: Any
     ) -> GatewayResult:
-        self.keys[idempotency_key] += 1
-        return await self.sandbox.hold(token, amount, currency, idempotency_key)
+        self.keys[key] += 1
+        result: GatewayResult = await getattr(self.sandbox, call)(
+            token, amount, currency, key, *rest
+        )
+        return result
 
-    async def clear(
-        self,
-        token: str,
-        amount: Decimal,
-        currency: str,
-        idempotency_key: str,
-        reference: str | None = None,
-    ) -> GatewayResult:
-        self.keys[idempotency_key] += 1
-        return await self.sandbox.clear(token, amount, currency, idempotency_key, reference)
+    async def hold(self, *args: Any) -> GatewayResult:
+        return await self._counted("hold", *args)
 
-    async def unhold(
-        self,
-        token: str,
-        amount: Decimal,
-        currency: str,
-        idempotency_key: str,
-        reference: str | None = None,
-    ) -> GatewayResult:
-        self.keys[idempotency_key] += 1
-        return await self.sandbox.unhold(token, amount, currency, idempotency_key, reference)
+    async def clear(self, *args: Any) -> GatewayResult:
+        return await self._counted("clear", *args)
+
+    async def unhold(self, *args: Any) -> GatewayResult:
+        return await self._counted("unhold", *args)
 
 
 def service(instance: tuple[FastAPI, httpx.AsyncClient]) -> TransactionsService:
@@ -102,9 +92,9 @@ async def queued(url: str) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 async def test_thirty_concurrent_holds_leave_one_live_hold(
-    instances: list[tuple[FastAPI, httpx.AsyncClient]],
+    running_instances: list[tuple[FastAPI, httpx.AsyncClient]],
 ) -> None:
-    clients = [client for _app, client in instances]
+    clients = [client for _app, client in running_instances]
     await put_invoice(clients[0], "inv-1")
     await put_invoice(clients[1], "inv-1")
     responses = await asyncio.gather(*(hold(clients[i % 2], "inv-1", f"h-{i}") for i in range(30)))
@@ -118,22 +108,22 @@ async def test_thirty_concurrent_holds_leave_one_live_hold(
 
 
 async def test_relays_on_two_instances_process_and_report_each_operation_once(
-    instances: list[tuple[FastAPI, httpx.AsyncClient]], tx_pg_url: str
+    running_instances: list[tuple[FastAPI, httpx.AsyncClient]], migrated_pg_url: str
 ) -> None:
     gateway = CountingGateway()
-    for instance in instances:
+    for instance in running_instances:
         service(instance).gateway = gateway
-    clients = [client for _app, client in instances]
+    clients = [client for _app, client in running_instances]
     invoice_ids = [f"inv-{i}" for i in range(20)]
     for i, invoice_id in enumerate(invoice_ids):
         await put_invoice(clients[i % 2], invoice_id)
         assert (await hold(clients[i % 2], invoice_id, "h1")).status_code == 200
 
     for _ in range(3):
-        await asyncio.gather(*(service(instance).relay_once() for instance in instances))
+        await asyncio.gather(*(service(instance).relay_once() for instance in running_instances))
 
     assert gateway.keys == Counter({f"{invoice_id}:h1": 1 for invoice_id in invoice_ids})
-    jobs = await queued(tx_pg_url)
+    jobs = await queued(migrated_pg_url)
     assert sorted(lock for lock, _queue, _args in jobs) == sorted(
         f"{invoice_id}:h1:succeeded" for invoice_id in invoice_ids
     )
@@ -148,10 +138,10 @@ async def test_relays_on_two_instances_process_and_report_each_operation_once(
         )
         assert response.status_code == 200, response.text
     for _ in range(3):
-        await asyncio.gather(*(service(instance).relay_once() for instance in instances))
+        await asyncio.gather(*(service(instance).relay_once() for instance in running_instances))
     assert all(count == 1 for count in gateway.keys.values())
     assert len(gateway.keys) == 40
-    jobs = await queued(tx_pg_url)
+    jobs = await queued(migrated_pg_url)
     assert len(jobs) == 40
     assert len({lock for lock, _queue, _args in jobs}) == 40
     invoice = (await clients[0].get("/v1/invoices/inv-7")).json()

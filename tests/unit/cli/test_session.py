@@ -32,17 +32,41 @@ class FakeClient:
         return step
 
 
-async def poll(script: list[str | Exception], *, timeout: float = 5.0) -> tuple[int, str]:
+class FakeTime:
+    """A monotonic clock that moves only when the session sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+async def poll(
+    script: list[str | Exception], *, timeout: float = 5.0, fake_time: FakeTime | None = None
+) -> tuple[int, str]:
     console = Console(record=True, width=200)
     options = SessionOptions(
         url="http://x",
         api_key="k",
         out_dir=Path("."),
         timeout_seconds=timeout,
-        poll_interval_seconds=0,
+        poll_interval_seconds=1.0,
     )
+    time = fake_time or FakeTime()
     code = await poll_until_final(
-        cast(PosClient, FakeClient(script)), build_order_request(), "ord-1", options, console
+        cast(PosClient, FakeClient(script)),
+        build_order_request(),
+        "ord-1",
+        options,
+        console,
+        monotonic=time.monotonic,
+        sleep=time.sleep,
     )
     return code, console.export_text()
 
@@ -61,9 +85,12 @@ async def test_closed_or_unknown_order_exits_one(final: str) -> None:
 
 
 async def test_timeout_exits_one() -> None:
-    code, output = await poll(["WAITING"] * 1000, timeout=0.01)
+    fake_time = FakeTime()
+    code, output = await poll(["WAITING"] * 4, timeout=2.5, fake_time=fake_time)
     assert code == EXIT_NOT_PAYED
-    assert "still not paid" in output
+    assert "still not paid after 2s" in output
+    # Polls at 0, 1 and 2 s, then sleeps only the half second left and gives up at 2.5 s.
+    assert fake_time.sleeps == [1.0, 1.0, 0.5]
 
 
 async def test_a_short_outage_is_ridden_out() -> None:

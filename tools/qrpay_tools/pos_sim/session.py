@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +69,12 @@ async def poll_until_final(
     order_id: str,
     options: SessionOptions,
     console: Console,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> int:
-    started = time.monotonic()
+    """Poll until the order is final or the timeout passes; time and sleep are injectable."""
+    started = monotonic()
     deadline = started + options.timeout_seconds
     failures = 0
     status = "WAITING"
@@ -85,18 +90,18 @@ async def poll_until_final(
                 if not retryable or failures >= MAX_POLL_FAILURES:
                     raise
                 status = f"{status} (retrying: {exc.message.removeprefix('error: ')})"
-            elapsed = int(time.monotonic() - started)
+            elapsed = int(monotonic() - started)
             live.update(f"order {order_id}: {status} · {total} · {elapsed}s")
             if status in FINAL_STATUSES:
                 break
-            remaining = deadline - time.monotonic()
+            remaining = deadline - monotonic()
             if remaining <= 0:
                 console.print(
                     f"order {order_id}: still not paid after {int(options.timeout_seconds)}s",
                     markup=False,
                 )
                 return EXIT_NOT_PAYED
-            await asyncio.sleep(min(options.poll_interval_seconds, remaining))
+            await sleep(min(options.poll_interval_seconds, remaining))
     if status == "PAYED":
         console.print(f"order {order_id}: PAID {total} — print the fiscal receipt", markup=False)
         return EXIT_PAYED

@@ -7,7 +7,8 @@ import asyncio
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,15 +22,15 @@ from qrpay.kernel.deeplink import sign
 from qrpay.kernel.queue import libpq_url
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay.runner.embedded import embedded_config, ports_for
+from tests.support.faults import SelectiveFaultProxy
 from tests.support.processes import (
     QRPAY,
+    PortTaken,
+    ServedProcesses,
     child_env,
     free_port_base,
-    kill_group,
     run,
     start,
-    terminate,
-    wait_for_http,
     wait_for_text,
 )
 
@@ -49,10 +50,6 @@ def config_data(base: int, **overrides: Any) -> dict[str, Any]:
     for key, value in overrides.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return data
-
-
-class PortTaken(Exception):
-    """Another process took one of the free ports we probed; start again on others."""
 
 
 AnyCluster = TypeVar("AnyCluster", bound="Cluster")
@@ -79,7 +76,30 @@ def serve_on_free_ports(
     raise AssertionError("tries must be at least 1")
 
 
-class Cluster:
+@contextmanager
+def cluster_serving(
+    build: Callable[[], AnyCluster], serve: Callable[[AnyCluster], None]
+) -> Iterator[AnyCluster]:
+    """``build()`` a stack, migrate the databases once, serve it on free ports and bind the
+    demo card; stopped on the way out (before its databases may be dropped)."""
+
+    def attempt(number: int) -> AnyCluster:
+        instance = build()
+        if number == 0:
+            instance.upgrade()
+        return instance
+
+    instance = serve_on_free_ports(attempt, serve)
+    try:
+        instance.bind_card()
+        yield instance
+    finally:
+        instance.stop()
+
+
+class Cluster(ServedProcesses):
+    stop_timeout = 15.0
+
     def __init__(self, tmp: Path, databases: dict[str, str], queue_url: str) -> None:
         self.tmp = tmp
         self.base = free_port_base(len(ports_for(8080)))
@@ -114,24 +134,9 @@ class Cluster:
         assert "queue: schema ready" in done.stdout, done.stdout
 
     def serve_all(self) -> None:
-        started = []
-        for name in SERVED:
-            log = self.tmp / f"{name}.log"
-            process = start(
-                [QRPAY, "serve", name, "--port", str(self.ports[name])],
-                log=log,
-                env=self.env,
-                cwd=self.tmp,
-            )
-            self.processes.append((process, log))
-            started.append((name, process, log))
+        started = [(name, *self.launch(name, self.ports[name])) for name in SERVED]
         for name, process, log in started:
-            try:
-                wait_for_http([f"{self.url(name)}/ping"], timeout=60, process=process, log=log)
-            except AssertionError:
-                if "already in use" in log.read_text(errors="replace"):
-                    raise PortTaken(name) from None
-                raise
+            self.wait_ready(name, self.ports[name], process, log)
 
     def worker(
         self, label: str, *, env: dict[str, str] | None = None, concurrency: int = 4
@@ -146,18 +151,6 @@ class Cluster:
         self.processes.append((process, log))
         wait_for_text(log, "payments-eda worker: consuming", timeout=30)
         return process, log
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}"
-            for _, log in self.processes
-        )
-
-    def stop(self) -> None:
-        for process, _ in self.processes:
-            terminate(process, timeout=15)
-        for process, _ in self.processes:
-            kill_group(process)
 
     # --- the guest and the restaurant, over HTTP ------------------------------------------
 
@@ -221,6 +214,12 @@ class Cluster:
         assert answer.status_code == 200, answer.text
         body: dict[str, Any] = answer.json()
         return body
+
+
+class FaultyCluster(Cluster):
+    """A Cluster whose every process reaches some services through a FaultProxy."""
+
+    proxies: dict[str, SelectiveFaultProxy]
 
 
 def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:

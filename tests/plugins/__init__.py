@@ -1,0 +1,1 @@
+"""Shared pytest fixtures, registered once in tests/conftest.py (``pytest_plugins``)."""

@@ -1,0 +1,34 @@
+from typing import Any
+
+import httpx
+
+TTL = 3600
+
+
+def bill(amount: str = "100", element: str = "120", currency: str = "RUB") -> dict[str, Any]:
+    return {
+        "currency": currency,
+        "amount": amount,
+        "elements": [{"name": "Borscht", "amount": element}],
+    }
+
+
+def create_body(internal: str = "iiko-42", **bill_args: str) -> dict[str, Any]:
+    return {"client_id": "rest-1", "internal_order_id": internal, "bill": bill(**bill_args)}
+
+
+async def create(
+    client: httpx.AsyncClient, internal: str = "iiko-42", **bill_args: str
+) -> dict[str, Any]:
+    response = await client.post("/v1/orders", json=create_body(internal, **bill_args))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def start(
+    client: httpx.AsyncClient, order_id: str, payment_id: str = "pay-1", amount: str = "100"
+) -> httpx.Response:
+    return await client.post(
+        f"/v1/orders/{order_id}/payment/start",
+        json={"payment_id": payment_id, "amount": amount, "currency": "RUB"},
+    )

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from qrpay.kernel.clock import FrozenClock
+from qrpay.kernel.queue import TaskQueue
+from qrpay.kernel.service import service_of
+from qrpay.transactions.service import TransactionsService
+
+TTL = 3600
+
+
+CALLBACK = {"queue": "payments_eda", "task": "transaction_callback"}
+
+
+OK = {"id": "card-ok", "token": "sandbox-ok-4242"}
+
+
+POOR = {"id": "card-poor", "token": "sandbox-insufficient-9995"}
+
+
+BROKEN = {"id": "card-broken", "token": "sandbox-error-0119"}
+
+
+@dataclass
+class Transactions:
+    app: FastAPI
+    client: httpx.AsyncClient
+    queue: TaskQueue
+    clock: FrozenClock
+
+    @property
+    def service(self) -> TransactionsService:
+        return service_of(self.app, TransactionsService)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """What was put on the queue, oldest first (the in-memory connector's rows)."""
+        connector: Any = self.queue.app.connector
+        return [connector.jobs[k] for k in sorted(connector.jobs)]
+
+    async def invoice(self, invoice_id: str = "inv-1", **fields: Any) -> httpx.Response:
+        body = {
+            "owner": "payments-eda",
+            "order_id": "order-1",
+            "user_id": "user-1",
+            "currency": "RUB",
+            "callback": CALLBACK,
+            **fields,
+        }
+        return await self.client.put(f"/v1/invoices/{invoice_id}", json=body)
+
+    async def operation(self, invoice_id: str = "inv-1", **body: Any) -> httpx.Response:
+        return await self.client.post(f"/v1/invoices/{invoice_id}/operations", json=body)
+
+    async def hold(
+        self, operation_id: str = "h1", card: dict[str, str] = OK, amount: str = "100"
+    ) -> httpx.Response:
+        return await self.operation(
+            operation_id=operation_id, kind="hold", amount=amount, payment_method=card
+        )
+
+    async def get(self, invoice_id: str = "inv-1") -> dict[str, Any]:
+        response = await self.client.get(f"/v1/invoices/{invoice_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
