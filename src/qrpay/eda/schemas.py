@@ -23,6 +23,18 @@ class OrderStatus(StrEnum):
     CANCELED = "CANCELED"
 
 
+class PaymentPhase(StrEnum):
+    """Where a payment under way stands; the POS sees PAYMENT_IN_PROGRESS for all three.
+
+    The clear and the rollback each claim the payment here before they act, and each
+    claim excludes the other: the order of record decides, once, whether money is taken.
+    """
+
+    HOLDING = "HOLDING"
+    CLEARING = "CLEARING"
+    ROLLING_BACK = "ROLLING_BACK"
+
+
 class CreateOutcome(StrEnum):
     CREATED = "created"
     EXISTING = "existing"
@@ -43,6 +55,7 @@ class OrderView(WireModel):
     bill: Bill
     bill_version: int
     payment_id: str | None = None
+    payment_phase: PaymentPhase | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -72,6 +85,8 @@ class StartPaymentRequest(WireModel):
     # What the payer saw; a different current bill is a 409 ``bill_changed``.
     amount: AmountText
     currency: CurrencyCode
+    # The bill version the payer saw (absent: any version with this amount and currency).
+    bill_version: int | None = None
 
 
 class PaymentRef(WireModel):
