@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from qrpay.kernel.http_client import ServiceClient
-from qrpay.transactions.schemas import Invoice, InvoiceIn, Operation, OperationIn
+from qrpay.transactions.schemas import (
+    Invoice,
+    InvoiceIn,
+    Operation,
+    OperationIn,
+    VoidIn,
+    VoidResult,
+)
 
 
 class TransactionsClient(ServiceClient):
@@ -36,3 +43,16 @@ class TransactionsClient(ServiceClient):
             "GET", f"/v1/invoices/{invoice_id}", endpoint="get_invoice", idempotent=True
         )
         return Invoice.model_validate(body)
+
+    async def void_hold(
+        self, invoice_id: str, hold_id: str, release_operation_id: str
+    ) -> VoidResult:
+        """Void the hold (idempotent: repeat until ``outcome.final``)."""
+        body = await self.call(
+            "POST",
+            f"/v1/invoices/{invoice_id}/operations/{hold_id}/void",
+            endpoint="void_hold",
+            idempotent=True,
+            json=VoidIn(release_operation_id=release_operation_id).model_dump(mode="json"),
+        )
+        return VoidResult.model_validate(body)

@@ -31,9 +31,6 @@ SUCCEEDED = OperationStatus.SUCCEEDED
 FAILED = OperationStatus.FAILED
 CANCELED = OperationStatus.CANCELED
 
-# Reasons an operation failed for, besides the ones a gateway reports.
-GATEWAY_ERROR = "gateway_error"
-
 
 @dataclass(frozen=True, slots=True)
 class InvoiceRecord:

@@ -14,6 +14,7 @@ class TransactionsMetrics:
     operations: Counter
     callbacks_sent: Counter
     pending_operations: Gauge
+    unknown_outcomes: Counter
 
     @classmethod
     def register(cls, metrics: ServiceMetrics) -> TransactionsMetrics:
@@ -29,5 +30,11 @@ class TransactionsMetrics:
             ),
             pending_operations=metrics.gauge(
                 "qrpay_transactions_pending_operations", "Operations waiting for the gateway"
+            ),
+            unknown_outcomes=metrics.counter(
+                "qrpay_transactions_unknown_outcomes",
+                "Operations still without a definite gateway answer after"
+                " gateway.unknown_alert_attempts tries (alert: money may be stuck)",
+                ("kind",),
             ),
         )

@@ -57,6 +57,9 @@ class CountingGateway(PaymentGateway):
         self.keys[idempotency_key] += 1
         return await self.sandbox.unhold(token, amount, currency, idempotency_key, reference)
 
+    async def lookup(self, idempotency_key: str) -> GatewayResult | None:
+        return await self.sandbox.lookup(idempotency_key)
+
 
 def service(instance: tuple[FastAPI, httpx.AsyncClient]) -> TransactionsService:
     found: TransactionsService = instance[0].state.transactions
