@@ -66,8 +66,28 @@ async def get_order(order_id: str, service: Orders) -> Response:
     responses=error_responses(404, 409),
 )
 async def start_payment(order_id: str, body: StartPaymentRequest, service: Orders) -> OrderView:
-    order = await service.start_payment(order_id, body.payment_id, body.amount, body.currency)
+    order = await service.start_payment(
+        order_id, body.payment_id, body.amount, body.currency, body.bill_version
+    )
     return order_view(order)
+
+
+@router.post(
+    "/{order_id}/payment/claim-clear",
+    summary="The payment's clear claims the order: from now on it can only end PAYED",
+    responses=error_responses(404, 409),
+)
+async def claim_clear(order_id: str, body: PaymentRef, service: Orders) -> OrderView:
+    return order_view(await service.claim_clear(order_id, body.payment_id))
+
+
+@router.post(
+    "/{order_id}/payment/begin-rollback",
+    summary="The payment's rollback claims the order: it will never be cleared",
+    responses=error_responses(404, 409),
+)
+async def begin_rollback(order_id: str, body: PaymentRef, service: Orders) -> OrderView:
+    return order_view(await service.begin_rollback(order_id, body.payment_id))
 
 
 @router.post(
@@ -81,7 +101,7 @@ async def fail_payment(order_id: str, body: PaymentRef, service: Orders) -> Orde
 
 @router.post(
     "/{order_id}/payment/complete",
-    summary="The payment succeeded; the order is paid",
+    summary="The payment's claimed clear succeeded; the order is paid",
     responses=error_responses(404, 409),
 )
 async def complete_payment(order_id: str, body: PaymentRef, service: Orders) -> OrderView:

@@ -49,6 +49,12 @@ class EdaClient(ServiceClient):
     async def fail_payment(self, order_id: str, payment_id: str) -> OrderView:
         return await self._payment(order_id, "fail", PaymentRef(payment_id=payment_id))
 
+    async def claim_clear(self, order_id: str, payment_id: str) -> OrderView:
+        return await self._payment(order_id, "claim-clear", PaymentRef(payment_id=payment_id))
+
+    async def begin_rollback(self, order_id: str, payment_id: str) -> OrderView:
+        return await self._payment(order_id, "begin-rollback", PaymentRef(payment_id=payment_id))
+
     async def complete_payment(self, order_id: str, payment_id: str) -> OrderView:
         return await self._payment(order_id, "complete", PaymentRef(payment_id=payment_id))
 
@@ -56,4 +62,6 @@ class EdaClient(ServiceClient):
         self, order_id: str, move: str, request: StartPaymentRequest | PaymentRef
     ) -> OrderView:
         path = f"/v1/orders/{order_id}/payment/{move}"
-        return await self.fetch(OrderView, "POST", path, endpoint=f"{move}_payment", json=request)
+        return await self.fetch(
+            OrderView, "POST", path, endpoint=f"{move.replace('-', '_')}_payment", json=request
+        )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus
+from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus, PaymentPhase
 from qrpay.kernel.errors import Conflict
 from qrpay.kernel.schemas import Bill
 
@@ -19,6 +19,9 @@ WAITING = OrderStatus.WAITING
 IN_PROGRESS = OrderStatus.PAYMENT_IN_PROGRESS
 PAYED = OrderStatus.PAYED
 CANCELED = OrderStatus.CANCELED
+HOLDING = PaymentPhase.HOLDING
+CLEARING = PaymentPhase.CLEARING
+ROLLING_BACK = PaymentPhase.ROLLING_BACK
 
 ALLOWED_MOVES: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
     {
@@ -27,6 +30,12 @@ ALLOWED_MOVES: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
         (IN_PROGRESS, PAYED),
         (WAITING, CANCELED),  # TTL; never while a payment is under way
     }
+)
+
+# Within PAYMENT_IN_PROGRESS: the hold is under way, then exactly one of the clear and the
+# rollback claims the payment. Nothing moves a payment out of CLEARING but its clear.
+ALLOWED_PHASE_MOVES: frozenset[tuple[PaymentPhase, PaymentPhase]] = frozenset(
+    {(HOLDING, CLEARING), (HOLDING, ROLLING_BACK)}
 )
 
 # Orders the POS still tracks and the TTL job still watches.
@@ -60,6 +69,8 @@ class Order:
     bill: Bill
     bill_version: int
     payment_id: str | None
+    # Set exactly while the status is PAYMENT_IN_PROGRESS.
+    payment_phase: PaymentPhase | None
     # Bumped on every write: a write succeeds only against the version it read.
     version: int
     created_at: datetime
@@ -77,17 +88,35 @@ class Order:
             bill=bill.canonical(),
             bill_version=1,
             payment_id=None,
+            payment_phase=None,
             version=1,
             created_at=now,
             updated_at=now,
         )
 
-    def _move(self, to: OrderStatus, now: datetime, *, payment_id: str | None) -> Order:
+    def _move(
+        self,
+        to: OrderStatus,
+        now: datetime,
+        *,
+        payment_id: str | None,
+        phase: PaymentPhase | None = None,
+    ) -> Order:
         if (self.status, to) not in ALLOWED_MOVES:
             raise TransitionNotAllowed(f"{self.status} -> {to}")
         return replace(
-            self, status=to, payment_id=payment_id, version=self.version + 1, updated_at=now
+            self,
+            status=to,
+            payment_id=payment_id,
+            payment_phase=phase,
+            version=self.version + 1,
+            updated_at=now,
         )
+
+    def _move_phase(self, to: PaymentPhase, now: datetime) -> Order:
+        if self.status != IN_PROGRESS or (self.payment_phase, to) not in ALLOWED_PHASE_MOVES:
+            raise TransitionNotAllowed(f"{self.status}/{self.payment_phase} -> {to}")
+        return replace(self, payment_phase=to, version=self.version + 1, updated_at=now)
 
     def with_bill(self, bill: Bill, now: datetime) -> tuple[Order, CreateOutcome]:
         """A repeated create: the same bill is a no-op; a new one replaces it while nobody pays."""
@@ -107,7 +136,13 @@ class Order:
         return changed, CreateOutcome.BILL_REPLACED
 
     def start_payment(
-        self, payment_id: str, amount: Decimal, currency: str, now: datetime
+        self,
+        payment_id: str,
+        amount: Decimal,
+        currency: str,
+        now: datetime,
+        *,
+        bill_version: int | None = None,
     ) -> Order:
         if self.status == IN_PROGRESS:
             if self.payment_id == payment_id:
@@ -121,9 +156,48 @@ class Order:
             raise Conflict("the order is closed", code=EdaCode.ORDER_CLOSED)
         if currency != self.bill.currency or amount != self.bill.total:
             raise Conflict("the bill has changed", code=EdaCode.BILL_CHANGED)
-        return self._move(IN_PROGRESS, now, payment_id=payment_id)
+        if bill_version is not None and bill_version != self.bill_version:
+            raise Conflict("the bill has changed", code=EdaCode.BILL_CHANGED)
+        return self._move(IN_PROGRESS, now, payment_id=payment_id, phase=HOLDING)
+
+    def _check_ours(self, payment_id: str) -> None:
+        if self.status == WAITING:
+            raise Conflict(
+                "no payment of this order is under way", code=EdaCode.PAYMENT_NOT_STARTED
+            )
+        if self.status == CANCELED:
+            raise Conflict("the order is closed", code=EdaCode.ORDER_CLOSED)
+        if self.payment_id != payment_id:
+            raise Conflict("the order's payment is another one", code=EdaCode.PAYMENT_MISMATCH)
+
+    def claim_clear(self, payment_id: str, now: datetime) -> Order:
+        """The clear's claim: after it, nothing but this payment's clear settles the order."""
+        self._check_ours(payment_id)
+        if self.status == PAYED or self.payment_phase == CLEARING:
+            return self
+        if self.payment_phase == ROLLING_BACK:
+            raise Conflict("the payment is being rolled back", code=EdaCode.PAYMENT_ROLLING_BACK)
+        return self._move_phase(CLEARING, now)
+
+    def begin_rollback(self, payment_id: str, now: datetime) -> Order:
+        """The rollback's claim: after it, the payment is never cleared; its hold is released.
+
+        An order already given back (WAITING, or closed since) has nothing to roll back.
+        """
+        if self.status in (WAITING, CANCELED):
+            return self
+        if self.payment_id != payment_id:
+            raise Conflict("the order's payment is another one", code=EdaCode.PAYMENT_MISMATCH)
+        if self.status == PAYED:
+            raise Conflict("the order is already paid", code=EdaCode.ALREADY_PAID)
+        if self.payment_phase == CLEARING:
+            raise Conflict("the payment is being cleared", code=EdaCode.PAYMENT_CLEARING)
+        if self.payment_phase == ROLLING_BACK:
+            return self
+        return self._move_phase(ROLLING_BACK, now)
 
     def fail_payment(self, payment_id: str, now: datetime) -> Order:
+        """The order back to the guest: the hold failed, or the rollback released it."""
         if self.status in (WAITING, CANCELED):
             # Already failed (and maybe closed by TTL since): nothing is held any more.
             return self
@@ -131,19 +205,19 @@ class Order:
             raise Conflict("the order's payment is another one", code=EdaCode.PAYMENT_MISMATCH)
         if self.status == PAYED:
             raise Conflict("the order is already paid", code=EdaCode.ALREADY_PAID)
+        if self.payment_phase == CLEARING:
+            raise Conflict("the payment is being cleared", code=EdaCode.PAYMENT_CLEARING)
         return self._move(WAITING, now, payment_id=None)
 
     def complete_payment(self, payment_id: str, now: datetime) -> Order:
-        if self.status == CANCELED:
-            raise Conflict("the order is closed", code=EdaCode.ORDER_CLOSED)
-        if self.status == WAITING:
-            raise Conflict(
-                "no payment of this order is under way", code=EdaCode.PAYMENT_NOT_STARTED
-            )
-        if self.payment_id != payment_id:
-            raise Conflict("the order's payment is another one", code=EdaCode.PAYMENT_MISMATCH)
+        """PAYED: only after this payment's clear claimed the order and succeeded."""
+        self._check_ours(payment_id)
         if self.status == PAYED:
             return self
+        if self.payment_phase != CLEARING:
+            raise Conflict(
+                "the payment's clear has not been claimed", code=EdaCode.PAYMENT_NOT_CLAIMED
+            )
         return self._move(PAYED, now, payment_id=payment_id)
 
     def expire(self, now: datetime, ttl_seconds: int) -> Order:

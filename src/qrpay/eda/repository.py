@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 
 from qrpay.eda.domain import OPEN_STATUSES, Order, ttl_cutoff
-from qrpay.eda.schemas import OrderStatus
+from qrpay.eda.schemas import OrderStatus, PaymentPhase
 from qrpay.kernel.clock import utc, wire_time
 from qrpay.kernel.db import Database, new_metadata
 from qrpay.kernel.repository import Repository, fast_select
@@ -48,6 +48,7 @@ orders = Table(
     Column("bill_version", Integer, nullable=False),
     Column("payment_id", String(128), nullable=True),
     Column("version", Integer, nullable=False),
+    Column("payment_phase", String(16), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     # One order per POS order: the database, not the code, guarantees it.
@@ -67,6 +68,7 @@ def _to_row(order: Order) -> dict[str, Any]:
         "elements": [{"name": e.name, "amount": e.amount} for e in order.bill.elements],
         "bill_version": order.bill_version,
         "payment_id": order.payment_id,
+        "payment_phase": order.payment_phase.value if order.payment_phase else None,
         "version": order.version,
         "created_at": order.created_at,
         "updated_at": order.updated_at,
@@ -88,6 +90,7 @@ def _to_order(row: Row[Any]) -> Order:
         bill=bill,
         bill_version=m["bill_version"],
         payment_id=m["payment_id"],
+        payment_phase=PaymentPhase(m["payment_phase"]) if m["payment_phase"] else None,
         version=m["version"],
         created_at=utc(m["created_at"]),
         updated_at=utc(m["updated_at"]),
@@ -129,6 +132,7 @@ _ORDER_SQL = fast_select(
         "elements",
         "bill_version",
         "payment_id",
+        "payment_phase",
         "created_at",
         "updated_at",
     ),
@@ -164,8 +168,9 @@ async def fetch_order_view(db: Database, order_id: str) -> dict[str, Any] | None
         },
         "bill_version": row[7],
         "payment_id": row[8],
-        "created_at": wire_time(row[9]),
-        "updated_at": wire_time(row[10]),
+        "payment_phase": row[9],
+        "created_at": wire_time(row[10]),
+        "updated_at": wire_time(row[11]),
     }
 
 
@@ -182,6 +187,7 @@ def order_wire(order: Order) -> dict[str, Any]:
         },
         "bill_version": order.bill_version,
         "payment_id": order.payment_id,
+        "payment_phase": order.payment_phase.value if order.payment_phase else None,
         "created_at": wire_time(order.created_at),
         "updated_at": wire_time(order.updated_at),
     }

@@ -28,6 +28,10 @@ class EdaCode(StrEnum):
     ALREADY_PAID = "already_paid"
     ORDER_CLOSED = "order_closed"
     BILL_CHANGED = "bill_changed"
+    # The payment's clear and its rollback exclude each other (``PaymentPhase``).
+    PAYMENT_CLEARING = "payment_clearing"
+    PAYMENT_ROLLING_BACK = "payment_rolling_back"
+    PAYMENT_NOT_CLAIMED = "payment_not_claimed"
 
 
 class OrderStatus(StrEnum):
@@ -35,6 +39,18 @@ class OrderStatus(StrEnum):
     PAYMENT_IN_PROGRESS = "PAYMENT_IN_PROGRESS"
     PAYED = "PAYED"
     CANCELED = "CANCELED"
+
+
+class PaymentPhase(StrEnum):
+    """Where a payment under way stands; the POS sees PAYMENT_IN_PROGRESS for all three.
+
+    The clear and the rollback each claim the payment here before they act, and each
+    claim excludes the other: the order of record decides, once, whether money is taken.
+    """
+
+    HOLDING = "HOLDING"
+    CLEARING = "CLEARING"
+    ROLLING_BACK = "ROLLING_BACK"
 
 
 class CreateOutcome(StrEnum):
@@ -57,6 +73,7 @@ class OrderView(WireModel):
     bill: Bill
     bill_version: int
     payment_id: str | None = None
+    payment_phase: PaymentPhase | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -86,6 +103,8 @@ class StartPaymentRequest(WireModel):
     # What the payer saw; a different current bill is a 409 ``bill_changed``.
     amount: AmountText
     currency: CurrencyCode
+    # The bill version the payer saw (absent: any version with this amount and currency).
+    bill_version: int | None = None
 
 
 class PaymentRef(WireModel):

@@ -90,11 +90,27 @@ class OrderService:
         return await fetch_statuses(self.db, order_ids)
 
     async def start_payment(
-        self, order_id: str, payment_id: str, amount: str, currency: str
+        self,
+        order_id: str,
+        payment_id: str,
+        amount: str,
+        currency: str,
+        bill_version: int | None = None,
     ) -> Order:
         value = parse_amount(amount, currency)
         return await self._change(
-            order_id, lambda o: o.start_payment(payment_id, value, currency, self.clock.now())
+            order_id,
+            lambda o: o.start_payment(
+                payment_id, value, currency, self.clock.now(), bill_version=bill_version
+            ),
+        )
+
+    async def claim_clear(self, order_id: str, payment_id: str) -> Order:
+        return await self._change(order_id, lambda o: o.claim_clear(payment_id, self.clock.now()))
+
+    async def begin_rollback(self, order_id: str, payment_id: str) -> Order:
+        return await self._change(
+            order_id, lambda o: o.begin_rollback(payment_id, self.clock.now())
         )
 
     async def fail_payment(self, order_id: str, payment_id: str) -> Order:

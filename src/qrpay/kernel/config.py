@@ -132,6 +132,15 @@ class PaymentsConfig(Strict):
 class GatewayConfig(Strict):
     kind: str = Field(default="sandbox", pattern=r"^sandbox$")
     latency_ms: int = Field(default=0, ge=0, le=60_000)
+    # How long one gateway call may take before its outcome counts as unknown.
+    call_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Sandbox faults: this share of calls is carried out but its answer is lost (the
+    # caller sees no answer; a lookup by the idempotency key finds the result).
+    lost_answer_rate: float = Field(default=0.0, ge=0, le=1)
+    # An operation without a definite answer is retried with this capped backoff, for
+    # ever; past ``unknown_alert_attempts`` tries it is counted as stuck (an alert).
+    retry_cap_seconds: float = Field(default=30.0, gt=0, le=3600)
+    unknown_alert_attempts: int = Field(default=10, ge=1, le=10_000)
 
 
 class TransactionsConfig(Strict):

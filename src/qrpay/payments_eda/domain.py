@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from qrpay.eda.schemas import OrderStatus
+from qrpay.eda.schemas import OrderStatus, PaymentPhase
 from qrpay.kernel.config import CashbackRules, Restaurant
 from qrpay.kernel.money import format_plain, round_down
 from qrpay.payments_eda.schemas import GuestStatus, PaymentsCode
@@ -157,6 +157,8 @@ def message(key: str, lang: str) -> str:
 
 
 class Step(StrEnum):
+    # Take the order's clear claim in eda first: a conflict raises and the retry decides anew.
+    CLAIM_CLEAR = "claim_clear"
     START_CLEAR = "start_clear"
     START_UNHOLD = "start_unhold"
     FAIL_PAYMENT = "fail_payment"
@@ -197,29 +199,35 @@ def decide(
     hold_id: str,
     order_status: OrderStatus,
     order_payment_id: str | None,
+    order_phase: PaymentPhase | None = None,
 ) -> Decision:
     """What to do after a transaction callback, given the order as eda has it now.
 
     Every row is safe to repeat and to meet out of order: eda's payment transitions
     are idempotent on the payment id, and operation ids are derived from the hold's id
-    so a repeated start is the same operation.
+    so a repeated start is the same operation. Money is taken only by a clear that
+    claimed the order in eda first (``CLAIM_CLEAR``); a rollback claims it the other way,
+    so exactly one of the two ever acts on a payment.
     """
     ours = order_payment_id == hold_id
     in_progress = ours and order_status is OrderStatus.PAYMENT_IN_PROGRESS
+    clearing = in_progress and order_phase is PaymentPhase.CLEARING
     paid = ours and order_status is OrderStatus.PAYED
-    if status is OperationStatus.PENDING:
-        return NOTHING
+    if status in (OperationStatus.PENDING, OperationStatus.CANCELED):
+        return NOTHING  # not an outcome of money: a voided hold is its voider's business
 
     if kind is OperationKind.HOLD:
         if status is OperationStatus.SUCCEEDED:
-            if in_progress:
-                return Decision((Step.START_CLEAR,))
+            if clearing:
+                return Decision((Step.START_CLEAR,))  # claimed before: the same clear again
+            if in_progress and order_phase is not PaymentPhase.ROLLING_BACK:
+                return Decision((Step.CLAIM_CLEAR, Step.START_CLEAR))
             if paid:
                 return NOTHING  # the clear already went through: a late duplicate
-            # Canceled, rolled back (the pay request failed, the watchdog fired) or another
-            # payment: a hold that completes on an order that is not waiting for it is released.
+            # Rolling back, rolled back (the watchdog fired), canceled or another payment:
+            # a hold that completes on an order that is not waiting for it is released.
             return Decision((Step.START_UNHOLD,))
-        if in_progress:
+        if in_progress and not clearing:
             return Decision((Step.FAIL_PAYMENT,), problem="hold_failed")
         return NOTHING  # already rolled back
 
@@ -228,21 +236,23 @@ def decide(
             # DESIGN: cashback is accrued after the clear, not between hold and clear as
             # SPEC 4.4 lists it: a hold that is later released then never leaves cashback
             # behind, and cashback is only ever given for a paid order.
-            if in_progress:
+            if clearing:
                 return Decision((Step.COMPLETE_PAYMENT, Step.ACCRUE_CASHBACK))
             if paid:
                 return Decision((Step.ACCRUE_CASHBACK,))  # a duplicate: the task de-duplicates
-            # Money was taken for an order that is not paid with it: nothing here may undo a
-            # clear, so it is a problem for a human.
+            # Money taken without the order's clear claim: the fence makes this unreachable;
+            # nothing here may undo a clear, so it is an alert for a human.
             return Decision(problem="cleared_unpaid")
         if paid:
             return NOTHING
-        # Money that can no longer be cleared is released; the order counts as unpaid.
-        steps = (Step.START_UNHOLD, Step.FAIL_PAYMENT) if in_progress else (Step.START_UNHOLD,)
-        return Decision(steps, problem="clear_failed")
+        # The gateway refused the clear for good. A clear is never turned into a release:
+        # the order stays claimed (nobody can pay it twice) and a human settles it.
+        return Decision(problem="clear_failed")
 
     # UNHOLD
     if status is OperationStatus.SUCCEEDED:
+        if clearing:
+            return Decision(problem="released_while_clearing")
         if in_progress:
             return Decision((Step.FAIL_PAYMENT,))
         return NOTHING

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 
 from qrpay.cardstorage.schemas import PaymentMethodId, PaymentMethodPublic
 from qrpay.eda.schemas import OrderStatus
-from qrpay.kernel.schemas import AmountText, Bill, WireModel
+from qrpay.kernel.schemas import AmountText, Bill, CurrencyCode, WireModel
 
 OrderIdText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
@@ -72,6 +72,8 @@ class PreorderResponse(WireModel):
     bill: Bill
     payment_methods: list[PaymentMethodPublic]
     cashback: CashbackView
+    # Send it back with the pay request: a bill replaced meanwhile is a 409 bill_changed.
+    bill_version: int
 
 
 class PaymentMethodChoice(WireModel):
@@ -101,6 +103,10 @@ class PayRequest(WireModel):
     hmac: Annotated[str, StringConstraints(max_length=256)]
     payment_method: PaymentMethodChoice
     amount: AmountText
+    # What the guest saw besides the amount; each, when sent, must match the current bill
+    # (409 bill_changed). Every client of ours sends both.
+    currency: CurrencyCode | None = None
+    bill_version: Annotated[int, Field(ge=1)] | None = None
 
 
 class PaymentStatusResponse(WireModel):

@@ -24,7 +24,13 @@ from qrpay.cardstorage.schemas import PaymentMethodPublic, PaymentMethodType
 from qrpay.cashback.client import CashbackClient
 from qrpay.cashback.schemas import AccrualIn
 from qrpay.eda.client import EdaClient
-from qrpay.eda.schemas import EdaCode, OrderStatus, OrderView, StartPaymentRequest
+from qrpay.eda.schemas import (
+    EdaCode,
+    OrderStatus,
+    OrderView,
+    PaymentPhase,
+    StartPaymentRequest,
+)
 from qrpay.kernel import deeplink
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.errors import (
@@ -59,6 +65,7 @@ from qrpay.transactions.schemas import (
     Operation,
     OperationIn,
     OperationKind,
+    OperationStatus,
     PaymentMethodRef,
     TransactionCallback,
 )
@@ -69,7 +76,13 @@ log = structlog.get_logger("qrpay.payments_eda")
 _ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # eda's answers to a payment transition that no longer applies: the order moved on.
 _STALE_PAYMENT_CODES = frozenset(
-    {EdaCode.PAYMENT_MISMATCH, EdaCode.ALREADY_PAID, EdaCode.ORDER_CLOSED}
+    {
+        EdaCode.PAYMENT_MISMATCH,
+        EdaCode.ALREADY_PAID,
+        EdaCode.ORDER_CLOSED,
+        # The payment's clear claimed the order: it is the clear's to finish, not ours.
+        EdaCode.PAYMENT_CLEARING,
+    }
 )
 # eda's refusals of a payment start, as payments-eda tells the guest (in the guest's words).
 _REFUSED_BY_EDA: dict[str, PaymentsCode] = {
@@ -196,6 +209,7 @@ class PaymentsService:
             ),
             bill=order.bill,
             payment_methods=methods,
+            bill_version=order.bill_version,
             cashback=CashbackView(
                 rate=domain.rate_text(restaurant),
                 amount=domain.cashback_text(amount),
@@ -227,7 +241,11 @@ class PaymentsService:
         except InvalidInput:
             code = PaymentsCode.INVALID_AMOUNT
             raise InvalidInput(domain.message(code, lang), code=code) from None
-        if amount != order.bill.total:
+        if (
+            amount != order.bill.total
+            or (request.currency is not None and request.currency != currency)
+            or (request.bill_version is not None and request.bill_version != order.bill_version)
+        ):
             raise _refused(PaymentsCode.BILL_CHANGED, lang)
         card = await self._card(user_id, request.payment_method.id, lang)
 
@@ -245,7 +263,10 @@ class PaymentsService:
             await self._eda.start_payment(
                 order.order_id,
                 StartPaymentRequest(
-                    payment_id=payment_id, amount=order.bill.amount, currency=currency
+                    payment_id=payment_id,
+                    amount=order.bill.amount,
+                    currency=currency,
+                    bill_version=order.bill_version,
                 ),
             )
         except Conflict as exc:
@@ -278,11 +299,23 @@ class PaymentsService:
                     payment_method=PaymentMethodRef(id=card.id, token=card.token),
                 ),
             )
-        except QrpayError as exc:
+        except DependencyUnavailable as exc:
+            # No definite answer: the hold may exist. Never read as a failure: the payment
+            # stays in progress; its callback or, if the hold never arrived, the watchdog's
+            # rollback (void first) settles it.
             log.warning(
-                "hold_not_started", order_id=order.order_id, payment_id=payment_id, code=exc.code
+                "hold_outcome_unknown",
+                order_id=order.order_id,
+                payment_id=payment_id,
+                code=exc.code,
             )
-            await self._roll_back(order.order_id, payment_id)
+            return waiting
+        except QrpayError as exc:
+            # transactions refused the hold for good: no money can move for it.
+            log.warning(
+                "hold_refused", order_id=order.order_id, payment_id=payment_id, code=exc.code
+            )
+            await self._roll_back_best_effort(order.order_id, payment_id)
             raise DependencyUnavailable(
                 "payments are unavailable, try again later",
                 code=PaymentsCode.TRANSACTIONS_UNAVAILABLE,
@@ -301,12 +334,48 @@ class PaymentsService:
             raise unavailable
         return card
 
-    async def _roll_back(self, order_id: str, payment_id: str) -> None:
-        """Best effort: if this fails too, the watchdog task rolls the order back later."""
+    async def _roll_back_best_effort(self, order_id: str, payment_id: str) -> None:
+        """If this fails too, the watchdog task rolls the order back later."""
         try:
-            await self._fail_payment(order_id, payment_id)
+            await self._roll_back(order_id, payment_id)
         except QrpayError as exc:
             log.warning("rollback_failed", order_id=order_id, payment_id=payment_id, code=exc.code)
+
+    async def _roll_back(self, order_id: str, payment_id: str) -> bool:
+        """Give the order back to the guest without ever leaving money taken.
+
+        First the rollback claims the payment in eda (after that no clear can start; if a
+        clear claimed it first, the clear finishes it), then the hold is voided in
+        transactions (canceled if it never reached the gateway, released if it
+        succeeded), and only once that is final is the order WAITING again. True when
+        the order is no longer this payment's; False when the rest comes later (a hold
+        at the gateway without an answer, a release under way: their callbacks finish it).
+        """
+        try:
+            order = await self._eda.begin_rollback(order_id, payment_id)
+        except Conflict as exc:
+            if exc.code in _STALE_PAYMENT_CODES:
+                return True  # cleared, paid or moved on: nothing of ours to roll back
+            raise
+        if order.status is not OrderStatus.PAYMENT_IN_PROGRESS:
+            return True
+        try:
+            voided = await self._transactions.void_hold(
+                order_id, payment_id, domain.unhold_id(payment_id)
+            )
+        except NotFound:
+            pass  # no invoice: no hold; a late one finds the order given back and is released
+        else:
+            if not voided.outcome.final:
+                log.info(
+                    "rollback_waits_for_hold",
+                    order_id=order_id,
+                    payment_id=payment_id,
+                    outcome=voided.outcome.value,
+                )
+                return False
+        await self._fail_payment(order_id, payment_id)
+        return True
 
     async def payment_status(
         self, order_id: str, signature: str | None, lang: str
@@ -346,6 +415,7 @@ class PaymentsService:
             hold_id=hold_id,
             order_status=order.status,
             order_payment_id=order.payment_id,
+            order_phase=order.payment_phase,
         )
         log.info(
             "transaction_callback",
@@ -368,7 +438,10 @@ class PaymentsService:
         self, step: Step, order: OrderView, hold_id: str, callback: TransactionCallback
     ) -> None:
         order_id = order.order_id
-        if step is Step.START_CLEAR:
+        if step is Step.CLAIM_CLEAR:
+            # A conflict raises: the retry reads the order again and decides anew.
+            await self._eda.claim_clear(order_id, hold_id)
+        elif step is Step.START_CLEAR:
             await self._start(order_id, domain.clear_id(hold_id), OperationKind.CLEAR, hold_id)
         elif step is Step.START_UNHOLD:
             await self._start(order_id, domain.unhold_id(hold_id), OperationKind.UNHOLD, hold_id)
@@ -450,24 +523,49 @@ class PaymentsService:
         log.info("cashback_accrued", order_id=order_id)
 
     async def hold_watchdog(self, order_id: str, payment_id: str) -> None:
-        """Roll back a payment whose hold never reached transactions. Never starts a hold."""
+        """Roll back a payment whose hold never got an outcome; never starts a hold.
+
+        A hold that exists with an outcome coming (pending at the gateway, succeeded and
+        not settled) is left to its callback. Otherwise the rollback voids it first; while
+        that is not final the task raises and the queue tries again later.
+        """
         try:
             order = await self._eda.get_order(order_id)
         except NotFound:
             return
         if order.status is not OrderStatus.PAYMENT_IN_PROGRESS or order.payment_id != payment_id:
             return
+        if order.payment_phase is PaymentPhase.CLEARING:
+            return  # the clear owns it
+        if order.payment_phase is not PaymentPhase.ROLLING_BACK and await self._hold_under_way(
+            order_id, payment_id
+        ):
+            return  # its callback decides
+        if not await self._roll_back(order_id, payment_id):
+            raise DependencyUnavailable(
+                f"the rollback of {payment_id} waits for its hold's outcome",
+                code=PaymentsCode.OPERATION_FAILED,
+            )
+        self.metrics.problem_orders.labels("hold_not_started").inc()
+        log.warning("payment_rolled_back_by_watchdog", order_id=order_id, payment_id=payment_id)
+
+    async def _hold_under_way(self, order_id: str, payment_id: str) -> bool:
         try:
             invoice = await self._transactions.get_invoice(order_id)
         except NotFound:
-            operations: list[Operation] = []
-        else:
-            operations = invoice.operations
-        if any(op.operation_id == payment_id for op in operations):
-            return  # the hold exists: its callback decides
-        await self._fail_payment(order_id, payment_id)
-        self.metrics.problem_orders.labels("hold_not_started").inc()
-        log.warning("payment_rolled_back_by_watchdog", order_id=order_id, payment_id=payment_id)
+            return False
+        hold = next((op for op in invoice.operations if op.operation_id == payment_id), None)
+        if hold is None or hold.status in (OperationStatus.FAILED, OperationStatus.CANCELED):
+            return False
+        if hold.status is OperationStatus.PENDING:
+            return True
+        # Succeeded: under way unless already released (then the order should be given back).
+        return not any(
+            op.target == payment_id
+            and op.kind is OperationKind.UNHOLD
+            and op.status is OperationStatus.SUCCEEDED
+            for op in invoice.operations
+        )
 
     async def refresh_queue_gauges(self) -> None:
         counts = await self.queue.counts(TASK_QUEUE)

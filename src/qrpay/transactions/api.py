@@ -17,7 +17,10 @@ from qrpay.transactions.schemas import (
     InvoiceId,
     InvoiceIn,
     Operation,
+    OperationId,
     OperationIn,
+    VoidIn,
+    VoidResult,
 )
 from qrpay.transactions.service import TransactionsService
 
@@ -80,3 +83,18 @@ async def start_operation(
 ) -> Operation:
     op, _created = await service.start_operation(invoice_id, body)
     return operation_view(op)
+
+
+@router.post(
+    "/{invoice_id}/operations/{operation_id}/void",
+    summary="Void a hold: cancel it if it never reached the gateway, release it if it succeeded;"
+    " repeat until the outcome is final (voided, failed, released)",
+    responses=error_responses(404, 409),
+)
+async def void_hold(
+    body: VoidIn,
+    service: Transactions,
+    operation_id: OperationId,
+    invoice_id: InvoiceId = InvoicePath,
+) -> VoidResult:
+    return await service.void_hold(invoice_id, operation_id, body)

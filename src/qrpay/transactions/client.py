@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from qrpay.kernel.http_client import ServiceClient
-from qrpay.transactions.schemas import Invoice, InvoiceIn, Operation, OperationIn
+from qrpay.transactions.schemas import (
+    Invoice,
+    InvoiceIn,
+    Operation,
+    OperationIn,
+    VoidIn,
+    VoidResult,
+)
 
 
 class TransactionsClient(ServiceClient):
@@ -24,3 +31,11 @@ class TransactionsClient(ServiceClient):
     async def get_invoice(self, invoice_id: str) -> Invoice:
         path = f"/v1/invoices/{invoice_id}"
         return await self.fetch(Invoice, "GET", path, endpoint="get_invoice")
+
+    async def void_hold(
+        self, invoice_id: str, hold_id: str, release_operation_id: str
+    ) -> VoidResult:
+        """Void the hold (idempotent: repeat until ``outcome.final``)."""
+        body = VoidIn(release_operation_id=release_operation_id)
+        path = f"/v1/invoices/{invoice_id}/operations/{hold_id}/void"
+        return await self.fetch(VoidResult, "POST", path, endpoint="void_hold", json=body)

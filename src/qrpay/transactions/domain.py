@@ -15,7 +15,13 @@ from decimal import Decimal
 
 from qrpay.kernel.errors import Conflict, InvalidInput
 from qrpay.kernel.money import format_amount, parse_amount
-from qrpay.transactions.schemas import InvoiceIn, OperationIn, OperationKind, OperationStatus
+from qrpay.transactions.schemas import (
+    InvoiceIn,
+    OperationIn,
+    OperationKind,
+    OperationStatus,
+    VoidOutcome,
+)
 from qrpay.transactions.schemas import TransactionsCode as Code
 
 HOLD = OperationKind.HOLD
@@ -24,9 +30,7 @@ UNHOLD = OperationKind.UNHOLD
 PENDING = OperationStatus.PENDING
 SUCCEEDED = OperationStatus.SUCCEEDED
 FAILED = OperationStatus.FAILED
-
-# Reasons an operation failed for, besides the ones a gateway reports.
-GATEWAY_ERROR = "gateway_error"
+CANCELED = OperationStatus.CANCELED
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +188,8 @@ def decide(
     """
     for op in ops:
         if op.operation_id == request.operation_id:
+            if op.status == CANCELED:
+                return op, False  # voided before it arrived: it never moves money
             if not _same_request(op, request):
                 raise Conflict(
                     f"operation {request.operation_id!r} exists with other parameters",
@@ -273,3 +279,72 @@ def auto_release_request(hold: OperationRecord) -> OperationIn:
         kind=UNHOLD,
         target=hold.operation_id,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class VoidPlan:
+    """What voiding a hold takes: the outcome now, and at most one write to make it so."""
+
+    outcome: VoidOutcome
+    # A canceled record of a hold that never arrived, to insert.
+    tombstone: OperationRecord | None = None
+    # Cancel the pending hold, if no processor has taken it to the gateway meanwhile.
+    cancel_pending: OperationRecord | None = None
+    # Release the succeeded hold with this unhold.
+    release: OperationIn | None = None
+
+
+def plan_void(
+    invoice: InvoiceRecord,
+    ops: Sequence[OperationRecord],
+    hold_id: str,
+    release_operation_id: str,
+    now: datetime,
+) -> VoidPlan:
+    """Make sure hold ``hold_id`` never leaves money taken; ``ops`` read under the invoice lock.
+
+    A hold at the gateway without an answer is never guessed at: the caller asks again.
+    A hold a clear is settling cannot be voided (409 ``hold_clearing``).
+    """
+    hold = next((op for op in ops if op.operation_id == hold_id), None)
+    if hold is None:
+        tombstone = OperationRecord(
+            invoice_id=invoice.invoice_id,
+            operation_id=hold_id,
+            kind=HOLD,
+            status=CANCELED,
+            amount=Decimal(0),
+            currency=invoice.currency,
+            target=None,
+            payment_method_id=None,
+            token=None,
+            created_at=now,
+            reason="voided",
+            finished_at=now,
+        )
+        return VoidPlan(VoidOutcome.VOIDED, tombstone=tombstone)
+    if hold.kind != HOLD:
+        raise Conflict(f"operation {hold_id!r} is not a hold", code=Code.OPERATION_MISMATCH)
+    if hold.status == CANCELED:
+        return VoidPlan(VoidOutcome.VOIDED)
+    if hold.status == FAILED:
+        return VoidPlan(VoidOutcome.FAILED)
+    if hold.status == PENDING:
+        if hold.attempts == 0:
+            return VoidPlan(VoidOutcome.VOIDED, cancel_pending=hold)
+        return VoidPlan(VoidOutcome.IN_FLIGHT)
+    settlement = settling(hold, ops)
+    if settlement is not None and settlement.kind == CLEAR:
+        raise Conflict(f"hold {hold_id!r} is being cleared", code=Code.HOLD_CLEARING)
+    if settlement is not None:
+        if settlement.status == SUCCEEDED:
+            return VoidPlan(VoidOutcome.RELEASED)
+        return VoidPlan(VoidOutcome.RELEASING)
+    release = OperationIn.model_construct(
+        operation_id=release_operation_id,
+        kind=UNHOLD,
+        amount=None,
+        payment_method=None,
+        target=hold_id,
+    )
+    return VoidPlan(VoidOutcome.RELEASING, release=release)

@@ -3,13 +3,17 @@
 Every call carries a deterministic idempotency key (``<invoice_id>:<operation_id>``),
 so a call retried after a timeout or a crash is the same call to the gateway.
 An adapter raises ``GatewayUnavailable`` when it could not get an answer (network,
-timeout, the gateway's own error): the caller may retry with the same key.
+timeout, the gateway's own error): the outcome is UNKNOWN, the money may have moved.
+``lookup`` asks the gateway what became of a key: its result, or None when the
+gateway never saw it (then the call may be made again with the same key).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -56,46 +60,97 @@ class PaymentGateway(ABC):
         reference: str | None = None,
     ) -> GatewayResult: ...
 
+    @abstractmethod
+    async def lookup(self, idempotency_key: str) -> GatewayResult | None:
+        """The result the gateway has for this key, None if it never saw the key.
+
+        Raises ``GatewayUnavailable`` when it cannot tell.
+        """
+
 
 OK_PREFIX = "sandbox-ok-"
 INSUFFICIENT_PREFIX = "sandbox-insufficient-"
 ERROR_PREFIX = "sandbox-error-"
+# Carried out, but the first answer for each key is lost (a lookup finds it).
+LOST_PREFIX = "sandbox-lost-"
+# Carried out, but the answer comes after the caller's deadline.
+LATE_PREFIX = "sandbox-late-"
+# Holds succeed; every clear and unhold is refused for good.
+STUCK_PREFIX = "sandbox-stuck-"
+
+# How many results the sandbox remembers (oldest forgotten first): a bound, not a ledger.
+SANDBOX_MEMORY = 100_000
 
 
 class SandboxGateway(PaymentGateway):
     """A gateway whose outcome is decided by the card token's prefix.
 
     ``sandbox-ok-*`` holds, ``sandbox-insufficient-*`` and ``sandbox-declined-*`` are
-    refused, ``sandbox-error-*`` (and any unknown token) gets no answer. Clear and
-    unhold of a hold succeed. A key seen before returns its first result.
+    refused, ``sandbox-error-*`` (and any unknown token) gets no answer and is never
+    carried out; ``sandbox-lost-*`` loses the first answer of each key and
+    ``sandbox-late-*`` answers after the call deadline (both are carried out: a lookup
+    finds the result); ``sandbox-stuck-*`` refuses every clear and unhold. Clear and
+    unhold of a hold otherwise succeed. A key seen before returns its first result.
+    ``lost_answer_rate`` loses that share of first answers whatever the token.
     """
 
     def __init__(self, config: Callable[[], GatewayConfig]) -> None:
         self._config = config
-        self._results: dict[str, GatewayResult] = {}
+        self._results: OrderedDict[str, GatewayResult] = OrderedDict()
+        self._answered: set[str] = set()
         self.calls: list[tuple[str, str]] = []  # (kind, idempotency key), for tests
 
-    async def _delay(self) -> None:
-        latency = self._config().latency_ms
-        if latency:
-            await asyncio.sleep(latency / 1000)
+    async def _delay(self, seconds: float) -> None:
+        if seconds:
+            await asyncio.sleep(seconds)
+
+    def _lose_answer(self, token: str, key: str) -> bool:
+        if key in self._answered:
+            return False
+        if token.startswith(LOST_PREFIX):
+            return True
+        rate = self._config().lost_answer_rate
+        if not rate:
+            return False
+        # Deterministic per key, so a test run can be replayed.
+        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big")
+        return digest < rate * 2**32
+
+    def _outcome(self, kind: str, token: str) -> GatewayResult:
+        if kind == "hold" and token.startswith(INSUFFICIENT_PREFIX):
+            return GatewayResult(OperationStatus.FAILED, reason="insufficient_funds")
+        if kind != "hold" and token.startswith(STUCK_PREFIX):
+            return GatewayResult(OperationStatus.FAILED, reason="processing_error")
+        if kind == "hold" and not token.startswith(
+            (OK_PREFIX, LOST_PREFIX, LATE_PREFIX, STUCK_PREFIX)
+        ):
+            # sandbox-declined-* and any other sandbox token that is not one that holds.
+            return GatewayResult(OperationStatus.FAILED, reason="card_declined")
+        return GatewayResult(OperationStatus.SUCCEEDED, reference=f"sbx-{uuid4().hex}")
+
+    def _remember(self, key: str, result: GatewayResult) -> None:
+        self._results[key] = result
+        while len(self._results) > SANDBOX_MEMORY:
+            old, _ = self._results.popitem(last=False)
+            self._answered.discard(old)
 
     async def _call(self, kind: str, token: str, idempotency_key: str) -> GatewayResult:
         self.calls.append((kind, idempotency_key))
-        await self._delay()
-        known = self._results.get(idempotency_key)
-        if known is not None:
-            return known
+        config = self._config()
+        await self._delay(config.latency_ms / 1000)
         if token.startswith(ERROR_PREFIX) or not token.startswith("sandbox-"):
             raise GatewayUnavailable(f"sandbox gateway error for {kind}")
-        if kind == "hold" and token.startswith(INSUFFICIENT_PREFIX):
-            result = GatewayResult(OperationStatus.FAILED, reason="insufficient_funds")
-        elif kind == "hold" and not token.startswith(OK_PREFIX):
-            # sandbox-declined-* and any other sandbox token that is not sandbox-ok-*.
-            result = GatewayResult(OperationStatus.FAILED, reason="card_declined")
-        else:
-            result = GatewayResult(OperationStatus.SUCCEEDED, reference=f"sbx-{uuid4().hex}")
-        self._results[idempotency_key] = result
+        result = self._results.get(idempotency_key)
+        if result is None:
+            result = self._outcome(kind, token)
+            self._remember(idempotency_key, result)
+        if self._lose_answer(token, idempotency_key):
+            self._answered.add(idempotency_key)
+            raise GatewayUnavailable(f"sandbox lost the answer to {kind}")
+        if token.startswith(LATE_PREFIX) and idempotency_key not in self._answered:
+            self._answered.add(idempotency_key)
+            await self._delay(config.call_timeout_seconds + 1)
+        self._answered.add(idempotency_key)
         return result
 
     async def hold(
@@ -122,6 +177,11 @@ class SandboxGateway(PaymentGateway):
         reference: str | None = None,
     ) -> GatewayResult:
         return await self._call("unhold", token, idempotency_key)
+
+    async def lookup(self, idempotency_key: str) -> GatewayResult | None:
+        self.calls.append(("lookup", idempotency_key))
+        await self._delay(self._config().latency_ms / 1000)
+        return self._results.get(idempotency_key)
 
 
 def build_gateway(config: Callable[[], GatewayConfig]) -> PaymentGateway:

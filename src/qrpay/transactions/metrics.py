@@ -30,3 +30,12 @@ class TransactionsMetrics(MetricSet):
     pending_operations: Annotated[
         Gauge, gauge("qrpay_transactions_pending_operations", "Operations waiting for the gateway")
     ]
+    unknown_outcomes: Annotated[
+        Counter,
+        counter(
+            "qrpay_transactions_unknown_outcomes",
+            "Operations still without a definite gateway answer after"
+            " gateway.unknown_alert_attempts tries (alert: money may be stuck)",
+            ("kind",),
+        ),
+    ]

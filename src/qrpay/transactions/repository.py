@@ -203,6 +203,29 @@ class TransactionsRepository(Repository):
             )
         )
 
+    async def cancel_unsent(self, op: OperationRecord, now: datetime) -> bool:
+        """Cancel a pending operation no processor has taken to the gateway; False if one has.
+
+        A processor's claim bumps ``attempts`` in the same statement as its lease, so a
+        row still at zero attempts was never sent (PostgreSQL re-checks it after waiting
+        for a concurrent claim's lock).
+        """
+        outcome = await self.session.execute(
+            update(operations)
+            .where(
+                _op_key(op.invoice_id, op.operation_id),
+                operations.c.status == OperationStatus.PENDING.value,
+                operations.c.attempts == 0,
+            )
+            .values(
+                status=OperationStatus.CANCELED.value,
+                reason="voided",
+                finished_at=now,
+                claimed_until=None,
+            )
+        )
+        return bool(outcome.rowcount == 1)
+
     async def release_claim(self, op: OperationRecord, retry_at: datetime) -> None:
         await self.session.execute(
             update(operations)

@@ -34,6 +34,7 @@ class TransactionsCode(StrEnum):
     TARGET_REQUIRED = "target_required"
     NOTHING_TO_CLEAR = "nothing_to_clear"
     NOTHING_TO_RELEASE = "nothing_to_release"
+    HOLD_CLEARING = "hold_clearing"
 
 
 class OperationKind(StrEnum):
@@ -46,6 +47,23 @@ class OperationStatus(StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # Voided before it reached the gateway: it never moves money, and a late request with
+    # its id gets this record back instead of a new operation.
+    CANCELED = "canceled"
+
+
+class VoidOutcome(StrEnum):
+    """Where a voided hold stands; only VOIDED, FAILED and RELEASED are final."""
+
+    VOIDED = "voided"  # never reached the gateway and never will
+    FAILED = "failed"  # the gateway refused it: nothing is held
+    RELEASING = "releasing"  # it succeeded; its release is under way
+    RELEASED = "released"  # it succeeded and was released
+    IN_FLIGHT = "in_flight"  # at the gateway without an answer yet: ask again later
+
+    @property
+    def final(self) -> bool:
+        return self in (VoidOutcome.VOIDED, VoidOutcome.FAILED, VoidOutcome.RELEASED)
 
 
 class CallbackTarget(WireModel):
@@ -76,6 +94,17 @@ class OperationIn(WireModel):
     amount: AmountText | None = None
     payment_method: PaymentMethodRef | None = None
     target: OperationId | None = None
+
+
+class VoidIn(WireModel):
+    # The id of the unhold to start if the hold succeeded (the owner's own id for it, so
+    # a void and the owner's own release of the same hold are one operation).
+    release_operation_id: OperationId
+
+
+class VoidResult(WireModel):
+    operation_id: str
+    outcome: VoidOutcome
 
 
 class Operation(WireModel):

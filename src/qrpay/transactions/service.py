@@ -7,11 +7,18 @@ and records the result; the relay then puts the owner's callback task and
 marks it sent (the outbox). A result is always committed before its callback
 is put, and no task is put inside a transaction that may roll back.
 
-Gateway errors (no answer) are retried: the lease is released with a backoff
-of 2**attempt seconds and the relay picks the operation up again; the
-``GATEWAY_ATTEMPTS``-th failed attempt records the operation as failed with
-reason ``gateway_error``. A processor that died mid-call leaves its lease to
-expire (``LEASE``); the retry carries the same idempotency key.
+A call without a definite answer (no answer, a timeout, the gateway's own error)
+leaves the outcome UNKNOWN: the money may have moved. The operation stays pending,
+never failed: the lease is released with a capped backoff (2**attempt seconds, at
+most ``gateway.retry_cap_seconds``) and every later try first asks the gateway for
+the result of its idempotency key (``lookup``), calling again only when the gateway
+never saw it. Past ``gateway.unknown_alert_attempts`` tries it is counted as an
+alert. A processor that died mid-call leaves its lease to expire (``LEASE``); the
+next try reconciles the same way.
+
+A hold can be voided (``void_hold``): one that never arrived is recorded canceled
+(its late request then gets that record back), one not yet sent is canceled, one
+that succeeded is released; one at the gateway without an answer is never guessed.
 """
 
 from __future__ import annotations
@@ -32,8 +39,6 @@ from qrpay.kernel.errors import Conflict, DependencyUnavailable, NotFound, Qrpay
 from qrpay.kernel.queue import TaskQueue, TaskSpec
 from qrpay.transactions.domain import (
     CLEAR,
-    FAILED,
-    GATEWAY_ERROR,
     HOLD,
     InvoiceRecord,
     OperationRecord,
@@ -41,18 +46,25 @@ from qrpay.transactions.domain import (
     decide,
     hold_expired,
     is_live_hold,
+    plan_void,
 )
 from qrpay.transactions.gateway import GatewayResult, GatewayUnavailable, PaymentGateway
 from qrpay.transactions.metrics import TransactionsMetrics
 from qrpay.transactions.repository import TransactionsRepository
-from qrpay.transactions.schemas import InvoiceIn, OperationIn, TransactionCallback, TransactionsCode
+from qrpay.transactions.schemas import (
+    InvoiceIn,
+    OperationIn,
+    TransactionCallback,
+    TransactionsCode,
+    VoidIn,
+    VoidOutcome,
+    VoidResult,
+)
 
 log = structlog.get_logger("qrpay.transactions")
 
 # How long a processor owns a pending operation before another may retry it.
 LEASE = timedelta(seconds=60)
-GATEWAY_TIMEOUT_SECONDS = 30.0
-GATEWAY_ATTEMPTS = 3
 # How long a processor keeps trying to record a result while the database is away (well
 # inside LEASE, so no other processor has taken the operation over meanwhile, as a rule).
 RECORD_RETRY_SECONDS = 30.0
@@ -217,32 +229,27 @@ class TransactionsService:
     async def _call_gateway(self, op: OperationRecord) -> GatewayResult:
         token = op.token or ""
         key = op.idempotency_key
+        timeout = self.config().gateway.call_timeout_seconds
+        if op.attempts > 1:
+            # An earlier try may have been carried out without its answer reaching us.
+            known = await asyncio.wait_for(self.gateway.lookup(key), timeout)
+            if known is not None:
+                return known
         if op.kind == HOLD:
             call = self.gateway.hold(token, op.amount, op.currency, key)
         elif op.kind == CLEAR:
             call = self.gateway.clear(token, op.amount, op.currency, key, op.reference)
         else:
             call = self.gateway.unhold(token, op.amount, op.currency, key, op.reference)
-        return await asyncio.wait_for(call, GATEWAY_TIMEOUT_SECONDS)
+        return await asyncio.wait_for(call, timeout)
 
     async def execute(self, op: OperationRecord) -> bool:
         """Run one claimed operation through the gateway; True when its result was recorded."""
         try:
             result = await self._call_gateway(op)
         except (GatewayUnavailable, TimeoutError) as exc:
-            log.warning(
-                "gateway_unavailable",
-                invoice_id=op.invoice_id,
-                operation_id=op.operation_id,
-                attempt=op.attempts,
-                error=repr(exc),
-            )
-            if op.attempts < GATEWAY_ATTEMPTS:
-                retry_at = self.clock.now() + timedelta(seconds=2**op.attempts)
-                async with self.db.write() as session:
-                    await TransactionsRepository(session).release_claim(op, retry_at)
-                return False
-            result = GatewayResult(FAILED, reason=GATEWAY_ERROR)
+            await self._outcome_unknown(op, exc)
+            return False
         recorded = await self._record(op, result)
         if recorded:
             self.metrics.operations.labels(op.kind.value, result.status.value).inc()
@@ -255,6 +262,33 @@ class TransactionsService:
                 reason=result.reason,
             )
         return recorded
+
+    async def _outcome_unknown(self, op: OperationRecord, exc: BaseException) -> None:
+        """No definite answer: the operation stays pending and is tried again later."""
+        gateway = self.config().gateway
+        retry_in = min(2.0**op.attempts, gateway.retry_cap_seconds)
+        log.warning(
+            "gateway_outcome_unknown",
+            invoice_id=op.invoice_id,
+            operation_id=op.operation_id,
+            kind=op.kind.value,
+            attempt=op.attempts,
+            retry_in=retry_in,
+            error=repr(exc),
+        )
+        if op.attempts == gateway.unknown_alert_attempts:
+            self.metrics.unknown_outcomes.labels(op.kind.value).inc()
+            log.error(
+                "operation_outcome_unknown_for_long",
+                invoice_id=op.invoice_id,
+                operation_id=op.operation_id,
+                kind=op.kind.value,
+                attempts=op.attempts,
+            )
+        async with self.db.write() as session:
+            await TransactionsRepository(session).release_claim(
+                op, self.clock.now() + timedelta(seconds=retry_in)
+            )
 
     async def _record(self, op: OperationRecord, result: GatewayResult) -> bool:
         """Write the gateway's result, waiting (within the lease) for a database that is away.
@@ -307,6 +341,36 @@ class TransactionsService:
                 sent += 1
                 self.metrics.callbacks_sent.inc()
         return sent
+
+    async def void_hold(self, invoice_id: str, hold_id: str, body: VoidIn) -> VoidResult:
+        """Make sure the hold never leaves money taken; safe to repeat until the outcome is final."""
+        now = self.clock.now()
+        release: OperationRecord | None = None
+        async with self.db.write() as session:
+            repo = TransactionsRepository(session)
+            invoice = await repo.get_invoice(invoice_id, for_update=True)
+            if invoice is None:
+                raise _invoice_not_found(invoice_id)
+            ops = await repo.operations_of(invoice_id)
+            plan = plan_void(invoice, ops, hold_id, body.release_operation_id, now)
+            outcome = plan.outcome
+            if plan.tombstone is not None:
+                await repo.insert_operation(plan.tombstone, position=len(ops))
+            if plan.cancel_pending is not None and not await repo.cancel_unsent(
+                plan.cancel_pending, now
+            ):
+                outcome = VoidOutcome.IN_FLIGHT  # a processor took it to the gateway meanwhile
+            if plan.release is not None:
+                release, created = decide(invoice, ops, plan.release, now)
+                if created:
+                    await repo.insert_operation(release, position=len(ops))
+                else:
+                    release = None
+        if release is not None:
+            self.metrics.operations.labels(release.kind.value, release.status.value).inc()
+            self.kick(release)
+        log.info("hold_voided", invoice_id=invoice_id, hold_id=hold_id, outcome=outcome.value)
+        return VoidResult(operation_id=hold_id, outcome=outcome)
 
     async def release_expired_holds(self) -> int:
         """Start an unhold (``auto-release:<hold id>``) of every hold left past its TTL."""

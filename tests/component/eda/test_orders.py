@@ -78,8 +78,9 @@ async def test_another_bill_once_paying_or_closed_is_locked(
     else:
         assert (await start(client, order_id)).status_code == 200
     if step == "complete":
-        url = f"/v1/orders/{order_id}/payment/complete"
-        assert (await client.post(url, json={"payment_id": "pay-1"})).status_code == 200
+        for move in ("claim-clear", "complete"):
+            url = f"/v1/orders/{order_id}/payment/{move}"
+            assert (await client.post(url, json={"payment_id": "pay-1"})).status_code == 200
     response = await client.post("/v1/orders", json=create_body(amount="150"))
     assert response.status_code == 409
     assert response.json()["code"] == "order_locked"

@@ -44,6 +44,18 @@ async def test_start_then_complete(client: httpx.AsyncClient, order_id: str) -> 
     mismatch = await post(client, order_id, "complete", "pay-2")
     assert mismatch.status_code == 409
     assert mismatch.json()["code"] == "payment_mismatch"
+    # PAYED only after the clear claimed the order; the claim shuts out the rollback.
+    unclaimed = await post(client, order_id, "complete", "pay-1")
+    assert unclaimed.json()["code"] == "payment_not_claimed"
+    claimed = await post(client, order_id, "claim-clear", "pay-1")
+    assert (claimed.json()["status"], claimed.json()["payment_phase"]) == (
+        "PAYMENT_IN_PROGRESS",
+        "CLEARING",
+    )
+    for refused in ("begin-rollback", "fail"):
+        answer = await post(client, order_id, refused, "pay-1")
+        assert answer.status_code == 409
+        assert answer.json()["code"] == "payment_clearing"
 
     done = await post(client, order_id, "complete", "pay-1")
     assert done.status_code == 200
@@ -68,7 +80,20 @@ async def test_fail_reopens_the_order(client: httpx.AsyncClient, order_id: str) 
     assert (await post(client, order_id, "fail", "pay-1")).status_code == 200
 
     assert (await start(client, order_id, "pay-2")).status_code == 200
+    assert (await post(client, order_id, "claim-clear", "pay-2")).status_code == 200
     assert (await post(client, order_id, "complete", "pay-2")).json()["status"] == "PAYED"
+
+
+async def test_a_rollback_claim_shuts_out_the_clear(
+    client: httpx.AsyncClient, order_id: str
+) -> None:
+    assert (await start(client, order_id, "pay-1")).status_code == 200
+    rolling = await post(client, order_id, "begin-rollback", "pay-1")
+    assert rolling.json()["payment_phase"] == "ROLLING_BACK"
+    refused = await post(client, order_id, "claim-clear", "pay-1")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "payment_rolling_back"
+    assert (await post(client, order_id, "fail", "pay-1")).json()["status"] == "WAITING"
 
 
 async def test_complete_without_start(client: httpx.AsyncClient, order_id: str) -> None:
@@ -139,6 +164,7 @@ async def test_ttl_cancels_only_expired_waiting_orders(
     paid = (await create(client, "paid"))["order"]["order_id"]
     assert (await start(client, paying, "p1")).status_code == 200
     assert (await start(client, paid, "p2")).status_code == 200
+    assert (await post(client, paid, "claim-clear", "p2")).status_code == 200
     assert (await post(client, paid, "complete", "p2")).status_code == 200
     frozen_clock.advance(TTL - 10)
     young = (await create(client, "young"))["order"]["order_id"]

@@ -23,7 +23,13 @@ from tests.support.component.payments_eda import (
     public_card,
     signature,
 )
-from tests.support.mockserver import drop_connection, error_response, json_response, slow
+from tests.support.mockserver import (
+    MockedRoute,
+    drop_connection,
+    error_response,
+    json_response,
+    slow,
+)
 
 UID = {"X-Yandex-UID": USER}
 WATCHDOG = "payments_eda.hold_watchdog"
@@ -148,7 +154,12 @@ async def test_pay_puts_the_watchdog_then_starts_the_payment_then_the_hold(pe: E
 
     started = start_route.next_call()["json"]
     payment_id = started["payment_id"]
-    assert started == {"payment_id": payment_id, "amount": "1000", "currency": "RUB"}
+    assert started == {
+        "payment_id": payment_id,
+        "amount": "1000",
+        "currency": "RUB",
+        "bill_version": 1,
+    }
     # The durable watchdog was already queued when eda was asked to start the payment.
     [[job]] = seen_jobs
     assert job["queueing_lock"] == f"watchdog:{payment_id}"
@@ -291,12 +302,19 @@ async def test_concurrent_duplicates_make_one_hold(pe: Env) -> None:
     assert hold.times_called == 1
 
 
-@pytest.mark.parametrize("failure", ["down", "slow", "refused"])
-async def test_transactions_failing_rolls_back_and_is_503(pe: Env, failure: str) -> None:
+@pytest.mark.parametrize("failure", ["down", "slow", "5xx"])
+async def test_a_hold_without_an_answer_is_not_a_failure(pe: Env, failure: str) -> None:
+    """Issue 9 (1): transactions may have recorded the hold whose answer was lost or late.
+
+    Rolling the order back then let its callback clear it while the POS saw WAITING and
+    the guest paid again. An unknown outcome leaves the payment in progress: its
+    callback, or the watchdog's void-first rollback, settles it.
+    """
     pe.order()
     pe.card()
     start = pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
     fail = pe.eda_write("fail", order_body())
+    rollback = pe.eda_write("begin-rollback", order_body())
     path = f"/v1/invoices/{ORDER_ID}"
     if failure == "down":
         pe.mock.handler(path, "PUT")(drop_connection)
@@ -308,23 +326,84 @@ async def test_transactions_failing_rolls_back_and_is_503(pe: Env, failure: str)
     began = time.monotonic()
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
     assert time.monotonic() - began < 1.5
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "WAITING"
+    assert start.times_called == 1
+    assert fail.times_called == 0
+    assert rollback.times_called == 0
+    # The watchdog settles it if the hold never arrived.
+    assert len(pe.jobs(WATCHDOG)) == 1
+
+
+async def test_a_refused_hold_is_voided_then_rolled_back_and_is_503(pe: Env) -> None:
+    pe.order()
+    pe.card()
+    calls: list[str] = []
+
+    def void(request: web.Request) -> web.Response:
+        calls.append("void")
+        return json_response({"operation_id": payment_id_of(start_route), "outcome": "voided"})
+
+    def start(_request: web.Request) -> web.Response:
+        # The void's path names the payment id, known once the payment starts.
+        payment_id = payment_id_of(start_route)
+        pe.mock.handler(f"/v1/invoices/{ORDER_ID}/operations/{payment_id}/void")(void)
+        return json_response(order_body("PAYMENT_IN_PROGRESS", payment_id=payment_id))
+
+    start_route = pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/start")(start)
+    pe.ensure_invoice()
+    pe.operations({"code": "hold_active", "message": "another hold is live"}, 409)
+
+    def begin(_request: web.Request) -> web.Response:
+        calls.append("begin-rollback")
+        return json_response(
+            order_body("PAYMENT_IN_PROGRESS", payment_id="p", phase="ROLLING_BACK")
+        )
+
+    def fail(_request: web.Request) -> web.Response:
+        calls.append("fail")
+        return json_response(order_body())
+
+    pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/begin-rollback")(begin)
+    pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/fail")(fail)
+    answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
     assert answer.status_code == 503
     assert answer.json()["code"] == "transactions_unavailable"
-    payment_id = start.next_call()["json"]["payment_id"]
-    assert fail.next_call()["json"] == {"payment_id": payment_id}
-    # The watchdog stays queued for the case the rollback did not reach eda.
-    assert len(pe.jobs(WATCHDOG)) == 1
+    # The rollback claims the order, voids the hold, and only then gives the order back.
+    assert calls == ["begin-rollback", "void", "fail"]
+
+
+def payment_id_of(start_route: MockedRoute) -> str:
+    return str(start_route.calls[0]["json"]["payment_id"])
 
 
 async def test_a_failed_rollback_still_answers_503(pe: Env) -> None:
     pe.order()
     pe.card()
     pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
-    pe.eda_write("fail", {"code": "x", "message": "down"}, 500)
-    pe.ensure_invoice(status=500)
+    pe.eda_write("begin-rollback", {"code": "x", "message": "down"}, 500)
+    pe.ensure_invoice()
+    pe.operations({"code": "hold_active", "message": "no"}, 409)
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
     assert answer.status_code == 503
     assert answer.json()["code"] == "transactions_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("currency", "USD"), ("bill_version", 2), ("amount", "999")]
+)
+async def test_pay_of_a_bill_other_than_the_one_seen_is_bill_changed(
+    pe: Env, field: str, value: Any
+) -> None:
+    """Issue 9 (3): the currency and the bill version the guest saw are checked too."""
+    pe.order()
+    pe.card()
+    start = pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
+    body = {**pay_body(), "currency": "RUB", "bill_version": 1, field: value}
+    answer = await pe.client.post(f"{BASE}/orders", json=body, headers=UID)
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["code"] == "bill_changed"
+    assert start.times_called == 0
 
 
 @pytest.mark.parametrize("failure", ["down", "slow"])

@@ -28,15 +28,19 @@ from tests.support.services import make_context
 CASHBACK = "payments_eda.accrue_cashback"
 IN_PROGRESS = {"status": "PAYMENT_IN_PROGRESS", "payment_id": PAYMENT}
 PAID = {"status": "PAYED", "payment_id": PAYMENT}
+CLEARING = {"status": "PAYMENT_IN_PROGRESS", "payment_id": PAYMENT, "phase": "CLEARING"}
+ROLLING_BACK = {"status": "PAYMENT_IN_PROGRESS", "payment_id": PAYMENT, "phase": "ROLLING_BACK"}
 
 
 # --- hold -------------------------------------------------------------------------------------
 
 
-async def test_hold_succeeded_starts_the_clear(pe: Env) -> None:
+async def test_hold_succeeded_claims_the_order_then_starts_the_clear(pe: Env) -> None:
     pe.order(**IN_PROGRESS)
+    claim = pe.eda_write("claim-clear", order_body(**CLEARING))
     ops = pe.operations(operation_body("p1.clear", "clear", target=PAYMENT))
     await pe.handlers.transaction_callback(callback())
+    assert claim.next_call()["json"] == {"payment_id": PAYMENT}
     assert ops.next_call()["json"] == {
         "operation_id": "p1.clear",
         "kind": "clear",
@@ -46,10 +50,25 @@ async def test_hold_succeeded_starts_the_clear(pe: Env) -> None:
 
 async def test_hold_succeeded_twice_starts_the_same_clear(pe: Env) -> None:
     pe.order(**IN_PROGRESS)
+    pe.eda_write("claim-clear", order_body(**CLEARING))
     ops = pe.operations(operation_body("p1.clear", "clear", target=PAYMENT))
     await pe.handlers.transaction_callback(callback())
     await pe.handlers.transaction_callback(callback())
     assert [c["json"]["operation_id"] for c in ops.calls] == ["p1.clear", "p1.clear"]
+
+
+async def test_hold_succeeded_while_rolling_back_is_released_not_cleared(pe: Env) -> None:
+    pe.order(**ROLLING_BACK)
+    ops = pe.operations(operation_body("p1.unhold", "unhold", target=PAYMENT))
+    await pe.handlers.transaction_callback(callback())  # claim-clear is not mocked
+    assert ops.next_call()["json"]["kind"] == "unhold"
+
+
+async def test_a_refused_clear_claim_raises_for_a_retry_without_a_clear(pe: Env) -> None:
+    pe.order(**IN_PROGRESS)
+    pe.eda_write("claim-clear", {"code": "payment_rolling_back", "message": "no"}, 409)
+    with pytest.raises(QrpayError):
+        await pe.handlers.transaction_callback(callback())  # operations are not mocked
 
 
 async def test_hold_succeeded_on_a_paid_order_does_nothing(pe: Env) -> None:
@@ -102,7 +121,7 @@ async def test_hold_failed_twice_fails_once(pe: Env) -> None:
 
 
 async def test_clear_succeeded_marks_paid_and_queues_cashback(pe: Env) -> None:
-    pe.order(**IN_PROGRESS)
+    pe.order(**CLEARING)
     complete = pe.eda_write("complete", order_body(**PAID))
     await pe.handlers.transaction_callback(callback("p1.clear", "clear", target=PAYMENT))
     assert complete.next_call()["json"] == {"payment_id": PAYMENT}
@@ -122,7 +141,7 @@ async def test_clear_succeeded_duplicate_queues_cashback_once(pe: Env) -> None:
 
 async def test_out_of_order_clear_before_hold(pe: Env) -> None:
     """The clear's callback overtakes the hold's: the order is paid once, no second clear."""
-    route = pe.order(**IN_PROGRESS)
+    route = pe.order(**CLEARING)
     pe.eda_write("complete", order_body(**PAID))
     await pe.handlers.transaction_callback(callback("p1.clear", "clear", target=PAYMENT))
     route.handler = lambda _r: order_body(**PAID)
@@ -130,25 +149,18 @@ async def test_out_of_order_clear_before_hold(pe: Env) -> None:
     assert len(pe.jobs(CASHBACK)) == 1
 
 
-async def test_clear_failed_releases_the_hold_and_gives_the_order_back(pe: Env) -> None:
-    pe.order(**IN_PROGRESS)
-    ops = pe.operations(operation_body("p1.unhold", "unhold", target=PAYMENT))
-    fail = pe.eda_write("fail", order_body())
-    await pe.handlers.transaction_callback(
+async def test_a_clear_refused_for_good_is_never_turned_into_a_release(pe: Env) -> None:
+    """Issue 9 (2): the money was held for a claimed clear; releasing it is not ours to do."""
+    pe.order(**CLEARING)
+    await pe.handlers.transaction_callback(  # operations and fail are not mocked
         callback("p1.clear", "clear", status="failed", target=PAYMENT)
     )
-    assert ops.next_call()["json"] == {
-        "operation_id": "p1.unhold",
-        "kind": "unhold",
-        "target": PAYMENT,
-    }
-    assert fail.next_call()["json"] == {"payment_id": PAYMENT}
     assert pe.metric("qrpay_problem_orders_total", reason="clear_failed") == 1
     assert pe.jobs(CASHBACK) == []
 
 
 async def test_clear_succeeded_raises_when_eda_is_down(pe: Env) -> None:
-    pe.order(**IN_PROGRESS)
+    pe.order(**CLEARING)
     pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/complete")(drop_connection)
     with pytest.raises(DependencyUnavailable):
         await pe.handlers.transaction_callback(callback("p1.clear", "clear", target=PAYMENT))
@@ -183,7 +195,7 @@ async def test_a_failing_step_raises_for_a_retry(pe: Env, down: str) -> None:
     if down == "eda":
         pe.mock.handler(f"/v1/orders/{ORDER_ID}", "GET")(drop_connection)
     else:
-        pe.order(**IN_PROGRESS)
+        pe.order(**CLEARING)
         pe.mock.handler(f"/v1/invoices/{ORDER_ID}/operations")(drop_connection)
     with pytest.raises(DependencyUnavailable):
         await pe.handlers.transaction_callback(callback())
@@ -272,14 +284,38 @@ WATCHDOG_PAYLOAD = {"order_id": ORDER_ID, "payment_id": PAYMENT}
 @pytest.mark.parametrize("invoice", [404, [], [operation_body("p0", status="failed")]])
 async def test_watchdog_rolls_back_a_payment_that_never_got_its_hold(pe: Env, invoice: Any) -> None:
     pe.order(**IN_PROGRESS)
+    void_path = f"/v1/invoices/{ORDER_ID}/operations/{PAYMENT}/void"
     if invoice == 404:
         pe.invoice({"code": "invoice_not_found", "message": "no"}, 404)
+        void = pe.mock.json_handler(void_path, {"code": "invoice_not_found", "message": "no"}, 404)
     else:
         pe.invoice(invoice_body(invoice))
+        void = pe.mock.json_handler(void_path, {"operation_id": PAYMENT, "outcome": "voided"})
+    begin = pe.eda_write("begin-rollback", order_body(**ROLLING_BACK))
     fail = pe.eda_write("fail", order_body())
     await pe.handlers.hold_watchdog(WATCHDOG_PAYLOAD)
+    # Claimed in eda, voided in transactions (a late hold then finds a canceled record),
+    # and only then given back.
+    assert begin.next_call()["json"] == {"payment_id": PAYMENT}
+    assert void.next_call()["json"] == {"release_operation_id": f"{PAYMENT}.unhold"}
     assert fail.next_call()["json"] == {"payment_id": PAYMENT}
     assert pe.metric("qrpay_problem_orders_total", reason="hold_not_started") == 1
+
+
+async def test_watchdog_waits_while_the_voided_hold_is_at_the_gateway(pe: Env) -> None:
+    pe.order(**ROLLING_BACK)
+    pe.mock.json_handler(
+        f"/v1/invoices/{ORDER_ID}/operations/{PAYMENT}/void",
+        {"operation_id": PAYMENT, "outcome": "in_flight"},
+    )
+    pe.eda_write("begin-rollback", order_body(**ROLLING_BACK))
+    with pytest.raises(DependencyUnavailable):  # the queue tries again; fail is not mocked
+        await pe.handlers.hold_watchdog(WATCHDOG_PAYLOAD)
+
+
+async def test_watchdog_leaves_a_payment_the_clear_claimed(pe: Env) -> None:
+    pe.order(**CLEARING)
+    await pe.handlers.hold_watchdog(WATCHDOG_PAYLOAD)  # nothing else is mocked
 
 
 async def test_watchdog_leaves_a_payment_whose_hold_exists(pe: Env) -> None:
@@ -322,6 +358,7 @@ async def test_the_app_registers_the_consumers(pe: Env) -> None:
 async def test_the_in_app_worker_runs_a_callback_put_on_the_queue(pe_factory: Any) -> None:
     async with pe_factory(queue_workers=True) as env:
         env.order(**IN_PROGRESS)
+        env.eda_write("claim-clear", order_body(**CLEARING))
         ops = env.operations(operation_body("p1.clear", "clear", target=PAYMENT))
         await env.queue.put(tasks.TRANSACTION_CALLBACK, task_id="cb-1", payload=callback())
         for _ in range(100):
@@ -361,6 +398,7 @@ async def test_build_worker(tmp_path: Any, mockserver: MockServer) -> None:
     assert queues == [tasks.QUEUE]
     assert tasks.TRANSACTION_CALLBACK.name in queue.app.tasks
     mockserver.json_handler(f"/v1/orders/{ORDER_ID}", order_body(**IN_PROGRESS), method="GET")
+    mockserver.json_handler(f"/v1/orders/{ORDER_ID}/payment/claim-clear", order_body(**CLEARING))
     ops = mockserver.json_handler(
         f"/v1/invoices/{ORDER_ID}/operations",
         operation_body("p1.clear", "clear", target=PAYMENT),

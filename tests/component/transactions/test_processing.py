@@ -15,8 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.queue import TaskQueue
 from qrpay.transactions.gateway import SandboxGateway
-from qrpay.transactions.service import GATEWAY_ATTEMPTS
-from tests.support.component.transactions import BROKEN, POOR, TTL, Transactions
+from tests.support.component.transactions import POOR, TTL, Transactions
 from tests.support.services import make_context, running_service
 
 
@@ -89,28 +88,6 @@ async def test_insufficient_funds_fails_the_hold(tx: Transactions) -> None:
     assert (payload["status"], payload["reason"]) == ("failed", "insufficient_funds")
     # The failed hold is not live: another may start.
     assert (await tx.hold("h2")).status_code == 200
-
-
-async def test_gateway_error_is_retried_then_fails(tx: Transactions) -> None:
-    await tx.invoice()
-    await tx.hold("h1", card=BROKEN)
-    gateway = tx.service.gateway
-    assert isinstance(gateway, SandboxGateway)
-    for attempt in range(1, GATEWAY_ATTEMPTS):
-        await tx.service.relay_once()
-        assert (await tx.get())["operations"][0]["status"] == "pending", attempt
-        assert tx.jobs() == []
-        # The retry waits for its backoff.
-        await tx.service.relay_once()
-        assert len(gateway.calls) == attempt
-        tx.clock.advance(2**attempt)
-    await tx.service.relay_once()
-    assert gateway.calls == [("hold", "inv-1:h1")] * GATEWAY_ATTEMPTS
-    op = (await tx.get())["operations"][0]
-    assert (op["status"], op["reason"]) == ("failed", "gateway_error")
-    [(task_id, payload)] = callbacks(tx)
-    assert task_id == "inv-1:h1:failed"
-    assert payload["reason"] == "gateway_error"
 
 
 async def test_clear_after_hold(tx: Transactions) -> None:

@@ -48,6 +48,9 @@ class CountingGateway(PaymentGateway):
     async def unhold(self, *args: Any) -> GatewayResult:
         return await self._counted("unhold", *args)
 
+    async def lookup(self, idempotency_key: str) -> GatewayResult | None:
+        return await self.sandbox.lookup(idempotency_key)
+
 
 def service(instance: tuple[FastAPI, httpx.AsyncClient]) -> TransactionsService:
     return service_of(instance[0], TransactionsService)

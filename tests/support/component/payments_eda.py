@@ -46,7 +46,10 @@ def order_body(
     amount: str = "1000",
     order_id: str = ORDER_ID,
     client_id: str = CLIENT_ID,
+    phase: str | None = None,
 ) -> dict[str, Any]:
+    if phase is None and status == "PAYMENT_IN_PROGRESS":
+        phase = "HOLDING"
     return {
         "order_id": order_id,
         "client_id": client_id,
@@ -59,6 +62,7 @@ def order_body(
         },
         "bill_version": 1,
         "payment_id": payment_id,
+        "payment_phase": phase,
         "created_at": "2026-01-01T12:00:00Z",
         "updated_at": "2026-01-01T12:00:00Z",
     }

@@ -13,7 +13,7 @@ from qrpay.eda.domain import (
     is_expired,
     same_bill,
 )
-from qrpay.eda.schemas import CreateOutcome, OrderStatus
+from qrpay.eda.schemas import CreateOutcome, OrderStatus, PaymentPhase
 from qrpay.kernel.errors import Conflict
 from qrpay.kernel.schemas import Bill
 
@@ -32,13 +32,24 @@ def bill(amount: str = "100", element: str = "120") -> Bill:
     )
 
 
-def order(status: OrderStatus = W, payment_id: str | None = None) -> Order:
+HOLDING, CLEARING, ROLLING_BACK = (
+    PaymentPhase.HOLDING,
+    PaymentPhase.CLEARING,
+    PaymentPhase.ROLLING_BACK,
+)
+
+
+def order(
+    status: OrderStatus = W, payment_id: str | None = None, phase: PaymentPhase | None = None
+) -> Order:
     base = Order.new(
         order_id="o1", client_id="rest-1", internal_order_id="i1", bill=bill(), now=NOW
     )
     if status in (P, D) and payment_id is None:
         payment_id = "pay-1"
-    return replace(base, status=status, payment_id=payment_id)
+    if status is P and phase is None:
+        phase = HOLDING
+    return replace(base, status=status, payment_id=payment_id, payment_phase=phase)
 
 
 def outcome(call):
@@ -60,7 +71,8 @@ START = {
 START_OTHER_ID = {W: P, P: "payment_in_progress", D: "already_paid", C: "order_closed"}
 FAIL = {W: "same", P: W, D: "already_paid", C: "same"}
 FAIL_OTHER_ID = {W: "same", P: "payment_mismatch", D: "payment_mismatch", C: "same"}
-COMPLETE = {W: "payment_not_started", P: D, D: "same", C: "order_closed"}
+# From HOLDING: a clear must claim the order first.
+COMPLETE = {W: "payment_not_started", P: "payment_not_claimed", D: "same", C: "order_closed"}
 COMPLETE_OTHER_ID = {
     W: "payment_not_started",
     P: "payment_mismatch",
@@ -184,3 +196,74 @@ def test_ttl_rule(status: OrderStatus, age: int, expired: bool) -> None:
     assert (after.status == C and after is not o) is expired
     if not expired:
         assert after is o
+
+
+# The payment phases: (phase, operation) -> outcome for the order's own payment id.
+PHASE_TABLE = {
+    (HOLDING, "claim_clear"): CLEARING,
+    (CLEARING, "claim_clear"): "same",
+    (ROLLING_BACK, "claim_clear"): "payment_rolling_back",
+    (HOLDING, "begin_rollback"): ROLLING_BACK,
+    (CLEARING, "begin_rollback"): "payment_clearing",
+    (ROLLING_BACK, "begin_rollback"): "same",
+    (HOLDING, "fail_payment"): W,
+    (CLEARING, "fail_payment"): "payment_clearing",
+    (ROLLING_BACK, "fail_payment"): W,
+    (HOLDING, "complete_payment"): "payment_not_claimed",
+    (CLEARING, "complete_payment"): D,
+    (ROLLING_BACK, "complete_payment"): "payment_not_claimed",
+}
+
+
+def phase_outcome(o: Order, operation: str, payment_id: str = "pay-1") -> object:
+    try:
+        after = getattr(o, operation)(payment_id, NOW)
+    except Conflict as exc:
+        return exc.code
+    if after is o:
+        return "same"
+    return after.payment_phase if after.status is P else after.status
+
+
+@pytest.mark.parametrize(("phase", "operation"), list(PHASE_TABLE))
+def test_payment_phases(phase: PaymentPhase, operation: str) -> None:
+    assert phase_outcome(order(P, phase=phase), operation) == PHASE_TABLE[(phase, operation)]
+    # Another payment's id never moves the order.
+    assert phase_outcome(order(P, phase=phase), operation, "pay-2") == "payment_mismatch"
+
+
+@pytest.mark.parametrize("operation", ["claim_clear", "begin_rollback"])
+def test_claims_of_settled_orders(operation: str) -> None:
+    assert phase_outcome(order(D), operation) == (
+        "same" if operation == "claim_clear" else "already_paid"
+    )
+    expected = "payment_not_started" if operation == "claim_clear" else "same"
+    assert phase_outcome(order(W), operation) == expected
+
+
+def test_a_claimed_clear_cannot_be_rolled_back_by_any_sequence() -> None:
+    """Once the clear claimed the payment, only PAYED is reachable: never back to WAITING."""
+    claimed = order(P).claim_clear("pay-1", NOW)
+    frontier = [claimed]
+    seen = set()
+    operations = ["claim_clear", "begin_rollback", "fail_payment", "complete_payment"]
+    while frontier:
+        current = frontier.pop()
+        seen.add((current.status, current.payment_phase))
+        for operation in operations:
+            try:
+                nxt = getattr(current, operation)("pay-1", NOW)
+            except Conflict:
+                continue
+            if (nxt.status, nxt.payment_phase) not in seen:
+                frontier.append(nxt)
+    assert seen == {(P, CLEARING), (D, None)}
+
+
+def test_start_payment_checks_the_bill_version_the_guest_saw() -> None:
+    o = order(W)
+    with pytest.raises(Conflict) as caught:
+        o.start_payment("pay-1", Decimal("100"), "RUB", NOW, bill_version=o.bill_version + 1)
+    assert caught.value.code == "bill_changed"
+    started = o.start_payment("pay-1", Decimal("100"), "RUB", NOW, bill_version=o.bill_version)
+    assert (started.status, started.payment_phase) == (P, HOLDING)

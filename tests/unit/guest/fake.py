@@ -54,6 +54,7 @@ def preorder_body(**overrides: Any) -> dict[str, Any]:
             },
         ],
         "cashback": {"rate": "30%", "amount": "330", "currency": "RUB"},
+        "bill_version": 1,
     }
     body.update(overrides)
     return body

@@ -57,6 +57,8 @@ async def test_pays_with_the_given_card_and_follows_until_payed() -> None:
         "hmac": HMAC,
         "payment_method": {"type": "card", "id": "card-ok"},
         "amount": "1100.00",
+        "currency": "RUB",
+        "bill_version": 1,
     }
     assert headers["X-Yandex-UID"] == "u-42"
     assert headers["X-Request-Language"] == "ru"

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from qrpay.eda.schemas import OrderStatus
+from qrpay.eda.schemas import OrderStatus, PaymentPhase
 from qrpay.kernel.config import CashbackRules, Restaurant
 from qrpay.payments_eda import domain
 from qrpay.payments_eda.domain import Decision, GuestStatus, MessageKey, Step
@@ -125,64 +125,114 @@ def test_language_and_messages() -> None:
 
 
 MINE, OTHER = "p1", "p2"
+HOLDING, CLEARING, ROLLING_BACK = (
+    PaymentPhase.HOLDING,
+    PaymentPhase.CLEARING,
+    PaymentPhase.ROLLING_BACK,
+)
+CANCELED_OP = OperationStatus.CANCELED
 
-# kind, status, order status, order payment id -> decision
+# kind, status, order status, its payment phase, its payment id -> decision
 DECISION_TABLE = [
-    # hold succeeded
-    (HOLD, OK, IN_PROGRESS, MINE, Decision((Step.START_CLEAR,))),
-    (HOLD, OK, PAYED, MINE, Decision()),
-    (HOLD, OK, CANCELED, None, Decision((Step.START_UNHOLD,))),
-    (HOLD, OK, WAITING, None, Decision((Step.START_UNHOLD,))),
-    (HOLD, OK, IN_PROGRESS, OTHER, Decision((Step.START_UNHOLD,))),
-    (HOLD, OK, PAYED, OTHER, Decision((Step.START_UNHOLD,))),
+    # hold succeeded: the clear claims the order first
+    (HOLD, OK, IN_PROGRESS, HOLDING, MINE, Decision((Step.CLAIM_CLEAR, Step.START_CLEAR))),
+    (HOLD, OK, IN_PROGRESS, CLEARING, MINE, Decision((Step.START_CLEAR,))),
+    (HOLD, OK, IN_PROGRESS, ROLLING_BACK, MINE, Decision((Step.START_UNHOLD,))),
+    (HOLD, OK, PAYED, None, MINE, Decision()),
+    (HOLD, OK, CANCELED, None, None, Decision((Step.START_UNHOLD,))),
+    (HOLD, OK, WAITING, None, None, Decision((Step.START_UNHOLD,))),
+    (HOLD, OK, IN_PROGRESS, HOLDING, OTHER, Decision((Step.START_UNHOLD,))),
+    (HOLD, OK, PAYED, None, OTHER, Decision((Step.START_UNHOLD,))),
     # hold failed
-    (HOLD, FAILED, IN_PROGRESS, MINE, Decision((Step.FAIL_PAYMENT,), problem="hold_failed")),
-    (HOLD, FAILED, WAITING, None, Decision()),
-    (HOLD, FAILED, IN_PROGRESS, OTHER, Decision()),
-    (HOLD, FAILED, CANCELED, None, Decision()),
-    # clear succeeded
-    (CLEAR, OK, IN_PROGRESS, MINE, Decision((Step.COMPLETE_PAYMENT, Step.ACCRUE_CASHBACK))),
-    (CLEAR, OK, PAYED, MINE, Decision((Step.ACCRUE_CASHBACK,))),
-    (CLEAR, OK, WAITING, None, Decision(problem="cleared_unpaid")),
-    # clear failed
     (
-        CLEAR,
+        HOLD,
         FAILED,
         IN_PROGRESS,
+        HOLDING,
         MINE,
-        Decision((Step.START_UNHOLD, Step.FAIL_PAYMENT), problem="clear_failed"),
+        Decision((Step.FAIL_PAYMENT,), problem="hold_failed"),
     ),
-    (CLEAR, FAILED, WAITING, None, Decision((Step.START_UNHOLD,), problem="clear_failed")),
-    (CLEAR, FAILED, PAYED, MINE, Decision()),
+    (
+        HOLD,
+        FAILED,
+        IN_PROGRESS,
+        ROLLING_BACK,
+        MINE,
+        Decision((Step.FAIL_PAYMENT,), problem="hold_failed"),
+    ),
+    (HOLD, FAILED, WAITING, None, None, Decision()),
+    (HOLD, FAILED, IN_PROGRESS, HOLDING, OTHER, Decision()),
+    (HOLD, FAILED, CANCELED, None, None, Decision()),
+    # clear succeeded: PAYED only from the clear's claim
+    (
+        CLEAR,
+        OK,
+        IN_PROGRESS,
+        CLEARING,
+        MINE,
+        Decision((Step.COMPLETE_PAYMENT, Step.ACCRUE_CASHBACK)),
+    ),
+    (CLEAR, OK, IN_PROGRESS, HOLDING, MINE, Decision(problem="cleared_unpaid")),
+    (CLEAR, OK, PAYED, None, MINE, Decision((Step.ACCRUE_CASHBACK,))),
+    (CLEAR, OK, WAITING, None, None, Decision(problem="cleared_unpaid")),
+    # clear failed for good: never turned into a release
+    (CLEAR, FAILED, IN_PROGRESS, CLEARING, MINE, Decision(problem="clear_failed")),
+    (CLEAR, FAILED, WAITING, None, None, Decision(problem="clear_failed")),
+    (CLEAR, FAILED, PAYED, None, MINE, Decision()),
     # unhold succeeded
-    (UNHOLD, OK, IN_PROGRESS, MINE, Decision((Step.FAIL_PAYMENT,))),
-    (UNHOLD, OK, WAITING, None, Decision()),
-    (UNHOLD, OK, CANCELED, None, Decision()),
-    (UNHOLD, OK, IN_PROGRESS, OTHER, Decision()),
+    (UNHOLD, OK, IN_PROGRESS, ROLLING_BACK, MINE, Decision((Step.FAIL_PAYMENT,))),
+    (UNHOLD, OK, IN_PROGRESS, HOLDING, MINE, Decision((Step.FAIL_PAYMENT,))),
+    (UNHOLD, OK, IN_PROGRESS, CLEARING, MINE, Decision(problem="released_while_clearing")),
+    (UNHOLD, OK, WAITING, None, None, Decision()),
+    (UNHOLD, OK, CANCELED, None, None, Decision()),
+    (UNHOLD, OK, IN_PROGRESS, HOLDING, OTHER, Decision()),
     # unhold failed
-    (UNHOLD, FAILED, WAITING, None, Decision((Step.RETRY,), problem="unhold_failed")),
-    (UNHOLD, FAILED, CANCELED, None, Decision((Step.RETRY,), problem="unhold_failed")),
-    (UNHOLD, FAILED, PAYED, MINE, Decision()),
-    # pending is not an outcome
-    (HOLD, PENDING, IN_PROGRESS, MINE, Decision()),
-    (CLEAR, PENDING, IN_PROGRESS, MINE, Decision()),
+    (UNHOLD, FAILED, WAITING, None, None, Decision((Step.RETRY,), problem="unhold_failed")),
+    (UNHOLD, FAILED, CANCELED, None, None, Decision((Step.RETRY,), problem="unhold_failed")),
+    (UNHOLD, FAILED, PAYED, None, MINE, Decision()),
+    # pending and canceled are not outcomes of money
+    (HOLD, PENDING, IN_PROGRESS, HOLDING, MINE, Decision()),
+    (CLEAR, PENDING, IN_PROGRESS, CLEARING, MINE, Decision()),
+    (HOLD, CANCELED_OP, IN_PROGRESS, ROLLING_BACK, MINE, Decision()),
 ]
 
 
 @pytest.mark.parametrize(
-    ("kind", "status", "order_status", "payment_id", "expected"), DECISION_TABLE
+    ("kind", "status", "order_status", "phase", "payment_id", "expected"), DECISION_TABLE
 )
 def test_callback_decision_table(
     kind: OperationKind,
     status: OperationStatus,
     order_status: OrderStatus,
+    phase: PaymentPhase | None,
     payment_id: str | None,
     expected: Decision,
 ) -> None:
     decision = domain.decide(
-        kind, status, hold_id=MINE, order_status=order_status, order_payment_id=payment_id
+        kind,
+        status,
+        hold_id=MINE,
+        order_status=order_status,
+        order_payment_id=payment_id,
+        order_phase=phase,
     )
     assert decision == expected
+
+
+def test_no_row_releases_money_a_clear_claimed() -> None:
+    """With the order's clear claimed, no outcome starts an unhold or gives the order back."""
+    for kind in OperationKind:
+        for status in OperationStatus:
+            decision = domain.decide(
+                kind,
+                status,
+                hold_id=MINE,
+                order_status=IN_PROGRESS,
+                order_payment_id=MINE,
+                order_phase=CLEARING,
+            )
+            assert Step.START_UNHOLD not in decision.steps
+            assert Step.FAIL_PAYMENT not in decision.steps
 
 
 def test_operation_ids_derive_from_the_hold() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -67,3 +68,64 @@ async def test_latency_comes_from_live_config() -> None:
     started = time.monotonic()
     await gateway.hold("sandbox-ok-1", Decimal("1"), "RUB", "k2")
     assert time.monotonic() - started >= 0.045
+
+
+async def test_a_lost_answer_was_carried_out_and_a_lookup_finds_it() -> None:
+    gateway = sandbox()
+    assert await gateway.lookup("inv:h1") is None  # never seen: safe to call again
+    with pytest.raises(GatewayUnavailable):
+        await gateway.hold("sandbox-lost-1", Decimal("10"), "RUB", "inv:h1")
+    found = await gateway.lookup("inv:h1")
+    assert found is not None
+    assert found.status == SUCCEEDED
+    # The retry with the same key is the same operation, now answered.
+    assert await gateway.hold("sandbox-lost-1", Decimal("10"), "RUB", "inv:h1") == found
+
+
+async def test_a_late_answer_comes_after_the_call_deadline() -> None:
+    config = GatewayConfig(call_timeout_seconds=0.05)
+    gateway = SandboxGateway(lambda: config)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(config.call_timeout_seconds):
+            await gateway.hold("sandbox-late-1", Decimal("10"), "RUB", "inv:h1")
+    found = await gateway.lookup("inv:h1")
+    assert found is not None
+    assert found.status == SUCCEEDED
+
+
+async def test_a_token_that_never_answers_is_never_carried_out() -> None:
+    gateway = sandbox()
+    with pytest.raises(GatewayUnavailable):
+        await gateway.hold("sandbox-error-1", Decimal("10"), "RUB", "inv:h1")
+    assert await gateway.lookup("inv:h1") is None
+
+
+async def test_a_stuck_card_holds_but_refuses_every_clear_and_unhold_for_good() -> None:
+    gateway = sandbox()
+    hold = await gateway.hold("sandbox-stuck-1", Decimal("10"), "RUB", "inv:h1")
+    clear = await gateway.clear("sandbox-stuck-1", Decimal("10"), "RUB", "inv:c1")
+    unhold = await gateway.unhold("sandbox-stuck-1", Decimal("10"), "RUB", "inv:u1")
+    assert hold.status == SUCCEEDED
+    assert (clear.status, clear.reason) == (FAILED, "processing_error")
+    assert unhold.status == FAILED
+
+
+async def test_lost_answer_rate_loses_a_share_of_first_answers_deterministically() -> None:
+    gateway = SandboxGateway(lambda: GatewayConfig(lost_answer_rate=0.5))
+    lost = []
+    for n in range(200):
+        try:
+            await gateway.hold("sandbox-ok-1", Decimal("1"), "RUB", f"k{n}")
+        except GatewayUnavailable:
+            lost.append(n)
+            # The second call with that key is answered.
+            await gateway.hold("sandbox-ok-1", Decimal("1"), "RUB", f"k{n}")
+    assert 50 < len(lost) < 150
+    again = SandboxGateway(lambda: GatewayConfig(lost_answer_rate=0.5))
+    relost = []
+    for n in range(200):
+        try:
+            await again.hold("sandbox-ok-1", Decimal("1"), "RUB", f"k{n}")
+        except GatewayUnavailable:
+            relost.append(n)
+    assert relost == lost

@@ -121,11 +121,14 @@ async def pay_order(
     )
     if answer.outcome != load.OK:
         return answer.outcome, 0.0
+    preorder = orjson.loads(answer.body)
     body = {
         "service": "restaurant",
         **query,
         "payment_method": {"type": "card", "id": card},
-        "amount": orjson.loads(answer.body)["bill"]["amount"],
+        "amount": preorder["bill"]["amount"],
+        "currency": preorder["bill"]["currency"],
+        "bill_version": preorder["bill_version"],
     }
     started = time.perf_counter()
     answer = await load.call(

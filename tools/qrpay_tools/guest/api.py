@@ -70,6 +70,7 @@ class Preorder:
     cashback: Cashback | None
     cards: tuple[Card, ...]
     status: str | None = None
+    bill_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,9 @@ def parse_preorder(order_id: str, data: Any) -> Preorder:
         cashback=cashback,
         cards=cards,
         status=None if status is None else str(status),
+        bill_version=data.get("bill_version")
+        if isinstance(data.get("bill_version"), int)
+        else None,
     )
 
 
@@ -257,7 +261,10 @@ class PaymentsApi:
         data, _ = await self._body(call)
         return parse_preorder(link.order_id, data)
 
-    async def pay(self, link: OrderLink, card_id: str, amount: str) -> PaymentStatus:
+    async def pay(
+        self, link: OrderLink, card_id: str, amount: str, preorder: Preorder | None = None
+    ) -> PaymentStatus:
+        """Pay what ``preorder`` showed: its currency and bill version are checked too."""
         try:
             request = PayRequest(
                 service=Service.RESTAURANT,
@@ -265,6 +272,8 @@ class PaymentsApi:
                 hmac=link.hmac,
                 payment_method=PaymentMethodChoice(type="card", id=card_id),
                 amount=amount,
+                currency=preorder.currency if preorder else None,
+                bill_version=preorder.bill_version if preorder else None,
             )
         except ValidationError as exc:
             problem = exc.errors()[0]

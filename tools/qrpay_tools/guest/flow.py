@@ -107,7 +107,7 @@ async def run_guest(options: GuestOptions, console: Console, choose: ChooseCard)
                 f"Paying {preorder.amount} {preorder.currency} with {card.id} ({card.mask})",
                 markup=False,
             )
-            first = await api.pay(link, card.id, preorder.amount)
+            first = await api.pay(link, card.id, preorder.amount, preorder)
             final = await follow(api, link, first, options, console)
             if final.status == "PAYED":
                 break

@@ -258,7 +258,9 @@
       order_id: orderId,
       hmac: hmac,
       payment_method: { type: 'card', id: card },
-      amount: preorder.bill.amount
+      amount: preorder.bill.amount,
+      currency: preorder.bill.currency,
+      bill_version: preorder.bill_version
     }).then(function (answer) {
       if (answer.status === 200) { lastCard = card; return waiting(); }
       resetPayButton();
