@@ -179,34 +179,31 @@ class Order:
             raise Conflict("the payment is being rolled back", code=EdaCode.PAYMENT_ROLLING_BACK)
         return self._move_phase(CLEARING, now)
 
-    def begin_rollback(self, payment_id: str, now: datetime) -> Order:
-        """The rollback's claim: after it, the payment is never cleared; its hold is released.
+    def _may_give_back(self, payment_id: str) -> bool:
+        """Whether this payment may still be undone; False when it already was.
 
-        An order already given back (WAITING, or closed since) has nothing to roll back.
+        An order already given back (WAITING, or closed by TTL since) has nothing held.
         """
         if self.status in (WAITING, CANCELED):
-            return self
+            return False
         if self.payment_id != payment_id:
             raise Conflict("the order's payment is another one", code=EdaCode.PAYMENT_MISMATCH)
         if self.status == PAYED:
             raise Conflict("the order is already paid", code=EdaCode.ALREADY_PAID)
         if self.payment_phase == CLEARING:
             raise Conflict("the payment is being cleared", code=EdaCode.PAYMENT_CLEARING)
-        if self.payment_phase == ROLLING_BACK:
+        return True
+
+    def begin_rollback(self, payment_id: str, now: datetime) -> Order:
+        """The rollback's claim: after it, the payment is never cleared; its hold is released."""
+        if not self._may_give_back(payment_id) or self.payment_phase == ROLLING_BACK:
             return self
         return self._move_phase(ROLLING_BACK, now)
 
     def fail_payment(self, payment_id: str, now: datetime) -> Order:
         """The order back to the guest: the hold failed, or the rollback released it."""
-        if self.status in (WAITING, CANCELED):
-            # Already failed (and maybe closed by TTL since): nothing is held any more.
+        if not self._may_give_back(payment_id):
             return self
-        if self.payment_id != payment_id:
-            raise Conflict("the order's payment is another one", code=EdaCode.PAYMENT_MISMATCH)
-        if self.status == PAYED:
-            raise Conflict("the order is already paid", code=EdaCode.ALREADY_PAID)
-        if self.payment_phase == CLEARING:
-            raise Conflict("the payment is being cleared", code=EdaCode.PAYMENT_CLEARING)
         return self._move(WAITING, now, payment_id=None)
 
     def complete_payment(self, payment_id: str, now: datetime) -> Order:

@@ -10,12 +10,10 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.queue import TaskQueue
 from qrpay.transactions.gateway import SandboxGateway
-from tests.support.component.transactions import POOR, TTL, Transactions
+from tests.support.component.transactions import POOR, TTL, Transactions, metric
 from tests.support.services import make_context, running_service
 
 
@@ -26,15 +24,6 @@ def callbacks(tx: Transactions) -> list[tuple[str, dict[str, Any]]]:
         assert job["queue_name"] == "payments_eda"
         result.append((job["queueing_lock"], job["args"]))
     return result
-
-
-async def metric(tx: Transactions, name: str, **labels: str) -> float:
-    text = (await tx.client.get("/metrics")).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    return 0.0
 
 
 async def test_hold_succeeds_and_calls_back(tx: Transactions) -> None:

@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.queue import TaskQueue
 from qrpay.transactions.gateway import SandboxGateway
-from tests.support.component.transactions import BROKEN, OK, Transactions
-from tests.support.services import dev_config, make_context, running_service
+from tests.support.component.transactions import (
+    BROKEN,
+    OK,
+    Transactions,
+    metric,
+    running_transactions,
+)
 
 LOST = {"id": "card-lost", "token": "sandbox-lost-4242"}
 RETRY_CAP = 4
@@ -25,39 +28,15 @@ ALERT_AFTER = 3
 
 @pytest.fixture
 async def tx(tmp_path: Path, frozen_clock: FrozenClock) -> AsyncIterator[Transactions]:
-    queue = TaskQueue()
-    gateway = {
-        "kind": "sandbox",
-        "latency_ms": 0,
-        "retry_cap_seconds": RETRY_CAP,
-        "unknown_alert_attempts": ALERT_AFTER,
-    }
-    config = dev_config(transactions={"gateway": gateway})
-    ctx = make_context(
-        "transactions",
-        tmp_path,
-        config=config,
-        queue=queue,
-        clock=frozen_clock,
-        background_jobs=False,
-    )
-    async with running_service(ctx) as (app, client):
-        yield Transactions(app, client, queue, frozen_clock)
+    gateway = {"retry_cap_seconds": RETRY_CAP, "unknown_alert_attempts": ALERT_AFTER}
+    async with running_transactions(tmp_path, frozen_clock, **gateway) as env:
+        yield env
 
 
 def sandbox(tx: Transactions) -> SandboxGateway:
     gateway = tx.service.gateway
     assert isinstance(gateway, SandboxGateway)
     return gateway
-
-
-async def metric(tx: Transactions, name: str, **labels: str) -> float:
-    text = (await tx.client.get("/metrics")).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    return 0.0
 
 
 async def statuses(tx: Transactions) -> list[tuple[str, str]]:

@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.service import service_of
 from qrpay.transactions.service import TransactionsService
+from tests.support.services import dev_config, make_context, running_service
 
 TTL = 3600
 
@@ -68,3 +73,31 @@ class Transactions:
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
+
+
+@contextlib.asynccontextmanager
+async def running_transactions(
+    tmp_path: Path, clock: FrozenClock, **gateway: Any
+) -> AsyncIterator[Transactions]:
+    """transactions on SQLite with the sandbox gateway, background jobs off, clock frozen."""
+    queue = TaskQueue()
+    config = dev_config(
+        transactions={
+            "hold_ttl_seconds": TTL,
+            "gateway": {"kind": "sandbox", "latency_ms": 0, **gateway},
+        }
+    )
+    ctx = make_context(
+        "transactions", tmp_path, config=config, queue=queue, clock=clock, background_jobs=False
+    )
+    async with running_service(ctx) as (app, client):
+        yield Transactions(app, client, queue, clock)
+
+
+async def metric(tx: Transactions, name: str, **labels: str) -> float:
+    text = (await tx.client.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
