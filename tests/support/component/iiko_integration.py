@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from qrpay.kernel.service import ServiceContext
+from tests.support.orders import order_body
 
 API_KEY = "demo-pos-key-0123456789abcdef"  # the dev secdist's demo key: rest-1 and rest-2
 
@@ -32,18 +33,7 @@ def eda_order(
 
 
 def valid_order(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "client_id": "rest-1",
-        "internal_order_id": "iiko-42",
-        "bill": {
-            "currency": "RUB",
-            "amount": "100",
-            "elements": [
-                {"name": "Borscht", "amount": "120"},
-                {"name": "Discount", "amount": "-20"},
-            ],
-        },
-    }
+    body = order_body("iiko-42", "100", ("Borscht", "120"), ("Discount", "-20"))
     body.update(overrides)
     return body
 
