@@ -49,3 +49,15 @@ Started = tuple[ServiceContext, httpx.AsyncClient]
 
 
 StartService = Callable[..., AbstractAsyncContextManager[Started]]
+
+
+async def list_orders(
+    client: httpx.AsyncClient,
+    order_ids: list[str],
+    *,
+    client_id: str = "rest-1",
+    headers: dict[str, str] = HEADERS,
+) -> httpx.Response:
+    """The POS's ``POST /orders/list`` for ``order_ids``."""
+    body = {"client_id": client_id, "orders": order_ids}
+    return await client.post("/orders/list", json=body, headers=headers)
