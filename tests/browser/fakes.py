@@ -22,33 +22,9 @@ from typing import Any
 from aiohttp import web
 
 from tests.support.mockserver import MockServer, error_response, json_response
+from tests.support.orders import saved_cards
 
-CARDS = [
-    {
-        "id": "card-ok",
-        "type": "card",
-        "system": "visa",
-        "mask": "•••• 4242",
-        "expiry": "12/30",
-        "available": True,
-    },
-    {
-        "id": "card-declined",
-        "type": "card",
-        "system": "visa",
-        "mask": "•••• 9995",
-        "expiry": "06/29",
-        "available": True,
-    },
-    {
-        "id": "card-expired",
-        "type": "card",
-        "system": "mastercard",
-        "mask": "•••• 0119",
-        "expiry": "01/24",
-        "available": False,
-    },
-]
+CARDS = saved_cards()
 OUTCOMES = {"card-ok": "PAYED", "card-declined": "DECLINED"}
 ELEMENTS = [
     {"name": "Borscht", "amount": "450"},

@@ -26,12 +26,18 @@ except ImportError:  # pragma: no cover - CI (QRPAY_REQUIRE_BROWSER=1) must not 
 
 from qrpay.kernel.service import SERVICE_MODULES
 from tests.support.browser import PHONE, screenshot
-from tests.support.processes import QRPAY, QRPAY_TOOLS, QrpayUp, kill_group, start, wait_for_text
-from tests.support.services import dev_secdist
+from tests.support.processes import (
+    QRPAY_TOOLS,
+    QrpayUp,
+    kill_group,
+    link_of,
+    order_id_of,
+    start,
+    wait_for_text,
+)
 
 pytestmark = pytest.mark.e2e
 
-DEV_KEY = dev_secdist().api_keys[0].key.get_secret_value()
 PAYER = ("payments-eda", "transactions", "cardstorage", "cashback", "api-proxy")
 
 
@@ -42,30 +48,6 @@ class PublicUp(QrpayUp):
     def public_url(self) -> str:
         return self.url("api-proxy")
 
-    def start(self, services: Any) -> None:  # type: ignore[override]
-        from tests.support.processes import wait_for_http
-
-        self.process = start(
-            [
-                QRPAY,
-                "up",
-                "--data-dir",
-                str(self.data_dir),
-                "--port-base",
-                str(self.base),
-                "--public-url",
-                self.public_url,
-            ],
-            log=self.log,
-        )
-        wait_for_http(
-            [f"{self.url(name)}/ping" for name in services],
-            timeout=60,
-            process=self.process,
-            log=self.log,
-        )
-        wait_for_text(self.log, "Press Ctrl-C to stop.", timeout=30)
-
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PublicUp]:
@@ -75,7 +57,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PublicUp]:
     root = tmp_path_factory.mktemp("up")
     instance = PublicUp(root / "var", root / "up.log")
     try:
-        instance.start(SERVICE_MODULES)
+        instance.start(SERVICE_MODULES, "--public-url", instance.public_url)
         yield instance
     finally:
         instance.kill()
@@ -103,10 +85,8 @@ class PosSim:
             cwd=tmp_path,
         )
         output = wait_for_text(self.log, "Receipt: ", timeout=30)
-        links = [line for line in output.splitlines() if line.startswith("Link: ")]
-        assert len(links) == 1, output
-        self.link = links[0].removeprefix("Link: ")
-        self.order_id = parse_qs(urlsplit(self.link).query)["order_id"][0]
+        self.link = link_of(output)
+        self.order_id = order_id_of(self.link)
 
     def wait_paid(self) -> str:
         assert self.process.wait(timeout=60) == 0, self.log.read_text()
@@ -120,17 +100,6 @@ def page(browser: Any) -> Iterator[Page]:
     page: Page = context.new_page()
     yield page
     context.close()
-
-
-def pos_status(up: PublicUp, order_id: str) -> str:
-    answer = httpx.post(
-        f"{up.url('iiko-integration')}/orders/list",
-        json={"client_id": "rest-1", "orders": [order_id]},
-        headers={"X-API-Key": DEV_KEY},
-        timeout=5,
-    )
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["orders"][0]["status"])
 
 
 def pay_posts(up: PublicUp) -> float:
@@ -176,7 +145,7 @@ def test_deep_link_to_payed_on_the_page_and_on_the_pos(
         assert f"order {pos.order_id}: PAID 1000.00 RUB" in pos.wait_paid()
     finally:
         kill_group(pos.process)
-    assert pos_status(up, pos.order_id) == "PAYED"
+    assert up.pos_status(pos.order_id) == "PAYED"
     # Opening the link again: nothing more to pay.
     page.goto(pos.link)
     expect(page.get_by_role("heading", name="The order is already paid")).to_be_visible()
@@ -192,7 +161,7 @@ def test_declined_then_another_card_pays(up: PublicUp, page: Page, tmp_path: Pat
         expect(page.locator("main")).to_have_attribute("data-reason", "declined")
         expect(page.get_by_role("alert")).to_contain_text("The payment was declined")
         screenshot(page, "e2e-declined")
-        assert pos_status(up, pos.order_id) == "WAITING"
+        assert up.pos_status(pos.order_id) == "WAITING"
         expect(page.get_by_label("VISA •••• 4242, expires 12/30")).to_be_checked()
         page.get_by_role("button", name="Pay ₽500").click()
         expect(page.get_by_role("heading", name="Paid")).to_be_visible()
@@ -200,7 +169,7 @@ def test_declined_then_another_card_pays(up: PublicUp, page: Page, tmp_path: Pat
         assert f"order {pos.order_id}: PAID 500.00 RUB" in pos.wait_paid()
     finally:
         kill_group(pos.process)
-    assert pos_status(up, pos.order_id) == "PAYED"
+    assert up.pos_status(pos.order_id) == "PAYED"
 
 
 def test_a_tampered_link_shows_not_found(up: PublicUp, page: Page, tmp_path: Path) -> None:
@@ -213,4 +182,4 @@ def test_a_tampered_link_shows_not_found(up: PublicUp, page: Page, tmp_path: Pat
         screenshot(page, "e2e-not-found")
     finally:
         kill_group(pos.process)
-    assert pos_status(up, pos.order_id) == "WAITING"
+    assert up.pos_status(pos.order_id) == "WAITING"

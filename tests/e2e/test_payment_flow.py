@@ -21,15 +21,15 @@ from tests.support.processes import (
     QRPAY_TOOLS,
     QrpayUp,
     kill_group,
+    link_of,
+    order_id_of,
     run,
     start,
     wait_for_text,
 )
-from tests.support.services import dev_secdist
 
 pytestmark = pytest.mark.e2e
 
-DEV_KEY = dev_secdist().api_keys[0].key.get_secret_value()
 USER = "demo-user"
 
 
@@ -48,31 +48,8 @@ def up(tmp_path: Path) -> Iterator[QrpayUp]:
         instance.kill()
 
 
-def link_of(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith("Link: ")]
-    assert len(lines) == 1, output
-    return lines[0].removeprefix("Link: ")
-
-
-def order_id_of(link: str) -> str:
-    return parse_qs(urlsplit(link).query)["order_id"][0]
-
-
 def new_order(up: QrpayUp, tmp_path: Path, amount: str) -> str:
-    sim = run(
-        [
-            QRPAY_TOOLS,
-            "pos-sim",
-            "--url",
-            up.url("iiko-integration"),
-            "--no-wait",
-            "--item",
-            f"Dinner={amount}",
-            "--out-dir",
-            str(tmp_path / "out"),
-        ],
-        cwd=tmp_path,
-    )
+    sim = up.pos_sim("--item", f"Dinner={amount}", "--out-dir", str(tmp_path / "out"), cwd=tmp_path)
     assert sim.returncode == 0, sim.stdout + sim.stderr
     return link_of(sim.stdout)
 
@@ -94,17 +71,6 @@ def guest(up: QrpayUp, link: str, card: str) -> subprocess.CompletedProcess[str]
         ],
         timeout=60,
     )
-
-
-def pos_status(up: QrpayUp, order_id: str) -> str:
-    answer = httpx.post(
-        f"{up.url('iiko-integration')}/orders/list",
-        json={"client_id": "rest-1", "orders": [order_id]},
-        headers={"X-API-Key": DEV_KEY},
-        timeout=5,
-    )
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["orders"][0]["status"])
 
 
 def guest_status(up: QrpayUp, link: str) -> str:
@@ -169,7 +135,7 @@ def test_guest_pays_the_pos_sees_payed_and_cashback_arrives(up: QrpayUp, tmp_pat
     finally:
         kill_group(sim)
     assert guest_status(up, link) == "PAYED"
-    assert pos_status(up, order_id) == "PAYED"
+    assert up.pos_status(order_id) == "PAYED"
     assert balance(up) - before == cashback_for("1234.56") == Decimal(370)
 
     # Above the cap: 30% of 12000 is 3600, the restaurant's cap is 3000.
@@ -200,13 +166,13 @@ def test_declined_card_leaves_the_order_open_and_another_card_pays(
     assert declined.returncode == 1, declined.stdout + declined.stderr
     assert f"order {order_id}: DECLINED" in declined.stdout
     assert guest_status(up, link) == "DECLINED"
-    assert pos_status(up, order_id) == "WAITING"
+    assert up.pos_status(order_id) == "WAITING"
     assert balance(up) == before
 
     paid = guest(up, link, "card-ok")
     assert paid.returncode == 0, paid.stdout + paid.stderr
     assert guest_status(up, link) == "PAYED"
-    assert pos_status(up, order_id) == "PAYED"
+    assert up.pos_status(order_id) == "PAYED"
     assert balance(up) - before == Decimal(150)
 
 
@@ -221,7 +187,7 @@ def test_an_unpaid_order_is_canceled_after_its_ttl_and_cannot_be_paid(tmp_path: 
         link = new_order(up, tmp_path, "300")
         order_id = order_id_of(link)
         deadline = time.monotonic() + 20
-        while pos_status(up, order_id) != "CANCELED":
+        while up.pos_status(order_id) != "CANCELED":
             assert time.monotonic() < deadline, "the order was not canceled after its TTL"
             time.sleep(0.25)
 
@@ -243,6 +209,6 @@ def test_an_unpaid_order_is_canceled_after_its_ttl_and_cannot_be_paid(tmp_path: 
 
         refused = guest(up, link, "card-ok")
         assert refused.returncode == 1, refused.stdout + refused.stderr
-        assert pos_status(up, order_id) == "CANCELED"
+        assert up.pos_status(order_id) == "CANCELED"
     finally:
         up.kill()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,17 +14,16 @@ from PIL import Image
 
 from qrpay.kernel.deeplink import verify
 from qrpay.kernel.service import SERVICE_MODULES
-from qrpay.runner.embedded import ports_for
 from tests.support.processes import (
     QRPAY,
     QRPAY_TOOLS,
+    QrpayUp,
     free_port,
-    free_port_base,
     kill_group,
+    link_of,
+    order_id_of,
     run,
     start,
-    terminate,
-    wait_for_http,
     wait_for_text,
 )
 from tests.support.services import dev_secdist
@@ -36,47 +34,13 @@ DEV_KEY = dev_secdist().api_keys[0].key.get_secret_value()
 HMAC_KEYS = dev_secdist().hmac_keys
 
 
-class Up:
-    def __init__(self, data_dir: Path, base: int, log: Path) -> None:
-        self.data_dir = data_dir
-        self.base = base
-        self.log = log
-        self.ports = ports_for(base)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def iiko(self) -> str:
-        return f"http://127.0.0.1:{self.ports['iiko-integration']}"
-
-    def start(self) -> None:
-        self.process = start(
-            [QRPAY, "up", "--data-dir", str(self.data_dir), "--port-base", str(self.base)],
-            log=self.log,
-        )
-        wait_for_http(
-            [f"http://127.0.0.1:{self.ports[name]}/ping" for name in SERVICE_MODULES],
-            timeout=60,
-            process=self.process,
-            log=self.log,
-        )
-
-    def stop(self) -> int:
-        assert self.process is not None
-        return terminate(self.process, sig=signal.SIGINT, timeout=10)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture
-def up(tmp_path: Path) -> Iterator[Up]:
-    base = free_port_base(len(ports_for(8080)))
-    instance = Up(tmp_path / "var", base, tmp_path / "up.log")
+def up(tmp_path: Path) -> Iterator[QrpayUp]:
+    instance = QrpayUp(tmp_path / "var", tmp_path / "up.log")
     try:
         yield instance
     finally:
-        if instance.process is not None:
-            kill_group(instance.process)
+        instance.kill()
 
 
 def order_statuses(iiko: str, order_ids: list[str]) -> list[dict[str, str]]:
@@ -100,21 +64,16 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], *fragments: 
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_up_pos_sim_stop_and_restart(up: Up, tmp_path: Path) -> None:
-    up.start()
+def test_up_pos_sim_stop_and_restart(up: QrpayUp, tmp_path: Path) -> None:
+    up.start(SERVICE_MODULES)
     assert (up.data_dir / "config.yaml").exists()
     assert (up.data_dir / "secdist.yaml").exists()
-    wait_for_text(up.log, f"qrpay-tools pos-sim --url {up.iiko}")
+    wait_for_text(up.log, f"qrpay-tools pos-sim --url {up.url('iiko-integration')}")
 
     out_dir = tmp_path / "out"
-    sim = run(
-        [QRPAY_TOOLS, "pos-sim", "--url", up.iiko, "--no-wait", "--out-dir", str(out_dir)],
-        cwd=tmp_path,
-    )
+    sim = up.pos_sim("--out-dir", str(out_dir), cwd=tmp_path)
     assert sim.returncode == 0, sim.stdout + sim.stderr
-    link_lines = [line for line in sim.stdout.splitlines() if line.startswith("Link: ")]
-    assert len(link_lines) == 1, sim.stdout
-    printed_link = link_lines[0].removeprefix("Link: ")
+    printed_link = link_of(sim.stdout)
 
     qr_files = list(out_dir.glob("*-qr.png"))
     assert len(qr_files) == 1
@@ -132,27 +91,15 @@ def test_up_pos_sim_stop_and_restart(up: Up, tmp_path: Path) -> None:
     assert verify(HMAC_KEYS, order_id, "rest-1", query["hmac"][0])
     assert not verify(HMAC_KEYS, order_id, "rest-2", query["hmac"][0])
 
-    assert order_statuses(up.iiko, [order_id]) == [{"id": order_id, "status": "WAITING"}]
+    assert order_statuses(up.url("iiko-integration"), [order_id]) == [
+        {"id": order_id, "status": "WAITING"}
+    ]
 
-    wrong_key = run(
-        [
-            QRPAY_TOOLS,
-            "pos-sim",
-            "--url",
-            up.iiko,
-            "--no-wait",
-            "--api-key",
-            "not-the-key-0123456789",
-        ],
-        cwd=tmp_path,
-    )
+    wrong_key = up.pos_sim("--api-key", "not-the-key-0123456789", cwd=tmp_path)
     assert wrong_key.returncode == 2
     assert_one_error_line(wrong_key, "401")
 
-    forbidden = run(
-        [QRPAY_TOOLS, "pos-sim", "--url", up.iiko, "--no-wait", "--client-id", "rest-3"],
-        cwd=tmp_path,
-    )
+    forbidden = up.pos_sim("--client-id", "rest-3", cwd=tmp_path)
     assert forbidden.returncode == 2
     assert_one_error_line(forbidden, "403")
 
@@ -160,8 +107,10 @@ def test_up_pos_sim_stop_and_restart(up: Up, tmp_path: Path) -> None:
     assert "Traceback" not in up.output()
 
     # Same data directory: the config is reused and the order is still there.
-    up.start()
-    assert order_statuses(up.iiko, [order_id]) == [{"id": order_id, "status": "WAITING"}]
+    up.start(SERVICE_MODULES)
+    assert order_statuses(up.url("iiko-integration"), [order_id]) == [
+        {"id": order_id, "status": "WAITING"}
+    ]
     assert up.stop() == 0, up.output()
 
 
@@ -172,7 +121,7 @@ def test_pos_sim_against_a_closed_port_says_so_in_one_line(tmp_path: Path) -> No
     assert_one_error_line(result, f"cannot reach iiko-integration at {url}", "qrpay up")
 
 
-def test_up_on_a_busy_port_fails_in_one_line(up: Up) -> None:
+def test_up_on_a_busy_port_fails_in_one_line(up: QrpayUp) -> None:
     import socket
 
     with socket.socket() as holder:
@@ -183,15 +132,15 @@ def test_up_on_a_busy_port_fails_in_one_line(up: Up) -> None:
     assert_one_error_line(result, f"port {up.ports['eda']}", "already in use")
 
 
-def test_pos_sim_waits_until_the_order_is_paid(up: Up, tmp_path: Path) -> None:
-    up.start()
+def test_pos_sim_waits_until_the_order_is_paid(up: QrpayUp, tmp_path: Path) -> None:
+    up.start(SERVICE_MODULES)
     log = tmp_path / "pos-sim.log"
     sim = start(
         [
             QRPAY_TOOLS,
             "pos-sim",
             "--url",
-            up.iiko,
+            up.url("iiko-integration"),
             "--out-dir",
             str(tmp_path / "out"),
             "--poll-interval",
@@ -206,8 +155,7 @@ def test_pos_sim_waits_until_the_order_is_paid(up: Up, tmp_path: Path) -> None:
     )
     try:
         output = wait_for_text(log, "Receipt: ", timeout=30)
-        link = next(line for line in output.splitlines() if line.startswith("Link: "))
-        order_id = parse_qs(urlsplit(link.removeprefix("Link: ")).query)["order_id"][0]
+        order_id = order_id_of(link_of(output))
         # Stand in for payments-eda: the payment it would make, straight on eda.
         eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payment"
         started = httpx.post(

@@ -21,6 +21,7 @@ import yaml
 
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from tests.support import orders
 from tests.support.faults import FaultProxy
 from tests.support.processes import (
     QRPAY,
@@ -36,15 +37,7 @@ IN_FLIGHT = 5
 
 
 def order_body(internal_order_id: str) -> dict[str, Any]:
-    return {
-        "client_id": "rest-1",
-        "internal_order_id": internal_order_id,
-        "bill": {
-            "currency": "RUB",
-            "amount": "450.00",
-            "elements": [{"name": "Borscht", "amount": "450"}],
-        },
-    }
+    return orders.order_body(internal_order_id, "450.00", ("Borscht", "450"))
 
 
 @pytest.fixture

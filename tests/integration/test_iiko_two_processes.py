@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay.runner.embedded import embedded_config, ports_for
+from tests.support import orders
 from tests.support.processes import (
     QRPAY,
     ServedProcesses,
@@ -88,18 +89,7 @@ def cluster(tmp_path: Path, database_url: str) -> Iterator[Cluster]:
 
 
 def order_body(internal_order_id: str) -> dict[str, Any]:
-    return {
-        "client_id": "rest-1",
-        "internal_order_id": internal_order_id,
-        "bill": {
-            "currency": "RUB",
-            "amount": "1120.00",
-            "elements": [
-                {"name": "Borscht", "amount": "450"},
-                {"name": "Pelmeni", "amount": "670"},
-            ],
-        },
-    }
+    return orders.order_body(internal_order_id, "1120.00", ("Borscht", "450"), ("Pelmeni", "670"))
 
 
 async def post_orders(cluster: Cluster, bodies: list[dict[str, Any]]) -> list[httpx.Response]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -143,6 +144,17 @@ def kill_group(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def link_of(output: str) -> str:
+    """The one deep link pos-sim printed (its ``Link: ...`` line)."""
+    lines = [line for line in output.splitlines() if line.startswith("Link: ")]
+    assert len(lines) == 1, output
+    return lines[0].removeprefix("Link: ")
+
+
+def order_id_of(link: str) -> str:
+    return parse_qs(urlsplit(link).query)["order_id"][0]
+
+
 class QrpayUp:
     """`qrpay up` in its own data directory on free ports, optionally with config overrides.
 
@@ -182,9 +194,10 @@ class QrpayUp:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def start(self, services: Iterable[str]) -> None:
+    def start(self, services: Iterable[str], *args: str) -> None:
+        """Start with ``args`` after the data dir and port base; wait for the banner."""
         self.process = start(
-            [QRPAY, "up", "--data-dir", str(self.data_dir), "--port-base", str(self.base)],
+            [QRPAY, "up", "--data-dir", str(self.data_dir), "--port-base", str(self.base), *args],
             log=self.log,
         )
         wait_for_http(
@@ -206,6 +219,26 @@ class QrpayUp:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def pos_sim(self, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        """`qrpay-tools pos-sim --no-wait` against this iiko-integration, with ``args``."""
+        command = [QRPAY_TOOLS, "pos-sim", "--url", self.url("iiko-integration"), "--no-wait"]
+        return run([*command, *args], cwd=cwd)
+
+    def pos_status(self, order_id: str) -> str:
+        """The order's status as the restaurant's POS (rest-1, the dev key) reads it."""
+        from qrpay.kernel.config import load_yaml
+        from qrpay.kernel.settings import REPO_DEV_CONFIG
+
+        key = load_yaml(REPO_DEV_CONFIG / "secdist.yaml")["api_keys"][0]["key"]
+        answer = httpx.post(
+            f"{self.url('iiko-integration')}/orders/list",
+            json={"client_id": "rest-1", "orders": [order_id]},
+            headers={"X-API-Key": key},
+            timeout=5,
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["orders"][0]["status"])
 
 
 class PortTaken(Exception):

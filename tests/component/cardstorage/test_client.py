@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -13,10 +12,7 @@ from tests.support.component.cardstorage import card
 from tests.support.services import dev_config, make_context, point_services_at, served
 
 
-async def test_client_round_trips(
-    cardstorage: tuple[FastAPI, httpx.AsyncClient], tmp_path: Path
-) -> None:
-    app, _ = cardstorage
+async def test_client_round_trips(app: FastAPI, tmp_path: Path) -> None:
     async with served(app) as base_url:
         config = point_services_at(dev_config(), base_url, "cardstorage", retries=0)
         ctx = make_context("payments-eda", tmp_path / "caller", config=config)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from qrpay.cashback.repository import accruals
 from qrpay.kernel.clock import FrozenClock
-from tests.support.component.cashback import accrual, accrue
+from tests.support.component.cashback import accrual, accrue, assert_one_accrual_won
 from tests.support.services import dev_config, make_context, running_service
 
 
@@ -128,15 +128,7 @@ async def test_concurrent_different_accruals_one_wins(
     responses = await asyncio.gather(
         *(accrue(client, "race", amount=str(10 + i % 2)) for i in range(30))
     )
-    winners = [r for r in responses if r.status_code == 200 and r.json()["created"]]
-    assert len(winners) == 1
-    amount = winners[0].json()["accrual"]["amount"]
-    for response in responses:
-        if response.status_code == 200:
-            assert response.json()["accrual"]["amount"] == amount
-        else:
-            assert response.status_code == 409
-            assert response.json()["code"] == "accrual_mismatch"
+    assert_one_accrual_won(responses)
     assert await count_rows(app) == 1
 
 

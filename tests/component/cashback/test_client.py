@@ -3,7 +3,6 @@
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -31,10 +30,7 @@ def make_client(base_url: str, tmp_path: Path) -> tuple[CashbackClient, HttpSess
     return client, ctx.http
 
 
-async def test_client_round_trips(
-    cashback: tuple[FastAPI, httpx.AsyncClient], tmp_path: Path
-) -> None:
-    app, _ = cashback
+async def test_client_round_trips(app: FastAPI, tmp_path: Path) -> None:
     async with served(app) as base_url:
         client, session = make_client(base_url, tmp_path)
         try:

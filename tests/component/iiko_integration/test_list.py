@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.support.component.iiko_integration import HEADERS, Started
+from tests.support.component.iiko_integration import HEADERS, Started, list_orders
 from tests.support.mockserver import MockServer, error_response
 
 
@@ -20,9 +20,7 @@ async def test_list_maps_statuses_in_request_order(iiko: Started, mockserver: Mo
     )
     requested = ["theirs", "paying", "unknown", "paid", "waiting", "closed", "paid"]
 
-    response = await client.post(
-        "/orders/list", json={"client_id": "rest-1", "orders": requested}, headers=HEADERS
-    )
+    response = await list_orders(client, requested)
 
     assert response.status_code == 200, response.text
     assert response.json() == {
@@ -45,9 +43,7 @@ async def test_list_maps_statuses_in_request_order(iiko: Started, mockserver: Mo
 async def test_list_when_eda_fails_is_503(iiko: Started, mockserver: MockServer) -> None:
     _, client = iiko
     mockserver.handler("/v1/orders/statuses")(lambda _r: error_response(503, "down"))
-    response = await client.post(
-        "/orders/list", json={"client_id": "rest-1", "orders": ["a"]}, headers=HEADERS
-    )
+    response = await list_orders(client, ["a"])
     assert response.status_code == 503
 
 

@@ -14,6 +14,7 @@ from tests.support.component.iiko_integration import (
     Started,
     closed_port_url,
     eda_order,
+    list_orders,
     valid_order,
 )
 from tests.support.mockserver import MockServer, error_response, slow
@@ -136,9 +137,7 @@ async def test_unknown_key_is_401(iiko: Started, mockserver: MockServer) -> None
         response = await client.post("/orders", json=valid_order(), headers=headers)
         assert response.status_code == 401
         assert response.json()["code"] == "unauthorized"
-        listed = await client.post(
-            "/orders/list", json={"client_id": "rest-1", "orders": ["a"]}, headers=headers
-        )
+        listed = await list_orders(client, ["a"], headers=headers)
         assert listed.status_code == 401
     assert create.times_called == 0
 
@@ -156,8 +155,6 @@ async def test_other_restaurant_is_403_before_restaurant_checks(
             )
             assert response.status_code == 403
             assert response.json()["code"] == "forbidden_client"
-        listed = await client.post(
-            "/orders/list", json={"client_id": "rest-3", "orders": ["a"]}, headers=HEADERS
-        )
+        listed = await list_orders(client, ["a"], client_id="rest-3")
         assert listed.status_code == 403
     assert create.times_called == 0

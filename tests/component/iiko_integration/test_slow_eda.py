@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from qrpay.kernel.service import ServiceContext
-from tests.support.component.iiko_integration import HEADERS, valid_order
+from tests.support.component.iiko_integration import HEADERS, list_orders, valid_order
 from tests.support.mockserver import MockServer, slow
 from tests.support.services import dev_config, running_service
 
@@ -34,9 +34,7 @@ async def timed(request: Any) -> tuple[httpx.Response, float]:
 
 
 def poll(client: httpx.AsyncClient, order_id: str) -> Any:
-    return client.post(
-        "/orders/list", json={"client_id": "rest-1", "orders": [order_id]}, headers=HEADERS
-    )
+    return list_orders(client, [order_id])
 
 
 async def test_queued_polls_end_503_within_the_status_deadline(

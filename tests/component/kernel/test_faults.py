@@ -68,11 +68,16 @@ async def test_latency_beyond_timeout_is_unavailable(
     assert proxy.forwarded == 0
 
 
-async def test_5xx_is_retried_when_idempotent(
-    mockserver: MockServer, proxy: FaultProxy, make_client
+@pytest.mark.parametrize(
+    "fault",
+    [lambda proxy: proxy.fail(503, times=1), lambda proxy: proxy.drop(times=1)],
+    ids=["5xx", "dropped connection"],
+)
+async def test_a_failed_try_is_retried_when_idempotent(
+    mockserver: MockServer, proxy: FaultProxy, make_client, fault
 ) -> None:
     route = mockserver.json_handler("/thing", {"ok": True}, method="GET")
-    proxy.fail(503, times=1)
+    fault(proxy)
     body = await make_client(retries=1).call("GET", "/thing", endpoint="t", idempotent=True)
     assert body == {"ok": True}
     assert (proxy.received, route.times_called) == (2, 1)
@@ -86,16 +91,6 @@ async def test_5xx_is_not_retried_when_not_idempotent(
     with pytest.raises(DependencyUnavailable):
         await make_client(retries=1).call("POST", "/thing", endpoint="t", idempotent=False)
     assert (proxy.received, route.times_called) == (1, 0)
-
-
-async def test_dropped_connection_is_retried_when_idempotent(
-    mockserver: MockServer, proxy: FaultProxy, make_client
-) -> None:
-    route = mockserver.json_handler("/thing", {"ok": True}, method="GET")
-    proxy.drop(times=1)
-    body = await make_client(retries=1).call("GET", "/thing", endpoint="t", idempotent=True)
-    assert body == {"ok": True}
-    assert (proxy.received, route.times_called) == (2, 1)
 
 
 async def test_lost_response_retried_reaches_the_target_twice(

@@ -8,13 +8,10 @@ import httpx
 import pytest
 
 from qrpay.cashback.repository import metadata
+from tests.support.component.cashback import accrual, assert_one_accrual_won
 from tests.support.postgres import metadata_diff, row_count
 
 pytestmark = pytest.mark.postgres
-
-
-def body(amount: str = "10.00", user_id: str = "u1", currency: str = "RUB") -> dict[str, str]:
-    return {"user_id": user_id, "amount": amount, "currency": currency, "source": "rest-1"}
 
 
 def test_migrations_match_the_metadata(migrated_pg_url: str) -> None:
@@ -25,7 +22,7 @@ async def test_fifty_concurrent_accruals_on_two_instances_make_one_row(
     instances: list[httpx.AsyncClient], migrated_pg_url: str
 ) -> None:
     responses = await asyncio.gather(
-        *(instances[i % 2].put("/v1/accruals/order-1", json=body()) for i in range(50))
+        *(instances[i % 2].put("/v1/accruals/order-1", json=accrual()) for i in range(50))
     )
     assert [r.status_code for r in responses] == [200] * 50
     assert sum(r.json()["created"] for r in responses) == 1
@@ -38,31 +35,24 @@ async def test_concurrent_conflicting_accruals_one_wins(
 ) -> None:
     responses = await asyncio.gather(
         *(
-            instances[i % 2].put("/v1/accruals/order-1", json=body(amount=str(10 + i % 3)))
+            instances[i % 2].put("/v1/accruals/order-1", json=accrual(amount=str(10 + i % 3)))
             for i in range(30)
         )
     )
-    created = [r for r in responses if r.status_code == 200 and r.json()["created"]]
-    assert len(created) == 1
-    winner = created[0].json()["accrual"]["amount"]
-    for response in responses:
-        if response.status_code == 200:
-            assert response.json()["accrual"]["amount"] == winner
-        else:
-            assert (response.status_code, response.json()["code"]) == (409, "accrual_mismatch")
+    assert_one_accrual_won(responses)
     assert await row_count(migrated_pg_url, "accruals") == 1
 
 
 async def test_balances_are_exact(instances: list[httpx.AsyncClient]) -> None:
     for i in range(3):
-        response = await instances[i % 2].put(f"/v1/accruals/dime-{i}", json=body("0.10"))
+        response = await instances[i % 2].put(f"/v1/accruals/dime-{i}", json=accrual(amount="0.10"))
         assert response.status_code == 200
     for i in range(7):
         response = await instances[0].put(
-            f"/v1/accruals/cent-{i}", json=body("0.01", currency="USD")
+            f"/v1/accruals/cent-{i}", json=accrual(amount="0.01", currency="USD")
         )
         assert response.status_code == 200
-    await instances[1].put("/v1/accruals/yen", json=body("3", currency="JPY"))
+    await instances[1].put("/v1/accruals/yen", json=accrual(amount="3", currency="JPY"))
     balance = (await instances[1].get("/v1/users/u1/balance")).json()
     assert balance["balances"] == [
         {"currency": "JPY", "amount": "3"},

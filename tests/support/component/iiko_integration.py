@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from qrpay.kernel.service import ServiceContext
+from tests.support.orders import order_body
 
 API_KEY = "demo-pos-key-0123456789abcdef"  # the dev secdist's demo key: rest-1 and rest-2
 
@@ -32,18 +33,7 @@ def eda_order(
 
 
 def valid_order(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "client_id": "rest-1",
-        "internal_order_id": "iiko-42",
-        "bill": {
-            "currency": "RUB",
-            "amount": "100",
-            "elements": [
-                {"name": "Borscht", "amount": "120"},
-                {"name": "Discount", "amount": "-20"},
-            ],
-        },
-    }
+    body = order_body("iiko-42", "100", ("Borscht", "120"), ("Discount", "-20"))
     body.update(overrides)
     return body
 
@@ -59,3 +49,15 @@ Started = tuple[ServiceContext, httpx.AsyncClient]
 
 
 StartService = Callable[..., AbstractAsyncContextManager[Started]]
+
+
+async def list_orders(
+    client: httpx.AsyncClient,
+    order_ids: list[str],
+    *,
+    client_id: str = "rest-1",
+    headers: dict[str, str] = HEADERS,
+) -> httpx.Response:
+    """The POS's ``POST /orders/list`` for ``order_ids``."""
+    body = {"client_id": client_id, "orders": order_ids}
+    return await client.post("/orders/list", json=body, headers=headers)

@@ -14,21 +14,17 @@ from qrpay.cardstorage.domain import (
 )
 from qrpay.cardstorage.schemas import PaymentMethodType
 from qrpay.kernel.errors import InvalidInput
+from tests.support.component.cardstorage import card
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
 
 def method(**overrides: object) -> PaymentMethod:
+    # The body component tests bind (user u1's visa), as the row it becomes.
     fields: dict[str, object] = {
+        **card(),
         "id": "card-1",
-        "user_id": "u1",
         "type": PaymentMethodType.CARD,
-        "token": "tok_visa_ok",
-        "system": "visa",
-        "last4": "4242",
-        "expiry_month": 12,
-        "expiry_year": 2030,
-        "available": True,
         "created_at": NOW,
         "updated_at": NOW,
     }

@@ -10,6 +10,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.support.orders import bill, saved_cards
+
 ORDER_ID = "0123456789abcdef0123456789abcdef"
 HMAC = "ab" * 32
 LINK = f"http://127.0.0.1:8080/go-pay/orders?order_id={ORDER_ID}&hmac={HMAC}"
@@ -19,40 +21,8 @@ def preorder_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "order_id": ORDER_ID,
         "restaurant": {"client_id": "rest-1", "name": "Pushkin Café"},
-        "bill": {
-            "currency": "RUB",
-            "amount": "1100.00",
-            "elements": [
-                {"name": "Borscht", "amount": "450.00"},
-                {"name": "Pelmeni", "amount": "650.00"},
-            ],
-        },
-        "payment_methods": [
-            {
-                "id": "card-ok",
-                "type": "card",
-                "system": "visa",
-                "mask": "•••• 4242",
-                "expiry": "12/30",
-                "available": True,
-            },
-            {
-                "id": "card-declined",
-                "type": "card",
-                "system": "visa",
-                "mask": "•••• 9995",
-                "expiry": "06/29",
-                "available": True,
-            },
-            {
-                "id": "card-expired",
-                "type": "card",
-                "system": "mastercard",
-                "mask": "•••• 0001",
-                "expiry": "01/20",
-                "available": False,
-            },
-        ],
+        "bill": bill("1100.00", ("Borscht", "450.00"), ("Pelmeni", "650.00")),
+        "payment_methods": saved_cards(),
         "cashback": {"rate": "30%", "amount": "330", "currency": "RUB"},
         "bill_version": 1,
     }

@@ -8,9 +8,10 @@ from qrpay.kernel.errors import DependencyUnavailable
 
 
 class FakeEda:
-    def __init__(self) -> None:
+    def __init__(self, *, gated: bool = False) -> None:
         self.calls: list[list[str]] = []
-        self.gate: asyncio.Event | None = None
+        # While set to an unset event, every call waits for it: eda holds its answers.
+        self.gate: asyncio.Event | None = asyncio.Event() if gated else None
         self.status = OrderStatus.WAITING
         self.fail = False
 
@@ -26,6 +27,22 @@ class FakeEda:
             OrderStatusView(order_id=i, client_id="r", status=status) for i in ids if i != "missing"
         ]
 
+    def answer(self) -> None:
+        """Let the held calls answer."""
+        assert self.gate is not None
+        self.gate.set()
+
+    async def first_call(self) -> None:
+        """Return once the first call is under way."""
+        while not self.calls:
+            await asyncio.sleep(0)
+
+
+def one_call_at_a_time() -> tuple[FakeEda, StatusBatcher]:
+    """A batcher allowed one call at a time, over an eda that answers once its gate is set."""
+    eda = FakeEda(gated=True)
+    return eda, StatusBatcher(eda.statuses, max_in_flight=1)
+
 
 async def test_a_lone_request_gets_its_own_call() -> None:
     eda = FakeEda()
@@ -35,14 +52,12 @@ async def test_a_lone_request_gets_its_own_call() -> None:
 
 
 async def test_concurrent_requests_share_calls() -> None:
-    eda = FakeEda()
-    eda.gate = asyncio.Event()
-    batcher = StatusBatcher(eda.statuses, max_in_flight=1)
+    eda, batcher = one_call_at_a_time()
     first = asyncio.create_task(batcher.statuses(["o0"]))
     await asyncio.sleep(0)
     others = [asyncio.create_task(batcher.statuses([f"o{i}", "o0"])) for i in range(1, 40)]
     await asyncio.sleep(0)
-    eda.gate.set()
+    eda.answer()
     results = await asyncio.gather(first, *others)
     assert len(eda.calls) == 2  # the first alone, then everything that queued behind it
     assert sorted(eda.calls[1]) == sorted({f"o{i}" for i in range(40)})
@@ -50,33 +65,28 @@ async def test_concurrent_requests_share_calls() -> None:
 
 
 async def test_batches_respect_the_id_limit() -> None:
-    eda = FakeEda()
-    eda.gate = asyncio.Event()
-    batcher = StatusBatcher(eda.statuses, max_in_flight=1)
+    eda, batcher = one_call_at_a_time()
     blocker = asyncio.create_task(batcher.statuses(["x"]))
     await asyncio.sleep(0)
     tasks = [
         asyncio.create_task(batcher.statuses([f"{n}-{k}" for k in range(5)])) for n in range(50)
     ]
     await asyncio.sleep(0)
-    eda.gate.set()
+    eda.answer()
     await asyncio.gather(blocker, *tasks)
     assert sum(len(c) for c in eda.calls) == 1 + 250
     assert max(len(c) for c in eda.calls) == 100
 
 
 async def test_no_answer_is_older_than_its_request() -> None:
-    eda = FakeEda()
-    eda.gate = asyncio.Event()
-    batcher = StatusBatcher(eda.statuses, max_in_flight=1)
+    eda, batcher = one_call_at_a_time()
     early = asyncio.create_task(batcher.statuses(["o"]))
-    while not eda.calls:
-        await asyncio.sleep(0)
+    await eda.first_call()
     # The order is paid while the first read is under way; a poll arriving now must see it.
     eda.status = OrderStatus.PAYED
     late = asyncio.create_task(batcher.statuses(["o"]))
     await asyncio.sleep(0)
-    eda.gate.set()
+    eda.answer()
     assert (await early)["o"].status is OrderStatus.WAITING
     assert (await late)["o"].status is OrderStatus.PAYED
 
@@ -94,12 +104,9 @@ async def test_a_failure_reaches_every_waiter_of_the_batch_only() -> None:
 
 
 async def test_the_timeout_covers_the_wait_for_a_free_call() -> None:
-    eda = FakeEda()
-    eda.gate = asyncio.Event()  # eda never answers
-    batcher = StatusBatcher(eda.statuses, max_in_flight=1)
+    eda, batcher = one_call_at_a_time()  # and eda never answers
     first = asyncio.create_task(batcher.statuses(["a"], timeout=0.2))
-    while not eda.calls:
-        await asyncio.sleep(0)
+    await eda.first_call()
     await asyncio.sleep(0.1)
     # Queued behind the first call for 0.1 s: it still gives up 0.2 s after it asked.
     loop = asyncio.get_running_loop()
@@ -112,17 +119,14 @@ async def test_the_timeout_covers_the_wait_for_a_free_call() -> None:
 
 
 async def test_a_request_that_gave_up_leaves_the_queue() -> None:
-    eda = FakeEda()
-    eda.gate = asyncio.Event()
-    batcher = StatusBatcher(eda.statuses, max_in_flight=1)
+    eda, batcher = one_call_at_a_time()
     blocker = asyncio.create_task(batcher.statuses(["x"]))
-    while not eda.calls:
-        await asyncio.sleep(0)
+    await eda.first_call()
     with pytest.raises(TimeoutError):
         await batcher.statuses(["gave-up"], timeout=0.05)
     waiting = asyncio.create_task(batcher.statuses(["later"]))
     await asyncio.sleep(0)
-    eda.gate.set()
+    eda.answer()
     assert "later" in await waiting
     await blocker
     # The next call carried only the request still waiting.
@@ -130,9 +134,7 @@ async def test_a_request_that_gave_up_leaves_the_queue() -> None:
 
 
 async def test_a_call_is_cut_when_all_its_requests_gave_up() -> None:
-    eda = FakeEda()
-    eda.gate = asyncio.Event()  # eda never answers
-    batcher = StatusBatcher(eda.statuses, max_in_flight=1)
+    eda, batcher = one_call_at_a_time()  # and eda never answers
     with pytest.raises(TimeoutError):
         await batcher.statuses(["a"], timeout=0.05)
     # The call's slot is free again: the next request gets a call of its own at once.
@@ -142,11 +144,10 @@ async def test_a_call_is_cut_when_all_its_requests_gave_up() -> None:
 
 
 async def test_without_a_timeout_a_request_waits_for_its_answer() -> None:
-    eda = FakeEda()
-    eda.gate = asyncio.Event()
+    eda = FakeEda(gated=True)
     batcher = StatusBatcher(eda.statuses)
     task = asyncio.create_task(batcher.statuses(["a"]))
     await asyncio.sleep(0.1)
     assert not task.done()
-    eda.gate.set()
+    eda.answer()
     assert "a" in await task

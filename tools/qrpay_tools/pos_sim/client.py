@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 
+from qrpay.kernel.http_client import failure_reason
 from qrpay_tools.pos_sim.errors import PosSimError
 
 SERVICE = "iiko-integration"
@@ -34,18 +35,8 @@ class CreatedOrder:
 
 
 def connection_error_line(url: str, exc: BaseException) -> str:
-    reason = _reason(exc)
+    reason = failure_reason(exc)
     return f"error: cannot reach {SERVICE} at {url} ({reason}) — is `qrpay up` running?"
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    cause = getattr(exc, "os_error", None) or exc.__cause__ or exc
-    if isinstance(cause, ConnectionRefusedError):
-        return "connection refused"
-    text = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
-    return " ".join(str(text).split()).lower()
 
 
 def http_error_line(
