@@ -107,16 +107,21 @@ class VoidResult(WireModel):
     outcome: VoidOutcome
 
 
-class Operation(WireModel):
+class OperationOutcome(WireModel):
+    """What an operation is and where it stands: in its view and in its callback alike."""
+
     operation_id: str
     kind: OperationKind
     status: OperationStatus
     amount: str
     currency: str
     target: str | None = None
-    payment_method_id: str | None = None
-    # Why it failed: insufficient_funds, card_declined, gateway_error, ...
+    # Why it failed or was canceled: insufficient_funds, card_declined, voided, ...
     reason: str | None = None
+
+
+class Operation(OperationOutcome):
+    payment_method_id: str | None = None
     created_at: datetime
     finished_at: datetime | None = None
 
@@ -135,15 +140,8 @@ class Invoice(WireModel):
     released: str
 
 
-class TransactionCallback(WireModel):
+class TransactionCallback(OperationOutcome):
     """The payload of the task put on the owner's queue when an operation finishes."""
 
     invoice_id: str
     order_id: str
-    operation_id: str
-    kind: OperationKind
-    status: OperationStatus
-    amount: str
-    currency: str
-    target: str | None = None
-    reason: str | None = None
