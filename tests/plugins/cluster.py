@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -46,19 +46,33 @@ async def cluster(tmp_path: Path, pg_database: DatabaseFactory) -> AsyncIterator
         yield instance
 
 
-@pytest.fixture
-async def faulty_cluster(
-    tmp_path: Path, pg_database: DatabaseFactory
+def running_faulty_cluster(
+    tmp_path: Path,
+    pg_database: DatabaseFactory,
+    proxy_for: Callable[[str, str], SelectiveFaultProxy] = lambda _name, url: SelectiveFaultProxy(
+        url
+    ),
+    configure: Callable[[dict[str, Any]], None] = lambda _config: None,
 ) -> AsyncIterator[FaultyCluster]:
+    """The stack with a proxy (``proxy_for(name, url)``) in front of each of PROXIED."""
+
     def build(stack: AsyncExitStack, databases: dict[str, str], queue_url: str) -> FaultyCluster:
         instance = FaultyCluster(tmp_path, databases, queue_url)
-        instance.proxies = {name: SelectiveFaultProxy(instance.url(name)) for name in PROXIED}
+        instance.proxies = {name: proxy_for(name, instance.url(name)) for name in PROXIED}
         config = config_data(instance.base)
+        configure(config)
         for name, proxy in instance.proxies.items():
             stack.enter_context(threaded(proxy))
             config["services"][name]["base_url"] = proxy.base_url
         instance.env = instance.env_with(config, "config.yaml")
         return instance
 
-    async for instance in _running(pg_database, build):
+    return _running(pg_database, build)
+
+
+@pytest.fixture
+async def faulty_cluster(
+    tmp_path: Path, pg_database: DatabaseFactory
+) -> AsyncIterator[FaultyCluster]:
+    async for instance in running_faulty_cluster(tmp_path, pg_database):
         yield instance

@@ -1,0 +1,329 @@
+"""Late hold answers (issue 9): transactions records every hold, payments-eda never hears.
+
+A proxy between the payer side and transactions passes every request on at once, but
+holds the ANSWER to a hold start (POST .../operations with kind "hold") past payments-eda's
+deadline for transactions: every pay request's hold times out at payments-eda while
+transactions has recorded it and the sandbox gateway (latency ~1.5 s) carries it out.
+Everything else (invoices, clears, voids, reads) passes through untouched.
+
+Guests tap Pay again whenever they get an answer other than 200, and whenever the order
+is back to WAITING (the POS shows it unpaid, so a guest can pay again). Before the fix a
+pay whose hold timed out rolled the order back to WAITING while the hold's callback
+cleared it: the guest paid a second time and was charged twice.
+
+At the end, read from the databases (transactions' operations, eda's orders, cashback's
+accruals), money leaves a guest at most once per order:
+
+- an order PAYED has exactly one succeeded clear; no order has more than one; an order
+  not PAYED has none;
+- every succeeded hold is cleared or released (after the state converged);
+- at most one cashback accrual per order, and only for a PAYED order;
+
+and every order ends PAYED (the card always pays and the guests keep trying), no queue
+task failed.
+
+QRPAY_LATE_ANSWER_PAYMENTS=<n> sets the number of payments (default 20).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiohttp import web
+
+from tests.plugins.cluster import running_faulty_cluster
+from tests.support.faults import FaultProxy, SelectiveFaultProxy, is_operation_start
+from tests.support.payments_cluster import USER, FaultyCluster, sql
+from tests.support.postgres import DatabaseFactory
+
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
+
+PAYMENTS = int(os.environ.get("QRPAY_LATE_ANSWER_PAYMENTS", "20"))
+GATEWAY_LATENCY_MS = 1500
+# payments-eda's deadline for transactions (the dev config's), and how late the proxy
+# answers a hold start: well past it, so every hold start times out at payments-eda.
+TRANSACTIONS_DEADLINE_MS = 2000
+ANSWER_DELAY = 3.5
+# Short, so the watchdog runs during the test and races the callbacks (dev: 30 s).
+WATCHDOG_SECONDS = 5
+SPACING = 0.2  # seconds between two guests starting to pay
+STATUS_POLL = 0.3
+GUEST_RETRY_SECONDS = 1.0
+# A guest stops after this many taps or this long; the money is checked all the same.
+MAX_TAPS = 10
+GUEST_GIVE_UP = 60.0
+CONVERGE_LIMIT = 120.0
+
+
+class LateAnswerProxy(SelectiveFaultProxy):
+    """Forwards every request at once; the answer to a hold start waits ``late_by`` more."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.late_by = 0.0
+        self.late = 0  # hold starts forwarded whose answer was held back
+        self.late_statuses: Counter[int] = Counter()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.late_by > 0 and await _is_hold_start(request):
+            self.received += 1
+            status, headers, body = await self._forward(request)
+            self.late += 1
+            self.late_statuses[status] += 1
+            await asyncio.sleep(self.late_by)
+            return web.Response(body=body, status=status, headers=headers)
+        return await FaultProxy._handle(self, request)  # pass-through (no fault is set)
+
+
+async def _is_hold_start(request: web.Request) -> bool:
+    if not is_operation_start(request):
+        return False
+    try:
+        body = orjson.loads(await request.read())  # aiohttp keeps it for the forward
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(body, dict) and body.get("kind") == "hold"
+
+
+def _late_config(config: dict[str, Any]) -> None:
+    config.setdefault("payments", {})["hold_watchdog_seconds"] = WATCHDOG_SECONDS
+    config["transactions"]["gateway"] = {
+        **config["transactions"].get("gateway", {}),
+        "latency_ms": GATEWAY_LATENCY_MS,
+    }
+    config["services"]["transactions"]["timeout_ms"] = TRANSACTIONS_DEADLINE_MS
+
+
+@pytest.fixture
+async def late_cluster(
+    tmp_path: Path, pg_database: DatabaseFactory
+) -> AsyncIterator[FaultyCluster]:
+    def proxy_for(name: str, url: str) -> SelectiveFaultProxy:
+        return LateAnswerProxy(url) if name == "transactions" else SelectiveFaultProxy(url)
+
+    async for instance in running_faulty_cluster(tmp_path, pg_database, proxy_for, _late_config):
+        yield instance
+
+
+@dataclass
+class Guest:
+    order_id: str
+    signature: str
+    # What each tap of Pay got: the HTTP status and, for a 200, the guest status.
+    taps: list[str] = field(default_factory=list)
+    seen_waiting_again: int = 0
+    gave_up: bool = False
+
+
+def _ops_by_order(cluster: FaultyCluster, order_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    rows = sql(
+        cluster.databases["transactions"],
+        "SELECT invoice_id, operation_id, kind, status, target, reason FROM operations"
+        " WHERE invoice_id = ANY(%s) ORDER BY invoice_id, position",
+        order_ids,
+    )
+    found: dict[str, list[dict[str, Any]]] = {order_id: [] for order_id in order_ids}
+    for invoice_id, operation_id, kind, status, target, reason in rows:
+        found[str(invoice_id)].append(
+            {"id": operation_id, "kind": kind, "status": status, "target": target, "reason": reason}
+        )
+    return found
+
+
+def _orders(cluster: FaultyCluster, order_ids: list[str]) -> dict[str, tuple[str, Any, Any]]:
+    rows = sql(
+        cluster.databases["eda"],
+        "SELECT id, status, payment_id, payment_phase FROM orders WHERE id = ANY(%s)",
+        order_ids,
+    )
+    return {str(row[0]): (str(row[1]), row[2], row[3]) for row in rows}
+
+
+def _accruals(cluster: FaultyCluster, order_ids: list[str]) -> Counter[str]:
+    rows = sql(
+        cluster.databases["cashback"],
+        "SELECT order_id FROM accruals WHERE order_id = ANY(%s)",
+        order_ids,
+    )
+    return Counter(str(row[0]) for row in rows)
+
+
+def _unsettled_holds(ops: list[dict[str, Any]]) -> list[str]:
+    """Succeeded holds without a succeeded clear or unhold targeting them."""
+    settled = {
+        op["target"]
+        for op in ops
+        if op["kind"] in ("clear", "unhold") and op["status"] == "succeeded"
+    }
+    return [
+        op["id"]
+        for op in ops
+        if op["kind"] == "hold" and op["status"] == "succeeded" and op["id"] not in settled
+    ]
+
+
+def _violations(
+    orders: dict[str, tuple[str, Any, Any]],
+    ops_by_order: dict[str, list[dict[str, Any]]],
+    accrued: Counter[str],
+) -> list[str]:
+    found: list[str] = []
+    for order_id, (status, payment_id, phase) in orders.items():
+        ops = ops_by_order[order_id]
+        clears = [op for op in ops if op["kind"] == "clear" and op["status"] == "succeeded"]
+        listed = ", ".join(
+            f"{op['kind']} {op['id']} {op['status']}"
+            + (f" ({op['reason']})" if op["reason"] else "")
+            for op in ops
+        )
+        where = f"order {order_id} ({status}, payment {payment_id}, phase {phase}): {listed}"
+        if len(clears) > 1:
+            found.append(f"{len(clears)} succeeded clears: {where}")
+        if status == "PAYED" and len(clears) != 1:
+            found.append(f"PAYED with {len(clears)} succeeded clears: {where}")
+        if status != "PAYED" and clears:
+            found.append(f"not PAYED but a succeeded clear: {where}")
+        if unsettled := _unsettled_holds(ops):
+            found.append(f"succeeded holds neither cleared nor released {unsettled}: {where}")
+        if accrued[order_id] > 1:
+            found.append(f"{accrued[order_id]} cashback accruals: {where}")
+        if accrued[order_id] and status != "PAYED":
+            found.append(f"cashback for an order not PAYED: {where}")
+    return found
+
+
+def _converged(
+    cluster: FaultyCluster,
+    orders: dict[str, tuple[str, Any, Any]],
+    ops_by_order: dict[str, list[dict[str, Any]]],
+) -> bool:
+    if any(status == "PAYMENT_IN_PROGRESS" for status, _, _ in orders.values()):
+        return False
+    for ops in ops_by_order.values():
+        if any(op["status"] == "pending" for op in ops) or _unsettled_holds(ops):
+            return False
+    # Every task done, the watchdogs scheduled for later included.
+    jobs = sql(
+        cluster.queue_url,
+        "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')",
+    )
+    return jobs[0][0] == 0
+
+
+@pytest.mark.timeout(420)
+async def test_late_hold_answers_never_charge_a_guest_twice(late_cluster: FaultyCluster) -> None:
+    cluster = late_cluster
+    proxy = cluster.proxies["transactions"]
+    assert isinstance(proxy, LateAnswerProxy)
+    cluster.worker("a")
+    guests = [Guest(*cluster.create_order("1000.00")) for _ in range(PAYMENTS)]
+    order_ids = [guest.order_id for guest in guests]
+    proxy.late_by = ANSWER_DELAY
+    started = time.monotonic()
+    pay_seconds: list[float] = []
+
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def status_of(order_id: str) -> str:
+            answer = await client.get(f"{cluster.url('eda')}/v1/orders/{order_id}")
+            assert answer.status_code == 200, answer.text
+            return str(answer.json()["status"])
+
+        async def tap(guest: Guest) -> bool:
+            """One tap of Pay; True when the guest is done (paid, or told it is)."""
+            tapped = time.monotonic()
+            answer = await client.post(
+                f"{cluster.url('payments-eda')}/4.0/payments/v1/orders",
+                json=cluster.pay_body(guest.order_id, guest.signature),
+                headers={"X-Yandex-UID": USER},
+            )
+            pay_seconds.append(time.monotonic() - tapped)
+            if answer.status_code == 200:
+                guest.taps.append(f"200 {answer.json()['status']}")
+                return False
+            code = answer.json().get("code") if answer.content else None
+            guest.taps.append(f"{answer.status_code} {code}")
+            assert answer.status_code in (409, 503), answer.text
+            return answer.status_code == 409 and code == "already_paid"
+
+        async def pay(index: int, guest: Guest) -> None:
+            await asyncio.sleep(index * SPACING)
+            give_up = time.monotonic() + GUEST_GIVE_UP
+            done = await tap(guest)
+            while not done:
+                if time.monotonic() > give_up or len(guest.taps) >= MAX_TAPS:
+                    guest.gave_up = True
+                    return
+                last = guest.taps[-1]
+                if not last.startswith("200"):
+                    await asyncio.sleep(GUEST_RETRY_SECONDS)
+                    done = await tap(guest)
+                    continue
+                status = await status_of(guest.order_id)
+                if status == "PAYED":
+                    return
+                if status == "WAITING":
+                    # The POS shows the order unpaid again: the guest pays again.
+                    guest.seen_waiting_again += 1
+                    done = await tap(guest)
+                    continue
+                assert status == "PAYMENT_IN_PROGRESS", f"{guest.order_id} is {status}"
+                await asyncio.sleep(STATUS_POLL)
+
+        await asyncio.gather(*(pay(i, guest) for i, guest in enumerate(guests)))
+    guests_done = time.monotonic() - started
+
+    # Converge: no payment under way, no pending operation, no unsettled hold, no task.
+    deadline = time.monotonic() + CONVERGE_LIMIT
+    while True:
+        orders = _orders(cluster, order_ids)
+        ops_by_order = _ops_by_order(cluster, order_ids)
+        converged = _converged(cluster, orders, ops_by_order)
+        if converged or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    to_converge = time.monotonic() - started - guests_done
+    accrued = _accruals(cluster, order_ids)
+    violations = _violations(orders, ops_by_order, accrued)
+    failed = sql(cluster.queue_url, "SELECT id FROM procrastinate_jobs WHERE status = 'failed'")
+
+    statuses = Counter(status for status, _, _ in orders.values())
+    taps = Counter(t for guest in guests for t in guest.taps)
+    ops_count = Counter(
+        f"{op['kind']}:{op['status']}" for ops in ops_by_order.values() for op in ops
+    )
+    pay_seconds.sort()
+    print(
+        f"\nlate hold answers (+{ANSWER_DELAY:.1f}s past a {TRANSACTIONS_DEADLINE_MS} ms"
+        f" deadline, gateway {GATEWAY_LATENCY_MS} ms): {len(guests)} payments,"
+        f" {proxy.late} hold answers held back (transactions answered"
+        f" {dict(proxy.late_statuses)}), taps {dict(sorted(taps.items()))},"
+        f" back to WAITING seen {sum(g.seen_waiting_again for g in guests)} times,"
+        f" {sum(g.gave_up for g in guests)} guests gave up;"
+        f" orders {dict(statuses)}; operations {dict(sorted(ops_count.items()))};"
+        f" accruals {sum(accrued.values())}; violations: {len(violations)};"
+        f" failed tasks: {len(failed)}; pay answer max {pay_seconds[-1]:.2f}s;"
+        f" guests done in {guests_done:.1f}s, converged"
+        f" {'in' if converged else 'NOT within'} {to_converge:.1f}s more"
+    )
+    for violation in violations[:10]:
+        print(f"VIOLATION: {violation}")
+    gave_up = {g.order_id: g.taps for g in guests if g.gave_up}
+    assert violations == []
+    assert converged, f"not converged {CONVERGE_LIMIT:.0f}s after the guests\n{cluster.logs()}"
+    assert failed == []
+    assert gave_up == {}, gave_up
+    assert statuses == Counter({"PAYED": len(guests)}), orders
+    assert all(accrued[order_id] == 1 for order_id in order_ids), accrued
+    # The fault must have met every pay: each guest's first hold start got a late answer.
+    assert proxy.late >= len(guests), proxy.late
