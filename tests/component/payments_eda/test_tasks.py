@@ -24,8 +24,11 @@ from tests.support.component.payments_eda import (
 )
 from tests.support.mockserver import MockServer, drop_connection, error_response
 from tests.support.services import make_context
+from tests.support.waiting import eventually
 
 CASHBACK = "payments_eda.accrue_cashback"
+
+
 IN_PROGRESS = {"status": "PAYMENT_IN_PROGRESS", "payment_id": PAYMENT}
 PAID = {"status": "PAYED", "payment_id": PAYMENT}
 CLEARING = {"status": "PAYMENT_IN_PROGRESS", "payment_id": PAYMENT, "phase": "CLEARING"}
@@ -361,10 +364,7 @@ async def test_the_in_app_worker_runs_a_callback_put_on_the_queue(pe_factory: An
         env.eda_write("claim-clear", order_body(**CLEARING))
         ops = env.operations(operation_body("p1.clear", "clear", target=PAYMENT))
         await env.queue.put(tasks.TRANSACTION_CALLBACK, task_id="cb-1", payload=callback())
-        for _ in range(100):
-            if ops.times_called:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: bool(ops.times_called))
         assert ops.times_called == 1
 
 
@@ -375,10 +375,7 @@ async def test_the_worker_passes_the_attempt_number(pe_factory: Any) -> None:
         await env.queue.put(
             tasks.ACCRUE_CASHBACK, task_id="cashback:x", payload={"order_id": ORDER_ID}
         )
-        for _ in range(100):
-            if env.metric("qrpay_cashback_problems_total"):
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: bool(env.metric("qrpay_cashback_problems_total")))
         assert env.metric("qrpay_cashback_problems_total") == 1
 
 
@@ -406,10 +403,7 @@ async def test_build_worker(tmp_path: Any, mockserver: MockServer) -> None:
     async with resources:
         worker = asyncio.create_task(queue.run_worker(queues))
         await queue.put(tasks.TRANSACTION_CALLBACK, task_id="cb-1", payload=callback())
-        for _ in range(100):
-            if ops.times_called:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: bool(ops.times_called))
         worker.cancel()
         with pytest.raises(asyncio.CancelledError):
             await worker

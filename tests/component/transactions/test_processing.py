@@ -15,6 +15,7 @@ from qrpay.kernel.queue import TaskQueue
 from qrpay.transactions.gateway import SandboxGateway
 from tests.support.component.transactions import POOR, TTL, Transactions, metric
 from tests.support.services import make_context, running_service
+from tests.support.waiting import eventually
 
 
 def callbacks(tx: Transactions) -> list[tuple[str, dict[str, Any]]]:
@@ -205,10 +206,7 @@ async def test_callbacks_reach_a_registered_handler(tx: Transactions) -> None:
     await tx.service.relay_once()
     worker = asyncio.create_task(tx.queue.run_worker(["payments_eda"]))
     try:
-        for _ in range(100):
-            if received:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: received)
     finally:
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -217,7 +215,6 @@ async def test_callbacks_reach_a_registered_handler(tx: Transactions) -> None:
 
 
 async def test_background_mode_processes_right_away(tmp_path: Path) -> None:
-    import asyncio
 
     queue = TaskQueue()
     ctx = make_context(
@@ -245,10 +242,7 @@ async def test_background_mode_processes_right_away(tmp_path: Path) -> None:
         )
         assert started.json()["status"] == "pending"
         connector: Any = queue.app.connector
-        for _ in range(100):
-            if connector.jobs:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: connector.jobs)
         status = (await client.get("/v1/invoices/inv-1")).json()["operations"][0]["status"]
         assert status == "succeeded"
         assert [j["queueing_lock"] for j in connector.jobs.values()] == ["inv-1:h1:succeeded"]

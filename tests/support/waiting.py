@@ -1,0 +1,17 @@
+"""Waiting on a condition in tests: a generous deadline and a frequent check, never a fixed sleep."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+# How long background work may take on a loaded shared 2-core box before a test gives up.
+DEADLINE_SECONDS = 60.0
+
+
+async def eventually(condition: Callable[[], object], timeout: float = DEADLINE_SECONDS) -> None:
+    """Return once ``condition()`` is true, or when ``timeout`` passed (the caller asserts)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
