@@ -162,6 +162,8 @@ def test_pos_sim_waits_until_the_order_is_paid(up: QrpayUp, tmp_path: Path) -> N
             f"{eda}/start", json={"payment_id": "pay-1", "amount": "100.00", "currency": "RUB"}
         )
         assert started.status_code == 200, started.text
+        claimed = httpx.post(f"{eda}/claim-clear", json={"payment_id": "pay-1"})
+        assert claimed.status_code == 200, claimed.text
         completed = httpx.post(f"{eda}/complete", json={"payment_id": "pay-1"})
         assert completed.status_code == 200, completed.text
         assert sim.wait(timeout=30) == 0, log.read_text()

@@ -10,7 +10,8 @@ process group at a random moment, waits a little, and starts the instance again 
 `python -m qrpay_tools.cluster restart NAME`. After the last guest, everything killed is running
 again and the test waits for convergence, then checks every order:
 
-- PAYED: operations exactly hold + clear, both succeeded, and one accrual of 30% (300);
+- PAYED: operations exactly hold + clear, both succeeded (besides holds voided before they
+  were sent, which moved no money), and one accrual of 30% (300);
 - otherwise: WAITING (no payment under way), no live hold (pending, or succeeded and not
   released), no clear, no accrual;
 
