@@ -107,7 +107,7 @@ async def test_every_payment_completes_after_a_30s_outage(
             rolled back, so the guest taps Pay again)."""
             while True:
                 await asyncio.sleep(POLL_SECONDS)
-                status = (await client.get(f"{cluster.url('eda')}/v1/orders/{guest.order_id}"))
+                status = await client.get(f"{cluster.url('eda')}/v1/orders/{guest.order_id}")
                 current = status.json()["status"]
                 if current == "PAYED":
                     return True
