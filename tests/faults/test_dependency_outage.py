@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 import httpx
 import pytest
 
 from tests.support.payments_cluster import (
-    USER,
     FaultyCluster,
+    Patience,
+    PayingGuest,
     accruals,
     operations,
+    pay_like_the_page,
     sql,
     unfinished_jobs,
 )
@@ -45,14 +47,6 @@ class Scenario:
     outage_start: float  # seconds after the first guest
 
 
-@dataclass
-class Guest:
-    order_id: str
-    signature: str
-    answers: list[int] = field(default_factory=list)
-    given_back: int = 0  # times a payment was rolled back after its pay request answered 200
-
-
 BOTH_DOWN = Scenario("transactions+cashback", ("transactions", "cashback"), 100, 0.3, 5.0)
 # Clears keep succeeding; only the accruals after them meet the outage.
 CASHBACK_DOWN = Scenario("cashback", ("cashback",), 40, 0.25, 3.0)
@@ -66,7 +60,7 @@ async def test_every_payment_completes_after_a_30s_outage(
 ) -> None:
     cluster = faulty_cluster
     cluster.worker("a")
-    guests = [Guest(*cluster.create_order("1000.00")) for _ in range(scenario.payments)]
+    guests = [PayingGuest(*cluster.create_order("1000.00")) for _ in range(scenario.payments)]
     proxies = [cluster.proxies[name] for name in scenario.down]
     window: dict[str, float] = {}
 
@@ -80,40 +74,19 @@ async def test_every_payment_completes_after_a_30s_outage(
             proxy.pass_through()
         window["end"] = time.monotonic()
 
+    patience = Patience(
+        retry_pause=GUEST_RETRY_SECONDS,
+        poll=POLL_SECONDS,
+        max_taps=1000,
+        give_up_after=scenario.outage_start + OUTAGE + CONVERGE_LIMIT,
+    )
     async with httpx.AsyncClient(timeout=30) as client:
 
-        async def pay(index: int, guest: Guest) -> None:
+        async def pay(index: int, guest: PayingGuest) -> None:
             await asyncio.sleep(index * scenario.spacing)
-            give_up = time.monotonic() + scenario.outage_start + OUTAGE + CONVERGE_LIMIT
-            while True:
-                answer = await client.post(
-                    f"{cluster.url('payments-eda')}/4.0/payments/v1/orders",
-                    json=cluster.pay_body(guest.order_id, guest.signature),
-                    headers={"X-Yandex-UID": USER},
-                )
-                guest.answers.append(answer.status_code)
-                # 503: a dependency is down; 409: the refused attempt is still being wound up.
-                assert answer.status_code in (200, 409, 503), answer.text
-                if answer.status_code == 409 and answer.json()["code"] == "already_paid":
-                    return
-                if answer.status_code == 200 and await paid_or_given_back(guest):
-                    return
-                assert time.monotonic() < give_up, f"{guest.order_id}: {guest.answers}"
-                await asyncio.sleep(GUEST_RETRY_SECONDS)
-
-        async def paid_or_given_back(guest: Guest) -> bool:
-            """The page after a 200: polls until PAYED (True) or until the order is back to
-            waiting for payment (False: the hold's outcome was unknown and the payment was
-            rolled back, so the guest taps Pay again)."""
-            while True:
-                await asyncio.sleep(POLL_SECONDS)
-                status = await client.get(f"{cluster.url('eda')}/v1/orders/{guest.order_id}")
-                current = status.json()["status"]
-                if current == "PAYED":
-                    return True
-                if current == "WAITING":
-                    guest.given_back += 1
-                    return False
+            await pay_like_the_page(cluster, client, guest, patience)
+            assert not guest.unexpected, guest.unexpected
+            assert not guest.gave_up, f"{guest.order_id}: {guest.taps}"
 
         outage_task = asyncio.create_task(outage())
         await asyncio.gather(*(pay(i, guest) for i, guest in enumerate(guests)))
@@ -152,8 +125,8 @@ async def test_every_payment_completes_after_a_30s_outage(
         if amounts != [Decimal(300)]:
             violations.append((guest.order_id, amounts))
     failed = sql(cluster.queue_url, "SELECT id FROM procrastinate_jobs WHERE status = 'failed'")
-    refused = [g for g in guests if 503 in g.answers or g.given_back]
-    statuses = Counter(status for g in guests for status in g.answers)
+    refused = [g for g in guests if any(t.startswith("503") for t in g.taps) or g.given_back]
+    statuses = Counter(tap for g in guests for tap in g.taps)
     dropped = {
         name: proxy.received - proxy.forwarded
         for name, proxy in cluster.proxies.items()

@@ -4,11 +4,14 @@ the durable queue on PostgreSQL, `qrpay worker payments-eda` processes started b
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +26,7 @@ from qrpay.kernel.queue import libpq_url
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay.runner.embedded import embedded_config, ports_for
 from tests.support.faults import SelectiveFaultProxy
+from tests.support.kill_chaos import RETRYABLE, Databases
 from tests.support.processes import (
     QRPAY,
     PortTaken,
@@ -152,6 +156,25 @@ class Cluster(ServedProcesses):
         wait_for_text(log, "payments-eda worker: consuming", timeout=30)
         return process, log
 
+    def process_of(self, name: str) -> subprocess.Popen[bytes]:
+        """The newest `qrpay serve NAME` process (the one ``restart`` started last)."""
+        return next(
+            process
+            for process, _ in reversed(self.processes)
+            if isinstance(process.args, list) and process.args[1:3] == ["serve", name]
+        )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process group serving ``name``: nothing in flight finishes."""
+        process = self.process_of(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def restart(self, name: str) -> None:
+        """Serve ``name`` again on its port (its log goes on in the same file); blocks until
+        it answers /ping, so an async test runs it in a thread."""
+        self.serve(name, self.ports[name])
+
     # --- the guest and the restaurant, over HTTP ------------------------------------------
 
     def bind_card(self, card_id: str = CARD, token: str = "sandbox-ok-4242") -> None:  # noqa: S107
@@ -265,3 +288,114 @@ async def wait_until_drained(cluster: Cluster, timeout: float = 60) -> None:
 
 def database_name(url: str) -> str:
     return str(make_url(url).database)
+
+
+class ClusterDatabases(Databases):
+    """tests/support/kill_chaos's long-lived connections (and so its ``violations_of``,
+    ``converge`` and ``queue_jobs``) on a Cluster's databases instead of a Layout's."""
+
+    def __init__(self, cluster: Cluster) -> None:  # no super(): it reads a Layout's secdist
+        names = ("eda", "transactions", "cashback")
+        self.urls = {
+            **{name: cluster.databases[name] for name in names},
+            "queue": cluster.queue_url,
+        }
+        self.connections = {}
+        for name in self.urls:
+            self._connect(name)
+
+
+# --- guests paying like the payer page ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How a guest paying like the page waits and when it walks away."""
+
+    retry_pause: float  # seconds before tapping again after a refusal or a broken connection
+    poll: float  # seconds between two reads of the order after a 200
+    max_taps: int
+    give_up_after: float  # seconds from the first tap
+
+
+@dataclass
+class PayingGuest:
+    order_id: str
+    signature: str
+    # What each tap of Pay got: "200 <guest status>", "<status> <code>", or the exception.
+    taps: list[str] = field(default_factory=list)
+    tap_seconds: list[float] = field(default_factory=list)  # how long each answer took
+    tapping: bool = False  # a pay request is on its way
+    given_back: int = 0  # times the order was WAITING again after a 200 (then tapped again)
+    paid: bool = False  # saw the order PAYED, or was told it is (409 already_paid)
+    gave_up: bool = False
+    unexpected: list[str] = field(default_factory=list)
+
+
+async def _tap(cluster: Cluster, client: httpx.AsyncClient, guest: PayingGuest) -> str:
+    """One tap of Pay: "paid", "poll" (a 200), "again" (tap again after a pause) or
+    "unexpected"."""
+    tapped = time.monotonic()
+    guest.tapping = True
+    try:
+        answer = await client.post(
+            f"{cluster.url('payments-eda')}/4.0/payments/v1/orders",
+            json=cluster.pay_body(guest.order_id, guest.signature),
+            headers={"X-Yandex-UID": USER},
+        )
+    except httpx.HTTPError as exc:
+        guest.taps.append(type(exc).__name__)
+        return "again"
+    finally:
+        guest.tapping = False
+        guest.tap_seconds.append(time.monotonic() - tapped)
+    if answer.status_code == 200:
+        guest.taps.append(f"200 {answer.json()['status']}")
+        return "poll"
+    code = answer.json().get("code") if answer.content else None
+    guest.taps.append(f"{answer.status_code} {code}")
+    if answer.status_code == 409 and code == "already_paid":
+        return "paid"
+    # 409 otherwise: the attempt before is still being wound up.
+    if answer.status_code == 409 or answer.status_code in RETRYABLE:
+        return "again"
+    guest.unexpected.append(f"pay {answer.status_code}: {answer.text}")
+    return "unexpected"
+
+
+async def _order_status(cluster: Cluster, client: httpx.AsyncClient, order_id: str) -> str | None:
+    try:
+        answer = await client.get(f"{cluster.url('eda')}/v1/orders/{order_id}")
+    except httpx.HTTPError:
+        return None
+    return str(answer.json()["status"]) if answer.status_code == 200 else None
+
+
+async def pay_like_the_page(
+    cluster: Cluster, client: httpx.AsyncClient, guest: PayingGuest, patience: Patience
+) -> None:
+    """Tap Pay; after a 200 read the order until it is PAYED (done) or WAITING again (the
+    attempt was given back: tap again); after a 409, a 502/503/504 or a broken connection
+    tap again after a pause; a 409 already_paid means paid. Any other answer is recorded in
+    ``guest.unexpected`` and ends the guest's attempts, as do ``patience``'s limits."""
+    give_up = time.monotonic() + patience.give_up_after
+    while len(guest.taps) < patience.max_taps and time.monotonic() < give_up:
+        outcome = await _tap(cluster, client, guest)
+        if outcome == "paid":
+            guest.paid = True
+            return
+        if outcome == "unexpected":
+            return
+        if outcome == "again":
+            await asyncio.sleep(patience.retry_pause)
+            continue
+        while time.monotonic() < give_up:
+            status = await _order_status(cluster, client, guest.order_id)
+            if status == "PAYED":
+                guest.paid = True
+                return
+            if status == "WAITING":
+                guest.given_back += 1
+                break
+            await asyncio.sleep(patience.poll)
+    guest.gave_up = True
