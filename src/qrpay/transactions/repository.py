@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     ForeignKeyConstraint,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Table,
     and_,
     exists,
+    false,
     func,
     or_,
     select,
@@ -72,6 +74,7 @@ operations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("callback_sent_at", DateTime(timezone=True), nullable=True),
+    Column("capture", Boolean, nullable=False, server_default=false()),
     # Idempotency of POST .../operations: the database, not the code, guarantees it.
     PrimaryKeyConstraint("invoice_id", "operation_id", name="pk_operations"),
     ForeignKeyConstraint(

@@ -19,6 +19,11 @@ next try reconciles the same way.
 A hold can be voided (``void_hold``): one that never arrived is recorded canceled
 (its late request then gets that record back), one not yet sent is canceled, one
 that succeeded is released; one at the gateway without an answer is never guessed.
+
+A hold started with ``capture`` is cleared in the same pass: its success and its clear
+(``<hold>.clear``) are recorded in one transaction under the invoice's lock, and the owner
+gets one callback, the clear's. From that commit on the hold is settling, so a void
+answers ``hold_clearing``: the void and the capture exclude each other there.
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ from qrpay.kernel.queue import TaskQueue, TaskSpec
 from qrpay.transactions.domain import (
     CLEAR,
     HOLD,
+    SUCCEEDED,
     InvoiceRecord,
     OperationRecord,
     auto_release_request,
+    capture_clear,
     decide,
     hold_expired,
     is_live_hold,
@@ -92,6 +99,7 @@ def callback_payload(invoice: InvoiceRecord, op: OperationRecord) -> Transaction
     return TransactionCallback(
         invoice_id=invoice.invoice_id,
         order_id=invoice.order_id,
+        user_id=invoice.user_id,
         operation_id=op.operation_id,
         kind=op.kind,
         status=op.status,
@@ -129,6 +137,13 @@ class TransactionsService:
     async def ensure_invoice(
         self, invoice_id: str, body: InvoiceIn
     ) -> tuple[InvoiceRecord, list[OperationRecord]]:
+        async with self.db.write() as session:
+            return await self._ensure_invoice(TransactionsRepository(session), invoice_id, body)
+
+    async def _ensure_invoice(
+        self, repo: TransactionsRepository, invoice_id: str, body: InvoiceIn
+    ) -> tuple[InvoiceRecord, list[OperationRecord]]:
+        """The invoice (created if absent), locked, with its operations."""
         fresh = InvoiceRecord(
             invoice_id=invoice_id,
             owner=body.owner,
@@ -139,28 +154,25 @@ class TransactionsService:
             callback_task=body.callback.task,
             created_at=self.clock.now(),
         )
-        async with self.db.write() as session:
-            repo = TransactionsRepository(session)
-            if await repo.insert_invoice_if_absent(fresh):
-                return fresh, []
-            existing = await repo.get_invoice(invoice_id, for_update=True)
-            if existing is None:  # pragma: no cover - invoices are never deleted
-                raise _invoice_not_found(invoice_id)
-            if not existing.matches(body):
-                raise Conflict(
-                    f"invoice {invoice_id!r} exists with other parameters",
-                    code=TransactionsCode.INVOICE_MISMATCH,
-                )
-            ops = await repo.operations_of(invoice_id)
-            if existing.user_id != body.user_id:
-                # Another guest pays after a failed attempt; never while a hold is live.
-                if any(is_live_hold(op, ops) for op in ops):
-                    raise Conflict(
-                        "another guest's hold is live", code=TransactionsCode.HOLD_ACTIVE
-                    )
-                await repo.set_invoice_user(invoice_id, body.user_id)
-                existing = replace(existing, user_id=body.user_id)
-            return existing, ops
+        if await repo.insert_invoice_if_absent(fresh):
+            # PostgreSQL: the new row is ours until commit; nobody else can lock it first.
+            return fresh, []
+        existing = await repo.get_invoice(invoice_id, for_update=True)
+        if existing is None:  # pragma: no cover - invoices are never deleted
+            raise _invoice_not_found(invoice_id)
+        if not existing.matches(body):
+            raise Conflict(
+                f"invoice {invoice_id!r} exists with other parameters",
+                code=TransactionsCode.INVOICE_MISMATCH,
+            )
+        ops = await repo.operations_of(invoice_id)
+        if existing.user_id != body.user_id:
+            # Another guest pays after a failed attempt; never while a hold is live.
+            if any(is_live_hold(op, ops) for op in ops):
+                raise Conflict("another guest's hold is live", code=TransactionsCode.HOLD_ACTIVE)
+            await repo.set_invoice_user(invoice_id, body.user_id)
+            existing = replace(existing, user_id=body.user_id)
+        return existing, ops
 
     async def get_invoice(self, invoice_id: str) -> tuple[InvoiceRecord, list[OperationRecord]]:
         async with self.db.read() as session:
@@ -179,10 +191,13 @@ class TransactionsService:
         async with self.db.write() as session:
             repo = TransactionsRepository(session)
             # The invoice's lock serializes every decision about its operations.
-            invoice = await repo.get_invoice(invoice_id, for_update=True)
-            if invoice is None:
-                raise _invoice_not_found(invoice_id)
-            ops = await repo.operations_of(invoice_id)
+            if request.invoice is not None:
+                invoice, ops = await self._ensure_invoice(repo, invoice_id, request.invoice)
+            else:
+                found = await repo.get_invoice(invoice_id, for_update=True)
+                if found is None:
+                    raise _invoice_not_found(invoice_id)
+                invoice, ops = found, await repo.operations_of(invoice_id)
             op, created = decide(invoice, ops, request, self.clock.now())
             if created:
                 await repo.insert_operation(op, position=len(ops))
@@ -302,6 +317,8 @@ class TransactionsService:
         delay = 0.1
         while True:
             try:
+                if op.capture and result.status == SUCCEEDED:
+                    return await self._record_captured(op, result)
                 async with self.db.write() as session:
                     return await TransactionsRepository(session).record_result(
                         op, result, self.clock.now()
@@ -317,6 +334,27 @@ class TransactionsService:
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    async def _record_captured(self, hold: OperationRecord, result: GatewayResult) -> bool:
+        """A captured hold's success and its clear, in one transaction under the invoice's lock.
+
+        The hold's own callback is marked sent with it: the owner hears of the clear.
+        """
+        now = self.clock.now()
+        async with self.db.write() as session:
+            repo = TransactionsRepository(session)
+            await repo.get_invoice(hold.invoice_id, for_update=True)
+            if not await repo.record_result(hold, result, now):
+                return False
+            done = replace(hold, status=SUCCEEDED, reference=result.reference or hold.reference)
+            clear = capture_clear(done, now)
+            assert clear is not None
+            ops = await repo.operations_of(hold.invoice_id)
+            await repo.insert_operation(clear, position=len(ops))
+            await repo.mark_callback_sent(hold, now)
+        self.metrics.operations.labels(clear.kind.value, clear.status.value).inc()
+        self.kick(clear)
+        return True
 
     async def deliver_callbacks(self, *, only: tuple[str, str] | None = None) -> int:
         """The outbox: put a callback task for every finished operation not yet reported.

@@ -44,9 +44,7 @@ async def test_start_then_complete(client: httpx.AsyncClient, order_id: str) -> 
     mismatch = await post(client, order_id, "complete", "pay-2")
     assert mismatch.status_code == 409
     assert mismatch.json()["code"] == "payment_mismatch"
-    # PAYED only after the clear claimed the order; the claim shuts out the rollback.
-    unclaimed = await post(client, order_id, "complete", "pay-1")
-    assert unclaimed.json()["code"] == "payment_not_claimed"
+    # An owner-started clear claims the order first; the claim shuts out the rollback.
     claimed = await post(client, order_id, "claim-clear", "pay-1")
     assert (claimed.json()["status"], claimed.json()["payment_phase"]) == (
         "PAYMENT_IN_PROGRESS",
@@ -65,6 +63,22 @@ async def test_start_then_complete(client: httpx.AsyncClient, order_id: str) -> 
     again = await start(client, order_id, "pay-3")
     assert again.status_code == 409
     assert again.json()["code"] == "already_paid"
+
+
+@pytest.mark.parametrize("before", [[], ["begin-rollback"]], ids=["holding", "rolling_back"])
+async def test_a_captured_clear_completes_the_payment_from_any_phase(
+    client: httpx.AsyncClient, order_id: str, before: list[str]
+) -> None:
+    """A captured hold's clear is fenced in transactions; its success must show as PAYED,
+    also when a rollback began and then yielded to it (its void was refused)."""
+    assert (await start(client, order_id, "pay-1")).status_code == 200
+    for step in before:
+        assert (await post(client, order_id, step, "pay-1")).status_code == 200
+    done = await post(client, order_id, "complete", "pay-1")
+    assert done.status_code == 200, done.text
+    assert (done.json()["status"], done.json()["payment_phase"]) == ("PAYED", None)
+    refused = await post(client, order_id, "fail", "pay-1")
+    assert (refused.status_code, refused.json()["code"]) == (409, "already_paid")
 
 
 async def test_fail_reopens_the_order(client: httpx.AsyncClient, order_id: str) -> None:

@@ -134,6 +134,58 @@ async def test_clear_succeeded_marks_paid_and_queues_cashback(pe: Env) -> None:
     assert pe.metric("qrpay_orders_paid_by_qr_total", client_id="rest-1") == 1
 
 
+def accrual_route(pe: Env, status: int = 200) -> Any:
+    body: Any = {
+        "accrual": {
+            "order_id": ORDER_ID,
+            "user_id": USER,
+            "amount": "300",
+            "currency": "RUB",
+            "source": "rest-1",
+            "created_at": "2026-01-01T12:00:00Z",
+        },
+        "created": True,
+    }
+    if status != 200:
+        body = {"code": "accruals_disabled", "message": "off"}
+    return pe.mock.json_handler(f"/v1/accruals/{ORDER_ID}", body, status, method="PUT")
+
+
+@pytest.mark.parametrize("order", [IN_PROGRESS, ROLLING_BACK], ids=["holding", "rolling_back"])
+async def test_a_captured_clear_completes_the_order_and_accrues_in_the_same_task(
+    pe: Env, order: dict[str, str]
+) -> None:
+    """One task per payment: the clear's callback completes the order (from whichever phase:
+    a rollback that began yielded to the capture) and accrues the cashback right away."""
+    pe.order(**order)
+    complete = pe.eda_write("complete", order_body(**PAID))
+    accrue = accrual_route(pe)
+    await pe.handlers.transaction_callback(
+        {**callback("p1.clear", "clear", target=PAYMENT), "user_id": USER}
+    )
+    assert complete.next_call()["json"] == {"payment_id": PAYMENT}
+    assert accrue.next_call()["json"] == {
+        "user_id": USER,
+        "amount": "300",
+        "currency": "RUB",
+        "source": "rest-1",
+    }
+    assert pe.jobs(CASHBACK) == []  # no task of its own
+
+
+async def test_an_accrual_that_fails_in_the_callback_gets_its_own_task(pe: Env) -> None:
+    pe.order(**IN_PROGRESS)
+    pe.eda_write("complete", order_body(**PAID))
+    accrue = accrual_route(pe, 503)
+    await pe.handlers.transaction_callback(
+        {**callback("p1.clear", "clear", target=PAYMENT), "user_id": USER}
+    )
+    assert accrue.times_called >= 1
+    [job] = pe.jobs(CASHBACK)  # retried there, given up and counted after its tries
+    assert job["args"] == {"order_id": ORDER_ID}
+    assert pe.metric("qrpay_orders_paid_by_qr_total", client_id="rest-1") == 1
+
+
 async def test_clear_succeeded_duplicate_queues_cashback_once(pe: Env) -> None:
     pe.order(**PAID)
     await pe.handlers.transaction_callback(callback("p1.clear", "clear", target=PAYMENT))
@@ -314,6 +366,22 @@ async def test_watchdog_waits_while_the_voided_hold_is_at_the_gateway(pe: Env) -
     pe.eda_write("begin-rollback", order_body(**ROLLING_BACK))
     with pytest.raises(DependencyUnavailable):  # the queue tries again; fail is not mocked
         await pe.handlers.hold_watchdog(WATCHDOG_PAYLOAD)
+
+
+async def test_watchdog_yields_to_a_captured_clear(pe: Env) -> None:
+    """The hold succeeded and its capture is recorded: the void is refused, the order is
+    not given back and nothing is counted; the clear's callback completes it."""
+    pe.order(**IN_PROGRESS)
+    pe.invoice(invoice_body([operation_body(PAYMENT, status="failed")]))  # read as not under way
+    pe.eda_write("begin-rollback", order_body(**ROLLING_BACK))
+    void = pe.mock.json_handler(
+        f"/v1/invoices/{ORDER_ID}/operations/{PAYMENT}/void",
+        {"code": "hold_clearing", "message": "being cleared"},
+        409,
+    )
+    await pe.handlers.hold_watchdog(WATCHDOG_PAYLOAD)  # fail is not mocked
+    assert void.times_called == 1
+    assert pe.metric("qrpay_problem_orders_total", reason="hold_not_started") == 0
 
 
 async def test_watchdog_leaves_a_payment_the_clear_claimed(pe: Env) -> None:
