@@ -134,15 +134,18 @@ class TransactionsRepository(Repository):
             select(operations).where(_op_key(invoice_id, operation_id)), _operation
         )
 
-    async def insert_operation(self, op: OperationRecord, position: int) -> None:
-        """Add ``op`` as the invoice's ``position``-th operation (call with the invoice locked)."""
+    async def insert_operation(
+        self, op: OperationRecord, position: int, *, claimed_until: datetime | None = None
+    ) -> None:
+        """Add ``op`` as the invoice's ``position``-th operation (call with the invoice locked);
+        ``claimed_until``: a processor's lease taken with it (its ``attempts`` say so)."""
         await self.session.execute(
             operations.insert().values(
                 values_of(
                     op,
                     position=position,
                     amount=op.amount_text,
-                    claimed_until=None,
+                    claimed_until=claimed_until,
                     finished_at=None,
                     callback_sent_at=None,
                 )

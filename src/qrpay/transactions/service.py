@@ -31,9 +31,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -198,24 +199,54 @@ class TransactionsService:
                 if found is None:
                     raise _invoice_not_found(invoice_id)
                 invoice, ops = found, await repo.operations_of(invoice_id)
-            op, created = decide(invoice, ops, request, self.clock.now())
+            now = self.clock.now()
+            op, created = decide(invoice, ops, request, now)
             if created:
-                await repo.insert_operation(op, position=len(ops))
+                op, lease = self._claim_at_insert(op, now)
+                await repo.insert_operation(op, position=len(ops), claimed_until=lease)
         # Committed: only now may anything act on it.
         if created:
             self.metrics.operations.labels(op.kind.value, op.status.value).inc()
-            self.kick(op)
+            self._run_claimed(invoice, op)
         return op, created
+
+    def _claim_at_insert(
+        self, op: OperationRecord, now: datetime
+    ) -> tuple[OperationRecord, datetime | None]:
+        """Processing inline, this process takes the operation as it records it (one
+        transaction less than claiming it after); another processor takes it over only
+        once the lease expires, and then asks the gateway before calling it again."""
+        if not self.process_inline:
+            return op, None
+        return replace(op, attempts=1), now + LEASE
+
+    def _run_claimed(self, invoice: InvoiceRecord, op: OperationRecord) -> None:
+        """Execute an operation claimed at insert and deliver its callback, in the background."""
+        if not self.process_inline:
+            return
+        self._spawn(self._process_claimed(invoice, op))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name="transactions-process")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _process_claimed(self, invoice: InvoiceRecord, op: OperationRecord) -> None:
+        try:
+            done = await self._execute(op, invoice)
+            if done is not None and done.callback_sent_at is None:
+                await self._deliver(invoice, done)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The relay picks it up: the operation is pending or its callback unsent.
+            log.warning("inline_processing_failed", invoice_id=op.invoice_id, error=repr(exc))
 
     def kick(self, op: OperationRecord) -> None:
         """Process a committed pending operation now, in the background of this process."""
         if not self.process_inline:
             return
-        task = asyncio.create_task(
-            self._process_now(op.invoice_id, op.operation_id), name="transactions-process"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._process_now(op.invoice_id, op.operation_id))
 
     async def _process_now(self, invoice_id: str, operation_id: str) -> None:
         key = (invoice_id, operation_id)
@@ -260,13 +291,19 @@ class TransactionsService:
 
     async def execute(self, op: OperationRecord) -> bool:
         """Run one claimed operation through the gateway; True when its result was recorded."""
+        return await self._execute(op) is not None
+
+    async def _execute(
+        self, op: OperationRecord, invoice: InvoiceRecord | None = None
+    ) -> OperationRecord | None:
+        """The operation as recorded with its result; None when it got none (or had one)."""
         try:
             result = await self._call_gateway(op)
         except (GatewayUnavailable, TimeoutError) as exc:
             await self._outcome_unknown(op, exc)
-            return False
-        recorded = await self._record(op, result)
-        if recorded:
+            return None
+        recorded = await self._record(op, result, invoice)
+        if recorded is not None:
             self.metrics.operations.labels(op.kind.value, result.status.value).inc()
             log.info(
                 "operation_finished",
@@ -305,7 +342,9 @@ class TransactionsService:
                 op, self.clock.now() + timedelta(seconds=retry_in)
             )
 
-    async def _record(self, op: OperationRecord, result: GatewayResult) -> bool:
+    async def _record(
+        self, op: OperationRecord, result: GatewayResult, invoice: InvoiceRecord | None = None
+    ) -> OperationRecord | None:
         """Write the gateway's result, waiting (within the lease) for a database that is away.
 
         The money has moved at the gateway: giving up at once would leave the operation
@@ -319,10 +358,17 @@ class TransactionsService:
             try:
                 if op.capture and result.status == SUCCEEDED:
                     return await self._record_captured(op, result)
+                now = self.clock.now()
                 async with self.db.write() as session:
-                    return await TransactionsRepository(session).record_result(
-                        op, result, self.clock.now()
-                    )
+                    if not await TransactionsRepository(session).record_result(op, result, now):
+                        return None
+                return replace(
+                    op,
+                    status=result.status,
+                    reason=result.reason,
+                    reference=result.reference or op.reference,
+                    finished_at=now,
+                )
             except DependencyUnavailable:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -335,7 +381,9 @@ class TransactionsService:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    async def _record_captured(self, hold: OperationRecord, result: GatewayResult) -> bool:
+    async def _record_captured(
+        self, hold: OperationRecord, result: GatewayResult
+    ) -> OperationRecord | None:
         """A captured hold's success and its clear, in one transaction under the invoice's lock.
 
         The hold's own callback is marked sent with it: the owner hears of the clear.
@@ -343,18 +391,25 @@ class TransactionsService:
         now = self.clock.now()
         async with self.db.write() as session:
             repo = TransactionsRepository(session)
-            await repo.get_invoice(hold.invoice_id, for_update=True)
-            if not await repo.record_result(hold, result, now):
-                return False
-            done = replace(hold, status=SUCCEEDED, reference=result.reference or hold.reference)
+            invoice = await repo.get_invoice(hold.invoice_id, for_update=True)
+            if invoice is None or not await repo.record_result(hold, result, now):
+                return None
+            done = replace(
+                hold,
+                status=SUCCEEDED,
+                reference=result.reference or hold.reference,
+                finished_at=now,
+                callback_sent_at=now,
+            )
             clear = capture_clear(done, now)
             assert clear is not None
+            clear, lease = self._claim_at_insert(clear, now)
             ops = await repo.operations_of(hold.invoice_id)
-            await repo.insert_operation(clear, position=len(ops))
+            await repo.insert_operation(clear, position=len(ops), claimed_until=lease)
             await repo.mark_callback_sent(hold, now)
         self.metrics.operations.labels(clear.kind.value, clear.status.value).inc()
-        self.kick(clear)
-        return True
+        self._run_claimed(invoice, clear)
+        return done
 
     async def deliver_callbacks(self, *, only: tuple[str, str] | None = None) -> int:
         """The outbox: put a callback task for every finished operation not yet reported.
@@ -366,19 +421,21 @@ class TransactionsService:
             pending = await TransactionsRepository(session).undelivered(limit=BATCH, only=only)
         sent = 0
         for invoice, op in pending:
-            await self.queue.put(
-                TaskSpec(name=invoice.callback_task, queue=invoice.callback_queue),
-                task_id=callback_task_id(op),
-                payload=callback_payload(invoice, op).model_dump(mode="json"),
-            )
-            async with self.db.write() as session:
-                marked = await TransactionsRepository(session).mark_callback_sent(
-                    op, self.clock.now()
-                )
-            if marked:
-                sent += 1
-                self.metrics.callbacks_sent.inc()
+            sent += await self._deliver(invoice, op)
         return sent
+
+    async def _deliver(self, invoice: InvoiceRecord, op: OperationRecord) -> bool:
+        """Put the finished operation's callback task, then mark it sent; True if this did."""
+        await self.queue.put(
+            TaskSpec(name=invoice.callback_task, queue=invoice.callback_queue),
+            task_id=callback_task_id(op),
+            payload=callback_payload(invoice, op).model_dump(mode="json"),
+        )
+        async with self.db.write() as session:
+            marked = await TransactionsRepository(session).mark_callback_sent(op, self.clock.now())
+        if marked:
+            self.metrics.callbacks_sent.inc()
+        return marked
 
     async def void_hold(self, invoice_id: str, hold_id: str, body: VoidIn) -> VoidResult:
         """Make sure the hold never leaves money taken; safe to repeat until the outcome is final."""
