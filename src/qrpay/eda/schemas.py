@@ -82,6 +82,11 @@ class CreateOrderResponse(WireModel):
     outcome: CreateOutcome
 
 
+class OrdersPage(WireModel):
+    # Oldest change first.
+    orders: list[OrderView]
+
+
 class StatusesRequest(WireModel):
     order_ids: Annotated[list[OrderId], Field(min_length=1, max_length=100)]
 

@@ -117,6 +117,7 @@ class PaymentsMetrics:
     hmac_rejections: Counter
     queue_depth: Gauge
     queue_failed: Gauge
+    payments_overdue: Gauge
 
     @classmethod
     def of(cls, metrics: ServiceMetrics) -> PaymentsMetrics:
@@ -144,6 +145,11 @@ class PaymentsMetrics:
                 queue_depth=metrics.gauge("qrpay_queue_depth", "Tasks waiting", ("queue",)),
                 queue_failed=metrics.gauge(
                     "qrpay_queue_failed_tasks", "Tasks kept as failed after every try", ("queue",)
+                ),
+                payments_overdue=metrics.gauge(
+                    "qrpay_payments_overdue",
+                    "Payments under way past hold_watchdog_seconds or being rolled back, as "
+                    "the last sweep found them",
                 ),
             )
         return known
@@ -261,15 +267,8 @@ class PaymentsService:
         card = await self._card(user_id, request.payment_method.id, lang)
 
         payment_id = uuid4().hex
-        # The durable check comes FIRST: whatever dies after this point, the watchdog finds an
-        # order stuck in PAYMENT_IN_PROGRESS without a hold and gives it back to the guest.
-        await self.queue.put(
-            task_spec(Task.HOLD_WATCHDOG),
-            task_id=f"watchdog:{payment_id}",
-            payload={"order_id": order.order_id, "payment_id": payment_id},
-            eta=self._clock.now()
-            + timedelta(seconds=self._runtime.config.payments.hold_watchdog_seconds),
-        )
+        # eda's order is the durable record: whatever dies after the start below, the sweep
+        # finds the order in PAYMENT_IN_PROGRESS and, if its hold never arrived, gives it back.
         try:
             await self._eda.start_payment(
                 order.order_id,
@@ -560,6 +559,32 @@ class PaymentsService:
             ),
         )
         log.info("cashback_accrued", order_id=order.order_id)
+
+    async def sweep_stuck_payments(self) -> int:
+        """Check every payment under way for longer than ``hold_watchdog_seconds`` (and every
+        one being rolled back); returns how many were looked at.
+
+        Runs periodically in every process that runs the queue workers: safe on several at
+        once, as every step of ``hold_watchdog`` is idempotent. A payment that fails its
+        check is left for the next sweep.
+        """
+        seconds = self._runtime.config.payments.hold_watchdog_seconds
+        cutoff = self._clock.now() - timedelta(seconds=seconds)
+        stuck = await self._eda.payments_to_check(cutoff)
+        self.metrics.payments_overdue.set(len(stuck))
+        for order in stuck:
+            if order.payment_id is None:
+                continue
+            try:
+                await self.hold_watchdog(order.order_id, order.payment_id)
+            except QrpayError as exc:
+                log.info(
+                    "payment_check_later",
+                    order_id=order.order_id,
+                    payment_id=order.payment_id,
+                    code=exc.code,
+                )
+        return len(stuck)
 
     async def hold_watchdog(self, order_id: str, payment_id: str) -> None:
         """Roll back a payment whose hold never got an outcome; never starts a hold.

@@ -219,3 +219,34 @@ async def test_open_orders_gauge(client: httpx.AsyncClient, app: FastAPI) -> Non
     assert (await start(client, a, "p")).status_code == 200
     await refresh_open_orders(service_of(app, OrderService))
     assert "qrpay_open_orders 2.0" in (await client.get("/metrics")).text
+
+
+async def test_orders_in_a_status_oldest_change_first(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """What payments-eda's sweep asks: payments under way since before a moment, and every
+    one being rolled back."""
+    clock = service_of(app, OrderService).clock
+    assert isinstance(clock, FrozenClock)
+    first = (await create(client, "a"))["order"]["order_id"]
+    second = (await create(client, "b"))["order"]["order_id"]
+    waiting = (await create(client, "c"))["order"]["order_id"]
+    assert (await start(client, first, "p1")).status_code == 200
+    clock.advance(10)
+    assert (await start(client, second, "p2")).status_code == 200
+    moment = clock.now().isoformat()
+    clock.advance(10)
+    assert (await post(client, second, "begin-rollback", "p2")).status_code == 200
+
+    async def listed(**params: str) -> list[str]:
+        answer = await client.get("/v1/orders", params={"status": "PAYMENT_IN_PROGRESS", **params})
+        assert answer.status_code == 200, answer.text
+        return [order["order_id"] for order in answer.json()["orders"]]
+
+    assert await listed() == [first, second]
+    assert await listed(updated_before=moment) == [first]
+    assert await listed(payment_phase="ROLLING_BACK") == [second]
+    assert await listed(limit="1") == [first]
+    assert waiting not in await listed()
+    bad = await client.get("/v1/orders", params={"status": "PAYMENT_IN_PROGRESS", "limit": "0"})
+    assert bad.status_code in (400, 422)

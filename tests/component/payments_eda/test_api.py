@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from qrpay.kernel.clock import FrozenClock
 from tests.support.component.payments_eda import (
     BASE,
     ORDER_ID,
@@ -135,16 +133,10 @@ async def test_messages_follow_the_request_language(pe: Env) -> None:
 # --- pay ----------------------------------------------------------------------------------------
 
 
-async def test_pay_puts_the_watchdog_then_starts_the_payment_then_the_hold(pe: Env) -> None:
+async def test_pay_starts_the_payment_then_the_captured_hold_and_puts_no_task(pe: Env) -> None:
     pe.order()
     pe.card()
-    seen_jobs: list[list[dict[str, Any]]] = []
-
-    def start(_request: web.Request) -> web.Response:
-        seen_jobs.append(pe.jobs(WATCHDOG))
-        return json_response(order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
-
-    start_route = pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/start")(start)
+    start_route = pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
     ensure = pe.ensure_invoice()
     hold = pe.operations()
 
@@ -160,15 +152,8 @@ async def test_pay_puts_the_watchdog_then_starts_the_payment_then_the_hold(pe: E
         "currency": "RUB",
         "bill_version": 1,
     }
-    # The durable watchdog was already queued when eda was asked to start the payment.
-    [[job]] = seen_jobs
-    assert job["queueing_lock"] == f"watchdog:{payment_id}"
-    assert job["args"] == {"order_id": ORDER_ID, "payment_id": payment_id}
-    assert job["queue_name"] == "payments_eda_transactions"
-    clock = pe.ctx.clock
-    assert isinstance(clock, FrozenClock)
-    assert job["scheduled_at"] == clock.now() + timedelta(seconds=30)
-
+    # eda's order is the durable record the sweep looks at: no task per payment.
+    assert pe.jobs(WATCHDOG) == []
     # One call: the invoice with its first hold, captured by transactions in the same pass.
     assert hold.next_call()["json"] == {
         "operation_id": payment_id,
@@ -330,8 +315,7 @@ async def test_a_hold_without_an_answer_is_not_a_failure(pe: Env, failure: str) 
     assert start.times_called == 1
     assert fail.times_called == 0
     assert rollback.times_called == 0
-    # The watchdog settles it if the hold never arrived.
-    assert len(pe.jobs(WATCHDOG)) == 1
+    # eda's order stays in progress: the sweep settles it if the hold never arrived.
 
 
 async def test_a_refused_hold_is_voided_then_rolled_back_and_is_503(pe: Env) -> None:
@@ -429,7 +413,7 @@ async def test_eda_failing_at_payment_start_is_503(pe: Env) -> None:
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
     assert answer.status_code == 503
     assert answer.json()["code"] == "eda_unavailable"
-    assert len(pe.jobs(WATCHDOG)) == 1  # it will roll the order back if eda did start it
+    # If eda did start it, the sweep finds the order in progress and rolls it back.
 
 
 @pytest.mark.parametrize("failure", ["down", "slow"])
