@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
 from qrpay.eda.domain import Order
 from qrpay.eda.schemas import (
     CreateOrderRequest,
     CreateOrderResponse,
+    OrdersPage,
+    OrderStatus,
     OrderView,
+    PaymentPhase,
     PaymentRef,
     StartPaymentRequest,
     StatusesRequest,
@@ -39,6 +43,25 @@ def order_view(order: Order) -> OrderView:
 async def create_order(body: CreateOrderRequest, service: Orders) -> CreateOrderResponse:
     order, outcome = await service.create(body.client_id, body.internal_order_id, body.bill)
     return CreateOrderResponse(order=order_view(order), outcome=outcome)
+
+
+@router.get(
+    "",
+    summary="Orders in a status (and payment phase), oldest change first: e.g. payments "
+    "under way for too long",
+    response_model=OrdersPage,
+)
+async def orders_in_status(
+    service: Orders,
+    status: OrderStatus,
+    payment_phase: PaymentPhase | None = None,
+    updated_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> OrdersPage:
+    found = await service.in_status(
+        status, phase=payment_phase, updated_before=updated_before, limit=limit
+    )
+    return OrdersPage(orders=[order_view(order) for order in found])
 
 
 @router.post(

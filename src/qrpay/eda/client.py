@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from qrpay.eda.schemas import (
     CreateOrderRequest,
     CreateOrderResponse,
+    OrdersPage,
+    OrderStatus,
     OrderStatusView,
     OrderView,
+    PaymentPhase,
     PaymentRef,
     StartPaymentRequest,
     StatusesRequest,
@@ -35,6 +40,32 @@ class EdaClient(ServiceClient):
 
     async def get_order(self, order_id: str) -> OrderView:
         return await self.fetch(OrderView, "GET", f"/v1/orders/{order_id}", endpoint="get_order")
+
+    async def payments_to_check(
+        self, updated_before: datetime, *, limit: int = 100
+    ) -> list[OrderView]:
+        """Payments under way that changed last before ``updated_before``, then every one
+        being rolled back (whatever its age): what payments-eda's sweep looks at."""
+        params: dict[str, str] = {
+            "status": OrderStatus.PAYMENT_IN_PROGRESS.value,
+            "limit": str(limit),
+        }
+        stale = await self.fetch(
+            OrdersPage,
+            "GET",
+            "/v1/orders",
+            endpoint="orders_in_status",
+            params={**params, "updated_before": updated_before.isoformat()},
+        )
+        rolling = await self.fetch(
+            OrdersPage,
+            "GET",
+            "/v1/orders",
+            endpoint="orders_in_status",
+            params={**params, "payment_phase": PaymentPhase.ROLLING_BACK.value},
+        )
+        seen = {order.order_id for order in stale.orders}
+        return stale.orders + [o for o in rolling.orders if o.order_id not in seen]
 
     async def statuses(self, order_ids: list[str]) -> list[OrderStatusView]:
         request = StatusesRequest(order_ids=order_ids)

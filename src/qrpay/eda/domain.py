@@ -33,7 +33,8 @@ ALLOWED_MOVES: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
 )
 
 # Within PAYMENT_IN_PROGRESS: the hold is under way, then exactly one of the clear and the
-# rollback claims the payment. Nothing moves a payment out of CLEARING but its clear.
+# rollback claims the payment. Nothing moves a payment out of CLEARING but its clear; a
+# succeeded clear completes the payment from any phase (see ``complete_payment``).
 ALLOWED_PHASE_MOVES: frozenset[tuple[PaymentPhase, PaymentPhase]] = frozenset(
     {(HOLDING, CLEARING), (HOLDING, ROLLING_BACK)}
 )
@@ -207,14 +208,16 @@ class Order:
         return self._move(WAITING, now, payment_id=None)
 
     def complete_payment(self, payment_id: str, now: datetime) -> Order:
-        """PAYED: only after this payment's clear claimed the order and succeeded."""
+        """PAYED: this payment's clear succeeded, whatever phase the order is in.
+
+        A succeeded clear is a fact about money, not a request: the order must say so. The
+        clear either claimed the order first (CLEARING) or was fenced in transactions (a
+        captured hold: its clear is recorded with its success under the invoice's lock,
+        and a rollback's void of it is refused), so it never meets an order given back.
+        """
         self._check_ours(payment_id)
         if self.status == PAYED:
             return self
-        if self.payment_phase != CLEARING:
-            raise Conflict(
-                "the payment's clear has not been claimed", code=EdaCode.PAYMENT_NOT_CLAIMED
-            )
         return self._move(PAYED, now, payment_id=payment_id)
 
     def expire(self, now: datetime, ttl_seconds: int) -> Order:

@@ -250,6 +250,24 @@ class OrderRepository(Repository):
         )
         return int(result.rowcount)
 
+    async def in_status(
+        self,
+        status: OrderStatus,
+        *,
+        phase: PaymentPhase | None,
+        updated_before: datetime | None,
+        limit: int,
+    ) -> list[Order]:
+        """Orders in ``status`` (and ``phase``) last changed before ``updated_before``, oldest
+        change first. Few orders are in progress at any time: the status index narrows it."""
+        statement = select(orders).where(orders.c.status == status.value)
+        if phase is not None:
+            statement = statement.where(orders.c.payment_phase == phase.value)
+        if updated_before is not None:
+            statement = statement.where(orders.c.updated_at < updated_before)
+        result = await self.session.execute(statement.order_by(orders.c.updated_at).limit(limit))
+        return [_to_order(row) for row in result]
+
     async def count_open(self) -> int:
         result = await self.session.execute(
             select(func.count())

@@ -31,7 +31,6 @@ class EdaCode(StrEnum):
     # The payment's clear and its rollback exclude each other (``PaymentPhase``).
     PAYMENT_CLEARING = "payment_clearing"
     PAYMENT_ROLLING_BACK = "payment_rolling_back"
-    PAYMENT_NOT_CLAIMED = "payment_not_claimed"
 
 
 class OrderStatus(StrEnum):
@@ -81,6 +80,11 @@ class OrderView(WireModel):
 class CreateOrderResponse(WireModel):
     order: OrderView
     outcome: CreateOutcome
+
+
+class OrdersPage(WireModel):
+    # Oldest change first.
+    orders: list[OrderView]
 
 
 class StatusesRequest(WireModel):

@@ -8,13 +8,14 @@ calls can never both win; the loser re-reads and decides again.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
 from qrpay.eda.domain import Order
 from qrpay.eda.metrics import EdaMetrics
 from qrpay.eda.repository import OrderRepository, fetch_order_view, fetch_statuses
-from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus
+from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus, PaymentPhase
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, NotFound
@@ -79,6 +80,19 @@ class OrderService:
         if order is None:
             raise _not_found(order_id)
         return order
+
+    async def in_status(
+        self,
+        status: OrderStatus,
+        *,
+        phase: PaymentPhase | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Order]:
+        async with self.db.read() as session:
+            return await OrderRepository(session).in_status(
+                status, phase=phase, updated_before=updated_before, limit=limit
+            )
 
     async def get_view(self, order_id: str) -> dict[str, Any]:
         view = await fetch_order_view(self.db, order_id)

@@ -193,7 +193,7 @@ async def running(ctx: ServiceContext, wiring: Wiring) -> AsyncIterator[None]:
                 log.warning("close_failed", service=ctx.name, error=repr(exc))
 
 
-async def every(seconds: float, job: Hook, name: str) -> None:
+async def every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
     """Run ``job`` every ``seconds`` until cancelled; a failure is logged, not fatal."""
     while True:
         try:

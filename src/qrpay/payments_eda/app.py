@@ -51,6 +51,19 @@ def _gauges(ctx: ServiceContext, service: PaymentsService) -> Job:
     )
 
 
+def sweep_interval(ctx: ServiceContext) -> float:
+    """A sixth of ``hold_watchdog_seconds`` (5 s for 30 s): a stuck payment is looked at
+    at most that long after it became overdue."""
+    return max(0.5, ctx.runtime.config.payments.hold_watchdog_seconds / 6)
+
+
+def _sweep(ctx: ServiceContext, service: PaymentsService) -> Job:
+    return Job(
+        f"{ctx.name}-payment-sweep",
+        lambda: every(sweep_interval(ctx), service.sweep_stuck_payments, "payment_sweep"),
+    )
+
+
 def wire(ctx: ServiceContext) -> Wiring:
     # A private in-memory queue would lose callbacks on every restart and never see
     # the ones transactions puts elsewhere: refuse to start rather than fail quietly.
@@ -62,6 +75,7 @@ def wire(ctx: ServiceContext) -> Wiring:
         jobs.append(
             Job("payments-eda-worker", lambda: queue.run_worker([tasks.QUEUE], name="payments-eda"))
         )
+        jobs.append(_sweep(ctx, service))
     # Its state is its task queue: not ready while the queue's database does not answer.
     return Wiring(services=[service], jobs=jobs, ready=queue.ping)
 
@@ -83,10 +97,11 @@ def build_worker(ctx: ServiceContext) -> tuple[list[str], AbstractAsyncContextMa
             await ctx.queue.run_worker(queues)
 
     The handlers are registered on ``ctx.queue`` by this call; ``resources`` is the
-    service's lifespan without the HTTP app: config watching and the queue gauges,
-    and the HTTP clients closed on exit.
+    service's lifespan without the HTTP app: config watching, the queue gauges and the
+    sweep of stuck payments, and the HTTP clients closed on exit.
     """
     queue = ctx.required_queue()
     service = _service(ctx, queue)
     _register(queue, service, ctx)
-    return [tasks.QUEUE], running(ctx, Wiring(jobs=[_gauges(ctx, service)]))
+    jobs = [_gauges(ctx, service), _sweep(ctx, service)]
+    return [tasks.QUEUE], running(ctx, Wiring(jobs=jobs))

@@ -205,9 +205,11 @@ def decide(
 
     Every row is safe to repeat and to meet out of order: eda's payment transitions
     are idempotent on the payment id, and operation ids are derived from the hold's id
-    so a repeated start is the same operation. Money is taken only by a clear that
-    claimed the order in eda first (``CLAIM_CLEAR``); a rollback claims it the other way,
-    so exactly one of the two ever acts on a payment.
+    so a repeated start is the same operation. Money is taken only by a clear that is
+    fenced against the rollback: a captured hold's clear (pay asks for it; transactions
+    records it with the hold's success, and refuses a void from then on), or an
+    owner-started clear that claimed the order in eda first (``CLAIM_CLEAR``, for a hold
+    started without capture). Exactly one of the clear and the rollback acts on a payment.
     """
     ours = order_payment_id == hold_id
     in_progress = ours and order_status is OrderStatus.PAYMENT_IN_PROGRESS
@@ -236,11 +238,13 @@ def decide(
             # DESIGN: cashback is accrued after the clear, not between hold and clear as
             # SPEC 4.4 lists it: a hold that is later released then never leaves cashback
             # behind, and cashback is only ever given for a paid order.
-            if clearing:
+            if in_progress:
+                # Claimed in eda first, or a captured hold's clear (fenced in transactions: a
+                # rollback's void of it is refused, so a ROLLING_BACK order yields to it).
                 return Decision((Step.COMPLETE_PAYMENT, Step.ACCRUE_CASHBACK))
             if paid:
-                return Decision((Step.ACCRUE_CASHBACK,))  # a duplicate: the task de-duplicates
-            # Money taken without the order's clear claim: the fence makes this unreachable;
+                return Decision((Step.ACCRUE_CASHBACK,))  # a duplicate: cashback de-duplicates
+            # Money taken from an order given back: both fences make this unreachable;
             # nothing here may undo a clear, so it is an alert for a human.
             return Decision(problem="cleared_unpaid")
         if paid:

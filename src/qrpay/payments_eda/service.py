@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 from uuid import uuid4
 from weakref import WeakKeyDictionary
@@ -68,6 +69,7 @@ from qrpay.transactions.schemas import (
     OperationStatus,
     PaymentMethodRef,
     TransactionCallback,
+    TransactionsCode,
 )
 
 log = structlog.get_logger("qrpay.payments_eda")
@@ -92,6 +94,15 @@ _REFUSED_BY_EDA: dict[str, PaymentsCode] = {
 }
 
 
+class Rollback(StrEnum):
+    """How a rollback ended."""
+
+    GIVEN_BACK = "given_back"  # the hold is void: the order waits for payment again
+    MOVED_ON = "moved_on"  # paid, given back or another payment's already: nothing of ours
+    CLEARING = "clearing"  # the hold's clear is recorded: the clear finishes the payment
+    WAITS = "waits"  # the hold's outcome (or its release) is not final yet: try again later
+
+
 def task_spec(task: Task) -> TaskSpec:
     """A task of payments-eda's queue, by name (``payments_eda.tasks`` registers the handlers)."""
     return TaskSpec(task.value, queue=TASK_QUEUE)
@@ -106,6 +117,7 @@ class PaymentsMetrics:
     hmac_rejections: Counter
     queue_depth: Gauge
     queue_failed: Gauge
+    payments_overdue: Gauge
 
     @classmethod
     def of(cls, metrics: ServiceMetrics) -> PaymentsMetrics:
@@ -133,6 +145,11 @@ class PaymentsMetrics:
                 queue_depth=metrics.gauge("qrpay_queue_depth", "Tasks waiting", ("queue",)),
                 queue_failed=metrics.gauge(
                     "qrpay_queue_failed_tasks", "Tasks kept as failed after every try", ("queue",)
+                ),
+                payments_overdue=metrics.gauge(
+                    "qrpay_payments_overdue",
+                    "Payments under way past hold_watchdog_seconds or being rolled back, as "
+                    "the last sweep found them",
                 ),
             )
         return known
@@ -250,15 +267,8 @@ class PaymentsService:
         card = await self._card(user_id, request.payment_method.id, lang)
 
         payment_id = uuid4().hex
-        # The durable check comes FIRST: whatever dies after this point, the watchdog finds an
-        # order stuck in PAYMENT_IN_PROGRESS without a hold and gives it back to the guest.
-        await self.queue.put(
-            task_spec(Task.HOLD_WATCHDOG),
-            task_id=f"watchdog:{payment_id}",
-            payload={"order_id": order.order_id, "payment_id": payment_id},
-            eta=self._clock.now()
-            + timedelta(seconds=self._runtime.config.payments.hold_watchdog_seconds),
-        )
+        # eda's order is the durable record: whatever dies after the start below, the sweep
+        # finds the order in PAYMENT_IN_PROGRESS and, if its hold never arrived, gives it back.
         try:
             await self._eda.start_payment(
                 order.order_id,
@@ -280,16 +290,8 @@ class PaymentsService:
             raise _not_found(lang) from None
 
         try:
-            await self._transactions.ensure_invoice(
-                order.order_id,
-                InvoiceIn(
-                    owner=domain.OWNER,
-                    order_id=order.order_id,
-                    user_id=user_id,
-                    currency=currency,
-                    callback=CallbackTarget(queue=TASK_QUEUE, task=Task.TRANSACTION_CALLBACK.value),
-                ),
-            )
+            # One call: the invoice with its first hold, captured (cleared by transactions in
+            # the same pass once it succeeds; the clear's callback completes the order).
             await self._transactions.start_operation(
                 order.order_id,
                 OperationIn(
@@ -297,6 +299,16 @@ class PaymentsService:
                     kind=OperationKind.HOLD,
                     amount=order.bill.amount,
                     payment_method=PaymentMethodRef(id=card.id, token=card.token),
+                    capture=True,
+                    invoice=InvoiceIn(
+                        owner=domain.OWNER,
+                        order_id=order.order_id,
+                        user_id=user_id,
+                        currency=currency,
+                        callback=CallbackTarget(
+                            queue=TASK_QUEUE, task=Task.TRANSACTION_CALLBACK.value
+                        ),
+                    ),
                 ),
             )
         except DependencyUnavailable as exc:
@@ -341,30 +353,34 @@ class PaymentsService:
         except QrpayError as exc:
             log.warning("rollback_failed", order_id=order_id, payment_id=payment_id, code=exc.code)
 
-    async def _roll_back(self, order_id: str, payment_id: str) -> bool:
+    async def _roll_back(self, order_id: str, payment_id: str) -> Rollback:
         """Give the order back to the guest without ever leaving money taken.
 
-        First the rollback claims the payment in eda (after that no clear can start; if a
-        clear claimed it first, the clear finishes it), then the hold is voided in
-        transactions (canceled if it never reached the gateway, released if it
-        succeeded), and only once that is final is the order WAITING again. True when
-        the order is no longer this payment's; False when the rest comes later (a hold
-        at the gateway without an answer, a release under way: their callbacks finish it).
+        First the rollback claims the payment in eda (after that no owner-started clear
+        can begin; if one claimed it first, the clear finishes it), then the hold is voided
+        in transactions (canceled if it never reached the gateway, released if it
+        succeeded; refused once its capture is recorded: then the clear finishes it), and
+        only once that is final is the order WAITING again.
         """
         try:
             order = await self._eda.begin_rollback(order_id, payment_id)
         except Conflict as exc:
             if exc.code in _STALE_PAYMENT_CODES:
-                return True  # cleared, paid or moved on: nothing of ours to roll back
+                return Rollback.MOVED_ON  # cleared, paid or moved on: nothing of ours
             raise
         if order.status is not OrderStatus.PAYMENT_IN_PROGRESS:
-            return True
+            return Rollback.MOVED_ON
         try:
             voided = await self._transactions.void_hold(
                 order_id, payment_id, domain.unhold_id(payment_id)
             )
         except NotFound:
             pass  # no invoice: no hold; a late one finds the order given back and is released
+        except Conflict as exc:
+            if exc.code != TransactionsCode.HOLD_CLEARING:
+                raise
+            log.info("rollback_yields_to_clear", order_id=order_id, payment_id=payment_id)
+            return Rollback.CLEARING
         else:
             if not voided.outcome.final:
                 log.info(
@@ -373,9 +389,9 @@ class PaymentsService:
                     payment_id=payment_id,
                     outcome=voided.outcome.value,
                 )
-                return False
+                return Rollback.WAITS
         await self._fail_payment(order_id, payment_id)
-        return True
+        return Rollback.GIVEN_BACK
 
     async def payment_status(
         self, order_id: str, signature: str | None, lang: str
@@ -432,11 +448,12 @@ class PaymentsService:
                 "problem_order", order_id=order_id, payment_id=hold_id, reason=decision.problem
             )
         for step in decision.steps:
-            await self._take(step, order, hold_id, callback)
+            order = await self._take(step, order, hold_id, callback)
 
     async def _take(
         self, step: Step, order: OrderView, hold_id: str, callback: TransactionCallback
-    ) -> None:
+    ) -> OrderView:
+        """Take one step; the order as it stands after it (for the next step)."""
         order_id = order.order_id
         if step is Step.CLAIM_CLEAR:
             # A conflict raises: the retry reads the order again and decides anew.
@@ -453,18 +470,30 @@ class PaymentsService:
             if order.status is not OrderStatus.PAYED and paid.status is OrderStatus.PAYED:
                 self.metrics.orders_paid.labels(paid.client_id).inc()
                 log.info("order_paid", order_id=order_id, payment_id=hold_id)
+            return paid
         elif step is Step.ACCRUE_CASHBACK:
-            await self.queue.put(
-                task_spec(Task.ACCRUE_CASHBACK),
-                task_id=f"cashback:{order_id}",
-                payload={"order_id": order_id},
-            )
+            await self._accrue_now_or_later(order, callback.user_id)
         elif step is Step.RETRY:
             raise DependencyUnavailable(
                 f"{callback.kind.value} {callback.operation_id} failed"
                 f" ({callback.reason or 'no reason'}); retrying",
                 code=PaymentsCode.OPERATION_FAILED,
             )
+        return order
+
+    async def _accrue_now_or_later(self, order: OrderView, user_id: str | None) -> None:
+        """The accrual right here; its own task (retried, given up and counted) if that fails."""
+        if user_id is not None and order.status is OrderStatus.PAYED:
+            try:
+                await self._accrue_for(order, user_id)
+                return
+            except QrpayError as exc:
+                log.warning("cashback_deferred", order_id=order.order_id, code=exc.code)
+        await self.queue.put(
+            task_spec(Task.ACCRUE_CASHBACK),
+            task_id=f"cashback:{order.order_id}",
+            payload={"order_id": order.order_id},
+        )
 
     async def _start(
         self, order_id: str, operation_id: str, kind: OperationKind, hold_id: str
@@ -504,23 +533,58 @@ class PaymentsService:
         if order.status is not OrderStatus.PAYED:
             log.warning("cashback_for_unpaid_order", order_id=order_id, status=order.status.value)
             return
-        config = self._runtime.config
-        amount = domain.cashback_amount(
-            order.bill.total, config.restaurant(order.client_id), config.cashback
-        )
-        if amount <= 0:
+        if self._cashback_of(order) <= 0:
             return
         invoice = await self._transactions.get_invoice(order_id)
+        await self._accrue_for(order, invoice.user_id)
+
+    def _cashback_of(self, order: OrderView) -> Decimal:
+        config = self._runtime.config
+        return domain.cashback_amount(
+            order.bill.total, config.restaurant(order.client_id), config.cashback
+        )
+
+    async def _accrue_for(self, order: OrderView, user_id: str) -> None:
+        """Accrue the paid ``order``'s cashback to ``user_id`` (once: cashback keys it by order)."""
+        amount = self._cashback_of(order)
+        if amount <= 0:
+            return
         await self._cashback.accrue(
-            order_id,
+            order.order_id,
             AccrualIn(
-                user_id=invoice.user_id,
+                user_id=user_id,
                 amount=domain.cashback_text(amount),
                 currency=order.bill.currency,
                 source=order.client_id,
             ),
         )
-        log.info("cashback_accrued", order_id=order_id)
+        log.info("cashback_accrued", order_id=order.order_id)
+
+    async def sweep_stuck_payments(self) -> int:
+        """Check every payment under way for longer than ``hold_watchdog_seconds`` (and every
+        one being rolled back); returns how many were looked at.
+
+        Runs periodically in every process that runs the queue workers: safe on several at
+        once, as every step of ``hold_watchdog`` is idempotent. A payment that fails its
+        check is left for the next sweep.
+        """
+        seconds = self._runtime.config.payments.hold_watchdog_seconds
+        cutoff = self._clock.now() - timedelta(seconds=seconds)
+        stuck = await self._eda.payments_to_check(cutoff)
+        self.metrics.payments_overdue.set(len(stuck))
+        for order in stuck:
+            if order.payment_id is None:
+                continue
+            try:
+                await self.hold_watchdog(order.order_id, order.payment_id)
+            except QrpayError as exc:
+                log.info(
+                    "payment_check_later",
+                    order_id=order.order_id,
+                    payment_id=order.payment_id,
+                    code=exc.code,
+                )
+        return len(stuck)
 
     async def hold_watchdog(self, order_id: str, payment_id: str) -> None:
         """Roll back a payment whose hold never got an outcome; never starts a hold.
@@ -541,11 +605,14 @@ class PaymentsService:
             order_id, payment_id
         ):
             return  # its callback decides
-        if not await self._roll_back(order_id, payment_id):
+        rollback = await self._roll_back(order_id, payment_id)
+        if rollback is Rollback.WAITS:
             raise DependencyUnavailable(
                 f"the rollback of {payment_id} waits for its hold's outcome",
                 code=PaymentsCode.OPERATION_FAILED,
             )
+        if rollback is not Rollback.GIVEN_BACK:
+            return  # the clear (or whatever moved the order on) finishes it
         self.metrics.problem_orders.labels("hold_not_started").inc()
         log.warning("payment_rolled_back_by_watchdog", order_id=order_id, payment_id=payment_id)
 

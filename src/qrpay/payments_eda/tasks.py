@@ -2,11 +2,11 @@
 
 - ``payments_eda.transaction_callback``: put by transactions when an operation of an
   invoice we own finishes; payload = ``transactions.schemas.TransactionCallback``.
-- ``payments_eda.hold_watchdog``: put by the pay request BEFORE eda's payment starts
-  (task id ``watchdog:<payment_id>``, ETA ``hold_watchdog_seconds`` later); payload
-  ``{order_id, payment_id}``.
-- ``payments_eda.accrue_cashback``: put after the clear succeeded (task id
-  ``cashback:<order_id>``); payload ``{order_id}``.
+- ``payments_eda.hold_watchdog``: payload ``{order_id, payment_id}``; no longer put (the
+  periodic sweep, ``PaymentsService.sweep_stuck_payments``, does its work without a task
+  per payment) but still consumed: tasks put by an older version finish after an upgrade.
+- ``payments_eda.accrue_cashback``: put when the accrual in the clear's callback failed
+  (task id ``cashback:<order_id>``); payload ``{order_id}``.
 
 A handler raises to have the queue retry it with backoff; every one is idempotent.
 """

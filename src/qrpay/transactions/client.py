@@ -24,7 +24,7 @@ class TransactionsClient(ServiceClient):
     async def start_operation(self, invoice_id: str, operation: OperationIn) -> Operation:
         """Start hold/clear/unhold; idempotent on ``operation_id``. The result comes by callback."""
         path = f"/v1/invoices/{invoice_id}/operations"
-        body = operation.model_dump(mode="json", exclude_none=True)
+        body = operation.model_dump(mode="json", exclude_defaults=True)
         endpoint = f"start_{operation.kind.value}"
         return await self.fetch(Operation, "POST", path, endpoint=endpoint, json=body)
 

@@ -75,6 +75,8 @@ class OperationRecord:
     attempts: int = 0
     finished_at: datetime | None = None
     callback_sent_at: datetime | None = None
+    # A hold to clear in the same pass as soon as it succeeds (see ``capture_clear``).
+    capture: bool = False
 
     @property
     def amount_text(self) -> str:
@@ -99,6 +101,34 @@ class Amounts:
 
 def auto_release_id(hold_id: str) -> str:
     return f"auto-release:{hold_id}"
+
+
+def capture_id(hold_id: str) -> str:
+    """The id of a captured hold's clear: the one an owner would give it (``<hold>.clear``)."""
+    return f"{hold_id}.clear"
+
+
+def capture_clear(hold: OperationRecord, now: datetime) -> OperationRecord | None:
+    """The clear a hold asked for at its start, to record with its success; None otherwise.
+
+    Recorded in the same transaction as the hold's result, under the invoice's lock: from
+    then on the hold is settling, so a void answers ``hold_clearing`` and the TTL skips it.
+    """
+    if hold.kind != HOLD or not hold.capture or hold.status != SUCCEEDED:
+        return None
+    return OperationRecord(
+        invoice_id=hold.invoice_id,
+        operation_id=capture_id(hold.operation_id),
+        kind=CLEAR,
+        status=PENDING,
+        amount=hold.amount,
+        currency=hold.currency,
+        target=hold.operation_id,
+        payment_method_id=hold.payment_method_id,
+        token=hold.token,
+        reference=hold.reference,
+        created_at=now,
+    )
 
 
 def _settlements(hold: OperationRecord, ops: Iterable[OperationRecord]) -> list[OperationRecord]:
@@ -154,6 +184,8 @@ def derived_amounts(ops: Sequence[OperationRecord]) -> Amounts:
 
 def _same_request(existing: OperationRecord, request: OperationIn) -> bool:
     if existing.kind != request.kind or existing.target != request.target:
+        return False
+    if existing.capture != request.capture:
         return False
     if request.amount is not None:
         try:
@@ -220,10 +252,13 @@ def decide(
                 payment_method_id=request.payment_method.id,
                 token=request.payment_method.token,
                 created_at=now,
+                capture=request.capture,
             ),
             True,
         )
 
+    if request.capture:
+        raise InvalidInput("only a hold can be captured", code=Code.UNEXPECTED_CAPTURE)
     nothing = Code.NOTHING_TO_CLEAR if request.kind == CLEAR else Code.NOTHING_TO_RELEASE
     if request.target is None:
         raise InvalidInput(f"a {request.kind.value} needs a target hold", code=Code.TARGET_REQUIRED)

@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     ForeignKeyConstraint,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Table,
     and_,
     exists,
+    false,
     func,
     or_,
     select,
@@ -72,6 +74,7 @@ operations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("callback_sent_at", DateTime(timezone=True), nullable=True),
+    Column("capture", Boolean, nullable=False, server_default=false()),
     # Idempotency of POST .../operations: the database, not the code, guarantees it.
     PrimaryKeyConstraint("invoice_id", "operation_id", name="pk_operations"),
     ForeignKeyConstraint(
@@ -131,15 +134,18 @@ class TransactionsRepository(Repository):
             select(operations).where(_op_key(invoice_id, operation_id)), _operation
         )
 
-    async def insert_operation(self, op: OperationRecord, position: int) -> None:
-        """Add ``op`` as the invoice's ``position``-th operation (call with the invoice locked)."""
+    async def insert_operation(
+        self, op: OperationRecord, position: int, *, claimed_until: datetime | None = None
+    ) -> None:
+        """Add ``op`` as the invoice's ``position``-th operation (call with the invoice locked);
+        ``claimed_until``: a processor's lease taken with it (its ``attempts`` say so)."""
         await self.session.execute(
             operations.insert().values(
                 values_of(
                     op,
                     position=position,
                     amount=op.amount_text,
-                    claimed_until=None,
+                    claimed_until=claimed_until,
                     finished_at=None,
                     callback_sent_at=None,
                 )

@@ -31,6 +31,7 @@ class TransactionsCode(StrEnum):
     AMOUNT_MISMATCH = "amount_mismatch"
     PAYMENT_METHOD_REQUIRED = "payment_method_required"
     UNEXPECTED_TARGET = "unexpected_target"
+    UNEXPECTED_CAPTURE = "unexpected_capture"
     TARGET_REQUIRED = "target_required"
     NOTHING_TO_CLEAR = "nothing_to_clear"
     NOTHING_TO_RELEASE = "nothing_to_release"
@@ -94,6 +95,11 @@ class OperationIn(WireModel):
     amount: AmountText | None = None
     payment_method: PaymentMethodRef | None = None
     target: OperationId | None = None
+    # hold only: clear it in the same pass as soon as it succeeds (``<hold id>.clear``); the
+    # owner then hears of the clear (or of the hold's failure), not of the hold's success.
+    capture: bool = False
+    # Create the invoice with its first operation (as PUT /v1/invoices/{id} would).
+    invoice: InvoiceIn | None = None
 
 
 class VoidIn(WireModel):
@@ -145,3 +151,5 @@ class TransactionCallback(OperationOutcome):
 
     invoice_id: str
     order_id: str
+    # The invoice's payer (whose cashback it is); absent in callbacks put before it was added.
+    user_id: str | None = None

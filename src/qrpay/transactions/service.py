@@ -19,6 +19,11 @@ next try reconciles the same way.
 A hold can be voided (``void_hold``): one that never arrived is recorded canceled
 (its late request then gets that record back), one not yet sent is canceled, one
 that succeeded is released; one at the gateway without an answer is never guessed.
+
+A hold started with ``capture`` is cleared in the same pass: its success and its clear
+(``<hold>.clear``) are recorded in one transaction under the invoice's lock, and the owner
+gets one callback, the clear's. From that commit on the hold is settling, so a void
+answers ``hold_clearing``: the void and the capture exclude each other there.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -40,9 +46,11 @@ from qrpay.kernel.queue import TaskQueue, TaskSpec
 from qrpay.transactions.domain import (
     CLEAR,
     HOLD,
+    SUCCEEDED,
     InvoiceRecord,
     OperationRecord,
     auto_release_request,
+    capture_clear,
     decide,
     hold_expired,
     is_live_hold,
@@ -92,6 +100,7 @@ def callback_payload(invoice: InvoiceRecord, op: OperationRecord) -> Transaction
     return TransactionCallback(
         invoice_id=invoice.invoice_id,
         order_id=invoice.order_id,
+        user_id=invoice.user_id,
         operation_id=op.operation_id,
         kind=op.kind,
         status=op.status,
@@ -129,6 +138,13 @@ class TransactionsService:
     async def ensure_invoice(
         self, invoice_id: str, body: InvoiceIn
     ) -> tuple[InvoiceRecord, list[OperationRecord]]:
+        async with self.db.write() as session:
+            return await self._ensure_invoice(TransactionsRepository(session), invoice_id, body)
+
+    async def _ensure_invoice(
+        self, repo: TransactionsRepository, invoice_id: str, body: InvoiceIn
+    ) -> tuple[InvoiceRecord, list[OperationRecord]]:
+        """The invoice (created if absent), locked, with its operations."""
         fresh = InvoiceRecord(
             invoice_id=invoice_id,
             owner=body.owner,
@@ -139,28 +155,25 @@ class TransactionsService:
             callback_task=body.callback.task,
             created_at=self.clock.now(),
         )
-        async with self.db.write() as session:
-            repo = TransactionsRepository(session)
-            if await repo.insert_invoice_if_absent(fresh):
-                return fresh, []
-            existing = await repo.get_invoice(invoice_id, for_update=True)
-            if existing is None:  # pragma: no cover - invoices are never deleted
-                raise _invoice_not_found(invoice_id)
-            if not existing.matches(body):
-                raise Conflict(
-                    f"invoice {invoice_id!r} exists with other parameters",
-                    code=TransactionsCode.INVOICE_MISMATCH,
-                )
-            ops = await repo.operations_of(invoice_id)
-            if existing.user_id != body.user_id:
-                # Another guest pays after a failed attempt; never while a hold is live.
-                if any(is_live_hold(op, ops) for op in ops):
-                    raise Conflict(
-                        "another guest's hold is live", code=TransactionsCode.HOLD_ACTIVE
-                    )
-                await repo.set_invoice_user(invoice_id, body.user_id)
-                existing = replace(existing, user_id=body.user_id)
-            return existing, ops
+        if await repo.insert_invoice_if_absent(fresh):
+            # PostgreSQL: the new row is ours until commit; nobody else can lock it first.
+            return fresh, []
+        existing = await repo.get_invoice(invoice_id, for_update=True)
+        if existing is None:  # pragma: no cover - invoices are never deleted
+            raise _invoice_not_found(invoice_id)
+        if not existing.matches(body):
+            raise Conflict(
+                f"invoice {invoice_id!r} exists with other parameters",
+                code=TransactionsCode.INVOICE_MISMATCH,
+            )
+        ops = await repo.operations_of(invoice_id)
+        if existing.user_id != body.user_id:
+            # Another guest pays after a failed attempt; never while a hold is live.
+            if any(is_live_hold(op, ops) for op in ops):
+                raise Conflict("another guest's hold is live", code=TransactionsCode.HOLD_ACTIVE)
+            await repo.set_invoice_user(invoice_id, body.user_id)
+            existing = replace(existing, user_id=body.user_id)
+        return existing, ops
 
     async def get_invoice(self, invoice_id: str) -> tuple[InvoiceRecord, list[OperationRecord]]:
         async with self.db.read() as session:
@@ -179,28 +192,61 @@ class TransactionsService:
         async with self.db.write() as session:
             repo = TransactionsRepository(session)
             # The invoice's lock serializes every decision about its operations.
-            invoice = await repo.get_invoice(invoice_id, for_update=True)
-            if invoice is None:
-                raise _invoice_not_found(invoice_id)
-            ops = await repo.operations_of(invoice_id)
-            op, created = decide(invoice, ops, request, self.clock.now())
+            if request.invoice is not None:
+                invoice, ops = await self._ensure_invoice(repo, invoice_id, request.invoice)
+            else:
+                found = await repo.get_invoice(invoice_id, for_update=True)
+                if found is None:
+                    raise _invoice_not_found(invoice_id)
+                invoice, ops = found, await repo.operations_of(invoice_id)
+            now = self.clock.now()
+            op, created = decide(invoice, ops, request, now)
             if created:
-                await repo.insert_operation(op, position=len(ops))
+                op, lease = self._claim_at_insert(op, now)
+                await repo.insert_operation(op, position=len(ops), claimed_until=lease)
         # Committed: only now may anything act on it.
         if created:
             self.metrics.operations.labels(op.kind.value, op.status.value).inc()
-            self.kick(op)
+            self._run_claimed(invoice, op)
         return op, created
+
+    def _claim_at_insert(
+        self, op: OperationRecord, now: datetime
+    ) -> tuple[OperationRecord, datetime | None]:
+        """Processing inline, this process takes the operation as it records it (one
+        transaction less than claiming it after); another processor takes it over only
+        once the lease expires, and then asks the gateway before calling it again."""
+        if not self.process_inline:
+            return op, None
+        return replace(op, attempts=1), now + LEASE
+
+    def _run_claimed(self, invoice: InvoiceRecord, op: OperationRecord) -> None:
+        """Execute an operation claimed at insert and deliver its callback, in the background."""
+        if not self.process_inline:
+            return
+        self._spawn(self._process_claimed(invoice, op))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name="transactions-process")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _process_claimed(self, invoice: InvoiceRecord, op: OperationRecord) -> None:
+        try:
+            done = await self._execute(op, invoice)
+            if done is not None and done.callback_sent_at is None:
+                await self._deliver(invoice, done)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The relay picks it up: the operation is pending or its callback unsent.
+            log.warning("inline_processing_failed", invoice_id=op.invoice_id, error=repr(exc))
 
     def kick(self, op: OperationRecord) -> None:
         """Process a committed pending operation now, in the background of this process."""
         if not self.process_inline:
             return
-        task = asyncio.create_task(
-            self._process_now(op.invoice_id, op.operation_id), name="transactions-process"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._process_now(op.invoice_id, op.operation_id))
 
     async def _process_now(self, invoice_id: str, operation_id: str) -> None:
         key = (invoice_id, operation_id)
@@ -245,13 +291,19 @@ class TransactionsService:
 
     async def execute(self, op: OperationRecord) -> bool:
         """Run one claimed operation through the gateway; True when its result was recorded."""
+        return await self._execute(op) is not None
+
+    async def _execute(
+        self, op: OperationRecord, invoice: InvoiceRecord | None = None
+    ) -> OperationRecord | None:
+        """The operation as recorded with its result; None when it got none (or had one)."""
         try:
             result = await self._call_gateway(op)
         except (GatewayUnavailable, TimeoutError) as exc:
             await self._outcome_unknown(op, exc)
-            return False
-        recorded = await self._record(op, result)
-        if recorded:
+            return None
+        recorded = await self._record(op, result, invoice)
+        if recorded is not None:
             self.metrics.operations.labels(op.kind.value, result.status.value).inc()
             log.info(
                 "operation_finished",
@@ -290,7 +342,9 @@ class TransactionsService:
                 op, self.clock.now() + timedelta(seconds=retry_in)
             )
 
-    async def _record(self, op: OperationRecord, result: GatewayResult) -> bool:
+    async def _record(
+        self, op: OperationRecord, result: GatewayResult, invoice: InvoiceRecord | None = None
+    ) -> OperationRecord | None:
         """Write the gateway's result, waiting (within the lease) for a database that is away.
 
         The money has moved at the gateway: giving up at once would leave the operation
@@ -302,10 +356,19 @@ class TransactionsService:
         delay = 0.1
         while True:
             try:
+                if op.capture and result.status == SUCCEEDED:
+                    return await self._record_captured(op, result)
+                now = self.clock.now()
                 async with self.db.write() as session:
-                    return await TransactionsRepository(session).record_result(
-                        op, result, self.clock.now()
-                    )
+                    if not await TransactionsRepository(session).record_result(op, result, now):
+                        return None
+                return replace(
+                    op,
+                    status=result.status,
+                    reason=result.reason,
+                    reference=result.reference or op.reference,
+                    finished_at=now,
+                )
             except DependencyUnavailable:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -318,6 +381,36 @@ class TransactionsService:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
+    async def _record_captured(
+        self, hold: OperationRecord, result: GatewayResult
+    ) -> OperationRecord | None:
+        """A captured hold's success and its clear, in one transaction under the invoice's lock.
+
+        The hold's own callback is marked sent with it: the owner hears of the clear.
+        """
+        now = self.clock.now()
+        async with self.db.write() as session:
+            repo = TransactionsRepository(session)
+            invoice = await repo.get_invoice(hold.invoice_id, for_update=True)
+            if invoice is None or not await repo.record_result(hold, result, now):
+                return None
+            done = replace(
+                hold,
+                status=SUCCEEDED,
+                reference=result.reference or hold.reference,
+                finished_at=now,
+                callback_sent_at=now,
+            )
+            clear = capture_clear(done, now)
+            assert clear is not None
+            clear, lease = self._claim_at_insert(clear, now)
+            ops = await repo.operations_of(hold.invoice_id)
+            await repo.insert_operation(clear, position=len(ops), claimed_until=lease)
+            await repo.mark_callback_sent(hold, now)
+        self.metrics.operations.labels(clear.kind.value, clear.status.value).inc()
+        self._run_claimed(invoice, clear)
+        return done
+
     async def deliver_callbacks(self, *, only: tuple[str, str] | None = None) -> int:
         """The outbox: put a callback task for every finished operation not yet reported.
 
@@ -328,19 +421,21 @@ class TransactionsService:
             pending = await TransactionsRepository(session).undelivered(limit=BATCH, only=only)
         sent = 0
         for invoice, op in pending:
-            await self.queue.put(
-                TaskSpec(name=invoice.callback_task, queue=invoice.callback_queue),
-                task_id=callback_task_id(op),
-                payload=callback_payload(invoice, op).model_dump(mode="json"),
-            )
-            async with self.db.write() as session:
-                marked = await TransactionsRepository(session).mark_callback_sent(
-                    op, self.clock.now()
-                )
-            if marked:
-                sent += 1
-                self.metrics.callbacks_sent.inc()
+            sent += await self._deliver(invoice, op)
         return sent
+
+    async def _deliver(self, invoice: InvoiceRecord, op: OperationRecord) -> bool:
+        """Put the finished operation's callback task, then mark it sent; True if this did."""
+        await self.queue.put(
+            TaskSpec(name=invoice.callback_task, queue=invoice.callback_queue),
+            task_id=callback_task_id(op),
+            payload=callback_payload(invoice, op).model_dump(mode="json"),
+        )
+        async with self.db.write() as session:
+            marked = await TransactionsRepository(session).mark_callback_sent(op, self.clock.now())
+        if marked:
+            self.metrics.callbacks_sent.inc()
+        return marked
 
     async def void_hold(self, invoice_id: str, hold_id: str, body: VoidIn) -> VoidResult:
         """Make sure the hold never leaves money taken; safe to repeat until the outcome is final."""

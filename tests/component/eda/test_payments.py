@@ -44,9 +44,7 @@ async def test_start_then_complete(client: httpx.AsyncClient, order_id: str) -> 
     mismatch = await post(client, order_id, "complete", "pay-2")
     assert mismatch.status_code == 409
     assert mismatch.json()["code"] == "payment_mismatch"
-    # PAYED only after the clear claimed the order; the claim shuts out the rollback.
-    unclaimed = await post(client, order_id, "complete", "pay-1")
-    assert unclaimed.json()["code"] == "payment_not_claimed"
+    # An owner-started clear claims the order first; the claim shuts out the rollback.
     claimed = await post(client, order_id, "claim-clear", "pay-1")
     assert (claimed.json()["status"], claimed.json()["payment_phase"]) == (
         "PAYMENT_IN_PROGRESS",
@@ -65,6 +63,22 @@ async def test_start_then_complete(client: httpx.AsyncClient, order_id: str) -> 
     again = await start(client, order_id, "pay-3")
     assert again.status_code == 409
     assert again.json()["code"] == "already_paid"
+
+
+@pytest.mark.parametrize("before", [[], ["begin-rollback"]], ids=["holding", "rolling_back"])
+async def test_a_captured_clear_completes_the_payment_from_any_phase(
+    client: httpx.AsyncClient, order_id: str, before: list[str]
+) -> None:
+    """A captured hold's clear is fenced in transactions; its success must show as PAYED,
+    also when a rollback began and then yielded to it (its void was refused)."""
+    assert (await start(client, order_id, "pay-1")).status_code == 200
+    for step in before:
+        assert (await post(client, order_id, step, "pay-1")).status_code == 200
+    done = await post(client, order_id, "complete", "pay-1")
+    assert done.status_code == 200, done.text
+    assert (done.json()["status"], done.json()["payment_phase"]) == ("PAYED", None)
+    refused = await post(client, order_id, "fail", "pay-1")
+    assert (refused.status_code, refused.json()["code"]) == (409, "already_paid")
 
 
 async def test_fail_reopens_the_order(client: httpx.AsyncClient, order_id: str) -> None:
@@ -205,3 +219,34 @@ async def test_open_orders_gauge(client: httpx.AsyncClient, app: FastAPI) -> Non
     assert (await start(client, a, "p")).status_code == 200
     await refresh_open_orders(service_of(app, OrderService))
     assert "qrpay_open_orders 2.0" in (await client.get("/metrics")).text
+
+
+async def test_orders_in_a_status_oldest_change_first(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """What payments-eda's sweep asks: payments under way since before a moment, and every
+    one being rolled back."""
+    clock = service_of(app, OrderService).clock
+    assert isinstance(clock, FrozenClock)
+    first = (await create(client, "a"))["order"]["order_id"]
+    second = (await create(client, "b"))["order"]["order_id"]
+    waiting = (await create(client, "c"))["order"]["order_id"]
+    assert (await start(client, first, "p1")).status_code == 200
+    clock.advance(10)
+    assert (await start(client, second, "p2")).status_code == 200
+    moment = clock.now().isoformat()
+    clock.advance(10)
+    assert (await post(client, second, "begin-rollback", "p2")).status_code == 200
+
+    async def listed(**params: str) -> list[str]:
+        answer = await client.get("/v1/orders", params={"status": "PAYMENT_IN_PROGRESS", **params})
+        assert answer.status_code == 200, answer.text
+        return [order["order_id"] for order in answer.json()["orders"]]
+
+    assert await listed() == [first, second]
+    assert await listed(updated_before=moment) == [first]
+    assert await listed(payment_phase="ROLLING_BACK") == [second]
+    assert await listed(limit="1") == [first]
+    assert waiting not in await listed()
+    bad = await client.get("/v1/orders", params={"status": "PAYMENT_IN_PROGRESS", "limit": "0"})
+    assert bad.status_code in (400, 422)

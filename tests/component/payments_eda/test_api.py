@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from qrpay.kernel.clock import FrozenClock
 from tests.support.component.payments_eda import (
     BASE,
     ORDER_ID,
@@ -135,16 +133,10 @@ async def test_messages_follow_the_request_language(pe: Env) -> None:
 # --- pay ----------------------------------------------------------------------------------------
 
 
-async def test_pay_puts_the_watchdog_then_starts_the_payment_then_the_hold(pe: Env) -> None:
+async def test_pay_starts_the_payment_then_the_captured_hold_and_puts_no_task(pe: Env) -> None:
     pe.order()
     pe.card()
-    seen_jobs: list[list[dict[str, Any]]] = []
-
-    def start(_request: web.Request) -> web.Response:
-        seen_jobs.append(pe.jobs(WATCHDOG))
-        return json_response(order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
-
-    start_route = pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/start")(start)
+    start_route = pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
     ensure = pe.ensure_invoice()
     hold = pe.operations()
 
@@ -160,39 +152,33 @@ async def test_pay_puts_the_watchdog_then_starts_the_payment_then_the_hold(pe: E
         "currency": "RUB",
         "bill_version": 1,
     }
-    # The durable watchdog was already queued when eda was asked to start the payment.
-    [[job]] = seen_jobs
-    assert job["queueing_lock"] == f"watchdog:{payment_id}"
-    assert job["args"] == {"order_id": ORDER_ID, "payment_id": payment_id}
-    assert job["queue_name"] == "payments_eda_transactions"
-    clock = pe.ctx.clock
-    assert isinstance(clock, FrozenClock)
-    assert job["scheduled_at"] == clock.now() + timedelta(seconds=30)
-
-    invoice = ensure.next_call()["json"]
-    assert invoice == {
-        "owner": "payments-eda",
-        "order_id": ORDER_ID,
-        "user_id": USER,
-        "currency": "RUB",
-        "callback": {
-            "queue": "payments_eda_transactions",
-            "task": "payments_eda.transaction_callback",
-        },
-    }
+    # eda's order is the durable record the sweep looks at: no task per payment.
+    assert pe.jobs(WATCHDOG) == []
+    # One call: the invoice with its first hold, captured by transactions in the same pass.
     assert hold.next_call()["json"] == {
         "operation_id": payment_id,
         "kind": "hold",
         "amount": "1000",
         "payment_method": {"id": "card-ok", "token": "sandbox-ok-card-ok"},
+        "capture": True,
+        "invoice": {
+            "owner": "payments-eda",
+            "order_id": ORDER_ID,
+            "user_id": USER,
+            "currency": "RUB",
+            "callback": {
+                "queue": "payments_eda_transactions",
+                "task": "payments_eda.transaction_callback",
+            },
+        },
     }
+    assert ensure.times_called == 0
 
 
 async def test_pay_accepts_the_same_amount_written_otherwise(pe: Env) -> None:
     pe.order()
     pe.card()
     pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
-    pe.ensure_invoice()
     hold = pe.operations()
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(amount="1000.00"), headers=UID)
     assert answer.status_code == 200
@@ -292,7 +278,6 @@ async def test_concurrent_duplicates_make_one_hold(pe: Env) -> None:
         return json_response(order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
 
     pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/start")(start)
-    pe.ensure_invoice()
     hold = pe.operations()
     answers = await asyncio.gather(
         *(pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID) for _ in range(3))
@@ -315,13 +300,12 @@ async def test_a_hold_without_an_answer_is_not_a_failure(pe: Env, failure: str) 
     start = pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
     fail = pe.eda_write("fail", order_body())
     rollback = pe.eda_write("begin-rollback", order_body())
-    path = f"/v1/invoices/{ORDER_ID}"
+    path = f"/v1/invoices/{ORDER_ID}/operations"
     if failure == "down":
-        pe.mock.handler(path, "PUT")(drop_connection)
+        pe.mock.handler(path)(drop_connection)
     elif failure == "slow":
-        pe.mock.handler(path, "PUT")(slow(2, lambda _r: {}))
+        pe.mock.handler(path)(slow(2, lambda _r: {}))
     else:
-        pe.ensure_invoice()
         pe.operations({"code": "boom", "message": "no"}, 503)
     began = time.monotonic()
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
@@ -331,8 +315,7 @@ async def test_a_hold_without_an_answer_is_not_a_failure(pe: Env, failure: str) 
     assert start.times_called == 1
     assert fail.times_called == 0
     assert rollback.times_called == 0
-    # The watchdog settles it if the hold never arrived.
-    assert len(pe.jobs(WATCHDOG)) == 1
+    # eda's order stays in progress: the sweep settles it if the hold never arrived.
 
 
 async def test_a_refused_hold_is_voided_then_rolled_back_and_is_503(pe: Env) -> None:
@@ -351,7 +334,6 @@ async def test_a_refused_hold_is_voided_then_rolled_back_and_is_503(pe: Env) -> 
         return json_response(order_body("PAYMENT_IN_PROGRESS", payment_id=payment_id))
 
     start_route = pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/start")(start)
-    pe.ensure_invoice()
     pe.operations({"code": "hold_active", "message": "another hold is live"}, 409)
 
     def begin(_request: web.Request) -> web.Response:
@@ -382,7 +364,6 @@ async def test_a_failed_rollback_still_answers_503(pe: Env) -> None:
     pe.card()
     pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
     pe.eda_write("begin-rollback", {"code": "x", "message": "down"}, 500)
-    pe.ensure_invoice()
     pe.operations({"code": "hold_active", "message": "no"}, 409)
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
     assert answer.status_code == 503
@@ -432,7 +413,7 @@ async def test_eda_failing_at_payment_start_is_503(pe: Env) -> None:
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
     assert answer.status_code == 503
     assert answer.json()["code"] == "eda_unavailable"
-    assert len(pe.jobs(WATCHDOG)) == 1  # it will roll the order back if eda did start it
+    # If eda did start it, the sweep finds the order in progress and rolls it back.
 
 
 @pytest.mark.parametrize("failure", ["down", "slow"])

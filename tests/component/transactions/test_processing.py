@@ -43,6 +43,7 @@ async def test_hold_succeeds_and_calls_back(tx: Transactions) -> None:
             {
                 "invoice_id": "inv-1",
                 "order_id": "order-1",
+                "user_id": "user-1",
                 "operation_id": "h1",
                 "kind": "hold",
                 "status": "succeeded",

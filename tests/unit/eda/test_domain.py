@@ -71,8 +71,9 @@ START = {
 START_OTHER_ID = {W: P, P: "payment_in_progress", D: "already_paid", C: "order_closed"}
 FAIL = {W: "same", P: W, D: "already_paid", C: "same"}
 FAIL_OTHER_ID = {W: "same", P: "payment_mismatch", D: "payment_mismatch", C: "same"}
-# From HOLDING: a clear must claim the order first.
-COMPLETE = {W: "payment_not_started", P: "payment_not_claimed", D: "same", C: "order_closed"}
+# A succeeded clear completes its payment from any phase (its fence is the claim in eda or
+# the capture in transactions); an order given back has no payment to complete.
+COMPLETE = {W: "payment_not_started", P: D, D: "same", C: "order_closed"}
 COMPLETE_OTHER_ID = {
     W: "payment_not_started",
     P: "payment_mismatch",
@@ -209,9 +210,9 @@ PHASE_TABLE = {
     (HOLDING, "fail_payment"): W,
     (CLEARING, "fail_payment"): "payment_clearing",
     (ROLLING_BACK, "fail_payment"): W,
-    (HOLDING, "complete_payment"): "payment_not_claimed",
+    (HOLDING, "complete_payment"): D,
     (CLEARING, "complete_payment"): D,
-    (ROLLING_BACK, "complete_payment"): "payment_not_claimed",
+    (ROLLING_BACK, "complete_payment"): D,
 }
 
 

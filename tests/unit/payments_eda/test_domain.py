@@ -163,16 +163,20 @@ DECISION_TABLE = [
     (HOLD, FAILED, WAITING, None, None, Decision()),
     (HOLD, FAILED, IN_PROGRESS, HOLDING, OTHER, Decision()),
     (HOLD, FAILED, CANCELED, None, None, Decision()),
-    # clear succeeded: PAYED only from the clear's claim
-    (
-        CLEAR,
-        OK,
-        IN_PROGRESS,
-        CLEARING,
-        MINE,
-        Decision((Step.COMPLETE_PAYMENT, Step.ACCRUE_CASHBACK)),
+    # clear succeeded: the payment is PAYED from whichever phase (claimed in eda, or captured
+    # and fenced in transactions, where a rollback that began yields to it)
+    *(
+        (
+            CLEAR,
+            OK,
+            IN_PROGRESS,
+            phase,
+            MINE,
+            Decision((Step.COMPLETE_PAYMENT, Step.ACCRUE_CASHBACK)),
+        )
+        for phase in (CLEARING, HOLDING, ROLLING_BACK)
     ),
-    (CLEAR, OK, IN_PROGRESS, HOLDING, MINE, Decision(problem="cleared_unpaid")),
+    (CLEAR, OK, IN_PROGRESS, HOLDING, OTHER, Decision(problem="cleared_unpaid")),
     (CLEAR, OK, PAYED, None, MINE, Decision((Step.ACCRUE_CASHBACK,))),
     (CLEAR, OK, WAITING, None, None, Decision(problem="cleared_unpaid")),
     # clear failed for good: never turned into a release
