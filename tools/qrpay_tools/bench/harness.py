@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,13 +132,44 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU time of every PostgreSQL server process (they serve all the benchmark's databases)."""
-    total = 0.0
+# The server's own processes that a write load keeps busy, whichever database it writes.
+_POSTGRES_SERVER_WORKERS = frozenset({"walwriter", "checkpointer", "background writer"})
+
+
+def postgres_cpu_by_process(databases: Collection[str]) -> dict[int, float]:
+    """CPU time of each PostgreSQL backend serving one of ``databases`` (by its process
+    title, ``postgres: <cluster>: <user> <database> <client> <state>``) and of the server's
+    WAL writer, checkpointer and background writer.
+
+    Other databases' backends (other tests, other tools on a shared box) are left out, so
+    the figure is the benchmark's own; compare two samples with ``cpu_spent``.
+    """
+    found: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
-            if Path(entry, "comm").read_text().strip() in {"postgres", "postmaster"}:
-                total += cpu_seconds(int(entry.name))
-    return total
+            title = Path(entry, "cmdline").read_bytes().replace(b"\0", b" ")
+            if serves(title.decode(errors="replace"), databases):
+                found[int(entry.name)] = _own_cpu_seconds(int(entry.name))
+    return found
+
+
+def serves(title: str, databases: Collection[str]) -> bool:
+    """Whether a process titled ``title`` is a PostgreSQL backend of one of ``databases`` or
+    one of the server's WAL writer, checkpointer and background writer."""
+    if not title.startswith("postgres: "):
+        return False
+    activity = title.split(": ", 2)[-1].strip()
+    words = activity.split()
+    return activity in _POSTGRES_SERVER_WORKERS or (len(words) > 1 and words[1] in databases)
+
+
+def cpu_spent(before: Mapping[int, float], after: Mapping[int, float]) -> float:
+    """CPU seconds spent between two samples by the processes of the second (new ones whole)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def _own_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

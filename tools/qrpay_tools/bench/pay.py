@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(orders)} orders (+{len(warm)} to warm up); paying ...", flush=True)
             uvloop.run(pay_all(url["payments-eda"], warm, args.concurrency, args.poll_interval))
             before = {p.name: harness.cpu_seconds(p.popen.pid) for p in processes}
-            pg_before = harness.postgres_cpu_seconds()
+            ours = {url.rsplit("/", 1)[1] for url in [*databases.values(), queue_url]}
+            pg_before = harness.postgres_cpu_by_process(ours)
             result = uvloop.run(
                 pay_all(url["payments-eda"], orders, args.concurrency, args.poll_interval)
             )
@@ -367,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                 p.name: (harness.cpu_seconds(p.popen.pid) - before[p.name]) * 1000
                 for p in processes
             }
-            cpu_ms["postgresql"] = (harness.postgres_cpu_seconds() - pg_before) * 1000
+            pg_after = harness.postgres_cpu_by_process(ours)
+            cpu_ms["postgresql"] = harness.cpu_spent(pg_before, pg_after) * 1000
         finally:
             for process in reversed(processes):
                 process.stop()
