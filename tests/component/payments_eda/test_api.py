@@ -227,7 +227,7 @@ async def test_pay_with_a_changed_bill_is_409(pe: Env) -> None:
     assert pe.jobs() == []
 
 
-@pytest.mark.parametrize("amount", ["1e3", "1000.001", "-1000", "abc"])
+@pytest.mark.parametrize("amount", ["1e3", "1000.001", "-1000", "abc", "1000\n"])
 async def test_pay_with_a_malformed_amount_is_400(pe: Env, amount: str) -> None:
     pe.order()
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(amount=amount), headers=UID)
