@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run install test test-unit test-component test-integration test-faults test-e2e test-browser lint bench-pos bench-pay bench-cluster cluster cluster-stop apt-nginx apt-wrk clean
+.PHONY: run install test test-unit test-component test-fuzz test-integration test-faults test-e2e test-browser lint bench-pos bench-pay bench-cluster cluster cluster-stop apt-nginx apt-wrk clean
 
 $(STAMP): pyproject.toml tools/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test-unit: $(STAMP)
 
 test-component: $(STAMP)
 	$(BIN)/pytest tests/component -q
+
+# Every public route with generated input (schemathesis, hypothesis): no 5xx, a refused
+# request creates nothing. Derandomized: the same cases every run.
+test-fuzz: $(STAMP)
+	$(BIN)/pytest tests/fuzz -q
 
 test-integration: $(STAMP)
 	QRPAY_TEST_POSTGRES_URL=$${QRPAY_TEST_POSTGRES_URL:-$(PG_ADMIN_URL)} $(BIN)/pytest tests/integration -q

@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 SESSION_COOKIE = "qrpay_session"
 SESSION_TTL = timedelta(days=7)
 _SIGNING_CONTEXT = b"qrpay-session-v1|"
-# User and phone ids: what cardstorage accepts as ids, and never a separator.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# User and phone ids: what cardstorage accepts as ids, and never a separator. Matched with
+# ``fullmatch``: ``$`` would also match before a trailing newline.
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 MAX_TOKEN_LENGTH = 1024
 
 LANGUAGES = ("ru", "en")
@@ -54,7 +55,7 @@ class Session:
 def new_session(
     user_id: str, phone_id: str, now: datetime, ttl: timedelta = SESSION_TTL
 ) -> Session:
-    if not ID_PATTERN.match(user_id) or not ID_PATTERN.match(phone_id):
+    if not ID_PATTERN.fullmatch(user_id) or not ID_PATTERN.fullmatch(phone_id):
         raise ValueError("user and phone ids are 1..128 of [A-Za-z0-9_.:-]")
     return Session(user_id=user_id, phone_id=phone_id, expires_at=int((now + ttl).timestamp()))
 
@@ -87,7 +88,7 @@ def verify_session(secret: str, token: str | None, now: datetime) -> Session | N
     if len(parts) != 3 or not parts[2].isdigit():
         return None
     user_id, phone_id, expires = parts
-    if not ID_PATTERN.match(user_id) or not ID_PATTERN.match(phone_id):
+    if not ID_PATTERN.fullmatch(user_id) or not ID_PATTERN.fullmatch(phone_id):
         return None
     session = Session(user_id=user_id, phone_id=phone_id, expires_at=int(expires))
     return session if session.is_valid_at(now) else None

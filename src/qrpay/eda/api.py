@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import Response
 
 from qrpay.eda.domain import Order
@@ -23,12 +23,14 @@ from qrpay.eda.schemas import (
 )
 from qrpay.eda.service import OrderService
 from qrpay.kernel.http import error_responses, json_response, view
+from qrpay.kernel.schemas import STORABLE_TEXT
 from qrpay.kernel.service import provide
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 
 Orders = Annotated[OrderService, Depends(provide(OrderService))]
+OrderIdPath = Annotated[str, Path(pattern=STORABLE_TEXT)]
 
 
 def order_view(order: Order) -> OrderView:
@@ -78,7 +80,7 @@ async def statuses(body: StatusesRequest, service: Orders) -> Response:
 @router.get(
     "/{order_id}", summary="One order", response_model=OrderView, responses=error_responses(404)
 )
-async def get_order(order_id: str, service: Orders) -> Response:
+async def get_order(order_id: OrderIdPath, service: Orders) -> Response:
     # The payer side reads an order on every call: written straight to JSON.
     return json_response(200, await service.get_view(order_id))
 
@@ -88,7 +90,9 @@ async def get_order(order_id: str, service: Orders) -> Response:
     summary="A payment of the current bill begins; the bill is locked until it ends",
     responses=error_responses(404, 409),
 )
-async def start_payment(order_id: str, body: StartPaymentRequest, service: Orders) -> OrderView:
+async def start_payment(
+    order_id: OrderIdPath, body: StartPaymentRequest, service: Orders
+) -> OrderView:
     order = await service.start_payment(
         order_id, body.payment_id, body.amount, body.currency, body.bill_version
     )
@@ -100,7 +104,7 @@ async def start_payment(order_id: str, body: StartPaymentRequest, service: Order
     summary="The payment's clear claims the order: from now on it can only end PAYED",
     responses=error_responses(404, 409),
 )
-async def claim_clear(order_id: str, body: PaymentRef, service: Orders) -> OrderView:
+async def claim_clear(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
     return order_view(await service.claim_clear(order_id, body.payment_id))
 
 
@@ -109,7 +113,7 @@ async def claim_clear(order_id: str, body: PaymentRef, service: Orders) -> Order
     summary="The payment's rollback claims the order: it will never be cleared",
     responses=error_responses(404, 409),
 )
-async def begin_rollback(order_id: str, body: PaymentRef, service: Orders) -> OrderView:
+async def begin_rollback(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
     return order_view(await service.begin_rollback(order_id, body.payment_id))
 
 
@@ -118,7 +122,7 @@ async def begin_rollback(order_id: str, body: PaymentRef, service: Orders) -> Or
     summary="The payment failed; the order is open for another attempt",
     responses=error_responses(404, 409),
 )
-async def fail_payment(order_id: str, body: PaymentRef, service: Orders) -> OrderView:
+async def fail_payment(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
     return order_view(await service.fail_payment(order_id, body.payment_id))
 
 
@@ -127,5 +131,5 @@ async def fail_payment(order_id: str, body: PaymentRef, service: Orders) -> Orde
     summary="The payment's claimed clear succeeded; the order is paid",
     responses=error_responses(404, 409),
 )
-async def complete_payment(order_id: str, body: PaymentRef, service: Orders) -> OrderView:
+async def complete_payment(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
     return order_view(await service.complete_payment(order_id, body.payment_id))

@@ -8,12 +8,14 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from qrpay.kernel.schemas import AmountText, Bill, CurrencyCode, WireModel
+from qrpay.kernel.schemas import STORABLE_TEXT, AmountText, Bill, CurrencyCode, WireModel
 
-ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-InternalOrderId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-OrderId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-PaymentId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=STORABLE_TEXT)]
+InternalOrderId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=STORABLE_TEXT)
+]
+OrderId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=STORABLE_TEXT)]
+PaymentId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=STORABLE_TEXT)]
 
 
 class EdaCode(StrEnum):

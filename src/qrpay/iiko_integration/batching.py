@@ -11,6 +11,12 @@ A request may bring a timeout. It covers the wait for a free call as well as
 the call, so a slow eda cannot stretch a request past it in the queue. A
 request that gave up leaves the queue, and a call is not kept running once
 every request it serves has given up.
+
+A call eda refuses as invalid (a 400: an id it cannot read) fails only the requests that
+sent the bad ids: its requests are asked again, each in a call of its own, so one bad id
+never fails another restaurant's poll that happened to share the call. Other failures
+(eda down, slow) fail the whole call: asking again one by one would only multiply the
+load on an eda that is already in trouble.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 from qrpay.eda.schemas import OrderStatusView
+from qrpay.kernel.errors import InvalidInput
 
 Fetch = Callable[[list[str]], Awaitable[list[OrderStatusView]]]
 
 
 class _Waiter:
-    __slots__ = ("deadline", "future", "ids")
+    __slots__ = ("alone", "deadline", "future", "ids")
 
     def __init__(
         self,
@@ -36,6 +43,8 @@ class _Waiter:
         self.future = future
         # The event loop's time when the request gives up; None: it waits as long as it takes.
         self.deadline = deadline
+        # Its ids go in a call of their own (a shared call with them was refused as invalid).
+        self.alone = False
 
 
 class StatusBatcher:
@@ -83,11 +92,13 @@ class StatusBatcher:
                 self._pending.pop(0)
                 continue
             new = [i for i in waiter.ids if i not in ids]
-            if batch and len(ids) + len(new) > self._max_ids:
+            if batch and (waiter.alone or len(ids) + len(new) > self._max_ids):
                 break
             self._pending.pop(0)
             batch.append(waiter)
             ids.update(dict.fromkeys(new))
+            if waiter.alone:
+                break
         return batch, list(ids)
 
     async def _run(self, batch: list[_Waiter], ids: list[str]) -> None:
@@ -97,6 +108,15 @@ class StatusBatcher:
         try:
             async with asyncio.timeout_at(give_up):
                 found = await self._fetch(ids)
+        except InvalidInput as exc:
+            if len(batch) > 1:
+                # Back to the head of the queue, in their order, each to be asked alone.
+                waiting = [waiter for waiter in batch if not waiter.future.done()]
+                for waiter in waiting:
+                    waiter.alone = True
+                self._pending[:0] = waiting
+            elif not batch[0].future.done():
+                batch[0].future.set_exception(exc)
         except BaseException as exc:
             for waiter in batch:
                 if not waiter.future.done():

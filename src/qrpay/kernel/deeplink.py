@@ -21,12 +21,15 @@ def sign(key: SecretStr | str, order_id: str, client_id: str) -> str:
 
 
 def verify(keys: Sequence[SecretStr | str], order_id: str, client_id: str, signature: str) -> bool:
-    if not signature or len(signature) != 64:
+    presented = signature.lower()
+    # compare_digest raises TypeError on non-ASCII text: that was a 500 telling that the order
+    # exists where any wrong signature is a 404. A real signature is hex, so ASCII.
+    if len(presented) != 64 or not presented.isascii():
         return False
     ok = False
     for key in keys:
         # Check every key (no early exit) so the time taken says nothing about which matched.
-        ok |= hmac.compare_digest(sign(key, order_id, client_id), signature.lower())
+        ok |= hmac.compare_digest(sign(key, order_id, client_id), presented)
     return ok
 
 

@@ -32,7 +32,8 @@ MINOR_UNITS: dict[str, int] = {
     "JPY": 0,
 }
 
-_AMOUNT_RE = re.compile(r"^(-?)(0|[1-9][0-9]{0,17})(?:\.([0-9]+))?$")
+# Matched with ``fullmatch``: ``$`` would also match before a trailing newline ("100\n").
+_AMOUNT_RE = re.compile(r"(-?)(0|[1-9][0-9]{0,17})(?:\.([0-9]+))?")
 
 
 def is_known_currency(code: str) -> bool:
@@ -51,7 +52,7 @@ def parse_amount(text: str, currency: str, *, allow_negative: bool = False) -> D
     places = minor_units(currency)
     if not isinstance(text, str):
         raise InvalidInput("an amount must be a decimal string", code="invalid_amount")
-    match = _AMOUNT_RE.match(text)
+    match = _AMOUNT_RE.fullmatch(text)
     if match is None:
         raise InvalidInput(f"{text[:40]!r} is not a decimal amount", code="invalid_amount")
     sign, _, fraction = match.groups()

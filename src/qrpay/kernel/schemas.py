@@ -14,6 +14,11 @@ from qrpay.kernel.money import format_amount, is_known_currency, parse_amount
 # Validation errors whose pydantic type is one of these keep it as their error code.
 CUSTOM_ERROR_CODES = frozenset({"invalid_amount", "unknown_currency", "amount_not_positive"})
 
+# PostgreSQL cannot store a NUL character in text: such input is refused at the edge as a
+# 400 instead of failing in the database as a 500. (pydantic matches a pattern with Rust's
+# regex, where ``$`` is only the end of the string, so the whole string is checked.)
+STORABLE_TEXT = r"^[^\x00]*$"
+
 AmountText = Annotated[
     str,
     StringConstraints(min_length=1, max_length=32),
@@ -51,7 +56,7 @@ def check_currency(currency: str) -> None:
 
 
 class BillElement(WireModel):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=STORABLE_TEXT)]
     amount: AmountText
 
 

@@ -75,7 +75,8 @@ from qrpay.transactions.schemas import (
 log = structlog.get_logger("qrpay.payments_eda")
 
 # eda's order ids are uuid4 hex; anything else cannot be an order and never reaches eda's URLs.
-_ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Matched with ``fullmatch``: ``$`` would also match before a trailing newline.
+_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # eda's answers to a payment transition that no longer applies: the order moved on.
 _STALE_PAYMENT_CODES = frozenset(
     {
@@ -193,7 +194,7 @@ class PaymentsService:
 
     async def signed_order(self, order_id: str, signature: str | None, lang: str) -> OrderView:
         """The order, if the signature is the deep link's; otherwise 404 like an unknown order."""
-        if not _ORDER_ID.match(order_id):
+        if not _ORDER_ID.fullmatch(order_id):
             raise _not_found(lang)
         try:
             order = await self._eda.get_order(order_id)

@@ -6,8 +6,6 @@ the fake eda runs on a loop of its own in another thread.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from qrpay.kernel.service import build_app
 from tests.support.component.iiko_integration import HEADERS, eda_order
+from tests.support.fuzz import background_loop
 from tests.support.mockserver import MockServer
 from tests.support.services import dev_config, make_context, point_services_at
 
@@ -32,18 +31,13 @@ async def _create(request: web.Request) -> dict[str, Any]:
 @pytest.fixture
 def fake_eda() -> Iterator[MockServer]:
     """A permissive eda: every create succeeds, no order exists."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
     server = MockServer()
     server.handler("/v1/orders")(_create)
     server.json_handler("/v1/orders/statuses", {"orders": []})
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=10)
-    yield server
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=10)
-    loop.close()
+    with background_loop() as background:
+        background.run(server.start())
+        yield server
+        background.run(server.stop())
     assert not server.unmocked, server.unmocked
     # The schema's examples reach eda, so the success answers were checked too.
     assert server.requests_by_path["/v1/orders"] > 0

@@ -4,7 +4,7 @@ import pytest
 
 from qrpay.eda.schemas import OrderStatus, OrderStatusView
 from qrpay.iiko_integration.batching import StatusBatcher
-from qrpay.kernel.errors import DependencyUnavailable
+from qrpay.kernel.errors import DependencyUnavailable, InvalidInput
 
 
 class FakeEda:
@@ -14,6 +14,8 @@ class FakeEda:
         self.gate: asyncio.Event | None = asyncio.Event() if gated else None
         self.status = OrderStatus.WAITING
         self.fail = False
+        # Ids eda cannot read: a call carrying any of them is a 400.
+        self.refused: set[str] = set()
 
     async def statuses(self, ids: list[str]) -> list[OrderStatusView]:
         self.calls.append(ids)
@@ -22,6 +24,8 @@ class FakeEda:
             await self.gate.wait()
         if self.fail:
             raise DependencyUnavailable("down", code="eda_unavailable")
+        if self.refused.intersection(ids):
+            raise InvalidInput("order_ids: not valid", code="invalid_request")
         assert len(ids) <= 100
         return [
             OrderStatusView(order_id=i, client_id="r", status=status) for i in ids if i != "missing"
@@ -101,6 +105,25 @@ async def test_a_failure_reaches_every_waiter_of_the_batch_only() -> None:
     assert all(isinstance(r, DependencyUnavailable) for r in results)
     eda.fail = False
     assert "c" in await batcher.statuses(["c"])
+
+
+async def test_an_id_eda_refuses_fails_only_the_request_that_sent_it() -> None:
+    eda, batcher = one_call_at_a_time()
+    eda.refused = {"bad\x00"}
+    blocker = asyncio.create_task(batcher.statuses(["x"]))
+    await eda.first_call()
+    # Three restaurants' polls queue up behind the first call and share the next one.
+    polls = [asyncio.create_task(batcher.statuses(ids)) for ids in (["a"], ["bad\x00", "b"], ["c"])]
+    await asyncio.sleep(0)
+    eda.answer()
+    _first, a, bad, c = await asyncio.gather(blocker, *polls, return_exceptions=True)
+    assert isinstance(bad, InvalidInput)
+    assert isinstance(a, dict)
+    assert "a" in a
+    assert isinstance(c, dict)
+    assert "c" in c
+    # The shared call is refused, then each of its polls is asked alone, in order.
+    assert eda.calls[1:] == [["a", "bad\x00", "b", "c"], ["a"], ["bad\x00", "b"], ["c"]]
 
 
 async def test_the_timeout_covers_the_wait_for_a_free_call() -> None:

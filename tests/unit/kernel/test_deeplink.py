@@ -31,6 +31,12 @@ def test_signature_binds_order_and_restaurant() -> None:
     )
 
 
+def test_a_signature_that_is_not_ascii_is_wrong_not_an_error() -> None:
+    # 64 characters, as many as a real one: compare_digest would raise TypeError on them.
+    assert not verify(["k" * 16], "o1", "rest-1", "é" * 64)
+    assert not verify(["k" * 16], "o1", "rest-1", sign("k" * 16, "o1", "rest-1")[:-1] + "é")
+
+
 def test_link_carries_order_and_hmac() -> None:
     link = build_link("https://x.test/go-pay/orders", "o1", "ab" * 32)
     query = parse_qs(urlsplit(link).query)

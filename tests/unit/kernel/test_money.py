@@ -40,6 +40,9 @@ def test_parses_plain_decimal_strings(text: str, expected: Decimal) -> None:
         "5.",
         "--1",
         "1" * 19,
+        # Python's ``$`` matches before a trailing newline: the whole string must match.
+        "100\n",
+        "0.5\n",
     ],
 )
 def test_rejects_anything_else(text: str) -> None:

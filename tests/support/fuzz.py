@@ -1,0 +1,200 @@
+"""What the schema and fuzz tests share: a loop in a thread, and permissive downstreams.
+
+Schemathesis drives an app synchronously from an event loop thread of its own, so
+whatever the app calls (the fakes, a real service behind it) runs on another loop, in a
+background thread.
+
+The fakes play eda, cardstorage, transactions, cashback and iiko-integration's app API
+at once: every order exists (its bill is ``BILL``), every card is the guest's, every
+write succeeds. Each call is counted by name, and the writes are told apart, so a test
+can check that a refused request created nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+from schemathesis import GenerationMode
+
+from tests.support.component.iiko_integration import eda_order
+from tests.support.component.payments_eda import (
+    USER,
+    card_body,
+    invoice_body,
+    operation_body,
+    order_body,
+    public_card,
+    signature,
+)
+from tests.support.mockserver import json_response
+
+BILL = "100"  # the amount of the PayRequest example in payments-eda's schema
+
+# The calls that would change something downstream: an order, a payment's state, a hold.
+WRITES = frozenset(
+    {
+        "create_order",
+        "start",
+        "claim-clear",
+        "begin-rollback",
+        "fail",
+        "complete",
+        "ensure_invoice",
+        "hold",
+        "accrue",
+    }
+)
+
+T = TypeVar("T")
+
+
+class BackgroundLoop:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=timeout)
+
+
+@contextmanager
+def background_loop() -> Iterator[BackgroundLoop]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield BackgroundLoop(loop)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+@dataclass
+class Fakes:
+    base_url: str = ""
+    hits: Counter[str] = field(default_factory=Counter)
+
+    def writes(self) -> int:
+        return sum(self.hits[name] for name in WRITES)
+
+
+def _fake_app(fakes: Fakes) -> web.Application:
+    routes = web.RouteTableDef()
+
+    def hit(name: str) -> None:
+        fakes.hits[name] += 1
+
+    @routes.post("/v1/orders")
+    async def create_order(request: web.Request) -> web.Response:
+        hit("create_order")
+        return json_response({"order": eda_order(await request.json()), "outcome": "created"})
+
+    @routes.post("/v1/orders/statuses")
+    async def statuses(_request: web.Request) -> web.Response:
+        hit("statuses")
+        return json_response({"orders": []})
+
+    @routes.get("/v1/orders/{order_id}")
+    async def get_order(request: web.Request) -> web.Response:
+        hit("get_order")
+        return json_response(order_body(order_id=request.match_info["order_id"], amount=BILL))
+
+    @routes.post("/v1/orders/{order_id}/payment/{action}")
+    async def payment(request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        hit(action)
+        status = "PAYMENT_IN_PROGRESS" if action == "start" else "WAITING"
+        body = await request.json()
+        return json_response(
+            order_body(
+                status,
+                order_id=request.match_info["order_id"],
+                payment_id=body["payment_id"] if action == "start" else None,
+                amount=BILL,
+            )
+        )
+
+    @routes.get("/v1/payment-methods")
+    async def list_cards(_request: web.Request) -> web.Response:
+        hit("list_cards")
+        return json_response({"payment_methods": [public_card()]})
+
+    @routes.get("/v1/payment-methods/{method_id}")
+    async def get_card(request: web.Request) -> web.Response:
+        hit("get_card")
+        return json_response(
+            card_body(request.match_info["method_id"], user_id=request.query["user_id"])
+        )
+
+    @routes.put("/v1/invoices/{invoice_id}")
+    async def ensure_invoice(_request: web.Request) -> web.Response:
+        hit("ensure_invoice")
+        return json_response(invoice_body())
+
+    @routes.get("/v1/invoices/{invoice_id}")
+    async def get_invoice(_request: web.Request) -> web.Response:
+        hit("get_invoice")
+        return json_response({"code": "invoice_not_found", "message": "none"}, 404)
+
+    @routes.post("/v1/invoices/{invoice_id}/operations")
+    async def operations(request: web.Request) -> web.Response:
+        hit("hold")
+        body = await request.json()
+        return json_response(operation_body(body["operation_id"]))
+
+    @routes.get("/availability")
+    async def availability(_request: web.Request) -> web.Response:
+        hit("availability")
+        return json_response({"is_available": True})
+
+    @routes.get("/restaurants")
+    async def restaurants(_request: web.Request) -> web.Response:
+        hit("restaurants")
+        return json_response({"restaurants": []})
+
+    app = web.Application()
+    app.add_routes(routes)
+    return app
+
+
+@contextmanager
+def running_fakes(background: BackgroundLoop) -> Iterator[Fakes]:
+    """The fakes, served on a free local port by ``background``'s loop."""
+    fakes = Fakes()
+    runner = web.AppRunner(_fake_app(fakes), access_log=None)
+
+    async def start() -> None:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        fakes.base_url = f"http://127.0.0.1:{port}"
+
+    background.run(start())
+    try:
+        yield fakes
+    finally:
+        background.run(runner.cleanup())
+
+
+def sign_payer_case(case: Any) -> None:
+    """Sign the order id of a valid case, and act as a signed-in guest unless told otherwise."""
+    if case.headers is None:
+        case.headers = {}
+    case.headers.setdefault("X-Yandex-UID", USER)
+    meta = case.meta
+    if meta is not None and meta.generation.mode is not GenerationMode.POSITIVE:
+        return  # an invalid case keeps its flaw (a bad signature there answers 404 anyway)
+    query = case.query
+    if isinstance(query, dict) and isinstance(query.get("order_id"), str):
+        query["hmac"] = signature(query["order_id"])
+    body = case.body
+    if isinstance(body, dict) and isinstance(body.get("order_id"), str):
+        body["hmac"] = signature(body["order_id"])
