@@ -110,16 +110,20 @@ async def test_duplicated_and_reordered_callbacks_make_one_clear_and_one_accrual
 
 
 class SlowProxy:
-    """Sits between a worker and eda: lets requests through after ``delay`` seconds."""
+    """Sits between a worker and eda: lets requests through after ``delay`` seconds;
+    ``entered`` is set by the first request for ``watched`` (the worker's periodic sweep of
+    stuck payments goes through it too)."""
 
-    def __init__(self, target: str, delay: float) -> None:
+    def __init__(self, target: str, delay: float, watched: str) -> None:
         self.target = target
         self.delay = delay
+        self.watched = watched
         self.entered = asyncio.Event()
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.entered.set()
+        if request.path == self.watched:
+            self.entered.set()
         await asyncio.sleep(self.delay)
         async with (
             ClientSession() as session,
@@ -158,7 +162,8 @@ async def test_a_worker_killed_mid_callback_leaves_the_task_to_another_worker(
     pay(cluster, order_id, signature)
     await wait_for_operation(cluster, order_id, "hold")
 
-    async with SlowProxy(cluster.url("eda"), delay=60).running() as proxy:
+    eda = SlowProxy(cluster.url("eda"), delay=60, watched=f"/v1/orders/{order_id}")
+    async with eda.running() as proxy:
         # Worker A reaches eda only through the slow proxy: its callback task hangs there.
         slow = config_data(cluster.base)
         slow["services"]["eda"] = {"base_url": proxy.url, "timeout_ms": 60_000, "retries": 0}
