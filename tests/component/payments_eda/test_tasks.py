@@ -479,11 +479,6 @@ def no_stuck_payments(mock: MockServer) -> Any:
     return mock.json_handler("/v1/orders", {"orders": []}, method="GET")
 
 
-@pytest.mark.xfail(
-    reason="order-dependent: in the full `make test` run the in-app worker never picks the"
-    " task up (passes alone and with tests/browser+tests/component); under investigation",
-    strict=False,
-)
 async def test_the_in_app_worker_runs_a_callback_put_on_the_queue(pe_factory: Any) -> None:
     async with pe_factory(queue_workers=True) as env:
         no_stuck_payments(env.mock)
@@ -495,11 +490,6 @@ async def test_the_in_app_worker_runs_a_callback_put_on_the_queue(pe_factory: An
         assert ops.times_called == 1
 
 
-@pytest.mark.xfail(
-    reason="order-dependent: in the full `make test` run the in-app worker never picks the"
-    " task up (passes alone and with tests/browser+tests/component); under investigation",
-    strict=False,
-)
 async def test_the_worker_passes_the_attempt_number(pe_factory: Any) -> None:
     async with pe_factory(queue_workers=True, payments={"cashback_max_attempts": 1}) as env:
         no_stuck_payments(env.mock)
@@ -519,11 +509,6 @@ async def test_queue_gauges(pe: Env) -> None:
     assert pe.metric("qrpay_queue_failed_tasks", queue=tasks.QUEUE) == 0
 
 
-@pytest.mark.xfail(
-    reason="order-dependent: in the full `make test` run the in-app worker never picks the"
-    " task up (passes alone and with tests/browser+tests/component); under investigation",
-    strict=False,
-)
 async def test_build_worker(tmp_path: Any, mockserver: MockServer) -> None:
     from tests.support.component.payments_eda import config_for
 
