@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
+from aiohttp import web
 
 from qrpay.kernel.service import ServiceContext
+from tests.support.mockserver import MockServer, error_response, json_response
 from tests.support.orders import order_body
 
 API_KEY = "demo-pos-key-0123456789abcdef"  # the dev secdist's demo key: rest-1 and rest-2
@@ -61,3 +65,49 @@ async def list_orders(
     """The POS's ``POST /orders/list`` for ``order_ids``."""
     body = {"client_id": client_id, "orders": order_ids}
     return await client.post("/orders/list", json=body, headers=headers)
+
+
+class MockedFeed:
+    """eda's change feed on the mock server: pages handed out in order, an empty page after
+    ``wait_ms`` (a long-poll with nothing new), or 503 while ``down``; while ``held_back``,
+    a page that says more is committed than can be served yet."""
+
+    def __init__(self, mockserver: MockServer, tail: str = "t0") -> None:
+        self.pages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.down = False
+        self.held_back = False
+        self.reads = 0
+        self._published = 0
+        mockserver.json_handler("/v1/orders/changes/tail", {"cursor": tail}, method="GET")
+        mockserver.handler("/v1/orders/changes", method="GET")(self._changes)
+
+    def publish(self, *changes: dict[str, Any], more: bool = False) -> None:
+        self._published += 1
+        cursor = f"c{self._published}"
+        self.pages.put_nowait({"changes": list(changes), "cursor": cursor, "more": more})
+
+    async def _changes(self, request: web.Request) -> web.Response:
+        if self.down:
+            return error_response(503, "database_unavailable")
+        wait = int(request.query["wait_ms"]) / 1000
+        page = {"changes": [], "cursor": request.query["after"], "more": self.held_back}
+        if self.held_back:
+            await asyncio.sleep(wait)
+        else:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    page = await self.pages.get()
+        self.reads += 1
+        return json_response(page)
+
+
+def status_view(
+    order_id: str, status: str, version: int, client_id: str = "rest-1"
+) -> dict[str, Any]:
+    """One order of eda's ``/v1/orders/statuses`` answer."""
+    return {"order_id": order_id, "client_id": client_id, "status": status, "version": version}
+
+
+def change(order_id: str, status: str, version: int, client_id: str = "rest-1") -> dict[str, Any]:
+    """One change of eda's feed."""
+    return {**status_view(order_id, status, version, client_id), "change_tx": version}
