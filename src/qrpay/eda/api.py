@@ -89,8 +89,11 @@ async def changes(
     after: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     wait_ms: Annotated[int, Query(ge=0, le=60_000)] = 0,
+    client_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> Response:
-    page = await service.changes(after, limit=limit, wait_seconds=wait_ms / 1000)
+    page = await service.changes(
+        after, limit=limit, wait_seconds=wait_ms / 1000, client_id=client_id
+    )
     return json_response(200, page)
 
 

@@ -75,10 +75,15 @@ class EdaClient(ServiceClient):
         answer = await self.fetch(StatusesResponse, "POST", path, endpoint="statuses", json=request)
         return answer.orders
 
-    async def changes(self, after: str, *, limit: int, wait_ms: int) -> ChangesPage:
-        """The change feed after the cursor ``after`` (``""``: from the first change); eda
-        holds the call up to ``wait_ms`` while there is nothing new."""
+    async def changes(
+        self, after: str, *, limit: int, wait_ms: int, client_id: str | None = None
+    ) -> ChangesPage:
+        """The change feed after the cursor ``after`` (``""``: from the first change), only
+        one restaurant's with ``client_id``; eda holds the call up to ``wait_ms`` while
+        there is nothing new."""
         params = {"after": after, "limit": str(limit), "wait_ms": str(wait_ms)}
+        if client_id is not None:
+            params["client_id"] = client_id
         return await self.fetch(
             ChangesPage,
             "GET",

@@ -63,6 +63,8 @@ orders = Table(
     UniqueConstraint("client_id", "internal_order_id", name="uq_orders_client_internal"),
     Index("ix_orders_status_created_at", "status", "created_at"),
     Index("ix_orders_change_tx_id", "change_tx", "id"),
+    # One restaurant's part of the feed (the POS's push).
+    Index("ix_orders_client_id_change_tx", "client_id", "change_tx", "id"),
 )
 
 # PostgreSQL's own number for the writing transaction, and the horizon below which every
@@ -138,9 +140,10 @@ async def fetch_statuses(db: Database, order_ids: Sequence[str]) -> list[dict[st
 
 
 async def fetch_changes(
-    db: Database, after: feed.Cursor, limit: int
+    db: Database, after: feed.Cursor, limit: int, client_id: str | None = None
 ) -> tuple[list[dict[str, Any]], feed.Page]:
-    """The feed's rows after ``after`` that may be served now, in feed order (``eda.feed``).
+    """The feed's rows after ``after`` that may be served now, in feed order (``eda.feed``),
+    only one restaurant's when ``client_id`` is given.
 
     One statement: the horizon comes from the same snapshot as the rows.
     """
@@ -159,6 +162,8 @@ async def fetch_changes(
         .order_by(orders.c.change_tx, orders.c.id)
         .limit(limit + 1)
     )
+    if client_id is not None:
+        statement = statement.where(orders.c.client_id == client_id)
     async with db.read() as connection:
         rows = (await connection.execute(statement)).all()
     if not rows:

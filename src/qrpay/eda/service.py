@@ -29,6 +29,7 @@ from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, NotFound
 from qrpay.kernel.money import parse_amount
 from qrpay.kernel.schemas import Bill
+from qrpay.kernel.wakeup import Wakeups
 
 # Losing an optimistic write means someone else changed the order; after a
 # re-read the decision is almost always final, so a few tries are plenty.
@@ -43,30 +44,6 @@ def _busy() -> Conflict:
     return Conflict("the order is changing concurrently, try again", code=EdaCode.ORDER_BUSY)
 
 
-class ChangeSignal:
-    """Wakes the feed's long-polls when this process has committed a status write.
-
-    Only a hint: waiters also look at the table every ``recheck`` seconds, for writes of
-    other instances and for rows an older transaction kept below the horizon.
-    """
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def fire(self) -> None:
-        # Everyone waiting on the current event wakes; later waiters get a fresh one.
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, seconds: float) -> None:
-        """Return when fired, or after ``seconds``."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._event.wait()
-        except TimeoutError:
-            pass
-
-
 class OrderService:
     def __init__(
         self,
@@ -79,7 +56,9 @@ class OrderService:
         self.db = db
         self.clock = clock
         self.metrics = metrics
-        self.changed = ChangeSignal()
+        # Wakes the feed's long-polls when this process committed a status write; they also
+        # look every recheck_seconds, for other instances' writes and a horizon held back.
+        self.changed = Wakeups()
         self._recheck_seconds = recheck_seconds
 
     async def create(
@@ -205,10 +184,16 @@ class OrderService:
         return closed
 
     async def changes(
-        self, after: str | None, *, limit: int, wait_seconds: float
+        self,
+        after: str | None,
+        *,
+        limit: int,
+        wait_seconds: float,
+        client_id: str | None = None,
     ) -> dict[str, Any]:
-        """The feed after the cursor ``after``; with nothing to serve yet, waits up to
-        ``wait_seconds`` for a change (a long-poll) and answers an empty page after that.
+        """The feed after the cursor ``after`` (one restaurant's, with ``client_id``); with
+        nothing to serve yet, waits up to ``wait_seconds`` for a change (a long-poll) and
+        answers an empty page after that.
 
         The wait is the event loop's, not the service clock's: a frozen clock in a test
         must not hold a request forever.
@@ -217,11 +202,12 @@ class OrderService:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + wait_seconds
         while True:
-            rows, page = await fetch_changes(self.db, cursor, limit)
+            ticket = self.changed.ticket()
+            rows, page = await fetch_changes(self.db, cursor, limit, client_id)
             left = give_up - loop.time()
             if rows or left <= 0:
                 break
-            await self.changed.wait(min(left, self._recheck_seconds()))
+            await self.changed.wait(ticket, min(left, self._recheck_seconds()))
         last = feed.Cursor(rows[-1]["change_tx"], rows[-1]["order_id"]) if rows else cursor
         return {"changes": rows, "cursor": last.text(), "more": page.more}
 

@@ -22,6 +22,7 @@ from qrpay.iiko_integration.memory import StatusMemory
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.config import FeedConfig
 from qrpay.kernel.service import every
+from qrpay.kernel.wakeup import Wakeups
 
 
 class FeedFollower:
@@ -39,6 +40,8 @@ class FeedFollower:
         self.cursor: str | None = None
         # The clock's monotonic time of the start of the last read that left nothing behind.
         self.current_as_of: float | None = None
+        # The POS long-polls waiting here, by restaurant (``IikoService.pos_changes``).
+        self.restaurants_changed = Wakeups()
 
     def is_fresh(self) -> bool:
         if self.current_as_of is None:
@@ -55,6 +58,7 @@ class FeedFollower:
         for change in page.changes:
             self._memory.learn(change)
         self.cursor = page.cursor
+        self.restaurants_changed.fire({change.client_id for change in page.changes})
         if not page.more:
             self.current_as_of = started
 

@@ -25,6 +25,10 @@ from qrpay.iiko_integration.schemas import (
 from qrpay.kernel.clock import Clock, SystemClock
 from qrpay.kernel.errors import DependencyUnavailable
 from qrpay.kernel.reloading import RuntimeConfig
+from qrpay.kernel.wakeup import Wakeups
+
+# Changes per answer of the POS long-poll; more are fetched with its cursor at once.
+PUSH_PAGE = 100
 
 
 class IikoService:
@@ -112,6 +116,35 @@ class IikoService:
                 known[order_id] = self.memory.view(order_id) or found.get(order_id)
         by_id = {order_id: view for order_id, view in known.items() if view is not None}
         return domain.pos_statuses(request.orders, by_id, request.client_id)
+
+    async def pos_changes(
+        self, allowed: frozenset[str], client_id: str, after: str | None, wait_ms: int
+    ) -> tuple[list[tuple[str, domain.PosStatus]], str]:
+        """The restaurant's orders changed after the cursor ``after`` (absent: from now on),
+        waiting up to ``wait_ms`` for one; and the cursor to resume from.
+
+        While the follower is current, a waiting request costs eda nothing: it waits for the
+        follower to see a change of its restaurant and then reads eda once. Otherwise eda's
+        own long-poll waits.
+        """
+        authorize(allowed, client_id)
+        cursor = after if after is not None else await self._eda.feed_tail()
+        ticket = self.follower.restaurants_changed.ticket(client_id)
+        page = await self._eda.changes(cursor, limit=PUSH_PAGE, wait_ms=0, client_id=client_id)
+        if not page.changes and not page.more and wait_ms > 0:
+            if self.follower.is_fresh():
+                if await Wakeups.wait(ticket, wait_ms / 1000):
+                    page = await self._eda.changes(
+                        cursor, limit=PUSH_PAGE, wait_ms=0, client_id=client_id
+                    )
+            else:
+                page = await self._eda.changes(
+                    cursor, limit=PUSH_PAGE, wait_ms=wait_ms, client_id=client_id
+                )
+        for change in page.changes:
+            self.memory.learn(change)
+        statuses = [(c.order_id, domain.pos_status(c, client_id)) for c in page.changes]
+        return statuses, page.cursor
 
     async def _read_statuses(self, order_ids: list[str]) -> dict[str, eda.OrderStatusView]:
         deadline_ms = self._runtime.config.orders.status_deadline_ms

@@ -10,7 +10,7 @@ from qrpay.eda.jobs import close_expired_orders
 from qrpay.eda.service import OrderService
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.service import service_of
-from tests.support.component.eda import TTL, changes, create, start, statuses
+from tests.support.component.eda import TTL, changes, create, create_body, start, statuses
 
 
 async def test_creates_payment_moves_and_the_ttl_cancel_are_in_the_feed(
@@ -82,3 +82,12 @@ async def test_a_bad_cursor_is_400(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/orders/changes", params={"after": "nonsense"})
     assert response.status_code == 400
     assert response.json()["code"] == "bad_cursor"
+
+
+async def test_one_restaurants_part_of_the_feed(client: httpx.AsyncClient) -> None:
+    ours = (await create(client, "ours"))["order"]["order_id"]
+    theirs = await client.post("/v1/orders", json={**create_body("theirs"), "client_id": "rest-2"})
+    assert theirs.status_code == 200, theirs.text
+    page = await changes(client, client_id="rest-1")
+    assert statuses(page) == [(ours, "WAITING")]
+    assert page["more"] is False

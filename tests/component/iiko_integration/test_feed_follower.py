@@ -4,14 +4,15 @@ only for ids it does not know, and reads eda for everything once the feed lags."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
 
 from qrpay.iiko_integration.service import IikoService
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.service import ServiceContext, service_of
 from tests.support.component.iiko_integration import (
+    Following,
     MockedFeed,
     Started,
     change,
@@ -19,7 +20,6 @@ from tests.support.component.iiko_integration import (
     status_view,
 )
 from tests.support.mockserver import MockedRoute, MockServer
-from tests.support.services import dev_config, running_service
 from tests.support.waiting import eventually
 
 # The frozen clock only moves when a test moves it: the lag is what the test says it is.
@@ -28,28 +28,11 @@ NOT_FOUND_TTL_MS = 500
 
 
 @pytest.fixture
-def feed(mockserver: MockServer) -> MockedFeed:
-    return MockedFeed(mockserver)
-
-
-@pytest.fixture
 async def following(
-    iiko_context: Callable[..., ServiceContext], feed: MockedFeed
+    start_following: Callable[..., AbstractAsyncContextManager[Following]],
 ) -> AsyncIterator[tuple[Started, IikoService, FrozenClock]]:
-    config = dev_config(
-        feed={
-            "max_lag_ms": MAX_LAG_MS,
-            "wait_ms": 20,
-            "retry_ms": 10,
-            "not_found_ttl_ms": NOT_FOUND_TTL_MS,
-        }
-    )
-    ctx = iiko_context(config)
-    ctx.run_background_jobs = True
-    async with running_service(ctx) as (app, client):
-        service = service_of(app, IikoService)
-        await eventually(service.follower.is_fresh)
-        assert service.follower.is_fresh()
+    limits = {"max_lag_ms": MAX_LAG_MS, "not_found_ttl_ms": NOT_FOUND_TTL_MS}
+    async with start_following(**limits) as (ctx, client, service):
         assert isinstance(ctx.clock, FrozenClock)
         yield (ctx, client), service, ctx.clock
 

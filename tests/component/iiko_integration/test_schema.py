@@ -38,6 +38,10 @@ def fake_eda() -> Iterator[MockServer]:
     server = MockServer()
     server.handler("/v1/orders")(_create)
     server.json_handler("/v1/orders/statuses", {"orders": []})
+    # The POS long-poll: no follower runs here, so eda's own long-poll answers it.
+    page = {"changes": [], "cursor": "0:", "more": False}
+    server.json_handler("/v1/orders/changes", page, method="GET")
+    server.json_handler("/v1/orders/changes/tail", {"cursor": "0:"}, method="GET")
     asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=10)
     yield server
     asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)

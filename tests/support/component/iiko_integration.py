@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from qrpay.iiko_integration.service import IikoService
 from qrpay.kernel.service import ServiceContext
 from tests.support.mockserver import MockServer, error_response, json_response
 from tests.support.orders import order_body
@@ -52,6 +53,10 @@ def closed_port_url() -> str:
 Started = tuple[ServiceContext, httpx.AsyncClient]
 
 
+# An instance whose feed follower runs: its context, a client, and its service.
+Following = tuple[ServiceContext, httpx.AsyncClient, IikoService]
+
+
 StartService = Callable[..., AbstractAsyncContextManager[Started]]
 
 
@@ -76,6 +81,9 @@ class MockedFeed:
         self.pages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.down = False
         self.held_back = False
+        # One restaurant's part of the feed (the POS's push): its pages, and the reads of it.
+        self.restaurant_pages: dict[str, list[dict[str, Any]]] = {}
+        self.restaurant_reads: list[dict[str, str]] = []
         self.reads = 0
         self._published = 0
         mockserver.json_handler("/v1/orders/changes/tail", {"cursor": tail}, method="GET")
@@ -89,6 +97,8 @@ class MockedFeed:
     async def _changes(self, request: web.Request) -> web.Response:
         if self.down:
             return error_response(503, "database_unavailable")
+        if "client_id" in request.query:
+            return self._restaurant_changes(dict(request.query))
         wait = int(request.query["wait_ms"]) / 1000
         page = {"changes": [], "cursor": request.query["after"], "more": self.held_back}
         if self.held_back:
@@ -99,6 +109,13 @@ class MockedFeed:
                     page = await self.pages.get()
         self.reads += 1
         return json_response(page)
+
+    def _restaurant_changes(self, query: dict[str, str]) -> web.Response:
+        self.restaurant_reads.append(query)
+        pages = self.restaurant_pages.get(query["client_id"])
+        if pages:
+            return json_response(pages.pop(0))
+        return json_response({"changes": [], "cursor": query["after"], "more": False})
 
 
 def status_view(

@@ -24,8 +24,11 @@ def upgrade() -> None:
     )
     # The feed reads in (change_tx, id) order after a cursor.
     op.create_index("ix_orders_change_tx_id", "orders", ["change_tx", "id"])
+    # One restaurant's part of it (the POS's push).
+    op.create_index("ix_orders_client_id_change_tx", "orders", ["client_id", "change_tx", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_orders_client_id_change_tx", table_name="orders")
     op.drop_index("ix_orders_change_tx_id", table_name="orders")
     op.drop_column("orders", "change_tx")
