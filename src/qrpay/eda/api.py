@@ -10,8 +10,10 @@ from starlette.responses import Response
 
 from qrpay.eda.domain import Order
 from qrpay.eda.schemas import (
+    ChangesPage,
     CreateOrderRequest,
     CreateOrderResponse,
+    FeedTail,
     OrdersPage,
     OrderStatus,
     OrderView,
@@ -75,6 +77,35 @@ async def statuses(body: StatusesRequest, service: Orders) -> Response:
     # The hot path: rows go straight to JSON without a model per order.
     rows = await service.statuses(body.order_ids)
     return json_response(200, {"orders": rows})
+
+
+@router.get(
+    "/changes",
+    summary="The change feed: orders' latest statuses after a cursor, in commit-safe order; "
+    "waits up to wait_ms for a change when there is none yet",
+    response_model=ChangesPage,
+    responses=error_responses(400),
+)
+async def changes(
+    service: Orders,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    wait_ms: Annotated[int, Query(ge=0, le=60_000)] = 0,
+    client_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+) -> Response:
+    page = await service.changes(
+        after, limit=limit, wait_seconds=wait_ms / 1000, client_id=client_id
+    )
+    return json_response(200, page)
+
+
+@router.get(
+    "/changes/tail",
+    summary="The cursor after every change committed so far: where a new follower starts",
+    response_model=FeedTail,
+)
+async def changes_tail(service: Orders) -> FeedTail:
+    return FeedTail(cursor=await service.tail())
 
 
 @router.get(

@@ -16,7 +16,12 @@ log = structlog.get_logger("qrpay.eda")
 
 def wire(ctx: ServiceContext) -> Wiring:
     db = Database(ctx.database_url())
-    service = OrderService(db, ctx.clock, EdaMetrics.register(ctx.metrics))
+    service = OrderService(
+        db,
+        ctx.clock,
+        EdaMetrics.register(ctx.metrics),
+        recheck_seconds=lambda: ctx.runtime.config.feed.recheck_ms / 1000,
+    )
 
     async def refresh_gauge() -> None:
         try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from qrpay.eda.schemas import (
+    ChangesPage,
     CreateOrderRequest,
     CreateOrderResponse,
+    FeedTail,
     OrdersPage,
     OrderStatus,
     OrderStatusView,
@@ -72,6 +74,29 @@ class EdaClient(ServiceClient):
         path = "/v1/orders/statuses"
         answer = await self.fetch(StatusesResponse, "POST", path, endpoint="statuses", json=request)
         return answer.orders
+
+    async def changes(
+        self, after: str, *, limit: int, wait_ms: int, client_id: str | None = None
+    ) -> ChangesPage:
+        """The change feed after the cursor ``after`` (``""``: from the first change), only
+        one restaurant's with ``client_id``; eda holds the call up to ``wait_ms`` while
+        there is nothing new."""
+        params = {"after": after, "limit": str(limit), "wait_ms": str(wait_ms)}
+        if client_id is not None:
+            params["client_id"] = client_id
+        return await self.fetch(
+            ChangesPage,
+            "GET",
+            "/v1/orders/changes",
+            endpoint="changes",
+            params=params,
+            deadline_ms=wait_ms + self._dependency().timeout_ms,
+        )
+
+    async def feed_tail(self) -> str:
+        """The cursor after every change committed so far."""
+        answer = await self.fetch(FeedTail, "GET", "/v1/orders/changes/tail", endpoint="tail")
+        return answer.cursor
 
     async def start_payment(self, order_id: str, request: StartPaymentRequest) -> OrderView:
         # Repeating a start with the same payment_id is a no-op in eda.

@@ -13,19 +13,25 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Index,
     Integer,
     String,
     Table,
+    Text,
     UniqueConstraint,
+    cast,
     func,
+    literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Row
 
+from qrpay.eda import feed
 from qrpay.eda.domain import OPEN_STATUSES, Order, ttl_cutoff
 from qrpay.eda.schemas import OrderStatus, PaymentPhase
 from qrpay.kernel.clock import utc, wire_time
@@ -51,10 +57,20 @@ orders = Table(
     Column("payment_phase", String(16), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The transaction of the latest write: the change feed's order (``eda.feed``).
+    Column("change_tx", BigInteger, nullable=False, server_default="0"),
     # One order per POS order: the database, not the code, guarantees it.
     UniqueConstraint("client_id", "internal_order_id", name="uq_orders_client_internal"),
     Index("ix_orders_status_created_at", "status", "created_at"),
+    Index("ix_orders_change_tx_id", "change_tx", "id"),
+    # One restaurant's part of the feed (the POS's push).
+    Index("ix_orders_client_id_change_tx", "client_id", "change_tx", "id"),
 )
+
+# PostgreSQL's own number for the writing transaction, and the horizon below which every
+# transaction has ended (``eda.feed``). xid8 goes through text: it has no cast to bigint.
+_PG_XID = cast(cast(func.pg_current_xact_id(), Text), BigInteger)
+_PG_HORIZON = cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger)
 
 
 def _to_row(order: Order) -> dict[str, Any]:
@@ -99,25 +115,72 @@ def _to_order(row: Row[Any]) -> Order:
 
 # The asyncpg fast path's statements, named from the one declaration of the table above.
 _STATUSES_SQL = fast_select(
-    orders, ("id", "client_id", "status"), f"{orders.c.id.name} = ANY($1::varchar[])"
+    orders,
+    ("id", "client_id", "status", "version"),
+    f"{orders.c.id.name} = ANY($1::varchar[])",
 )
 
 
-async def fetch_statuses(db: Database, order_ids: Sequence[str]) -> list[dict[str, str]]:
+def _status_row(row: Sequence[Any]) -> dict[str, Any]:
+    return {"order_id": row[0], "client_id": row[1], "status": row[2], "version": row[3]}
+
+
+async def fetch_statuses(db: Database, order_ids: Sequence[str]) -> list[dict[str, Any]]:
     """The POS polling path: one indexed query, plain dicts, no model per row."""
     if db.has_fast_reads:
         rows = await db.fetch_fast(_STATUSES_SQL, list(order_ids))
-        return [{"order_id": row[0], "client_id": row[1], "status": row[2]} for row in rows]
+        return [_status_row(row) for row in rows]
     async with db.read() as connection:
         result = await connection.execute(
-            select(orders.c.id, orders.c.client_id, orders.c.status).where(
+            select(orders.c.id, orders.c.client_id, orders.c.status, orders.c.version).where(
                 orders.c.id.in_(order_ids)
             )
         )
-        return [
-            {"order_id": order_id, "client_id": client_id, "status": status}
-            for order_id, client_id, status in result
-        ]
+        return [_status_row(row) for row in result]
+
+
+async def fetch_changes(
+    db: Database, after: feed.Cursor, limit: int, client_id: str | None = None
+) -> tuple[list[dict[str, Any]], feed.Page]:
+    """The feed's rows after ``after`` that may be served now, in feed order (``eda.feed``),
+    only one restaurant's when ``client_id`` is given.
+
+    One statement: the horizon comes from the same snapshot as the rows.
+    """
+    pg = db.dialect == "postgresql"
+    horizon = _PG_HORIZON if pg else literal(feed.NO_HORIZON, BigInteger)
+    statement = (
+        select(
+            orders.c.id,
+            orders.c.client_id,
+            orders.c.status,
+            orders.c.version,
+            orders.c.change_tx,
+            horizon.label("horizon"),
+        )
+        .where(tuple_(orders.c.change_tx, orders.c.id) > tuple_(after.change_tx, after.order_id))
+        .order_by(orders.c.change_tx, orders.c.id)
+        .limit(limit + 1)
+    )
+    if client_id is not None:
+        statement = statement.where(orders.c.client_id == client_id)
+    async with db.read() as connection:
+        rows = (await connection.execute(statement)).all()
+    if not rows:
+        return [], feed.Page(served=0, more=False)
+    page = feed.page([row[4] for row in rows], int(rows[0][5]), limit)
+    return [{**_status_row(row), "change_tx": row[4]} for row in rows[: page.served]], page
+
+
+async def fetch_tail(db: Database) -> feed.Cursor:
+    """The cursor after every change that can be served now."""
+    async with db.read() as connection:
+        if db.dialect == "postgresql":
+            horizon = (await connection.execute(select(_PG_HORIZON))).scalar_one()
+        else:
+            newest = select(func.coalesce(func.max(orders.c.change_tx), 0))
+            horizon = (await connection.execute(newest)).scalar_one() + 1
+    return feed.tail(int(horizon))
 
 
 _ORDER_SQL = fast_select(
@@ -196,7 +259,17 @@ def order_wire(order: Order) -> dict[str, Any]:
 class OrderRepository(Repository):
     async def insert_if_absent(self, order: Order) -> bool:
         """Insert unless (client_id, internal_order_id) exists; True when this call inserted."""
-        return await self.insert_new(orders, _to_row(order), "client_id", "internal_order_id")
+        values = {**_to_row(order), "change_tx": await self._change_tx()}
+        return await self.insert_new(orders, values, "client_id", "internal_order_id")
+
+    async def _change_tx(self) -> Any:
+        """This transaction's number for ``change_tx``: every status write stamps it."""
+        if self.session.dialect.name == "postgresql":
+            return _PG_XID
+        # SQLite: write transactions hold the database lock from BEGIN IMMEDIATE to COMMIT,
+        # so the numbers taken here commit in the order they are taken.
+        newest = select(func.coalesce(func.max(orders.c.change_tx), 0))
+        return (await self.session.execute(newest)).scalar_one() + 1
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
         statement = select(orders).where(orders.c.id == order_id)
@@ -222,6 +295,7 @@ class OrderRepository(Repository):
         values = _to_row(after)
         for key in ("id", "client_id", "internal_order_id", "created_at"):
             del values[key]
+        values["change_tx"] = await self._change_tx()
         return await self.changed_one(
             update(orders)
             .where(orders.c.id == before.id, orders.c.version == before.version)
@@ -246,6 +320,7 @@ class OrderRepository(Repository):
                 payment_id=None,
                 version=orders.c.version + 1,
                 updated_at=now,
+                change_tx=await self._change_tx(),
             )
         )
         return int(result.rowcount)

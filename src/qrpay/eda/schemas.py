@@ -33,6 +33,7 @@ class EdaCode(StrEnum):
     # The payment's clear and its rollback exclude each other (``PaymentPhase``).
     PAYMENT_CLEARING = "payment_clearing"
     PAYMENT_ROLLING_BACK = "payment_rolling_back"
+    BAD_CURSOR = "bad_cursor"
 
 
 class OrderStatus(StrEnum):
@@ -97,6 +98,9 @@ class OrderStatusView(WireModel):
     order_id: str
     client_id: str
     status: OrderStatus
+    # The order's own version, bumped by every write: of two views of one order the higher
+    # is the newer (absent from an eda older than the change feed).
+    version: int | None = None
 
 
 class StatusesResponse(WireModel):
@@ -115,3 +119,25 @@ class StartPaymentRequest(WireModel):
 
 class PaymentRef(WireModel):
     payment_id: PaymentId
+
+
+class OrderChange(OrderStatusView):
+    """An order's status as of its latest change, in the change feed."""
+
+    # The transaction that wrote it: the feed's order (``eda.feed``).
+    change_tx: int
+
+
+class ChangesPage(WireModel):
+    # In feed order; each order at most once, as of its latest change.
+    changes: list[OrderChange]
+    # Where to resume: the last change served, or the request's own cursor if none.
+    cursor: str
+    # More changes are committed already (past ``limit``, or waiting for an older
+    # transaction to end): ask again now instead of waiting.
+    more: bool
+
+
+class FeedTail(WireModel):
+    # After every change committed so far: a new follower starts here.
+    cursor: str

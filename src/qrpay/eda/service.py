@@ -7,20 +7,29 @@ calls can never both win; the loser re-reads and decides again.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
+from qrpay.eda import feed
 from qrpay.eda.domain import Order
 from qrpay.eda.metrics import EdaMetrics
-from qrpay.eda.repository import OrderRepository, fetch_order_view, fetch_statuses
+from qrpay.eda.repository import (
+    OrderRepository,
+    fetch_changes,
+    fetch_order_view,
+    fetch_statuses,
+    fetch_tail,
+)
 from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus, PaymentPhase
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, NotFound
 from qrpay.kernel.money import parse_amount
 from qrpay.kernel.schemas import Bill
+from qrpay.kernel.wakeup import Wakeups
 
 # Losing an optimistic write means someone else changed the order; after a
 # re-read the decision is almost always final, so a few tries are plenty.
@@ -36,10 +45,21 @@ def _busy() -> Conflict:
 
 
 class OrderService:
-    def __init__(self, db: Database, clock: Clock, metrics: EdaMetrics) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        metrics: EdaMetrics,
+        *,
+        recheck_seconds: Callable[[], float] = lambda: 0.05,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.metrics = metrics
+        # Wakes the feed's long-polls when this process committed a status write; they also
+        # look every recheck_seconds, for other instances' writes and a horizon held back.
+        self.changed = Wakeups()
+        self._recheck_seconds = recheck_seconds
 
     async def create(
         self, client_id: str, internal_order_id: str, bill: Bill
@@ -68,6 +88,7 @@ class OrderService:
                         return existing, outcome
                     if not await repo.save(existing, changed):
                         continue
+            self.changed.fire()
             if inserted:
                 self.metrics.created.inc()
                 return fresh, CreateOutcome.CREATED
@@ -148,6 +169,7 @@ class OrderService:
                 saved = await repo.save(order, changed)
             # Counted only once the transaction has committed.
             if saved:
+                self.changed.fire()
                 if changed.status == OrderStatus.PAYED:
                     self.metrics.paid.inc()
                 return changed
@@ -157,8 +179,40 @@ class OrderService:
         async with self.db.write() as session:
             closed = await OrderRepository(session).cancel_expired(self.clock.now(), ttl_seconds)
         if closed:
+            self.changed.fire()
             self.metrics.canceled_by_ttl.inc(closed)
         return closed
+
+    async def changes(
+        self,
+        after: str | None,
+        *,
+        limit: int,
+        wait_seconds: float,
+        client_id: str | None = None,
+    ) -> dict[str, Any]:
+        """The feed after the cursor ``after`` (one restaurant's, with ``client_id``); with
+        nothing to serve yet, waits up to ``wait_seconds`` for a change (a long-poll) and
+        answers an empty page after that.
+
+        The wait is the event loop's, not the service clock's: a frozen clock in a test
+        must not hold a request forever.
+        """
+        cursor = feed.parse_cursor(after)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + wait_seconds
+        while True:
+            ticket = self.changed.ticket()
+            rows, page = await fetch_changes(self.db, cursor, limit, client_id)
+            left = give_up - loop.time()
+            if rows or left <= 0:
+                break
+            await self.changed.wait(ticket, min(left, self._recheck_seconds()))
+        last = feed.Cursor(rows[-1]["change_tx"], rows[-1]["order_id"]) if rows else cursor
+        return {"changes": rows, "cursor": last.text(), "more": page.more}
+
+    async def tail(self) -> str:
+        return (await fetch_tail(self.db)).text()
 
     async def count_open(self) -> int:
         async with self.db.read() as session:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Security
 from fastapi.security import APIKeyHeader
 from starlette.responses import Response
 
+from qrpay.eda.schemas import ClientId
 from qrpay.iiko_integration.domain import MAX_APP_PARAM_LENGTH
 from qrpay.iiko_integration.schemas import (
     AvailabilityResponse,
@@ -15,6 +16,7 @@ from qrpay.iiko_integration.schemas import (
     CreateOrderResponse,
     ListOrdersRequest,
     ListOrdersResponse,
+    PosChangesResponse,
     RestaurantsResponse,
 )
 from qrpay.iiko_integration.service import IikoService
@@ -67,6 +69,26 @@ async def list_orders(allowed: PosCaller, body: ListOrdersRequest, service: Iiko
     return json_response(
         200, {"orders": [{"id": order_id, "status": status} for order_id, status in statuses]}
     )
+
+
+@router.get(
+    "/orders/changes",
+    tags=["pos"],
+    summary="Push by long-poll: the restaurant's orders whose status changed after the cursor, "
+    "waiting up to wait_ms for one; resume with the answer's cursor",
+    response_model=PosChangesResponse,
+    responses=error_responses(400, 401, 403, 503),
+)
+async def order_changes(
+    allowed: PosCaller,
+    service: Iiko,
+    client_id: Annotated[ClientId, Query()],
+    after: Annotated[str | None, Query(max_length=200)] = None,
+    wait_ms: Annotated[int, Query(ge=0, le=30_000)] = 25_000,
+) -> Response:
+    statuses, cursor = await service.pos_changes(allowed, client_id, after, wait_ms)
+    orders = [{"id": order_id, "status": status} for order_id, status in statuses]
+    return json_response(200, {"orders": orders, "cursor": cursor})
 
 
 @router.get(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from qrpay.eda.client import EdaClient
 from qrpay.iiko_integration.api import router
 from qrpay.iiko_integration.service import IikoService
-from qrpay.kernel.service import ServiceApp, ServiceContext, Wiring
+from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
 
 
 def wire(ctx: ServiceContext) -> Wiring:
@@ -19,8 +19,11 @@ def wire(ctx: ServiceContext) -> Wiring:
             "Orders created from a POS pre-check, with a QR code to print",
             ("client_id",),
         ),
+        clock=ctx.clock,
     )
-    return Wiring(services=[service])
+    # Every instance follows eda's feed on its own: instances share nothing.
+    follower = Job("iiko-feed-follower", service.follower.run)
+    return Wiring(services=[service], jobs=[follower] if ctx.run_background_jobs else [])
 
 
 SERVICE = ServiceApp(

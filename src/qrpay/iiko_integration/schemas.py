@@ -67,6 +67,14 @@ class ListOrdersResponse(WireModel):
     orders: list[OrderStatusItem]
 
 
+class PosChangesResponse(WireModel):
+    # The restaurant's orders that changed after the request's cursor, each as of its
+    # latest change, in the order they changed; empty when none did within wait_ms.
+    orders: list[OrderStatusItem]
+    # Where the next request resumes (after a disconnect too, on any instance).
+    cursor: str
+
+
 class AvailabilityResponse(WireModel):
     is_available: bool
 

@@ -11,6 +11,8 @@ from qrpay.eda.client import EdaClient
 from qrpay.iiko_integration import domain
 from qrpay.iiko_integration.auth import ApiKeyAuth, authorize
 from qrpay.iiko_integration.batching import StatusBatcher
+from qrpay.iiko_integration.follower import FeedFollower
+from qrpay.iiko_integration.memory import StatusMemory
 from qrpay.iiko_integration.rollout import Rollout
 from qrpay.iiko_integration.schemas import (
     BillLine,
@@ -20,8 +22,13 @@ from qrpay.iiko_integration.schemas import (
     ListOrdersRequest,
     RestaurantItem,
 )
+from qrpay.kernel.clock import Clock, SystemClock
 from qrpay.kernel.errors import DependencyUnavailable
 from qrpay.kernel.reloading import RuntimeConfig
+from qrpay.kernel.wakeup import Wakeups
+
+# Changes per answer of the POS long-poll; more are fetched with its cursor at once.
+PUSH_PAGE = 100
 
 
 class IikoService:
@@ -32,12 +39,19 @@ class IikoService:
         eda_client: EdaClient,
         orders_created: Counter,
         rollout: Rollout | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._runtime = runtime
         self._eda = eda_client
         self._orders_created = orders_created
         self._rollout = rollout or Rollout()
         self._statuses = StatusBatcher(self._fetch_statuses)
+        self._clock = clock or SystemClock()
+        self.memory = StatusMemory(runtime.config.feed.max_orders)
+        # Fresh only while its job runs (``app.wire``); until then every poll reads eda.
+        self.follower = FeedFollower(
+            eda_client, self.memory, self._clock, lambda: runtime.config.feed
+        )
         self.auth = ApiKeyAuth(lambda: runtime.secdist)
 
     def authenticate(self, api_key: str | None) -> frozenset[str]:
@@ -88,18 +102,62 @@ class IikoService:
         self, allowed: frozenset[str], request: ListOrdersRequest
     ) -> list[tuple[str, domain.PosStatus]]:
         authorize(allowed, request.client_id)
+        now = self._clock.monotonic()
+        # Memory answers only while the feed is within max_lag_ms of eda; past that every
+        # id is read from eda, so no answer is older than the bound.
+        known = self.memory.answers(request.orders, now) if self.follower.is_fresh() else {}
+        unknown = [order_id for order_id in dict.fromkeys(request.orders) if order_id not in known]
+        if unknown:
+            found = await self._read_statuses(unknown)
+            until = now + self._runtime.config.feed.not_found_ttl_ms / 1000
+            self.memory.learn_read(unknown, found.values(), until)
+            for order_id in unknown:
+                # Memory may hold a newer view than this read (the feed got there first).
+                known[order_id] = self.memory.view(order_id) or found.get(order_id)
+        by_id = {order_id: view for order_id, view in known.items() if view is not None}
+        return domain.pos_statuses(request.orders, by_id, request.client_id)
+
+    async def pos_changes(
+        self, allowed: frozenset[str], client_id: str, after: str | None, wait_ms: int
+    ) -> tuple[list[tuple[str, domain.PosStatus]], str]:
+        """The restaurant's orders changed after the cursor ``after`` (absent: from now on),
+        waiting up to ``wait_ms`` for one; and the cursor to resume from.
+
+        While the follower is current, a waiting request costs eda nothing: it waits for the
+        follower to see a change of its restaurant and then reads eda once. Otherwise eda's
+        own long-poll waits.
+        """
+        authorize(allowed, client_id)
+        cursor = after if after is not None else await self._eda.feed_tail()
+        ticket = self.follower.restaurants_changed.ticket(client_id)
+        page = await self._eda.changes(cursor, limit=PUSH_PAGE, wait_ms=0, client_id=client_id)
+        if not page.changes and not page.more and wait_ms > 0:
+            if self.follower.is_fresh():
+                if await Wakeups.wait(ticket, wait_ms / 1000):
+                    page = await self._eda.changes(
+                        cursor, limit=PUSH_PAGE, wait_ms=0, client_id=client_id
+                    )
+            else:
+                page = await self._eda.changes(
+                    cursor, limit=PUSH_PAGE, wait_ms=wait_ms, client_id=client_id
+                )
+        for change in page.changes:
+            self.memory.learn(change)
+        statuses = [(c.order_id, domain.pos_status(c, client_id)) for c in page.changes]
+        return statuses, page.cursor
+
+    async def _read_statuses(self, order_ids: list[str]) -> dict[str, eda.OrderStatusView]:
         deadline_ms = self._runtime.config.orders.status_deadline_ms
         try:
             # Each poll waiting for eda holds one of eda's bulkhead slots, so a slow eda
             # fills that share of the instance and no more; the rest are refused at once.
             with self._eda.reserve("statuses"):
                 # Concurrent polls share eda calls; the answer is spread back over each request.
-                found = await self._statuses.statuses(request.orders, timeout=deadline_ms / 1000)
+                return await self._statuses.statuses(order_ids, timeout=deadline_ms / 1000)
         except TimeoutError:
             raise DependencyUnavailable(
                 f"eda did not answer in {deadline_ms} ms", code="eda_unavailable"
             ) from None
-        return domain.pos_statuses(request.orders, found, request.client_id)
 
     async def _fetch_statuses(self, order_ids: list[str]) -> list[eda.OrderStatusView]:
         # One call for many waiting polls: they hold the bulkhead slots, it takes none.

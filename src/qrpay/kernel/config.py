@@ -107,6 +107,28 @@ class OrdersConfig(Strict):
     status_deadline_ms: int = Field(default=1000, ge=10, le=60_000)
 
 
+class FeedConfig(Strict):
+    """eda's change feed and iiko-integration's follower of it (the statuses in memory)."""
+
+    # A follower whose last complete read of the feed started longer ago than this reads
+    # the statuses from eda instead: no poll is answered from older data.
+    max_lag_ms: int = Field(default=1000, ge=10, le=600_000)
+    # How long the follower's long-poll waits in eda for a change; under max_lag_ms, so an
+    # idle feed still proves the follower current.
+    wait_ms: int = Field(default=400, ge=0, le=60_000)
+    page_size: int = Field(default=500, ge=1, le=5000)
+    # While a long-poll waits, eda looks at the table this often for writes of other eda
+    # instances and for a horizon an older transaction held back (its own writes wake it).
+    recheck_ms: int = Field(default=50, ge=1, le=10_000)
+    # Orders kept in memory per iiko-integration instance; the least recently changed or
+    # asked for are dropped first (and read from eda again when asked for).
+    max_orders: int = Field(default=200_000, ge=1, le=10_000_000)
+    # An id eda did not know is answered NOT_FOUND from memory for this long.
+    not_found_ttl_ms: int = Field(default=2000, ge=0, le=600_000)
+    # Between tries of a follower whose feed reads fail.
+    retry_ms: int = Field(default=500, ge=1, le=60_000)
+
+
 class DeeplinkConfig(Strict):
     base: str = "https://yandex-go.ru/go-pay/orders"
 
@@ -199,6 +221,7 @@ class Experiments(Strict):
 class QrpayConfig(Strict):
     restaurants: tuple[Restaurant, ...] = ()
     orders: OrdersConfig = OrdersConfig()
+    feed: FeedConfig = FeedConfig()
     deeplink: DeeplinkConfig = DeeplinkConfig()
     bill_text_templates: dict[str, str] = Field(
         default_factory=lambda: {

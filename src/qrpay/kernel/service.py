@@ -193,16 +193,32 @@ async def running(ctx: ServiceContext, wiring: Wiring) -> AsyncIterator[None]:
                 log.warning("close_failed", service=ctx.name, error=repr(exc))
 
 
-async def every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
-    """Run ``job`` every ``seconds`` until cancelled; a failure is logged, not fatal."""
+Seconds = float | Callable[[], float]
+
+
+async def every(
+    seconds: Seconds,
+    job: Callable[[], Awaitable[object]],
+    name: str,
+    *,
+    after_failure: Seconds | None = None,
+) -> None:
+    """Run ``job`` every ``seconds`` until cancelled; a failure is logged, not fatal.
+
+    ``seconds`` may be a function, read every round (a config reload changes it); a
+    failed round is followed by ``after_failure`` seconds instead, when given (a job that
+    waits by itself, like a long-poll, runs again at once but not in a hot loop on errors).
+    """
     while True:
+        pause = seconds
         try:
             await job()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("background_job_failed", job=name, error=repr(exc))
-        await asyncio.sleep(seconds)
+            pause = seconds if after_failure is None else after_failure
+        await asyncio.sleep(pause() if callable(pause) else pause)
 
 
 def service_of(app: FastAPI, kind: type[T]) -> T:

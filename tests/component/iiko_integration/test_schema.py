@@ -34,6 +34,10 @@ def fake_eda() -> Iterator[MockServer]:
     server = MockServer()
     server.handler("/v1/orders")(_create)
     server.json_handler("/v1/orders/statuses", {"orders": []})
+    # The POS long-poll: no follower runs here, so eda's own long-poll answers it.
+    page = {"changes": [], "cursor": "0:", "more": False}
+    server.json_handler("/v1/orders/changes", page, method="GET")
+    server.json_handler("/v1/orders/changes/tail", {"cursor": "0:"}, method="GET")
     with background_loop() as background:
         background.run(server.start())
         yield server

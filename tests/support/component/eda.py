@@ -32,3 +32,16 @@ async def start(
         f"/v1/orders/{order_id}/payment/start",
         json={"payment_id": payment_id, "amount": amount, "currency": "RUB"},
     )
+
+
+async def changes(client: httpx.AsyncClient, after: str = "", **params: Any) -> dict[str, Any]:
+    """A page of eda's change feed after the cursor ``after``."""
+    response = await client.get("/v1/orders/changes", params={"after": after, **params})
+    assert response.status_code == 200, response.text
+    page: dict[str, Any] = response.json()
+    return page
+
+
+def statuses(page: dict[str, Any]) -> list[tuple[str, str]]:
+    """(order id, status) of each change of a feed page."""
+    return [(c["order_id"], c["status"]) for c in page["changes"]]

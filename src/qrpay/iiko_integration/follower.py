@@ -1,0 +1,71 @@
+"""Following eda's change feed into the instance's memory of statuses.
+
+A new follower starts at the feed's tail with an empty memory: what it does not
+know it reads from eda when asked. From then on every change eda commits comes
+through the feed, so what memory holds is current up to the follower's lag.
+
+The lag is measured from the start of the last read that left nothing behind
+(``more`` false): eda answered it from a snapshot taken after that moment, so
+every change committed before it is in memory. A long-poll answers within
+``wait_ms`` even when nothing changes, so an idle feed keeps proving the
+follower current; a feed that is slow, failing, or held back by an old
+transaction in eda's database lets the lag grow past ``max_lag_ms``, and then
+polls are answered by reading eda directly (``is_fresh``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qrpay.eda.client import EdaClient
+from qrpay.iiko_integration.memory import StatusMemory
+from qrpay.kernel.clock import Clock
+from qrpay.kernel.config import FeedConfig
+from qrpay.kernel.service import every
+from qrpay.kernel.wakeup import Wakeups
+
+
+class FeedFollower:
+    def __init__(
+        self,
+        eda: EdaClient,
+        memory: StatusMemory,
+        clock: Clock,
+        config: Callable[[], FeedConfig],
+    ) -> None:
+        self._eda = eda
+        self._memory = memory
+        self._clock = clock
+        self._config = config
+        self.cursor: str | None = None
+        # The clock's monotonic time of the start of the last read that left nothing behind.
+        self.current_as_of: float | None = None
+        # The POS long-polls waiting here, by restaurant (``IikoService.pos_changes``).
+        self.restaurants_changed = Wakeups()
+
+    def is_fresh(self) -> bool:
+        if self.current_as_of is None:
+            return False
+        return self._clock.monotonic() - self.current_as_of <= self._config().max_lag_ms / 1000
+
+    async def step(self) -> None:
+        """One read of the feed, applied to memory."""
+        config = self._config()
+        if self.cursor is None:
+            self.cursor = await self._eda.feed_tail()
+        started = self._clock.monotonic()
+        page = await self._eda.changes(self.cursor, limit=config.page_size, wait_ms=config.wait_ms)
+        for change in page.changes:
+            self._memory.learn(change)
+        self.cursor = page.cursor
+        self.restaurants_changed.fire({change.client_id for change in page.changes})
+        if not page.more:
+            self.current_as_of = started
+
+    async def run(self) -> None:
+        # A failed read keeps the cursor: nothing is skipped when the feed comes back, and
+        # polls are answered from eda directly meanwhile.
+        await every(0, self.step, "iiko-feed-follower", after_failure=self._retry_seconds)
+
+    def _retry_seconds(self) -> float:
+        return self._config().retry_ms / 1000

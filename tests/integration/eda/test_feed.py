@@ -1,0 +1,72 @@
+"""The change feed on real PostgreSQL: a write that commits after a later one is not missed,
+and a follower resumes from its cursor across a restart of eda."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from qrpay.eda.repository import OrderRepository
+from qrpay.kernel.clock import FrozenClock
+from qrpay.kernel.db import Database
+from tests.support.component.eda import changes, create, statuses
+from tests.support.services import dev_secdist, make_context, running_service
+
+pytestmark = pytest.mark.postgres
+
+
+async def test_a_write_committed_after_a_later_one_is_not_missed(
+    instances: list[httpx.AsyncClient], migrated_pg_url: str, frozen_clock: FrozenClock
+) -> None:
+    eda = instances[0]
+    a = (await create(eda, "a"))["order"]["order_id"]
+    b = (await create(eda, "b"))["order"]["order_id"]
+    cursor = (await changes(eda, ""))["cursor"]
+
+    db = Database(migrated_pg_url)
+    try:
+        async with db.write() as early:
+            # The early transaction writes first (its xid is the smaller one) ...
+            repo = OrderRepository(early)
+            order = await repo.get(a, for_update=True)
+            assert order is not None
+            now = frozen_clock.now()
+            assert await repo.save(
+                order, order.start_payment("pay-a", order.bill.total, "RUB", now)
+            )
+            # ... while a later one writes and commits through the other instance.
+            paid = await instances[1].post(
+                f"/v1/orders/{b}/payment/start",
+                json={"payment_id": "pay-b", "amount": "100", "currency": "RUB"},
+            )
+            assert paid.status_code == 200, paid.text
+            # The later change is committed but not served: the early one may still commit
+            # below it, and a follower past it would never see that.
+            held = await changes(eda, cursor)
+            assert held == {"changes": [], "cursor": cursor, "more": True}
+        page = await changes(eda, cursor)
+    finally:
+        await db.dispose()
+    assert statuses(page) == [(a, "PAYMENT_IN_PROGRESS"), (b, "PAYMENT_IN_PROGRESS")]
+    assert page["more"] is False
+
+
+async def test_a_follower_resumes_from_its_cursor_after_eda_restarts(
+    migrated_pg_url: str, tmp_path: Path, frozen_clock: FrozenClock
+) -> None:
+    def eda_context(name: str) -> Any:
+        secdist = dev_secdist(databases={"eda": migrated_pg_url})
+        return make_context("eda", tmp_path / name, secdist=secdist, clock=frozen_clock)
+
+    async with running_service(eda_context("first")) as (_app, eda):
+        before = (await create(eda, "before"))["order"]["order_id"]
+        first = await changes(eda, "")
+        assert statuses(first) == [(before, "WAITING")]
+        during = (await create(eda, "during"))["order"]["order_id"]
+    async with running_service(eda_context("second")) as (_app, eda):
+        after = (await create(eda, "after"))["order"]["order_id"]
+        resumed = await changes(eda, first["cursor"])
+    assert statuses(resumed) == [(during, "WAITING"), (after, "WAITING")]
