@@ -71,13 +71,22 @@ def sign_session(secret: str, session: Session) -> str:
     return f"{payload}.{_signature(secret, payload)}"
 
 
-def verify_session(secret: str, token: str | None, now: datetime) -> Session | None:
-    """The session in a cookie, or None when it is missing, malformed, forged or expired."""
+def verify_session(
+    secrets: list[str] | tuple[str, ...], token: str | None, now: datetime
+) -> Session | None:
+    """The session in a cookie, or None when it is missing, malformed, forged or expired.
+
+    Any of ``secrets`` may have signed it: during a rotation the new secret signs and the
+    old one still verifies the cookies it signed.
+    """
     if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
         return None
     payload, signature = token.split(".")
     # Constant time: the comparison says nothing about how much of a forgery matched.
-    if not hmac.compare_digest(_signature(secret, payload).encode(), signature.encode()):
+    if not any(
+        hmac.compare_digest(_signature(secret, payload).encode(), signature.encode())
+        for secret in secrets
+    ):
         return None
     try:
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()

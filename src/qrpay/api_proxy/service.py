@@ -50,13 +50,9 @@ class ApiProxyService:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    def _secret(self) -> str:
-        secret = self._runtime.secdist.session_secret
-        if secret is None:
-            raise DependencyUnavailable(
-                "sign-in is off: secdist has no session_secret", code="sessions_not_configured"
-            )
-        return secret.get_secret_value()
+    def _secrets(self) -> list[str]:
+        """The session secrets, the signing one first; empty when secdist has none."""
+        return [s.get_secret_value() for s in self._runtime.secdist.session_secrets or ()]
 
     def demo_users(self) -> list[DemoUser]:
         demo = self._runtime.config.demo
@@ -71,15 +67,17 @@ class ApiProxyService:
             raise InvalidInput(f"{user_id[:64]!r} is not a demo user", code="unknown_user")
         # A fresh phone id per sign-in, as a new device would have.
         session = new_session(user_id, f"phone-{secrets.token_hex(8)}", self._clock.now())
-        return session, sign_session(self._secret(), session)
+        secrets_ = self._secrets()
+        if not secrets_:
+            raise DependencyUnavailable(
+                "sign-in is off: secdist has no session_secrets", code="sessions_not_configured"
+            )
+        return session, sign_session(secrets_[0], session)
 
     def session(self, token: str | None) -> Session | None:
         if not token:
             return None
-        secret = self._runtime.secdist.session_secret
-        if secret is None:
-            return None
-        return verify_session(secret.get_secret_value(), token, self._clock.now())
+        return verify_session(self._secrets(), token, self._clock.now())
 
     # --- payments-eda -----------------------------------------------------------------------
 

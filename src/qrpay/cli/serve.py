@@ -11,7 +11,7 @@ from types import FrameType
 import uvicorn
 
 from qrpay.cli.common import describe, migrated, say_error, settings_with
-from qrpay.kernel.config import DEFAULT_PORTS, load_yaml, parse_secdist
+from qrpay.kernel.config import DEFAULT_PORTS, load_secdist
 from qrpay.kernel.logging import configure_logging
 from qrpay.runner.context import has_database, import_service_module, known_services
 from qrpay.runner.embedded import EmbeddedError, bind_socket
@@ -41,7 +41,7 @@ def run_serve(*, name: str, host: str | None, port: int | None, workers: int, mi
     configure_logging(settings.log_level, settings.log_format)
     try:
         import_service_module(name)
-        secdist = parse_secdist(load_yaml(settings.secdist))
+        secdist = load_secdist(settings.secdist)
     except Exception as exc:
         say_error(f"cannot start {name}: {describe(exc)}")
         return 2

@@ -11,7 +11,7 @@ import uvloop
 from rich.console import Console
 
 from qrpay.cli.common import describe, migrated, relative, say_error, settings_with
-from qrpay.kernel.config import load_yaml, parse_config, parse_secdist
+from qrpay.kernel.config import load_secdist, load_yaml, parse_config
 from qrpay.kernel.logging import configure_logging
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.service import ServiceContext
@@ -177,7 +177,7 @@ def print_next_steps(
         else f"qrpay-tools pos-sim --url {iiko_url}"
     )
     try:
-        keys = parse_secdist(load_yaml(settings.secdist)).api_keys
+        keys = load_secdist(settings.secdist).api_keys
         key_names = ", ".join(f"{key.name} ({', '.join(sorted(key.client_ids))})" for key in keys)
     except Exception:
         key_names = "see the secdist file"

@@ -7,20 +7,22 @@ import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import structlog
 
-from qrpay.kernel.config import QrpayConfig, Secdist, load_yaml, parse_config, parse_secdist
+from qrpay.kernel.config import QrpayConfig, Secdist, load_config, load_secdist
 
 T = TypeVar("T")
 log = structlog.get_logger("qrpay.config")
 
 
 class WatchedFile(Generic[T]):
-    def __init__(self, path: Path, parse: Callable[[Any], T], *, kind: str) -> None:
+    def __init__(self, path: Path, load: Callable[[Path], T], *, kind: str) -> None:
         self.path = path
-        self._parse = parse
+        # Reads and validates the file; its errors may be logged, so a secdist's never
+        # quote a value (kernel.config.load_secdist).
+        self._load = load
         self._kind = kind
         self._stamp: tuple[int, int] | None = None
         self.current: T = self._load_first()
@@ -33,7 +35,7 @@ class WatchedFile(Generic[T]):
     def _load_first(self) -> T:
         # At start-up a bad file is fatal: there is no last good one to keep.
         self._stamp = self._read_stamp()
-        return self._parse(load_yaml(self.path))
+        return self._load(self.path)
 
     def reload_if_changed(self) -> bool:
         """Re-read the file if it changed; return True when a new version was taken."""
@@ -46,7 +48,7 @@ class WatchedFile(Generic[T]):
             return False
         self._stamp = stamp
         try:
-            value = self._parse(load_yaml(self.path))
+            value = self._load(self.path)
         except Exception as exc:
             self.rejections += 1
             log.error(
@@ -74,8 +76,8 @@ class RuntimeConfig:
     @classmethod
     def from_files(cls, config_path: Path, secdist_path: Path) -> RuntimeConfig:
         return cls(
-            WatchedFile(config_path, parse_config, kind="config"),
-            WatchedFile(secdist_path, parse_secdist, kind="secdist"),
+            WatchedFile(config_path, load_config, kind="config"),
+            WatchedFile(secdist_path, load_secdist, kind="secdist"),
         )
 
     @classmethod

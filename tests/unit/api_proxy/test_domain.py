@@ -28,19 +28,19 @@ def token_for(user: str = "demo-user", phone: str = "phone-1") -> str:
 
 
 def test_a_signed_session_verifies() -> None:
-    session = verify_session(SECRET, token_for(), NOW)
+    session = verify_session([SECRET], token_for(), NOW)
     assert session == Session("demo-user", "phone-1", int((NOW + SESSION_TTL).timestamp()))
 
 
 def test_the_session_lasts_about_a_week() -> None:
     token = token_for()
-    assert verify_session(SECRET, token, NOW + timedelta(days=7) - timedelta(seconds=1))
-    assert verify_session(SECRET, token, NOW + timedelta(days=7)) is None
-    assert verify_session(SECRET, token, NOW + timedelta(days=30)) is None
+    assert verify_session([SECRET], token, NOW + timedelta(days=7) - timedelta(seconds=1))
+    assert verify_session([SECRET], token, NOW + timedelta(days=7)) is None
+    assert verify_session([SECRET], token, NOW + timedelta(days=30)) is None
 
 
 def test_another_secret_does_not_verify() -> None:
-    assert verify_session("another-secret", token_for(), NOW) is None
+    assert verify_session(["another-secret"], token_for(), NOW) is None
 
 
 def _swap_payload(token: str, raw: str) -> str:
@@ -51,14 +51,14 @@ def _swap_payload(token: str, raw: str) -> str:
 def test_a_changed_user_breaks_the_signature() -> None:
     token = token_for()
     expires = int((NOW + SESSION_TTL).timestamp())
-    assert verify_session(SECRET, _swap_payload(token, f"admin|phone-1|{expires}"), NOW) is None
+    assert verify_session([SECRET], _swap_payload(token, f"admin|phone-1|{expires}"), NOW) is None
 
 
 def test_a_longer_expiry_breaks_the_signature() -> None:
     token = token_for()
     later = int((NOW + timedelta(days=365)).timestamp())
     forged = _swap_payload(token, f"demo-user|phone-1|{later}")
-    assert verify_session(SECRET, forged, NOW + timedelta(days=8)) is None
+    assert verify_session([SECRET], forged, NOW + timedelta(days=8)) is None
 
 
 @pytest.mark.parametrize(
@@ -74,14 +74,14 @@ def test_a_longer_expiry_breaks_the_signature() -> None:
     ],
 )
 def test_malformed_tokens_are_no_session(token: str | None) -> None:
-    assert verify_session(SECRET, token, NOW) is None
+    assert verify_session([SECRET], token, NOW) is None
 
 
 def test_a_flipped_signature_character_is_refused() -> None:
     token = token_for()
     last = token[-1]
     flipped = token[:-1] + ("0" if last != "0" else "1")
-    assert verify_session(SECRET, flipped, NOW) is None
+    assert verify_session([SECRET], flipped, NOW) is None
 
 
 def test_a_well_signed_payload_with_bad_fields_is_refused() -> None:
@@ -90,7 +90,7 @@ def test_a_well_signed_payload_with_bad_fields_is_refused() -> None:
 
     for raw in ("demo-user|phone-1", "demo user|phone-1|9999999999", "a|b|soon"):
         payload = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-        assert verify_session(SECRET, f"{payload}.{_signature(SECRET, payload)}", NOW) is None
+        assert verify_session([SECRET], f"{payload}.{_signature(SECRET, payload)}", NOW) is None
 
 
 @pytest.mark.parametrize("user", ["", "a|b", "with space", "x" * 129, "кириллица"])
