@@ -33,6 +33,14 @@ def production_secdist(path: Path, **overrides: Any) -> Path:
     return path
 
 
+def production_config(path: Path) -> Path:
+    """The development config with its development sign-in switched off."""
+    data = yaml.safe_load((REPO_DEV_CONFIG / "config.yaml").read_text())
+    data["sessions"]["development_sign_in"] = False
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path
+
+
 def bad_secdist() -> dict[str, Any]:
     """A rejected secdist that holds a good signing key, a database URL and a bad API key."""
     data = dev_secdist_data()

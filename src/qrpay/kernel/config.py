@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -184,6 +185,17 @@ class DemoConfig(Strict):
     cards: tuple[DemoCard, ...] = ()
 
 
+class SessionsConfig(Strict):
+    """api-proxy's session cookies."""
+
+    # The demo users' sign-in page (/login); kernel.production refuses it in production.
+    development_sign_in: bool = False
+    ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=90 * 24 * 3600)
+    # Revocation: a user's sessions issued before this moment are refused (a stolen
+    # cookie, a lost phone). Every session at once: rotate the session secret instead.
+    revoked_before: dict[str, AwareDatetime] = Field(default_factory=dict)
+
+
 class HttpConfig(Strict):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Requests one instance runs at once; more are answered 503 overloaded at once.
@@ -222,6 +234,7 @@ class QrpayConfig(Strict):
     transactions: TransactionsConfig = TransactionsConfig()
     cashback_service: CashbackServiceConfig = CashbackServiceConfig()
     demo: DemoConfig = DemoConfig()
+    sessions: SessionsConfig = SessionsConfig()
     http: HttpConfig = HttpConfig()
     experiments: Experiments = Experiments()
     services: dict[str, DependencyConfig] = Field(default_factory=_default_dependencies)

@@ -12,6 +12,8 @@ from typing import Generic, TypeVar
 import structlog
 
 from qrpay.kernel.config import QrpayConfig, Secdist, load_config, load_secdist
+from qrpay.kernel.production import check_config, check_secdist
+from qrpay.kernel.settings import Settings
 
 T = TypeVar("T")
 log = structlog.get_logger("qrpay.config")
@@ -79,6 +81,23 @@ class RuntimeConfig:
             WatchedFile(config_path, load_config, kind="config"),
             WatchedFile(secdist_path, load_secdist, kind="secdist"),
         )
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RuntimeConfig:
+        """The files ``settings`` name, refused (at start and on reload) when the environment
+        forbids them: development secrets or sign-in in production (kernel.production)."""
+        # The secdist first: public secrets are the worse mistake, and reported first.
+        secdist = WatchedFile(
+            settings.secdist,
+            lambda path: check_secdist(settings, load_secdist(path)),
+            kind="secdist",
+        )
+        config = WatchedFile(
+            settings.config,
+            lambda path: check_config(settings, load_config(path)),
+            kind="config",
+        )
+        return cls(config, secdist)
 
     @classmethod
     def fixed(cls, config: QrpayConfig, secdist: Secdist) -> RuntimeConfig:
