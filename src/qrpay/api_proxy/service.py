@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from qrpay.api_proxy.client import Forwarded, PaymentsEdaForwarder
 from qrpay.api_proxy.domain import (
@@ -55,6 +56,9 @@ class ApiProxyService:
         return [s.get_secret_value() for s in self._runtime.secdist.session_secrets or ()]
 
     def demo_users(self) -> list[DemoUser]:
+        """The users the development sign-in offers; NotFound where the config turns it off."""
+        if not self._runtime.config.sessions.development_sign_in:
+            raise NotFound("the development sign-in is off in this config", code="sign_in_disabled")
         demo = self._runtime.config.demo
         users = [DemoUser(demo.user_id, len(demo.cards))]
         if demo.user_id != SECOND_DEMO_USER:
@@ -66,7 +70,8 @@ class ApiProxyService:
         if user_id not in {user.user_id for user in self.demo_users()}:
             raise InvalidInput(f"{user_id[:64]!r} is not a demo user", code="unknown_user")
         # A fresh phone id per sign-in, as a new device would have.
-        session = new_session(user_id, f"phone-{secrets.token_hex(8)}", self._clock.now())
+        ttl = timedelta(seconds=self._runtime.config.sessions.ttl_seconds)
+        session = new_session(user_id, f"phone-{secrets.token_hex(8)}", self._clock.now(), ttl)
         secrets_ = self._secrets()
         if not secrets_:
             raise DependencyUnavailable(
@@ -77,7 +82,10 @@ class ApiProxyService:
     def session(self, token: str | None) -> Session | None:
         if not token:
             return None
-        return verify_session(self._secrets(), token, self._clock.now())
+        session = verify_session(self._secrets(), token, self._clock.now())
+        if session is None or session.is_revoked(self._runtime.config.sessions.revoked_before):
+            return None
+        return session
 
     # --- payments-eda -----------------------------------------------------------------------
 
