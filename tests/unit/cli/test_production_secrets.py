@@ -153,3 +153,20 @@ def test_a_start_with_a_bad_secdist_logs_no_secret(
         assert_nothing_secret(result.output + result.stderr)
     captured = capfd.readouterr()
     assert_nothing_secret(captured.out + captured.err)
+
+
+@pytest.mark.parametrize(("field", "value"), [("hmac_keys", []), ("session_secrets", [""])])
+def test_a_start_without_a_usable_key_is_refused(
+    started: list[dict[str, Any]], tmp_path: Path, field: str, value: Any
+) -> None:
+    # Before: iiko-integration started, created an order, then answered 500 signing its link.
+    path = production_secdist(tmp_path / "secdist.yaml", **{field: value})
+    result = CliRunner().invoke(
+        app,
+        ["serve", "iiko-integration", "--port", str(free_port())],
+        env={"QRPAY_SECDIST": str(path)},
+    )
+    assert result.exit_code == 2, result.output
+    assert "secdist_invalid" in result.stderr
+    assert field in result.stderr
+    assert started == []
