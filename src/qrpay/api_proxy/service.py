@@ -69,15 +69,15 @@ class ApiProxyService:
         """A new session (and its cookie value) for one of the demo users."""
         if user_id not in {user.user_id for user in self.demo_users()}:
             raise InvalidInput(f"{user_id[:64]!r} is not a demo user", code="unknown_user")
-        # A fresh phone id per sign-in, as a new device would have.
-        ttl = timedelta(seconds=self._runtime.config.sessions.ttl_seconds)
-        session = new_session(user_id, f"phone-{secrets.token_hex(8)}", self._clock.now(), ttl)
-        secrets_ = self._secrets()
-        if not secrets_:
+        keys = self._secrets()
+        if not keys:
             raise DependencyUnavailable(
                 "sign-in is off: secdist has no session_secrets", code="sessions_not_configured"
             )
-        return session, sign_session(secrets_[0], session)
+        # A fresh phone id per sign-in, as a new device would have.
+        ttl = timedelta(seconds=self._runtime.config.sessions.ttl_seconds)
+        session = new_session(user_id, f"phone-{secrets.token_hex(8)}", self._clock.now(), ttl)
+        return session, sign_session(keys[0], session)
 
     def session(self, token: str | None) -> Session | None:
         if not token:
