@@ -127,6 +127,8 @@ class Stack(ServedProcesses):
         secdist["databases"] = {"eda": self.database_url}
         (self.tmp / "secdist.yaml").write_text(yaml.safe_dump(secdist))
         self.env = child_env(
+            # The development secdist: said explicitly, or a production start refuses it.
+            QRPAY_ENVIRONMENT="development",
             QRPAY_CONFIG=str(self.tmp / "config.yaml"),
             QRPAY_SECDIST=str(self.tmp / "secdist.yaml"),
             QRPAY_DATA_DIR=str(self.tmp / "var"),

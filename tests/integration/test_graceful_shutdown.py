@@ -50,6 +50,8 @@ async def slow_pair(tmp_path: Path) -> AsyncIterator[tuple[Any, str, Path]]:
     config["orders"]["create_deadline_ms"] = 5000
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
     env = child_env(
+        # The development secdist: said explicitly, or a production start refuses it.
+        QRPAY_ENVIRONMENT="development",
         QRPAY_CONFIG=str(tmp_path / "config.yaml"),
         QRPAY_SECDIST=str(REPO_DEV_CONFIG / "secdist.yaml"),
         QRPAY_DATA_DIR=str(tmp_path / "var"),

@@ -56,6 +56,8 @@ class Cluster(ServedProcesses):
         secdist_path = tmp_path / "secdist.yaml"
         secdist_path.write_text(yaml.safe_dump(secdist))
         self.env = child_env(
+            # The development secdist: said explicitly, or a production start refuses it.
+            QRPAY_ENVIRONMENT="development",
             QRPAY_CONFIG=str(config_path),
             QRPAY_SECDIST=str(secdist_path),
             QRPAY_DATA_DIR=str(tmp_path / "var"),

@@ -122,6 +122,8 @@ class Cluster(ServedProcesses):
         path = self.tmp / name
         path.write_text(yaml.safe_dump(config, allow_unicode=True))
         return child_env(
+            # The development secdist: said explicitly, or a production start refuses it.
+            QRPAY_ENVIRONMENT="development",
             QRPAY_CONFIG=str(path),
             QRPAY_SECDIST=str(self.secdist_path),
             QRPAY_DATA_DIR=str(self.tmp / "var"),

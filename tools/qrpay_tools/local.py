@@ -125,6 +125,8 @@ def write_config(workdir: Path, ports: dict[str, int], databases: dict[str, str]
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
     (workdir / "secdist.yaml").write_text(yaml.safe_dump(secdist))
     return {
+        # The public development secrets: a production start would refuse them.
+        "QRPAY_ENVIRONMENT": "development",
         "QRPAY_CONFIG": str(workdir / "config.yaml"),
         "QRPAY_SECDIST": str(workdir / "secdist.yaml"),
         "QRPAY_DATA_DIR": str(workdir / "var"),

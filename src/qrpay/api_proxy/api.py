@@ -10,7 +10,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from qrpay.api_proxy.domain import (
     SESSION_COOKIE,
-    SESSION_TTL,
     Session,
     choose_language,
     safe_next,
@@ -102,17 +101,17 @@ async def login_form(
 @router.post(
     "/login",
     tags=["session"],
-    summary="Development sign-in as a demo user (form: user_id, next)",
+    summary="Development sign-in as a demo user (form: user_id, next); 404 where it is off",
     status_code=303,
-    responses=error_responses(400, 403, 503),
+    responses=error_responses(400, 403, 404, 503),
 )
 async def login(request: Request, service: Proxy) -> Response:
     check_same_origin(request)
     form = await read_form(request)
-    _session, token = service.sign_in(form.get("user_id", ""))
+    session, token = service.sign_in(form.get("user_id", ""))
     response = RedirectResponse(safe_next(form.get("next")), status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=int(SESSION_TTL.total_seconds()), **cookie_options(request)
+        SESSION_COOKIE, token, max_age=session.lifetime_seconds, **cookie_options(request)
     )
     return response
 

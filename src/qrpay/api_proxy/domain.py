@@ -1,8 +1,10 @@
 """api-proxy's rules, with no framework and no I/O.
 
 - the session cookie: ``<payload>.<signature>``, where the payload is
-  ``user_id|phone_id|expires`` (base64url) and the signature is
-  HMAC-SHA256(session_secret, "qrpay-session-v1|" + payload) in hex;
+  ``user_id|phone_id|issued|expires`` (base64url, unix seconds) and the signature is
+  HMAC-SHA256(secret, "qrpay-session-v2|" + payload) in hex; any of the configured
+  secrets verifies (rotation), and a user's sessions issued before a configured moment
+  are refused (revocation);
 - which ``next`` URLs a sign-in may redirect to (same-site relative paths only);
 - the guest's language (``X-Request-Language``, then ``Accept-Language``);
 - which payer routes are forwarded to payments-eda, and which need a session.
@@ -15,13 +17,16 @@ import binascii
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 SESSION_COOKIE = "qrpay_session"
 SESSION_TTL = timedelta(days=7)
-_SIGNING_CONTEXT = b"qrpay-session-v1|"
+# v2 added the issue time, which revocation compares; a v1 cookie no longer verifies
+# and its guest signs in again.
+_SIGNING_CONTEXT = b"qrpay-session-v2|"
 # User and phone ids: what cardstorage accepts as ids, and never a separator. Matched with
 # ``fullmatch``: ``$`` would also match before a trailing newline.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -46,10 +51,19 @@ PAYER_ROUTES: dict[tuple[str, str], bool] = {
 class Session:
     user_id: str
     phone_id: str
+    issued_at: int  # unix seconds
     expires_at: int  # unix seconds
 
     def is_valid_at(self, now: datetime) -> bool:
         return now.timestamp() < self.expires_at
+
+    def is_revoked(self, revoked_before: Mapping[str, datetime]) -> bool:
+        cutoff = revoked_before.get(self.user_id)
+        return cutoff is not None and self.issued_at < cutoff.timestamp()
+
+    @property
+    def lifetime_seconds(self) -> int:
+        return self.expires_at - self.issued_at
 
 
 def new_session(
@@ -57,7 +71,12 @@ def new_session(
 ) -> Session:
     if not ID_PATTERN.fullmatch(user_id) or not ID_PATTERN.fullmatch(phone_id):
         raise ValueError("user and phone ids are 1..128 of [A-Za-z0-9_.:-]")
-    return Session(user_id=user_id, phone_id=phone_id, expires_at=int((now + ttl).timestamp()))
+    return Session(
+        user_id=user_id,
+        phone_id=phone_id,
+        issued_at=int(now.timestamp()),
+        expires_at=int((now + ttl).timestamp()),
+    )
 
 
 def _signature(secret: str, payload: str) -> str:
@@ -67,30 +86,42 @@ def _signature(secret: str, payload: str) -> str:
 
 
 def sign_session(secret: str, session: Session) -> str:
-    raw = f"{session.user_id}|{session.phone_id}|{session.expires_at}".encode()
-    payload = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    raw = f"{session.user_id}|{session.phone_id}|{session.issued_at}|{session.expires_at}"
+    raw_bytes = raw.encode()
+    payload = base64.urlsafe_b64encode(raw_bytes).decode().rstrip("=")
     return f"{payload}.{_signature(secret, payload)}"
 
 
-def verify_session(secret: str, token: str | None, now: datetime) -> Session | None:
-    """The session in a cookie, or None when it is missing, malformed, forged or expired."""
+def verify_session(
+    secrets: list[str] | tuple[str, ...], token: str | None, now: datetime
+) -> Session | None:
+    """The session in a cookie, or None when it is missing, malformed, forged or expired.
+
+    Any of ``secrets`` may have signed it: during a rotation the new secret signs and the
+    old one still verifies the cookies it signed.
+    """
     if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
         return None
     payload, signature = token.split(".")
     # Constant time: the comparison says nothing about how much of a forgery matched.
-    if not hmac.compare_digest(_signature(secret, payload).encode(), signature.encode()):
+    if not any(
+        hmac.compare_digest(_signature(secret, payload).encode(), signature.encode())
+        for secret in secrets
+    ):
         return None
     try:
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
     parts = raw.split("|")
-    if len(parts) != 3 or not parts[2].isdigit():
+    if len(parts) != 4 or not parts[2].isdigit() or not parts[3].isdigit():
         return None
-    user_id, phone_id, expires = parts
+    user_id, phone_id, issued, expires = parts
     if not ID_PATTERN.fullmatch(user_id) or not ID_PATTERN.fullmatch(phone_id):
         return None
-    session = Session(user_id=user_id, phone_id=phone_id, expires_at=int(expires))
+    session = Session(
+        user_id=user_id, phone_id=phone_id, issued_at=int(issued), expires_at=int(expires)
+    )
     return session if session.is_valid_at(now) else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from qrpay.api_proxy.client import Forwarded, PaymentsEdaForwarder
 from qrpay.api_proxy.domain import (
@@ -50,15 +51,14 @@ class ApiProxyService:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    def _secret(self) -> str:
-        secret = self._runtime.secdist.session_secret
-        if secret is None:
-            raise DependencyUnavailable(
-                "sign-in is off: secdist has no session_secret", code="sessions_not_configured"
-            )
-        return secret.get_secret_value()
+    def _secrets(self) -> list[str]:
+        """The session secrets, the signing one first; empty when secdist has none."""
+        return [s.get_secret_value() for s in self._runtime.secdist.session_secrets or ()]
 
     def demo_users(self) -> list[DemoUser]:
+        """The users the development sign-in offers; NotFound where the config turns it off."""
+        if not self._runtime.config.sessions.development_sign_in:
+            raise NotFound("the development sign-in is off in this config", code="sign_in_disabled")
         demo = self._runtime.config.demo
         users = [DemoUser(demo.user_id, len(demo.cards))]
         if demo.user_id != SECOND_DEMO_USER:
@@ -69,17 +69,23 @@ class ApiProxyService:
         """A new session (and its cookie value) for one of the demo users."""
         if user_id not in {user.user_id for user in self.demo_users()}:
             raise InvalidInput(f"{user_id[:64]!r} is not a demo user", code="unknown_user")
+        keys = self._secrets()
+        if not keys:
+            raise DependencyUnavailable(
+                "sign-in is off: secdist has no session_secrets", code="sessions_not_configured"
+            )
         # A fresh phone id per sign-in, as a new device would have.
-        session = new_session(user_id, f"phone-{secrets.token_hex(8)}", self._clock.now())
-        return session, sign_session(self._secret(), session)
+        ttl = timedelta(seconds=self._runtime.config.sessions.ttl_seconds)
+        session = new_session(user_id, f"phone-{secrets.token_hex(8)}", self._clock.now(), ttl)
+        return session, sign_session(keys[0], session)
 
     def session(self, token: str | None) -> Session | None:
         if not token:
             return None
-        secret = self._runtime.secdist.session_secret
-        if secret is None:
+        session = verify_session(self._secrets(), token, self._clock.now())
+        if session is None or session.is_revoked(self._runtime.config.sessions.revoked_before):
             return None
-        return verify_session(secret.get_secret_value(), token, self._clock.now())
+        return session
 
     # --- payments-eda -----------------------------------------------------------------------
 

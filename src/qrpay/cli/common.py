@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from sqlalchemy.engine import make_url
 
+from qrpay.kernel.errors import QrpayError
 from qrpay.kernel.settings import Settings
 
 EXIT_ERROR = 2
@@ -42,6 +43,9 @@ def safe_url(url: str) -> str:
 
 
 def describe(exc: BaseException) -> str:
+    if isinstance(exc, QrpayError):
+        # Its stable code first: what an operator searches the docs and logs for.
+        return f"{exc.code}: {' '.join(exc.message.split())}"[:500]
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 

@@ -7,7 +7,7 @@ import asyncio
 from rich.console import Console
 
 from qrpay.cli.common import describe, migrated, safe_url, say_error, settings_with
-from qrpay.kernel.config import load_yaml, parse_secdist
+from qrpay.kernel.config import load_secdist
 from qrpay.kernel.queue import TaskQueue
 from qrpay.runner.context import has_database, services_with_database
 
@@ -18,7 +18,7 @@ QUEUE = "queue"
 def run_upgrade(names: list[str], *, console: Console) -> int:
     settings = settings_with()
     try:
-        secdist = parse_secdist(load_yaml(settings.secdist))
+        secdist = load_secdist(settings.secdist)
     except Exception as exc:
         say_error(f"cannot read secdist {settings.secdist}: {describe(exc)}")
         return 2

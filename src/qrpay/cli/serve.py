@@ -11,8 +11,9 @@ from types import FrameType
 import uvicorn
 
 from qrpay.cli.common import describe, migrated, say_error, settings_with
-from qrpay.kernel.config import DEFAULT_PORTS, load_yaml, parse_secdist
+from qrpay.kernel.config import DEFAULT_PORTS, load_config, load_secdist
 from qrpay.kernel.logging import configure_logging
+from qrpay.kernel.production import check_config, check_secdist
 from qrpay.runner.context import has_database, import_service_module, known_services
 from qrpay.runner.embedded import EmbeddedError, bind_socket
 from qrpay.runner.factory import SERVICE_ENV
@@ -35,13 +36,19 @@ def run_serve(*, name: str, host: str | None, port: int | None, workers: int, mi
     if name not in known_services():
         say_error(f"unknown service {name!r}; known: {', '.join(known_services())}")
         return 2
-    settings = settings_with(host=host)
+    try:
+        settings = settings_with(host=host)
+    except Exception as exc:
+        say_error(f"cannot start {name}: {describe(exc)}")
+        return 2
     host = settings.host
     port = port if port is not None else DEFAULT_PORTS[name]
     configure_logging(settings.log_level, settings.log_format)
     try:
         import_service_module(name)
-        secdist = parse_secdist(load_yaml(settings.secdist))
+        # The workers check again as they build the app; here the operator gets one line.
+        secdist = check_secdist(settings, load_secdist(settings.secdist))
+        check_config(settings, load_config(settings.config))
     except Exception as exc:
         say_error(f"cannot start {name}: {describe(exc)}")
         return 2

@@ -11,11 +11,11 @@ import uvloop
 from rich.console import Console
 
 from qrpay.cli.common import describe, migrated, relative, say_error, settings_with
-from qrpay.kernel.config import load_yaml, parse_config, parse_secdist
+from qrpay.kernel.config import load_secdist, load_yaml, parse_config
 from qrpay.kernel.logging import configure_logging
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.service import ServiceContext
-from qrpay.kernel.settings import Settings
+from qrpay.kernel.settings import Environment, Settings
 from qrpay.runner.context import build_service_app, has_database, known_services, make_context
 from qrpay.runner.demo import SeededCard, bind_demo_cards
 from qrpay.runner.embedded import (
@@ -64,6 +64,10 @@ def run_up(
         return 2
     settings = settings_with(
         data_dir=data_dir, host=host, config=files.config, secdist=files.secdist
+    ).model_copy(
+        # The embedded mode is development whatever the environment says: its secdist is a
+        # copy of the public development file, its sign-in the demo users'.
+        update={"environment": Environment.DEVELOPMENT}
     )
     configure_logging(settings.log_level, settings.log_format)
     services = known_services()
@@ -177,7 +181,7 @@ def print_next_steps(
         else f"qrpay-tools pos-sim --url {iiko_url}"
     )
     try:
-        keys = parse_secdist(load_yaml(settings.secdist)).api_keys
+        keys = load_secdist(settings.secdist).api_keys
         key_names = ", ".join(f"{key.name} ({', '.join(sorted(key.client_ids))})" for key in keys)
     except Exception:
         key_names = "see the secdist file"

@@ -17,7 +17,11 @@ def run_worker_command(*, name: str, concurrency: int, console: Console) -> int:
     if name not in known_services():
         say_error(f"unknown service {name!r}; known: {', '.join(known_services())}")
         return 2
-    settings = settings_with()
+    try:
+        settings = settings_with()
+    except Exception as exc:
+        say_error(f"cannot start the {name} worker: {describe(exc)}")
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
         worker_factory(name)

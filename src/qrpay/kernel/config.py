@@ -9,14 +9,26 @@ something off.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from qrpay.kernel.errors import QrpayError
 from qrpay.kernel.money import is_known_currency
 
 SERVICE_NAMES = (
@@ -195,6 +207,17 @@ class DemoConfig(Strict):
     cards: tuple[DemoCard, ...] = ()
 
 
+class SessionsConfig(Strict):
+    """api-proxy's session cookies."""
+
+    # The demo users' sign-in page (/login); kernel.production refuses it in production.
+    development_sign_in: bool = False
+    ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=90 * 24 * 3600)
+    # Revocation: a user's sessions issued before this moment are refused (a stolen
+    # cookie, a lost phone). Every session at once: rotate the session secret instead.
+    revoked_before: dict[str, AwareDatetime] = Field(default_factory=dict)
+
+
 class HttpConfig(Strict):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Requests one instance runs at once; more are answered 503 overloaded at once.
@@ -234,6 +257,7 @@ class QrpayConfig(Strict):
     transactions: TransactionsConfig = TransactionsConfig()
     cashback_service: CashbackServiceConfig = CashbackServiceConfig()
     demo: DemoConfig = DemoConfig()
+    sessions: SessionsConfig = SessionsConfig()
     http: HttpConfig = HttpConfig()
     experiments: Experiments = Experiments()
     services: dict[str, DependencyConfig] = Field(default_factory=_default_dependencies)
@@ -282,27 +306,57 @@ class QrpayConfig(Strict):
         return self.services[service]
 
 
+# Shortest accepted secrets. An API key is typed by hand into a POS, so 16; the session
+# secret signs cookies that name any user, so 32 (256 bits of hex).
+MIN_API_KEY = 16
+MIN_HMAC_KEY = 16
+MIN_SESSION_SECRET = 32
+
+
+class ConfigCode(StrEnum):
+    SECDIST_INVALID = "secdist_invalid"
+    SECDIST_NOT_SET = "secdist_not_set"
+    DEVELOPMENT_SECRETS = "development_secrets"
+    DEVELOPMENT_SIGN_IN = "development_sign_in"
+
+
+class ConfigRefused(QrpayError, default_code=ConfigCode.SECDIST_INVALID):
+    """A config or secdist a process must not run with; its message never quotes a value."""
+
+
 class ApiKey(Strict):
-    key: SecretStr = Field(min_length=16)
+    key: SecretStr = Field(min_length=MIN_API_KEY)
     name: str = Field(default="pos", min_length=1, max_length=64)
     client_ids: frozenset[str] = Field(min_length=1)
 
 
 class Secdist(Strict):
     api_keys: tuple[ApiKey, ...] = ()
-    # The first key signs; all of them verify (rotation).
-    hmac_keys: tuple[SecretStr, ...] = Field(default=(), min_length=0)
+    # The first key signs; all of them verify (rotation). Required: without one
+    # iiko-integration would create an order and then fail to sign its link.
+    hmac_keys: tuple[Annotated[SecretStr, Field(min_length=MIN_HMAC_KEY)], ...] = Field(
+        min_length=1
+    )
     databases: dict[str, str] = Field(default_factory=dict)
     queue_database: str | None = None
-    session_secret: SecretStr | None = None
+    # Session cookies: the first secret signs, all of them verify (rotation). None: no
+    # sign-in at all.
+    session_secrets: (
+        tuple[Annotated[SecretStr, Field(min_length=MIN_SESSION_SECRET)], ...] | None
+    ) = Field(default=None, min_length=1)
 
-    @field_validator("hmac_keys")
+    @model_validator(mode="before")
     @classmethod
-    def _strong_hmac_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
-        for key in value:
-            if len(key.get_secret_value()) < 16:
-                raise ValueError("hmac keys must be at least 16 characters")
-        return value
+    def _one_session_secret(cls, data: Any) -> Any:
+        # Secdist files written before rotation have one ``session_secret``; it reads as a
+        # list of one. Both at once would leave unclear which signs.
+        if isinstance(data, dict) and "session_secret" in data:
+            data = dict(data)
+            single = data.pop("session_secret")
+            if "session_secrets" in data:
+                raise ValueError("give session_secrets or session_secret, not both")
+            data["session_secrets"] = None if single is None else [single]
+        return data
 
     @field_validator("databases")
     @classmethod
@@ -311,6 +365,44 @@ class Secdist(Strict):
         if unknown:
             raise ValueError(f"databases for unknown services: {sorted(unknown)}")
         return value
+
+    def secret_values(self) -> dict[str, list[str]]:
+        """Every secret by the field holding it, to compare with the development values."""
+        return {
+            "api_keys": [key.key.get_secret_value() for key in self.api_keys],
+            "hmac_keys": [key.get_secret_value() for key in self.hmac_keys],
+            "session_secrets": [s.get_secret_value() for s in self.session_secrets or ()],
+        }
+
+
+# Loc parts an error may name: field and service names, and a mistyped field name
+# (lowercase letters and underscores: a generated secret has digits or capitals, so
+# a secret pasted where a key belongs is shown as <key>).
+_NAMEABLE = set(Secdist.model_fields) | set(ApiKey.model_fields) | set(SERVICE_NAMES)
+_FIELD_LIKE = re.compile(r"[a-z_]{1,32}")
+
+
+def _safe_loc(loc: tuple[int | str, ...]) -> str:
+    parts = [
+        str(part)
+        if isinstance(part, int) or part in _NAMEABLE or _FIELD_LIKE.fullmatch(part)
+        else "<key>"
+        for part in loc
+    ]
+    return ".".join(parts) or "secdist"
+
+
+def secdist_refused(exc: ValidationError) -> ConfigRefused:
+    """The error as field names and error types only: pydantic's text quotes the input."""
+    problems = [
+        f"{_safe_loc(error['loc'])}: {error['type']}"
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    return ConfigRefused(
+        f"secdist is not valid: {'; '.join(problems)}",
+        code=ConfigCode.SECDIST_INVALID,
+        details={"errors": problems},
+    )
 
 
 def load_yaml(path: Path) -> Any:
@@ -323,5 +415,26 @@ def parse_config(data: Any) -> QrpayConfig:
     return QrpayConfig.model_validate(data)
 
 
+def load_config(path: Path) -> QrpayConfig:
+    return parse_config(load_yaml(path))
+
+
 def parse_secdist(data: Any) -> Secdist:
-    return Secdist.model_validate(data)
+    try:
+        return Secdist.model_validate(data)
+    except ValidationError as exc:
+        # ``from None``: a chained traceback would print pydantic's text, input included.
+        raise secdist_refused(exc) from None
+
+
+def load_secdist(path: Path) -> Secdist:
+    try:
+        data = load_yaml(path)
+    except yaml.YAMLError as exc:
+        # PyYAML's message quotes the offending line, which may hold a secret.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigRefused(
+            f"secdist {path} is not valid YAML{where}", code=ConfigCode.SECDIST_INVALID
+        ) from None
+    return parse_secdist(data)

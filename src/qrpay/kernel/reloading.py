@@ -7,20 +7,24 @@ import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import structlog
 
-from qrpay.kernel.config import QrpayConfig, Secdist, load_yaml, parse_config, parse_secdist
+from qrpay.kernel.config import QrpayConfig, Secdist, load_config, load_secdist
+from qrpay.kernel.production import check_config, check_secdist
+from qrpay.kernel.settings import Settings
 
 T = TypeVar("T")
 log = structlog.get_logger("qrpay.config")
 
 
 class WatchedFile(Generic[T]):
-    def __init__(self, path: Path, parse: Callable[[Any], T], *, kind: str) -> None:
+    def __init__(self, path: Path, load: Callable[[Path], T], *, kind: str) -> None:
         self.path = path
-        self._parse = parse
+        # Reads and validates the file; its errors may be logged, so a secdist's never
+        # quote a value (kernel.config.load_secdist).
+        self._load = load
         self._kind = kind
         self._stamp: tuple[int, int] | None = None
         self.current: T = self._load_first()
@@ -33,7 +37,7 @@ class WatchedFile(Generic[T]):
     def _load_first(self) -> T:
         # At start-up a bad file is fatal: there is no last good one to keep.
         self._stamp = self._read_stamp()
-        return self._parse(load_yaml(self.path))
+        return self._load(self.path)
 
     def reload_if_changed(self) -> bool:
         """Re-read the file if it changed; return True when a new version was taken."""
@@ -46,7 +50,7 @@ class WatchedFile(Generic[T]):
             return False
         self._stamp = stamp
         try:
-            value = self._parse(load_yaml(self.path))
+            value = self._load(self.path)
         except Exception as exc:
             self.rejections += 1
             log.error(
@@ -74,9 +78,26 @@ class RuntimeConfig:
     @classmethod
     def from_files(cls, config_path: Path, secdist_path: Path) -> RuntimeConfig:
         return cls(
-            WatchedFile(config_path, parse_config, kind="config"),
-            WatchedFile(secdist_path, parse_secdist, kind="secdist"),
+            WatchedFile(config_path, load_config, kind="config"),
+            WatchedFile(secdist_path, load_secdist, kind="secdist"),
         )
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RuntimeConfig:
+        """The files ``settings`` name, refused (at start and on reload) when the environment
+        forbids them: development secrets or sign-in in production (kernel.production)."""
+        # The secdist first: public secrets are the worse mistake, and reported first.
+        secdist = WatchedFile(
+            settings.secdist,
+            lambda path: check_secdist(settings, load_secdist(path)),
+            kind="secdist",
+        )
+        config = WatchedFile(
+            settings.config,
+            lambda path: check_config(settings, load_config(path)),
+            kind="config",
+        )
+        return cls(config, secdist)
 
     @classmethod
     def fixed(cls, config: QrpayConfig, secdist: Secdist) -> RuntimeConfig:

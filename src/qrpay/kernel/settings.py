@@ -6,6 +6,7 @@ secrets are lives here.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,11 +20,23 @@ def _packaged_dev_config() -> Path:
     return REPO_DEV_CONFIG if REPO_DEV_CONFIG.is_dir() else here
 
 
+DEV_SECDIST = _packaged_dev_config() / "secdist.yaml"
+
+
+class Environment(StrEnum):
+    # Production unless said otherwise: forgetting the variable must fail closed.
+    PRODUCTION = "production"
+    DEVELOPMENT = "development"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QRPAY_", extra="ignore")
 
     config: Path = _packaged_dev_config() / "config.yaml"
-    secdist: Path = _packaged_dev_config() / "secdist.yaml"
+    # The development secdist is the default so that `qrpay up` and the tools need no setup;
+    # kernel.production refuses it in production.
+    secdist: Path = DEV_SECDIST
+    environment: Environment = Environment.PRODUCTION
     data_dir: Path = Path("var")
     host: str = "127.0.0.1"
     log_level: str = "INFO"

@@ -34,7 +34,7 @@ def make_context(
     queue: TaskQueue | None = None,
     queue_workers: bool = False,
 ) -> ServiceContext:
-    runtime = RuntimeConfig.from_files(settings.config, settings.secdist)
+    runtime = RuntimeConfig.for_settings(settings)
     return ServiceContext(
         name=service,
         settings=settings,

@@ -78,7 +78,8 @@ def payer_page_url(host: str, port_base: int, public_url: str | None = None) -> 
 def embedded_config(
     data: dict[str, Any], host: str, port_base: int, public_url: str | None = None
 ) -> dict[str, Any]:
-    """The dev config with every service URL and the deep-link base moved to host/ports."""
+    """The dev config with every service URL and the deep-link base moved to host/ports,
+    and the development sign-in on unless the file turns it off."""
     result = dict(data)
     ports = ports_for(port_base)
     reach = url_host(client_host(host))
@@ -90,6 +91,11 @@ def embedded_config(
     deeplink = dict(data.get("deeplink") or {})
     deeplink["base"] = payer_page_url(host, port_base, public_url)
     result["deeplink"] = deeplink
+    # The embedded mode is development: the demo users' sign-in is on unless the file says
+    # otherwise (a data directory written before the switch existed has no such section).
+    sessions = dict(data.get("sessions") or {})
+    sessions.setdefault("development_sign_in", True)
+    result["sessions"] = sessions
     return result
 
 

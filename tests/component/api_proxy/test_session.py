@@ -113,7 +113,7 @@ async def test_the_session_expires_after_a_week(
 async def test_without_a_session_secret_there_is_no_sign_in(
     start_proxy: Started, proxy_config: QrpayConfig
 ) -> None:
-    async with start_proxy(proxy_config, secdist=dev_secdist(session_secret=None)) as proxy:
+    async with start_proxy(proxy_config, secdist=dev_secdist(session_secrets=None)) as proxy:
         answer = await proxy.post("/login", data={"user_id": "demo-user", "next": "/"})
         assert answer.status_code == 503
         assert answer.json()["code"] == "sessions_not_configured"

@@ -28,19 +28,20 @@ def token_for(user: str = "demo-user", phone: str = "phone-1") -> str:
 
 
 def test_a_signed_session_verifies() -> None:
-    session = verify_session(SECRET, token_for(), NOW)
-    assert session == Session("demo-user", "phone-1", int((NOW + SESSION_TTL).timestamp()))
+    session = verify_session([SECRET], token_for(), NOW)
+    issued, expires = int(NOW.timestamp()), int((NOW + SESSION_TTL).timestamp())
+    assert session == Session("demo-user", "phone-1", issued, expires)
 
 
 def test_the_session_lasts_about_a_week() -> None:
     token = token_for()
-    assert verify_session(SECRET, token, NOW + timedelta(days=7) - timedelta(seconds=1))
-    assert verify_session(SECRET, token, NOW + timedelta(days=7)) is None
-    assert verify_session(SECRET, token, NOW + timedelta(days=30)) is None
+    assert verify_session([SECRET], token, NOW + timedelta(days=7) - timedelta(seconds=1))
+    assert verify_session([SECRET], token, NOW + timedelta(days=7)) is None
+    assert verify_session([SECRET], token, NOW + timedelta(days=30)) is None
 
 
 def test_another_secret_does_not_verify() -> None:
-    assert verify_session("another-secret", token_for(), NOW) is None
+    assert verify_session(["another-secret"], token_for(), NOW) is None
 
 
 def _swap_payload(token: str, raw: str) -> str:
@@ -50,15 +51,16 @@ def _swap_payload(token: str, raw: str) -> str:
 
 def test_a_changed_user_breaks_the_signature() -> None:
     token = token_for()
-    expires = int((NOW + SESSION_TTL).timestamp())
-    assert verify_session(SECRET, _swap_payload(token, f"admin|phone-1|{expires}"), NOW) is None
+    issued, expires = int(NOW.timestamp()), int((NOW + SESSION_TTL).timestamp())
+    forged = _swap_payload(token, f"admin|phone-1|{issued}|{expires}")
+    assert verify_session([SECRET], forged, NOW) is None
 
 
 def test_a_longer_expiry_breaks_the_signature() -> None:
     token = token_for()
     later = int((NOW + timedelta(days=365)).timestamp())
-    forged = _swap_payload(token, f"demo-user|phone-1|{later}")
-    assert verify_session(SECRET, forged, NOW + timedelta(days=8)) is None
+    forged = _swap_payload(token, f"demo-user|phone-1|{int(NOW.timestamp())}|{later}")
+    assert verify_session([SECRET], forged, NOW + timedelta(days=8)) is None
 
 
 @pytest.mark.parametrize(
@@ -74,23 +76,28 @@ def test_a_longer_expiry_breaks_the_signature() -> None:
     ],
 )
 def test_malformed_tokens_are_no_session(token: str | None) -> None:
-    assert verify_session(SECRET, token, NOW) is None
+    assert verify_session([SECRET], token, NOW) is None
 
 
 def test_a_flipped_signature_character_is_refused() -> None:
     token = token_for()
     last = token[-1]
     flipped = token[:-1] + ("0" if last != "0" else "1")
-    assert verify_session(SECRET, flipped, NOW) is None
+    assert verify_session([SECRET], flipped, NOW) is None
 
 
 def test_a_well_signed_payload_with_bad_fields_is_refused() -> None:
-    # Even with the right key, the payload must be user|phone|expires with safe ids.
+    # Even with the right key, the payload must be user|phone|issued|expires with safe ids.
     from qrpay.api_proxy.domain import _signature
 
-    for raw in ("demo-user|phone-1", "demo user|phone-1|9999999999", "a|b|soon"):
+    for raw in (
+        "demo-user|phone-1|9999999999",
+        "demo user|phone-1|1|9999999999",
+        "a|b|1|soon",
+        "a|b|now|9999999999",
+    ):
         payload = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-        assert verify_session(SECRET, f"{payload}.{_signature(SECRET, payload)}", NOW) is None
+        assert verify_session([SECRET], f"{payload}.{_signature(SECRET, payload)}", NOW) is None
 
 
 @pytest.mark.parametrize("user", ["", "a|b", "with space", "x" * 129, "кириллица", "demo-user\n"])
@@ -165,3 +172,12 @@ def test_only_the_payer_routes_are_forwarded() -> None:
     assert payer_route("POST", "preorder") is None
     assert payer_route("GET", "callbacks") is None
     assert payer_route("DELETE", "orders") is None
+
+
+def test_a_revoked_user_s_older_sessions_are_refused() -> None:
+    session = new_session("demo-user", "phone-1", NOW)
+    assert not session.is_revoked({})
+    assert not session.is_revoked({"guest-2": NOW + timedelta(days=1)})
+    assert session.is_revoked({"demo-user": NOW + timedelta(seconds=1)})
+    # Signed in at (or after) the moment of revocation: a new session, valid.
+    assert not session.is_revoked({"demo-user": NOW})

@@ -60,3 +60,10 @@ def test_first_start_writes_the_files_later_starts_keep_edits(tmp_path: Path) ->
     config = parse_config(load_yaml(files.config))
     assert config.dependency("eda").base_url == "http://127.0.0.1:41003"
     assert config.orders.ttl_seconds == 60
+
+
+def test_the_embedded_mode_keeps_the_development_sign_in_on_unless_turned_off() -> None:
+    # A data directory written before the switch existed has no sessions section.
+    assert embedded_config({}, "127.0.0.1", 8080)["sessions"]["development_sign_in"] is True
+    off = {"sessions": {"development_sign_in": False, "ttl_seconds": 3600}}
+    assert embedded_config(off, "127.0.0.1", 8080)["sessions"] == off["sessions"]
