@@ -3,25 +3,50 @@
 eda, transactions and cashback are their real apps (SQLite in a temporary directory,
 their HTTP routes called through ASGI), payments-eda is its real service and queue
 handlers; cardstorage is a fake. Nothing runs in the background: the machine decides
-when a POS sends a bill, a guest pays, transactions' relay runs, which pending queue
-task is delivered (in any order, or twice), when time moves on (order TTL, hold
-auto-release) and when cashback fails. After every step the money invariants of
-SPEC 6 must hold.
+when a POS sends a bill, a guest pays (a captured hold: transactions clears it in the
+same pass), transactions' relay runs (all of it, or only its reconciliation of pending
+operations, or only its callbacks), which pending queue task is delivered (in any order,
+or twice, or an old callback once more), when payments-eda's sweep of overdue payments
+runs, when time moves on (order TTL, hold auto-release, retry backoff, overdue payments)
+and when cashback fails.
+
+Faults, each set by a rule for the next call it meets:
+
+- an answer between payments-eda and eda, transactions or cashback is lost (the request
+  was carried out, the caller sees ``DependencyUnavailable``) or late (carried out, and
+  before the answer arrives the relay runs, callbacks are handled, the payment becomes
+  overdue and the sweep runs, or requests delayed before arrive);
+- a request to transactions is delayed: the caller gives up, the request arrives later;
+- the gateway loses its answer or times out (the money moved), is unreachable (it did
+  not), or its lookup of a key fails; besides the sandbox's own cards that lose the first
+  answer of every key (``sandbox-lost-``), answer after the deadline (``sandbox-late-``)
+  or refuse every clear and unhold (``sandbox-stuck-``).
+
+After every step the money invariants of SPEC 6 must hold, checked against both what
+the services recorded and what the gateway actually did; ``settle`` delivers everything
+and reconciles until nothing changes, then checks that every hold ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from hypothesis import HealthCheck, event, settings
+import pytest
+from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.errors import InvalidArgument
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from qrpay.cardstorage.client import CardstorageClient
 from qrpay.cardstorage.schemas import PaymentMethodInternal, PaymentMethodPublic
@@ -29,9 +54,9 @@ from qrpay.cashback.client import CashbackClient
 from qrpay.eda.client import EdaClient
 from qrpay.eda.service import OrderService
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.config import DependencyConfig, QrpayConfig
-from qrpay.kernel.errors import NotFound, QrpayError
-from qrpay.kernel.http_client import HttpSession, ServiceClient
+from qrpay.kernel.config import DependencyConfig, GatewayConfig, QrpayConfig
+from qrpay.kernel.errors import DependencyUnavailable, NotFound, QrpayError
+from qrpay.kernel.http_client import HttpSession, ServiceClient, unavailable_code
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.reloading import RuntimeConfig
@@ -40,6 +65,7 @@ from qrpay.payments_eda import tasks
 from qrpay.payments_eda.schemas import PayRequest
 from qrpay.payments_eda.service import PaymentsMetrics, PaymentsService
 from qrpay.transactions.client import TransactionsClient
+from qrpay.transactions.gateway import GatewayResult, GatewayUnavailable, SandboxGateway
 from qrpay.transactions.service import TransactionsService
 from tests.support.services import dev_config, dev_secdist, make_context, running_service
 
@@ -47,17 +73,100 @@ USER = "prop-user"
 CARDS = {
     "good": "sandbox-ok-4242",
     "declined": "sandbox-insufficient-9995",
-    "broken": "sandbox-error-0119",
+    "broken": "sandbox-error-0119",  # never carried out, never answered: pending for good
+    "lost": "sandbox-lost-4000",  # carried out; the first answer of every key is lost
+    "late": "sandbox-late-4001",  # carried out; the first answer comes after the deadline
+    "stuck": "sandbox-stuck-4002",  # holds; every clear and unhold is refused for good
 }
 TABLES = ("t1", "t2")
 AMOUNTS = ("100.00", "250.50", "12000.00")
 TTL_SECONDS = 600
 HOLD_TTL_SECONDS = 3600.0
+RETRY_CAP_SECONDS = 30.0
+PAID_OR_REFUSED = ("already_paid", "order_closed", "bill_changed")
+
+# Where payments-eda's calls can go wrong (the endpoint names of the typed clients).
+TRANSACTIONS_ENDPOINTS = (
+    "start_hold",
+    "start_clear",
+    "start_unhold",
+    "void_hold",
+    "get_invoice",
+)
+EDA_ENDPOINTS = (
+    "get_order",
+    "orders_in_status",
+    "start_payment",
+    "claim_clear_payment",
+    "complete_payment",
+    "begin_rollback_payment",
+    "fail_payment",
+)
+CASHBACK_ENDPOINTS = ("accrue",)
+# What happens while an answer is on its way back (see ``Stack.meanwhile``).
+MEANWHILE = ("nothing", "relay", "callbacks", "sweep", "arrivals")
+# A fault hits the next call of an endpoint, or of any endpoint of a downstream (``<name>:*``).
+ANSWER_TARGETS = (
+    "transactions:*",
+    "eda:*",
+    *TRANSACTIONS_ENDPOINTS,
+    *EDA_ENDPOINTS[2:],  # the writes: "eda:*" mostly meets the reads
+    *CASHBACK_ENDPOINTS,
+)
+DELAY_TARGETS = ("transactions:*", *TRANSACTIONS_ENDPOINTS)
+
+# KNOWN BUG (issue 9; ``test_hold_arriving_after_give_back`` replays it): a captured
+# hold whose request reaches transactions only after the sweep gave its order back (the
+# void found no invoice: nothing recorded) is held AND cleared; the guest who pays again is
+# charged twice. Until it is fixed the machine leaves such arrivals out.
+SKIP_HOLDS_AFTER_GIVE_BACK = True
 
 C = TypeVar("C", bound=ServiceClient)
 
 
-def in_process(cls: type[C], client: httpx.AsyncClient) -> C:
+def tally(text: str) -> None:
+    """Count ``text`` in hypothesis' statistics (nothing when a test replays steps by hand)."""
+    with contextlib.suppress(InvalidArgument):
+        event(text)
+
+
+@dataclass(frozen=True)
+class Fault:
+    mode: str  # "lost" | "late" | "delayed"
+    meanwhile: str = "nothing"
+
+
+ANSWER_FAULTS = st.one_of(
+    st.builds(Fault, st.just("lost"), st.sampled_from(MEANWHILE)),
+    st.builds(Fault, st.just("late"), st.sampled_from(MEANWHILE[1:])),
+)
+
+
+@dataclass(frozen=True)
+class Delayed:
+    endpoint: str
+    path: str
+    body: Any
+    send: Callable[[], Awaitable[httpx.Response]]
+
+
+@dataclass
+class Wire:
+    """payments-eda's calls to its downstreams, and what goes wrong with the next one of each."""
+
+    meanwhile: Callable[[str], Awaitable[None]]
+    faults: dict[str, Fault] = field(default_factory=dict)  # endpoint -> its next call's fault
+    # Requests that were sent but have not arrived yet: each arrives when a rule says so.
+    in_flight: list[Delayed] = field(default_factory=list)
+    # Every fault that hit a call: (endpoint, fault, the request's body).
+    fired: list[tuple[str, Fault, Any]] = field(default_factory=list)
+
+    def take(self, downstream: str, endpoint: str) -> Fault | None:
+        fault = self.faults.pop(endpoint, None)
+        return fault if fault is not None else self.faults.pop(f"{downstream}:*", None)
+
+
+def in_process(cls: type[C], client: httpx.AsyncClient, wire: Wire) -> C:
     """The real typed client, its HTTP calls going to an in-process app through ASGI."""
 
     class InProcess(cls):  # type: ignore[valid-type,misc]
@@ -73,7 +182,26 @@ def in_process(cls: type[C], client: httpx.AsyncClient) -> C:
             headers: Any = None,
             deadline_ms: int | None = None,
         ) -> Any:
-            answer = await client.request(method, path, json=json, params=params, headers=headers)
+            def send() -> Awaitable[httpx.Response]:
+                return client.request(method, path, json=json, params=params, headers=headers)
+
+            fault = wire.take(self.downstream, endpoint)
+            if fault is None:
+                answer = await send()
+            else:
+                wire.fired.append((endpoint, fault, json))
+                tally(f"answer fault: {fault.mode} {endpoint}")
+                no_answer = DependencyUnavailable(
+                    f"{self.downstream}: {endpoint} got no answer ({fault.mode})",
+                    code=unavailable_code(self.downstream),
+                )
+                if fault.mode == "delayed":
+                    wire.in_flight.append(Delayed(endpoint, path, json, send))
+                    raise no_answer
+                answer = await send()
+                await wire.meanwhile(fault.meanwhile)
+                if fault.mode == "lost":
+                    raise no_answer
             if answer.status_code < 400:
                 return answer.json() if answer.content else None
             raise self._error_from_answer(answer.status_code, answer.content)
@@ -83,6 +211,51 @@ def in_process(cls: type[C], client: httpx.AsyncClient) -> C:
         dependency=lambda: DependencyConfig(base_url="http://in-process"),
         metrics=ServiceMetrics("property"),
     )
+
+
+class SteppedGateway(SandboxGateway):
+    """The sandbox adapter without real waiting, plus the faults the machine sets.
+
+    A wait as long as the call deadline is the deadline passing: ``TimeoutError``, as
+    ``asyncio.wait_for`` raises it around the call. ``next_call`` is the fault of the
+    next hold/clear/unhold: ``lost`` or ``timeout`` (carried out, no answer) or
+    ``unreachable`` (not carried out); ``lookup_down`` fails the next lookup.
+    """
+
+    def __init__(self, config: Callable[[], GatewayConfig]) -> None:
+        super().__init__(config)
+        self.next_call: str | None = None
+        self.lookup_down = False
+        self.keys: dict[str, str] = {}  # idempotency key -> kind, of every call made
+
+    async def _delay(self, seconds: float) -> None:
+        if seconds >= self._config().call_timeout_seconds:
+            raise TimeoutError
+
+    async def _call(self, kind: str, token: str, idempotency_key: str) -> GatewayResult:
+        self.keys[idempotency_key] = kind
+        fault, self.next_call = self.next_call, None
+        if fault is not None:
+            tally(f"gateway fault: {fault} {kind}")
+        if fault == "unreachable":
+            raise GatewayUnavailable(f"{kind} never reached the gateway")
+        result = await super()._call(kind, token, idempotency_key)
+        if fault == "lost":
+            raise GatewayUnavailable(f"the gateway's answer to {kind} was lost")
+        if fault == "timeout":
+            raise TimeoutError
+        return result
+
+    async def lookup(self, idempotency_key: str) -> GatewayResult | None:
+        if self.lookup_down:
+            self.lookup_down = False
+            tally("gateway fault: lookup down")
+            raise GatewayUnavailable("the gateway's lookup is down")
+        return await super().lookup(idempotency_key)
+
+    async def truth(self, idempotency_key: str) -> GatewayResult | None:
+        """What the gateway did with this key (never faulty): the ledger of real money."""
+        return await super().lookup(idempotency_key)
 
 
 class FakeCards(CardstorageClient):
@@ -110,10 +283,12 @@ class FakeCards(CardstorageClient):
         return self._card(method_id)
 
 
+@functools.cache  # parsing the YAML on every switch of cashback would cost more than a step
 def config(fail_accruals: bool = False) -> QrpayConfig:
     base = dev_config().model_dump(mode="json")
     base["orders"]["ttl_seconds"] = TTL_SECONDS
     base["transactions"]["hold_ttl_seconds"] = HOLD_TTL_SECONDS
+    base["transactions"]["gateway"]["retry_cap_seconds"] = RETRY_CAP_SECONDS
     base["cashback_service"]["fail_accruals"] = fail_accruals
     base["payments"]["cashback_max_attempts"] = 3
     return QrpayConfig.model_validate(base)
@@ -130,6 +305,8 @@ class Stack:
         self.exit = AsyncExitStack()
         self.clients: dict[str, httpx.AsyncClient] = {}
         self.apps: dict[str, Any] = {}
+        self.wire = Wire(meanwhile=self.meanwhile)
+        self.callbacks_seen: list[dict[str, Any]] = []  # every callback payload delivered
 
     async def start(self) -> None:
         await self.queue.open()
@@ -138,14 +315,17 @@ class Stack:
             ctx.runtime = self.runtime  # one live config for all: the switch flips everywhere
             app, client = await self.exit.enter_async_context(running_service(ctx))
             self.apps[name], self.clients[name] = app, client
+        self.transactions = service_of(self.apps["transactions"], TransactionsService)
+        self.gateway = SteppedGateway(lambda: self.runtime.config.transactions.gateway)
+        self.transactions.gateway = self.gateway
         self.service = PaymentsService(
             runtime=self.runtime,
             clock=self.clock,
             queue=self.queue,
-            eda=in_process(EdaClient, self.clients["eda"]),
+            eda=in_process(EdaClient, self.clients["eda"], self.wire),
             cardstorage=FakeCards(),
-            transactions=in_process(TransactionsClient, self.clients["transactions"]),
-            cashback=in_process(CashbackClient, self.clients["cashback"]),
+            transactions=in_process(TransactionsClient, self.clients["transactions"], self.wire),
+            cashback=in_process(CashbackClient, self.clients["cashback"], self.wire),
             metrics=PaymentsMetrics.of(ServiceMetrics("payments-eda-property")),
         )
         self.handlers = tasks.Handlers(self.service)
@@ -156,6 +336,49 @@ class Stack:
 
     def set_fail_accruals(self, value: bool) -> None:
         self.runtime._config.current = config(fail_accruals=value)
+
+    async def meanwhile(self, what: str) -> None:
+        """What happens while an answer is on its way back to payments-eda."""
+        if what == "relay":
+            await self.transactions.relay_once()
+        elif what == "callbacks":
+            # The operation's outcome overtakes the answer: its callback is handled first.
+            for _ in range(3):
+                await self.transactions.relay_once()
+                for job in self.pending():
+                    if job["task_name"] == tasks.TRANSACTION_CALLBACK.name:
+                        await self.run_job(job, keep=False)
+        elif what == "sweep":
+            # So late that the payment is overdue, and the sweep finds it meanwhile.
+            self.clock.advance(self.runtime.config.payments.hold_watchdog_seconds + 1)
+            await self.sweep()
+        elif what == "arrivals":
+            # Requests delayed before arrive (say, the hold this caller looks for), and the
+            # relay takes them to the gateway.
+            while self.wire.in_flight:
+                await self.arrive(0)
+            await self.transactions.relay_once()
+
+    async def arrive(self, index: int) -> None:
+        """A delayed request arrives; nobody waits for its answer any more."""
+        delayed = self.wire.in_flight.pop(index)
+        if delayed.endpoint == "start_hold" and SKIP_HOLDS_AFTER_GIVE_BACK:
+            # The invoice id is the order id: /v1/invoices/<order_id>/operations.
+            order = await self.order(delayed.path.split("/")[3])
+            if (order["payment_id"], order["payment_phase"]) != (
+                delayed.body["operation_id"],
+                "HOLDING",
+            ):
+                tally("a hold arriving after its order was given back: left out (known bug)")
+                return
+        answer = await delayed.send()
+        # Whatever it finds, it must not break anything.
+        assert answer.status_code < 500, answer.text
+
+    async def sweep(self) -> None:
+        """One round of payments-eda's periodic sweep; a failed round is logged, not fatal."""
+        with contextlib.suppress(QrpayError):
+            await self.service.sweep_stuck_payments()
 
     # --- the queue, by hand --------------------------------------------------------------
 
@@ -171,15 +394,18 @@ class Stack:
             due.append(job)
         return due
 
+    def todo_ids(self) -> list[int]:
+        jobs = self.queue.app.connector.jobs  # type: ignore[attr-defined]
+        return sorted(job["id"] for job in jobs.values() if job["status"] == "todo")
+
     async def run_job(self, job: dict[str, Any], *, keep: bool) -> None:
         """Run one task's handler; it leaves the queue when it succeeds, unless ``keep``."""
         name, payload = job["task_name"], dict(job["args"])
         job["tries"] = job.get("tries", 0) + 1
         try:
             if name == tasks.TRANSACTION_CALLBACK.name:
+                self.callbacks_seen.append(payload)
                 await self.handlers.transaction_callback(payload)
-            elif name == tasks.HOLD_WATCHDOG.name:
-                await self.handlers.hold_watchdog(payload)
             elif name == tasks.ACCRUE_CASHBACK.name:
                 await self.handlers.accrue_cashback(payload, job["tries"])
             else:  # pragma: no cover - a task nobody consumes would be a contract break
@@ -214,6 +440,35 @@ class Stack:
         accruals: list[dict[str, Any]] = answer.json()["accruals"]
         return accruals
 
+    async def observe(self, order_ids: list[str]) -> tuple[list[Observed], list[dict[str, Any]]]:
+        """The orders as eda has them, their operations as transactions has them and what
+        the gateway did with each key of theirs; and the guest's cashback accruals."""
+        observed = []
+        for order_id in order_ids:
+            order, ops = await self.order(order_id), await self.operations(order_id)
+            # transactions' invoice id is the order id, its key ``<invoice_id>:<operation_id>``.
+            keys = [f"{order_id}:{op['operation_id']}" for op in ops]
+            keys += [key for key in self.gateway.keys if key.startswith(f"{order_id}:")]
+            at_gateway = {}
+            for key in keys:
+                result = await self.gateway.truth(key)
+                at_gateway[key] = None if result is None else result.status.value
+            observed.append(Observed(order, ops, at_gateway))
+        return observed, await self.accruals()
+
+
+@dataclass(frozen=True)
+class Observed:
+    order: dict[str, Any]
+    ops: list[dict[str, Any]]
+    at_gateway: dict[str, str | None]  # idempotency key -> its status there, None: never seen
+
+    def gateway_status(self, op: dict[str, Any]) -> str | None:
+        return self.at_gateway[f"{self.order['order_id']}:{op['operation_id']}"]
+
+    def succeeded(self, kind: str) -> list[dict[str, Any]]:
+        return [op for op in self.ops if op["kind"] == kind and op["status"] == "succeeded"]
+
 
 def live_holds(ops: list[dict[str, Any]]) -> list[str]:
     released = {
@@ -235,8 +490,10 @@ class PaymentLifecycle(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.stack = Stack(Path(self._tmp.name))
         self.run(self.stack.start())
-        self.orders: dict[str, str] = {}  # table -> order_id
+        self.orders: dict[str, str] = {}  # table -> its current order_id
+        self.every_order: dict[str, None] = {}  # every order_id so far, in order
         self.signatures: dict[str, str] = {}
+        self.visits: dict[str, int] = {}  # table -> how many guests it had before these
 
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
@@ -248,13 +505,25 @@ class PaymentLifecycle(RuleBasedStateMachine):
             self.loop.close()
             self._tmp.cleanup()
 
-    # --- rules ---------------------------------------------------------------------------
+    # --- rules: the product's own moves ----------------------------------------------------
+
+    @initialize(amount=st.sampled_from(AMOUNTS))
+    def bills_on_every_table(self, amount: str) -> None:
+        for table in TABLES:
+            self.pos_sends_bill(table, amount)
 
     @rule(table=st.sampled_from(TABLES), amount=st.sampled_from(AMOUNTS))
     def pos_sends_bill(self, table: str, amount: str) -> None:
+        """The table's bill, new or changed; once its order is paid or closed, the next
+        guests at the table get a new POS order (a new visit)."""
+        current = self.orders.get(table)
+        if current is not None:
+            status = self.run(self.stack.order(current))["status"]
+            if status in ("PAYED", "CANCELED"):
+                self.visits[table] = self.visits.get(table, 0) + 1
         body = {
             "client_id": "rest-1",
-            "internal_order_id": table,
+            "internal_order_id": f"{table}.{self.visits.get(table, 0)}",
             "bill": {
                 "currency": "RUB",
                 "amount": amount,
@@ -269,6 +538,7 @@ class PaymentLifecycle(RuleBasedStateMachine):
 
             order_id = answer.json()["order"]["order_id"]
             self.orders[table] = order_id
+            self.every_order[order_id] = None
             self.signatures[order_id] = sign(dev_secdist().hmac_keys[0], order_id, "rest-1")
 
     @rule(table=st.sampled_from(TABLES), card=st.sampled_from(sorted(CARDS)))
@@ -286,16 +556,45 @@ class PaymentLifecycle(RuleBasedStateMachine):
                 "amount": order["bill"]["amount"],
             }
         )
+        fired_before = len(self.stack.wire.fired)
         try:
             self.run(self.stack.service.pay(request, USER, "en"))
         except QrpayError as exc:
-            # The guest's answers to a paid, closed or changed order; anything else is a bug.
-            if exc.code not in ("already_paid", "order_closed", "bill_changed"):
+            # The guest's answers to a paid, closed or changed order; anything else is a bug,
+            # but for a downstream's answer that this very request lost.
+            faulted = len(self.stack.wire.fired) > fired_before
+            if exc.code not in PAID_OR_REFUSED and not (
+                faulted and isinstance(exc, DependencyUnavailable)
+            ):
                 raise
+        fired = self.stack.wire.fired[fired_before:]
+        unknown_hold = [
+            f for f in fired if f[0] == "start_hold" and f[1].mode in ("lost", "delayed")
+        ]
+        if unknown_hold and all(f[1].meanwhile == "nothing" for f in fired):
+            # The hold's outcome is unknown (it may exist, the money may move): the payment
+            # stays in progress, never read as a failure and rolled back by the request.
+            after = self.run(self.stack.order(order_id))
+            assert after["status"] == "PAYMENT_IN_PROGRESS", (after, fired)
+            assert after["payment_phase"] == "HOLDING", (after, fired)
+            ops = self.run(self.stack.operations(order_id))
+            hold = next((op for op in ops if op["operation_id"] == after["payment_id"]), None)
+            assert hold is None or hold["status"] == "pending", (after, ops)
 
+    # hypothesis favours the first rule (by argument count, then name): the whole relay, a
+    # cheap step that moves every payment on, is that one.
     @rule()
-    def transactions_relay(self) -> None:
-        self.run(service_of(self.stack.apps["transactions"], TransactionsService).relay_once())
+    def relay_runs(self) -> None:
+        self.run(self.stack.transactions.relay_once())
+
+    @rule(part=st.sampled_from(("reconcile", "report")))
+    def relay_part_runs(self, part: str) -> None:
+        """Only the relay's reconciliation of pending operations (calls, lookups of unknown
+        outcomes), or only its outbox (callbacks onto payments-eda's queue)."""
+        if part == "reconcile":
+            self.run(self.stack.transactions.process_pending())
+        else:
+            self.run(self.stack.transactions.deliver_callbacks())
 
     @rule(pick=st.integers(min_value=0, max_value=20), duplicate=st.booleans())
     def deliver_a_task(self, pick: int, duplicate: bool) -> None:
@@ -304,58 +603,155 @@ class PaymentLifecycle(RuleBasedStateMachine):
         if pending:
             self.run(self.stack.run_job(pending[pick % len(pending)], keep=duplicate))
 
-    @rule(seconds=st.sampled_from((1.0, 31.0, TTL_SECONDS + 1.0, HOLD_TTL_SECONDS + 1.0)))
-    def time_passes(self, seconds: float) -> None:
-        self.stack.clock.advance(seconds)
+    @rule(pick=st.integers(min_value=0, max_value=20))
+    def old_callback_again(self, pick: int) -> None:
+        """A callback delivered before arrives once more, after whatever happened since."""
+        seen = self.stack.callbacks_seen
+        if seen:
+            payload = seen[pick % len(seen)]
+            # Raising is the queue retrying it later: nothing may have changed meanwhile.
+            with contextlib.suppress(QrpayError):
+                self.run(self.stack.handlers.transaction_callback(dict(payload)))
 
     @rule()
-    def eda_ttl_job(self) -> None:
-        self.run(service_of(self.stack.apps["eda"], OrderService).close_expired(TTL_SECONDS))
+    def sweep_runs(self) -> None:
+        """payments-eda's sweep: every payment under way past ``hold_watchdog_seconds`` (or
+        being rolled back) is checked and, if its hold never got an outcome, given back."""
+        self.run(self.stack.sweep())
+
+    @rule(
+        seconds=st.sampled_from((1.0, 31.0, 31.0, TTL_SECONDS + 1.0, HOLD_TTL_SECONDS + 1.0)),
+        ttl_job=st.booleans(),
+    )
+    def time_passes(self, seconds: float, ttl_job: bool) -> None:
+        """Time moves on (retry backoff, overdue payments, hold TTL); then eda's TTL job may
+        run."""
+        self.stack.clock.advance(seconds)
+        if ttl_job:
+            self.run(service_of(self.stack.apps["eda"], OrderService).close_expired(TTL_SECONDS))
 
     @rule(failing=st.booleans())
     def cashback_switch(self, failing: bool) -> None:
         self.stack.set_fail_accruals(failing)
 
+    # --- rules: faults ---------------------------------------------------------------------
+
+    @rule(
+        target_fault=st.one_of(
+            st.tuples(st.sampled_from(ANSWER_TARGETS), ANSWER_FAULTS),
+            st.tuples(st.sampled_from(DELAY_TARGETS), st.just(Fault("delayed"))),
+        )
+    )
+    def next_call_goes_wrong(self, target_fault: tuple[str, Fault]) -> None:
+        """The next call of an endpoint (or to a downstream: ``<name>:*``) is carried out but
+        its answer is lost, or comes late (after something else happened meanwhile); or, to
+        transactions, the request itself arrives only later (the caller gave up on it)."""
+        target, fault = target_fault
+        self.stack.wire.faults[target] = fault
+
+    @rule(pick=st.integers(min_value=0, max_value=20))
+    def delayed_request_arrives(self, pick: int) -> None:
+        in_flight = self.stack.wire.in_flight
+        if in_flight:
+            self.run(self.stack.arrive(pick % len(in_flight)))
+
+    @rule(fault=st.sampled_from(("lost", "timeout", "unreachable", "lookup_down")))
+    def gateway_goes_wrong(self, fault: str) -> None:
+        if fault == "lookup_down":
+            self.stack.gateway.lookup_down = True
+        else:
+            self.stack.gateway.next_call = fault
+
+    # --- settling --------------------------------------------------------------------------
+
     @rule()
     def settle(self) -> None:
-        """Let every callback and follow-up run to the end; then closed orders hold no money."""
-        self.stack.set_fail_accruals(False)
-        for _ in range(30):
-            self.run(service_of(self.stack.apps["transactions"], TransactionsService).relay_once())
-            pending = self.stack.pending()
-            if not pending:
+        """Every request arrives, every callback and follow-up runs, every unknown outcome is
+        reconciled (time moves past the retry backoff) and the sweep checks every overdue
+        payment, until nothing changes any more; then every hold has ended and every order
+        is settled. Cashback works again."""
+        stack = self.stack
+        stack.set_fail_accruals(False)
+        order_ids = list(self.every_order)
+        before, quiet = (self.run(stack.observe(order_ids)), stack.todo_ids()), 0
+        for _ in range(40):
+            # Faults already set still hit their next call (once each), here or later.
+            while stack.wire.in_flight:
+                self.run(stack.arrive(0))
+            # Past the retry backoff and the overdue mark alike.
+            stack.clock.advance(RETRY_CAP_SECONDS + 1.0)
+            self.run(stack.transactions.relay_once())
+            for job in stack.pending():
+                self.run(stack.run_job(job, keep=False))
+            self.run(stack.sweep())
+            after = (self.run(stack.observe(order_ids)), stack.todo_ids())
+            # A retry that got no answer either changes nothing visible: a few quiet
+            # rounds in a row (each past the retry backoff) mean nothing is left to come.
+            quiet = quiet + 1 if after == before else 0
+            if quiet == 3:
                 break
-            for job in pending:
-                self.run(self.stack.run_job(job, keep=False))
-        for order_id in self.orders.values():
-            order = self.run(self.stack.order(order_id))
-            ops = self.run(self.stack.operations(order_id))
-            if order["status"] == "CANCELED":
-                assert live_holds(ops) == [], (order, ops)
-            if order["status"] == "WAITING":
-                assert live_holds(ops) == [], (order, ops)
+            before = after
+        else:  # pragma: no cover - a livelock is a bug of its own
+            raise AssertionError(f"still changing after 40 rounds: {after}")
+        for seen in after[0][0]:
+            self.check_settled(seen)
+
+    def check_settled(self, seen: Observed) -> None:
+        order, ops = seen.order, seen.ops
+        if order["status"] in ("WAITING", "CANCELED"):
+            # Given back to the guest (or closed): no hold of it holds money or may yet.
+            assert live_holds(ops) == [], (order, ops)
+            assert not [op for op in ops if op["kind"] == "hold" and op["status"] == "pending"]
+        for op in ops:
+            if op["status"] == "pending":
+                # Only a gateway that never answers (and never carries out) leaves one.
+                assert op["payment_method_id"] == "broken", (order, ops)
+        # PAYED iff exactly one clear succeeded (only-if is checked after every step).
+        if len(seen.succeeded("clear")) == 1:
+            assert order["status"] == "PAYED", (order, ops)
+        refused: list[str] = []
+        for hold in seen.succeeded("hold"):
+            settlements = [
+                op for op in ops if op["target"] == hold["operation_id"] and op["kind"] != "hold"
+            ]
+            if any(op["status"] == "succeeded" for op in settlements):
+                continue  # cleared or released
+            # Otherwise the gateway refused to settle it for good: a human's problem order,
+            # kept in progress so nobody pays it twice and the guest is not told it failed.
+            assert settlements, ("a hold neither cleared nor released", order, ops)
+            assert all(op["status"] == "failed" for op in settlements), (order, ops)
+            assert hold["payment_method_id"] == "stuck", (order, ops)
+            refused.append(hold["operation_id"])
+        if order["status"] == "PAYMENT_IN_PROGRESS":
+            # Once everything is delivered, only these keep an order in progress (each one
+            # an order for a human, never one paid twice nor given back with money held):
+            # a hold that never gets an answer, and a settlement the gateway refused.
+            payment_id = order["payment_id"]
+            payment = next((op for op in ops if op["operation_id"] == payment_id), None)
+            assert payment is not None, ("in progress without its hold", order, ops)
+            stuck = payment["status"] == "pending" or payment_id in refused
+            assert stuck, ("an order left in progress", order, ops)
+            tally("settled: an order was left to a human")
+        tally(f"settled: an order was {order['status']}")
 
     # --- invariants ----------------------------------------------------------------------
 
     @invariant()
     def money_is_consistent(self) -> None:
-        accruals = self.run(self.stack.accruals())
+        observed, accruals = self.run(self.stack.observe(list(self.every_order)))
         per_order: dict[str, int] = {}
         for accrual in accruals:
             per_order[accrual["order_id"]] = per_order.get(accrual["order_id"], 0) + 1
         assert all(count == 1 for count in per_order.values()), accruals
 
-        for order_id in self.orders.values():
-            order = self.run(self.stack.order(order_id))
-            ops = self.run(self.stack.operations(order_id))
-            event(f"an order was {order['status']}")
+        for seen in observed:
+            order, ops, order_id = seen.order, seen.ops, seen.order["order_id"]
+            tally(f"an order was {order['status']}")
             live = live_holds(ops)
-            clears = [op for op in ops if op["kind"] == "clear" and op["status"] == "succeeded"]
+            clears = seen.succeeded("clear")
             assert len(live) <= 1, ops
             assert len(clears) <= 1, ops
-            released = {
-                op["target"] for op in ops if op["kind"] == "unhold" and op["status"] == "succeeded"
-            }
+            released = {op["target"] for op in seen.succeeded("unhold")}
             if order["status"] == "PAYED":
                 assert [c["target"] for c in clears] == [order["payment_id"]], (order, ops)
                 assert order["payment_id"] not in released, (order, ops)
@@ -370,12 +766,72 @@ class PaymentLifecycle(RuleBasedStateMachine):
                 )
                 amount = next(a["amount"] for a in accruals if a["order_id"] == order_id)
                 assert Decimal(amount) == expected
+            self.check_against_gateway(seen)
 
+    def check_against_gateway(self, seen: Observed) -> None:
+        """What transactions recorded is what the gateway did; the unknown is left pending."""
+        order, ops = seen.order, seen.ops
+        for op in ops:
+            truth = seen.gateway_status(op)
+            if op["status"] in ("succeeded", "failed"):
+                # A timeout or a lost answer is never recorded as a failure (nor a success).
+                assert truth == op["status"], (truth, op, ops)
+            elif op["status"] == "canceled":
+                # Voided before it was sent: the gateway never saw it, no money moved.
+                assert truth is None, (truth, op, ops)
+        # The gateway itself took this order's money at most once, for its paid payment.
+        cleared_at_gateway = [
+            key
+            for key, status in seen.at_gateway.items()
+            if status == "succeeded" and self.stack.gateway.keys.get(key) == "clear"
+        ]
+        assert len(cleared_at_gateway) <= 1, (cleared_at_gateway, ops)
+        expected = f"{order['order_id']}:{order['payment_id']}.clear"
+        if order["status"] == "PAYED":
+            assert cleared_at_gateway == [expected], (cleared_at_gateway, ops)
+        if cleared_at_gateway:
+            # Money taken belongs to the order's payment: paid, or its clear's callback is on
+            # the way; never an order given back to the guest, closed or paid otherwise.
+            assert order["status"] in ("PAYED", "PAYMENT_IN_PROGRESS"), (order, ops)
+            assert cleared_at_gateway == [expected], (order, cleared_at_gateway, ops)
+
+
+# A failure is shrunk for up to hypothesis' own limit of five minutes: let it report.
+pytestmark = pytest.mark.timeout(480)
 
 TestPaymentLifecycle = PaymentLifecycle.TestCase
 TestPaymentLifecycle.settings = settings(
-    max_examples=25,
-    stateful_step_count=30,
+    max_examples=20,
+    stateful_step_count=60,
     deadline=None,
+    # No "explain" phase: its line tracer makes a failing run outlast pytest's timeout.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="src bug: a captured hold arriving after the sweep gave its order back is cleared",
+)
+def test_hold_arriving_after_give_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's shortest run into the known bug, replayed step by step: the guest's hold
+    request reaches transactions only after the payment was overdue and the sweep gave the
+    order back (its void found no invoice, so nothing recorded it as voided); the hold is
+    made and cleared on an order that is WAITING, and paying again charges the guest twice.
+    When this passes, drop ``SKIP_HOLDS_AFTER_GIVE_BACK`` and this test."""
+    monkeypatch.setattr(sys.modules[__name__], "SKIP_HOLDS_AFTER_GIVE_BACK", False)
+    state = PaymentLifecycle()
+    try:
+        state.bills_on_every_table(amount="100.00")
+        state.next_call_goes_wrong(target_fault=("start_hold", Fault("delayed")))
+        state.guest_pays(card="good", table="t1")
+        state.time_passes(seconds=31.0, ttl_job=False)
+        state.sweep_runs()
+        state.delayed_request_arrives(pick=0)
+        state.relay_runs()
+        state.relay_runs()
+        state.money_is_consistent()
+    finally:
+        state.teardown()
