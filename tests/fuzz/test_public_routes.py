@@ -102,8 +102,9 @@ def proxy_config(downstreams: Downstreams) -> QrpayConfig:
 
 
 def session_cookie() -> str:
-    secret = dev_secdist().session_secret
-    assert secret is not None
+    secrets = dev_secdist().session_secrets
+    assert secrets
+    secret = secrets[0]  # the first signs
     session = new_session("demo-user", "phone-fuzz", FrozenClock().now())
     return sign_session(secret.get_secret_value(), session)
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -114,12 +113,6 @@ ANSWER_TARGETS = (
     *CASHBACK_ENDPOINTS,
 )
 DELAY_TARGETS = ("transactions:*", *TRANSACTIONS_ENDPOINTS)
-
-# KNOWN BUG (issue 9; ``test_hold_arriving_after_give_back`` replays it): a captured
-# hold whose request reaches transactions only after the sweep gave its order back (the
-# void found no invoice: nothing recorded) is held AND cleared; the guest who pays again is
-# charged twice. Until it is fixed the machine leaves such arrivals out.
-SKIP_HOLDS_AFTER_GIVE_BACK = True
 
 C = TypeVar("C", bound=ServiceClient)
 
@@ -362,15 +355,6 @@ class Stack:
     async def arrive(self, index: int) -> None:
         """A delayed request arrives; nobody waits for its answer any more."""
         delayed = self.wire.in_flight.pop(index)
-        if delayed.endpoint == "start_hold" and SKIP_HOLDS_AFTER_GIVE_BACK:
-            # The invoice id is the order id: /v1/invoices/<order_id>/operations.
-            order = await self.order(delayed.path.split("/")[3])
-            if (order["payment_id"], order["payment_phase"]) != (
-                delayed.body["operation_id"],
-                "HOLDING",
-            ):
-                tally("a hold arriving after its order was given back: left out (known bug)")
-                return
         answer = await delayed.send()
         # Whatever it finds, it must not break anything.
         assert answer.status_code < 500, answer.text
@@ -810,18 +794,13 @@ TestPaymentLifecycle.settings = settings(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="src bug: a captured hold arriving after the sweep gave its order back is cleared",
-)
-def test_hold_arriving_after_give_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The machine's shortest run into the known bug, replayed step by step: the guest's hold
-    request reaches transactions only after the payment was overdue and the sweep gave the
-    order back (its void found no invoice, so nothing recorded it as voided); the hold is
-    made and cleared on an order that is WAITING, and paying again charges the guest twice.
-    When this passes, drop ``SKIP_HOLDS_AFTER_GIVE_BACK`` and this test."""
-    monkeypatch.setattr(sys.modules[__name__], "SKIP_HOLDS_AFTER_GIVE_BACK", False)
+def test_hold_arriving_after_give_back() -> None:
+    """The machine's shortest run into a double charge it found, replayed step by step: the
+    guest's hold request reaches transactions only after the payment was overdue and the
+    sweep gave the order back (its void found no invoice, so nothing recorded it as voided).
+    The hold was made and cleared on an order that was WAITING, and paying again charged the
+    guest twice. Now the request carries ``not_after`` (half of hold_watchdog_seconds after
+    the start) and transactions refuses it, late, with ``request_expired``."""
     state = PaymentLifecycle()
     try:
         state.bills_on_every_table(amount="100.00")

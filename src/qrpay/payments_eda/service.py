@@ -268,6 +268,11 @@ class PaymentsService:
         card = await self._card(user_id, request.payment_method.id, lang)
 
         payment_id = uuid4().hex
+        # The sweep may give the order back hold_watchdog_seconds after the start below: a hold
+        # request still on its way by half that is refused by transactions, never taken.
+        give_up_at = self._clock.now() + timedelta(
+            seconds=self._runtime.config.payments.hold_watchdog_seconds / 2
+        )
         # eda's order is the durable record: whatever dies after the start below, the sweep
         # finds the order in PAYMENT_IN_PROGRESS and, if its hold never arrived, gives it back.
         try:
@@ -301,6 +306,7 @@ class PaymentsService:
                     amount=order.bill.amount,
                     payment_method=PaymentMethodRef(id=card.id, token=card.token),
                     capture=True,
+                    not_after=give_up_at,
                     invoice=InvoiceIn(
                         owner=domain.OWNER,
                         order_id=order.order_id,

@@ -229,6 +229,11 @@ def decide(
                 )
             return op, False
 
+    if request.not_after is not None and now > request.not_after:
+        raise Conflict(
+            f"operation {request.operation_id!r} arrived after its caller gave up on it",
+            code=Code.REQUEST_EXPIRED,
+        )
     currency = invoice.currency
     if request.kind == HOLD:
         if request.amount is None:

@@ -32,6 +32,7 @@ class TransactionsCode(StrEnum):
     PAYMENT_METHOD_REQUIRED = "payment_method_required"
     UNEXPECTED_TARGET = "unexpected_target"
     UNEXPECTED_CAPTURE = "unexpected_capture"
+    REQUEST_EXPIRED = "request_expired"
     TARGET_REQUIRED = "target_required"
     NOTHING_TO_CLEAR = "nothing_to_clear"
     NOTHING_TO_RELEASE = "nothing_to_release"
@@ -100,6 +101,11 @@ class OperationIn(WireModel):
     capture: bool = False
     # Create the invoice with its first operation (as PUT /v1/invoices/{id} would).
     invoice: InvoiceIn | None = None
+    # The caller gives up on the request at this moment (its rollback may run after it): an
+    # operation that does not exist yet is refused from then on (409 request_expired), so a
+    # request that arrives late never takes money after the caller gave the order back. A
+    # repeat of one that exists gets it back whatever the time.
+    not_after: datetime | None = None
 
 
 class VoidIn(WireModel):

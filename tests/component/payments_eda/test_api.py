@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from qrpay.kernel.clock import FrozenClock
 from tests.support.component.payments_eda import (
     BASE,
     ORDER_ID,
@@ -159,6 +161,8 @@ async def test_pay_starts_the_payment_then_the_captured_hold_and_puts_no_task(pe
     }
     # eda's order is the durable record the sweep looks at: no task per payment.
     assert pe.jobs(WATCHDOG) == []
+    clock = pe.ctx.clock
+    assert isinstance(clock, FrozenClock)
     # One call: the invoice with its first hold, captured by transactions in the same pass.
     assert hold.next_call()["json"] == {
         "operation_id": payment_id,
@@ -166,6 +170,8 @@ async def test_pay_starts_the_payment_then_the_captured_hold_and_puts_no_task(pe
         "amount": "1000",
         "payment_method": {"id": "card-ok", "token": "sandbox-ok-card-ok"},
         "capture": True,
+        # Half of hold_watchdog_seconds (30) after the start: later, transactions refuses it.
+        "not_after": (clock.now() + timedelta(seconds=15)).isoformat().replace("+00:00", "Z"),
         "invoice": {
             "owner": "payments-eda",
             "order_id": ORDER_ID,

@@ -117,3 +117,21 @@ async def test_only_a_hold_can_be_captured(tx: Transactions) -> None:
     await tx.invoice()
     answer = await tx.operation(operation_id="c1", kind="clear", target="h1", capture=True)
     assert (answer.status_code, answer.json()["code"]) == (400, "unexpected_capture")
+
+
+async def test_a_request_that_arrives_after_its_caller_gave_up_is_refused(
+    tx: Transactions,
+) -> None:
+    """The owner's rollback may have run once it gave up (its sweep found no invoice to void):
+    a hold arriving later must not take money; a repeat of one that exists is answered."""
+    deadline = tx.clock.now().isoformat()
+    tx.clock.advance(1)
+    late = await captured_hold(tx, not_after=deadline)
+    assert (late.status_code, late.json()["code"]) == (409, "request_expired")
+    missing = await tx.client.get("/v1/invoices/inv-1")
+    assert missing.status_code == 404  # nothing created, not even the invoice
+    on_time = await captured_hold(tx, not_after=tx.clock.now().isoformat())
+    assert on_time.status_code == 200, on_time.text
+    tx.clock.advance(60)
+    repeat = await captured_hold(tx, not_after=deadline)
+    assert repeat.json() == on_time.json()
