@@ -411,14 +411,21 @@ async def test_slow_eda_gives_the_pos_503s_in_time_and_spares_the_app_endpoints(
             bad = [o for o in of(phase, group) if o.status != 200]
             assert not bad, (phase, group, bad[:5], context)
 
-    # Slow phase, POS: every request a 503 with the JSON error body, within its deadline.
+    # Slow phase, POS: every request within its deadline, a 503 with the JSON error body
+    # (or a status poll answered from memory).
     slow_pos = of("slow", "pos")
     assert {o.endpoint for o in slow_pos} == set(deadlines), context
+    # A create needs eda: the slow phase did meet it.
+    assert any(o.status == 503 and o.endpoint != "/orders/list" for o in slow_pos), context
     for outcome in slow_pos:
-        assert outcome.status == 503, (outcome, context)
-        assert outcome.code in ("eda_unavailable", "overloaded"), (outcome, context)
         deadline = deadlines[outcome.endpoint]
         assert outcome.elapsed <= deadline + deadline_slack(deadline), (outcome, context)
+        if outcome.status == 200 and outcome.endpoint == "/orders/list":
+            # Answered from the instance's memory of eda's change feed while the feed was
+            # within feed.max_lag_ms (issue 10): a status poll no longer needs eda.
+            continue
+        assert outcome.status == 503, (outcome, context)
+        assert outcome.code in ("eda_unavailable", "overloaded"), (outcome, context)
 
     # Slow phase, app: never refused, and latency within a ratio of the healthy phases
     # around it (the baseline before, the recovery after: the same run, the same box).
