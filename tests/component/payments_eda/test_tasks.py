@@ -140,7 +140,12 @@ async def test_clear_succeeded_marks_paid_and_queues_cashback(pe: Env) -> None:
     assert pe.metric("qrpay_orders_paid_by_qr_total", client_id="rest-1") == 1
 
 
+# What payments-eda asks cashback for on a paid 1000 RUB bill at rest-1 (30%).
+ACCRUAL_REQUEST = {"user_id": USER, "amount": "300", "currency": "RUB", "source": "rest-1"}
+
+
 def accrual_route(pe: Env, status: int = 200) -> Any:
+    """cashback's PUT /v1/accruals/{order}: the accrual made, or an error ``status``."""
     body: Any = {
         "accrual": {
             "order_id": ORDER_ID,
@@ -170,12 +175,7 @@ async def test_a_captured_clear_completes_the_order_and_accrues_in_the_same_task
         {**callback("p1.clear", "clear", target=PAYMENT), "user_id": USER}
     )
     assert complete.next_call()["json"] == {"payment_id": PAYMENT}
-    assert accrue.next_call()["json"] == {
-        "user_id": USER,
-        "amount": "300",
-        "currency": "RUB",
-        "source": "rest-1",
-    }
+    assert accrue.next_call()["json"] == ACCRUAL_REQUEST
     assert pe.jobs(CASHBACK) == []  # no task of its own
 
 
@@ -273,28 +273,9 @@ async def test_a_callback_with_a_field_added_later_is_still_understood(pe: Env) 
 async def test_cashback_is_accrued_for_a_paid_order(pe: Env) -> None:
     pe.order(**PAID)
     pe.invoice(invoice_body())
-    accrue = pe.mock.json_handler(
-        f"/v1/accruals/{ORDER_ID}",
-        {
-            "accrual": {
-                "order_id": ORDER_ID,
-                "user_id": USER,
-                "amount": "300",
-                "currency": "RUB",
-                "source": "rest-1",
-                "created_at": "2026-01-01T12:00:00Z",
-            },
-            "created": True,
-        },
-        method="PUT",
-    )
+    accrue = accrual_route(pe)
     await pe.handlers.accrue_cashback({"order_id": ORDER_ID}, 1)
-    assert accrue.next_call()["json"] == {
-        "user_id": USER,
-        "amount": "300",
-        "currency": "RUB",
-        "source": "rest-1",
-    }
+    assert accrue.next_call()["json"] == ACCRUAL_REQUEST
 
 
 async def test_zero_cashback_accrues_nothing(pe: Env) -> None:
