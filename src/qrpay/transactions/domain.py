@@ -116,12 +116,19 @@ def capture_clear(hold: OperationRecord, now: datetime) -> OperationRecord | Non
     """
     if hold.kind != HOLD or not hold.capture or hold.status != SUCCEEDED:
         return None
+    return _settlement(hold, capture_id(hold.operation_id), CLEAR, hold.amount, now)
+
+
+def _settlement(
+    hold: OperationRecord, operation_id: str, kind: OperationKind, amount: Decimal, now: datetime
+) -> OperationRecord:
+    """A pending clear or unhold of ``hold``: it acts on the hold's card and gateway reference."""
     return OperationRecord(
         invoice_id=hold.invoice_id,
-        operation_id=capture_id(hold.operation_id),
-        kind=CLEAR,
+        operation_id=operation_id,
+        kind=kind,
         status=PENDING,
-        amount=hold.amount,
+        amount=amount,
         currency=hold.currency,
         target=hold.operation_id,
         payment_method_id=hold.payment_method_id,
@@ -279,22 +286,7 @@ def decide(
             raise InvalidInput("cannot clear more than was held", code=Code.AMOUNT_EXCEEDS_HOLD)
         if request.kind == UNHOLD and amount != hold.amount:
             raise InvalidInput("an unhold releases the whole hold", code=Code.AMOUNT_MISMATCH)
-    return (
-        OperationRecord(
-            invoice_id=invoice.invoice_id,
-            operation_id=request.operation_id,
-            kind=request.kind,
-            status=PENDING,
-            amount=amount,
-            currency=currency,
-            target=hold.operation_id,
-            payment_method_id=hold.payment_method_id,
-            token=hold.token,
-            reference=hold.reference,
-            created_at=now,
-        ),
-        True,
-    )
+    return _settlement(hold, request.operation_id, request.kind, amount, now), True
 
 
 def hold_expired(

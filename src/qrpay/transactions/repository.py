@@ -191,9 +191,12 @@ class TransactionsRepository(Repository):
         return claimed
 
     async def record_result(
-        self, op: OperationRecord, result: GatewayResult, now: datetime
+        self, op: OperationRecord, result: GatewayResult, now: datetime, *, reported: bool = False
     ) -> bool:
-        """Write the outcome once: False if the operation had already finished."""
+        """Write the outcome once: False if the operation had already finished.
+
+        ``reported``: its callback is marked sent with it (nobody needs one: a captured hold's
+        owner hears of its clear)."""
         return await self.changed_one(
             update(operations)
             .where(
@@ -206,6 +209,7 @@ class TransactionsRepository(Repository):
                 reference=result.reference or op.reference,
                 finished_at=now,
                 claimed_until=None,
+                **({"callback_sent_at": now} if reported else {}),
             )
         )
 

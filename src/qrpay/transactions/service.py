@@ -386,13 +386,14 @@ class TransactionsService:
     ) -> OperationRecord | None:
         """A captured hold's success and its clear, in one transaction under the invoice's lock.
 
-        The hold's own callback is marked sent with it: the owner hears of the clear.
+        The hold's own callback is marked sent in the same statement: the owner hears of the
+        clear.
         """
         now = self.clock.now()
         async with self.db.write() as session:
             repo = TransactionsRepository(session)
             invoice = await repo.get_invoice(hold.invoice_id, for_update=True)
-            if invoice is None or not await repo.record_result(hold, result, now):
+            if invoice is None or not await repo.record_result(hold, result, now, reported=True):
                 return None
             done = replace(
                 hold,
@@ -406,7 +407,6 @@ class TransactionsService:
             clear, lease = self._claim_at_insert(clear, now)
             ops = await repo.operations_of(hold.invoice_id)
             await repo.insert_operation(clear, position=len(ops), claimed_until=lease)
-            await repo.mark_callback_sent(hold, now)
         self.metrics.operations.labels(clear.kind.value, clear.status.value).inc()
         self._run_claimed(invoice, clear)
         return done
