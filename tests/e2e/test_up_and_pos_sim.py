@@ -78,7 +78,7 @@ def test_up_pos_sim_stop_and_restart(up: QrpayUp, tmp_path: Path) -> None:
     qr_files = list(out_dir.glob("*-qr.png"))
     assert len(qr_files) == 1
     assert len(list(out_dir.glob("*-receipt.png"))) == 1
-    decoded = zxingcpp.read_barcodes(Image.open(qr_files[0]))
+    decoded = zxingcpp.read_barcodes(Image.open(qr_files[0]), formats=zxingcpp.BarcodeFormat.QRCode)
     assert [code.text for code in decoded] == [printed_link]
 
     link = urlsplit(printed_link)
