@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from abc import ABC, abstractmethod
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -80,6 +80,8 @@ STUCK_PREFIX = "sandbox-stuck-"
 
 # How many results the sandbox remembers (oldest forgotten first): a bound, not a ledger.
 SANDBOX_MEMORY = 100_000
+# How many of its latest calls it keeps for tests to read (a long run would grow for ever).
+SANDBOX_CALLS_KEPT = 10_000
 
 
 class SandboxGateway(PaymentGateway):
@@ -94,11 +96,23 @@ class SandboxGateway(PaymentGateway):
     ``lost_answer_rate`` loses that share of first answers whatever the token.
     """
 
-    def __init__(self, config: Callable[[], GatewayConfig]) -> None:
+    def __init__(
+        self,
+        config: Callable[[], GatewayConfig],
+        *,
+        memory: int = SANDBOX_MEMORY,
+        calls_kept: int = SANDBOX_CALLS_KEPT,
+    ) -> None:
         self._config = config
+        self._memory = memory
         self._results: OrderedDict[str, GatewayResult] = OrderedDict()
         self._answered: set[str] = set()
-        self.calls: list[tuple[str, str]] = []  # (kind, idempotency key), for tests
+        self._calls: deque[tuple[str, str]] = deque(maxlen=calls_kept)
+
+    @property
+    def calls(self) -> list[tuple[str, str]]:
+        """The latest calls, (kind, idempotency key), oldest first; for tests."""
+        return list(self._calls)
 
     async def _delay(self, seconds: float) -> None:
         if seconds:
@@ -130,12 +144,12 @@ class SandboxGateway(PaymentGateway):
 
     def _remember(self, key: str, result: GatewayResult) -> None:
         self._results[key] = result
-        while len(self._results) > SANDBOX_MEMORY:
+        while len(self._results) > self._memory:
             old, _ = self._results.popitem(last=False)
             self._answered.discard(old)
 
     async def _call(self, kind: str, token: str, idempotency_key: str) -> GatewayResult:
-        self.calls.append((kind, idempotency_key))
+        self._calls.append((kind, idempotency_key))
         config = self._config()
         await self._delay(config.latency_ms / 1000)
         if token.startswith(ERROR_PREFIX) or not token.startswith("sandbox-"):
@@ -179,7 +193,7 @@ class SandboxGateway(PaymentGateway):
         return await self._call("unhold", token, idempotency_key)
 
     async def lookup(self, idempotency_key: str) -> GatewayResult | None:
-        self.calls.append(("lookup", idempotency_key))
+        self._calls.append(("lookup", idempotency_key))
         await self._delay(self._config().latency_ms / 1000)
         return self._results.get(idempotency_key)
 

@@ -129,3 +129,22 @@ async def test_lost_answer_rate_loses_a_share_of_first_answers_deterministically
         except GatewayUnavailable:
             relost.append(n)
     assert relost == lost
+
+
+async def test_the_sandbox_forgets_its_oldest_results_and_calls_past_its_bounds() -> None:
+    gateway = SandboxGateway(lambda: GatewayConfig(), memory=3, calls_kept=2)
+    for n in range(1, 6):
+        await gateway.hold("sandbox-ok-1", Decimal("10"), "RUB", f"inv:h{n}")
+    assert [await gateway.lookup(f"inv:h{n}") is not None for n in range(1, 6)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+    # Only the latest calls are kept: the five lookups above pushed out every hold.
+    assert gateway.calls == [("lookup", "inv:h4"), ("lookup", "inv:h5")]
+    # A forgotten key is a new call: a retry of it is carried out again.
+    again = await gateway.hold("sandbox-ok-1", Decimal("10"), "RUB", "inv:h1")
+    assert again.status == SUCCEEDED
+    assert await gateway.lookup("inv:h3") is None  # pushed out by inv:h1
