@@ -35,7 +35,14 @@ from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.service import build_app
 from tests.support.component.iiko_integration import HEADERS
 from tests.support.component.payments_eda import pay_body, signature
-from tests.support.fuzz import BILL, Fakes, background_loop, running_fakes, sign_payer_case
+from tests.support.fuzz import (
+    BILL,
+    Fakes,
+    asgi_schema,
+    background_loop,
+    running_fakes,
+    sign_payer_case,
+)
 from tests.support.services import (
     dev_config,
     dev_secdist,
@@ -121,7 +128,7 @@ def lazy_schema(request: pytest.FixtureRequest, app: FastAPI) -> Any:
     # schemathesis' lazy loader reads `node._nodeid`, which pytest 9 no longer has.
     if not hasattr(request.node, "_nodeid"):
         request.node._nodeid = request.node.nodeid
-    return schemathesis.openapi.from_asgi("/openapi.json", app)
+    return asgi_schema(app)
 
 
 # --- iiko-integration: the POS API and the app API -------------------------------------------

@@ -20,7 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import schemathesis
 from aiohttp import web
+from fastapi import FastAPI
 from schemathesis import GenerationMode
 
 from tests.support.component.iiko_integration import eda_order
@@ -198,3 +200,15 @@ def sign_payer_case(case: Any) -> None:
     body = case.body
     if isinstance(body, dict) and isinstance(body.get("order_id"), str):
         body["hmac"] = signature(body["order_id"])
+
+
+def asgi_schema(app: FastAPI) -> Any:
+    """The app's OpenAPI document for schemathesis, its calls made to the app in process.
+
+    Taken from the app, not over GET /openapi.json: a public service serves that only to
+    ``http.internal_networks``, and schemathesis' ASGI client has no address ("testclient").
+    """
+    schema = schemathesis.openapi.from_dict(app.openapi())
+    schema.app = app
+    schema.location = "/openapi.json"
+    return schema

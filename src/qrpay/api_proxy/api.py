@@ -71,8 +71,15 @@ def html(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
 
-router = APIRouter()
 Proxy = Annotated[ApiProxyService, Depends(provide(ApiProxyService))]
+
+
+async def limit_client(request: Request, service: Proxy) -> None:
+    # request.client is the forwarded address only when a trusted proxy sent it (kernel.edge).
+    service.limit_client(request.client.host if request.client else None)
+
+
+router = APIRouter(dependencies=[Depends(limit_client)])
 
 
 async def current_session(request: Request, service: Proxy) -> Session | None:
@@ -153,6 +160,7 @@ async def forward(
     if request.method == "POST":
         check_same_origin(request)
         service.authorize(request.method, path, session)
+        service.limit_pay(session)
         if not request.headers.get("content-type", "").startswith("application/json"):
             raise InvalidInput("send the body as application/json", code="invalid_content_type")
     answer = await service.forward_payments(

@@ -7,8 +7,9 @@ from starlette.staticfiles import StaticFiles
 from qrpay.api_proxy.api import router
 from qrpay.api_proxy.client import PaymentsEdaForwarder
 from qrpay.api_proxy.pages import STATIC_DIR
-from qrpay.api_proxy.service import ApiProxyService
+from qrpay.api_proxy.service import ApiProxyService, ProxyLimits
 from qrpay.iiko_integration.client import IikoIntegrationClient
+from qrpay.kernel.config import LimitName
 from qrpay.kernel.service import ServiceApp, ServiceContext, Wiring
 
 
@@ -23,6 +24,11 @@ def wire(ctx: ServiceContext) -> Wiring:
         iiko=IikoIntegrationClient(
             session=ctx.http, dependency=ctx.dependency("iiko-integration"), metrics=ctx.metrics
         ),
+        limits=ProxyLimits(
+            sign_in=ctx.rate_limiter(LimitName.SIGN_IN),
+            pay=ctx.rate_limiter(LimitName.PAY),
+            client_address=ctx.rate_limiter(LimitName.CLIENT_ADDRESS),
+        ),
     )
     return Wiring(services=[service])
 
@@ -35,4 +41,5 @@ SERVICE = ServiceApp(
     router=router,
     wire=wire,
     mounts=[("/go-pay/static", "static", lambda: StaticFiles(directory=STATIC_DIR))],
+    public=True,
 )

@@ -19,6 +19,7 @@ from qrpay.iiko_integration.client import IikoIntegrationClient
 from qrpay.iiko_integration.schemas import RestaurantItem
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.errors import DependencyUnavailable, InvalidInput, NotFound, Unauthenticated
+from qrpay.kernel.ratelimit import RateLimiter
 from qrpay.kernel.reloading import RuntimeConfig
 
 YANDEX_UID_HEADER = "X-Yandex-UID"
@@ -35,6 +36,15 @@ class DemoUser:
     cards: int
 
 
+@dataclass(frozen=True)
+class ProxyLimits:
+    """This instance's rate limits (kernel.ratelimit): per user, per client address."""
+
+    sign_in: RateLimiter
+    pay: RateLimiter
+    client_address: RateLimiter
+
+
 class ApiProxyService:
     def __init__(
         self,
@@ -43,11 +53,18 @@ class ApiProxyService:
         clock: Clock,
         payments: PaymentsEdaForwarder,
         iiko: IikoIntegrationClient,
+        limits: ProxyLimits,
     ) -> None:
         self._runtime = runtime
         self._clock = clock
         self._payments = payments
         self._iiko = iiko
+        self._limits = limits
+
+    def limit_client(self, address: str | None) -> None:
+        """Every request of one client address (the forwarded one only from a trusted proxy)."""
+        if address:
+            self._limits.client_address.check(address)
 
     # --- sessions ---------------------------------------------------------------------------
 
@@ -69,6 +86,7 @@ class ApiProxyService:
         """A new session (and its cookie value) for one of the demo users."""
         if user_id not in {user.user_id for user in self.demo_users()}:
             raise InvalidInput(f"{user_id[:64]!r} is not a demo user", code="unknown_user")
+        self._limits.sign_in.check(user_id)
         keys = self._secrets()
         if not keys:
             raise DependencyUnavailable(
@@ -96,6 +114,11 @@ class ApiProxyService:
             raise NotFound(f"no such payer route: {method} {path[:64]}")
         if needs_session and session is None:
             raise Unauthenticated("sign in to pay", code="unauthorized")
+
+    def limit_pay(self, session: Session | None) -> None:
+        """Pay attempts of one user; call after ``authorize`` (a pay call has a session)."""
+        if session is not None:
+            self._limits.pay.check(session.user_id)
 
     async def forward_payments(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from qrpay.eda.client import EdaClient
 from qrpay.iiko_integration.api import router
 from qrpay.iiko_integration.service import IikoService
+from qrpay.kernel.config import LimitName
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
 
 
@@ -20,6 +21,7 @@ def wire(ctx: ServiceContext) -> Wiring:
             ("client_id",),
         ),
         clock=ctx.clock,
+        pos_limit=ctx.rate_limiter(LimitName.POS_KEY),
     )
     # Every instance follows eda's feed on its own: instances share nothing.
     follower = Job("iiko-feed-follower", service.follower.run)
@@ -30,4 +32,5 @@ SERVICE = ServiceApp(
     description="POS API (create orders, poll statuses) and the app's availability API.",
     router=router,
     wire=wire,
+    public=True,
 )

@@ -24,6 +24,7 @@ from qrpay.iiko_integration.schemas import (
 )
 from qrpay.kernel.clock import Clock, SystemClock
 from qrpay.kernel.errors import DependencyUnavailable
+from qrpay.kernel.ratelimit import RateLimiter
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.wakeup import Wakeups
 
@@ -40,8 +41,10 @@ class IikoService:
         orders_created: Counter,
         rollout: Rollout | None = None,
         clock: Clock | None = None,
+        pos_limit: RateLimiter | None = None,
     ) -> None:
         self._runtime = runtime
+        self._pos_limit = pos_limit
         self._eda = eda_client
         self._orders_created = orders_created
         self._rollout = rollout or Rollout()
@@ -55,7 +58,12 @@ class IikoService:
         self.auth = ApiKeyAuth(lambda: runtime.secdist)
 
     def authenticate(self, api_key: str | None) -> frozenset[str]:
-        return self.auth.authenticate(api_key)
+        allowed = self.auth.authenticate(api_key)
+        if self._pos_limit is not None and api_key:
+            # Keyed by the key itself, only once it is known to be one of secdist's: the
+            # buckets are as many as the keys, and the limiter never logs its keys.
+            self._pos_limit.check(api_key)
+        return allowed
 
     async def create_order(
         self, allowed: frozenset[str], request: CreateOrderRequest

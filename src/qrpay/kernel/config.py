@@ -13,6 +13,7 @@ import re
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -218,10 +220,57 @@ class SessionsConfig(Strict):
     revoked_before: dict[str, AwareDatetime] = Field(default_factory=dict)
 
 
+Networks = tuple[IPvAnyNetwork, ...]
+LOOPBACK: Networks = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
+
+
 class HttpConfig(Strict):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Requests one instance runs at once; more are answered 503 overloaded at once.
     max_in_flight: int = Field(default=256, ge=1, le=100_000)
+    # Peers (addresses or CIDRs) whose X-Forwarded-For/-Proto/-Host and Forwarded headers are
+    # believed: the load balancer or nginx in front. Empty: nobody's, the peer is the client.
+    trusted_proxies: Networks = ()
+    # Clients (after trusted forwarding) that may read a public service's /metrics and API
+    # docs; anyone else gets 404 there (kernel.edge).
+    internal_networks: Networks = LOOPBACK
+    # FastAPI's /docs, /redoc and /openapi.json; a production config turns them off.
+    docs: bool = True
+    # Strict-Transport-Security on answers to https requests; 0 sends none.
+    hsts_max_age_seconds: int = Field(default=365 * 24 * 3600, ge=0, le=2 * 365 * 24 * 3600)
+
+
+class RateLimit(Strict):
+    """A token bucket: ``burst`` requests at once, refilled at ``per_second``."""
+
+    per_second: float = Field(gt=0, le=1_000_000)
+    burst: int = Field(ge=1, le=1_000_000)
+
+
+class LimitName(StrEnum):
+    POS_KEY = "pos_key"
+    SIGN_IN = "sign_in"
+    PAY = "pay"
+    CLIENT_ADDRESS = "client_address"
+
+
+class LimitsConfig(Strict):
+    """Rate limits, each counted in every instance on its own (kernel.ratelimit)."""
+
+    enabled: bool = True
+    # iiko-integration's POS routes, per API key.
+    pos_key: RateLimit = RateLimit(per_second=50, burst=200)
+    # api-proxy: sign-ins per user, pay attempts per user, every request per client address.
+    sign_in: RateLimit = RateLimit(per_second=0.2, burst=10)
+    pay: RateLimit = RateLimit(per_second=0.5, burst=10)
+    client_address: RateLimit = RateLimit(per_second=50, burst=200)
+    # Buckets kept per limit and instance; idle (full) ones are dropped first, then the
+    # least recently used.
+    max_keys: int = Field(default=100_000, ge=1, le=10_000_000)
+
+    def rule(self, name: LimitName) -> RateLimit | None:
+        """The limit in force for ``name``; None when limits are off."""
+        return getattr(self, name.value) if self.enabled else None
 
 
 class Experiments(Strict):
@@ -259,6 +308,7 @@ class QrpayConfig(Strict):
     demo: DemoConfig = DemoConfig()
     sessions: SessionsConfig = SessionsConfig()
     http: HttpConfig = HttpConfig()
+    limits: LimitsConfig = LimitsConfig()
     experiments: Experiments = Experiments()
     services: dict[str, DependencyConfig] = Field(default_factory=_default_dependencies)
     config_reload_interval_seconds: float = Field(default=1.0, gt=0)

@@ -87,7 +87,11 @@ class PayloadTooLarge(QrpayError, kind=ErrorKind.TOO_LARGE, default_code="payloa
 
 
 class RateLimited(QrpayError, kind=ErrorKind.RATE_LIMITED, default_code="rate_limited"):
-    pass
+    """Too many requests: the answer says in ``Retry-After`` when the next one is let in."""
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, code=code, details={"retry_after": retry_after})
+        self.retry_after = retry_after
 
 
 class DependencyUnavailable(

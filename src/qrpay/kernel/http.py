@@ -21,7 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from qrpay.kernel.errors import ErrorKind, PayloadTooLarge, QrpayError
+from qrpay.kernel.config import HttpConfig
+from qrpay.kernel.edge import EdgeMiddleware
+from qrpay.kernel.errors import ErrorKind, PayloadTooLarge, QrpayError, RateLimited
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.request_context import (
     accept_request_id,
@@ -73,7 +75,10 @@ def json_response(status: int, body: Any, headers: Mapping[str, str] | None = No
 
 
 def error_response(error: QrpayError) -> Response:
-    return json_response(STATUS_BY_KIND[error.kind], {"code": error.code, "message": error.message})
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else None
+    return json_response(
+        STATUS_BY_KIND[error.kind], {"code": error.code, "message": error.message}, headers
+    )
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
@@ -275,6 +280,8 @@ def create_app(
     lifespan: Lifespan | None = None,
     ready: Callable[[], Awaitable[None]] | None = None,
     description: str = "",
+    http: Callable[[], HttpConfig] = HttpConfig,
+    public: bool = False,
 ) -> FastAPI:
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -289,7 +296,8 @@ def create_app(
         description=description,
         version="1.0.0",
         lifespan=_lifespan,
-        responses=error_responses(400, 413, 500, 503),
+        # A public service's routes are rate limited (kernel.ratelimit).
+        responses=error_responses(400, 413, 500, 503, *((429,) if public else ())),
     )
     install_error_handlers(app)
 
@@ -307,6 +315,8 @@ def create_app(
     async def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
+    # Inside RequestMiddleware (added first): its answers are counted and carry the request id.
+    app.add_middleware(EdgeMiddleware, http=http, public=public)
     app.add_middleware(
         RequestMiddleware, metrics=metrics, max_body=max_body, max_in_flight=max_in_flight
     )

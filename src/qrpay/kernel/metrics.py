@@ -40,6 +40,12 @@ class ServiceMetrics:
             "Requests answered 503 overloaded without running, over max_in_flight",
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "qrpay_rate_limited",
+            "Requests answered 429 by a rate limit of this instance, by limit",
+            ["limit"],
+            registry=self.registry,
+        )
         self.downstream_requests = Counter(
             "qrpay_downstream_requests",
             "Calls to other services, by outcome",

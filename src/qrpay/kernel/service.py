@@ -22,12 +22,13 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.types import ASGIApp
 
 from qrpay.kernel.clock import Clock, SystemClock
-from qrpay.kernel.config import DependencyConfig
+from qrpay.kernel.config import DependencyConfig, HttpConfig, LimitName
 from qrpay.kernel.db import Database
 from qrpay.kernel.http import create_app
 from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.queue import TaskQueue
+from qrpay.kernel.ratelimit import RateLimiter
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.settings import Settings
 
@@ -80,6 +81,20 @@ class ServiceContext:
 
     def max_in_flight(self) -> int:
         return self.runtime.config.http.max_in_flight
+
+    def http_config(self) -> HttpConfig:
+        return self.runtime.config.http
+
+    def rate_limiter(self, name: LimitName) -> RateLimiter:
+        """A limit of this instance, following the live config (``limits.<name>``)."""
+        runtime = self.runtime
+        return RateLimiter(
+            name,
+            rule=lambda: runtime.config.limits.rule(name),
+            max_keys=lambda: runtime.config.limits.max_keys,
+            clock=self.clock,
+            refused=self.metrics.rate_limited,
+        )
 
 
 # Services in start-up order: the ones others call come first.
@@ -138,6 +153,9 @@ class ServiceApp:
     router: APIRouter
     wire: Callable[[ServiceContext], Wiring]
     mounts: Sequence[tuple[str, str, Callable[[], ASGIApp]]] = ()
+    # Reached from outside (browsers, POS): /metrics and the API docs only for
+    # http.internal_networks (kernel.edge).
+    public: bool = False
 
     def build(self, ctx: ServiceContext) -> FastAPI:
         wiring = self.wire(ctx)
@@ -155,6 +173,8 @@ class ServiceApp:
             lifespan=lambda _app: running(ctx, wiring),
             ready=ready,
             description=self.description,
+            http=ctx.http_config,
+            public=self.public,
         )
         app.include_router(self.router)
         for path, name, make in self.mounts:

@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from qrpay.kernel.service import build_app
 from tests.support.component.iiko_integration import HEADERS, eda_order
-from tests.support.fuzz import background_loop
+from tests.support.fuzz import asgi_schema, background_loop
 from tests.support.mockserver import MockServer
 from tests.support.services import dev_config, make_context, point_services_at
 
@@ -55,7 +55,7 @@ def iiko_schema(fake_eda: MockServer, tmp_path: Path, request: pytest.FixtureReq
         request.node._nodeid = request.node.nodeid
     config = point_services_at(dev_config(), fake_eda.base_url, "eda")
     app = build_app(make_context("iiko-integration", tmp_path, config=config))
-    return schemathesis.openapi.from_asgi("/openapi.json", app)
+    return asgi_schema(app)
 
 
 EXCLUDED_CHECKS = [

@@ -123,6 +123,21 @@ OVERLOADED_BODY = (
 )
 
 
+# What nginx tells the services of the client (kernel.edge believes it from
+# http.trusted_proxies only): its address, and the scheme and host it asked for. Set, not
+# appended to, for the scheme and host: a client's own X-Forwarded-Proto is dropped here.
+FORWARDED_HEADERS = (
+    "proxy_set_header Host $http_host;\n"
+    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+    "proxy_set_header X-Forwarded-Proto $scheme;\n"
+    "proxy_set_header X-Forwarded-Host $http_host;\n"
+)
+
+
+def forwarded_headers(indent: str) -> str:
+    return "".join(f"{indent}{line}\n" for line in FORWARDED_HEADERS.splitlines())
+
+
 def nginx_config(layout: Layout) -> str:
     var = layout.var.resolve()
     upstreams = []
@@ -149,11 +164,10 @@ def nginx_config(layout: Layout) -> str:
             f"            proxy_pass http://{name};\n"
             f"            proxy_http_version 1.1;\n"
             f'            proxy_set_header Connection "";\n'
-            f"            proxy_set_header Host $http_host;\n"
-            f"            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
-            f"            proxy_read_timeout 30s;\n"
-            f"        }}\n"
-            f"    }}\n"
+            + forwarded_headers("            ")
+            + "            proxy_read_timeout 30s;\n"
+            "        }\n"
+            "    }\n"
         )
     return (
         "# Written by `python -m qrpay_tools.cluster up`; rewritten on every start.\n"
@@ -290,6 +304,8 @@ def configure(layout: Layout, db_prefix: str, overrides: list[str] | None = None
     env = local.write_config(layout.var.resolve(), ports, databases)
     config = yaml.safe_load((layout.var / "config.yaml").read_text())
     config["deeplink"]["base"] = f"{layout.url(layout.nginx_ports['api-proxy'])}/go-pay/orders"
+    # nginx, on this machine, is the proxy whose forwarded headers the services believe.
+    config["http"]["trusted_proxies"] = ["127.0.0.1"]
     apply_overrides(config, overrides or [])
     layout.config.write_text(yaml.safe_dump(config, allow_unicode=True))
     secdist = yaml.safe_load((layout.var / "secdist.yaml").read_text())

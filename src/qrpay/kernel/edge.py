@@ -1,0 +1,183 @@
+"""What a request looks like from outside: the one place forwarded headers are believed.
+
+Behind a TLS-terminating load balancer the app's peer is the balancer and the scheme
+``http``. ``EdgeMiddleware`` takes the client's address, scheme and host from
+``X-Forwarded-For``/``-Proto``/``-Host`` (or ``Forwarded``, RFC 7239) only when the peer is
+one of ``http.trusted_proxies``; from anyone else they are ignored, as a client can send
+them. Routes then see the external view (``request.url.scheme``, ``request.client``, the
+``Host`` header): the session cookie is ``Secure`` and the Origin check compares with
+``https://host`` behind the balancer.
+
+uvicorn's ``--proxy-headers`` does the address and scheme part, but its trusted list is
+fixed at start and it ignores the host; this reads the live config on every request, so
+a reload changes whom it trusts.
+
+It also sends ``Strict-Transport-Security`` on answers to https requests, and on a public
+service (api-proxy) keeps ``/metrics`` and the API docs for ``http.internal_networks``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from qrpay.kernel.config import HttpConfig, Networks
+
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PRIVATE_PATHS = DOCS_PATHS | {"/metrics"}
+SCHEMES = frozenset({"http", "https"})
+# A host name or address with an optional port; anything else in a forwarded host is ignored.
+_HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
+_NOT_FOUND = orjson.dumps({"code": "not_found", "message": "Not Found"})
+
+
+def _address(text: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return ip_address(text)
+    except ValueError:
+        return None
+
+
+def is_in(host: str | None, networks: Networks) -> bool:
+    address = _address(host) if host else None
+    return address is not None and any(address in network for network in networks)
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """``1.2.3.4``, ``1.2.3.4:5``, ``[::1]:5`` or ``::1`` as (host, port); port 0 if none."""
+    value = value.strip().strip('"')
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+        return host, int(port) if port.isdigit() else 0
+    if value.count(":") == 1:
+        host, _, port = value.partition(":")
+        return host, int(port) if port.isdigit() else 0
+    return value, 0
+
+
+def _forwarded_pairs(value: str) -> list[dict[str, str]]:
+    """RFC 7239 ``Forwarded``: one dict per hop, first (farthest) hop first."""
+    hops = []
+    for element in value.split(","):
+        pairs: dict[str, str] = {}
+        for pair in element.split(";"):
+            name, sep, text = pair.partition("=")
+            if sep:
+                pairs[name.strip().lower()] = text.strip().strip('"')
+        hops.append(pairs)
+    return hops
+
+
+def _client_of(hops: Iterable[str], trusted: Networks) -> tuple[str, int] | None:
+    """The nearest hop that is not one of our proxies: each proxy appends its peer."""
+    chain = [split_host_port(hop) for hop in hops if hop.strip()]
+    for host, port in reversed(chain):
+        if not is_in(host, trusted):
+            return (host, port) if _address(host) else None
+    # Every hop is a proxy of ours: the first is as far as we can see.
+    return chain[0] if chain else None
+
+
+def external_view(
+    headers: list[tuple[bytes, bytes]], trusted: Networks
+) -> tuple[str | None, tuple[str, int] | None, str | None]:
+    """(scheme, client, host) the trusted proxy in front reported; None where it said nothing."""
+    forwarded: list[str] = []
+    hops: list[str] = []
+    proto = host = None
+    for key, raw in headers:
+        if key == b"forwarded":
+            forwarded.append(raw.decode("latin-1"))
+        elif key == b"x-forwarded-for":
+            hops.extend(raw.decode("latin-1").split(","))
+        elif key == b"x-forwarded-proto":
+            proto = raw.decode("latin-1")
+        elif key == b"x-forwarded-host":
+            host = raw.decode("latin-1")
+    if forwarded:
+        # The standard header wins; its last hop is the one the proxy next to us wrote.
+        parsed = _forwarded_pairs(",".join(forwarded))
+        hops = [hop["for"] for hop in parsed if "for" in hop]
+        proto = parsed[-1].get("proto")
+        host = parsed[-1].get("host")
+    # A list is read from its last entry, the one the proxy next to us wrote.
+    scheme = proto.rsplit(",", 1)[-1].strip().lower() if proto else None
+    host = host.rsplit(",", 1)[-1].strip() if host else None
+    return (
+        scheme if scheme in SCHEMES else None,
+        _client_of(hops, trusted) if hops else None,
+        host if host and _HOST.fullmatch(host) else None,
+    )
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, *, http: Callable[[], HttpConfig], public: bool) -> None:
+        self.app = app
+        self.http = http
+        self.public = public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        config = self.http()
+        peer = scope.get("client")
+        if config.trusted_proxies and peer and is_in(peer[0], config.trusted_proxies):
+            self._believe(scope, config.trusted_proxies)
+        path = scope["path"]
+        if path in PRIVATE_PATHS and not self._may_see(path, scope, config):
+            await self._not_found(send)
+            return
+        if scope.get("scheme") == "https" and config.hsts_max_age_seconds:
+            hsts = (
+                b"strict-transport-security",
+                f"max-age={config.hsts_max_age_seconds}".encode(),
+            )
+
+            async def send_hsts(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", ()), hsts]
+                await send(message)
+
+            await self.app(scope, receive, send_hsts)
+            return
+        await self.app(scope, receive, send)
+
+    def _believe(self, scope: Scope, trusted: Networks) -> None:
+        scheme, client, host = external_view(scope["headers"], trusted)
+        if scheme is not None:
+            scope["scheme"] = scheme
+        if client is not None:
+            scope["client"] = client
+        if host is not None:
+            scope["headers"] = [
+                *((key, value) for key, value in scope["headers"] if key != b"host"),
+                (b"host", host.encode("latin-1")),
+            ]
+
+    def _may_see(self, path: str, scope: Scope, config: HttpConfig) -> bool:
+        if path in DOCS_PATHS and not config.docs:
+            return False
+        if not self.public:
+            return True
+        client = scope.get("client")
+        return client is not None and is_in(client[0], config.internal_networks)
+
+    async def _not_found(self, send: Send) -> None:
+        # The same answer as any unknown path: nothing tells that something is here.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 404,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(_NOT_FOUND)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": _NOT_FOUND})
