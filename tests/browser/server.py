@@ -19,7 +19,14 @@ def serve_in_thread(app: FastAPI) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, loop="asyncio", lifespan="on", log_level="warning"
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="asyncio",
+        lifespan="on",
+        log_level="warning",
+        # As `qrpay serve` runs: forwarded headers are kernel.edge's alone.
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

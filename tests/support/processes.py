@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import socket
 import subprocess
 import sys
@@ -84,11 +85,12 @@ def wait_for_http(
     timeout: float = 30.0,
     process: subprocess.Popen[bytes] | None = None,
     log: Path | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
     """Wait until every URL answers 200; fail early, with the log, if the process died."""
     pending = list(urls)
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=1.0) as client:
+    with httpx.Client(timeout=1.0, verify=verify) as client:
         while pending:
             if process is not None and process.poll() is not None:
                 raise AssertionError(

@@ -81,8 +81,8 @@ def run_serve(*, name: str, host: str | None, port: int | None, workers: int, mi
         http="httptools",
         lifespan="on",
         access_log=False,
-        # Behind our own load balancer nothing reads the client address; parsing
-        # X-Forwarded-* on every request is cost without use.
+        # Forwarded headers are believed in one place, kernel.edge, from the proxies the
+        # live config trusts (http.trusted_proxies); uvicorn's list is fixed at start.
         proxy_headers=False,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,

@@ -198,6 +198,9 @@ def server_config(app: Any, host: str, port: int) -> uvicorn.Config:
         lifespan="on",
         log_level="warning",
         access_log=False,
+        # Forwarded headers are believed in one place, kernel.edge (http.trusted_proxies);
+        # uvicorn's own would trust 127.0.0.1 whatever the config says.
+        proxy_headers=False,
         # A stuck client must not hold Ctrl-C hostage for long.
         timeout_graceful_shutdown=5,
     )
