@@ -89,6 +89,17 @@ def test_nginx_admits_a_bounded_number_of_requests_per_service_and_refuses_the_r
     assert "worker_connections 8192" in config
 
 
+def test_nginx_tells_the_services_the_client_scheme_and_host(tmp_path: Path) -> None:
+    config = nginx_config(Layout(tmp_path, 9080))
+    for header in (
+        "X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "X-Forwarded-Proto $scheme;",
+        "X-Forwarded-Host $http_host;",
+        "Host $http_host;",
+    ):
+        assert config.count(f"proxy_set_header {header}") == 3, header
+
+
 def test_up_without_nginx_says_how_to_install_it_and_installs_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
