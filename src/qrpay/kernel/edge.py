@@ -18,6 +18,7 @@ service (api-proxy) keeps ``/metrics`` and the API docs for ``http.internal_netw
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -35,6 +36,7 @@ _HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\]
 _NOT_FOUND = orjson.dumps({"code": "not_found", "message": "Not Found"})
 
 
+@functools.lru_cache(maxsize=4096)
 def _address(text: str) -> IPv4Address | IPv6Address | None:
     try:
         return ip_address(text)
@@ -42,9 +44,35 @@ def _address(text: str) -> IPv4Address | IPv6Address | None:
         return None
 
 
+def _contains_in(networks: Networks) -> Callable[[str], bool]:
+    @functools.lru_cache(maxsize=4096)
+    def contains(host: str) -> bool:
+        address = _address(host)
+        return address is not None and any(address in network for network in networks)
+
+    return contains
+
+
+# ``host in networks`` remembered per host, per networks tuple (by identity: hashing the
+# tuple costs as much as the check). Parsing an address is the dearest part of a request's
+# header work; a reloaded config brings new tuples, and old ones are forgotten.
+_MEMBERSHIP: dict[int, tuple[Networks, Callable[[str], bool]]] = {}
+
+
+def _membership(networks: Networks) -> Callable[[str], bool]:
+    found = _MEMBERSHIP.get(id(networks))
+    if found is None or found[0] is not networks:
+        if len(_MEMBERSHIP) >= 8:
+            _MEMBERSHIP.clear()
+        found = _MEMBERSHIP[id(networks)] = (networks, _contains_in(networks))
+    return found[1]
+
+
 def is_in(host: str | None, networks: Networks) -> bool:
-    address = _address(host) if host else None
-    return address is not None and any(address in network for network in networks)
+    if not host or not networks:
+        return False
+    # Longer than any address: not one, and not worth a cache entry.
+    return len(host) <= 45 and _membership(networks)(host)
 
 
 def split_host_port(value: str) -> tuple[str, int]:

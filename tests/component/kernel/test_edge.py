@@ -122,6 +122,9 @@ async def test_whom_to_trust_follows_the_live_config() -> None:
     assert (await seen(app, BALANCER, EXTERNAL)).json()["scheme"] == "http"
     live.config = HttpConfig(trusted_proxies=[BALANCER])
     assert (await seen(app, BALANCER, EXTERNAL)).json()["scheme"] == "https"
+    # Trust taken back is gone at once, whatever was remembered of the old list.
+    live.config = HttpConfig(trusted_proxies=["10.9.0.0/16"])
+    assert (await seen(app, BALANCER, EXTERNAL)).json()["scheme"] == "http"
 
 
 async def test_no_hsts_over_plain_http_or_when_off() -> None:
