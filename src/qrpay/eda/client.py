@@ -14,8 +14,13 @@ from qrpay.eda.schemas import (
     OrderStatusView,
     OrderView,
     PaymentPhase,
+    LedgerView,
     PaymentRef,
+    QuoteView,
+    ShareChoice,
+    ShareRef,
     StartPaymentRequest,
+    StartShareRequest,
     StatusesRequest,
     StatusesResponse,
 )
@@ -120,4 +125,35 @@ class EdaClient(ServiceClient):
         path = f"/v1/orders/{order_id}/payment/{move}"
         return await self.fetch(
             OrderView, "POST", path, endpoint=f"{move.replace('-', '_')}_payment", json=request
+        )
+
+    # --- a split bill: each share moves like a whole-bill payment, on its own ------------
+
+    async def ledger(self, order_id: str) -> LedgerView:
+        path = f"/v1/orders/{order_id}/shares"
+        return await self.fetch(LedgerView, "GET", path, endpoint="ledger")
+
+    async def quote(self, order_id: str, choice: ShareChoice) -> QuoteView:
+        params = [("way", choice.way.value), *(("items", str(i)) for i in choice.items)]
+        if choice.parts is not None:
+            params.append(("parts", str(choice.parts)))
+        if choice.amount is not None:
+            params.append(("amount", choice.amount))
+        path = f"/v1/orders/{order_id}/shares/quote"
+        return await self.fetch(QuoteView, "GET", path, endpoint="quote", params=params)
+
+    async def start_share(self, order_id: str, request: StartShareRequest) -> LedgerView:
+        # Repeating a start with the same share_id and choice is a no-op in eda.
+        return await self._share(order_id, "start", request)
+
+    async def move_share(self, order_id: str, move: str, share_id: str) -> LedgerView:
+        """``move``: claim-clear, begin-rollback, fail or complete."""
+        return await self._share(order_id, move, ShareRef(share_id=share_id))
+
+    async def _share(
+        self, order_id: str, move: str, request: StartShareRequest | ShareRef
+    ) -> LedgerView:
+        path = f"/v1/orders/{order_id}/shares/{move}"
+        return await self.fetch(
+            LedgerView, "POST", path, endpoint=f"{move.replace('-', '_')}_share", json=request
         )

@@ -24,15 +24,36 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 
+from qrpay.eda.schemas import ShareState
 from qrpay.kernel.errors import Conflict, InvalidInput
 from qrpay.kernel.money import minor_units, quantize
 from qrpay.kernel.schemas import Bill
 
+HOLDING, CLEARING, ROLLING_BACK = ShareState.HOLDING, ShareState.CLEARING, ShareState.ROLLING_BACK
+PAID, RELEASED = ShareState.PAID, ShareState.RELEASED
 
-class ShareState(StrEnum):
-    HELD = "held"  # the hold is under way or taken: the amount and items are reserved
-    PAID = "paid"  # cleared
-    RELEASED = "released"  # given back: reserves nothing
+ALLOWED_SHARE_MOVES: frozenset[tuple[ShareState, ShareState]] = frozenset(
+    {
+        (HOLDING, CLEARING),
+        (HOLDING, ROLLING_BACK),
+        (HOLDING, RELEASED),  # the hold failed
+        (ROLLING_BACK, RELEASED),
+        # A succeeded clear is a fact about money: it completes the share from any phase
+        # still holding money (the fence in transactions keeps it from meeting a rollback).
+        (HOLDING, PAID),
+        (CLEARING, PAID),
+        (ROLLING_BACK, PAID),
+    }
+)
+
+
+class ShareMoveRefused(Exception):
+    """A move the table forbids, e.g. paying a share already given back."""
+
+    def __init__(self, share_id: str, current: ShareState, to: ShareState) -> None:
+        super().__init__(f"share {share_id}: {current} -> {to}")
+        self.current = current
+        self.to = to
 
 
 class SplitCode(StrEnum):
@@ -61,7 +82,7 @@ class Share:
 
     @property
     def reserves(self) -> bool:
-        return self.state != ShareState.RELEASED
+        return self.state != RELEASED
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +102,20 @@ class Ledger:
 
     @property
     def paid(self) -> Decimal:
-        return sum((s.amount for s in self.shares if s.state == ShareState.PAID), Decimal(0))
+        return sum((s.amount for s in self.shares if s.state == PAID), Decimal(0))
 
     @property
     def held(self) -> Decimal:
-        return sum((s.amount for s in self.shares if s.state == ShareState.HELD), Decimal(0))
+        """Reserved by shares still under way."""
+        return sum((s.amount for s in self.shares if s.state not in (PAID, RELEASED)), Decimal(0))
 
     @property
     def tips(self) -> Decimal:
-        return sum((s.tip for s in self.shares if s.state == ShareState.PAID), Decimal(0))
+        return sum((s.tip for s in self.shares if s.state == PAID), Decimal(0))
+
+    @property
+    def under_way(self) -> bool:
+        return any(s.state not in (PAID, RELEASED) for s in self.shares)
 
     @property
     def left(self) -> Decimal:
@@ -176,9 +202,9 @@ class Ledger:
     # --- changes ------------------------------------------------------------------------
 
     def admit(self, share: Share) -> Ledger:
-        """The ledger with ``share`` held; Conflict if it no longer fits (a racing guest)."""
-        if share.state != ShareState.HELD or share.amount <= 0:
-            raise ValueError("a share is admitted held, with a positive amount")
+        """The ledger with ``share`` holding; Conflict if it no longer fits (a racing guest)."""
+        if share.state != HOLDING or share.amount <= 0:
+            raise ValueError("a share is admitted holding, with a positive amount")
         taken = sorted(share.items & self.taken_items())
         if taken:
             raise Conflict(
@@ -189,14 +215,16 @@ class Ledger:
         self._fits(share.amount)
         return replace(self, shares=(*self.shares, share))
 
-    def settle(self, share_id: str, state: ShareState) -> Ledger:
-        """A held share paid or released; a settled share stays as it is (a replay)."""
+    def move(self, share_id: str, to: ShareState) -> Ledger:
+        """The share moved to ``to``; the same ledger when it is there already (a replay)."""
         current = self.share(share_id)
         if current is None:
             raise KeyError(share_id)
-        if current.state != ShareState.HELD:
+        if current.state == to:
             return self
-        shares = tuple(replace(s, state=state) if s.id == share_id else s for s in self.shares)
+        if (current.state, to) not in ALLOWED_SHARE_MOVES:
+            raise ShareMoveRefused(share_id, current.state, to)
+        shares = tuple(replace(s, state=to) if s.id == share_id else s for s in self.shares)
         return replace(self, shares=shares)
 
     def replace_bill(self, bill: Bill) -> Ledger:

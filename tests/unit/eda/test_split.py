@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qrpay.eda.split import Ledger, Share, ShareState, SplitCode
+from qrpay.eda.split import Ledger, Share, ShareMoveRefused, ShareState, SplitCode
 from qrpay.kernel.errors import Conflict, InvalidInput
 from qrpay.kernel.schemas import Bill, BillElement
 
 D = Decimal
-HELD, PAID, RELEASED = ShareState.HELD, ShareState.PAID, ShareState.RELEASED
+HOLDING, PAID, RELEASED = ShareState.HOLDING, ShareState.PAID, ShareState.RELEASED
 
 
 def bill(total: str, *lines: str, currency: str = "RUB") -> Bill:
@@ -22,7 +22,9 @@ def bill(total: str, *lines: str, currency: str = "RUB") -> Bill:
     return Bill(currency=currency, amount=total, elements=elements).canonical()
 
 
-def share(n: int, amount: str, *, items: tuple[int, ...] = (), state: ShareState = HELD) -> Share:
+def share(
+    n: int, amount: str, *, items: tuple[int, ...] = (), state: ShareState = HOLDING
+) -> Share:
     return Share(id=f"s{n}", amount=D(amount), tip=D(0), items=frozenset(items), state=state)
 
 
@@ -30,7 +32,7 @@ def pay_equal(ledger: Ledger, parts: int) -> tuple[Ledger, list[Decimal]]:
     paid = []
     for n in range(parts):
         amount = ledger.equal_share(parts)
-        ledger = ledger.admit(share(n, str(amount))).settle(f"s{n}", PAID)
+        ledger = ledger.admit(share(n, str(amount))).move(f"s{n}", PAID)
         paid.append(amount)
     return ledger, paid
 
@@ -72,7 +74,7 @@ def test_items_are_priced_at_their_lines_and_cannot_be_taken_twice() -> None:
 
 def test_a_released_share_frees_its_items_and_amount() -> None:
     ledger = Ledger(bill("100", "40", "60")).admit(share(0, "40", items=(0,)))
-    ledger = ledger.settle("s0", RELEASED)
+    ledger = ledger.move("s0", RELEASED)
     assert ledger.left == D("100")
     assert ledger.items_amount([0]) == D("40")
 
@@ -122,14 +124,37 @@ def test_nothing_left_once_everything_is_paid_or_held() -> None:
     with pytest.raises(Conflict) as caught:
         ledger.everything_left()
     assert caught.value.code == SplitCode.NOTHING_LEFT
-    assert ledger.settle("s0", PAID).settled
+    assert ledger.move("s0", PAID).settled
 
 
-def test_settling_twice_keeps_the_first_outcome() -> None:
-    ledger = Ledger(bill("100")).admit(share(0, "100")).settle("s0", PAID)
-    settled = ledger.settle("s0", RELEASED).share("s0")
-    assert settled is not None
-    assert settled.state == PAID
+def test_a_paid_share_is_never_released_and_a_replay_changes_nothing() -> None:
+    ledger = Ledger(bill("100")).admit(share(0, "100")).move("s0", PAID)
+    assert ledger.move("s0", PAID) is ledger
+    with pytest.raises(ShareMoveRefused):
+        ledger.move("s0", RELEASED)
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ((ShareState.CLEARING, PAID), True),
+        ((ShareState.ROLLING_BACK, RELEASED), True),
+        ((ShareState.ROLLING_BACK, PAID), True),  # a succeeded clear is a fact
+        ((RELEASED, PAID), False),  # money given back is never taken as paid
+        ((ShareState.CLEARING, RELEASED), False),  # once claimed by the clear
+        ((ShareState.CLEARING, ShareState.ROLLING_BACK), False),
+        ((ShareState.ROLLING_BACK, ShareState.CLEARING), False),
+    ],
+)
+def test_share_moves(path: tuple[ShareState, ShareState], allowed: bool) -> None:
+    ledger = Ledger(bill("100")).admit(share(0, "100")).move("s0", path[0])
+    if allowed:
+        moved = ledger.move("s0", path[1]).share("s0")
+        assert moved is not None
+        assert moved.state == path[1]
+    else:
+        with pytest.raises(ShareMoveRefused):
+            ledger.move("s0", path[1])
 
 
 def test_a_replacement_bill_keeps_what_is_paid() -> None:
@@ -167,10 +192,10 @@ def test_no_sequence_of_guests_pays_more_than_the_total_or_an_item_twice(
     for n, (kind, arg) in enumerate(steps):
         try:
             if kind == "release" or kind == "pay":
-                held = [s for s in ledger.shares if s.state == HELD]
+                held = [s for s in ledger.shares if s.state == HOLDING]
                 if held:
                     target = held[arg % len(held)]
-                    ledger = ledger.settle(target.id, PAID if kind == "pay" else RELEASED)
+                    ledger = ledger.move(target.id, PAID if kind == "pay" else RELEASED)
                 continue
             items: tuple[int, ...] = ()
             if kind == "rest":
