@@ -21,14 +21,15 @@ from qrpay.eda.schemas import (
     PaymentPhase,
     PaymentRef,
     QuoteView,
-    ShareChoice,
     ShareRef,
     ShareState,
+    SharesToCheck,
     ShareWay,
     StartPaymentRequest,
     StartShareRequest,
     StatusesRequest,
     StatusesResponse,
+    share_choice,
 )
 from qrpay.eda.service import OrderService
 from qrpay.eda.split_service import SplitService
@@ -179,6 +180,19 @@ async def complete_payment(order_id: OrderIdPath, body: PaymentRef, service: Ord
 
 
 @router.get(
+    "/shares/overdue",
+    summary="Shares whose hold has had no outcome for a while, and those being rolled back",
+    response_model=SharesToCheck,
+)
+async def shares_to_check(
+    service: Splits,
+    updated_before: datetime,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    return json_response(200, {"shares": await service.to_check(updated_before, limit)})
+
+
+@router.get(
     "/{order_id}/shares",
     summary="The bill's shares: paid, being paid, and what is left",
     response_model=LedgerView,
@@ -202,7 +216,7 @@ async def quote(
     items: Annotated[list[int] | None, Query(max_length=500)] = None,
     amount: Annotated[str | None, Query(max_length=32)] = None,
 ) -> Response:
-    choice = ShareChoice(way=way, parts=parts, items=tuple(items or ()), amount=amount)
+    choice = share_choice(way, parts, items, amount)
     return json_response(200, await service.quote(order_id, choice))
 
 

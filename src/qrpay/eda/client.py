@@ -9,16 +9,17 @@ from qrpay.eda.schemas import (
     CreateOrderRequest,
     CreateOrderResponse,
     FeedTail,
+    LedgerView,
     OrdersPage,
     OrderStatus,
     OrderStatusView,
     OrderView,
     PaymentPhase,
-    LedgerView,
     PaymentRef,
     QuoteView,
     ShareChoice,
     ShareRef,
+    SharesToCheck,
     StartPaymentRequest,
     StartShareRequest,
     StatusesRequest,
@@ -132,6 +133,13 @@ class EdaClient(ServiceClient):
     async def ledger(self, order_id: str) -> LedgerView:
         path = f"/v1/orders/{order_id}/shares"
         return await self.fetch(LedgerView, "GET", path, endpoint="ledger")
+
+    async def shares_to_check(self, updated_before: datetime, limit: int = 100) -> SharesToCheck:
+        params = {"updated_before": updated_before.isoformat(), "limit": str(limit)}
+        path = "/v1/orders/shares/overdue"
+        return await self.fetch(
+            SharesToCheck, "GET", path, endpoint="shares_to_check", params=params
+        )
 
     async def quote(self, order_id: str, choice: ShareChoice) -> QuoteView:
         params = [("way", choice.way.value), *(("items", str(i)) for i in choice.items)]

@@ -6,8 +6,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, ValidationError
 
+from qrpay.kernel.errors import InvalidInput
 from qrpay.kernel.schemas import STORABLE_TEXT, AmountText, Bill, CurrencyCode, WireModel
 
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=STORABLE_TEXT)]
@@ -175,6 +176,19 @@ class ShareChoice(WireModel):
     amount: AmountText | None = None
 
 
+def share_choice(
+    way: ShareWay, parts: int | None, items: list[int] | None, amount: str | None
+) -> ShareChoice:
+    """A choice from query parameters; one out of range is a 400, like a bad body."""
+    try:
+        return ShareChoice(way=way, parts=parts, items=tuple(items or ()), amount=amount)
+    except ValidationError as exc:
+        fields = sorted({str(error["loc"][0]) for error in exc.errors() if error["loc"]})
+        raise InvalidInput(
+            f"invalid share choice: {', '.join(fields)}", code="invalid_request"
+        ) from None
+
+
 class StartShareRequest(WireModel):
     share_id: PaymentId
     choice: ShareChoice
@@ -219,3 +233,13 @@ class LedgerView(WireModel):
 class QuoteView(WireModel):
     amount: str
     left: str
+
+
+class ShareToCheck(WireModel):
+    order_id: str
+    share_id: str
+    state: ShareState
+
+
+class SharesToCheck(WireModel):
+    shares: list[ShareToCheck]

@@ -13,6 +13,7 @@ from qrpay.eda.repository import order_share_items, order_shares
 from qrpay.eda.schemas import ShareState
 from qrpay.eda.split import Share
 from qrpay.kernel.clock import utc
+from qrpay.kernel.db import Database
 from qrpay.kernel.money import format_amount
 from qrpay.kernel.repository import Repository
 
@@ -91,3 +92,22 @@ class ShareRepository(Repository):
             .limit(1)
         )
         return result.first() is not None
+
+
+async def shares_to_check(
+    db: Database, updated_before: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Shares whose hold has had no outcome since ``updated_before``, and every share being
+    rolled back: the sweep's work list, oldest change first."""
+    stale = (order_shares.c.state == ShareState.HOLDING.value) & (
+        order_shares.c.updated_at < updated_before
+    )
+    rolling = order_shares.c.state == ShareState.ROLLING_BACK.value
+    async with db.read() as connection:
+        result = await connection.execute(
+            select(order_shares.c.order_id, order_shares.c.id, order_shares.c.state)
+            .where(stale | rolling)
+            .order_by(order_shares.c.updated_at)
+            .limit(limit)
+        )
+        return [{"order_id": r[0], "share_id": r[1], "state": r[2]} for r in result]

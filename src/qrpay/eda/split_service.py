@@ -11,6 +11,7 @@ TTL never closes the order.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +22,7 @@ from qrpay.eda.repository import OrderRepository
 from qrpay.eda.schemas import EdaCode, OrderStatus, ShareChoice, ShareState, ShareWay
 from qrpay.eda.service import ATTEMPTS, OrderService, _busy, _not_found
 from qrpay.eda.split import Ledger, Share, ShareMoveRefused, SplitCode
-from qrpay.eda.split_repository import ShareRepository, ShareTimes
+from qrpay.eda.split_repository import ShareRepository, ShareTimes, shares_to_check
 from qrpay.kernel.clock import wire_time
 from qrpay.kernel.errors import Conflict, InvalidInput, NotFound
 from qrpay.kernel.money import format_amount, parse_amount
@@ -116,6 +117,9 @@ class SplitService:
                 raise _not_found(order_id)
             shares, times = await ShareRepository(session).of_order(order_id)
         return ledger_wire(order, Ledger(order.bill, shares), times)
+
+    async def to_check(self, updated_before: datetime, limit: int) -> list[dict[str, Any]]:
+        return await shares_to_check(self.db, updated_before, limit)
 
     async def quote(self, order_id: str, choice: ShareChoice) -> dict[str, str]:
         """The price of ``choice`` now, reserving nothing."""

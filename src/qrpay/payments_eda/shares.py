@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 from enum import StrEnum
 
@@ -75,3 +75,21 @@ def share_cashback(
         return earned
     left_under_cap = round_down(cap - accrued_on_order, rules.rounding_places)
     return max(Decimal(0), min(earned, left_under_cap))
+
+
+def allocate_cashback(
+    paid_in_order: Sequence[tuple[str, Decimal]],
+    restaurant: Restaurant | None,
+    rules: CashbackRules,
+) -> dict[str, Decimal]:
+    """Each paid share's cashback, the shares in the order they were paid.
+
+    Deterministic: a retried accrual computes the same amount, and a share paid later never
+    changes what an earlier one earned.
+    """
+    accrued = Decimal(0)
+    amounts: dict[str, Decimal] = {}
+    for share_id, amount in paid_in_order:
+        amounts[share_id] = share_cashback(amount, accrued, restaurant, rules)
+        accrued += amounts[share_id]
+    return amounts

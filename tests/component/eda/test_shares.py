@@ -157,6 +157,7 @@ async def test_unknown_order_share_and_bad_choices(client: httpx.AsyncClient) ->
         ({"way": "equal", "parts": 1}, "invalid_request"),
         ({"way": "items", "items": [1]}, "item_not_payable"),  # a discount line
         ({"way": "items", "items": [7]}, "unknown_item"),
+        ({"way": "items", "items": [-1]}, "invalid_request"),
         ({"way": "amount", "amount": "1.001"}, "invalid_amount"),
         ({"way": "amount", "amount": "31"}, "amount_exceeds_left"),
     ):
