@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 # How long background work may take on a loaded shared 2-core box before a test gives up.
@@ -15,3 +16,13 @@ async def eventually(condition: Callable[[], object], timeout: float = DEADLINE_
     deadline = loop.time() + timeout
     while not condition() and loop.time() < deadline:
         await asyncio.sleep(0.02)
+
+
+def until(condition: Callable[[], object], timeout: float = DEADLINE_SECONDS) -> bool:
+    """``eventually`` for synchronous tests: True once ``condition()`` is, False at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

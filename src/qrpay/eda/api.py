@@ -14,16 +14,25 @@ from qrpay.eda.schemas import (
     CreateOrderRequest,
     CreateOrderResponse,
     FeedTail,
+    LedgerView,
     OrdersPage,
     OrderStatus,
     OrderView,
     PaymentPhase,
     PaymentRef,
+    QuoteView,
+    ShareRef,
+    ShareState,
+    SharesToCheck,
+    ShareWay,
     StartPaymentRequest,
+    StartShareRequest,
     StatusesRequest,
     StatusesResponse,
+    share_choice,
 )
 from qrpay.eda.service import OrderService
+from qrpay.eda.split_service import SplitService
 from qrpay.kernel.http import error_responses, json_response, view
 from qrpay.kernel.schemas import STORABLE_TEXT
 from qrpay.kernel.service import provide
@@ -32,6 +41,7 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 
 Orders = Annotated[OrderService, Depends(provide(OrderService))]
+Splits = Annotated[SplitService, Depends(provide(SplitService))]
 OrderIdPath = Annotated[str, Path(pattern=STORABLE_TEXT)]
 
 
@@ -164,3 +174,93 @@ async def fail_payment(order_id: OrderIdPath, body: PaymentRef, service: Orders)
 )
 async def complete_payment(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
     return order_view(await service.complete_payment(order_id, body.payment_id))
+
+
+# --- a split bill (issue 12): each guest pays a share, with its own hold and clear --------
+
+
+@router.get(
+    "/shares/overdue",
+    summary="Shares whose hold has had no outcome for a while, and those being rolled back",
+    response_model=SharesToCheck,
+)
+async def shares_to_check(
+    service: Splits,
+    updated_before: datetime,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    return json_response(200, {"shares": await service.to_check(updated_before, limit)})
+
+
+@router.get(
+    "/{order_id}/shares",
+    summary="The bill's shares: paid, being paid, and what is left",
+    response_model=LedgerView,
+    responses=error_responses(404),
+)
+async def ledger(order_id: OrderIdPath, service: Splits) -> Response:
+    return json_response(200, await service.ledger(order_id))
+
+
+@router.get(
+    "/{order_id}/shares/quote",
+    summary="What a share would cost now; reserves nothing",
+    response_model=QuoteView,
+    responses=error_responses(400, 404, 409),
+)
+async def quote(
+    order_id: OrderIdPath,
+    service: Splits,
+    way: ShareWay,
+    parts: Annotated[int | None, Query(ge=2, le=50)] = None,
+    items: Annotated[list[int] | None, Query(max_length=500)] = None,
+    amount: Annotated[str | None, Query(max_length=32)] = None,
+) -> Response:
+    choice = share_choice(way, parts, items, amount)
+    return json_response(200, await service.quote(order_id, choice))
+
+
+@router.post(
+    "/{order_id}/shares/start",
+    summary="A guest's share begins at the price they saw; its amount and items are reserved",
+    response_model=LedgerView,
+    responses=error_responses(400, 404, 409),
+)
+async def start_share(order_id: OrderIdPath, body: StartShareRequest, service: Splits) -> Response:
+    ledger_now = await service.start(
+        order_id,
+        body.share_id,
+        body.choice,
+        amount=body.amount,
+        tip=body.tip,
+        currency=body.currency,
+        bill_version=body.bill_version,
+    )
+    return json_response(200, ledger_now)
+
+
+_SHARE_MOVES = {
+    "claim-clear": (ShareState.CLEARING, "The share's clear claims it: it can only end paid"),
+    "begin-rollback": (ShareState.ROLLING_BACK, "The share's rollback claims it"),
+    "fail": (ShareState.RELEASED, "The share's hold failed or was released"),
+    "complete": (ShareState.PAID, "The share's clear succeeded"),
+}
+
+
+def _share_move_route(path: str, to: ShareState, summary: str) -> None:
+    async def move(order_id: OrderIdPath, body: ShareRef, service: Splits) -> Response:
+        return json_response(200, await service.move(order_id, body.share_id, to))
+
+    router.add_api_route(
+        f"/{{order_id}}/shares/{path}",
+        move,
+        methods=["POST"],
+        summary=summary,
+        response_model=LedgerView,
+        responses=error_responses(404, 409),
+        name=f"share_{path.replace('-', '_')}",
+    )
+
+
+for _path, (_to, _summary) in _SHARE_MOVES.items():
+    _share_move_route(_path, _to, _summary)

@@ -8,6 +8,7 @@ from qrpay.eda.api import router
 from qrpay.eda.jobs import refresh_open_orders, run_ttl_loop
 from qrpay.eda.metrics import EdaMetrics
 from qrpay.eda.service import OrderService
+from qrpay.eda.split_service import SplitService
 from qrpay.kernel.db import Database
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
 
@@ -33,7 +34,7 @@ def wire(ctx: ServiceContext) -> Wiring:
     ttl = Job("eda-ttl", lambda: run_ttl_loop(service, lambda: ctx.runtime.config.orders))
     return Wiring(
         database=db,
-        services=[service],
+        services=[service, SplitService(service)],
         on_start=[refresh_gauge],
         jobs=[ttl] if ctx.run_background_jobs else [],
     )

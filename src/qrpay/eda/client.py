@@ -9,13 +9,19 @@ from qrpay.eda.schemas import (
     CreateOrderRequest,
     CreateOrderResponse,
     FeedTail,
+    LedgerView,
     OrdersPage,
     OrderStatus,
     OrderStatusView,
     OrderView,
     PaymentPhase,
     PaymentRef,
+    QuoteView,
+    ShareChoice,
+    ShareRef,
+    SharesToCheck,
     StartPaymentRequest,
+    StartShareRequest,
     StatusesRequest,
     StatusesResponse,
 )
@@ -120,4 +126,42 @@ class EdaClient(ServiceClient):
         path = f"/v1/orders/{order_id}/payment/{move}"
         return await self.fetch(
             OrderView, "POST", path, endpoint=f"{move.replace('-', '_')}_payment", json=request
+        )
+
+    # --- a split bill: each share moves like a whole-bill payment, on its own ------------
+
+    async def ledger(self, order_id: str) -> LedgerView:
+        path = f"/v1/orders/{order_id}/shares"
+        return await self.fetch(LedgerView, "GET", path, endpoint="ledger")
+
+    async def shares_to_check(self, updated_before: datetime, limit: int = 100) -> SharesToCheck:
+        params = {"updated_before": updated_before.isoformat(), "limit": str(limit)}
+        path = "/v1/orders/shares/overdue"
+        return await self.fetch(
+            SharesToCheck, "GET", path, endpoint="shares_to_check", params=params
+        )
+
+    async def quote(self, order_id: str, choice: ShareChoice) -> QuoteView:
+        params = [("way", choice.way.value), *(("items", str(i)) for i in choice.items)]
+        if choice.parts is not None:
+            params.append(("parts", str(choice.parts)))
+        if choice.amount is not None:
+            params.append(("amount", choice.amount))
+        path = f"/v1/orders/{order_id}/shares/quote"
+        return await self.fetch(QuoteView, "GET", path, endpoint="quote", params=params)
+
+    async def start_share(self, order_id: str, request: StartShareRequest) -> LedgerView:
+        # Repeating a start with the same share_id and choice is a no-op in eda.
+        return await self._share(order_id, "start", request)
+
+    async def move_share(self, order_id: str, move: str, share_id: str) -> LedgerView:
+        """``move``: claim-clear, begin-rollback, fail or complete."""
+        return await self._share(order_id, move, ShareRef(share_id=share_id))
+
+    async def _share(
+        self, order_id: str, move: str, request: StartShareRequest | ShareRef
+    ) -> LedgerView:
+        path = f"/v1/orders/{order_id}/shares/{move}"
+        return await self.fetch(
+            LedgerView, "POST", path, endpoint=f"{move.replace('-', '_')}_share", json=request
         )

@@ -29,6 +29,7 @@ ALLOWED_MOVES: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
         (IN_PROGRESS, WAITING),  # the hold failed: the guest may try again
         (IN_PROGRESS, PAYED),
         (WAITING, CANCELED),  # TTL; never while a payment is under way
+        (WAITING, PAYED),  # the last share of a split bill cleared (``eda.split``)
     }
 )
 
@@ -219,6 +220,17 @@ class Order:
         if self.status == PAYED:
             return self
         return self._move(PAYED, now, payment_id=payment_id)
+
+    def share_changed(self, now: datetime) -> Order:
+        """A share of this order began or moved: the order's version and feed position move
+        with it, so a POS following the feed learns of each payment."""
+        if self.status != WAITING:
+            raise TransitionNotAllowed(f"a share of an order {self.status}")
+        return replace(self, version=self.version + 1, updated_at=now)
+
+    def paid_by_shares(self, now: datetime) -> Order:
+        """PAYED: the shares cleared add up to the bill."""
+        return self._move(PAYED, now, payment_id=None)
 
     def expire(self, now: datetime, ttl_seconds: int) -> Order:
         """The TTL rule for one order; the job applies the same rule to many in one statement."""

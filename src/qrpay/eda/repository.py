@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     cast,
+    exists,
     func,
     literal,
     select,
@@ -65,6 +67,31 @@ orders = Table(
     Index("ix_orders_change_tx_id", "change_tx", "id"),
     # One restaurant's part of the feed (the POS's push).
     Index("ix_orders_client_id_change_tx", "client_id", "change_tx", "id"),
+)
+
+# Several guests paying one bill (``eda.split``): each share is a payment of its own.
+order_shares = Table(
+    "order_shares",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("order_id", String(32), ForeignKey("orders.id"), nullable=False),
+    Column("amount", String(32), nullable=False),
+    Column("tip", String(32), nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_order_shares_order_id", "order_id"),
+)
+
+# An item is reserved by at most one share: the primary key, not the code, says so. A
+# released share's rows are deleted with its release.
+order_share_items = Table(
+    "order_share_items",
+    metadata,
+    Column("order_id", String(32), primary_key=True),
+    Column("item", Integer, primary_key=True),
+    Column("share_id", String(128), ForeignKey("order_shares.id"), nullable=False),
 )
 
 # PostgreSQL's own number for the writing transaction, and the horizon below which every
@@ -314,6 +341,12 @@ class OrderRepository(Repository):
             .where(
                 orders.c.status == OrderStatus.WAITING.value,
                 orders.c.created_at < ttl_cutoff(now, ttl_seconds),
+                # An order some guest has paid a share of, or is paying, stays open for the
+                # waiter to close (issue 12).
+                ~exists().where(
+                    order_shares.c.order_id == orders.c.id,
+                    order_shares.c.state != "released",
+                ),
             )
             .values(
                 status=OrderStatus.CANCELED.value,

@@ -6,8 +6,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, ValidationError
 
+from qrpay.kernel.errors import InvalidInput
 from qrpay.kernel.schemas import STORABLE_TEXT, AmountText, Bill, CurrencyCode, WireModel
 
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=STORABLE_TEXT)]
@@ -34,6 +35,12 @@ class EdaCode(StrEnum):
     PAYMENT_CLEARING = "payment_clearing"
     PAYMENT_ROLLING_BACK = "payment_rolling_back"
     BAD_CURSOR = "bad_cursor"
+    # Shares of a split bill (``eda.split`` has the rest of their codes).
+    SPLIT_UNDER_WAY = "split_under_way"
+    SHARE_NOT_FOUND = "share_not_found"
+    SHARE_MISMATCH = "share_mismatch"
+    SHARE_PRICE_CHANGED = "share_price_changed"
+    SHARE_RELEASED = "share_released"
 
 
 class OrderStatus(StrEnum):
@@ -141,3 +148,98 @@ class ChangesPage(WireModel):
 class FeedTail(WireModel):
     # After every change committed so far: a new follower starts here.
     cursor: str
+
+
+class ShareWay(StrEnum):
+    """How a guest chose their share of the bill."""
+
+    REST = "rest"  # everything left
+    EQUAL = "equal"  # one of ``parts`` equal shares
+    ITEMS = "items"  # the chosen bill lines
+    AMOUNT = "amount"  # an amount of the guest's choosing
+
+
+class ShareState(StrEnum):
+    # The hold is under way or taken; then exactly one of the clear and the rollback claims
+    # it, as for a whole-bill payment. Each of these reserves the share's amount and items.
+    HOLDING = "holding"
+    CLEARING = "clearing"
+    ROLLING_BACK = "rolling_back"
+    PAID = "paid"  # cleared
+    RELEASED = "released"  # given back (the hold failed or was released): reserves nothing
+
+
+class ShareChoice(WireModel):
+    way: ShareWay
+    parts: Annotated[int, Field(ge=2, le=50)] | None = None
+    items: Annotated[tuple[Annotated[int, Field(ge=0, le=499)], ...], Field(max_length=500)] = ()
+    amount: AmountText | None = None
+
+
+def share_choice(
+    way: ShareWay, parts: int | None, items: list[int] | None, amount: str | None
+) -> ShareChoice:
+    """A choice from query parameters; one out of range is a 400, like a bad body."""
+    try:
+        return ShareChoice(way=way, parts=parts, items=tuple(items or ()), amount=amount)
+    except ValidationError as exc:
+        fields = sorted({str(error["loc"][0]) for error in exc.errors() if error["loc"]})
+        raise InvalidInput(
+            f"invalid share choice: {', '.join(fields)}", code="invalid_request"
+        ) from None
+
+
+class StartShareRequest(WireModel):
+    share_id: PaymentId
+    choice: ShareChoice
+    # The price the guest saw for the choice: a different one now is a 409
+    # ``share_price_changed`` (another guest paid meanwhile), never a silent new price.
+    amount: AmountText
+    tip: AmountText = "0"
+    currency: CurrencyCode
+    bill_version: int | None = None
+
+
+class ShareRef(WireModel):
+    share_id: PaymentId
+
+
+class ShareView(WireModel):
+    share_id: str
+    amount: str
+    tip: str
+    items: list[int]
+    state: ShareState
+    created_at: datetime
+    updated_at: datetime
+
+
+class LedgerView(WireModel):
+    """What the bill holds: its total, the shares, and what is left for the next guest."""
+
+    order_id: str
+    status: OrderStatus
+    currency: str
+    total: str
+    paid: str
+    held: str
+    left: str
+    tips: str
+    # Lines some share has paid or is paying: not for another guest to take.
+    taken_items: list[int]
+    shares: list[ShareView]
+
+
+class QuoteView(WireModel):
+    amount: str
+    left: str
+
+
+class ShareToCheck(WireModel):
+    order_id: str
+    share_id: str
+    state: ShareState
+
+
+class SharesToCheck(WireModel):
+    shares: list[ShareToCheck]

@@ -24,6 +24,8 @@ from qrpay.eda.repository import (
     fetch_tail,
 )
 from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus, PaymentPhase
+from qrpay.eda.split import Ledger
+from qrpay.eda.split_repository import ShareRepository
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, NotFound
@@ -86,6 +88,9 @@ class OrderService:
                     changed, outcome = existing.with_bill(bill, self.clock.now())
                     if changed is existing:
                         return existing, outcome
+                    shares, _ = await ShareRepository(session).of_order(existing.id)
+                    # Guests who paid a share must still find it on the bill.
+                    Ledger(existing.bill, shares).replace_bill(bill.canonical())
                     if not await repo.save(existing, changed):
                         continue
             self.changed.fire()
@@ -138,6 +143,7 @@ class OrderService:
             lambda o: o.start_payment(
                 payment_id, value, currency, self.clock.now(), bill_version=bill_version
             ),
+            whole_bill=True,
         )
 
     async def claim_clear(self, order_id: str, payment_id: str) -> Order:
@@ -156,13 +162,21 @@ class OrderService:
             order_id, lambda o: o.complete_payment(payment_id, self.clock.now())
         )
 
-    async def _change(self, order_id: str, decide: Callable[[Order], Order]) -> Order:
+    async def _change(
+        self, order_id: str, decide: Callable[[Order], Order], *, whole_bill: bool = False
+    ) -> Order:
         for _ in range(ATTEMPTS):
             async with self.db.write() as session:
                 repo = OrderRepository(session)
                 order = await repo.get(order_id, for_update=True)
                 if order is None:
                     raise _not_found(order_id)
+                if whole_bill and await ShareRepository(session).reserving(order_id):
+                    # A guest has paid or is paying a share: the rest is paid as a share too.
+                    raise Conflict(
+                        "guests are splitting this bill: pay a share of it",
+                        code=EdaCode.SPLIT_UNDER_WAY,
+                    )
                 changed = decide(order)
                 if changed is order:
                     return order

@@ -67,6 +67,8 @@ class Restaurant(Strict):
     zone: str = Field(min_length=1, max_length=64)
     cashback_rate: Percent
     cashback_cap: Decimal | None = Field(default=None, ge=0)
+    # The tip percentages the payer page offers on a share (any amount may be typed too).
+    tip_percents: tuple[Annotated[int, Field(ge=1, le=100)], ...] = (5, 10, 15)
     currencies: tuple[str, ...] = ("RUB",)
     enabled: bool = True
     language: str = "ru"

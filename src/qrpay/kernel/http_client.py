@@ -39,6 +39,8 @@ log = structlog.get_logger("qrpay.client")
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 
 Model = TypeVar("Model", bound=BaseModel)
+# Query parameters; pairs when a name repeats (``items=1&items=2``).
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
 def unavailable_code(downstream: str) -> str:
@@ -191,7 +193,7 @@ class ServiceClient:
         endpoint: str,
         idempotent: bool = True,
         json: BaseModel | Any = None,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
         headers: Mapping[str, str] | None = None,
         deadline_ms: int | None = None,
     ) -> Model:
@@ -218,7 +220,7 @@ class ServiceClient:
         endpoint: str,
         idempotent: bool,
         json: Any = None,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
         headers: Mapping[str, str] | None = None,
         deadline_ms: int | None = None,
     ) -> Any:
@@ -255,7 +257,7 @@ class ServiceClient:
         endpoint: str,
         idempotent: bool,
         body: bytes | None = None,
-        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        params: Params | None = None,
         headers: Mapping[str, str] | None = None,
         deadline_ms: int | None = None,
     ) -> RawAnswer:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from qrpay.eda.schemas import QuoteView, ShareWay, share_choice
 from qrpay.kernel.http import error_responses, json_response
 from qrpay.kernel.money import format_plain
 from qrpay.kernel.service import provide
@@ -18,6 +19,9 @@ from qrpay.payments_eda.schemas import (
     PayRequest,
     PreorderResponse,
     Service,
+    SharePayRequest,
+    ShareStatusResponse,
+    SplitView,
 )
 from qrpay.payments_eda.service import PaymentsService
 
@@ -104,12 +108,92 @@ async def payment_status(
     )
 
 
-# GET and POST /orders are two routes; Starlette would answer another method with the
-# Allow header of the first one only. This route names both.
-@router.api_route(
-    "/orders",
-    methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
-    include_in_schema=False,
+# --- a split bill (issue 12): each guest pays a share ---------------------------------
+
+
+@router.get(
+    "/orders/split",
+    summary="The bill's shares: what is paid, being paid and left, and the tip choices",
+    response_model=SplitView,
+    responses=error_responses(400, 404, 503),
 )
-async def orders_other_methods() -> Response:
+async def split(
+    order_id: OrderIdParam,
+    payments: Payments,
+    hmac: HmacParam = None,
+    x_request_language: LanguageHeader = None,
+) -> SplitView:
+    return await payments.split(order_id, hmac, domain.language(x_request_language))
+
+
+@router.get(
+    "/orders/share/quote",
+    summary="What a share would cost now; pay it with POST /orders/share at that amount",
+    response_model=QuoteView,
+    responses=error_responses(400, 404, 409, 503),
+)
+async def quote(
+    order_id: OrderIdParam,
+    way: ShareWay,
+    payments: Payments,
+    hmac: HmacParam = None,
+    parts: Annotated[int | None, Query(ge=2, le=50)] = None,
+    items: Annotated[list[int] | None, Query(max_length=500)] = None,
+    amount: Annotated[str | None, Query(max_length=32)] = None,
+    x_request_language: LanguageHeader = None,
+) -> QuoteView:
+    choice = share_choice(way, parts, items, amount)
+    return await payments.quote(order_id, hmac, choice, domain.language(x_request_language))
+
+
+@router.post(
+    "/orders/share",
+    summary="Pay a share of the bill (the rest, an equal part, items or an amount) and a tip",
+    response_model=ShareStatusResponse,
+    responses=error_responses(400, 401, 404, 409, 503),
+)
+async def pay_share(
+    body: SharePayRequest,
+    payments: Payments,
+    x_yandex_uid: UidHeader = None,
+    x_request_language: LanguageHeader = None,
+) -> ShareStatusResponse:
+    return await payments.pay_share(body, x_yandex_uid, domain.language(x_request_language))
+
+
+@router.get(
+    "/orders/share",
+    summary="The status of one share; poll again after X-Polling-Delay seconds",
+    response_model=ShareStatusResponse,
+    responses=error_responses(400, 404, 503),
+)
+async def share_status(
+    order_id: OrderIdParam,
+    share_id: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+    payments: Payments,
+    hmac: HmacParam = None,
+    x_request_language: LanguageHeader = None,
+) -> Response:
+    answer = await payments.share_status(
+        order_id, hmac, share_id, domain.language(x_request_language)
+    )
+    return json_response(
+        200,
+        answer.model_dump(mode="json"),
+        headers={"X-Polling-Delay": format_plain(payments.polling_delay())},
+    )
+
+
+# GET and POST /orders (and /orders/share) are two routes each; Starlette would answer
+# another method with the Allow header of the first one only. These routes name both.
+async def get_and_post_only() -> Response:
     raise StarletteHTTPException(405, "Method Not Allowed", headers={"Allow": "GET, POST"})
+
+
+for _path in ("/orders", "/orders/share"):
+    router.add_api_route(
+        _path,
+        get_and_post_only,
+        methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
+        include_in_schema=False,
+    )

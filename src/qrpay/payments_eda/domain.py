@@ -145,12 +145,59 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This payment method is not available",
     },
     PaymentsCode.INVALID_AMOUNT: {"ru": "Неверная сумма", "en": "The amount is not valid"},
+    PaymentsCode.PAYMENT_IN_PROGRESS: {
+        "ru": "Счёт сейчас оплачивают целиком",
+        "en": "Someone is paying the whole bill right now",
+    },
+    PaymentsCode.SPLIT_UNDER_WAY: {
+        "ru": "Гости делят этот счёт: выберите свою часть",
+        "en": "Guests are splitting this bill: choose your share",
+    },
+    PaymentsCode.ITEM_TAKEN: {
+        "ru": "Эту позицию уже оплачивает другой гость",
+        "en": "Another guest has this item",
+    },
+    PaymentsCode.SHARE_PRICE_CHANGED: {
+        "ru": "Пока вы выбирали, другой гость оплатил часть счёта: проверьте сумму",
+        "en": "Another guest paid meanwhile: check your amount",
+    },
+    PaymentsCode.AMOUNT_EXCEEDS_LEFT: {
+        "ru": "Сумма больше остатка по счёту",
+        "en": "That is more than what is left to pay",
+    },
+    PaymentsCode.NOTHING_LEFT: {
+        "ru": "Счёт уже оплачен или оплачивается",
+        "en": "Nothing is left to pay on this bill",
+    },
+    PaymentsCode.UNKNOWN_ITEM: {
+        "ru": "Такой позиции нет в счёте",
+        "en": "That item is not on the bill",
+    },
+    PaymentsCode.INVALID_SHARE: {
+        "ru": "Счёт можно разделить на 2–50 частей",
+        "en": "A bill splits into 2 to 50 parts",
+    },
+    PaymentsCode.SHARE_NOT_FOUND: {"ru": "Платёж не найден", "en": "Payment not found"},
+    PaymentsCode.TIP_NOT_OFFERED: {
+        "ru": "Такой процент чаевых недоступен",
+        "en": "That tip percentage is not offered",
+    },
+    PaymentsCode.INVALID_TIP: {"ru": "Неверная сумма чаевых", "en": "The tip is not valid"},
 }
 
 
 def message(key: str, lang: str) -> str:
     texts = MESSAGES[key]
     return texts.get(lang, texts["ru"])
+
+
+class Rollback(StrEnum):
+    """How a rollback ended."""
+
+    GIVEN_BACK = "given_back"  # the hold is void: the order waits for payment again
+    MOVED_ON = "moved_on"  # paid, given back or another payment's already: nothing of ours
+    CLEARING = "clearing"  # the hold's clear is recorded: the clear finishes the payment
+    WAITS = "waits"  # the hold's outcome (or its release) is not final yet: try again later
 
 
 # --- the transaction callback decision table ----------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, StringConstraints
 
 from qrpay.cardstorage.schemas import PaymentMethodId, PaymentMethodPublic
-from qrpay.eda.schemas import OrderStatus
+from qrpay.eda.schemas import OrderStatus, ShareChoice, ShareState
 from qrpay.kernel.schemas import AmountText, Bill, CurrencyCode, WireModel
 
 OrderIdText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -42,6 +42,18 @@ class PaymentsCode(StrEnum):
     PAYMENT_METHOD_UNAVAILABLE = "payment_method_unavailable"
     TRANSACTIONS_UNAVAILABLE = "transactions_unavailable"
     OPERATION_FAILED = "operation_failed"
+    # A share of a split bill (issue 12): eda's codes, passed on to the guest as they are.
+    PAYMENT_IN_PROGRESS = "payment_in_progress"
+    SPLIT_UNDER_WAY = "split_under_way"
+    ITEM_TAKEN = "item_taken"
+    SHARE_PRICE_CHANGED = "share_price_changed"
+    AMOUNT_EXCEEDS_LEFT = "amount_exceeds_left"
+    NOTHING_LEFT = "nothing_left"
+    SHARE_NOT_FOUND = "share_not_found"
+    UNKNOWN_ITEM = "unknown_item"
+    INVALID_SHARE = "invalid_share"
+    TIP_NOT_OFFERED = "tip_not_offered"
+    INVALID_TIP = "invalid_tip"
 
 
 class GuestStatus(StrEnum):
@@ -112,3 +124,38 @@ class PayRequest(WireModel):
 class PaymentStatusResponse(WireModel):
     status: GuestStatus
     message: str
+
+
+class SharePayRequest(PayRequest):
+    """A guest's share of the bill: ``amount`` is the share's price as the guest was quoted
+    it, the tip apart (none, one of the restaurant's percentages, or an amount)."""
+
+    share: ShareChoice
+    tip: AmountText | None = None
+    tip_percent: Annotated[int, Field(ge=1, le=100)] | None = None
+
+
+class ShareStatusResponse(PaymentStatusResponse):
+    share_id: str
+
+
+class SplitShareView(WireModel):
+    """Another guest's share as the payer page shows it: no names, no cards."""
+
+    amount: str
+    items: list[int]
+    state: ShareState
+
+
+class SplitView(WireModel):
+    order_id: str
+    status: OrderStatus
+    currency: str
+    total: str
+    paid: str
+    held: str
+    left: str
+    # Lines paid or being paid by some guest: not for another to take.
+    taken_items: list[int]
+    tip_percents: list[int]
+    shares: list[SplitShareView]

@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 from uuid import uuid4
 from weakref import WeakKeyDictionary
@@ -30,6 +29,9 @@ from qrpay.eda.schemas import (
     OrderStatus,
     OrderView,
     PaymentPhase,
+    QuoteView,
+    ShareChoice,
+    ShareState,
     StartPaymentRequest,
 )
 from qrpay.kernel import deeplink
@@ -47,7 +49,8 @@ from qrpay.kernel.money import parse_amount
 from qrpay.kernel.queue import TaskQueue, TaskSpec
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.payments_eda import domain
-from qrpay.payments_eda.domain import MessageKey, Step
+from qrpay.payments_eda.domain import MessageKey, Rollback, Step
+from qrpay.payments_eda.holds import captured_hold, hold_under_way
 from qrpay.payments_eda.schemas import (
     TASK_QUEUE,
     CashbackView,
@@ -57,16 +60,19 @@ from qrpay.payments_eda.schemas import (
     PayRequest,
     PreorderResponse,
     RestaurantView,
+    SharePayRequest,
+    ShareStatusResponse,
+    SplitShareView,
+    SplitView,
     Task,
 )
+from qrpay.payments_eda.split_flow import SHARE_CODES as _SHARE_CODES
+from qrpay.payments_eda.split_flow import Card, SharePayments
 from qrpay.transactions.client import TransactionsClient
 from qrpay.transactions.schemas import (
-    CallbackTarget,
-    InvoiceIn,
     Operation,
     OperationIn,
     OperationKind,
-    OperationStatus,
     PaymentMethodRef,
     TransactionCallback,
     TransactionsCode,
@@ -93,15 +99,6 @@ _REFUSED_BY_EDA: dict[str, PaymentsCode] = {
     EdaCode.ORDER_CLOSED: PaymentsCode.ORDER_CLOSED,
     EdaCode.BILL_CHANGED: PaymentsCode.BILL_CHANGED,
 }
-
-
-class Rollback(StrEnum):
-    """How a rollback ended."""
-
-    GIVEN_BACK = "given_back"  # the hold is void: the order waits for payment again
-    MOVED_ON = "moved_on"  # paid, given back or another payment's already: nothing of ours
-    CLEARING = "clearing"  # the hold's clear is recorded: the clear finishes the payment
-    WAITS = "waits"  # the hold's outcome (or its release) is not final yet: try again later
 
 
 def task_spec(task: Task) -> TaskSpec:
@@ -181,6 +178,16 @@ class PaymentsService:
         cashback: CashbackClient,
         metrics: PaymentsMetrics,
     ) -> None:
+        self.shares = SharePayments(
+            runtime=runtime,
+            clock=clock,
+            queue=queue,
+            eda=eda,
+            transactions=transactions,
+            cashback=cashback,
+            paid_counter=metrics.orders_paid,
+            problems_counter=metrics.problem_orders,
+        )
         self._runtime = runtime
         self._clock = clock
         self.queue = queue
@@ -300,22 +307,14 @@ class PaymentsService:
             # the same pass once it succeeds; the clear's callback completes the order).
             await self._transactions.start_operation(
                 order.order_id,
-                OperationIn(
-                    operation_id=payment_id,
-                    kind=OperationKind.HOLD,
-                    amount=order.bill.amount,
-                    payment_method=PaymentMethodRef(id=card.id, token=card.token),
-                    capture=True,
+                captured_hold(
+                    payment_id,
+                    order.bill.amount,
+                    PaymentMethodRef(id=card.id, token=card.token),
+                    order_id=order.order_id,
+                    user_id=user_id,
+                    currency=currency,
                     not_after=give_up_at,
-                    invoice=InvoiceIn(
-                        owner=domain.OWNER,
-                        order_id=order.order_id,
-                        user_id=user_id,
-                        currency=currency,
-                        callback=CallbackTarget(
-                            queue=TASK_QUEUE, task=Task.TRANSACTION_CALLBACK.value
-                        ),
-                    ),
                 ),
             )
         except DependencyUnavailable as exc:
@@ -341,6 +340,58 @@ class PaymentsService:
             ) from None
         log.info("hold_started", order_id=order.order_id, payment_id=payment_id)
         return waiting
+
+    async def pay_share(
+        self, request: SharePayRequest, user_id: str | None, lang: str
+    ) -> ShareStatusResponse:
+        """A guest's share of a split bill (``split_flow``)."""
+        if not user_id:
+            code = PaymentsCode.UNAUTHORIZED
+            raise Unauthenticated(domain.message(code, lang), code=code)
+        order = await self.signed_order(request.order_id, request.hmac, lang)
+        card = await self._card(user_id, request.payment_method.id, lang)
+        return await self.shares.pay(order, request, user_id, Card(card.id, card.token), lang)
+
+    async def share_status(
+        self, order_id: str, signature: str | None, share_id: str, lang: str
+    ) -> ShareStatusResponse:
+        order = await self.signed_order(order_id, signature, lang)
+        return await self.shares.status(order, share_id, lang)
+
+    async def quote(
+        self, order_id: str, signature: str | None, choice: ShareChoice, lang: str
+    ) -> QuoteView:
+        """What a share would cost now: the price the guest then pays with ``pay_share``."""
+        order = await self.signed_order(order_id, signature, lang)
+        try:
+            return await self._eda.quote(order.order_id, choice)
+        except (Conflict, InvalidInput) as exc:
+            code = _SHARE_CODES.get(exc.code)
+            if code is None:
+                raise
+            raise type(exc)(domain.message(code, lang), code=code) from None
+
+    async def split(self, order_id: str, signature: str | None, lang: str) -> SplitView:
+        """What the bill holds for the payer page: paid, being paid, left, and tip choices."""
+        order = await self.signed_order(order_id, signature, lang)
+        ledger = await self._eda.ledger(order.order_id)
+        restaurant = self._runtime.config.restaurant(order.client_id)
+        return SplitView(
+            order_id=order.order_id,
+            status=ledger.status,
+            currency=ledger.currency,
+            total=ledger.total,
+            paid=ledger.paid,
+            held=ledger.held,
+            left=ledger.left,
+            taken_items=ledger.taken_items,
+            tip_percents=list(restaurant.tip_percents) if restaurant else [],
+            shares=[
+                SplitShareView(amount=s.amount, items=s.items, state=s.state)
+                for s in ledger.shares
+                if s.state is not ShareState.RELEASED
+            ],
+        )
 
     async def _card(self, user_id: str, method_id: str, lang: str) -> Any:
         code = PaymentsCode.PAYMENT_METHOD_UNAVAILABLE
@@ -422,6 +473,10 @@ class PaymentsService:
 
     async def on_transaction(self, callback: TransactionCallback) -> None:
         """One transaction callback: read the order, look the row up, take its steps."""
+        if callback.invoice_id != callback.order_id:
+            # A share's invoice is its own (its id is the share's): see ``split_flow``.
+            await self.shares.on_transaction(callback)
+            return
         hold_id = domain.hold_of(callback.kind, callback.operation_id, callback.target)
         if not hold_id:
             log.error("callback_without_target", **callback.model_dump(mode="json"))
@@ -516,11 +571,17 @@ class PaymentsService:
             if exc.code not in _STALE_PAYMENT_CODES:
                 raise
 
-    async def accrue_cashback(self, order_id: str, attempt: int) -> None:
-        """Cashback for a paid order; given up (and recorded) after the configured tries."""
+    async def accrue_cashback(
+        self, order_id: str, attempt: int, share_id: str | None = None
+    ) -> None:
+        """Cashback for a paid order, or for a paid share of one; given up (and recorded)
+        after the configured tries."""
         max_attempts = self._runtime.config.payments.cashback_max_attempts
         try:
-            await self._accrue(order_id)
+            if share_id is None:
+                await self._accrue(order_id)
+            else:
+                await self.shares.accrue(order_id, share_id)
         except QrpayError as exc:
             if attempt >= max_attempts:
                 # It does not undo the payment: the guest paid; a human settles the cashback.
@@ -578,7 +639,8 @@ class PaymentsService:
         seconds = self._runtime.config.payments.hold_watchdog_seconds
         cutoff = self._clock.now() - timedelta(seconds=seconds)
         stuck = await self._eda.payments_to_check(cutoff)
-        self.metrics.payments_overdue.set(len(stuck))
+        shares = await self.shares.sweep()
+        self.metrics.payments_overdue.set(len(stuck) + shares)
         for order in stuck:
             if order.payment_id is None:
                 continue
@@ -591,7 +653,7 @@ class PaymentsService:
                     payment_id=order.payment_id,
                     code=exc.code,
                 )
-        return len(stuck)
+        return len(stuck) + shares
 
     async def hold_watchdog(self, order_id: str, payment_id: str) -> None:
         """Roll back a payment whose hold never got an outcome; never starts a hold.
@@ -608,8 +670,8 @@ class PaymentsService:
             return
         if order.payment_phase is PaymentPhase.CLEARING:
             return  # the clear owns it
-        if order.payment_phase is not PaymentPhase.ROLLING_BACK and await self._hold_under_way(
-            order_id, payment_id
+        if order.payment_phase is not PaymentPhase.ROLLING_BACK and await hold_under_way(
+            self._transactions, order_id, payment_id
         ):
             return  # its callback decides
         rollback = await self._roll_back(order_id, payment_id)
@@ -622,24 +684,6 @@ class PaymentsService:
             return  # the clear (or whatever moved the order on) finishes it
         self.metrics.problem_orders.labels("hold_not_started").inc()
         log.warning("payment_rolled_back_by_watchdog", order_id=order_id, payment_id=payment_id)
-
-    async def _hold_under_way(self, order_id: str, payment_id: str) -> bool:
-        try:
-            invoice = await self._transactions.get_invoice(order_id)
-        except NotFound:
-            return False
-        hold = next((op for op in invoice.operations if op.operation_id == payment_id), None)
-        if hold is None or hold.status in (OperationStatus.FAILED, OperationStatus.CANCELED):
-            return False
-        if hold.status is OperationStatus.PENDING:
-            return True
-        # Succeeded: under way unless already released (then the order should be given back).
-        return not any(
-            op.target == payment_id
-            and op.kind is OperationKind.UNHOLD
-            and op.status is OperationStatus.SUCCEEDED
-            for op in invoice.operations
-        )
 
     async def refresh_queue_gauges(self) -> None:
         counts = await self.queue.counts(TASK_QUEUE)

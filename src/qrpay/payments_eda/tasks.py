@@ -47,7 +47,10 @@ class Handlers:
         await self.service.hold_watchdog(str(payload["order_id"]), str(payload["payment_id"]))
 
     async def accrue_cashback(self, payload: dict[str, Any], attempt: int) -> None:
-        await self.service.accrue_cashback(str(payload["order_id"]), attempt)
+        share = payload.get("share_id")
+        await self.service.accrue_cashback(
+            str(payload["order_id"]), attempt, None if share is None else str(share)
+        )
 
 
 def register(queue: TaskQueue, handlers: Handlers, config: PaymentsConfig) -> None:

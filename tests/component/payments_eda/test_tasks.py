@@ -362,6 +362,7 @@ async def test_the_sweep_checks_overdue_and_rolling_back_payments(pe: Env) -> No
     )
     pe.eda_write("begin-rollback", order_body(**ROLLING_BACK))
     fail = pe.eda_write("fail", order_body())
+    no_overdue_shares(pe.mock)
     assert await pe.service.sweep_stuck_payments() == 1
     assert fail.next_call()["json"] == {"payment_id": PAYMENT}
     queries = sorted(tuple(sorted(call["query"].items())) for call in listing.calls)
@@ -383,6 +384,7 @@ async def test_a_payment_the_sweep_cannot_check_now_is_left_for_the_next(pe: Env
     pe.mock.json_handler("/v1/orders", {"orders": [order_body(**IN_PROGRESS)]}, method="GET")
     pe.order(**IN_PROGRESS)
     pe.invoice({"code": "x", "message": "down"}, 500)
+    no_overdue_shares(pe.mock)
     assert await pe.service.sweep_stuck_payments() == 1  # logged, not raised
 
 
@@ -455,8 +457,13 @@ async def test_the_app_registers_the_consumers(pe: Env) -> None:
         assert task.queue == tasks.QUEUE
 
 
+def no_overdue_shares(mock: MockServer) -> Any:
+    return mock.json_handler("/v1/orders/shares/overdue", {"shares": []}, method="GET")
+
+
 def no_stuck_payments(mock: MockServer) -> Any:
     """eda's answer to the sweep that runs beside the queue worker: nothing overdue."""
+    no_overdue_shares(mock)
     return mock.json_handler("/v1/orders", {"orders": []}, method="GET")
 
 

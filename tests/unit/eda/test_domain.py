@@ -155,12 +155,21 @@ def test_fail_payment_clears_the_payment() -> None:
 
 
 def test_only_the_listed_moves_exist() -> None:
-    assert {(W, P), (P, W), (P, D), (W, C)} == ALLOWED_MOVES
+    assert {(W, P), (P, W), (P, D), (W, C), (W, D)} == ALLOWED_MOVES
     for status in OrderStatus:
         for to in OrderStatus:
             if (status, to) not in ALLOWED_MOVES:
                 with pytest.raises(TransitionNotAllowed):
                     order(status)._move(to, NOW, payment_id=None)
+
+
+def test_shares_move_the_order_only_while_it_waits() -> None:
+    touched = order(W).share_changed(NOW)
+    assert touched.version == order(W).version + 1
+    assert touched.paid_by_shares(NOW).status == D
+    for status in (P, D, C):
+        with pytest.raises(TransitionNotAllowed):
+            order(status).share_changed(NOW)
 
 
 def test_canonical_bills_compare_equal() -> None:

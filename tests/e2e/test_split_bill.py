@@ -1,0 +1,127 @@
+"""Three guests split one bill through real processes (`qrpay up`): items, an equal share,
+the rest with a tip; each share is held and cleared on its own, cashback per share, and the
+POS sees PAYED only once the bill is paid in full."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from qrpay.kernel.service import SERVICE_MODULES
+from tests.support.processes import QrpayUp, link_of, order_id_of
+from tests.support.waiting import until
+
+pytestmark = pytest.mark.e2e
+
+USER = "demo-user"
+PAYER = "/4.0/payments/v1"
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[QrpayUp]:
+    instance = QrpayUp(tmp_path / "var", tmp_path / "up.log")
+    try:
+        instance.start(SERVICE_MODULES)
+        yield instance
+    finally:
+        instance.kill()
+
+
+class Guest:
+    def __init__(self, up: QrpayUp, link: str) -> None:
+        query = parse_qs(urlsplit(link).query)
+        self.order = {"order_id": query["order_id"][0], "hmac": query["hmac"][0]}
+        self.http = httpx.Client(
+            base_url=up.url("payments-eda") + PAYER, headers={"X-Yandex-UID": USER}, timeout=10
+        )
+
+    def split(self) -> dict[str, Any]:
+        answer = self.http.get("/orders/split", params=self.order)
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def quote(self, **choice: Any) -> httpx.Response:
+        return self.http.get("/orders/share/quote", params={**self.order, **choice})
+
+    def pay(self, choice: dict[str, Any], card: str = "card-ok", **tip: Any) -> httpx.Response:
+        quoted = self.quote(**choice)
+        assert quoted.status_code == 200, quoted.text
+        price = quoted.json()["amount"]
+        body = {
+            "service": "restaurant",
+            **self.order,
+            "payment_method": {"type": "card", "id": card},
+            "amount": price,
+            "currency": "RUB",
+            "share": choice,
+            **tip,
+        }
+        return self.http.post("/orders/share", json=body)
+
+    def declined(self, choice: dict[str, Any]) -> str:
+        started = self.pay(choice, card="card-declined")
+        assert started.status_code == 200, started.text
+        share_id = str(started.json()["share_id"])
+        assert until(lambda: self.share_status(share_id) == "DECLINED"), share_id
+        return share_id
+
+    def share_status(self, share_id: str) -> str:
+        answer = self.http.get("/orders/share", params={**self.order, "share_id": share_id})
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["status"])
+
+    def pay_and_wait(self, choice: dict[str, Any], **tip: Any) -> str:
+        started = self.pay(choice, **tip)
+        assert started.status_code == 200, started.text
+        share_id = str(started.json()["share_id"])
+        assert until(lambda: self.share_status(share_id) == "PAYED"), share_id
+        return share_id
+
+
+def balance(up: QrpayUp) -> Decimal:
+    answer = httpx.get(f"{up.url('cashback')}/v1/users/{USER}/balance", timeout=5)
+    assert answer.status_code == 200, answer.text
+    return sum((Decimal(b["amount"]) for b in answer.json()["balances"]), Decimal(0))
+
+
+def test_three_guests_split_one_bill(up: QrpayUp, tmp_path: Path) -> None:
+    sim = up.pos_sim(
+        "--item", "Soup=400", "--item", "Steak=350", "--item", "Wine=250", "--item", "Tea=500",
+        "--out-dir", str(tmp_path / "out"), cwd=tmp_path,
+    )  # fmt: skip
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    link = link_of(sim.stdout)
+    guest = Guest(up, link)
+    before = balance(up)
+    assert guest.split()["left"] == "1500.00"
+
+    guest.pay_and_wait({"way": "items", "items": [0, 2]})  # 650
+    taken = guest.quote(way="items", items=[2])
+    assert (taken.status_code, taken.json()["code"]) == (409, "item_taken")
+    assert up.pos_status(order_id_of(link)) == "WAITING"
+
+    # A declined card gives the share back: its item is free again, nothing is held.
+    guest.declined({"way": "items", "items": [3]})
+    assert guest.split()["held"] == "0.00"
+    assert guest.quote(way="items", items=[3]).json()["amount"] == "500.00"
+
+    guest.pay_and_wait({"way": "equal", "parts": 3})  # 500
+    guest.pay_and_wait({"way": "rest"}, tip_percent=10)  # 350 + 35 tip
+
+    split = guest.split()
+    assert (split["status"], split["paid"], split["left"]) == ("PAYED", "1500.00", "0.00")
+    # The declined share is not shown (it reserves nothing).
+    assert [s["amount"] for s in split["shares"]] == ["650.00", "500.00", "350.00"]
+    assert until(lambda: up.pos_status(order_id_of(link)) == "PAYED")
+    # 30% of each share's bill part, none of the tip, rounded down (cap 3000 not reached).
+    earned = sum(
+        (Decimal(a) * Decimal("0.3")).quantize(Decimal(1), ROUND_DOWN) for a in (650, 500, 350)
+    )
+    assert until(lambda: balance(up) - before == earned), balance(up) - before

@@ -1,0 +1,66 @@
+"""Guests splitting one bill at once, on real PostgreSQL across two eda instances: no item
+is taken twice and the shares never add up to more than the bill."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tests.support.component.split import begin, move, open_table, quote
+
+pytestmark = pytest.mark.postgres
+
+
+async def test_guests_racing_for_the_same_items_get_each_item_once(
+    instances: list[httpx.AsyncClient],
+) -> None:
+    order_id = await open_table(instances[0], "10", "20", "30", "40", "50", internal="race-items")
+    wanted = [[0, 1], [1, 2], [2, 3], [3, 4], [4, 0], [0], [2], [4], [1, 3], [0, 2, 4]]
+    quotes = [
+        (await quote(instances[0], order_id, way="items", items=items)).json()["amount"]
+        for items in wanted
+    ]
+    answers = await asyncio.gather(
+        *(
+            begin(instances[n % 2], order_id, f"g{n}", price, way="items", items=items)
+            for n, (items, price) in enumerate(zip(wanted, quotes, strict=True))
+        )
+    )
+    assert {a.status_code for a in answers} <= {200, 409}, [a.text for a in answers]
+    refused = {a.json()["code"] for a in answers if a.status_code == 409}
+    assert refused <= {"item_taken", "share_price_changed", "amount_exceeds_left"}
+    ledger = (await instances[1].get(f"/v1/orders/{order_id}/shares")).json()
+    held = [s for s in ledger["shares"] if s["state"] == "holding"]
+    items = [i for s in held for i in s["items"]]
+    assert len(items) == len(set(items))  # never one item in two shares
+    assert sum(Decimal(s["amount"]) for s in held) <= Decimal(ledger["total"])
+    assert len(held) == sum(a.status_code == 200 for a in answers) >= 1
+
+
+async def test_guests_racing_for_more_than_the_bill_never_exceed_it(
+    instances: list[httpx.AsyncClient],
+) -> None:
+    order_id = await open_table(instances[0], "100", internal="race-amounts")
+    answers = await asyncio.gather(
+        *(
+            begin(instances[n % 2], order_id, f"g{n}", "30.00", way="amount", amount="30")
+            for n in range(12)
+        )
+    )
+    assert sum(a.status_code == 200 for a in answers) == 3
+    assert {a.json()["code"] for a in answers if a.status_code != 200} == {"amount_exceeds_left"}
+    # The three that fit clear at once; the order is not paid until the bill is.
+    winners = [f"g{n}" for n, a in enumerate(answers) if a.status_code == 200]
+    await asyncio.gather(*(move(instances[1], order_id, g, "claim-clear") for g in winners))
+    done = await asyncio.gather(*(move(instances[0], order_id, g, "complete") for g in winners))
+    assert all(d.status_code == 200 for d in done)
+    ledger = (await instances[0].get(f"/v1/orders/{order_id}/shares")).json()
+    assert (ledger["paid"], ledger["left"], ledger["status"]) == ("90.00", "10.00", "WAITING")
+    rest = await begin(instances[1], order_id, "last", "10.00", way="rest")
+    assert rest.status_code == 200, rest.text
+    await move(instances[1], order_id, "last", "claim-clear")
+    paid = (await move(instances[0], order_id, "last", "complete")).json()
+    assert (paid["status"], paid["paid"]) == ("PAYED", "100.00")
