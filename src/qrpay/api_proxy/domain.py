@@ -44,6 +44,12 @@ PAYER_ROUTES: dict[tuple[str, str], bool] = {
     ("GET", "preorder"): False,
     ("GET", "orders"): False,
     ("POST", "orders"): True,
+    # A split bill (issue 12): what is left and the shares, a share's price, paying a share
+    # and polling it.
+    ("GET", "orders/split"): False,
+    ("GET", "orders/share/quote"): False,
+    ("GET", "orders/share"): False,
+    ("POST", "orders/share"): True,
 }
 
 

@@ -172,6 +172,11 @@ def test_only_the_payer_routes_are_forwarded() -> None:
     assert payer_route("POST", "preorder") is None
     assert payer_route("GET", "callbacks") is None
     assert payer_route("DELETE", "orders") is None
+    # A split bill: paying a share needs a session, reading it does not.
+    assert payer_route("POST", "orders/share") is True
+    assert payer_route("GET", "orders/split") is False
+    assert payer_route("GET", "orders/share/quote") is False
+    assert payer_route("POST", "orders/split") is None
 
 
 def test_a_revoked_user_s_older_sessions_are_refused() -> None:
