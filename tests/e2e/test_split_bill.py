@@ -98,6 +98,7 @@ def test_three_guests_split_one_bill(up: QrpayUp, tmp_path: Path) -> None:
     )  # fmt: skip
     assert sim.returncode == 0, sim.stdout + sim.stderr
     link = link_of(sim.stdout)
+    order_id = order_id_of(link)
     guest = Guest(up, link)
     before = balance(up)
     assert guest.split()["left"] == "1500.00"
@@ -105,7 +106,7 @@ def test_three_guests_split_one_bill(up: QrpayUp, tmp_path: Path) -> None:
     guest.pay_and_wait({"way": "items", "items": [0, 2]})  # 650
     taken = guest.quote(way="items", items=[2])
     assert (taken.status_code, taken.json()["code"]) == (409, "item_taken")
-    assert up.pos_status(order_id_of(link)) == "WAITING"
+    assert up.pos_status(order_id) == "WAITING"
 
     # A declined card gives the share back: its item is free again, nothing is held.
     guest.declined({"way": "items", "items": [3]})
@@ -119,9 +120,42 @@ def test_three_guests_split_one_bill(up: QrpayUp, tmp_path: Path) -> None:
     assert (split["status"], split["paid"], split["left"]) == ("PAYED", "1500.00", "0.00")
     # The declined share is not shown (it reserves nothing).
     assert [s["amount"] for s in split["shares"]] == ["650.00", "500.00", "350.00"]
-    assert until(lambda: up.pos_status(order_id_of(link)) == "PAYED")
+    assert until(lambda: up.pos_status(order_id) == "PAYED")
     # 30% of each share's bill part, none of the tip, rounded down (cap 3000 not reached).
     earned = sum(
         (Decimal(a) * Decimal("0.3")).quantize(Decimal(1), ROUND_DOWN) for a in (650, 500, 350)
     )
     assert until(lambda: balance(up) - before == earned), balance(up) - before
+
+    # A POS that reads split payments sees each one, its tip apart.
+    answer = up.pos_call("/orders/payments", {"client_id": "rest-1", "orders": [order_id]})
+    assert answer.status_code == 200, answer.text
+    (record,) = answer.json()["orders"]
+    assert (record["status"], record["paid"], record["tips"]) == ("PAYED", "1500.00", "35.00")
+    assert [(p["amount"], p["tip"], p["items"]) for p in record["payments"]] == [
+        ("650.00", "0.00", [0, 2]),
+        ("500.00", "0.00", []),
+        ("350.00", "35.00", []),
+    ]
+
+
+def test_the_waiter_closes_an_order_guests_paid_part_of(up: QrpayUp, tmp_path: Path) -> None:
+    sim = up.pos_sim(
+        "--item", "Soup=400", "--item", "Tea=100", "--out-dir", str(tmp_path / "out"), cwd=tmp_path
+    )
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    link = link_of(sim.stdout)
+    order_id = order_id_of(link)
+    guest = Guest(up, link)
+    guest.pay_and_wait({"way": "items", "items": [0]})
+    assert up.pos_status(order_id) == "WAITING"  # 100 left: the old POS keeps waiting
+
+    closed = up.pos_call("/orders/close", {"client_id": "rest-1", "order_id": order_id})
+    assert closed.status_code == 200, closed.text
+    assert closed.json() == {"id": order_id, "status": "CLOSED"}
+    assert until(lambda: up.pos_status(order_id) == "CLOSED")
+    refused = guest.quote(way="rest")
+    assert (refused.status_code, refused.json()["code"]) == (409, "order_closed")
+    # The dev key may act for rest-2 too, but this order is rest-1's: it looks unknown.
+    other = up.pos_call("/orders/close", {"client_id": "rest-2", "order_id": order_id})
+    assert (other.status_code, other.json()["code"]) == (404, "order_not_found")

@@ -41,6 +41,9 @@ class MockServer:
         self.base_url = ""
         self._runner: web.AppRunner | None = None
         self.requests_by_path: dict[str, int] = defaultdict(int)
+        # Answers a path nobody registered, where a test means it (e.g. "no such order"
+        # for any id a fuzzer makes up); without it such a call fails the test.
+        self.fallback: Handler | None = None
 
     def handler(self, path: str, method: str = "POST") -> Callable[[Handler], MockedRoute]:
         """Register ``path``; the handler returns a Response, a JSON-able value, or raises."""
@@ -63,6 +66,8 @@ class MockServer:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.requests_by_path[request.path] += 1
         route = self._routes.get((request.method, request.path))
+        if route is None and self.fallback is not None:
+            route = MockedRoute(request.method, request.path, self.fallback)
         if route is None:
             self.unmocked.append(f"{request.method} {request.path}")
             return web.json_response({"code": "unmocked", "message": request.path}, status=599)

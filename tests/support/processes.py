@@ -227,18 +227,22 @@ class QrpayUp:
         command = [QRPAY_TOOLS, "pos-sim", "--url", self.url("iiko-integration"), "--no-wait"]
         return run([*command, *args], cwd=cwd)
 
-    def pos_status(self, order_id: str) -> str:
-        """The order's status as the restaurant's POS (rest-1, the dev key) reads it."""
+    def pos_call(self, path: str, body: dict[str, object]) -> httpx.Response:
+        """A POS API call as the restaurant's POS makes it (the dev key)."""
         from qrpay.kernel.config import load_yaml
         from qrpay.kernel.settings import REPO_DEV_CONFIG
 
         key = load_yaml(REPO_DEV_CONFIG / "secdist.yaml")["api_keys"][0]["key"]
-        answer = httpx.post(
-            f"{self.url('iiko-integration')}/orders/list",
-            json={"client_id": "rest-1", "orders": [order_id]},
+        return httpx.post(
+            f"{self.url('iiko-integration')}{path}",
+            json=body,
             headers={"X-API-Key": key},
             timeout=5,
         )
+
+    def pos_status(self, order_id: str) -> str:
+        """The order's status as the restaurant's POS (rest-1) reads it."""
+        answer = self.pos_call("/orders/list", {"client_id": "rest-1", "orders": [order_id]})
         assert answer.status_code == 200, answer.text
         return str(answer.json()["orders"][0]["status"])
 

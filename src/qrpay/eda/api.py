@@ -176,6 +176,15 @@ async def complete_payment(order_id: OrderIdPath, body: PaymentRef, service: Ord
     return order_view(await service.complete_payment(order_id, body.payment_id))
 
 
+@router.post(
+    "/{order_id}/close",
+    summary="The waiter closes the order; what is left is settled outside qrpay",
+    responses=error_responses(404, 409),
+)
+async def close_order(order_id: OrderIdPath, service: Orders) -> OrderView:
+    return order_view(await service.close(order_id))
+
+
 # --- a split bill (issue 12): each guest pays a share, with its own hold and clear --------
 
 

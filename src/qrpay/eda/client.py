@@ -120,6 +120,10 @@ class EdaClient(ServiceClient):
     async def complete_payment(self, order_id: str, payment_id: str) -> OrderView:
         return await self._payment(order_id, "complete", PaymentRef(payment_id=payment_id))
 
+    async def close_order(self, order_id: str) -> OrderView:
+        path = f"/v1/orders/{order_id}/close"
+        return await self.fetch(OrderView, "POST", path, endpoint="close_order")
+
     async def _payment(
         self, order_id: str, move: str, request: StartPaymentRequest | PaymentRef
     ) -> OrderView:

@@ -19,6 +19,9 @@ WAITING = OrderStatus.WAITING
 IN_PROGRESS = OrderStatus.PAYMENT_IN_PROGRESS
 PAYED = OrderStatus.PAYED
 CANCELED = OrderStatus.CANCELED
+CLOSED = OrderStatus.CLOSED
+# Ended without qrpay taking the bill: by the TTL, or closed by the waiter.
+ENDED = (CANCELED, CLOSED)
 HOLDING = PaymentPhase.HOLDING
 CLEARING = PaymentPhase.CLEARING
 ROLLING_BACK = PaymentPhase.ROLLING_BACK
@@ -30,6 +33,7 @@ ALLOWED_MOVES: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
         (IN_PROGRESS, PAYED),
         (WAITING, CANCELED),  # TTL; never while a payment is under way
         (WAITING, PAYED),  # the last share of a split bill cleared (``eda.split``)
+        (WAITING, CLOSED),  # the waiter closed it; the rest is settled outside qrpay
     }
 )
 
@@ -154,7 +158,7 @@ class Order:
             )
         if self.status == PAYED:
             raise Conflict("the order is already paid", code=EdaCode.ALREADY_PAID)
-        if self.status == CANCELED:
+        if self.status in ENDED:
             raise Conflict("the order is closed", code=EdaCode.ORDER_CLOSED)
         if currency != self.bill.currency or amount != self.bill.total:
             raise Conflict("the bill has changed", code=EdaCode.BILL_CHANGED)
@@ -167,7 +171,7 @@ class Order:
             raise Conflict(
                 "no payment of this order is under way", code=EdaCode.PAYMENT_NOT_STARTED
             )
-        if self.status == CANCELED:
+        if self.status in ENDED:
             raise Conflict("the order is closed", code=EdaCode.ORDER_CLOSED)
         if self.payment_id != payment_id:
             raise Conflict("the order's payment is another one", code=EdaCode.PAYMENT_MISMATCH)
@@ -186,7 +190,7 @@ class Order:
 
         An order already given back (WAITING, or closed by TTL since) has nothing held.
         """
-        if self.status in (WAITING, CANCELED):
+        if self.status == WAITING or self.status in ENDED:
             return False
         if self.payment_id != payment_id:
             raise Conflict("the order's payment is another one", code=EdaCode.PAYMENT_MISMATCH)
@@ -231,6 +235,21 @@ class Order:
     def paid_by_shares(self, now: datetime) -> Order:
         """PAYED: the shares cleared add up to the bill."""
         return self._move(PAYED, now, payment_id=None)
+
+    def close(self, now: datetime) -> Order:
+        """The waiter closes the order from the POS; the rest is paid outside qrpay.
+
+        Never while a payment is under way: its money would have no order to land on.
+        """
+        if self.status == CLOSED:
+            return self
+        if self.status == PAYED:
+            raise Conflict("the order is already paid", code=EdaCode.ALREADY_PAID)
+        if self.status == CANCELED:
+            raise Conflict("the order is closed", code=EdaCode.ORDER_CLOSED)
+        if self.status == IN_PROGRESS:
+            raise Conflict("a payment of this order is under way", code=EdaCode.PAYMENT_IN_PROGRESS)
+        return self._move(CLOSED, now, payment_id=None)
 
     def expire(self, now: datetime, ttl_seconds: int) -> Order:
         """The TTL rule for one order; the job applies the same rule to many in one statement."""

@@ -48,6 +48,9 @@ class OrderStatus(StrEnum):
     PAYMENT_IN_PROGRESS = "PAYMENT_IN_PROGRESS"
     PAYED = "PAYED"
     CANCELED = "CANCELED"
+    # Closed by the waiter from the POS, the rest settled outside qrpay (a split bill
+    # partly paid by guests, then cash for the rest).
+    CLOSED = "CLOSED"
 
 
 class PaymentPhase(StrEnum):
@@ -218,6 +221,7 @@ class LedgerView(WireModel):
     """What the bill holds: its total, the shares, and what is left for the next guest."""
 
     order_id: str
+    client_id: str
     status: OrderStatus
     currency: str
     total: str

@@ -162,8 +162,18 @@ class OrderService:
             order_id, lambda o: o.complete_payment(payment_id, self.clock.now())
         )
 
+    async def close(self, order_id: str) -> Order:
+        return await self._change(
+            order_id, lambda o: o.close(self.clock.now()), shares_settled=True
+        )
+
     async def _change(
-        self, order_id: str, decide: Callable[[Order], Order], *, whole_bill: bool = False
+        self,
+        order_id: str,
+        decide: Callable[[Order], Order],
+        *,
+        whole_bill: bool = False,
+        shares_settled: bool = False,
     ) -> Order:
         for _ in range(ATTEMPTS):
             async with self.db.write() as session:
@@ -176,6 +186,11 @@ class OrderService:
                     raise Conflict(
                         "guests are splitting this bill: pay a share of it",
                         code=EdaCode.SPLIT_UNDER_WAY,
+                    )
+                if shares_settled and await ShareRepository(session).under_way(order_id):
+                    raise Conflict(
+                        "a guest's share of this order is being paid",
+                        code=EdaCode.PAYMENT_IN_PROGRESS,
                     )
                 changed = decide(order)
                 if changed is order:

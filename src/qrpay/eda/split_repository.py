@@ -83,11 +83,18 @@ class ShareRepository(Repository):
 
     async def reserving(self, order_id: str) -> bool:
         """Whether any share of the order holds or has paid money."""
+        return await self._any(order_id, (ShareState.RELEASED,))
+
+    async def under_way(self, order_id: str) -> bool:
+        """Whether any share of the order holds money not yet cleared or given back."""
+        return await self._any(order_id, (ShareState.RELEASED, ShareState.PAID))
+
+    async def _any(self, order_id: str, but: tuple[ShareState, ...]) -> bool:
         result = await self.session.execute(
             select(order_shares.c.id)
             .where(
                 order_shares.c.order_id == order_id,
-                order_shares.c.state != ShareState.RELEASED.value,
+                order_shares.c.state.not_in([state.value for state in but]),
             )
             .limit(1)
         )

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from qrpay.eda.domain import Order
+from qrpay.eda.domain import ENDED, Order
 from qrpay.eda.repository import OrderRepository
 from qrpay.eda.schemas import EdaCode, OrderStatus, ShareChoice, ShareState, ShareWay
 from qrpay.eda.service import ATTEMPTS, OrderService, _busy, _not_found
@@ -55,7 +55,7 @@ def _check_open(order: Order, currency: str, bill_version: int | None) -> None:
         raise Conflict("a payment of the whole bill is under way", code=EdaCode.PAYMENT_IN_PROGRESS)
     if order.status == OrderStatus.PAYED:
         raise Conflict("the order is already paid", code=EdaCode.ALREADY_PAID)
-    if order.status == OrderStatus.CANCELED:
+    if order.status in ENDED:
         raise Conflict("the order is closed", code=EdaCode.ORDER_CLOSED)
     if currency != order.bill.currency or (
         bill_version is not None and bill_version != order.bill_version
@@ -81,6 +81,7 @@ def ledger_wire(order: Order, ledger: Ledger, times: ShareTimes) -> dict[str, An
 
     return {
         "order_id": order.id,
+        "client_id": order.client_id,
         "status": order.status.value,
         "currency": currency,
         "total": money(ledger.total),

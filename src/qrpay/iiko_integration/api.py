@@ -12,10 +12,13 @@ from qrpay.eda.schemas import ClientId
 from qrpay.iiko_integration.domain import MAX_APP_PARAM_LENGTH
 from qrpay.iiko_integration.schemas import (
     AvailabilityResponse,
+    CloseOrderRequest,
+    CloseOrderResponse,
     CreateOrderRequest,
     CreateOrderResponse,
     ListOrdersRequest,
     ListOrdersResponse,
+    OrderPaymentsResponse,
     PosChangesResponse,
     RestaurantsResponse,
 )
@@ -69,6 +72,32 @@ async def list_orders(allowed: PosCaller, body: ListOrdersRequest, service: Iiko
     return json_response(
         200, {"orders": [{"id": order_id, "status": status} for order_id, status in statuses]}
     )
+
+
+@router.post(
+    "/orders/close",
+    tags=["pos"],
+    summary="The waiter closes an order guests paid part of; the rest is paid outside qrpay",
+    response_model=CloseOrderResponse,
+    responses=error_responses(400, 401, 403, 404, 409, 503),
+)
+async def close_order(
+    allowed: PosCaller, body: CloseOrderRequest, service: Iiko
+) -> CloseOrderResponse:
+    return await service.close_order(allowed, body)
+
+
+@router.post(
+    "/orders/payments",
+    tags=["pos"],
+    summary="A split bill's payments: paid amount, tips and each guest's payment, per order",
+    response_model=OrderPaymentsResponse,
+    responses=error_responses(400, 401, 403, 413, 503),
+)
+async def order_payments(
+    allowed: PosCaller, body: ListOrdersRequest, service: Iiko
+) -> OrderPaymentsResponse:
+    return OrderPaymentsResponse(orders=await service.order_payments(allowed, body))
 
 
 @router.get(

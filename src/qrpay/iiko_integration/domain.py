@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from enum import StrEnum
+from typing import Protocol
 
 from pydantic import SecretStr
 
@@ -26,6 +27,8 @@ class PosStatus(StrEnum):
     WAITING = "WAITING"
     PAYED = "PAYED"
     CANCELED = "CANCELED"
+    # The waiter closed it from the POS (``POST /orders/close``): the rest was paid outside.
+    CLOSED = "CLOSED"
     NOT_FOUND = "NOT_FOUND"
 
 
@@ -35,10 +38,21 @@ _POS_STATUS: dict[OrderStatus, PosStatus] = {
     OrderStatus.PAYMENT_IN_PROGRESS: PosStatus.WAITING,
     OrderStatus.PAYED: PosStatus.PAYED,
     OrderStatus.CANCELED: PosStatus.CANCELED,
+    OrderStatus.CLOSED: PosStatus.CLOSED,
 }
 
 
-def pos_status(view: OrderStatusView | None, client_id: str) -> PosStatus:
+class StatusOf(Protocol):
+    """Any of eda's views of an order that name its restaurant and status."""
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def status(self) -> OrderStatus: ...
+
+
+def pos_status(view: StatusOf | None, client_id: str) -> PosStatus:
     # Another restaurant's order looks exactly like an unknown one, so ids cannot be probed.
     if view is None or view.client_id != client_id:
         return PosStatus.NOT_FOUND

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -65,6 +66,42 @@ class OrderStatusItem(WireModel):
 
 class ListOrdersResponse(WireModel):
     orders: list[OrderStatusItem]
+
+
+class CloseOrderRequest(WireModel):
+    client_id: ClientId
+    order_id: OrderId
+
+
+class CloseOrderResponse(WireModel):
+    id: str
+    status: PosStatus
+
+
+class PosPayment(WireModel):
+    """One guest's payment of a split bill, as the POS records it."""
+
+    id: str
+    amount: str  # the bill part
+    tip: str
+    # Bill lines (their positions in the bill) this payment was for; none for an amount.
+    items: list[int]
+    paid_at: datetime
+
+
+class OrderPayments(WireModel):
+    id: str
+    status: PosStatus
+    currency: str | None = None
+    total: str | None = None
+    paid: str | None = None
+    tips: str | None = None
+    left: str | None = None
+    payments: list[PosPayment] = Field(default_factory=list)
+
+
+class OrderPaymentsResponse(WireModel):
+    orders: list[OrderPayments]
 
 
 class PosChangesResponse(WireModel):

@@ -8,7 +8,7 @@ from prometheus_client import Counter
 
 from qrpay.eda import schemas as eda
 from qrpay.eda.client import EdaClient
-from qrpay.iiko_integration import domain
+from qrpay.iiko_integration import domain, split
 from qrpay.iiko_integration.auth import ApiKeyAuth, authorize
 from qrpay.iiko_integration.batching import StatusBatcher
 from qrpay.iiko_integration.follower import FeedFollower
@@ -17,9 +17,12 @@ from qrpay.iiko_integration.rollout import Rollout
 from qrpay.iiko_integration.schemas import (
     BillLine,
     BillLineType,
+    CloseOrderRequest,
+    CloseOrderResponse,
     CreateOrderRequest,
     CreateOrderResponse,
     ListOrdersRequest,
+    OrderPayments,
     RestaurantItem,
 )
 from qrpay.kernel.clock import Clock, SystemClock
@@ -193,3 +196,15 @@ class IikoService:
             RestaurantItem(id=r.client_id, name=r.name, cashback=r.rate_text, address=r.address)
             for r in domain.zone_restaurants(self._runtime.config, nearest_zone or "")
         ]
+
+    # --- a split bill (issue 12): see ``iiko_integration.split`` ---------------------------
+
+    async def close_order(
+        self, allowed: frozenset[str], request: CloseOrderRequest
+    ) -> CloseOrderResponse:
+        return await split.close_order(self._eda, allowed, request)
+
+    async def order_payments(
+        self, allowed: frozenset[str], request: ListOrdersRequest
+    ) -> list[OrderPayments]:
+        return await split.order_payments(self._eda, allowed, request)

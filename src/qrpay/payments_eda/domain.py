@@ -90,7 +90,7 @@ def guest_view(status: OrderStatus, *, last_failed: bool) -> GuestView:
         return GuestView(GuestStatus.PAYED, MessageKey.PAYED)
     if status is OrderStatus.PAYMENT_IN_PROGRESS:
         return GuestView(GuestStatus.WAITING, MessageKey.IN_PROGRESS)
-    if status is OrderStatus.CANCELED:
+    if status in (OrderStatus.CANCELED, OrderStatus.CLOSED):
         return GuestView(GuestStatus.DECLINED, MessageKey.CLOSED)
     if last_failed:
         return GuestView(GuestStatus.DECLINED, MessageKey.DECLINED)

@@ -255,7 +255,7 @@ class PaymentsService:
         waiting = self._answer(GuestStatus.WAITING, MessageKey.IN_PROGRESS, lang)
         if order.status is OrderStatus.PAYED:
             raise _refused(PaymentsCode.ALREADY_PAID, lang)
-        if order.status is OrderStatus.CANCELED:
+        if order.status in (OrderStatus.CANCELED, OrderStatus.CLOSED):
             raise _refused(PaymentsCode.ORDER_CLOSED, lang)
         if order.status is OrderStatus.PAYMENT_IN_PROGRESS:
             # A payment is under way (maybe this very request, repeated): never a second hold.

@@ -134,7 +134,7 @@ class SharePayments:
     ) -> ShareStatusResponse:
         if order.status is OrderStatus.PAYED:
             raise _refused(PaymentsCode.ALREADY_PAID, lang)
-        if order.status is OrderStatus.CANCELED:
+        if order.status in (OrderStatus.CANCELED, OrderStatus.CLOSED):
             raise _refused(PaymentsCode.ORDER_CLOSED, lang)
         currency = order.bill.currency
         if request.currency is not None and request.currency != currency:

@@ -163,3 +163,19 @@ async def test_unknown_order_share_and_bad_choices(client: httpx.AsyncClient) ->
     ):
         answer = await quote(client, order_id, **choice)
         assert answer.json()["code"] == code, (choice, answer.text)
+
+
+async def test_the_waiter_closes_only_when_no_share_is_under_way(
+    client: httpx.AsyncClient,
+) -> None:
+    order_id = await open_table(client, "100")
+    await pay_share(client, order_id, "g1", "50.00", way="equal", parts=2)
+    await begin(client, order_id, "g2", "50.00", way="equal", parts=2)
+    busy = await client.post(f"/v1/orders/{order_id}/close")
+    assert (busy.status_code, busy.json()["code"]) == (409, "payment_in_progress")
+    await move(client, order_id, "g2", "fail")
+    closed = await client.post(f"/v1/orders/{order_id}/close")
+    assert closed.json()["status"] == "CLOSED"
+    assert (await client.post(f"/v1/orders/{order_id}/close")).json()["status"] == "CLOSED"
+    late = await begin(client, order_id, "g3", "50.00", way="rest")
+    assert late.json()["code"] == "order_closed"

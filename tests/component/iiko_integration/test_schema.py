@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from qrpay.kernel.service import build_app
 from tests.support.component.iiko_integration import HEADERS, eda_order
 from tests.support.fuzz import asgi_schema, background_loop
-from tests.support.mockserver import MockServer
+from tests.support.mockserver import MockServer, error_response
 from tests.support.services import dev_config, make_context, point_services_at
 
 
@@ -38,6 +38,8 @@ def fake_eda() -> Iterator[MockServer]:
     page = {"changes": [], "cursor": "0:", "more": False}
     server.json_handler("/v1/orders/changes", page, method="GET")
     server.json_handler("/v1/orders/changes/tail", {"cursor": "0:"}, method="GET")
+    # Reads and closes of one order (the split-bill routes): no order exists.
+    server.fallback = lambda _request: error_response(404, "order_not_found")
     with background_loop() as background:
         background.run(server.start())
         yield server

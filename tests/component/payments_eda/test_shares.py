@@ -16,6 +16,7 @@ def ledger(*shares: tuple[str, str, str], status: str = "WAITING") -> dict[str, 
     """eda's ledger of a 1000 RUB bill with ``shares`` as (id, amount, state)."""
     return {
         "order_id": ORDER_ID,
+        "client_id": "rest-1",
         "status": status,
         "currency": "RUB",
         "total": "1000.00",

@@ -62,25 +62,41 @@ def outcome(call):
     return "same" if after is before else after.status
 
 
+X = OrderStatus.CLOSED  # by the waiter: like CANCELED for every payment move
 START = {
     W: P,
     P: "same",  # same payment id: a repeat
     D: "already_paid",
     C: "order_closed",
+    X: "order_closed",
 }
-START_OTHER_ID = {W: P, P: "payment_in_progress", D: "already_paid", C: "order_closed"}
-FAIL = {W: "same", P: W, D: "already_paid", C: "same"}
-FAIL_OTHER_ID = {W: "same", P: "payment_mismatch", D: "payment_mismatch", C: "same"}
+START_OTHER_ID = {
+    W: P,
+    P: "payment_in_progress",
+    D: "already_paid",
+    C: "order_closed",
+    X: "order_closed",
+}
+FAIL = {W: "same", P: W, D: "already_paid", C: "same", X: "same"}
+FAIL_OTHER_ID = {W: "same", P: "payment_mismatch", D: "payment_mismatch", C: "same", X: "same"}
 # A succeeded clear completes its payment from any phase (its fence is the claim in eda or
 # the capture in transactions); an order given back has no payment to complete.
-COMPLETE = {W: "payment_not_started", P: D, D: "same", C: "order_closed"}
+COMPLETE = {W: "payment_not_started", P: D, D: "same", C: "order_closed", X: "order_closed"}
 COMPLETE_OTHER_ID = {
     W: "payment_not_started",
     P: "payment_mismatch",
     D: "payment_mismatch",
     C: "order_closed",
+    X: "order_closed",
 }
-REPLACE_BILL = {W: "bill_replaced", P: "order_locked", D: "order_locked", C: "order_locked"}
+REPLACE_BILL = {
+    W: "bill_replaced",
+    P: "order_locked",
+    D: "order_locked",
+    C: "order_locked",
+    X: "order_locked",
+}
+CLOSE = {W: X, P: "payment_in_progress", D: "already_paid", C: "order_closed", X: "same"}
 
 
 @pytest.mark.parametrize("status", list(OrderStatus))
@@ -94,6 +110,12 @@ def test_start_payment(status: OrderStatus) -> None:
         outcome(lambda: (o, o.start_payment("pay-2", Decimal("100"), "RUB", NOW)))
         == (START_OTHER_ID[status])
     )
+
+
+@pytest.mark.parametrize("status", list(OrderStatus))
+def test_close(status: OrderStatus) -> None:
+    o = order(status)
+    assert outcome(lambda: (o, o.close(NOW))) == CLOSE[status]
 
 
 @pytest.mark.parametrize("status", list(OrderStatus))
@@ -155,7 +177,7 @@ def test_fail_payment_clears_the_payment() -> None:
 
 
 def test_only_the_listed_moves_exist() -> None:
-    assert {(W, P), (P, W), (P, D), (W, C), (W, D)} == ALLOWED_MOVES
+    assert {(W, P), (P, W), (P, D), (W, C), (W, D), (W, OrderStatus.CLOSED)} == ALLOWED_MOVES
     for status in OrderStatus:
         for to in OrderStatus:
             if (status, to) not in ALLOWED_MOVES:

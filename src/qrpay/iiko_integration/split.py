@@ -1,0 +1,77 @@
+"""The POS side of a split bill (issue 12): each guest's payment as the POS records it, and
+the waiter closing an order that guests paid only part of.
+
+Kept apart from ``/orders/list``: that route is the POS's hot path and answers from memory;
+these read eda's ledger, which only a POS that shows split payments asks for.
+"""
+
+from __future__ import annotations
+
+from qrpay.eda.client import EdaClient
+from qrpay.eda.schemas import LedgerView, ShareState
+from qrpay.iiko_integration.auth import authorize
+from qrpay.iiko_integration.domain import PosStatus, pos_status
+from qrpay.iiko_integration.schemas import (
+    CloseOrderRequest,
+    CloseOrderResponse,
+    ListOrdersRequest,
+    OrderPayments,
+    PosPayment,
+)
+from qrpay.kernel.errors import NotFound
+
+
+def _not_found(order_id: str) -> NotFound:
+    return NotFound(f"order {order_id[:64]!r} not found", code="order_not_found")
+
+
+async def close_order(
+    eda: EdaClient, allowed: frozenset[str], request: CloseOrderRequest
+) -> CloseOrderResponse:
+    """Close the order for the waiter; another restaurant's order looks like an unknown one."""
+    authorize(allowed, request.client_id)
+    try:
+        order = await eda.get_order(request.order_id)
+    except NotFound:
+        raise _not_found(request.order_id) from None
+    if order.client_id != request.client_id:
+        raise _not_found(request.order_id)
+    closed = await eda.close_order(order.order_id)  # 409s (paid, paying) pass through
+    return CloseOrderResponse(id=closed.order_id, status=pos_status(closed, request.client_id))
+
+
+def _payments(ledger: LedgerView, client_id: str) -> OrderPayments:
+    paid = [s for s in ledger.shares if s.state is ShareState.PAID]
+    return OrderPayments(
+        id=ledger.order_id,
+        status=pos_status(ledger, client_id),
+        currency=ledger.currency,
+        total=ledger.total,
+        paid=ledger.paid,
+        tips=ledger.tips,
+        left=ledger.left,
+        payments=[
+            PosPayment(
+                id=s.share_id, amount=s.amount, tip=s.tip, items=s.items, paid_at=s.updated_at
+            )
+            for s in sorted(paid, key=lambda s: (s.updated_at, s.share_id))
+        ],
+    )
+
+
+async def order_payments(
+    eda: EdaClient, allowed: frozenset[str], request: ListOrdersRequest
+) -> list[OrderPayments]:
+    """Each requested order's payments, in request order; unknown ids are NOT_FOUND."""
+    authorize(allowed, request.client_id)
+    answers: dict[str, OrderPayments] = {}
+    for order_id in dict.fromkeys(request.orders):
+        try:
+            ledger = await eda.ledger(order_id)
+        except NotFound:
+            ledger = None
+        if ledger is None or ledger.client_id != request.client_id:
+            answers[order_id] = OrderPayments(id=order_id, status=PosStatus.NOT_FOUND)
+        else:
+            answers[order_id] = _payments(ledger, request.client_id)
+    return [answers[order_id] for order_id in request.orders]
