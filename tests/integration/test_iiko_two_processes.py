@@ -44,13 +44,13 @@ class Cluster(ServedProcesses):
         ports = ports_for(base)
         self.eda_port = ports["eda"]
         self.iiko_ports = [ports["iiko-integration"], base + len(ports)]
+        config = embedded_config(load_yaml(REPO_DEV_CONFIG / "config.yaml"), "127.0.0.1", base)
+        # These tests are about one order per POS order, not about latency: a loaded box must
+        # not turn a slow eda into a 503 (the deadlines have their own tests).
+        config["orders"].update(create_deadline_ms=30_000, status_deadline_ms=30_000)
+        config["services"]["eda"]["timeout_ms"] = 30_000
         config_path = tmp_path / "config.yaml"
-        config_path.write_text(
-            yaml.safe_dump(
-                embedded_config(load_yaml(REPO_DEV_CONFIG / "config.yaml"), "127.0.0.1", base),
-                allow_unicode=True,
-            )
-        )
+        config_path.write_text(yaml.safe_dump(config, allow_unicode=True))
         secdist = load_yaml(REPO_DEV_CONFIG / "secdist.yaml")
         secdist["databases"] = {"eda": database_url}
         secdist_path = tmp_path / "secdist.yaml"
