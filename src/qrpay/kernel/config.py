@@ -141,6 +141,21 @@ class FeedConfig(Strict):
     retry_ms: int = Field(default=500, ge=1, le=60_000)
 
 
+class PushConfig(Strict):
+    """iiko-integration's push to the POS (``iiko_integration.push``)."""
+
+    # A ping message on every quiet WebSocket this often; the POS answers each with a pong.
+    heartbeat_ms: int = Field(default=15_000, ge=10, le=600_000)
+    # A WebSocket whose POS sent nothing (no pong) for this long is closed (code 4408).
+    client_timeout_ms: int = Field(default=45_000, ge=10, le=3_600_000)
+    # Changes queued for one connection; a POS this far behind is closed (code 1013) and
+    # resumes from its cursor.
+    queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    # Changes the instance keeps after following them, so a POS that resumes from a recent
+    # cursor is answered from memory; an older cursor is caught up from eda.
+    buffer_size: int = Field(default=50_000, ge=1, le=10_000_000)
+
+
 class DeeplinkConfig(Strict):
     base: str = "https://yandex-go.ru/go-pay/orders"
 
@@ -245,6 +260,7 @@ class QrpayConfig(Strict):
     restaurants: tuple[Restaurant, ...] = ()
     orders: OrdersConfig = OrdersConfig()
     feed: FeedConfig = FeedConfig()
+    push: PushConfig = PushConfig()
     deeplink: DeeplinkConfig = DeeplinkConfig()
     bill_text_templates: dict[str, str] = Field(
         default_factory=lambda: {
