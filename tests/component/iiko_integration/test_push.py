@@ -93,7 +93,10 @@ async def test_a_waiting_poll_is_answered_from_the_followed_feed_without_reading
     feed.publish(paid)
     async with asyncio.timeout(30):
         response = await waiting
-    assert response.json() == {"orders": [{"id": "a", "status": "PAYED"}], "cursor": cursor_of(paid)}
+    assert response.json() == {
+        "orders": [{"id": "a", "status": "PAYED"}],
+        "cursor": cursor_of(paid),
+    }
     # The next poll resumes from that cursor, from memory too: eda was never asked.
     again = await pos_changes(client, client_id="rest-1", after=cursor_of(paid), wait_ms=0)
     assert again.json() == {"orders": [], "cursor": cursor_of(paid)}

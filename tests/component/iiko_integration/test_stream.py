@@ -16,7 +16,7 @@ from qrpay.iiko_integration.service import IikoService
 from qrpay.iiko_integration.stream import CLOSE_CLIENT_SILENT, CLOSE_SLOW_CONSUMER
 from qrpay.kernel.service import ServiceContext, service_of
 from tests.support.component.iiko_integration import (
-    HEADERS,
+    API_KEY,
     TAIL,
     MockedFeed,
     change,
@@ -27,6 +27,11 @@ from tests.support.services import dev_config, running_service, served
 from tests.support.waiting import eventually
 
 Streaming = tuple[str, IikoService, aiohttp.ClientSession]
+
+
+def key_headers() -> dict[str, str]:
+    # A dict of its own: the shared HEADERS is handed to schemathesis, which adds to it.
+    return {"X-API-Key": API_KEY}
 
 
 @pytest.fixture
@@ -59,11 +64,13 @@ async def streaming(
         yield started
 
 
-def connect(
-    started: Streaming, headers: dict[str, str] = HEADERS, **params: str
-) -> Any:
+def connect(started: Streaming, headers: dict[str, str] | None = None, **params: str) -> Any:
     base_url, _service, session = started
-    return session.ws_connect(f"{base_url}/orders/stream", headers=headers, params=params)
+    return session.ws_connect(
+        f"{base_url}/orders/stream",
+        headers=key_headers() if headers is None else headers,
+        params=params,
+    )
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
@@ -85,8 +92,8 @@ async def test_only_the_keys_restaurants_arrive_and_a_wrong_key_is_refused(
     for headers, params, status in [
         ({"X-API-Key": "not-a-key-0123456789"}, {}, 401),
         ({}, {}, 401),
-        (HEADERS, {"client_id": "rest-3"}, 403),  # the demo key is for rest-1 and rest-2
-        (HEADERS, {"after": "nope"}, 400),
+        (key_headers(), {"client_id": "rest-3"}, 403),  # the demo key: rest-1 and rest-2
+        (key_headers(), {"after": "nope"}, 400),
     ]:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             async with connect(streaming, headers, **params):

@@ -99,7 +99,8 @@ async def test_a_long_poll_is_woken_by_another_instances_commit_through_notify(
         poll = asyncio.create_task(changes(waiting, cursor, wait_ms=30_000))
         # The poll found nothing and waits: the write below commits after its look.
         await eventually(service.changed.has_waiters)
-        assert service.changed.has_waiters() and not poll.done()
+        assert service.changed.has_waiters()
+        assert not poll.done()
         order_id = (await create(writing, "elsewhere"))["order"]["order_id"]
         async with asyncio.timeout(8):  # well under the 10 s re-check
             page = await poll

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import tempfile
@@ -31,10 +32,8 @@ def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children (workers), in MiB."""
     total = 0
     pids = [pid]
-    try:
+    with contextlib.suppress(OSError):
         pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        pass
     for one in pids:
         try:
             for line in Path(f"/proc/{one}/status").read_text().splitlines():
@@ -48,11 +47,22 @@ def rss_mb(pid: int) -> float:
 class Pos:
     """The load generator's POS connections and what the observers received."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, connections: int, changes: int) -> None:
         self.url = url.replace("http", "ws", 1) + "/orders/stream"
         self.connected = 0
         self.dropped = 0
         self.received: dict[str, float] = {}
+        self._connections = connections
+        self._changes = changes
+        # Every connection is up or refused; every change reached an observer.
+        self.settled = asyncio.Event()
+        self.all_received = asyncio.Event()
+
+    def _count(self, connected: int = 0, dropped: int = 0) -> None:
+        self.connected += connected
+        self.dropped += dropped
+        if self.connected + self.dropped >= self._connections:
+            self.settled.set()
 
     async def hold(self, session: aiohttp.ClientSession, client_id: str, observe: bool) -> None:
         headers = {"X-API-Key": API_KEY}
@@ -60,16 +70,18 @@ class Pos:
             async with session.ws_connect(
                 self.url, headers=headers, params={"client_id": client_id}
             ) as ws:
-                self.connected += 1
+                self._count(connected=1)
                 async for message in ws:
                     data = message.json()
                     if data["type"] == "ping":
                         await ws.send_str('{"type":"pong"}')
                     elif observe and data["type"] == "change":
                         self.received.setdefault(data["id"], time.monotonic())
+                        if len(self.received) >= self._changes:
+                            self.all_received.set()
         except (aiohttp.ClientError, OSError):
             pass
-        self.dropped += 1
+        self._count(dropped=1)
 
 
 async def create_orders(eda: str, count: int) -> list[str]:
@@ -88,21 +100,25 @@ async def create_orders(eda: str, count: int) -> list[str]:
 
 
 async def drive(args: argparse.Namespace, iiko: local.Process, eda: local.Process) -> int:
-    pos = Pos(iiko.url)
     changes = int(args.rate * args.seconds)
+    pos = Pos(iiko.url, args.connections, changes)
     order_ids = await create_orders(eda.url, changes)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         holders = []
         for index in range(args.connections):
             observe = index < args.observers
-            holders.append(asyncio.create_task(pos.hold(session, "rest-1" if observe else "rest-2", observe)))
+            holders.append(
+                asyncio.create_task(pos.hold(session, "rest-1" if observe else "rest-2", observe))
+            )
             if index % 200 == 199:
                 await asyncio.sleep(0)  # let the handshakes run
-        deadline = time.monotonic() + 120
-        while pos.connected + pos.dropped < args.connections and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        print(f"connected: {pos.connected} of {args.connections} ({pos.dropped} refused or dropped)", flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pos.settled.wait(), 120)
+        print(
+            f"connected: {pos.connected} of {args.connections} ({pos.dropped} refused or dropped)",
+            flush=True,
+        )
         print(
             f"RSS after connecting: iiko-integration {rss_mb(iiko.popen.pid):.0f} MiB, "
             f"eda {rss_mb(eda.popen.pid):.0f} MiB",
@@ -116,7 +132,9 @@ async def drive(args: argparse.Namespace, iiko: local.Process, eda: local.Proces
         async def change(order_id: str) -> None:
             started[order_id] = time.monotonic()
             body = {"payment_id": f"pay-{order_id}", "amount": "1500.00", "currency": "RUB"}
-            async with session.post(f"{eda.url}/v1/orders/{order_id}/payment/start", json=body) as answer:
+            async with session.post(
+                f"{eda.url}/v1/orders/{order_id}/payment/start", json=body
+            ) as answer:
                 await answer.read()
             answered[order_id] = time.monotonic()
 
@@ -127,9 +145,8 @@ async def drive(args: argparse.Namespace, iiko: local.Process, eda: local.Proces
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             writes.append(asyncio.create_task(change(order_id)))
         await asyncio.gather(*writes)
-        deadline = time.monotonic() + 10
-        while len(pos.received) < len(order_ids) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pos.all_received.wait(), 10)
         cpu = {p.name: harness.cpu_seconds(p.popen.pid) - cpu_before[p.name] for p in (iiko, eda)}
         latencies = sorted(
             (pos.received[o] - started[o]) * 1000 for o in order_ids if o in pos.received
@@ -182,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="status changes a second")
     parser.add_argument("--seconds", type=int, default=20)
     args = parser.parse_args(argv)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     print(f"open files limit: {soft} (each connection takes one here and one in the server)")
     with (
         tempfile.TemporaryDirectory(prefix="qrpay-bench-push-") as tmp,
@@ -202,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             iiko.stop()
             eda.stop()
-    print(f"one iiko-integration process, one eda process, PostgreSQL; {os.cpu_count()} cores "
-          "shared with the load generator")
+    print(
+        f"one iiko-integration process, one eda process, PostgreSQL; {os.cpu_count()} cores "
+        "shared with the load generator"
+    )
     return code
 
 
