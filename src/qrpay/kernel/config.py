@@ -129,11 +129,12 @@ class FeedConfig(Strict):
     # idle feed still proves the follower current.
     wait_ms: int = Field(default=400, ge=0, le=60_000)
     page_size: int = Field(default=500, ge=1, le=5000)
-    # While a long-poll waits, eda looks at the table this often, for a notification lost
-    # (sent while its listener reconnected) and a horizon held back by a transaction that
-    # sends none. Writes wake it at once: its own in-process, any eda's by NOTIFY on
-    # PostgreSQL, so this only bounds the rare case.
-    recheck_ms: int = Field(default=250, ge=1, le=10_000)
+    # While a long-poll waits, eda looks at the table this often: for a notification lost
+    # (sent while its listener reconnected) and for a horizon held back by a transaction
+    # that sends none (the horizon is the whole cluster's: other services' transactions
+    # hold it back briefly all the time under load). Writes of orders wake it at once: its
+    # own in-process, any eda instance's by NOTIFY on PostgreSQL.
+    recheck_ms: int = Field(default=50, ge=1, le=10_000)
     # Orders kept in memory per iiko-integration instance; the least recently changed or
     # asked for are dropped first (and read from eda again when asked for).
     max_orders: int = Field(default=200_000, ge=1, le=10_000_000)
