@@ -37,6 +37,8 @@ class PgListener:
         # Notifications received: how a test tells a wake-up by notify from one by timer.
         self.received = 0
         self.connected = False
+        # LISTENs that took (a reconnect counts again).
+        self.connections = 0
 
     def _notified(self, *_args: Any) -> None:
         self.received += 1
@@ -49,6 +51,7 @@ class PgListener:
         try:
             await connection.add_listener(self._channel, self._notified)
             self.connected = True
+            self.connections += 1
             self._on_notify()
             await lost.wait()
         finally:
