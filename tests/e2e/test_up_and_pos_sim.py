@@ -171,3 +171,49 @@ def test_pos_sim_waits_until_the_order_is_paid(up: QrpayUp, tmp_path: Path) -> N
     finally:
         kill_group(sim)
     assert up.stop() == 0
+
+
+def test_pos_sim_push_prints_each_change_as_it_arrives(up: QrpayUp, tmp_path: Path) -> None:
+    up.start(SERVICE_MODULES)
+    log = tmp_path / "pos-sim.log"
+    sim = start(
+        [
+            QRPAY_TOOLS,
+            "pos-sim",
+            "--push",
+            "--url",
+            up.url("iiko-integration"),
+            "--out-dir",
+            str(tmp_path / "out"),
+            # Polling would not see the payment within the test: only the push does.
+            "--poll-interval",
+            "600",
+            "--timeout",
+            "60",
+            "--item",
+            "Tea=100",
+        ],
+        log=log,
+        cwd=tmp_path,
+    )
+    try:
+        output = wait_for_text(log, "Receipt: ", timeout=30)
+        order_id = order_id_of(link_of(output))
+        # Subscribed: its one status read is printed before any change.
+        wait_for_text(log, f"order {order_id}: WAITING", timeout=30)
+        eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payment"
+        started = httpx.post(
+            f"{eda}/start", json={"payment_id": "pay-1", "amount": "100.00", "currency": "RUB"}
+        )
+        assert started.status_code == 200, started.text
+        claimed = httpx.post(f"{eda}/claim-clear", json={"payment_id": "pay-1"})
+        assert claimed.status_code == 200, claimed.text
+        completed = httpx.post(f"{eda}/complete", json={"payment_id": "pay-1"})
+        assert completed.status_code == 200, completed.text
+        assert sim.wait(timeout=30) == 0, log.read_text()
+        text = log.read_text()
+        assert f"order {order_id}: PAYED" in text
+        assert f"order {order_id}: PAID 100.00 RUB" in text
+    finally:
+        kill_group(sim)
+    assert up.stop() == 0

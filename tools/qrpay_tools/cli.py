@@ -85,6 +85,10 @@ def pos_sim(
         bool, typer.Option("--wait/--no-wait", help="Poll the order status until it is final")
     ] = True,
     poll_interval: Annotated[float, typer.Option(help="Seconds between status polls")] = 2.0,
+    push: Annotated[
+        bool,
+        typer.Option("--push", help="Follow the status over the WebSocket stream, not polling"),
+    ] = False,
 ) -> None:
     """Act as a restaurant POS: send a bill, print the QR code, wait for the guest to pay.
 
@@ -109,6 +113,7 @@ def pos_sim(
             wait=wait,
             timeout_seconds=timeout,
             poll_interval_seconds=poll_interval,
+            push=push,
         )
         code = asyncio.run(run_session(request, options, console))
     raise typer.Exit(code)

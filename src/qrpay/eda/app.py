@@ -7,9 +7,11 @@ import structlog
 from qrpay.eda.api import router
 from qrpay.eda.jobs import refresh_open_orders, run_ttl_loop
 from qrpay.eda.metrics import EdaMetrics
+from qrpay.eda.repository import CHANGES_CHANNEL
 from qrpay.eda.service import OrderService
 from qrpay.eda.split_service import SplitService
-from qrpay.kernel.db import Database
+from qrpay.kernel.db import Database, is_sqlite
+from qrpay.kernel.pg_listen import PgListener
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
 
 log = structlog.get_logger("qrpay.eda")
@@ -32,11 +34,20 @@ def wire(ctx: ServiceContext) -> Wiring:
             log.warning("open_orders_refresh_failed", error=repr(exc))
 
     ttl = Job("eda-ttl", lambda: run_ttl_loop(service, lambda: ctx.runtime.config.orders))
+    jobs = [ttl] if ctx.run_background_jobs else []
+    if not is_sqlite(db.url):
+        # Writes of every eda instance wake this one's feed long-polls at their commit
+        # (SQLite has one process: its writes wake them in-process, ``OrderService.changed``).
+        listener = PgListener(
+            db.url,
+            CHANGES_CHANNEL,
+            service.changed.fire,
+            retry_seconds=lambda: ctx.runtime.config.feed.retry_ms / 1000,
+        )
+        service.listener = listener
+        jobs.append(Job("eda-changes-listener", listener.run))
     return Wiring(
-        database=db,
-        services=[service, SplitService(service)],
-        on_start=[refresh_gauge],
-        jobs=[ttl] if ctx.run_background_jobs else [],
+        database=db, services=[service, SplitService(service)], on_start=[refresh_gauge], jobs=jobs
     )
 
 

@@ -97,6 +97,18 @@ order_share_items = Table(
 # PostgreSQL's own number for the writing transaction, and the horizon below which every
 # transaction has ended (``eda.feed``). xid8 goes through text: it has no cast to bigint.
 _PG_XID = cast(cast(func.pg_current_xact_id(), Text), BigInteger)
+# Followers of the feed LISTEN here (``OrderService.changed``). A notification is delivered
+# at commit, so a woken reader finds the write; it is only a wake-up (they also re-check).
+CHANGES_CHANNEL = "qrpay_orders"
+# The xid taken together with a NOTIFY in one scalar subquery, so stamping a write also
+# notifies, with no extra round trip. PostgreSQL runs it once per statement, and only
+# when a row is written (an UPDATE that matches nothing sends nothing); notifications
+# of one transaction are folded into one.
+_PG_XID_NOTIFYING = (
+    select(_PG_XID)
+    .select_from(select(func.pg_notify(CHANGES_CHANNEL, "")).subquery("notified"))
+    .scalar_subquery()
+)
 _PG_HORIZON = cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger)
 
 
@@ -292,7 +304,7 @@ class OrderRepository(Repository):
     async def _change_tx(self) -> Any:
         """This transaction's number for ``change_tx``: every status write stamps it."""
         if self.session.dialect.name == "postgresql":
-            return _PG_XID
+            return _PG_XID_NOTIFYING
         # SQLite: write transactions hold the database lock from BEGIN IMMEDIATE to COMMIT,
         # so the numbers taken here commit in the order they are taken.
         newest = select(func.coalesce(func.max(orders.c.change_tx), 0))

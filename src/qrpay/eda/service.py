@@ -30,6 +30,7 @@ from qrpay.kernel.clock import Clock
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, NotFound
 from qrpay.kernel.money import parse_amount
+from qrpay.kernel.pg_listen import PgListener
 from qrpay.kernel.schemas import Bill
 from qrpay.kernel.wakeup import Wakeups
 
@@ -58,9 +59,11 @@ class OrderService:
         self.db = db
         self.clock = clock
         self.metrics = metrics
-        # Wakes the feed's long-polls when this process committed a status write; they also
-        # look every recheck_seconds, for other instances' writes and a horizon held back.
+        # Wakes the feed's long-polls when this process committed a status write, and on
+        # PostgreSQL when any eda instance did (its NOTIFY, ``listener``); they also look
+        # every recheck_seconds, for a lost notification and a horizon held back.
         self.changed = Wakeups()
+        self.listener: PgListener | None = None
         self._recheck_seconds = recheck_seconds
 
     async def create(

@@ -4,7 +4,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Security
+from fastapi import APIRouter, Depends, Query, Security, WebSocket
 from fastapi.security import APIKeyHeader
 from starlette.responses import Response
 
@@ -23,8 +23,9 @@ from qrpay.iiko_integration.schemas import (
     RestaurantsResponse,
 )
 from qrpay.iiko_integration.service import IikoService
+from qrpay.iiko_integration.stream import serve_stream
 from qrpay.kernel.http import error_responses, json_response
-from qrpay.kernel.service import provide
+from qrpay.kernel.service import provide, service_of
 
 API_KEY_HEADER = "X-API-Key"
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
@@ -118,6 +119,12 @@ async def order_changes(
     statuses, cursor = await service.pos_changes(allowed, client_id, after, wait_ms)
     orders = [{"id": order_id, "status": status} for order_id, status in statuses]
     return json_response(200, {"orders": orders, "cursor": cursor})
+
+
+@router.websocket("/orders/stream")
+async def order_stream(websocket: WebSocket) -> None:
+    # Push by WebSocket (not in OpenAPI; the README and ``stream`` describe it).
+    await serve_stream(websocket, service_of(websocket.app, IikoService))
 
 
 @router.get(

@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 from qrpay.eda.client import EdaClient
 from qrpay.iiko_integration.memory import StatusMemory
+from qrpay.iiko_integration.push import PushHub
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.config import FeedConfig
 from qrpay.kernel.service import every
-from qrpay.kernel.wakeup import Wakeups
 
 
 class FeedFollower:
@@ -32,6 +32,7 @@ class FeedFollower:
         memory: StatusMemory,
         clock: Clock,
         config: Callable[[], FeedConfig],
+        hub: PushHub,
     ) -> None:
         self._eda = eda
         self._memory = memory
@@ -40,8 +41,8 @@ class FeedFollower:
         self.cursor: str | None = None
         # The clock's monotonic time of the start of the last read that left nothing behind.
         self.current_as_of: float | None = None
-        # The POS long-polls waiting here, by restaurant (``IikoService.pos_changes``).
-        self.restaurants_changed = Wakeups()
+        # Every page goes on to the POS connections of this instance (``push``).
+        self.hub = hub
 
     def is_fresh(self) -> bool:
         if self.current_as_of is None:
@@ -54,11 +55,12 @@ class FeedFollower:
         if self.cursor is None:
             self.cursor = await self._eda.feed_tail()
         started = self._clock.monotonic()
-        page = await self._eda.changes(self.cursor, limit=config.page_size, wait_ms=config.wait_ms)
+        after = self.cursor
+        page = await self._eda.changes(after, limit=config.page_size, wait_ms=config.wait_ms)
         for change in page.changes:
             self._memory.learn(change)
         self.cursor = page.cursor
-        self.restaurants_changed.fire({change.client_id for change in page.changes})
+        self.hub.publish(after, page.changes, page.cursor)
         if not page.more:
             self.current_as_of = started
 

@@ -13,6 +13,7 @@ from qrpay.iiko_integration.auth import ApiKeyAuth, authorize
 from qrpay.iiko_integration.batching import StatusBatcher
 from qrpay.iiko_integration.follower import FeedFollower
 from qrpay.iiko_integration.memory import StatusMemory
+from qrpay.iiko_integration.push import Key, Pushed, PushHub, Subscription, key_text, parse_key
 from qrpay.iiko_integration.rollout import Rollout
 from qrpay.iiko_integration.schemas import (
     BillLine,
@@ -26,6 +27,7 @@ from qrpay.iiko_integration.schemas import (
     RestaurantItem,
 )
 from qrpay.kernel.clock import Clock, SystemClock
+from qrpay.kernel.config import PushConfig
 from qrpay.kernel.errors import DependencyUnavailable
 from qrpay.kernel.ratelimit import RateLimiter
 from qrpay.kernel.reloading import RuntimeConfig
@@ -54,9 +56,10 @@ class IikoService:
         self._statuses = StatusBatcher(self._fetch_statuses)
         self._clock = clock or SystemClock()
         self.memory = StatusMemory(runtime.config.feed.max_orders)
+        self.hub = PushHub(lambda: runtime.config.push.buffer_size)
         # Fresh only while its job runs (``app.wire``); until then every poll reads eda.
         self.follower = FeedFollower(
-            eda_client, self.memory, self._clock, lambda: runtime.config.feed
+            eda_client, self.memory, self._clock, lambda: runtime.config.feed, self.hub
         )
         self.auth = ApiKeyAuth(lambda: runtime.secdist)
 
@@ -128,34 +131,102 @@ class IikoService:
         by_id = {order_id: view for order_id, view in known.items() if view is not None}
         return domain.pos_statuses(request.orders, by_id, request.client_id)
 
+    def push_config(self) -> PushConfig:
+        return self._runtime.config.push
+
     async def pos_changes(
         self, allowed: frozenset[str], client_id: str, after: str | None, wait_ms: int
     ) -> tuple[list[tuple[str, domain.PosStatus]], str]:
         """The restaurant's orders changed after the cursor ``after`` (absent: from now on),
         waiting up to ``wait_ms`` for one; and the cursor to resume from.
 
-        While the follower is current, a waiting request costs eda nothing: it waits for the
-        follower to see a change of its restaurant and then reads eda once. Otherwise eda's
-        own long-poll waits.
+        While the follower is current a poll costs eda nothing: it is answered from the
+        instance's buffer of followed changes (``push``), waiting for the follower to see a
+        change of its restaurant. Only a cursor older than the buffer reads eda, once.
+        Otherwise eda's own long-poll waits.
         """
         authorize(allowed, client_id)
+        hub = self.hub
+        if hub.position is None or not self.follower.is_fresh():
+            return await self._pos_changes_from_eda(client_id, after, wait_ms)
+        scope = frozenset((client_id,))
+        cursor = parse_key(after) if after is not None else hub.position
+        ticket = hub.restaurants_changed.ticket(client_id)
+        if not hub.covers(cursor):
+            page = await self._eda.changes(
+                key_text(cursor), limit=PUSH_PAGE, wait_ms=0, client_id=client_id
+            )
+            if page.changes or page.more:
+                return self._pos_page(page, client_id)
+        found = hub.since(cursor, scope, PUSH_PAGE)
+        if not found and wait_ms > 0 and await Wakeups.wait(ticket, wait_ms / 1000):
+            # Evicted past the cursor meanwhile: nothing is answered, the next poll reads eda.
+            found = hub.since(cursor, scope, PUSH_PAGE) if hub.covers(cursor) else []
+        statuses = [(pushed.order_id, pushed.status) for pushed in found]
+        if len(found) == PUSH_PAGE:
+            return statuses, found[-1].cursor
+        # Every change of the restaurant up to the buffer's end was answered: resume there.
+        return statuses, key_text(max(cursor, hub.position))
+
+    async def _pos_changes_from_eda(
+        self, client_id: str, after: str | None, wait_ms: int
+    ) -> tuple[list[tuple[str, domain.PosStatus]], str]:
         cursor = after if after is not None else await self._eda.feed_tail()
-        ticket = self.follower.restaurants_changed.ticket(client_id)
-        page = await self._eda.changes(cursor, limit=PUSH_PAGE, wait_ms=0, client_id=client_id)
-        if not page.changes and not page.more and wait_ms > 0:
-            if self.follower.is_fresh():
-                if await Wakeups.wait(ticket, wait_ms / 1000):
-                    page = await self._eda.changes(
-                        cursor, limit=PUSH_PAGE, wait_ms=0, client_id=client_id
-                    )
-            else:
-                page = await self._eda.changes(
-                    cursor, limit=PUSH_PAGE, wait_ms=wait_ms, client_id=client_id
-                )
+        page = await self._eda.changes(
+            cursor, limit=PUSH_PAGE, wait_ms=wait_ms, client_id=client_id
+        )
+        return self._pos_page(page, client_id)
+
+    def _pos_page(
+        self, page: eda.ChangesPage, client_id: str
+    ) -> tuple[list[tuple[str, domain.PosStatus]], str]:
         for change in page.changes:
             self.memory.learn(change)
         statuses = [(c.order_id, domain.pos_status(c, client_id)) for c in page.changes]
         return statuses, page.cursor
+
+    async def open_stream(
+        self, allowed: frozenset[str], client_id: str | None, after: str | None
+    ) -> tuple[Subscription, list[Pushed]]:
+        """A WebSocket's subscription to the key's restaurants (or ``client_id`` only), and
+        the changes after ``after`` it must send before the subscription's live ones.
+
+        The subscription is taken first, so nothing committed while catching up is lost;
+        the stream skips what it has already sent (``Pushed.key``)."""
+        if client_id is not None:
+            authorize(allowed, client_id)
+        scope = frozenset((client_id,)) if client_id is not None else allowed
+        cursor = parse_key(after) if after is not None else None
+        position = self.hub.position
+        if position is None:
+            raise DependencyUnavailable("not following eda's feed yet", code="eda_unavailable")
+        floor = position if cursor is None else max(position, cursor)
+        subscription = self.hub.subscribe(scope, self.push_config().queue_size, floor)
+        try:
+            if cursor is None or cursor >= position:
+                backlog: list[Pushed] = []
+            elif self.hub.covers(cursor):
+                backlog = self.hub.since(cursor, scope, limit=self.push_config().buffer_size)
+            else:
+                backlog = await self._catch_up(cursor, scope)
+        except BaseException:
+            self.hub.unsubscribe(subscription)
+            raise
+        return subscription, backlog
+
+    async def _catch_up(self, cursor: Key, scope: frozenset[str]) -> list[Pushed]:
+        """The changes of ``scope`` after ``cursor`` from eda, in feed order: one restaurant's
+        part of the feed, or the whole feed filtered here (one order for all of them)."""
+        only = next(iter(scope)) if len(scope) == 1 else None
+        found: list[Pushed] = []
+        text = key_text(cursor)
+        while True:
+            page = await self._eda.changes(text, limit=500, wait_ms=0, client_id=only)
+            found += [Pushed.of(c) for c in page.changes if c.client_id in scope]
+            text = page.cursor
+            # Held back by an older transaction: the follower brings those live.
+            if not page.more or not page.changes:
+                return found
 
     async def _read_statuses(self, order_ids: list[str]) -> dict[str, eda.OrderStatusView]:
         deadline_ms = self._runtime.config.orders.status_deadline_ms

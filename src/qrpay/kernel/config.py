@@ -133,8 +133,11 @@ class FeedConfig(Strict):
     # idle feed still proves the follower current.
     wait_ms: int = Field(default=400, ge=0, le=60_000)
     page_size: int = Field(default=500, ge=1, le=5000)
-    # While a long-poll waits, eda looks at the table this often for writes of other eda
-    # instances and for a horizon an older transaction held back (its own writes wake it).
+    # While a long-poll waits, eda looks at the table this often: for a notification lost
+    # (sent while its listener reconnected) and for a horizon held back by a transaction
+    # that sends none (the horizon is the whole cluster's: other services' transactions
+    # hold it back briefly all the time under load). Writes of orders wake it at once: its
+    # own in-process, any eda instance's by NOTIFY on PostgreSQL.
     recheck_ms: int = Field(default=50, ge=1, le=10_000)
     # Orders kept in memory per iiko-integration instance; the least recently changed or
     # asked for are dropped first (and read from eda again when asked for).
@@ -143,6 +146,21 @@ class FeedConfig(Strict):
     not_found_ttl_ms: int = Field(default=2000, ge=0, le=600_000)
     # Between tries of a follower whose feed reads fail.
     retry_ms: int = Field(default=500, ge=1, le=60_000)
+
+
+class PushConfig(Strict):
+    """iiko-integration's push to the POS (``iiko_integration.push``)."""
+
+    # A ping message on every quiet WebSocket this often; the POS answers each with a pong.
+    heartbeat_ms: int = Field(default=15_000, ge=10, le=600_000)
+    # A WebSocket whose POS sent nothing (no pong) for this long is closed (code 4408).
+    client_timeout_ms: int = Field(default=45_000, ge=10, le=3_600_000)
+    # Changes queued for one connection; a POS this far behind is closed (code 1013) and
+    # resumes from its cursor.
+    queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    # Changes the instance keeps after following them, so a POS that resumes from a recent
+    # cursor is answered from memory; an older cursor is caught up from eda.
+    buffer_size: int = Field(default=50_000, ge=1, le=10_000_000)
 
 
 class DeeplinkConfig(Strict):
@@ -296,6 +314,7 @@ class QrpayConfig(Strict):
     restaurants: tuple[Restaurant, ...] = ()
     orders: OrdersConfig = OrdersConfig()
     feed: FeedConfig = FeedConfig()
+    push: PushConfig = PushConfig()
     deeplink: DeeplinkConfig = DeeplinkConfig()
     bill_text_templates: dict[str, str] = Field(
         default_factory=lambda: {

@@ -16,6 +16,9 @@ class Wakeups:
         wait is not lost."""
         return self._events.setdefault(key, asyncio.Event())
 
+    def has_waiters(self, key: Hashable = None) -> bool:
+        return key in self._events
+
     def fire(self, keys: Iterable[Hashable] = (None,)) -> None:
         # Everyone holding a ticket for these keys wakes; later waiters get fresh ones.
         for key in keys:

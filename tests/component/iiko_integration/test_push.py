@@ -12,7 +12,13 @@ import httpx
 import pytest
 
 from qrpay.iiko_integration.service import IikoService
-from tests.support.component.iiko_integration import HEADERS, Following, MockedFeed, change
+from tests.support.component.iiko_integration import (
+    HEADERS,
+    Following,
+    MockedFeed,
+    change,
+    cursor_of,
+)
 from tests.support.waiting import eventually
 
 
@@ -42,50 +48,56 @@ async def test_push_is_scoped_to_the_keys_restaurants(
     assert feed.restaurant_reads == []
 
 
-async def test_changes_there_already_are_answered_at_once(
+async def test_a_cursor_older_than_the_buffer_is_caught_up_from_eda(
     following: tuple[httpx.AsyncClient, IikoService], feed: MockedFeed
 ) -> None:
     client, _service = following
+    first, second = change("a", "PAYMENT_IN_PROGRESS", 2), change("b", "PAYED", 3)
     feed.restaurant_pages["rest-1"] = [
-        {
-            "changes": [change("a", "PAYMENT_IN_PROGRESS", 2), change("b", "PAYED", 3)],
-            "cursor": "r1",
-            "more": False,
-        }
+        {"changes": [first, second], "cursor": cursor_of(second), "more": False}
     ]
+    # The instance followed the feed from its tail ("10:"): "1:x" is before what it holds.
     async with asyncio.timeout(30):
-        response = await pos_changes(client, client_id="rest-1", after="r0", wait_ms=30_000)
+        response = await pos_changes(client, client_id="rest-1", after="1:x", wait_ms=30_000)
     assert response.status_code == 200, response.text
     assert response.json() == {
         "orders": [{"id": "a", "status": "WAITING"}, {"id": "b", "status": "PAYED"}],
-        "cursor": "r1",
+        "cursor": cursor_of(second),
     }
     assert feed.restaurant_reads == [
-        {"after": "r0", "limit": "100", "wait_ms": "0", "client_id": "rest-1"}
+        {"after": "1:x", "limit": "100", "wait_ms": "0", "client_id": "rest-1"}
     ]
 
 
-async def test_a_waiting_poll_answers_when_the_follower_sees_its_restaurant_change(
+async def test_a_malformed_cursor_is_refused(
+    following: tuple[httpx.AsyncClient, IikoService], feed: MockedFeed
+) -> None:
+    client, _service = following
+    response = await pos_changes(client, client_id="rest-1", after="nope", wait_ms=0)
+    assert (response.status_code, response.json()["code"]) == (400, "bad_cursor")
+
+
+async def test_a_waiting_poll_is_answered_from_the_followed_feed_without_reading_eda(
     following: tuple[httpx.AsyncClient, IikoService], feed: MockedFeed
 ) -> None:
     client, service = following
     # Far longer than the test may take: only the change can end the wait.
     waiting = asyncio.create_task(pos_changes(client, client_id="rest-1", wait_ms=30_000))
-    await eventually(lambda: len(feed.restaurant_reads) == 1)
+    await eventually(lambda: service.hub.restaurants_changed.has_waiters("rest-1"))
     # Another restaurant's change does not wake it; its own does.
     feed.publish(change("x", "PAYED", 2, client_id="rest-2"))
     await eventually(lambda: service.memory.view("x") is not None)
-    # Woken by mistake, it would read eda again within moments; a slow box only makes this
-    # check weaker, never wrong.
-    await eventually(lambda: len(feed.restaurant_reads) > 1, timeout=0.3)
     assert not waiting.done()
-    assert len(feed.restaurant_reads) == 1
-    feed.restaurant_pages["rest-1"] = [
-        {"changes": [change("a", "PAYED", 3)], "cursor": "r9", "more": False}
-    ]
-    feed.publish(change("a", "PAYED", 3))
+    assert service.hub.restaurants_changed.has_waiters("rest-1")
+    paid = change("a", "PAYED", 3)
+    feed.publish(paid)
     async with asyncio.timeout(30):
         response = await waiting
-    assert response.json() == {"orders": [{"id": "a", "status": "PAYED"}], "cursor": "r9"}
-    # Started from the tail; the read after the wake resumed from the same cursor.
-    assert [read["after"] for read in feed.restaurant_reads] == ["t0", "t0"]
+    assert response.json() == {
+        "orders": [{"id": "a", "status": "PAYED"}],
+        "cursor": cursor_of(paid),
+    }
+    # The next poll resumes from that cursor, from memory too: eda was never asked.
+    again = await pos_changes(client, client_id="rest-1", after=cursor_of(paid), wait_ms=0)
+    assert again.json() == {"orders": [], "cursor": cursor_of(paid)}
+    assert feed.restaurant_reads == []

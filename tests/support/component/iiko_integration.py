@@ -72,12 +72,22 @@ async def list_orders(
     return await client.post("/orders/list", json=body, headers=headers)
 
 
+# The feed's tail in the mocked eda: the feed's keys are "<change_tx>:<order_id>", and
+# ``change`` numbers its transactions after it.
+TAIL_TX = 10
+TAIL = f"{TAIL_TX}:"
+
+
+def cursor_of(change: dict[str, Any]) -> str:
+    return f"{change['change_tx']}:{change['order_id']}"
+
+
 class MockedFeed:
     """eda's change feed on the mock server: pages handed out in order, an empty page after
     ``wait_ms`` (a long-poll with nothing new), or 503 while ``down``; while ``held_back``,
     a page that says more is committed than can be served yet."""
 
-    def __init__(self, mockserver: MockServer, tail: str = "t0") -> None:
+    def __init__(self, mockserver: MockServer, tail: str = TAIL) -> None:
         self.pages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.down = False
         self.held_back = False
@@ -85,14 +95,14 @@ class MockedFeed:
         self.restaurant_pages: dict[str, list[dict[str, Any]]] = {}
         self.restaurant_reads: list[dict[str, str]] = []
         self.reads = 0
-        self._published = 0
+        self._cursor = tail
         mockserver.json_handler("/v1/orders/changes/tail", {"cursor": tail}, method="GET")
         mockserver.handler("/v1/orders/changes", method="GET")(self._changes)
 
     def publish(self, *changes: dict[str, Any], more: bool = False) -> None:
-        self._published += 1
-        cursor = f"c{self._published}"
-        self.pages.put_nowait({"changes": list(changes), "cursor": cursor, "more": more})
+        if changes:
+            self._cursor = cursor_of(changes[-1])
+        self.pages.put_nowait({"changes": list(changes), "cursor": self._cursor, "more": more})
 
     async def _changes(self, request: web.Request) -> web.Response:
         if self.down:
@@ -127,4 +137,4 @@ def status_view(
 
 def change(order_id: str, status: str, version: int, client_id: str = "rest-1") -> dict[str, Any]:
     """One change of eda's feed."""
-    return {**status_view(order_id, status, version, client_id), "change_tx": version}
+    return {**status_view(order_id, status, version, client_id), "change_tx": TAIL_TX + version}

@@ -68,7 +68,7 @@ def _error_body(body: bytes) -> tuple[str, str]:
 class PosClient:
     def __init__(self, base_url: str, api_key: str, *, timeout_seconds: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self.api_key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
 
@@ -85,7 +85,7 @@ class PosClient:
         url = f"{self.base_url}{path}"
         try:
             async with self._session.post(
-                url, json=body, headers={"X-API-Key": self._api_key}
+                url, json=body, headers={"X-API-Key": self.api_key}
             ) as response:
                 raw = await response.read()
                 status = response.status

@@ -13,9 +13,9 @@ from rich.console import Console
 from qrpay_tools.pos_sim.bill import OrderRequest, format_money
 from qrpay_tools.pos_sim.client import HttpError, PosClient, Unreachable
 from qrpay_tools.pos_sim.errors import EXIT_NOT_PAYED, EXIT_PAYED, PosSimError
+from qrpay_tools.pos_sim.push import FINAL_STATUSES, follow_by_push
 from qrpay_tools.pos_sim.receipt import Receipt, receipt_lines, save_files, terminal_qr
 
-FINAL_STATUSES = ("PAYED", "CANCELED", "NOT_FOUND")
 # A POS keeps polling through a short outage; this many failures in a row end the session.
 MAX_POLL_FAILURES = 5
 
@@ -29,6 +29,8 @@ class SessionOptions:
     timeout_seconds: float = 600.0
     poll_interval_seconds: float = 2.0
     request_timeout_seconds: float = 10.0
+    # Follow the order over the WebSocket stream instead of polling (``pos_sim.push``).
+    push: bool = False
 
 
 def print_receipt(console: Console, receipt: Receipt) -> None:
@@ -60,6 +62,11 @@ async def run_session(request: OrderRequest, options: SessionOptions, console: C
         console.print(f"Receipt: {files.receipt}", markup=False, soft_wrap=True)
         if not options.wait:
             return EXIT_PAYED
+        if options.push:
+            status = await follow_by_push(
+                client, request.client_id, order.order_id, options.timeout_seconds, console
+            )
+            return final_line(console, order.order_id, status, request, options)
         return await poll_until_final(client, request, order.order_id, options, console)
 
 
@@ -96,12 +103,21 @@ async def poll_until_final(
                 break
             remaining = deadline - monotonic()
             if remaining <= 0:
-                console.print(
-                    f"order {order_id}: still not paid after {int(options.timeout_seconds)}s",
-                    markup=False,
-                )
-                return EXIT_NOT_PAYED
+                break
             await sleep(min(options.poll_interval_seconds, remaining))
+    return final_line(console, order_id, status, request, options)
+
+
+def final_line(
+    console: Console, order_id: str, status: str, request: OrderRequest, options: SessionOptions
+) -> int:
+    total = f"{format_money(request.amount)} {request.currency}"
+    if status not in FINAL_STATUSES:
+        console.print(
+            f"order {order_id}: still not paid after {int(options.timeout_seconds)}s",
+            markup=False,
+        )
+        return EXIT_NOT_PAYED
     if status == "PAYED":
         console.print(f"order {order_id}: PAID {total} — print the fiscal receipt", markup=False)
         return EXIT_PAYED
