@@ -66,6 +66,8 @@ class FakeDownstreams:
         self.preorder = self.server.handler("/4.0/payments/v1/preorder", "GET")(self._preorder)
         self.pay = self.server.handler("/4.0/payments/v1/orders", "POST")(self._pay)
         self.status = self.server.handler("/4.0/payments/v1/orders", "GET")(self._status)
+        # A bill nobody splits: the page offers splitting and pays the whole bill as before.
+        self.split = self.server.handler("/4.0/payments/v1/orders/split", "GET")(self._split)
         self.server.handler("/availability", "GET")(self._availability)
         self.server.handler("/restaurants", "GET")(self._restaurants)
 
@@ -164,6 +166,25 @@ class FakeDownstreams:
         answer = json_response({"status": status, "message": status.lower(), "currency": "RUB"})
         answer.headers["X-Polling-Delay"] = self.polling_delay
         return answer
+
+    async def _split(self, request: web.Request) -> web.Response:
+        order = self._order(request, request.query.get("order_id"), request.query.get("hmac"))
+        if order is None:
+            return error_response(404, "order_not_found", "Order not found")
+        return json_response(
+            {
+                "order_id": order.order_id,
+                "status": order.status,
+                "currency": "RUB",
+                "total": order.amount,
+                "paid": "0",
+                "held": "0",
+                "left": order.amount,
+                "taken_items": [],
+                "tip_percents": [5, 10, 15],
+                "shares": [],
+            }
+        )
 
     async def _availability(self, request: web.Request) -> web.Response:
         return json_response({"is_available": request.query.get("uuid") == "demo-user"})
