@@ -96,9 +96,7 @@ def guests(browser: Any, up: QrpayUp, tmp_path: Path) -> Iterator[tuple[Guest, G
     assert sim.returncode == 0, sim.stdout + sim.stderr
     query = parse_qs(urlsplit(link_of(sim.stdout)).query)
     base = up.url("api-proxy")
-    page_url = (
-        f"{base}/go-pay/orders?order_id={query['order_id'][0]}&hmac={query['hmac'][0]}"
-    )
+    page_url = f"{base}/go-pay/orders?order_id={query['order_id'][0]}&hmac={query['hmac'][0]}"
     made = [Guest(browser, base, page_url) for _ in range(3)]
     try:
         yield made[0], made[1], made[2]

@@ -529,7 +529,7 @@
     payButton.hidden = nothing || !usableCards();
     if (nothing) setShareNotice(t('nothing_left_now'));
     else if (shareNotice.textContent === t('nothing_left_now')) setShareNotice('');
-    if (splitOpen) requote(true); else updatePrice();
+    if (splitOpen && !nothing) requote(true); else updatePrice();
   }
 
   try {
