@@ -436,6 +436,31 @@ def test_a_stale_share_price_is_quoted_again(
     assert [(b["amount"], b["tip_percent"]) for b in bodies] == [("1200.00", 5), ("1000.00", 5)]
 
 
+def test_a_reload_while_a_share_is_paid_polls_it_again(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    fakes.polls_to_settle = 1000
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    split_the_bill(page)
+    page.get_by_role("radio", name="My items").check()
+    page.get_by_role("checkbox", name="Borscht, ₽450").check()
+    page.get_by_role("button", name="Pay ₽450").click()
+    state(page, "waiting")
+    page.reload()
+    state(page, "waiting")
+    (share,) = order.shares.values()
+    share.polls_left = 1
+    state(page, "paid")
+    expect(page.locator("#paid-total")).to_have_text("You paid ₽450 at Pushkin Café.")
+    assert order.pay_cards == ["card-ok"]  # polled again, never paid twice
+    # Paid and forgotten: the next reload shows the bill with the share in it.
+    page.reload()
+    state(page, "bill")
+    expect(page.locator("#split-summary")).to_have_text("Paid ₽450 of ₽1,200. Left to pay: ₽750.")
+
+
 def test_split_refusals_in_words(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
     order = fakes.new_order()
     sign_in(page, proxy_url)

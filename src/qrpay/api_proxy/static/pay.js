@@ -17,6 +17,8 @@
   var MAX_POLL_FAILURES = 3;
   var SPLIT_EVERY = 3000;  // ms between looks at what others paid, while the page is open
   var PARTS_KEY = 'qrpay.parts.' + (orderId || '');
+  // The share this tab is paying: a reload polls it again instead of offering to pay twice.
+  var SHARE_KEY = 'qrpay.share.' + (orderId || '');
 
   var preorder = null;
   var inFlight = false;
@@ -112,6 +114,7 @@
         : '';
     }
     tip.hidden = !tip.textContent;
+    rememberShare(null);
     show('paid');
     if (paidShare) watchSplit(0);
   }
@@ -366,7 +369,6 @@
       if (seq !== quoteSeq) return;  // a later choice was quoted meanwhile
       if (answer.status === 200 && answer.data) {
         quote = { key: keyOf(choice), amount: answer.data.amount };
-        if (!shareNotice.hidden && !after) setShareNotice('');
         updatePrice();
         if (after) after();
         return;
@@ -378,6 +380,25 @@
     }, function () {
       if (seq === quoteSeq) { quote = null; updatePrice(); }
     });
+  }
+
+  function shareStatusUrl(shareId) {
+    var query = new URLSearchParams({ order_id: orderId, hmac: hmac, share_id: shareId });
+    return '/4.0/payments/v1/orders/share?' + query.toString();
+  }
+
+  function rememberShare(pending) {
+    try {
+      if (pending) window.sessionStorage.setItem(SHARE_KEY, JSON.stringify(pending));
+      else window.sessionStorage.removeItem(SHARE_KEY);
+    } catch (_e) { /* no storage: a reload shows the share as being paid */ }
+  }
+
+  function pendingShare() {
+    try {
+      var pending = JSON.parse(window.sessionStorage.getItem(SHARE_KEY) || 'null');
+      return pending && pending.id && pending.amount && pending.tip ? pending : null;
+    } catch (_e) { return null; }
   }
 
   function fetchSplit() {
@@ -543,15 +564,22 @@
     var way = payForm.querySelector('input[name="way"]:checked');
     if (way) way.focus();
   });
-  $('ways').addEventListener('change', function () { showFields(); requote(); });
+  /* The guest changed their choice: what the page said of the last one no longer applies. */
+  function choiceChanged() {
+    if (shareNotice.textContent !== t('nothing_left_now')) setShareNotice('');
+    showFields();
+    requote();
+  }
+
+  $('ways').addEventListener('change', choiceChanged);
   $('parts').addEventListener('input', function () {
     try { window.localStorage.setItem(PARTS_KEY, $('parts').value); } catch (_e) { /* no storage */ }
-    requote();
+    choiceChanged();
   });
-  $('item-list').addEventListener('change', function () { requote(); });
-  $('share-amount').addEventListener('input', function () { requote(); });
-  $('tip-list').addEventListener('change', function () { showFields(); requote(); });
-  $('tip-amount').addEventListener('input', function () { requote(); });
+  $('item-list').addEventListener('change', choiceChanged);
+  $('share-amount').addEventListener('input', choiceChanged);
+  $('tip-list').addEventListener('change', choiceChanged);
+  $('tip-amount').addEventListener('input', choiceChanged);
 
   // --- calls --------------------------------------------------------------------------------
 
@@ -570,9 +598,14 @@
       if (answer.status !== 200 || !answer.data) return offline(function () { load(noticeText); }, true);
       preorder = answer.data;
       split = answers[1];
-      if (preorder.status === 'PAYED') return closed('already_paid');
+      if (preorder.status === 'PAYED' && !pendingShare()) return closed('already_paid');
       if (preorder.status === 'CANCELED') return closed('order_closed');
       if (preorder.status === 'PAYMENT_IN_PROGRESS') return waiting();
+      var pending = pendingShare();
+      if (pending) {
+        paidShare = { amount: pending.amount, tip: pending.tip };
+        return waiting(shareStatusUrl(pending.id));
+      }
       renderBill(noticeText);
     }, function () {
       offline(function () { load(noticeText); });
@@ -583,6 +616,7 @@
     stopPolling();
     var share = paidShare !== null;
     paidShare = null;
+    rememberShare(null);
     // Fresh bill and cards; the order may also have been closed (or paid by others) meanwhile.
     Promise.all([
       q.api('GET', '/4.0/payments/v1/preorder?service=restaurant&' + orderQuery),
@@ -616,6 +650,11 @@
   function poll() {
     stopPolling();
     q.api('GET', statusUrl).then(function (answer) {
+      if (answer.status === 404 && paidShare) {
+        paidShare = null;
+        rememberShare(null);
+        return load();
+      }
       if (answer.status === 404) return notFound();
       if (answer.status !== 200 || !answer.data) return pollFailed(answer.status >= 500);
       pollFailures = 0;
@@ -706,8 +745,8 @@
       if (answer.status === 200 && answer.data && answer.data.share_id) {
         lastCard = card;
         paidShare = { amount: price, tip: fromCents(tip) };
-        var query = new URLSearchParams({ order_id: orderId, hmac: hmac, share_id: answer.data.share_id });
-        return waiting('/4.0/payments/v1/orders/share?' + query.toString());
+        rememberShare({ id: answer.data.share_id, amount: paidShare.amount, tip: paidShare.tip });
+        return waiting(shareStatusUrl(answer.data.share_id));
       }
       resetPayButton();
       if (refused(answer)) return;
