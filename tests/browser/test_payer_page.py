@@ -321,7 +321,14 @@ def test_russian_by_the_browser_language(
         expect(page.get_by_role("button", name="Оплатить 1 200 ₽")).to_be_visible()
         expect(page.get_by_role("group", name="Карта для оплаты")).to_be_visible()
         expect(page.get_by_text("Итого")).to_be_visible()
-        expect(page.get_by_role("button", name="Разделить счёт")).to_be_visible()
+        page.get_by_role("button", name="Разделить счёт").click()
+        expect(page.get_by_role("group", name="Сколько платите")).to_be_visible()
+        page.get_by_role("radio", name="Поровну").check()
+        expect(page.get_by_label("Сколько человек делят счёт")).to_have_value("2")
+        expect(page.locator("#share-price")).to_have_text("600 ₽")
+        screenshot(page, "split-ru")
+        # Back to everything left, no tip: the whole-bill payment, as before.
+        page.get_by_role("radio", name="Всё, что осталось").check()
         assert fakes.headers_seen[-1]["X-Request-Language"] == "ru"
         screenshot(page, "bill-ru")
         page.get_by_role("button", name="Оплатить 1 200 ₽").click()
