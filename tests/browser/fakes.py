@@ -5,6 +5,10 @@ order moves WAITING -> PAYMENT_IN_PROGRESS on a pay call, and after a few
 status polls to PAYED (card-ok) or back to WAITING with the last attempt
 DECLINED (card-declined). They run on their own event loop in a thread, as the
 browser and the server under test run in others.
+
+A split bill (issue 12) is kept as what other guests paid or hold and the items they
+took; a share is quoted and paid as payments-eda does (a stale price is refused with
+``share_price_changed``) and settles like a whole-bill payment, by the card.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +37,8 @@ ELEMENTS = [
     {"name": "Kompot", "amount": "180"},
     {"name": "Discount", "amount": "-50.50"},
 ]
+TIP_PERCENTS = [5, 10, 15]
+CENT = Decimal("0.01")
 RESTAURANTS = [
     {"id": "rest-1", "name": "Pushkin Café", "cashback": "30%", "address": "Tverskoy Blvd 26A"},
     {"id": "rest-4", "name": "Varenichnaya No. 1", "cashback": "10%", "address": "Arbat 29"},
@@ -50,6 +57,25 @@ class FakeOrder:
     polls_left: int = 0
     pay_cards: list[str] = field(default_factory=list)
     poll_times: list[float] = field(default_factory=list)
+    # A split bill: what the other guests paid or hold, and the items they took.
+    paid: Decimal = Decimal(0)
+    held: Decimal = Decimal(0)
+    taken: list[int] = field(default_factory=list)
+    shares: dict[str, FakeShare] = field(default_factory=dict)
+
+    @property
+    def left(self) -> Decimal:
+        return Decimal(self.amount) - self.paid - self.held
+
+
+@dataclass
+class FakeShare:
+    amount: Decimal
+    tip: Decimal
+    items: list[int]
+    outcome: str
+    polls_left: int
+    status: str = "WAITING"
 
 
 class FakeDownstreams:
@@ -66,6 +92,12 @@ class FakeDownstreams:
         self.preorder = self.server.handler("/4.0/payments/v1/preorder", "GET")(self._preorder)
         self.pay = self.server.handler("/4.0/payments/v1/orders", "POST")(self._pay)
         self.status = self.server.handler("/4.0/payments/v1/orders", "GET")(self._status)
+        # A bill nobody splits: the page offers splitting and pays the whole bill as before.
+        self.split = self.server.handler("/4.0/payments/v1/orders/split", "GET")(self._split)
+        share = "/4.0/payments/v1/orders/share"
+        self.quote = self.server.handler(f"{share}/quote", "GET")(self._quote)
+        self.pay_share = self.server.handler(share, "POST")(self._pay_share)
+        self.server.handler(share, "GET")(self._share_status)
         self.server.handler("/availability", "GET")(self._availability)
         self.server.handler("/restaurants", "GET")(self._restaurants)
 
@@ -135,6 +167,8 @@ class FakeDownstreams:
             return error_response(409, "order_closed", "The order is closed")
         if order.status == "PAYMENT_IN_PROGRESS":
             return json_response({"status": "WAITING", "message": "in progress"})
+        if order.paid or order.held:
+            return error_response(409, "split_under_way", "Guests are splitting this bill")
         card = body["payment_method"]["id"]
         order.pay_cards.append(card)
         order.status = "PAYMENT_IN_PROGRESS"
@@ -162,6 +196,124 @@ class FakeDownstreams:
         else:
             status = "WAITING"
         answer = json_response({"status": status, "message": status.lower(), "currency": "RUB"})
+        answer.headers["X-Polling-Delay"] = self.polling_delay
+        return answer
+
+    async def _split(self, request: web.Request) -> web.Response:
+        order = self._order(request, request.query.get("order_id"), request.query.get("hmac"))
+        if order is None:
+            return error_response(404, "order_not_found", "Order not found")
+        shares = [
+            {
+                "amount": f"{amount:.2f}",
+                "items": order.taken if state == "paid" else [],
+                "state": state,
+            }
+            for amount, state in ((order.paid, "paid"), (order.held, "holding"))
+            if amount > 0
+        ]
+        return json_response(
+            {
+                "order_id": order.order_id,
+                "status": order.status,
+                "currency": "RUB",
+                "total": f"{Decimal(order.amount):.2f}",
+                "paid": f"{order.paid:.2f}",
+                "held": f"{order.held:.2f}",
+                "left": f"{order.left:.2f}",
+                "taken_items": order.taken,
+                "tip_percents": TIP_PERCENTS,
+                "shares": shares,
+            }
+        )
+
+    def _price(self, order: FakeOrder, choice: dict[str, Any]) -> Decimal | web.Response:
+        """What a share costs now, or payments-eda's refusal."""
+        left = order.left
+        if left <= 0:
+            return error_response(409, "nothing_left", "Nothing is left to pay on this bill")
+        way = choice.get("way")
+        if way == "equal":
+            share = (Decimal(order.amount) / int(choice["parts"])).quantize(CENT, ROUND_DOWN)
+            return min(share, left)
+        if way == "items":
+            items = [int(i) for i in choice["items"]]
+            if set(items) & set(order.taken):
+                return error_response(409, "item_taken", "Another guest has this item")
+            return min(sum((Decimal(ELEMENTS[i]["amount"]) for i in items), Decimal(0)), left)
+        if way == "amount":
+            amount = Decimal(choice["amount"])
+            if amount > left:
+                return error_response(409, "amount_exceeds_left", "More than what is left")
+            return amount
+        return left
+
+    async def _quote(self, request: web.Request) -> web.Response:
+        order = self._order(request, request.query.get("order_id"), request.query.get("hmac"))
+        if order is None:
+            return error_response(404, "order_not_found", "Order not found")
+        choice = {
+            "way": request.query.get("way"),
+            "parts": request.query.get("parts"),
+            "items": request.query.getall("items", []),
+            "amount": request.query.get("amount"),
+        }
+        price = self._price(order, choice)
+        if isinstance(price, web.Response):
+            return price
+        return json_response({"amount": f"{price:.2f}", "left": f"{order.left:.2f}"})
+
+    async def _pay_share(self, request: web.Request) -> web.Response:
+        if "X-Yandex-UID" not in request.headers:
+            return error_response(401, "unauthorized", "Sign in to pay")
+        body = await request.json()
+        order = self._order(request, body.get("order_id"), body.get("hmac"))
+        if order is None:
+            return error_response(404, "order_not_found", "Order not found")
+        price = self._price(order, body["share"])
+        if isinstance(price, web.Response):
+            return price
+        if Decimal(body["amount"]) != price:
+            return error_response(409, "share_price_changed", "Another guest paid meanwhile")
+        tip = Decimal(0)
+        if body.get("tip_percent") is not None:
+            if body["tip_percent"] not in TIP_PERCENTS:
+                return error_response(400, "tip_not_offered", "That tip is not offered")
+            tip = (price * body["tip_percent"] / 100).quantize(CENT, ROUND_HALF_UP)
+        elif body.get("tip") is not None:
+            tip = Decimal(body["tip"])
+            if tip > price:
+                return error_response(400, "invalid_tip", "The tip is not valid")
+        card = body["payment_method"]["id"]
+        order.pay_cards.append(card)
+        share_id = f"share-{next(_ids):04d}"
+        order.shares[share_id] = FakeShare(
+            amount=price,
+            tip=tip,
+            items=[int(i) for i in body["share"].get("items", [])],
+            outcome=OUTCOMES.get(card, "DECLINED"),
+            polls_left=self.polls_to_settle,
+        )
+        return json_response({"status": "WAITING", "message": "in progress", "share_id": share_id})
+
+    async def _share_status(self, request: web.Request) -> web.Response:
+        order = self._order(request, request.query.get("order_id"), request.query.get("hmac"))
+        share_id = request.query.get("share_id", "")
+        share = order.shares.get(share_id) if order else None
+        if order is None or share is None:
+            return error_response(404, "share_not_found", "No such share")
+        if share.status == "WAITING":
+            share.polls_left -= 1
+            if share.polls_left <= 0:
+                share.status = share.outcome
+                if share.status == "PAYED":
+                    order.paid += share.amount
+                    order.taken.extend(share.items)
+                    if order.left <= 0:
+                        order.status = "PAYED"
+        answer = json_response(
+            {"status": share.status, "message": share.status.lower(), "share_id": share_id}
+        )
         answer.headers["X-Polling-Delay"] = self.polling_delay
         return answer
 

@@ -2,7 +2,8 @@
 
 Every state of the page, deterministically: the bill, waiting, paid, declined
 then another card, a tampered link, a closed or already paid order, a lost
-connection, sign in to pay; one pay request however often Pay is clicked.
+connection, sign in to pay; one pay request however often Pay is clicked; a split
+bill's share and its refusals in words (the whole stack: test_split_bill.py).
 Each state is saved under out/screenshots/.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -319,6 +321,14 @@ def test_russian_by_the_browser_language(
         expect(page.get_by_role("button", name="Оплатить 1 200 ₽")).to_be_visible()
         expect(page.get_by_role("group", name="Карта для оплаты")).to_be_visible()
         expect(page.get_by_text("Итого")).to_be_visible()
+        page.get_by_role("button", name="Разделить счёт").click()
+        expect(page.get_by_role("group", name="Сколько платите")).to_be_visible()
+        page.get_by_role("radio", name="Поровну").check()
+        expect(page.get_by_label("Сколько человек делят счёт")).to_have_value("2")
+        expect(page.locator("#share-price")).to_have_text("600 ₽")
+        screenshot(page, "split-ru")
+        # Back to everything left, no tip: the whole-bill payment, as before.
+        page.get_by_role("radio", name="Всё, что осталось").check()
         assert fakes.headers_seen[-1]["X-Request-Language"] == "ru"
         screenshot(page, "bill-ru")
         page.get_by_role("button", name="Оплатить 1 200 ₽").click()
@@ -361,6 +371,173 @@ def test_keyboard_only_payment(page: Page, proxy_url: str, fakes: FakeDownstream
     page.keyboard.press("Enter")
     state(page, "paid")
     assert order.pay_cards == ["card-ok"]
+
+
+SPLIT_ROUTE = "**/4.0/payments/v1/orders/split?*"
+
+
+def split_the_bill(page: Page) -> None:
+    page.get_by_role("button", name="Split the bill").click()
+    expect(page.get_by_role("group", name="How much you pay")).to_be_visible()
+
+
+def test_a_share_of_items_is_paid_as_a_share(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    state(page, "bill")
+    # Nobody splits yet: the whole-bill button, and splitting offered after it.
+    expect(page.get_by_role("button", name="Pay ₽1,200")).to_be_visible()
+    expect(page.locator("#split-summary")).to_be_hidden()
+    split_the_bill(page)
+    expect(page.get_by_role("radio", name="Everything left")).to_be_focused()
+    expect(page.get_by_role("button", name="Split the bill")).to_be_hidden()
+    page.get_by_role("radio", name="My items").check()
+    # The discount line is nobody's to pay.
+    expect(page.get_by_role("checkbox")).to_have_count(3)
+    page.get_by_role("checkbox", name="Borscht, ₽450").check()
+    page.get_by_role("checkbox", name="Kompot, ₽180").check()
+    expect(page.locator("#share-price")).to_have_text("₽630")
+    expect(page.locator("#share-cashback")).to_have_text("Cashback on your share: up to ₽189")
+    before = fakes.pay.times_called
+    page.get_by_role("button", name="Pay ₽630").click()
+    state(page, "paid")
+    expect(page.locator("#paid-total")).to_have_text("You paid ₽630 at Pushkin Café.")
+    expect(page.locator("#paid-tip")).to_be_hidden()
+    expect(page.locator("#paid-left")).to_have_text("Still to pay at the table: ₽570.")
+    assert fakes.pay.times_called == before
+    body = fakes.pay_share.calls[-1]["json"]
+    assert (body["amount"], body["share"]) == ("630.00", {"way": "items", "items": [0, 2]})
+    assert "tip" not in body
+    assert "tip_percent" not in body
+
+
+def test_a_stale_share_price_is_quoted_again(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    split_the_bill(page)
+    page.get_by_role("radio", name="5%", exact=True).check()
+    expect(page.locator("#share-price")).to_have_text("₽1,200")
+    expect(page.locator("#tip-price")).to_have_text("₽60")
+    # Another guest pays 200 before this page looks at the bill again.
+    page.route(SPLIT_ROUTE, lambda route: route.abort("connectionreset"))
+    order.paid = Decimal(200)
+    page.get_by_role("button", name="Pay ₽1,260").click()
+    notice = page.locator("#share-notice")
+    expect(notice).to_have_text(
+        "Another guest paid meanwhile. Your share is now ₽1,050: check it and pay again."
+    )
+    expect(notice).to_be_focused()
+    expect(page.locator("#share-price")).to_have_text("₽1,000")
+    expect(page.locator("#tip-price")).to_have_text("₽50")
+    page.get_by_role("button", name="Pay ₽1,050").click()
+    state(page, "paid")
+    expect(page.locator("#paid-total")).to_have_text("You paid ₽1,000 at Pushkin Café.")
+    expect(page.locator("#paid-tip")).to_have_text("Tip ₽50, apart from the bill.")
+    bodies = [call["json"] for call in fakes.pay_share.calls[-2:]]
+    assert [(b["amount"], b["tip_percent"]) for b in bodies] == [("1200.00", 5), ("1000.00", 5)]
+
+
+def test_a_reload_while_a_share_is_paid_polls_it_again(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    fakes.polls_to_settle = 1000
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    split_the_bill(page)
+    page.get_by_role("radio", name="My items").check()
+    page.get_by_role("checkbox", name="Borscht, ₽450").check()
+    page.get_by_role("button", name="Pay ₽450").click()
+    state(page, "waiting")
+    page.reload()
+    state(page, "waiting")
+    (share,) = order.shares.values()
+    share.polls_left = 1
+    state(page, "paid")
+    expect(page.locator("#paid-total")).to_have_text("You paid ₽450 at Pushkin Café.")
+    assert order.pay_cards == ["card-ok"]  # polled again, never paid twice
+    # Paid and forgotten: the next reload shows the bill with the share in it.
+    page.reload()
+    state(page, "bill")
+    expect(page.locator("#split-summary")).to_have_text("Paid ₽450 of ₽1,200. Left to pay: ₽750.")
+
+
+def test_split_refusals_in_words(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    state(page, "bill")
+    split_the_bill(page)
+    notice = page.locator("#share-notice")
+    page.get_by_role("radio", name="An amount").check()
+    page.get_by_label("Amount, up to ₽1,200").fill("5000")
+    expect(notice).to_have_text("That is more than the ₽1,200 left to pay.")
+    page.get_by_label("Amount, up to ₽1,200").fill("300,50")
+    expect(page.locator("#share-price")).to_have_text("₽300.50")
+    expect(notice).to_be_hidden()
+    page.get_by_role("radio", name="Other amount").check()
+    page.get_by_label("Tip amount").fill("400")
+    page.get_by_role("button", name="Pay ₽700.50").click()
+    expect(notice).to_have_text(
+        "The tip is not valid: at most your share, with at most two decimals."
+    )
+    page.get_by_role("radio", name="An equal share").check()
+    page.get_by_label("People sharing the bill").fill("1")
+    page.get_by_role("button", name="Pay", exact=False).click()
+    expect(notice).to_have_text("A bill splits into 2 to 50 shares.")
+    assert order.pay_cards == []
+
+
+def test_the_whole_bill_after_another_guest_began_a_share(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    state(page, "bill")
+    before = fakes.pay.times_called
+
+    # The page has not seen the other guest's share until its own pay is refused.
+    def stale_until_paid(route: Route) -> None:
+        if fakes.pay.times_called > before:
+            route.continue_()
+        else:
+            route.abort("connectionreset")
+
+    page.route(SPLIT_ROUTE, stale_until_paid)
+    order.held = Decimal(300)
+    page.get_by_role("button", name="Pay ₽1,200").click()
+    expect(page.locator("#share-notice")).to_have_text(
+        "Guests are splitting this bill: choose your share."
+    )
+    expect(page.locator("#split-summary")).to_have_text(
+        "Paid ₽0 of ₽1,200, ₽300 being paid. Left to pay: ₽900."
+    )
+    expect(page.get_by_role("group", name="How much you pay")).to_be_visible()
+    page.get_by_role("button", name="Pay ₽900").click()
+    state(page, "paid")
+    assert fakes.pay_share.calls[-1]["json"]["share"] == {"way": "rest"}
+
+
+def test_nothing_left_while_others_pay(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
+    order = fakes.new_order()
+    order.held = Decimal(1200)
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    state(page, "bill")
+    expect(page.locator("#share-notice")).to_have_text(
+        "Nothing is left for you to pay: other guests are paying the rest."
+    )
+    expect(page.locator("#pay-button")).to_be_hidden()
+    # They paid: the page says so without a reload.
+    order.held, order.paid, order.status = Decimal(0), Decimal(1200), "PAYED"
+    expect(page.get_by_role("heading", name="The order is already paid")).to_be_visible()
 
 
 CONTRAST_JS = """

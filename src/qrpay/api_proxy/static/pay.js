@@ -1,4 +1,8 @@
-/* The payer page: bill -> pay -> waiting (polls, honouring X-Polling-Delay) -> paid / declined. */
+/* The payer page: bill -> pay -> waiting (polls, honouring X-Polling-Delay) -> paid / declined.
+   A split bill (issue 12): the bill shows what is paid and left (polled while the page is
+   open); a guest pays everything left, an equal share, their items or an amount, plus a
+   tip, as a share of its own. The whole-bill pay stays while no share is paid or under way,
+   so a table that does not split pays exactly as before. */
 (function () {
   'use strict';
 
@@ -11,6 +15,10 @@
 
   var MIN_DELAY = 0.05, MAX_DELAY = 30, DEFAULT_DELAY = 1;
   var MAX_POLL_FAILURES = 3;
+  var SPLIT_EVERY = 3000;  // ms between looks at what others paid, while the page is open
+  var PARTS_KEY = 'qrpay.parts.' + (orderId || '');
+  // The share this tab is paying: a reload polls it again instead of offering to pay twice.
+  var SHARE_KEY = 'qrpay.share.' + (orderId || '');
 
   var preorder = null;
   var inFlight = false;
@@ -18,11 +26,20 @@
   var pollTimer = null;
   var pollFailures = 0;
   var retryAction = null;
+  var statusUrl = null;      // what the waiting state polls: the order's or the share's status
+  var split = null;          // the split view; null when payments-eda does not offer one
+  var splitOpen = false;
+  var splitTimer = null;
+  var splitShown = '';       // the split view last drawn, to redraw only on a change
+  var quote = null;          // {key, amount}: the price payments-eda quoted for the choice
+  var quoteSeq = 0;
+  var paidShare = null;      // {amount, tip} of the share this guest paid
 
   var main = document.getElementById('main');
   var payForm = document.getElementById('pay-form');
   var payButton = document.getElementById('pay-button');
   var notice = document.getElementById('bill-notice');
+  var shareNotice = document.getElementById('share-notice');
 
   function $(id) { return document.getElementById(id); }
 
@@ -79,18 +96,33 @@
 
   function paid() {
     stopPolling();
-    $('paid-total').textContent = t('paid_total', {
-      amount: money(preorder.bill.amount), restaurant: preorder.restaurant.name
-    });
     var cashback = preorder.cashback;
-    $('paid-cashback').textContent = cashback && cashback.amount && cashback.amount !== '0'
-      ? t('paid_cashback', { amount: q.money(cashback.amount, cashback.currency) })
-      : '';
+    var tip = $('paid-tip');
+    if (paidShare) {
+      $('paid-total').textContent = t('paid_share', {
+        amount: money(paidShare.amount), restaurant: preorder.restaurant.name
+      });
+      tip.textContent = cents(paidShare.tip) > 0 ? t('paid_tip', { amount: money(paidShare.tip) }) : '';
+      $('paid-cashback').textContent = shareCashbackText(paidShare.amount);
+    } else {
+      $('paid-total').textContent = t('paid_total', {
+        amount: money(preorder.bill.amount), restaurant: preorder.restaurant.name
+      });
+      tip.textContent = '';
+      $('paid-cashback').textContent = cashback && cashback.amount && cashback.amount !== '0'
+        ? t('paid_cashback', { amount: q.money(cashback.amount, cashback.currency) })
+        : '';
+    }
+    tip.hidden = !tip.textContent;
+    rememberShare(null);
     show('paid');
+    if (paidShare) watchSplit(0);
   }
 
-  function waiting() {
+  function waiting(url) {
+    statusUrl = url || '/4.0/payments/v1/orders?' + orderQuery;
     pollFailures = 0;
+    stopSplit();
     show('waiting');
     poll();
   }
@@ -139,7 +171,8 @@
     inFlight = false;
     payButton.disabled = false;
     payButton.removeAttribute('aria-busy');
-    payButton.textContent = t('pay', { amount: money(preorder.bill.amount) });
+    var amount = toPay();
+    payButton.textContent = t('pay', { amount: amount === null ? '…' : money(amount) });
   }
 
   function renderBill(noticeText) {
@@ -166,10 +199,13 @@
       : '';
     offer.hidden = !offer.textContent;
     setNotice(noticeText);
+    setShareNotice('');
+    renderSummary();
     if (q.user) {
       payForm.hidden = false;
       $('signin').hidden = true;
       renderCards();
+      renderSplit();
       resetPayButton();
     } else {
       payForm.hidden = true;
@@ -177,22 +213,399 @@
       $('signin-link').href = q.loginUrl();
     }
     show('bill', noticeText ? 'bill-notice' : null);
+    watchSplit();
   }
+
+  // --- a split bill -------------------------------------------------------------------------
+
+  // A refusal of a share, in the page's words (the codes are payments-eda's).
+  var SHARE_ERRORS = {
+    item_taken: 'err_item_taken',
+    unknown_item: 'choose_items_first',
+    share_price_changed: 'err_share_price_changed',
+    amount_exceeds_left: 'err_amount_exceeds_left',
+    nothing_left: 'err_nothing_left',
+    tip_not_offered: 'err_tip_not_offered',
+    invalid_tip: 'err_invalid_tip',
+    invalid_amount: 'err_invalid_amount',
+    invalid_share: 'err_invalid_parts',
+    invalid_request: 'err_invalid_amount',
+    split_under_way: 'err_split_under_way'
+  };
+
+  /* Amounts as whole minor units (kopecks), so sums and percentages are exact. */
+  function cents(text) {
+    var m = /^\s*(-?)(\d+)(?:[.,](\d{1,2}))?\s*$/.exec(String(text));
+    if (!m) return NaN;
+    var value = parseInt(m[2], 10) * 100 + parseInt(((m[3] || '') + '00').slice(0, 2), 10);
+    return m[1] ? -value : value;
+  }
+
+  function fromCents(value) {
+    var abs = Math.abs(value);
+    var minor = abs % 100;
+    return (value < 0 ? '-' : '') + Math.floor(abs / 100) + '.' + (minor < 10 ? '0' : '') + minor;
+  }
+
+  function setShareNotice(text) {
+    shareNotice.textContent = text || '';
+    shareNotice.hidden = !text;
+  }
+
+  function checkedValue(name) {
+    var checked = payForm.querySelector('input[name="' + name + '"]:checked');
+    return checked ? checked.value : null;
+  }
+
+  function reserving() { return split !== null && split.shares.length > 0; }
+
+  /* Today's whole-bill pay, for as long as nobody pays a share and this guest splits nothing. */
+  function wholeBill() {
+    return !reserving() && checkedValue('way') === 'rest' && checkedValue('tip') !== 'other' &&
+      (checkedValue('tip') || 'none') === 'none';
+  }
+
+  function selectedTip() {
+    var tip = checkedValue('tip') || 'none';
+    if (tip === 'none') return {};
+    if (tip !== 'other') return { percent: parseInt(tip, 10) };
+    var text = $('tip-amount').value.trim().replace(',', '.');
+    return text ? { amount: text } : {};
+  }
+
+  /* The tip on a price, in kopecks: a percentage rounded half up, as payments-eda does. */
+  function tipFor(price) {
+    var tip = selectedTip();
+    if (tip.percent !== undefined) return Math.floor((cents(price) * tip.percent + 50) / 100);
+    if (tip.amount !== undefined) return cents(tip.amount) > 0 ? cents(tip.amount) : 0;
+    return 0;
+  }
+
+  function shareChoice() {
+    var way = checkedValue('way') || 'rest';
+    if (way === 'equal') {
+      var parts = parseInt($('parts').value, 10);
+      return parts >= 2 && parts <= 50 ? { way: way, parts: parts } : { error: 'err_invalid_parts' };
+    }
+    if (way === 'items') {
+      var items = [];
+      var boxes = $('item-list').querySelectorAll('input:checked:enabled');
+      for (var i = 0; i < boxes.length; i++) items.push(parseInt(boxes[i].value, 10));
+      return items.length ? { way: way, items: items } : { error: 'choose_items_first' };
+    }
+    if (way === 'amount') {
+      var text = $('share-amount').value.trim();
+      if (!text) return { error: 'enter_amount_first' };
+      var amount = cents(text);
+      return amount > 0 ? { way: way, amount: fromCents(amount) } : { error: 'err_invalid_amount' };
+    }
+    return { way: 'rest' };
+  }
+
+  function keyOf(choice) { return JSON.stringify(choice); }
+
+  /* The share's price as quoted, or null while there is none for the current choice. */
+  function sharePrice() {
+    if (wholeBill()) return preorder.bill.amount;
+    return quote && quote.key === keyOf(shareChoice()) ? quote.amount : null;
+  }
+
+  function toPay() {
+    var price = sharePrice();
+    return price === null ? null : fromCents(cents(price) + tipFor(price));
+  }
+
+  /* An upper bound: the rate on the share, rounded down like the whole bill's cashback, never
+     above the whole bill's (the order's cap is shared by its guests, first paid first). */
+  function shareCashbackText(amount) {
+    var cashback = preorder.cashback;
+    if (!cashback || !cashback.amount || !(cents(cashback.amount) > 0)) return '';
+    var rate = Math.round(parseFloat(cashback.rate) * 100);  // "30%" -> 3000 hundredths
+    if (!(rate > 0)) return '';
+    var unit = /[.,]\d*[1-9]/.test(cashback.amount) ? 1 : 100;
+    var earned = Math.floor((cents(amount) * rate) / (10000 * unit)) * unit;
+    earned = Math.min(earned, cents(cashback.amount));
+    return earned > 0 ? t('share_cashback', { amount: q.money(fromCents(earned), cashback.currency) }) : '';
+  }
+
+  function updatePrice() {
+    var price = sharePrice();
+    $('share-price').textContent = price === null ? '—' : money(price);
+    var tip = price === null ? 0 : tipFor(price);
+    $('tip-price').textContent = money(fromCents(tip));
+    $('tip-line').hidden = tip <= 0;
+    $('share-cashback').textContent = price === null ? '' : shareCashbackText(price);
+    if (!inFlight) resetPayButton();
+  }
+
+  function shareError(code, shown) {
+    var key = SHARE_ERRORS[code];
+    if (code === 'share_price_changed') {
+      // Quote again and show the new price; the guest decides to pay it.
+      requote(true, function () {
+        setShareNotice(t(key, { amount: money(toPay() || '0') }));
+        shareNotice.focus();
+      });
+      return;
+    }
+    setShareNotice(t(key, { left: split ? money(split.left) : '' }));
+    if (!shown) shareNotice.focus();
+  }
+
+  /* Ask payments-eda what the chosen share costs now (unless that is known already). */
+  function requote(force, after) {
+    var choice = shareChoice();
+    if (wholeBill() || choice.error || (!force && quote && quote.key === keyOf(choice))) {
+      updatePrice();
+      if (after) after();
+      return;
+    }
+    var seq = ++quoteSeq;
+    var query = new URLSearchParams({ order_id: orderId, hmac: hmac, way: choice.way });
+    if (choice.parts) query.set('parts', String(choice.parts));
+    if (choice.amount) query.set('amount', choice.amount);
+    (choice.items || []).forEach(function (item) { query.append('items', String(item)); });
+    q.api('GET', '/4.0/payments/v1/orders/share/quote?' + query.toString()).then(function (answer) {
+      if (seq !== quoteSeq) return;  // a later choice was quoted meanwhile
+      if (answer.status === 200 && answer.data) {
+        quote = { key: keyOf(choice), amount: answer.data.amount };
+        updatePrice();
+        if (after) after();
+        return;
+      }
+      quote = null;
+      updatePrice();
+      var code = answer.data && answer.data.code;
+      if (SHARE_ERRORS[code]) shareError(code, true);
+    }, function () {
+      if (seq === quoteSeq) { quote = null; updatePrice(); }
+    });
+  }
+
+  function shareStatusUrl(shareId) {
+    var query = new URLSearchParams({ order_id: orderId, hmac: hmac, share_id: shareId });
+    return '/4.0/payments/v1/orders/share?' + query.toString();
+  }
+
+  function rememberShare(pending) {
+    try {
+      if (pending) window.sessionStorage.setItem(SHARE_KEY, JSON.stringify(pending));
+      else window.sessionStorage.removeItem(SHARE_KEY);
+    } catch (_e) { /* no storage: a reload shows the share as being paid */ }
+  }
+
+  function pendingShare() {
+    try {
+      var pending = JSON.parse(window.sessionStorage.getItem(SHARE_KEY) || 'null');
+      return pending && pending.id && pending.amount && pending.tip ? pending : null;
+    } catch (_e) { return null; }
+  }
+
+  function fetchSplit() {
+    return q.api('GET', '/4.0/payments/v1/orders/split?' + orderQuery).then(function (answer) {
+      return answer.status === 200 && answer.data ? answer.data : null;
+    }, function () { return null; });
+  }
+
+  function refreshSplit() {
+    return fetchSplit().then(function (view) {
+      if (view) split = view;
+      renderSummary();
+      if (q.user) renderSplit();
+    });
+  }
+
+  function stopSplit() {
+    if (splitTimer !== null) clearTimeout(splitTimer);
+    splitTimer = null;
+  }
+
+  /* While the bill (or this guest's paid share) is on screen, look at what the others paid. */
+  function watchSplit(delay) {
+    stopSplit();
+    if (split === null && paidShare === null) return;  // no split bills here
+    splitTimer = setTimeout(function () {
+      var on = main.getAttribute('data-state');
+      if (on !== 'bill' && on !== 'paid') return;
+      fetchSplit().then(function (view) {
+        var now = main.getAttribute('data-state');
+        if (view && now === 'bill' && !inFlight) {
+          if (view.status === 'PAYED') { split = view; return closed('already_paid'); }
+          var seen = JSON.stringify(view);
+          if (seen !== splitShown) {
+            split = view;
+            renderSummary();
+            if (q.user) renderSplit();
+          }
+        }
+        if (view && now === 'paid' && paidShare) renderLeftAfter(view);
+        if (now === 'bill' || now === 'paid') watchSplit();
+      });
+    }, delay === undefined ? SPLIT_EVERY : delay);
+  }
+
+  function renderLeftAfter(view) {
+    var left = $('paid-left');
+    left.textContent = cents(view.left) > 0 || cents(view.held) > 0
+      ? t('split_left_after', { left: money(fromCents(cents(view.left) + cents(view.held))) })
+      : t('split_done');
+    left.hidden = false;
+  }
+
+  function renderSummary() {
+    var summary = $('split-summary');
+    if (!split || (cents(split.paid) <= 0 && cents(split.held) <= 0)) {
+      summary.hidden = true;
+      return;
+    }
+    var values = {
+      paid: money(split.paid), total: money(split.total), held: money(split.held), left: money(split.left)
+    };
+    summary.textContent = t(cents(split.held) > 0 ? 'split_held' : 'split_summary', values);
+    summary.hidden = false;
+  }
+
+  function renderItems() {
+    var list = $('item-list');
+    var checked = {};
+    var boxes = list.querySelectorAll('input:checked');
+    for (var i = 0; i < boxes.length; i++) checked[boxes[i].value] = true;
+    var taken = {};
+    split.taken_items.forEach(function (item) { taken[item] = true; });
+    list.textContent = '';
+    (preorder.bill.elements || []).forEach(function (element, index) {
+      if (!(cents(element.amount) > 0)) return;  // a discount line is nobody's to pay
+      var row = document.createElement('div');
+      row.className = 'choice';
+      var input = document.createElement('input');
+      input.type = 'checkbox';
+      input.id = 'item-' + index;
+      input.value = String(index);
+      input.disabled = !!taken[index];
+      input.checked = !taken[index] && !!checked[index];
+      var label = document.createElement('label');
+      label.htmlFor = input.id;
+      label.textContent = taken[index]
+        ? t('item_taken_by', { name: element.name, amount: money(element.amount) })
+        : element.name + ', ' + money(element.amount);
+      row.appendChild(input);
+      row.appendChild(label);
+      list.appendChild(row);
+    });
+  }
+
+  function renderTips() {
+    var list = $('tip-list');
+    var wanted = ['none'].concat(split.tip_percents.map(String), ['other']);
+    if (list.getAttribute('data-tips') === wanted.join(' ')) return;
+    list.setAttribute('data-tips', wanted.join(' '));
+    list.textContent = '';
+    wanted.forEach(function (value) {
+      var row = document.createElement('div');
+      row.className = 'choice';
+      var input = document.createElement('input');
+      input.type = 'radio';
+      input.name = 'tip';
+      input.id = 'tip-' + value;
+      input.value = value;
+      input.checked = value === 'none';
+      var label = document.createElement('label');
+      label.htmlFor = input.id;
+      label.textContent = value === 'none' ? t('tip_none') : value === 'other' ? t('tip_other') : value + '%';
+      row.appendChild(input);
+      row.appendChild(label);
+      list.appendChild(row);
+    });
+  }
+
+  function showFields() {
+    var way = checkedValue('way');
+    $('parts-field').hidden = way !== 'equal';
+    $('items-field').hidden = way !== 'items';
+    $('amount-field').hidden = way !== 'amount';
+    $('tip-amount-field').hidden = checkedValue('tip') !== 'other';
+  }
+
+  function usableCards() {
+    return (preorder.payment_methods || []).some(function (card) { return card.available !== false; });
+  }
+
+  function renderSplit() {
+    var open = $('split-open');
+    if (!split) {
+      $('split').hidden = true;
+      open.hidden = true;
+      return;
+    }
+    splitShown = JSON.stringify(split);
+    if (reserving()) splitOpen = true;
+    $('split').hidden = !splitOpen;
+    open.hidden = splitOpen || !usableCards();
+    open.setAttribute('aria-expanded', splitOpen ? 'true' : 'false');
+    renderItems();
+    renderTips();
+    $('share-amount-label').textContent = t('amount_label', { left: money(split.left) });
+    showFields();
+    var nothing = !(cents(split.left) > 0);
+    payButton.hidden = nothing || !usableCards();
+    if (nothing) setShareNotice(t('nothing_left_now'));
+    else if (shareNotice.textContent === t('nothing_left_now')) setShareNotice('');
+    if (splitOpen && !nothing) requote(true); else updatePrice();
+  }
+
+  try {
+    var remembered = parseInt(window.localStorage.getItem(PARTS_KEY), 10);
+    if (remembered >= 2 && remembered <= 50) $('parts').value = String(remembered);
+  } catch (_e) { /* no storage (private mode): start from 2 */ }
+
+  $('split-open').addEventListener('click', function () {
+    splitOpen = true;
+    renderSplit();
+    var way = payForm.querySelector('input[name="way"]:checked');
+    if (way) way.focus();
+  });
+  /* The guest changed their choice: what the page said of the last one no longer applies. */
+  function choiceChanged() {
+    if (shareNotice.textContent !== t('nothing_left_now')) setShareNotice('');
+    showFields();
+    requote();
+  }
+
+  $('ways').addEventListener('change', choiceChanged);
+  $('parts').addEventListener('input', function () {
+    try { window.localStorage.setItem(PARTS_KEY, $('parts').value); } catch (_e) { /* no storage */ }
+    choiceChanged();
+  });
+  $('item-list').addEventListener('change', choiceChanged);
+  $('share-amount').addEventListener('input', choiceChanged);
+  $('tip-list').addEventListener('change', choiceChanged);
+  $('tip-amount').addEventListener('input', choiceChanged);
 
   // --- calls --------------------------------------------------------------------------------
 
   function load(noticeText) {
     stopPolling();
+    stopSplit();
     if (!orderId || !hmac) { notFound(); return; }
     show('loading');
-    q.api('GET', '/4.0/payments/v1/preorder?service=restaurant&' + orderQuery).then(function (answer) {
+    Promise.all([
+      q.api('GET', '/4.0/payments/v1/preorder?service=restaurant&' + orderQuery),
+      fetchSplit()
+    ]).then(function (answers) {
+      var answer = answers[0];
       if (answer.status === 404) return notFound();
       if (answer.status >= 500) return offline(function () { load(noticeText); }, true);
       if (answer.status !== 200 || !answer.data) return offline(function () { load(noticeText); }, true);
       preorder = answer.data;
-      if (preorder.status === 'PAYED') return closed('already_paid');
+      split = answers[1];
+      if (preorder.status === 'PAYED' && !pendingShare()) return closed('already_paid');
       if (preorder.status === 'CANCELED') return closed('order_closed');
       if (preorder.status === 'PAYMENT_IN_PROGRESS') return waiting();
+      var pending = pendingShare();
+      if (pending) {
+        paidShare = { amount: pending.amount, tip: pending.tip };
+        return waiting(shareStatusUrl(pending.id));
+      }
       renderBill(noticeText);
     }, function () {
       offline(function () { load(noticeText); });
@@ -201,13 +614,22 @@
 
   function afterDeclined() {
     stopPolling();
-    // Fresh bill and cards; the order may also have been closed meanwhile.
-    q.api('GET', '/4.0/payments/v1/preorder?service=restaurant&' + orderQuery).then(function (answer) {
+    var share = paidShare !== null;
+    paidShare = null;
+    rememberShare(null);
+    // Fresh bill and cards; the order may also have been closed (or paid by others) meanwhile.
+    Promise.all([
+      q.api('GET', '/4.0/payments/v1/preorder?service=restaurant&' + orderQuery),
+      fetchSplit()
+    ]).then(function (answers) {
+      var answer = answers[0];
       if (answer.status === 404) return notFound();
       if (answer.status !== 200 || !answer.data) return offline(afterDeclined, answer.status >= 500);
       preorder = answer.data;
-      if (preorder.status === 'PAYED') return paid();
+      split = answers[1];
+      if (preorder.status === 'PAYED') return share ? closed('already_paid') : paid();
       if (preorder.status === 'CANCELED') return closed('order_closed');
+      quote = null;
       renderBill(t('declined'));
       main.setAttribute('data-reason', 'declined');
     }, function () { offline(afterDeclined); });
@@ -227,7 +649,12 @@
 
   function poll() {
     stopPolling();
-    q.api('GET', '/4.0/payments/v1/orders?' + orderQuery).then(function (answer) {
+    q.api('GET', statusUrl).then(function (answer) {
+      if (answer.status === 404 && paidShare) {
+        paidShare = null;
+        rememberShare(null);
+        return load();
+      }
       if (answer.status === 404) return notFound();
       if (answer.status !== 200 || !answer.data) return pollFailed(answer.status >= 500);
       pollFailures = 0;
@@ -243,16 +670,40 @@
     return checked ? checked.value : null;
   }
 
-  payForm.addEventListener('submit', function (event) {
-    event.preventDefault();
-    if (inFlight) return;  // one pay request at a time, whatever the clicks
-    var card = selectedCard();
-    if (!card) { setNotice(t('choose_card_first')); notice.focus(); return; }
+  function startPaying() {
     inFlight = true;
     payButton.disabled = true;
     payButton.setAttribute('aria-busy', 'true');
     payButton.textContent = t('paying');
     main.removeAttribute('data-reason');
+    setShareNotice('');
+  }
+
+  /* What every refusal of a pay has in common; false when the caller has its own words. */
+  function refused(answer) {
+    var code = answer.data && answer.data.code;
+    if (answer.status === 401) { q.user = null; renderBill(t('signin_text')); return true; }
+    if (answer.status === 404) { notFound(); return true; }
+    if (code === 'already_paid' || code === 'order_closed') { closed(code); return true; }
+    if (code === 'bill_changed') { load(t('bill_changed')); return true; }
+    if (answer.status >= 500) { offline(function () { load(); }, true); return true; }
+    return false;
+  }
+
+  function payFailed(answer) {
+    var message = (answer.data && answer.data.message) || String(answer.status);
+    setNotice(t('pay_failed', { message: message }));
+    notice.focus();
+  }
+
+  function noAnswer() {
+    // No answer: the pay may or may not have arrived. Reloading shows which (it is idempotent).
+    resetPayButton();
+    offline(function () { load(); });
+  }
+
+  function payWholeBill(card) {
+    startPaying();
     q.api('POST', '/4.0/payments/v1/orders', {
       service: 'restaurant',
       order_id: orderId,
@@ -264,20 +715,58 @@
     }).then(function (answer) {
       if (answer.status === 200) { lastCard = card; return waiting(); }
       resetPayButton();
-      var code = answer.data && answer.data.code;
-      if (answer.status === 401) { q.user = null; return renderBill(t('signin_text')); }
-      if (answer.status === 404) return notFound();
-      if (code === 'already_paid' || code === 'order_closed') return closed(code);
-      if (code === 'bill_changed') return load(t('bill_changed'));
-      if (answer.status >= 500) return offline(function () { load(); }, true);
-      var message = (answer.data && answer.data.message) || String(answer.status);
-      setNotice(t('pay_failed', { message: message }));
-      notice.focus();
-    }, function () {
-      // No answer: the pay may or may not have arrived. Reloading shows which (it is idempotent).
+      if (refused(answer)) return;
+      if (answer.data && answer.data.code === 'split_under_way') {
+        // Another guest began a share meanwhile: the rest is a share too.
+        return refreshSplit().then(function () { shareError('split_under_way'); });
+      }
+      payFailed(answer);
+    }, noAnswer);
+  }
+
+  function payShare(card, choice) {
+    var price = quote.amount;
+    var tip = tipFor(price);
+    var body = {
+      service: 'restaurant',
+      order_id: orderId,
+      hmac: hmac,
+      payment_method: { type: 'card', id: card },
+      amount: price,
+      currency: preorder.bill.currency,
+      bill_version: preorder.bill_version,
+      share: choice
+    };
+    var tipChoice = selectedTip();
+    if (tipChoice.percent !== undefined) body.tip_percent = tipChoice.percent;
+    if (tipChoice.amount !== undefined) body.tip = tipChoice.amount;
+    startPaying();
+    q.api('POST', '/4.0/payments/v1/orders/share', body).then(function (answer) {
+      if (answer.status === 200 && answer.data && answer.data.share_id) {
+        lastCard = card;
+        paidShare = { amount: price, tip: fromCents(tip) };
+        rememberShare({ id: answer.data.share_id, amount: paidShare.amount, tip: paidShare.tip });
+        return waiting(shareStatusUrl(answer.data.share_id));
+      }
       resetPayButton();
-      offline(function () { load(); });
-    });
+      if (refused(answer)) return;
+      var code = answer.data && answer.data.code;
+      if (SHARE_ERRORS[code]) return refreshSplit().then(function () { shareError(code); });
+      payFailed(answer);
+    }, noAnswer);
+  }
+
+  payForm.addEventListener('submit', function (event) {
+    event.preventDefault();
+    if (inFlight) return;  // one pay request at a time, whatever the clicks
+    var card = selectedCard();
+    if (!card) { setNotice(t('choose_card_first')); notice.focus(); return; }
+    if (wholeBill()) return payWholeBill(card);
+    var choice = shareChoice();
+    if (choice.error) { setShareNotice(t(choice.error)); shareNotice.focus(); return; }
+    // Pay only the price the guest sees: a stale one is quoted again first.
+    if (!quote || quote.key !== keyOf(choice)) { requote(); return; }
+    payShare(card, choice);
   });
 
   $('retry').addEventListener('click', function () {
