@@ -18,11 +18,13 @@ from qrpay_tools.pos_sim.session import SessionOptions, poll_until_final
 
 
 class FakeClient:
-    """Answers order_status from a script: a status string or an exception to raise."""
+    """Answers order_status from a script: a status string or an exception to raise; and
+    order_payments with the split bill's payments so far (``payments``, grown by tests)."""
 
     def __init__(self, script: list[str | Exception]) -> None:
         self._script: Iterator[str | Exception] = iter(script)
         self.calls = 0
+        self.payments: list[list[dict[str, Any]]] = []
 
     async def order_status(self, client_id: str, order_id: str) -> str:
         self.calls += 1
@@ -30,6 +32,11 @@ class FakeClient:
         if isinstance(step, Exception):
             raise step
         return step
+
+    async def order_payments(self, client_id: str, order_id: str) -> dict[str, Any] | None:
+        paid = self.payments.pop(0) if self.payments else []
+        left = 1234.56 - sum(float(p["amount"]) for p in paid)
+        return {"id": order_id, "currency": "RUB", "left": f"{left:.2f}", "payments": paid}
 
 
 class FakeTime:
@@ -48,7 +55,11 @@ class FakeTime:
 
 
 async def poll(
-    script: list[str | Exception], *, timeout: float = 5.0, fake_time: FakeTime | None = None
+    script: list[str | Exception],
+    *,
+    timeout: float = 5.0,
+    fake_time: FakeTime | None = None,
+    client: FakeClient | None = None,
 ) -> tuple[int, str]:
     console = Console(record=True, width=200)
     options = SessionOptions(
@@ -60,7 +71,7 @@ async def poll(
     )
     time = fake_time or FakeTime()
     code = await poll_until_final(
-        cast(PosClient, FakeClient(script)),
+        cast(PosClient, client or FakeClient(script)),
         build_order_request(),
         "ord-1",
         options,
@@ -82,6 +93,20 @@ async def test_closed_or_unknown_order_exits_one(final: str) -> None:
     code, output = await poll(["WAITING", final])
     assert code == EXIT_NOT_PAYED
     assert f"order ord-1: {final}" in output
+
+
+async def test_each_payment_of_a_split_bill_is_printed_once_with_what_is_left() -> None:
+    first = {"id": "s1", "amount": "450.50", "tip": "0.00", "items": [0]}
+    second = {"id": "s2", "amount": "784.06", "tip": "78.41", "items": []}
+    client = FakeClient(["WAITING", "WAITING", "PAYED"])
+    client.payments = [[first], [first, second], [first, second]]
+    code, output = await poll([], client=client)
+    assert code == EXIT_PAYED
+    lines = [line for line in output.splitlines() if line.startswith("payment")]
+    assert lines == [
+        "payment 1: 450.50 RUB for Borscht · left 784.06 RUB",
+        "payment 2: 784.06 RUB, tip 78.41 RUB · left 0.00 RUB",
+    ]
 
 
 async def test_timeout_exits_one() -> None:

@@ -127,6 +127,14 @@ class PosClient:
             ) from None
         return "NOT_FOUND"
 
+    async def order_payments(self, client_id: str, order_id: str) -> dict[str, Any] | None:
+        """A split bill's payments of the order (``POST /orders/payments``); None if unknown."""
+        data = await self._post("/orders/payments", {"client_id": client_id, "orders": [order_id]})
+        for entry in data.get("orders", []) if isinstance(data, dict) else []:
+            if isinstance(entry, dict) and entry.get("id") == order_id:
+                return entry
+        return None
+
 
 class HttpError(PosSimError):
     def __init__(self, status: int, body: bytes, client_id: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -20,7 +20,8 @@ from rich.console import Console
 from qrpay_tools.pos_sim.client import PosClient, connection_error_line
 from qrpay_tools.pos_sim.errors import PosSimError
 
-FINAL_STATUSES = ("PAYED", "CANCELED", "NOT_FOUND")
+# CLOSED: the waiter closed it (a split bill partly paid in qrpay, the rest outside).
+FINAL_STATUSES = ("PAYED", "CANCELED", "CLOSED", "NOT_FOUND")
 # Reconnects in a row without a message before the session gives up.
 MAX_RECONNECTS = 5
 
@@ -33,8 +34,12 @@ async def follow_by_push(
     console: Console,
     *,
     monotonic: Callable[[], float] = time.monotonic,
+    on_change: Callable[[], Awaitable[None]] | None = None,
 ) -> str:
-    """The order's final status, or its last one when ``timeout_seconds`` passed."""
+    """The order's final status, or its last one when ``timeout_seconds`` passed.
+
+    ``on_change`` runs after every change of the order (a split bill's payments move its
+    version without changing the status the POS sees)."""
     deadline = monotonic() + timeout_seconds
     cursor: str | None = None
     status = "WAITING"
@@ -67,6 +72,8 @@ async def follow_by_push(
                         if data.get("type") == "ping":
                             await ws.send_str('{"type":"pong"}')
                         elif data.get("type") == "change" and data.get("id") == order_id:
+                            if on_change is not None:
+                                await on_change()
                             # A payment under way is WAITING to the POS too: print news only.
                             if str(data["status"]) != status:
                                 status = str(data["status"])

@@ -13,6 +13,7 @@ from rich.console import Console
 from qrpay_tools.pos_sim.bill import OrderRequest, format_money
 from qrpay_tools.pos_sim.client import HttpError, PosClient, Unreachable
 from qrpay_tools.pos_sim.errors import EXIT_NOT_PAYED, EXIT_PAYED, PosSimError
+from qrpay_tools.pos_sim.payments import PaymentLog
 from qrpay_tools.pos_sim.push import FINAL_STATUSES, follow_by_push
 from qrpay_tools.pos_sim.receipt import Receipt, receipt_lines, save_files, terminal_qr
 
@@ -63,8 +64,18 @@ async def run_session(request: OrderRequest, options: SessionOptions, console: C
         if not options.wait:
             return EXIT_PAYED
         if options.push:
+            payments = PaymentLog(request)
+
+            async def on_change() -> None:
+                await payments.report(client, order.order_id, console)
+
             status = await follow_by_push(
-                client, request.client_id, order.order_id, options.timeout_seconds, console
+                client,
+                request.client_id,
+                order.order_id,
+                options.timeout_seconds,
+                console,
+                on_change=on_change,
             )
             return final_line(console, order.order_id, status, request, options)
         return await poll_until_final(client, request, order.order_id, options, console)
@@ -86,6 +97,7 @@ async def poll_until_final(
     failures = 0
     status = "WAITING"
     total = f"{format_money(request.amount)} {request.currency}"
+    payments = PaymentLog(request)
     with console.status(f"order {order_id}: waiting for the guest to pay {total}") as live:
         while True:
             try:
@@ -97,6 +109,8 @@ async def poll_until_final(
                 if not retryable or failures >= MAX_POLL_FAILURES:
                     raise
                 status = f"{status} (retrying: {exc.message.removeprefix('error: ')})"
+            if not failures:
+                await payments.report(client, order_id, console)
             elapsed = int(monotonic() - started)
             live.update(f"order {order_id}: {status} · {total} · {elapsed}s")
             if status in FINAL_STATUSES:
