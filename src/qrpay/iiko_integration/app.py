@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qrpay.eda.client import EdaClient
-from qrpay.iiko_integration.api import router
+from qrpay.iiko_integration.api import FAST_ROUTES, router
 from qrpay.iiko_integration.service import IikoService
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
 
@@ -30,4 +30,5 @@ SERVICE = ServiceApp(
     description="POS API (create orders, poll statuses) and the app's availability API.",
     router=router,
     wire=wire,
+    fast_routes=FAST_ROUTES,
 )

@@ -8,7 +8,7 @@ one table from an error's kind to its status, and every error body is
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qrpay.kernel.errors import ErrorKind, PayloadTooLarge, QrpayError
+from qrpay.kernel.fast_routes import FastRoute, FastRoutes
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.request_context import (
     accept_request_id,
@@ -76,6 +77,13 @@ def error_response(error: QrpayError) -> Response:
     return json_response(STATUS_BY_KIND[error.kind], {"code": error.code, "message": error.message})
 
 
+def error_answer(error: QrpayError) -> Response:
+    """The answer to a ``QrpayError`` raised by a route; an outage or a bug is logged."""
+    if error.kind in (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL):
+        log.warning("request_failed", code=error.code, reason=error.message)
+    return error_response(error)
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     errors = exc.errors()
     if not errors:
@@ -97,9 +105,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(QrpayError)
     async def _qrpay_error(_request: Request, exc: QrpayError) -> Response:
-        if exc.kind in (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL):
-            log.warning("request_failed", code=exc.code, reason=exc.message)
-        return error_response(exc)
+        return error_answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
@@ -275,6 +281,7 @@ def create_app(
     lifespan: Lifespan | None = None,
     ready: Callable[[], Awaitable[None]] | None = None,
     description: str = "",
+    fast_routes: Sequence[FastRoute] = (),
 ) -> FastAPI:
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -307,6 +314,10 @@ def create_app(
     async def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
+    if fast_routes:
+        # Added first, so it runs inside the request middleware (request id, metrics, body
+        # limit, overload shedding), which applies to these routes as to any other.
+        app.add_middleware(FastRoutes, routes=fast_routes, error_answer=error_answer)
     app.add_middleware(
         RequestMiddleware, metrics=metrics, max_body=max_body, max_in_flight=max_in_flight
     )

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 from qrpay.kernel.clock import Clock, SystemClock
 from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.db import Database
+from qrpay.kernel.fast_routes import FastRoute
 from qrpay.kernel.http import create_app
 from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.metrics import ServiceMetrics
@@ -138,6 +139,9 @@ class ServiceApp:
     router: APIRouter
     wire: Callable[[ServiceContext], Wiring]
     mounts: Sequence[tuple[str, str, Callable[[], ASGIApp]]] = ()
+    # Hot routes served before FastAPI's router, each also declared on ``router``
+    # (kernel/fast_routes.py).
+    fast_routes: Sequence[FastRoute] = ()
 
     def build(self, ctx: ServiceContext) -> FastAPI:
         wiring = self.wire(ctx)
@@ -155,6 +159,7 @@ class ServiceApp:
             lifespan=lambda _app: running(ctx, wiring),
             ready=ready,
             description=self.description,
+            fast_routes=self.fast_routes,
         )
         app.include_router(self.router)
         for path, name, make in self.mounts:
