@@ -22,6 +22,7 @@ from qrpay.eda.repository import (
     fetch_order_view,
     fetch_statuses,
     fetch_tail,
+    insert_new_order,
 )
 from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus, PaymentPhase
 from qrpay.kernel.clock import Clock
@@ -71,6 +72,10 @@ class OrderService:
             bill=bill,
             now=self.clock.now(),
         )
+        if await insert_new_order(self.db, fresh):
+            self.changed.fire()
+            self.metrics.created.inc()
+            return fresh, CreateOutcome.CREATED
         for _ in range(ATTEMPTS):
             async with self.db.write() as session:
                 repo = OrderRepository(session)
