@@ -58,6 +58,16 @@ async def test_a_change_never_shown_is_missed_not_waited_for(mockserver: MockSer
     assert result.missed == 1
 
 
+async def test_a_change_eda_refused_is_counted_apart(mockserver: MockServer) -> None:
+    mockserver.json_handler("/v1/orders/o-1/payment/start", {"code": "x"}, status=409)
+    polls = mockserver.json_handler("/orders/list", {"orders": []})
+
+    result = await probe_staleness(mockserver.base_url, mockserver.base_url, ["o-1"], seconds=0)
+
+    assert (result.delays, result.missed, result.failed) == ([], 0, 1)
+    assert polls.times_called == 0
+
+
 def test_the_target_rate_has_its_target_beside_it() -> None:
     assert fixed_target(1500, 12.0, 0).endswith(": met")
     assert fixed_target(1500, 25.0, 0).endswith(": MISSED")
