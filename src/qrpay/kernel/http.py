@@ -135,7 +135,7 @@ class RequestMiddleware:
     """Request id, per-handler metrics, the body size limit and overload shedding, as plain ASGI.
 
     It runs on every request of every service, so it does one pass over the
-    headers and caches its metric children.
+    headers and tallies its metrics in the process (``ServiceMetrics.observe_request``).
 
     Overload: at most ``max_in_flight()`` requests run at once in this instance;
     one more is answered 503 ``overloaded`` with ``Retry-After: 1`` at once,
@@ -157,8 +157,6 @@ class RequestMiddleware:
         self.max_in_flight = max_in_flight or (lambda: DEFAULT_MAX_IN_FLIGHT)
         self.in_flight = 0
         self._refusals = metrics.http_overload_refusals
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._timers: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -256,17 +254,9 @@ class RequestMiddleware:
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         route = scope.get("route")
         handler = getattr(route, "path", None) or "unmatched"
-        method = scope.get("method", "")
-        counter = self._counters.get((handler, method, status))
-        if counter is None:
-            counter = self.metrics.http_requests.labels(handler, method, str(status))
-            self._counters[(handler, method, status)] = counter
-        timer = self._timers.get((handler, method))
-        if timer is None:
-            timer = self.metrics.http_latency.labels(handler, method)
-            self._timers[(handler, method)] = timer
-        counter.inc()
-        timer.observe(time.perf_counter() - started)
+        self.metrics.observe_request(
+            handler, scope.get("method", ""), status, time.perf_counter() - started
+        )
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]

@@ -180,6 +180,8 @@ async def running(ctx: ServiceContext, wiring: Wiring) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(job.run(), name=job.name) for job in wiring.jobs]
         yield
     finally:
+        # Requests tallied since the last flush count too (several workers: their files stay).
+        ctx.metrics.flush()
         for task in reversed(tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
