@@ -72,7 +72,8 @@ class OrderService:
             bill=bill,
             now=self.clock.now(),
         )
-        if await insert_new_order(self.db, fresh):
+        fast = await insert_new_order(self.db, fresh)
+        if fast:
             self.changed.fire()
             self.metrics.created.inc()
             return fresh, CreateOutcome.CREATED
@@ -80,8 +81,9 @@ class OrderService:
             async with self.db.write() as session:
                 repo = OrderRepository(session)
                 # Insert first and let the unique constraint decide: reading first would
-                # let two instances both see "absent".
-                inserted = await repo.insert_if_absent(fresh)
+                # let two instances both see "absent". After the one-statement insert met
+                # the order, it exists (orders are never deleted): straight to reading it.
+                inserted = fast is None and await repo.insert_if_absent(fresh)
                 if not inserted:
                     existing = await repo.get_by_internal_id(
                         client_id, internal_order_id, for_update=True
