@@ -62,7 +62,7 @@ apt-wrk:
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 
 bench-pos: $(STAMP) apt-wrk
-	$(BIN)/python -m qrpay_tools.bench.pos
+	$(BIN)/python -m qrpay_tools.bench.pos $(ARGS)
 
 bench-pay: $(STAMP)
 	$(BIN)/python -m qrpay_tools.bench.pay
@@ -76,7 +76,7 @@ bench-push: $(STAMP)
 # The POS mix and payments together: one instance of each service, then the cluster behind
 # nginx (own ports, databases and var/bench-cluster), at a sustainable load, the target, 2x.
 bench-cluster: $(STAMP) apt-nginx
-	$(BIN)/python -m qrpay_tools.bench.cluster
+	$(BIN)/python -m qrpay_tools.bench.cluster $(ARGS)
 
 # Production-like: PostgreSQL, nginx (Debian's, installed if missing), 2x iiko-integration
 # and 2x payments-eda behind it, one of each other service, the queue worker.

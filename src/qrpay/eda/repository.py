@@ -164,6 +164,55 @@ def _status_row(row: Sequence[Any]) -> dict[str, Any]:
     return {"order_id": row[0], "client_id": row[1], "status": row[2], "version": row[3]}
 
 
+# A new order in one statement: the columns of ``_to_row`` in order, then the writing
+# transaction's number for the feed. Names from the declared table: no outside input.
+_INSERT_COLUMNS = (
+    "id",
+    "client_id",
+    "internal_order_id",
+    "status",
+    "currency",
+    "amount",
+    "elements",
+    "bill_version",
+    "payment_id",
+    "payment_phase",
+    "version",
+    "created_at",
+    "updated_at",
+)
+_INSERT_SQL = (
+    f"INSERT INTO {orders.name} "  # noqa: S608
+    f"({', '.join(orders.c[name].name for name in _INSERT_COLUMNS)}, {orders.c.change_tx.name}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_INSERT_COLUMNS) + 1))}, "
+    # Stamped and notified like every other write (``_PG_XID_NOTIFYING``); a conflict
+    # notifies too, a harmless wake-up.
+    "(SELECT pg_current_xact_id()::text::bigint "
+    f"FROM (SELECT pg_notify('{CHANGES_CHANNEL}', '')) AS notified)) "
+    f"ON CONFLICT ({orders.c.client_id.name}, {orders.c.internal_order_id.name}) DO NOTHING "
+    f"RETURNING {orders.c.id.name}"
+)
+
+
+async def insert_new_order(db: Database, order: Order) -> bool | None:
+    """Insert ``order`` unless its (client_id, internal_order_id) exists, as one autocommit
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` on asyncpg; True when it inserted,
+    False when the order exists, None where there is no such path (SQLite).
+
+    A new order (nearly every create) is then one statement: no BEGIN, no COMMIT, no
+    statement built per call. An existing one is left to the transactional path, which
+    compares and may replace its bill under the row's lock.
+    """
+    if not db.has_fast_reads:
+        return None
+    row = _to_row(order)
+    row["elements"] = orjson.dumps(row["elements"]).decode()
+    # Retried once on a connection that broke under it (``fetch_fast``): safe, since a
+    # repeat of a committed insert meets the unique key and inserts nothing.
+    inserted = await db.fetch_fast(_INSERT_SQL, *(row[name] for name in _INSERT_COLUMNS))
+    return bool(inserted)
+
+
 async def fetch_statuses(db: Database, order_ids: Sequence[str]) -> list[dict[str, Any]]:
     """The POS polling path: one indexed query, plain dicts, no model per row."""
     if db.has_fast_reads:

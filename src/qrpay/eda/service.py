@@ -22,6 +22,7 @@ from qrpay.eda.repository import (
     fetch_order_view,
     fetch_statuses,
     fetch_tail,
+    insert_new_order,
 )
 from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus, PaymentPhase
 from qrpay.eda.split import Ledger
@@ -76,12 +77,18 @@ class OrderService:
             bill=bill,
             now=self.clock.now(),
         )
+        fast = await insert_new_order(self.db, fresh)
+        if fast:
+            self.changed.fire()
+            self.metrics.created.inc()
+            return fresh, CreateOutcome.CREATED
         for _ in range(ATTEMPTS):
             async with self.db.write() as session:
                 repo = OrderRepository(session)
                 # Insert first and let the unique constraint decide: reading first would
-                # let two instances both see "absent".
-                inserted = await repo.insert_if_absent(fresh)
+                # let two instances both see "absent". After the one-statement insert met
+                # the order, it exists (orders are never deleted): straight to reading it.
+                inserted = fast is None and await repo.insert_if_absent(fresh)
                 if not inserted:
                     existing = await repo.get_by_internal_id(
                         client_id, internal_order_id, for_update=True

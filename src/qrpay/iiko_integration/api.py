@@ -2,10 +2,12 @@
 
 # No `from __future__ import annotations`: FastAPI must resolve the local Annotated aliases.
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Security, WebSocket
 from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from qrpay.eda.schemas import ClientId
@@ -24,10 +26,14 @@ from qrpay.iiko_integration.schemas import (
 )
 from qrpay.iiko_integration.service import IikoService
 from qrpay.iiko_integration.stream import serve_stream
+from qrpay.kernel.errors import QrpayError
+from qrpay.kernel.fast_routes import FastRequest, FastRoute
 from qrpay.kernel.http import error_responses, json_response
 from qrpay.kernel.service import provide, service_of
 
 API_KEY_HEADER = "X-API-Key"
+API_KEY_HEADER_LOWER = API_KEY_HEADER.lower().encode()
+M = TypeVar("M", bound=BaseModel)
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 AppParam = Annotated[str | None, Query(max_length=MAX_APP_PARAM_LENGTH)]
 
@@ -68,11 +74,53 @@ async def create_order(
     responses=error_responses(400, 401, 403, 413, 503),
 )
 async def list_orders(allowed: PosCaller, body: ListOrdersRequest, service: Iiko) -> Response:
+    return json_response(200, await _statuses(service, allowed, body))
+
+
+async def _statuses(
+    service: IikoService, allowed: frozenset[str], body: ListOrdersRequest
+) -> dict[str, object]:
     statuses = await service.list_orders(allowed, body)
     # The hot path: serialized directly, skipping a second pass through the response model.
-    return json_response(
-        200, {"orders": [{"id": order_id, "status": status} for order_id, status in statuses]}
-    )
+    return {"orders": [{"id": order_id, "status": status} for order_id, status in statuses]}
+
+
+# The two POS routes as fast routes (kernel/fast_routes.py): the routes above declare
+# them for the OpenAPI document and answer every request these turn away (None).
+
+
+async def _fast_caller(
+    request: FastRequest, model: type[M]
+) -> tuple[IikoService, frozenset[str], M] | None:
+    """The service, the caller's restaurants and the body, or None on any refusal."""
+    value = request.json()  # before the key, as FastAPI parses the body first
+    service = request.service(IikoService)
+    try:
+        allowed = await pos_caller(service, request.header(API_KEY_HEADER_LOWER))
+        return service, allowed, model.model_validate(value)
+    except (QrpayError, ValidationError):
+        return None
+
+
+async def _fast_create_order(request: FastRequest) -> bytes | None:
+    accepted = await _fast_caller(request, CreateOrderRequest)
+    if accepted is None:
+        return None
+    created = await accepted[0].create_order(accepted[1], accepted[2])
+    return created.__pydantic_serializer__.to_json(created)
+
+
+async def _fast_list_orders(request: FastRequest) -> bytes | None:
+    accepted = await _fast_caller(request, ListOrdersRequest)
+    if accepted is None:
+        return None
+    return orjson.dumps(await _statuses(*accepted))
+
+
+FAST_ROUTES = (
+    FastRoute("POST", "/orders", _fast_create_order),
+    FastRoute("POST", "/orders/list", _fast_list_orders),
+)
 
 
 @router.post(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qrpay.eda.client import EdaClient
-from qrpay.iiko_integration.api import router
+from qrpay.iiko_integration.api import FAST_ROUTES, router
 from qrpay.iiko_integration.service import IikoService
 from qrpay.kernel.config import LimitName
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
@@ -33,4 +33,5 @@ SERVICE = ServiceApp(
     router=router,
     wire=wire,
     public=True,
+    fast_routes=FAST_ROUTES,
 )

@@ -8,7 +8,7 @@ one table from an error's kind to its status, and every error body is
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qrpay.kernel.config import HttpConfig
 from qrpay.kernel.edge import EdgeMiddleware
 from qrpay.kernel.errors import ErrorKind, PayloadTooLarge, QrpayError, RateLimited
+from qrpay.kernel.fast_routes import FastRoute, FastRoutes
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.request_context import (
     accept_request_id,
@@ -81,6 +82,13 @@ def error_response(error: QrpayError) -> Response:
     )
 
 
+def error_answer(error: QrpayError) -> Response:
+    """The answer to a ``QrpayError`` raised by a route; an outage or a bug is logged."""
+    if error.kind in (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL):
+        log.warning("request_failed", code=error.code, reason=error.message)
+    return error_response(error)
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     errors = exc.errors()
     if not errors:
@@ -102,9 +110,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(QrpayError)
     async def _qrpay_error(_request: Request, exc: QrpayError) -> Response:
-        if exc.kind in (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL):
-            log.warning("request_failed", code=exc.code, reason=exc.message)
-        return error_response(exc)
+        return error_answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
@@ -134,7 +140,7 @@ class RequestMiddleware:
     """Request id, per-handler metrics, the body size limit and overload shedding, as plain ASGI.
 
     It runs on every request of every service, so it does one pass over the
-    headers and caches its metric children.
+    headers and tallies its metrics in the process (``ServiceMetrics.observe_request``).
 
     Overload: at most ``max_in_flight()`` requests run at once in this instance;
     one more is answered 503 ``overloaded`` with ``Retry-After: 1`` at once,
@@ -156,8 +162,6 @@ class RequestMiddleware:
         self.max_in_flight = max_in_flight or (lambda: DEFAULT_MAX_IN_FLIGHT)
         self.in_flight = 0
         self._refusals = metrics.http_overload_refusals
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._timers: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -255,17 +259,9 @@ class RequestMiddleware:
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         route = scope.get("route")
         handler = getattr(route, "path", None) or "unmatched"
-        method = scope.get("method", "")
-        counter = self._counters.get((handler, method, status))
-        if counter is None:
-            counter = self.metrics.http_requests.labels(handler, method, str(status))
-            self._counters[(handler, method, status)] = counter
-        timer = self._timers.get((handler, method))
-        if timer is None:
-            timer = self.metrics.http_latency.labels(handler, method)
-            self._timers[(handler, method)] = timer
-        counter.inc()
-        timer.observe(time.perf_counter() - started)
+        self.metrics.observe_request(
+            handler, scope.get("method", ""), status, time.perf_counter() - started
+        )
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -282,6 +278,7 @@ def create_app(
     description: str = "",
     http: Callable[[], HttpConfig] = HttpConfig,
     public: bool = False,
+    fast_routes: Sequence[FastRoute] = (),
 ) -> FastAPI:
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -315,7 +312,12 @@ def create_app(
     async def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
-    # Inside RequestMiddleware (added first): its answers are counted and carry the request id.
+    if fast_routes:
+        # Added first, so it runs inside the edge and request middlewares (forwarded
+        # headers, private endpoints, request id, metrics, body limit, overload shedding),
+        # which apply to these routes as to any other.
+        app.add_middleware(FastRoutes, routes=fast_routes, error_answer=error_answer)
+    # Inside RequestMiddleware: its answers are counted and carry the request id.
     app.add_middleware(EdgeMiddleware, http=http, public=public)
     app.add_middleware(
         RequestMiddleware, metrics=metrics, max_body=max_body, max_in_flight=max_in_flight

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 from qrpay.kernel.clock import Clock, SystemClock
 from qrpay.kernel.config import DependencyConfig, HttpConfig, LimitName
 from qrpay.kernel.db import Database
+from qrpay.kernel.fast_routes import FastRoute
 from qrpay.kernel.http import create_app
 from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.metrics import ServiceMetrics
@@ -156,6 +157,9 @@ class ServiceApp:
     # Reached from outside (browsers, POS): /metrics and the API docs only for
     # http.internal_networks (kernel.edge).
     public: bool = False
+    # Hot routes served before FastAPI's router, each also declared on ``router``
+    # (kernel/fast_routes.py).
+    fast_routes: Sequence[FastRoute] = ()
 
     def build(self, ctx: ServiceContext) -> FastAPI:
         wiring = self.wire(ctx)
@@ -175,6 +179,7 @@ class ServiceApp:
             description=self.description,
             http=ctx.http_config,
             public=self.public,
+            fast_routes=self.fast_routes,
         )
         app.include_router(self.router)
         for path, name, make in self.mounts:
@@ -195,6 +200,8 @@ async def running(ctx: ServiceContext, wiring: Wiring) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(job.run(), name=job.name) for job in wiring.jobs]
         yield
     finally:
+        # Requests tallied since the last flush count too (several workers: their files stay).
+        ctx.metrics.flush()
         for task in reversed(tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import sys
 import tempfile
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -156,11 +158,149 @@ def run_mix_job(job: MixJob) -> load.Stream:
     return stream
 
 
-ROW = "{:46} {:>8} {:>9} {:>9} {:>7}"
+ROW = "{:46} {:>8} {:>9} {:>9} {:>7}  {}"
+
+# The targets of issue 10, printed beside the figures they judge.
+TARGET_RPS = 5000.0
+TARGET_RATIO = 0.33
+TARGET_RATE = 1500.0
+TARGET_P99_MS = 20.0
+TARGET_STALENESS_MS = 1000.0
 
 
-def row(label: str, rps: float, p50: float, p99: float, errors: int) -> str:
-    return ROW.format(label, f"{rps:.0f}", f"{p50:.2f}", f"{p99:.2f}", errors)
+def row(label: str, rps: float, p50: float, p99: float, errors: int, target: str = "") -> str:
+    return ROW.format(label, f"{rps:.0f}", f"{p50:.2f}", f"{p99:.2f}", errors, target).rstrip()
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def fixed_target(rate: float, p99_ms: float, errors: int) -> str:
+    """The target beside a fixed-rate run: only the target rate has one."""
+    if rate != TARGET_RATE:
+        return ""
+    met = p99_ms <= TARGET_P99_MS and errors == 0
+    return f"target p99 <= {TARGET_P99_MS:.0f} ms, 0 errors: {verdict(met)}"
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds of the measured processes (each with its workers) between two samples."""
+
+    processes: dict[str, int]  # label -> pid
+    databases: tuple[str, ...] = ()
+    _before: dict[str, float] = field(default_factory=dict)
+    _postgres: dict[int, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self._before = {name: harness.cpu_seconds(pid) for name, pid in self.processes.items()}
+        if self.databases:
+            self._postgres = harness.postgres_cpu_by_process(self.databases)
+
+    def spent(self) -> dict[str, float]:
+        spent = {
+            name: harness.cpu_seconds(pid) - self._before[name]
+            for name, pid in self.processes.items()
+        }
+        if self.databases:
+            after = harness.postgres_cpu_by_process(self.databases)
+            spent["postgres"] = harness.cpu_spent(self._postgres, after)
+        return spent
+
+
+def cpu_line(spent: dict[str, float], requests: int) -> str:
+    """CPU ms per request, by process and in all (the load generator's own left out)."""
+    if not requests:
+        return "  CPU per request: no requests"
+    parts = [f"{name} {seconds * 1000 / requests:.3f}" for name, seconds in spent.items()]
+    total = sum(spent.values()) * 1000 / requests
+    return f"  CPU ms per request: {', '.join(parts)}; all {total:.3f}"
+
+
+@dataclass
+class Staleness:
+    """From eda's commit of a status change to the first POS poll answer that shows it."""
+
+    delays: list[float] = field(default_factory=list)
+    missed: int = 0  # changes no poll showed within the probe's patience
+    failed: int = 0  # changes eda did not make (refused or timed out under the load)
+
+    def p99_ms(self) -> float:
+        return harness.percentile(sorted(self.delays), 0.99) * 1000
+
+
+async def probe_staleness(
+    iiko_url: str,
+    eda_url: str,
+    orders: list[str],
+    *,
+    seconds: float,
+    poll_every: float = 0.01,
+    patience: float = 10.0,
+) -> Staleness:
+    """Pay one order after another in eda (start, claim the clear, complete: the POS sees
+    WAITING -> PAYED) and poll iiko-integration for it like a POS does, until its answer
+    shows PAYED.
+
+    The delay runs from the moment the completion was sent to eda (the commit is after it,
+    so the figure is an upper bound by up to eda's own answer time) to the answer showing it.
+    """
+    result = Staleness()
+    pos = wire.Client(iiko_url, connections=4, headers={"X-API-Key": API_KEY})
+    eda = wire.Client(eda_url, connections=2)
+    pause = seconds / max(1, len(orders))
+
+    async def move(order_id: str, step: str, body: dict[str, str]) -> None:
+        path = f"/v1/orders/{order_id}/payment/{step}"
+        answer = await eda.request("POST", path, body=orjson.dumps(body), timeout=patience)
+        if answer.status != 200:
+            raise ValueError(f"eda refused {step}: {answer.status} {answer.body!r}")
+
+    async def first_shown(order_id: str, sent: float) -> float | None:
+        """When a poll first showed the order PAYED; None past ``patience``. A poll that
+        failed (refused, timed out: the box is overloaded) did not show it."""
+        poll = orjson.dumps({"client_id": "rest-1", "orders": [order_id]})
+        while (left := patience - (time.perf_counter() - sent)) > 0:
+            with contextlib.suppress(TimeoutError, OSError, ValueError, IndexError):
+                seen = await pos.request("POST", "/orders/list", body=poll, timeout=left)
+                if seen.status == 200 and b"PAYED" in seen.body:
+                    return time.perf_counter()
+            await asyncio.sleep(poll_every)
+        return None
+
+    try:
+        for order_id in orders:
+            payment = {"payment_id": f"stale-{uuid.uuid4().hex}"}
+            started = time.perf_counter()
+            try:
+                await move(order_id, "start", {**payment, "amount": "1500.00", "currency": "RUB"})
+                await move(order_id, "claim-clear", payment)
+                sent = time.perf_counter()
+                await move(order_id, "complete", payment)
+            except (TimeoutError, OSError, ValueError, IndexError):
+                result.failed += 1  # eda did not make the change: nothing to measure
+                continue
+            shown = await first_shown(order_id, sent)
+            if shown is None:
+                result.missed += 1
+            else:
+                result.delays.append(shown - sent)
+            await asyncio.sleep(max(0.0, pause - (time.perf_counter() - started)))
+    finally:
+        pos.close()
+        eda.close()
+    return result
+
+
+async def fixed_with_staleness(
+    job: MixJob, eda_url: str, probe_orders: list[str]
+) -> tuple[load.Stream, Staleness]:
+    """The mix at a fixed rate with the staleness probe running beside it."""
+    return await asyncio.gather(
+        mix_stream(job),
+        probe_staleness(job.base_url, eda_url, probe_orders, seconds=job.seconds * 0.9),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +315,16 @@ def main(argv: list[str] | None = None) -> int:
         help="fixed rates for the latency runs: the seed's start load and the target",
     )
     parser.add_argument("--orders", type=int, default=500)
+    parser.add_argument("--probes", type=int, default=100, help="status changes for staleness")
+    parser.add_argument(
+        "--short",
+        action="store_true",
+        help="about a minute: 8 s runs, the target rate only, fewer orders and probes",
+    )
     args = parser.parse_args(argv)
+    if args.short:
+        args.seconds, args.rates, args.orders, args.probes = 8, str(TARGET_RATE), 200, 40
+    warm_up = 2 if args.short else 3
     local.require_program("wrk")
 
     wrk_env: dict[str, str] = {"QRPAY_BENCH_KEY": API_KEY}
@@ -184,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         return harness.run_wrk(url, LUA, seconds=seconds, connections=args.connections, env=wrk_env)
 
     # Each figure is printed as soon as it is measured: a later failure loses none of them.
-    print(ROW.format("run", "RPS", "p50 ms", "p99 ms", "errors"), flush=True)
+    print(ROW.format("run", "RPS", "p50 ms", "p99 ms", "errors", "target").rstrip(), flush=True)
     with (
         tempfile.TemporaryDirectory(prefix="qrpay-bench-") as tmp,
         local.fresh_database("qrpay_bench") as url,
@@ -198,43 +347,79 @@ def main(argv: list[str] | None = None) -> int:
         iiko = local.serve(
             "iiko-integration", ports["iiko-integration"], args.iiko_workers, env, workdir
         )
+        meter = CpuMeter(
+            {"iiko-integration": iiko.popen.pid, "eda": eda.popen.pid},
+            (urlsplit(url).path.lstrip("/"),),
+        )
         try:
             local.wait_ready(eda)
             local.wait_ready(iiko)
             ids = asyncio.run(seed_orders(iiko.url, args.orders))
+            probe_orders = asyncio.run(seed_orders(iiko.url, args.probes))
             ids_file = workdir / "ids.txt"
             ids_file.write_text("\n".join(ids) + "\n")
             wrk_env["QRPAY_BENCH_IDS"] = str(ids_file)
-            wrk(iiko.url, 3)  # warm-up
+            wrk(iiko.url, warm_up)
+            meter.start()
             mix = wrk(iiko.url, args.seconds)
             label = f"POS mix, max (wrk, {args.connections} connections)"
-            print(row(label, mix.rps, mix.p50_ms, mix.p99_ms, mix.errors), flush=True)
-            for rate in (float(r) for r in args.rates.split(",")):
-                fixed = uvloop.run(mix_stream(MixJob(iiko.url, ids, rate, args.seconds)))
+            target = f"target >= {TARGET_RPS:.0f}: {verdict(mix.rps >= TARGET_RPS)}"
+            print(row(label, mix.rps, mix.p50_ms, mix.p99_ms, mix.errors, target), flush=True)
+            print(cpu_line(meter.spent(), mix.requests), flush=True)
+            rates = [float(r) for r in args.rates.split(",")]
+            for rate in rates:
+                job = MixJob(iiko.url, ids, rate, args.seconds)
+                meter.start()
+                staleness = None
+                if rate == rates[-1]:
+                    fixed, staleness = uvloop.run(fixed_with_staleness(job, eda.url, probe_orders))
+                else:
+                    fixed = uvloop.run(mix_stream(job))
+                spent = meter.spent()
+                p99 = fixed.percentile_ms(0.99)
                 print(
                     row(
                         f"POS mix, fixed {rate:.0f} RPS (open loop)",
                         fixed.count / fixed.window,
                         fixed.percentile_ms(0.50),
-                        fixed.percentile_ms(0.99),
+                        p99,
                         fixed.failures,
+                        fixed_target(rate, p99, fixed.failures),
                     ),
                     flush=True,
                 )
+                print(cpu_line(spent, fixed.count), flush=True)
+                if staleness is not None:
+                    stale_p99 = staleness.p99_ms()
+                    met = stale_p99 <= TARGET_STALENESS_MS and not staleness.missed
+                    print(
+                        f"  staleness (eda commit -> POS poll shows it, polling every 10 ms, "
+                        f"under this mix): p99 {stale_p99:.0f} ms over {len(staleness.delays)} "
+                        f"changes, {staleness.missed} not seen, {staleness.failed} not made; "
+                        f"target p99 <= "
+                        f"{TARGET_STALENESS_MS:.0f} ms: {verdict(met)}",
+                        flush=True,
+                    )
         finally:
             iiko.stop()
             eda.stop()
 
         with harness.baseline(args.iiko_workers, workdir) as baseline:
-            wrk(baseline.url, 3)  # warm-up
+            wrk(baseline.url, warm_up)
+            bare_meter = CpuMeter({"bare": baseline.popen.pid})
+            bare_meter.start()
             bare = wrk(baseline.url, args.seconds)
+            bare_spent = bare_meter.spent()
         label = "baseline: bare FastAPI (wrk, same mix)"
         print(row(label, bare.rps, bare.p50_ms, bare.p99_ms, bare.errors), flush=True)
+        print(cpu_line(bare_spent, bare.requests), flush=True)
 
+    ratio = mix.rps / bare.rps
     print(
-        f"\nPOS mix / baseline: {mix.rps / bare.rps:.2f}; iiko-integration workers "
-        f"{args.iiko_workers}, eda workers {args.eda_workers}, PostgreSQL, all on "
-        f"{os.cpu_count()} cores shared with the load generator"
+        f"\nPOS mix / baseline: {ratio:.3f} (target >= {TARGET_RATIO}: "
+        f"{verdict(ratio >= TARGET_RATIO)}); iiko-integration workers {args.iiko_workers}, "
+        f"eda workers {args.eda_workers}, PostgreSQL, all on {os.cpu_count()} cores shared "
+        "with the load generator"
     )
     return 0
 

@@ -1,0 +1,66 @@
+"""HTTP requests tallied in the process come out as if each had been observed on its own."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import generate_latest
+
+from qrpay.kernel.metrics import LATENCY_BUCKETS, ServiceMetrics
+
+# Every bucket's bound itself (a bound is inclusive), between bounds, and past the last.
+LATENCIES = [*LATENCY_BUCKETS, 0.0, 0.0004, 0.003, 0.3, 7.0, 11.0, 60.0]
+REQUESTS = [
+    ("/orders/list", "POST", 200),
+    ("/orders/list", "POST", 200),
+    ("/orders/list", "POST", 400),
+    ("/orders", "POST", 200),
+    ("unmatched", "GET", 404),
+]
+
+
+async def test_a_flush_adds_what_one_observation_each_would_have() -> None:
+    tallied = ServiceMetrics("s")
+    direct = ServiceMetrics("s")
+    for index, seconds in enumerate(LATENCIES * 3):
+        handler, method, status = REQUESTS[index % len(REQUESTS)]
+        tallied.observe_request(handler, method, status, seconds)
+        direct.http_requests.labels(handler, method, str(status)).inc()
+        direct.http_latency.labels(handler, method).observe(seconds)
+
+    assert samples(tallied) != samples(direct)
+    tallied.flush()
+    assert samples(tallied) == samples(direct)
+    tallied.flush()  # nothing new: nothing added twice
+    assert samples(tallied) == samples(direct)
+
+
+def samples(metrics: ServiceMetrics) -> list[str]:
+    """The exposition's lines but the creation times (they differ by when a child was made)."""
+    text = generate_latest(metrics.registry).decode()
+    return [line for line in text.splitlines() if "_created" not in line]
+
+
+async def test_a_scrape_sees_every_request_so_far() -> None:
+    metrics = ServiceMetrics("s")
+    metrics.observe_request("/orders/list", "POST", 200, 0.002)
+    text = metrics.exposition().decode()
+    assert (
+        'qrpay_http_requests_total{handler="/orders/list",method="POST",status="200"} 1.0' in text
+    )
+
+
+async def test_tallied_requests_are_flushed_without_a_scrape() -> None:
+    metrics = ServiceMetrics("s", flush_seconds=0.0)
+    flushed = asyncio.Event()
+    flush = metrics.flush
+
+    def flush_and_tell() -> None:
+        flush()
+        flushed.set()
+
+    metrics.flush = flush_and_tell  # type: ignore[method-assign]
+    metrics.observe_request("/orders", "POST", 200, 0.01)
+    await asyncio.wait_for(flushed.wait(), timeout=10)
+    count = metrics.http_requests.labels("/orders", "POST", "200")._value.get()
+    assert count == 1.0
