@@ -14,7 +14,15 @@ import httpx
 import pytest
 
 from qrpay.kernel.service import SERVICE_MODULES
-from tests.support.processes import QrpayUp, link_of, order_id_of
+from tests.support.processes import (
+    QRPAY_TOOLS,
+    QrpayUp,
+    kill_group,
+    link_of,
+    order_id_of,
+    start,
+    wait_for_text,
+)
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
@@ -92,12 +100,33 @@ def balance(up: QrpayUp) -> Decimal:
 
 
 def test_three_guests_split_one_bill(up: QrpayUp, tmp_path: Path) -> None:
-    sim = up.pos_sim(
-        "--item", "Soup=400", "--item", "Steak=350", "--item", "Wine=250", "--item", "Tea=500",
-        "--out-dir", str(tmp_path / "out"), cwd=tmp_path,
+    # The POS as in the restaurant, on the push stream: prints each payment as it lands.
+    log = tmp_path / "pos-sim.log"
+    sim = start(
+        [
+            QRPAY_TOOLS, "pos-sim", "--url", up.url("iiko-integration"), "--push",
+            "--item", "Soup=400", "--item", "Steak=350", "--item", "Wine=250", "--item", "Tea=500",
+            "--timeout", "120", "--out-dir", str(tmp_path / "out"),
+        ],
+        log=log,
+        cwd=tmp_path,
     )  # fmt: skip
-    assert sim.returncode == 0, sim.stdout + sim.stderr
-    link = link_of(sim.stdout)
+    try:
+        link = link_of(wait_for_text(log, "Receipt: ", timeout=30))
+        split_three_ways(up, link)
+        assert sim.wait(timeout=30) == 0, log.read_text()
+    finally:
+        kill_group(sim)
+    printed = [line for line in log.read_text().splitlines() if line.startswith("payment")]
+    assert printed == [
+        "payment 1: 650.00 RUB for Soup, Wine · left 850.00 RUB",
+        "payment 2: 500.00 RUB · left 350.00 RUB",
+        "payment 3: 350.00 RUB, tip 35.00 RUB · left 0.00 RUB",
+    ]
+    assert "PAID 1500.00 RUB" in log.read_text()
+
+
+def split_three_ways(up: QrpayUp, link: str) -> None:
     order_id = order_id_of(link)
     guest = Guest(up, link)
     before = balance(up)

@@ -2,10 +2,10 @@
 
 # No `from __future__ import annotations`: FastAPI must resolve the local Annotated aliases.
 
-from typing import Annotated, TypeVar
+from typing import Annotated, TypeVar, cast
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Security, WebSocket
+from fastapi import APIRouter, Depends, Query, Request, Security, WebSocket
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
@@ -26,7 +26,6 @@ from qrpay.iiko_integration.schemas import (
 )
 from qrpay.iiko_integration.service import IikoService
 from qrpay.iiko_integration.stream import serve_stream
-from qrpay.kernel.errors import QrpayError
 from qrpay.kernel.fast_routes import FastRequest, FastRoute
 from qrpay.kernel.http import error_responses, json_response
 from qrpay.kernel.service import provide, service_of
@@ -42,11 +41,20 @@ router = APIRouter()
 Iiko = Annotated[IikoService, Depends(provide(IikoService))]
 
 
+# The scope key under which a fast route hands over the caller it authenticated.
+_AUTHENTICATED = "qrpay.pos_caller"
+
+
 # Async so the hot path does not hop to the thread pool; raising here comes before
 # body validation, so a caller without a key learns nothing about the body rules.
 async def pos_caller(
-    service: Iiko, api_key: Annotated[str | None, Security(_api_key)]
+    request: Request, service: Iiko, api_key: Annotated[str | None, Security(_api_key)]
 ) -> frozenset[str]:
+    # A request the fast route handed over was authenticated there already: a second
+    # check would take a second token of the key's rate limit for one request.
+    known = request.scope.get(_AUTHENTICATED)
+    if known is not None:
+        return cast(frozenset[str], known)
     return service.authenticate(api_key)
 
 
@@ -95,10 +103,13 @@ async def _fast_caller(
     """The service, the caller's restaurants and the body, or None on any refusal."""
     value = request.json()  # before the key, as FastAPI parses the body first
     service = request.service(IikoService)
+    # A refused key (401, 429) is FastAPI's answer too: its dependency raises before the
+    # body's validation errors are reported.
+    allowed = service.authenticate(request.header(API_KEY_HEADER_LOWER))
     try:
-        allowed = await pos_caller(service, request.header(API_KEY_HEADER_LOWER))
         return service, allowed, model.model_validate(value)
-    except (QrpayError, ValidationError):
+    except ValidationError:
+        request.scope[_AUTHENTICATED] = allowed
         return None
 
 
