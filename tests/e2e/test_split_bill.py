@@ -20,6 +20,7 @@ from tests.support.processes import (
     kill_group,
     link_of,
     order_id_of,
+    run,
     start,
     wait_for_text,
 )
@@ -176,7 +177,20 @@ def test_the_waiter_closes_an_order_guests_paid_part_of(up: QrpayUp, tmp_path: P
     link = link_of(sim.stdout)
     order_id = order_id_of(link)
     guest = Guest(up, link)
-    guest.pay_and_wait({"way": "items", "items": [0]})
+    # The guest's CLI pays the soup with a 10% tip.
+    paid = run(
+        [
+            QRPAY_TOOLS, "guest", link, "--card", "card-ok", "--api", up.url("payments-eda"),
+            "--cashback-url", up.url("cashback"), "--share", "items:0", "--tip", "10%",
+        ],
+        timeout=60,
+    )  # fmt: skip
+    assert paid.returncode == 0, paid.stdout + paid.stderr
+    assert "Paid 0.00 of 500.00 RUB; left 500.00 RUB" in paid.stdout
+    assert "Your share: 400.00 RUB" in paid.stdout
+    assert f"order {order_id}: share PAYED 400.00 RUB" in paid.stdout
+    assert "Paid 400.00 of 500.00 RUB; left 100.00 RUB" in paid.stdout
+    assert guest.split()["shares"][0]["items"] == [0]
     assert up.pos_status(order_id) == "WAITING"  # 100 left: the old POS keeps waiting
 
     closed = up.pos_call("/orders/close", {"client_id": "rest-1", "order_id": order_id})

@@ -132,6 +132,13 @@ def guest(
     ] = "http://127.0.0.1:8086",
     language: Annotated[str, typer.Option(help="X-Request-Language")] = "en",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for PAYED or DECLINED")] = 120.0,
+    share: Annotated[
+        str | None,
+        typer.Option(help="Pay a share: rest, equal:N, items:I,J (bill lines from 0), amount:X"),
+    ] = None,
+    tip: Annotated[
+        str | None, typer.Option(help="With --share: a tip, 10% (offered ones) or an amount")
+    ] = None,
 ) -> None:
     """Act as the guest: open the link, see the bill and cashback, pay with a card, follow it.
 
@@ -147,6 +154,8 @@ def guest(
         card_id=card,
         language=language,
         timeout_seconds=timeout,
+        share=share,
+        tip=tip,
     )
     with one_line_errors(interrupted="a payment already started goes on without you"):
         code = asyncio.run(run_guest(options, console, prompt_for_card(console)))

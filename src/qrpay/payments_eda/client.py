@@ -1,6 +1,6 @@
 """The typed client of payments-eda's payer API (SPEC 4.3), as the guest's app calls it.
 
-It imports only the kernel and ``payments_eda.schemas``. The requests are typed;
+It imports only the kernel, ``payments_eda.schemas`` and eda's share choice. The requests are typed;
 each call gives the answer as it came (any status below 500, with its headers),
 because its caller reads ``X-Polling-Delay`` and the ``PaymentsCode`` of a refusal
 itself; ``ServiceClient.body_of`` turns one into JSON or the matching ``QrpayError``.
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from qrpay.kernel.http_client import RawAnswer, ServiceClient
+from qrpay.eda.schemas import ShareChoice
+from qrpay.kernel.http_client import Params, RawAnswer, ServiceClient
 from qrpay.payments_eda.schemas import (
     LANGUAGE_HEADER,
     PAYER_API_PREFIX,
@@ -20,6 +21,7 @@ from qrpay.payments_eda.schemas import (
     YANDEX_UID_HEADER,
     PayRequest,
     Service,
+    SharePayRequest,
 )
 
 
@@ -73,5 +75,48 @@ class PaymentsEdaClient(ServiceClient):
             endpoint="payment_status",
             idempotent=True,
             params={"order_id": order_id, "hmac": hmac},
+            headers=payer.headers(),
+        )
+
+    # --- a split bill (issue 12) -------------------------------------------------------
+
+    async def split(self, order_id: str, hmac: str, payer: Payer) -> RawAnswer:
+        return await self._get(
+            "/orders/split", "split", {"order_id": order_id, "hmac": hmac}, payer
+        )
+
+    async def quote(self, order_id: str, hmac: str, choice: ShareChoice, payer: Payer) -> RawAnswer:
+        params = [("order_id", order_id), ("hmac", hmac), ("way", choice.way.value)]
+        params += [("items", str(item)) for item in choice.items]
+        if choice.parts is not None:
+            params.append(("parts", str(choice.parts)))
+        if choice.amount is not None:
+            params.append(("amount", choice.amount))
+        return await self._get("/orders/share/quote", "quote", params, payer)
+
+    async def pay_share(self, request: SharePayRequest, payer: Payer) -> RawAnswer:
+        # Not retried, as pay: the caller polls the share's status instead.
+        return await self.exchange(
+            "POST",
+            f"{PAYER_API_PREFIX}/orders/share",
+            endpoint="pay_share",
+            idempotent=False,
+            body=orjson.dumps(request.model_dump(mode="json", exclude_none=True)),
+            headers=payer.headers(),
+        )
+
+    async def share_status(
+        self, order_id: str, hmac: str, share_id: str, payer: Payer
+    ) -> RawAnswer:
+        params = {"order_id": order_id, "hmac": hmac, "share_id": share_id}
+        return await self._get("/orders/share", "share_status", params, payer)
+
+    async def _get(self, path: str, endpoint: str, params: Params, payer: Payer) -> RawAnswer:
+        return await self.exchange(
+            "GET",
+            f"{PAYER_API_PREFIX}{path}",
+            endpoint=endpoint,
+            idempotent=True,
+            params=params,
             headers=payer.headers(),
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from qrpay.eda.schemas import ShareChoice
 from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.errors import DependencyUnavailable
 from qrpay.kernel.http_client import HttpSession, RawAnswer
@@ -27,6 +28,7 @@ from qrpay.payments_eda.schemas import (
     PaymentsCode,
     PayRequest,
     Service,
+    SharePayRequest,
 )
 from qrpay_tools.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, GuestError
 from qrpay_tools.guest.link import OrderLink
@@ -286,6 +288,54 @@ class PaymentsApi:
         call = self._client.payment_status(link.order_id, link.hmac, self._payer)
         data, headers = await self._body(call)
         return _status(data, headers)
+
+    # --- a split bill ----------------------------------------------------------------
+
+    async def split(self, link: OrderLink) -> dict[str, Any]:
+        data, _ = await self._body(self._client.split(link.order_id, link.hmac, self._payer))
+        if not isinstance(data, dict):
+            raise GuestError(f"{SERVICE} answered an unexpected split view")
+        return data
+
+    async def quote(self, link: OrderLink, choice: ShareChoice) -> str:
+        call = self._client.quote(link.order_id, link.hmac, choice, self._payer)
+        data, _ = await self._body(call)
+        return _text(data.get("amount") if isinstance(data, dict) else None)
+
+    async def pay_share(
+        self,
+        link: OrderLink,
+        card_id: str,
+        choice: ShareChoice,
+        price: str,
+        preorder: Preorder,
+        tip: Tip,
+    ) -> tuple[str, PaymentStatus]:
+        """Pay ``price``, the quote of ``choice``, and the tip: the share's id and status."""
+        request = SharePayRequest(
+            service=Service.RESTAURANT,
+            order_id=link.order_id,
+            hmac=link.hmac,
+            payment_method=PaymentMethodChoice(type="card", id=card_id),
+            amount=price,
+            currency=preorder.currency,
+            share=choice,
+            tip=tip.amount,
+            tip_percent=tip.percent,
+        )
+        data, headers = await self._body(self._client.pay_share(request, self._payer))
+        return _text(data.get("share_id")), _status(data, headers)
+
+    async def share_status(self, link: OrderLink, share_id: str) -> PaymentStatus:
+        call = self._client.share_status(link.order_id, link.hmac, share_id, self._payer)
+        data, headers = await self._body(call)
+        return _status(data, headers)
+
+
+@dataclass(frozen=True)
+class Tip:
+    amount: str | None = None
+    percent: int | None = None
 
 
 def _status(data: Any, headers: Mapping[str, str]) -> PaymentStatus:

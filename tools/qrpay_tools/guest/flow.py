@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.prompt import Prompt
@@ -19,6 +20,7 @@ from qrpay_tools.guest.api import Card, HttpError, PaymentsApi, PaymentStatus, P
 from qrpay_tools.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, EXIT_PAYED, GuestError
 from qrpay_tools.guest.link import OrderLink, parse_link
 from qrpay_tools.guest.render import show_preorder
+from qrpay_tools.guest.share import parse_share, parse_tip
 
 FINAL = ("PAYED", "DECLINED")
 # eda's order statuses (as the preorder reports them) that leave nothing to pay.
@@ -40,6 +42,9 @@ class GuestOptions:
     language: str = "en"
     timeout_seconds: float = 120.0
     request_timeout_seconds: float = 10.0
+    # A share of a split bill (``guest.share``): rest, equal:N, items:I,J, amount:X.
+    share: str | None = None
+    tip: str | None = None
 
 
 def prompt_for_card(console: Console) -> ChooseCard:
@@ -98,6 +103,8 @@ async def run_guest(options: GuestOptions, console: Console, choose: ChooseCard)
                 f"order {link.order_id}: {CLOSED[preorder.status]}; nothing to pay", markup=False
             )
             return EXIT_NOT_PAYED
+        if options.share is not None:
+            return await pay_share(api, link, preorder, options, console, choose)
         while True:
             card = pick_card(preorder, options.card_id, choose)
             if card is None:
@@ -124,14 +131,60 @@ async def run_guest(options: GuestOptions, console: Console, choose: ChooseCard)
     return EXIT_PAYED
 
 
+def left_line(split: dict[str, Any]) -> str:
+    currency = split.get("currency", "")
+    held = f", {split.get('held')} {currency} being paid" if split.get("held") != "0.00" else ""
+    return (
+        f"Paid {split.get('paid')} of {split.get('total')} {currency}{held}; "
+        f"left {split.get('left')} {currency}"
+    )
+
+
+async def pay_share(
+    api: PaymentsApi,
+    link: OrderLink,
+    preorder: Preorder,
+    options: GuestOptions,
+    console: Console,
+    choose: ChooseCard,
+) -> int:
+    """Pay a share of the bill at its quoted price, with the tip; follow it to the end."""
+    assert options.share is not None
+    choice = parse_share(options.share)
+    tip = parse_tip(options.tip)
+    console.print(left_line(await api.split(link)), markup=False)
+    price = await api.quote(link, choice)
+    console.print(f"Your share: {price} {preorder.currency}", markup=False)
+    card = pick_card(preorder, options.card_id, choose)
+    if card is None:
+        console.print(f"order {link.order_id}: not paid", markup=False)
+        return EXIT_NOT_PAYED
+    share_id, first = await api.pay_share(link, card.id, choice, price, preorder, tip)
+    final = await follow(
+        api, link, first, options, console, poll=lambda: api.share_status(link, share_id)
+    )
+    if final.status != "PAYED":
+        reason = final.message or "try another card or pay at the restaurant"
+        console.print(f"order {link.order_id}: share DECLINED — {reason}", markup=False)
+        return EXIT_NOT_PAYED
+    console.print(f"order {link.order_id}: share PAYED {price} {preorder.currency}", markup=False)
+    console.print(left_line(await api.split(link)), markup=False)
+    await show_balance(console, options)
+    return EXIT_PAYED
+
+
 async def follow(
     api: PaymentsApi,
     link: OrderLink,
     current: PaymentStatus,
     options: GuestOptions,
     console: Console,
+    *,
+    poll: Callable[[], Awaitable[PaymentStatus]] | None = None,
 ) -> PaymentStatus:
-    """Poll the payment status, waiting X-Polling-Delay between polls, until PAYED or DECLINED."""
+    """Poll the payment status (or a share's, with ``poll``), waiting X-Polling-Delay between
+    polls, until PAYED or DECLINED."""
+    read = poll or (lambda: api.status(link))
     started = time.monotonic()
     deadline = started + options.timeout_seconds
     failures = 0
@@ -147,7 +200,7 @@ async def follow(
                 )
             await asyncio.sleep(min(delay, remaining))
             try:
-                current = await api.status(link)
+                current = await read()
                 failures = 0
                 delay = current.polling_delay
                 shown = current.status + (f" · {current.message}" if current.message else "")
