@@ -65,7 +65,7 @@ bench-pos: $(STAMP) apt-wrk
 	$(BIN)/python -m qrpay_tools.bench.pos
 
 bench-pay: $(STAMP)
-	$(BIN)/python -m qrpay_tools.bench.pay
+	$(BIN)/python -m qrpay_tools.bench.pay --split
 
 # The POS mix and payments together: one instance of each service, then the cluster behind
 # nginx (own ports, databases and var/bench-cluster), at a sustainable load, the target, 2x.
