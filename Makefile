@@ -65,7 +65,7 @@ bench-pos: $(STAMP) apt-wrk
 	$(BIN)/python -m qrpay_tools.bench.pos $(ARGS)
 
 bench-pay: $(STAMP)
-	$(BIN)/python -m qrpay_tools.bench.pay
+	$(BIN)/python -m qrpay_tools.bench.pay --split
 
 # 10,000 POS on the WebSocket stream while 100 status changes/s go through eda (PostgreSQL).
 # Each connection is a file descriptor on both sides: the limit is raised for both.

@@ -296,7 +296,9 @@ class SharePayments:
         elif step is Step.COMPLETE_PAYMENT:
             paid = await self._eda.move_share(order_id, "complete", share_id)
             if ledger.status is not OrderStatus.PAYED and paid.status is OrderStatus.PAYED:
-                self._paid.inc()
+                # The counter is per restaurant, which the ledger does not name.
+                order = await self._eda.get_order(order_id)
+                self._paid.labels(order.client_id).inc()
                 log.info("order_paid_by_shares", order_id=order_id)
             return paid
         elif step is Step.ACCRUE_CASHBACK:

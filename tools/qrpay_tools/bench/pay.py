@@ -7,6 +7,12 @@ through the POS API, then runs N complete payments (preorder, pay, poll the stat
 until PAYED) with bounded concurrency. Reports payments per second and p50/p99 from
 the pay request to the PAYED answer, beside a baseline measured in the same run: the
 same client loop (three requests per "payment") against a bare FastAPI endpoint.
+
+With ``--split`` it then splits bills (issue 12) in the same run, on the same services:
+four guests per order pay a share each as the payer page does (quote, pay, poll the
+share's status until PAYED): two equal shares of four and an item at once, then the rest
+with a 10% tip. It reports orders and shares per second, p50/p99 per share (from its pay
+request to its PAYED answer) and per order, and the CPU per share and per order by process.
 """
 
 from __future__ import annotations
@@ -172,6 +178,7 @@ async def pay_all(api: str, orders: list[pos.Order], concurrency: int, poll_inte
     latencies: list[float] = []
     errors = 0
     slots = asyncio.Semaphore(concurrency)
+    # The guest's identity as payments-eda reads it behind the API proxy (no ticket yet).
     client = wire.Client(api, connections=concurrency * 2, headers={"X-Yandex-UID": USER})
 
     async def one(order: pos.Order) -> None:
@@ -199,6 +206,184 @@ async def pay_all(api: str, orders: list[pos.Order], concurrency: int, poll_inte
         client.close()
     elapsed = time.perf_counter() - began
     return Run(f"payments (concurrency {concurrency})", len(latencies), elapsed, latencies, errors)
+
+
+# A split bill (pos.bill: 1500.00 in two lines, 700.00 and 800.00): three guests at once
+# take two equal shares of four (375.00 each) and the first line (700.00); the fourth pays
+# the rest (50.00) with a 10% tip.
+AT_ONCE: tuple[dict[str, str], ...] = (
+    {"way": "equal", "parts": "4"},
+    {"way": "equal", "parts": "4"},
+    {"way": "items", "items": "0"},
+)
+LAST: dict[str, str] = {"way": "rest"}
+SHARES_PER_ORDER = len(AT_ONCE) + 1
+
+
+async def start_share(
+    client: wire.Client, order: pos.Order, choice: dict[str, str], timeout: float, **tip: int
+) -> tuple[str, float]:
+    """A guest's share as the page pays it: quote, then pay at the quoted price. Returns the
+    share's id ("" if refused) and when its pay request was sent."""
+    query = {"order_id": order.order_id, "hmac": order.hmac}
+    answer = await load.call(
+        None,
+        client,
+        "GET",
+        "/4.0/payments/v1/orders/share/quote",
+        since=time.perf_counter(),
+        timeout=timeout,
+        params={**query, **choice},
+    )
+    if answer.outcome != load.OK:
+        return "", 0.0
+    share: dict[str, object] = dict(choice)
+    if "parts" in choice:
+        share["parts"] = int(choice["parts"])
+    if "items" in choice:
+        share["items"] = [int(choice["items"])]
+    body = {
+        "service": "restaurant",
+        **query,
+        "payment_method": {"type": "card", "id": CARD},
+        "amount": orjson.loads(answer.body)["amount"],
+        "currency": "RUB",
+        "share": share,
+        **tip,
+    }
+    started = time.perf_counter()
+    answer = await load.call(
+        None,
+        client,
+        "POST",
+        "/4.0/payments/v1/orders/share",
+        since=started,
+        timeout=timeout,
+        body=orjson.dumps(body),
+    )
+    if answer.outcome != load.OK:
+        return "", started
+    return str(orjson.loads(answer.body)["share_id"]), started
+
+
+async def share_paid(
+    client: wire.Client,
+    order: pos.Order,
+    share_id: str,
+    *,
+    deadline: float,
+    poll_interval: float,
+    timeout: float,
+) -> bool:
+    """Poll the share's status as often as X-Polling-Delay says until it is PAYED."""
+    query = {"order_id": order.order_id, "hmac": order.hmac, "share_id": share_id}
+    while True:
+        answer = await load.call(
+            None,
+            client,
+            "GET",
+            "/4.0/payments/v1/orders/share",
+            since=time.perf_counter(),
+            timeout=timeout,
+            params=query,
+        )
+        delay = poll_interval
+        if answer.outcome == load.OK:
+            status = orjson.loads(answer.body).get("status")
+            if status == "PAYED":
+                return True
+            if status == "DECLINED":
+                return False
+            delay = float(answer.headers.get("x-polling-delay", poll_interval))
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(delay, left))
+
+
+async def split_all(
+    api: str, orders: list[pos.Order], concurrency: int, poll_interval: float
+) -> tuple[Run, Run]:
+    """Every order split by four guests, ``concurrency`` orders at a time: the shares (latency
+    from a share's pay request to its PAYED answer) and the orders (from the first quote to
+    the last share's PAYED answer; done only when all four are paid)."""
+    share_latencies: list[float] = []
+    order_latencies: list[float] = []
+    share_errors = order_errors = 0
+    slots = asyncio.Semaphore(concurrency)
+    # As the whole-bill guests: the identity payments-eda reads behind the API proxy.
+    client = wire.Client(api, connections=concurrency * 8, headers={"X-Yandex-UID": USER})
+
+    async def guest(order: pos.Order, started: tuple[str, float], deadline: float) -> bool:
+        nonlocal share_errors
+        share_id, sent = started
+        paid = bool(share_id) and await share_paid(
+            client, order, share_id, deadline=deadline, poll_interval=poll_interval, timeout=30
+        )
+        if paid:
+            share_latencies.append(time.perf_counter() - sent)
+        else:
+            share_errors += 1
+        return paid
+
+    async def one(order: pos.Order) -> None:
+        nonlocal order_errors
+        async with slots:
+            began = time.perf_counter()
+            deadline = began + 30
+            first = await asyncio.gather(*(start_share(client, order, c, 30) for c in AT_ONCE))
+            # The rest is priced once the others are reserved (held shares are not left).
+            last = await start_share(client, order, LAST, 30, tip_percent=10)
+            paid = await asyncio.gather(*(guest(order, s, deadline) for s in (*first, last)))
+            if all(paid):
+                order_latencies.append(time.perf_counter() - began)
+            else:
+                order_errors += 1
+
+    began = time.perf_counter()
+    try:
+        await asyncio.gather(*(one(order) for order in orders))
+    finally:
+        client.close()
+    elapsed = time.perf_counter() - began
+    label = f"split: {{}} ({SHARES_PER_ORDER} shares per order, {concurrency} orders at once)"
+    shares = Run(
+        label.format("shares"), len(share_latencies), elapsed, share_latencies, share_errors
+    )
+    whole = Run(
+        label.format("orders"), len(order_latencies), elapsed, order_latencies, order_errors
+    )
+    return shares, whole
+
+
+class CpuMeter:
+    """CPU spent by the services' processes and the benchmark's PostgreSQL backends."""
+
+    def __init__(self, processes: list[local.Process], databases: set[str]) -> None:
+        self.processes = processes
+        self.databases = databases
+        self.before = {p.name: harness.cpu_seconds(p.popen.pid) for p in processes}
+        self.pg_before = harness.postgres_cpu_by_process(databases)
+
+    def spent_ms(self) -> dict[str, float]:
+        spent = {
+            p.name: (harness.cpu_seconds(p.popen.pid) - self.before[p.name]) * 1000
+            for p in self.processes
+        }
+        pg_after = harness.postgres_cpu_by_process(self.databases)
+        spent["postgresql"] = harness.cpu_spent(self.pg_before, pg_after) * 1000
+        return spent
+
+
+def cpu_line(what: str, cpu_ms: dict[str, float], done: int) -> str:
+    """Where the CPU went per ``what``, by process (the cost model behind the rate)."""
+    done = max(1, done)
+    by_process = sorted(cpu_ms.items(), key=lambda kv: -kv[1])
+    return (
+        f"CPU per {what}, by process (ms): "
+        + ", ".join(f"{name} {spent / done:.1f}" for name, spent in by_process)
+        + f"; total {sum(cpu_ms.values()) / done:.1f}"
+    )
 
 
 @dataclass(frozen=True)
@@ -308,6 +493,20 @@ def main(argv: list[str] | None = None) -> int:
         default=0.1,
         help="seconds between status polls when the server sends no X-Polling-Delay",
     )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help=f"then split bills in the same run: {SHARES_PER_ORDER} guests per order",
+    )
+    parser.add_argument(
+        "--split-orders", type=int, default=250, help="orders to split (with --split)"
+    )
+    parser.add_argument(
+        "--split-concurrency",
+        type=int,
+        default=8,
+        help=f"orders split at once (each by {SHARES_PER_ORDER} guests)",
+    )
     args = parser.parse_args(argv)
 
     # Each figure is printed as soon as it is measured: a later failure loses none of them.
@@ -344,45 +543,50 @@ def main(argv: list[str] | None = None) -> int:
             for process in processes[:-1]:
                 local.wait_ready(process)
 
+            split_count = args.split_orders + max(5, args.split_orders // 20) if args.split else 0
+
             async def prepare() -> list[pos.Order]:
                 async with aiohttp.ClientSession() as session:
                     await bind_card(session, url["cardstorage"])
-                return await pos.create_orders(url["iiko-integration"], args.payments)
+                return await pos.create_orders(url["iiko-integration"], args.payments + split_count)
 
             orders = asyncio.run(prepare())
+            orders, to_split = orders[: args.payments], orders[args.payments :]
             warm, orders = (
                 orders[: max(20, args.payments // 20)],
                 orders[max(20, args.payments // 20) :],
             )
             print(f"{len(orders)} orders (+{len(warm)} to warm up); paying ...", flush=True)
             uvloop.run(pay_all(url["payments-eda"], warm, args.concurrency, args.poll_interval))
-            before = {p.name: harness.cpu_seconds(p.popen.pid) for p in processes}
             ours = {url.rsplit("/", 1)[1] for url in [*databases.values(), queue_url]}
-            pg_before = harness.postgres_cpu_by_process(ours)
+            meter = CpuMeter(processes, ours)
             result = uvloop.run(
                 pay_all(url["payments-eda"], orders, args.concurrency, args.poll_interval)
             )
             print(result.row(), flush=True)
-            # Where the CPU went: per payment, by process (the cost model behind the rate).
-            cpu_ms = {
-                p.name: (harness.cpu_seconds(p.popen.pid) - before[p.name]) * 1000
-                for p in processes
-            }
-            pg_after = harness.postgres_cpu_by_process(ours)
-            cpu_ms["postgresql"] = harness.cpu_spent(pg_before, pg_after) * 1000
+            print(cpu_line("payment", meter.spent_ms(), result.payments), flush=True)
+            failed = result.errors
+            if args.split:
+                warm, to_split = (
+                    to_split[: split_count - args.split_orders],
+                    to_split[-args.split_orders :],
+                )
+                print(f"{len(to_split)} orders to split (+{len(warm)} to warm up) ...", flush=True)
+                concurrency = args.split_concurrency
+                uvloop.run(split_all(url["payments-eda"], warm, concurrency, args.poll_interval))
+                meter = CpuMeter(processes, ours)
+                shares, split = uvloop.run(
+                    split_all(url["payments-eda"], to_split, concurrency, args.poll_interval)
+                )
+                print(shares.row(), flush=True)
+                print(split.row(), flush=True)
+                spent = meter.spent_ms()
+                print(cpu_line("share", spent, shares.payments), flush=True)
+                print(cpu_line("split order", spent, split.payments), flush=True)
+                failed += shares.errors
         finally:
             for process in reversed(processes):
                 process.stop()
-        done = max(1, result.payments)
-        print(
-            "CPU per payment, by process (ms): "
-            + ", ".join(
-                f"{name} {spent / done:.1f}"
-                for name, spent in sorted(cpu_ms.items(), key=lambda kv: -kv[1])
-            )
-            + f"; total {sum(cpu_ms.values()) / done:.1f}",
-            flush=True,
-        )
 
         with harness.baseline(1, workdir) as baseline:
             uvloop.run(baseline_loop(baseline.url, 200, args.concurrency))
@@ -395,7 +599,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.worker_concurrency}), PostgreSQL, all on {os.cpu_count()} cores shared "
         "with the load generator"
     )
-    return 0 if result.errors == 0 else 1
+    if args.split:
+        print(
+            "split: a share's latency is from its pay request to its first PAYED status answer, "
+            "an order's from its first quote to its last share's PAYED answer"
+        )
+    return 0 if failed == 0 else 1
 
 
 if __name__ == "__main__":
