@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from schemathesis import GenerationMode
 
+from qrpay.kernel.clock import FrozenClock
 from tests.support.component.iiko_integration import eda_order
 from tests.support.component.payments_eda import (
     USER,
@@ -34,6 +35,7 @@ from tests.support.component.payments_eda import (
     signature,
 )
 from tests.support.mockserver import json_response
+from tests.support.tickets import ticket_headers
 
 BILL = "100"  # the amount of the PayRequest example in payments-eda's schema
 
@@ -189,6 +191,9 @@ def sign_payer_case(case: Any) -> None:
     if case.headers is None:
         case.headers = {}
     case.headers.setdefault("X-Yandex-UID", USER)
+    # As api-proxy, the one caller whose user headers payments-eda takes, on the apps'
+    # frozen clock.
+    case.headers.update(ticket_headers("api-proxy", FrozenClock().now().timestamp()))
     meta = case.meta
     if meta is not None and meta.generation.mode is not GenerationMode.POSITIVE:
         return  # an invalid case keeps its flaw (a bad signature there answers 404 anyway)

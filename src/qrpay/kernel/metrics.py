@@ -54,6 +54,14 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        self.service_ticket_refusals = Counter(
+            "qrpay_service_ticket_refusals",
+            "Calls refused by the service-ticket check (kernel.callers): 401 for no valid "
+            "ticket, 403 for a caller the route does not allow",
+            ["route", "caller", "reason"],
+            registry=self.registry,
+        )
+
     def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
         return Counter(name, doc, list(labels), registry=self.registry)
 
