@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 from aiohttp import web
 from schemathesis import GenerationMode
 
-from qrpay.kernel.clock import FrozenClock
 from tests.support.component.iiko_integration import eda_order
 from tests.support.component.payments_eda import (
     USER,
@@ -191,9 +190,8 @@ def sign_payer_case(case: Any) -> None:
     if case.headers is None:
         case.headers = {}
     case.headers.setdefault("X-Yandex-UID", USER)
-    # As api-proxy, the one caller whose user headers payments-eda takes, on the apps'
-    # frozen clock.
-    case.headers.update(ticket_headers("api-proxy", FrozenClock().now().timestamp()))
+    # As api-proxy, the one caller whose user headers payments-eda takes.
+    case.headers.update(ticket_headers("api-proxy"))
     meta = case.meta
     if meta is not None and meta.generation.mode is not GenerationMode.POSITIVE:
         return  # an invalid case keeps its flaw (a bad signature there answers 404 anyway)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -63,21 +64,20 @@ class ServiceContext:
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(self.name)
-        # Every call this service's clients make carries its ticket (kernel.tickets).
-        self.tickets = TicketSigner(self.name, self.ticket_keys, self.unix_now)
+        # Every call this service's clients make carries its ticket (kernel.tickets). The
+        # tickets live on the wall clock, not ``clock``: the caller and the callee must
+        # agree on it, and a test's frozen business time must not make them expire.
+        self.tickets = TicketSigner(self.name, self.ticket_keys, time.time)
         self.http.ticket = self.tickets.ticket
 
     def ticket_keys(self) -> tuple[SecretStr, ...]:
         return self.runtime.secdist.service_ticket_keys
 
-    def unix_now(self) -> float:
-        return self.clock.now().timestamp()
-
     def caller_check(self) -> CallerCheck:
         """How this service's routes check who calls them (kernel.callers)."""
         runtime = self.runtime
         return CallerCheck(
-            TicketVerifier(self.ticket_keys, self.unix_now),
+            TicketVerifier(self.ticket_keys, time.time),
             self.metrics.service_ticket_refusals,
             lambda: runtime.config.service_tickets.tools_allowed,
         )

@@ -84,7 +84,8 @@ def key_id(key: bytes) -> str:
 
 
 def _mac(key: bytes, signed: str) -> str:
-    return hmac.new(key, signed.encode("ascii"), hashlib.sha256).hexdigest()
+    # hmac.digest: OpenSSL's one-shot HMAC, several times faster than hmac.new().
+    return hmac.digest(key, signed.encode("ascii"), "sha256").hex()
 
 
 def sign(source: str, key: bytes, now: int, ttl: int = TTL_SECONDS) -> str:
@@ -159,7 +160,8 @@ class _KeyRing:
 
     def current(self) -> _KeyRing:
         keys = self._keys()
-        if keys is not self._seen:
+        # By identity first: the secdist's tuple is the same object until a reload.
+        if keys is not self._seen and keys != self._seen:
             raw = [key.get_secret_value().encode() for key in keys]
             self.by_id = {key_id(key): key for key in raw}
             self.signing = raw[0] if raw else b""
