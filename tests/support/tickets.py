@@ -158,3 +158,8 @@ class GuardedCall:
 
     async def as_caller(self, source: str) -> httpx.Response:
         return await self.send(self.signed(source))
+
+
+def as_api_proxy(user_id: str) -> dict[str, str]:
+    """A guest's call to payments-eda as api-proxy makes it: the user header and its ticket."""
+    return {"X-Yandex-UID": user_id, **ticket_headers("api-proxy")}
