@@ -34,7 +34,7 @@ from pydantic import SecretStr
 from qrpay.kernel.errors import Forbidden
 
 TICKET_HEADER = "X-Ya-Service-Ticket"
-# The identity of the command-line tools and benchmarks (tools/qrpay_tools, `qrpay up`'s
+# The identity of the command-line tools and benchmarks (the guest CLI, `qrpay up`'s
 # demo seeding): accepted only on routes that declare it and where the config allows it.
 TOOLS_IDENTITY = "qrpay-tools"
 
