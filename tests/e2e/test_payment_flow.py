@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from qrpay.kernel.service import SERVICE_MODULES
 from tests.support.processes import (
@@ -181,7 +182,13 @@ def test_internal_routes_want_a_service_ticket_of_an_allowed_caller(
         right = httpx.get(url, params=query_params, headers=ticket_headers(allowed), timeout=5)
         assert right.status_code == 200, right.text
     metrics = httpx.get(f"{up.url('cardstorage')}/metrics", timeout=5).text
-    assert 'qrpay_service_ticket_refusals_total{caller="eda"' in metrics
+    refused = {
+        (sample.labels["caller"], sample.labels["reason"])
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "qrpay_service_ticket_refusals_total"
+    }
+    assert refused == {("unknown", "missing"), ("eda", "not_allowed")}
 
 
 def test_declined_card_leaves_the_order_open_and_another_card_pays(
