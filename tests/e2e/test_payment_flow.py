@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from qrpay.kernel.service import SERVICE_MODULES
 from tests.support.processes import (
@@ -27,6 +28,7 @@ from tests.support.processes import (
     start,
     wait_for_text,
 )
+from tests.support.tickets import ticket_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +80,7 @@ def guest_status(up: QrpayUp, link: str) -> str:
     answer = httpx.get(
         f"{up.url('payments-eda')}/4.0/payments/v1/orders",
         params={"order_id": query["order_id"][0], "hmac": query["hmac"][0]},
-        headers={"X-Yandex-UID": USER},
+        headers={"X-Yandex-UID": USER, **ticket_headers()},  # as the guest CLI calls
         timeout=5,
     )
     assert answer.status_code == 200, answer.text
@@ -87,7 +89,9 @@ def guest_status(up: QrpayUp, link: str) -> str:
 
 
 def balance(up: QrpayUp) -> Decimal:
-    answer = httpx.get(f"{up.url('cashback')}/v1/users/{USER}/balance", timeout=5)
+    answer = httpx.get(
+        f"{up.url('cashback')}/v1/users/{USER}/balance", headers=ticket_headers(), timeout=5
+    )
     assert answer.status_code == 200, answer.text
     return sum(
         (Decimal(b["amount"]) for b in answer.json()["balances"] if b["currency"] == "RUB"),
@@ -155,6 +159,38 @@ def test_guest_pays_the_pos_sees_payed_and_cashback_arrives(up: QrpayUp, tmp_pat
     assert "Traceback" not in up.output()
 
 
+def test_internal_routes_want_a_service_ticket_of_an_allowed_caller(
+    up: QrpayUp, tmp_path: Path
+) -> None:
+    """Black box against `qrpay up` (issue 11): before, anyone on the network read card
+    tokens and paid as any user."""
+    link = new_order(up, tmp_path, "100")
+    query = parse_qs(urlsplit(link).query)
+    status = f"{up.url('payments-eda')}/4.0/payments/v1/orders"
+    params = {"order_id": query["order_id"][0], "hmac": query["hmac"][0]}
+    token = f"{up.url('cardstorage')}/v1/payment-methods/card-ok"
+    for url, query_params, allowed in (
+        (status, params, "api-proxy"),
+        (token, {"user_id": USER}, "payments-eda"),
+    ):
+        bare = httpx.get(url, params=query_params, headers={"X-Yandex-UID": USER}, timeout=5)
+        assert bare.status_code == 401, bare.text
+        assert bare.json()["code"] == "service_ticket_invalid"
+        wrong = httpx.get(url, params=query_params, headers=ticket_headers("eda"), timeout=5)
+        assert wrong.status_code == 403, wrong.text
+        assert wrong.json()["code"] == "service_not_allowed"
+        right = httpx.get(url, params=query_params, headers=ticket_headers(allowed), timeout=5)
+        assert right.status_code == 200, right.text
+    metrics = httpx.get(f"{up.url('cardstorage')}/metrics", timeout=5).text
+    refused = {
+        (sample.labels["caller"], sample.labels["reason"])
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "qrpay_service_ticket_refusals_total"
+    }
+    assert refused == {("unknown", "missing"), ("eda", "not_allowed")}
+
+
 def test_declined_card_leaves_the_order_open_and_another_card_pays(
     up: QrpayUp, tmp_path: Path
 ) -> None:
@@ -201,7 +237,7 @@ def test_an_unpaid_order_is_canceled_after_its_ttl_and_cannot_be_paid(tmp_path: 
                 "payment_method": {"type": "card", "id": "card-ok"},
                 "amount": "300.00",
             },
-            headers={"X-Yandex-UID": USER},
+            headers={"X-Yandex-UID": USER, **ticket_headers()},
             timeout=5,
         )
         assert answer.status_code == 409, answer.text

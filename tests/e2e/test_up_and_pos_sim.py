@@ -27,6 +27,7 @@ from tests.support.processes import (
     wait_for_text,
 )
 from tests.support.services import dev_secdist
+from tests.support.tickets import ticket_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -158,13 +159,16 @@ def test_pos_sim_waits_until_the_order_is_paid(up: QrpayUp, tmp_path: Path) -> N
         order_id = order_id_of(link_of(output))
         # Stand in for payments-eda: the payment it would make, straight on eda.
         eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payment"
+        payer = ticket_headers("payments-eda")
         started = httpx.post(
-            f"{eda}/start", json={"payment_id": "pay-1", "amount": "100.00", "currency": "RUB"}
+            f"{eda}/start",
+            json={"payment_id": "pay-1", "amount": "100.00", "currency": "RUB"},
+            headers=payer,
         )
         assert started.status_code == 200, started.text
-        claimed = httpx.post(f"{eda}/claim-clear", json={"payment_id": "pay-1"})
+        claimed = httpx.post(f"{eda}/claim-clear", json={"payment_id": "pay-1"}, headers=payer)
         assert claimed.status_code == 200, claimed.text
-        completed = httpx.post(f"{eda}/complete", json={"payment_id": "pay-1"})
+        completed = httpx.post(f"{eda}/complete", json={"payment_id": "pay-1"}, headers=payer)
         assert completed.status_code == 200, completed.text
         assert sim.wait(timeout=30) == 0, log.read_text()
         assert f"order {order_id}: PAID 100.00 RUB" in log.read_text()

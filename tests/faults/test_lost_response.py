@@ -17,6 +17,7 @@ from tests.support.payments_cluster import (
     sql,
     wait_until_drained,
 )
+from tests.support.tickets import as_api_proxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
@@ -36,7 +37,7 @@ async def test_a_lost_hold_answer_is_retried_into_one_hold(faulty_cluster: Fault
         answer = await client.post(
             f"{cluster.url('payments-eda')}/4.0/payments/v1/orders",
             json=cluster.pay_body(order_id, signature),
-            headers={"X-Yandex-UID": USER},
+            headers=as_api_proxy(USER),
         )
     await cluster.wait_for_status(order_id, "PAYED", timeout=60)
     to_payed = time.monotonic() - started

@@ -47,6 +47,7 @@ from tests.support.payments_cluster import (
     unfinished_jobs,
 )
 from tests.support.private_postgres import PrivatePostgres
+from tests.support.tickets import as_api_proxy
 
 # ~70 s on a quiet 2-core box; starting seven processes on a busy one can take a minute more.
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(300)]
@@ -194,7 +195,7 @@ async def pay_loop(stack: Stack, load: Load, client: httpx.AsyncClient) -> None:
             "POST",
             url,
             json=stack.pay_body(order_id, signature, AMOUNT),
-            headers={"X-Yandex-UID": USER},
+            headers=as_api_proxy(USER),
         )
         if answer is not None and answer.status_code == 200:
             load.paid.append(order_id)

@@ -36,6 +36,7 @@ from tests.support.component.payments_eda import (
     signature,
 )
 from tests.support.mockserver import json_response
+from tests.support.tickets import ticket_headers
 
 BILL = "100"  # the amount of the PayRequest example in payments-eda's schema
 
@@ -191,6 +192,8 @@ def sign_payer_case(case: Any) -> None:
     if case.headers is None:
         case.headers = {}
     case.headers.setdefault("X-Yandex-UID", USER)
+    # As api-proxy, the one caller whose user headers payments-eda takes.
+    case.headers.update(ticket_headers("api-proxy"))
     meta = case.meta
     if meta is not None and meta.generation.mode is not GenerationMode.POSITIVE:
         return  # an invalid case keeps its flaw (a bad signature there answers 404 anyway)

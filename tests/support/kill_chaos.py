@@ -25,6 +25,7 @@ from qrpay.payments_eda.domain import MESSAGES, MessageKey
 from qrpay_tools.cluster.run import WORKER, Layout, alive, read_pids
 from tests.support.cluster import cluster_command
 from tests.support.processes import child_env
+from tests.support.tickets import ticket_headers
 
 ORDERS = 200
 GUESTS = 12  # paying at the same time, at most
@@ -279,7 +280,7 @@ class Guests:
             answer = await self.client.get(
                 f"{self.payer}/4.0/payments/v1/orders",
                 params={"order_id": order_id, "hmac": signature},
-                headers={"X-Request-Language": "en"},
+                headers={"X-Request-Language": "en", **ticket_headers("api-proxy")},
             )
         except httpx.HTTPError:
             return None
@@ -306,7 +307,11 @@ class Guests:
                         "payment_method": {"type": "card", "id": CARD},
                         "amount": AMOUNT,
                     },
-                    headers={"X-Yandex-UID": DEMO["user_id"], "X-Request-Language": "en"},
+                    headers={
+                        "X-Yandex-UID": DEMO["user_id"],
+                        "X-Request-Language": "en",
+                        **ticket_headers("api-proxy"),
+                    },
                 )
             except httpx.HTTPError as exc:
                 stats.tap_errors[type(exc).__name__] += 1

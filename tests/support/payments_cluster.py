@@ -37,6 +37,7 @@ from tests.support.processes import (
     start,
     wait_for_text,
 )
+from tests.support.tickets import ticket_headers
 
 SERVED = ("eda", "cardstorage", "cashback", "transactions", "payments-eda")
 DATABASES = ("eda", "cardstorage", "cashback", "transactions")
@@ -189,6 +190,7 @@ class Cluster(ServedProcesses):
                 "expiry_month": 12,
                 "expiry_year": 2030,
             },
+            headers=ticket_headers(),
             timeout=10,
         )
         assert answer.status_code == 200, answer.text
@@ -205,6 +207,7 @@ class Cluster(ServedProcesses):
                     "elements": [{"name": "Dinner", "amount": amount}],
                 },
             },
+            headers=ticket_headers("iiko-integration"),
             timeout=10,
         )
         assert answer.status_code == 200, answer.text
@@ -221,7 +224,11 @@ class Cluster(ServedProcesses):
         }
 
     def order_status(self, order_id: str) -> str:
-        answer = httpx.get(f"{self.url('eda')}/v1/orders/{order_id}", timeout=10)
+        answer = httpx.get(
+            f"{self.url('eda')}/v1/orders/{order_id}",
+            headers=ticket_headers("payments-eda"),
+            timeout=10,
+        )
         assert answer.status_code == 200, answer.text
         return str(answer.json()["status"])
 
@@ -235,7 +242,11 @@ class Cluster(ServedProcesses):
             await asyncio.sleep(0.2)
 
     def invoice(self, order_id: str) -> dict[str, Any]:
-        answer = httpx.get(f"{self.url('transactions')}/v1/invoices/{order_id}", timeout=10)
+        answer = httpx.get(
+            f"{self.url('transactions')}/v1/invoices/{order_id}",
+            headers=ticket_headers("payments-eda"),
+            timeout=10,
+        )
         assert answer.status_code == 200, answer.text
         body: dict[str, Any] = answer.json()
         return body
@@ -343,7 +354,7 @@ async def _tap(cluster: Cluster, client: httpx.AsyncClient, guest: PayingGuest) 
         answer = await client.post(
             f"{cluster.url('payments-eda')}/4.0/payments/v1/orders",
             json=cluster.pay_body(guest.order_id, guest.signature),
-            headers={"X-Yandex-UID": USER},
+            headers={"X-Yandex-UID": USER, **ticket_headers("api-proxy")},
         )
     except httpx.HTTPError as exc:
         guest.taps.append(type(exc).__name__)
@@ -367,7 +378,9 @@ async def _tap(cluster: Cluster, client: httpx.AsyncClient, guest: PayingGuest) 
 
 async def _order_status(cluster: Cluster, client: httpx.AsyncClient, order_id: str) -> str | None:
     try:
-        answer = await client.get(f"{cluster.url('eda')}/v1/orders/{order_id}")
+        answer = await client.get(
+            f"{cluster.url('eda')}/v1/orders/{order_id}", headers=ticket_headers("payments-eda")
+        )
     except httpx.HTTPError:
         return None
     return str(answer.json()["status"]) if answer.status_code == 200 else None

@@ -26,6 +26,7 @@ def production_secdist(path: Path, **overrides: Any) -> Path:
         "api_keys": [{"name": "pos", "key": secrets.token_hex(16), "client_ids": ["rest-1"]}],
         "hmac_keys": [secrets.token_hex(24)],
         "session_secrets": [secrets.token_hex(32)],
+        "service_ticket_keys": [secrets.token_hex(32)],
         "databases": {},
     }
     data.update(overrides)
@@ -34,9 +35,10 @@ def production_secdist(path: Path, **overrides: Any) -> Path:
 
 
 def production_config(path: Path) -> Path:
-    """The development config with its development sign-in switched off."""
+    """The development config with its development sign-in and tool tickets switched off."""
     data = yaml.safe_load((REPO_DEV_CONFIG / "config.yaml").read_text())
     data["sessions"]["development_sign_in"] = False
+    data["service_tickets"]["tools_allowed"] = False
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     return path
 

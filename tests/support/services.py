@@ -20,6 +20,7 @@ from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.service import ServiceContext, build_app
 from qrpay.kernel.settings import REPO_DEV_CONFIG, Settings
 from tests.support.processes import free_port
+from tests.support.tickets import LegitimateCaller
 
 
 def dev_config(**overrides: Any) -> QrpayConfig:
@@ -78,7 +79,12 @@ async def running_service(
     app = build_app(ctx)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        # Every request carries the ticket of a caller its route allows, unless the test
+        # gives its own ``X-Ya-Service-Ticket`` (tests/support/tickets.py).
+        auth = LegitimateCaller(app, ctx.ticket_keys)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", auth=auth
+        ) as client:
             yield app, client
 
 

@@ -14,6 +14,7 @@ from qrpay.cardstorage.schemas import (
     PaymentMethodsResponse,
 )
 from qrpay.cardstorage.service import PaymentMethodService
+from qrpay.kernel.callers import allow
 from qrpay.kernel.http import error_responses, view
 from qrpay.kernel.service import provide
 
@@ -39,7 +40,9 @@ def internal_view(method: PaymentMethod, service: PaymentMethodService) -> Payme
 @router.put(
     "/{method_id}",
     summary="Bind a payment method to a user, or replace it (ids are global)",
-    responses=error_responses(409),
+    responses=error_responses(401, 403, 409),
+    # No service binds cards yet: only `qrpay up`'s demo cards, as the tools.
+    dependencies=[allow(tools=True)],
 )
 async def bind_payment_method(
     method_id: MethodIdPath, body: PaymentMethodIn, service: PaymentMethods
@@ -47,7 +50,12 @@ async def bind_payment_method(
     return public_view(await service.bind(method_id, body), service)
 
 
-@router.get("", summary="A user's payment methods, as the guest sees them")
+@router.get(
+    "",
+    summary="A user's payment methods, as the guest sees them",
+    responses=error_responses(401, 403),
+    dependencies=[allow("payments-eda")],
+)
 async def list_payment_methods(
     user_id: UserIdQuery, service: PaymentMethods
 ) -> PaymentMethodsResponse:
@@ -58,7 +66,9 @@ async def list_payment_methods(
 @router.get(
     "/{method_id}",
     summary="One of a user's payment methods with its gateway token",
-    responses=error_responses(404),
+    responses=error_responses(401, 403, 404),
+    # The gateway token: to the service that pays with it, nobody else.
+    dependencies=[allow("payments-eda")],
 )
 async def get_payment_method(
     method_id: str, user_id: UserIdQuery, service: PaymentMethods

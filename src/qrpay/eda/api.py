@@ -33,6 +33,7 @@ from qrpay.eda.schemas import (
 )
 from qrpay.eda.service import OrderService
 from qrpay.eda.split_service import SplitService
+from qrpay.kernel.callers import allow
 from qrpay.kernel.http import error_responses, json_response, view
 from qrpay.kernel.schemas import STORABLE_TEXT
 from qrpay.kernel.service import provide
@@ -44,6 +45,13 @@ Orders = Annotated[OrderService, Depends(provide(OrderService))]
 Splits = Annotated[SplitService, Depends(provide(SplitService))]
 OrderIdPath = Annotated[str, Path(pattern=STORABLE_TEXT)]
 
+# Who calls eda (kernel.callers): iiko-integration creates orders and reads statuses
+# and the change feed for the POS; payments-eda reads orders and moves their payment.
+POS_SIDE = allow("iiko-integration")
+PAYER_SIDE = allow("payments-eda")
+# A split bill's ledger: payments-eda shows it to the guest, iiko-integration to the POS.
+BOTH_SIDES = allow("iiko-integration", "payments-eda")
+
 
 def order_view(order: Order) -> OrderView:
     return view(OrderView, order, order_id=order.id)
@@ -52,7 +60,8 @@ def order_view(order: Order) -> OrderView:
 @router.post(
     "",
     summary="Create an order from a pre-check, or get the one already made for it",
-    responses=error_responses(409),
+    responses=error_responses(401, 403, 409),
+    dependencies=[POS_SIDE],
 )
 async def create_order(body: CreateOrderRequest, service: Orders) -> CreateOrderResponse:
     order, outcome = await service.create(body.client_id, body.internal_order_id, body.bill)
@@ -64,6 +73,8 @@ async def create_order(body: CreateOrderRequest, service: Orders) -> CreateOrder
     summary="Orders in a status (and payment phase), oldest change first: e.g. payments "
     "under way for too long",
     response_model=OrdersPage,
+    responses=error_responses(401, 403),
+    dependencies=[PAYER_SIDE],
 )
 async def orders_in_status(
     service: Orders,
@@ -82,6 +93,8 @@ async def orders_in_status(
     "/statuses",
     summary="Statuses of up to 100 orders; unknown ids are left out",
     response_model=StatusesResponse,
+    responses=error_responses(401, 403),
+    dependencies=[POS_SIDE],
 )
 async def statuses(body: StatusesRequest, service: Orders) -> Response:
     # The hot path: rows go straight to JSON without a model per order.
@@ -94,7 +107,8 @@ async def statuses(body: StatusesRequest, service: Orders) -> Response:
     summary="The change feed: orders' latest statuses after a cursor, in commit-safe order; "
     "waits up to wait_ms for a change when there is none yet",
     response_model=ChangesPage,
-    responses=error_responses(400),
+    responses=error_responses(400, 401, 403),
+    dependencies=[POS_SIDE],
 )
 async def changes(
     service: Orders,
@@ -113,13 +127,19 @@ async def changes(
     "/changes/tail",
     summary="The cursor after every change committed so far: where a new follower starts",
     response_model=FeedTail,
+    responses=error_responses(401, 403),
+    dependencies=[POS_SIDE],
 )
 async def changes_tail(service: Orders) -> FeedTail:
     return FeedTail(cursor=await service.tail())
 
 
 @router.get(
-    "/{order_id}", summary="One order", response_model=OrderView, responses=error_responses(404)
+    "/{order_id}",
+    summary="One order",
+    response_model=OrderView,
+    responses=error_responses(401, 403, 404),
+    dependencies=[PAYER_SIDE],
 )
 async def get_order(order_id: OrderIdPath, service: Orders) -> Response:
     # The payer side reads an order on every call: written straight to JSON.
@@ -129,7 +149,8 @@ async def get_order(order_id: OrderIdPath, service: Orders) -> Response:
 @router.post(
     "/{order_id}/payment/start",
     summary="A payment of the current bill begins; the bill is locked until it ends",
-    responses=error_responses(404, 409),
+    responses=error_responses(401, 403, 404, 409),
+    dependencies=[PAYER_SIDE],
 )
 async def start_payment(
     order_id: OrderIdPath, body: StartPaymentRequest, service: Orders
@@ -143,7 +164,8 @@ async def start_payment(
 @router.post(
     "/{order_id}/payment/claim-clear",
     summary="The payment's clear claims the order: from now on it can only end PAYED",
-    responses=error_responses(404, 409),
+    responses=error_responses(401, 403, 404, 409),
+    dependencies=[PAYER_SIDE],
 )
 async def claim_clear(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
     return order_view(await service.claim_clear(order_id, body.payment_id))
@@ -152,7 +174,8 @@ async def claim_clear(order_id: OrderIdPath, body: PaymentRef, service: Orders) 
 @router.post(
     "/{order_id}/payment/begin-rollback",
     summary="The payment's rollback claims the order: it will never be cleared",
-    responses=error_responses(404, 409),
+    responses=error_responses(401, 403, 404, 409),
+    dependencies=[PAYER_SIDE],
 )
 async def begin_rollback(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
     return order_view(await service.begin_rollback(order_id, body.payment_id))
@@ -161,7 +184,8 @@ async def begin_rollback(order_id: OrderIdPath, body: PaymentRef, service: Order
 @router.post(
     "/{order_id}/payment/fail",
     summary="The payment failed; the order is open for another attempt",
-    responses=error_responses(404, 409),
+    responses=error_responses(401, 403, 404, 409),
+    dependencies=[PAYER_SIDE],
 )
 async def fail_payment(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
     return order_view(await service.fail_payment(order_id, body.payment_id))
@@ -170,7 +194,8 @@ async def fail_payment(order_id: OrderIdPath, body: PaymentRef, service: Orders)
 @router.post(
     "/{order_id}/payment/complete",
     summary="The payment's claimed clear succeeded; the order is paid",
-    responses=error_responses(404, 409),
+    responses=error_responses(401, 403, 404, 409),
+    dependencies=[PAYER_SIDE],
 )
 async def complete_payment(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
     return order_view(await service.complete_payment(order_id, body.payment_id))
@@ -180,6 +205,7 @@ async def complete_payment(order_id: OrderIdPath, body: PaymentRef, service: Ord
     "/{order_id}/close",
     summary="The waiter closes the order; what is left is settled outside qrpay",
     responses=error_responses(404, 409),
+    dependencies=[POS_SIDE],
 )
 async def close_order(order_id: OrderIdPath, service: Orders) -> OrderView:
     return order_view(await service.close(order_id))
@@ -192,6 +218,7 @@ async def close_order(order_id: OrderIdPath, service: Orders) -> OrderView:
     "/shares/overdue",
     summary="Shares whose hold has had no outcome for a while, and those being rolled back",
     response_model=SharesToCheck,
+    dependencies=[PAYER_SIDE],
 )
 async def shares_to_check(
     service: Splits,
@@ -206,6 +233,7 @@ async def shares_to_check(
     summary="The bill's shares: paid, being paid, and what is left",
     response_model=LedgerView,
     responses=error_responses(404),
+    dependencies=[BOTH_SIDES],
 )
 async def ledger(order_id: OrderIdPath, service: Splits) -> Response:
     return json_response(200, await service.ledger(order_id))
@@ -216,6 +244,7 @@ async def ledger(order_id: OrderIdPath, service: Splits) -> Response:
     summary="What a share would cost now; reserves nothing",
     response_model=QuoteView,
     responses=error_responses(400, 404, 409),
+    dependencies=[PAYER_SIDE],
 )
 async def quote(
     order_id: OrderIdPath,
@@ -234,6 +263,7 @@ async def quote(
     summary="A guest's share begins at the price they saw; its amount and items are reserved",
     response_model=LedgerView,
     responses=error_responses(400, 404, 409),
+    dependencies=[PAYER_SIDE],
 )
 async def start_share(order_id: OrderIdPath, body: StartShareRequest, service: Splits) -> Response:
     ledger_now = await service.start(
@@ -267,6 +297,7 @@ def _share_move_route(path: str, to: ShareState, summary: str) -> None:
         summary=summary,
         response_model=LedgerView,
         responses=error_responses(404, 409),
+        dependencies=[PAYER_SIDE],
         name=f"share_{path.replace('-', '_')}",
     )
 

@@ -244,6 +244,15 @@ Networks = tuple[IPvAnyNetwork, ...]
 LOOPBACK: Networks = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
 
 
+class ServiceTicketsConfig(Strict):
+    """Who calls whom (kernel.callers): the per-route allowlists are in the code."""
+
+    # Routes that declare the tools' identity (kernel.tickets.TOOLS_IDENTITY: the guest
+    # CLI, the benchmarks, `qrpay up`'s demo cards) accept it only when this is on;
+    # kernel.production refuses it in production.
+    tools_allowed: bool = False
+
+
 class HttpConfig(Strict):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Requests one instance runs at once; more are answered 503 overloaded at once.
@@ -330,6 +339,7 @@ class QrpayConfig(Strict):
     sessions: SessionsConfig = SessionsConfig()
     http: HttpConfig = HttpConfig()
     limits: LimitsConfig = LimitsConfig()
+    service_tickets: ServiceTicketsConfig = ServiceTicketsConfig()
     experiments: Experiments = Experiments()
     services: dict[str, DependencyConfig] = Field(default_factory=_default_dependencies)
     config_reload_interval_seconds: float = Field(default=1.0, gt=0)
@@ -382,6 +392,8 @@ class QrpayConfig(Strict):
 MIN_API_KEY = 16
 MIN_HMAC_KEY = 16
 MIN_SESSION_SECRET = 32
+# Service ticket keys sign every call between services (kernel.tickets): 256 bits.
+MIN_TICKET_KEY = 32
 
 
 class ConfigCode(StrEnum):
@@ -389,6 +401,7 @@ class ConfigCode(StrEnum):
     SECDIST_NOT_SET = "secdist_not_set"
     DEVELOPMENT_SECRETS = "development_secrets"
     DEVELOPMENT_SIGN_IN = "development_sign_in"
+    TOOL_TICKETS = "tool_tickets"
 
 
 class ConfigRefused(QrpayError, default_code=ConfigCode.SECDIST_INVALID):
@@ -437,12 +450,19 @@ class Secdist(Strict):
             raise ValueError(f"databases for unknown services: {sorted(unknown)}")
         return value
 
+    # Service tickets (kernel.tickets): the first key signs, all of them verify (rotation).
+    # Required: without one no service could call another.
+    service_ticket_keys: tuple[Annotated[SecretStr, Field(min_length=MIN_TICKET_KEY)], ...] = Field(
+        min_length=1
+    )
+
     def secret_values(self) -> dict[str, list[str]]:
         """Every secret by the field holding it, to compare with the development values."""
         return {
             "api_keys": [key.key.get_secret_value() for key in self.api_keys],
             "hmac_keys": [key.get_secret_value() for key in self.hmac_keys],
             "session_secrets": [s.get_secret_value() for s in self.session_secrets or ()],
+            "service_ticket_keys": [key.get_secret_value() for key in self.service_ticket_keys],
         }
 
 

@@ -33,6 +33,7 @@ from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.errors import DependencyUnavailable, ErrorKind, QrpayError, error_for_kind
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.request_context import REQUEST_ID_HEADER, current_request_id
+from qrpay.kernel.tickets import TICKET_HEADER
 
 log = structlog.get_logger("qrpay.client")
 
@@ -119,10 +120,15 @@ class Bulkhead:
 
 
 class HttpSession:
-    """A lazily opened ``aiohttp.ClientSession`` shared by a service's clients."""
+    """A lazily opened ``aiohttp.ClientSession`` shared by a service's clients.
 
-    def __init__(self, *, limit: int = 200) -> None:
+    ``ticket`` gives the caller's service ticket (``kernel.tickets``): every call made
+    through the session carries it.
+    """
+
+    def __init__(self, *, limit: int = 200, ticket: Callable[[], str] | None = None) -> None:
         self._limit = limit
+        self.ticket = ticket
         self._session: aiohttp.ClientSession | None = None
 
     def get(self) -> aiohttp.ClientSession:
@@ -302,6 +308,9 @@ class ServiceClient:
             request_headers[REQUEST_ID_HEADER] = request_id
         if headers:
             request_headers.update(headers)
+        if self._session.ticket is not None:
+            # After the given headers: a forwarded call never passes on someone else's.
+            request_headers[TICKET_HEADER] = self._session.ticket()
         url = dependency.base_url.rstrip("/") + path
         last_reason = "no try was made"
         # What the last try met, for the caller: {"status", "body"} of a 5xx, or {"reason"}.

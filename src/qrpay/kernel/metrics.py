@@ -76,6 +76,14 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        self.service_ticket_refusals = Counter(
+            "qrpay_service_ticket_refusals",
+            "Calls refused by the service-ticket check (kernel.callers): 401 for no valid "
+            "ticket, 403 for a caller the route does not allow",
+            ["route", "caller", "reason"],
+            registry=self.registry,
+        )
+
         self._tallies: dict[tuple[str, str], _Tally] = {}
         self._flush_due = False
 

@@ -8,7 +8,8 @@ refuses to start, and a reload is refused, when:
 - ``QRPAY_SECDIST`` is not set (the default path is the development file);
 - any secret in secdist is one of the development file's values (compared by value, so
   a copy of the file, or one of its keys pasted among fresh ones, is caught too);
-- the config enables the development sign-in (anyone signs in as a demo user).
+- the config enables the development sign-in (anyone signs in as a demo user);
+- the config lets the tools' identity call services (``service_tickets.tools_allowed``).
 
 ``qrpay up``, the tests, the benchmarks and the local cluster say
 ``QRPAY_ENVIRONMENT=development`` explicitly.
@@ -67,5 +68,11 @@ def check_config(settings: Settings, config: QrpayConfig) -> QrpayConfig:
             "sessions.development_sign_in lets anyone sign in as a demo user: it is for "
             "QRPAY_ENVIRONMENT=development only",
             code=ConfigCode.DEVELOPMENT_SIGN_IN,
+        )
+    if settings.environment == Environment.PRODUCTION and config.service_tickets.tools_allowed:
+        raise ConfigRefused(
+            "service_tickets.tools_allowed lets the command-line tools call services with "
+            "user headers: it is for QRPAY_ENVIRONMENT=development only",
+            code=ConfigCode.TOOL_TICKETS,
         )
     return config

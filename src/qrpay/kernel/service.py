@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
+from pydantic import SecretStr
 from starlette.types import ASGIApp
 
+from qrpay.kernel.callers import CallerCheck
 from qrpay.kernel.clock import Clock, SystemClock
 from qrpay.kernel.config import DependencyConfig, HttpConfig, LimitName
 from qrpay.kernel.db import Database
@@ -32,6 +35,7 @@ from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.ratelimit import RateLimiter
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.settings import Settings
+from qrpay.kernel.tickets import TicketSigner, TicketVerifier
 
 
 class QueueRequired(RuntimeError):
@@ -58,8 +62,27 @@ class ServiceContext:
     # in the embedded mode the queue is shared and closed by its owner.
     owns_queue: bool = False
 
+    tickets: TicketSigner = field(init=False)
+
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(self.name)
+        # Every call this service's clients make carries its ticket (kernel.tickets). The
+        # tickets live on the wall clock, not ``clock``: the caller and the callee must
+        # agree on it, and a test's frozen business time must not make them expire.
+        self.tickets = TicketSigner(self.name, self.ticket_keys, time.time)
+        self.http.ticket = self.tickets.ticket
+
+    def ticket_keys(self) -> tuple[SecretStr, ...]:
+        return self.runtime.secdist.service_ticket_keys
+
+    def caller_check(self) -> CallerCheck:
+        """How this service's routes check who calls them (kernel.callers)."""
+        runtime = self.runtime
+        return CallerCheck(
+            TicketVerifier(self.ticket_keys, time.time),
+            self.metrics.service_ticket_refusals,
+            lambda: runtime.config.service_tickets.tools_allowed,
+        )
 
     def required_queue(self) -> TaskQueue:
         """``queue``, or ``QueueRequired`` for a service that cannot work without one."""
@@ -185,6 +208,7 @@ class ServiceApp:
         for path, name, make in self.mounts:
             app.mount(path, make(), name=name)
         app.state.db = wiring.database
+        app.state.callers = ctx.caller_check()
         app.state.services = {type(service): service for service in wiring.services}
         return app
 

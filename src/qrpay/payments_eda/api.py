@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from qrpay.eda.schemas import QuoteView, ShareWay, share_choice
+from qrpay.kernel.callers import allow
 from qrpay.kernel.http import error_responses, json_response
 from qrpay.kernel.money import format_plain
 from qrpay.kernel.service import provide
@@ -35,7 +36,9 @@ PhoneIdHeader = Annotated[str | None, Header(alias="X-YaTaxi-PhoneId", max_lengt
 LanguageHeader = Annotated[str | None, Header(alias="X-Request-Language", max_length=35)]
 
 
-router = APIRouter(prefix=PREFIX, tags=["payer"])
+# The user headers are taken from api-proxy only, which sets them from the guest's session
+# (kernel.callers); the guest CLI and the benchmarks call as the tools in development.
+router = APIRouter(prefix=PREFIX, tags=["payer"], dependencies=[allow("api-proxy", tools=True)])
 Payments = Annotated[PaymentsService, Depends(provide(PaymentsService))]
 
 

@@ -21,10 +21,11 @@ class SeededCard:
 
 
 async def bind_demo_cards(
-    demo: DemoConfig, cardstorage: Callable[[], DependencyConfig]
+    demo: DemoConfig, cardstorage: Callable[[], DependencyConfig], ticket: Callable[[], str]
 ) -> list[SeededCard]:
-    """Bind every demo card (PUT: repeating it on each start is a no-op)."""
-    session = HttpSession(limit=4)
+    """Bind every demo card (PUT: repeating it on each start is a no-op), calling with
+    ``ticket`` (the tools' identity: no service binds cards)."""
+    session = HttpSession(limit=4, ticket=ticket)
     client = CardstorageClient(
         session=session, dependency=cardstorage, metrics=ServiceMetrics("qrpay-up")
     )

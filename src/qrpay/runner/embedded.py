@@ -96,6 +96,10 @@ def embedded_config(
     sessions = dict(data.get("sessions") or {})
     sessions.setdefault("development_sign_in", True)
     result["sessions"] = sessions
+    # Likewise the tools' service tickets (the guest CLI, the demo cards).
+    tickets = dict(data.get("service_tickets") or {})
+    tickets.setdefault("tools_allowed", True)
+    result["service_tickets"] = tickets
     return result
 
 
@@ -130,13 +134,28 @@ def prepare_data_dir(
         config_written = True
 
     secdist_written = False
+    source = (REPO_DEV_CONFIG / "secdist.yaml").read_text(encoding="utf-8")
     if not secdist_path.exists():
-        source = (REPO_DEV_CONFIG / "secdist.yaml").read_text(encoding="utf-8")
         parse_secdist(yaml.safe_load(source))
         _write_atomic(secdist_path, source)
         secdist_path.chmod(0o600)
         secdist_written = True
+    else:
+        secdist_written = _add_ticket_keys(secdist_path, yaml.safe_load(source))
     return EmbeddedFiles(config_path, secdist_path, config_written, secdist_written)
+
+
+def _add_ticket_keys(path: Path, development: dict[str, Any]) -> bool:
+    """A data directory from before service tickets gets the development ticket key (its
+    secdist is a copy of the development file too); True if the file was changed."""
+    current = path.read_text(encoding="utf-8")
+    data = yaml.safe_load(current) or {}
+    if not isinstance(data, dict) or "service_ticket_keys" in data:
+        return False
+    keys = {"service_ticket_keys": development["service_ticket_keys"]}
+    _write_atomic(path, current.rstrip("\n") + "\n" + yaml.safe_dump(keys))
+    path.chmod(0o600)
+    return True
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
+from qrpay.kernel.callers import allow
 from qrpay.kernel.http import error_responses, view
 from qrpay.kernel.money import format_amount
 from qrpay.kernel.service import provide
+from qrpay.kernel.tickets import Caller
 from qrpay.transactions.domain import InvoiceRecord, OperationRecord, derived_amounts
 from qrpay.transactions.schemas import (
     CallbackTarget,
@@ -28,6 +30,9 @@ router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
 
 
 Transactions = Annotated[TransactionsService, Depends(provide(TransactionsService))]
+# Only payments-eda owns invoices today; each call is then checked against the invoice's
+# own ``owner`` (the service also refuses an invoice created for someone else).
+Owner = Annotated[Caller, allow("payments-eda")]
 
 
 def operation_view(op: OperationRecord) -> Operation:
@@ -54,34 +59,36 @@ InvoicePath = Path(description="The owner's id for the invoice")
 @router.put(
     "/{invoice_id}",
     summary="Create the invoice, or get the same one made before",
-    responses=error_responses(409),
+    responses=error_responses(401, 403, 409),
 )
 async def ensure_invoice(
-    body: InvoiceIn, service: Transactions, invoice_id: InvoiceId = InvoicePath
+    body: InvoiceIn, service: Transactions, caller: Owner, invoice_id: InvoiceId = InvoicePath
 ) -> Invoice:
-    invoice, ops = await service.ensure_invoice(invoice_id, body)
+    invoice, ops = await service.ensure_invoice(invoice_id, body, caller)
     return invoice_view(invoice, ops)
 
 
 @router.get(
     "/{invoice_id}",
     summary="The invoice, its operations and derived amounts",
-    responses=error_responses(404),
+    responses=error_responses(401, 403, 404),
 )
-async def get_invoice(service: Transactions, invoice_id: InvoiceId = InvoicePath) -> Invoice:
-    invoice, ops = await service.get_invoice(invoice_id)
+async def get_invoice(
+    service: Transactions, caller: Owner, invoice_id: InvoiceId = InvoicePath
+) -> Invoice:
+    invoice, ops = await service.get_invoice(invoice_id, caller)
     return invoice_view(invoice, ops)
 
 
 @router.post(
     "/{invoice_id}/operations",
     summary="Start a hold, clear or unhold; idempotent on operation_id; the outcome comes by callback",
-    responses=error_responses(400, 404, 409),
+    responses=error_responses(400, 401, 403, 404, 409),
 )
 async def start_operation(
-    body: OperationIn, service: Transactions, invoice_id: InvoiceId = InvoicePath
+    body: OperationIn, service: Transactions, caller: Owner, invoice_id: InvoiceId = InvoicePath
 ) -> Operation:
-    op, _created = await service.start_operation(invoice_id, body)
+    op, _created = await service.start_operation(invoice_id, body, caller)
     return operation_view(op)
 
 
@@ -89,12 +96,13 @@ async def start_operation(
     "/{invoice_id}/operations/{operation_id}/void",
     summary="Void a hold: cancel it if it never reached the gateway, release it if it succeeded;"
     " repeat until the outcome is final (voided, failed, released)",
-    responses=error_responses(404, 409),
+    responses=error_responses(401, 403, 404, 409),
 )
 async def void_hold(
     body: VoidIn,
     service: Transactions,
+    caller: Owner,
     operation_id: OperationId,
     invoice_id: InvoiceId = InvoicePath,
 ) -> VoidResult:
-    return await service.void_hold(invoice_id, operation_id, body)
+    return await service.void_hold(invoice_id, operation_id, body, caller)

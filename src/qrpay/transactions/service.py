@@ -43,6 +43,7 @@ from qrpay.kernel.config import TransactionsConfig
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, DependencyUnavailable, NotFound, QrpayError
 from qrpay.kernel.queue import TaskQueue, TaskSpec
+from qrpay.kernel.tickets import Caller
 from qrpay.transactions.domain import (
     CLEAR,
     HOLD,
@@ -136,15 +137,19 @@ class TransactionsService:
     # -- invoices
 
     async def ensure_invoice(
-        self, invoice_id: str, body: InvoiceIn
+        self, invoice_id: str, body: InvoiceIn, caller: Caller
     ) -> tuple[InvoiceRecord, list[OperationRecord]]:
         async with self.db.write() as session:
-            return await self._ensure_invoice(TransactionsRepository(session), invoice_id, body)
+            return await self._ensure_invoice(
+                TransactionsRepository(session), invoice_id, body, caller
+            )
 
     async def _ensure_invoice(
-        self, repo: TransactionsRepository, invoice_id: str, body: InvoiceIn
+        self, repo: TransactionsRepository, invoice_id: str, body: InvoiceIn, caller: Caller
     ) -> tuple[InvoiceRecord, list[OperationRecord]]:
         """The invoice (created if absent), locked, with its operations."""
+        # A service creates invoices for itself only: the owner hears of their operations.
+        caller.require(body.owner, f"invoice {invoice_id!r}")
         fresh = InvoiceRecord(
             invoice_id=invoice_id,
             owner=body.owner,
@@ -175,29 +180,33 @@ class TransactionsService:
             existing = replace(existing, user_id=body.user_id)
         return existing, ops
 
-    async def get_invoice(self, invoice_id: str) -> tuple[InvoiceRecord, list[OperationRecord]]:
+    async def get_invoice(
+        self, invoice_id: str, caller: Caller
+    ) -> tuple[InvoiceRecord, list[OperationRecord]]:
         async with self.db.read() as session:
             repo = TransactionsRepository(session)
             invoice = await repo.get_invoice(invoice_id)
             if invoice is None:
                 raise _invoice_not_found(invoice_id)
+            caller.require(invoice.owner, f"invoice {invoice_id!r}")
             return invoice, await repo.operations_of(invoice_id)
 
     # -- operations
 
     async def start_operation(
-        self, invoice_id: str, request: OperationIn
+        self, invoice_id: str, request: OperationIn, caller: Caller
     ) -> tuple[OperationRecord, bool]:
         """Record the operation as pending (or return the one with this id); True if new."""
         async with self.db.write() as session:
             repo = TransactionsRepository(session)
             # The invoice's lock serializes every decision about its operations.
             if request.invoice is not None:
-                invoice, ops = await self._ensure_invoice(repo, invoice_id, request.invoice)
+                invoice, ops = await self._ensure_invoice(repo, invoice_id, request.invoice, caller)
             else:
                 found = await repo.get_invoice(invoice_id, for_update=True)
                 if found is None:
                     raise _invoice_not_found(invoice_id)
+                caller.require(found.owner, f"invoice {invoice_id!r}")
                 invoice, ops = found, await repo.operations_of(invoice_id)
             now = self.clock.now()
             op, created = decide(invoice, ops, request, now)
@@ -437,7 +446,9 @@ class TransactionsService:
             self.metrics.callbacks_sent.inc()
         return marked
 
-    async def void_hold(self, invoice_id: str, hold_id: str, body: VoidIn) -> VoidResult:
+    async def void_hold(
+        self, invoice_id: str, hold_id: str, body: VoidIn, caller: Caller
+    ) -> VoidResult:
         """Make sure the hold never leaves money taken; safe to repeat until the outcome is final."""
         now = self.clock.now()
         release: OperationRecord | None = None
@@ -446,6 +457,7 @@ class TransactionsService:
             invoice = await repo.get_invoice(invoice_id, for_update=True)
             if invoice is None:
                 raise _invoice_not_found(invoice_id)
+            caller.require(invoice.owner, f"invoice {invoice_id!r}")
             ops = await repo.operations_of(invoice_id)
             plan = plan_void(invoice, ops, hold_id, body.release_operation_id, now)
             outcome = plan.outcome

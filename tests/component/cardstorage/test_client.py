@@ -10,6 +10,7 @@ from qrpay.cardstorage.schemas import PaymentMethodIn
 from qrpay.kernel.errors import Conflict, InvalidInput, NotFound
 from tests.support.component.cardstorage import card
 from tests.support.services import dev_config, make_context, point_services_at, served
+from tests.support.tickets import tools_session
 
 
 async def test_client_round_trips(app: FastAPI, tmp_path: Path) -> None:
@@ -19,21 +20,28 @@ async def test_client_round_trips(app: FastAPI, tmp_path: Path) -> None:
         client = CardstorageClient(
             session=ctx.http, dependency=ctx.dependency("cardstorage"), metrics=ctx.metrics
         )
+        # No service binds cards: the tools do (qrpay up's demo cards).
+        binder = CardstorageClient(
+            session=tools_session(ctx),
+            dependency=ctx.dependency("cardstorage"),
+            metrics=ctx.metrics,
+        )
         try:
-            bound = await client.bind("card-1", PaymentMethodIn.model_validate(card()))
-            again = await client.bind("card-1", PaymentMethodIn.model_validate(card()))
+            bound = await binder.bind("card-1", PaymentMethodIn.model_validate(card()))
+            again = await binder.bind("card-1", PaymentMethodIn.model_validate(card()))
             listed = await client.list_for_user("u1")
             got = await client.get_for_user("u1", "card-1")
             with pytest.raises(NotFound) as not_found:
                 await client.get_for_user("u2", "card-1")
             with pytest.raises(Conflict) as taken:
-                await client.bind("card-1", PaymentMethodIn.model_validate(card("u2")))
+                await binder.bind("card-1", PaymentMethodIn.model_validate(card("u2")))
             with pytest.raises(InvalidInput) as pan:
-                await client.bind(
+                await binder.bind(
                     "card-2", PaymentMethodIn.model_validate(card(token="4242424242424242"))
                 )
         finally:
             await ctx.http.close()
+            await binder._session.close()
 
     assert bound == again
     assert bound.mask == "•••• 4242"

@@ -19,30 +19,37 @@ from tests.support.services import (
     running_service,
     served,
 )
+from tests.support.tickets import tools_session
 
 
-def make_client(base_url: str, tmp_path: Path) -> tuple[CashbackClient, HttpSession]:
+def make_client(
+    base_url: str, tmp_path: Path, *, as_tools: bool = False
+) -> tuple[CashbackClient, HttpSession]:
+    """A client calling as payments-eda (accruals), or as the tools (balances, history)."""
     config = point_services_at(dev_config(), base_url, "cashback", retries=0)
     ctx = make_context("payments-eda", tmp_path / "caller", config=config)
+    session = tools_session(ctx) if as_tools else ctx.http
     client = CashbackClient(
-        session=ctx.http, dependency=ctx.dependency("cashback"), metrics=ctx.metrics
+        session=session, dependency=ctx.dependency("cashback"), metrics=ctx.metrics
     )
-    return client, ctx.http
+    return client, session
 
 
 async def test_client_round_trips(app: FastAPI, tmp_path: Path) -> None:
     async with served(app) as base_url:
         client, session = make_client(base_url, tmp_path)
+        reader, reader_session = make_client(base_url, tmp_path, as_tools=True)
         try:
             first = await client.accrue("o1", AccrualIn.model_validate(accrual(amount="0.1")))
             again = await client.accrue("o1", AccrualIn.model_validate(accrual(amount="0.10")))
             await client.accrue("o2", AccrualIn.model_validate(accrual(amount="0.20")))
             with pytest.raises(Conflict) as mismatch:
                 await client.accrue("o1", AccrualIn.model_validate(accrual(amount="1")))
-            balance = await client.balance("u1")
-            history = await client.history("u1")
+            balance = await reader.balance("u1")
+            history = await reader.history("u1")
         finally:
             await session.close()
+            await reader_session.close()
 
     assert first.created is True
     assert again.created is False

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import ClientSession, web
 
 from qrpay.kernel.queue import TaskQueue
+from qrpay.kernel.tickets import TICKET_HEADER
 from qrpay.payments_eda import tasks
 from tests.support.payments_cluster import (
     USER,
@@ -25,6 +26,7 @@ from tests.support.payments_cluster import (
     sql,
     wait_until_drained,
 )
+from tests.support.tickets import as_api_proxy
 
 pytestmark = pytest.mark.postgres
 
@@ -58,7 +60,7 @@ def pay(cluster: Cluster, order_id: str, signature: str) -> None:
     answer = httpx.post(
         f"{cluster.url('payments-eda')}/4.0/payments/v1/orders",
         json=cluster.pay_body(order_id, signature),
-        headers={"X-Yandex-UID": USER},
+        headers=as_api_proxy(USER),
         timeout=30,
     )
     assert answer.status_code == 200, answer.text
@@ -131,7 +133,11 @@ class SlowProxy:
                 request.method,
                 self.target + request.path_qs,
                 data=await request.read(),
-                headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
+                headers={
+                    "Content-Type": request.headers.get("Content-Type", "application/json"),
+                    # The caller's service ticket passes, as through any proxy.
+                    TICKET_HEADER: request.headers.get(TICKET_HEADER, ""),
+                },
             ) as answer,
         ):
             return web.Response(

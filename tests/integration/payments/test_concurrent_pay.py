@@ -16,6 +16,7 @@ from tests.support.payments_cluster import (
     wait_until_drained,
 )
 from tests.support.processes import terminate
+from tests.support.tickets import as_api_proxy
 
 pytestmark = pytest.mark.postgres
 
@@ -32,7 +33,7 @@ async def test_fifty_concurrent_pays_for_one_order_make_one_hold(cluster: Cluste
                 client.post(
                     f"{cluster.url('payments-eda')}/4.0/payments/v1/orders",
                     json=body,
-                    headers={"X-Yandex-UID": USER},
+                    headers=as_api_proxy(USER),
                 )
                 for _ in range(CONCURRENCY)
             )

@@ -94,6 +94,36 @@ def test_one_development_value_among_fresh_ones_is_refused(
     assert started == []
 
 
+def test_a_development_service_ticket_key_among_fresh_ones_is_refused(
+    started: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # With it anyone could sign a ticket naming any service (payments-eda: card tokens).
+    dev_key = yaml.safe_load((REPO_DEV_CONFIG / "secdist.yaml").read_text())["service_ticket_keys"][
+        0
+    ]
+    fresh = [secrets.token_hex(32), dev_key]
+    path = production_secdist(tmp_path / "secdist.yaml", service_ticket_keys=fresh)
+    result = serve_eda(QRPAY_SECDIST=str(path))
+    assert result.exit_code == 2, result.output
+    assert "service_ticket_keys" in result.stderr
+    assert dev_key not in result.output + result.stderr
+    assert started == []
+
+
+def test_production_refuses_tool_tickets(started: list[dict[str, Any]], tmp_path: Path) -> None:
+    config = production_config(tmp_path / "config.yaml")
+    data = yaml.safe_load(config.read_text())
+    data["service_tickets"]["tools_allowed"] = True
+    config.write_text(yaml.safe_dump(data, allow_unicode=True))
+    result = serve_eda(
+        QRPAY_CONFIG=str(config),
+        QRPAY_SECDIST=str(production_secdist(tmp_path / "secdist.yaml")),
+    )
+    assert result.exit_code == 2, result.output
+    assert "tool_tickets" in result.stderr
+    assert started == []
+
+
 def test_serve_with_generated_secrets_starts(started: list[dict[str, Any]], tmp_path: Path) -> None:
     result = serve_eda(QRPAY_SECDIST=str(production_secdist(tmp_path / "secdist.yaml")))
     assert result.exit_code == 0, result.output

@@ -67,3 +67,23 @@ def test_the_embedded_mode_keeps_the_development_sign_in_on_unless_turned_off() 
     assert embedded_config({}, "127.0.0.1", 8080)["sessions"]["development_sign_in"] is True
     off = {"sessions": {"development_sign_in": False, "ttl_seconds": 3600}}
     assert embedded_config(off, "127.0.0.1", 8080)["sessions"] == off["sessions"]
+
+
+def test_a_data_directory_from_before_service_tickets_gets_them(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    files = prepare_data_dir(data_dir, "127.0.0.1", 40000)
+    old = load_yaml(files.secdist)
+    del old["service_ticket_keys"]
+    files.secdist.write_text(yaml.safe_dump(old))
+    config = load_yaml(files.config)
+    del config["service_tickets"]
+    files.config.write_text(yaml.safe_dump(config, allow_unicode=True))
+
+    again = prepare_data_dir(data_dir, "127.0.0.1", 40000)
+    assert again.secdist_written
+    development = parse_secdist(load_yaml(REPO_DEV_CONFIG / "secdist.yaml"))
+    secdist = parse_secdist(load_yaml(files.secdist))
+    assert secdist.service_ticket_keys == development.service_ticket_keys
+    assert parse_config(load_yaml(files.config)).service_tickets.tools_allowed is True
+    # Only once: a later start changes nothing.
+    assert not prepare_data_dir(data_dir, "127.0.0.1", 40000).secdist_written

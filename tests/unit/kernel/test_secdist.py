@@ -44,6 +44,8 @@ def refused(data: dict[str, Any]) -> QrpayError:
         ("session_secrets", ["s" * 40, "short"]),
         ("hmac_keys", []),
         ("hmac_keys", ["k" * 15]),
+        ("service_ticket_keys", []),
+        ("service_ticket_keys", ["t" * 40, "t" * 31]),
     ],
 )
 def test_short_or_missing_secrets_are_refused(field: str, value: Any) -> None:
@@ -62,6 +64,13 @@ def test_a_secdist_without_hmac_keys_is_refused() -> None:
     data = dev_secdist_data()
     data.pop("hmac_keys")
     assert "hmac_keys" in refused(data).message
+
+
+def test_a_secdist_without_service_ticket_keys_is_refused() -> None:
+    # Without one no service could call another: refused at start, not at the first call.
+    data = dev_secdist_data()
+    data.pop("service_ticket_keys")
+    assert "service_ticket_keys" in refused(data).message
 
 
 def test_api_keys_are_at_least_sixteen_characters() -> None:

@@ -34,6 +34,7 @@ import yaml
 
 from qrpay_tools import local
 from qrpay_tools.bench import harness, load, pos, wire
+from qrpay_tools.identity import tools_headers
 from qrpay_tools.ports import free_port
 
 USER = "bench-user"
@@ -93,7 +94,8 @@ async def bind_card(session: aiohttp.ClientSession, cardstorage: str) -> None:
         "expiry_month": 12,
         "expiry_year": 2030,
     }
-    async with session.put(f"{cardstorage}/v1/payment-methods/{CARD}", json=body) as answer:
+    url = f"{cardstorage}/v1/payment-methods/{CARD}"
+    async with session.put(url, json=body, headers=tools_headers()) as answer:
         answer.raise_for_status()
 
 
@@ -178,8 +180,9 @@ async def pay_all(api: str, orders: list[pos.Order], concurrency: int, poll_inte
     latencies: list[float] = []
     errors = 0
     slots = asyncio.Semaphore(concurrency)
-    # The guest's identity as payments-eda reads it behind the API proxy (no ticket yet).
-    client = wire.Client(api, connections=concurrency * 2, headers={"X-Yandex-UID": USER})
+    client = wire.Client(
+        api, connections=concurrency * 2, headers={"X-Yandex-UID": USER, **tools_headers()}
+    )
 
     async def one(order: pos.Order) -> None:
         nonlocal errors
@@ -312,7 +315,9 @@ async def split_all(
     share_errors = order_errors = 0
     slots = asyncio.Semaphore(concurrency)
     # As the whole-bill guests: the identity payments-eda reads behind the API proxy.
-    client = wire.Client(api, connections=concurrency * 8, headers={"X-Yandex-UID": USER})
+    client = wire.Client(
+        api, connections=concurrency * 8, headers={"X-Yandex-UID": USER, **tools_headers()}
+    )
 
     async def guest(order: pos.Order, started: tuple[str, float], deadline: float) -> bool:
         nonlocal share_errors
@@ -412,7 +417,8 @@ async def payment_stream(job: PaymentJob) -> tuple[load.Stream, load.Stream]:
     """
     payments = load.Stream("payments (to PAYED)", job.rate, job.seconds)
     requests = load.Stream("payment API requests", 0.0, job.seconds)
-    client = wire.Client(job.api, connections=job.connections, headers={"X-Yandex-UID": job.user})
+    headers = {"X-Yandex-UID": job.user, **tools_headers()}
+    client = wire.Client(job.api, connections=job.connections, headers=headers)
     count = min(len(job.orders), int(job.rate * job.seconds))
 
     async def fire(index: int, due: float) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from qrpay_tools import local
+from qrpay_tools.identity import tools_headers
 from qrpay_tools.ports import port_is_free, wait_port_free
 
 # `restart` is what a supervisor runs on a loaded machine: it imports nothing heavy (no
@@ -331,7 +332,7 @@ def bind_demo_cards(layout: Layout) -> None:
         request = urllib.request.Request(  # noqa: S310 - an http URL built here
             f"{layout.url(port)}/v1/payment-methods/{card['id']}",
             data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **tools_headers()},
             method="PUT",
         )
         with opener.open(request, timeout=10):

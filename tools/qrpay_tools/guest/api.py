@@ -32,6 +32,7 @@ from qrpay.payments_eda.schemas import (
 )
 from qrpay_tools.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, GuestError
 from qrpay_tools.guest.link import OrderLink
+from qrpay_tools.identity import dev_tools_ticket
 
 SERVICE = PaymentsEdaClient.downstream
 DEFAULT_POLLING_DELAY = 1.0
@@ -215,7 +216,7 @@ class PaymentsApi:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._payer = Payer(user_id=user_id, language=language)
-        self._session = session or HttpSession(limit=4)
+        self._session = session or HttpSession(limit=4, ticket=dev_tools_ticket())
         self._owned = session is None
         # No retries here: the guest polls again on its own, and a payment is never repeated.
         dependency = DependencyConfig(

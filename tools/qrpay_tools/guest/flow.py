@@ -21,6 +21,7 @@ from qrpay_tools.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, EXIT_PAYED, Gue
 from qrpay_tools.guest.link import OrderLink, parse_link
 from qrpay_tools.guest.render import show_preorder
 from qrpay_tools.guest.share import parse_share, parse_tip
+from qrpay_tools.identity import dev_tools_ticket
 
 FINAL = ("PAYED", "DECLINED")
 # eda's order statuses (as the preorder reports them) that leave nothing to pay.
@@ -217,7 +218,7 @@ async def follow(
 
 async def show_balance(console: Console, options: GuestOptions) -> None:
     """The guest's cashback balance after a payment; a failure here does not undo the payment."""
-    session = HttpSession(limit=4)
+    session = HttpSession(limit=4, ticket=dev_tools_ticket())
     client = CashbackClient(
         session=session,
         dependency=lambda: DependencyConfig(

@@ -1,0 +1,81 @@
+"""Who may call a route: the per-route allowlist of calling services (issue 11).
+
+A route names its callers where it is declared::
+
+    @router.put("/{method_id}", dependencies=[allow("payments-eda")])
+
+or, when the handler needs to know who called (transactions' owner check), as a
+parameter: ``caller: Annotated[Caller, allow("payments-eda")]``. The caller is the
+service its ``X-Ya-Service-Ticket`` names (``kernel.tickets``). No valid ticket is
+401 ``service_ticket_invalid``, a caller the route does not name 403
+``service_not_allowed``; both are counted in ``qrpay_service_ticket_refusals``
+(route, caller, reason). Routes without a declaration (``/ping``, ``/ready``,
+``/metrics``, the public POS, app and payer-page routes) keep their own auth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Depends, Request
+from prometheus_client import Counter
+
+from qrpay.kernel.config import SERVICE_NAMES
+from qrpay.kernel.errors import Forbidden, Unauthenticated
+from qrpay.kernel.tickets import (
+    TICKET_HEADER,
+    TOOLS_IDENTITY,
+    Caller,
+    CallerCode,
+    Refusal,
+    TicketInvalid,
+    TicketVerifier,
+)
+
+UNKNOWN_CALLER = "unknown"
+
+
+class CallerCheck:
+    """One app's ticket check: its verifier, its refusal counter, the tools switch."""
+
+    def __init__(
+        self, verifier: TicketVerifier, refusals: Counter, tools_allowed: Callable[[], bool]
+    ) -> None:
+        self.verifier = verifier
+        self.refusals = refusals
+        self.tools_allowed = tools_allowed
+
+    def caller(self, request: Request, allowed: frozenset[str], tools: bool) -> Caller:
+        route = getattr(request.scope.get("route"), "path", None) or request.url.path
+        try:
+            ticket = self.verifier.verify(request.headers.get(TICKET_HEADER))
+        except TicketInvalid as exc:
+            self.refusals.labels(route, UNKNOWN_CALLER, exc.reason).inc()
+            raise Unauthenticated(
+                f"no valid service ticket ({exc.reason})",
+                code=CallerCode.SERVICE_TICKET_INVALID,
+            ) from None
+        source = ticket.source
+        if source in allowed or (source == TOOLS_IDENTITY and tools and self.tools_allowed()):
+            return Caller(source, route, self.refusals)
+        self.refusals.labels(route, source, Refusal.NOT_ALLOWED).inc()
+        raise Forbidden(f"{source} may not call {route}", code=CallerCode.SERVICE_NOT_ALLOWED)
+
+
+def allow(*services: str, tools: bool = False) -> Any:
+    """The route's callers: these services, and the tools' identity if ``tools`` (and the
+    config's ``service_tickets.tools_allowed``). A ``Depends``, for ``dependencies=[...]``
+    or an ``Annotated[Caller, ...]`` parameter."""
+    unknown = set(services) - set(SERVICE_NAMES)
+    if unknown or (not services and not tools):
+        raise ValueError(f"allow() names no known caller: {sorted(unknown) or 'none'}")
+    allowed = frozenset(services)
+
+    async def dependency(request: Request) -> Caller:
+        check: CallerCheck = request.app.state.callers
+        return check.caller(request, allowed, tools)
+
+    dependency.allowed_callers = allowed  # type: ignore[attr-defined]
+    dependency.allows_tools = tools  # type: ignore[attr-defined]
+    return Depends(dependency)
