@@ -24,6 +24,7 @@ from tests.support.processes import (
     start,
     wait_for_text,
 )
+from tests.support.tickets import as_api_proxy, ticket_headers
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +48,7 @@ class Guest:
         query = parse_qs(urlsplit(link).query)
         self.order = {"order_id": query["order_id"][0], "hmac": query["hmac"][0]}
         self.http = httpx.Client(
-            base_url=up.url("payments-eda") + PAYER, headers={"X-Yandex-UID": USER}, timeout=10
+            base_url=up.url("payments-eda") + PAYER, headers=as_api_proxy(USER), timeout=10
         )
 
     def split(self) -> dict[str, Any]:
@@ -95,7 +96,9 @@ class Guest:
 
 
 def balance(up: QrpayUp) -> Decimal:
-    answer = httpx.get(f"{up.url('cashback')}/v1/users/{USER}/balance", timeout=5)
+    answer = httpx.get(
+        f"{up.url('cashback')}/v1/users/{USER}/balance", headers=ticket_headers(), timeout=5
+    )
     assert answer.status_code == 200, answer.text
     return sum((Decimal(b["amount"]) for b in answer.json()["balances"]), Decimal(0))
 

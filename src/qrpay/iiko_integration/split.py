@@ -31,12 +31,13 @@ async def close_order(
     """Close the order for the waiter; another restaurant's order looks like an unknown one."""
     authorize(allowed, request.client_id)
     try:
-        order = await eda.get_order(request.order_id)
+        # The ledger names the order's restaurant (and is a read iiko-integration may make).
+        ledger = await eda.ledger(request.order_id)
     except NotFound:
         raise _not_found(request.order_id) from None
-    if order.client_id != request.client_id:
+    if ledger.client_id != request.client_id:
         raise _not_found(request.order_id)
-    closed = await eda.close_order(order.order_id)  # 409s (paid, paying) pass through
+    closed = await eda.close_order(ledger.order_id)  # 409s (paid, paying) pass through
     return CloseOrderResponse(id=closed.order_id, status=pos_status(closed, request.client_id))
 
 
