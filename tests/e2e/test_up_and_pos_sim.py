@@ -206,13 +206,16 @@ def test_pos_sim_push_prints_each_change_as_it_arrives(up: QrpayUp, tmp_path: Pa
         # Subscribed: its one status read is printed before any change.
         wait_for_text(log, f"order {order_id}: WAITING", timeout=30)
         eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payment"
+        payer = ticket_headers("payments-eda")  # eda's payment moves are payments-eda's
         started = httpx.post(
-            f"{eda}/start", json={"payment_id": "pay-1", "amount": "100.00", "currency": "RUB"}
+            f"{eda}/start",
+            json={"payment_id": "pay-1", "amount": "100.00", "currency": "RUB"},
+            headers=payer,
         )
         assert started.status_code == 200, started.text
-        claimed = httpx.post(f"{eda}/claim-clear", json={"payment_id": "pay-1"})
+        claimed = httpx.post(f"{eda}/claim-clear", json={"payment_id": "pay-1"}, headers=payer)
         assert claimed.status_code == 200, claimed.text
-        completed = httpx.post(f"{eda}/complete", json={"payment_id": "pay-1"})
+        completed = httpx.post(f"{eda}/complete", json={"payment_id": "pay-1"}, headers=payer)
         assert completed.status_code == 200, completed.text
         assert sim.wait(timeout=30) == 0, log.read_text()
         text = log.read_text()

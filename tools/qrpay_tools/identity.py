@@ -8,11 +8,12 @@ pos-sim uses: a production secdist never holds it (kernel/production.py).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from qrpay.kernel.config import load_secdist
 from qrpay.kernel.settings import Settings
-from qrpay.kernel.tickets import TICKET_HEADER, tools_ticket
+from qrpay.kernel.tickets import TICKET_HEADER, TicketSigner, tools_ticket
 
 
 def dev_tools_ticket() -> Callable[[], str]:
@@ -23,3 +24,11 @@ def dev_tools_ticket() -> Callable[[], str]:
 def tools_headers() -> dict[str, str]:
     """One call's headers with a fresh-enough tools ticket."""
     return {TICKET_HEADER: dev_tools_ticket()()}
+
+
+def stand_in_headers(service: str) -> dict[str, str]:
+    """Headers of a call made as ``service`` with the development key: a benchmark that
+    drives eda directly stands in for the service whose routes it calls (the services it
+    runs read the development secdist; a production one never holds this key)."""
+    keys = load_secdist(Settings.model_fields["secdist"].default).service_ticket_keys
+    return {TICKET_HEADER: TicketSigner(service, lambda: keys, time.time).ticket()}

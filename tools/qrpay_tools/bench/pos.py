@@ -29,6 +29,7 @@ import uvloop
 
 from qrpay_tools import local
 from qrpay_tools.bench import harness, load, wire
+from qrpay_tools.identity import stand_in_headers
 from qrpay_tools.ports import free_port
 
 API_KEY = "demo-pos-key-0123456789abcdef"
@@ -248,7 +249,7 @@ async def probe_staleness(
     """
     result = Staleness()
     pos = wire.Client(iiko_url, connections=4, headers={"X-API-Key": API_KEY})
-    eda = wire.Client(eda_url, connections=2)
+    eda = wire.Client(eda_url, connections=2, headers=stand_in_headers("payments-eda"))
     pause = seconds / max(1, len(orders))
 
     async def move(order_id: str, step: str, body: dict[str, str]) -> None:

@@ -25,6 +25,7 @@ import aiohttp
 from qrpay_tools import local
 from qrpay_tools.bench import harness
 from qrpay_tools.bench.pos import API_KEY, bill
+from qrpay_tools.identity import stand_in_headers
 from qrpay_tools.ports import free_port
 
 
@@ -89,7 +90,9 @@ async def create_orders(eda: str, count: int) -> list[str]:
 
         async def create(index: int) -> str:
             body = {"client_id": "rest-1", "internal_order_id": f"push-{index}", "bill": bill()}
-            async with session.post(f"{eda}/v1/orders", json=body) as answer:
+            async with session.post(
+                f"{eda}/v1/orders", json=body, headers=stand_in_headers("iiko-integration")
+            ) as answer:
                 answer.raise_for_status()
                 return str((await answer.json())["order"]["order_id"])
 
@@ -128,12 +131,13 @@ async def drive(args: argparse.Namespace, iiko: local.Process, eda: local.Proces
         cpu_before = {p.name: harness.cpu_seconds(p.popen.pid) for p in (iiko, eda)}
         started: dict[str, float] = {}
         answered: dict[str, float] = {}
+        payer = stand_in_headers("payments-eda")  # eda's payment moves are payments-eda's
 
         async def change(order_id: str) -> None:
             started[order_id] = time.monotonic()
             body = {"payment_id": f"pay-{order_id}", "amount": "1500.00", "currency": "RUB"}
             async with session.post(
-                f"{eda.url}/v1/orders/{order_id}/payment/start", json=body
+                f"{eda.url}/v1/orders/{order_id}/payment/start", json=body, headers=payer
             ) as answer:
                 await answer.read()
             answered[order_id] = time.monotonic()
