@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from qrpay.eda.schemas import OrderStatus, PaymentPhase
 from qrpay.kernel.config import CashbackRules, Restaurant
+from qrpay.kernel.errors import Conflict
 from qrpay.kernel.money import format_plain, round_down
 from qrpay.payments_eda.schemas import GuestStatus, PaymentsCode
 from qrpay.transactions.schemas import Operation, OperationKind, OperationStatus
@@ -189,6 +191,20 @@ MESSAGES: dict[str, dict[str, str]] = {
 def message(key: str, lang: str) -> str:
     texts = MESSAGES[key]
     return texts.get(lang, texts["ru"])
+
+
+def refused(code: PaymentsCode, lang: str) -> Conflict:
+    """A 409 in the guest's words."""
+    return Conflict(message(code, lang), code=code)
+
+
+def hold_not_after(now: datetime, hold_watchdog_seconds: float) -> datetime:
+    """When a hold request is too late to be taken (``OperationIn.not_after``).
+
+    The sweep may give a payment back ``hold_watchdog_seconds`` after it began: a hold
+    request still on its way by half that is refused by transactions, never taken.
+    """
+    return now + timedelta(seconds=hold_watchdog_seconds / 2)
 
 
 class Rollback(StrEnum):

@@ -161,10 +161,6 @@ def _not_found(lang: str) -> NotFound:
     return NotFound(domain.message(code, lang), code=code)
 
 
-def _refused(code: PaymentsCode, lang: str) -> Conflict:
-    return Conflict(domain.message(code, lang), code=code)
-
-
 class PaymentsService:
     def __init__(
         self,
@@ -254,9 +250,9 @@ class PaymentsService:
         order = await self.signed_order(request.order_id, request.hmac, lang)
         waiting = self._answer(GuestStatus.WAITING, MessageKey.IN_PROGRESS, lang)
         if order.status is OrderStatus.PAYED:
-            raise _refused(PaymentsCode.ALREADY_PAID, lang)
+            raise domain.refused(PaymentsCode.ALREADY_PAID, lang)
         if order.status in (OrderStatus.CANCELED, OrderStatus.CLOSED):
-            raise _refused(PaymentsCode.ORDER_CLOSED, lang)
+            raise domain.refused(PaymentsCode.ORDER_CLOSED, lang)
         if order.status is OrderStatus.PAYMENT_IN_PROGRESS:
             # A payment is under way (maybe this very request, repeated): never a second hold.
             return waiting
@@ -271,14 +267,12 @@ class PaymentsService:
             or (request.currency is not None and request.currency != currency)
             or (request.bill_version is not None and request.bill_version != order.bill_version)
         ):
-            raise _refused(PaymentsCode.BILL_CHANGED, lang)
+            raise domain.refused(PaymentsCode.BILL_CHANGED, lang)
         card = await self._card(user_id, request.payment_method.id, lang)
 
         payment_id = uuid4().hex
-        # The sweep may give the order back hold_watchdog_seconds after the start below: a hold
-        # request still on its way by half that is refused by transactions, never taken.
-        give_up_at = self._clock.now() + timedelta(
-            seconds=self._runtime.config.payments.hold_watchdog_seconds / 2
+        give_up_at = domain.hold_not_after(
+            self._clock.now(), self._runtime.config.payments.hold_watchdog_seconds
         )
         # eda's order is the durable record: whatever dies after the start below, the sweep
         # finds the order in PAYMENT_IN_PROGRESS and, if its hold never arrived, gives it back.
@@ -298,7 +292,7 @@ class PaymentsService:
             refused = _REFUSED_BY_EDA.get(exc.code)
             if refused is None:
                 raise
-            raise _refused(refused, lang) from None
+            raise domain.refused(refused, lang) from None
         except NotFound:
             raise _not_found(lang) from None
 
@@ -639,7 +633,7 @@ class PaymentsService:
         seconds = self._runtime.config.payments.hold_watchdog_seconds
         cutoff = self._clock.now() - timedelta(seconds=seconds)
         stuck = await self._eda.payments_to_check(cutoff)
-        shares = await self.shares.sweep()
+        shares = await self.shares.sweep(cutoff)
         self.metrics.payments_overdue.set(len(stuck) + shares)
         for order in stuck:
             if order.payment_id is None:

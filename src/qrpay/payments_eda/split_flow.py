@@ -11,7 +11,7 @@ are the same as for a whole-bill payment, on the share.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import uuid4
@@ -95,10 +95,6 @@ def accrual_key(order_id: str, share_id: str) -> str:
     return f"{order_id}.{share_id}"
 
 
-def _refused(code: PaymentsCode, lang: str) -> Conflict:
-    return Conflict(domain.message(code, lang), code=code)
-
-
 @dataclass(frozen=True)
 class Card:
     id: str
@@ -133,17 +129,17 @@ class SharePayments:
         self, order: OrderView, request: SharePayRequest, user_id: str, card: Card, lang: str
     ) -> ShareStatusResponse:
         if order.status is OrderStatus.PAYED:
-            raise _refused(PaymentsCode.ALREADY_PAID, lang)
+            raise domain.refused(PaymentsCode.ALREADY_PAID, lang)
         if order.status in (OrderStatus.CANCELED, OrderStatus.CLOSED):
-            raise _refused(PaymentsCode.ORDER_CLOSED, lang)
+            raise domain.refused(PaymentsCode.ORDER_CLOSED, lang)
         currency = order.bill.currency
         if request.currency is not None and request.currency != currency:
-            raise _refused(PaymentsCode.BILL_CHANGED, lang)
+            raise domain.refused(PaymentsCode.BILL_CHANGED, lang)
         price = self._amount(request.amount, currency, PaymentsCode.INVALID_AMOUNT, lang)
         tip = self._tip(order, request, price, lang)
         share_id = uuid4().hex
-        give_up_at = self._clock.now() + timedelta(
-            seconds=self._runtime.config.payments.hold_watchdog_seconds / 2
+        give_up_at = domain.hold_not_after(
+            self._clock.now(), self._runtime.config.payments.hold_watchdog_seconds
         )
         try:
             await self._eda.start_share(
@@ -389,10 +385,9 @@ class SharePayments:
         await self._move_if_current(order_id, "fail", share_id)
         return domain.Rollback.GIVEN_BACK
 
-    async def sweep(self) -> int:
-        """Shares whose hold never got an outcome are rolled back, as whole-bill payments are."""
-        seconds = self._runtime.config.payments.hold_watchdog_seconds
-        cutoff = self._clock.now() - timedelta(seconds=seconds)
+    async def sweep(self, cutoff: datetime) -> int:
+        """Shares whose hold has had no outcome since ``cutoff`` are rolled back, as
+        whole-bill payments are (``PaymentsService.sweep_stuck_payments``)."""
         listed = (await self._eda.shares_to_check(cutoff)).shares
         for item in listed:
             try:
