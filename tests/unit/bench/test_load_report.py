@@ -79,6 +79,34 @@ def test_the_target_is_met_only_with_no_failure_and_p99_within_the_bound() -> No
     assert "requests refused 1," in verdict
 
 
+def test_the_pos_step_judges_the_pos_and_reports_the_payments_beside_it() -> None:
+    slow_payments = step(
+        "pos",
+        stream("POS mix", 1500, ok=[0.01] * 100),
+        stream("payment API requests", 0, ok=[0.9] * 100),
+        stream("payments (to PAYED)", 10, ok=[3.0] * 9, timeout=[10.0]),
+    )
+    verdict = cluster.pos_verdict(slow_payments, 100)
+    assert ": MET:" in verdict
+    assert "1 not paid in time" in verdict
+    refused_pos = step(
+        "pos",
+        stream("POS mix", 1500, ok=[0.01] * 100, refused=[0.001]),
+        stream("payment API requests", 0, ok=[0.02] * 100),
+        stream("payments (to PAYED)", 10, ok=[1.0] * 10),
+    )
+    verdict = cluster.pos_verdict(refused_pos, 100)
+    assert ": NOT MET:" in verdict
+    assert "1 not answered 200" in verdict
+    slow_pos = step(
+        "pos",
+        stream("POS mix", 1500, ok=[0.01] * 90 + [0.2] * 10),
+        stream("payment API requests", 0, ok=[0.02] * 100),
+        stream("payments (to PAYED)", 10, ok=[1.0] * 10),
+    )
+    assert ": NOT MET:" in cluster.pos_verdict(slow_pos, 100)
+
+
 def test_overload_wants_fast_refusals_and_no_timeouts() -> None:
     fast = step(
         "overload",
