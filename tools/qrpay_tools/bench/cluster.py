@@ -501,6 +501,10 @@ def report(results: list[StepResult], args: argparse.Namespace, config: QrpayCon
         f"timeout: no answer in {args.timeout:.0f} s (a payment: not PAYED in "
         f"{args.payment_deadline:.0f} s)"
     )
+    say("\nPOS mix by route (creations wait on eda; polls are answered from memory):")
+    for result in results:
+        if not result.error:
+            say(f"  {result.label}: {pos.by_request_line(result.pos).strip()}")
     say(
         f"\nCPU, cores used while the load ran, of {os.cpu_count()} (postgresql: the server "
         "processes of the bench's databases; the rest of the machine: everything else running):"

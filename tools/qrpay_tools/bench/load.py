@@ -50,8 +50,13 @@ class Stream:
     lags: list[float] = field(default_factory=list)  # how late the generator started each one
     window: float = 0.0  # from the first due time to the last outcome
     cpu_seconds: float = 0.0  # the generator process's own CPU while it ran
+    # Latencies by what was asked, for a stream mixing requests (the POS mix: a slow
+    # creation and a slow poll have different causes).
+    by_request: dict[str, list[float]] = field(default_factory=dict)
 
-    def record(self, outcome: str, latency: float, kind: str = "") -> None:
+    def record(self, outcome: str, latency: float, kind: str = "", request: str = "") -> None:
+        if request:
+            self.by_request.setdefault(request, []).append(latency)
         self.outcomes[outcome] += 1
         if outcome != OK:
             self.kinds[kind or outcome] += 1
@@ -75,6 +80,9 @@ class Stream:
 
     def percentile_ms(self, fraction: float) -> float:
         return harness.percentile(sorted(self.latencies), fraction) * 1000
+
+    def request_ms(self, request: str, fraction: float) -> float:
+        return harness.percentile(sorted(self.by_request.get(request, [])), fraction) * 1000
 
     def refusal_ms(self, fraction: float) -> float:
         return harness.percentile(sorted(self.refusals), fraction) * 1000
@@ -117,8 +125,10 @@ async def call(
     timeout: float,
     body: bytes = b"",
     params: dict[str, str] | None = None,
+    request: str = "",
 ) -> Answer:
-    """One request; its outcome and latency from ``since`` (perf_counter) go to ``stream``."""
+    """One request; its outcome and latency from ``since`` (perf_counter) go to ``stream``
+    (also under ``request``, when the stream mixes requests)."""
     try:
         response = await client.request(method, path, body=body, params=params, timeout=timeout)
         outcome, kind = classify(response.status, response.body)
@@ -129,7 +139,7 @@ async def call(
         # OSError: refused or broken connection; ValueError/IndexError: a garbled answer.
         answer = Answer(ERROR, kind=f"connection ({type(exc).__name__})")
     if stream is not None:
-        stream.record(answer.outcome, time.perf_counter() - since, answer.kind)
+        stream.record(answer.outcome, time.perf_counter() - since, answer.kind, request)
     return answer
 
 
