@@ -20,6 +20,12 @@ def wire(ctx: ServiceContext) -> Wiring:
             "Orders created from a POS pre-check, with a QR code to print",
             ("client_id",),
         ),
+        push_subscribers=ctx.metrics.gauge(
+            "qrpay_pos_push_subscribers",
+            "POS connected for push to this instance: WebSocket streams and long-polls open",
+            ("kind",),
+            per_worker=True,
+        ),
         clock=ctx.clock,
         pos_limit=ctx.rate_limiter(LimitName.POS_KEY),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from qrpay.eda import schemas as eda
 from qrpay.eda.client import EdaClient
@@ -44,6 +44,7 @@ class IikoService:
         runtime: RuntimeConfig,
         eda_client: EdaClient,
         orders_created: Counter,
+        push_subscribers: Gauge,
         rollout: Rollout | None = None,
         clock: Clock | None = None,
         pos_limit: RateLimiter | None = None,
@@ -52,6 +53,9 @@ class IikoService:
         self._pos_limit = pos_limit
         self._eda = eda_client
         self._orders_created = orders_created
+        # The POS connected for push, by kind: each worker counts its own (the gauge sums).
+        self._streams = push_subscribers.labels("stream")
+        self._long_polls = push_subscribers.labels("long_poll")
         self._rollout = rollout or Rollout()
         self._statuses = StatusBatcher(self._fetch_statuses)
         self._clock = clock or SystemClock()
@@ -146,6 +150,12 @@ class IikoService:
         Otherwise eda's own long-poll waits.
         """
         authorize(allowed, client_id)
+        with self._long_polls.track_inprogress():
+            return await self._pos_changes(client_id, after, wait_ms)
+
+    async def _pos_changes(
+        self, client_id: str, after: str | None, wait_ms: int
+    ) -> tuple[list[tuple[str, domain.PosStatus]], str]:
         hub = self.hub
         if hub.position is None or not self.follower.is_fresh():
             return await self._pos_changes_from_eda(client_id, after, wait_ms)
@@ -212,7 +222,13 @@ class IikoService:
         except BaseException:
             self.hub.unsubscribe(subscription)
             raise
+        self._streams.inc()
         return subscription, backlog
+
+    def close_stream(self, subscription: Subscription) -> None:
+        """The end of a stream ``open_stream`` opened, however it ended."""
+        self.hub.unsubscribe(subscription)
+        self._streams.dec()
 
     async def _catch_up(self, cursor: Key, scope: frozenset[str]) -> list[Pushed]:
         """The changes of ``scope`` after ``cursor`` from eda, in feed order: one restaurant's

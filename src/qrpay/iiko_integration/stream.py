@@ -65,7 +65,7 @@ async def serve_stream(websocket: WebSocket, service: IikoService) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        service.hub.unsubscribe(subscription)
+        service.close_stream(subscription)
 
 
 async def _stream(

@@ -124,8 +124,19 @@ class ServiceMetrics:
     def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
         return Counter(name, doc, list(labels), registry=self.registry)
 
-    def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
-        return Gauge(name, doc, list(labels), registry=self.registry, multiprocess_mode="livemax")
+    def gauge(
+        self, name: str, doc: str, labels: tuple[str, ...] = (), *, per_worker: bool = False
+    ) -> Gauge:
+        """A gauge; with several workers the exposition shows, over the live workers, the
+        largest value (a value every worker reads alike, e.g. a count from the database) or,
+        ``per_worker``, the sum (each worker counts its own, e.g. its connections)."""
+        return Gauge(
+            name,
+            doc,
+            list(labels),
+            registry=self.registry,
+            multiprocess_mode="livesum" if per_worker else "livemax",
+        )
 
     def exposition(self) -> bytes:
         self.flush()

@@ -5,13 +5,14 @@ consumers closed, and one feed read per instance however many POS are connected.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
 
+from qrpay.iiko_integration.push import Subscription
 from qrpay.iiko_integration.service import IikoService
 from qrpay.iiko_integration.stream import CLOSE_CLIENT_SILENT, CLOSE_SLOW_CONSUMER
 from qrpay.kernel.service import ServiceContext, service_of
@@ -224,3 +225,64 @@ async def test_many_connections_share_the_instances_one_feed_read(
     # Nothing but the follower read eda: no read of the feed, nor of its tail, per POS.
     assert feed.restaurant_reads == []
     assert mockserver.requests_by_path["/v1/orders/changes/tail"] == tails
+
+
+async def subscribers(started: Streaming) -> dict[str, float]:
+    """The instance's push subscribers gauge by kind, as a scrape of /metrics shows it."""
+    base_url, _service, session = started
+    async with session.get(base_url.replace("ws", "http", 1) + "/metrics") as answer:
+        text = await answer.text()
+    prefix = 'qrpay_pos_push_subscribers{kind="'
+    return {
+        line[len(prefix) :].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+async def test_the_subscribers_gauge_counts_open_streams_and_waiting_long_polls(
+    streaming: Streaming, feed: MockedFeed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base_url, service, session = streaming
+    closed = asyncio.Event()
+    close_stream = service.close_stream
+
+    def close_and_tell(subscription: Subscription) -> None:
+        close_stream(subscription)
+        closed.set()
+
+    monkeypatch.setattr(service, "close_stream", close_and_tell)
+    assert await subscribers(streaming) == {"stream": 0, "long_poll": 0}
+    async with connect(streaming):
+        # Counted before the handshake is answered.
+        assert await subscribers(streaming) == {"stream": 1, "long_poll": 0}
+    async with asyncio.timeout(30):
+        await closed.wait()
+    assert await subscribers(streaming) == {"stream": 0, "long_poll": 0}
+
+    # A long-poll is counted from its start: by the time it takes its wake-up ticket.
+    waiting = asyncio.Event()
+    ticket = service.hub.restaurants_changed.ticket
+
+    def ticket_and_tell(key: Hashable = None) -> asyncio.Event:
+        waiting.set()
+        return ticket(key)
+
+    monkeypatch.setattr(service.hub.restaurants_changed, "ticket", ticket_and_tell)
+
+    async def long_poll() -> Any:
+        async with session.get(
+            base_url.replace("ws", "http", 1) + "/orders/changes",
+            params={"client_id": "rest-1", "wait_ms": "30000"},
+            headers=key_headers(),
+        ) as answer:
+            return await answer.json()
+
+    polling = asyncio.create_task(long_poll())
+    async with asyncio.timeout(30):
+        await waiting.wait()
+    assert await subscribers(streaming) == {"stream": 0, "long_poll": 1}
+    feed.publish(change("a", "PAYED", 1))
+    async with asyncio.timeout(30):
+        assert (await polling)["orders"] == [{"id": "a", "status": "PAYED"}]
+    assert await subscribers(streaming) == {"stream": 0, "long_poll": 0}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from prometheus_client import generate_latest
+import pytest
+from prometheus_client import generate_latest, values
+from prometheus_client.values import MultiProcessValue
 
 from qrpay.kernel.metrics import LATENCY_BUCKETS, ServiceMetrics
 
@@ -64,3 +67,20 @@ async def test_tallied_requests_are_flushed_without_a_scrape() -> None:
     await asyncio.wait_for(flushed.wait(), timeout=10)
     count = metrics.http_requests.labels("/orders", "POST", "200")._value.get()
     assert count == 1.0
+
+
+def test_with_several_workers_a_per_worker_gauge_sums_and_a_shared_one_takes_the_largest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers as uvicorn runs them: each its own mmap file in PROMETHEUS_MULTIPROC_DIR."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for pid, count in ((101, 2), (102, 3)):
+        monkeypatch.setattr(values, "ValueClass", MultiProcessValue(lambda pid=pid: pid))
+        worker = ServiceMetrics("s")
+        worker.gauge("connections", "each worker's own", ("kind",), per_worker=True).labels(
+            "stream"
+        ).set(count)
+        worker.gauge("open_orders", "read alike by every worker").set(7 + count)
+    text = worker.exposition().decode()
+    assert 'connections{kind="stream"} 5.0' in text
+    assert "open_orders 10.0" in text
