@@ -2,21 +2,72 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from aiohttp import web
 
 from qrpay_tools.bench.pos import cpu_line, fixed_target, probe_staleness
 from tests.support.mockserver import MockServer
 
 
-async def test_staleness_counts_each_change_once_the_poll_shows_it(
+class Stream:
+    """The mocked POS stream: each connection's query, and a way to send every open one a
+    change. A connection stays open until the POS closes it, or ``drop_first`` closes the
+    first one after a ping."""
+
+    def __init__(self, mockserver: MockServer, *, drop_first: bool = False) -> None:
+        self.connections: list[dict[str, str]] = []
+        self.drop_first = drop_first
+        self._open: set[web.WebSocketResponse] = set()
+        self.live = asyncio.Event()  # a connection is open that changes are sent to
+        self.sent = 0
+        mockserver.handler("/orders/stream", "GET")(self._serve)
+
+    async def _serve(self, request: web.Request) -> web.WebSocketResponse:
+        self.connections.append(dict(request.query))
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        if self.drop_first and len(self.connections) == 1:
+            await ws.send_json({"type": "ping", "cursor": "5:"})
+            await ws.receive()  # the pong
+            await ws.close()
+            return ws
+        self._open.add(ws)
+        self.live.set()
+        async for _message in ws:
+            pass
+        self._open.discard(ws)
+        return ws
+
+    async def send_paid(self, order_id: str) -> None:
+        """Sent on the connection that is live; after a drop, on the next one (a change made
+        while the POS was away would need the server's catch-up, which this mock does not do)."""
+        await self.live.wait()
+        self.sent += 1
+        change: dict[str, Any] = {
+            "type": "change",
+            "id": order_id,
+            "client_id": "rest-1",
+            "status": "PAYED",
+            "cursor": f"{10 + self.sent}:{order_id}",
+        }
+        for ws in list(self._open):
+            await ws.send_json(change)
+
+
+async def test_staleness_counts_each_change_once_the_poll_and_the_stream_show_it(
     mockserver: MockServer,
 ) -> None:
     moves: list[tuple[str, str]] = []
     polls_until_paid = {"o-1": 3, "o-2": 1}
+    stream = Stream(mockserver)
 
     def payment_move(order_id: str, step: str) -> None:
         async def record(_request: web.Request) -> dict[str, str]:
             moves.append((order_id, step))
+            if step == "complete":
+                await stream.send_paid(order_id)
             return {"order_id": order_id}
 
         mockserver.handler(f"/v1/orders/{order_id}/payment/{step}")(record)
@@ -39,33 +90,59 @@ async def test_staleness_counts_each_change_once_the_poll_shows_it(
     )
 
     assert moves == [(o, s) for o in ("o-1", "o-2") for s in ("start", "claim-clear", "complete")]
-    assert len(result.delays) == 2
-    assert result.missed == 0
-    assert all(delay >= 0 for delay in result.delays)
+    for seen in (result.polling, result.push):
+        assert len(seen.delays) == 2
+        assert (seen.missed, seen.failed) == (0, 0)
+        assert all(delay >= 0 for delay in seen.delays)
     assert poll.times_called == 4  # 3 for o-1, 1 for o-2
+    assert stream.connections == [{"client_id": "rest-1"}]
 
 
 async def test_a_change_never_shown_is_missed_not_waited_for(mockserver: MockServer) -> None:
     for step in ("start", "claim-clear", "complete"):
         mockserver.json_handler(f"/v1/orders/o-1/payment/{step}", {"order_id": "o-1"})
     mockserver.json_handler("/orders/list", {"orders": [{"id": "o-1", "status": "WAITING"}]})
+    Stream(mockserver)  # connected, but it never tells
 
     result = await probe_staleness(
         mockserver.base_url, mockserver.base_url, ["o-1"], seconds=0, poll_every=0.01, patience=0.3
     )
 
-    assert result.delays == []
-    assert result.missed == 1
+    for seen in (result.polling, result.push):
+        assert (seen.delays, seen.missed, seen.failed) == ([], 1, 0)
 
 
 async def test_a_change_eda_refused_is_counted_apart(mockserver: MockServer) -> None:
     mockserver.json_handler("/v1/orders/o-1/payment/start", {"code": "x"}, status=409)
     polls = mockserver.json_handler("/orders/list", {"orders": []})
+    Stream(mockserver)
 
     result = await probe_staleness(mockserver.base_url, mockserver.base_url, ["o-1"], seconds=0)
 
-    assert (result.delays, result.missed, result.failed) == ([], 0, 1)
+    for seen in (result.polling, result.push):
+        assert (seen.delays, seen.missed, seen.failed) == ([], 0, 1)
     assert polls.times_called == 0
+
+
+async def test_a_dropped_stream_resumes_from_its_last_cursor(mockserver: MockServer) -> None:
+    stream = Stream(mockserver, drop_first=True)
+
+    async def complete(_request: web.Request) -> dict[str, str]:
+        await stream.send_paid("o-1")
+        return {"order_id": "o-1"}
+
+    for step in ("start", "claim-clear"):
+        mockserver.json_handler(f"/v1/orders/o-1/payment/{step}", {"order_id": "o-1"})
+    mockserver.handler("/v1/orders/o-1/payment/complete")(complete)
+    mockserver.json_handler("/orders/list", {"orders": [{"id": "o-1", "status": "PAYED"}]})
+
+    result = await probe_staleness(mockserver.base_url, mockserver.base_url, ["o-1"], seconds=0)
+
+    assert len(result.push.delays) == 1
+    assert stream.connections == [
+        {"client_id": "rest-1"},
+        {"client_id": "rest-1", "after": "5:"},
+    ]
 
 
 def test_the_target_rate_has_its_target_beside_it() -> None:

@@ -31,6 +31,7 @@ from qrpay_tools import local
 from qrpay_tools.bench import harness, load, wire
 from qrpay_tools.identity import stand_in_headers
 from qrpay_tools.ports import free_port
+from qrpay_tools.pos_sim.push import stream_messages, stream_url
 
 API_KEY = "demo-pos-key-0123456789abcdef"
 LUA = Path(__file__).with_name("pos_mix.lua")
@@ -179,6 +180,7 @@ TARGET_RATIO = 0.33
 TARGET_RATE = 1500.0
 TARGET_P99_MS = 20.0
 TARGET_STALENESS_MS = 1000.0
+TARGET_PUSH_STALENESS_MS = 200.0
 
 
 def row(label: str, rps: float, p50: float, p99: float, errors: int, target: str = "") -> str:
@@ -233,14 +235,78 @@ def cpu_line(spent: dict[str, float], requests: int) -> str:
 
 @dataclass
 class Staleness:
-    """From eda's commit of a status change to the first POS poll answer that shows it."""
+    """From eda's commit of a status change to the first POS answer that shows it."""
 
     delays: list[float] = field(default_factory=list)
-    missed: int = 0  # changes no poll showed within the probe's patience
+    missed: int = 0  # changes the POS was not shown within the probe's patience
     failed: int = 0  # changes eda did not make (refused or timed out under the load)
 
     def p99_ms(self) -> float:
         return harness.percentile(sorted(self.delays), 0.99) * 1000
+
+    def record(self, sent: float, shown: float | None) -> None:
+        if shown is None:
+            self.missed += 1
+        else:
+            self.delays.append(shown - sent)
+
+    def line(self, how: str, target_ms: float) -> str:
+        met = self.p99_ms() <= target_ms and not self.missed
+        return (
+            f"  staleness (eda commit -> {how}, under this mix): p99 {self.p99_ms():.0f} ms "
+            f"over {len(self.delays)} changes, {self.missed} not seen, {self.failed} not made; "
+            f"target p99 <= {target_ms:.0f} ms: {verdict(met)}"
+        )
+
+
+@dataclass
+class Probed:
+    """The same changes as a polling POS and a POS on the stream saw them."""
+
+    polling: Staleness = field(default_factory=Staleness)
+    push: Staleness = field(default_factory=Staleness)
+
+
+class StreamWatch:
+    """A POS subscribed to a restaurant's WebSocket stream: when it first heard of each
+    order as PAYED. A dropped stream is resumed from its last cursor: no change is lost."""
+
+    def __init__(self, iiko_url: str, client_id: str = "rest-1") -> None:
+        self.url = stream_url(iiko_url)
+        self.client_id = client_id
+        self.paid: dict[str, float] = {}
+        self._paid_events: dict[str, asyncio.Event] = {}
+        self.connected = asyncio.Event()
+        self.drops = 0
+
+    def _event(self, order_id: str) -> asyncio.Event:
+        return self._paid_events.setdefault(order_id, asyncio.Event())
+
+    async def run(self, retry_after: float = 0.1) -> None:
+        cursor: str | None = None
+        async with aiohttp.ClientSession(headers={"X-API-Key": API_KEY}) as session:
+            while True:
+                params = {"client_id": self.client_id, **({"after": cursor} if cursor else {})}
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with session.ws_connect(self.url, params=params) as ws:
+                        self.connected.set()
+                        async for data in stream_messages(ws):
+                            cursor = data.get("cursor") or cursor
+                            if data.get("type") == "change" and data.get("status") == "PAYED":
+                                self.paid.setdefault(data["id"], time.perf_counter())
+                                self._event(data["id"]).set()
+                self.drops += 1
+                await asyncio.sleep(retry_after)
+
+    async def first_shown(self, order_id: str, sent: float, patience: float) -> float | None:
+        """When the stream first delivered the order PAYED; None past ``patience``, or at
+        once if the stream never connected."""
+        if not self.connected.is_set():
+            return None
+        left = patience - (time.perf_counter() - sent)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event(order_id).wait(), max(0.0, left))
+        return self.paid.get(order_id)
 
 
 async def probe_staleness(
@@ -251,15 +317,18 @@ async def probe_staleness(
     seconds: float,
     poll_every: float = 0.01,
     patience: float = 10.0,
-) -> Staleness:
+) -> Probed:
     """Pay one order after another in eda (start, claim the clear, complete: the POS sees
-    WAITING -> PAYED) and poll iiko-integration for it like a POS does, until its answer
-    shows PAYED.
+    WAITING -> PAYED) and watch iiko-integration for it like two POS do: one polls until
+    an answer shows PAYED, one is subscribed to the restaurant's WebSocket stream.
 
     The delay runs from the moment the completion was sent to eda (the commit is after it,
-    so the figure is an upper bound by up to eda's own answer time) to the answer showing it.
+    so the figure is an upper bound by up to eda's own answer time) to the poll answer, or
+    the stream's message, showing it.
     """
-    result = Staleness()
+    result = Probed()
+    watch = StreamWatch(iiko_url)
+    watching = asyncio.create_task(watch.run())
     pos = wire.Client(iiko_url, connections=4, headers={"X-API-Key": API_KEY})
     eda = wire.Client(eda_url, connections=2, headers=stand_in_headers("payments-eda"))
     pause = seconds / max(1, len(orders))
@@ -283,6 +352,9 @@ async def probe_staleness(
         return None
 
     try:
+        # Subscribed before the first change: one it missed would be counted as not seen.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watch.connected.wait(), patience)
         for order_id in orders:
             payment = {"payment_id": f"stale-{uuid.uuid4().hex}"}
             started = time.perf_counter()
@@ -292,15 +364,20 @@ async def probe_staleness(
                 sent = time.perf_counter()
                 await move(order_id, "complete", payment)
             except (TimeoutError, OSError, ValueError, IndexError):
-                result.failed += 1  # eda did not make the change: nothing to measure
+                # eda did not make the change: nothing to measure.
+                result.polling.failed += 1
+                result.push.failed += 1
                 continue
-            shown = await first_shown(order_id, sent)
-            if shown is None:
-                result.missed += 1
-            else:
-                result.delays.append(shown - sent)
+            polled, pushed = await asyncio.gather(
+                first_shown(order_id, sent), watch.first_shown(order_id, sent, patience)
+            )
+            result.polling.record(sent, polled)
+            result.push.record(sent, pushed)
             await asyncio.sleep(max(0.0, pause - (time.perf_counter() - started)))
     finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
         pos.close()
         eda.close()
     return result
@@ -308,7 +385,7 @@ async def probe_staleness(
 
 async def fixed_with_staleness(
     job: MixJob, eda_url: str, probe_orders: list[str]
-) -> tuple[load.Stream, Staleness]:
+) -> tuple[load.Stream, Probed]:
     """The mix at a fixed rate with the staleness probe running beside it."""
     return await asyncio.gather(
         mix_stream(job),
@@ -404,16 +481,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(by_request_line(fixed), flush=True)
                 print(cpu_line(spent, fixed.count), flush=True)
                 if staleness is not None:
-                    stale_p99 = staleness.p99_ms()
-                    met = stale_p99 <= TARGET_STALENESS_MS and not staleness.missed
-                    print(
-                        f"  staleness (eda commit -> POS poll shows it, polling every 10 ms, "
-                        f"under this mix): p99 {stale_p99:.0f} ms over {len(staleness.delays)} "
-                        f"changes, {staleness.missed} not seen, {staleness.failed} not made; "
-                        f"target p99 <= "
-                        f"{TARGET_STALENESS_MS:.0f} ms: {verdict(met)}",
-                        flush=True,
-                    )
+                    how = "POS poll shows it, polling every 10 ms"
+                    print(staleness.polling.line(how, TARGET_STALENESS_MS), flush=True)
+                    how = "the POS's WebSocket stream delivers it"
+                    print(staleness.push.line(how, TARGET_PUSH_STALENESS_MS), flush=True)
         finally:
             iiko.stop()
             eda.stop()

@@ -27,6 +27,7 @@ from qrpay_tools.bench import harness
 from qrpay_tools.bench.pos import API_KEY, bill
 from qrpay_tools.identity import stand_in_headers
 from qrpay_tools.ports import free_port
+from qrpay_tools.pos_sim.push import stream_messages, stream_url
 
 
 def rss_mb(pid: int) -> float:
@@ -49,7 +50,7 @@ class Pos:
     """The load generator's POS connections and what the observers received."""
 
     def __init__(self, url: str, connections: int, changes: int) -> None:
-        self.url = url.replace("http", "ws", 1) + "/orders/stream"
+        self.url = stream_url(url)
         self.connected = 0
         self.dropped = 0
         self.received: dict[str, float] = {}
@@ -72,11 +73,8 @@ class Pos:
                 self.url, headers=headers, params={"client_id": client_id}
             ) as ws:
                 self._count(connected=1)
-                async for message in ws:
-                    data = message.json()
-                    if data["type"] == "ping":
-                        await ws.send_str('{"type":"pong"}')
-                    elif observe and data["type"] == "change":
+                async for data in stream_messages(ws):
+                    if observe and data["type"] == "change":
                         self.received.setdefault(data["id"], time.monotonic())
                         if len(self.received) >= self._changes:
                             self.all_received.set()

@@ -9,9 +9,10 @@ server sent (a change's, or a ping's), so nothing is missed or repeated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,27 @@ from qrpay_tools.pos_sim.errors import PosSimError
 FINAL_STATUSES = ("PAYED", "CANCELED", "CLOSED", "NOT_FOUND")
 # Reconnects in a row without a message before the session gives up.
 MAX_RECONNECTS = 5
+PONG = '{"type":"pong"}'
+
+
+def stream_url(base_url: str) -> str:
+    """The WebSocket address of the POS stream of iiko-integration at ``base_url``."""
+    return base_url.replace("http", "ws", 1) + "/orders/stream"
+
+
+async def stream_messages(
+    ws: aiohttp.ClientWebSocketResponse,
+) -> AsyncGenerator[dict[str, Any], None]:
+    """The stream's messages, changes and pings, until it closes. Each ping is answered as
+    it arrives, so a POS that reads the stream is never closed as silent."""
+    while True:
+        message = await ws.receive()
+        if message.type != aiohttp.WSMsgType.TEXT:
+            return
+        data: dict[str, Any] = json.loads(message.data)
+        if data.get("type") == "ping":
+            await ws.send_str(PONG)
+        yield data
 
 
 async def follow_by_push(
@@ -44,14 +66,17 @@ async def follow_by_push(
     cursor: str | None = None
     status = "WAITING"
     failures = 0
-    url = client.base_url.replace("http", "ws", 1) + "/orders/stream"
+    url = stream_url(client.base_url)
     async with aiohttp.ClientSession() as session:
         while True:
             params = {"client_id": client_id, **({"after": cursor} if cursor else {})}
             try:
-                async with session.ws_connect(
-                    url, headers={"X-API-Key": client.api_key}, params=params
-                ) as ws:
+                async with (
+                    session.ws_connect(
+                        url, headers={"X-API-Key": client.api_key}, params=params
+                    ) as ws,
+                    contextlib.aclosing(stream_messages(ws)) as messages,
+                ):
                     if cursor is None:
                         # Subscribed: a status read now misses nothing that follows.
                         status = await client.order_status(client_id, order_id)
@@ -61,17 +86,14 @@ async def follow_by_push(
                     while (left := deadline - monotonic()) > 0:
                         try:
                             async with asyncio.timeout(left):
-                                message = await ws.receive()
+                                data = await anext(messages, None)
                         except TimeoutError:
                             return status
-                        if message.type != aiohttp.WSMsgType.TEXT:
+                        if data is None:
                             break  # closed: resume from the cursor
                         failures = 0
-                        data: dict[str, Any] = json.loads(message.data)
                         cursor = str(data.get("cursor") or cursor)
-                        if data.get("type") == "ping":
-                            await ws.send_str('{"type":"pong"}')
-                        elif data.get("type") == "change" and data.get("id") == order_id:
+                        if data.get("type") == "change" and data.get("id") == order_id:
                             if on_change is not None:
                                 await on_change()
                             # A payment under way is WAITING to the POS too: print news only.
