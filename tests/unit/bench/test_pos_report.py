@@ -96,6 +96,7 @@ async def test_staleness_counts_each_change_once_the_poll_and_the_stream_show_it
         assert all(delay >= 0 for delay in seen.delays)
     assert poll.times_called == 4  # 3 for o-1, 1 for o-2
     assert stream.connections == [{"client_id": "rest-1"}]
+    assert result.stream_drops == 0
 
 
 async def test_a_change_never_shown_is_missed_not_waited_for(mockserver: MockServer) -> None:
@@ -139,6 +140,7 @@ async def test_a_dropped_stream_resumes_from_its_last_cursor(mockserver: MockSer
     result = await probe_staleness(mockserver.base_url, mockserver.base_url, ["o-1"], seconds=0)
 
     assert len(result.push.delays) == 1
+    assert result.stream_drops == 1
     assert stream.connections == [
         {"client_id": "rest-1"},
         {"client_id": "rest-1", "after": "5:"},

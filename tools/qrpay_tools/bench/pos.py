@@ -265,6 +265,8 @@ class Probed:
 
     polling: Staleness = field(default_factory=Staleness)
     push: Staleness = field(default_factory=Staleness)
+    # Times the stream was lost and resumed from its cursor: its delays include the gap.
+    stream_drops: int = 0
 
 
 class StreamWatch:
@@ -380,6 +382,7 @@ async def probe_staleness(
             await watching
         pos.close()
         eda.close()
+    result.stream_drops = watch.drops
     return result
 
 
@@ -484,7 +487,10 @@ def main(argv: list[str] | None = None) -> int:
                     how = "POS poll shows it, polling every 10 ms"
                     print(staleness.polling.line(how, TARGET_STALENESS_MS), flush=True)
                     how = "the POS's WebSocket stream delivers it"
-                    print(staleness.push.line(how, TARGET_PUSH_STALENESS_MS), flush=True)
+                    line = staleness.push.line(how, TARGET_PUSH_STALENESS_MS)
+                    if staleness.stream_drops:
+                        line += f" (stream dropped {staleness.stream_drops} times, resumed)"
+                    print(line, flush=True)
         finally:
             iiko.stop()
             eda.stop()
