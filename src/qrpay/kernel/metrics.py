@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self, get_args, get_type_hints
 
@@ -15,11 +17,24 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # HTTP requests are tallied in the process and added to the metrics at most this late.
 FLUSH_SECONDS = 1.0
+# A worker's file of its "live" gauges: dropped once the worker is gone, or a killed
+# worker's connections would be counted until the service restarts.
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 class _Tally:
@@ -34,8 +49,15 @@ class _Tally:
 
 
 class ServiceMetrics:
-    def __init__(self, service: str, *, flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(
+        self,
+        service: str,
+        *,
+        flush_seconds: float = FLUSH_SECONDS,
+        alive: Callable[[int], bool] = pid_alive,
+    ) -> None:
         self.service = service
+        self.alive = alive
         self.flush_seconds = flush_seconds
         self.registry = CollectorRegistry(auto_describe=True)
         self.http_requests = Counter(
@@ -140,12 +162,21 @@ class ServiceMetrics:
 
     def exposition(self) -> bytes:
         self.flush()
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if path := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Several workers: add up what every worker process wrote.
+            self._forget_dead_workers(path)
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+    def _forget_dead_workers(self, path: str) -> None:
+        """uvicorn restarts a killed worker without telling the metrics; its live gauges'
+        file is found here, at the next scrape, and dropped."""
+        for name in os.listdir(path):
+            match = _LIVE_GAUGE_FILE.fullmatch(name)
+            if match and not self.alive(int(match[1])):
+                mark_process_dead(int(match[1]), path)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def test_with_several_workers_a_per_worker_gauge_sums_and_a_shared_one_takes_the
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     for pid, count in ((101, 2), (102, 3)):
         monkeypatch.setattr(values, "ValueClass", MultiProcessValue(lambda pid=pid: pid))
-        worker = ServiceMetrics("s")
+        worker = ServiceMetrics("s", alive=lambda _pid: True)
         worker.gauge("connections", "each worker's own", ("kind",), per_worker=True).labels(
             "stream"
         ).set(count)
@@ -84,3 +84,22 @@ def test_with_several_workers_a_per_worker_gauge_sums_and_a_shared_one_takes_the
     text = worker.exposition().decode()
     assert 'connections{kind="stream"} 5.0' in text
     assert "open_orders 10.0" in text
+
+
+def test_a_dead_workers_connections_are_no_longer_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn replaced a killed worker (102): its per-worker gauge stops counting at the
+    next scrape; what it counted (a request counter) stays."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    live = {101, 102}
+    for pid, count in ((101, 2), (102, 3)):
+        monkeypatch.setattr(values, "ValueClass", MultiProcessValue(lambda pid=pid: pid))
+        worker = ServiceMetrics("s", alive=live.__contains__)
+        worker.gauge("connections", "each worker's own", per_worker=True).set(count)
+        worker.counter("served", "requests").inc(count)
+    assert "connections 5.0" in worker.exposition().decode()
+    live.discard(102)
+    text = worker.exposition().decode()
+    assert "connections 2.0" in text
+    assert "served_total 5.0" in text
