@@ -35,7 +35,7 @@ from sqlalchemy.engine import Row
 
 from qrpay.eda import feed
 from qrpay.eda.domain import OPEN_STATUSES, Order, ttl_cutoff
-from qrpay.eda.schemas import OrderStatus, PaymentPhase
+from qrpay.eda.schemas import OrderStatus, PaymentPhase, ShareState
 from qrpay.kernel.clock import utc, wire_time
 from qrpay.kernel.db import Database, new_metadata
 from qrpay.kernel.repository import Repository, fast_select
@@ -108,6 +108,12 @@ _PG_XID_NOTIFYING = (
     select(_PG_XID)
     .select_from(select(func.pg_notify(CHANGES_CHANNEL, "")).subquery("notified"))
     .scalar_subquery()
+)
+# Some guest has paid a share of the order, or is paying one (issue 12): it is being split.
+# Every share write locks the order's row first, so under that lock this answer holds.
+_SPLIT_UNDER_WAY = exists().where(
+    order_shares.c.order_id == orders.c.id,
+    order_shares.c.state != ShareState.RELEASED.value,
 )
 _PG_HORIZON = cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger)
 
@@ -378,17 +384,19 @@ class OrderRepository(Repository):
             statement = statement.with_for_update()
         return await self.first(statement, _to_order)
 
-    async def save(self, before: Order, after: Order) -> bool:
-        """Write ``after`` only if the row is still at ``before.version``; False if someone won."""
+    async def save(self, before: Order, after: Order, *, unless_split: bool = False) -> bool:
+        """Write ``after`` only if the row is still at ``before.version`` and, ``unless_split``,
+        no share of the order holds or has paid money; False if it did not write."""
         values = _to_row(after)
         for key in ("id", "client_id", "internal_order_id", "created_at"):
             del values[key]
         values["change_tx"] = await self._change_tx()
-        return await self.changed_one(
-            update(orders)
-            .where(orders.c.id == before.id, orders.c.version == before.version)
-            .values(values)
+        statement = update(orders).where(
+            orders.c.id == before.id, orders.c.version == before.version
         )
+        if unless_split:
+            statement = statement.where(~_SPLIT_UNDER_WAY)
+        return await self.changed_one(statement.values(values))
 
     async def cancel_expired(self, now: datetime, ttl_seconds: int) -> int:
         """The TTL rule of ``domain.is_expired`` as one set-based update.
@@ -404,10 +412,7 @@ class OrderRepository(Repository):
                 orders.c.created_at < ttl_cutoff(now, ttl_seconds),
                 # An order some guest has paid a share of, or is paying, stays open for the
                 # waiter to close (issue 12).
-                ~exists().where(
-                    order_shares.c.order_id == orders.c.id,
-                    order_shares.c.state != "released",
-                ),
+                ~_SPLIT_UNDER_WAY,
             )
             .values(
                 status=OrderStatus.CANCELED.value,

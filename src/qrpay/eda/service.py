@@ -48,6 +48,15 @@ def _busy() -> Conflict:
     return Conflict("the order is changing concurrently, try again", code=EdaCode.ORDER_BUSY)
 
 
+async def _refuse_if_split(shares: ShareRepository | None, order_id: str) -> None:
+    """409 split_under_way if a guest has paid or is paying a share of the order (the rest is
+    then paid as a share too); ``shares`` None: not a whole-bill start, nothing to check."""
+    if shares is not None and await shares.reserving(order_id):
+        raise Conflict(
+            "guests are splitting this bill: pay a share of it", code=EdaCode.SPLIT_UNDER_WAY
+        ) from None
+
+
 class OrderService:
     def __init__(
         self,
@@ -191,21 +200,27 @@ class OrderService:
                 order = await repo.get(order_id, for_update=True)
                 if order is None:
                     raise _not_found(order_id)
-                if whole_bill and await ShareRepository(session).reserving(order_id):
-                    # A guest has paid or is paying a share: the rest is paid as a share too.
-                    raise Conflict(
-                        "guests are splitting this bill: pay a share of it",
-                        code=EdaCode.SPLIT_UNDER_WAY,
-                    )
                 if shares_settled and await ShareRepository(session).under_way(order_id):
                     raise Conflict(
                         "a guest's share of this order is being paid",
                         code=EdaCode.PAYMENT_IN_PROGRESS,
                     )
-                changed = decide(order)
+                # A whole-bill start writes only while no share holds or has paid money, and
+                # that is asked in its UPDATE (a statement fewer on every start: 3% of eda's
+                # CPU in bench-pay). Whenever the start does not write, the shares are asked
+                # apart, so split_under_way comes before any other answer as it always did.
+                split = ShareRepository(session) if whole_bill else None
+                try:
+                    changed = decide(order)
+                except Exception:
+                    await _refuse_if_split(split, order_id)
+                    raise
                 if changed is order:
+                    await _refuse_if_split(split, order_id)
                     return order
-                saved = await repo.save(order, changed)
+                saved = await repo.save(order, changed, unless_split=whole_bill)
+                if not saved:
+                    await _refuse_if_split(split, order_id)
             # Counted only once the transaction has committed.
             if saved:
                 self.changed.fire()

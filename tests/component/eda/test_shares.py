@@ -179,3 +179,31 @@ async def test_the_waiter_closes_only_when_no_share_is_under_way(
     assert (await client.post(f"/v1/orders/{order_id}/close")).json()["status"] == "CLOSED"
     late = await begin(client, order_id, "g3", "50.00", way="rest")
     assert late.json()["code"] == "order_closed"
+
+
+async def test_a_split_bill_refuses_a_whole_bill_start_before_any_other_answer(
+    client: httpx.AsyncClient,
+) -> None:
+    # The whole-bill start asks for shares in its write; every way it ends without writing
+    # (a wrong amount, a paid order, a write that matched nothing) still answers
+    # split_under_way first, as when the shares were read before deciding.
+    held = await open_table(client, "100")
+    await begin(client, held, "g1", "50.00", way="equal", parts=2)
+    wrong_amount = await start(client, held, "whole", amount="90")
+    assert wrong_amount.json()["code"] == "split_under_way"
+    assert (await start(client, held, "whole", amount="100")).json()["code"] == "split_under_way"
+
+    paid = await open_table(client, "100", internal="table-8")
+    await pay_share(client, paid, "g2", "100.00", way="rest")
+    assert await status_of(client, paid) == "PAYED"
+    assert (await start(client, paid, "whole", amount="100")).json()["code"] == "split_under_way"
+
+
+async def test_a_share_given_back_leaves_the_whole_bill_payable(client: httpx.AsyncClient) -> None:
+    order_id = await open_table(client, "100")
+    await begin(client, order_id, "g1", "50.00", way="equal", parts=2)
+    await move(client, order_id, "g1", "fail")
+    assert (await start(client, order_id, "whole", amount="100")).status_code == 200
+    assert await status_of(client, order_id) == "PAYMENT_IN_PROGRESS"
+    again = await start(client, order_id, "whole", amount="100")
+    assert again.status_code == 200  # a repeated start is the same payment

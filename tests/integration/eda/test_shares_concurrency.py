@@ -9,6 +9,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from tests.support.component.eda import start
 from tests.support.component.split import begin, move, open_table, quote
 
 pytestmark = pytest.mark.postgres
@@ -64,3 +65,24 @@ async def test_guests_racing_for_more_than_the_bill_never_exceed_it(
     await move(instances[1], order_id, "last", "claim-clear")
     paid = (await move(instances[0], order_id, "last", "complete")).json()
     assert (paid["status"], paid["paid"]) == ("PAYED", "100.00")
+
+
+async def test_a_whole_bill_start_and_a_share_racing_never_both_win(
+    instances: list[httpx.AsyncClient],
+) -> None:
+    # The whole-bill start asks for shares in its UPDATE, under the order's row lock that
+    # every share write takes first: whichever commits first, the other is refused.
+    for n in range(10):
+        order_id = await open_table(instances[0], "100", internal=f"race-whole-{n}")
+        whole, share = await asyncio.gather(
+            start(instances[n % 2], order_id, f"whole-{n}", amount="100"),
+            begin(instances[(n + 1) % 2], order_id, "g1", "50.00", way="equal", parts=2),
+        )
+        ledger = (await instances[0].get(f"/v1/orders/{order_id}/shares")).json()
+        if whole.status_code == 200:
+            assert share.json()["code"] == "payment_in_progress", share.text
+            assert (ledger["status"], ledger["shares"]) == ("PAYMENT_IN_PROGRESS", [])
+        else:
+            assert whole.json()["code"] == "split_under_way", whole.text
+            assert share.status_code == 200, share.text
+            assert (ledger["status"], ledger["held"]) == ("WAITING", "50.00")
