@@ -597,9 +597,9 @@ def options(argv: list[str] | None) -> argparse.Namespace:
         "--carried-pay-rate",
         type=float,
         default=10,
-        help="pos step: payments/s beside the target's POS rate; about a third of what "
-        "`make bench-pay` measures this machine paying at most, so that payments are carried "
-        "with room to spare",
+        help="pos step: payments/s beside the target's POS rate; well under what `make "
+        "bench-pay` measures this machine paying at most (about 50/s on an idle box, "
+        "2026-12-01), so that the payments are carried with room to spare",
     )
     parser.add_argument(
         "--overload", type=float, default=2.0, help="overload step: this times the target"
