@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from qrpay.kernel.config import QrpayConfig, Secdist, load_yaml, parse_config, p
 from qrpay.kernel.migrations import SERVICES_WITH_DATABASE, upgrade
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.reloading import RuntimeConfig
-from qrpay.kernel.service import ServiceContext, build_app
+from qrpay.kernel.service import ServiceApp, ServiceContext, build_app
 from qrpay.kernel.settings import REPO_DEV_CONFIG, Settings
 from tests.support.processes import free_port
 from tests.support.tickets import LegitimateCaller
@@ -86,6 +87,20 @@ async def running_service(
             transport=transport, base_url="http://testserver", auth=auth
         ) as client:
             yield app, client
+
+
+@asynccontextmanager
+async def served_in_process(
+    declaration: ServiceApp, ctx: ServiceContext, *, fast: bool
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``declaration``'s app, built on ``ctx`` with its lifespan run: as built
+    (``fast``) or with its fast routes taken away (every request through FastAPI), to
+    compare the two answers."""
+    app = (declaration if fast else dataclasses.replace(declaration, fast_routes=())).build(ctx)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
 
 
 @asynccontextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import Response
 
@@ -33,10 +34,12 @@ from qrpay.eda.schemas import (
 )
 from qrpay.eda.service import OrderService
 from qrpay.eda.split_service import SplitService
-from qrpay.kernel.callers import allow
+from qrpay.kernel.callers import CallerCheck, allow, allowed_callers
+from qrpay.kernel.fast_routes import FastRequest, FastRoute
 from qrpay.kernel.http import error_responses, json_response, view
 from qrpay.kernel.schemas import STORABLE_TEXT
 from qrpay.kernel.service import provide
+from qrpay.kernel.tickets import TICKET_HEADER
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -48,6 +51,8 @@ OrderIdPath = Annotated[str, Path(pattern=STORABLE_TEXT)]
 # Who calls eda (kernel.callers): iiko-integration creates orders and reads statuses
 # and the change feed for the POS; payments-eda reads orders and moves their payment.
 POS_SIDE = allow("iiko-integration")
+# The change feed's query limits: the FastAPI route's and its fast route's.
+CURSOR_MAX, PAGE_MAX, PAGE_DEFAULT, WAIT_MS_MAX, CLIENT_ID_MAX = 200, 5000, 500, 60_000, 64
 PAYER_SIDE = allow("payments-eda")
 # A split bill's ledger: payments-eda shows it to the guest, iiko-integration to the POS.
 BOTH_SIDES = allow("iiko-integration", "payments-eda")
@@ -112,10 +117,10 @@ async def statuses(body: StatusesRequest, service: Orders) -> Response:
 )
 async def changes(
     service: Orders,
-    after: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    wait_ms: Annotated[int, Query(ge=0, le=60_000)] = 0,
-    client_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    after: Annotated[str | None, Query(max_length=CURSOR_MAX)] = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT,
+    wait_ms: Annotated[int, Query(ge=0, le=WAIT_MS_MAX)] = 0,
+    client_id: Annotated[str | None, Query(min_length=1, max_length=CLIENT_ID_MAX)] = None,
 ) -> Response:
     page = await service.changes(
         after, limit=limit, wait_seconds=wait_ms / 1000, client_id=client_id
@@ -304,3 +309,49 @@ def _share_move_route(path: str, to: ShareState, summary: str) -> None:
 
 for _path, (_to, _summary) in _SHARE_MOVES.items():
     _share_move_route(_path, _to, _summary)
+
+
+# The change feed as a fast route (kernel/fast_routes.py): every follower's long-poll
+# (one per iiko-integration worker) comes back on each change, so FastAPI's per-request
+# layers were paid once per change and follower. The route above declares it for the
+# OpenAPI document and answers every request this one turns away (None): a refused
+# ticket, a query FastAPI would refuse or might read otherwise.
+_FEED_CALLERS = allowed_callers(POS_SIDE)
+_TICKET_HEADER = TICKET_HEADER.lower().encode()
+
+
+def _bounded(text: str | None, default: int, high: int, low: int = 0) -> int | None:
+    if text is None:
+        return default
+    # Plain ASCII digits only: pydantic reads other spellings ("+5", " 5", "5.0") too, so
+    # those are the FastAPI route's.
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(high))):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
+async def _fast_changes(request: FastRequest) -> bytes | None:
+    query = request.query(("after", "limit", "wait_ms", "client_id"))
+    if query is None:
+        return None
+    after, client_id = query.get("after"), query.get("client_id")
+    limit = _bounded(query.get("limit"), PAGE_DEFAULT, PAGE_MAX, low=1)
+    wait_ms = _bounded(query.get("wait_ms"), 0, WAIT_MS_MAX)
+    if (
+        limit is None
+        or wait_ms is None
+        or (after is not None and len(after) > CURSOR_MAX)
+        or (client_id is not None and not 1 <= len(client_id) <= CLIENT_ID_MAX)
+    ):
+        return None
+    callers: CallerCheck = request.scope["app"].state.callers
+    if not callers.admits(request.header(_TICKET_HEADER), _FEED_CALLERS):
+        return None
+    page = await request.service(OrderService).changes(
+        after, limit=limit, wait_seconds=wait_ms / 1000, client_id=client_id
+    )
+    return orjson.dumps(page)
+
+
+FAST_ROUTES = (FastRoute("GET", "/v1/orders/changes", _fast_changes),)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from qrpay.eda.api import router
+from qrpay.eda.api import FAST_ROUTES, router
 from qrpay.eda.jobs import refresh_open_orders, run_ttl_loop
 from qrpay.eda.metrics import EdaMetrics
 from qrpay.eda.repository import CHANGES_CHANNEL
@@ -52,5 +52,8 @@ def wire(ctx: ServiceContext) -> Wiring:
 
 
 SERVICE = ServiceApp(
-    description="The system of record for restaurant orders.", router=router, wire=wire
+    description="The system of record for restaurant orders.",
+    router=router,
+    wire=wire,
+    fast_routes=FAST_ROUTES,
 )

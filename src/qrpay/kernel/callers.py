@@ -16,7 +16,7 @@ service its ``X-Ya-Service-Ticket`` names (``kernel.tickets``). No valid ticket 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Depends, Request
 from prometheus_client import Counter
@@ -61,6 +61,20 @@ class CallerCheck:
             return Caller(source, route, self.refusals)
         self.refusals.labels(route, source, Refusal.NOT_ALLOWED).inc()
         raise Forbidden(f"{source} may not call {route}", code=CallerCode.SERVICE_NOT_ALLOWED)
+
+    def admits(self, ticket: str | None, allowed: frozenset[str]) -> bool:
+        """Whether ``ticket`` is valid and names one of ``allowed``: a fast route's check
+        (kernel/fast_routes.py). It neither counts nor answers a refusal: the request then
+        goes to the FastAPI route, whose ``allow`` does both."""
+        try:
+            return self.verifier.verify(ticket).source in allowed
+        except TicketInvalid:
+            return False
+
+
+def allowed_callers(declaration: Any) -> frozenset[str]:
+    """The services an ``allow(...)`` declaration names (for a fast route of the same path)."""
+    return cast(frozenset[str], declaration.dependency.allowed_callers)
 
 
 def allow(*services: str, tools: bool = False) -> Any:

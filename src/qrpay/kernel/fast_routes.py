@@ -16,9 +16,10 @@ answered by the same mapping as every other route's (``http.error_answer``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -68,6 +69,17 @@ class FastRequest:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError:
             raise NotJson from None
+
+    def query(self, names: Collection[str]) -> dict[str, str] | None:
+        """The query's parameters, read as Starlette reads them; None where FastAPI might
+        read another value (a parameter given twice) or one not among ``names``."""
+        pairs = parse_qsl(
+            cast(bytes, self.scope["query_string"]).decode("latin-1"), keep_blank_values=True
+        )
+        query = dict(pairs)
+        if len(query) != len(pairs) or not query.keys() <= set(names):
+            return None
+        return query
 
     def service(self, kind: type[T]) -> T:
         """The app's service of type ``kind`` (as ``kernel.service.provide`` gives routes)."""

@@ -9,8 +9,8 @@ for the successes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -23,6 +23,7 @@ from qrpay.kernel.service import ServiceContext
 from tests.component.iiko_integration.test_validation import CASES as CREATE_CASES
 from tests.support.component.iiko_integration import HEADERS, eda_order, valid_order
 from tests.support.mockserver import MockServer
+from tests.support.services import served_in_process
 
 JSON = {"Content-Type": "application/json"}
 POS = {**HEADERS, **JSON}
@@ -101,14 +102,8 @@ def fake_eda(mockserver: MockServer) -> None:
         return {"orders": [{"order_id": "paid", "client_id": "rest-1", "status": "PAYED"}]}
 
 
-@asynccontextmanager
-async def serving(ctx: ServiceContext, *, fast: bool) -> AsyncIterator[httpx.AsyncClient]:
-    declaration = SERVICE if fast else dataclasses.replace(SERVICE, fast_routes=())
-    app = declaration.build(ctx)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
+def serving(ctx: ServiceContext, *, fast: bool) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return served_in_process(SERVICE, ctx, fast=fast)
 
 
 @pytest.mark.parametrize(

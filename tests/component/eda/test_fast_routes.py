@@ -1,0 +1,117 @@
+"""eda's change feed served before FastAPI's router answers exactly as the FastAPI route.
+
+The same database is served twice: by eda as built (the fast route on) and by eda with its
+fast routes taken away. Status, content type and body must be the same bytes for every
+query, the refused ones included, and a refused ticket is counted once either way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from qrpay.eda.app import SERVICE
+from qrpay.kernel.migrations import upgrade
+from qrpay.kernel.service import ServiceContext
+from qrpay.kernel.tickets import TICKET_HEADER, sign
+from tests.support.component.eda import create_body
+from tests.support.services import make_context, served_in_process
+from tests.support.tickets import OTHER_KEY, refusals, ticket_headers
+
+FEED = ticket_headers("iiko-integration")
+
+# (name, query string, headers)
+CASES: list[tuple[str, str, dict[str, str]]] = [
+    ("from the start", "", FEED),
+    ("blank cursor", "after=", FEED),
+    ("a page of 1", "after=&limit=1", FEED),
+    ("all parameters", "after=&limit=2&wait_ms=0&client_id=rest-1", FEED),
+    ("another restaurant", "client_id=rest-2", FEED),
+    ("leading zeros", "limit=0002&wait_ms=00", FEED),
+    ("limit 0", "limit=0", FEED),
+    ("limit over the page max", "limit=5001", FEED),
+    ("limit at the page max", "limit=5000", FEED),
+    ("limit not a number", "limit=ten", FEED),
+    ("limit signed", "limit=%2B2", FEED),
+    ("limit with a space", "limit=%202", FEED),
+    ("limit as a float", "limit=2.0", FEED),
+    ("limit blank", "limit=", FEED),
+    ("limit in other digits", "limit=%D9%A2", FEED),
+    ("wait over the max", "wait_ms=60001", FEED),
+    ("wait negative", "wait_ms=-1", FEED),
+    ("limit given twice", "limit=1&limit=3", FEED),
+    ("an unknown parameter", "limit=1&verbose=1", FEED),
+    ("a bad cursor", "after=not-a-cursor", FEED),
+    ("a cursor too long", "after=" + "1" * 201, FEED),
+    ("client id blank", "client_id=", FEED),
+    ("client id too long", "client_id=" + "r" * 65, FEED),
+    ("client id at its max", "client_id=" + "r" * 64, FEED),
+    ("no ticket", "limit=1", {}),
+    ("an empty ticket", "limit=1", {TICKET_HEADER: ""}),
+    ("another service's ticket", "limit=1", ticket_headers("payments-eda")),
+    ("the tools' ticket", "limit=1", ticket_headers()),
+    (
+        "a ticket signed by an unknown key",
+        "limit=1",
+        {TICKET_HEADER: sign("iiko-integration", OTHER_KEY, int(time.time()))},
+    ),
+]
+
+
+def serving(ctx: ServiceContext, *, fast: bool) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return served_in_process(SERVICE, ctx, fast=fast)
+
+
+@pytest.fixture
+async def contexts(tmp_path: Path) -> Callable[[], ServiceContext]:
+    """eda contexts over one SQLite database holding two orders of rest-1 and one of
+    rest-2 (a context per app: each registers its own metrics)."""
+
+    def context() -> ServiceContext:
+        return make_context("eda", tmp_path)
+
+    first = context()
+    upgrade("eda", first.database_url())
+    async with serving(first, fast=False) as client:
+        for internal, restaurant in (("a", "rest-1"), ("b", "rest-1"), ("c", "rest-2")):
+            body = {**create_body(internal), "client_id": restaurant}
+            made = await client.post("/v1/orders", json=body, headers=FEED)
+            assert made.status_code == 200, made.text
+    return context
+
+
+@pytest.mark.parametrize(("query", "headers"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+async def test_the_fast_feed_answers_like_the_fastapi_route(
+    contexts: Callable[[], ServiceContext], query: str, headers: dict[str, str]
+) -> None:
+    answers = []
+    for fast in (True, False):
+        async with serving(contexts(), fast=fast) as client:
+            answers.append(await client.get(f"/v1/orders/changes?{query}", headers=headers))
+    fast_answer, plain_answer = answers
+    assert fast_answer.status_code == plain_answer.status_code, fast_answer.text
+    assert fast_answer.headers["content-type"] == plain_answer.headers["content-type"]
+    assert fast_answer.content == plain_answer.content
+
+
+async def test_the_fast_feed_serves_pages_and_counts_a_refusal_once(
+    contexts: Callable[[], ServiceContext],
+) -> None:
+    async with serving(contexts(), fast=True) as client:
+        page = await client.get("/v1/orders/changes?after=&limit=2", headers=FEED)
+        assert page.status_code == 200
+        assert [c["order_id"] for c in page.json()["changes"]] == [
+            c["order_id"]
+            for c in (await client.get("/v1/orders/changes", headers=FEED)).json()["changes"]
+        ][:2]
+        assert page.json()["more"] is True
+        refused = await client.get("/v1/orders/changes", headers=ticket_headers("payments-eda"))
+        assert refused.status_code == 403
+        assert await refusals(client, "/v1/orders/changes", "payments-eda", "not_allowed") == 1
+        metrics = (await client.get("/metrics")).text
+    assert 'handler="/v1/orders/changes",method="GET",status="200"} 2.0' in metrics
