@@ -354,4 +354,4 @@ async def _fast_changes(request: FastRequest) -> bytes | None:
     return orjson.dumps(page)
 
 
-FAST_ROUTES = (FastRoute("GET", "/v1/orders/changes", _fast_changes),)
+FAST_ROUTES = (FastRoute("GET", f"{router.prefix}/changes", _fast_changes),)
