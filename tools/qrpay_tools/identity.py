@@ -26,9 +26,15 @@ def tools_headers() -> dict[str, str]:
     return {TICKET_HEADER: dev_tools_ticket()()}
 
 
-def stand_in_headers(service: str) -> dict[str, str]:
-    """Headers of a call made as ``service`` with the development key: a benchmark that
-    drives eda directly stands in for the service whose routes it calls (the services it
-    runs read the development secdist; a production one never holds this key)."""
+def stand_in_ticket(service: str) -> Callable[[], str]:
+    """The ticket of a call made as ``service`` with the development key, renewed before it
+    expires: a benchmark that drives eda directly stands in for the service whose routes
+    it calls (the services it runs read the development secdist; a production one never
+    holds this key)."""
     keys = load_secdist(Settings.model_fields["secdist"].default).service_ticket_keys
-    return {TICKET_HEADER: TicketSigner(service, lambda: keys, time.time).ticket()}
+    return TicketSigner(service, lambda: keys, time.time).ticket
+
+
+def stand_in_headers(service: str) -> dict[str, str]:
+    """One call's headers as ``service`` (``stand_in_ticket``)."""
+    return {TICKET_HEADER: stand_in_ticket(service)()}

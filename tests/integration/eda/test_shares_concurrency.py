@@ -76,7 +76,7 @@ async def test_a_whole_bill_start_and_a_share_racing_never_both_win(
         order_id = await open_table(instances[0], "100", internal=f"race-whole-{n}")
         whole, share = await asyncio.gather(
             start(instances[n % 2], order_id, f"whole-{n}", amount="100"),
-            begin(instances[(n + 1) % 2], order_id, "g1", "50.00", way="equal", parts=2),
+            begin(instances[(n + 1) % 2], order_id, f"g-{n}", "50.00", way="equal", parts=2),
         )
         ledger = (await instances[0].get(f"/v1/orders/{order_id}/shares")).json()
         if whole.status_code == 200:

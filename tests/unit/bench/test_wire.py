@@ -62,6 +62,22 @@ def client(server: FakeServer, connections: int = 4) -> wire.Client:
     )
 
 
+async def test_each_request_carries_the_ticket_the_signer_hands_at_that_moment() -> None:
+    """A run may outlast a ticket: the signer renews it, and the next request has the new one."""
+    server = FakeServer(OK, OK)
+    tickets = iter(["first", "renewed"])
+    current = next(tickets)
+    http = wire.Client(
+        "http://127.0.0.1:8081", connections=1, ticket=lambda: current, connect=server.connect
+    )
+    await http.request("GET", "/ping", timeout=1)
+    current = next(tickets)
+    await http.request("GET", "/ping", timeout=1)
+    first, second = server.requests
+    assert b"\r\nX-Ya-Service-Ticket: first\r\n" in first
+    assert b"\r\nX-Ya-Service-Ticket: renewed\r\n" in second
+
+
 async def test_a_response_in_pieces_is_parsed_and_the_connection_kept_alive() -> None:
     server = FakeServer(OK, OK)
     http = client(server)

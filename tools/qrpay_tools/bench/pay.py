@@ -34,7 +34,7 @@ import yaml
 
 from qrpay_tools import local
 from qrpay_tools.bench import harness, load, pos, wire
-from qrpay_tools.identity import tools_headers
+from qrpay_tools.identity import dev_tools_ticket, tools_headers
 from qrpay_tools.ports import free_port
 
 USER = "bench-user"
@@ -181,7 +181,7 @@ async def pay_all(api: str, orders: list[pos.Order], concurrency: int, poll_inte
     errors = 0
     slots = asyncio.Semaphore(concurrency)
     client = wire.Client(
-        api, connections=concurrency * 2, headers={"X-Yandex-UID": USER, **tools_headers()}
+        api, connections=concurrency * 2, headers={"X-Yandex-UID": USER}, ticket=dev_tools_ticket()
     )
 
     async def one(order: pos.Order) -> None:
@@ -316,7 +316,7 @@ async def split_all(
     slots = asyncio.Semaphore(concurrency)
     # As the whole-bill guests: the identity payments-eda reads behind the API proxy.
     client = wire.Client(
-        api, connections=concurrency * 8, headers={"X-Yandex-UID": USER, **tools_headers()}
+        api, connections=concurrency * 8, headers={"X-Yandex-UID": USER}, ticket=dev_tools_ticket()
     )
 
     async def guest(order: pos.Order, started: tuple[str, float], deadline: float) -> bool:
@@ -417,8 +417,12 @@ async def payment_stream(job: PaymentJob) -> tuple[load.Stream, load.Stream]:
     """
     payments = load.Stream("payments (to PAYED)", job.rate, job.seconds)
     requests = load.Stream("payment API requests", 0.0, job.seconds)
-    headers = {"X-Yandex-UID": job.user, **tools_headers()}
-    client = wire.Client(job.api, connections=job.connections, headers=headers)
+    client = wire.Client(
+        job.api,
+        connections=job.connections,
+        headers={"X-Yandex-UID": job.user},
+        ticket=dev_tools_ticket(),
+    )
     count = min(len(job.orders), int(job.rate * job.seconds))
 
     async def fire(index: int, due: float) -> None:

@@ -29,7 +29,7 @@ import uvloop
 
 from qrpay_tools import local
 from qrpay_tools.bench import harness, load, wire
-from qrpay_tools.identity import stand_in_headers
+from qrpay_tools.identity import stand_in_ticket
 from qrpay_tools.ports import free_port
 from qrpay_tools.pos_sim.push import stream_messages, stream_url
 
@@ -332,7 +332,7 @@ async def probe_staleness(
     watch = StreamWatch(iiko_url)
     watching = asyncio.create_task(watch.run())
     pos = wire.Client(iiko_url, connections=4, headers={"X-API-Key": API_KEY})
-    eda = wire.Client(eda_url, connections=2, headers=stand_in_headers("payments-eda"))
+    eda = wire.Client(eda_url, connections=2, ticket=stand_in_ticket("payments-eda"))
     pause = seconds / max(1, len(orders))
 
     async def move(order_id: str, step: str, body: dict[str, str]) -> None:

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import aiohttp
 
+from qrpay.kernel.tickets import TICKET_HEADER
 from qrpay_tools import local
 from qrpay_tools.bench import harness
 from qrpay_tools.bench.pos import API_KEY, bill
-from qrpay_tools.identity import stand_in_headers
+from qrpay_tools.identity import stand_in_headers, stand_in_ticket
 from qrpay_tools.ports import free_port
 from qrpay_tools.pos_sim.push import stream_messages, stream_url
 
@@ -129,13 +130,15 @@ async def drive(args: argparse.Namespace, iiko: local.Process, eda: local.Proces
         cpu_before = {p.name: harness.cpu_seconds(p.popen.pid) for p in (iiko, eda)}
         started: dict[str, float] = {}
         answered: dict[str, float] = {}
-        payer = stand_in_headers("payments-eda")  # eda's payment moves are payments-eda's
+        payer = stand_in_ticket("payments-eda")  # eda's payment moves are payments-eda's
 
         async def change(order_id: str) -> None:
             started[order_id] = time.monotonic()
             body = {"payment_id": f"pay-{order_id}", "amount": "1500.00", "currency": "RUB"}
             async with session.post(
-                f"{eda.url}/v1/orders/{order_id}/payment/start", json=body, headers=payer
+                f"{eda.url}/v1/orders/{order_id}/payment/start",
+                json=body,
+                headers={TICKET_HEADER: payer()},
             ) as answer:
                 await answer.read()
             answered[order_id] = time.monotonic()

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlencode, urlsplit
 
+from qrpay.kernel.tickets import TICKET_HEADER
+
 
 @dataclass(frozen=True)
 class Response:
@@ -150,8 +152,11 @@ class Client:
         *,
         connections: int,
         headers: dict[str, str] | None = None,
+        ticket: Callable[[], str] | None = None,
         connect: Connect | None = None,
     ) -> None:
+        """``ticket``: the service ticket to send with each request, asked for each time
+        (a signer hands the same one until it renews it: a run may outlast a ticket)."""
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"{base_url}: only http://host[:port] is supported")
@@ -161,6 +166,7 @@ class Client:
         self._fixed = f"Host: {parts.netloc}\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in (headers or {}).items()
         )
+        self._ticket = ticket
         self._idle: list[Connection] = []
         self._open = 0  # connections open or being opened, and slots handed to a waiter
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
@@ -181,6 +187,8 @@ class Client:
         if params:
             path = f"{path}?{urlencode(params)}"
         head = f"{method} {path} HTTP/1.1\r\n{self._fixed}"
+        if self._ticket is not None:
+            head += f"{TICKET_HEADER}: {self._ticket()}\r\n"
         if body or method in ("POST", "PUT", "PATCH"):
             head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
         data = head.encode("latin-1") + b"\r\n" + body
