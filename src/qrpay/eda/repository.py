@@ -266,8 +266,7 @@ async def fetch_changes(
         else:
             rows = await db.fetch_fast(_CHANGES_CLIENT_PAGE_SQL, *args, client_id)
         return _changes_page(rows, limit)
-    pg = db.dialect == "postgresql"
-    horizon = _PG_HORIZON if pg else literal(feed.NO_HORIZON, BigInteger)
+    # SQLite (no fast reads): nothing commits out of order there (``feed.NO_HORIZON``).
     statement = (
         select(
             orders.c.id,
@@ -275,7 +274,7 @@ async def fetch_changes(
             orders.c.status,
             orders.c.version,
             orders.c.change_tx,
-            horizon.label("horizon"),
+            literal(feed.NO_HORIZON, BigInteger).label("horizon"),
         )
         .where(tuple_(orders.c.change_tx, orders.c.id) > tuple_(after.change_tx, after.order_id))
         .order_by(orders.c.change_tx, orders.c.id)
