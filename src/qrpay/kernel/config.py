@@ -183,6 +183,10 @@ class PaymentsConfig(Strict):
     cashback_max_attempts: int = Field(default=60, ge=1, le=10_000)
     # When the durable check that a started payment really got its hold runs.
     hold_watchdog_seconds: float = Field(default=30, gt=0)
+    # The whole budget of one pay request in payments-eda, its downstream calls included
+    # (each is bounded by what is left of it): a caller (api-proxy) waits at least this long
+    # before it reads the outcome as unknown.
+    pay_budget_ms: int = Field(default=6000, ge=100, le=60_000)
 
 
 class GatewayConfig(Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -17,6 +18,19 @@ YANDEX_UID_HEADER = "X-Yandex-UID"
 PHONE_ID_HEADER = "X-YaTaxi-PhoneId"
 LANGUAGE_HEADER = "X-Request-Language"
 POLLING_DELAY_HEADER = "X-Polling-Delay"
+# One per guest tap on "pay" (the payer page keeps it across a reload while that payment is
+# unfinished): a repeat with the same token and body is the same payment, never a second one.
+IDEMPOTENCY_TOKEN_HEADER = "X-Idempotency-Token"
+IdempotencyToken = Annotated[
+    str, StringConstraints(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+]
+
+
+def payment_id_for(order_id: str, token: str) -> str:
+    """The payment a guest's token makes on an order: a repeat (or a caller that lost the
+    answer) names the same payment without asking anyone."""
+    return hashlib.sha256(f"{order_id}\n{token}".encode()).hexdigest()[:32]
+
 PAYER_API_PREFIX = "/4.0/payments/v1"
 
 # The queue payments-eda consumes, and its tasks by name (``payments_eda.tasks`` handles
@@ -54,6 +68,9 @@ class PaymentsCode(StrEnum):
     INVALID_SHARE = "invalid_share"
     TIP_NOT_OFFERED = "tip_not_offered"
     INVALID_TIP = "invalid_tip"
+    # The guest's idempotency token (``IDEMPOTENCY_TOKEN_HEADER``).
+    IDEMPOTENCY_TOKEN_REQUIRED = "idempotency_token_required"
+    IDEMPOTENCY_TOKEN_REUSED = "idempotency_token_reused"
 
 
 class GuestStatus(StrEnum):
@@ -124,6 +141,8 @@ class PayRequest(WireModel):
 class PaymentStatusResponse(WireModel):
     status: GuestStatus
     message: str
+    # The payment this answer is about (absent where the order has none yet).
+    payment_id: str | None = None
 
 
 class SharePayRequest(PayRequest):
