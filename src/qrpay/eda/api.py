@@ -10,30 +10,26 @@ from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import Response
 
 from qrpay.eda.domain import Order
+from qrpay.eda.payment_service import PaymentService
 from qrpay.eda.schemas import (
     ChangesPage,
     CreateOrderRequest,
     CreateOrderResponse,
     FeedTail,
     LedgerView,
-    OrdersPage,
-    OrderStatus,
     OrderView,
-    PaymentPhase,
     PaymentRef,
+    PaymentState,
+    PaymentsToCheck,
     QuoteView,
-    ShareRef,
-    ShareState,
-    SharesToCheck,
     ShareWay,
+    StartedPayment,
     StartPaymentRequest,
-    StartShareRequest,
     StatusesRequest,
     StatusesResponse,
     share_choice,
 )
 from qrpay.eda.service import OrderService
-from qrpay.eda.split_service import SplitService
 from qrpay.kernel.callers import CallerCheck, allow, allowed_callers
 from qrpay.kernel.fast_routes import FastRequest, FastRoute
 from qrpay.kernel.http import error_responses, json_response, view
@@ -45,7 +41,7 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 
 Orders = Annotated[OrderService, Depends(provide(OrderService))]
-Splits = Annotated[SplitService, Depends(provide(SplitService))]
+Payments = Annotated[PaymentService, Depends(provide(PaymentService))]
 OrderIdPath = Annotated[str, Path(pattern=STORABLE_TEXT)]
 
 # Who calls eda (kernel.callers): iiko-integration creates orders and reads statuses
@@ -54,7 +50,7 @@ POS_SIDE = allow("iiko-integration")
 # The change feed's query limits: the FastAPI route's and its fast route's.
 CURSOR_MAX, PAGE_MAX, PAGE_DEFAULT, WAIT_MS_MAX, CLIENT_ID_MAX = 200, 5000, 500, 60_000, 64
 PAYER_SIDE = allow("payments-eda")
-# A split bill's ledger: payments-eda shows it to the guest, iiko-integration to the POS.
+# An order's payments: payments-eda shows them to the guest, iiko-integration to the POS.
 BOTH_SIDES = allow("iiko-integration", "payments-eda")
 
 
@@ -71,27 +67,6 @@ def order_view(order: Order) -> OrderView:
 async def create_order(body: CreateOrderRequest, service: Orders) -> CreateOrderResponse:
     order, outcome = await service.create(body.client_id, body.internal_order_id, body.bill)
     return CreateOrderResponse(order=order_view(order), outcome=outcome)
-
-
-@router.get(
-    "",
-    summary="Orders in a status (and payment phase), oldest change first: e.g. payments "
-    "under way for too long",
-    response_model=OrdersPage,
-    responses=error_responses(401, 403),
-    dependencies=[PAYER_SIDE],
-)
-async def orders_in_status(
-    service: Orders,
-    status: OrderStatus,
-    payment_phase: PaymentPhase | None = None,
-    updated_before: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> OrdersPage:
-    found = await service.in_status(
-        status, phase=payment_phase, updated_before=updated_before, limit=limit
-    )
-    return OrdersPage(orders=[order_view(order) for order in found])
 
 
 @router.post(
@@ -152,61 +127,6 @@ async def get_order(order_id: OrderIdPath, service: Orders) -> Response:
 
 
 @router.post(
-    "/{order_id}/payment/start",
-    summary="A payment of the current bill begins; the bill is locked until it ends",
-    responses=error_responses(401, 403, 404, 409),
-    dependencies=[PAYER_SIDE],
-)
-async def start_payment(
-    order_id: OrderIdPath, body: StartPaymentRequest, service: Orders
-) -> OrderView:
-    order = await service.start_payment(
-        order_id, body.payment_id, body.amount, body.currency, body.bill_version
-    )
-    return order_view(order)
-
-
-@router.post(
-    "/{order_id}/payment/claim-clear",
-    summary="The payment's clear claims the order: from now on it can only end PAYED",
-    responses=error_responses(401, 403, 404, 409),
-    dependencies=[PAYER_SIDE],
-)
-async def claim_clear(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
-    return order_view(await service.claim_clear(order_id, body.payment_id))
-
-
-@router.post(
-    "/{order_id}/payment/begin-rollback",
-    summary="The payment's rollback claims the order: it will never be cleared",
-    responses=error_responses(401, 403, 404, 409),
-    dependencies=[PAYER_SIDE],
-)
-async def begin_rollback(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
-    return order_view(await service.begin_rollback(order_id, body.payment_id))
-
-
-@router.post(
-    "/{order_id}/payment/fail",
-    summary="The payment failed; the order is open for another attempt",
-    responses=error_responses(401, 403, 404, 409),
-    dependencies=[PAYER_SIDE],
-)
-async def fail_payment(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
-    return order_view(await service.fail_payment(order_id, body.payment_id))
-
-
-@router.post(
-    "/{order_id}/payment/complete",
-    summary="The payment's claimed clear succeeded; the order is paid",
-    responses=error_responses(401, 403, 404, 409),
-    dependencies=[PAYER_SIDE],
-)
-async def complete_payment(order_id: OrderIdPath, body: PaymentRef, service: Orders) -> OrderView:
-    return order_view(await service.complete_payment(order_id, body.payment_id))
-
-
-@router.post(
     "/{order_id}/close",
     summary="The waiter closes the order; what is left is settled outside qrpay",
     responses=error_responses(404, 409),
@@ -216,44 +136,47 @@ async def close_order(order_id: OrderIdPath, service: Orders) -> OrderView:
     return order_view(await service.close(order_id))
 
 
-# --- a split bill (issue 12): each guest pays a share, with its own hold and clear --------
+# --- payments: each a share of the bill, the whole bill the share of everything left ----
 
 
 @router.get(
-    "/shares/overdue",
-    summary="Shares whose hold has had no outcome for a while, and those being rolled back",
-    response_model=SharesToCheck,
+    "/payments/overdue",
+    summary="Payments whose hold has had no outcome for a while, and those being rolled "
+    "back, oldest change first, a page at a time",
+    response_model=PaymentsToCheck,
+    responses=error_responses(400, 401, 403),
     dependencies=[PAYER_SIDE],
 )
-async def shares_to_check(
-    service: Splits,
+async def payments_to_check(
+    service: Payments,
     updated_before: datetime,
+    after: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    return json_response(200, {"shares": await service.to_check(updated_before, limit)})
+    return json_response(200, await service.to_check(updated_before, limit, after))
 
 
 @router.get(
-    "/{order_id}/shares",
-    summary="The bill's shares: paid, being paid, and what is left",
+    "/{order_id}/payments",
+    summary="The bill's payments: paid, being paid, and what is left",
     response_model=LedgerView,
-    responses=error_responses(404),
+    responses=error_responses(401, 403, 404),
     dependencies=[BOTH_SIDES],
 )
-async def ledger(order_id: OrderIdPath, service: Splits) -> Response:
+async def ledger(order_id: OrderIdPath, service: Payments) -> Response:
     return json_response(200, await service.ledger(order_id))
 
 
 @router.get(
-    "/{order_id}/shares/quote",
-    summary="What a share would cost now; reserves nothing",
+    "/{order_id}/payments/quote",
+    summary="What a share of the bill would cost now; reserves nothing",
     response_model=QuoteView,
-    responses=error_responses(400, 404, 409),
+    responses=error_responses(400, 401, 403, 404, 409),
     dependencies=[PAYER_SIDE],
 )
 async def quote(
     order_id: OrderIdPath,
-    service: Splits,
+    service: Payments,
     way: ShareWay,
     parts: Annotated[int | None, Query(ge=2, le=50)] = None,
     items: Annotated[list[int] | None, Query(max_length=500)] = None,
@@ -264,51 +187,44 @@ async def quote(
 
 
 @router.post(
-    "/{order_id}/shares/start",
-    summary="A guest's share begins at the price they saw; its amount and items are reserved",
-    response_model=LedgerView,
-    responses=error_responses(400, 404, 409),
+    "/{order_id}/payments/start",
+    summary="A payment begins at the price the guest saw; its amount and items are reserved. "
+    "The same payment id again answers that payment as it stands",
+    response_model=StartedPayment,
+    responses=error_responses(400, 401, 403, 404, 409),
     dependencies=[PAYER_SIDE],
 )
-async def start_share(order_id: OrderIdPath, body: StartShareRequest, service: Splits) -> Response:
-    ledger_now = await service.start(
-        order_id,
-        body.share_id,
-        body.choice,
-        amount=body.amount,
-        tip=body.tip,
-        currency=body.currency,
-        bill_version=body.bill_version,
-    )
-    return json_response(200, ledger_now)
+async def start_payment(
+    order_id: OrderIdPath, body: StartPaymentRequest, service: Payments
+) -> Response:
+    return json_response(200, await service.start(order_id, body))
 
 
-_SHARE_MOVES = {
-    "claim-clear": (ShareState.CLEARING, "The share's clear claims it: it can only end paid"),
-    "begin-rollback": (ShareState.ROLLING_BACK, "The share's rollback claims it"),
-    "fail": (ShareState.RELEASED, "The share's hold failed or was released"),
-    "complete": (ShareState.PAID, "The share's clear succeeded"),
+_PAYMENT_MOVES = {
+    "begin-rollback": (PaymentState.ROLLING_BACK, "The payment's rollback claims it"),
+    "fail": (PaymentState.RELEASED, "The payment's hold failed or was released"),
+    "complete": (PaymentState.PAID, "The payment's clear succeeded"),
 }
 
 
-def _share_move_route(path: str, to: ShareState, summary: str) -> None:
-    async def move(order_id: OrderIdPath, body: ShareRef, service: Splits) -> Response:
-        return json_response(200, await service.move(order_id, body.share_id, to))
+def _payment_move_route(path: str, to: PaymentState, summary: str) -> None:
+    async def move(order_id: OrderIdPath, body: PaymentRef, service: Payments) -> Response:
+        return json_response(200, await service.move(order_id, body.payment_id, to))
 
     router.add_api_route(
-        f"/{{order_id}}/shares/{path}",
+        f"/{{order_id}}/payments/{path}",
         move,
         methods=["POST"],
         summary=summary,
         response_model=LedgerView,
-        responses=error_responses(404, 409),
+        responses=error_responses(401, 403, 404, 409),
         dependencies=[PAYER_SIDE],
-        name=f"share_{path.replace('-', '_')}",
+        name=f"payment_{path.replace('-', '_')}",
     )
 
 
-for _path, (_to, _summary) in _SHARE_MOVES.items():
-    _share_move_route(_path, _to, _summary)
+for _path, (_to, _summary) in _PAYMENT_MOVES.items():
+    _payment_move_route(_path, _to, _summary)
 
 
 # The change feed as a fast route (kernel/fast_routes.py): every follower's long-poll

@@ -7,9 +7,9 @@ import structlog
 from qrpay.eda.api import FAST_ROUTES, router
 from qrpay.eda.jobs import refresh_open_orders, run_ttl_loop
 from qrpay.eda.metrics import EdaMetrics
+from qrpay.eda.payment_service import PaymentService
 from qrpay.eda.repository import CHANGES_CHANNEL
 from qrpay.eda.service import OrderService
-from qrpay.eda.split_service import SplitService
 from qrpay.kernel.db import Database, is_sqlite
 from qrpay.kernel.pg_listen import PgListener
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
@@ -47,7 +47,10 @@ def wire(ctx: ServiceContext) -> Wiring:
         service.listener = listener
         jobs.append(Job("eda-changes-listener", listener.run))
     return Wiring(
-        database=db, services=[service, SplitService(service)], on_start=[refresh_gauge], jobs=jobs
+        database=db,
+        services=[service, PaymentService(service)],
+        on_start=[refresh_gauge],
+        jobs=jobs,
     )
 
 

@@ -10,18 +10,14 @@ from qrpay.eda.schemas import (
     CreateOrderResponse,
     FeedTail,
     LedgerView,
-    OrdersPage,
-    OrderStatus,
     OrderStatusView,
     OrderView,
-    PaymentPhase,
     PaymentRef,
+    PaymentsToCheck,
     QuoteView,
     ShareChoice,
-    ShareRef,
-    SharesToCheck,
+    StartedPayment,
     StartPaymentRequest,
-    StartShareRequest,
     StatusesRequest,
     StatusesResponse,
 )
@@ -48,32 +44,6 @@ class EdaClient(ServiceClient):
 
     async def get_order(self, order_id: str) -> OrderView:
         return await self.fetch(OrderView, "GET", f"/v1/orders/{order_id}", endpoint="get_order")
-
-    async def payments_to_check(
-        self, updated_before: datetime, *, limit: int = 100
-    ) -> list[OrderView]:
-        """Payments under way that changed last before ``updated_before``, then every one
-        being rolled back (whatever its age): what payments-eda's sweep looks at."""
-        params: dict[str, str] = {
-            "status": OrderStatus.PAYMENT_IN_PROGRESS.value,
-            "limit": str(limit),
-        }
-        stale = await self.fetch(
-            OrdersPage,
-            "GET",
-            "/v1/orders",
-            endpoint="orders_in_status",
-            params={**params, "updated_before": updated_before.isoformat()},
-        )
-        rolling = await self.fetch(
-            OrdersPage,
-            "GET",
-            "/v1/orders",
-            endpoint="orders_in_status",
-            params={**params, "payment_phase": PaymentPhase.ROLLING_BACK.value},
-        )
-        seen = {order.order_id for order in stale.orders}
-        return stale.orders + [o for o in rolling.orders if o.order_id not in seen]
 
     async def statuses(self, order_ids: list[str]) -> list[OrderStatusView]:
         request = StatusesRequest(order_ids=order_ids)
@@ -104,45 +74,28 @@ class EdaClient(ServiceClient):
         answer = await self.fetch(FeedTail, "GET", "/v1/orders/changes/tail", endpoint="tail")
         return answer.cursor
 
-    async def start_payment(self, order_id: str, request: StartPaymentRequest) -> OrderView:
-        # Repeating a start with the same payment_id is a no-op in eda.
-        return await self._payment(order_id, "start", request)
-
-    async def fail_payment(self, order_id: str, payment_id: str) -> OrderView:
-        return await self._payment(order_id, "fail", PaymentRef(payment_id=payment_id))
-
-    async def claim_clear(self, order_id: str, payment_id: str) -> OrderView:
-        return await self._payment(order_id, "claim-clear", PaymentRef(payment_id=payment_id))
-
-    async def begin_rollback(self, order_id: str, payment_id: str) -> OrderView:
-        return await self._payment(order_id, "begin-rollback", PaymentRef(payment_id=payment_id))
-
-    async def complete_payment(self, order_id: str, payment_id: str) -> OrderView:
-        return await self._payment(order_id, "complete", PaymentRef(payment_id=payment_id))
-
     async def close_order(self, order_id: str) -> OrderView:
         path = f"/v1/orders/{order_id}/close"
         return await self.fetch(OrderView, "POST", path, endpoint="close_order")
 
-    async def _payment(
-        self, order_id: str, move: str, request: StartPaymentRequest | PaymentRef
-    ) -> OrderView:
-        path = f"/v1/orders/{order_id}/payment/{move}"
-        return await self.fetch(
-            OrderView, "POST", path, endpoint=f"{move.replace('-', '_')}_payment", json=request
-        )
-
-    # --- a split bill: each share moves like a whole-bill payment, on its own ------------
+    # --- payments: each a share of the bill, the whole bill the share of everything left --
 
     async def ledger(self, order_id: str) -> LedgerView:
-        path = f"/v1/orders/{order_id}/shares"
+        path = f"/v1/orders/{order_id}/payments"
         return await self.fetch(LedgerView, "GET", path, endpoint="ledger")
 
-    async def shares_to_check(self, updated_before: datetime, limit: int = 100) -> SharesToCheck:
+    async def payments_to_check(
+        self, updated_before: datetime, *, after: str | None = None, limit: int = 100
+    ) -> PaymentsToCheck:
+        """A page of the payments whose hold has had no outcome since ``updated_before``,
+        and of those being rolled back (whatever their age): what payments-eda's sweep
+        looks at. ``after``: the previous page's ``next``."""
         params = {"updated_before": updated_before.isoformat(), "limit": str(limit)}
-        path = "/v1/orders/shares/overdue"
+        if after is not None:
+            params["after"] = after
+        path = "/v1/orders/payments/overdue"
         return await self.fetch(
-            SharesToCheck, "GET", path, endpoint="shares_to_check", params=params
+            PaymentsToCheck, "GET", path, endpoint="payments_to_check", params=params
         )
 
     async def quote(self, order_id: str, choice: ShareChoice) -> QuoteView:
@@ -151,21 +104,30 @@ class EdaClient(ServiceClient):
             params.append(("parts", str(choice.parts)))
         if choice.amount is not None:
             params.append(("amount", choice.amount))
-        path = f"/v1/orders/{order_id}/shares/quote"
+        path = f"/v1/orders/{order_id}/payments/quote"
         return await self.fetch(QuoteView, "GET", path, endpoint="quote", params=params)
 
-    async def start_share(self, order_id: str, request: StartShareRequest) -> LedgerView:
-        # Repeating a start with the same share_id and choice is a no-op in eda.
-        return await self._share(order_id, "start", request)
-
-    async def move_share(self, order_id: str, move: str, share_id: str) -> LedgerView:
-        """``move``: claim-clear, begin-rollback, fail or complete."""
-        return await self._share(order_id, move, ShareRef(share_id=share_id))
-
-    async def _share(
-        self, order_id: str, move: str, request: StartShareRequest | ShareRef
-    ) -> LedgerView:
-        path = f"/v1/orders/{order_id}/shares/{move}"
+    async def start_payment(
+        self, order_id: str, request: StartPaymentRequest, *, deadline_ms: int | None = None
+    ) -> StartedPayment:
+        # Repeating a start with the same payment id is answered with that payment.
+        path = f"/v1/orders/{order_id}/payments/start"
         return await self.fetch(
-            LedgerView, "POST", path, endpoint=f"{move.replace('-', '_')}_share", json=request
+            StartedPayment,
+            "POST",
+            path,
+            endpoint="start_payment",
+            json=request,
+            deadline_ms=deadline_ms,
+        )
+
+    async def move_payment(self, order_id: str, move: str, payment_id: str) -> LedgerView:
+        """``move``: begin-rollback, fail or complete; each a no-op when already done."""
+        path = f"/v1/orders/{order_id}/payments/{move}"
+        return await self.fetch(
+            LedgerView,
+            "POST",
+            path,
+            endpoint=f"{move.replace('-', '_')}_payment",
+            json=PaymentRef(payment_id=payment_id),
         )

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Row
 
 from qrpay.eda import feed
 from qrpay.eda.domain import OPEN_STATUSES, Order, ttl_cutoff
-from qrpay.eda.schemas import OrderStatus, PaymentPhase, ShareState
+from qrpay.eda.schemas import OrderStatus, PaymentState
 from qrpay.kernel.clock import utc, wire_time
 from qrpay.kernel.db import Database, new_metadata
 from qrpay.kernel.repository import Repository, fast_select
@@ -54,9 +54,7 @@ orders = Table(
     Column("amount", String(32), nullable=False),
     Column("elements", JSON, nullable=False),
     Column("bill_version", Integer, nullable=False),
-    Column("payment_id", String(128), nullable=True),
     Column("version", Integer, nullable=False),
-    Column("payment_phase", String(16), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     # The transaction of the latest write: the change feed's order (``eda.feed``).
@@ -69,29 +67,40 @@ orders = Table(
     Index("ix_orders_client_id_change_tx", "client_id", "change_tx", "id"),
 )
 
-# Several guests paying one bill (``eda.split``): each share is a payment of its own.
-order_shares = Table(
-    "order_shares",
+# An order's payments (``eda.ledger``): each a share of the bill, the whole bill being the
+# share of everything left. A write of one locks its order's row first.
+payments = Table(
+    "payments",
     metadata,
     Column("id", String(128), primary_key=True),
     Column("order_id", String(32), ForeignKey("orders.id"), nullable=False),
+    Column("invoice_id", String(128), nullable=False),
     Column("amount", String(32), nullable=False),
     Column("tip", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
     Column("items", JSON, nullable=False),
     Column("state", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("token", String(128), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    Column("paid_seq", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    Index("ix_order_shares_order_id", "order_id"),
+    # One payment per guest token on an order: the database, not the code, says so.
+    UniqueConstraint("order_id", "token", name="uq_payments_order_id_token"),
+    Index("ix_payments_order_id", "order_id"),
+    # The sweep's work list: payments under way, oldest change first.
+    Index("ix_payments_state_updated_at", "state", "updated_at", "id"),
 )
 
-# An item is reserved by at most one share: the primary key, not the code, says so. A
-# released share's rows are deleted with its release.
-order_share_items = Table(
-    "order_share_items",
+# An item is reserved by at most one payment: the primary key, not the code, says so. A
+# released payment's rows are deleted with its release.
+payment_items = Table(
+    "payment_items",
     metadata,
     Column("order_id", String(32), primary_key=True),
     Column("item", Integer, primary_key=True),
-    Column("share_id", String(128), ForeignKey("order_shares.id"), nullable=False),
+    Column("payment_id", String(128), ForeignKey("payments.id"), nullable=False),
 )
 
 # PostgreSQL's own number for the writing transaction, and the horizon below which every
@@ -109,11 +118,11 @@ _PG_XID_NOTIFYING = (
     .select_from(select(func.pg_notify(CHANGES_CHANNEL, "")).subquery("notified"))
     .scalar_subquery()
 )
-# Some guest has paid a share of the order, or is paying one (issue 12): it is being split.
-# Every share write locks the order's row first, so under that lock this answer holds.
-_SPLIT_UNDER_WAY = exists().where(
-    order_shares.c.order_id == orders.c.id,
-    order_shares.c.state != ShareState.RELEASED.value,
+# Some payment of the order holds or has paid money. Every payment write locks the order's
+# row first, so under that lock this answer holds.
+_PAYMENT_RESERVES = exists().where(
+    payments.c.order_id == orders.c.id,
+    payments.c.state != PaymentState.RELEASED.value,
 )
 _PG_HORIZON = cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger)
 
@@ -128,8 +137,6 @@ def _to_row(order: Order) -> dict[str, Any]:
         "amount": order.bill.amount,
         "elements": [{"name": e.name, "amount": e.amount} for e in order.bill.elements],
         "bill_version": order.bill_version,
-        "payment_id": order.payment_id,
-        "payment_phase": order.payment_phase.value if order.payment_phase else None,
         "version": order.version,
         "created_at": order.created_at,
         "updated_at": order.updated_at,
@@ -150,8 +157,6 @@ def _to_order(row: Row[Any]) -> Order:
         status=OrderStatus(m["status"]),
         bill=bill,
         bill_version=m["bill_version"],
-        payment_id=m["payment_id"],
-        payment_phase=PaymentPhase(m["payment_phase"]) if m["payment_phase"] else None,
         version=m["version"],
         created_at=utc(m["created_at"]),
         updated_at=utc(m["updated_at"]),
@@ -181,8 +186,6 @@ _INSERT_COLUMNS = (
     "amount",
     "elements",
     "bill_version",
-    "payment_id",
-    "payment_phase",
     "version",
     "created_at",
     "updated_at",
@@ -318,8 +321,6 @@ _ORDER_SQL = fast_select(
         "amount",
         "elements",
         "bill_version",
-        "payment_id",
-        "payment_phase",
         "created_at",
         "updated_at",
     ),
@@ -354,10 +355,8 @@ async def fetch_order_view(db: Database, order_id: str) -> dict[str, Any] | None
             "elements": orjson.loads(elements) if isinstance(elements, str) else elements,
         },
         "bill_version": row[7],
-        "payment_id": row[8],
-        "payment_phase": row[9],
-        "created_at": wire_time(row[10]),
-        "updated_at": wire_time(row[11]),
+        "created_at": wire_time(row[8]),
+        "updated_at": wire_time(row[9]),
     }
 
 
@@ -373,8 +372,6 @@ def order_wire(order: Order) -> dict[str, Any]:
             "elements": [{"name": e.name, "amount": e.amount} for e in order.bill.elements],
         },
         "bill_version": order.bill_version,
-        "payment_id": order.payment_id,
-        "payment_phase": order.payment_phase.value if order.payment_phase else None,
         "created_at": wire_time(order.created_at),
         "updated_at": wire_time(order.updated_at),
     }
@@ -414,9 +411,8 @@ class OrderRepository(Repository):
             statement = statement.with_for_update()
         return await self.first(statement, _to_order)
 
-    async def save(self, before: Order, after: Order, *, unless_split: bool = False) -> bool:
-        """Write ``after`` only if the row is still at ``before.version`` and, ``unless_split``,
-        no share of the order holds or has paid money; False if it did not write."""
+    async def save(self, before: Order, after: Order) -> bool:
+        """Write ``after`` only if the row is still at ``before.version``; False if it did not."""
         values = _to_row(after)
         for key in ("id", "client_id", "internal_order_id", "created_at"):
             del values[key]
@@ -424,8 +420,6 @@ class OrderRepository(Repository):
         statement = update(orders).where(
             orders.c.id == before.id, orders.c.version == before.version
         )
-        if unless_split:
-            statement = statement.where(~_SPLIT_UNDER_WAY)
         return await self.changed_one(statement.values(values))
 
     async def cancel_expired(self, now: datetime, ttl_seconds: int) -> int:
@@ -440,37 +434,18 @@ class OrderRepository(Repository):
             .where(
                 orders.c.status == OrderStatus.WAITING.value,
                 orders.c.created_at < ttl_cutoff(now, ttl_seconds),
-                # An order some guest has paid a share of, or is paying, stays open for the
+                # An order some guest has paid part of, or is paying, stays open for the
                 # waiter to close (issue 12).
-                ~_SPLIT_UNDER_WAY,
+                ~_PAYMENT_RESERVES,
             )
             .values(
                 status=OrderStatus.CANCELED.value,
-                payment_id=None,
                 version=orders.c.version + 1,
                 updated_at=now,
                 change_tx=await self._change_tx(),
             )
         )
         return int(result.rowcount)
-
-    async def in_status(
-        self,
-        status: OrderStatus,
-        *,
-        phase: PaymentPhase | None,
-        updated_before: datetime | None,
-        limit: int,
-    ) -> list[Order]:
-        """Orders in ``status`` (and ``phase``) last changed before ``updated_before``, oldest
-        change first. Few orders are in progress at any time: the status index narrows it."""
-        statement = select(orders).where(orders.c.status == status.value)
-        if phase is not None:
-            statement = statement.where(orders.c.payment_phase == phase.value)
-        if updated_before is not None:
-            statement = statement.where(orders.c.updated_at < updated_before)
-        result = await self.session.execute(statement.order_by(orders.c.updated_at).limit(limit))
-        return [_to_order(row) for row in result]
 
     async def count_open(self) -> int:
         result = await self.session.execute(

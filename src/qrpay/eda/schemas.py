@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, ValidationError
+from pydantic import Field, StringConstraints, ValidationError, model_validator
 
 from qrpay.kernel.errors import InvalidInput
 from qrpay.kernel.schemas import STORABLE_TEXT, AmountText, Bill, CurrencyCode, WireModel
@@ -26,21 +26,33 @@ class EdaCode(StrEnum):
     ORDER_BUSY = "order_busy"
     ORDER_LOCKED = "order_locked"
     PAYMENT_IN_PROGRESS = "payment_in_progress"
-    PAYMENT_NOT_STARTED = "payment_not_started"
-    PAYMENT_MISMATCH = "payment_mismatch"
     ALREADY_PAID = "already_paid"
     ORDER_CLOSED = "order_closed"
     BILL_CHANGED = "bill_changed"
-    # The payment's clear and its rollback exclude each other (``PaymentPhase``).
+    BAD_CURSOR = "bad_cursor"
+    # A payment's moves (``eda.ledger``).
+    PAYMENT_NOT_FOUND = "payment_not_found"
     PAYMENT_CLEARING = "payment_clearing"
     PAYMENT_ROLLING_BACK = "payment_rolling_back"
-    BAD_CURSOR = "bad_cursor"
-    # Shares of a split bill (``eda.split`` has the rest of their codes).
-    SPLIT_UNDER_WAY = "split_under_way"
-    SHARE_NOT_FOUND = "share_not_found"
-    SHARE_MISMATCH = "share_mismatch"
+    PAYMENT_RELEASED = "payment_released"
     SHARE_PRICE_CHANGED = "share_price_changed"
-    SHARE_RELEASED = "share_released"
+    # The same payment id (the guest's token) came with another request.
+    IDEMPOTENCY_TOKEN_REUSED = "idempotency_token_reused"  # noqa: S105 - a code
+
+
+class LedgerCode(StrEnum):
+    """eda's refusals of a guest's choice, decided by ``eda.ledger``."""
+
+    NOTHING_LEFT = "nothing_left"
+    AMOUNT_EXCEEDS_LEFT = "amount_exceeds_left"
+    ITEM_TAKEN = "item_taken"
+    UNKNOWN_ITEM = "unknown_item"
+    ITEM_NOT_PAYABLE = "item_not_payable"
+    INVALID_PARTS = "invalid_parts"
+    INVALID_SHARE_AMOUNT = "invalid_share_amount"
+    BILL_BELOW_PAID = "bill_below_paid"
+    TAKEN_ITEM_CHANGED = "taken_item_changed"
+    CURRENCY_LOCKED = "currency_locked"
 
 
 class OrderStatus(StrEnum):
@@ -51,18 +63,6 @@ class OrderStatus(StrEnum):
     # Closed by the waiter from the POS, the rest settled outside qrpay (a split bill
     # partly paid by guests, then cash for the rest).
     CLOSED = "CLOSED"
-
-
-class PaymentPhase(StrEnum):
-    """Where a payment under way stands; the POS sees PAYMENT_IN_PROGRESS for all three.
-
-    The clear and the rollback each claim the payment here before they act, and each
-    claim excludes the other: the order of record decides, once, whether money is taken.
-    """
-
-    HOLDING = "HOLDING"
-    CLEARING = "CLEARING"
-    ROLLING_BACK = "ROLLING_BACK"
 
 
 class CreateOutcome(StrEnum):
@@ -84,8 +84,6 @@ class OrderView(WireModel):
     status: OrderStatus
     bill: Bill
     bill_version: int
-    payment_id: str | None = None
-    payment_phase: PaymentPhase | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -118,19 +116,6 @@ class StatusesResponse(WireModel):
     orders: list[OrderStatusView]
 
 
-class StartPaymentRequest(WireModel):
-    payment_id: PaymentId
-    # What the payer saw; a different current bill is a 409 ``bill_changed``.
-    amount: AmountText
-    currency: CurrencyCode
-    # The bill version the payer saw (absent: any version with this amount and currency).
-    bill_version: int | None = None
-
-
-class PaymentRef(WireModel):
-    payment_id: PaymentId
-
-
 class OrderChange(OrderStatusView):
     """An order's status as of its latest change, in the change feed."""
 
@@ -154,7 +139,7 @@ class FeedTail(WireModel):
 
 
 class ShareWay(StrEnum):
-    """How a guest chose their share of the bill."""
+    """How a guest chose their share of the bill; paying the whole bill is ``REST``."""
 
     REST = "rest"  # everything left
     EQUAL = "equal"  # one of ``parts`` equal shares
@@ -162,10 +147,11 @@ class ShareWay(StrEnum):
     AMOUNT = "amount"  # an amount of the guest's choosing
 
 
-class ShareState(StrEnum):
-    # The hold is under way or taken; then exactly one of the clear and the rollback claims
-    # it, as for a whole-bill payment. Each of these reserves the share's amount and items.
+class PaymentState(StrEnum):
+    # The hold is under way or taken; then exactly one of the clear and the rollback acts
+    # on it. Each of these reserves the payment's amount and items.
     HOLDING = "holding"
+    # Only payments made before issue 18: an owner-started clear claimed them.
     CLEARING = "clearing"
     ROLLING_BACK = "rolling_back"
     PAID = "paid"  # cleared
@@ -175,8 +161,15 @@ class ShareState(StrEnum):
 class ShareChoice(WireModel):
     way: ShareWay
     parts: Annotated[int, Field(ge=2, le=50)] | None = None
+    # Only with ``way: items``; each index is checked against the bill when it is admitted.
     items: Annotated[tuple[Annotated[int, Field(ge=0, le=499)], ...], Field(max_length=500)] = ()
     amount: AmountText | None = None
+
+    @model_validator(mode="after")
+    def _items_only_for_items(self) -> ShareChoice:
+        if self.items and self.way is not ShareWay.ITEMS:
+            raise ValueError("items are chosen only with way: items")
+        return self
 
 
 def share_choice(
@@ -188,12 +181,12 @@ def share_choice(
     except ValidationError as exc:
         fields = sorted({str(error["loc"][0]) for error in exc.errors() if error["loc"]})
         raise InvalidInput(
-            f"invalid share choice: {', '.join(fields)}", code="invalid_request"
+            f"invalid share choice: {', '.join(fields) or 'items'}", code="invalid_request"
         ) from None
 
 
-class StartShareRequest(WireModel):
-    share_id: PaymentId
+class StartPaymentRequest(WireModel):
+    payment_id: PaymentId
     choice: ShareChoice
     # The price the guest saw for the choice: a different one now is a 409
     # ``share_price_changed`` (another guest paid meanwhile), never a silent new price.
@@ -201,24 +194,33 @@ class StartShareRequest(WireModel):
     tip: AmountText = "0"
     currency: CurrencyCode
     bill_version: int | None = None
+    # The guest's idempotency token and a digest of what they asked for: the same token
+    # again is the same payment; with another digest, 409 ``idempotency_token_reused``.
+    token: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    request_hash: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
-class ShareRef(WireModel):
-    share_id: PaymentId
+class PaymentRef(WireModel):
+    payment_id: PaymentId
 
 
-class ShareView(WireModel):
-    share_id: str
+class PaymentView(WireModel):
+    payment_id: str
+    # The payment's invoice in transactions (the order's for a whole-bill payment made
+    # before issue 18, the payment's own since).
+    invoice_id: str
     amount: str
     tip: str
     items: list[int]
-    state: ShareState
+    state: PaymentState
+    # 1, 2, ... in the order the order's payments cleared; None until paid.
+    paid_seq: int | None = None
     created_at: datetime
     updated_at: datetime
 
 
 class LedgerView(WireModel):
-    """What the bill holds: its total, the shares, and what is left for the next guest."""
+    """What the bill holds: its total, the payments, and what is left for the next guest."""
 
     order_id: str
     client_id: str
@@ -229,9 +231,16 @@ class LedgerView(WireModel):
     held: str
     left: str
     tips: str
-    # Lines some share has paid or is paying: not for another guest to take.
+    # Lines some payment has paid or is paying: not for another guest to take.
     taken_items: list[int]
-    shares: list[ShareView]
+    payments: list[PaymentView]
+
+
+class StartedPayment(LedgerView):
+    """The ledger after a start, and whether this start repeated an earlier one."""
+
+    payment_id: str
+    replayed: bool
 
 
 class QuoteView(WireModel):
@@ -239,11 +248,14 @@ class QuoteView(WireModel):
     left: str
 
 
-class ShareToCheck(WireModel):
+class PaymentToCheck(WireModel):
     order_id: str
-    share_id: str
-    state: ShareState
+    payment_id: str
+    invoice_id: str
+    state: PaymentState
 
 
-class SharesToCheck(WireModel):
-    shares: list[ShareToCheck]
+class PaymentsToCheck(WireModel):
+    payments: list[PaymentToCheck]
+    # Pass it as ``after`` for the next page; None on the last one.
+    next: str | None = None

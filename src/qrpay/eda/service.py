@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
 from qrpay.eda import feed
 from qrpay.eda.domain import Order
+from qrpay.eda.ledger import Ledger
 from qrpay.eda.metrics import EdaMetrics
+from qrpay.eda.payment_repository import PaymentRepository
 from qrpay.eda.repository import (
     OrderRepository,
     fetch_changes,
@@ -24,13 +25,10 @@ from qrpay.eda.repository import (
     fetch_tail,
     insert_new_order,
 )
-from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus, PaymentPhase
-from qrpay.eda.split import Ledger
-from qrpay.eda.split_repository import ShareRepository
+from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, NotFound
-from qrpay.kernel.money import parse_amount
 from qrpay.kernel.pg_listen import PgListener
 from qrpay.kernel.schemas import Bill
 from qrpay.kernel.wakeup import Wakeups
@@ -46,15 +44,6 @@ def _not_found(order_id: str) -> NotFound:
 
 def _busy() -> Conflict:
     return Conflict("the order is changing concurrently, try again", code=EdaCode.ORDER_BUSY)
-
-
-async def _refuse_if_split(shares: ShareRepository | None, order_id: str) -> None:
-    """409 split_under_way if a guest has paid or is paying a share of the order (the rest is
-    then paid as a share too); ``shares`` None: not a whole-bill start, nothing to check."""
-    if shares is not None and await shares.reserving(order_id):
-        raise Conflict(
-            "guests are splitting this bill: pay a share of it", code=EdaCode.SPLIT_UNDER_WAY
-        ) from None
 
 
 class OrderService:
@@ -104,18 +93,20 @@ class OrderService:
                     )
                     if existing is None:  # pragma: no cover - orders are never deleted
                         continue
-                    changed, outcome = existing.with_bill(bill, self.clock.now())
+                    paid, _ = await PaymentRepository(session).of_order(existing.id)
+                    changed, outcome = existing.with_bill(
+                        bill, Ledger(existing.bill, paid), self.clock.now()
+                    )
                     if changed is existing:
                         return existing, outcome
-                    shares, _ = await ShareRepository(session).of_order(existing.id)
-                    # Guests who paid a share must still find it on the bill.
-                    Ledger(existing.bill, shares).replace_bill(bill.canonical())
                     if not await repo.save(existing, changed):
                         continue
             self.changed.fire()
             if inserted:
                 self.metrics.created.inc()
                 return fresh, CreateOutcome.CREATED
+            if changed.status == OrderStatus.PAYED:
+                self.metrics.paid.inc()
             return changed, outcome
         raise _busy()
 
@@ -126,19 +117,6 @@ class OrderService:
             raise _not_found(order_id)
         return order
 
-    async def in_status(
-        self,
-        status: OrderStatus,
-        *,
-        phase: PaymentPhase | None = None,
-        updated_before: datetime | None = None,
-        limit: int = 100,
-    ) -> list[Order]:
-        async with self.db.read() as session:
-            return await OrderRepository(session).in_status(
-                status, phase=phase, updated_before=updated_before, limit=limit
-            )
-
     async def get_view(self, order_id: str) -> dict[str, Any]:
         view = await fetch_order_view(self.db, order_id)
         if view is None:
@@ -148,84 +126,20 @@ class OrderService:
     async def statuses(self, order_ids: Sequence[str]) -> list[dict[str, str]]:
         return await fetch_statuses(self.db, order_ids)
 
-    async def start_payment(
-        self,
-        order_id: str,
-        payment_id: str,
-        amount: str,
-        currency: str,
-        bill_version: int | None = None,
-    ) -> Order:
-        value = parse_amount(amount, currency)
-        return await self._change(
-            order_id,
-            lambda o: o.start_payment(
-                payment_id, value, currency, self.clock.now(), bill_version=bill_version
-            ),
-            whole_bill=True,
-        )
-
-    async def claim_clear(self, order_id: str, payment_id: str) -> Order:
-        return await self._change(order_id, lambda o: o.claim_clear(payment_id, self.clock.now()))
-
-    async def begin_rollback(self, order_id: str, payment_id: str) -> Order:
-        return await self._change(
-            order_id, lambda o: o.begin_rollback(payment_id, self.clock.now())
-        )
-
-    async def fail_payment(self, order_id: str, payment_id: str) -> Order:
-        return await self._change(order_id, lambda o: o.fail_payment(payment_id, self.clock.now()))
-
-    async def complete_payment(self, order_id: str, payment_id: str) -> Order:
-        return await self._change(
-            order_id, lambda o: o.complete_payment(payment_id, self.clock.now())
-        )
-
     async def close(self, order_id: str) -> Order:
-        return await self._change(
-            order_id, lambda o: o.close(self.clock.now()), shares_settled=True
-        )
-
-    async def _change(
-        self,
-        order_id: str,
-        decide: Callable[[Order], Order],
-        *,
-        whole_bill: bool = False,
-        shares_settled: bool = False,
-    ) -> Order:
         for _ in range(ATTEMPTS):
             async with self.db.write() as session:
                 repo = OrderRepository(session)
                 order = await repo.get(order_id, for_update=True)
                 if order is None:
                     raise _not_found(order_id)
-                if shares_settled and await ShareRepository(session).under_way(order_id):
-                    raise Conflict(
-                        "a guest's share of this order is being paid",
-                        code=EdaCode.PAYMENT_IN_PROGRESS,
-                    )
-                # A whole-bill start writes only while no share holds or has paid money, and
-                # that is asked in its UPDATE (a statement fewer on every start: 3% of eda's
-                # CPU in bench-pay). Whenever the start does not write, the shares are asked
-                # apart, so split_under_way comes before any other answer as it always did.
-                split = ShareRepository(session) if whole_bill else None
-                try:
-                    changed = decide(order)
-                except Exception:
-                    await _refuse_if_split(split, order_id)
-                    raise
+                paid, _ = await PaymentRepository(session).of_order(order_id)
+                changed = order.close(Ledger(order.bill, paid), self.clock.now())
                 if changed is order:
-                    await _refuse_if_split(split, order_id)
                     return order
-                saved = await repo.save(order, changed, unless_split=whole_bill)
-                if not saved:
-                    await _refuse_if_split(split, order_id)
-            # Counted only once the transaction has committed.
+                saved = await repo.save(order, changed)
             if saved:
                 self.changed.fire()
-                if changed.status == OrderStatus.PAYED:
-                    self.metrics.paid.inc()
                 return changed
         raise _busy()
 

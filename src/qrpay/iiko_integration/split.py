@@ -8,7 +8,7 @@ these read eda's ledger, which only a POS that shows split payments asks for.
 from __future__ import annotations
 
 from qrpay.eda.client import EdaClient
-from qrpay.eda.schemas import LedgerView, ShareState
+from qrpay.eda.schemas import LedgerView, PaymentState
 from qrpay.iiko_integration.auth import authorize
 from qrpay.iiko_integration.domain import PosStatus, pos_status
 from qrpay.iiko_integration.schemas import (
@@ -42,7 +42,7 @@ async def close_order(
 
 
 def _payments(ledger: LedgerView, client_id: str) -> OrderPayments:
-    paid = [s for s in ledger.shares if s.state is ShareState.PAID]
+    paid = [p for p in ledger.payments if p.state is PaymentState.PAID]
     return OrderPayments(
         id=ledger.order_id,
         status=pos_status(ledger, client_id),
@@ -53,9 +53,9 @@ def _payments(ledger: LedgerView, client_id: str) -> OrderPayments:
         left=ledger.left,
         payments=[
             PosPayment(
-                id=s.share_id, amount=s.amount, tip=s.tip, items=s.items, paid_at=s.updated_at
+                id=p.payment_id, amount=p.amount, tip=p.tip, items=p.items, paid_at=p.updated_at
             )
-            for s in sorted(paid, key=lambda s: (s.updated_at, s.share_id))
+            for p in sorted(paid, key=lambda p: (p.paid_seq or 0, p.payment_id))
         ],
     )
 

@@ -62,6 +62,24 @@ def failure_reason(exc: BaseException) -> str:
 
 # The bulkheads whose slot the current task already holds (or works for, see
 # ``Bulkhead.covered``): a call made there does not take a second slot.
+# Where the use case this call serves must be done (``call_budget``): no call outlives it.
+_BUDGET_ENDS: ContextVar[float | None] = ContextVar("qrpay_call_budget_ends", default=None)
+
+
+@contextmanager
+def call_budget(seconds: float) -> Iterator[None]:
+    """Every call made inside ends within ``seconds`` from now: one budget for a use case's
+    downstream calls together, so its caller, which waits the whole budget, never gives
+    up first. Nested budgets keep the earlier end."""
+    ends = time.monotonic() + seconds
+    outer = _BUDGET_ENDS.get()
+    token = _BUDGET_ENDS.set(ends if outer is None else min(outer, ends))
+    try:
+        yield
+    finally:
+        _BUDGET_ENDS.reset(token)
+
+
 _HELD: ContextVar[frozenset[Bulkhead]] = ContextVar("qrpay_bulkheads_held", default=frozenset())
 
 
@@ -301,6 +319,9 @@ class ServiceClient:
         dependency = self._dependency()
         budget = (deadline_ms if deadline_ms is not None else dependency.timeout_ms) / 1000
         deadline = time.monotonic() + budget
+        ends = _BUDGET_ENDS.get()
+        if ends is not None:
+            deadline = min(deadline, ends)
         tries = 1 + (dependency.retries if idempotent else 0)
         request_headers = {"Content-Type": "application/json"}
         request_id = current_request_id()

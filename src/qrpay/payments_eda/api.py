@@ -15,7 +15,9 @@ from qrpay.kernel.money import format_plain
 from qrpay.kernel.service import provide
 from qrpay.payments_eda import domain
 from qrpay.payments_eda.schemas import (
+    IDEMPOTENCY_TOKEN_HEADER,
     PAYER_API_PREFIX,
+    IdempotencyToken,
     PaymentStatusResponse,
     PayRequest,
     PreorderResponse,
@@ -34,6 +36,8 @@ HmacParam = Annotated[str | None, Query()]
 UidHeader = Annotated[str | None, Header(alias="X-Yandex-UID", max_length=128)]
 PhoneIdHeader = Annotated[str | None, Header(alias="X-YaTaxi-PhoneId", max_length=128)]
 LanguageHeader = Annotated[str | None, Header(alias="X-Request-Language", max_length=35)]
+# One per guest tap on "pay": a repeat with it is the same payment (required for a share).
+TokenHeader = Annotated[IdempotencyToken | None, Header(alias=IDEMPOTENCY_TOKEN_HEADER)]
 
 
 # The user headers are taken from api-proxy only, which sets them from the guest's session
@@ -74,8 +78,11 @@ async def pay(
     x_yandex_uid: UidHeader = None,
     x_yataxi_phoneid: PhoneIdHeader = None,
     x_request_language: LanguageHeader = None,
+    x_idempotency_token: TokenHeader = None,
 ) -> PaymentStatusResponse:
-    return await payments.pay(body, x_yandex_uid, domain.language(x_request_language))
+    return await payments.pay(
+        body, x_idempotency_token, x_yandex_uid, domain.language(x_request_language)
+    )
 
 
 @router.get(
@@ -160,8 +167,11 @@ async def pay_share(
     payments: Payments,
     x_yandex_uid: UidHeader = None,
     x_request_language: LanguageHeader = None,
+    x_idempotency_token: TokenHeader = None,
 ) -> ShareStatusResponse:
-    return await payments.pay_share(body, x_yandex_uid, domain.language(x_request_language))
+    return await payments.pay_share(
+        body, x_idempotency_token, x_yandex_uid, domain.language(x_request_language)
+    )
 
 
 @router.get(

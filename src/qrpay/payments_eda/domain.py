@@ -3,23 +3,22 @@
 - the cashback a guest earns on a bill;
 - what the guest sees of an order's payment (``GuestStatus``) and in which words;
 - the transaction callback decision table: given an operation's outcome and the
-  order's current state, which steps come next.
+  payment's current state in eda, which steps come next.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from qrpay.eda.schemas import OrderStatus, PaymentPhase
+from qrpay.eda.schemas import OrderStatus, PaymentState
 from qrpay.kernel.config import CashbackRules, Restaurant
 from qrpay.kernel.errors import Conflict
 from qrpay.kernel.money import format_plain, round_down
 from qrpay.payments_eda.schemas import GuestStatus, PaymentsCode
-from qrpay.transactions.schemas import Operation, OperationKind, OperationStatus
+from qrpay.transactions.schemas import OperationKind, OperationStatus
 
 OWNER = "payments-eda"
 
@@ -68,34 +67,19 @@ class GuestView:
     message: MessageKey
 
 
-def last_attempt_failed(operations: Sequence[Operation]) -> bool:
-    """Whether the latest hold of an invoice ended without money: declined, or released."""
-    holds = [op for op in operations if op.kind is OperationKind.HOLD]
-    if not holds:
-        return False
-    latest = max(holds, key=lambda op: op.created_at)
-    if latest.status is OperationStatus.FAILED:
-        return True
-    for op in operations:
-        if op.target != latest.operation_id:
-            continue
-        if op.kind is OperationKind.UNHOLD:
-            return True  # released: the attempt did not pay
-        if op.kind is OperationKind.CLEAR and op.status is OperationStatus.FAILED:
-            return True
-    return False
-
-
-def guest_view(status: OrderStatus, *, last_failed: bool) -> GuestView:
-    """eda's order status (plus the invoice's last attempt) as the guest's payment status."""
-    if status is OrderStatus.PAYED:
+def guest_view(status: OrderStatus, payment: PaymentState | None) -> GuestView:
+    """What the guest sees: the order's status, and the state of the payment they follow
+    (theirs, or the order's latest when they name none)."""
+    if payment is PaymentState.PAID or (payment is None and status is OrderStatus.PAYED):
         return GuestView(GuestStatus.PAYED, MessageKey.PAYED)
-    if status is OrderStatus.PAYMENT_IN_PROGRESS:
+    if payment is not None and payment is not PaymentState.RELEASED:
         return GuestView(GuestStatus.WAITING, MessageKey.IN_PROGRESS)
     if status in (OrderStatus.CANCELED, OrderStatus.CLOSED):
         return GuestView(GuestStatus.DECLINED, MessageKey.CLOSED)
-    if last_failed:
+    if payment is PaymentState.RELEASED:
         return GuestView(GuestStatus.DECLINED, MessageKey.DECLINED)
+    if status is OrderStatus.PAYED:
+        return GuestView(GuestStatus.PAYED, MessageKey.PAYED)
     return GuestView(GuestStatus.WAITING, MessageKey.READY)
 
 
@@ -185,6 +169,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "That tip percentage is not offered",
     },
     PaymentsCode.INVALID_TIP: {"ru": "Неверная сумма чаевых", "en": "The tip is not valid"},
+    PaymentsCode.IDEMPOTENCY_TOKEN_REQUIRED: {
+        "ru": "Обновите страницу и попробуйте снова",
+        "en": "Reload the page and try again",
+    },
+    PaymentsCode.IDEMPOTENCY_TOKEN_REUSED: {
+        "ru": "Этот платёж уже начат с другими данными: обновите страницу",
+        "en": "This payment was started with other details: reload the page",
+    },
 }
 
 
@@ -220,9 +212,6 @@ class Rollback(StrEnum):
 
 
 class Step(StrEnum):
-    # Take the order's clear claim in eda first: a conflict raises and the retry decides anew.
-    CLAIM_CLEAR = "claim_clear"
-    START_CLEAR = "start_clear"
     START_UNHOLD = "start_unhold"
     FAIL_PAYMENT = "fail_payment"
     COMPLETE_PAYMENT = "complete_payment"
@@ -238,89 +227,69 @@ class Decision:
 
 
 NOTHING = Decision()
+LIVE = frozenset({PaymentState.HOLDING, PaymentState.CLEARING, PaymentState.ROLLING_BACK})
 
 
 def hold_of(kind: OperationKind, operation_id: str, target: str | None) -> str:
-    """The hold (= our payment_id) an operation is about: itself, or its target."""
+    """The hold (= our payment id) an operation is about: itself, or its target."""
     if kind is OperationKind.HOLD:
         return operation_id
     return target or ""
-
-
-def clear_id(hold_id: str) -> str:
-    return f"{hold_id}.clear"
 
 
 def unhold_id(hold_id: str) -> str:
     return f"{hold_id}.unhold"
 
 
-def decide(
-    kind: OperationKind,
-    status: OperationStatus,
-    *,
-    hold_id: str,
-    order_status: OrderStatus,
-    order_payment_id: str | None,
-    order_phase: PaymentPhase | None = None,
-) -> Decision:
-    """What to do after a transaction callback, given the order as eda has it now.
+def decide(kind: OperationKind, status: OperationStatus, state: PaymentState) -> Decision:
+    """What to do after a transaction callback, given the payment as eda has it now.
 
-    Every row is safe to repeat and to meet out of order: eda's payment transitions
-    are idempotent on the payment id, and operation ids are derived from the hold's id
-    so a repeated start is the same operation. Money is taken only by a clear that is
-    fenced against the rollback: a captured hold's clear (pay asks for it; transactions
-    records it with the hold's success, and refuses a void from then on), or an
-    owner-started clear that claimed the order in eda first (``CLAIM_CLEAR``, for a hold
-    started without capture). Exactly one of the clear and the rollback acts on a payment.
+    Every row is safe to repeat and to meet out of order: eda's payment moves are
+    idempotent, and operation ids are derived from the hold's id so a repeated start is
+    the same operation. Money is taken only by a captured hold's clear: transactions
+    records it with the hold's success and refuses a void from then on, so exactly one of
+    the clear and the rollback acts on a payment.
     """
-    ours = order_payment_id == hold_id
-    in_progress = ours and order_status is OrderStatus.PAYMENT_IN_PROGRESS
-    clearing = in_progress and order_phase is PaymentPhase.CLEARING
-    paid = ours and order_status is OrderStatus.PAYED
+    live = state in LIVE
+    paid = state is PaymentState.PAID
     if status in (OperationStatus.PENDING, OperationStatus.CANCELED):
         return NOTHING  # not an outcome of money: a voided hold is its voider's business
 
     if kind is OperationKind.HOLD:
         if status is OperationStatus.SUCCEEDED:
-            if clearing:
-                return Decision((Step.START_CLEAR,))  # claimed before: the same clear again
-            if in_progress and order_phase is not PaymentPhase.ROLLING_BACK:
-                return Decision((Step.CLAIM_CLEAR, Step.START_CLEAR))
-            if paid:
-                return NOTHING  # the clear already went through: a late duplicate
-            # Rolling back, rolled back (the watchdog fired), canceled or another payment:
-            # a hold that completes on an order that is not waiting for it is released.
+            # Every hold is captured: its success comes as its clear's callback. A hold's own
+            # success is one made without capture (before issue 9): nothing may clear it now,
+            # so it is released, and the release gives the payment back.
+            if paid or state is PaymentState.CLEARING:
+                return NOTHING  # its clear decides
             return Decision((Step.START_UNHOLD,))
-        if in_progress and not clearing:
+        if live and state is not PaymentState.CLEARING:
             return Decision((Step.FAIL_PAYMENT,), problem="hold_failed")
-        return NOTHING  # already rolled back
+        return NOTHING  # already given back
 
     if kind is OperationKind.CLEAR:
         if status is OperationStatus.SUCCEEDED:
             # DESIGN: cashback is accrued after the clear, not between hold and clear as
             # SPEC 4.4 lists it: a hold that is later released then never leaves cashback
-            # behind, and cashback is only ever given for a paid order.
-            if in_progress:
-                # Claimed in eda first, or a captured hold's clear (fenced in transactions: a
-                # rollback's void of it is refused, so a ROLLING_BACK order yields to it).
+            # behind, and cashback is only ever given for money taken.
+            if live:
                 return Decision((Step.COMPLETE_PAYMENT, Step.ACCRUE_CASHBACK))
             if paid:
                 return Decision((Step.ACCRUE_CASHBACK,))  # a duplicate: cashback de-duplicates
-            # Money taken from an order given back: both fences make this unreachable;
+            # Money taken from a payment given back: the fence makes this unreachable;
             # nothing here may undo a clear, so it is an alert for a human.
             return Decision(problem="cleared_unpaid")
         if paid:
             return NOTHING
-        # The gateway refused the clear for good. A clear is never turned into a release:
-        # the order stays claimed (nobody can pay it twice) and a human settles it.
+        # The gateway refused the clear after every retry. A clear is never turned into a
+        # release: the payment stays under way (nobody can pay it twice) and a human settles it.
         return Decision(problem="clear_failed")
 
     # UNHOLD
     if status is OperationStatus.SUCCEEDED:
-        if clearing:
+        if state is PaymentState.CLEARING:
             return Decision(problem="released_while_clearing")
-        if in_progress:
+        if live:
             return Decision((Step.FAIL_PAYMENT,))
         return NOTHING
     if paid:

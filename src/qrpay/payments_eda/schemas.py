@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, StringConstraints
 
 from qrpay.cardstorage.schemas import PaymentMethodId, PaymentMethodPublic
-from qrpay.eda.schemas import OrderStatus, ShareChoice, ShareState
+from qrpay.eda.schemas import OrderStatus, PaymentState, ShareChoice
 from qrpay.kernel.schemas import AmountText, Bill, CurrencyCode, WireModel
 
 OrderIdText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -20,7 +20,7 @@ LANGUAGE_HEADER = "X-Request-Language"
 POLLING_DELAY_HEADER = "X-Polling-Delay"
 # One per guest tap on "pay" (the payer page keeps it across a reload while that payment is
 # unfinished): a repeat with the same token and body is the same payment, never a second one.
-IDEMPOTENCY_TOKEN_HEADER = "X-Idempotency-Token"
+IDEMPOTENCY_TOKEN_HEADER = "X-Idempotency-Token"  # noqa: S105 - a header name
 IdempotencyToken = Annotated[
     str, StringConstraints(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
 ]
@@ -31,6 +31,7 @@ def payment_id_for(order_id: str, token: str) -> str:
     answer) names the same payment without asking anyone."""
     return hashlib.sha256(f"{order_id}\n{token}".encode()).hexdigest()[:32]
 
+
 PAYER_API_PREFIX = "/4.0/payments/v1"
 
 # The queue payments-eda consumes, and its tasks by name (``payments_eda.tasks`` handles
@@ -40,7 +41,6 @@ TASK_QUEUE = "payments_eda_transactions"
 
 class Task(StrEnum):
     TRANSACTION_CALLBACK = "payments_eda.transaction_callback"
-    HOLD_WATCHDOG = "payments_eda.hold_watchdog"
     ACCRUE_CASHBACK = "payments_eda.accrue_cashback"
 
 
@@ -69,8 +69,8 @@ class PaymentsCode(StrEnum):
     TIP_NOT_OFFERED = "tip_not_offered"
     INVALID_TIP = "invalid_tip"
     # The guest's idempotency token (``IDEMPOTENCY_TOKEN_HEADER``).
-    IDEMPOTENCY_TOKEN_REQUIRED = "idempotency_token_required"
-    IDEMPOTENCY_TOKEN_REUSED = "idempotency_token_reused"
+    IDEMPOTENCY_TOKEN_REQUIRED = "idempotency_token_required"  # noqa: S105 - a code
+    IDEMPOTENCY_TOKEN_REUSED = "idempotency_token_reused"  # noqa: S105 - a code
 
 
 class GuestStatus(StrEnum):
@@ -163,7 +163,7 @@ class SplitShareView(WireModel):
 
     amount: str
     items: list[int]
-    state: ShareState
+    state: PaymentState
 
 
 class SplitView(WireModel):

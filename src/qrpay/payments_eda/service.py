@@ -1,21 +1,25 @@
 """payments-eda's use cases: the payer API and the processing of queue tasks.
 
-The order lives in eda, the money in transactions, the cards in cardstorage and the
-ledger in cashback; this service keeps no state but its queue tasks. Every step it
-takes is idempotent on ids it derives from the payment id, so a retried task or a
-repeated request cannot make a second hold, clear or accrual.
+The order and its payments live in eda, the money in transactions, the cards in
+cardstorage and the ledger in cashback; this service keeps no state but its queue tasks.
+One payment model (issue 18): every payment is a share of the bill, paying the whole bill
+is the share of everything left, and one saga serves them all (pay, callback, rollback,
+sweep, accrual). Every step is idempotent on ids derived from the payment id, and the
+payment id from the guest's idempotency token, so a repeated request, a retried task or a
+lost answer cannot make a second payment, hold, clear or accrual.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 from uuid import uuid4
 from weakref import WeakKeyDictionary
 
+import orjson
 import structlog
 from prometheus_client import Counter, Gauge
 
@@ -26,12 +30,15 @@ from qrpay.cashback.schemas import AccrualIn
 from qrpay.eda.client import EdaClient
 from qrpay.eda.schemas import (
     EdaCode,
+    LedgerCode,
+    LedgerView,
     OrderStatus,
     OrderView,
-    PaymentPhase,
+    PaymentState,
+    PaymentView,
     QuoteView,
     ShareChoice,
-    ShareState,
+    ShareWay,
     StartPaymentRequest,
 )
 from qrpay.kernel import deeplink
@@ -44,8 +51,9 @@ from qrpay.kernel.errors import (
     QrpayError,
     Unauthenticated,
 )
+from qrpay.kernel.http_client import call_budget
 from qrpay.kernel.metrics import ServiceMetrics
-from qrpay.kernel.money import parse_amount
+from qrpay.kernel.money import format_amount, parse_amount
 from qrpay.kernel.queue import TaskQueue, TaskSpec
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.payments_eda import domain
@@ -65,12 +73,11 @@ from qrpay.payments_eda.schemas import (
     SplitShareView,
     SplitView,
     Task,
+    payment_id_for,
 )
-from qrpay.payments_eda.split_flow import SHARE_CODES as _SHARE_CODES
-from qrpay.payments_eda.split_flow import Card, SharePayments
+from qrpay.payments_eda.shares import allocate_cashback, tip_amount
 from qrpay.transactions.client import TransactionsClient
 from qrpay.transactions.schemas import (
-    Operation,
     OperationIn,
     OperationKind,
     PaymentMethodRef,
@@ -83,22 +90,69 @@ log = structlog.get_logger("qrpay.payments_eda")
 # eda's order ids are uuid4 hex; anything else cannot be an order and never reaches eda's URLs.
 # Matched with ``fullmatch``: ``$`` would also match before a trailing newline.
 _ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# eda's answers to a payment transition that no longer applies: the order moved on.
+# eda's answers to a payment move that no longer applies: the payment moved on.
 _STALE_PAYMENT_CODES = frozenset(
     {
-        EdaCode.PAYMENT_MISMATCH,
         EdaCode.ALREADY_PAID,
-        EdaCode.ORDER_CLOSED,
-        # The payment's clear claimed the order: it is the clear's to finish, not ours.
+        EdaCode.PAYMENT_RELEASED,
+        # A payment claimed by an owner-started clear (before issue 18): the clear's to finish.
         EdaCode.PAYMENT_CLEARING,
     }
 )
-# eda's refusals of a payment start, as payments-eda tells the guest (in the guest's words).
+# eda's refusals of a payment, as payments-eda tells the guest (in the guest's words).
 _REFUSED_BY_EDA: dict[str, PaymentsCode] = {
     EdaCode.ALREADY_PAID: PaymentsCode.ALREADY_PAID,
     EdaCode.ORDER_CLOSED: PaymentsCode.ORDER_CLOSED,
     EdaCode.BILL_CHANGED: PaymentsCode.BILL_CHANGED,
+    EdaCode.PAYMENT_IN_PROGRESS: PaymentsCode.PAYMENT_IN_PROGRESS,
+    EdaCode.SHARE_PRICE_CHANGED: PaymentsCode.SHARE_PRICE_CHANGED,
+    EdaCode.IDEMPOTENCY_TOKEN_REUSED: PaymentsCode.IDEMPOTENCY_TOKEN_REUSED,
+    LedgerCode.ITEM_TAKEN: PaymentsCode.ITEM_TAKEN,
+    LedgerCode.AMOUNT_EXCEEDS_LEFT: PaymentsCode.AMOUNT_EXCEEDS_LEFT,
+    LedgerCode.NOTHING_LEFT: PaymentsCode.NOTHING_LEFT,
+    LedgerCode.UNKNOWN_ITEM: PaymentsCode.UNKNOWN_ITEM,
+    LedgerCode.ITEM_NOT_PAYABLE: PaymentsCode.UNKNOWN_ITEM,
+    LedgerCode.INVALID_PARTS: PaymentsCode.INVALID_SHARE,
+    LedgerCode.INVALID_SHARE_AMOUNT: PaymentsCode.INVALID_AMOUNT,
 }
+# The whole-bill route speaks its own (seed-era) words for some: guests who paid part of
+# the bill are splitting it; a payment of everything left under way is the one to follow.
+_WHOLE_BILL_REFUSALS: dict[str, PaymentsCode | None] = {
+    EdaCode.SHARE_PRICE_CHANGED: PaymentsCode.SPLIT_UNDER_WAY,
+    LedgerCode.AMOUNT_EXCEEDS_LEFT: PaymentsCode.SPLIT_UNDER_WAY,
+    # None: without a token the guest follows the order's payment under way (WAITING).
+    EdaCode.PAYMENT_IN_PROGRESS: None,
+    LedgerCode.NOTHING_LEFT: None,
+}
+
+
+def accrual_key(order_id: str, invoice_id: str) -> str:
+    """Cashback keys a payment's accrual by this, once: the order's id for a whole-bill
+    payment made before issue 18 (its invoice is the order's), ``<order>.<invoice>`` for
+    every other, as shares always were."""
+    return order_id if invoice_id == order_id else f"{order_id}.{invoice_id}"
+
+
+def request_hash(user_id: str, kind: str, request: PayRequest) -> str:
+    """What a pay request asked for, for the idempotency token's check: a repeat must ask
+    for the same payment (the signature aside, which is the same for the same order)."""
+    body = request.model_dump(mode="json", exclude={"hmac"})
+    digest = orjson.dumps({"user": user_id, "kind": kind, **body}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(digest).hexdigest()
+
+
+@dataclass(frozen=True)
+class Card:
+    id: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Started:
+    """A payment as its pay request leaves it."""
+
+    payment_id: str
+    view: domain.GuestView
 
 
 def task_spec(task: Task) -> TaskSpec:
@@ -161,6 +215,17 @@ def _not_found(lang: str) -> NotFound:
     return NotFound(domain.message(code, lang), code=code)
 
 
+def _payment_of(ledger: LedgerView, payment_id: str) -> PaymentView | None:
+    return next((p for p in ledger.payments if p.payment_id == payment_id), None)
+
+
+def _paid_in_order(ledger: LedgerView) -> list[tuple[str, Decimal]]:
+    """Paid payments in the order eda numbered them as they cleared: the cap is shared so."""
+    paid = [p for p in ledger.payments if p.state is PaymentState.PAID]
+    paid.sort(key=lambda p: (p.paid_seq or 0, p.payment_id))
+    return [(p.payment_id, Decimal(p.amount)) for p in paid]
+
+
 class PaymentsService:
     def __init__(
         self,
@@ -174,16 +239,6 @@ class PaymentsService:
         cashback: CashbackClient,
         metrics: PaymentsMetrics,
     ) -> None:
-        self.shares = SharePayments(
-            runtime=runtime,
-            clock=clock,
-            queue=queue,
-            eda=eda,
-            transactions=transactions,
-            cashback=cashback,
-            paid_counter=metrics.orders_paid,
-            problems_counter=metrics.problem_orders,
-        )
         self._runtime = runtime
         self._clock = clock
         self.queue = queue
@@ -195,6 +250,14 @@ class PaymentsService:
 
     # --- the payer API -----------------------------------------------------------------------
 
+    def _signed(self, order_id: str, client_id: str, signature: str | None, lang: str) -> None:
+        if not deeplink.verify(
+            self._runtime.secdist.hmac_keys, order_id, client_id, signature or ""
+        ):
+            self.metrics.hmac_rejections.inc()
+            log.info("hmac_rejected", order_id=order_id)
+            raise _not_found(lang)
+
     async def signed_order(self, order_id: str, signature: str | None, lang: str) -> OrderView:
         """The order, if the signature is the deep link's; otherwise 404 like an unknown order."""
         if not _ORDER_ID.fullmatch(order_id):
@@ -203,13 +266,19 @@ class PaymentsService:
             order = await self._eda.get_order(order_id)
         except NotFound:
             raise _not_found(lang) from None
-        if not deeplink.verify(
-            self._runtime.secdist.hmac_keys, order.order_id, order.client_id, signature or ""
-        ):
-            self.metrics.hmac_rejections.inc()
-            log.info("hmac_rejected", order_id=order_id)
-            raise _not_found(lang)
+        self._signed(order.order_id, order.client_id, signature, lang)
         return order
+
+    async def signed_ledger(self, order_id: str, signature: str | None, lang: str) -> LedgerView:
+        """The order's payments, if the signature is the deep link's (one read of eda)."""
+        if not _ORDER_ID.fullmatch(order_id):
+            raise _not_found(lang)
+        try:
+            ledger = await self._eda.ledger(order_id)
+        except NotFound:
+            raise _not_found(lang) from None
+        self._signed(ledger.order_id, ledger.client_id, signature, lang)
+        return ledger
 
     async def preorder(
         self, order_id: str, signature: str | None, user_id: str | None, lang: str
@@ -238,119 +307,225 @@ class PaymentsService:
             ),
         )
 
-    def _answer(self, status: GuestStatus, key: MessageKey, lang: str) -> PaymentStatusResponse:
-        return PaymentStatusResponse(status=status, message=domain.message(key, lang))
-
     async def pay(
-        self, request: PayRequest, user_id: str | None, lang: str
+        self, request: PayRequest, token: str | None, user_id: str | None, lang: str
     ) -> PaymentStatusResponse:
-        if not user_id:
-            code = PaymentsCode.UNAUTHORIZED
-            raise Unauthenticated(domain.message(code, lang), code=code)
+        """The whole bill: the share of everything left, at the total the guest saw."""
+        user = self._user(user_id, lang)
         order = await self.signed_order(request.order_id, request.hmac, lang)
-        waiting = self._answer(GuestStatus.WAITING, MessageKey.IN_PROGRESS, lang)
-        if order.status is OrderStatus.PAYED:
-            raise domain.refused(PaymentsCode.ALREADY_PAID, lang)
-        if order.status in (OrderStatus.CANCELED, OrderStatus.CLOSED):
-            raise domain.refused(PaymentsCode.ORDER_CLOSED, lang)
-        if order.status is OrderStatus.PAYMENT_IN_PROGRESS:
-            # A payment is under way (maybe this very request, repeated): never a second hold.
-            return waiting
-        currency = order.bill.currency
-        try:
-            amount = parse_amount(request.amount, currency)
-        except InvalidInput:
-            code = PaymentsCode.INVALID_AMOUNT
-            raise InvalidInput(domain.message(code, lang), code=code) from None
-        if (
-            amount != order.bill.total
-            or (request.currency is not None and request.currency != currency)
-            or (request.bill_version is not None and request.bill_version != order.bill_version)
-        ):
-            raise domain.refused(PaymentsCode.BILL_CHANGED, lang)
-        card = await self._card(user_id, request.payment_method.id, lang)
-
-        payment_id = uuid4().hex
-        give_up_at = domain.hold_not_after(
-            self._clock.now(), self._runtime.config.payments.hold_watchdog_seconds
+        amount = self._amount(
+            request.amount, order.bill.currency, PaymentsCode.INVALID_AMOUNT, lang
         )
-        # eda's order is the durable record: whatever dies after the start below, the sweep
-        # finds the order in PAYMENT_IN_PROGRESS and, if its hold never arrived, gives it back.
-        try:
-            await self._eda.start_payment(
-                order.order_id,
-                StartPaymentRequest(
-                    payment_id=payment_id,
-                    amount=order.bill.amount,
-                    currency=currency,
-                    bill_version=order.bill_version,
-                ),
-            )
-        except Conflict as exc:
-            if exc.code == EdaCode.PAYMENT_IN_PROGRESS:
-                return waiting  # a concurrent duplicate won the race: its hold is the one
-            refused = _REFUSED_BY_EDA.get(exc.code)
-            if refused is None:
-                raise
-            raise domain.refused(refused, lang) from None
-        except NotFound:
-            raise _not_found(lang) from None
+        if amount != order.bill.total:
+            raise domain.refused(PaymentsCode.BILL_CHANGED, lang)
+        started = await self._pay(
+            order,
+            request,
+            token=token,
+            user_id=user,
+            kind="whole",
+            choice=ShareChoice(way=ShareWay.REST),
+            price=amount,
+            tip=Decimal(0),
+            lang=lang,
+        )
+        return PaymentStatusResponse(
+            status=started.view.status,
+            message=domain.message(started.view.message, lang),
+            payment_id=started.payment_id or None,
+        )
 
-        try:
-            # One call: the invoice with its first hold, captured (cleared by transactions in
-            # the same pass once it succeeds; the clear's callback completes the order).
-            await self._transactions.start_operation(
-                order.order_id,
-                captured_hold(
-                    payment_id,
-                    order.bill.amount,
-                    PaymentMethodRef(id=card.id, token=card.token),
-                    order_id=order.order_id,
-                    user_id=user_id,
-                    currency=currency,
-                    not_after=give_up_at,
-                ),
-            )
-        except DependencyUnavailable as exc:
-            # No definite answer: the hold may exist. Never read as a failure: the payment
-            # stays in progress; its callback or, if the hold never arrived, the watchdog's
-            # rollback (void first) settles it.
-            log.warning(
-                "hold_outcome_unknown",
-                order_id=order.order_id,
-                payment_id=payment_id,
-                code=exc.code,
-            )
-            return waiting
-        except QrpayError as exc:
-            # transactions refused the hold for good: no money can move for it.
-            log.warning(
-                "hold_refused", order_id=order.order_id, payment_id=payment_id, code=exc.code
-            )
-            await self._roll_back_best_effort(order.order_id, payment_id)
-            raise DependencyUnavailable(
-                "payments are unavailable, try again later",
-                code=PaymentsCode.TRANSACTIONS_UNAVAILABLE,
-            ) from None
+    async def pay_share(
+        self, request: SharePayRequest, token: str | None, user_id: str | None, lang: str
+    ) -> ShareStatusResponse:
+        """A guest's share of the bill at the price they were quoted, and a tip."""
+        user = self._user(user_id, lang)
+        if token is None:
+            code = PaymentsCode.IDEMPOTENCY_TOKEN_REQUIRED
+            raise InvalidInput(domain.message(code, lang), code=code)
+        order = await self.signed_order(request.order_id, request.hmac, lang)
+        currency = order.bill.currency
+        price = self._amount(request.amount, currency, PaymentsCode.INVALID_AMOUNT, lang)
+        started = await self._pay(
+            order,
+            request,
+            token=token,
+            user_id=user,
+            kind="share",
+            choice=request.share,
+            price=price,
+            tip=self._tip(order, request, price, lang),
+            lang=lang,
+        )
+        return ShareStatusResponse(
+            share_id=started.payment_id,
+            status=started.view.status,
+            message=domain.message(started.view.message, lang),
+        )
+
+    async def _pay(
+        self,
+        order: OrderView,
+        request: PayRequest,
+        *,
+        token: str | None,
+        user_id: str,
+        kind: str,
+        choice: ShareChoice,
+        price: Decimal,
+        tip: Decimal,
+        lang: str,
+    ) -> Started:
+        """One payment: admitted by eda (or found there, for a repeated token), then its
+        captured hold sent to transactions. Within ``payments.pay_budget_ms`` in all: the
+        caller waits that long before it reads the outcome as unknown."""
+        currency = order.bill.currency
+        if request.currency is not None and request.currency != currency:
+            raise domain.refused(PaymentsCode.BILL_CHANGED, lang)
+        whole_bill = kind == "whole"
+        payment_id = uuid4().hex if token is None else payment_id_for(order.order_id, token)
+        waiting = Started(payment_id, domain.GuestView(GuestStatus.WAITING, MessageKey.IN_PROGRESS))
+        payments = self._runtime.config.payments
+        with call_budget(payments.pay_budget_ms / 1000):
+            card = await self._card(user_id, request.payment_method.id, lang)
+            try:
+                started = await self._eda.start_payment(
+                    order.order_id,
+                    StartPaymentRequest(
+                        payment_id=payment_id,
+                        choice=choice,
+                        amount=format_amount(price, currency),
+                        tip=format_amount(tip, currency),
+                        currency=currency,
+                        bill_version=request.bill_version,
+                        token=token,
+                        request_hash=None
+                        if token is None
+                        else request_hash(user_id, kind, request),
+                    ),
+                )
+            except (Conflict, InvalidInput) as exc:
+                if whole_bill and exc.code in _WHOLE_BILL_REFUSALS:
+                    code = _WHOLE_BILL_REFUSALS[exc.code]
+                    if code is None and token is None:
+                        return Started("", waiting.view)  # follow the payment under way
+                    code = code or PaymentsCode.PAYMENT_IN_PROGRESS
+                    raise domain.refused(code, lang) from None
+                refused = _REFUSED_BY_EDA.get(exc.code)
+                if refused is None:
+                    raise
+                raise type(exc)(domain.message(refused, lang), code=refused) from None
+            except NotFound:
+                raise _not_found(lang) from None
+            payment = _payment_of(started, payment_id)
+            if payment is None:  # pragma: no cover - eda answers the payment it started
+                raise DependencyUnavailable(
+                    "eda lost the payment", code=PaymentsCode.OPERATION_FAILED
+                )
+            if started.replayed and payment.state is not PaymentState.HOLDING:
+                return Started(payment_id, domain.guest_view(started.status, payment.state))
+            # A repeat of a payment still holding sends its hold again: the first may never
+            # have reached transactions, and there the hold's id makes it the same one.
+            try:
+                await self._transactions.start_operation(
+                    payment.invoice_id,
+                    captured_hold(
+                        payment.payment_id,
+                        format_amount(Decimal(payment.amount) + Decimal(payment.tip), currency),
+                        PaymentMethodRef(id=card.id, token=card.token),
+                        order_id=order.order_id,
+                        user_id=user_id,
+                        currency=currency,
+                        not_after=domain.hold_not_after(
+                            self._clock.now(), payments.hold_watchdog_seconds
+                        ),
+                    ),
+                )
+            except DependencyUnavailable as exc:
+                # No definite answer: the hold may exist. Never read as a failure: the payment
+                # stays under way; its callback or, if the hold never arrived, the sweep's
+                # rollback (void first) settles it.
+                log.warning("hold_outcome_unknown", payment_id=payment_id, code=exc.code)
+                return waiting
+            except QrpayError as exc:
+                # transactions refused the hold for good: no money can move for it.
+                log.warning("hold_refused", payment_id=payment_id, code=exc.code)
+                await self._roll_back_best_effort(order.order_id, payment_id, payment.invoice_id)
+                raise DependencyUnavailable(
+                    "payments are unavailable, try again later",
+                    code=PaymentsCode.TRANSACTIONS_UNAVAILABLE,
+                ) from None
         log.info("hold_started", order_id=order.order_id, payment_id=payment_id)
         return waiting
 
-    async def pay_share(
-        self, request: SharePayRequest, user_id: str | None, lang: str
-    ) -> ShareStatusResponse:
-        """A guest's share of a split bill (``split_flow``)."""
+    def _user(self, user_id: str | None, lang: str) -> str:
         if not user_id:
             code = PaymentsCode.UNAUTHORIZED
             raise Unauthenticated(domain.message(code, lang), code=code)
-        order = await self.signed_order(request.order_id, request.hmac, lang)
-        card = await self._card(user_id, request.payment_method.id, lang)
-        return await self.shares.pay(order, request, user_id, Card(card.id, card.token), lang)
+        return user_id
+
+    def _amount(self, text: str, currency: str, code: PaymentsCode, lang: str) -> Decimal:
+        try:
+            return parse_amount(text, currency)
+        except InvalidInput:
+            raise InvalidInput(domain.message(code, lang), code=code) from None
+
+    def _tip(
+        self, order: OrderView, request: SharePayRequest, price: Decimal, lang: str
+    ) -> Decimal:
+        restaurant = self._runtime.config.restaurant(order.client_id)
+        offered = [Decimal(p) for p in restaurant.tip_percents] if restaurant else []
+        amount = None
+        if request.tip is not None:
+            amount = self._amount(request.tip, order.bill.currency, PaymentsCode.INVALID_TIP, lang)
+        try:
+            return tip_amount(
+                price,
+                order.bill.currency,
+                percent=None if request.tip_percent is None else Decimal(request.tip_percent),
+                amount=amount,
+                offered_percents=offered,
+            )
+        except InvalidInput as exc:
+            code = PaymentsCode(exc.code)
+            raise InvalidInput(domain.message(code, lang), code=code) from None
+
+    async def _card(self, user_id: str, method_id: str, lang: str) -> Card:
+        code = PaymentsCode.PAYMENT_METHOD_UNAVAILABLE
+        unavailable = InvalidInput(domain.message(code, lang), code=code)
+        try:
+            card = await self._cards.get_for_user(user_id, method_id)
+        except NotFound:
+            raise unavailable from None
+        if card.user_id != user_id or not card.available or card.type is not PaymentMethodType.CARD:
+            raise unavailable
+        return Card(card.id, card.token)
+
+    async def payment_status(
+        self, order_id: str, signature: str | None, lang: str
+    ) -> PaymentStatusResponse:
+        """The order's payment as the guest paying the whole bill follows it: its latest."""
+        ledger = await self.signed_ledger(order_id, signature, lang)
+        latest = ledger.payments[-1] if ledger.payments else None
+        view = domain.guest_view(ledger.status, None if latest is None else latest.state)
+        return PaymentStatusResponse(
+            status=view.status,
+            message=domain.message(view.message, lang),
+            payment_id=None if latest is None else latest.payment_id,
+        )
 
     async def share_status(
         self, order_id: str, signature: str | None, share_id: str, lang: str
     ) -> ShareStatusResponse:
-        order = await self.signed_order(order_id, signature, lang)
-        return await self.shares.status(order, share_id, lang)
+        ledger = await self.signed_ledger(order_id, signature, lang)
+        payment = _payment_of(ledger, share_id)
+        if payment is None:
+            code = PaymentsCode.SHARE_NOT_FOUND
+            raise NotFound(domain.message(code, lang), code=code)
+        view = domain.guest_view(ledger.status, payment.state)
+        return ShareStatusResponse(
+            share_id=share_id, status=view.status, message=domain.message(view.message, lang)
+        )
 
     async def quote(
         self, order_id: str, signature: str | None, choice: ShareChoice, lang: str
@@ -360,18 +535,17 @@ class PaymentsService:
         try:
             return await self._eda.quote(order.order_id, choice)
         except (Conflict, InvalidInput) as exc:
-            code = _SHARE_CODES.get(exc.code)
+            code = _REFUSED_BY_EDA.get(exc.code)
             if code is None:
                 raise
             raise type(exc)(domain.message(code, lang), code=code) from None
 
     async def split(self, order_id: str, signature: str | None, lang: str) -> SplitView:
         """What the bill holds for the payer page: paid, being paid, left, and tip choices."""
-        order = await self.signed_order(order_id, signature, lang)
-        ledger = await self._eda.ledger(order.order_id)
-        restaurant = self._runtime.config.restaurant(order.client_id)
+        ledger = await self.signed_ledger(order_id, signature, lang)
+        restaurant = self._runtime.config.restaurant(ledger.client_id)
         return SplitView(
-            order_id=order.order_id,
+            order_id=ledger.order_id,
             status=ledger.status,
             currency=ledger.currency,
             total=ledger.total,
@@ -381,53 +555,121 @@ class PaymentsService:
             taken_items=ledger.taken_items,
             tip_percents=list(restaurant.tip_percents) if restaurant else [],
             shares=[
-                SplitShareView(amount=s.amount, items=s.items, state=s.state)
-                for s in ledger.shares
-                if s.state is not ShareState.RELEASED
+                SplitShareView(amount=p.amount, items=p.items, state=p.state)
+                for p in ledger.payments
+                if p.state is not PaymentState.RELEASED
             ],
         )
 
-    async def _card(self, user_id: str, method_id: str, lang: str) -> Any:
-        code = PaymentsCode.PAYMENT_METHOD_UNAVAILABLE
-        unavailable = InvalidInput(domain.message(code, lang), code=code)
-        try:
-            card = await self._cards.get_for_user(user_id, method_id)
-        except NotFound:
-            raise unavailable from None
-        if card.user_id != user_id or not card.available or card.type is not PaymentMethodType.CARD:
-            raise unavailable
-        return card
+    def polling_delay(self) -> Decimal:
+        return self._runtime.config.payments.polling_delay_seconds
 
-    async def _roll_back_best_effort(self, order_id: str, payment_id: str) -> None:
-        """If this fails too, the watchdog task rolls the order back later."""
+    # --- the saga: callbacks, rollback, sweep, accrual ------------------------------------------
+
+    async def on_transaction(self, callback: TransactionCallback) -> None:
+        """One transaction callback: find the payment, look the row up, take its steps."""
+        payment_id = domain.hold_of(callback.kind, callback.operation_id, callback.target)
+        if not payment_id:
+            log.error("callback_without_target", **callback.model_dump(mode="json"))
+            return
+        order_id = callback.order_id
         try:
-            await self._roll_back(order_id, payment_id)
+            ledger = await self._eda.ledger(order_id)
+        except NotFound:
+            log.error("callback_for_unknown_order", order_id=order_id)
+            return
+        payment = _payment_of(ledger, payment_id)
+        if payment is None:
+            # A whole-bill payment given back before issue 18 left no record: nothing is ours.
+            log.warning("callback_for_unknown_payment", order_id=order_id, payment_id=payment_id)
+            return
+        decision = domain.decide(callback.kind, callback.status, payment.state)
+        log.info(
+            "transaction_callback",
+            order_id=order_id,
+            payment_id=payment_id,
+            operation_id=callback.operation_id,
+            kind=callback.kind.value,
+            status=callback.status.value,
+            payment_state=payment.state.value,
+            steps=[step.value for step in decision.steps],
+        )
+        if decision.problem is not None:
+            self.metrics.problem_orders.labels(decision.problem).inc()
+            log.warning(
+                "problem_order", order_id=order_id, payment_id=payment_id, reason=decision.problem
+            )
+        for step in decision.steps:
+            ledger = await self._take(step, ledger, payment, callback)
+
+    async def _take(
+        self, step: Step, ledger: LedgerView, payment: PaymentView, callback: TransactionCallback
+    ) -> LedgerView:
+        """Take one step; the ledger as it stands after it (for the next step)."""
+        order_id = ledger.order_id
+        if step is Step.START_UNHOLD:
+            await self._transactions.start_operation(
+                payment.invoice_id,
+                OperationIn(
+                    operation_id=domain.unhold_id(payment.payment_id),
+                    kind=OperationKind.UNHOLD,
+                    target=payment.payment_id,
+                ),
+            )
+        elif step is Step.FAIL_PAYMENT:
+            await self._move_if_current(order_id, "fail", payment.payment_id)
+        elif step is Step.COMPLETE_PAYMENT:
+            # A conflict raises: the retry reads the payment again and decides anew.
+            paid = await self._eda.move_payment(order_id, "complete", payment.payment_id)
+            if ledger.status is not OrderStatus.PAYED and paid.status is OrderStatus.PAYED:
+                self.metrics.orders_paid.labels(paid.client_id).inc()
+                log.info("order_paid", order_id=order_id, payment_id=payment.payment_id)
+            return paid
+        elif step is Step.ACCRUE_CASHBACK:
+            await self._accrue_now_or_later(ledger, payment.payment_id, callback.user_id)
+        elif step is Step.RETRY:
+            raise DependencyUnavailable(
+                f"{callback.kind.value} {callback.operation_id} failed"
+                f" ({callback.reason or 'no reason'}); retrying",
+                code=PaymentsCode.OPERATION_FAILED,
+            )
+        return ledger
+
+    async def _move_if_current(
+        self, order_id: str, move: str, payment_id: str
+    ) -> LedgerView | None:
+        try:
+            return await self._eda.move_payment(order_id, move, payment_id)
+        except Conflict as exc:
+            if exc.code not in _STALE_PAYMENT_CODES:
+                raise
+            return None
+
+    async def _roll_back_best_effort(self, order_id: str, payment_id: str, invoice_id: str) -> None:
+        """If this fails too, the sweep rolls the payment back later."""
+        try:
+            await self._roll_back(order_id, payment_id, invoice_id)
         except QrpayError as exc:
             log.warning("rollback_failed", order_id=order_id, payment_id=payment_id, code=exc.code)
 
-    async def _roll_back(self, order_id: str, payment_id: str) -> Rollback:
-        """Give the order back to the guest without ever leaving money taken.
+    async def _roll_back(self, order_id: str, payment_id: str, invoice_id: str) -> Rollback:
+        """Give the payment back without ever leaving money taken.
 
-        First the rollback claims the payment in eda (after that no owner-started clear
-        can begin; if one claimed it first, the clear finishes it), then the hold is voided
-        in transactions (canceled if it never reached the gateway, released if it
-        succeeded; refused once its capture is recorded: then the clear finishes it), and
-        only once that is final is the order WAITING again.
+        First the rollback claims the payment in eda, then the hold is voided in
+        transactions (canceled if it never reached the gateway, released if it succeeded;
+        refused once its capture is recorded: then the clear finishes it), and only once
+        that is final is the payment released.
         """
-        try:
-            order = await self._eda.begin_rollback(order_id, payment_id)
-        except Conflict as exc:
-            if exc.code in _STALE_PAYMENT_CODES:
-                return Rollback.MOVED_ON  # cleared, paid or moved on: nothing of ours
-            raise
-        if order.status is not OrderStatus.PAYMENT_IN_PROGRESS:
-            return Rollback.MOVED_ON
+        claimed = await self._move_if_current(order_id, "begin-rollback", payment_id)
+        payment = None if claimed is None else _payment_of(claimed, payment_id)
+        if payment is None or payment.state is not PaymentState.ROLLING_BACK:
+            return Rollback.MOVED_ON  # cleared, paid or given back: nothing of ours
         try:
             voided = await self._transactions.void_hold(
-                order_id, payment_id, domain.unhold_id(payment_id)
+                invoice_id, payment_id, domain.unhold_id(payment_id)
             )
         except NotFound:
-            pass  # no invoice: no hold; a late one finds the order given back and is released
+            pass  # no invoice: no hold; a late one is refused past its not_after
         except Conflict as exc:
             if exc.code != TransactionsCode.HOLD_CLEARING:
                 raise
@@ -442,140 +684,83 @@ class PaymentsService:
                     outcome=voided.outcome.value,
                 )
                 return Rollback.WAITS
-        await self._fail_payment(order_id, payment_id)
+        await self._move_if_current(order_id, "fail", payment_id)
         return Rollback.GIVEN_BACK
 
-    async def payment_status(
-        self, order_id: str, signature: str | None, lang: str
-    ) -> PaymentStatusResponse:
-        order = await self.signed_order(order_id, signature, lang)
-        last_failed = False
-        if order.status is OrderStatus.WAITING:
-            try:
-                invoice = await self._transactions.get_invoice(order.order_id)
-            except NotFound:
-                pass
-            else:
-                last_failed = domain.last_attempt_failed(invoice.operations)
-        view = domain.guest_view(order.status, last_failed=last_failed)
-        return self._answer(view.status, view.message, lang)
+    async def sweep_stuck_payments(self, *, page_size: int = 100) -> int:
+        """Check every payment under way for longer than ``hold_watchdog_seconds`` (and every
+        one being rolled back), a page at a time until none is left; returns how many were
+        looked at.
 
-    def polling_delay(self) -> Decimal:
-        return self._runtime.config.payments.polling_delay_seconds
+        Runs periodically in every process that runs the queue workers: safe on several at
+        once, as every step is idempotent. A payment that fails its check is left for the
+        next sweep.
+        """
+        seconds = self._runtime.config.payments.hold_watchdog_seconds
+        cutoff = self._clock.now() - timedelta(seconds=seconds)
+        seen = 0
+        after: str | None = None
+        while True:
+            page = await self._eda.payments_to_check(cutoff, after=after, limit=page_size)
+            for item in page.payments:
+                try:
+                    await self.check_payment(
+                        item.order_id, item.payment_id, item.invoice_id, item.state
+                    )
+                except QrpayError as exc:
+                    log.info("payment_check_later", payment_id=item.payment_id, code=exc.code)
+            seen += len(page.payments)
+            if page.next is None:
+                break
+            after = page.next
+        self.metrics.payments_overdue.set(seen)
+        return seen
 
-    # --- queue tasks -------------------------------------------------------------------------
+    async def check_payment(
+        self, order_id: str, payment_id: str, invoice_id: str, state: PaymentState
+    ) -> None:
+        """Roll back a payment whose hold never got an outcome; never starts a hold.
 
-    async def on_transaction(self, callback: TransactionCallback) -> None:
-        """One transaction callback: read the order, look the row up, take its steps."""
-        if callback.invoice_id != callback.order_id:
-            # A share's invoice is its own (its id is the share's): see ``split_flow``.
-            await self.shares.on_transaction(callback)
-            return
-        hold_id = domain.hold_of(callback.kind, callback.operation_id, callback.target)
-        if not hold_id:
-            log.error("callback_without_target", **callback.model_dump(mode="json"))
-            return
-        order_id = callback.order_id
-        try:
-            order = await self._eda.get_order(order_id)
-        except NotFound:
-            log.error("callback_for_unknown_order", order_id=order_id)
-            return
-        decision = domain.decide(
-            callback.kind,
-            callback.status,
-            hold_id=hold_id,
-            order_status=order.status,
-            order_payment_id=order.payment_id,
-            order_phase=order.payment_phase,
-        )
-        log.info(
-            "transaction_callback",
-            order_id=order_id,
-            operation_id=callback.operation_id,
-            kind=callback.kind.value,
-            status=callback.status.value,
-            order_status=order.status.value,
-            steps=[step.value for step in decision.steps],
-        )
-        if decision.problem is not None:
-            self.metrics.problem_orders.labels(decision.problem).inc()
-            log.warning(
-                "problem_order", order_id=order_id, payment_id=hold_id, reason=decision.problem
-            )
-        for step in decision.steps:
-            order = await self._take(step, order, hold_id, callback)
+        A hold that exists with an outcome coming (pending at the gateway, succeeded and
+        not settled) is left to its callback. Otherwise the rollback voids it first; while
+        that is not final the payment is looked at again by the next sweep.
+        """
+        if state is PaymentState.HOLDING and await hold_under_way(
+            self._transactions, invoice_id, payment_id
+        ):
+            return  # its callback decides
+        if await self._roll_back(order_id, payment_id, invoice_id) is Rollback.GIVEN_BACK:
+            self.metrics.problem_orders.labels("hold_not_started").inc()
+            log.warning("payment_rolled_back_by_sweep", order_id=order_id, payment_id=payment_id)
 
-    async def _take(
-        self, step: Step, order: OrderView, hold_id: str, callback: TransactionCallback
-    ) -> OrderView:
-        """Take one step; the order as it stands after it (for the next step)."""
-        order_id = order.order_id
-        if step is Step.CLAIM_CLEAR:
-            # A conflict raises: the retry reads the order again and decides anew.
-            await self._eda.claim_clear(order_id, hold_id)
-        elif step is Step.START_CLEAR:
-            await self._start(order_id, domain.clear_id(hold_id), OperationKind.CLEAR, hold_id)
-        elif step is Step.START_UNHOLD:
-            await self._start(order_id, domain.unhold_id(hold_id), OperationKind.UNHOLD, hold_id)
-        elif step is Step.FAIL_PAYMENT:
-            await self._fail_payment(order_id, hold_id)
-        elif step is Step.COMPLETE_PAYMENT:
-            # A conflict raises: the retry reads the order again and decides anew.
-            paid = await self._eda.complete_payment(order_id, hold_id)
-            if order.status is not OrderStatus.PAYED and paid.status is OrderStatus.PAYED:
-                self.metrics.orders_paid.labels(paid.client_id).inc()
-                log.info("order_paid", order_id=order_id, payment_id=hold_id)
-            return paid
-        elif step is Step.ACCRUE_CASHBACK:
-            await self._accrue_now_or_later(order, callback.user_id)
-        elif step is Step.RETRY:
-            raise DependencyUnavailable(
-                f"{callback.kind.value} {callback.operation_id} failed"
-                f" ({callback.reason or 'no reason'}); retrying",
-                code=PaymentsCode.OPERATION_FAILED,
-            )
-        return order
+    # --- cashback ----------------------------------------------------------------------------
 
-    async def _accrue_now_or_later(self, order: OrderView, user_id: str | None) -> None:
+    async def _accrue_now_or_later(
+        self, ledger: LedgerView, payment_id: str, user_id: str | None
+    ) -> None:
         """The accrual right here; its own task (retried, given up and counted) if that fails."""
-        if user_id is not None and order.status is OrderStatus.PAYED:
+        if user_id is not None:
             try:
-                await self._accrue_for(order, user_id)
+                await self._accrue_for(ledger, payment_id, user_id)
                 return
             except QrpayError as exc:
-                log.warning("cashback_deferred", order_id=order.order_id, code=exc.code)
+                log.warning("cashback_deferred", payment_id=payment_id, code=exc.code)
+        payment = _payment_of(ledger, payment_id)
+        invoice_id = payment.invoice_id if payment is not None else payment_id
         await self.queue.put(
             task_spec(Task.ACCRUE_CASHBACK),
-            task_id=f"cashback:{order.order_id}",
-            payload={"order_id": order.order_id},
+            task_id=f"cashback:{accrual_key(ledger.order_id, invoice_id)}",
+            payload={"order_id": ledger.order_id, "payment_id": payment_id},
         )
-
-    async def _start(
-        self, order_id: str, operation_id: str, kind: OperationKind, hold_id: str
-    ) -> Operation:
-        return await self._transactions.start_operation(
-            order_id, OperationIn(operation_id=operation_id, kind=kind, target=hold_id)
-        )
-
-    async def _fail_payment(self, order_id: str, payment_id: str) -> None:
-        try:
-            await self._eda.fail_payment(order_id, payment_id)
-        except Conflict as exc:
-            if exc.code not in _STALE_PAYMENT_CODES:
-                raise
 
     async def accrue_cashback(
-        self, order_id: str, attempt: int, share_id: str | None = None
+        self, order_id: str, attempt: int, payment_id: str | None = None
     ) -> None:
-        """Cashback for a paid order, or for a paid share of one; given up (and recorded)
-        after the configured tries."""
+        """Cashback for a paid payment (``payment_id`` None: the whole-bill payment of a task
+        put before issue 18); given up (and recorded) after the configured tries."""
         max_attempts = self._runtime.config.payments.cashback_max_attempts
         try:
-            if share_id is None:
-                await self._accrue(order_id)
-            else:
-                await self.shares.accrue(order_id, share_id)
+            await self._accrue(order_id, payment_id)
         except QrpayError as exc:
             if attempt >= max_attempts:
                 # It does not undo the payment: the guest paid; a human settles the cashback.
@@ -590,94 +775,47 @@ class PaymentsService:
                 return
             raise
 
-    async def _accrue(self, order_id: str) -> None:
-        order = await self._eda.get_order(order_id)
-        if order.status is not OrderStatus.PAYED:
-            log.warning("cashback_for_unpaid_order", order_id=order_id, status=order.status.value)
+    async def _accrue(self, order_id: str, payment_id: str | None) -> None:
+        ledger = await self._eda.ledger(order_id)
+        if payment_id is None:
+            whole = [p for p in ledger.payments if p.invoice_id == order_id]
+            if not whole:
+                log.warning("cashback_for_unknown_payment", order_id=order_id)
+                return
+            payment = whole[0]
+        else:
+            found = _payment_of(ledger, payment_id)
+            if found is None:
+                log.warning(
+                    "cashback_for_unknown_payment", order_id=order_id, payment_id=payment_id
+                )
+                return
+            payment = found
+        if payment.state is not PaymentState.PAID:
+            log.warning("cashback_for_unpaid_payment", order_id=order_id, state=payment.state.value)
             return
-        if self._cashback_of(order) <= 0:
-            return
-        invoice = await self._transactions.get_invoice(order_id)
-        await self._accrue_for(order, invoice.user_id)
+        invoice = await self._transactions.get_invoice(payment.invoice_id)
+        await self._accrue_for(ledger, payment.payment_id, invoice.user_id)
 
-    def _cashback_of(self, order: OrderView) -> Decimal:
+    async def _accrue_for(self, ledger: LedgerView, payment_id: str, user_id: str) -> None:
+        """Accrue the paid payment's cashback to ``user_id`` (once: cashback keys it)."""
         config = self._runtime.config
-        return domain.cashback_amount(
-            order.bill.total, config.restaurant(order.client_id), config.cashback
-        )
-
-    async def _accrue_for(self, order: OrderView, user_id: str) -> None:
-        """Accrue the paid ``order``'s cashback to ``user_id`` (once: cashback keys it by order)."""
-        amount = self._cashback_of(order)
-        if amount <= 0:
+        restaurant = config.restaurant(ledger.client_id)
+        amounts = allocate_cashback(_paid_in_order(ledger), restaurant, config.cashback)
+        amount = amounts.get(payment_id, Decimal(0))
+        payment = _payment_of(ledger, payment_id)
+        if amount <= 0 or payment is None:
             return
         await self._cashback.accrue(
-            order.order_id,
+            accrual_key(ledger.order_id, payment.invoice_id),
             AccrualIn(
                 user_id=user_id,
                 amount=domain.cashback_text(amount),
-                currency=order.bill.currency,
-                source=order.client_id,
+                currency=ledger.currency,
+                source=ledger.client_id,
             ),
         )
-        log.info("cashback_accrued", order_id=order.order_id)
-
-    async def sweep_stuck_payments(self) -> int:
-        """Check every payment under way for longer than ``hold_watchdog_seconds`` (and every
-        one being rolled back); returns how many were looked at.
-
-        Runs periodically in every process that runs the queue workers: safe on several at
-        once, as every step of ``hold_watchdog`` is idempotent. A payment that fails its
-        check is left for the next sweep.
-        """
-        seconds = self._runtime.config.payments.hold_watchdog_seconds
-        cutoff = self._clock.now() - timedelta(seconds=seconds)
-        stuck = await self._eda.payments_to_check(cutoff)
-        shares = await self.shares.sweep(cutoff)
-        self.metrics.payments_overdue.set(len(stuck) + shares)
-        for order in stuck:
-            if order.payment_id is None:
-                continue
-            try:
-                await self.hold_watchdog(order.order_id, order.payment_id)
-            except QrpayError as exc:
-                log.info(
-                    "payment_check_later",
-                    order_id=order.order_id,
-                    payment_id=order.payment_id,
-                    code=exc.code,
-                )
-        return len(stuck) + shares
-
-    async def hold_watchdog(self, order_id: str, payment_id: str) -> None:
-        """Roll back a payment whose hold never got an outcome; never starts a hold.
-
-        A hold that exists with an outcome coming (pending at the gateway, succeeded and
-        not settled) is left to its callback. Otherwise the rollback voids it first; while
-        that is not final the task raises and the queue tries again later.
-        """
-        try:
-            order = await self._eda.get_order(order_id)
-        except NotFound:
-            return
-        if order.status is not OrderStatus.PAYMENT_IN_PROGRESS or order.payment_id != payment_id:
-            return
-        if order.payment_phase is PaymentPhase.CLEARING:
-            return  # the clear owns it
-        if order.payment_phase is not PaymentPhase.ROLLING_BACK and await hold_under_way(
-            self._transactions, order_id, payment_id
-        ):
-            return  # its callback decides
-        rollback = await self._roll_back(order_id, payment_id)
-        if rollback is Rollback.WAITS:
-            raise DependencyUnavailable(
-                f"the rollback of {payment_id} waits for its hold's outcome",
-                code=PaymentsCode.OPERATION_FAILED,
-            )
-        if rollback is not Rollback.GIVEN_BACK:
-            return  # the clear (or whatever moved the order on) finishes it
-        self.metrics.problem_orders.labels("hold_not_started").inc()
-        log.warning("payment_rolled_back_by_watchdog", order_id=order_id, payment_id=payment_id)
+        log.info("cashback_accrued", order_id=ledger.order_id, payment_id=payment_id)
 
     async def refresh_queue_gauges(self) -> None:
         counts = await self.queue.counts(TASK_QUEUE)

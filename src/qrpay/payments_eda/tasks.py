@@ -2,11 +2,9 @@
 
 - ``payments_eda.transaction_callback``: put by transactions when an operation of an
   invoice we own finishes; payload = ``transactions.schemas.TransactionCallback``.
-- ``payments_eda.hold_watchdog``: payload ``{order_id, payment_id}``; no longer put (the
-  periodic sweep, ``PaymentsService.sweep_stuck_payments``, does its work without a task
-  per payment) but still consumed: tasks put by an older version finish after an upgrade.
 - ``payments_eda.accrue_cashback``: put when the accrual in the clear's callback failed
-  (task id ``cashback:<order_id>``); payload ``{order_id}``.
+  (task id ``cashback:<accrual key>``); payload ``{order_id, payment_id}`` (``{order_id}``
+  for a whole-bill payment and ``{order_id, share_id}`` for a share from before issue 18).
 
 A handler raises to have the queue retry it with backoff; every one is idempotent.
 """
@@ -24,7 +22,6 @@ from qrpay.transactions.schemas import TransactionCallback
 
 QUEUE = TASK_QUEUE
 TRANSACTION_CALLBACK = task_spec(Task.TRANSACTION_CALLBACK)
-HOLD_WATCHDOG = task_spec(Task.HOLD_WATCHDOG)
 ACCRUE_CASHBACK = task_spec(Task.ACCRUE_CASHBACK)
 
 
@@ -43,13 +40,10 @@ class Handlers:
         callback = TransactionCallback.model_validate(_known_fields(payload))
         await self.service.on_transaction(callback)
 
-    async def hold_watchdog(self, payload: dict[str, Any]) -> None:
-        await self.service.hold_watchdog(str(payload["order_id"]), str(payload["payment_id"]))
-
     async def accrue_cashback(self, payload: dict[str, Any], attempt: int) -> None:
-        share = payload.get("share_id")
+        payment = payload.get("payment_id", payload.get("share_id"))
         await self.service.accrue_cashback(
-            str(payload["order_id"]), attempt, None if share is None else str(share)
+            str(payload["order_id"]), attempt, None if payment is None else str(payment)
         )
 
 
@@ -57,10 +51,6 @@ def register(queue: TaskQueue, handlers: Handlers, config: PaymentsConfig) -> No
     queue.register(
         replace(TRANSACTION_CALLBACK, max_attempts=config.callback_max_attempts),
         handlers.transaction_callback,
-    )
-    queue.register(
-        replace(HOLD_WATCHDOG, max_attempts=config.callback_max_attempts),
-        handlers.hold_watchdog,
     )
     # procrastinate allows ``max_attempts`` retries after the first run, so the handler's
     # last try (number ``cashback_max_attempts``) always runs and records the problem.

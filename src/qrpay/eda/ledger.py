@@ -1,20 +1,21 @@
-"""Shares of one bill: what is paid, what is held, what is left, and what a guest may take.
+"""An order's payments: what is paid, what is held, what is left, and what a guest may take.
 
-Pure: no I/O, no framework. At a table several guests pay one bill, each a share with its
-own hold and clear. The order of record keeps the shares; this module decides whether one
-more fits. The rules (issue 12):
+Pure: no I/O, no framework. Every payment is a share of the bill (issue 18): paying the
+whole bill is the share of everything left. The rules:
 
-- a share is never more than what is left (the total less the shares paid or held);
-- an item (a bill line, by its position) belongs to at most one share that is paid or held;
+- a payment is never more than what is left (the total less what is paid or held);
+- an item (a bill line, by its position) belongs to at most one payment that is paid or held;
 - an equal share of N is the total over N rounded down to the currency's minor unit, and the
   share that leaves only that rounding's remainder behind takes it too, so N equal shares
   add up to the total exactly;
 - items (the lines with a positive amount) are priced at their line amount scaled by
   total / sum of items, so a discount line or a total that differs from the lines is spread
-  over them, and the share that takes the last untaken items pays everything left;
-- a replacement bill may not be below what is paid or held, nor change a taken item.
+  over them, and the payment that takes the last untaken items pays everything left;
+- a replacement bill may not be below what is paid or held, nor change a taken item, nor
+  change the currency once the order has any payment;
+- the order is PAYED exactly when its cleared payments cover the total.
 
-A released share (its hold given back) frees its amount and its items.
+A released payment (its hold given back) frees its amount and its items.
 """
 
 from __future__ import annotations
@@ -22,23 +23,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
-from enum import StrEnum
 
-from qrpay.eda.schemas import ShareState
+from qrpay.eda.schemas import LedgerCode, PaymentState
 from qrpay.kernel.errors import Conflict, InvalidInput
 from qrpay.kernel.money import minor_units, quantize
 from qrpay.kernel.schemas import Bill
 
-HOLDING, CLEARING, ROLLING_BACK = ShareState.HOLDING, ShareState.CLEARING, ShareState.ROLLING_BACK
-PAID, RELEASED = ShareState.PAID, ShareState.RELEASED
+HOLDING, ROLLING_BACK = PaymentState.HOLDING, PaymentState.ROLLING_BACK
+# Only payments made before issue 18 are CLEARING: an owner-started clear claimed them.
+CLEARING = PaymentState.CLEARING
+PAID, RELEASED = PaymentState.PAID, PaymentState.RELEASED
+LIVE = frozenset({HOLDING, CLEARING, ROLLING_BACK})
 
-ALLOWED_SHARE_MOVES: frozenset[tuple[ShareState, ShareState]] = frozenset(
+ALLOWED_PAYMENT_MOVES: frozenset[tuple[PaymentState, PaymentState]] = frozenset(
     {
-        (HOLDING, CLEARING),
         (HOLDING, ROLLING_BACK),
         (HOLDING, RELEASED),  # the hold failed
         (ROLLING_BACK, RELEASED),
-        # A succeeded clear is a fact about money: it completes the share from any phase
+        # A succeeded clear is a fact about money: it completes the payment from any state
         # still holding money (the fence in transactions keeps it from meeting a rollback).
         (HOLDING, PAID),
         (CLEARING, PAID),
@@ -46,51 +48,51 @@ ALLOWED_SHARE_MOVES: frozenset[tuple[ShareState, ShareState]] = frozenset(
     }
 )
 
-
-class ShareMoveRefused(Exception):
-    """A move the table forbids, e.g. paying a share already given back."""
-
-    def __init__(self, share_id: str, current: ShareState, to: ShareState) -> None:
-        super().__init__(f"share {share_id}: {current} -> {to}")
-        self.current = current
-        self.to = to
-
-
-class SplitCode(StrEnum):
-    NOTHING_LEFT = "nothing_left"
-    AMOUNT_EXCEEDS_LEFT = "amount_exceeds_left"
-    ITEM_TAKEN = "item_taken"
-    UNKNOWN_ITEM = "unknown_item"
-    ITEM_NOT_PAYABLE = "item_not_payable"
-    INVALID_PARTS = "invalid_parts"
-    INVALID_SHARE_AMOUNT = "invalid_share_amount"
-    BILL_BELOW_PAID = "bill_below_paid"
-    TAKEN_ITEM_CHANGED = "taken_item_changed"
-
-
 # Enough parts for any table; more is a typo, not a party.
 MAX_PARTS = 50
 
 
+class PaymentMoveRefused(Exception):
+    """A move the table forbids, e.g. paying a payment already given back."""
+
+    def __init__(self, payment_id: str, current: PaymentState, to: PaymentState) -> None:
+        super().__init__(f"payment {payment_id}: {current} -> {to}")
+        self.current = current
+        self.to = to
+
+
 @dataclass(frozen=True, slots=True)
-class Share:
+class Payment:
     id: str
     amount: Decimal  # the bill part, tip excluded
     tip: Decimal
     items: frozenset[int]
-    state: ShareState
+    state: PaymentState
+    # The invoice in transactions: the payment's own id, or the order's for a whole-bill
+    # payment made before issue 18.
+    invoice_id: str
+    # The guest's idempotency token and a digest of the request it came with.
+    token: str | None = None
+    request_hash: str | None = None
+    # Its place among the order's payments in the order they cleared (1, 2, ...): what
+    # shares the order's cashback cap, never a clock.
+    paid_seq: int | None = None
 
     @property
     def reserves(self) -> bool:
         return self.state != RELEASED
 
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE
+
 
 @dataclass(frozen=True, slots=True)
 class Ledger:
-    """One bill and its shares; every share that fits was admitted by ``admit``."""
+    """One bill and its payments; every payment in it was admitted by ``admit``."""
 
     bill: Bill
-    shares: tuple[Share, ...] = ()
+    payments: tuple[Payment, ...] = ()
 
     @property
     def currency(self) -> str:
@@ -102,20 +104,20 @@ class Ledger:
 
     @property
     def paid(self) -> Decimal:
-        return sum((s.amount for s in self.shares if s.state == PAID), Decimal(0))
+        return sum((p.amount for p in self.payments if p.state == PAID), Decimal(0))
 
     @property
     def held(self) -> Decimal:
-        """Reserved by shares still under way."""
-        return sum((s.amount for s in self.shares if s.state not in (PAID, RELEASED)), Decimal(0))
+        """Reserved by payments still under way."""
+        return sum((p.amount for p in self.payments if p.live), Decimal(0))
 
     @property
     def tips(self) -> Decimal:
-        return sum((s.tip for s in self.shares if s.state == PAID), Decimal(0))
+        return sum((p.tip for p in self.payments if p.state == PAID), Decimal(0))
 
     @property
     def under_way(self) -> bool:
-        return any(s.state not in (PAID, RELEASED) for s in self.shares)
+        return any(p.live for p in self.payments)
 
     @property
     def left(self) -> Decimal:
@@ -126,15 +128,23 @@ class Ledger:
         """Fully paid: the order is PAYED."""
         return self.paid >= self.total
 
+    @property
+    def covered(self) -> bool:
+        """Nothing is left for another guest: paid, or held by payments under way."""
+        return self.left <= 0
+
     def taken_items(self) -> frozenset[int]:
-        return frozenset(i for s in self.shares if s.reserves for i in s.items)
+        return frozenset(i for p in self.payments if p.reserves for i in p.items)
 
     def payable_items(self) -> frozenset[int]:
         """Lines a guest may pick: those with a positive amount."""
         return frozenset(i for i, e in enumerate(self.bill.elements) if Decimal(e.amount) > 0)
 
-    def share(self, share_id: str) -> Share | None:
-        return next((s for s in self.shares if s.id == share_id), None)
+    def payment(self, payment_id: str) -> Payment | None:
+        return next((p for p in self.payments if p.id == payment_id), None)
+
+    def next_paid_seq(self) -> int:
+        return 1 + max((p.paid_seq or 0 for p in self.payments), default=0)
 
     # --- what a guest's choice costs ----------------------------------------------------
 
@@ -146,7 +156,7 @@ class Ledger:
         if not 2 <= parts <= MAX_PARTS:
             raise InvalidInput(
                 f"an equal share splits the bill in 2..{MAX_PARTS} parts",
-                code=SplitCode.INVALID_PARTS,
+                code=LedgerCode.INVALID_PARTS,
             )
         self._something_left()
         unit = _minor_unit(self.currency)
@@ -158,25 +168,30 @@ class Ledger:
             return self.left
         return base
 
-    def items_amount(self, items: Iterable[int]) -> Decimal:
+    def check_items(self, items: Iterable[int]) -> frozenset[int]:
+        """The chosen lines, each one on the bill and payable (400 otherwise)."""
         chosen = frozenset(items)
         if not chosen:
-            raise InvalidInput("choose at least one item", code=SplitCode.UNKNOWN_ITEM)
+            raise InvalidInput("choose at least one item", code=LedgerCode.UNKNOWN_ITEM)
         count = len(self.bill.elements)
         unknown = sorted(i for i in chosen if not 0 <= i < count)
         if unknown:
-            raise InvalidInput(f"no items {unknown} on this bill", code=SplitCode.UNKNOWN_ITEM)
+            raise InvalidInput(f"no items {unknown} on this bill", code=LedgerCode.UNKNOWN_ITEM)
         not_payable = sorted(chosen - self.payable_items())
         if not_payable:
             raise InvalidInput(
                 f"lines {not_payable} are not items one can pay for",
-                code=SplitCode.ITEM_NOT_PAYABLE,
+                code=LedgerCode.ITEM_NOT_PAYABLE,
             )
+        return chosen
+
+    def items_amount(self, items: Iterable[int]) -> Decimal:
+        chosen = self.check_items(items)
         taken = sorted(chosen & self.taken_items())
         if taken:
             raise Conflict(
                 f"items {taken} are paid or being paid by another guest",
-                code=SplitCode.ITEM_TAKEN,
+                code=LedgerCode.ITEM_TAKEN,
             )
         self._something_left()
         if self.payable_items() <= self.taken_items() | chosen:
@@ -194,54 +209,64 @@ class Ledger:
         if amount <= 0 or amount != quantize(amount, self.currency):
             raise InvalidInput(
                 "a share is a positive amount in the currency's minor units",
-                code=SplitCode.INVALID_SHARE_AMOUNT,
+                code=LedgerCode.INVALID_SHARE_AMOUNT,
             )
         self._something_left()
         return self._fits(amount)
 
     # --- changes ------------------------------------------------------------------------
 
-    def admit(self, share: Share) -> Ledger:
-        """The ledger with ``share`` holding; Conflict if it no longer fits (a racing guest)."""
-        if share.state != HOLDING or share.amount <= 0:
-            raise ValueError("a share is admitted holding, with a positive amount")
-        taken = sorted(share.items & self.taken_items())
+    def admit(self, payment: Payment) -> Ledger:
+        """The ledger with ``payment`` holding; Conflict if it no longer fits (a racing guest)."""
+        if payment.state != HOLDING or payment.amount <= 0:
+            raise ValueError("a payment is admitted holding, with a positive amount")
+        if payment.items:
+            self.check_items(payment.items)
+        taken = sorted(payment.items & self.taken_items())
         if taken:
             raise Conflict(
                 f"items {taken} are paid or being paid by another guest",
-                code=SplitCode.ITEM_TAKEN,
+                code=LedgerCode.ITEM_TAKEN,
             )
         self._something_left()
-        self._fits(share.amount)
-        return replace(self, shares=(*self.shares, share))
+        self._fits(payment.amount)
+        return replace(self, payments=(*self.payments, payment))
 
-    def move(self, share_id: str, to: ShareState) -> Ledger:
-        """The share moved to ``to``; the same ledger when it is there already (a replay)."""
-        current = self.share(share_id)
+    def move(self, payment_id: str, to: PaymentState) -> Ledger:
+        """The payment moved to ``to``; the same ledger when it is there already (a replay)."""
+        current = self.payment(payment_id)
         if current is None:
-            raise KeyError(share_id)
+            raise KeyError(payment_id)
         if current.state == to:
             return self
-        if (current.state, to) not in ALLOWED_SHARE_MOVES:
-            raise ShareMoveRefused(share_id, current.state, to)
-        shares = tuple(replace(s, state=to) if s.id == share_id else s for s in self.shares)
-        return replace(self, shares=shares)
+        if (current.state, to) not in ALLOWED_PAYMENT_MOVES:
+            raise PaymentMoveRefused(payment_id, current.state, to)
+        seq = self.next_paid_seq() if to == PAID else current.paid_seq
+        moved = replace(current, state=to, paid_seq=seq)
+        return replace(
+            self, payments=tuple(moved if p.id == payment_id else p for p in self.payments)
+        )
 
     def replace_bill(self, bill: Bill) -> Ledger:
-        """A new bill from the POS, refused if it drops below what is reserved or changes a
-        taken item (the guest who paid for it must still find it on the bill)."""
+        """A new bill from the POS: refused if it changes the currency of an order with a
+        payment, drops below what is reserved, or changes a taken item (the guest who paid
+        for it must still find it on the bill)."""
+        if self.payments and bill.currency != self.currency:
+            raise Conflict(
+                f"the order has payments in {self.currency}: its currency cannot change",
+                code=LedgerCode.CURRENCY_LOCKED,
+            )
         reserved = self.paid + self.held
         if bill.total < reserved:
             raise Conflict(
                 f"the new bill is below the {reserved} already paid or being paid",
-                code=SplitCode.BILL_BELOW_PAID,
+                code=LedgerCode.BILL_BELOW_PAID,
             )
         for index in sorted(self.taken_items()):
-            old = self.bill.elements[index]
             if index >= len(bill.elements) or _line(bill, index) != _line(self.bill, index):
                 raise Conflict(
-                    f"item {index} ({old.name}) is paid or being paid and cannot change",
-                    code=SplitCode.TAKEN_ITEM_CHANGED,
+                    f"item {index} is paid or being paid and cannot change",
+                    code=LedgerCode.TAKEN_ITEM_CHANGED,
                 )
         return replace(self, bill=bill)
 
@@ -249,13 +274,13 @@ class Ledger:
 
     def _something_left(self) -> None:
         if self.left <= 0:
-            raise Conflict("nothing is left to pay on this bill", code=SplitCode.NOTHING_LEFT)
+            raise Conflict("nothing is left to pay on this bill", code=LedgerCode.NOTHING_LEFT)
 
     def _fits(self, amount: Decimal) -> Decimal:
         if amount > self.left:
             raise Conflict(
                 f"{amount} is more than the {self.left} left to pay",
-                code=SplitCode.AMOUNT_EXCEEDS_LEFT,
+                code=LedgerCode.AMOUNT_EXCEEDS_LEFT,
             )
         return amount
 

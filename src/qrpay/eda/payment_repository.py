@@ -1,0 +1,155 @@
+"""An order's payments and their reserved items (tables in ``eda.repository``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select, tuple_, update
+from sqlalchemy.engine import Row
+
+from qrpay.eda.ledger import Payment
+from qrpay.eda.repository import payment_items, payments
+from qrpay.eda.schemas import PaymentState
+from qrpay.kernel.clock import utc
+from qrpay.kernel.db import Database
+from qrpay.kernel.errors import InvalidInput
+from qrpay.kernel.money import format_amount
+from qrpay.kernel.repository import Repository
+
+# A payment's id -> (began, last changed).
+PaymentTimes = dict[str, tuple[datetime, datetime]]
+
+
+def _to_payment(row: Row[Any]) -> Payment:
+    m = row._mapping
+    return Payment(
+        id=m["id"],
+        amount=Decimal(m["amount"]),
+        tip=Decimal(m["tip"]),
+        items=frozenset(m["items"]),
+        state=PaymentState(m["state"]),
+        invoice_id=m["invoice_id"],
+        token=m["token"],
+        request_hash=m["request_hash"],
+        paid_seq=m["paid_seq"],
+    )
+
+
+class PaymentRepository(Repository):
+    async def of_order(self, order_id: str) -> tuple[tuple[Payment, ...], PaymentTimes]:
+        """The order's payments in the order they began, and when each began and last changed."""
+        result = await self.session.execute(
+            select(payments)
+            .where(payments.c.order_id == order_id)
+            .order_by(payments.c.created_at, payments.c.id)
+        )
+        rows = result.all()
+        found = tuple(_to_payment(row) for row in rows)
+        times = {
+            row._mapping["id"]: (utc(row._mapping["created_at"]), utc(row._mapping["updated_at"]))
+            for row in rows
+        }
+        return found, times
+
+    async def add(self, order_id: str, payment: Payment, currency: str, now: datetime) -> None:
+        """The payment and its items: the items' primary key refuses one taken already, the
+        (order, token) key a second payment for one token."""
+        await self.session.execute(
+            insert(payments).values(
+                id=payment.id,
+                order_id=order_id,
+                invoice_id=payment.invoice_id,
+                amount=format_amount(payment.amount, currency),
+                tip=format_amount(payment.tip, currency),
+                currency=currency,
+                items=sorted(payment.items),
+                state=payment.state.value,
+                version=1,
+                token=payment.token,
+                request_hash=payment.request_hash,
+                paid_seq=payment.paid_seq,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        if payment.items:
+            await self.session.execute(
+                insert(payment_items),
+                [
+                    {"order_id": order_id, "item": i, "payment_id": payment.id}
+                    for i in payment.items
+                ],
+            )
+
+    async def move(self, before: Payment, after: Payment, now: datetime) -> bool:
+        """``after`` written if the payment is still as ``before`` was read; a release frees
+        its items."""
+        moved = await self.changed_one(
+            update(payments)
+            .where(payments.c.id == before.id, payments.c.state == before.state.value)
+            .values(
+                state=after.state.value,
+                paid_seq=after.paid_seq,
+                version=payments.c.version + 1,
+                updated_at=now,
+            )
+        )
+        if moved and after.state == PaymentState.RELEASED:
+            await self.session.execute(
+                delete(payment_items).where(payment_items.c.payment_id == before.id)
+            )
+        return moved
+
+
+# The sweep's page cursor: the last payment served, "<updated_at iso>|<id>".
+def _cursor(updated_at: datetime, payment_id: str) -> str:
+    return f"{utc(updated_at).isoformat()}|{payment_id}"
+
+
+def _parse_cursor(text: str) -> tuple[datetime, str]:
+    stamp, sep, payment_id = text.partition("|")
+    try:
+        if not sep or not payment_id:
+            raise ValueError(text)
+        return utc(datetime.fromisoformat(stamp)), payment_id
+    except ValueError:
+        raise InvalidInput("not a cursor of this list", code="bad_cursor") from None
+
+
+async def payments_to_check(
+    db: Database, updated_before: datetime, limit: int, after: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Payments whose hold has had no outcome since ``updated_before``, and every payment
+    being rolled back: the sweep's work list, oldest change first, a page after ``after``;
+    with the cursor of the next page (None on the last)."""
+    stale = and_(
+        payments.c.state.in_([PaymentState.HOLDING.value]),
+        payments.c.updated_at < updated_before,
+    )
+    rolling = payments.c.state == PaymentState.ROLLING_BACK.value
+    statement = (
+        select(
+            payments.c.order_id,
+            payments.c.id,
+            payments.c.invoice_id,
+            payments.c.state,
+            payments.c.updated_at,
+        )
+        .where(or_(stale, rolling))
+        .order_by(payments.c.updated_at, payments.c.id)
+        .limit(limit + 1)
+    )
+    if after:
+        statement = statement.where(
+            tuple_(payments.c.updated_at, payments.c.id) > tuple_(*_parse_cursor(after))
+        )
+    async with db.read() as connection:
+        rows = (await connection.execute(statement)).all()
+    page = [
+        {"order_id": r[0], "payment_id": r[1], "invoice_id": r[2], "state": r[3]}
+        for r in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return page, (_cursor(rows[limit - 1][4], rows[limit - 1][1]) if more else None)

@@ -1,0 +1,237 @@
+"""An order's payments: price one, begin it, move it, show the ledger, list overdue ones.
+
+Every change locks the order's row first (on SQLite the write transaction holds the
+database), reads its payments, lets ``eda.ledger`` decide and writes the payment with the
+order's new status and version (``Order.settle``): two guests at once are decided one after
+the other, and the database refuses what a wrong decision would let through (an item taken
+twice, a second payment for one token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from qrpay.eda.domain import Order
+from qrpay.eda.ledger import Ledger, Payment, PaymentMoveRefused
+from qrpay.eda.payment_repository import PaymentRepository, PaymentTimes, payments_to_check
+from qrpay.eda.repository import OrderRepository
+from qrpay.eda.schemas import (
+    EdaCode,
+    LedgerCode,
+    OrderStatus,
+    PaymentState,
+    ShareChoice,
+    ShareWay,
+    StartPaymentRequest,
+)
+from qrpay.eda.service import ATTEMPTS, OrderService, _busy, _not_found
+from qrpay.kernel.clock import wire_time
+from qrpay.kernel.errors import Conflict, InvalidInput, NotFound
+from qrpay.kernel.money import format_amount, parse_amount
+
+PAID, RELEASED = PaymentState.PAID, PaymentState.RELEASED
+
+
+class _Lost(Exception):
+    """The order changed under the decision: roll the transaction back and decide again."""
+
+
+def price(ledger: Ledger, choice: ShareChoice) -> Decimal:
+    """What ``choice`` costs on ``ledger`` now."""
+    if choice.way == ShareWay.REST:
+        return ledger.everything_left()
+    if choice.way == ShareWay.EQUAL:
+        if choice.parts is None:
+            raise InvalidInput("an equal share names its parts", code=LedgerCode.INVALID_PARTS)
+        return ledger.equal_share(choice.parts)
+    if choice.way == ShareWay.ITEMS:
+        return ledger.items_amount(choice.items)
+    if choice.amount is None:
+        raise InvalidInput("a custom share names its amount", code=LedgerCode.INVALID_SHARE_AMOUNT)
+    return ledger.custom_amount(parse_amount(choice.amount, ledger.currency))
+
+
+def _refused(exc: PaymentMoveRefused) -> Conflict:
+    if exc.current == RELEASED:
+        return Conflict("the payment was given back", code=EdaCode.PAYMENT_RELEASED)
+    if exc.current == PAID:
+        return Conflict("the payment is cleared", code=EdaCode.ALREADY_PAID)
+    if exc.current == PaymentState.CLEARING:
+        return Conflict("the payment is being cleared", code=EdaCode.PAYMENT_CLEARING)
+    return Conflict("the payment is being rolled back", code=EdaCode.PAYMENT_ROLLING_BACK)
+
+
+def ledger_wire(order: Order, ledger: Ledger, times: PaymentTimes) -> dict[str, Any]:
+    currency = order.bill.currency
+
+    def money(value: Decimal) -> str:
+        return format_amount(value, currency)
+
+    return {
+        "order_id": order.id,
+        "client_id": order.client_id,
+        "status": order.status.value,
+        "currency": currency,
+        "total": money(ledger.total),
+        "paid": money(ledger.paid),
+        "held": money(ledger.held),
+        "left": money(max(ledger.left, Decimal(0))),
+        "tips": money(ledger.tips),
+        "taken_items": sorted(ledger.taken_items()),
+        "payments": [
+            {
+                "payment_id": p.id,
+                "invoice_id": p.invoice_id,
+                "amount": money(p.amount),
+                "tip": money(p.tip),
+                "items": sorted(p.items),
+                "state": p.state.value,
+                "paid_seq": p.paid_seq,
+                "created_at": wire_time(times[p.id][0]),
+                "updated_at": wire_time(times[p.id][1]),
+            }
+            for p in ledger.payments
+        ],
+    }
+
+
+class PaymentService:
+    def __init__(self, orders: OrderService) -> None:
+        self.orders = orders
+        self.db = orders.db
+        self.clock = orders.clock
+
+    async def ledger(self, order_id: str) -> dict[str, Any]:
+        async with self.db.read() as session:
+            order = await OrderRepository(session).get(order_id)
+            if order is None:
+                raise _not_found(order_id)
+            found, times = await PaymentRepository(session).of_order(order_id)
+        return ledger_wire(order, Ledger(order.bill, found), times)
+
+    async def to_check(
+        self, updated_before: datetime, limit: int, after: str | None
+    ) -> dict[str, Any]:
+        page, cursor = await payments_to_check(self.db, updated_before, limit, after)
+        return {"payments": page, "next": cursor}
+
+    async def quote(self, order_id: str, choice: ShareChoice) -> dict[str, str]:
+        """The price of ``choice`` now, reserving nothing."""
+        async with self.db.read() as session:
+            order = await OrderRepository(session).get(order_id)
+            if order is None:
+                raise _not_found(order_id)
+            found, _ = await PaymentRepository(session).of_order(order_id)
+        order.check_payable(order.bill.currency, None)
+        ledger = Ledger(order.bill, found)
+        currency = order.bill.currency
+        return {
+            "amount": format_amount(price(ledger, choice), currency),
+            "left": format_amount(ledger.left, currency),
+        }
+
+    async def start(self, order_id: str, request: StartPaymentRequest) -> dict[str, Any]:
+        """Reserve the payment at the price the guest saw, or refuse (409) if it changed. A
+        repeat of a start (the same payment id, hence the same token) answers the payment as
+        it stands, whatever it became; with another request behind it, 409."""
+        agreed = parse_amount(request.amount, request.currency)
+        tip = parse_amount(request.tip, request.currency)
+        replayed = False
+
+        async def begin(order: Order, ledger: Ledger, repo: PaymentRepository) -> Order:
+            nonlocal replayed
+            earlier = ledger.payment(request.payment_id)
+            if earlier is not None:
+                if (
+                    earlier.request_hash != request.request_hash
+                    or earlier.amount != agreed
+                    or earlier.items != frozenset(request.choice.items)
+                ):
+                    raise Conflict(
+                        "this idempotency token came with another request",
+                        code=EdaCode.IDEMPOTENCY_TOKEN_REUSED,
+                    )
+                replayed = True
+                return order
+            order.check_payable(request.currency, request.bill_version)
+            now_price = price(ledger, request.choice)
+            if now_price != agreed:
+                raise Conflict(
+                    f"the share now costs {format_amount(now_price, request.currency)}: "
+                    "another guest paid meanwhile",
+                    code=EdaCode.SHARE_PRICE_CHANGED,
+                )
+            payment = Payment(
+                id=request.payment_id,
+                amount=agreed,
+                tip=tip,
+                items=frozenset(request.choice.items),
+                state=PaymentState.HOLDING,
+                invoice_id=request.payment_id,
+                token=request.token,
+                request_hash=request.request_hash,
+            )
+            admitted = ledger.admit(payment)  # refuses a payment that does not fit
+            try:
+                await repo.add(order_id, payment, request.currency, self.clock.now())
+            except IntegrityError:
+                # The same token under another payment id, or an item a wrong decision let
+                # through: the constraints, not the code, have the last word.
+                raise _Lost from None
+            return order.settle(admitted, self.clock.now())
+
+        answer = await self._change(order_id, begin)
+        return {**answer, "payment_id": request.payment_id, "replayed": replayed}
+
+    async def move(self, order_id: str, payment_id: str, to: PaymentState) -> dict[str, Any]:
+        """The payment's hold claimed by its rollback, given back, or cleared."""
+
+        async def step(order: Order, ledger: Ledger, repo: PaymentRepository) -> Order:
+            current = ledger.payment(payment_id)
+            if current is None:
+                raise NotFound(f"no payment {payment_id[:64]!r}", code=EdaCode.PAYMENT_NOT_FOUND)
+            try:
+                moved = ledger.move(payment_id, to)
+            except PaymentMoveRefused as exc:
+                raise _refused(exc) from None
+            if moved is ledger:
+                return order
+            after = moved.payment(payment_id)
+            assert after is not None
+            if not await repo.move(current, after, self.clock.now()):
+                raise _Lost
+            return order.settle(moved, self.clock.now())
+
+        return await self._change(order_id, step)
+
+    async def _change(
+        self,
+        order_id: str,
+        decide: Callable[[Order, Ledger, PaymentRepository], Awaitable[Order]],
+    ) -> dict[str, Any]:
+        for _ in range(ATTEMPTS):
+            try:
+                async with self.db.write() as session:
+                    orders = OrderRepository(session)
+                    order = await orders.get(order_id, for_update=True)
+                    if order is None:
+                        raise _not_found(order_id)
+                    repo = PaymentRepository(session)
+                    found, _ = await repo.of_order(order_id)
+                    changed = await decide(order, Ledger(order.bill, found), repo)
+                    if changed is not order and not await orders.save(order, changed):
+                        raise _Lost
+                    written, times = await repo.of_order(order_id)
+            except _Lost:
+                continue
+            if changed is not order:
+                self.orders.changed.fire()
+                if changed.status == OrderStatus.PAYED and order.status != OrderStatus.PAYED:
+                    self.orders.metrics.paid.inc()
+            return ledger_wire(changed, Ledger(changed.bill, written), times)
+        raise _busy()
