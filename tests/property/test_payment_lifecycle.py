@@ -22,9 +22,19 @@ Faults, each set by a rule for the next call it meets:
   answer of every key (``sandbox-lost-``), answer after the deadline (``sandbox-late-``)
   or refuse every clear and unhold (``sandbox-stuck-``).
 
+One payment model (issue 18): every payment is a share of the bill, the whole bill the
+share of everything left, and every pay request may carry the guest's idempotency token:
+guests repeat requests (a double tap at once, a retry later) under the same token and send
+another body under a used one; the POS replaces a bill below what is paid, down to exactly
+what is paid, or in another currency.
+
 After every step the money invariants of SPEC 6 must hold, checked against both what
-the services recorded and what the gateway actually did; ``settle`` delivers everything
-and reconciles until nothing changes, then checks that every hold ended.
+the services recorded and what the gateway actually did: money cleared never above the
+total, the order PAYED exactly when its cleared payments cover it, one payment per token,
+an item in at most one live payment, cashback at most once per payment and within the
+order's cap, shared in the order eda numbered the payments as they cleared. ``settle``
+delivers everything and reconciles until nothing changes, then checks that every hold
+ended.
 """
 
 from __future__ import annotations
@@ -62,8 +72,9 @@ from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.service import service_of
 from qrpay.payments_eda import tasks
-from qrpay.payments_eda.schemas import PayRequest, SharePayRequest
+from qrpay.payments_eda.schemas import PayRequest, SharePayRequest, payment_id_for
 from qrpay.payments_eda.service import PaymentsMetrics, PaymentsService
+from qrpay.payments_eda.shares import allocate_cashback
 from qrpay.transactions.client import TransactionsClient
 from qrpay.transactions.gateway import GatewayResult, GatewayUnavailable, SandboxGateway
 from qrpay.transactions.service import TransactionsService
@@ -91,7 +102,14 @@ CASHBACK_RATE, CASHBACK_CAP = Decimal("0.3"), Decimal(3000)  # rest-1's, config/
 TTL_SECONDS = 600
 HOLD_TTL_SECONDS = 3600.0
 RETRY_CAP_SECONDS = 30.0
-PAID_OR_REFUSED = ("already_paid", "order_closed", "bill_changed", "split_under_way")
+PAID_OR_REFUSED = (
+    "already_paid",
+    "order_closed",
+    "bill_changed",
+    "split_under_way",
+    # A whole-bill pay with a token while another payment holds everything left.
+    "payment_in_progress",
+)
 # What a guest paying a share may be told besides those: the bill moved under their choice.
 SHARE_REFUSED = (
     *PAID_OR_REFUSED,
@@ -112,18 +130,12 @@ TRANSACTIONS_ENDPOINTS = (
 )
 EDA_ENDPOINTS = (
     "get_order",
-    "orders_in_status",
+    "payments_to_check",
     "start_payment",
-    "claim_clear_payment",
     "complete_payment",
     "begin_rollback_payment",
     "fail_payment",
     "ledger",
-    "start_share",
-    "claim_clear_share",
-    "complete_share",
-    "begin_rollback_share",
-    "fail_share",
 )
 CASHBACK_ENDPOINTS = ("accrue",)
 # What happens while an answer is on its way back (see ``Stack.meanwhile``).
@@ -386,7 +398,8 @@ class Stack:
     async def sweep(self) -> None:
         """One round of payments-eda's periodic sweep; a failed round is logged, not fatal."""
         with contextlib.suppress(QrpayError):
-            await self.service.sweep_stuck_payments()
+            # Small pages, so that paging through more than one is exercised.
+            await self.service.sweep_stuck_payments(page_size=2)
 
     # --- the queue, by hand --------------------------------------------------------------
 
@@ -435,7 +448,7 @@ class Stack:
         return result
 
     async def ledger(self, order_id: str) -> dict[str, Any]:
-        answer = await self.clients["eda"].get(f"/v1/orders/{order_id}/shares")
+        answer = await self.clients["eda"].get(f"/v1/orders/{order_id}/payments")
         assert answer.status_code == 200, answer.text
         result: dict[str, Any] = answer.json()
         return result
@@ -455,54 +468,70 @@ class Stack:
         return accruals
 
     async def observe(self, order_ids: list[str]) -> tuple[list[Observed], list[dict[str, Any]]]:
-        """The orders as eda has them, their operations as transactions has them and what
-        the gateway did with each key of theirs; and the guest's cashback accruals."""
+        """The orders and their payments as eda has them, each payment's operations as
+        transactions has them (its invoice) and what the gateway did with each key of
+        theirs; and the guest's cashback accruals."""
         observed = []
         for order_id in order_ids:
             order, ledger = await self.order(order_id), await self.ledger(order_id)
-            # A whole-bill payment's invoice id is the order id; a share's is the share id.
-            ops, at_gateway = await self.invoice(order_id)
-            shares = []
-            for share in ledger["shares"]:
-                share_ops, share_at_gateway = await self.invoice(share["share_id"])
-                shares.append(ShareSeen(share, share_ops, share_at_gateway, self.gateway.keys))
-            observed.append(Observed(order, ops, at_gateway, ledger, tuple(shares)))
+            payments = []
+            for payment in ledger["payments"]:
+                ops, at_gateway, currency = await self.invoice(payment["invoice_id"])
+                payments.append(PaymentSeen(payment, ops, at_gateway, self.gateway.keys, currency))
+            observed.append(Observed(order, ledger, tuple(payments)))
         return observed, await self.accruals()
 
-    async def invoice(self, invoice_id: str) -> tuple[list[dict[str, Any]], dict[str, str | None]]:
-        """An invoice's operations and what the gateway did with each of their keys (and of
-        every key it saw for the invoice): ``<invoice_id>:<operation_id>``."""
-        ops = await self.operations(invoice_id)
+    async def invoice(
+        self, invoice_id: str
+    ) -> tuple[list[dict[str, Any]], dict[str, str | None], str | None]:
+        """An invoice's operations, what the gateway did with each of their keys (and of
+        every key it saw for the invoice): ``<invoice_id>:<operation_id>``, and its currency."""
+        answer = await self.clients["transactions"].get(f"/v1/invoices/{invoice_id}")
+        if answer.status_code == 404:
+            ops: list[dict[str, Any]] = []
+            currency = None
+        else:
+            assert answer.status_code == 200, answer.text
+            ops, currency = answer.json()["operations"], answer.json()["currency"]
         keys = [f"{invoice_id}:{op['operation_id']}" for op in ops]
         keys += [key for key in self.gateway.keys if key.startswith(f"{invoice_id}:")]
         at_gateway = {}
         for key in keys:
             result = await self.gateway.truth(key)
             at_gateway[key] = None if result is None else result.status.value
-        return ops, at_gateway
+        return ops, at_gateway, currency
 
 
 @dataclass(frozen=True)
-class ShareSeen:
-    """One share of a split bill: as eda's ledger has it, its invoice's operations, and what
+class PaymentSeen:
+    """One payment of an order: as eda's ledger has it, its invoice's operations, and what
     the gateway did with its keys."""
 
-    share: dict[str, Any]
+    payment: dict[str, Any]
     ops: list[dict[str, Any]]
     at_gateway: dict[str, str | None]
     kinds: dict[str, str]  # the gateway's every key -> the kind of call it was
+    currency: str | None  # its invoice's, once there is one
 
     @property
     def id(self) -> str:
-        return str(self.share["share_id"])
+        return str(self.payment["payment_id"])
+
+    @property
+    def invoice(self) -> str:
+        return str(self.payment["invoice_id"])
+
+    @property
+    def state(self) -> str:
+        return str(self.payment["state"])
 
     @property
     def amount(self) -> Decimal:
         """The bill part (the tip is held and cleared with it, but is not part of the bill)."""
-        return Decimal(self.share["amount"])
+        return Decimal(self.payment["amount"])
 
     def gateway_status(self, op: dict[str, Any]) -> str | None:
-        return self.at_gateway[f"{self.id}:{op['operation_id']}"]
+        return self.at_gateway[f"{self.invoice}:{op['operation_id']}"]
 
     def done_at_gateway(self, kind: str) -> list[str]:
         return [
@@ -513,12 +542,12 @@ class ShareSeen:
 
     @property
     def cleared(self) -> bool:
-        """The gateway took the share's money."""
+        """The gateway took the payment's money."""
         return bool(self.done_at_gateway("clear"))
 
     @property
     def holds_money(self) -> bool:
-        """The gateway holds the share's money, or took it."""
+        """The gateway holds the payment's money, or took it."""
         held = self.done_at_gateway("hold") and not self.done_at_gateway("unhold")
         return bool(held) or self.cleared
 
@@ -526,21 +555,12 @@ class ShareSeen:
 @dataclass(frozen=True)
 class Observed:
     order: dict[str, Any]
-    ops: list[dict[str, Any]]
-    at_gateway: dict[str, str | None]  # idempotency key -> its status there, None: never seen
-    ledger: dict[str, Any]  # the order's shares as eda has them
-    shares: tuple[ShareSeen, ...]
-
-    def gateway_status(self, op: dict[str, Any]) -> str | None:
-        return self.at_gateway[f"{self.order['order_id']}:{op['operation_id']}"]
-
-    def succeeded(self, kind: str) -> list[dict[str, Any]]:
-        return [op for op in self.ops if op["kind"] == kind and op["status"] == "succeeded"]
+    ledger: dict[str, Any]  # the order's payments as eda has them
+    payments: tuple[PaymentSeen, ...]
 
     @property
-    def split(self) -> bool:
-        """Guests pay this order in shares (a whole-bill payment is refused then)."""
-        return bool(self.shares)
+    def order_id(self) -> str:
+        return str(self.order["order_id"])
 
 
 def is_done(op: dict[str, Any], kind: str) -> bool:
@@ -573,6 +593,9 @@ class GuestShare:
     parts: int = 2
     items: tuple[int, ...] = ()
     fraction: Decimal = Decimal(1)
+    # How the guest's request goes out: once; twice at once (a double tap); again after
+    # the first answered (a retry); or items on a choice that is not by items (a 400).
+    taps: str = "once"
 
 
 GUEST_SHARES = st.builds(
@@ -584,7 +607,15 @@ GUEST_SHARES = st.builds(
     parts=st.integers(min_value=2, max_value=4),
     items=st.lists(st.integers(0, 2), min_size=1, max_size=2, unique=True).map(tuple),
     fraction=st.sampled_from((Decimal("0.25"), Decimal("0.5"), Decimal(1), Decimal("1.5"))),
+    taps=st.sampled_from(("once", "once", "double", "retry", "stray_items")),
 )
+# How a guest paying the whole bill sends it: with no token (a seed-era client), a new one,
+# the table's last token again with the same body, twice at once, or the last token with
+# another body (another card).
+WHOLE_BILL_TOKENS = ("none", "fresh", "repeat", "double", "other_body")
+# How the POS replaces a bill: below what is paid or held, down to exactly what is paid,
+# above it, or in another currency.
+REPLACEMENTS = ("below", "equal_to_paid", "above", "other_currency")
 
 
 class PaymentLifecycle(RuleBasedStateMachine):
@@ -598,6 +629,12 @@ class PaymentLifecycle(RuleBasedStateMachine):
         self.every_order: dict[str, None] = {}  # every order_id so far, in order
         self.signatures: dict[str, str] = {}
         self.visits: dict[str, int] = {}  # table -> how many guests it had before these
+        self.tokens = 0
+        # order_id -> every token a pay request of it carried; and how many carried none.
+        self.tokens_used: dict[str, set[str]] = {}
+        self.tokenless: dict[str, int] = {}
+        # order_id -> the last whole-bill request with a token: (token, request).
+        self.last_whole: dict[str, tuple[str, PayRequest]] = {}
 
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
@@ -609,12 +646,30 @@ class PaymentLifecycle(RuleBasedStateMachine):
             self.loop.close()
             self._tmp.cleanup()
 
+    def new_token(self, order_id: str) -> str:
+        self.tokens += 1
+        token = f"tok-{self.tokens:06d}"
+        self.tokens_used.setdefault(order_id, set()).add(token)
+        return token
+
     # --- rules: the product's own moves ----------------------------------------------------
 
     @initialize(amount=st.sampled_from(AMOUNTS))
     def bills_on_every_table(self, amount: str) -> None:
         for table in TABLES:
             self.pos_sends_bill(table, amount)
+
+    def bill(self, amount: str, currency: str = "RUB", lines: tuple[str, ...] = ()) -> Any:
+        return {
+            "currency": currency,
+            "amount": amount,
+            "elements": [
+                {"name": name, "amount": line}
+                for name, line in zip(
+                    ("Soup", "Steak", "Wine"), lines or LINES[amount], strict=True
+                )
+            ],
+        }
 
     @rule(table=st.sampled_from(TABLES), amount=st.sampled_from(AMOUNTS))
     def pos_sends_bill(self, table: str, amount: str) -> None:
@@ -625,20 +680,17 @@ class PaymentLifecycle(RuleBasedStateMachine):
             status = self.run(self.stack.order(current))["status"]
             if status in ("PAYED", "CANCELED"):
                 self.visits[table] = self.visits.get(table, 0) + 1
+        self.send_bill(table, self.bill(amount))
+
+    def send_bill(self, table: str, bill: Any) -> Any:
         body = {
             "client_id": "rest-1",
             "internal_order_id": f"{table}.{self.visits.get(table, 0)}",
-            "bill": {
-                "currency": "RUB",
-                "amount": amount,
-                "elements": [
-                    {"name": name, "amount": line}
-                    for name, line in zip(("Soup", "Steak", "Wine"), LINES[amount], strict=True)
-                ],
-            },
+            "bill": bill,
         }
         answer = self.run(self.stack.clients["eda"].post("/v1/orders", json=body))
-        # 409 once a payment started or the order closed: the bill cannot change then.
+        # 409 once the bill cannot change (paid, closed, held whole, or below what is
+        # reserved); never a 5xx.
         assert answer.status_code in (200, 409), answer.text
         if answer.status_code == 200:
             from qrpay.kernel.deeplink import sign
@@ -647,52 +699,135 @@ class PaymentLifecycle(RuleBasedStateMachine):
             self.orders[table] = order_id
             self.every_order[order_id] = None
             self.signatures[order_id] = sign(dev_secdist().hmac_keys[0], order_id, "rest-1")
+        return answer
 
-    @rule(table=st.sampled_from(TABLES), card=st.sampled_from(sorted(CARDS)))
-    def guest_pays(self, table: str, card: str) -> None:
+    @rule(table=st.sampled_from(TABLES), how=st.sampled_from(REPLACEMENTS))
+    def pos_replaces_bill(self, table: str, how: str) -> None:
+        """The POS sends the table's bill again, changed around what guests paid."""
         order_id = self.orders.get(table)
         if order_id is None:
             return
+        ledger = self.run(self.stack.ledger(order_id))
+        old = self.run(self.stack.order(order_id))["bill"]
+        lines = tuple(e["amount"] for e in old["elements"])
+        paid, held = Decimal(ledger["paid"]), Decimal(ledger["held"])
+        total = Decimal(ledger["total"])
+        if how == "below":
+            amount = paid + held - Decimal("0.01")
+        elif how == "equal_to_paid":
+            amount = paid
+        elif how == "above":
+            amount = total + Decimal(10)
+        else:
+            amount = total
+        if amount <= 0:
+            return
+        currency = "USD" if how == "other_currency" else "RUB"
+        answer = self.send_bill(table, self.bill(f"{amount:.2f}", currency, lines))
+        tally(f"replacement {how}: {answer.status_code}")
+        if answer.status_code == 409:
+            tally(f"replacement refused: {answer.json()['code']}")
+            return
+        order = answer.json()["order"]
+        if how == "below" and order["order_id"] == order_id:
+            # Nothing paid or held, or an order already settled (a new visit then).
+            assert paid + held == 0 or ledger["status"] == "PAYED", (ledger, order)
+        if how == "other_currency" and order["order_id"] == order_id:
+            assert not ledger["payments"], ("the currency of an order with payments", ledger)
+        if how == "equal_to_paid" and order["order_id"] == order_id and held == 0:
+            assert order["status"] == "PAYED", ("a bill equal to what is paid", order, ledger)
+
+    def whole_bill_request(self, order_id: str, card: str) -> PayRequest:
         order = self.run(self.stack.order(order_id))
-        request = PayRequest.model_validate(
+        return PayRequest.model_validate(
             {
                 "service": "restaurant",
                 "order_id": order_id,
                 "hmac": self.signatures[order_id],
                 "payment_method": {"type": "card", "id": card},
                 "amount": order["bill"]["amount"],
+                "currency": order["bill"]["currency"],
             }
         )
+
+    @rule(
+        table=st.sampled_from(TABLES),
+        card=st.sampled_from(sorted(CARDS)),
+        tokens=st.sampled_from(WHOLE_BILL_TOKENS),
+    )
+    def guest_pays(self, table: str, card: str, tokens: str) -> None:
+        """A guest pays the whole bill: the share of everything left."""
+        order_id = self.orders.get(table)
+        if order_id is None:
+            return
+        request = self.whole_bill_request(order_id, card)
+        token: str | None = None
+        last = self.last_whole.get(order_id)
+        if tokens in ("repeat", "other_body") and last is not None:
+            token, request = last
+            if tokens == "other_body":
+                other = "declined" if request.payment_method.id != "declined" else "good"
+                request = request.model_copy(
+                    update={
+                        "payment_method": request.payment_method.model_copy(update={"id": other})
+                    }
+                )
+        elif tokens != "none":
+            token = self.new_token(order_id)
+            self.last_whole[order_id] = (token, request)
+        if token is None:
+            self.tokenless[order_id] = self.tokenless.get(order_id, 0) + 1
         fired_before = len(self.stack.wire.fired)
-        try:
-            self.run(self.stack.service.pay(request, USER, "en"))
-        except QrpayError as exc:
-            # The guest's answers to a paid, closed or changed order; anything else is a bug,
-            # but for a downstream's answer that this very request lost.
-            faulted = len(self.stack.wire.fired) > fired_before
-            if exc.code not in PAID_OR_REFUSED and not (
-                faulted and isinstance(exc, DependencyUnavailable)
-            ):
-                raise
+        refused = (
+            ("idempotency_token_reused",) if tokens == "other_body" and last else PAID_OR_REFUSED
+        )
+
+        async def pay() -> Any:
+            try:
+                return await self.stack.service.pay(request, token, USER, "en")
+            except QrpayError as exc:
+                # The guest's answers to a paid, closed or changed order; anything else is a
+                # bug, but for a downstream's answer that this very request lost.
+                faulted = len(self.stack.wire.fired) > fired_before
+                if exc.code not in refused and not (
+                    faulted and isinstance(exc, DependencyUnavailable)
+                ):
+                    raise
+                tally(f"whole bill refused: {exc.code}")
+                return None
+
+        async def twice() -> list[Any]:
+            return list(await asyncio.gather(pay(), pay()))
+
+        answers = self.run(twice()) if tokens == "double" else [self.run(pay())]
+        if token is not None:
+            expected = payment_id_for(order_id, token)
+            for answer in answers:
+                # A repeat is the same payment, whatever became of it.
+                if answer is not None and answer.payment_id is not None:
+                    assert answer.payment_id == expected, (answer, token)
         fired = self.stack.wire.fired[fired_before:]
         unknown_hold = [
             f for f in fired if f[0] == "start_hold" and f[1].mode in ("lost", "delayed")
         ]
-        if unknown_hold and all(f[1].meanwhile == "nothing" for f in fired):
+        if token is not None and unknown_hold and all(f[1].meanwhile == "nothing" for f in fired):
             # The hold's outcome is unknown (it may exist, the money may move): the payment
-            # stays in progress, never read as a failure and rolled back by the request.
-            after = self.run(self.stack.order(order_id))
-            assert after["status"] == "PAYMENT_IN_PROGRESS", (after, fired)
-            assert after["payment_phase"] == "HOLDING", (after, fired)
-            ops = self.run(self.stack.operations(order_id))
-            hold = next((op for op in ops if op["operation_id"] == after["payment_id"]), None)
-            assert hold is None or hold["status"] == "pending", (after, ops)
+            # stays under way, never read as a failure and given back by the request.
+            ledger = self.run(self.stack.ledger(order_id))
+            payment = next(
+                p for p in ledger["payments"] if p["payment_id"] == payment_id_for(order_id, token)
+            )
+            assert payment["state"] == "holding", (payment, fired)
+            ops = self.run(self.stack.operations(payment["invoice_id"]))
+            hold = next((op for op in ops if op["operation_id"] == payment["payment_id"]), None)
+            assert hold is None or hold["status"] == "pending", (payment, ops)
 
     @rule(table=st.sampled_from(TABLES), guests=st.lists(GUEST_SHARES, min_size=1, max_size=3))
     def guests_pay_shares(self, table: str, guests: list[GuestShare]) -> None:
         """Guests at one table each pay a share (everything left, an equal part, items, or an
         amount; with a tip or not), as the page does: each is quoted first, then all of
-        them pay at once (so the later ones may find their quote stale)."""
+        them pay at once (so the later ones may find their quote stale); a guest may tap
+        twice at once or send the same request again after its answer."""
         order_id = self.orders.get(table)
         if order_id is None:
             return
@@ -711,12 +846,35 @@ class PaymentLifecycle(RuleBasedStateMachine):
             quoted.append((guest, choice, quote.amount))
         fired_before = len(self.stack.wire.fired)
 
+        async def send(request: SharePayRequest, token: str) -> Any:
+            try:
+                answer = await self.stack.service.pay_share(request, token, USER, "en")
+            except QrpayError as exc:
+                faulted = len(self.stack.wire.fired) > fired_before
+                if exc.code not in SHARE_REFUSED and not (
+                    faulted and isinstance(exc, DependencyUnavailable)
+                ):
+                    raise
+                tally(f"share refused: {exc.code}")
+                return None
+            assert answer.share_id == payment_id_for(order_id, token), answer
+            return answer
+
         async def pay(guest: GuestShare, choice: ShareChoice, price: str) -> None:
             tip: dict[str, Any] = {}
             if guest.tip == "percent":
                 tip = {"tip_percent": 10}
             elif guest.tip == "amount":
                 tip = {"tip": "1.00"}
+            share = choice.model_dump(mode="json")
+            if guest.taps == "stray_items":
+                if choice.way == ShareWay.ITEMS:
+                    return
+                share["items"] = [0]
+                with pytest.raises(ValueError, match="items"):
+                    SharePayRequest.model_validate({"share": share})
+                tally("share refused: items without way items")
+                return
             request = SharePayRequest.model_validate(
                 {
                     "service": "restaurant",
@@ -725,21 +883,20 @@ class PaymentLifecycle(RuleBasedStateMachine):
                     "payment_method": {"type": "card", "id": guest.card},
                     "amount": price,
                     "currency": "RUB",
-                    "share": choice.model_dump(mode="json"),
+                    "share": share,
                     **tip,
                 }
             )
-            try:
-                await self.stack.service.pay_share(request, USER, "en")
-            except QrpayError as exc:
-                faulted = len(self.stack.wire.fired) > fired_before
-                if exc.code not in SHARE_REFUSED and not (
-                    faulted and isinstance(exc, DependencyUnavailable)
-                ):
-                    raise
-                tally(f"share refused: {exc.code}")
+            token = self.new_token(order_id)
+            if guest.taps == "double":
+                await asyncio.gather(send(request, token), send(request, token))
             else:
-                tally(f"share began: {choice.way.value}")
+                first = await send(request, token)
+                if guest.taps == "retry":
+                    again = await send(request, token)
+                    if first is not None and again is not None:
+                        assert again.share_id == first.share_id
+            tally(f"share sent: {choice.way.value}, {guest.taps}")
 
         async def all_at_once() -> None:
             await asyncio.gather(*(pay(*q) for q in quoted))
@@ -876,182 +1033,154 @@ class PaymentLifecycle(RuleBasedStateMachine):
             self.check_settled(seen)
 
     def check_settled(self, seen: Observed) -> None:
-        order, ops = seen.order, seen.ops
-        if order["status"] in ("WAITING", "CANCELED"):
-            # Given back to the guest (or closed): no hold of it holds money or may yet.
-            assert live_holds(ops) == [], (order, ops)
-            assert not [op for op in ops if op["kind"] == "hold" and op["status"] == "pending"]
-        for op in ops:
-            if op["status"] == "pending":
-                # Only a gateway that never answers (and never carries out) leaves one.
-                assert op["payment_method_id"] == "broken", (order, ops)
-        # PAYED iff exactly one clear succeeded (only-if is checked after every step).
-        if len(seen.succeeded("clear")) == 1:
-            assert order["status"] == "PAYED", (order, ops)
-        refused: list[str] = []
-        for hold in seen.succeeded("hold"):
-            settlements = [
-                op for op in ops if op["target"] == hold["operation_id"] and op["kind"] != "hold"
-            ]
-            if any(op["status"] == "succeeded" for op in settlements):
-                continue  # cleared or released
-            # Otherwise the gateway refused to settle it for good: a human's problem order,
-            # kept in progress so nobody pays it twice and the guest is not told it failed.
-            assert settlements, ("a hold neither cleared nor released", order, ops)
-            assert all(op["status"] == "failed" for op in settlements), (order, ops)
-            assert hold["payment_method_id"] == "stuck", (order, ops)
-            refused.append(hold["operation_id"])
-        if order["status"] == "PAYMENT_IN_PROGRESS":
-            # Once everything is delivered, only these keep an order in progress (each one
-            # an order for a human, never one paid twice nor given back with money held):
-            # a hold that never gets an answer, and a settlement the gateway refused.
-            payment_id = order["payment_id"]
-            payment = next((op for op in ops if op["operation_id"] == payment_id), None)
-            assert payment is not None, ("in progress without its hold", order, ops)
-            stuck = payment["status"] == "pending" or payment_id in refused
-            assert stuck, ("an order left in progress", order, ops)
-            tally("settled: an order was left to a human")
-        tally(f"settled: an order was {order['status']}")
-        for share in seen.shares:
-            self.check_share_settled(share)
-
-    def check_share_settled(self, share: ShareSeen) -> None:
-        """Once everything is delivered, a share is paid exactly when its money was taken,
-        given back with no money held, or (as a whole-bill payment) left to a human."""
-        state, ops = share.share["state"], share.ops
-        for op in ops:
-            if op["status"] == "pending":
-                assert op["payment_method_id"] == "broken", (share.share, ops)
-        assert (state == "paid") == share.cleared, (share.share, ops)
-        if state == "released":
-            assert not share.holds_money, (share.share, ops)
-        elif state != "paid":
-            hold = next((op for op in ops if op["kind"] == "hold"), None)
-            refused = [
-                op for op in ops if op["kind"] in ("clear", "unhold") and op["status"] == "failed"
-            ]
-            stuck = hold is not None and (hold["status"] == "pending" or bool(refused))
-            assert stuck, ("a share left under way", share.share, ops)
-            tally("settled: a share was left to a human")
-        tally(f"settled: a share was {state}")
+        """Once everything is delivered, every payment is paid exactly when its money was
+        taken, given back with no money held, or left to a human (a hold that never gets an
+        answer, or a settlement the gateway refused for good)."""
+        for payment in seen.payments:
+            state, ops = payment.state, payment.ops
+            for op in ops:
+                if op["status"] == "pending":
+                    # Only a gateway that never answers (and never carries out) leaves one.
+                    assert op["payment_method_id"] == "broken", (payment.payment, ops)
+            assert (state == "paid") == payment.cleared, (payment.payment, ops)
+            if state == "released":
+                assert not payment.holds_money, (payment.payment, ops)
+            elif state != "paid":
+                hold = next((op for op in ops if op["kind"] == "hold"), None)
+                refused = [
+                    op
+                    for op in ops
+                    if op["kind"] in ("clear", "unhold") and op["status"] == "failed"
+                ]
+                stuck = hold is not None and (hold["status"] == "pending" or bool(refused))
+                assert stuck, ("a payment left under way", payment.payment, ops)
+                tally("settled: a payment was left to a human")
+            tally(f"settled: a payment was {state}")
+            for hold in [op for op in ops if is_done(op, "hold")]:
+                settlements = [
+                    op
+                    for op in ops
+                    if op["target"] == hold["operation_id"] and op["kind"] != "hold"
+                ]
+                if any(op["status"] == "succeeded" for op in settlements):
+                    continue  # cleared or released
+                # Otherwise the gateway refused to settle it for good: a human's problem,
+                # kept under way so nobody pays it twice and the guest is not told it failed.
+                assert settlements, ("a hold neither cleared nor released", payment.payment, ops)
+                assert all(op["status"] == "failed" for op in settlements), ops
+                assert hold["payment_method_id"] == "stuck", ops
+        tally(f"settled: an order was {seen.order['status']}")
 
     # --- invariants ----------------------------------------------------------------------
 
     @invariant()
     def money_is_consistent(self) -> None:
         observed, accruals = self.run(self.stack.observe(list(self.every_order)))
-        per_order: dict[str, int] = {}
+        per_key: dict[str, int] = {}
         for accrual in accruals:
-            per_order[accrual["order_id"]] = per_order.get(accrual["order_id"], 0) + 1
-        assert all(count == 1 for count in per_order.values()), accruals
-
+            per_key[accrual["order_id"]] = per_key.get(accrual["order_id"], 0) + 1
+        # Cashback at most once per payment.
+        assert all(count == 1 for count in per_key.values()), accruals
         for seen in observed:
-            order, ops, order_id = seen.order, seen.ops, seen.order["order_id"]
-            tally(f"an order was {order['status']}")
-            live = live_holds(ops)
-            clears = seen.succeeded("clear")
-            assert len(live) <= 1, ops
-            assert len(clears) <= 1, ops
-            released = {op["target"] for op in seen.succeeded("unhold")}
-            paid_whole = order["status"] == "PAYED" and not any(
-                s.share["state"] == "paid" for s in seen.shares
-            )
-            if paid_whole:
-                assert [c["target"] for c in clears] == [order["payment_id"]], (order, ops)
-                assert order["payment_id"] not in released, (order, ops)
-            if order_id in per_order:
-                # Cashback only for a paid order, and for the bill it was paid with.
-                assert paid_whole, (order, accruals)
-                expected = cashback(Decimal(order["bill"]["amount"]))
-                amount = next(a["amount"] for a in accruals if a["order_id"] == order_id)
-                assert Decimal(amount) == expected
-            self.check_against_gateway(seen, paid_whole)
-            self.check_shares(seen, accruals)
+            tally(f"an order was {seen.order['status']}")
+            for payment in seen.payments:
+                self.check_payment(seen, payment)
+            self.check_order(seen)
+            self.check_tokens(seen)
+            self.check_cashback(seen, accruals)
 
-    def check_against_gateway(self, seen: Observed, paid_whole: bool) -> None:
-        """What transactions recorded is what the gateway did; the unknown is left pending."""
-        order, ops = seen.order, seen.ops
-        for op in ops:
-            truth = seen.gateway_status(op)
-            if op["status"] in ("succeeded", "failed"):
-                # A timeout or a lost answer is never recorded as a failure (nor a success).
-                assert truth == op["status"], (truth, op, ops)
-            elif op["status"] == "canceled":
-                # Voided before it was sent: the gateway never saw it, no money moved.
-                assert truth is None, (truth, op, ops)
-        # The gateway itself took this order's money at most once, for its paid payment.
-        cleared_at_gateway = [
-            key
-            for key, status in seen.at_gateway.items()
-            if status == "succeeded" and self.stack.gateway.keys.get(key) == "clear"
-        ]
-        assert len(cleared_at_gateway) <= 1, (cleared_at_gateway, ops)
-        expected = f"{order['order_id']}:{order['payment_id']}.clear"
-        if paid_whole:
-            assert cleared_at_gateway == [expected], (cleared_at_gateway, ops)
-        if cleared_at_gateway:
-            # Money taken belongs to the order's payment: paid, or its clear's callback is on
-            # the way; never an order given back to the guest, closed or paid otherwise.
-            assert order["status"] in ("PAYED", "PAYMENT_IN_PROGRESS"), (order, ops)
-            assert cleared_at_gateway == [expected], (order, cleared_at_gateway, ops)
-            # ... nor paid in shares as well.
-            assert not [s.id for s in seen.shares if s.cleared], (order, seen.ledger)
-
-    def check_shares(self, seen: Observed, accruals: list[dict[str, Any]]) -> None:
-        """A split bill: each share's money as for a whole-bill payment, and together the
-        shares never pay more than the bill, nor an item twice; PAYED exactly when paid."""
+    def check_order(self, seen: Observed) -> None:
+        """Together the payments never take more than the bill, nor an item twice; the order
+        is PAYED exactly when its cleared payments cover the total."""
         order, ledger = seen.order, seen.ledger
         total = Decimal(ledger["total"])
-        paid_in_eda = [s for s in seen.shares if s.share["state"] == "paid"]
-        for share in seen.shares:
-            self.check_share(share)
+        assert order["status"] == ledger["status"], (order, ledger)
+        assert ledger["currency"] == order["bill"]["currency"], (order, ledger)
         # The bill's parts the gateway took, tips apart, never exceed the total.
-        cleared = [s for s in seen.shares if s.cleared]
-        assert sum((s.amount for s in cleared), Decimal(0)) <= total, (order, ledger)
-        assert sum((s.amount for s in paid_in_eda), Decimal(0)) <= total, ledger
-        assert Decimal(ledger["paid"]) + Decimal(ledger["held"]) <= total, ledger
-        # An item is in at most one share that holds or took money (or that eda reserves).
+        cleared = [p for p in seen.payments if p.cleared]
+        assert sum((p.amount for p in cleared), Decimal(0)) <= total, (order, ledger)
+        paid = sum((p.amount for p in seen.payments if p.state == "paid"), Decimal(0))
+        held = sum(
+            (p.amount for p in seen.payments if p.state not in ("paid", "released")), Decimal(0)
+        )
+        assert Decimal(ledger["paid"]) == paid, ledger
+        assert Decimal(ledger["held"]) == held, ledger
+        assert paid + held <= total, ledger
+        if order["status"] not in ("CANCELED", "CLOSED"):
+            assert (order["status"] == "PAYED") == (paid >= total), (order, ledger)
+            in_progress = held > 0 and paid + held >= total and paid < total
+            assert (order["status"] == "PAYMENT_IN_PROGRESS") == in_progress, (order, ledger)
+        elif paid or held:
+            raise AssertionError(("an order closed with money on it", order, ledger))
+        # An item is in at most one payment that holds or took money (or that eda reserves).
         taken: dict[int, str] = {}
-        for share in seen.shares:
-            if share.holds_money or share.share["state"] != "released":
-                for item in share.share["items"]:
-                    assert item not in taken, ("an item in two shares", item, taken, ledger)
-                    taken[item] = share.id
-        # PAYED exactly when the shares paid reach the total (a whole-bill payment aside).
-        if paid_in_eda:
-            reached = sum((s.amount for s in paid_in_eda), Decimal(0)) >= total
-            assert (order["status"] == "PAYED") == reached, (order, ledger)
-            tally(f"split: {len(paid_in_eda)} shares paid, order {order['status']}")
-        # Cashback: once per paid share, on its bill part, the order's cap shared among them.
-        keys = {f"{order['order_id']}.{s.id}": s for s in seen.shares}
-        earned = [a for a in accruals if a["order_id"] in keys]
-        for accrual in earned:
-            share = keys[accrual["order_id"]]
-            assert share.share["state"] == "paid", (accrual, share.share)
-            assert Decimal(accrual["amount"]) <= cashback(share.amount), (accrual, share.share)
-        on_order = sum((Decimal(a["amount"]) for a in earned), Decimal(0))
-        assert on_order <= CASHBACK_CAP, ("cashback above the order's cap", earned, ledger)
-        if earned:
-            tally(f"split: cashback on {len(earned)} shares")
+        for payment in seen.payments:
+            if payment.holds_money or payment.state != "released":
+                for item in payment.payment["items"]:
+                    assert item not in taken, ("an item in two payments", item, taken, ledger)
+                    taken[item] = payment.id
+        # eda numbers the payments as they clear: 1, 2, ... with no gap and no repeat.
+        seqs = sorted(p.payment["paid_seq"] for p in seen.payments if p.state == "paid")
+        assert seqs == list(range(1, len(seqs) + 1)), ledger
+        if paid:
+            tally(f"{len([p for p in seen.payments if p.state == 'paid'])} payments paid")
 
-    def check_share(self, share: ShareSeen) -> None:
-        """One share's money, as a whole-bill payment's: what transactions recorded is what the
-        gateway did; at most one hold and one charge; money taken only for a share not given
-        back."""
-        for op in share.ops:
-            truth = share.gateway_status(op)
+    def check_tokens(self, seen: Observed) -> None:
+        """One payment per token: every payment is the one of a token a guest sent, or of a
+        request that sent none (no more of those than such requests)."""
+        tokens = self.tokens_used.get(seen.order_id, set())
+        ids = {payment_id_for(seen.order_id, t) for t in tokens}
+        untokened = [p for p in seen.payments if p.id not in ids]
+        assert len(untokened) <= self.tokenless.get(seen.order_id, 0), (
+            "a payment no token or tokenless request accounts for",
+            seen.ledger,
+        )
+
+    def check_payment(self, seen: Observed, payment: PaymentSeen) -> None:
+        """One payment's money: what transactions recorded is what the gateway did; at most
+        one hold and one charge; money taken only for a payment not given back, in the
+        order's currency."""
+        for op in payment.ops:
+            truth = payment.gateway_status(op)
             if op["status"] in ("succeeded", "failed"):
-                assert truth == op["status"], (truth, op, share.ops)
+                # A timeout or a lost answer is never recorded as a failure (nor a success).
+                assert truth == op["status"], (truth, op, payment.ops)
             elif op["status"] == "canceled":
-                assert truth is None, (truth, op, share.ops)
-        assert len(live_holds(share.ops)) <= 1, share.ops
-        assert len([op for op in share.ops if is_done(op, "clear")]) <= 1, share.ops
-        charges = share.done_at_gateway("clear")
-        assert len(charges) <= 1, (charges, share.ops)
+                # Voided before it was sent: the gateway never saw it, no money moved.
+                assert truth is None, (truth, op, payment.ops)
+        assert len(live_holds(payment.ops)) <= 1, payment.ops
+        assert len([op for op in payment.ops if is_done(op, "clear")]) <= 1, payment.ops
+        charges = payment.done_at_gateway("clear")
+        assert len(charges) <= 1, (charges, payment.ops)
+        if payment.currency is not None:
+            assert payment.currency == seen.ledger["currency"], (payment.payment, seen.ledger)
         if charges:
-            assert charges == [f"{share.id}:{share.id}.clear"], (charges, share.ops)
-            # Taken: the share is paid, or its clear's callback is on the way.
-            assert share.share["state"] != "released", (share.share, share.ops)
+            assert charges == [f"{payment.invoice}:{payment.id}.clear"], (charges, payment.ops)
+            # Taken: the payment is paid, or its clear's callback is on the way.
+            assert payment.state != "released", (payment.payment, payment.ops)
+
+    def check_cashback(self, seen: Observed, accruals: list[dict[str, Any]]) -> None:
+        """Cashback: once per paid payment, on its bill part, the order's cap shared in the
+        order eda numbered the payments as they cleared."""
+        keys = {f"{seen.order_id}.{p.id}": p for p in seen.payments}
+        earned = [a for a in accruals if a["order_id"] in keys]
+        paid = sorted(
+            (p for p in seen.payments if p.state == "paid"), key=lambda p: p.payment["paid_seq"]
+        )
+        expected = allocate_cashback(
+            [(p.id, p.amount) for p in paid],
+            self.stack.runtime.config.restaurant("rest-1"),
+            self.stack.runtime.config.cashback,
+        )
+        for accrual in earned:
+            payment = keys[accrual["order_id"]]
+            assert payment.state == "paid", (accrual, payment.payment)
+            assert Decimal(accrual["amount"]) == expected[payment.id], (accrual, expected)
+            assert Decimal(accrual["amount"]) <= cashback(payment.amount), accrual
+        on_order = sum((Decimal(a["amount"]) for a in earned), Decimal(0))
+        assert on_order <= CASHBACK_CAP, ("cashback above the order's cap", earned, seen.ledger)
+        if earned:
+            tally(f"cashback on {len(earned)} payments")
 
 
 # A failure is shrunk for up to hypothesis' own limit of five minutes: let it report.
@@ -1079,7 +1208,7 @@ def test_hold_arriving_after_give_back() -> None:
     try:
         state.bills_on_every_table(amount="100.00")
         state.next_call_goes_wrong(target_fault=("start_hold", Fault("delayed")))
-        state.guest_pays(card="good", table="t1")
+        state.guest_pays(card="good", table="t1", tokens="fresh")
         state.time_passes(seconds=31.0, ttl_job=False)
         state.sweep_runs()
         state.delayed_request_arrives(pick=0)
@@ -1106,6 +1235,95 @@ def test_the_last_share_pays_the_order() -> None:
         state.money_is_consistent()
         seen = state.run(state.stack.observe([state.orders["t1"]]))[0][0]
         assert seen.order["status"] == "PAYED"
-        assert [s.share["state"] for s in seen.shares] == ["paid"]
+        assert [p.state for p in seen.payments] == ["paid"]
     finally:
         state.teardown()
+
+
+def replay(steps: Callable[[PaymentLifecycle], None]) -> PaymentLifecycle:
+    """Run ``steps`` on a fresh machine with its invariants after each call, then settle."""
+    state = PaymentLifecycle()
+    try:
+        state.bills_on_every_table(amount="100.00")
+        steps(state)
+        state.money_is_consistent()
+        state.settle()
+        state.money_is_consistent()
+    finally:
+        state.teardown()
+    return state
+
+
+def good(way: str = "equal", **kwargs: Any) -> GuestShare:
+    return GuestShare(way=way, card=kwargs.pop("card", "good"), tip="none", **kwargs)
+
+
+def test_a_double_tap_pays_once() -> None:
+    """Two taps at once and a retry after the answer, the same token each time: one payment
+    (``check_tokens``), for the whole bill and for a share alike."""
+
+    def steps(state: PaymentLifecycle) -> None:
+        state.guests_pay_shares(table="t1", guests=[good(parts=4, taps="double")])
+        state.guests_pay_shares(table="t1", guests=[good(parts=4, taps="retry")])
+        state.money_is_consistent()
+        state.guest_pays(table="t2", card="good", tokens="double")
+        state.guest_pays(table="t2", card="good", tokens="repeat")
+        state.guest_pays(table="t2", card="good", tokens="other_body")
+        state.relay_runs()
+        ledger = state.run(state.stack.ledger(state.orders["t1"]))
+        assert len(ledger["payments"]) == 2, ledger
+        assert len(state.run(state.stack.ledger(state.orders["t2"]))["payments"]) == 1
+
+    replay(steps)
+
+
+def test_a_bill_replaced_down_to_what_is_paid_is_paid() -> None:
+    """A share paid, then the POS replaces the bill: below it is refused; exactly it makes
+    the order PAYED at once; another currency is refused."""
+
+    def steps(state: PaymentLifecycle) -> None:
+        state.guests_pay_shares(table="t1", guests=[good(parts=2)])
+        state.settle()
+        state.pos_replaces_bill(table="t1", how="below")
+        state.pos_replaces_bill(table="t1", how="other_currency")
+        state.money_is_consistent()
+        state.pos_replaces_bill(table="t1", how="equal_to_paid")
+        state.money_is_consistent()
+        assert state.run(state.stack.order(state.orders["t1"]))["status"] == "PAYED"
+
+    replay(steps)
+
+
+def test_the_cap_is_shared_in_the_order_payments_cleared() -> None:
+    """Three shares of a bill whose cashback is above the cap, cleared at the same instant in
+    an order unlike their ids': each earns what eda's sequence leaves it under the cap."""
+
+    def steps(state: PaymentLifecycle) -> None:
+        state.pos_sends_bill(table="t1", amount="12000.00")
+        for _ in range(3):
+            state.guests_pay_shares(table="t1", guests=[good(parts=3)])
+            state.relay_runs()
+            for job in state.stack.pending():
+                state.run(state.stack.run_job(job, keep=False))
+
+    replay(steps)
+
+
+def test_the_sweep_pages_past_payments_it_must_leave() -> None:
+    """Two payments whose holds wait on a gateway that never answers fill the sweep's first
+    page (it leaves them to their callbacks); a third, whose hold never arrived, is on the
+    next page and is still given back."""
+
+    def steps(state: PaymentLifecycle) -> None:
+        for _ in range(2):
+            state.guests_pay_shares(table="t1", guests=[good(parts=4, card="broken")])
+            state.relay_runs()
+            state.time_passes(seconds=1.0, ttl_job=False)
+        state.next_call_goes_wrong(target_fault=("start_hold", Fault("delayed")))
+        state.guests_pay_shares(table="t1", guests=[good(parts=4)])
+        state.time_passes(seconds=31.0, ttl_job=False)
+        state.sweep_runs()
+        ledger = state.run(state.stack.ledger(state.orders["t1"]))
+        assert [p["state"] for p in ledger["payments"]] == ["holding", "holding", "released"]
+
+    replay(steps)
