@@ -124,9 +124,15 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # WAL is a property of the file, kept across connections and restarts. Switching
+        # to it takes the file's exclusive lock, and asked on every connect while another
+        # connection wrote, it failed with "database is locked" (a CI run): so only when
+        # the file is not in WAL yet.
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
