@@ -18,7 +18,12 @@ from sqlalchemy.exc import IntegrityError
 
 from qrpay.eda.domain import Order
 from qrpay.eda.ledger import Ledger, Payment, PaymentMoveRefused
-from qrpay.eda.payment_repository import PaymentRepository, PaymentTimes, payments_to_check
+from qrpay.eda.payment_repository import (
+    PaymentRepository,
+    PaymentTimes,
+    fetch_ledger,
+    payments_to_check,
+)
 from qrpay.eda.repository import OrderRepository
 from qrpay.eda.schemas import (
     EdaCode,
@@ -107,11 +112,10 @@ class PaymentService:
         self.clock = orders.clock
 
     async def ledger(self, order_id: str) -> dict[str, Any]:
-        async with self.db.read() as session:
-            order = await OrderRepository(session).get(order_id)
-            if order is None:
-                raise _not_found(order_id)
-            found, times = await PaymentRepository(session).of_order(order_id)
+        read = await fetch_ledger(self.db, order_id)
+        if read is None:
+            raise _not_found(order_id)
+        order, found, times = read
         return ledger_wire(order, Ledger(order.bill, found), times)
 
     async def to_check(
@@ -122,11 +126,10 @@ class PaymentService:
 
     async def quote(self, order_id: str, choice: ShareChoice) -> dict[str, str]:
         """The price of ``choice`` now, reserving nothing."""
-        async with self.db.read() as session:
-            order = await OrderRepository(session).get(order_id)
-            if order is None:
-                raise _not_found(order_id)
-            found, _ = await PaymentRepository(session).of_order(order_id)
+        read = await fetch_ledger(self.db, order_id)
+        if read is None:
+            raise _not_found(order_id)
+        order, found, _ = read
         order.check_payable(order.bill.currency, None)
         ledger = Ledger(order.bill, found)
         currency = order.bill.currency
@@ -143,7 +146,9 @@ class PaymentService:
         tip = parse_amount(request.tip, request.currency)
         replayed = False
 
-        async def begin(order: Order, ledger: Ledger, repo: PaymentRepository) -> Order:
+        async def begin(
+            order: Order, ledger: Ledger, repo: PaymentRepository
+        ) -> tuple[Order, Ledger]:
             nonlocal replayed
             earlier = ledger.payment(request.payment_id)
             if earlier is not None:
@@ -157,7 +162,7 @@ class PaymentService:
                         code=EdaCode.IDEMPOTENCY_TOKEN_REUSED,
                     )
                 replayed = True
-                return order
+                return order, ledger
             order.check_payable(request.currency, request.bill_version)
             now_price = price(ledger, request.choice)
             if now_price != agreed:
@@ -177,13 +182,14 @@ class PaymentService:
                 request_hash=request.request_hash,
             )
             admitted = ledger.admit(payment)  # refuses a payment that does not fit
+            now = self.clock.now()
             try:
-                await repo.add(order_id, payment, request.currency, self.clock.now())
+                await repo.add(order_id, payment, request.currency, now)
             except IntegrityError:
                 # The same token under another payment id, or an item a wrong decision let
                 # through: the constraints, not the code, have the last word.
                 raise _Lost from None
-            return order.settle(admitted, self.clock.now())
+            return order.settle(admitted, now), admitted
 
         answer = await self._change(order_id, begin)
         return {**answer, "payment_id": request.payment_id, "replayed": replayed}
@@ -191,7 +197,9 @@ class PaymentService:
     async def move(self, order_id: str, payment_id: str, to: PaymentState) -> dict[str, Any]:
         """The payment's hold claimed by its rollback, given back, or cleared."""
 
-        async def step(order: Order, ledger: Ledger, repo: PaymentRepository) -> Order:
+        async def step(
+            order: Order, ledger: Ledger, repo: PaymentRepository
+        ) -> tuple[Order, Ledger]:
             current = ledger.payment(payment_id)
             if current is None:
                 raise NotFound(f"no payment {payment_id[:64]!r}", code=EdaCode.PAYMENT_NOT_FOUND)
@@ -200,19 +208,20 @@ class PaymentService:
             except PaymentMoveRefused as exc:
                 raise _refused(exc) from None
             if moved is ledger:
-                return order
+                return order, ledger
             after = moved.payment(payment_id)
             assert after is not None
-            if not await repo.move(current, after, self.clock.now()):
+            now = self.clock.now()
+            if not await repo.move(current, after, now):
                 raise _Lost
-            return order.settle(moved, self.clock.now())
+            return order.settle(moved, now), moved
 
         return await self._change(order_id, step)
 
     async def _change(
         self,
         order_id: str,
-        decide: Callable[[Order, Ledger, PaymentRepository], Awaitable[Order]],
+        decide: Callable[[Order, Ledger, PaymentRepository], Awaitable[tuple[Order, Ledger]]],
     ) -> dict[str, Any]:
         for _ in range(ATTEMPTS):
             try:
@@ -222,16 +231,32 @@ class PaymentService:
                     if order is None:
                         raise _not_found(order_id)
                     repo = PaymentRepository(session)
-                    found, _ = await repo.of_order(order_id)
-                    changed = await decide(order, Ledger(order.bill, found), repo)
+                    found, times = await repo.of_order(order_id)
+                    before = Ledger(order.bill, found)
+                    changed, after = await decide(order, before, repo)
                     if changed is not order and not await orders.save(order, changed):
                         raise _Lost
-                    written, times = await repo.of_order(order_id)
             except _Lost:
                 continue
             if changed is not order:
                 self.orders.changed.fire()
                 if changed.status == OrderStatus.PAYED and order.status != OrderStatus.PAYED:
                     self.orders.metrics.paid.inc()
-            return ledger_wire(changed, Ledger(changed.bill, written), times)
+            # The answer is what was decided and written: no second read of it.
+            return ledger_wire(changed, after, _times_after(before, after, times, changed))
         raise _busy()
+
+
+def _times_after(before: Ledger, after: Ledger, times: PaymentTimes, order: Order) -> PaymentTimes:
+    """When each payment began and last changed, once ``after`` is written (at the order's
+    ``updated_at``, the decision's moment)."""
+    if after is before:
+        return times
+    now = order.updated_at
+    result = dict(times)
+    for payment in after.payments:
+        if payment.id not in times:
+            result[payment.id] = (now, now)
+        elif before.payment(payment.id) != payment:
+            result[payment.id] = (times[payment.id][0], now)
+    return result
