@@ -12,7 +12,13 @@ from sqlalchemy.engine import Row
 
 from qrpay.eda.domain import Order
 from qrpay.eda.ledger import Payment
-from qrpay.eda.repository import OrderRepository, orders, payment_items, payments
+from qrpay.eda.repository import (
+    ORDER_COLUMNS,
+    OrderRepository,
+    orders,
+    payment_items,
+    payments,
+)
 from qrpay.eda.schemas import OrderStatus, PaymentState
 from qrpay.kernel.clock import utc
 from qrpay.kernel.db import Database
@@ -106,19 +112,6 @@ class PaymentRepository(Repository):
         return moved
 
 
-_ORDER_COLUMNS = (
-    "id",
-    "client_id",
-    "internal_order_id",
-    "status",
-    "currency",
-    "amount",
-    "elements",
-    "bill_version",
-    "version",
-    "created_at",
-    "updated_at",
-)
 _PAYMENT_COLUMNS = (
     "id",
     "amount",
@@ -136,7 +129,7 @@ _PAYMENT_COLUMNS = (
 # guest's status poll reads it. Names from the declared tables: no outside input.
 _LEDGER_SQL = (
     "SELECT "  # noqa: S608
-    + ", ".join(f"o.{orders.c[name].name}" for name in _ORDER_COLUMNS)
+    + ", ".join(f"o.{orders.c[name].name}" for name in ORDER_COLUMNS)
     + ", "
     + ", ".join(f"p.{payments.c[name].name}" for name in _PAYMENT_COLUMNS)
     + f" FROM {orders.name} o LEFT JOIN {payments.name} p"
@@ -182,7 +175,7 @@ async def fetch_ledger(
     )
     listed: list[Payment] = []
     times: PaymentTimes = {}
-    offset = len(_ORDER_COLUMNS)
+    offset = len(ORDER_COLUMNS)
     for row in rows:
         p = row[offset:]
         if p[0] is None:

@@ -175,9 +175,8 @@ def _status_row(row: Sequence[Any]) -> dict[str, Any]:
     return {"order_id": row[0], "client_id": row[1], "status": row[2], "version": row[3]}
 
 
-# A new order in one statement: the columns of ``_to_row`` in order, then the writing
-# transaction's number for the feed. Names from the declared table: no outside input.
-_INSERT_COLUMNS = (
+# An order's columns, as ``_to_row`` writes them (the change feed's stamp aside).
+ORDER_COLUMNS = (
     "id",
     "client_id",
     "internal_order_id",
@@ -190,10 +189,12 @@ _INSERT_COLUMNS = (
     "created_at",
     "updated_at",
 )
+# A new order in one statement: its columns, then the writing transaction's number for the
+# feed. Names from the declared table: no outside input.
 _INSERT_SQL = (
     f"INSERT INTO {orders.name} "  # noqa: S608
-    f"({', '.join(orders.c[name].name for name in _INSERT_COLUMNS)}, {orders.c.change_tx.name}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_INSERT_COLUMNS) + 1))}, "
+    f"({', '.join(orders.c[name].name for name in ORDER_COLUMNS)}, {orders.c.change_tx.name}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(ORDER_COLUMNS) + 1))}, "
     # Stamped and notified like every other write (``_PG_XID_NOTIFYING``); a conflict
     # notifies too, a harmless wake-up.
     "(SELECT pg_current_xact_id()::text::bigint "
@@ -218,7 +219,7 @@ async def insert_new_order(db: Database, order: Order) -> bool | None:
     row["elements"] = orjson.dumps(row["elements"]).decode()
     # Retried once on a connection that broke under it (``fetch_fast``): safe, since a
     # repeat of a committed insert meets the unique key and inserts nothing.
-    inserted = await db.fetch_fast(_INSERT_SQL, *(row[name] for name in _INSERT_COLUMNS))
+    inserted = await db.fetch_fast(_INSERT_SQL, *(row[name] for name in ORDER_COLUMNS))
     return bool(inserted)
 
 
