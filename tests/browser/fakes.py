@@ -243,7 +243,14 @@ class FakeDownstreams:
             status = "DECLINED"
         else:
             status = "WAITING"
-        answer = json_response({"status": status, "message": status.lower(), "currency": "RUB"})
+        answer = json_response(
+            {
+                "status": status,
+                "message": status.lower(),
+                "currency": "RUB",
+                "payment_id": order.whole_payment,
+            }
+        )
         answer.headers["X-Polling-Delay"] = self.polling_delay
         return answer
 

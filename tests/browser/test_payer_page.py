@@ -748,3 +748,38 @@ def test_a_whole_bill_pay_whose_answer_is_lost_is_followed_never_paid_twice(
     assert len(tokens(fakes.pay, before)) == 1  # the reload followed the order's payment
     assert order.pay_cards == ["card-ok"]
     assert stored_pay(page, order) is None
+
+
+def test_a_whole_bill_pay_that_never_arrived_is_sent_again_with_its_token(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    """api-proxy answered WAITING for a pay it lost (here: it never reached payments-eda);
+    the order's status names no payment of this page's, so the page sends it once more."""
+    order = fakes.new_order()
+    before = fakes.pay.times_called
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    lost: list[str] = []
+
+    def answer_for_a_lost_pay(route: Route) -> None:
+        if lost:
+            route.continue_()
+            return
+        token = route.request.headers["x-idempotency-token"]
+        lost.append(token)
+        route.fulfill(
+            status=200,
+            content_type="application/json",
+            json={
+                "status": "WAITING",
+                "message": "The payment is being processed",
+                "payment_id": payment_id_for(order.order_id, token),
+            },
+        )
+
+    page.route("**/4.0/payments/v1/orders", answer_for_a_lost_pay)
+    page.get_by_role("button", name="Pay ₽1,200").click()
+    state(page, "paid")
+    assert tokens(fakes.pay, before) == lost  # sent once, with the tap's token
+    assert order.whole_payment == payment_id_for(order.order_id, lost[0])
+    assert order.pay_cards == ["card-ok"]

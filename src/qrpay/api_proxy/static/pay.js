@@ -39,7 +39,8 @@
   var quote = null;          // {key, amount}: the price payments-eda quoted for the choice
   var quoteSeq = 0;
   var paidShare = null;      // {amount, tip} of the share this guest paid
-  // {token, path, body, card, share: {amount, tip} | null, shareId, resent}: the unfinished pay.
+  // {token, path, body, card, share: {amount, tip} | null, paymentId, shareId, resent}: the
+  // unfinished pay (its ids once payments-eda, or api-proxy for it, answered).
   var currentPay = null;
 
   var main = document.getElementById('main');
@@ -672,26 +673,35 @@
   function poll() {
     stopPolling();
     q.api('GET', statusUrl).then(function (answer) {
-      if (answer.status === 404 && currentPay && currentPay.shareId) {
-        // payments-eda knows no such share: the pay never arrived. Send it once more with its
-        // token (never a second payment); still unknown after that, the guest starts over.
-        if (!currentPay.resent) {
-          currentPay.resent = true;
-          currentPay.shareId = null;
-          return resumePay(currentPay);
-        }
-        paidShare = null;
-        endPay();
-        return load();
-      }
+      if (answer.status === 404 && currentPay && currentPay.shareId) return payNotFound();
       if (answer.status === 404) return notFound();
       if (answer.status !== 200 || !answer.data) return pollFailed(answer.status >= 500);
       pollFailures = 0;
+      // The order's status names another payment (or none) than the one this page made.
+      var named = answer.data.payment_id;
+      if (currentPay && currentPay.paymentId && named !== undefined && named !== currentPay.paymentId) {
+        return payNotFound();
+      }
       var status = answer.data.status;
       if (status === 'PAYED') return paid();
       if (status === 'DECLINED') return afterDeclined();
       pollTimer = setTimeout(poll, 1000 * pollingDelay(answer.headers.get('X-Polling-Delay')));
     }, function () { pollFailed(false); });
+  }
+
+  /* payments-eda does not know the pay this page follows: it never arrived (api-proxy lost
+     its answer and said WAITING). Send it once more with its token (never a second payment);
+     still unknown after that, the guest starts over. */
+  function payNotFound() {
+    if (!currentPay.resent) {
+      currentPay.resent = true;
+      currentPay.shareId = null;
+      currentPay.paymentId = null;
+      return resumePay(currentPay);
+    }
+    paidShare = null;
+    endPay();
+    return load();
   }
 
   function selectedCard() {
@@ -743,9 +753,10 @@
       if (answer.status === 200 && data && (!pay.share || data.share_id)) {
         lastCard = pay.card;
         paidShare = pay.share;
-        if (!pay.share) return waiting();
-        pay.shareId = data.share_id;
+        pay.paymentId = data.payment_id || null;
+        pay.shareId = data.share_id || null;
         keepPay(pay);
+        if (!pay.share) return waiting();
         return waiting(shareStatusUrl(data.share_id));
       }
       resetPayButton();
@@ -766,7 +777,10 @@
   }
 
   function newPay(path, body, card, share) {
-    return { token: q.newToken(), path: path, body: body, card: card, share: share, shareId: null, resent: false };
+    return {
+      token: q.newToken(), path: path, body: body, card: card, share: share,
+      paymentId: null, shareId: null, resent: false
+    };
   }
 
   function payWholeBill(card) {
