@@ -9,6 +9,11 @@ browser and the server under test run in others.
 A split bill (issue 12) is kept as what other guests paid or hold and the items they
 took; a share is quoted and paid as payments-eda does (a stale price is refused with
 ``share_price_changed``) and settles like a whole-bill payment, by the card.
+
+The guest's idempotency token (issue 18) is honoured as payments-eda's contract says: a
+share without one is 400; a pay repeated with the same token and body is the same payment
+(its id ``payment_id_for(order, token)``, its current status), never a second one; the
+same token with another body is 409 ``idempotency_token_reused``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
+from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER, payment_id_for
 from tests.support.mockserver import MockServer, error_response, json_response
 from tests.support.orders import saved_cards
 
@@ -62,6 +68,20 @@ class FakeOrder:
     held: Decimal = Decimal(0)
     taken: list[int] = field(default_factory=list)
     shares: dict[str, FakeShare] = field(default_factory=dict)
+    # token -> (the body it was first sent with, the payment it made)
+    tokens: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    # The whole-bill payment made last (older ones ended DECLINED: one at a time).
+    whole_payment: str | None = None
+
+    def whole_status(self, payment_id: str) -> str:
+        """A whole-bill payment's status, as the guest sees it."""
+        if payment_id != self.whole_payment:
+            return "DECLINED"
+        if self.status == "PAYED":
+            return "PAYED"
+        if self.status == "CANCELED" or self.last_failed:
+            return "DECLINED"
+        return "WAITING"
 
     @property
     def left(self) -> Decimal:
@@ -161,6 +181,13 @@ class FakeDownstreams:
             return error_response(404, "order_not_found", "Order not found")
         if self.pay_delay:
             await asyncio.sleep(self.pay_delay)
+        token = request.headers.get(IDEMPOTENCY_TOKEN_HEADER)
+        repeated = self._repeated(order, token, body)
+        if isinstance(repeated, web.Response):
+            return repeated
+        if repeated is not None:
+            status = order.whole_status(repeated)
+            return json_response({"status": status, "message": status, "payment_id": repeated})
         if order.status == "PAYED":
             return error_response(409, "already_paid", "The order is already paid")
         if order.status == "CANCELED":
@@ -175,7 +202,28 @@ class FakeDownstreams:
         order.pending = OUTCOMES.get(card, "DECLINED")
         order.polls_left = self.polls_to_settle
         order.last_failed = False
-        return json_response({"status": "WAITING", "message": "The payment is being processed"})
+        payment_id = payment_id_for(order.order_id, token) if token else f"pay-{next(_ids):04d}"
+        order.whole_payment = payment_id
+        if token:
+            order.tokens[token] = (body, payment_id)
+        return json_response(
+            {
+                "status": "WAITING",
+                "message": "The payment is being processed",
+                "payment_id": payment_id if token else None,
+            }
+        )
+
+    @staticmethod
+    def _repeated(order: FakeOrder, token: str | None, body: Any) -> str | web.Response | None:
+        """The payment ``token`` made already (None: a new one), or the refusal of a token
+        sent again with another body."""
+        if token is None or token not in order.tokens:
+            return None
+        first_body, payment_id = order.tokens[token]
+        if first_body != body:
+            return error_response(409, "idempotency_token_reused", "Another pay had this token")
+        return payment_id
 
     async def _status(self, request: web.Request) -> web.Response:
         order = self._order(request, request.query.get("order_id"), request.query.get("hmac"))
@@ -195,7 +243,14 @@ class FakeDownstreams:
             status = "DECLINED"
         else:
             status = "WAITING"
-        answer = json_response({"status": status, "message": status.lower(), "currency": "RUB"})
+        answer = json_response(
+            {
+                "status": status,
+                "message": status.lower(),
+                "currency": "RUB",
+                "payment_id": order.whole_payment,
+            }
+        )
         answer.headers["X-Polling-Delay"] = self.polling_delay
         return answer
 
@@ -266,10 +321,21 @@ class FakeDownstreams:
     async def _pay_share(self, request: web.Request) -> web.Response:
         if "X-Yandex-UID" not in request.headers:
             return error_response(401, "unauthorized", "Sign in to pay")
+        token = request.headers.get(IDEMPOTENCY_TOKEN_HEADER)
+        if token is None:
+            return error_response(400, "idempotency_token_required", "Send a token")
         body = await request.json()
         order = self._order(request, body.get("order_id"), body.get("hmac"))
         if order is None:
             return error_response(404, "order_not_found", "Order not found")
+        repeated = self._repeated(order, token, body)
+        if isinstance(repeated, web.Response):
+            return repeated
+        if repeated is not None:
+            status = order.shares[repeated].status
+            return json_response(
+                {"status": status, "message": status, "payment_id": repeated, "share_id": repeated}
+            )
         price = self._price(order, body["share"])
         if isinstance(price, web.Response):
             return price
@@ -286,7 +352,8 @@ class FakeDownstreams:
                 return error_response(400, "invalid_tip", "The tip is not valid")
         card = body["payment_method"]["id"]
         order.pay_cards.append(card)
-        share_id = f"share-{next(_ids):04d}"
+        share_id = payment_id_for(order.order_id, token)
+        order.tokens[token] = (body, share_id)
         order.shares[share_id] = FakeShare(
             amount=price,
             tip=tip,
@@ -294,7 +361,14 @@ class FakeDownstreams:
             outcome=OUTCOMES.get(card, "DECLINED"),
             polls_left=self.polls_to_settle,
         )
-        return json_response({"status": "WAITING", "message": "in progress", "share_id": share_id})
+        return json_response(
+            {
+                "status": "WAITING",
+                "message": "in progress",
+                "payment_id": share_id,
+                "share_id": share_id,
+            }
+        )
 
     async def _share_status(self, request: web.Request) -> web.Response:
         order = self._order(request, request.query.get("order_id"), request.query.get("hmac"))

@@ -10,6 +10,7 @@ Each state is saved under out/screenshots/.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -25,12 +26,15 @@ except ImportError:  # pragma: no cover - CI (QRPAY_REQUIRE_BROWSER=1) must not 
 
 from qrpay.kernel.clock import SystemClock
 from qrpay.kernel.service import build_app
+from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER, payment_id_for
 from tests.browser.fakes import FakeDownstreams, FakeOrder, running_fakes
 from tests.browser.server import serve_in_thread
 from tests.support.browser import PHONE, publish, screenshot
 from tests.support.services import dev_config, make_context, point_services_at
 
 TIMEOUT = 10_000
+TOKEN = re.compile(r"[A-Za-z0-9_-]{8,128}")
+SHARE_POST = "**/4.0/payments/v1/orders/share"
 
 
 @pytest.fixture(scope="module")
@@ -602,3 +606,180 @@ def test_restaurants_ask_to_sign_in(page: Page, proxy_url: str) -> None:
     page.goto(f"{proxy_url}/go-pay/restaurants")
     expect(page.get_by_role("status")).to_have_text("Sign in to see restaurants with cashback.")
     expect(page.get_by_role("link", name="Sign in").last).to_be_visible()
+
+
+# --- one tap, one payment (issue 18) ---------------------------------------------------------
+
+
+def tokens(route: Any, since: int = 0) -> list[str]:
+    """The X-Idempotency-Token of each pay call the fake got, from the ``since``-th on."""
+    return [call["headers"].get(IDEMPOTENCY_TOKEN_HEADER) for call in route.calls[since:]]
+
+
+def stored_pay(page: Page, order: FakeOrder) -> Any:
+    return page.evaluate(f"() => sessionStorage.getItem('qrpay.pay.{order.order_id}')")
+
+
+def lose_the_first_answer(page: Page, pattern: str) -> list[str]:
+    """The first pay on ``pattern`` reaches payments-eda and is made; its answer never comes
+    back to the page (the connection is reset). Returns the statuses payments-eda answered."""
+    answered: list[str] = []
+
+    def lose(route: Route) -> None:
+        if answered:
+            route.continue_()
+            return
+        answered.append(str(route.fetch().status))
+        route.abort("connectionreset")
+
+    page.route(pattern, lose)
+    return answered
+
+
+def test_each_tap_sends_a_new_token_and_a_declined_payment_forgets_it(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    before = fakes.pay.times_called
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    page.get_by_label("VISA •••• 9995, expires 06/29").check()
+    page.get_by_role("button", name="Pay ₽1,200").click()
+    expect(page.locator("main")).to_have_attribute("data-reason", "declined")
+    assert stored_pay(page, order) is None
+    page.get_by_role("button", name="Pay ₽1,200").click()
+    state(page, "paid")
+    assert stored_pay(page, order) is None
+    declined, paid = tokens(fakes.pay, before)
+    assert TOKEN.fullmatch(declined), declined
+    assert TOKEN.fullmatch(paid), paid
+    assert declined != paid
+    assert order.pay_cards == ["card-declined", "card-ok"]
+
+
+def test_a_double_tap_on_a_share_pays_it_once(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    fakes.pay_delay = 0.5  # the fake's pay answers late: the taps land while it is in flight
+    order = fakes.new_order()
+    before = fakes.pay_share.times_called
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    split_the_bill(page)
+    page.get_by_role("radio", name="My items").check()
+    page.get_by_role("checkbox", name="Borscht, ₽450").check()
+    page.get_by_role("button", name="Pay ₽450").dblclick()
+    page.evaluate(
+        "() => { const f = document.getElementById('pay-form'); f.requestSubmit(); f.requestSubmit(); }"
+    )
+    state(page, "paid")
+    (token,) = tokens(fakes.pay_share, before)
+    assert TOKEN.fullmatch(token)
+    assert list(order.shares) == [payment_id_for(order.order_id, token)]
+    assert order.paid == Decimal(450)
+
+
+def test_a_share_whose_answer_is_lost_is_followed_after_a_reload_never_paid_twice(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    before = fakes.pay_share.times_called
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    split_the_bill(page)
+    page.get_by_role("radio", name="My items").check()
+    page.get_by_role("checkbox", name="Kompot, ₽180").check()
+    answered = lose_the_first_answer(page, SHARE_POST)
+    page.get_by_role("button", name="Pay ₽180").click()
+    state(page, "offline")
+    assert answered == ["200"]  # made at payments-eda, the answer lost on the way back
+    assert stored_pay(page, order) is not None
+    page.reload()
+    state(page, "paid")
+    expect(page.locator("#paid-total")).to_have_text("You paid ₽180 at Pushkin Café.")
+    first, again = tokens(fakes.pay_share, before)
+    assert first == again  # the reload sent the same pay again, with its token
+    assert fakes.pay_share.calls[before]["json"] == fakes.pay_share.calls[before + 1]["json"]
+    assert len(order.shares) == 1
+    assert order.paid == Decimal(180)
+    assert stored_pay(page, order) is None
+    # Paid and forgotten: the next tap is a new payment.
+    page.reload()
+    state(page, "bill")
+    expect(page.locator("#split-summary")).to_have_text("Paid ₽180 of ₽1,200. Left to pay: ₽1,020.")
+
+
+def test_try_again_after_a_lost_answer_re_sends_the_same_token(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    before = fakes.pay_share.times_called
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    split_the_bill(page)
+    page.get_by_role("radio", name="An equal share").check()
+    page.locator("#parts").fill("4")
+    answered = lose_the_first_answer(page, SHARE_POST)
+    page.get_by_role("button", name="Pay ₽300").click()
+    state(page, "offline")
+    assert answered == ["200"]
+    page.get_by_role("button", name="Try again").click()
+    state(page, "paid")
+    first, again = tokens(fakes.pay_share, before)
+    assert first == again
+    assert len(order.shares) == 1
+    assert order.paid == Decimal(300)
+
+
+def test_a_whole_bill_pay_whose_answer_is_lost_is_followed_never_paid_twice(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order()
+    before = fakes.pay.times_called
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    answered = lose_the_first_answer(page, "**/4.0/payments/v1/orders")
+    page.get_by_role("button", name="Pay ₽1,200").click()
+    state(page, "offline")
+    assert answered == ["200"]
+    page.reload()
+    state(page, "paid")
+    expect(page.locator("#paid-total")).to_have_text("You paid ₽1,200 at Pushkin Café.")
+    assert len(tokens(fakes.pay, before)) == 1  # the reload followed the order's payment
+    assert order.pay_cards == ["card-ok"]
+    assert stored_pay(page, order) is None
+
+
+def test_a_whole_bill_pay_that_never_arrived_is_sent_again_with_its_token(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    """api-proxy answered WAITING for a pay it lost (here: it never reached payments-eda);
+    the order's status names no payment of this page's, so the page sends it once more."""
+    order = fakes.new_order()
+    before = fakes.pay.times_called
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    lost: list[str] = []
+
+    def answer_for_a_lost_pay(route: Route) -> None:
+        if lost:
+            route.continue_()
+            return
+        token = route.request.headers["x-idempotency-token"]
+        lost.append(token)
+        route.fulfill(
+            status=200,
+            content_type="application/json",
+            json={
+                "status": "WAITING",
+                "message": "The payment is being processed",
+                "payment_id": payment_id_for(order.order_id, token),
+            },
+        )
+
+    page.route("**/4.0/payments/v1/orders", answer_for_a_lost_pay)
+    page.get_by_role("button", name="Pay ₽1,200").click()
+    state(page, "paid")
+    assert tokens(fakes.pay, before) == lost  # sent once, with the tap's token
+    assert order.whole_payment == payment_id_for(order.order_id, lost[0])
+    assert order.pay_cards == ["card-ok"]

@@ -6,6 +6,10 @@ tip; each sees what is left change while the others pay; the POS (`POST /orders/
 the dev key) sees PAYED only after the third. A guest whose page had not yet seen the first
 payment (its looks at the bill fail for a while) picks an item the first guest paid: the
 page says another guest has it. The split screens are saved to docs/screenshots/.
+
+One tap, one payment (issue 18), against the real payments-eda: a double tap on a share pays
+it once; a share whose answer is lost on the way back (made, the connection reset) and a
+reload pay it once, the reload sending it again with the tap's token.
 """
 
 from __future__ import annotations
@@ -215,3 +219,61 @@ def test_three_guests_split_one_bill(up: QrpayUp, guests: tuple[Guest, Guest, Gu
     view = split_view(up, rest_guest)
     assert (view["status"], view["paid"], view["left"]) == ("PAYED", "1500.00", "0.00")
     assert [s["amount"] for s in view["shares"]] == ["650.00", "500.00", "350.00"]
+
+
+def test_a_double_tap_and_a_lost_answer_with_a_reload_each_pay_one_share(
+    up: QrpayUp, guests: tuple[Guest, Guest, Guest]
+) -> None:
+    tapper, reloader, _ = guests
+    order_id = order_id_of(tapper.url)
+    tokens: list[str | None] = []
+    for guest in (tapper, reloader):
+        guest.page.on(
+            "request",
+            lambda request: (
+                tokens.append(request.headers.get("x-idempotency-token"))
+                if request.method == "POST" and request.url.endswith("/orders/share")
+                else None
+            ),
+        )
+
+    # Two rapid taps: one share of a third.
+    tapper.open()
+    tapper.split_the_bill()
+    tapper.way("An equal share")
+    tapper.page.get_by_label("People sharing the bill").fill("3")
+    tapper.share("₽500")
+    tapper.page.get_by_role("button", name="Pay ₽500").dblclick()
+    tapper.paid()
+    view = split_view(up, tapper)
+    assert (view["paid"], view["left"]) == ("500.00", "1000.00"), view
+
+    # A tap whose answer is lost after payments-eda made the share, then a reload.
+    reloader.open()
+    reloader.way("An equal share")
+    reloader.page.get_by_label("People sharing the bill").fill("3")
+    reloader.share("₽500")
+    made: list[int] = []
+
+    def lose_the_answer(route: Route) -> None:
+        if made:
+            route.continue_()
+            return
+        made.append(route.fetch().status)
+        route.abort("connectionreset")
+
+    reloader.page.route("**/4.0/payments/v1/orders/share", lose_the_answer)
+    reloader.pay("₽500")
+    expect(reloader.page.locator("main")).to_have_attribute("data-state", "offline")
+    assert made == [200]
+    reloader.page.reload()
+    reloader.paid()
+    expect(reloader.page.locator("#paid-total")).to_have_text("You paid ₽500 at Pushkin Café.")
+    view = split_view(up, reloader)
+    # One share per tap: the reload's pay named the share the lost one made.
+    assert (view["paid"], view["left"]) == ("1000.00", "500.00"), view
+    assert [share["amount"] for share in view["shares"]] == ["500.00", "500.00"]
+    assert len(tokens) == 3
+    assert tokens[0] != tokens[1]
+    assert tokens[1] == tokens[2]
+    assert up.pos_status(order_id) == "WAITING"

@@ -4,6 +4,7 @@ POS sees PAYED only once the bill is paid in full."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from qrpay.kernel.service import SERVICE_MODULES
+from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER
 from tests.support.processes import (
     QRPAY_TOOLS,
     QrpayUp,
@@ -73,7 +75,9 @@ class Guest:
             "share": choice,
             **tip,
         }
-        return self.http.post("/orders/share", json=body)
+        # One token per share, as the page makes one per tap (issue 18).
+        token = {IDEMPOTENCY_TOKEN_HEADER: secrets.token_urlsafe(18)}
+        return self.http.post("/orders/share", json=body, headers=token)
 
     def declined(self, choice: dict[str, Any]) -> str:
         started = self.pay(choice, card="card-declined")

@@ -21,6 +21,7 @@ from qrpay.iiko_integration.schemas import AvailabilityResponse, RestaurantsResp
 from qrpay.kernel.errors import Forbidden, InvalidInput
 from qrpay.kernel.http import error_responses
 from qrpay.kernel.service import provide
+from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER
 
 MAX_FORM_BYTES = 4096
 Zone = Annotated[str, Query(max_length=64)]
@@ -170,6 +171,7 @@ async def forward(
         language=request_language(request) or "ru",
         params=list(request.query_params.multi_items()),
         body=await request.body() if request.method == "POST" else body,
+        token=request.headers.get(IDEMPOTENCY_TOKEN_HEADER) if request.method == "POST" else None,
     )
     return Response(
         answer.body,
@@ -194,7 +196,10 @@ async def payments_get(
 @router.post(
     "/4.0/payments/v1/{path:path}",
     tags=["payments"],
-    summary="payments-eda's pay call; needs a session",
+    summary=(
+        "payments-eda's pay call; needs a session and, for a share, X-Idempotency-Token. "
+        "A pay whose outcome is lost on the way is answered 200 WAITING, never 5xx"
+    ),
     responses=error_responses(400, 401, 403, 404, 409, 503),
 )
 async def payments_post(

@@ -3,7 +3,8 @@
 Unlike a typed ``ServiceClient`` it keeps payments-eda's own answer — status,
 body and ``X-Polling-Delay`` — so the page sees exactly what payments-eda said.
 Deadlines, retries (reads only) and metrics are ``kernel.http_client``'s own; a
-payments-eda that is down, or answers 5xx, becomes ``DependencyUnavailable``.
+payments-eda that is down, or answers 5xx, becomes ``DependencyUnavailable`` (``NotSent``
+where the call never reached it).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class PaymentsEdaForwarder(ServiceClient):
         body: bytes | None,
         headers: Mapping[str, str],
         idempotent: bool,
+        timeout_ms: int | None = None,
     ) -> Forwarded:
+        """``timeout_ms``: the call's whole wait, where it is not the dependency's timeout."""
         answer = await self.exchange(
             method,
             self.prefix + path,
@@ -47,6 +50,8 @@ class PaymentsEdaForwarder(ServiceClient):
             body=body,
             params=list(params),
             headers={"Accept": "application/json", **headers},
+            deadline_ms=timeout_ms,
+            try_timeout_ms=timeout_ms,
         )
         return Forwarded(
             answer.status,

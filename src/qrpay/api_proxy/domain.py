@@ -7,7 +7,10 @@
   are refused (revocation);
 - which ``next`` URLs a sign-in may redirect to (same-site relative paths only);
 - the guest's language (``X-Request-Language``, then ``Accept-Language``);
-- which payer routes are forwarded to payments-eda, and which need a session.
+- which payer routes are forwarded to payments-eda, and which need a session;
+- a pay request's outcome when payments-eda's answer is lost (issue 18): api-proxy waits
+  payments-eda's whole pay budget and a margin, and a pay it may have sent answers
+  ``WAITING`` (the payment the guest's token names), never 5xx.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
+
+from qrpay.payments_eda.schemas import payment_id_for
 
 SESSION_COOKIE = "qrpay_session"
 SESSION_TTL = timedelta(days=7)
@@ -192,3 +197,54 @@ def choose_language(request_language: str | None, accept_language: str | None) -
 def payer_route(method: str, path: str) -> bool | None:
     """Whether forwarding ``method path`` needs a session; None when it is not forwarded."""
     return PAYER_ROUTES.get((method.upper(), path.strip("/")))
+
+
+# The pay routes (POST under /4.0/payments/v1/) -> whether the guest's idempotency token is
+# required: a share always; the whole bill keeps a seed-era client working without one.
+PAY_ROUTES: dict[str, bool] = {"orders": False, "orders/share": True}
+
+# api-proxy waits payments-eda's whole pay budget (``payments.pay_budget_ms``) and this much
+# more before it reads a pay's outcome as unknown: payments-eda's work before its budget
+# starts and after it ends (the accept queue, the body, the answer) and the network.
+PAY_FORWARD_MARGIN_MS = 1000
+
+# A pay whose outcome api-proxy does not know, in the guest's words: payments-eda says the
+# same of a payment in progress, and the page follows the payment to its end.
+OUTCOME_UNKNOWN_MESSAGES = {
+    "ru": "Платёж обрабатывается",
+    "en": "The payment is being processed",
+}
+
+# A 5xx of payments-eda's that says it did nothing: its edge refused the request at the
+# door (``kernel.http``'s overload shedding), before any handler ran. Any other 5xx (a
+# failure on the way) leaves the outcome unknown.
+REFUSED_AT_THE_DOOR = frozenset({"overloaded"})
+
+
+def pay_forward_timeout_ms(pay_budget_ms: int) -> int:
+    """How long api-proxy waits for payments-eda's answer to a pay: never less than its
+    whole budget, so api-proxy does not give up on a pay payments-eda is still making."""
+    return pay_budget_ms + PAY_FORWARD_MARGIN_MS
+
+
+def pay_route(path: str) -> bool | None:
+    """Whether a pay on ``path`` needs the guest's token; None when ``path`` is no pay."""
+    return PAY_ROUTES.get(path.strip("/"))
+
+
+@dataclass(frozen=True)
+class PayCall:
+    """A pay request api-proxy forwards: what its answer names if the outcome is lost."""
+
+    order_id: str
+    token: str | None
+    share: bool
+
+    @property
+    def payment_id(self) -> str | None:
+        """The payment the token makes (payments-eda derives the same), None without one."""
+        return payment_id_for(self.order_id, self.token) if self.token else None
+
+
+def unknown_outcome_message(language: str) -> str:
+    return OUTCOME_UNKNOWN_MESSAGES.get(language, OUTCOME_UNKNOWN_MESSAGES[DEFAULT_LANGUAGE])

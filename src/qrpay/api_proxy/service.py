@@ -6,25 +6,48 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from qrpay.api_proxy.client import Forwarded, PaymentsEdaForwarder
+import orjson
+import structlog
+from pydantic import TypeAdapter, ValidationError
+
+from qrpay.api_proxy.client import POLLING_DELAY_HEADER, Forwarded, PaymentsEdaForwarder
 from qrpay.api_proxy.domain import (
+    REFUSED_AT_THE_DOOR,
+    PayCall,
     Session,
     new_session,
+    pay_forward_timeout_ms,
+    pay_route,
     payer_route,
     sign_session,
+    unknown_outcome_message,
     verify_session,
 )
 from qrpay.iiko_integration.client import IikoIntegrationClient
 from qrpay.iiko_integration.schemas import RestaurantItem
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.errors import DependencyUnavailable, InvalidInput, NotFound, Unauthenticated
+from qrpay.kernel.http_client import NotSent
 from qrpay.kernel.ratelimit import RateLimiter
 from qrpay.kernel.reloading import RuntimeConfig
+from qrpay.payments_eda.schemas import (
+    IDEMPOTENCY_TOKEN_HEADER,
+    GuestStatus,
+    IdempotencyToken,
+    PaymentsCode,
+    PaymentStatusResponse,
+    ShareStatusResponse,
+)
+
+log = structlog.get_logger("qrpay.api_proxy")
 
 YANDEX_UID_HEADER = "X-Yandex-UID"
 PHONE_ID_HEADER = "X-YaTaxi-PhoneId"
 LANGUAGE_HEADER = "X-Request-Language"
+
+TOKEN = TypeAdapter(IdempotencyToken)
 
 # The second demo guest: signed in, but with no saved cards.
 SECOND_DEMO_USER = "guest-2"
@@ -129,20 +152,91 @@ class ApiProxyService:
         language: str,
         params: Sequence[tuple[str, str]],
         body: bytes | None,
+        token: str | None = None,
     ) -> Forwarded:
+        """payments-eda's answer; a pay (``token``: the guest's ``X-Idempotency-Token``)
+        whose outcome is lost on the way is answered ``WAITING``, never 5xx."""
         self.authorize(method, path, session)
         # Built from the session only: whatever user headers the client sent are dropped.
         headers = {LANGUAGE_HEADER: language}
         if session is not None:
             headers[YANDEX_UID_HEADER] = session.user_id
             headers[PHONE_ID_HEADER] = session.phone_id
-        return await self._payments.forward(
-            method.upper(),
-            path.strip("/"),
-            params=params,
-            body=body if method.upper() == "POST" else None,
-            headers=headers,
-            idempotent=method.upper() == "GET",
+        if method.upper() != "POST":
+            return await self._payments.forward(
+                method.upper(),
+                path.strip("/"),
+                params=params,
+                body=None,
+                headers=headers,
+                idempotent=True,
+            )
+        pay = self.pay_call(path, body, token)
+        if pay.token is not None:
+            headers[IDEMPOTENCY_TOKEN_HEADER] = pay.token
+        try:
+            return await self._payments.forward(
+                "POST",
+                path.strip("/"),
+                params=params,
+                body=body,
+                headers=headers,
+                idempotent=False,
+                timeout_ms=pay_forward_timeout_ms(self._runtime.config.payments.pay_budget_ms),
+            )
+        except NotSent:
+            raise  # nothing reached payments-eda: a 503 the guest may simply retry
+        except DependencyUnavailable as exc:
+            if refused_at_the_door(exc):
+                raise
+            log.warning(
+                "pay_outcome_unknown",
+                order_id=pay.order_id,
+                payment_id=pay.payment_id,
+                reason=exc.message,
+            )
+            return self._waiting(pay, language)
+
+    def pay_call(self, path: str, body: bytes | None, token: str | None) -> PayCall:
+        """The pay request's order and the guest's token, checked before anything is sent."""
+        token_required = pay_route(path)
+        if token_required is None:
+            raise NotFound(f"no such payer route: POST {path[:64]}")
+        if token is not None:
+            try:
+                token = TOKEN.validate_python(token)
+            except ValidationError:
+                raise InvalidInput(
+                    f"{IDEMPOTENCY_TOKEN_HEADER} is 8..128 of [A-Za-z0-9_-]",
+                    code="invalid_idempotency_token",
+                ) from None
+        elif token_required:
+            raise InvalidInput(
+                f"a share is paid with an {IDEMPOTENCY_TOKEN_HEADER} header",
+                code=PaymentsCode.IDEMPOTENCY_TOKEN_REQUIRED,
+            )
+        return PayCall(order_id=order_id_of(body), token=token, share=token_required)
+
+    def _waiting(self, pay: PayCall, language: str) -> Forwarded:
+        message = unknown_outcome_message(language)
+        answer: PaymentStatusResponse
+        if pay.share and pay.payment_id is not None:
+            answer = ShareStatusResponse(
+                status=GuestStatus.WAITING,
+                message=message,
+                payment_id=pay.payment_id,
+                share_id=pay.payment_id,
+            )
+        else:
+            answer = PaymentStatusResponse(
+                status=GuestStatus.WAITING, message=message, payment_id=pay.payment_id
+            )
+        delay = self._runtime.config.payments.polling_delay_seconds
+        return Forwarded(
+            200,
+            orjson.dumps(answer.model_dump(mode="json")),
+            "application/json",
+            {POLLING_DELAY_HEADER: str(delay)},
         )
 
     # --- iiko-integration -------------------------------------------------------------------
@@ -162,3 +256,26 @@ class ApiProxyService:
             uuid=session.user_id if session else "",
             phone_id=session.phone_id if session else "",
         )
+
+
+def order_id_of(body: bytes | None) -> str:
+    """The order a pay body names; refused here when there is none (payments-eda would
+    refuse such a body too, and a lost answer could not say which payment to follow)."""
+    try:
+        parsed: Any = orjson.loads(body or b"")
+    except orjson.JSONDecodeError:
+        parsed = None
+    order_id = parsed.get("order_id") if isinstance(parsed, dict) else None
+    if not isinstance(order_id, str) or not order_id:
+        raise InvalidInput("the pay request names no order_id", code="invalid_request")
+    return order_id
+
+
+def refused_at_the_door(exc: DependencyUnavailable) -> bool:
+    """Whether payments-eda's 5xx says it did nothing (its edge shed the request)."""
+    failure = exc.details or {}
+    try:
+        code = orjson.loads(failure.get("body") or b"").get("code")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    return code in REFUSED_AT_THE_DOOR

@@ -7,6 +7,10 @@ try gets at most the time left (retries and their pauses included), and only
 idempotent calls are retried. Failures become ``QrpayError``s: 4xx answers keep
 the downstream's code, anything else is ``DependencyUnavailable``.
 
+A failure that sent nothing (a full bulkhead, a connection that could not be made) is
+``NotSent``, a ``DependencyUnavailable``: a caller of a call that is not idempotent
+knows nothing happened there, where any other failure leaves the outcome unknown.
+
 Bulkhead: at most ``services.<name>.max_in_flight`` callers of a client (a
 service has one per downstream) wait on its downstream at once; one more fails fast with ``DependencyUnavailable``.
 A slow downstream then holds a bounded share of the instance's requests
@@ -60,6 +64,17 @@ def failure_reason(exc: BaseException) -> str:
     return " ".join(str(text).split()).lower()
 
 
+class NotSent(DependencyUnavailable):
+    """The call never left this process or never reached the downstream: nothing happened
+    there (a full bulkhead; a connection refused, unresolved or not made in time)."""
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether a failed try ended before its request was written: aiohttp raises these
+    while it gets a connection, and writes the request only on one it got."""
+    return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
 # The bulkheads whose slot the current task already holds (or works for, see
 # ``Bulkhead.covered``): a call made there does not take a second slot.
 # Where the use case this call serves must be done (``call_budget``): no call outlives it.
@@ -111,7 +126,7 @@ class Bulkhead:
             self.refused += 1
             if on_refused is not None:
                 on_refused()
-            raise DependencyUnavailable(
+            raise NotSent(
                 f"{self.downstream}: {limit} requests are already waiting on it",
                 code=unavailable_code(self.downstream),
             )
@@ -284,13 +299,16 @@ class ServiceClient:
         params: Params | None = None,
         headers: Mapping[str, str] | None = None,
         deadline_ms: int | None = None,
+        try_timeout_ms: int | None = None,
     ) -> RawAnswer:
         """The downstream's final answer as it came (any status below 500), within the deadline.
 
         Connection errors, timeouts and 5xx are retried (idempotent calls only)
         while time is left, then become ``DependencyUnavailable`` whose ``details`` say
         what the last try met: ``{"status", "body"}`` of a 5xx answer, or ``{"reason"}``
-        (``connection refused``, ``timed out``); a full bulkhead fails at once.
+        (``connection refused``, ``timed out``); ``NotSent`` when no try was sent; a full
+        bulkhead fails at once. One try waits at most ``try_timeout_ms`` (the dependency's
+        ``timeout_ms`` by default): longer for a callee whose own budget is longer.
         """
         with self.reserve(endpoint):
             return await self._exchange(
@@ -302,6 +320,7 @@ class ServiceClient:
                 params=params,
                 headers=headers,
                 deadline_ms=deadline_ms,
+                try_timeout_ms=try_timeout_ms,
             )
 
     async def _exchange(
@@ -315,8 +334,10 @@ class ServiceClient:
         params: Mapping[str, str] | Sequence[tuple[str, str]] | None,
         headers: Mapping[str, str] | None,
         deadline_ms: int | None,
+        try_timeout_ms: int | None,
     ) -> RawAnswer:
         dependency = self._dependency()
+        try_timeout = (try_timeout_ms or dependency.timeout_ms) / 1000
         budget = (deadline_ms if deadline_ms is not None else dependency.timeout_ms) / 1000
         deadline = time.monotonic() + budget
         ends = _BUDGET_ENDS.get()
@@ -336,11 +357,12 @@ class ServiceClient:
         last_reason = "no try was made"
         # What the last try met, for the caller: {"status", "body"} of a 5xx, or {"reason"}.
         last_failure: dict[str, Any] = {"reason": "no time left"}
+        sent = False
         for attempt in range(tries):
             remaining = deadline - time.monotonic()
             if remaining <= 0.001:
                 break
-            per_try = min(remaining, dependency.timeout_ms / 1000)
+            per_try = min(remaining, try_timeout)
             started = time.perf_counter()
             outcome = "error"
             try:
@@ -359,16 +381,19 @@ class ServiceClient:
                 outcome = str(status)
                 if status not in RETRYABLE_STATUSES and status < 500:
                     return RawAnswer(status, raw, answer_headers)
+                sent = True
                 last_reason = f"{self.downstream} answered {status}"
                 last_failure = {"status": status, "body": raw}
-            except TimeoutError:
-                outcome = "timeout"
-                last_reason = f"{self.downstream} did not answer in {per_try * 1000:.0f} ms"
-                last_failure = {"reason": "timed out"}
-            except (aiohttp.ClientError, OSError) as exc:
-                outcome = "connection_error"
-                last_reason = f"{self.downstream} unreachable: {type(exc).__name__}"
-                last_failure = {"reason": failure_reason(exc)}
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                sent = sent or not never_sent(exc)
+                if isinstance(exc, TimeoutError):
+                    outcome = "timeout"
+                    last_reason = f"{self.downstream} did not answer in {per_try * 1000:.0f} ms"
+                    last_failure = {"reason": "timed out"}
+                else:
+                    outcome = "connection_error"
+                    last_reason = f"{self.downstream} unreachable: {type(exc).__name__}"
+                    last_failure = {"reason": failure_reason(exc)}
             except asyncio.CancelledError:
                 # The caller gave up (its own deadline): not the downstream's failure.
                 outcome = "cancelled"
@@ -386,9 +411,8 @@ class ServiceClient:
         log.warning(
             "downstream_failed", downstream=self.downstream, endpoint=endpoint, reason=last_reason
         )
-        raise DependencyUnavailable(
-            last_reason, code=unavailable_code(self.downstream), details=last_failure
-        )
+        failure = DependencyUnavailable if sent else NotSent
+        raise failure(last_reason, code=unavailable_code(self.downstream), details=last_failure)
 
     def _error_from_answer(self, status: int, raw: bytes) -> QrpayError:
         from qrpay.kernel.http import KIND_BY_STATUS

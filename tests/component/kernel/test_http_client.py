@@ -9,7 +9,7 @@ from aiohttp import web
 
 from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.errors import Conflict, DependencyUnavailable, NotFound
-from qrpay.kernel.http_client import HttpSession, ServiceClient
+from qrpay.kernel.http_client import HttpSession, NotSent, ServiceClient
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.request_context import reset_request_id, set_request_id
 from tests.support.mockserver import MockServer, drop_connection, error_response, slow
@@ -82,6 +82,37 @@ async def test_unreachable_says_why_in_details(make_client) -> None:
     assert error.value.details == {"reason": "connection refused"}
 
 
+async def test_only_a_call_that_never_reached_the_downstream_is_not_sent(
+    mockserver: MockServer, make_client
+) -> None:
+    """A caller of a call that is not idempotent reads ``NotSent`` as "nothing happened"
+    there; a dropped connection, a timeout or a 5xx after sending leave the outcome unknown."""
+    from tests.support.processes import free_port
+
+    refused = make_client(f"http://127.0.0.1:{free_port()}", retries=0)
+    with pytest.raises(NotSent):
+        await refused.call("POST", "/thing", endpoint="thing", idempotent=False)
+    mockserver.handler("/dropped")(drop_connection)
+    mockserver.handler("/failed")(lambda _r: error_response(500, "boom"))
+    mockserver.handler("/slow")(slow(2.0, lambda _r: {"late": True}))
+    reached = make_client(mockserver.base_url, timeout_ms=100, retries=0)
+    for path in ("/dropped", "/failed", "/slow"):
+        with pytest.raises(DependencyUnavailable) as error:
+            await reached.call("POST", path, endpoint="thing", idempotent=False)
+        assert not isinstance(error.value, NotSent), path
+
+
+async def test_a_try_may_outlast_the_dependencys_timeout_when_asked(
+    mockserver: MockServer, make_client
+) -> None:
+    mockserver.handler("/slow")(slow(0.3, lambda _r: {"late": True}))
+    client = make_client(mockserver.base_url, timeout_ms=20, retries=0)
+    answer = await client.exchange(
+        "POST", "/slow", endpoint="slow", idempotent=False, deadline_ms=5000, try_timeout_ms=5000
+    )
+    assert answer.status == 200
+
+
 async def test_4xx_keeps_the_downstream_code(mockserver: MockServer, make_client) -> None:
     mockserver.handler("/a")(lambda _r: error_response(409, "order_locked", "locked"))
     mockserver.handler("/b")(lambda _r: error_response(404, "order_not_found"))
@@ -151,6 +182,7 @@ async def test_bulkhead_refuses_at_once_above_max_in_flight(
         await call()
     assert time.monotonic() - started < 0.5  # no try was made, no wait for a slot
     assert refused.value.code == "demo_unavailable"
+    assert isinstance(refused.value, NotSent)
     assert route.times_called == 2
     assert client.bulkhead.in_flight == 2
     assert client.bulkhead.refused == 1

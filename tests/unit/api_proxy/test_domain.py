@@ -10,12 +10,16 @@ import pytest
 from qrpay.api_proxy.domain import (
     DEFAULT_NEXT,
     SESSION_TTL,
+    PayCall,
     Session,
     choose_language,
     new_session,
+    pay_forward_timeout_ms,
+    pay_route,
     payer_route,
     safe_next,
     sign_session,
+    unknown_outcome_message,
     verify_session,
 )
 
@@ -186,3 +190,25 @@ def test_a_revoked_user_s_older_sessions_are_refused() -> None:
     assert session.is_revoked({"demo-user": NOW + timedelta(seconds=1)})
     # Signed in at (or after) the moment of revocation: a new session, valid.
     assert not session.is_revoked({"demo-user": NOW})
+
+
+def test_api_proxy_waits_payments_edas_whole_pay_budget_and_more() -> None:
+    for budget in (100, 6000, 60_000):
+        assert pay_forward_timeout_ms(budget) > budget
+
+
+def test_the_pay_routes_and_which_needs_a_token() -> None:
+    assert pay_route("orders") is False
+    assert pay_route("/orders/share/") is True
+    assert pay_route("orders/share/quote") is None
+    assert pay_route("preorder") is None
+
+
+def test_a_lost_pay_names_the_payment_its_token_makes() -> None:
+    from qrpay.payments_eda.schemas import payment_id_for
+
+    share = PayCall(order_id="ord-1", token="tap-12345678", share=True)
+    assert share.payment_id == payment_id_for("ord-1", "tap-12345678")
+    assert PayCall(order_id="ord-1", token=None, share=False).payment_id is None
+    assert unknown_outcome_message("en") == "The payment is being processed"
+    assert unknown_outcome_message("de") == unknown_outcome_message("ru")

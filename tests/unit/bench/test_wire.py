@@ -78,6 +78,19 @@ async def test_each_request_carries_the_ticket_the_signer_hands_at_that_moment()
     assert b"\r\nX-Ya-Service-Ticket: renewed\r\n" in second
 
 
+async def test_a_requests_own_headers_go_with_it_only() -> None:
+    server = FakeServer(OK, OK)
+    http = client(server)
+    await http.request(
+        "POST", "/share", body=b"{}", headers={"X-Idempotency-Token": "t1"}, timeout=1
+    )
+    await http.request("POST", "/share", body=b"{}", timeout=1)
+    first, second = server.requests
+    assert first.startswith(b"POST /share HTTP/1.1\r\nHost: 127.0.0.1:8081\r\nX-API-Key: k\r\n")
+    assert b"\r\nX-Idempotency-Token: t1\r\n" in first
+    assert b"X-Idempotency-Token" not in second
+
+
 async def test_a_response_in_pieces_is_parsed_and_the_connection_kept_alive() -> None:
     server = FakeServer(OK, OK)
     http = client(server)

@@ -46,6 +46,8 @@ class FakePayments:
     pay_error: tuple[int, dict[str, Any]] | None = None
     # Answers 503 to this many status polls before answering normally.
     status_outages: int = 0
+    # Answers 503 to this many pays before answering normally (their outcome unknown).
+    pay_outages: int = 0
     balance: dict[str, Any] | None = field(
         default_factory=lambda: {
             "user_id": "demo-user",
@@ -72,6 +74,9 @@ class FakePayments:
 
     async def post_order(self, request: web.Request) -> web.Response:
         body = await self._record(request)
+        if self.pay_outages > 0:
+            self.pay_outages -= 1
+            return web.json_response({"code": "eda_unavailable", "message": "down"}, status=503)
         if self.pay_error is not None:
             return web.json_response(self.pay_error[1], status=self.pay_error[0])
         self._pending = list(self.scripts[body["payment_method"]["id"]])

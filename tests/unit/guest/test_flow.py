@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 
 import pytest
@@ -193,3 +194,33 @@ async def test_a_paid_or_closed_order_is_not_paid_again(status: str, fragment: s
     assert code == EXIT_NOT_PAYED
     assert fragment in text
     assert fake.calls("POST", "/4.0/payments/v1/orders") == []
+
+
+TOKEN = re.compile(r"[A-Za-z0-9_-]{8,128}")
+PAYS = "/4.0/payments/v1/orders"
+
+
+async def test_a_pay_carries_the_runs_token_and_is_sent_again_with_it_while_unanswered() -> None:
+    fake = FakePayments(pay_outages=2)
+    code, _ = await guest(fake, card_id="card-ok")
+    assert code == EXIT_PAYED
+    tokens = [headers["X-Idempotency-Token"] for headers, _ in fake.calls("POST", PAYS)]
+    assert len(tokens) == 3
+    assert TOKEN.fullmatch(tokens[0])
+    assert set(tokens) == {tokens[0]}  # the same payment each time
+
+
+async def test_a_pay_unanswered_every_time_is_an_error_after_its_tries() -> None:
+    fake = FakePayments(pay_outages=100)
+    with pytest.raises(GuestError, match="503") as caught:
+        await guest(fake, card_id="card-ok")
+    assert caught.value.exit_code == EXIT_ERROR
+    assert len(fake.calls("POST", PAYS)) == 3
+
+
+async def test_another_card_after_a_decline_is_a_new_token() -> None:
+    fake = FakePayments()
+    code, _ = await guest(fake, Chooser("card-declined", "card-ok"))
+    assert code == EXIT_PAYED
+    declined, paid = (headers["X-Idempotency-Token"] for headers, _ in fake.calls("POST", PAYS))
+    assert declined != paid

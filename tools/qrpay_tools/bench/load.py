@@ -125,12 +125,15 @@ async def call(
     timeout: float,
     body: bytes = b"",
     params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
     request: str = "",
 ) -> Answer:
     """One request; its outcome and latency from ``since`` (perf_counter) go to ``stream``
     (also under ``request``, when the stream mixes requests)."""
     try:
-        response = await client.request(method, path, body=body, params=params, timeout=timeout)
+        response = await client.request(
+            method, path, body=body, params=params, headers=headers, timeout=timeout
+        )
         outcome, kind = classify(response.status, response.body)
         answer = Answer(outcome, response.status, response.body, response.headers, kind)
     except TimeoutError:

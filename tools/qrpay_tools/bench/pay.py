@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ import orjson
 import uvloop
 import yaml
 
+from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER
 from qrpay_tools import local
 from qrpay_tools.bench import harness, load, pos, wire
 from qrpay_tools.identity import dev_tools_ticket, tools_headers
@@ -263,6 +265,8 @@ async def start_share(
         since=started,
         timeout=timeout,
         body=orjson.dumps(body),
+        # One token per share, as the page makes one per tap (issue 18).
+        headers={IDEMPOTENCY_TOKEN_HEADER: secrets.token_urlsafe(18)},
     )
     if answer.outcome != load.OK:
         return "", started

@@ -179,14 +179,17 @@ class Client:
         *,
         body: bytes = b"",
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
         content_type: str = "application/json",
         timeout: float,
     ) -> Response:
-        """One request; raises TimeoutError past ``timeout`` (the wait for a connection
-        included) and ConnectionError (OSError) when the connection breaks."""
+        """One request, with ``headers`` besides the client's own; raises TimeoutError past
+        ``timeout`` (the wait for a connection included) and ConnectionError (OSError) when
+        the connection breaks."""
         if params:
             path = f"{path}?{urlencode(params)}"
         head = f"{method} {path} HTTP/1.1\r\n{self._fixed}"
+        head += "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         if self._ticket is not None:
             head += f"{TICKET_HEADER}: {self._ticket()}\r\n"
         if body or method in ("POST", "PUT", "PATCH"):

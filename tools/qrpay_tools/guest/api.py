@@ -4,13 +4,19 @@ The calls go through the product's typed client (``qrpay.payments_eda.client``),
 which sends the user's headers and ``order_id`` and ``hmac`` on every order call.
 The answers are read leniently (only the fields the terminal shows), so a new
 field in payments-eda's answer never breaks the guest.
+
+A payment carries the guest's idempotency token (issue 18): one per run, sent on every
+pay request of that payment, retries included, so a pay whose answer was lost is sent again
+as the same payment. Only a new payment after a decline (another card) makes a new one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -23,6 +29,7 @@ from qrpay.kernel.http_client import HttpSession, RawAnswer
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.payments_eda.client import Payer, PaymentsEdaClient
 from qrpay.payments_eda.schemas import (
+    IDEMPOTENCY_TOKEN_HEADER,
     POLLING_DELAY_HEADER,
     PaymentMethodChoice,
     PaymentsCode,
@@ -38,6 +45,25 @@ SERVICE = PaymentsEdaClient.downstream
 DEFAULT_POLLING_DELAY = 1.0
 # A bad or missing X-Polling-Delay must neither hammer the service nor stall the guest.
 MIN_POLLING_DELAY, MAX_POLLING_DELAY = 0.05, 30.0
+# A pay without an answer (none came, or a 5xx) is sent again, with its token, this many
+# times in all, pausing PAY_RETRY_PAUSE_SECONDS, then twice that, between them.
+PAY_TRIES = 3
+PAY_RETRY_PAUSE_SECONDS = 0.2
+
+
+def new_token() -> str:
+    """An idempotency token: 18 random bytes in base64url (24 of [A-Za-z0-9_-])."""
+    return secrets.token_urlsafe(18)
+
+
+@dataclass(frozen=True)
+class PayingGuest(Payer):
+    """The guest on a pay request: the user's headers and the payment's token."""
+
+    token: str = ""
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), IDEMPOTENCY_TOKEN_HEADER: self.token}
 
 
 @dataclass(frozen=True)
@@ -216,6 +242,7 @@ class PaymentsApi:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._payer = Payer(user_id=user_id, language=language)
+        self.token = new_token()
         self._session = session or HttpSession(limit=4, ticket=dev_tools_ticket())
         self._owned = session is None
         # No retries here: the guest polls again on its own, and a payment is never repeated.
@@ -237,12 +264,37 @@ class PaymentsApi:
         if self._owned:
             await self._session.close()
 
+    def new_payment(self) -> None:
+        """The next pay is a new payment (the last one ended DECLINED): a new token."""
+        self.token = new_token()
+
     async def _body(self, call: Awaitable[RawAnswer]) -> tuple[Any, Mapping[str, str]]:
         """The JSON of a 200 answer and its headers; anything else raises a ``GuestError``."""
         try:
             answer = await call
         except DependencyUnavailable as exc:
             raise self._unavailable(exc) from None
+        return self._read(answer)
+
+    async def _pay(
+        self, send: Callable[[Payer], Awaitable[RawAnswer]]
+    ) -> tuple[Any, Mapping[str, str]]:
+        """``_body`` of a pay sent with the payment's token; sent again, with the same token,
+        while its outcome is unknown (the same payment, never a second one)."""
+        payer = PayingGuest(**asdict(self._payer), token=self.token)
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                answer = await send(payer)
+            except DependencyUnavailable as exc:
+                if tries == PAY_TRIES:
+                    raise self._unavailable(exc) from None
+                await asyncio.sleep(PAY_RETRY_PAUSE_SECONDS * 2 ** (tries - 1))
+                continue
+            return self._read(answer)
+
+    def _read(self, answer: RawAnswer) -> tuple[Any, Mapping[str, str]]:
         if answer.status != 200:
             raise http_error(answer.status, answer.body)
         try:
@@ -282,7 +334,7 @@ class PaymentsApi:
             problem = exc.errors()[0]
             where = ".".join(str(part) for part in problem["loc"])
             raise GuestError(f"cannot pay: {where}: {problem['msg']}") from None
-        data, headers = await self._body(self._client.pay(request, self._payer))
+        data, headers = await self._pay(lambda payer: self._client.pay(request, payer))
         return _status(data, headers)
 
     async def status(self, link: OrderLink) -> PaymentStatus:
@@ -324,7 +376,7 @@ class PaymentsApi:
             tip=tip.amount,
             tip_percent=tip.percent,
         )
-        data, headers = await self._body(self._client.pay_share(request, self._payer))
+        data, headers = await self._pay(lambda payer: self._client.pay_share(request, payer))
         return _text(data.get("share_id")), _status(data, headers)
 
     async def share_status(self, link: OrderLink, share_id: str) -> PaymentStatus:

@@ -124,6 +124,7 @@ async def run_guest(options: GuestOptions, console: Console, choose: ChooseCard)
             if options.card_id is not None:
                 # Scripted: exit 1 so the caller can try another card.
                 return EXIT_NOT_PAYED
+            api.new_payment()  # another card is another payment
     note = f" — {final.message}" if final.message else ""
     console.print(
         f"order {link.order_id}: PAYED {preorder.amount} {preorder.currency}{note}", markup=False

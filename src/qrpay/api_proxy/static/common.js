@@ -209,12 +209,14 @@
     }
   }
 
-  /* One call to api-proxy. Resolves with {status, data, headers}; rejects when there is no answer. */
-  function api(method, url, body) {
+  /* One call to api-proxy. Resolves with {status, data, headers}; rejects when there is no answer.
+     ``extra``: more request headers (a pay's X-Idempotency-Token). */
+  function api(method, url, body, extra) {
     var controller = new AbortController();
     var timer = setTimeout(function () { controller.abort(); }, 15000);
     var headers = { 'Accept': 'application/json', 'X-Request-Language': lang };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
+    Object.keys(extra || {}).forEach(function (name) { headers[name] = extra[name]; });
     return fetch(url, {
       method: method,
       credentials: 'same-origin',
@@ -292,11 +294,21 @@
     }
   }
 
+  /* A new idempotency token: 18 random bytes in base64url (24 of [A-Za-z0-9_-]). Not
+     crypto.randomUUID, which a page served over plain http (not localhost) lacks. */
+  function newToken() {
+    var bytes = new Uint8Array(18);
+    window.crypto.getRandomValues(bytes);
+    var text = '';
+    for (var i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
+    return btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
   translate(document);
   renderAccount();
 
   window.qrpay = {
     lang: lang, t: t, api: api, money: money, announce: announce, translate: translate,
-    loginUrl: loginUrl, user: document.body.getAttribute('data-user') || null
+    loginUrl: loginUrl, newToken: newToken, user: document.body.getAttribute('data-user') || null
   };
 })();

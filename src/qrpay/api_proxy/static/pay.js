@@ -2,7 +2,11 @@
    A split bill (issue 12): the bill shows what is paid and left (polled while the page is
    open); a guest pays everything left, an equal share, their items or an amount, plus a
    tip, as a share of its own. The whole-bill pay stays while no share is paid or under way,
-   so a table that does not split pays exactly as before. */
+   so a table that does not split pays exactly as before.
+   One tap on "pay" is one payment (issue 18): the tap makes an idempotency token, sent as
+   X-Idempotency-Token with its body. The pay (token, body, and the share's id once known) is
+   kept in sessionStorage until the payment ends (PAYED, DECLINED, or refused): a reload, or
+   "try again" after no answer, follows or re-sends that same pay, never a second one. */
 (function () {
   'use strict';
 
@@ -17,8 +21,9 @@
   var MAX_POLL_FAILURES = 3;
   var SPLIT_EVERY = 3000;  // ms between looks at what others paid, while the page is open
   var PARTS_KEY = 'qrpay.parts.' + (orderId || '');
-  // The share this tab is paying: a reload polls it again instead of offering to pay twice.
-  var SHARE_KEY = 'qrpay.share.' + (orderId || '');
+  // The pay this tab made and has not seen end: a reload follows it instead of paying twice.
+  var PAY_KEY = 'qrpay.pay.' + (orderId || '');
+  var TOKEN_HEADER = 'X-Idempotency-Token';
 
   var preorder = null;
   var inFlight = false;
@@ -34,6 +39,9 @@
   var quote = null;          // {key, amount}: the price payments-eda quoted for the choice
   var quoteSeq = 0;
   var paidShare = null;      // {amount, tip} of the share this guest paid
+  // {token, path, body, card, share: {amount, tip} | null, paymentId, shareId, resent}: the
+  // unfinished pay (its ids once payments-eda, or api-proxy for it, answered).
+  var currentPay = null;
 
   var main = document.getElementById('main');
   var payForm = document.getElementById('pay-form');
@@ -114,7 +122,7 @@
         : '';
     }
     tip.hidden = !tip.textContent;
-    rememberShare(null);
+    endPay();
     show('paid');
     if (paidShare) watchSplit(0);
   }
@@ -387,18 +395,36 @@
     return '/4.0/payments/v1/orders/share?' + query.toString();
   }
 
-  function rememberShare(pending) {
+  // --- the unfinished pay --------------------------------------------------------------------
+
+  function keepPay(pay) {
+    currentPay = pay;
     try {
-      if (pending) window.sessionStorage.setItem(SHARE_KEY, JSON.stringify(pending));
-      else window.sessionStorage.removeItem(SHARE_KEY);
-    } catch (_e) { /* no storage: a reload shows the share as being paid */ }
+      if (pay) window.sessionStorage.setItem(PAY_KEY, JSON.stringify(pay));
+      else window.sessionStorage.removeItem(PAY_KEY);
+    } catch (_e) { /* no storage: the pay is kept for this page's life only */ }
   }
 
-  function pendingShare() {
+  /* The payment ended (or was refused, so nothing was made): the next tap is a new payment. */
+  function endPay() { keepPay(null); }
+
+  function storedPay() {
+    if (currentPay) return currentPay;
     try {
-      var pending = JSON.parse(window.sessionStorage.getItem(SHARE_KEY) || 'null');
-      return pending && pending.id && pending.amount && pending.tip ? pending : null;
+      var pay = JSON.parse(window.sessionStorage.getItem(PAY_KEY) || 'null');
+      return pay && pay.token && pay.path && pay.body ? pay : null;
     } catch (_e) { return null; }
+  }
+
+  /* A reload (or "try again") with a pay unfinished: follow it where its id is known, else
+     send it again with its token, which names the same payment. */
+  function resumePay(pay) {
+    currentPay = pay;
+    paidShare = pay.share;
+    if (pay.shareId) return waiting(shareStatusUrl(pay.shareId));
+    if (!pay.share && preorder.status === 'PAYMENT_IN_PROGRESS') return waiting();
+    show('waiting');
+    sendPay(pay);
   }
 
   function fetchSplit() {
@@ -598,14 +624,11 @@
       if (answer.status !== 200 || !answer.data) return offline(function () { load(noticeText); }, true);
       preorder = answer.data;
       split = answers[1];
-      if (preorder.status === 'PAYED' && !pendingShare()) return closed('already_paid');
-      if (preorder.status === 'CANCELED') return closed('order_closed');
+      var pending = storedPay();
+      if (preorder.status === 'CANCELED') { endPay(); return closed('order_closed'); }
+      if (pending) return resumePay(pending);
+      if (preorder.status === 'PAYED') return closed('already_paid');
       if (preorder.status === 'PAYMENT_IN_PROGRESS') return waiting();
-      var pending = pendingShare();
-      if (pending) {
-        paidShare = { amount: pending.amount, tip: pending.tip };
-        return waiting(shareStatusUrl(pending.id));
-      }
       renderBill(noticeText);
     }, function () {
       offline(function () { load(noticeText); });
@@ -616,7 +639,7 @@
     stopPolling();
     var share = paidShare !== null;
     paidShare = null;
-    rememberShare(null);
+    endPay();
     // Fresh bill and cards; the order may also have been closed (or paid by others) meanwhile.
     Promise.all([
       q.api('GET', '/4.0/payments/v1/preorder?service=restaurant&' + orderQuery),
@@ -650,19 +673,35 @@
   function poll() {
     stopPolling();
     q.api('GET', statusUrl).then(function (answer) {
-      if (answer.status === 404 && paidShare) {
-        paidShare = null;
-        rememberShare(null);
-        return load();
-      }
+      if (answer.status === 404 && currentPay && currentPay.shareId) return payNotFound();
       if (answer.status === 404) return notFound();
       if (answer.status !== 200 || !answer.data) return pollFailed(answer.status >= 500);
       pollFailures = 0;
+      // The order's status names another payment (or none) than the one this page made.
+      var named = answer.data.payment_id;
+      if (currentPay && currentPay.paymentId && named !== undefined && named !== currentPay.paymentId) {
+        return payNotFound();
+      }
       var status = answer.data.status;
       if (status === 'PAYED') return paid();
       if (status === 'DECLINED') return afterDeclined();
       pollTimer = setTimeout(poll, 1000 * pollingDelay(answer.headers.get('X-Polling-Delay')));
     }, function () { pollFailed(false); });
+  }
+
+  /* payments-eda does not know the pay this page follows: it never arrived (api-proxy lost
+     its answer and said WAITING). Send it once more with its token (never a second payment);
+     still unknown after that, the guest starts over. */
+  function payNotFound() {
+    if (!currentPay.resent) {
+      currentPay.resent = true;
+      currentPay.shareId = null;
+      currentPay.paymentId = null;
+      return resumePay(currentPay);
+    }
+    paidShare = null;
+    endPay();
+    return load();
   }
 
   function selectedCard() {
@@ -697,14 +736,55 @@
   }
 
   function noAnswer() {
-    // No answer: the pay may or may not have arrived. Reloading shows which (it is idempotent).
+    // No answer: the pay may or may not have arrived. "Try again" follows it or sends it again
+    // with the same token, which names the same payment.
     resetPayButton();
     offline(function () { load(); });
   }
 
-  function payWholeBill(card) {
+  /* Send a pay (a new one, or the unfinished one again: same token, same body). */
+  function sendPay(pay) {
+    keepPay(pay);
     startPaying();
-    q.api('POST', '/4.0/payments/v1/orders', {
+    var headers = {};
+    headers[TOKEN_HEADER] = pay.token;
+    q.api('POST', '/4.0/payments/v1/' + pay.path, pay.body, headers).then(function (answer) {
+      var data = answer.data;
+      if (answer.status === 200 && data && (!pay.share || data.share_id)) {
+        lastCard = pay.card;
+        paidShare = pay.share;
+        pay.paymentId = data.payment_id || null;
+        pay.shareId = data.share_id || null;
+        keepPay(pay);
+        if (!pay.share) return waiting();
+        return waiting(shareStatusUrl(data.share_id));
+      }
+      resetPayButton();
+      // api-proxy answers a pay it may have sent 200 WAITING; a 5xx left nothing behind there,
+      // but a proxy on the way could say 5xx too: keep the token, "try again" re-sends it.
+      if (answer.status >= 500) return offline(function () { load(); }, true);
+      endPay();  // refused: nothing was made, the next tap is a new payment
+      if (main.getAttribute('data-state') !== 'bill') renderBill();
+      if (refused(answer)) return;
+      var code = data && data.code;
+      if (!pay.share && code === 'split_under_way') {
+        // Another guest began a share meanwhile: the rest is a share too.
+        return refreshSplit().then(function () { shareError('split_under_way'); });
+      }
+      if (pay.share && SHARE_ERRORS[code]) return refreshSplit().then(function () { shareError(code); });
+      payFailed(answer);
+    }, noAnswer);
+  }
+
+  function newPay(path, body, card, share) {
+    return {
+      token: q.newToken(), path: path, body: body, card: card, share: share,
+      paymentId: null, shareId: null, resent: false
+    };
+  }
+
+  function payWholeBill(card) {
+    sendPay(newPay('orders', {
       service: 'restaurant',
       order_id: orderId,
       hmac: hmac,
@@ -712,16 +792,7 @@
       amount: preorder.bill.amount,
       currency: preorder.bill.currency,
       bill_version: preorder.bill_version
-    }).then(function (answer) {
-      if (answer.status === 200) { lastCard = card; return waiting(); }
-      resetPayButton();
-      if (refused(answer)) return;
-      if (answer.data && answer.data.code === 'split_under_way') {
-        // Another guest began a share meanwhile: the rest is a share too.
-        return refreshSplit().then(function () { shareError('split_under_way'); });
-      }
-      payFailed(answer);
-    }, noAnswer);
+    }, card, null));
   }
 
   function payShare(card, choice) {
@@ -740,25 +811,14 @@
     var tipChoice = selectedTip();
     if (tipChoice.percent !== undefined) body.tip_percent = tipChoice.percent;
     if (tipChoice.amount !== undefined) body.tip = tipChoice.amount;
-    startPaying();
-    q.api('POST', '/4.0/payments/v1/orders/share', body).then(function (answer) {
-      if (answer.status === 200 && answer.data && answer.data.share_id) {
-        lastCard = card;
-        paidShare = { amount: price, tip: fromCents(tip) };
-        rememberShare({ id: answer.data.share_id, amount: paidShare.amount, tip: paidShare.tip });
-        return waiting(shareStatusUrl(answer.data.share_id));
-      }
-      resetPayButton();
-      if (refused(answer)) return;
-      var code = answer.data && answer.data.code;
-      if (SHARE_ERRORS[code]) return refreshSplit().then(function () { shareError(code); });
-      payFailed(answer);
-    }, noAnswer);
+    sendPay(newPay('orders/share', body, card, { amount: price, tip: fromCents(tip) }));
   }
 
   payForm.addEventListener('submit', function (event) {
     event.preventDefault();
     if (inFlight) return;  // one pay request at a time, whatever the clicks
+    // A pay not seen to end is tapped again: the same pay, with its token (never a second).
+    if (currentPay) return sendPay(currentPay);
     var card = selectedCard();
     if (!card) { setNotice(t('choose_card_first')); notice.focus(); return; }
     if (wholeBill()) return payWholeBill(card);
