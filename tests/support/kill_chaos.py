@@ -21,7 +21,7 @@ import psycopg
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.queue import libpq_url
 from qrpay.kernel.settings import REPO_DEV_CONFIG
-from qrpay.payments_eda.domain import MESSAGES, MessageKey
+from qrpay.payments_eda.schemas import GUEST_MESSAGES, MessageKey
 from qrpay_tools.cluster.run import WORKER, Layout, alive, read_pids
 from tests.support.cluster import cluster_command
 from tests.support.processes import child_env
@@ -52,7 +52,7 @@ WATCHDOG_SECONDS = 15
 CONVERGE_TIMEOUT = 180.0
 RETRYABLE = frozenset({502, 503, 504})
 LIVE_HOLD = frozenset({"pending", "succeeded"})
-READY = MESSAGES[MessageKey.READY]["en"]
+READY = GUEST_MESSAGES[MessageKey.READY]["en"]
 DEV_SECDIST = load_yaml(REPO_DEV_CONFIG / "secdist.yaml")
 API_KEY = DEV_SECDIST["api_keys"][0]["key"]
 DEMO = load_yaml(REPO_DEV_CONFIG / "config.yaml")["demo"]

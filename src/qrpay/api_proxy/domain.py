@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from qrpay.payments_eda.schemas import payment_id_for
+from qrpay.payments_eda.schemas import GUEST_MESSAGES, MessageKey, payment_id_for
 
 SESSION_COOKIE = "qrpay_session"
 SESSION_TTL = timedelta(days=7)
@@ -208,12 +208,9 @@ PAY_ROUTES: dict[str, bool] = {"orders": False, "orders/share": True}
 # starts and after it ends (the accept queue, the body, the answer) and the network.
 PAY_FORWARD_MARGIN_MS = 1000
 
-# A pay whose outcome api-proxy does not know, in the guest's words: payments-eda says the
-# same of a payment in progress, and the page follows the payment to its end.
-OUTCOME_UNKNOWN_MESSAGES = {
-    "ru": "Платёж обрабатывается",
-    "en": "The payment is being processed",
-}
+# A pay whose outcome api-proxy does not know, in the guest's words: what payments-eda says
+# of a payment in progress, and the page follows the payment to its end.
+OUTCOME_UNKNOWN_MESSAGES = GUEST_MESSAGES[MessageKey.IN_PROGRESS]
 
 # A 5xx of payments-eda's that says it did nothing: its edge refused the request at the
 # door (``kernel.http``'s overload shedding), before any handler ran. Any other 5xx (a

@@ -17,7 +17,7 @@ from qrpay.eda.schemas import OrderStatus, PaymentState
 from qrpay.kernel.config import CashbackRules, Restaurant
 from qrpay.kernel.errors import Conflict
 from qrpay.kernel.money import format_plain, round_down
-from qrpay.payments_eda.schemas import GuestStatus, PaymentsCode
+from qrpay.payments_eda.schemas import GUEST_MESSAGES, GuestStatus, MessageKey, PaymentsCode
 from qrpay.transactions.schemas import OperationKind, OperationStatus
 
 OWNER = "payments-eda"
@@ -53,14 +53,6 @@ def rate_text(restaurant: Restaurant | None) -> str:
 # --- what the guest sees -----------------------------------------------------------------------
 
 
-class MessageKey(StrEnum):
-    IN_PROGRESS = "in_progress"
-    PAYED = "payed"
-    DECLINED = "declined"
-    CLOSED = "closed"
-    READY = "ready"
-
-
 @dataclass(frozen=True)
 class GuestView:
     status: GuestStatus
@@ -90,98 +82,8 @@ def language(header: str | None) -> str:
     return "ru"
 
 
-MESSAGES: dict[str, dict[str, str]] = {
-    MessageKey.IN_PROGRESS: {
-        "ru": "Платёж обрабатывается",
-        "en": "The payment is being processed",
-    },
-    MessageKey.PAYED: {
-        "ru": "Оплачено, кэшбэк скоро придёт",
-        "en": "Paid; cashback will arrive soon",
-    },
-    MessageKey.DECLINED: {
-        "ru": "Платёж не прошёл: попробуйте другую карту или оплатите в ресторане",
-        "en": "The payment was declined: try another card or pay at the restaurant",
-    },
-    MessageKey.CLOSED: {
-        "ru": "Заказ закрыт: оплатите его в ресторане",
-        "en": "The order is closed: please pay at the restaurant",
-    },
-    MessageKey.READY: {
-        "ru": "Заказ ждёт оплаты",
-        "en": "The order is waiting for payment",
-    },
-    # Error codes the guest may see.
-    PaymentsCode.ORDER_NOT_FOUND: {"ru": "Заказ не найден", "en": "Order not found"},
-    PaymentsCode.UNAUTHORIZED: {
-        "ru": "Войдите в приложение, чтобы оплатить",
-        "en": "Sign in to pay",
-    },
-    PaymentsCode.ALREADY_PAID: {"ru": "Заказ уже оплачен", "en": "The order is already paid"},
-    PaymentsCode.ORDER_CLOSED: {
-        "ru": "Заказ закрыт: оплатите его в ресторане",
-        "en": "The order is closed: please pay at the restaurant",
-    },
-    PaymentsCode.BILL_CHANGED: {
-        "ru": "Счёт изменился: откройте его заново",
-        "en": "The bill has changed: open it again",
-    },
-    PaymentsCode.PAYMENT_METHOD_UNAVAILABLE: {
-        "ru": "Этот способ оплаты недоступен",
-        "en": "This payment method is not available",
-    },
-    PaymentsCode.INVALID_AMOUNT: {"ru": "Неверная сумма", "en": "The amount is not valid"},
-    PaymentsCode.PAYMENT_IN_PROGRESS: {
-        "ru": "Счёт сейчас оплачивают целиком",
-        "en": "Someone is paying the whole bill right now",
-    },
-    PaymentsCode.SPLIT_UNDER_WAY: {
-        "ru": "Гости делят этот счёт: выберите свою часть",
-        "en": "Guests are splitting this bill: choose your share",
-    },
-    PaymentsCode.ITEM_TAKEN: {
-        "ru": "Эту позицию уже оплачивает другой гость",
-        "en": "Another guest has this item",
-    },
-    PaymentsCode.SHARE_PRICE_CHANGED: {
-        "ru": "Пока вы выбирали, другой гость оплатил часть счёта: проверьте сумму",
-        "en": "Another guest paid meanwhile: check your amount",
-    },
-    PaymentsCode.AMOUNT_EXCEEDS_LEFT: {
-        "ru": "Сумма больше остатка по счёту",
-        "en": "That is more than what is left to pay",
-    },
-    PaymentsCode.NOTHING_LEFT: {
-        "ru": "Счёт уже оплачен или оплачивается",
-        "en": "Nothing is left to pay on this bill",
-    },
-    PaymentsCode.UNKNOWN_ITEM: {
-        "ru": "Такой позиции нет в счёте",
-        "en": "That item is not on the bill",
-    },
-    PaymentsCode.INVALID_SHARE: {
-        "ru": "Счёт можно разделить на 2–50 частей",
-        "en": "A bill splits into 2 to 50 parts",
-    },
-    PaymentsCode.SHARE_NOT_FOUND: {"ru": "Платёж не найден", "en": "Payment not found"},
-    PaymentsCode.TIP_NOT_OFFERED: {
-        "ru": "Такой процент чаевых недоступен",
-        "en": "That tip percentage is not offered",
-    },
-    PaymentsCode.INVALID_TIP: {"ru": "Неверная сумма чаевых", "en": "The tip is not valid"},
-    PaymentsCode.IDEMPOTENCY_TOKEN_REQUIRED: {
-        "ru": "Обновите страницу и попробуйте снова",
-        "en": "Reload the page and try again",
-    },
-    PaymentsCode.IDEMPOTENCY_TOKEN_REUSED: {
-        "ru": "Этот платёж уже начат с другими данными: обновите страницу",
-        "en": "This payment was started with other details: reload the page",
-    },
-}
-
-
 def message(key: str, lang: str) -> str:
-    texts = MESSAGES[key]
+    texts = GUEST_MESSAGES[key]
     return texts.get(lang, texts["ru"])
 
 
