@@ -12,7 +12,7 @@ from qrpay.eda.repository import orders
 from qrpay.eda.service import OrderService
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.service import service_of
-from tests.support.component.eda import bill, create, create_body, start
+from tests.support.component.eda import bill, create, create_body, move, start
 
 
 async def count_rows(app: FastAPI) -> int:
@@ -28,7 +28,7 @@ async def test_create_then_get(client: httpx.AsyncClient) -> None:
     assert order["status"] == "WAITING"
     assert order["bill"] == bill("100.50", "120.00")
     assert order["bill_version"] == 1
-    assert order["payment_id"] is None
+    assert "payment_id" not in order  # an order's payments are its ledger's
     assert order["created_at"].startswith("2026-01-01T12:00:00")
 
     got = await client.get(f"/v1/orders/{order['order_id']}")
@@ -61,10 +61,14 @@ async def test_another_bill_replaces_an_unpaid_one(client: httpx.AsyncClient) ->
     assert replaced["order"]["bill"]["amount"] == "150.00"
     assert replaced["order"]["bill_version"] == 2
     # The payer who saw the old bill is told it changed.
+    stale = await start(client, first["order"]["order_id"], amount="150", bill_version=1)
+    assert stale.status_code == 409
+    assert stale.json()["code"] == "bill_changed"
     response = await start(client, first["order"]["order_id"], amount="100")
     assert response.status_code == 409
-    assert response.json()["code"] == "bill_changed"
-    assert (await start(client, first["order"]["order_id"], amount="150")).status_code == 200
+    assert response.json()["code"] == "share_price_changed"
+    fresh = await start(client, first["order"]["order_id"], amount="150", bill_version=2)
+    assert fresh.status_code == 200
 
 
 @pytest.mark.parametrize("step", ["start", "complete", "cancel"])
@@ -78,9 +82,7 @@ async def test_another_bill_once_paying_or_closed_is_locked(
     else:
         assert (await start(client, order_id)).status_code == 200
     if step == "complete":
-        for move in ("claim-clear", "complete"):
-            url = f"/v1/orders/{order_id}/payment/{move}"
-            assert (await client.post(url, json={"payment_id": "pay-1"})).status_code == 200
+        assert (await move(client, order_id, "pay-1", "complete")).status_code == 200
     response = await client.post("/v1/orders", json=create_body(amount="150"))
     assert response.status_code == 409
     assert response.json()["code"] == "order_locked"
@@ -161,11 +163,17 @@ async def test_openapi_lists_the_routes(client: httpx.AsyncClient) -> None:
         "/v1/orders",
         "/v1/orders/statuses",
         "/v1/orders/{order_id}",
-        "/v1/orders/{order_id}/payment/start",
-        "/v1/orders/{order_id}/payment/fail",
-        "/v1/orders/{order_id}/payment/complete",
+        "/v1/orders/{order_id}/payments",
+        "/v1/orders/{order_id}/payments/quote",
+        "/v1/orders/{order_id}/payments/start",
+        "/v1/orders/{order_id}/payments/begin-rollback",
+        "/v1/orders/{order_id}/payments/fail",
+        "/v1/orders/{order_id}/payments/complete",
+        "/v1/orders/payments/overdue",
     ):
         assert path in paths
+    # One set of payment routes (issue 18): the whole-bill and share routes are gone.
+    assert not [p for p in paths if "/payment/" in p or "/shares" in p]
 
 
 async def test_ready_pings_the_database(client: httpx.AsyncClient) -> None:

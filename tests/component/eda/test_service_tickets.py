@@ -31,15 +31,55 @@ async def test_payments_are_moved_by_payments_eda_only(
     call = GuardedCall(
         client,
         "POST",
-        f"/v1/orders/{order_id}/payment/start",
-        "/v1/orders/{order_id}/payment/start",
-        json={"payment_id": "pay-1", "amount": "100", "currency": "RUB"},
+        f"/v1/orders/{order_id}/payments/start",
+        "/v1/orders/{order_id}/payments/start",
+        json={
+            "payment_id": "pay-1",
+            "choice": {"way": "rest"},
+            "amount": "100",
+            "currency": "RUB",
+        },
     )
     await call.assert_refused("payments-eda", wrong="iiko-integration")
     assert (await call.as_caller("api-proxy")).status_code == 403
     allowed = await call.as_caller("payments-eda")
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["status"] == "PAYMENT_IN_PROGRESS"
+    for step in ("begin-rollback", "fail", "complete"):
+        move = GuardedCall(
+            client,
+            "POST",
+            f"/v1/orders/{order_id}/payments/{step}",
+            f"/v1/orders/{{order_id}}/payments/{step}",
+            json={"payment_id": "pay-1"},
+        )
+        await move.assert_refused("payments-eda", wrong="iiko-integration")
+    # Nothing refused moved the payment.
+    ledger = await GuardedCall(
+        client, "GET", f"/v1/orders/{order_id}/payments", "/v1/orders/{order_id}/payments"
+    ).as_caller("iiko-integration")
+    assert [p["state"] for p in ledger.json()["payments"]] == ["holding"]
+
+
+async def test_the_ledger_is_read_by_both_sides_and_the_overdue_list_by_payments_eda(
+    client: httpx.AsyncClient,
+) -> None:
+    order_id = (await create(client))["order"]["order_id"]
+    ledger = GuardedCall(
+        client, "GET", f"/v1/orders/{order_id}/payments", "/v1/orders/{order_id}/payments"
+    )
+    await ledger.assert_refused("payments-eda", wrong="cashback")
+    for caller in ("payments-eda", "iiko-integration"):
+        assert (await ledger.as_caller(caller)).status_code == 200, caller
+    overdue = GuardedCall(
+        client,
+        "GET",
+        "/v1/orders/payments/overdue",
+        "/v1/orders/payments/overdue",
+        params={"updated_before": "2026-01-01T12:00:00+00:00"},
+    )
+    await overdue.assert_refused("payments-eda", wrong="iiko-integration")
+    assert (await overdue.as_caller("payments-eda")).status_code == 200
 
 
 async def test_the_change_feed_is_read_by_iiko_integration(

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.component.eda import start as start_payment
 from tests.support.postgres import row_count
 
 pytestmark = pytest.mark.postgres
@@ -35,10 +36,13 @@ async def create(client: httpx.AsyncClient, internal: str, amount: str = "100") 
 async def start(
     client: httpx.AsyncClient, order_id: str, payment_id: str, amount: str
 ) -> httpx.Response:
-    return await client.post(
-        f"/v1/orders/{order_id}/payment/start",
-        json={"payment_id": payment_id, "amount": amount, "currency": "RUB"},
-    )
+    """The whole bill's payment by a payer who saw the first bill."""
+    return await start_payment(client, order_id, payment_id, amount, bill_version=1)
+
+
+async def payment_ids(client: httpx.AsyncClient, order_id: str) -> list[str]:
+    ledger = (await client.get(f"/v1/orders/{order_id}/payments")).json()
+    return [p["payment_id"] for p in ledger["payments"]]
 
 
 async def test_concurrent_identical_creates_make_one_order(
@@ -72,7 +76,7 @@ async def test_concurrent_starts_have_one_winner(instances: list[httpx.AsyncClie
     assert {r.json()["code"] for r in responses if r.status_code != 200} == {"payment_in_progress"}
     order = (await instances[1].get(f"/v1/orders/{order_id}")).json()
     assert order["status"] == "PAYMENT_IN_PROGRESS"
-    assert order["payment_id"] == winners[0].json()["payment_id"]
+    assert await payment_ids(instances[1], order_id) == [winners[0].json()["payment_id"]]
 
 
 async def later(call: Awaitable[httpx.Response], delay: float) -> httpx.Response:
@@ -120,12 +124,13 @@ async def test_bill_replacement_racing_start_never_pays_an_unchecked_amount(
             # The payment started against the bill its payer saw, and the bill stayed.
             assert len(won) == 1
             assert Decimal(order["bill"]["amount"]) == Decimal("100")
-            assert order["payment_id"] == won[0].json()["payment_id"]
+            assert await payment_ids(instances[1], order_id) == [won[0].json()["payment_id"]]
             assert not [r for r in creates if r.json().get("outcome") == "bill_replaced"]
         else:
             assert won == []
             assert {r.json()["code"] for r in starts} <= {"bill_changed"}
             assert order["status"] == "WAITING"
+            assert await payment_ids(instances[1], order_id) == []
     # Which side wins a race depends on the box's speed (a loaded CI box made the POS lose
     # all 20 rounds), so each way the race can end is also checked with its order fixed.
     paid_first = (await create(instances[0], "ordered-pay", "100")).json()["order"]["order_id"]

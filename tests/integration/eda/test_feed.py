@@ -10,12 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
+from qrpay.eda.ledger import Ledger
+from qrpay.eda.payment_repository import PaymentRepository
 from qrpay.eda.repository import OrderRepository
 from qrpay.eda.service import OrderService
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.db import Database
 from qrpay.kernel.service import service_of
-from tests.support.component.eda import changes, create, statuses
+from tests.support.component.eda import changes, create, start, statuses
+from tests.support.ledgers import payment
 from tests.support.postgres import migrate
 from tests.support.private_postgres import PrivatePostgres
 from tests.support.services import dev_config, dev_secdist, make_context, running_service
@@ -40,14 +43,11 @@ async def test_a_write_committed_after_a_later_one_is_not_missed(
             order = await repo.get(a, for_update=True)
             assert order is not None
             now = frozen_clock.now()
-            assert await repo.save(
-                order, order.start_payment("pay-a", order.bill.total, "RUB", now)
-            )
+            whole = payment("pay-a", str(order.bill.total))
+            await PaymentRepository(early).add(a, whole, "RUB", now)
+            assert await repo.save(order, order.settle(Ledger(order.bill, (whole,)), now))
             # ... while a later one writes and commits through the other instance.
-            paid = await instances[1].post(
-                f"/v1/orders/{b}/payment/start",
-                json={"payment_id": "pay-b", "amount": "100", "currency": "RUB"},
-            )
+            paid = await start(instances[1], b, "pay-b")
             assert paid.status_code == 200, paid.text
             # The later change is committed but not served: the early one may still commit
             # below it, and a follower past it would never see that.

@@ -26,12 +26,42 @@ async def create(
 
 
 async def start(
-    client: httpx.AsyncClient, order_id: str, payment_id: str = "pay-1", amount: str = "100"
+    client: httpx.AsyncClient,
+    order_id: str,
+    payment_id: str = "pay-1",
+    amount: str = "100",
+    *,
+    tip: str = "0",
+    currency: str = "RUB",
+    **fields: Any,
 ) -> httpx.Response:
+    """A payment at ``amount``, by default the whole bill (way ``rest``); ``choice``,
+    ``token``, ``request_hash`` and ``bill_version`` go into the body as given."""
+    body = {
+        "payment_id": payment_id,
+        "choice": {"way": "rest"},
+        "amount": amount,
+        "tip": tip,
+        "currency": currency,
+        **fields,
+    }
+    return await client.post(f"/v1/orders/{order_id}/payments/start", json=body)
+
+
+async def move(
+    client: httpx.AsyncClient, order_id: str, payment_id: str, step: str
+) -> httpx.Response:
+    """begin-rollback, fail or complete."""
     return await client.post(
-        f"/v1/orders/{order_id}/payment/start",
-        json={"payment_id": payment_id, "amount": amount, "currency": "RUB"},
+        f"/v1/orders/{order_id}/payments/{step}", json={"payment_id": payment_id}
     )
+
+
+def without_replayed(answer: httpx.Response) -> dict[str, Any]:
+    """A start's answer less whether it repeated an earlier one."""
+    body: dict[str, Any] = answer.json()
+    body.pop("replayed", None)
+    return body
 
 
 async def changes(client: httpx.AsyncClient, after: str = "", **params: Any) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-"""Guests splitting one bill through eda's share routes."""
+"""Guests splitting one bill: each pays a share through eda's payment routes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
+
+from tests.support.component.eda import move, start
 
 
 def table_bill(*lines: str, total: str | None = None) -> dict[str, Any]:
@@ -25,37 +27,29 @@ async def open_table(client: httpx.AsyncClient, *lines: str, internal: str = "ta
 
 
 async def quote(client: httpx.AsyncClient, order_id: str, **choice: Any) -> httpx.Response:
-    return await client.get(f"/v1/orders/{order_id}/shares/quote", params=choice)
+    return await client.get(f"/v1/orders/{order_id}/payments/quote", params=choice)
 
 
 async def begin(
     client: httpx.AsyncClient,
     order_id: str,
-    share_id: str,
+    payment_id: str,
     price: str,
     *,
     tip: str = "0",
     **choice: Any,
 ) -> httpx.Response:
-    """A guest's share at ``price``, what they were quoted for ``choice``."""
-    body = {"share_id": share_id, "choice": choice, "amount": price, "tip": tip, "currency": "RUB"}
-    return await client.post(f"/v1/orders/{order_id}/shares/start", json=body)
-
-
-async def move(
-    client: httpx.AsyncClient, order_id: str, share_id: str, step: str
-) -> httpx.Response:
-    return await client.post(f"/v1/orders/{order_id}/shares/{step}", json={"share_id": share_id})
+    """A guest's payment at ``price``, what they were quoted for ``choice``."""
+    return await start(client, order_id, payment_id, price, tip=tip, choice=choice)
 
 
 async def pay_share(
-    client: httpx.AsyncClient, order_id: str, share_id: str, price: str, **choice: Any
+    client: httpx.AsyncClient, order_id: str, payment_id: str, price: str, **choice: Any
 ) -> dict[str, Any]:
-    """Begin, claim the clear, complete: a share whose hold and clear succeeded."""
-    started = await begin(client, order_id, share_id, price, **choice)
+    """Begin and complete: a payment whose hold and clear succeeded."""
+    started = await begin(client, order_id, payment_id, price, **choice)
     assert started.status_code == 200, started.text
-    for step in ("claim-clear", "complete"):
-        answer = await move(client, order_id, share_id, step)
-        assert answer.status_code == 200, answer.text
+    answer = await move(client, order_id, payment_id, "complete")
+    assert answer.status_code == 200, answer.text
     ledger: dict[str, Any] = answer.json()
     return ledger
