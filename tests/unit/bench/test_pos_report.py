@@ -70,10 +70,10 @@ async def test_staleness_counts_each_change_once_the_poll_and_the_stream_show_it
                 await stream.send_paid(order_id)
             return {"order_id": order_id}
 
-        mockserver.handler(f"/v1/orders/{order_id}/payment/{step}")(record)
+        mockserver.handler(f"/v1/orders/{order_id}/payments/{step}")(record)
 
     for order_id in polls_until_paid:
-        for step in ("start", "claim-clear", "complete"):
+        for step in ("start", "complete"):
             payment_move(order_id, step)
 
     @mockserver.handler("/orders/list")
@@ -89,7 +89,7 @@ async def test_staleness_counts_each_change_once_the_poll_and_the_stream_show_it
         mockserver.base_url, mockserver.base_url, ["o-1", "o-2"], seconds=0, poll_every=0
     )
 
-    assert moves == [(o, s) for o in ("o-1", "o-2") for s in ("start", "claim-clear", "complete")]
+    assert moves == [(o, s) for o in ("o-1", "o-2") for s in ("start", "complete")]
     for seen in (result.polling, result.push):
         assert len(seen.delays) == 2
         assert (seen.missed, seen.failed) == (0, 0)
@@ -100,8 +100,8 @@ async def test_staleness_counts_each_change_once_the_poll_and_the_stream_show_it
 
 
 async def test_a_change_never_shown_is_missed_not_waited_for(mockserver: MockServer) -> None:
-    for step in ("start", "claim-clear", "complete"):
-        mockserver.json_handler(f"/v1/orders/o-1/payment/{step}", {"order_id": "o-1"})
+    for step in ("start", "complete"):
+        mockserver.json_handler(f"/v1/orders/o-1/payments/{step}", {"order_id": "o-1"})
     mockserver.json_handler("/orders/list", {"orders": [{"id": "o-1", "status": "WAITING"}]})
     Stream(mockserver)  # connected, but it never tells
 
@@ -114,7 +114,7 @@ async def test_a_change_never_shown_is_missed_not_waited_for(mockserver: MockSer
 
 
 async def test_a_change_eda_refused_is_counted_apart(mockserver: MockServer) -> None:
-    mockserver.json_handler("/v1/orders/o-1/payment/start", {"code": "x"}, status=409)
+    mockserver.json_handler("/v1/orders/o-1/payments/start", {"code": "x"}, status=409)
     polls = mockserver.json_handler("/orders/list", {"orders": []})
     Stream(mockserver)
 
@@ -132,9 +132,8 @@ async def test_a_dropped_stream_resumes_from_its_last_cursor(mockserver: MockSer
         await stream.send_paid("o-1")
         return {"order_id": "o-1"}
 
-    for step in ("start", "claim-clear"):
-        mockserver.json_handler(f"/v1/orders/o-1/payment/{step}", {"order_id": "o-1"})
-    mockserver.handler("/v1/orders/o-1/payment/complete")(complete)
+    mockserver.json_handler("/v1/orders/o-1/payments/start", {"order_id": "o-1"})
+    mockserver.handler("/v1/orders/o-1/payments/complete")(complete)
     mockserver.json_handler("/orders/list", {"orders": [{"id": "o-1", "status": "PAYED"}]})
 
     result = await probe_staleness(mockserver.base_url, mockserver.base_url, ["o-1"], seconds=0)

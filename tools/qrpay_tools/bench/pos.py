@@ -320,8 +320,8 @@ async def probe_staleness(
     poll_every: float = 0.01,
     patience: float = 10.0,
 ) -> Probed:
-    """Pay one order after another in eda (start, claim the clear, complete: the POS sees
-    WAITING -> PAYED) and watch iiko-integration for it like two POS do: one polls until
+    """Pay one order after another in eda (a payment of everything left started, then
+    completed: the POS sees WAITING -> PAYMENT_IN_PROGRESS -> PAYED) and watch iiko-integration for it like two POS do: one polls until
     an answer shows PAYED, one is subscribed to the restaurant's WebSocket stream.
 
     The delay runs from the moment the completion was sent to eda (the commit is after it,
@@ -336,7 +336,7 @@ async def probe_staleness(
     pause = seconds / max(1, len(orders))
 
     async def move(order_id: str, step: str, body: dict[str, str]) -> None:
-        path = f"/v1/orders/{order_id}/payment/{step}"
+        path = f"/v1/orders/{order_id}/payments/{step}"
         answer = await eda.request("POST", path, body=orjson.dumps(body), timeout=patience)
         if answer.status != 200:
             raise ValueError(f"eda refused {step}: {answer.status} {answer.body!r}")
@@ -361,8 +361,8 @@ async def probe_staleness(
             payment = {"payment_id": f"stale-{uuid.uuid4().hex}"}
             started = time.perf_counter()
             try:
-                await move(order_id, "start", {**payment, "amount": "1500.00", "currency": "RUB"})
-                await move(order_id, "claim-clear", payment)
+                whole_bill = {"choice": {"way": "rest"}, "amount": "1500.00", "currency": "RUB"}
+                await move(order_id, "start", {**payment, **whole_bill})
                 sent = time.perf_counter()
                 await move(order_id, "complete", payment)
             except (TimeoutError, OSError, ValueError, IndexError):

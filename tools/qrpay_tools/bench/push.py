@@ -134,9 +134,14 @@ async def drive(args: argparse.Namespace, iiko: local.Process, eda: local.Proces
 
         async def change(order_id: str) -> None:
             started[order_id] = time.monotonic()
-            body = {"payment_id": f"pay-{order_id}", "amount": "1500.00", "currency": "RUB"}
+            body = {
+                "payment_id": f"pay-{order_id}",
+                "choice": {"way": "rest"},
+                "amount": "1500.00",
+                "currency": "RUB",
+            }
             async with session.post(
-                f"{eda.url}/v1/orders/{order_id}/payment/start",
+                f"{eda.url}/v1/orders/{order_id}/payments/start",
                 json=body,
                 headers={TICKET_HEADER: payer()},
             ) as answer:
