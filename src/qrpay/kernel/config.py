@@ -201,6 +201,9 @@ class GatewayConfig(Strict):
     # ever; past ``unknown_alert_attempts`` tries it is counted as stuck (an alert).
     retry_cap_seconds: float = Field(default=30.0, gt=0, le=3600)
     unknown_alert_attempts: int = Field(default=10, ge=1, le=10_000)
+    # A clear the gateway refuses is tried this many times in all, each under a new key and
+    # after the same capped backoff (2, 4, 8, 16 s by default), before it is failed.
+    clear_attempts: int = Field(default=5, ge=1, le=100)
 
 
 class TransactionsConfig(Strict):
