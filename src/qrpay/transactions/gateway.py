@@ -1,6 +1,7 @@
 """Payment gateways behind one interface, each answering with one normalized result.
 
-Every call carries a deterministic idempotency key (``<invoice_id>:<operation_id>``),
+Every call carries a deterministic idempotency key (``<invoice_id>:<operation_id>``,
+and ``<invoice_id>:<operation_id>:<n>`` for the n-th try of a clear the gateway refused),
 so a call retried after a timeout or a crash is the same call to the gateway.
 An adapter raises ``GatewayUnavailable`` when it could not get an answer (network,
 timeout, the gateway's own error): the outcome is UNKNOWN, the money may have moved.
