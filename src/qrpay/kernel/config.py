@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from qrpay.kernel.errors import QrpayError
-from qrpay.kernel.money import is_known_currency
+from qrpay.kernel.money import decimal_places, is_known_currency, minor_units
 
 SERVICE_NAMES = (
     "api-proxy",
@@ -201,6 +201,9 @@ class GatewayConfig(Strict):
     # ever; past ``unknown_alert_attempts`` tries it is counted as stuck (an alert).
     retry_cap_seconds: float = Field(default=30.0, gt=0, le=3600)
     unknown_alert_attempts: int = Field(default=10, ge=1, le=10_000)
+    # A clear the gateway refuses is tried this many times in all, each under a new key and
+    # after the same capped backoff (2, 4, 8, 16 s by default), before it is failed.
+    clear_attempts: int = Field(default=5, ge=1, le=100)
 
 
 class TransactionsConfig(Strict):
@@ -355,6 +358,29 @@ class QrpayConfig(Strict):
         if len(ids) != len(set(ids)):
             raise ValueError("restaurant client_ids must be unique")
         return value
+
+    @model_validator(mode="after")
+    def _cashback_representable(self) -> QrpayConfig:
+        """Cashback is paid in a restaurant's currency: it is rounded to no finer a place than
+        the coarsest minor unit any restaurant accepts (JPY has none), and every cap is a
+        whole number of those places (else a capped cashback would be rounded below its cap)."""
+        places = self.cashback.rounding_places
+        for restaurant in self.restaurants:
+            for currency in restaurant.currencies:
+                if places > minor_units(currency):
+                    raise ValueError(
+                        f"cashback.rounding_places {places} is finer than {currency}'s"
+                        f" {minor_units(currency)} minor-unit places (restaurant"
+                        f" {restaurant.client_id!r} accepts {currency})"
+                    )
+        caps = [("cashback.default_cap", self.cashback.default_cap)]
+        caps += [(f"{r.client_id!r} cashback_cap", r.cashback_cap) for r in self.restaurants]
+        for name, cap in caps:
+            if cap is not None and decimal_places(cap) > places:
+                raise ValueError(
+                    f"{name} {cap} has more decimal places than cashback.rounding_places {places}"
+                )
+        return self
 
     @field_validator("bill_text_templates")
     @classmethod

@@ -88,6 +88,20 @@ def round_down(value: Decimal, places: int) -> Decimal:
     return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
 
 
+def decimal_places(value: Decimal) -> int:
+    """The places after the point ``value`` needs: ``3000.50`` needs 1, ``3000.00`` none.
+
+    Exact at any size (no rounding to the context's precision, as ``normalize`` would).
+    """
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        raise ValueError(f"{value} is not a finite amount")
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    if trailing_zeros == len(digits):
+        return 0  # zero
+    return max(0, -(exponent + trailing_zeros))
+
+
 def format_plain(value: Decimal) -> str:
     """Print a Decimal without exponent and without trailing fractional zeros."""
     text = f"{value:f}"

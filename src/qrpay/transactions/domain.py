@@ -77,6 +77,9 @@ class OperationRecord:
     callback_sent_at: datetime | None = None
     # A hold to clear in the same pass as soon as it succeeds (see ``capture_clear``).
     capture: bool = False
+    # Definite refusals of this clear so far, each followed by a try under a new key
+    # (``retries_refusal``); the operation stays pending meanwhile.
+    refusals: int = 0
 
     @property
     def amount_text(self) -> str:
@@ -84,8 +87,13 @@ class OperationRecord:
 
     @property
     def idempotency_key(self) -> str:
-        """What the gateway de-duplicates this operation's calls by: built from our own ids."""
-        return f"{self.invoice_id}:{self.operation_id}"
+        """What the gateway de-duplicates this operation's calls by: built from our own ids.
+
+        ``<invoice>:<operation>`` for the first try, ``<invoice>:<operation>:<n>`` for the
+        n-th after refusals: a provider answers a refused key with the same refusal for ever.
+        """
+        key = f"{self.invoice_id}:{self.operation_id}"
+        return key if self.refusals == 0 else f"{key}:{self.refusals + 1}"
 
     @property
     def finished(self) -> bool:
@@ -287,6 +295,23 @@ def decide(
         if request.kind == UNHOLD and amount != hold.amount:
             raise InvalidInput("an unhold releases the whole hold", code=Code.AMOUNT_MISMATCH)
     return _settlement(hold, request.operation_id, request.kind, amount, now), True
+
+
+def retries_refusal(op: OperationRecord, status: OperationStatus, clear_attempts: int) -> bool:
+    """Whether the gateway's answer ``status`` to ``op`` is a refusal to try again later.
+
+    Only a clear is tried again (SPEC 4.4: a failure after the hold is retried with backoff),
+    and only after a definite refusal: an answer that never came leaves the key's outcome
+    unknown, and that key is looked up, never replaced. Each try goes under its own key,
+    ``clear_attempts`` tries in all; the clear stays pending until the last one, so the hold
+    stays settling (a void answers ``hold_clearing``, the TTL leaves it alone).
+    """
+    return op.kind == CLEAR and status == FAILED and op.refusals + 1 < clear_attempts
+
+
+def backoff_seconds(tries: int, cap_seconds: float) -> float:
+    """Seconds before the next try after ``tries`` (unanswered or refused): 2, 4, 8, ... capped."""
+    return min(2.0**tries, cap_seconds)
 
 
 def hold_expired(

@@ -1,6 +1,7 @@
 """Payment gateways behind one interface, each answering with one normalized result.
 
-Every call carries a deterministic idempotency key (``<invoice_id>:<operation_id>``),
+Every call carries a deterministic idempotency key (``<invoice_id>:<operation_id>``,
+and ``<invoice_id>:<operation_id>:<n>`` for the n-th try of a clear the gateway refused),
 so a call retried after a timeout or a crash is the same call to the gateway.
 An adapter raises ``GatewayUnavailable`` when it could not get an answer (network,
 timeout, the gateway's own error): the outcome is UNKNOWN, the money may have moved.
@@ -77,6 +78,10 @@ LOST_PREFIX = "sandbox-lost-"
 LATE_PREFIX = "sandbox-late-"
 # Holds succeed; every clear and unhold is refused for good.
 STUCK_PREFIX = "sandbox-stuck-"
+# Holds succeed; the first FLAKY_CLEAR_REFUSALS clears of each hold (each under its own
+# key) are refused, the next one succeeds; unholds succeed.
+FLAKY_CLEAR_PREFIX = "sandbox-flaky-clear-"
+FLAKY_CLEAR_REFUSALS = 2
 
 # How many results the sandbox remembers (oldest forgotten first): a bound, not a ledger.
 SANDBOX_MEMORY = 100_000
@@ -91,8 +96,10 @@ class SandboxGateway(PaymentGateway):
     refused, ``sandbox-error-*`` (and any unknown token) gets no answer and is never
     carried out; ``sandbox-lost-*`` loses the first answer of each key and
     ``sandbox-late-*`` answers after the call deadline (both are carried out: a lookup
-    finds the result); ``sandbox-stuck-*`` refuses every clear and unhold. Clear and
-    unhold of a hold otherwise succeed. A key seen before returns its first result.
+    finds the result); ``sandbox-stuck-*`` refuses every clear and unhold;
+    ``sandbox-flaky-clear-*`` refuses the first ``FLAKY_CLEAR_REFUSALS`` clears of each hold
+    (by its reference) and clears the next. Clear and unhold of a hold otherwise succeed. A
+    key seen before returns its first result.
     ``lost_answer_rate`` loses that share of first answers whatever the token.
     """
 
@@ -107,6 +114,8 @@ class SandboxGateway(PaymentGateway):
         self._memory = memory
         self._results: OrderedDict[str, GatewayResult] = OrderedDict()
         self._answered: set[str] = set()
+        # Clears refused so far per hold reference, for ``sandbox-flaky-clear-*``.
+        self._clear_refusals: OrderedDict[str, int] = OrderedDict()
         self._calls: deque[tuple[str, str]] = deque(maxlen=calls_kept)
 
     @property
@@ -130,13 +139,27 @@ class SandboxGateway(PaymentGateway):
         digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big")
         return digest < rate * 2**32
 
+    def _refuse_flaky_clear(self, token: str, key: str, reference: str | None) -> None:
+        """Decide a new ``sandbox-flaky-clear-*`` clear key up front, counted per hold: the
+        first ``FLAKY_CLEAR_REFUSALS`` are refused (``_call`` then answers as remembered)."""
+        if not token.startswith(FLAKY_CLEAR_PREFIX) or key in self._results:
+            return
+        hold = reference or token
+        refused = self._clear_refusals.get(hold, 0)
+        if refused >= FLAKY_CLEAR_REFUSALS:
+            return
+        self._clear_refusals[hold] = refused + 1
+        while len(self._clear_refusals) > self._memory:
+            self._clear_refusals.popitem(last=False)
+        self._remember(key, GatewayResult(OperationStatus.FAILED, reason="processing_error"))
+
     def _outcome(self, kind: str, token: str) -> GatewayResult:
         if kind == "hold" and token.startswith(INSUFFICIENT_PREFIX):
             return GatewayResult(OperationStatus.FAILED, reason="insufficient_funds")
         if kind != "hold" and token.startswith(STUCK_PREFIX):
             return GatewayResult(OperationStatus.FAILED, reason="processing_error")
         if kind == "hold" and not token.startswith(
-            (OK_PREFIX, LOST_PREFIX, LATE_PREFIX, STUCK_PREFIX)
+            (OK_PREFIX, LOST_PREFIX, LATE_PREFIX, STUCK_PREFIX, FLAKY_CLEAR_PREFIX)
         ):
             # sandbox-declined-* and any other sandbox token that is not one that holds.
             return GatewayResult(OperationStatus.FAILED, reason="card_declined")
@@ -180,6 +203,7 @@ class SandboxGateway(PaymentGateway):
         idempotency_key: str,
         reference: str | None = None,
     ) -> GatewayResult:
+        self._refuse_flaky_clear(token, idempotency_key, reference)
         return await self._call("clear", token, idempotency_key)
 
     async def unhold(

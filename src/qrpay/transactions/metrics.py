@@ -39,3 +39,10 @@ class TransactionsMetrics(MetricSet):
             ("kind",),
         ),
     ]
+    clear_retries: Annotated[
+        Counter,
+        counter(
+            "qrpay_transactions_clear_retries",
+            "Clears the gateway refused that are tried again under a new key after a backoff",
+        ),
+    ]

@@ -75,6 +75,8 @@ operations = Table(
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("callback_sent_at", DateTime(timezone=True), nullable=True),
     Column("capture", Boolean, nullable=False, server_default=false()),
+    # Definite refusals of a clear so far; its next try goes under a new gateway key.
+    Column("refusals", Integer, nullable=False, server_default="0"),
     # Idempotency of POST .../operations: the database, not the code, guarantees it.
     PrimaryKeyConstraint("invoice_id", "operation_id", name="pk_operations"),
     ForeignKeyConstraint(
@@ -211,6 +213,19 @@ class TransactionsRepository(Repository):
                 claimed_until=None,
                 **({"callback_sent_at": now} if reported else {}),
             )
+        )
+
+    async def record_refusal(self, op: OperationRecord, retry_at: datetime) -> bool:
+        """Count a refusal of ``op``'s current key and release it until ``retry_at``; False if
+        it finished meanwhile or another processor counted this refusal already."""
+        return await self.changed_one(
+            update(operations)
+            .where(
+                _op_key(op.invoice_id, op.operation_id),
+                operations.c.status == OperationStatus.PENDING.value,
+                operations.c.refusals == op.refusals,
+            )
+            .values(refusals=op.refusals + 1, claimed_until=retry_at)
         )
 
     async def cancel_unsent(self, op: OperationRecord, now: datetime) -> bool:

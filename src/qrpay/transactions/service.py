@@ -16,6 +16,13 @@ never saw it. Past ``gateway.unknown_alert_attempts`` tries it is counted as an
 alert. A processor that died mid-call leaves its lease to expire (``LEASE``); the
 next try reconciles the same way.
 
+A clear the gateway refuses (a definite answer) is tried again, up to
+``gateway.clear_attempts`` tries in all, after the same capped backoff and under a new key
+(``<invoice_id>:<operation_id>:<n>``, ``OperationRecord.idempotency_key``): a new key only
+after a refusal, never after an unknown outcome, so at most one of its keys can clear.
+It stays pending meanwhile (the hold stays settling) and gets no callback; only the last
+refusal is recorded failed and reported.
+
 A hold can be voided (``void_hold``): one that never arrived is recorded canceled
 (its late request then gets that record back), one not yet sent is canceled, one
 that succeeded is released; one at the gateway without an answer is never guessed.
@@ -51,11 +58,13 @@ from qrpay.transactions.domain import (
     InvoiceRecord,
     OperationRecord,
     auto_release_request,
+    backoff_seconds,
     capture_clear,
     decide,
     hold_expired,
     is_live_hold,
     plan_void,
+    retries_refusal,
 )
 from qrpay.transactions.gateway import GatewayResult, GatewayUnavailable, PaymentGateway
 from qrpay.transactions.metrics import TransactionsMetrics
@@ -311,6 +320,9 @@ class TransactionsService:
         except (GatewayUnavailable, TimeoutError) as exc:
             await self._outcome_unknown(op, exc)
             return None
+        if retries_refusal(op, result.status, self.config().gateway.clear_attempts):
+            await self._refused_for_now(op, result)
+            return None
         recorded = await self._record(op, result, invoice)
         if recorded is not None:
             self.metrics.operations.labels(op.kind.value, result.status.value).inc()
@@ -327,7 +339,7 @@ class TransactionsService:
     async def _outcome_unknown(self, op: OperationRecord, exc: BaseException) -> None:
         """No definite answer: the operation stays pending and is tried again later."""
         gateway = self.config().gateway
-        retry_in = min(2.0**op.attempts, gateway.retry_cap_seconds)
+        retry_in = backoff_seconds(op.attempts, gateway.retry_cap_seconds)
         log.warning(
             "gateway_outcome_unknown",
             invoice_id=op.invoice_id,
@@ -350,6 +362,26 @@ class TransactionsService:
             await TransactionsRepository(session).release_claim(
                 op, self.clock.now() + timedelta(seconds=retry_in)
             )
+
+    async def _refused_for_now(self, op: OperationRecord, result: GatewayResult) -> None:
+        """A refusal with tries left: the clear stays pending and is tried under a new key."""
+        refusals = op.refusals + 1
+        retry_in = backoff_seconds(refusals, self.config().gateway.retry_cap_seconds)
+        async with self.db.write() as session:
+            counted = await TransactionsRepository(session).record_refusal(
+                op, self.clock.now() + timedelta(seconds=retry_in)
+            )
+        if not counted:
+            return  # finished, or its refusal counted by a processor that took it over
+        self.metrics.clear_retries.inc()
+        log.warning(
+            "clear_refused_retrying",
+            invoice_id=op.invoice_id,
+            operation_id=op.operation_id,
+            refusals=refusals,
+            reason=result.reason,
+            retry_in=retry_in,
+        )
 
     async def _record(
         self, op: OperationRecord, result: GatewayResult, invoice: InvoiceRecord | None = None

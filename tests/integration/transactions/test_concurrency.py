@@ -13,9 +13,16 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.config import GatewayConfig
 from qrpay.kernel.service import service_of
-from qrpay.transactions.gateway import GatewayResult, PaymentGateway, SandboxGateway
+from qrpay.transactions.gateway import (
+    FLAKY_CLEAR_PREFIX,
+    FLAKY_CLEAR_REFUSALS,
+    GatewayResult,
+    PaymentGateway,
+    SandboxGateway,
+)
 from qrpay.transactions.service import TransactionsService
 
 pytestmark = pytest.mark.postgres
@@ -148,4 +155,45 @@ async def test_relays_on_two_instances_process_and_report_each_operation_once(
     assert len(jobs) == 40
     assert len({lock for lock, _queue, _args in jobs}) == 40
     invoice = (await clients[0].get("/v1/invoices/inv-7")).json()
+    assert (invoice["held"], invoice["cleared"]) == ("0.00", "100.00")
+
+
+async def test_refused_clears_retried_on_two_instances_call_each_key_once(
+    running_instances: list[tuple[FastAPI, httpx.AsyncClient]],
+    migrated_pg_url: str,
+    frozen_clock: FrozenClock,
+) -> None:
+    """Both relays race for every retry: each try's key reaches the gateway once, each
+    refusal is counted once, and each clear is reported once, when it succeeds."""
+    gateway = CountingGateway()
+    for instance in running_instances:
+        service(instance).gateway = gateway
+    clients = [client for _app, client in running_instances]
+    flaky = {"id": "card-flaky", "token": f"{FLAKY_CLEAR_PREFIX}4444"}
+    invoice_ids = [f"inv-{i}" for i in range(10)]
+    for i, invoice_id in enumerate(invoice_ids):
+        await put_invoice(clients[i % 2], invoice_id)
+        body = {"operation_id": "h1", "kind": "hold", "amount": "100", "payment_method": flaky}
+        started = await clients[i % 2].post(f"/v1/invoices/{invoice_id}/operations", json=body)
+        assert started.status_code == 200, started.text
+    await asyncio.gather(*(service(instance).relay_once() for instance in running_instances))
+    for i, invoice_id in enumerate(invoice_ids):
+        response = await clients[i % 2].post(
+            f"/v1/invoices/{invoice_id}/operations",
+            json={"operation_id": "c1", "kind": "clear", "target": "h1"},
+        )
+        assert response.status_code == 200, response.text
+
+    for _ in range(FLAKY_CLEAR_REFUSALS + 2):
+        await asyncio.gather(*(service(instance).relay_once() for instance in running_instances))
+        frozen_clock.advance(30)  # past any backoff (retry_cap_seconds)
+    await asyncio.gather(*(service(instance).relay_once() for instance in running_instances))
+
+    tries = ["c1"] + [f"c1:{n}" for n in range(2, FLAKY_CLEAR_REFUSALS + 2)]
+    expected = {f"{invoice_id}:{key}": 1 for invoice_id in invoice_ids for key in tries}
+    assert {k: v for k, v in gateway.keys.items() if ":c1" in k} == expected
+    jobs = await queued(migrated_pg_url)
+    clear_jobs = sorted(lock for lock, _queue, _args in jobs if ":c1:" in lock)
+    assert clear_jobs == sorted(f"{invoice_id}:c1:succeeded" for invoice_id in invoice_ids)
+    invoice = (await clients[1].get("/v1/invoices/inv-3")).json()
     assert (invoice["held"], invoice["cleared"]) == ("0.00", "100.00")

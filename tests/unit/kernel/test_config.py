@@ -42,6 +42,54 @@ def test_invalid_configs_are_rejected(mutation) -> None:
         parse_config(data)
 
 
+def _cashback(data: dict, **rules: object) -> dict:
+    data["cashback"] = {**data.get("cashback", {}), **rules}
+    return data
+
+
+@pytest.mark.parametrize(
+    ("mutation", "says"),
+    [
+        # A restaurant that takes yen cannot pay kopecks of cashback.
+        (
+            lambda c: _cashback(c, rounding_places=1)["restaurants"][1].update(
+                currencies=["RUB", "JPY"]
+            ),
+            "cashback.rounding_places 1 is finer than JPY's 0",
+        ),
+        (
+            lambda c: c["restaurants"][0].update(cashback_cap="3000.5"),
+            "'rest-1' cashback_cap 3000.5 has more decimal places than",
+        ),
+        (
+            lambda c: _cashback(c, rounding_places=1, default_cap="10.05"),
+            "cashback.default_cap 10.05 has more decimal places than",
+        ),
+    ],
+)
+def test_cashback_the_currency_cannot_represent_is_refused(mutation, says: str) -> None:
+    data = _dev("config.yaml")
+    mutation(data)
+    with pytest.raises(ValidationError) as refused:
+        parse_config(data)
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        lambda c: _cashback(c, rounding_places=2, default_cap="10.05"),
+        lambda c: c["restaurants"][0].update(cashback_cap="3000.00"),  # a whole number
+        lambda c: _cashback(c, rounding_places=0)["restaurants"][0].update(currencies=["JPY"]),
+        lambda c: _cashback(c, rounding_places=1)["restaurants"][0].update(cashback_cap="2.5"),
+    ],
+)
+def test_cashback_the_currency_can_represent_is_taken(mutation) -> None:
+    data = _dev("config.yaml")
+    mutation(data)
+    parse_config(data)
+
+
 def test_secrets_do_not_print() -> None:
     secdist = parse_secdist(_dev("secdist.yaml"))
     assert "demo-pos-key" not in repr(secdist)
@@ -55,14 +103,20 @@ def _write(path: Path, data: dict) -> None:
     os.utime(path, ns=(stamp, stamp))
 
 
-def test_reload_takes_good_changes_and_keeps_last_good_on_bad(tmp_path: Path) -> None:
+def _watched(tmp_path: Path) -> tuple[Path, RuntimeConfig, list[int]]:
+    """The dev files written to ``tmp_path``, their live config, and its changes seen."""
     config_path, secdist_path = tmp_path / "config.yaml", tmp_path / "secdist.yaml"
-    data = _dev("config.yaml")
-    _write(config_path, data)
+    _write(config_path, _dev("config.yaml"))
     _write(secdist_path, _dev("secdist.yaml"))
     runtime = RuntimeConfig.from_files(config_path, secdist_path)
     seen: list[int] = []
     runtime.on_change(lambda: seen.append(1))
+    return config_path, runtime, seen
+
+
+def test_reload_takes_good_changes_and_keeps_last_good_on_bad(tmp_path: Path) -> None:
+    config_path, runtime, seen = _watched(tmp_path)
+    data = _dev("config.yaml")
     assert runtime.config.restaurants[0].cashback_rate == 30
 
     data["restaurants"][0]["cashback_rate"] = "35"
@@ -81,6 +135,25 @@ def test_reload_takes_good_changes_and_keeps_last_good_on_bad(tmp_path: Path) ->
     assert not runtime.check_now()
     assert runtime.config.restaurants[0].cashback_rate == 35
     assert runtime._config.rejections == 2  # type: ignore[attr-defined]
+
+
+def test_reload_refuses_cashback_the_currency_cannot_represent(tmp_path: Path) -> None:
+    config_path, runtime, seen = _watched(tmp_path)
+    data = _dev("config.yaml")
+    data["cashback"]["rounding_places"] = 2
+    data["restaurants"][0]["currencies"] = ["JPY"]
+    _write(config_path, data)
+    assert not runtime.check_now()
+    assert runtime.config.cashback.rounding_places == 0
+    assert runtime.config.restaurants[0].currencies == ("RUB",)
+
+    data = _dev("config.yaml")
+    data["restaurants"][0]["cashback_cap"] = "3000.25"
+    _write(config_path, data)
+    assert not runtime.check_now()
+    assert runtime.config.restaurants[0].cashback_cap == 3000
+    assert runtime._config.rejections == 2  # type: ignore[attr-defined]
+    assert seen == []
 
 
 def test_bulkhead_and_status_deadline_have_defaults_and_bounds() -> None:

@@ -5,7 +5,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qrpay.kernel.errors import InvalidInput
-from qrpay.kernel.money import Money, format_amount, format_plain, parse_amount, round_down
+from qrpay.kernel.money import (
+    Money,
+    decimal_places,
+    format_amount,
+    format_plain,
+    parse_amount,
+    round_down,
+)
 
 
 @pytest.mark.parametrize(
@@ -79,3 +86,20 @@ def test_formatting() -> None:
 @given(st.decimals(min_value=0, max_value=10**12, places=2, allow_nan=False, allow_infinity=False))
 def test_format_then_parse_round_trips(value: Decimal) -> None:
     assert parse_amount(format_amount(value, "RUB"), "RUB") == value
+
+
+@pytest.mark.parametrize(
+    ("text", "places"),
+    [
+        ("3000", 0),
+        ("3000.00", 0),
+        ("3000.50", 1),
+        ("0.05", 2),
+        ("1E+3", 0),
+        ("0.000", 0),
+        # Past the context's 28 digits: counted exactly, never rounded away.
+        ("1.0000000000000000000000000000001", 31),
+    ],
+)
+def test_decimal_places_a_value_needs(text: str, places: int) -> None:
+    assert decimal_places(Decimal(text)) == places

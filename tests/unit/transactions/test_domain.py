@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,10 +14,13 @@ from qrpay.transactions.domain import (
     InvoiceRecord,
     OperationRecord,
     auto_release_request,
+    backoff_seconds,
     decide,
     derived_amounts,
     hold_expired,
     is_live_hold,
+    plan_void,
+    retries_refusal,
 )
 from qrpay.transactions.schemas import OperationIn, OperationKind, OperationStatus
 
@@ -290,3 +294,51 @@ def test_hold_expiry() -> None:
     assert release.operation_id == "auto-release:h1"
     assert release.kind == OperationKind.UNHOLD
     assert release.amount == hold.amount
+
+
+FAILED = OperationStatus.FAILED
+SUCCEEDED = OperationStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("kind", "refusals", "status", "retried"),
+    [
+        ("clear", 0, FAILED, True),
+        ("clear", 3, FAILED, True),  # the 4th refusal of 5 tries: one try left
+        ("clear", 4, FAILED, False),  # the 5th refusal: the last try, the clear fails
+        ("clear", 0, SUCCEEDED, False),
+        ("unhold", 0, FAILED, False),  # a release is not retried under a new key
+        ("hold", 0, FAILED, False),  # a declined hold is the guest's answer
+    ],
+)
+def test_only_a_refused_clear_with_tries_left_is_retried(
+    kind: str, refusals: int, status: OperationStatus, retried: bool
+) -> None:
+    clear = replace(op("c1", kind, "pending", target="h1"), refusals=refusals)
+    assert retries_refusal(clear, status, clear_attempts=5) is retried
+
+
+def test_a_single_try_is_never_retried() -> None:
+    assert not retries_refusal(op("c1", "clear", "pending", target="h1"), FAILED, 1)
+
+
+def test_each_try_of_a_clear_has_its_own_key_from_our_ids() -> None:
+    clear = op("h1.clear", "clear", "pending", target="h1")
+    assert clear.idempotency_key == "inv-1:h1.clear"
+    assert replace(clear, refusals=1).idempotency_key == "inv-1:h1.clear:2"
+    assert replace(clear, refusals=4).idempotency_key == "inv-1:h1.clear:5"
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    assert [backoff_seconds(n, 30) for n in range(1, 7)] == [2, 4, 8, 16, 30, 30]
+
+
+def test_a_clear_in_retry_still_fences_the_hold() -> None:
+    hold = op("h1")
+    in_retry = replace(op("h1.clear", "clear", "pending", target="h1"), refusals=2)
+    ops = [hold, in_retry]
+    with pytest.raises(Conflict) as refused:
+        plan_void(INVOICE, ops, "h1", "h1.unhold", NOW)
+    assert refused.value.code == "hold_clearing"
+    assert not hold_expired(hold, ops, NOW + timedelta(days=9), 3600)
+    assert is_live_hold(hold, ops)

@@ -8,7 +8,11 @@ from decimal import Decimal
 import pytest
 
 from qrpay.kernel.config import GatewayConfig
-from qrpay.transactions.gateway import GatewayUnavailable, SandboxGateway
+from qrpay.transactions.gateway import (
+    FLAKY_CLEAR_REFUSALS,
+    GatewayUnavailable,
+    SandboxGateway,
+)
 from qrpay.transactions.schemas import OperationStatus
 
 SUCCEEDED = OperationStatus.SUCCEEDED
@@ -108,6 +112,27 @@ async def test_a_stuck_card_holds_but_refuses_every_clear_and_unhold_for_good() 
     assert hold.status == SUCCEEDED
     assert (clear.status, clear.reason) == (FAILED, "processing_error")
     assert unhold.status == FAILED
+
+
+async def test_a_flaky_card_refuses_the_first_clears_of_each_hold_then_clears() -> None:
+    gateway = sandbox()
+    token = "sandbox-flaky-clear-1"
+    hold = await gateway.hold(token, Decimal("10"), "RUB", "inv:h1")
+    other = await gateway.hold(token, Decimal("10"), "RUB", "inv:h2")
+    assert hold.status == other.status == SUCCEEDED
+    clears = [
+        await gateway.clear(token, Decimal("10"), "RUB", f"inv:c1:{n}", hold.reference)
+        for n in range(1, FLAKY_CLEAR_REFUSALS + 2)
+    ]
+    assert [c.status for c in clears] == [FAILED] * FLAKY_CLEAR_REFUSALS + [SUCCEEDED]
+    assert clears[0].reason == "processing_error"
+    # A refused key stays refused; another hold's clears are counted on their own.
+    again = await gateway.clear(token, Decimal("10"), "RUB", "inv:c1:1", hold.reference)
+    assert again.status == FAILED
+    first = await gateway.clear(token, Decimal("10"), "RUB", "inv:c2", other.reference)
+    assert first.status == FAILED
+    unhold = await gateway.unhold(token, Decimal("10"), "RUB", "inv:u2", other.reference)
+    assert unhold.status == SUCCEEDED
 
 
 async def test_lost_answer_rate_loses_a_share_of_first_answers_deterministically() -> None:
