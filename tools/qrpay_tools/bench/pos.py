@@ -335,7 +335,7 @@ async def probe_staleness(
     eda = wire.Client(eda_url, connections=2, ticket=stand_in_ticket("payments-eda"))
     pause = seconds / max(1, len(orders))
 
-    async def move(order_id: str, step: str, body: dict[str, str]) -> None:
+    async def move(order_id: str, step: str, body: dict[str, object]) -> None:
         path = f"/v1/orders/{order_id}/payments/{step}"
         answer = await eda.request("POST", path, body=orjson.dumps(body), timeout=patience)
         if answer.status != 200:
@@ -361,7 +361,11 @@ async def probe_staleness(
             payment = {"payment_id": f"stale-{uuid.uuid4().hex}"}
             started = time.perf_counter()
             try:
-                whole_bill = {"choice": {"way": "rest"}, "amount": "1500.00", "currency": "RUB"}
+                whole_bill: dict[str, object] = {
+                    "choice": {"way": "rest"},
+                    "amount": "1500.00",
+                    "currency": "RUB",
+                }
                 await move(order_id, "start", {**payment, **whole_bill})
                 sent = time.perf_counter()
                 await move(order_id, "complete", payment)
