@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -335,7 +336,7 @@ async def probe_staleness(
     eda = wire.Client(eda_url, connections=2, ticket=stand_in_ticket("payments-eda"))
     pause = seconds / max(1, len(orders))
 
-    async def move(order_id: str, step: str, body: dict[str, object]) -> None:
+    async def move(order_id: str, step: str, body: Mapping[str, object]) -> None:
         path = f"/v1/orders/{order_id}/payments/{step}"
         answer = await eda.request("POST", path, body=orjson.dumps(body), timeout=patience)
         if answer.status != 200:
