@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run install lock test test-unit test-component test-fuzz test-integration test-faults test-e2e test-browser lint bench-pos bench-pay bench-push bench-cluster cluster cluster-stop cluster-ctl apt-nginx apt-wrk clean
+.PHONY: run install lock test test-unit test-component test-fuzz test-integration test-faults test-e2e test-browser lint bench-pos bench-pay bench-push bench-cluster cluster cluster-stop cluster-ctl deploy-manifests apt-nginx apt-wrk clean
 
 LOCK := requirements.lock
 # requirements.lock pins every package with its hashes (`make lock` writes it): installed
@@ -103,6 +103,11 @@ cluster-stop: $(STAMP)
 # supervisorctl on the cluster: ARGS=status (the default), ARGS="restart eda", ARGS="tail -f eda".
 cluster-ctl: $(STAMP)
 	$(BIN)/python -m qrpay_tools.cluster ctl $(or $(ARGS),status)
+
+# deploy/kubernetes/ from its description (tools/qrpay_tools/deploy.py); tests/deploy checks
+# that the committed files are what it writes.
+deploy-manifests: $(STAMP)
+	$(BIN)/python -m qrpay_tools.deploy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
