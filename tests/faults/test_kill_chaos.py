@@ -52,7 +52,7 @@ from tests.support.kill_chaos import (
 )
 from tests.support.processes import child_env, run
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(660)]
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ async def test_payments_survive_random_sigkills_of_payments_eda_and_the_worker(
     sys.stdout.flush()
 
     overrides = ["--set", f"payments.hold_watchdog_seconds={WATCHDOG_SECONDS}"]
-    started = run(cluster_command("up", *options, *overrides), env=child_env(), timeout=180)
+    started = run(cluster_command("up", *options, *overrides), env=child_env(), timeout=300)
     assert started.returncode == 0, started.stdout + started.stderr
     dbs = Databases(layout)
     try:

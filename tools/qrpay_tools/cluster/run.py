@@ -13,7 +13,7 @@ then nginx and supervisord.
 
 What stays here, because supervisord does not do it: the databases, config and migrations
 before anything starts; readiness (supervisord counts a program as started once it has
-lived a second; `up` and `restart` wait for `/ready`, or for the worker to consume); the
+lived START_SECONDS; `up` and `restart` wait for `/ready`, or for the worker to consume); the
 demo cards; the nginx and supervisord configs, written from one topology (``Layout``);
 stopping the services before nginx, all at once (supervisord stops one program at a time).
 
@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,9 @@ WORKER = "worker-payments-eda"
 NGINX = "nginx"
 WORKER_READY = "worker: consuming"
 WORKER_CONCURRENCY = 16
-READY_TIMEOUT = 60.0
+# Generous: on a loaded machine ten processes importing at once take a long time; a program
+# that cannot start at all fails sooner (FATAL under supervisord).
+READY_TIMEOUT = 180.0
 # Requests nginx lets through at once to each balanced service (all its instances together);
 # beyond it nginx refuses at once with 503 `overloaded`, so twice the capacity meets fast
 # refusals at the door instead of queues that grow in starved Python event loops.
@@ -476,7 +479,7 @@ def wait_restarted(layout: Layout, name: str, old_pid: int, *, log_offset: int =
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         info = supervisor.info(name)
-        if info["statename"] == supervised.RUNNING and int(info["pid"]) not in (0, old_pid):
+        if info["statename"] in supervised.STARTED and int(info["pid"]) not in (0, old_pid):
             break
         if info["statename"] in supervised.DOWN_FOR_GOOD or time.monotonic() > deadline:
             raise RuntimeError(f"supervisord did not start {name} again: {info['statename']}")
@@ -522,25 +525,28 @@ def down(layout: Layout, *, quiet: bool = False) -> int:
     stopwaitsecs), then supervisord stops nginx and exits."""
     supervisor = Supervisor(layout.var)
     pid = supervised.supervisord_pid(layout.var)
-    if not supervisor.answering():
-        if pid is not None and wait_gone(pid, 0):
-            pid = None
-        if pid is not None:
-            signal_group(pid, signal.SIGTERM)  # supervisord stops its programs on SIGTERM
-            wait_gone(pid, STOP_TIMEOUT + 10)
+    if pid is None or wait_gone(pid, 0):
         if not quiet:
             say("qrpay cluster: nothing to stop (supervisord is not running)")
         return 0
-    services = [str(p["name"]) for p in supervisor.processes() if p["name"] != NGINX]
     log = layout.logs / "supervisord.log"
     offset = supervised.log_size(log)
-    for name in services:
-        supervisor.stop(name, wait=False)
-    still = supervised.wait_stopped(supervisor, services, STOP_TIMEOUT + 5)
+    services: list[str] = []
+    still: list[str] = []
+    try:
+        services = [str(p["name"]) for p in supervisor.processes() if p["name"] != NGINX]
+        for name in services:
+            supervisor.stop(name, wait=False)
+        still = supervised.wait_stopped(supervisor, services, STOP_TIMEOUT + 5)
+        supervisor.shutdown()
+    except (OSError, xmlrpc.client.Error):
+        # Not answering, or already shutting down: on SIGTERM it stops every program itself.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    if not wait_gone(pid, STOP_TIMEOUT + 10):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     killed = supervised.killed_in_log(log, offset)
-    supervisor.shutdown()
-    if pid is not None and not wait_gone(pid, STOP_TIMEOUT + 10):
-        signal_group(pid, signal.SIGKILL)
     if not quiet:
         say(
             f"qrpay cluster stopped: {len(services)} programs and nginx under supervisord"

@@ -1,9 +1,9 @@
 """The cluster's processes under supervisord: its config, written from the topology, and its
 XML-RPC interface (the unix socket in the var directory) for state, restarts and the stop.
 
-supervisord restarts a program that exits (at once if it had run ``START_SECONDS``, else
-after 1 s, 2 s, 3 s ... up to ``START_RETRIES`` tries, then FATAL until an operator starts
-it), rotates its log (``LOG_MAX_BYTES`` x ``LOG_BACKUPS``) and stops it with SIGTERM, then
+supervisord restarts a program that exits: at once if it had run ``START_SECONDS``; one
+that keeps dying sooner (a bad config, a missing dependency) after 1 s, 2 s, 3 s ... up to
+``START_RETRIES`` tries, then it stays FATAL until an operator starts it. It rotates its log (``LOG_MAX_BYTES`` x ``LOG_BACKUPS``) and stops it with SIGTERM, then
 SIGKILL after ``stopwaitsecs``: longer than what the program needs to drain (``DRAIN``).
 
 Stdlib and supervisor only: `restart` imports this on a loaded machine.
@@ -24,7 +24,10 @@ from typing import Any, cast
 from supervisor.xmlrpc import SupervisorTransport
 
 BIN = Path(sys.executable).parent
-START_SECONDS = 1
+# A crash sooner than this after the start backs off (a bad config fails in about a
+# second); later, it is restarted at once. Below the 2-3 s a service takes to be ready, so a
+# program killed once it is ready is never counted as failing to start.
+START_SECONDS = 2
 START_RETRIES = 10
 LOG_MAX_BYTES = "50MB"
 LOG_BACKUPS = 5
@@ -38,6 +41,7 @@ STOP_MARGIN = 5
 # services drain before nginx stops taking requests.
 PRIORITY = {"nginx": 100, "serve": 200, "worker": 300}
 RUNNING = "RUNNING"
+STARTED = frozenset({"STARTING", RUNNING})
 DOWN_FOR_GOOD = frozenset({"FATAL", "STOPPED", "EXITED", "UNKNOWN"})
 
 
