@@ -36,13 +36,15 @@ LOG_BACKUPS = 5
 # pools; the worker's shutdown_graceful_timeout (20 s, kernel/queue.py) plus closing.
 # supervisord waits DRAIN + STOP_MARGIN before SIGKILL.
 DRAIN = {"serve": 10, "worker": 20, "nginx": 5}
-STOP_MARGIN = 5
+STOP_MARGIN = 10
 # Stop order (supervisord stops the highest first, starts the lowest first): the worker and
 # services drain before nginx stops taking requests.
 PRIORITY = {"nginx": 100, "serve": 200, "worker": 300}
 RUNNING = "RUNNING"
 STARTED = frozenset({"STARTING", RUNNING})
-DOWN_FOR_GOOD = frozenset({"FATAL", "STOPPED", "EXITED", "UNKNOWN"})
+# States a program stays in until someone starts it (EXITED and BACKOFF pass: it restarts).
+DOWN_FOR_GOOD = frozenset({"FATAL", "STOPPED", "UNKNOWN"})
+NOT_RUNNING = DOWN_FOR_GOOD | {"EXITED"}
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ def wait_stopped(supervisor: Supervisor, names: list[str], timeout: float) -> li
         running = [
             str(p["name"])
             for p in supervisor.processes()
-            if p["name"] in names and p["statename"] not in DOWN_FOR_GOOD
+            if p["name"] in names and p["statename"] not in NOT_RUNNING
         ]
         if not running or time.monotonic() > deadline:
             return running
