@@ -52,7 +52,7 @@ from tests.support.kill_chaos import (
 )
 from tests.support.processes import child_env, run
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(660)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 
 @pytest.fixture

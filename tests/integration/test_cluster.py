@@ -39,9 +39,14 @@ from tests.support.kill_chaos import (
 )
 from tests.support.processes import child_env, run
 
-pytestmark = [pytest.mark.postgres, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(900)]
 DEV_KEY = load_yaml(REPO_DEV_CONFIG / "secdist.yaml")["api_keys"][0]["key"]
 PAYMENTS = 6  # guests paying while payments-eda-1 is killed: a few, all at once
+# A guest here keeps tapping until the order is PAYED: every payment must end paid, however
+# slow the machine. An attempt that stalls ends within the hold watchdog (30 s), so a guest
+# that has seen no end in POLL_FOR seconds after a tap waits on something broken.
+TAPS = 10
+POLL_FOR = 120.0
 KILLED = "payments-eda-1"
 
 
@@ -95,7 +100,15 @@ async def kill_while_paying(cluster: Layout) -> None:
     try:
         stats = Stats()
         async with httpx.AsyncClient(timeout=httpx.Timeout(20.0)) as client:
-            guests = Guests(client, cluster, stats, seed=uuid.uuid4().int % 10**9, orders=PAYMENTS)
+            guests = Guests(
+                client,
+                cluster,
+                stats,
+                seed=uuid.uuid4().int % 10**9,
+                orders=PAYMENTS,
+                taps=TAPS,
+                poll_for=POLL_FOR,
+            )
             paying = asyncio.create_task(guests.all())
             deadline = time.monotonic() + 60
             while stats.pays_in_flight == 0 and not paying.done():

@@ -223,9 +223,13 @@ class Guests:
         stats: Stats,
         seed: int,
         orders: int = ORDERS,
+        taps: int = TAPS,
+        poll_for: float = POLL_FOR,
     ) -> None:
         self.client = client
         self.orders = orders
+        self.taps = taps
+        self.poll_for = poll_for
         self.pos = layout.url(layout.nginx_ports["iiko-integration"])
         self.payer = layout.url(layout.nginx_ports["payments-eda"])
         self.stats = stats
@@ -281,7 +285,7 @@ class Guests:
     async def pay(self, order_id: str, signature: str) -> str:
         """One guest's taps and waits; returns how it ended for the guest."""
         stats = self.stats
-        for _ in range(TAPS):
+        for _ in range(self.taps):
             stats.taps += 1
             stats.pays_in_flight += 1
             try:
@@ -316,7 +320,7 @@ class Guests:
             if answer.status_code != 200:
                 stats.unexpected.append(f"pay {answer.status_code}: {answer.text}")
                 return "refused"
-            deadline = time.monotonic() + POLL_FOR
+            deadline = time.monotonic() + self.poll_for
             seen: tuple[str, str] | None = None
             while time.monotonic() < deadline:
                 await asyncio.sleep(1.0)  # X-Polling-Delay
