@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import configparser
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from qrpay_tools.cluster.run import (
     BadOverride,
     Layout,
     apply_overrides,
+    down,
     launch,
     main,
     nginx_config,
@@ -153,3 +156,21 @@ def test_up_without_nginx_says_how_to_install_it_and_installs_nothing(
         "error: nginx is not installed: run `make apt-nginx` (Debian: apt-get install -y nginx)"
     )
     assert ran == []
+
+
+def test_down_with_patience_kills_a_program_that_ignores_sigterm(tmp_path: Path) -> None:
+    layout = Layout(tmp_path, 9080)
+    stubborn = ["sh", "-c", "trap '' TERM; exec sleep 120"]
+    launch(layout, {}, [supervised.Program("stubborn", stubborn, "worker")])
+    supervisor = supervised.Supervisor(layout.var)
+    deadline = time.monotonic() + 60
+    while not (pid := int(supervisor.info("stubborn")["pid"])):
+        assert time.monotonic() < deadline, "supervisord did not start the program"
+        time.sleep(0.05)
+    began = time.monotonic()
+    assert down(layout, quiet=True, patience=0.5) == 0
+    # Without the patience supervisord would have waited its stopwaitsecs (drain + margin).
+    assert time.monotonic() - began < supervised.DRAIN["worker"] + supervised.STOP_MARGIN
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not supervisor.answering()

@@ -61,6 +61,7 @@ from qrpay_tools.ports import free_port_block, port_is_free
 PHASES = ("single", "cluster")
 STEPS = ("base", "pos", "target", "overload")
 PORT_BLOCK = 30  # Layout: nginx on base..base+2, the instances on base+20 and up
+STOP_SECONDS = 5.0
 LATE_MS = 10.0  # a generator that starts requests later than this (p99) is noted
 
 
@@ -143,7 +144,8 @@ def teardown(layout: run.Layout, db_prefix: str) -> list[str]:
     pids = [int(str(entry["pid"])) for entry in run.read_pids(layout)]
     nginx = run.nginx_pid(layout)
     with contextlib.redirect_stdout(io.StringIO()):
-        run.down(layout, quiet=True)
+        # SIGKILL after STOP_SECONDS: nothing of a bench run needs a graceful end.
+        run.down(layout, quiet=True, patience=STOP_SECONDS)
     leftovers = [f"process {pid} still runs" for pid in pids if run.alive(pid)]
     if nginx is not None and run.alive(nginx):
         leftovers.append(f"nginx {nginx} still runs")

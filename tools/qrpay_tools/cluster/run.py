@@ -520,9 +520,10 @@ def print_banner(layout: Layout) -> None:
     say("Stop it with `make cluster-stop` (python -m qrpay_tools.cluster down).")
 
 
-def down(layout: Layout, *, quiet: bool = False) -> int:
+def down(layout: Layout, *, quiet: bool = False, patience: float | None = None) -> int:
     """The services and the worker drain together (SIGTERM, SIGKILL after their
-    stopwaitsecs), then supervisord stops nginx and exits."""
+    stopwaitsecs, or after ``patience`` seconds when that is shorter: a benchmark needs no
+    graceful end), then supervisord stops nginx and exits."""
     supervisor = Supervisor(layout.var)
     pid = supervised.supervisord_pid(layout.var)
     if pid is None or wait_gone(pid, 0):
@@ -537,7 +538,11 @@ def down(layout: Layout, *, quiet: bool = False) -> int:
         services = [str(p["name"]) for p in supervisor.processes() if p["name"] != NGINX]
         for name in services:
             supervisor.stop(name, wait=False)
-        still = supervised.wait_stopped(supervisor, services, STOP_TIMEOUT + 5)
+        still = supervised.wait_stopped(supervisor, services, patience or STOP_TIMEOUT + 5)
+        if patience is not None:
+            for name in still:
+                supervisor.kill(name)
+            still = supervised.wait_stopped(supervisor, services, STOP_TIMEOUT)
         supervisor.shutdown()
     except (OSError, xmlrpc.client.Error):
         # Not answering, or already shutting down: on SIGTERM it stops every program itself.

@@ -167,6 +167,10 @@ class Supervisor:
             if "NOT_RUNNING" not in fault.faultString:
                 raise
 
+    def kill(self, name: str) -> None:
+        with contextlib.suppress(xmlrpc.client.Fault):  # gone meanwhile
+            self._rpc.signalProcess(name, "KILL")
+
     def shutdown(self) -> None:
         self._rpc.shutdown()
 
