@@ -5,15 +5,28 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run install test test-unit test-component test-fuzz test-integration test-faults test-e2e test-browser lint bench-pos bench-pay bench-push bench-cluster cluster cluster-stop apt-nginx apt-wrk clean
+.PHONY: run install lock test test-unit test-component test-fuzz test-integration test-faults test-e2e test-browser lint bench-pos bench-pay bench-push bench-cluster cluster cluster-stop cluster-ctl deploy-manifests apt-nginx apt-wrk clean
 
-$(STAMP): pyproject.toml tools/pyproject.toml
+LOCK := requirements.lock
+# requirements.lock pins every package with its hashes (`make lock` writes it): installed
+# hash-checked, then the two local packages editable, without resolving anything again.
+$(STAMP): pyproject.toml tools/pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]" -e tools
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . -e tools
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# After a change to the dependencies in pyproject.toml or tools/pyproject.toml: the pins
+# kept where they still fit. LOCK_ARGS=--upgrade moves everything to the newest allowed,
+# LOCK_ARGS="--upgrade-package fastapi" one package.
+lock:
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile requirements.in --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-emit-package qrpay \
+	  --no-emit-package qrpay-tools --custom-compile-command "make lock" --quiet \
+	  -o $(LOCK) $(LOCK_ARGS)
 
 run: $(STAMP)
 	$(BIN)/qrpay up
@@ -79,12 +92,22 @@ bench-cluster: $(STAMP) apt-nginx
 	$(BIN)/python -m qrpay_tools.bench.cluster $(ARGS)
 
 # Production-like: PostgreSQL, nginx (Debian's, installed if missing), 2x iiko-integration
-# and 2x payments-eda behind it, one of each other service, the queue worker.
+# and 2x payments-eda behind it, one of each other service, the queue worker, all under
+# supervisord (restarted on crash, logs rotated).
 cluster: $(STAMP) apt-nginx
 	$(BIN)/python -m qrpay_tools.cluster up
 
 cluster-stop: $(STAMP)
 	$(BIN)/python -m qrpay_tools.cluster down
+
+# supervisorctl on the cluster: ARGS=status (the default), ARGS="restart eda", ARGS="tail -f eda".
+cluster-ctl: $(STAMP)
+	$(BIN)/python -m qrpay_tools.cluster ctl $(or $(ARGS),status)
+
+# deploy/kubernetes/ from its description (tools/qrpay_tools/deploy.py); tests/deploy checks
+# that the committed files are what it writes.
+deploy-manifests: $(STAMP)
+	$(BIN)/python -m qrpay_tools.deploy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -5,9 +5,9 @@ The real cluster (`python -m qrpay_tools.cluster up`: nginx, PostgreSQL, 2x iiko
 dozen at a time, each have the POS create an order (iiko-integration's POS API via nginx)
 and pay it with the demo card via payments-eda through nginx, tapping Pay again (a bounded
 number of times) after a 502/503/504 or a broken connection, or when the order is back to
-waiting for payment. The test is the supervisor: a chaos loop per target SIGKILLs the
-process group at a random moment, waits a little, and starts the instance again with
-`python -m qrpay_tools.cluster restart NAME`. After the last guest, everything killed is running
+waiting for payment. A chaos loop per target SIGKILLs the process group at a random moment
+and waits for supervisord (the cluster's process manager) to start it again and for it to be
+ready: nothing in the test restarts anything. After the last guest, everything killed is running
 again and the test waits for convergence, then checks every order:
 
 - PAYED: operations exactly hold + clear, both succeeded (besides holds voided before they
@@ -52,7 +52,7 @@ from tests.support.kill_chaos import (
 )
 from tests.support.processes import child_env, run
 
-pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 
 @pytest.fixture
@@ -71,19 +71,17 @@ async def test_payments_survive_random_sigkills_of_payments_eda_and_the_worker(
     sys.stdout.flush()
 
     overrides = ["--set", f"payments.hold_watchdog_seconds={WATCHDOG_SECONDS}"]
-    started = run(cluster_command("up", *options, *overrides), env=child_env(), timeout=180)
+    started = run(cluster_command("up", *options, *overrides), env=child_env(), timeout=300)
     assert started.returncode == 0, started.stdout + started.stderr
     dbs = Databases(layout)
     try:
-        await chaos_and_check(layout, options, dbs, seed, test_started)
+        await chaos_and_check(layout, dbs, seed, test_started)
     finally:
         dbs.close()
 
 
-async def chaos_and_check(
-    layout: Layout, options: list[str], dbs: Databases, seed: int, test_started: float
-) -> None:
-    chaos = await pay_under_chaos(layout, options, dbs, seed)
+async def chaos_and_check(layout: Layout, dbs: Databases, seed: int, test_started: float) -> None:
+    chaos = await pay_under_chaos(layout, dbs, seed)
     stats, order_ids, seen_paid = chaos.stats, chaos.order_ids, chaos.seen_paid
 
     for name in TARGETS:

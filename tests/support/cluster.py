@@ -59,5 +59,5 @@ def cluster_layout(tmp_path: Path, tag: str = "cluster") -> Iterator[tuple[Layou
     try:
         yield layout, options
     finally:
-        run(cluster_command("down", *options), env=child_env(), timeout=60)
+        run(cluster_command("down", *options), env=child_env(), timeout=120)
         drop_databases(prefix)

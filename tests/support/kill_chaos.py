@@ -22,9 +22,8 @@ from qrpay.kernel.config import load_yaml
 from qrpay.kernel.queue import libpq_url
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay.payments_eda.schemas import GUEST_MESSAGES, MessageKey
-from qrpay_tools.cluster.run import WORKER, Layout, alive, read_pids
-from tests.support.cluster import cluster_command
-from tests.support.processes import child_env
+from qrpay_tools.cluster import supervised
+from qrpay_tools.cluster.run import WORKER, Layout, alive, read_pids, wait_restarted
 from tests.support.tickets import ticket_headers
 
 ORDERS = 200
@@ -42,7 +41,6 @@ MIN_KILLS = 3  # per target
 # on average: some of its lives must outlast stalled-task recovery (a dead worker's tasks are
 # taken back once its heartbeat is 10 s old; the live worker looks every 5 s).
 KILL_AFTER = {"payments-eda-1": (1.0, 6.0), WORKER: (2.0, 12.0)}
-DOWN_FOR = (0.3, 2.5)  # seconds a killed instance stays down before the restart
 BUSY_WAIT = 3.0  # seconds a kill may wait for the target to have work in flight
 # The hold watchdog's delay (30 s by default): shorter, so that a payment whose pay request
 # died before its hold is given back within the test, yet well above the pay request's own
@@ -66,7 +64,7 @@ class Kill:
     pays_in_flight: int  # pay requests the guests were waiting on
     guests_paying: int  # guests between their first tap and their outcome
     jobs_running: int  # queue tasks the live worker runs
-    restart_seconds: float = 0.0  # from the restart command to the instance being ready
+    restart_seconds: float = 0.0  # from the kill to supervisord having it ready again
 
 
 @dataclass
@@ -133,25 +131,6 @@ def log_tails(layout: Layout, names: tuple[str, ...], chars: int = 3000) -> str:
         text = path.read_text(errors="replace") if path.exists() else "(no log)"
         parts.append(f"--- {name}\n{text[-chars:]}")
     return "\n".join(parts)
-
-
-async def restart(options: list[str], name: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *cluster_command("restart", name, *options),
-        env=child_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
-    except BaseException:
-        # Never leave a restart running behind the test's `down`: it would start a process
-        # nothing stops.
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    assert process.returncode == 0, f"restart {name}: {output.decode(errors='replace')}"
 
 
 # --- the check ----------------------------------------------------------------------------
@@ -237,8 +216,20 @@ class Guests:
     """GUESTS guests at a time, guest n sitting down n * PACE s in: the POS creates the
     order, the guest pays it with the demo card, tapping again after a failure."""
 
-    def __init__(self, client: httpx.AsyncClient, layout: Layout, stats: Stats, seed: int) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        layout: Layout,
+        stats: Stats,
+        seed: int,
+        orders: int = ORDERS,
+        taps: int = TAPS,
+        poll_for: float = POLL_FOR,
+    ) -> None:
         self.client = client
+        self.orders = orders
+        self.taps = taps
+        self.poll_for = poll_for
         self.pos = layout.url(layout.nginx_ports["iiko-integration"])
         self.payer = layout.url(layout.nginx_ports["payments-eda"])
         self.stats = stats
@@ -294,7 +285,7 @@ class Guests:
     async def pay(self, order_id: str, signature: str) -> str:
         """One guest's taps and waits; returns how it ended for the guest."""
         stats = self.stats
-        for _ in range(TAPS):
+        for _ in range(self.taps):
             stats.taps += 1
             stats.pays_in_flight += 1
             try:
@@ -329,7 +320,7 @@ class Guests:
             if answer.status_code != 200:
                 stats.unexpected.append(f"pay {answer.status_code}: {answer.text}")
                 return "refused"
-            deadline = time.monotonic() + POLL_FOR
+            deadline = time.monotonic() + self.poll_for
             seen: tuple[str, str] | None = None
             while time.monotonic() < deadline:
                 await asyncio.sleep(1.0)  # X-Polling-Delay
@@ -363,7 +354,7 @@ class Guests:
 
     async def all(self) -> None:
         work: asyncio.Queue[int] = asyncio.Queue()
-        for index in range(ORDERS):
+        for index in range(self.orders):
             work.put_nowait(index)
         await asyncio.gather(*(self.guest(work) for _ in range(GUESTS)))
 
@@ -373,11 +364,10 @@ class Guests:
 
 @dataclass
 class Chaos:
-    """A loop per target: SIGKILL at a random moment with work in flight, restart, again,
-    until ``done`` is set."""
+    """A loop per target: SIGKILL at a random moment with work in flight, wait for supervisord
+    to have it ready again, again, until ``done`` is set."""
 
     layout: Layout
-    options: list[str]
     dbs: Databases
     stats: Stats
     seed: int
@@ -411,12 +401,13 @@ class Chaos:
             assert alive(pid), (
                 f"{target} (pid {pid}) died on its own\n{log_tails(layout, (target,))}"
             )
+            offset = supervised.log_size(layout.logs / f"{target}.log")
+            began = time.monotonic()
             os.killpg(pid, signal.SIGKILL)
             kill = Kill(target, stats.now(), stats.pays_in_flight, stats.guests_paying, running)
             stats.kills.append(kill)
-            await asyncio.sleep(rng.uniform(*DOWN_FOR))
-            began = time.monotonic()
-            await restart(self.options, target)
+            # supervisord starts it again by itself: nothing here restarts anything.
+            await asyncio.to_thread(wait_restarted, layout, target, pid, log_offset=offset)
             kill.restart_seconds = time.monotonic() - began
 
 
@@ -431,13 +422,11 @@ class ChaosRun:
     recovered_in_chaos: int  # stalled tasks taken back before the last guest left
 
 
-async def pay_under_chaos(
-    layout: Layout, options: list[str], dbs: Databases, seed: int
-) -> ChaosRun:
+async def pay_under_chaos(layout: Layout, dbs: Databases, seed: int) -> ChaosRun:
     """ORDERS guests pay while every target is killed and restarted; returns once the last
     guest is done and everything killed runs again."""
     stats = Stats()
-    chaos = Chaos(layout, options, dbs, stats, seed)
+    chaos = Chaos(layout, dbs, stats, seed)
     async with httpx.AsyncClient(
         timeout=httpx.Timeout(20.0), limits=httpx.Limits(max_connections=4 * GUESTS)
     ) as client:
@@ -514,12 +503,12 @@ def print_report(
     restarts = [kill.restart_seconds for kill in stats.kills]
     print(
         f"guests: {stats.taps} taps, tap errors {dict(stats.tap_errors)},"
-        f" outcomes {dict(stats.outcomes)}; restarts took"
+        f" outcomes {dict(stats.outcomes)}; back (supervisord) in"
         f" {min(restarts, default=0):.1f}-{max(restarts, default=0):.1f}s"
     )
     for kill in stats.kills:
         print(
             f"  kill {kill.target:20} at {kill.at:6.1f}s: {kill.guests_paying:2} guests paying,"
             f" {kill.pays_in_flight:2} pay requests in flight, {kill.jobs_running:2} tasks"
-            f" running; ready again {kill.restart_seconds:.1f}s after the restart"
+            f" running; ready again {kill.restart_seconds:.1f}s after the kill"
         )

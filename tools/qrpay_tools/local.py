@@ -134,17 +134,18 @@ def write_config(workdir: Path, ports: dict[str, int], databases: dict[str, str]
     }
 
 
-def migrate(env: dict[str, str], *services: str) -> None:
-    """`qrpay db upgrade [services]` with ``env``; RuntimeError with its output if it fails."""
+def run_checked(args: list[str], env: dict[str, str], failed: str) -> None:
+    """``args`` with ``env`` on top of ours; RuntimeError ``failed`` and its output if it fails."""
     done = subprocess.run(
-        [QRPAY, "db", "upgrade", *services],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
+        args, env={**os.environ, **env}, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        raise RuntimeError(f"`qrpay db upgrade` failed:\n{done.stdout}{done.stderr}")
+        raise RuntimeError(f"{failed}:\n{done.stdout}{done.stderr}".strip())
+
+
+def migrate(env: dict[str, str], *services: str) -> None:
+    """`qrpay db upgrade [services]` with ``env``; RuntimeError with its output if it fails."""
+    run_checked([QRPAY, "db", "upgrade", *services], env, "`qrpay db upgrade` failed")
 
 
 # -- processes ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Probing local ports (stdlib only: `qrpay_tools.cluster restart` imports it on a loaded box)."""
+"""Probing local ports (stdlib only)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from qrpay.kernel.service import ServiceApp, ServiceContext, Wiring
 
 
 def wire(ctx: ServiceContext) -> Wiring:
-    db = Database(ctx.database_url())
+    db = Database(ctx.database_url(), pool_size=ctx.database_pool_size())
     return Wiring(database=db, services=[PaymentMethodService(db, ctx.clock)])
 
 

@@ -18,7 +18,7 @@ log = structlog.get_logger("qrpay.eda")
 
 
 def wire(ctx: ServiceContext) -> Wiring:
-    db = Database(ctx.database_url())
+    db = Database(ctx.database_url(), pool_size=ctx.database_pool_size())
     service = OrderService(
         db,
         ctx.clock,

@@ -15,7 +15,7 @@ from enum import StrEnum
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import (
@@ -103,6 +103,36 @@ class DependencyConfig(Strict):
     # answered 503 at once. Below http.max_in_flight and the 200 pooled connections, so a
     # slow dependency cannot take every request slot or connection of its callers.
     max_in_flight: int = Field(default=128, ge=1, le=100_000)
+
+
+V = TypeVar("V")
+
+
+def only_known_services(value: dict[str, V], what: str) -> dict[str, V]:
+    """``value`` if it names qrpay services only, else ValueError naming the others."""
+    unknown = set(value) - set(SERVICE_NAMES)
+    if unknown:
+        raise ValueError(f"{what} for unknown services: {sorted(unknown)}")
+    return value
+
+
+class DatabasePoolsConfig(Strict):
+    """PostgreSQL connections one process keeps at most; read at start (a reload does not
+    resize an open pool). A service with a database opens two pools of ``size_for(service)``
+    (SQLAlchemy's and the asyncpg one of the hot reads), every process one of ``queue`` to
+    the queue database. The budget for N instances: deploy/README.md."""
+
+    default: int = Field(default=20, ge=1, le=1000)
+    services: dict[str, Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=dict)
+    queue: int = Field(default=4, ge=1, le=1000)
+
+    @field_validator("services")
+    @classmethod
+    def _known_pool_services(cls, value: dict[str, int]) -> dict[str, int]:
+        return only_known_services(value, "pool sizes")
+
+    def size_for(self, service: str) -> int:
+        return self.services.get(service, self.default)
 
 
 def _default_dependencies() -> dict[str, DependencyConfig]:
@@ -349,6 +379,7 @@ class QrpayConfig(Strict):
     service_tickets: ServiceTicketsConfig = ServiceTicketsConfig()
     experiments: Experiments = Experiments()
     services: dict[str, DependencyConfig] = Field(default_factory=_default_dependencies)
+    database_pools: DatabasePoolsConfig = DatabasePoolsConfig()
     config_reload_interval_seconds: float = Field(default=1.0, gt=0)
 
     @field_validator("restaurants")
@@ -399,9 +430,7 @@ class QrpayConfig(Strict):
     @field_validator("services")
     @classmethod
     def _known_services(cls, value: dict[str, DependencyConfig]) -> dict[str, DependencyConfig]:
-        unknown = set(value) - set(SERVICE_NAMES)
-        if unknown:
-            raise ValueError(f"unknown services: {sorted(unknown)}")
+        only_known_services(value, "dependencies")
         merged = _default_dependencies()
         merged.update(value)
         return merged
@@ -475,10 +504,7 @@ class Secdist(Strict):
     @field_validator("databases")
     @classmethod
     def _known_databases(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = set(value) - set(SERVICE_NAMES)
-        if unknown:
-            raise ValueError(f"databases for unknown services: {sorted(unknown)}")
-        return value
+        return only_known_services(value, "databases")
 
     # Service tickets (kernel.tickets): the first key signs, all of them verify (rotation).
     # Required: without one no service could call another.

@@ -58,6 +58,9 @@ from qrpay.kernel.errors import DependencyUnavailable
 
 log = structlog.get_logger("qrpay.queue")
 
+# psycopg_pool's own default: connections of one process to the queue database
+# (config database_pools.queue). The worker's LISTEN is one more, of its own.
+QUEUE_POOL_SIZE = 4
 # How long a caller waits for a pooled connection before the queue counts as unavailable.
 POOL_WAIT_SECONDS = 3.0
 # The longest pause between two reconnection attempts of the pool (and of LISTEN).
@@ -123,7 +126,7 @@ async def _keep_reconnecting(pool: psycopg_pool.AsyncConnectionPool[Any]) -> Non
         await pool.check()
 
 
-def queue_pool(conninfo: str) -> psycopg_pool.AsyncConnectionPool[Any]:
+def queue_pool(conninfo: str, size: int = QUEUE_POOL_SIZE) -> psycopg_pool.AsyncConnectionPool[Any]:
     """The queue's pool: never waits more than RECONNECT_MAX_DELAY to reconnect.
 
     psycopg_pool replaces a broken connection with exponential backoff (1 s, 2 s, 4 s ...):
@@ -136,6 +139,7 @@ def queue_pool(conninfo: str) -> psycopg_pool.AsyncConnectionPool[Any]:
     return psycopg_pool.AsyncConnectionPool(
         conninfo,
         kwargs={"application_name": "qrpay-queue"},
+        min_size=size,
         open=False,
         timeout=POOL_WAIT_SECONDS,
         check=psycopg_pool.AsyncConnectionPool.check_connection,
@@ -145,8 +149,9 @@ def queue_pool(conninfo: str) -> psycopg_pool.AsyncConnectionPool[Any]:
 
 
 class TaskQueue:
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, pool_size: int = QUEUE_POOL_SIZE) -> None:
         self.url = url
+        self.pool_size = pool_size
         # On PostgreSQL ``open`` hands procrastinate the queue's own pool (``queue_pool``).
         connector: procrastinate.BaseConnector = (
             InMemoryConnector() if url is None else procrastinate.PsycopgConnector()
@@ -181,7 +186,7 @@ class TaskQueue:
             await self.app.open_async()
         else:
             if self._pool is None:
-                self._pool = queue_pool(libpq_url(self.url))
+                self._pool = queue_pool(libpq_url(self.url), self.pool_size)
             await self._pool.open(wait=False)
             await self.app.open_async(pool=self._pool)
         self._opened = True

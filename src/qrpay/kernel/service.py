@@ -96,6 +96,9 @@ class ServiceContext:
     def database_url(self) -> str:
         return self.settings.database_url(self.name, self.runtime.secdist.databases)
 
+    def database_pool_size(self) -> int:
+        return self.runtime.config.database_pools.size_for(self.name)
+
     def dependency(self, service: str) -> Callable[[], DependencyConfig]:
         runtime = self.runtime
         return lambda: runtime.config.dependency(service)

@@ -48,7 +48,7 @@ def make_context(
 def durable_queue(ctx: ServiceContext) -> TaskQueue | None:
     """The production queue: PostgreSQL at secdist ``queue_database``, or None if not configured."""
     url = ctx.runtime.secdist.queue_database
-    return TaskQueue(url) if url else None
+    return TaskQueue(url, pool_size=ctx.runtime.config.database_pools.queue) if url else None
 
 
 def build_service_app(ctx: ServiceContext, *, owns_queue: bool = False) -> FastAPI:

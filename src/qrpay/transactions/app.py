@@ -14,7 +14,7 @@ from qrpay.transactions.service import TransactionsService
 def wire(ctx: ServiceContext) -> Wiring:
     # It reports outcomes by queue tasks: it cannot run without a queue.
     queue = ctx.required_queue()
-    db = Database(ctx.database_url())
+    db = Database(ctx.database_url(), pool_size=ctx.database_pool_size())
     runtime = ctx.runtime
     service = TransactionsService(
         db,

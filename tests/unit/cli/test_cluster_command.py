@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import configparser
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,19 @@ import pytest
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay_tools import local
-from qrpay_tools.cluster.run import BadOverride, Layout, apply_overrides, main, nginx_config
+from qrpay_tools.cluster import supervised
+from qrpay_tools.cluster.run import (
+    NGINX,
+    WORKER,
+    BadOverride,
+    Layout,
+    apply_overrides,
+    down,
+    launch,
+    main,
+    nginx_config,
+    programs,
+)
 from qrpay_tools.ports import free_port_block
 
 
@@ -49,17 +63,45 @@ def test_a_bad_set_is_refused_with_the_reason(override: str, complaint: str) -> 
         apply_overrides(dev_config(), [override])
 
 
-def test_restart_of_an_unknown_instance_names_the_known_ones(
+def test_supervisord_restarts_rotates_and_outwaits_each_programs_drain(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "100%", 9080)
+    config = configparser.RawConfigParser()
+    config.read_string(supervised.config_text(layout.var, programs(layout, "/usr/sbin/nginx")))
+    sections = {name.removeprefix("program:"): config[name] for name in config.sections()}
+    names = [name for name, _, _ in layout.instances] + [WORKER, NGINX]
+    assert [name for name in sections if name in names] == names
+    for name in names:
+        program = sections[name]
+        assert program["autorestart"] == "true"
+        assert int(program["startretries"]) > 1
+        assert program["stdout_logfile"].endswith(f"/100%%/logs/{name}.log")
+        assert program["stdout_logfile_maxbytes"] == supervised.LOG_MAX_BYTES
+        assert int(program["stdout_logfile_backups"]) > 0
+        assert program["stopasgroup"] == program["killasgroup"] == "true"
+    # SIGKILL only after the longest graceful stop: uvicorn's 10 s, procrastinate's 20 s.
+    assert int(sections["eda"]["stopwaitsecs"]) > 10
+    assert sections["eda"]["stopsignal"] == "TERM"
+    assert int(sections[WORKER]["stopwaitsecs"]) > 20
+    assert sections[NGINX]["stopsignal"] == "QUIT"
+    assert "daemon off;" in sections[NGINX]["command"]
+    # Stopped first, started last: the worker, then the services, nginx at the end.
+    priority = {name: int(sections[name]["priority"]) for name in names}
+    assert priority[WORKER] > priority["eda"] > priority[NGINX]
+
+
+def test_restart_of_an_unknown_program_names_the_known_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     layout = Layout(tmp_path, 9080)
-    layout.pids.write_text(
-        json.dumps({"processes": [{"name": "eda", "pid": 1, "port": 9100, "args": [], "env": {}}]})
-    )
-    assert main(["restart", "nope", "--var-dir", str(tmp_path)]) == 1
-    said = capsys.readouterr().out
-    assert "no instance 'nope'" in said
-    assert "(instances: eda)" in said
+    launch(layout, {}, [supervised.Program("eda", ["sleep", "60"], "serve")])
+    try:
+        assert main(["restart", "nope", "--var-dir", str(tmp_path)]) == 1
+        said = capsys.readouterr().out
+        assert "no program 'nope'" in said
+        assert "(programs: eda)" in said
+    finally:
+        assert main(["down", "--var-dir", str(tmp_path)]) == 0
+    assert not supervised.Supervisor(layout.var).answering()
 
 
 def test_restart_without_a_cluster_says_so(
@@ -114,3 +156,21 @@ def test_up_without_nginx_says_how_to_install_it_and_installs_nothing(
         "error: nginx is not installed: run `make apt-nginx` (Debian: apt-get install -y nginx)"
     )
     assert ran == []
+
+
+def test_down_with_patience_kills_a_program_that_ignores_sigterm(tmp_path: Path) -> None:
+    layout = Layout(tmp_path, 9080)
+    stubborn = ["sh", "-c", "trap '' TERM; exec sleep 120"]
+    launch(layout, {}, [supervised.Program("stubborn", stubborn, "worker")])
+    supervisor = supervised.Supervisor(layout.var)
+    deadline = time.monotonic() + 60
+    while not (pid := int(supervisor.info("stubborn")["pid"])):
+        assert time.monotonic() < deadline, "supervisord did not start the program"
+        time.sleep(0.05)
+    began = time.monotonic()
+    assert down(layout, quiet=True, patience=0.5) == 0
+    # Without the patience supervisord would have waited its stopwaitsecs (drain + margin).
+    assert time.monotonic() - began < supervised.DRAIN["worker"] + supervised.STOP_MARGIN
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not supervisor.answering()

@@ -171,3 +171,28 @@ def test_bulkhead_and_status_deadline_have_defaults_and_bounds() -> None:
         mutation(bad)
         with pytest.raises(ValidationError):
             parse_config(bad)
+
+
+def test_pool_sizes_are_configured_per_service_and_for_the_queue() -> None:
+    from qrpay.kernel.queue import queue_pool
+
+    data = _dev("config.yaml")
+    data["database_pools"] = {"default": 12, "services": {"eda": 30}, "queue": 6}
+    pools = parse_config(data).database_pools
+    assert pools.size_for("eda") == 30
+    assert pools.size_for("cashback") == 12
+    pool = queue_pool("dbname=unused", pools.queue)  # not opened: no database needed
+    assert (pool.min_size, pool.max_size) == (6, 6)
+    defaults = parse_config(_dev("config.yaml")).database_pools
+    assert (defaults.size_for("transactions"), defaults.queue) == (20, 4)
+
+
+@pytest.mark.parametrize(
+    "pools",
+    [{"services": {"nonsense": 3}}, {"services": {"eda": 0}}, {"default": 0}, {"queue": 0}],
+)
+def test_bad_pool_sizes_are_refused(pools: dict) -> None:
+    data = _dev("config.yaml")
+    data["database_pools"] = pools
+    with pytest.raises(ValidationError):
+        parse_config(data)

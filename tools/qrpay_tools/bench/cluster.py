@@ -55,6 +55,7 @@ from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay_tools import local
 from qrpay_tools.bench import harness, load, pay, pos
 from qrpay_tools.cluster import run
+from qrpay_tools.cluster.supervised import Program
 from qrpay_tools.ports import free_port_block, port_is_free
 
 PHASES = ("single", "cluster")
@@ -121,9 +122,13 @@ def start_single(layout: run.Layout, db_prefix: str, overrides: list[str]) -> No
     env = run.configure(layout, db_prefix, overrides)
     local.migrate(env)
     ports = single_ports(layout)
-    commands = [(service, local.serve_args(service, port), port) for service, port in ports.items()]
-    commands.append((run.WORKER, local.worker_args(run.WORKER_CONCURRENCY), 0))
-    run.wait_everything(layout, run.launch(layout, env, commands))
+    programs = [
+        Program(service, local.serve_args(service, port), "serve", port)
+        for service, port in ports.items()
+    ]
+    programs.append(Program(run.WORKER, local.worker_args(run.WORKER_CONCURRENCY), "worker"))
+    run.launch(layout, env, programs)
+    run.wait_everything(layout, programs)
 
 
 def start_cluster(layout: run.Layout, db_prefix: str, overrides: list[str]) -> None:
@@ -138,10 +143,9 @@ def teardown(layout: run.Layout, db_prefix: str) -> list[str]:
     """Stops every process of the step and nginx, drops its databases; returns what is left."""
     pids = [int(str(entry["pid"])) for entry in run.read_pids(layout)]
     nginx = run.nginx_pid(layout)
-    # SIGTERM, SIGKILL after STOP_SECONDS: nothing of a bench run needs a graceful end.
-    run.stop_processes(pids, timeout=STOP_SECONDS)
     with contextlib.redirect_stdout(io.StringIO()):
-        run.down(layout, quiet=True)
+        # SIGKILL after STOP_SECONDS: nothing of a bench run needs a graceful end.
+        run.down(layout, quiet=True, patience=STOP_SECONDS)
     leftovers = [f"process {pid} still runs" for pid in pids if run.alive(pid)]
     if nginx is not None and run.alive(nginx):
         leftovers.append(f"nginx {nginx} still runs")

@@ -1,38 +1,44 @@
-"""`python -m qrpay_tools.cluster up|down|restart`: a production-like cluster on this machine.
+"""`python -m qrpay_tools.cluster up|down|restart|ctl`: a production-like cluster on this machine.
 
 `up` creates (or reuses) one PostgreSQL database per service with a database and
 one for the durable queue, writes config and secdist under the var directory, runs
-`qrpay db upgrade`, starts with `qrpay serve` two instances of iiko-integration and
-of payments-eda and one of every other service, one `qrpay worker payments-eda`,
-all detached (logs in <var>/logs, pids in <var>/pids.json), and puts Debian's nginx
-(`make apt-nginx` installs it) in front: api-proxy on the port base, the iiko-integration
-load balancer on base+1, the payments-eda one on base+2; the services listen on
-base+20 and up. `down` stops them gracefully (SIGTERM, SIGKILL after 20 s) and nginx.
+`qrpay db upgrade`, then has supervisord (supervised.py: restarts on crash with backoff,
+rotated logs, graceful stop) run with `qrpay serve` two instances of iiko-integration and
+of payments-eda and one of every other service, one `qrpay worker payments-eda`, and
+Debian's nginx (`make apt-nginx` installs it) in front: api-proxy on the port base, the
+iiko-integration load balancer on base+1, the payments-eda one on base+2; the services
+listen on base+20 and up. Logs in <var>/logs. `down` stops the services and the worker
+together (SIGTERM: requests and tasks in flight finish; SIGKILL after their stopwaitsecs),
+then nginx and supervisord.
+
+What stays here, because supervisord does not do it: the databases, config and migrations
+before anything starts; readiness (supervisord counts a program as started once it has
+lived START_SECONDS; `up` and `restart` wait for `/ready`, or for the worker to consume); the
+demo cards; the nginx and supervisord configs, written from one topology (``Layout``);
+stopping the services before nginx, all at once (supervisord stops one program at a time).
 
 `up --set KEY=VALUE` (repeatable) changes one value of the config the cluster writes, by
 its dotted path, the value in YAML: `--set payments.hold_watchdog_seconds=10`. The result
 is validated before anything starts.
 
-`restart NAME` (a name from pids.json: `payments-eda-1`, `eda`, `worker-payments-eda`, ...)
-is what a supervisor does for one instance: stops it if it still runs (SIGTERM, SIGKILL
-after 20 s), starts it again with the arguments and environment `up` gave it, appending to
-its log, records the new pid in pids.json and waits until it is ready (`/ready`, or a
-worker consuming).
+`restart NAME` (`payments-eda-1`, `eda`, `worker-payments-eda`, `nginx`, ...) stops the
+program if it runs (gracefully) and starts it again through supervisord, then waits until it
+is ready. `ctl ARGS` is `supervisorctl ARGS` on this cluster (`ctl status`, `ctl tail -f eda`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +46,10 @@ from typing import Any
 import yaml
 
 from qrpay_tools import local
+from qrpay_tools.cluster import supervised
+from qrpay_tools.cluster.supervised import Program, Supervisor
 from qrpay_tools.identity import tools_headers
-from qrpay_tools.ports import port_is_free, wait_port_free
+from qrpay_tools.ports import port_is_free
 
 # `restart` is what a supervisor runs on a loaded machine: it imports nothing heavy (no
 # psycopg, pydantic or the services); `up` imports what it needs when it runs.
@@ -49,14 +57,18 @@ from qrpay_tools.ports import port_is_free, wait_port_free
 DEFAULT_VAR = Path("var/cluster")
 DEFAULT_PORT_BASE = 9080
 DEFAULT_DB_PREFIX = "qrpay_cluster"
-STOP_TIMEOUT = 20.0
+# The longest a program may take to stop under supervisord before it is SIGKILLed.
+STOP_TIMEOUT = float(max(supervised.DRAIN.values()) + supervised.STOP_MARGIN)
 # Behind nginx: the two balanced services (two instances each) and the public api-proxy.
 BALANCED = ("iiko-integration", "payments-eda")
 SINGLE = ("eda", "transactions", "cardstorage", "cashback", "api-proxy")
 WORKER = "worker-payments-eda"
+NGINX = "nginx"
 WORKER_READY = "worker: consuming"
 WORKER_CONCURRENCY = 16
-READY_TIMEOUT = 60.0
+# Generous: on a loaded machine ten processes importing at once take a long time; a program
+# that cannot start at all fails sooner (FATAL under supervisord).
+READY_TIMEOUT = 180.0
 # Requests nginx lets through at once to each balanced service (all its instances together);
 # beyond it nginx refuses at once with 503 `overloaded`, so twice the capacity meets fast
 # refusals at the door instead of queues that grow in starved Python event loops.
@@ -90,10 +102,6 @@ class Layout:
 
     def url(self, port: int) -> str:
         return f"http://127.0.0.1:{port}"
-
-    @property
-    def pids(self) -> Path:
-        return self.var / "pids.json"
 
     @property
     def logs(self) -> Path:
@@ -228,11 +236,22 @@ def alive(pid: int) -> bool:
 
 
 def read_pids(layout: Layout) -> list[dict[str, object]]:
-    try:
-        data = json.loads(layout.pids.read_text())
-    except (OSError, ValueError):
+    """The services and the worker supervisord runs now: name, pid (0 while down), port,
+    state; empty when supervisord does not answer."""
+    supervisor = Supervisor(layout.var)
+    if not supervisor.answering():
         return []
-    return list(data.get("processes", []))
+    ports = {name: port for name, _, port in layout.instances}
+    return [
+        {
+            "name": str(info["name"]),
+            "pid": int(info["pid"]),
+            "port": ports.get(str(info["name"]), 0),
+            "state": str(info["statename"]),
+        }
+        for info in supervisor.processes()
+        if info["name"] != NGINX
+    ]
 
 
 def signal_group(pid: int, sig: int) -> None:
@@ -242,18 +261,15 @@ def signal_group(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def stop_processes(pids: list[int], timeout: float = STOP_TIMEOUT) -> list[int]:
-    """SIGTERM, wait up to ``timeout``, SIGKILL the rest; returns the pids that were killed."""
-    for pid in pids:
-        if alive(pid):
-            signal_group(pid, signal.SIGTERM)
+def wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
         time.sleep(0.1)
-    killed = [pid for pid in pids if alive(pid)]
-    for pid in killed:
-        signal_group(pid, signal.SIGKILL)
-    return killed
+    return False
 
 
 # -- databases and config --------------------------------------------------------------
@@ -342,14 +358,26 @@ def bind_demo_cards(layout: Layout) -> None:
 # -- commands --------------------------------------------------------------------------
 
 
+def programs(layout: Layout, nginx: str) -> list[Program]:
+    """What `up` runs under supervisord: every `qrpay serve`, the worker, nginx."""
+    found = [
+        Program(name, local.serve_args(service, port), "serve", port)
+        for name, service, port in layout.instances
+    ]
+    found.append(Program(WORKER, local.worker_args(WORKER_CONCURRENCY), "worker"))
+    # In the foreground: supervisord is its parent and restarts it too.
+    found.append(Program(NGINX, [*nginx_args(nginx, layout), "-g", "daemon off;"], "nginx"))
+    return found
+
+
 def up(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> int:
     import psycopg
 
-    live = [entry for entry in read_pids(layout) if alive(int(str(entry["pid"])))]
-    if live:
+    if Supervisor(layout.var).answering():
+        live = read_pids(layout)
         say(
-            f"qrpay cluster: already running ({len(live)} live processes in {layout.pids}); "
-            "stop it first with `make cluster-stop`"
+            f"qrpay cluster: already running ({len(live)} programs under supervisord, "
+            f"{supervised.config_path(layout.var)}); stop it first with `make cluster-stop`"
         )
         return 1
     ports = list(layout.nginx_ports.values()) + [port for _, _, port in layout.instances]
@@ -370,88 +398,116 @@ def up(layout: Layout, db_prefix: str, overrides: list[str] | None = None) -> in
     except (BadOverride, RuntimeError) as exc:
         say(f"qrpay cluster: {exc}")
         return 1
-    commands = [
-        (name, local.serve_args(service, port), port) for name, service, port in layout.instances
-    ]
-    commands.append((WORKER, local.worker_args(WORKER_CONCURRENCY), 0))
-    processes = launch(layout, env, commands)
+    layout.nginx_conf.write_text(nginx_config(layout))
+    started = programs(layout, nginx)
     try:
-        layout.nginx_conf.write_text(nginx_config(layout))
-        started = subprocess.run(
-            nginx_args(nginx, layout), capture_output=True, text=True, check=False
-        )
-        if started.returncode != 0:
-            raise RuntimeError(f"nginx did not start: {started.stderr.strip()}")
-        wait_everything(layout, processes)
+        launch(layout, env, started)
+        wait_everything(layout, started)
     except (RuntimeError, OSError) as exc:
         say(f"qrpay cluster: {exc}; logs in {layout.logs}; stopping what started")
         down(layout, quiet=True)
         return 1
-    print_banner(layout, processes)
+    print_banner(layout)
     return 0
 
 
-def launch(
-    layout: Layout, env: dict[str, str], commands: list[tuple[str, list[str], int]]
-) -> list[local.Process]:
-    """Starts (name, args, port) detached; pids.json records what `restart NAME` needs."""
-    processes: list[local.Process] = []
-    try:
-        for name, args, port in commands:
-            processes.append(local.start(name, args, port, env, layout.logs))
-    finally:
-        # Written whatever fails, so that `down` finds every process that started.
-        write_pids(
-            layout,
-            [
-                {"name": p.name, "pid": p.popen.pid, "port": p.port, "args": args, "env": env}
-                for p, (_, args, _) in zip(processes, commands, strict=False)
-            ],
-        )
-    return processes
-
-
-def wait_everything(layout: Layout, processes: list[local.Process]) -> None:
-    """Every service ready, nginx answering, the worker consuming; then the demo cards."""
-    for process in processes:
-        if process.port:
-            local.wait_ready(process, path="/ready", timeout=READY_TIMEOUT)
-    for port in layout.nginx_ports.values():
-        local.wait_ready(None, f"{layout.url(port)}/ready", timeout=READY_TIMEOUT)
-    worker = next(p for p in processes if p.name == WORKER)
-    wait_consuming(layout, worker.name, worker.popen, offset=0)
-    bind_demo_cards(layout)
-
-
-def wait_consuming(
-    layout: Layout, name: str, popen: subprocess.Popen[bytes], *, offset: int, timeout: float = 30
-) -> None:
-    """Wait until a worker logs that it consumes, after byte ``offset`` of its log."""
-    log = layout.logs / f"{name}.log"
-    deadline = time.monotonic() + timeout
-    while WORKER_READY.encode() not in log.read_bytes()[offset:]:
-        # Our own child: poll() is exact, where /proc's cmdline reads empty mid-exec.
-        if popen.poll() is not None:
-            raise RuntimeError(f"{name} exited before it started consuming")
+def launch(layout: Layout, env: dict[str, str], started: list[Program]) -> None:
+    """Writes supervisord.conf for ``started`` and starts supervisord (it daemonizes) with
+    ``env`` on top of this process's environment: every program inherits it."""
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    for program in started:
+        # A fresh log per start: readiness is read from the worker's.
+        for old in layout.logs.glob(f"{program.name}.log*"):
+            old.unlink()
+    config = supervised.config_path(layout.var)
+    config.write_text(supervised.config_text(layout.var, started))
+    local.run_checked(supervised.supervisord_args(layout.var), env, "supervisord did not start")
+    supervisor = Supervisor(layout.var)
+    deadline = time.monotonic() + 30
+    while not supervisor.answering():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not start consuming within {timeout:.0f}s")
+            raise RuntimeError(
+                f"supervisord did not answer on {supervised.socket_path(layout.var)}"
+            )
+        time.sleep(0.1)
+
+
+def wait_ready(layout: Layout, name: str, port: int, *, log_offset: int = 0) -> None:
+    """Until the program answers 200 on /ready (a worker: logs that it consumes after byte
+    ``log_offset``); RuntimeError once supervisord gave it up or READY_TIMEOUT passed."""
+    supervisor = Supervisor(layout.var)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    log = layout.logs / f"{name}.log"
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        state = str(supervisor.info(name)["statename"])
+        if state in supervised.DOWN_FOR_GOOD:
+            raise RuntimeError(f"{name} is {state} under supervisord (log: {log})")
+        if port:
+            # Refused, reset, timed out or an HTTP error (all OSError): not ready yet.
+            with (
+                contextlib.suppress(OSError),
+                opener.open(f"{layout.url(port)}/ready", timeout=5) as answer,
+            ):
+                if answer.status == 200:
+                    return
+        elif log.exists():
+            text = log.read_bytes()
+            # A rotated log starts again from the beginning.
+            if WORKER_READY.encode() in text[log_offset if len(text) >= log_offset else 0 :]:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} was not ready within {READY_TIMEOUT:.0f}s (log: {log})")
         time.sleep(0.2)
 
 
-def print_banner(layout: Layout, processes: list[local.Process]) -> None:
+def wait_everything(layout: Layout, started: list[Program]) -> None:
+    """Every service ready, nginx answering, the worker consuming; then the demo cards."""
+    for program in started:
+        if program.kind != "nginx":
+            wait_ready(layout, program.name, program.port)
+    if any(program.kind == "nginx" for program in started):
+        for port in layout.nginx_ports.values():
+            local.wait_ready(None, f"{layout.url(port)}/ready", timeout=READY_TIMEOUT)
+    bind_demo_cards(layout)
+
+
+def wait_restarted(layout: Layout, name: str, old_pid: int, *, log_offset: int = 0) -> int:
+    """After ``name`` (pid ``old_pid``) died: until supervisord has started it again and it is
+    ready; returns the new pid."""
+    supervisor = Supervisor(layout.var)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        info = supervisor.info(name)
+        if info["statename"] in supervised.STARTED and int(info["pid"]) not in (0, old_pid):
+            break
+        if info["statename"] in supervised.DOWN_FOR_GOOD or time.monotonic() > deadline:
+            raise RuntimeError(f"supervisord did not start {name} again: {info['statename']}")
+        time.sleep(0.1)
+    port = next((port for instance, _, port in layout.instances if instance == name), 0)
+    wait_ready(layout, name, port, log_offset=log_offset)
+    return int(info["pid"])
+
+
+def print_banner(layout: Layout) -> None:
     nginx = layout.nginx_ports
     bin_dir = Path(local.QRPAY).parent
     cashback = next(port for _, service, port in layout.instances if service == "cashback")
-    say("qrpay cluster is up (PostgreSQL, nginx, `qrpay serve` + `qrpay worker`):")
+    say("qrpay cluster is up (PostgreSQL, nginx, `qrpay serve` + `qrpay worker`, supervisord):")
     say(f"  api-proxy (guest app, payer page)  {layout.url(nginx['api-proxy'])}   via nginx")
     say(
         f"  iiko-integration (POS API), 2 inst. {layout.url(nginx['iiko-integration'])}   via nginx"
     )
     say(f"  payments-eda, 2 instances           {layout.url(nginx['payments-eda'])}   via nginx")
-    for process in processes:
-        where = layout.url(process.port) if process.port else "(queue worker)"
-        say(f"    {process.name:22} pid {process.popen.pid:<8} {where}")
-    say(f"  logs: {layout.logs}   pids: {layout.pids}")
+    for entry in read_pids(layout):
+        port = int(str(entry["port"]))
+        where = layout.url(port) if port else "(queue worker)"
+        say(f"    {entry['name']!s:22} pid {entry['pid']!s:<8} {where}")
+    say(f"  logs: {layout.logs} (rotated by supervisord)")
+    say(
+        f"  supervisorctl: {shlex.join(supervised.supervisorctl_args(layout.var, 'status'))}"
+        " (or `make cluster-ctl ARGS=status`)"
+    )
     say("Try it:")
     say(
         f"  {bin_dir}/qrpay-tools pos-sim --url {layout.url(nginx['iiko-integration'])} "
@@ -464,103 +520,79 @@ def print_banner(layout: Layout, processes: list[local.Process]) -> None:
     say("Stop it with `make cluster-stop` (python -m qrpay_tools.cluster down).")
 
 
-def down(layout: Layout, *, quiet: bool = False) -> int:
-    entries = read_pids(layout)
-    pids = [int(str(entry["pid"])) for entry in entries]
-    killed = stop_processes(pids)
-    stopped_nginx = False
-    pid = nginx_pid(layout)
-    if pid is not None and alive(pid):
-        nginx = nginx_binary()
-        if nginx and layout.nginx_conf.exists():
-            subprocess.run(
-                [*nginx_args(nginx, layout), "-s", "quit"], capture_output=True, check=False
-            )
-        deadline = time.monotonic() + 10
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if alive(pid):
-            signal_group(pid, signal.SIGKILL)
-        stopped_nginx = True
-    layout.pids.unlink(missing_ok=True)
+def down(layout: Layout, *, quiet: bool = False, patience: float | None = None) -> int:
+    """The services and the worker drain together (SIGTERM, SIGKILL after their
+    stopwaitsecs, or after ``patience`` seconds when that is shorter: a benchmark needs no
+    graceful end), then supervisord stops nginx and exits."""
+    supervisor = Supervisor(layout.var)
+    pid = supervised.supervisord_pid(layout.var)
+    if pid is None or wait_gone(pid, 0):
+        if not quiet:
+            say("qrpay cluster: nothing to stop (supervisord is not running)")
+        return 0
+    log = layout.logs / "supervisord.log"
+    offset = supervised.log_size(log)
+    services: list[str] = []
+    still: list[str] = []
+    try:
+        services = [str(p["name"]) for p in supervisor.processes() if p["name"] != NGINX]
+        for name in services:
+            supervisor.stop(name, wait=False)
+        still = supervised.wait_stopped(supervisor, services, patience or STOP_TIMEOUT + 5)
+        if patience is not None:
+            for name in still:
+                supervisor.kill(name)
+            still = supervised.wait_stopped(supervisor, services, STOP_TIMEOUT)
+        supervisor.shutdown()
+    except (OSError, xmlrpc.client.Error):
+        # Not answering, or already shutting down: on SIGTERM it stops every program itself.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    if not wait_gone(pid, STOP_TIMEOUT + 10):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    killed = supervised.killed_in_log(log, offset)
     if not quiet:
-        if not entries and not stopped_nginx:
-            say(f"qrpay cluster: nothing to stop ({layout.pids} not found)")
-        else:
-            say(
-                f"qrpay cluster stopped: {len(pids)} processes"
-                + (f" ({len(killed)} killed after {STOP_TIMEOUT:.0f}s)" if killed else "")
-                + (", nginx" if stopped_nginx else "")
-            )
+        say(
+            f"qrpay cluster stopped: {len(services)} programs and nginx under supervisord"
+            + (f" ({', '.join(killed)} killed after their stop timeout)" if killed else "")
+            + (f"; still running after {STOP_TIMEOUT:.0f}s: {', '.join(still)}" if still else "")
+        )
     return 0
-
-
-def write_pids(layout: Layout, entries: list[dict[str, object]]) -> None:
-    # Atomic: a concurrent reader (`down`, another `restart`) never sees half a file.
-    partial = layout.pids.with_suffix(".json.tmp")
-    partial.write_text(json.dumps({"processes": entries}, indent=2) + "\n")
-    partial.replace(layout.pids)
-
-
-@contextlib.contextmanager
-def pids_lock(layout: Layout) -> Iterator[None]:
-    """Serializes read-modify-write of pids.json between concurrent `restart`s."""
-    with (layout.var / "pids.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def restart(layout: Layout, name: str) -> int:
-    """Start one instance again as `up` started it (stopping it first if it still runs)."""
-    entry = next((e for e in read_pids(layout) if e.get("name") == name), None)
-    if entry is None:
-        names = ", ".join(str(e.get("name")) for e in read_pids(layout))
-        say(
-            f"qrpay cluster: no instance {name!r} in {layout.pids}"
-            + (f" (instances: {names})" if names else " (is the cluster up?)")
-        )
+    """Stop one program if it runs (SIGTERM, drain) and start it again; wait until ready."""
+    supervisor = Supervisor(layout.var)
+    if not supervisor.answering():
+        say(f"qrpay cluster: supervisord does not answer in {layout.var} (is the cluster up?)")
         return 1
-    stored_args, stored_env = entry.get("args"), entry.get("env")
-    if not isinstance(stored_args, list) or not isinstance(stored_env, dict):
-        say(f"qrpay cluster: {layout.pids} was written by an older `up`; restart the cluster")
+    names = [str(p["name"]) for p in supervisor.processes()]
+    if name not in names:
+        say(f"qrpay cluster: no program {name!r} (programs: {', '.join(names)})")
         return 1
-    args = [str(arg) for arg in stored_args]
-    env = {str(key): str(value) for key, value in stored_env.items()}
     began = time.monotonic()
-    old_pid = int(str(entry["pid"]))
-    stopped = ""
-    if alive(old_pid):
-        killed = stop_processes([old_pid])
-        stopped = " (was running: killed after 20s)" if killed else " (was running: stopped)"
-    port = int(str(entry.get("port") or 0))
-    if port and not wait_port_free(port, timeout=10):
-        say(f"qrpay cluster: port {port} of {name} is still in use; not restarting it")
-        return 1
     log = layout.logs / f"{name}.log"
     offset = log.stat().st_size if log.exists() else 0
-    process = local.start(name, args, port, env, layout.logs, append=True)
-    with pids_lock(layout):
-        entries = read_pids(layout)
-        for one in entries:
-            if one.get("name") == name:
-                one["pid"] = process.popen.pid
-        write_pids(layout, entries)
+    supervisor.stop(name)
+    supervisor.start(name)
     try:
-        if port:
-            local.wait_ready(process, path="/ready", timeout=READY_TIMEOUT)
-        else:
-            wait_consuming(layout, name, process.popen, offset=offset)
+        port = next((port for instance, _, port in layout.instances if instance == name), 0)
+        if name != NGINX:
+            wait_ready(layout, name, port, log_offset=offset)
     except RuntimeError as exc:
-        say(f"qrpay cluster: {exc}; log: {log}")
+        say(f"qrpay cluster: {exc}")
         return 1
     say(
-        f"qrpay cluster: restarted {name}{stopped}: pid {process.popen.pid}, ready in "
+        f"qrpay cluster: restarted {name}: pid {supervisor.info(name)['pid']}, ready in "
         f"{time.monotonic() - began:.1f}s"
     )
     return 0
+
+
+def ctl(layout: Layout, args: list[str]) -> int:
+    """`supervisorctl ARGS` on this cluster's supervisord."""
+    return subprocess.run(supervised.supervisorctl_args(layout.var, *args), check=False).returncode
 
 
 def add_config_options(parser: argparse.ArgumentParser, *, admission: str, overrides: str) -> None:
@@ -585,12 +617,12 @@ def add_config_options(parser: argparse.ArgumentParser, *, admission: str, overr
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qrpay_tools.cluster", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "restart"))
+    parser.add_argument("command", choices=("up", "down", "restart", "ctl"))
     parser.add_argument(
         "instance",
-        nargs="?",
-        help="restart: the instance to start again, a name from pids.json "
-        "(payments-eda-1, eda, worker-payments-eda, ...)",
+        nargs="*",
+        help="restart: the program to start again (payments-eda-1, eda, worker-payments-eda, "
+        "nginx, ...); ctl: supervisorctl's arguments",
     )
     parser.add_argument("--var-dir", type=Path, default=DEFAULT_VAR)
     parser.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE)
@@ -600,12 +632,14 @@ def main(argv: list[str] | None = None) -> int:
     add_config_options(parser, admission="up: ", overrides="up: ")
     args = parser.parse_args(argv)
     layout = Layout(args.var_dir, args.port_base, args.admission)
+    if args.command == "ctl":
+        return ctl(layout, args.instance or ["status"])
     if args.command == "restart":
-        if not args.instance:
-            parser.error("restart needs the instance name")
-        return restart(layout, args.instance)
+        if len(args.instance) != 1:
+            parser.error("restart needs one program name")
+        return restart(layout, args.instance[0])
     if args.instance:
-        parser.error(f"{args.command} takes no instance name")
+        parser.error(f"{args.command} takes no program name")
     if args.overrides and args.command != "up":
         parser.error("--set applies to up only")
     if args.command == "up":

@@ -1,0 +1,405 @@
+"""`python -m qrpay_tools.deploy`: writes deploy/kubernetes/ from one topology description.
+
+A Deployment, a Service and a PodDisruptionBudget per qrpay service, a Deployment and a
+PodDisruptionBudget for the payments-eda queue worker, HorizontalPodAutoscalers for the two
+services that take the load (iiko-integration: every POS; payments-eda: every payer), the
+migration Job (`qrpay db upgrade`), the config ConfigMap (deploy/config/qrpay.yaml with the
+cluster's Service names) and an example of the secdist Secret. tests/deploy checks that the
+files are what this writes and that Kubernetes accepts them.
+
+Stop timing: Kubernetes sends SIGTERM while endpoints may still route to the pod, so the pod
+first sleeps PRE_STOP_SECONDS (preStop), then drains like under supervisord or systemd
+(qrpay_tools.cluster.supervised.DRAIN); terminationGracePeriodSeconds covers all of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qrpay_tools.cluster.supervised import DRAIN, STOP_MARGIN
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "deploy" / "kubernetes"
+CONFIG = REPO / "deploy" / "config" / "qrpay.yaml"
+SECDIST_EXAMPLE = REPO / "deploy" / "config" / "secdist.example.yaml"
+# The Kubernetes version the manifests are written for and checked against.
+KUBERNETES_VERSION = "1.34.0"
+NAMESPACE = "qrpay"
+IMAGE = "registry.example.com/qrpay:0.1.0"  # built from this repository: deploy/README.md
+PORT = 8080
+PRE_STOP_SECONDS = 5
+WORKER = "payments-eda"
+WORKER_CONCURRENCY = 16
+PART_OF = "qrpay"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    replicas: int = 2
+    cpu: str = "250m"
+    memory: str = "256Mi"
+    memory_limit: str = "512Mi"
+    max_replicas: int = 0  # 0: no autoscaler
+
+
+SERVICES = (
+    Service("api-proxy"),
+    Service("iiko-integration", cpu="500m", max_replicas=10),
+    Service("payments-eda", cpu="500m", max_replicas=10),
+    Service("eda", cpu="500m"),
+    Service("transactions"),
+    Service("cardstorage"),
+    Service("cashback"),
+)
+
+
+def labels(component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": component, "app.kubernetes.io/part-of": PART_OF}
+
+
+def metadata(name: str, component: str) -> dict[str, Any]:
+    return {"name": name, "namespace": NAMESPACE, "labels": labels(component)}
+
+
+def resource(
+    api_version: str, kind: str, name: str, component: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "metadata": metadata(name, component), **body}
+
+
+def environment() -> list[dict[str, str]]:
+    return [
+        {"name": "QRPAY_ENVIRONMENT", "value": "production"},
+        {"name": "QRPAY_CONFIG", "value": "/etc/qrpay/config/qrpay.yaml"},
+        {"name": "QRPAY_SECDIST", "value": "/etc/qrpay/secdist/secdist.yaml"},
+        {"name": "QRPAY_DATA_DIR", "value": "/var/lib/qrpay"},
+        {"name": "QRPAY_HOST", "value": "0.0.0.0"},
+        {"name": "QRPAY_LOG_FORMAT", "value": "json"},
+    ]
+
+
+def volumes() -> list[dict[str, Any]]:
+    # A directory mount (no subPath): a changed ConfigMap reaches the file, and qrpay
+    # re-reads it without a restart.
+    return [
+        {"name": "config", "configMap": {"name": "qrpay-config"}},
+        {"name": "secdist", "secret": {"secretName": "qrpay-secdist", "defaultMode": 0o400}},
+        {"name": "data", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},  # the root filesystem is read-only
+    ]
+
+
+def mounts() -> list[dict[str, Any]]:
+    return [
+        {"name": "config", "mountPath": "/etc/qrpay/config", "readOnly": True},
+        {"name": "secdist", "mountPath": "/etc/qrpay/secdist", "readOnly": True},
+        {"name": "data", "mountPath": "/var/lib/qrpay"},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the pod's own emptyDir
+    ]
+
+
+def pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def container(name: str, args: list[str], resources: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": IMAGE,
+        "args": args,
+        "env": environment(),
+        "volumeMounts": mounts(),
+        "resources": resources,
+        "securityContext": container_security(),
+    }
+
+
+def resources(cpu: str, memory: str, memory_limit: str) -> dict[str, Any]:
+    # No CPU limit: throttling a Python event loop stalls every request it holds; the
+    # request reserves the share, the memory limit bounds a leak.
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}}
+
+
+def http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def pod_template(component: str, box: dict[str, Any], grace: int) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "labels": labels(component),
+            "annotations": {
+                "prometheus.io/scrape": "true" if "ports" in box else "false",
+                "prometheus.io/port": str(PORT),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": {
+            "terminationGracePeriodSeconds": grace,
+            "securityContext": pod_security(),
+            "containers": [box],
+            "volumes": volumes(),
+        },
+    }
+
+
+def deployment(name: str, component: str, replicas: int, pod: dict[str, Any]) -> dict[str, Any]:
+    return resource(
+        "apps/v1",
+        "Deployment",
+        name,
+        component,
+        {
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels(component)},
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+                },
+                "template": pod,
+            },
+        },
+    )
+
+
+def service_deployment(service: Service) -> dict[str, Any]:
+    box = container(
+        service.name,
+        ["serve", service.name, "--port", str(PORT)],
+        resources(service.cpu, service.memory, service.memory_limit),
+    )
+    box["ports"] = [{"name": "http", "containerPort": PORT}]
+    box["startupProbe"] = http_probe("/ping", 2, 30)
+    box["livenessProbe"] = http_probe("/ping", 10, 3)
+    box["readinessProbe"] = http_probe("/ready", 5, 2)
+    box["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
+    grace = PRE_STOP_SECONDS + DRAIN["serve"] + STOP_MARGIN
+    return deployment(
+        service.name, service.name, service.replicas, pod_template(service.name, box, grace)
+    )
+
+
+def worker_deployment() -> dict[str, Any]:
+    name = f"worker-{WORKER}"
+    box = container(
+        name,
+        ["worker", WORKER, "--concurrency", str(WORKER_CONCURRENCY)],
+        resources("250m", "256Mi", "512Mi"),
+    )
+    # No HTTP: Kubernetes restarts it when it exits; it takes no traffic to stop first.
+    grace = DRAIN["worker"] + STOP_MARGIN
+    return deployment(name, name, 2, pod_template(name, box, grace))
+
+
+def cluster_service(service: Service) -> dict[str, Any]:
+    return resource(
+        "v1",
+        "Service",
+        service.name,
+        service.name,
+        {
+            "spec": {
+                "selector": labels(service.name),
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        },
+    )
+
+
+def disruption_budget(component: str) -> dict[str, Any]:
+    return resource(
+        "policy/v1",
+        "PodDisruptionBudget",
+        component,
+        component,
+        {
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(component)}},
+        },
+    )
+
+
+def autoscaler(service: Service) -> dict[str, Any]:
+    return resource(
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        service.name,
+        service.name,
+        {
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": service.name,
+                },
+                "minReplicas": service.replicas,
+                "maxReplicas": service.max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 70},
+                        },
+                    }
+                ],
+                # Down slowly: a scale-down drains pods, and load comes back in bursts.
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+            },
+        },
+    )
+
+
+def migration_job() -> dict[str, Any]:
+    box = container("migrate", ["db", "upgrade"], resources("250m", "256Mi", "512Mi"))
+    return resource(
+        "batch/v1",
+        "Job",
+        "qrpay-migrate",
+        "qrpay-migrate",
+        {
+            "spec": {
+                "backoffLimit": 3,
+                "activeDeadlineSeconds": 600,
+                "ttlSecondsAfterFinished": 86400,
+                "template": {
+                    "metadata": {"labels": labels("qrpay-migrate")},
+                    "spec": {
+                        "restartPolicy": "OnFailure",
+                        "securityContext": pod_security(),
+                        "containers": [box],
+                        "volumes": volumes(),
+                    },
+                },
+            },
+        },
+    )
+
+
+def config_map() -> dict[str, Any]:
+    base = CONFIG.read_text()
+    services = "".join(
+        f'  {s.name}: {{base_url: "http://{s.name}.{NAMESPACE}.svc"}}\n' for s in SERVICES
+    )
+    text = (
+        base + "\n# Kubernetes: the services call each other through their Services.\n"
+        "services:\n" + services
+    )
+    return resource(
+        "v1",
+        "ConfigMap",
+        "qrpay-config",
+        "qrpay",
+        {
+            "data": {"qrpay.yaml": text},
+        },
+    )
+
+
+def secret_example() -> dict[str, Any]:
+    return resource(
+        "v1",
+        "Secret",
+        "qrpay-secdist",
+        "qrpay",
+        {
+            "type": "Opaque",
+            "stringData": {"secdist.yaml": SECDIST_EXAMPLE.read_text()},
+        },
+    )
+
+
+def namespace() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+    }
+
+
+def manifests() -> dict[str, list[dict[str, Any]]]:
+    """File name -> its resources. secret.example.yaml is not in the kustomization: the
+    operator makes the real Secret (deploy/README.md)."""
+    files: dict[str, list[dict[str, Any]]] = {
+        "namespace.yaml": [namespace()],
+        "configmap.yaml": [config_map()],
+        "secret.example.yaml": [secret_example()],
+        "migrate-job.yaml": [migration_job()],
+    }
+    for service in SERVICES:
+        found = [service_deployment(service), cluster_service(service)]
+        found.append(disruption_budget(service.name))
+        if service.max_replicas:
+            found.append(autoscaler(service))
+        files[f"{service.name}.yaml"] = found
+    worker = f"worker-{WORKER}"
+    files[f"{worker}.yaml"] = [worker_deployment(), disruption_budget(worker)]
+    return files
+
+
+def kustomization(files: list[str]) -> dict[str, Any]:
+    applied = [name for name in files if name not in ("secret.example.yaml", "migrate-job.yaml")]
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": NAMESPACE,
+        "resources": applied,
+    }
+
+
+HEADER = (
+    "# Written by `python -m qrpay_tools.deploy` (`make deploy-manifests`): edit that, not this.\n"
+)
+
+
+def rendered() -> dict[str, str]:
+    files = manifests()
+    out = {
+        name: HEADER + yaml.safe_dump_all(resources, sort_keys=False, allow_unicode=True)
+        for name, resources in files.items()
+    }
+    out["kustomization.yaml"] = HEADER + yaml.safe_dump(kustomization(list(files)), sort_keys=False)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qrpay_tools.deploy", description=__doc__)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for stale in args.out.glob("*.yaml"):
+        stale.unlink()
+    for name, text in rendered().items():
+        (args.out / name).write_text(text)
+    print(f"wrote {len(rendered())} files to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
