@@ -380,7 +380,11 @@ class PaymentsService:
         captured hold sent to transactions. Within ``payments.pay_budget_ms`` in all: the
         caller waits that long before it reads the outcome as unknown."""
         currency = order.bill.currency
-        if request.currency is not None and request.currency != currency:
+        # The bill the guest saw, checked on the order just read (eda checks it again at the
+        # start): a stale page is refused before a card is read or a payment begun.
+        if (request.currency is not None and request.currency != currency) or (
+            request.bill_version is not None and request.bill_version != order.bill_version
+        ):
             raise domain.refused(PaymentsCode.BILL_CHANGED, lang)
         whole_bill = kind == "whole"
         payment_id = uuid4().hex if token is None else payment_id_for(order.order_id, token)
