@@ -109,12 +109,7 @@ async def test_missing_or_wrong_hmac_is_404_and_counted(pe: Env, hmac: str | Non
 
 
 async def test_unknown_order_is_404_like_a_wrong_hmac(pe: Env) -> None:
-    pe.mock.json_handler(
-        f"/v1/orders/{ORDER_ID}",
-        {"code": "order_not_found", "message": "nope"},
-        404,
-        method="GET",
-    )
+    pe.unknown_order()
     answer = await pe.client.get(f"{BASE}/preorder", params=preorder_params())
     assert answer.status_code == 404
     assert answer.json()["code"] == "order_not_found"

@@ -349,6 +349,11 @@ class Env:
             f"/v1/orders/{ORDER_ID}", order_body(status, **kw), method="GET"
         )
 
+    def unknown_order(self, read: str = "") -> MockedRoute:
+        """eda knows no such order: its GET /v1/orders/{id}{read} is a 404."""
+        body = {"code": "order_not_found", "message": "no such order"}
+        return self.mock.json_handler(f"/v1/orders/{ORDER_ID}{read}", body, 404, method="GET")
+
     def eda(self, *payments: dict[str, Any], total: str = "1000.00") -> FakeEda:
         """eda's order and its payments, kept as eda keeps them (``FakeEda``)."""
         fake = FakeEda(self.mock, total=total).install()
