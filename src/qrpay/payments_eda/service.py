@@ -361,6 +361,7 @@ class PaymentsService:
             share_id=started.payment_id,
             status=started.view.status,
             message=domain.message(started.view.message, lang),
+            payment_id=started.payment_id,
         )
 
     async def _pay(
@@ -528,7 +529,10 @@ class PaymentsService:
             raise NotFound(domain.message(code, lang), code=code)
         view = domain.guest_view(ledger.status, payment.state)
         return ShareStatusResponse(
-            share_id=share_id, status=view.status, message=domain.message(view.message, lang)
+            share_id=share_id,
+            status=view.status,
+            message=domain.message(view.message, lang),
+            payment_id=share_id,
         )
 
     async def quote(
