@@ -2,7 +2,7 @@
 
 Guests pay at a steady rate; a guest refused with a 503 taps Pay again a little later, as a
 person would. A pay request whose hold met the outage has no definite answer: it answers 200
-(waiting), and once transactions is back the watchdog voids the hold and gives the order back,
+(waiting), and once transactions is back the sweep voids the hold and gives the payment back,
 so the guest, polling like the page, taps Pay again. In the end every order must be PAYED with
 exactly one hold and one clear that reached the gateway and one cashback accrual, and the
 durable queue must have lost nothing (no failed task).

@@ -11,8 +11,9 @@ is back to WAITING (the POS shows it unpaid, so a guest can pay again). Before t
 pay whose hold timed out rolled the order back to WAITING while the hold's callback
 cleared it: the guest paid a second time and was charged twice.
 
-At the end, read from the databases (transactions' operations, eda's orders, cashback's
-accruals), money leaves a guest at most once per order:
+At the end, read from the databases (transactions' operations of every payment's invoice,
+eda's orders and payments, cashback's accruals), money leaves a guest at most once per
+order:
 
 - an order PAYED has exactly one succeeded clear; no order has more than one; an order
   not PAYED has none;
@@ -43,6 +44,7 @@ from aiohttp import web
 
 from tests.plugins.cluster import running_faulty_cluster
 from tests.support.faults import FaultProxy, SelectiveFaultProxy, is_operation_start
+from tests.support.kill_chaos import ACCRUALS_BY_ORDER, OPERATIONS_BY_ORDER
 from tests.support.payments_cluster import (
     FaultyCluster,
     Patience,
@@ -60,7 +62,7 @@ GATEWAY_LATENCY_MS = 1500
 # answers a hold start: well past it, so every hold start times out at payments-eda.
 TRANSACTIONS_DEADLINE_MS = 2000
 ANSWER_DELAY = 3.5
-# Short, so the watchdog runs during the test and races the callbacks (dev: 30 s).
+# Short, so the sweep gives payments back during the test, racing the callbacks (dev: 30 s).
 WATCHDOG_SECONDS = 5
 SPACING = 0.2  # seconds between two guests starting to pay
 # A guest stops after 10 taps or 60 s; the money is checked all the same.
@@ -119,35 +121,36 @@ async def late_cluster(
 
 
 def _ops_by_order(cluster: FaultyCluster, order_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    rows = sql(
-        cluster.databases["transactions"],
-        "SELECT invoice_id, operation_id, kind, status, target, reason FROM operations"
-        " WHERE invoice_id = ANY(%s) ORDER BY invoice_id, position",
-        order_ids,
-    )
+    rows = sql(cluster.databases["transactions"], OPERATIONS_BY_ORDER, order_ids)
     found: dict[str, list[dict[str, Any]]] = {order_id: [] for order_id in order_ids}
-    for invoice_id, operation_id, kind, status, target, reason in rows:
-        found[str(invoice_id)].append(
+    for order_id, operation_id, kind, status, target, reason in rows:
+        found[str(order_id)].append(
             {"id": operation_id, "kind": kind, "status": status, "target": target, "reason": reason}
         )
     return found
 
 
-def _orders(cluster: FaultyCluster, order_ids: list[str]) -> dict[str, tuple[str, Any, Any]]:
+LIVE = ("holding", "clearing", "rolling_back")
+
+
+def _orders(cluster: FaultyCluster, order_ids: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """Each order's status and its payments' states (eda's payments table, issue 18)."""
     rows = sql(
         cluster.databases["eda"],
-        "SELECT id, status, payment_id, payment_phase FROM orders WHERE id = ANY(%s)",
+        "SELECT o.id, o.status, p.state FROM orders o LEFT JOIN payments p ON p.order_id = o.id"
+        " WHERE o.id = ANY(%s) ORDER BY o.id, p.created_at",
         order_ids,
     )
-    return {str(row[0]): (str(row[1]), row[2], row[3]) for row in rows}
+    found: dict[str, tuple[str, list[str]]] = {}
+    for order_id, status, state in rows:
+        _, states = found.setdefault(str(order_id), (str(status), []))
+        if state is not None:
+            states.append(str(state))
+    return found
 
 
 def _accruals(cluster: FaultyCluster, order_ids: list[str]) -> Counter[str]:
-    rows = sql(
-        cluster.databases["cashback"],
-        "SELECT order_id FROM accruals WHERE order_id = ANY(%s)",
-        order_ids,
-    )
+    rows = sql(cluster.databases["cashback"], ACCRUALS_BY_ORDER, order_ids)
     return Counter(str(row[0]) for row in rows)
 
 
@@ -166,12 +169,12 @@ def _unsettled_holds(ops: list[dict[str, Any]]) -> list[str]:
 
 
 def _violations(
-    orders: dict[str, tuple[str, Any, Any]],
+    orders: dict[str, tuple[str, list[str]]],
     ops_by_order: dict[str, list[dict[str, Any]]],
     accrued: Counter[str],
 ) -> list[str]:
     found: list[str] = []
-    for order_id, (status, payment_id, phase) in orders.items():
+    for order_id, (status, payments) in orders.items():
         ops = ops_by_order[order_id]
         clears = [op for op in ops if op["kind"] == "clear" and op["status"] == "succeeded"]
         listed = ", ".join(
@@ -179,7 +182,7 @@ def _violations(
             + (f" ({op['reason']})" if op["reason"] else "")
             for op in ops
         )
-        where = f"order {order_id} ({status}, payment {payment_id}, phase {phase}): {listed}"
+        where = f"order {order_id} ({status}, payments {payments}): {listed}"
         if len(clears) > 1:
             found.append(f"{len(clears)} succeeded clears: {where}")
         if status == "PAYED" and len(clears) != 1:
@@ -192,20 +195,22 @@ def _violations(
             found.append(f"{accrued[order_id]} cashback accruals: {where}")
         if accrued[order_id] and status != "PAYED":
             found.append(f"cashback for an order not PAYED: {where}")
+        if payments.count("paid") > 1:
+            found.append(f"{payments.count('paid')} payments paid the whole bill: {where}")
     return found
 
 
 def _converged(
     cluster: FaultyCluster,
-    orders: dict[str, tuple[str, Any, Any]],
+    orders: dict[str, tuple[str, list[str]]],
     ops_by_order: dict[str, list[dict[str, Any]]],
 ) -> bool:
-    if any(status == "PAYMENT_IN_PROGRESS" for status, _, _ in orders.values()):
+    if any(state in LIVE for _, states in orders.values() for state in states):
         return False
     for ops in ops_by_order.values():
         if any(op["status"] == "pending" for op in ops) or _unsettled_holds(ops):
             return False
-    # Every task done, the watchdogs scheduled for later included.
+    # Every task done, the ones scheduled for later (retries) included.
     jobs = sql(
         cluster.queue_url,
         "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')",
@@ -247,7 +252,7 @@ async def test_late_hold_answers_never_charge_a_guest_twice(late_cluster: Faulty
     violations = _violations(orders, ops_by_order, accrued)
     failed = sql(cluster.queue_url, "SELECT id FROM procrastinate_jobs WHERE status = 'failed'")
 
-    statuses = Counter(status for status, _, _ in orders.values())
+    statuses = Counter(status for status, _ in orders.values())
     taps = Counter(t for guest in guests for t in guest.taps)
     ops_count = Counter(
         f"{op['kind']}:{op['status']}" for ops in ops_by_order.values() for op in ops

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from tests.support.kill_chaos import ACCRUALS_BY_ORDER, OPERATIONS_BY_ORDER
 from tests.support.payments_cluster import (
     DATABASES,
     USER,
@@ -290,20 +291,13 @@ class Snapshot:
             sql(stack.databases["eda"], "SELECT id, status FROM orders WHERE id = ANY(%s)", ids)
         )
         accrued: dict[str, list[Decimal]] = {}
-        for order_id, amount in sql(
-            stack.databases["cashback"],
-            "SELECT order_id, amount FROM accruals WHERE order_id = ANY(%s)",
-            ids,
-        ):
+        for order_id, amount in sql(stack.databases["cashback"], ACCRUALS_BY_ORDER, ids):
             accrued.setdefault(order_id, []).append(Decimal(amount))
         ops: dict[str, list[tuple[str, str]]] = {}
-        for invoice_id, kind, op_status in sql(
-            stack.databases["transactions"],
-            "SELECT invoice_id, kind, status FROM operations WHERE invoice_id = ANY(%s)"
-            " ORDER BY invoice_id, position",
-            ids,
+        for order_id, _, kind, op_status, _, _ in sql(
+            stack.databases["transactions"], OPERATIONS_BY_ORDER, ids
         ):
-            ops.setdefault(invoice_id, []).append((kind, op_status))
+            ops.setdefault(order_id, []).append((kind, op_status))
         return cls(status, accrued, ops, unfinished_jobs(stack))
 
     def unsettled(self, load: Load) -> list[str]:

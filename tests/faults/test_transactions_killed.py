@@ -14,7 +14,7 @@ moved (by up to BUSY_WAIT) to one where an operation is at the gateway (claimed,
 result) while a pay request is on its way. What the dead process had at the gateway stays
 pending until its lease runs out (60 s), and the next try asks the gateway about its key
 first; a pay request that met the dead process has no definite answer, so the order stays
-in progress until the hold's callback or the watchdog's void-first rollback settles it.
+in progress until the hold's callback or the sweep's void-first rollback settles it.
 
 After the last guest (and the last restart) the test polls, for at most kill_chaos's
 CONVERGE_TIMEOUT, until every order is at an allowed end and no queue task is left, then
@@ -47,7 +47,7 @@ import pytest
 
 from qrpay.transactions.service import LEASE
 from tests.plugins.cluster import running_faulty_cluster
-from tests.support.kill_chaos import converge, queue_jobs
+from tests.support.kill_chaos import OPERATIONS_BY_ORDER, converge, queue_jobs
 from tests.support.payments_cluster import (
     ClusterDatabases,
     FaultyCluster,
@@ -66,8 +66,9 @@ KILLS = 6
 KILL_JITTER = (0.0, 3.0)  # seconds after the (KILLS+1)-th of the guests started
 BUSY_WAIT = 5.0  # seconds a kill may wait for an operation at the gateway and a pay request
 DOWN_FOR = (0.3, 2.5)  # seconds transactions stays dead before the restart
-# The hold watchdog (dev: 30 s): short, so payments whose hold met a dead transactions are
-# given back within the test, yet above a pay request's usual answer time under this load.
+# hold_watchdog_seconds, after which the sweep looks at a payment under way (dev: 30 s):
+# short, so payments whose hold met a dead transactions are given back within the test,
+# yet above a pay request's usual answer time under this load.
 WATCHDOG_SECONDS = 15
 # A held-up operation waits for its 60 s lease, maybe twice when a kill meets its retry:
 # the guests wait long, polling as the page does (X-Polling-Delay 1 s).
@@ -182,8 +183,10 @@ def evidence(run: Run, order_id: str) -> str:
     """The order's operations and every log line that names it."""
     ops = run.dbs.sql(
         "transactions",
-        "SELECT operation_id, kind, status, target, reason, attempts, created_at, finished_at"
-        " FROM operations WHERE invoice_id = %s ORDER BY position",
+        "SELECT o.invoice_id, o.operation_id, o.kind, o.status, o.target, o.reason,"
+        " o.attempts, o.created_at, o.finished_at"
+        " FROM operations o JOIN invoices i ON i.invoice_id = o.invoice_id"
+        " WHERE i.order_id = %s ORDER BY i.created_at, o.position",
         order_id,
     )
     lines = [f"order {order_id}:", *(f"  op {row}" for row in ops)]
@@ -238,15 +241,12 @@ async def pay_while_killing(run: Run, order_ids: list[str], seed: int) -> None:
     ]
     ops_count = Counter(
         f"{kind}:{status}"
-        for kind, status in run.dbs.sql(
-            "transactions",
-            "SELECT kind, status FROM operations WHERE invoice_id = ANY(%s)",
-            order_ids,
-        )
+        for _, _, kind, status, _, _ in run.dbs.sql("transactions", OPERATIONS_BY_ORDER, order_ids)
     )
     ((tried_again,),) = run.dbs.sql(
         "transactions",
-        "SELECT count(*) FROM operations WHERE invoice_id = ANY(%s) AND attempts > 1",
+        "SELECT count(*) FROM operations o JOIN invoices i ON i.invoice_id = o.invoice_id"
+        " WHERE i.order_id = ANY(%s) AND o.attempts > 1",
         order_ids,
     )
     taps = Counter(tap for guest in run.guests for tap in guest.taps)

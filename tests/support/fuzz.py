@@ -30,10 +30,13 @@ from tests.support.component.payments_eda import (
     USER,
     card_body,
     invoice_body,
+    ledger_body,
     operation_body,
     order_body,
+    payment_body,
     public_card,
     signature,
+    started_body,
 )
 from tests.support.mockserver import json_response
 from tests.support.tickets import ticket_headers
@@ -45,7 +48,6 @@ WRITES = frozenset(
     {
         "create_order",
         "start",
-        "claim-clear",
         "begin-rollback",
         "fail",
         "complete",
@@ -109,20 +111,35 @@ def _fake_app(fakes: Fakes) -> web.Application:
         hit("get_order")
         return json_response(order_body(order_id=request.match_info["order_id"], amount=BILL))
 
-    @routes.post("/v1/orders/{order_id}/payment/{action}")
+    @routes.get("/v1/orders/payments/overdue")
+    async def overdue(_request: web.Request) -> web.Response:
+        hit("overdue")
+        return json_response({"payments": [], "next": None})
+
+    @routes.get("/v1/orders/{order_id}/payments")
+    async def ledger(request: web.Request) -> web.Response:
+        hit("ledger")
+        return json_response(ledger_body(order_id=request.match_info["order_id"], total=BILL))
+
+    @routes.get("/v1/orders/{order_id}/payments/quote")
+    async def quote(_request: web.Request) -> web.Response:
+        hit("quote")
+        return json_response({"amount": BILL, "left": BILL})
+
+    @routes.post("/v1/orders/{order_id}/payments/{action}")
     async def payment(request: web.Request) -> web.Response:
+        """Every start admitted as a new payment of what it asked; every move done."""
         action = request.match_info["action"]
         hit(action)
-        status = "PAYMENT_IN_PROGRESS" if action == "start" else "WAITING"
         body = await request.json()
-        return json_response(
-            order_body(
-                status,
-                order_id=request.match_info["order_id"],
-                payment_id=body["payment_id"] if action == "start" else None,
-                amount=BILL,
-            )
-        )
+        order_id = request.match_info["order_id"]
+        if action != "start":
+            state = {"begin-rollback": "rolling_back", "fail": "released"}.get(action, "paid")
+            payment = payment_body(body["payment_id"], state, BILL)
+            return json_response(ledger_body(payment, order_id=order_id, total=BILL))
+        payment = payment_body(body["payment_id"], amount=body["amount"], tip=body["tip"])
+        ledger = ledger_body(payment, order_id=order_id, total=BILL)
+        return json_response(started_body(ledger, body["payment_id"], replayed=False))
 
     @routes.get("/v1/payment-methods")
     async def list_cards(_request: web.Request) -> web.Response:

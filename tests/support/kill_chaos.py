@@ -42,10 +42,10 @@ MIN_KILLS = 3  # per target
 # taken back once its heartbeat is 10 s old; the live worker looks every 5 s).
 KILL_AFTER = {"payments-eda-1": (1.0, 6.0), WORKER: (2.0, 12.0)}
 BUSY_WAIT = 3.0  # seconds a kill may wait for the target to have work in flight
-# The hold watchdog's delay (30 s by default): shorter, so that a payment whose pay request
-# died before its hold is given back within the test, yet well above the pay request's own
-# budget after it puts the watchdog (three calls of at most 2 s each), so the watchdog does
-# not roll back payments that are merely slow.
+# hold_watchdog_seconds, after which the sweep looks at a payment under way (30 s by
+# default): shorter, so that a payment whose pay request died before its hold is given back
+# within the test, yet well above the pay request's whole budget (payments.pay_budget_ms,
+# 6 s), so the sweep does not roll back payments that are merely slow.
 WATCHDOG_SECONDS = 15
 CONVERGE_TIMEOUT = 180.0
 RETRYABLE = frozenset({502, 503, 504})
@@ -135,22 +135,30 @@ def log_tails(layout: Layout, names: tuple[str, ...], chars: int = 3000) -> str:
 
 # --- the check ----------------------------------------------------------------------------
 
+# Each payment has its own invoice since issue 18 (a whole-bill payment before it keeps the
+# order's), and its accrual is keyed ``<order>.<payment>`` (the order's id before): both
+# read by order id, for a list of them.
+OPERATIONS_BY_ORDER = (
+    "SELECT i.order_id, o.operation_id, o.kind, o.status, o.target, o.reason"
+    " FROM operations o JOIN invoices i ON i.invoice_id = o.invoice_id"
+    " WHERE i.order_id = ANY(%s) ORDER BY i.order_id, i.created_at, o.position"
+)
+ACCRUALS_BY_ORDER = (
+    "SELECT split_part(order_id, '.', 1), amount FROM accruals"
+    " WHERE split_part(order_id, '.', 1) = ANY(%s)"
+)
+
 
 def violations_of(dbs: Databases, orders: list[str]) -> list[tuple[str, str, Any]]:
     """What is wrong with each order now; empty once every order reached an allowed end."""
     statuses = dict(dbs.sql("eda", "SELECT id, status FROM orders WHERE id = ANY(%s)", orders))
     ops: dict[str, list[tuple[str, str, str, str | None]]] = defaultdict(list)
-    for invoice_id, operation_id, kind, status, target in dbs.sql(
-        "transactions",
-        "SELECT invoice_id, operation_id, kind, status, target FROM operations"
-        " WHERE invoice_id = ANY(%s) ORDER BY invoice_id, position",
-        orders,
+    for order_id, operation_id, kind, status, target, _ in dbs.sql(
+        "transactions", OPERATIONS_BY_ORDER, orders
     ):
-        ops[invoice_id].append((operation_id, kind, status, target))
+        ops[order_id].append((operation_id, kind, status, target))
     accrued: dict[str, list[Decimal]] = defaultdict(list)
-    for order_id, amount in dbs.sql(
-        "cashback", "SELECT order_id, amount FROM accruals WHERE order_id = ANY(%s)", orders
-    ):
+    for order_id, amount in dbs.sql("cashback", ACCRUALS_BY_ORDER, orders):
         accrued[order_id].append(Decimal(amount))
 
     found: list[tuple[str, str, Any]] = []

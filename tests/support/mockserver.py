@@ -8,6 +8,7 @@ teardown. Handlers can sleep (timeouts) or drop the connection (network errors).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,7 +47,11 @@ class MockServer:
         self.fallback: Handler | None = None
 
     def handler(self, path: str, method: str = "POST") -> Callable[[Handler], MockedRoute]:
-        """Register ``path``; the handler returns a Response, a JSON-able value, or raises."""
+        """Register ``path``; the handler returns a Response, a JSON-able value, or raises.
+
+        A ``{name}`` in ``path`` stands for any one segment (an id a test cannot know, such
+        as a payment's uuid); a path registered exactly wins over a pattern.
+        """
 
         def register(func: Handler) -> MockedRoute:
             route = MockedRoute(method.upper(), path, func)
@@ -65,7 +70,7 @@ class MockServer:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.requests_by_path[request.path] += 1
-        route = self._routes.get((request.method, request.path))
+        route = self._routes.get((request.method, request.path)) or self._matching(request)
         if route is None and self.fallback is not None:
             route = MockedRoute(request.method, request.path, self.fallback)
         if route is None:
@@ -86,6 +91,12 @@ class MockServer:
             return result
         return json_response(result)
 
+    def _matching(self, request: web.Request) -> MockedRoute | None:
+        for (method, path), route in self._routes.items():
+            if method == request.method and "{" in path and _pattern(path).fullmatch(request.path):
+                return route
+        return None
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
@@ -100,6 +111,10 @@ class MockServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def _pattern(path: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(path)))
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

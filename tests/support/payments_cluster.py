@@ -26,7 +26,12 @@ from qrpay.kernel.queue import libpq_url
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay.runner.embedded import embedded_config, ports_for
 from tests.support.faults import SelectiveFaultProxy
-from tests.support.kill_chaos import RETRYABLE, Databases
+from tests.support.kill_chaos import (
+    ACCRUALS_BY_ORDER,
+    OPERATIONS_BY_ORDER,
+    RETRYABLE,
+    Databases,
+)
 from tests.support.processes import (
     QRPAY,
     PortTaken,
@@ -242,8 +247,16 @@ class Cluster(ServedProcesses):
             await asyncio.sleep(0.2)
 
     def invoice(self, order_id: str) -> dict[str, Any]:
+        """The invoice of the order's latest payment (each payment has its own since issue
+        18), as transactions answers it."""
+        [(invoice_id,)] = sql(
+            self.databases["transactions"],
+            "SELECT invoice_id FROM invoices WHERE order_id = %s"
+            " ORDER BY created_at DESC, invoice_id LIMIT 1",
+            order_id,
+        )
         answer = httpx.get(
-            f"{self.url('transactions')}/v1/invoices/{order_id}",
+            f"{self.url('transactions')}/v1/invoices/{invoice_id}",
             headers=ticket_headers("payments-eda"),
             timeout=10,
         )
@@ -264,25 +277,25 @@ def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 def operations(cluster: Cluster, order_id: str) -> list[tuple[str, str]]:
-    """(kind, status) of every operation on the order's invoice, in transactions' own table."""
+    """(kind, status) of every operation on the invoices of the order's payments, in
+    transactions' own tables, a payment's operations together in their order."""
     return [
         (str(kind), str(status))
-        for kind, status in sql(
-            cluster.databases["transactions"],
-            "SELECT kind, status FROM operations WHERE invoice_id = %s ORDER BY position",
-            order_id,
+        for _, _, kind, status, _, _ in sql(
+            cluster.databases["transactions"], OPERATIONS_BY_ORDER, [order_id]
         )
     ]
 
 
 def accruals(cluster: Cluster, order_id: str) -> list[tuple[Any, ...]]:
-    return sql(
-        cluster.databases["cashback"], "SELECT amount FROM accruals WHERE order_id = %s", order_id
-    )
+    """(amount,) of each of the order's accruals."""
+    return [
+        (amount,) for _, amount in sql(cluster.databases["cashback"], ACCRUALS_BY_ORDER, [order_id])
+    ]
 
 
 def unfinished_jobs(cluster: Cluster) -> list[tuple[Any, ...]]:
-    """Queue tasks still to run now (ignoring ones scheduled for later, like watchdogs)."""
+    """Queue tasks still to run now (ignoring ones scheduled for later, like retries)."""
     return sql(
         cluster.queue_url,
         "SELECT id, task_name, status FROM procrastinate_jobs"

@@ -361,6 +361,7 @@ class PaymentsService:
             share_id=started.payment_id,
             status=started.view.status,
             message=domain.message(started.view.message, lang),
+            payment_id=started.payment_id,
         )
 
     async def _pay(
@@ -380,7 +381,11 @@ class PaymentsService:
         captured hold sent to transactions. Within ``payments.pay_budget_ms`` in all: the
         caller waits that long before it reads the outcome as unknown."""
         currency = order.bill.currency
-        if request.currency is not None and request.currency != currency:
+        # The bill the guest saw, checked on the order just read (eda checks it again at the
+        # start): a stale page is refused before a card is read or a payment begun.
+        if (request.currency is not None and request.currency != currency) or (
+            request.bill_version is not None and request.bill_version != order.bill_version
+        ):
             raise domain.refused(PaymentsCode.BILL_CHANGED, lang)
         whole_bill = kind == "whole"
         payment_id = uuid4().hex if token is None else payment_id_for(order.order_id, token)
@@ -524,7 +529,10 @@ class PaymentsService:
             raise NotFound(domain.message(code, lang), code=code)
         view = domain.guest_view(ledger.status, payment.state)
         return ShareStatusResponse(
-            share_id=share_id, status=view.status, message=domain.message(view.message, lang)
+            share_id=share_id,
+            status=view.status,
+            message=domain.message(view.message, lang),
+            payment_id=share_id,
         )
 
     async def quote(

@@ -16,15 +16,14 @@ from tests.support.component.payments_eda import (
     ORDER_ID,
     USER,
     Env,
-    invoice_body,
-    operation_body,
+    ledger_body,
     order_body,
     pay_body,
+    payment_body,
     public_card,
     signature,
 )
 from tests.support.mockserver import (
-    MockedRoute,
     drop_connection,
     error_response,
     json_response,
@@ -32,7 +31,6 @@ from tests.support.mockserver import (
 )
 
 UID = {"X-Yandex-UID": USER}
-WATCHDOG = "payments_eda.hold_watchdog"
 
 
 def preorder_params(**overrides: Any) -> dict[str, str]:
@@ -95,6 +93,7 @@ async def test_preorder_of_another_service_is_400(pe: Env) -> None:
 )
 async def test_missing_or_wrong_hmac_is_404_and_counted(pe: Env, hmac: str | None) -> None:
     pe.order()
+    pe.ledger()  # the status is read from the order's payments
     for path, params in (
         ("preorder", preorder_params(hmac=hmac)),
         ("orders", status_params(hmac=hmac)),
@@ -110,12 +109,7 @@ async def test_missing_or_wrong_hmac_is_404_and_counted(pe: Env, hmac: str | Non
 
 
 async def test_unknown_order_is_404_like_a_wrong_hmac(pe: Env) -> None:
-    pe.mock.json_handler(
-        f"/v1/orders/{ORDER_ID}",
-        {"code": "order_not_found", "message": "nope"},
-        404,
-        method="GET",
-    )
+    pe.unknown_order()
     answer = await pe.client.get(f"{BASE}/preorder", params=preorder_params())
     assert answer.status_code == 404
     assert answer.json()["code"] == "order_not_found"
@@ -128,7 +122,7 @@ async def test_an_order_id_that_cannot_exist_never_reaches_eda(pe: Env) -> None:
 
 
 async def test_messages_follow_the_request_language(pe: Env) -> None:
-    pe.order()
+    pe.ledger()
     answer = await pe.client.get(
         f"{BASE}/orders", params=status_params(hmac=None), headers={"X-Request-Language": "en"}
     )
@@ -141,33 +135,40 @@ async def test_messages_follow_the_request_language(pe: Env) -> None:
 
 
 async def test_pay_starts_the_payment_then_the_captured_hold_and_puts_no_task(pe: Env) -> None:
-    pe.order()
+    eda = pe.eda()
     pe.card()
-    start_route = pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
-    ensure = pe.ensure_invoice()
     hold = pe.operations()
 
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "WAITING"
 
-    started = start_route.next_call()["json"]
+    started = eda.start.next_call()["json"]
     payment_id = started["payment_id"]
+    assert answer.json()["payment_id"] == payment_id
+    # The whole bill is the share of everything left, at the total the guest saw; without a
+    # token (a seed-era client) the payment has none.
     assert started == {
         "payment_id": payment_id,
-        "amount": "1000",
+        "choice": {"way": "rest", "parts": None, "items": [], "amount": None},
+        "amount": "1000.00",
+        "tip": "0.00",
         "currency": "RUB",
-        "bill_version": 1,
+        "bill_version": None,
+        "token": None,
+        "request_hash": None,
     }
-    # eda's order is the durable record the sweep looks at: no task per payment.
-    assert pe.jobs(WATCHDOG) == []
+    # eda's payment is the durable record the sweep looks at: no task per payment.
+    assert pe.jobs() == []
     clock = pe.ctx.clock
     assert isinstance(clock, FrozenClock)
-    # One call: the invoice with its first hold, captured by transactions in the same pass.
-    assert hold.next_call()["json"] == {
+    # One call: the payment's own invoice with its first hold, captured by transactions in
+    # the same pass.
+    call = hold.next_call()
+    assert call["json"] == {
         "operation_id": payment_id,
         "kind": "hold",
-        "amount": "1000",
+        "amount": "1000.00",
         "payment_method": {"id": "card-ok", "token": "sandbox-ok-card-ok"},
         "capture": True,
         # Half of hold_watchdog_seconds (30) after the start: later, transactions refuses it.
@@ -183,13 +184,13 @@ async def test_pay_starts_the_payment_then_the_captured_hold_and_puts_no_task(pe
             },
         },
     }
-    assert ensure.times_called == 0
+    assert hold.path == "/v1/invoices/{invoice}/operations"
+    assert pe.mock.requests_by_path[f"/v1/invoices/{payment_id}/operations"] == 1
 
 
 async def test_pay_accepts_the_same_amount_written_otherwise(pe: Env) -> None:
-    pe.order()
+    pe.eda()
     pe.card()
-    pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
     hold = pe.operations()
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(amount="1000.00"), headers=UID)
     assert answer.status_code == 200
@@ -207,22 +208,29 @@ async def test_pay_without_uid_is_401_and_touches_nothing(pe: Env) -> None:
     ("status", "code"), [("PAYED", "already_paid"), ("CANCELED", "order_closed")]
 )
 async def test_pay_of_a_paid_or_closed_order_is_409(pe: Env, status: str, code: str) -> None:
-    pe.order(status, payment_id="old" if status == "PAYED" else None)
+    eda = pe.eda(*([payment_body("old", "paid")] if status == "PAYED" else []))
+    eda.closed = None if status == "PAYED" else status
+    eda.refuse = (409, code)
+    pe.card()
     answer = await pe.client.post(
         f"{BASE}/orders", json=pay_body(), headers={**UID, "X-Request-Language": "en"}
     )
     assert answer.status_code == 409
     assert answer.json()["code"] == code
     assert pe.jobs() == []
+    assert list(eda.payments) == (["old"] if status == "PAYED" else [])  # no hold (unmocked)
 
 
 async def test_pay_while_a_payment_is_under_way_is_waiting_without_a_second_hold(pe: Env) -> None:
-    pe.order("PAYMENT_IN_PROGRESS", payment_id="other")
+    eda = pe.eda(payment_body("other"))
+    eda.refuse = (409, "payment_in_progress")
+    pe.card()
     for _ in range(3):
         answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
         assert answer.status_code == 200
         assert answer.json()["status"] == "WAITING"
-    assert pe.jobs() == []  # no start, no hold, no watchdog (all unmocked)
+    assert list(eda.payments) == ["other"]
+    assert pe.jobs() == []  # no hold (unmocked), no task
 
 
 async def test_pay_with_a_changed_bill_is_409(pe: Env) -> None:
@@ -274,21 +282,25 @@ async def test_pay_with_a_card_that_is_not_usable_is_400(
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
     assert answer.status_code == 400
     assert answer.json()["code"] == "payment_method_unavailable"
-    assert pe.jobs() == []  # no watchdog, no start (unmocked)
+    assert pe.jobs() == []  # no task, no start (unmocked)
 
 
 async def test_concurrent_duplicates_make_one_hold(pe: Env) -> None:
+    """Without a token (a seed-era client): eda admits one payment of everything left, the
+    others follow it (WAITING)."""
     pe.order()
     pe.card()
     started: list[str] = []
 
-    def start(request: web.Request) -> web.Response:
+    async def start(request: web.Request) -> web.Response:
         if started:
             return error_response(409, "payment_in_progress")
-        started.append("x")
-        return json_response(order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
+        payment_id = (await request.json())["payment_id"]
+        started.append(payment_id)
+        ledger = ledger_body(payment_body(payment_id))
+        return json_response({**ledger, "payment_id": payment_id, "replayed": False})
 
-    pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/start")(start)
+    pe.mock.handler(f"/v1/orders/{ORDER_ID}/payments/start")(start)
     hold = pe.operations()
     answers = await asyncio.gather(
         *(pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID) for _ in range(3))
@@ -302,16 +314,13 @@ async def test_concurrent_duplicates_make_one_hold(pe: Env) -> None:
 async def test_a_hold_without_an_answer_is_not_a_failure(pe: Env, failure: str) -> None:
     """Issue 9 (1): transactions may have recorded the hold whose answer was lost or late.
 
-    Rolling the order back then let its callback clear it while the POS saw WAITING and
-    the guest paid again. An unknown outcome leaves the payment in progress: its
-    callback, or the watchdog's void-first rollback, settles it.
+    Rolling the payment back then let its callback clear it while the POS saw WAITING and
+    the guest paid again. An unknown outcome leaves the payment under way: its callback,
+    or the sweep's void-first rollback, settles it.
     """
-    pe.order()
+    eda = pe.eda()
     pe.card()
-    start = pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
-    fail = pe.eda_write("fail", order_body())
-    rollback = pe.eda_write("begin-rollback", order_body())
-    path = f"/v1/invoices/{ORDER_ID}/operations"
+    path = "/v1/invoices/{invoice}/operations"
     if failure == "down":
         pe.mock.handler(path)(drop_connection)
     elif failure == "slow":
@@ -323,57 +332,40 @@ async def test_a_hold_without_an_answer_is_not_a_failure(pe: Env, failure: str) 
     assert time.monotonic() - began < 1.5
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "WAITING"
-    assert start.times_called == 1
-    assert fail.times_called == 0
-    assert rollback.times_called == 0
-    # eda's order stays in progress: the sweep settles it if the hold never arrived.
+    assert eda.start.times_called == 1
+    assert eda.moves["fail"].times_called == 0
+    assert eda.moves["begin-rollback"].times_called == 0
+    # eda's payment stays under way: the sweep settles it if the hold never arrived.
+    [payment_id] = eda.payments
+    assert eda.state(payment_id) == "holding"
 
 
 async def test_a_refused_hold_is_voided_then_rolled_back_and_is_503(pe: Env) -> None:
-    pe.order()
+    eda = pe.eda()
     pe.card()
-    calls: list[str] = []
+    pe.operations({"code": "hold_active", "message": "another hold is live"}, 409)
+    seen_at_void: list[str] = []
 
     def void(request: web.Request) -> web.Response:
-        calls.append("void")
-        return json_response({"operation_id": payment_id_of(start_route), "outcome": "voided"})
+        [payment_id] = eda.payments
+        seen_at_void.append(eda.state(payment_id))
+        return json_response({"operation_id": payment_id, "outcome": "voided"})
 
-    def start(_request: web.Request) -> web.Response:
-        # The void's path names the payment id, known once the payment starts.
-        payment_id = payment_id_of(start_route)
-        pe.mock.handler(f"/v1/invoices/{ORDER_ID}/operations/{payment_id}/void")(void)
-        return json_response(order_body("PAYMENT_IN_PROGRESS", payment_id=payment_id))
-
-    start_route = pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/start")(start)
-    pe.operations({"code": "hold_active", "message": "another hold is live"}, 409)
-
-    def begin(_request: web.Request) -> web.Response:
-        calls.append("begin-rollback")
-        return json_response(
-            order_body("PAYMENT_IN_PROGRESS", payment_id="p", phase="ROLLING_BACK")
-        )
-
-    def fail(_request: web.Request) -> web.Response:
-        calls.append("fail")
-        return json_response(order_body())
-
-    pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/begin-rollback")(begin)
-    pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/fail")(fail)
+    voids = pe.mock.handler("/v1/invoices/{invoice}/operations/{hold}/void")(void)
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
     assert answer.status_code == 503
     assert answer.json()["code"] == "transactions_unavailable"
-    # The rollback claims the order, voids the hold, and only then gives the order back.
-    assert calls == ["begin-rollback", "void", "fail"]
-
-
-def payment_id_of(start_route: MockedRoute) -> str:
-    return str(start_route.calls[0]["json"]["payment_id"])
+    # The rollback claims the payment, voids the hold, and only then gives the payment back.
+    [payment_id] = eda.payments
+    assert voids.next_call()["json"] == {"release_operation_id": f"{payment_id}.unhold"}
+    assert seen_at_void == ["rolling_back"]
+    assert eda.state(payment_id) == "released"
+    assert eda.moves["fail"].times_called == 1
 
 
 async def test_a_failed_rollback_still_answers_503(pe: Env) -> None:
-    pe.order()
+    pe.eda()
     pe.card()
-    pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
     pe.eda_write("begin-rollback", {"code": "x", "message": "down"}, 500)
     pe.operations({"code": "hold_active", "message": "no"}, 409)
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
@@ -388,23 +380,22 @@ async def test_pay_of_a_bill_other_than_the_one_seen_is_bill_changed(
     pe: Env, field: str, value: Any
 ) -> None:
     """Issue 9 (3): the currency and the bill version the guest saw are checked too."""
-    pe.order()
+    eda = pe.eda()
     pe.card()
-    start = pe.eda_write("start", order_body("PAYMENT_IN_PROGRESS", payment_id="x"))
     body = {**pay_body(), "currency": "RUB", "bill_version": 1, field: value}
     answer = await pe.client.post(f"{BASE}/orders", json=body, headers=UID)
     assert answer.status_code == 409, answer.text
     assert answer.json()["code"] == "bill_changed"
-    assert start.times_called == 0
+    assert eda.start.times_called == 0
 
 
 @pytest.mark.parametrize("failure", ["down", "slow"])
 async def test_eda_failing_is_503(pe: Env, failure: str) -> None:
-    path = f"/v1/orders/{ORDER_ID}"
-    if failure == "down":
-        pe.mock.handler(path, "GET")(drop_connection)
-    else:
-        pe.mock.handler(path, "GET")(slow(2, lambda _r: order_body()))
+    for path in (f"/v1/orders/{ORDER_ID}", f"/v1/orders/{ORDER_ID}/payments"):
+        if failure == "down":
+            pe.mock.handler(path, "GET")(drop_connection)
+        else:
+            pe.mock.handler(path, "GET")(slow(2, lambda _r: order_body()))
     began = time.monotonic()
     for method, url, kwargs in (
         ("GET", f"{BASE}/preorder", {"params": preorder_params()}),
@@ -420,11 +411,12 @@ async def test_eda_failing_is_503(pe: Env, failure: str) -> None:
 async def test_eda_failing_at_payment_start_is_503(pe: Env) -> None:
     pe.order()
     pe.card()
-    pe.mock.handler(f"/v1/orders/{ORDER_ID}/payment/start")(slow(2, lambda _r: {}))
+    pe.mock.handler(f"/v1/orders/{ORDER_ID}/payments/start")(slow(2, lambda _r: {}))
     answer = await pe.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
     assert answer.status_code == 503
     assert answer.json()["code"] == "eda_unavailable"
-    # If eda did start it, the sweep finds the order in progress and rolls it back.
+    # No hold was sent (unmocked); if eda did start it, the sweep finds the payment under
+    # way and rolls it back.
 
 
 @pytest.mark.parametrize("failure", ["down", "slow"])
@@ -446,52 +438,112 @@ async def test_cardstorage_failing_is_503(pe: Env, failure: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("order", "invoice", "expected"),
+    ("payments", "closed", "expected"),
     [
-        ({"status": "PAYED", "payment_id": "p1"}, None, "PAYED"),
-        ({"status": "PAYMENT_IN_PROGRESS", "payment_id": "p1"}, None, "WAITING"),
-        ({"status": "WAITING"}, 404, "WAITING"),
-        ({"status": "WAITING"}, [operation_body(status="succeeded")], "WAITING"),
-        ({"status": "WAITING"}, [operation_body(status="failed")], "DECLINED"),
+        ([payment_body("p1", "paid")], None, "PAYED"),
+        ([payment_body("p1", "holding")], None, "WAITING"),
+        ([], None, "WAITING"),
+        ([payment_body("p1", "released")], None, "DECLINED"),
+        # the order's latest payment is the one followed
         (
-            {"status": "WAITING"},
-            [
-                operation_body("p0", status="failed"),
-                operation_body("p1", status="pending", minute=5),
-            ],
+            [payment_body("p0", "released"), payment_body("p1", "holding", minute=5)],
+            None,
             "WAITING",
         ),
-        ({"status": "CANCELED"}, None, "DECLINED"),
+        (
+            [payment_body("p0", "holding"), payment_body("p1", "released", minute=5)],
+            None,
+            "DECLINED",
+        ),
+        ([], "CANCELED", "DECLINED"),
     ],
 )
-async def test_payment_status(pe: Env, order: dict[str, Any], invoice: Any, expected: str) -> None:
-    pe.order(**order)
-    if invoice == 404:
-        pe.invoice({"code": "invoice_not_found", "message": "no"}, 404)
-    elif invoice is not None:
-        pe.invoice(invoice_body(invoice))
+async def test_payment_status(
+    pe: Env, payments: list[dict[str, Any]], closed: str | None, expected: str
+) -> None:
+    """The status is eda's ledger alone: transactions is not asked (unmocked)."""
+    pe.ledger(*payments, status=closed)
     answer = await pe.client.get(
         f"{BASE}/orders", params=status_params(), headers={"X-Request-Language": "en"}
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == expected
+    assert answer.json()["payment_id"] == (payments[-1]["payment_id"] if payments else None)
     assert answer.headers["X-Polling-Delay"] == "1"
-    if order["status"] == "PAYED":
+    if expected == "PAYED":
         assert answer.json()["message"] == "Paid; cashback will arrive soon"
-    if order["status"] == "CANCELED":
+    if closed == "CANCELED":
         assert "pay at the restaurant" in answer.json()["message"]
 
 
 async def test_polling_delay_comes_from_config(pe_factory: Any) -> None:
     async with pe_factory(payments={"polling_delay_seconds": "2.5"}) as env:
-        env.order("PAYMENT_IN_PROGRESS", payment_id="p1")
+        env.ledger(payment_body("p1"))
         answer = await env.client.get(f"{BASE}/orders", params=status_params())
         assert answer.headers["X-Polling-Delay"] == "2.5"
 
 
-async def test_payment_status_with_transactions_down_is_503(pe: Env) -> None:
-    pe.order()
-    pe.mock.handler(f"/v1/invoices/{ORDER_ID}", "GET")(drop_connection)
-    answer = await pe.client.get(f"{BASE}/orders", params=status_params())
-    assert answer.status_code == 503
-    assert answer.json()["code"] == "transactions_unavailable"
+# --- the pay budget -------------------------------------------------------------------------------
+
+
+async def test_a_hold_slower_than_the_pay_budget_is_answered_waiting(pe_factory: Any) -> None:
+    """Issue 18: api-proxy waits ``payments.pay_budget_ms`` for a pay; every downstream
+    call of the pay shares that budget, so a hold that outlasts what is left of it is cut
+    there and answered WAITING (its outcome unknown: the callback or the sweep settles
+    it), never 5xx. transactions' own timeout is a minute here: only the budget can end the
+    call (without it this test runs into pytest's timeout)."""
+    budget = {"payments": {"pay_budget_ms": 300}, "timeouts": {"transactions": 60_000}}
+    async with pe_factory(**budget) as env:
+        eda = env.eda()
+        env.card()
+        answer_held = asyncio.Event()
+
+        async def hold(_request: web.Request) -> web.Response:
+            await answer_held.wait()  # transactions answers only once the test lets it
+            return json_response({"code": "late", "message": "too late"}, 503)
+
+        route = env.mock.handler("/v1/invoices/{invoice}/operations")(hold)
+        try:
+            answer = await env.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
+        finally:
+            answer_held.set()
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "WAITING"
+        assert route.times_called == 1  # no time was left for a second try
+        [payment_id] = eda.payments
+        assert eda.state(payment_id) == "holding"  # not rolled back: the hold may exist
+        assert eda.moves["begin-rollback"].times_called == 0
+        timeouts = env.metric(
+            "qrpay_downstream_requests_total",
+            downstream="transactions",
+            endpoint="start_hold",
+            outcome="timeout",
+        )
+        assert timeouts == 1
+
+
+async def test_the_budget_spent_before_the_hold_leaves_it_no_try(pe_factory: Any) -> None:
+    """The card read and the start used the whole budget: the hold is not tried past it
+    (transactions is never called), and the pay is WAITING, its payment left to the sweep."""
+    budget = {"payments": {"pay_budget_ms": 300}, "timeouts": {"eda": 60_000}}
+    async with pe_factory(**budget) as env:
+        eda = env.eda()
+        env.card()
+        start = eda.start.handler
+        started, answer_held = asyncio.Event(), asyncio.Event()
+
+        async def slow_start(request: web.Request) -> Any:
+            answer = await start(request)  # admitted in eda...
+            started.set()
+            await answer_held.wait()  # ...its answer held until the pay has answered
+            return answer
+
+        eda.start.handler = slow_start
+        try:
+            answer = await env.client.post(f"{BASE}/orders", json=pay_body(), headers=UID)
+        finally:
+            answer_held.set()
+        assert started.is_set()
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["code"] == "eda_unavailable"
+        assert env.mock.unmocked == []  # no hold was sent

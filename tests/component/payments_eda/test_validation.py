@@ -94,3 +94,49 @@ async def test_another_method_on_orders_is_405_naming_both(pe: Env) -> None:
     answer = await pe.client.request("DELETE", f"{BASE}/orders")
     assert answer.status_code == 405
     assert answer.headers["Allow"] == "GET, POST"
+
+
+def share_with(**overrides: Any) -> dict[str, Any]:
+    body = pay_body(amount="400", share={"way": "amount", "amount": "400"})
+    body.update(overrides)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        # Issue 18: items only with way: items (they used to reserve lines of any share).
+        (share_with(share={"way": "amount", "amount": "1", "items": [0, 1, 2]}), "invalid_request"),
+        (share_with(share={"way": "equal", "parts": 3, "items": [0]}), "invalid_request"),
+        (share_with(share={"way": "rest", "items": [0]}), "invalid_request"),
+        (share_with(share={"way": "items", "items": [-1]}), "invalid_request"),
+        (share_with(share={"way": "equal", "parts": 1}), "invalid_request"),
+        (share_with(share={"way": "equal", "parts": 51}), "invalid_request"),
+        (share_with(share={"way": "halves"}), "invalid_request"),
+        (share_with(tip_percent=0), "invalid_request"),
+        (share_with(share={"way": "amount", "amount": "1", "extra": 1}), "unknown_field"),
+        (pay_body(), "missing_field"),  # no share
+    ],
+)
+async def test_invalid_share_bodies_are_400_and_change_nothing(
+    pe: Env, body: Any, code: str
+) -> None:
+    headers = {**UID, "X-Idempotency-Token": "tap-0001"}
+    answer = await pe.client.post(f"{BASE}/orders/share", json=body, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == code
+    assert pe.jobs() == []
+
+
+@pytest.mark.parametrize(
+    ("tip", "code"), [({"tip": "-1"}, "invalid_tip"), ({"tip": "0.001"}, "invalid_tip")]
+)
+async def test_a_tip_that_is_no_amount_is_400_before_anything_starts(
+    pe: Env, tip: dict[str, Any], code: str
+) -> None:
+    pe.order()  # read for the currency; nothing else is mocked
+    headers = {**UID, "X-Idempotency-Token": "tap-0001"}
+    answer = await pe.client.post(f"{BASE}/orders/share", json=share_with(**tip), headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == code
+    assert pe.jobs() == []

@@ -168,7 +168,8 @@ async def test_a_worker_killed_mid_callback_leaves_the_task_to_another_worker(
     pay(cluster, order_id, signature)
     await wait_for_operation(cluster, order_id, "hold")
 
-    eda = SlowProxy(cluster.url("eda"), delay=60, watched=f"/v1/orders/{order_id}")
+    # The callback reads the order's payments first (eda's ledger, issue 18).
+    eda = SlowProxy(cluster.url("eda"), delay=60, watched=f"/v1/orders/{order_id}/payments")
     async with eda.running() as proxy:
         # Worker A reaches eda only through the slow proxy: its callback task hangs there.
         slow = config_data(cluster.base)

@@ -31,7 +31,6 @@ def eda_order(
         "status": status,
         "bill": body["bill"],
         "bill_version": 1,
-        "payment_id": None,
         "created_at": "2026-01-01T12:00:00Z",
         "updated_at": "2026-01-01T12:00:00Z",
     }

@@ -1,21 +1,21 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from qrpay.eda.schemas import OrderStatus, PaymentPhase
+from qrpay.eda.schemas import OrderStatus, PaymentState
 from qrpay.kernel.config import CashbackRules, Restaurant
 from qrpay.payments_eda import domain
 from qrpay.payments_eda.domain import Decision, GuestStatus, MessageKey, Step
-from qrpay.transactions.schemas import Operation, OperationKind, OperationStatus
+from qrpay.transactions.schemas import OperationKind, OperationStatus
 
 D = Decimal
 IN_PROGRESS = OrderStatus.PAYMENT_IN_PROGRESS
 WAITING = OrderStatus.WAITING
 PAYED = OrderStatus.PAYED
 CANCELED = OrderStatus.CANCELED
+CLOSED = OrderStatus.CLOSED
 HOLD, CLEAR, UNHOLD = OperationKind.HOLD, OperationKind.CLEAR, OperationKind.UNHOLD
 OK, FAILED, PENDING = OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.PENDING
 
@@ -59,58 +59,63 @@ def test_cashback_of_an_unknown_restaurant_is_zero() -> None:
     assert domain.rate_text(restaurant("30")) == "30%"
 
 
-def op(
-    op_id: str,
-    kind: OperationKind,
-    status: OperationStatus,
-    *,
-    target: str | None = None,
-    minute: int = 0,
-) -> Operation:
-    return Operation(
-        operation_id=op_id,
-        kind=kind,
-        status=status,
-        amount="100.00",
-        currency="RUB",
-        target=target,
-        created_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minute),
-    )
-
-
-@pytest.mark.parametrize(
-    ("operations", "failed"),
-    [
-        ([], False),
-        ([op("p1", HOLD, PENDING)], False),
-        ([op("p1", HOLD, FAILED)], True),
-        ([op("p1", HOLD, FAILED), op("p2", HOLD, OK, minute=1)], False),
-        ([op("p1", HOLD, OK), op("p2", HOLD, FAILED, minute=1)], True),
-        ([op("p1", HOLD, OK), op("p1.unhold", UNHOLD, OK, target="p1")], True),
-        ([op("p1", HOLD, OK), op("p1.clear", CLEAR, FAILED, target="p1")], True),
-        ([op("p1", HOLD, OK), op("p1.clear", CLEAR, OK, target="p1")], False),
-    ],
+HOLDING, CLEARING, ROLLING_BACK = (
+    PaymentState.HOLDING,
+    PaymentState.CLEARING,
+    PaymentState.ROLLING_BACK,
 )
-def test_last_attempt_failed(operations: list[Operation], failed: bool) -> None:
-    assert domain.last_attempt_failed(operations) is failed
+PAID, RELEASED = PaymentState.PAID, PaymentState.RELEASED
+
+W, P, DEC = GuestStatus.WAITING, GuestStatus.PAYED, GuestStatus.DECLINED
+
+# order status, the state of the payment the guest follows (None: the order has none)
+# -> what the guest sees
+GUEST_VIEWS = [
+    # no payment: the order's status says it
+    (WAITING, None, (W, MessageKey.READY)),
+    (PAYED, None, (P, MessageKey.PAYED)),
+    (CANCELED, None, (DEC, MessageKey.CLOSED)),
+    (CLOSED, None, (DEC, MessageKey.CLOSED)),
+    # a payment paid is the guest's: PAYED even if the order is not yet (a share)
+    (WAITING, PAID, (P, MessageKey.PAYED)),
+    (PAYED, PAID, (P, MessageKey.PAYED)),
+    (CLOSED, PAID, (P, MessageKey.PAYED)),
+    (CANCELED, PAID, (P, MessageKey.PAYED)),
+    # a payment under way, in any phase, is waited for, whatever the order's status
+    *(
+        (status, state, (W, MessageKey.IN_PROGRESS))
+        for status in (WAITING, IN_PROGRESS)
+        for state in (HOLDING, CLEARING, ROLLING_BACK)
+    ),
+    # (its money is still held: its callback or the sweep settles it)
+    (CANCELED, HOLDING, (W, MessageKey.IN_PROGRESS)),
+    (CLOSED, HOLDING, (W, MessageKey.IN_PROGRESS)),
+    (PAYED, HOLDING, (W, MessageKey.IN_PROGRESS)),
+    # a payment given back: declined; on a closed order, "pay at the restaurant"
+    (WAITING, RELEASED, (DEC, MessageKey.DECLINED)),
+    (IN_PROGRESS, RELEASED, (DEC, MessageKey.DECLINED)),  # another guest's payment holds it
+    (PAYED, RELEASED, (DEC, MessageKey.DECLINED)),  # this one failed, another paid the bill
+    (CANCELED, RELEASED, (DEC, MessageKey.CLOSED)),
+    (CLOSED, RELEASED, (DEC, MessageKey.CLOSED)),
+]
 
 
-@pytest.mark.parametrize(
-    ("status", "last_failed", "expected"),
-    [
-        (PAYED, False, (GuestStatus.PAYED, MessageKey.PAYED)),
-        (PAYED, True, (GuestStatus.PAYED, MessageKey.PAYED)),
-        (IN_PROGRESS, True, (GuestStatus.WAITING, MessageKey.IN_PROGRESS)),
-        (WAITING, False, (GuestStatus.WAITING, MessageKey.READY)),
-        (WAITING, True, (GuestStatus.DECLINED, MessageKey.DECLINED)),
-        (CANCELED, False, (GuestStatus.DECLINED, MessageKey.CLOSED)),
-    ],
-)
-def test_guest_status_mapping(
-    status: OrderStatus, last_failed: bool, expected: tuple[GuestStatus, MessageKey]
+@pytest.mark.parametrize(("status", "payment", "expected"), GUEST_VIEWS)
+def test_guest_view(
+    status: OrderStatus, payment: PaymentState | None, expected: tuple[GuestStatus, MessageKey]
 ) -> None:
-    view = domain.guest_view(status, last_failed=last_failed)
+    view = domain.guest_view(status, payment)
     assert (view.status, view.message) == expected
+
+
+def test_every_pair_has_a_guest_view_row() -> None:
+    rows = {(status, payment) for status, payment, _ in GUEST_VIEWS}
+    missing = {
+        (status, payment)
+        for status in (WAITING, PAYED, CANCELED, CLOSED)
+        for payment in (None, PAID, HOLDING, RELEASED)
+    } - rows
+    assert not missing
 
 
 def test_language_and_messages() -> None:
@@ -124,123 +129,111 @@ def test_language_and_messages() -> None:
         assert set(texts) == {"ru", "en"}
 
 
-MINE, OTHER = "p1", "p2"
-HOLDING, CLEARING, ROLLING_BACK = (
-    PaymentPhase.HOLDING,
-    PaymentPhase.CLEARING,
-    PaymentPhase.ROLLING_BACK,
-)
 CANCELED_OP = OperationStatus.CANCELED
+COMPLETE_AND_ACCRUE = Decision((Step.COMPLETE_PAYMENT, Step.ACCRUE_CASHBACK))
 
-# kind, status, order status, its payment phase, its payment id -> decision
+# kind, status, the payment's state in eda -> decision
 DECISION_TABLE = [
-    # hold succeeded: the clear claims the order first
-    (HOLD, OK, IN_PROGRESS, HOLDING, MINE, Decision((Step.CLAIM_CLEAR, Step.START_CLEAR))),
-    (HOLD, OK, IN_PROGRESS, CLEARING, MINE, Decision((Step.START_CLEAR,))),
-    (HOLD, OK, IN_PROGRESS, ROLLING_BACK, MINE, Decision((Step.START_UNHOLD,))),
-    (HOLD, OK, PAYED, None, MINE, Decision()),
-    (HOLD, OK, CANCELED, None, None, Decision((Step.START_UNHOLD,))),
-    (HOLD, OK, WAITING, None, None, Decision((Step.START_UNHOLD,))),
-    (HOLD, OK, IN_PROGRESS, HOLDING, OTHER, Decision((Step.START_UNHOLD,))),
-    (HOLD, OK, PAYED, None, OTHER, Decision((Step.START_UNHOLD,))),
-    # hold failed
-    (
-        HOLD,
-        FAILED,
-        IN_PROGRESS,
-        HOLDING,
-        MINE,
-        Decision((Step.FAIL_PAYMENT,), problem="hold_failed"),
-    ),
-    (
-        HOLD,
-        FAILED,
-        IN_PROGRESS,
-        ROLLING_BACK,
-        MINE,
-        Decision((Step.FAIL_PAYMENT,), problem="hold_failed"),
-    ),
-    (HOLD, FAILED, WAITING, None, None, Decision()),
-    (HOLD, FAILED, IN_PROGRESS, HOLDING, OTHER, Decision()),
-    (HOLD, FAILED, CANCELED, None, None, Decision()),
-    # clear succeeded: the payment is PAYED from whichever phase (claimed in eda, or captured
-    # and fenced in transactions, where a rollback that began yields to it)
-    *(
-        (
-            CLEAR,
-            OK,
-            IN_PROGRESS,
-            phase,
-            MINE,
-            Decision((Step.COMPLETE_PAYMENT, Step.ACCRUE_CASHBACK)),
-        )
-        for phase in (CLEARING, HOLDING, ROLLING_BACK)
-    ),
-    (CLEAR, OK, IN_PROGRESS, HOLDING, OTHER, Decision(problem="cleared_unpaid")),
-    (CLEAR, OK, PAYED, None, MINE, Decision((Step.ACCRUE_CASHBACK,))),
-    (CLEAR, OK, WAITING, None, None, Decision(problem="cleared_unpaid")),
+    # A hold's own success: every hold is captured since issue 9, so this is an uncaptured
+    # hold from before it, which nothing may clear now: released (the release gives the
+    # payment back); a payment paid or claimed by an old clear is left to that clear.
+    (HOLD, OK, HOLDING, Decision((Step.START_UNHOLD,))),
+    (HOLD, OK, ROLLING_BACK, Decision((Step.START_UNHOLD,))),
+    (HOLD, OK, RELEASED, Decision((Step.START_UNHOLD,))),
+    (HOLD, OK, CLEARING, Decision()),
+    (HOLD, OK, PAID, Decision()),
+    # hold failed: a live payment is given back and counted, once
+    (HOLD, FAILED, HOLDING, Decision((Step.FAIL_PAYMENT,), problem="hold_failed")),
+    (HOLD, FAILED, ROLLING_BACK, Decision((Step.FAIL_PAYMENT,), problem="hold_failed")),
+    (HOLD, FAILED, CLEARING, Decision()),
+    (HOLD, FAILED, RELEASED, Decision()),
+    (HOLD, FAILED, PAID, Decision()),
+    # clear succeeded: the payment is paid from whichever live state (a rollback that began
+    # yields to the captured clear, fenced in transactions), and its cashback accrued
+    (CLEAR, OK, HOLDING, COMPLETE_AND_ACCRUE),
+    (CLEAR, OK, CLEARING, COMPLETE_AND_ACCRUE),
+    (CLEAR, OK, ROLLING_BACK, COMPLETE_AND_ACCRUE),
+    (CLEAR, OK, PAID, Decision((Step.ACCRUE_CASHBACK,))),  # a duplicate
+    (CLEAR, OK, RELEASED, Decision(problem="cleared_unpaid")),
     # clear failed for good: never turned into a release
-    (CLEAR, FAILED, IN_PROGRESS, CLEARING, MINE, Decision(problem="clear_failed")),
-    (CLEAR, FAILED, WAITING, None, None, Decision(problem="clear_failed")),
-    (CLEAR, FAILED, PAYED, None, MINE, Decision()),
-    # unhold succeeded
-    (UNHOLD, OK, IN_PROGRESS, ROLLING_BACK, MINE, Decision((Step.FAIL_PAYMENT,))),
-    (UNHOLD, OK, IN_PROGRESS, HOLDING, MINE, Decision((Step.FAIL_PAYMENT,))),
-    (UNHOLD, OK, IN_PROGRESS, CLEARING, MINE, Decision(problem="released_while_clearing")),
-    (UNHOLD, OK, WAITING, None, None, Decision()),
-    (UNHOLD, OK, CANCELED, None, None, Decision()),
-    (UNHOLD, OK, IN_PROGRESS, HOLDING, OTHER, Decision()),
-    # unhold failed
-    (UNHOLD, FAILED, WAITING, None, None, Decision((Step.RETRY,), problem="unhold_failed")),
-    (UNHOLD, FAILED, CANCELED, None, None, Decision((Step.RETRY,), problem="unhold_failed")),
-    (UNHOLD, FAILED, PAYED, None, MINE, Decision()),
+    (CLEAR, FAILED, HOLDING, Decision(problem="clear_failed")),
+    (CLEAR, FAILED, CLEARING, Decision(problem="clear_failed")),
+    (CLEAR, FAILED, ROLLING_BACK, Decision(problem="clear_failed")),
+    (CLEAR, FAILED, RELEASED, Decision(problem="clear_failed")),
+    (CLEAR, FAILED, PAID, Decision()),
+    # unhold succeeded: a live payment is given back
+    (UNHOLD, OK, HOLDING, Decision((Step.FAIL_PAYMENT,))),
+    (UNHOLD, OK, ROLLING_BACK, Decision((Step.FAIL_PAYMENT,))),
+    (UNHOLD, OK, CLEARING, Decision(problem="released_while_clearing")),
+    (UNHOLD, OK, RELEASED, Decision()),
+    (UNHOLD, OK, PAID, Decision()),
+    # unhold failed: the hold stays on the card, try again
+    *(
+        (UNHOLD, FAILED, state, Decision((Step.RETRY,), problem="unhold_failed"))
+        for state in (HOLDING, CLEARING, ROLLING_BACK, RELEASED)
+    ),
+    (UNHOLD, FAILED, PAID, Decision()),
     # pending and canceled are not outcomes of money
-    (HOLD, PENDING, IN_PROGRESS, HOLDING, MINE, Decision()),
-    (CLEAR, PENDING, IN_PROGRESS, CLEARING, MINE, Decision()),
-    (HOLD, CANCELED_OP, IN_PROGRESS, ROLLING_BACK, MINE, Decision()),
+    *(
+        (kind, status, state, Decision())
+        for kind in OperationKind
+        for status in (PENDING, CANCELED_OP)
+        for state in PaymentState
+    ),
 ]
 
 
-@pytest.mark.parametrize(
-    ("kind", "status", "order_status", "phase", "payment_id", "expected"), DECISION_TABLE
-)
+@pytest.mark.parametrize(("kind", "status", "state", "expected"), DECISION_TABLE)
 def test_callback_decision_table(
-    kind: OperationKind,
-    status: OperationStatus,
-    order_status: OrderStatus,
-    phase: PaymentPhase | None,
-    payment_id: str | None,
-    expected: Decision,
+    kind: OperationKind, status: OperationStatus, state: PaymentState, expected: Decision
 ) -> None:
-    decision = domain.decide(
-        kind,
-        status,
-        hold_id=MINE,
-        order_status=order_status,
-        order_payment_id=payment_id,
-        order_phase=phase,
-    )
-    assert decision == expected
+    assert domain.decide(kind, status, state) == expected
+
+
+def test_the_table_has_one_row_per_case() -> None:
+    cases = [(kind, status, state) for kind, status, state, _ in DECISION_TABLE]
+    assert len(cases) == len(set(cases))
+    assert set(cases) == {
+        (kind, status, state)
+        for kind in OperationKind
+        for status in OperationStatus
+        for state in PaymentState
+    }
+
+
+def test_no_row_starts_a_clear() -> None:
+    """Since issue 18 no callback starts a clear or claims one: every hold is captured, and
+    transactions clears it in the hold's own pass."""
+    assert {step.value for step in Step} == {
+        "start_unhold",
+        "fail_payment",
+        "complete_payment",
+        "accrue_cashback",
+        "retry",
+    }
 
 
 def test_no_row_releases_money_a_clear_claimed() -> None:
-    """With the order's clear claimed, no outcome starts an unhold or gives the order back."""
+    """With the payment's clear claimed (or done), no outcome starts an unhold or gives it back."""
     for kind in OperationKind:
         for status in OperationStatus:
-            decision = domain.decide(
-                kind,
-                status,
-                hold_id=MINE,
-                order_status=IN_PROGRESS,
-                order_payment_id=MINE,
-                order_phase=CLEARING,
-            )
-            assert Step.START_UNHOLD not in decision.steps
-            assert Step.FAIL_PAYMENT not in decision.steps
+            for state in (CLEARING, PAID):
+                decision = domain.decide(kind, status, state)
+                assert Step.START_UNHOLD not in decision.steps
+                assert Step.FAIL_PAYMENT not in decision.steps
+
+
+def test_money_is_only_ever_completed_after_a_clear() -> None:
+    for kind in OperationKind:
+        for status in OperationStatus:
+            for state in PaymentState:
+                decision = domain.decide(kind, status, state)
+                if Step.COMPLETE_PAYMENT in decision.steps:
+                    assert (kind, status) == (CLEAR, OK)
 
 
 def test_operation_ids_derive_from_the_hold() -> None:
     assert domain.hold_of(HOLD, "p1", None) == "p1"
     assert domain.hold_of(CLEAR, "p1.clear", "p1") == "p1"
-    assert domain.clear_id("p1") == "p1.clear"
+    assert domain.hold_of(UNHOLD, "p1.unhold", None) == ""
     assert domain.unhold_id("p1") == "p1.unhold"
