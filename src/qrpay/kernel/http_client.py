@@ -75,8 +75,6 @@ def never_sent(exc: BaseException) -> bool:
     return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
 
-# The bulkheads whose slot the current task already holds (or works for, see
-# ``Bulkhead.covered``): a call made there does not take a second slot.
 # Where the use case this call serves must be done (``call_budget``): no call outlives it.
 _BUDGET_ENDS: ContextVar[float | None] = ContextVar("qrpay_call_budget_ends", default=None)
 
@@ -95,6 +93,8 @@ def call_budget(seconds: float) -> Iterator[None]:
         _BUDGET_ENDS.reset(token)
 
 
+# The bulkheads whose slot the current task already holds (or works for, see
+# ``Bulkhead.covered``): a call made there does not take a second slot.
 _HELD: ContextVar[frozenset[Bulkhead]] = ContextVar("qrpay_bulkheads_held", default=frozenset())
 
 

@@ -51,7 +51,7 @@ from qrpay.kernel.errors import (
     QrpayError,
     Unauthenticated,
 )
-from qrpay.kernel.http_client import call_budget
+from qrpay.kernel.http_client import NotSent, call_budget
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.money import format_amount, parse_amount
 from qrpay.kernel.queue import TaskQueue, TaskSpec
@@ -422,6 +422,13 @@ class PaymentsService:
                 raise type(exc)(domain.message(refused, lang), code=refused) from None
             except NotFound:
                 raise _not_found(lang) from None
+            except NotSent:
+                raise  # eda never saw it: nothing began
+            except DependencyUnavailable as exc:
+                # eda may have admitted it: the guest follows the payment (the same token
+                # names it); without a hold the sweep gives it back.
+                log.warning("start_outcome_unknown", payment_id=payment_id, code=exc.code)
+                return waiting
             payment = _payment_of(started, payment_id)
             if payment is None:  # pragma: no cover - eda answers the payment it started
                 raise DependencyUnavailable(
@@ -616,14 +623,19 @@ class PaymentsService:
         """Take one step; the ledger as it stands after it (for the next step)."""
         order_id = ledger.order_id
         if step is Step.START_UNHOLD:
-            await self._transactions.start_operation(
-                payment.invoice_id,
-                OperationIn(
-                    operation_id=domain.unhold_id(payment.payment_id),
-                    kind=OperationKind.UNHOLD,
-                    target=payment.payment_id,
-                ),
-            )
+            try:
+                await self._transactions.start_operation(
+                    payment.invoice_id,
+                    OperationIn(
+                        operation_id=domain.unhold_id(payment.payment_id),
+                        kind=OperationKind.UNHOLD,
+                        target=payment.payment_id,
+                    ),
+                )
+            except Conflict as exc:
+                # A captured hold: its clear is recorded, nothing is left to release.
+                if exc.code != TransactionsCode.NOTHING_TO_RELEASE:
+                    raise
         elif step is Step.FAIL_PAYMENT:
             await self._move_if_current(order_id, "fail", payment.payment_id)
         elif step is Step.COMPLETE_PAYMENT:
