@@ -90,7 +90,7 @@ async def create_orders(eda: str, count: int) -> list[str]:
         async def create(index: int) -> str:
             body = {"client_id": "rest-1", "internal_order_id": f"push-{index}", "bill": bill()}
             async with session.post(
-                f"{eda}/v1/orders", json=body, headers=stand_in_headers("iiko-integration")
+                f"{eda}/v1/orders", json=body, headers=stand_in_headers("iiko-integration", "eda")
             ) as answer:
                 answer.raise_for_status()
                 return str((await answer.json())["order"]["order_id"])
@@ -130,7 +130,7 @@ async def drive(args: argparse.Namespace, iiko: local.Process, eda: local.Proces
         cpu_before = {p.name: harness.cpu_seconds(p.popen.pid) for p in (iiko, eda)}
         started: dict[str, float] = {}
         answered: dict[str, float] = {}
-        payer = stand_in_ticket("payments-eda")  # eda's payment moves are payments-eda's
+        payer = stand_in_ticket("payments-eda", "eda")  # eda's payment moves are payments-eda's
 
         async def change(order_id: str) -> None:
             started[order_id] = time.monotonic()

@@ -332,7 +332,7 @@ def bind_demo_cards(layout: Layout) -> None:
         request = urllib.request.Request(  # noqa: S310 - an http URL built here
             f"{layout.url(port)}/v1/payment-methods/{card['id']}",
             data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", **tools_headers()},
+            headers={"Content-Type": "application/json", **tools_headers("cardstorage")},
             method="PUT",
         )
         with opener.open(request, timeout=10):
