@@ -91,8 +91,11 @@ def test_nginx_admits_a_bounded_number_of_requests_per_service_and_refuses_the_r
 
 def test_nginx_tells_the_services_the_client_scheme_and_host(tmp_path: Path) -> None:
     config = nginx_config(Layout(tmp_path, 9080))
+    # Set, never appended to: nginx is the first proxy, a client's own claims are dropped.
+    assert "proxy_add_x_forwarded_for" not in config
     for header in (
-        "X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "X-Forwarded-For $remote_addr;",
+        'Forwarded "";',
         "X-Forwarded-Proto $scheme;",
         "X-Forwarded-Host $http_host;",
         "Host $http_host;",

@@ -125,13 +125,16 @@ OVERLOADED_BODY = (
 
 
 # What nginx tells the services of the client (kernel.edge believes it from
-# http.trusted_proxies only): its address, and the scheme and host it asked for. Set, not
-# appended to, for the scheme and host: a client's own X-Forwarded-Proto is dropped here.
+# http.trusted_proxies only): its address, and the scheme and host it asked for. Each is
+# set, never appended to: nginx is the first proxy, so whatever a client sent in these
+# headers is its own claim, dropped here. ``Forwarded`` is cleared (an empty value is not
+# sent): a client's own would otherwise reach the services beside nginx's X-Forwarded-For.
 FORWARDED_HEADERS = (
     "proxy_set_header Host $http_host;\n"
-    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+    "proxy_set_header X-Forwarded-For $remote_addr;\n"
     "proxy_set_header X-Forwarded-Proto $scheme;\n"
     "proxy_set_header X-Forwarded-Host $http_host;\n"
+    'proxy_set_header Forwarded "";\n'
 )
 
 
