@@ -31,6 +31,18 @@ def layout(tmp_path: Path, postgres_url: str) -> Iterator[tuple[Layout, list[str
         yield found
 
 
+def new_order() -> dict[str, object]:
+    return {
+        "client_id": "rest-1",
+        "internal_order_id": f"cluster-{uuid.uuid4().hex[:8]}",
+        "bill": {
+            "currency": "RUB",
+            "amount": "450.00",
+            "elements": [{"name": "B", "amount": "450"}],
+        },
+    }
+
+
 def handled(metrics: str, handler: str) -> float:
     pattern = rf'qrpay_http_requests_total\{{[^}}]*handler="{re.escape(handler)}"[^}}]*\}} (\S+)'
     return sum(float(value) for value in re.findall(pattern, metrics))
@@ -55,15 +67,7 @@ def test_cluster_up_balances_and_down_stops_everything(
 
     pos = cluster.url(cluster.nginx_ports["iiko-integration"])
     headers = {"X-API-Key": DEV_KEY}
-    body = {
-        "client_id": "rest-1",
-        "internal_order_id": f"cluster-{uuid.uuid4().hex[:8]}",
-        "bill": {
-            "currency": "RUB",
-            "amount": "450.00",
-            "elements": [{"name": "B", "amount": "450"}],
-        },
-    }
+    body = new_order()
     with httpx.Client(timeout=10) as client:
         created = client.post(f"{pos}/orders", json=body, headers=headers)
         assert created.status_code == 200, created.text
@@ -137,16 +141,7 @@ def test_a_clients_forwarded_headers_open_nothing_through_nginx(
         assert "text/html" in pages[0].headers["content-type"]
         # A normal POS, from outside: creates and lists an order through nginx.
         headers = {"X-API-Key": DEV_KEY}
-        body = {
-            "client_id": "rest-1",
-            "internal_order_id": f"cluster-{uuid.uuid4().hex[:8]}",
-            "bill": {
-                "currency": "RUB",
-                "amount": "450.00",
-                "elements": [{"name": "B", "amount": "450"}],
-            },
-        }
-        created = outside.post(f"{pos}/orders", json=body, headers=headers)
+        created = outside.post(f"{pos}/orders", json=new_order(), headers=headers)
         assert created.status_code == 200, created.text
         order_id = created.json()["order_id"]
         listed = outside.post(
