@@ -163,6 +163,11 @@ class PushConfig(Strict):
     # Changes the instance keeps after following them, so a POS that resumes from a recent
     # cursor is answered from memory; an older cursor is caught up from eda.
     buffer_size: int = Field(default=50_000, ge=1, le=10_000_000)
+    # WebSocket streams one instance keeps open per POS API key, and in all; one more is
+    # refused at the handshake (429 too_many_streams, 503 overloaded). A key serves every
+    # terminal of its restaurants; `make bench-push` raises both for its 10,000.
+    max_streams_per_key: int = Field(default=200, ge=1, le=1_000_000)
+    max_streams: int = Field(default=20_000, ge=1, le=1_000_000)
 
 
 class DeeplinkConfig(Strict):

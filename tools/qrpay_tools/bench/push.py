@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import yaml
 
 from qrpay.kernel.tickets import TICKET_HEADER
 from qrpay_tools import local
@@ -214,6 +215,14 @@ def main(argv: list[str] | None = None) -> int:
         (workdir / "var").mkdir()
         ports = {"eda": free_port(), "iiko-integration": free_port()}
         env = local.write_config(workdir, ports, {"eda": url})
+        # Every simulated POS uses the one demo key: the stream caps let them all in.
+        config = yaml.safe_load((workdir / "config.yaml").read_text())
+        config["push"] = {
+            **config.get("push", {}),
+            "max_streams_per_key": args.connections,
+            "max_streams": args.connections,
+        }
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
         local.migrate(env, "eda")
         eda = local.serve("eda", ports["eda"], 1, env, workdir)
         iiko = local.serve("iiko-integration", ports["iiko-integration"], 1, env, workdir)
