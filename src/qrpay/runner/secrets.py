@@ -2,9 +2,9 @@
 
 Each service's file holds its own new ticket signing key and the public keys of exactly
 the services its routes let call it (their ``allow(...)`` declarations, read from the
-routers: nothing to keep in step by hand), plus the secrets the services share (the
-payer-link hmac key, the session secret), all new. POS API keys and database URLs are
-the operator's to add. A production process refuses any other service's private key
+routers: nothing to keep in step by hand), and only the other secrets it uses, all new:
+the payer-link hmac key for iiko-integration (signs) and payments-eda (checks), the
+session secret for api-proxy. POS API keys and database URLs are the operator's to add. A production process refuses any other service's private key
 and any development value (kernel/production.py).
 """
 
@@ -23,6 +23,8 @@ from qrpay.kernel.config import parse_secdist
 from qrpay.kernel.service import SERVICE_MODULES, ServiceApp
 from qrpay.kernel.tickets import new_private_key, public_half
 
+# The services that sign (iiko-integration) or check (payments-eda) the payer links.
+LINK_KEY_HOLDERS = frozenset({"iiko-integration", "payments-eda"})
 HEADER = (
     "# Written by `qrpay secrets generate`: this service's secrets, never committed.\n"
     "# ticket_keys.private: this service's own signing key only; ticket_keys.public: the\n"
@@ -48,16 +50,16 @@ def deployment_secdists(
     callers = callers_by_service()
     names = list(services) if services is not None else list(callers)
     private = {name: new_private_key() for name in callers}
-    shared = {
-        "hmac_keys": [secrets.token_urlsafe(32)],
-        "session_secrets": [secrets.token_urlsafe(32)],
-    }
+    link_key = secrets.token_urlsafe(32)
     result = {}
     for name in names:
         public = {caller: [public_half(private[caller])] for caller in sorted(callers[name])}
         result[name] = {
             "api_keys": [],
-            **shared,
+            # Required by every secdist; a service that neither signs nor checks payer
+            # links gets a key of its own, which opens nothing.
+            "hmac_keys": [link_key if name in LINK_KEY_HOLDERS else secrets.token_urlsafe(32)],
+            "session_secrets": [secrets.token_urlsafe(32)] if name == "api-proxy" else None,
             "databases": {},
             "ticket_keys": {
                 "private": {name: [private[name]]},
