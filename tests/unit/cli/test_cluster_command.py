@@ -7,11 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from qrpay.kernel.config import load_yaml
+from qrpay.kernel.config import load_secdist, load_yaml
+from qrpay.kernel.service import SERVICE_MODULES
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay_tools import local
-from qrpay_tools.cluster.run import BadOverride, Layout, apply_overrides, main, nginx_config
+from qrpay_tools.cluster.run import (
+    BadOverride,
+    Layout,
+    apply_overrides,
+    main,
+    nginx_config,
+    process_env,
+    write_service_secdists,
+)
 from qrpay_tools.ports import free_port_block
 
 
@@ -117,3 +127,22 @@ def test_up_without_nginx_says_how_to_install_it_and_installs_nothing(
         "error: nginx is not installed: run `make apt-nginx` (Debian: apt-get install -y nginx)"
     )
     assert ran == []
+
+
+def test_each_cluster_process_holds_its_own_ticket_key_only(tmp_path: Path) -> None:
+    layout = Layout(tmp_path, 9080)
+    layout.var.mkdir(parents=True, exist_ok=True)
+    secdist = yaml.safe_load((REPO_DEV_CONFIG / "secdist.yaml").read_text())
+    write_service_secdists(layout, secdist)
+    for service in SERVICE_MODULES:
+        env = process_env(layout, {"QRPAY_SECDIST": "shared"}, local.serve_args(service, 1))
+        own = load_secdist(Path(env["QRPAY_SECDIST"]))
+        assert set(own.ticket_keys.private) == {service}
+        assert (
+            own.ticket_keys.public
+            == load_secdist(REPO_DEV_CONFIG / "secdist.yaml").ticket_keys.public
+        )
+    worker = process_env(layout, {}, local.worker_args(4))
+    assert load_secdist(Path(worker["QRPAY_SECDIST"])).ticket_keys.private.keys() == {
+        "payments-eda"
+    }

@@ -314,9 +314,37 @@ def configure(layout: Layout, db_prefix: str, overrides: list[str] | None = None
     layout.config.write_text(yaml.safe_dump(config, allow_unicode=True))
     secdist = yaml.safe_load((layout.var / "secdist.yaml").read_text())
     secdist["queue_database"] = queue
+    # `qrpay db upgrade` (every database) reads the whole file.
     (layout.var / "secdist.yaml").write_text(yaml.safe_dump(secdist))
+    write_service_secdists(layout, secdist)
     env["QRPAY_LOG_LEVEL"] = "INFO"
     return env
+
+
+def service_secdist(layout: Layout, service: str) -> Path:
+    return layout.var / f"secdist-{service}.yaml"
+
+
+def write_service_secdists(layout: Layout, secdist: dict[str, Any]) -> None:
+    """One secdist per service, holding its own private ticket key only, as in production
+    (`qrpay secrets generate`): no process of the cluster can sign as another. The keys
+    are the development ones, so the tools and the tests sign as any service, as on
+    `make run`."""
+    from qrpay.kernel.service import SERVICE_MODULES
+
+    private = secdist["ticket_keys"]["private"]
+    for service in SERVICE_MODULES:
+        own = {**secdist, "ticket_keys": {**secdist["ticket_keys"], "private": {}}}
+        own["ticket_keys"]["private"] = {service: private[service]}
+        path = service_secdist(layout, service)
+        path.write_text(yaml.safe_dump(own))
+        path.chmod(0o600)
+
+
+def process_env(layout: Layout, env: dict[str, str], args: list[str]) -> dict[str, str]:
+    """``env`` with the secdist of the service ``args`` runs (`qrpay serve|worker NAME`)."""
+    path = service_secdist(layout, args[2]) if len(args) > 2 else None
+    return {**env, "QRPAY_SECDIST": str(path.resolve())} if path and path.is_file() else env
 
 
 def bind_demo_cards(layout: Layout) -> None:
@@ -401,13 +429,20 @@ def launch(
     processes: list[local.Process] = []
     try:
         for name, args, port in commands:
-            processes.append(local.start(name, args, port, env, layout.logs))
+            own = process_env(layout, env, args)
+            processes.append(local.start(name, args, port, own, layout.logs))
     finally:
         # Written whatever fails, so that `down` finds every process that started.
         write_pids(
             layout,
             [
-                {"name": p.name, "pid": p.popen.pid, "port": p.port, "args": args, "env": env}
+                {
+                    "name": p.name,
+                    "pid": p.popen.pid,
+                    "port": p.port,
+                    "args": args,
+                    "env": process_env(layout, env, args),
+                }
                 for p, (_, args, _) in zip(processes, commands, strict=False)
             ],
         )
