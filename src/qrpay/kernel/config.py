@@ -408,6 +408,7 @@ class ConfigCode(StrEnum):
     DEVELOPMENT_SIGN_IN = "development_sign_in"
     TOOL_TICKETS = "tool_tickets"
     OTHER_SERVICES_KEYS = "other_services_keys"
+    NO_TICKET_KEY = "no_ticket_key"
     SANDBOX_GATEWAY = "sandbox_gateway"
     FAULT_SWITCH = "fault_switch"
     INSECURE_DEEPLINK = "insecure_deeplink"

@@ -11,7 +11,7 @@ is refused, when:
   a copy of the file, or one of its keys pasted among fresh ones, is caught too), the
   development public ticket keys included;
 - secdist holds another service's private ticket key (a process holds its own only:
-  ``qrpay secrets generate`` writes one file per service);
+  ``qrpay secrets generate`` writes one file per service), or none of its own;
 - the config enables the development sign-in (anyone signs in as a demo user);
 - the config lets the tools' identity call services (``service_tickets.tools_allowed``);
 - the config turns on a fault switch of the tests (``transactions.gateway.lost_answer_rate``,
@@ -77,6 +77,12 @@ def check_secdist(settings: Settings, secdist: Secdist, service: str | None = No
             f"secdist {settings.secdist} holds the private ticket keys of {', '.join(others)}: "
             "a process holds its own service's only (`qrpay secrets generate`)",
             code=ConfigCode.OTHER_SERVICES_KEYS,
+        )
+    if service and service not in holders:
+        raise ConfigRefused(
+            f"secdist {settings.secdist} holds no private ticket key of {service}: its calls "
+            "to other services would all be refused (`qrpay secrets generate`)",
+            code=ConfigCode.NO_TICKET_KEY,
         )
     return secdist
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from qrpay.cli.main import app
@@ -78,3 +79,15 @@ def test_a_file_runs_only_its_own_service(tmp_path: Path) -> None:
     with pytest.raises(ConfigRefused) as refused:
         check_secdist(settings, load_secdist(path), "cardstorage")
     assert refused.value.code == "other_services_keys"
+
+
+def test_a_file_without_the_services_own_key_is_refused(tmp_path: Path) -> None:
+    generate(tmp_path)
+    path = tmp_path / "eda.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["ticket_keys"]["private"] = {}
+    path.write_text(yaml.safe_dump(data))
+    settings = Settings(secdist=path, environment=Environment.STAGING)
+    with pytest.raises(ConfigRefused) as refused:
+        check_secdist(settings, load_secdist(path), "eda")
+    assert refused.value.code == "no_ticket_key"
