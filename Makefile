@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run install lock test test-unit test-component test-fuzz test-integration test-faults test-e2e test-browser lint bench-pos bench-pay bench-push bench-cluster cluster cluster-stop cluster-ctl deploy-manifests apt-nginx apt-wrk clean
+.PHONY: run install lock test test-unit test-component test-fuzz test-integration test-faults test-e2e test-browser lint bench-pos bench-pay bench-tickets bench-push bench-cluster cluster cluster-stop cluster-ctl deploy-manifests apt-nginx apt-wrk clean
 
 LOCK := requirements.lock
 # requirements.lock pins every package with its hashes (`make lock` writes it): installed
@@ -79,6 +79,11 @@ bench-pos: $(STAMP) apt-wrk
 
 bench-pay: $(STAMP)
 	$(BIN)/python -m qrpay_tools.bench.pay --split
+
+# CPU per call of the service-ticket work one request does (sign cached, check cached,
+# and the uncached ones a ticket costs once), in this process: a box-independent figure.
+bench-tickets: $(STAMP)
+	$(BIN)/python -m qrpay_tools.bench.tickets $(ARGS)
 
 # 10,000 POS on the WebSocket stream while 100 status changes/s go through eda (PostgreSQL).
 # Each connection is a file descriptor on both sides: the limit is raised for both.

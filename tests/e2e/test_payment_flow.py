@@ -80,7 +80,10 @@ def guest_status(up: QrpayUp, link: str) -> str:
     answer = httpx.get(
         f"{up.url('payments-eda')}/4.0/payments/v1/orders",
         params={"order_id": query["order_id"][0], "hmac": query["hmac"][0]},
-        headers={"X-Yandex-UID": USER, **ticket_headers()},  # as the guest CLI calls
+        headers={
+            "X-Yandex-UID": USER,
+            **ticket_headers(to="payments-eda"),
+        },  # as the guest CLI calls
         timeout=5,
     )
     assert answer.status_code == 200, answer.text
@@ -90,7 +93,9 @@ def guest_status(up: QrpayUp, link: str) -> str:
 
 def balance(up: QrpayUp) -> Decimal:
     answer = httpx.get(
-        f"{up.url('cashback')}/v1/users/{USER}/balance", headers=ticket_headers(), timeout=5
+        f"{up.url('cashback')}/v1/users/{USER}/balance",
+        headers=ticket_headers(to="cashback"),
+        timeout=5,
     )
     assert answer.status_code == 200, answer.text
     return sum(
@@ -169,17 +174,21 @@ def test_internal_routes_want_a_service_ticket_of_an_allowed_caller(
     status = f"{up.url('payments-eda')}/4.0/payments/v1/orders"
     params = {"order_id": query["order_id"][0], "hmac": query["hmac"][0]}
     token = f"{up.url('cardstorage')}/v1/payment-methods/card-ok"
-    for url, query_params, allowed in (
-        (status, params, "api-proxy"),
-        (token, {"user_id": USER}, "payments-eda"),
+    for url, query_params, allowed, service in (
+        (status, params, "api-proxy", "payments-eda"),
+        (token, {"user_id": USER}, "payments-eda", "cardstorage"),
     ):
         bare = httpx.get(url, params=query_params, headers={"X-Yandex-UID": USER}, timeout=5)
         assert bare.status_code == 401, bare.text
         assert bare.json()["code"] == "service_ticket_invalid"
-        wrong = httpx.get(url, params=query_params, headers=ticket_headers("eda"), timeout=5)
+        wrong = httpx.get(
+            url, params=query_params, headers=ticket_headers("eda", to=service), timeout=5
+        )
         assert wrong.status_code == 403, wrong.text
         assert wrong.json()["code"] == "service_not_allowed"
-        right = httpx.get(url, params=query_params, headers=ticket_headers(allowed), timeout=5)
+        right = httpx.get(
+            url, params=query_params, headers=ticket_headers(allowed, to=service), timeout=5
+        )
         assert right.status_code == 200, right.text
     metrics = httpx.get(f"{up.url('cardstorage')}/metrics", timeout=5).text
     refused = {
@@ -237,7 +246,7 @@ def test_an_unpaid_order_is_canceled_after_its_ttl_and_cannot_be_paid(tmp_path: 
                 "payment_method": {"type": "card", "id": "card-ok"},
                 "amount": "300.00",
             },
-            headers={"X-Yandex-UID": USER, **ticket_headers()},
+            headers={"X-Yandex-UID": USER, **ticket_headers(to="payments-eda")},
             timeout=5,
         )
         assert answer.status_code == 409, answer.text

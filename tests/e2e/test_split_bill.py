@@ -101,7 +101,9 @@ class Guest:
 
 def balance(up: QrpayUp) -> Decimal:
     answer = httpx.get(
-        f"{up.url('cashback')}/v1/users/{USER}/balance", headers=ticket_headers(), timeout=5
+        f"{up.url('cashback')}/v1/users/{USER}/balance",
+        headers=ticket_headers(to="cashback"),
+        timeout=5,
     )
     assert answer.status_code == 200, answer.text
     return sum((Decimal(b["amount"]) for b in answer.json()["balances"]), Decimal(0))

@@ -159,7 +159,7 @@ def test_pos_sim_waits_until_the_order_is_paid(up: QrpayUp, tmp_path: Path) -> N
         order_id = order_id_of(link_of(output))
         # Stand in for payments-eda: the payment it would make, straight on eda.
         eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payment"
-        payer = ticket_headers("payments-eda")
+        payer = ticket_headers("payments-eda", to="eda")
         started = httpx.post(
             f"{eda}/start",
             json={"payment_id": "pay-1", "amount": "100.00", "currency": "RUB"},
@@ -206,7 +206,7 @@ def test_pos_sim_push_prints_each_change_as_it_arrives(up: QrpayUp, tmp_path: Pa
         # Subscribed: its one status read is printed before any change.
         wait_for_text(log, f"order {order_id}: WAITING", timeout=30)
         eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payment"
-        payer = ticket_headers("payments-eda")  # eda's payment moves are payments-eda's
+        payer = ticket_headers("payments-eda", to="eda")  # eda's payment moves are payments-eda's
         started = httpx.post(
             f"{eda}/start",
             json={"payment_id": "pay-1", "amount": "100.00", "currency": "RUB"},

@@ -210,7 +210,7 @@ def sign_payer_case(case: Any) -> None:
         case.headers = {}
     case.headers.setdefault("X-Yandex-UID", USER)
     # As api-proxy, the one caller whose user headers payments-eda takes.
-    case.headers.update(ticket_headers("api-proxy"))
+    case.headers.update(ticket_headers("api-proxy", to="payments-eda"))
     meta = case.meta
     if meta is not None and meta.generation.mode is not GenerationMode.POSITIVE:
         return  # an invalid case keeps its flaw (a bad signature there answers 404 anyway)

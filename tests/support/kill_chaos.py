@@ -279,7 +279,10 @@ class Guests:
             answer = await self.client.get(
                 f"{self.payer}/4.0/payments/v1/orders",
                 params={"order_id": order_id, "hmac": signature},
-                headers={"X-Request-Language": "en", **ticket_headers("api-proxy")},
+                headers={
+                    "X-Request-Language": "en",
+                    **ticket_headers("api-proxy", to="payments-eda"),
+                },
             )
         except httpx.HTTPError:
             return None
@@ -309,7 +312,7 @@ class Guests:
                     headers={
                         "X-Yandex-UID": DEMO["user_id"],
                         "X-Request-Language": "en",
-                        **ticket_headers("api-proxy"),
+                        **ticket_headers("api-proxy", to="payments-eda"),
                     },
                 )
             except httpx.HTTPError as exc:

@@ -195,7 +195,7 @@ class Cluster(ServedProcesses):
                 "expiry_month": 12,
                 "expiry_year": 2030,
             },
-            headers=ticket_headers(),
+            headers=ticket_headers(to="cardstorage"),
             timeout=10,
         )
         assert answer.status_code == 200, answer.text
@@ -212,7 +212,7 @@ class Cluster(ServedProcesses):
                     "elements": [{"name": "Dinner", "amount": amount}],
                 },
             },
-            headers=ticket_headers("iiko-integration"),
+            headers=ticket_headers("iiko-integration", to="eda"),
             timeout=10,
         )
         assert answer.status_code == 200, answer.text
@@ -231,7 +231,7 @@ class Cluster(ServedProcesses):
     def order_status(self, order_id: str) -> str:
         answer = httpx.get(
             f"{self.url('eda')}/v1/orders/{order_id}",
-            headers=ticket_headers("payments-eda"),
+            headers=ticket_headers("payments-eda", to="eda"),
             timeout=10,
         )
         assert answer.status_code == 200, answer.text
@@ -257,7 +257,7 @@ class Cluster(ServedProcesses):
         )
         answer = httpx.get(
             f"{self.url('transactions')}/v1/invoices/{invoice_id}",
-            headers=ticket_headers("payments-eda"),
+            headers=ticket_headers("payments-eda", to="transactions"),
             timeout=10,
         )
         assert answer.status_code == 200, answer.text
@@ -367,7 +367,7 @@ async def _tap(cluster: Cluster, client: httpx.AsyncClient, guest: PayingGuest) 
         answer = await client.post(
             f"{cluster.url('payments-eda')}/4.0/payments/v1/orders",
             json=cluster.pay_body(guest.order_id, guest.signature),
-            headers={"X-Yandex-UID": USER, **ticket_headers("api-proxy")},
+            headers={"X-Yandex-UID": USER, **ticket_headers("api-proxy", to="payments-eda")},
         )
     except httpx.HTTPError as exc:
         guest.taps.append(type(exc).__name__)
@@ -392,7 +392,8 @@ async def _tap(cluster: Cluster, client: httpx.AsyncClient, guest: PayingGuest) 
 async def _order_status(cluster: Cluster, client: httpx.AsyncClient, order_id: str) -> str | None:
     try:
         answer = await client.get(
-            f"{cluster.url('eda')}/v1/orders/{order_id}", headers=ticket_headers("payments-eda")
+            f"{cluster.url('eda')}/v1/orders/{order_id}",
+            headers=ticket_headers("payments-eda", to="eda"),
         )
     except httpx.HTTPError:
         return None

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay.runner.secrets import deployment_secdists
 
 SIGNING_KEY = "a-valid-signing-key-that-must-stay-secret-0123"
 DATABASE_URL = "postgresql+asyncpg://qrpay:db-password-1234@db.internal/eda"
@@ -20,25 +21,23 @@ def dev_secdist_data() -> dict[str, Any]:
     return data
 
 
-def production_secdist(path: Path, **overrides: Any) -> Path:
-    """A secdist with freshly generated secrets, as an operator would write one."""
-    data: dict[str, Any] = {
-        "api_keys": [{"name": "pos", "key": secrets.token_hex(16), "client_ids": ["rest-1"]}],
-        "hmac_keys": [secrets.token_hex(24)],
-        "session_secrets": [secrets.token_hex(32)],
-        "service_ticket_keys": [secrets.token_hex(32)],
-        "databases": {},
-    }
+def production_secdist(path: Path, service: str = "eda", **overrides: Any) -> Path:
+    """``service``'s secdist with freshly generated secrets, as `qrpay secrets generate`
+    writes it, with a POS key added as an operator would."""
+    data = deployment_secdists([service])[service]
+    data["api_keys"] = [{"name": "pos", "key": secrets.token_hex(16), "client_ids": ["rest-1"]}]
     data.update(overrides)
     path.write_text(yaml.safe_dump(data))
     return path
 
 
 def production_config(path: Path) -> Path:
-    """The development config with its development sign-in and tool tickets switched off."""
+    """The development config with its development sign-in and tool tickets switched off
+    and an https deep link: what production refuses is the sandbox gateway alone."""
     data = yaml.safe_load((REPO_DEV_CONFIG / "config.yaml").read_text())
     data["sessions"]["development_sign_in"] = False
     data["service_tickets"]["tools_allowed"] = False
+    data["deeplink"]["base"] = "https://pay.example.com/go-pay/orders"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     return path
 

@@ -82,7 +82,7 @@ async def running_service(
         transport = httpx.ASGITransport(app=app)
         # Every request carries the ticket of a caller its route allows, unless the test
         # gives its own ``X-Ya-Service-Ticket`` (tests/support/tickets.py).
-        auth = LegitimateCaller(app, ctx.ticket_keys)
+        auth = LegitimateCaller(app, ctx)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://testserver", auth=auth
         ) as client:

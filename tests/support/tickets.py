@@ -1,59 +1,54 @@
 """Service tickets in tests: a test calls a service as a caller its route allows.
 
 In-process clients (``running_service``) sign every request as the first service the
-matched route allows (``kernel.callers.allow``), or as the tools when only they are;
-a test that gives its own ``X-Ya-Service-Ticket`` (or an empty one) keeps it. Tests of
-real processes sign with ``ticket_headers(source)``: the services run on the
-development secdist, whose keys the tests hold like every tool.
+matched route allows (``kernel.callers.allow``), or as the tools when only they are,
+for the service under test, with that caller's key from the context's secdist; a test
+that gives its own ``X-Ya-Service-Ticket`` (or an empty one) keeps it. Tests of real
+processes sign with ``ticket_headers(source, to=destination)``: the services run on the
+development secdist, whose keys (every service's) the tests hold like every tool.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections import Counter
+from collections.abc import Generator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
-from starlette.routing import BaseRoute, Match
+from starlette.routing import Match
 
-from qrpay.kernel.callers import UNKNOWN_CALLER
+from qrpay.kernel.callers import UNKNOWN_CALLER, api_routes, declarations
+from qrpay.kernel.config import SERVICE_NAMES, TicketKeys, load_secdist
 from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.service import ServiceContext
 from qrpay.kernel.settings import REPO_DEV_CONFIG
-from qrpay.kernel.tickets import TICKET_HEADER, TOOLS_IDENTITY, TTL_SECONDS, sign, tools_ticket
+from qrpay.kernel.tickets import (
+    MAX_SKEW_SECONDS,
+    MAX_TTL_SECONDS,
+    TICKET_HEADER,
+    TOOLS_IDENTITY,
+    TTL_SECONDS,
+    Ticket,
+    TicketVerifier,
+    new_private_key,
+    sign,
+    tools_signer,
+)
 
 DEV_SECDIST = REPO_DEV_CONFIG / "secdist.yaml"
-
-
-def _declarations(dependant: Dependant) -> Iterator[Any]:
-    for dependency in dependant.dependencies:
-        if hasattr(dependency.call, "allowed_callers"):
-            yield dependency.call
-        yield from _declarations(dependency)
-
-
-def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route
-        # FastAPI keeps an included router as one entry holding the router it was given.
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            yield from _api_routes(included.routes)
 
 
 def allowed_caller(app: FastAPI, method: str, path: str) -> str | None:
     """A caller the route at ``method path`` allows; None for a route without a declaration."""
     scope = {"type": "http", "method": method, "path": path}
-    for route in _api_routes(app.routes):
+    for route in api_routes(app.routes):
         if route.matches(scope)[0] == Match.FULL:
-            for declared in _declarations(route.dependant):
+            for declared in declarations(route.dependant):
                 allowed = sorted(declared.allowed_callers)
                 return allowed[0] if allowed else TOOLS_IDENTITY
             return None
@@ -61,38 +56,59 @@ def allowed_caller(app: FastAPI, method: str, path: str) -> str | None:
 
 
 class LegitimateCaller(httpx.Auth):
-    def __init__(self, app: FastAPI, keys: Callable[[], Sequence[SecretStr]]) -> None:
+    """Signs each request for ``ctx``'s service as a caller its route allows."""
+
+    def __init__(self, app: FastAPI, ctx: ServiceContext) -> None:
         self.app = app
-        self.keys = keys
+        self.ctx = ctx
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if TICKET_HEADER not in request.headers:
             source = allowed_caller(self.app, request.method, request.url.path)
-            if source is not None:
-                key = self.keys()[0].get_secret_value().encode()
-                request.headers[TICKET_HEADER] = sign(source, key, int(time.time()))
+            keys = self.ctx.runtime.secdist.ticket_keys.signing(source or "")
+            if source is not None and keys:
+                key = keys[0].get_secret_value()
+                request.headers[TICKET_HEADER] = sign(source, self.ctx.name, key, int(time.time()))
         yield request
 
 
-def dev_ticket_key() -> bytes:
-    from qrpay.kernel.config import load_secdist
+@cache
+def dev_ticket_keys() -> TicketKeys:
+    return load_secdist(DEV_SECDIST).ticket_keys
 
-    return load_secdist(DEV_SECDIST).service_ticket_keys[0].get_secret_value().encode()
+
+def dev_private_key(identity: str) -> str:
+    """``identity``'s development private ticket key."""
+    return dev_ticket_keys().signing(identity)[0].get_secret_value()
 
 
-def ticket_headers(source: str = TOOLS_IDENTITY) -> dict[str, str]:
-    """Headers of a call as ``source``, signed with the development key, valid for minutes."""
-    return {TICKET_HEADER: sign(source, dev_ticket_key(), int(time.time()))}
+def signed(source: str, to: str, *, key: str | None = None, age: int = 0) -> str:
+    """A ticket from ``source`` to ``to`` issued ``age`` seconds ago, signed with ``key``
+    (default: ``source``'s development key)."""
+    return sign(source, to, key or dev_private_key(source), int(time.time()) - age)
+
+
+def claims(ticket: str, destination: str) -> Ticket:
+    """What ``ticket`` says, checked at ``destination`` with the development public keys."""
+    return TicketVerifier(destination, lambda: dev_ticket_keys().public, time.time).verify(ticket)
+
+
+def ticket_headers(source: str = TOOLS_IDENTITY, *, to: str) -> dict[str, str]:
+    """Headers of a call from ``source`` to ``to``, with the development keys, valid for
+    minutes."""
+    return {TICKET_HEADER: signed(source, to)}
 
 
 def tools_session(ctx: ServiceContext) -> HttpSession:
-    """A client session calling as the tools, with ``ctx``'s keys."""
-    return HttpSession(ticket=tools_ticket(ctx.ticket_keys()))
+    """A client session calling as the tools, with ``ctx``'s secdist's tools key."""
+    keys = ctx.runtime.secdist.ticket_keys.signing(TOOLS_IDENTITY)
+    return HttpSession(ticket=tools_signer(keys).ticket)
 
 
 # --- the checks every guarded route gets (tests/component/*/test_service_tickets.py) ------
 
-OTHER_KEY = b"a-key-no-service-holds-0123456789abcdef"
+# A well-formed private key no service's secdist has the public half of.
+OTHER_KEY = new_private_key()
 
 
 async def refusals(client: httpx.AsyncClient, route: str, caller: str, reason: str) -> float:
@@ -110,6 +126,7 @@ async def refusals(client: httpx.AsyncClient, route: str, caller: str, reason: s
 class GuardedCall:
     """One call of a guarded route, as the tests of every service make it."""
 
+    destination: str  # the service called
     client: httpx.AsyncClient
     method: str
     path: str
@@ -124,26 +141,34 @@ class GuardedCall:
             self.method, self.path, json=self.json, params=self.params, headers=headers
         )
 
-    def signed(self, source: str, *, key: bytes | None = None, age: int = 0) -> str:
-        return sign(source, key or dev_ticket_key(), int(time.time()) - age)
+    def signed(self, source: str, *, key: str | None = None, age: int = 0) -> str:
+        return signed(source, self.destination, key=key, age=age)
 
     async def assert_refused(self, allowed: str, wrong: str) -> None:
-        """No, expired, forged and unknown-key tickets: 401; ``wrong``: 403; all counted."""
+        """No, expired, not yet valid, forged, unknown-key, other-destination tickets, and
+        ``wrong``'s key claiming to be ``allowed``: 401; ``wrong``: 403; all counted."""
+        genuine = self.signed(allowed)
+        fields = genuine.split(".")
+        fields[3] = str(int(fields[3]) + MAX_TTL_SECONDS)  # a holder lengthening its life
+        elsewhere = next(name for name in SERVICE_NAMES if name != self.destination)
+        cases = [
+            ("missing", ""),
+            ("expired", self.signed(allowed, age=TTL_SECONDS)),
+            ("not_yet_valid", self.signed(allowed, age=-2 * MAX_SKEW_SECONDS)),
+            ("bad_signature", ".".join(fields)),
+            ("unknown_key", self.signed(allowed, key=OTHER_KEY)),
+            # ``wrong``'s own key, the ticket claiming to be from ``allowed``.
+            ("unknown_key", self.signed(allowed, key=dev_private_key(wrong))),
+            ("malformed", genuine[:-1]),
+            ("wrong_destination", signed(allowed, elsewhere)),
+        ]
+        expected = Counter(reason for reason, _ in cases)
         before = {
             reason: await refusals(self.client, self.route, UNKNOWN_CALLER, reason)
-            for reason in ("missing", "expired", "bad_signature", "unknown_key", "malformed")
+            for reason in expected
         }
         before_wrong = await refusals(self.client, self.route, wrong, "not_allowed")
-        genuine = self.signed(allowed)
-        forged = genuine.replace(allowed, wrong, 1) if allowed != wrong else genuine + "0"
-        cases = {
-            "missing": "",
-            "expired": self.signed(allowed, age=TTL_SECONDS),
-            "bad_signature": forged,
-            "unknown_key": self.signed(allowed, key=OTHER_KEY),
-            "malformed": genuine[:-1],
-        }
-        for reason, ticket in cases.items():
+        for reason, ticket in cases:
             answer = await self.send(ticket)
             assert answer.status_code == 401, (reason, answer.text)
             assert answer.json()["code"] == "service_ticket_invalid", reason
@@ -153,7 +178,7 @@ class GuardedCall:
         assert answer.json()["code"] == "service_not_allowed"
         for reason, count in before.items():
             after = await refusals(self.client, self.route, UNKNOWN_CALLER, reason)
-            assert after == count + 1, reason
+            assert after == count + expected[reason], reason
         assert await refusals(self.client, self.route, wrong, "not_allowed") == before_wrong + 1
 
     async def as_caller(self, source: str) -> httpx.Response:
@@ -162,4 +187,4 @@ class GuardedCall:
 
 def as_api_proxy(user_id: str) -> dict[str, str]:
     """A guest's call to payments-eda as api-proxy makes it: the user header and its ticket."""
-    return {"X-Yandex-UID": user_id, **ticket_headers("api-proxy")}
+    return {"X-Yandex-UID": user_id, **ticket_headers("api-proxy", to="payments-eda")}

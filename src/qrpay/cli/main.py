@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schemas (alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+secrets_app = typer.Typer(help="Secdist files for a deployment.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -107,6 +109,25 @@ def db_upgrade(
     from qrpay.cli.database import run_upgrade
 
     raise typer.Exit(run_upgrade(names or [], console=console))
+
+
+@secrets_app.command("generate")
+def secrets_generate(
+    directory: Annotated[Path, typer.Argument(help="Where to write <service>.yaml files")],
+) -> None:
+    """Write a fresh secdist per service: its own ticket signing key, its callers' public
+    keys, new shared secrets. Each process then runs with QRPAY_SECDIST=<its file>."""
+    from qrpay.runner.secrets import write_deployment_secdists
+
+    try:
+        paths = write_deployment_secdists(directory)
+    except FileExistsError as exc:
+        raise fail(
+            f"{exc}: rotate by hand (docs/security.md) or choose another directory"
+        ) from None
+    for path in paths:
+        console.print(f"wrote {path}", markup=False)
+    console.print("add api_keys (POS) and databases to each file that needs them", markup=False)
 
 
 def main() -> None:  # pragma: no cover - `python -m qrpay.cli.main`

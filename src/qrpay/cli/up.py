@@ -16,7 +16,7 @@ from qrpay.kernel.logging import configure_logging
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.service import ServiceContext
 from qrpay.kernel.settings import Environment, Settings
-from qrpay.kernel.tickets import tools_ticket
+from qrpay.kernel.tickets import TOOLS_IDENTITY, tools_signer
 from qrpay.runner.context import build_service_app, has_database, known_services, make_context
 from qrpay.runner.demo import SeededCard, bind_demo_cards
 from qrpay.runner.embedded import (
@@ -136,8 +136,8 @@ async def seed_demo(contexts: dict[str, ServiceContext]) -> list[SeededCard] | N
         return None
     demo = ctx.runtime.config.demo
     try:
-        ticket = tools_ticket(ctx.ticket_keys())
-        return await bind_demo_cards(demo, ctx.dependency("cardstorage"), ticket)
+        tools = tools_signer(ctx.runtime.secdist.ticket_keys.signing(TOOLS_IDENTITY))
+        return await bind_demo_cards(demo, ctx.dependency("cardstorage"), tools.ticket)
     except Exception as exc:
         say_error(
             f"could not bind the demo cards in cardstorage (paying will not work): {describe(exc)}"

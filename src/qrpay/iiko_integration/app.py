@@ -26,6 +26,11 @@ def wire(ctx: ServiceContext) -> Wiring:
             ("kind",),
             per_worker=True,
         ),
+        stream_refusals=ctx.metrics.counter(
+            "qrpay_pos_streams_refused",
+            "WebSocket streams refused at the handshake: the key's or the instance's cap",
+            ("reason",),
+        ),
         clock=ctx.clock,
         pos_limit=ctx.rate_limiter(LimitName.POS_KEY),
     )

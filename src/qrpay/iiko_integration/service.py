@@ -26,9 +26,10 @@ from qrpay.iiko_integration.schemas import (
     OrderPayments,
     RestaurantItem,
 )
+from qrpay.iiko_integration.stream_slots import StreamRefusal, StreamSlots
 from qrpay.kernel.clock import Clock, SystemClock
 from qrpay.kernel.config import PushConfig
-from qrpay.kernel.errors import DependencyUnavailable
+from qrpay.kernel.errors import DependencyUnavailable, RateLimited
 from qrpay.kernel.ratelimit import RateLimiter
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.wakeup import Wakeups
@@ -45,6 +46,7 @@ class IikoService:
         eda_client: EdaClient,
         orders_created: Counter,
         push_subscribers: Gauge,
+        stream_refusals: Counter | None = None,
         rollout: Rollout | None = None,
         clock: Clock | None = None,
         pos_limit: RateLimiter | None = None,
@@ -66,6 +68,12 @@ class IikoService:
             eda_client, self.memory, self._clock, lambda: runtime.config.feed, self.hub
         )
         self.auth = ApiKeyAuth(lambda: runtime.secdist)
+        self.stream_slots = StreamSlots(
+            lambda: runtime.config.push.max_streams_per_key,
+            lambda: runtime.config.push.max_streams,
+        )
+        self._stream_refusals = stream_refusals
+        self._stream_keys: dict[Subscription, str] = {}
 
     def authenticate(self, api_key: str | None) -> frozenset[str]:
         allowed = self.auth.authenticate(api_key)
@@ -196,15 +204,36 @@ class IikoService:
         return statuses, page.cursor
 
     async def open_stream(
-        self, allowed: frozenset[str], client_id: str | None, after: str | None
+        self, allowed: frozenset[str], client_id: str | None, after: str | None, *, key: str
     ) -> tuple[Subscription, list[Pushed]]:
         """A WebSocket's subscription to the key's restaurants (or ``client_id`` only), and
-        the changes after ``after`` it must send before the subscription's live ones.
+        the changes after ``after`` it must send before the subscription's live ones;
+        refused when ``key`` (the POS's API key) or the instance has all its streams open.
 
         The subscription is taken first, so nothing committed while catching up is lost;
         the stream skips what it has already sent (``Pushed.key``)."""
         if client_id is not None:
             authorize(allowed, client_id)
+        refusal = self.stream_slots.take(key)
+        if refusal is not None:
+            if self._stream_refusals is not None:
+                self._stream_refusals.labels(refusal).inc()
+            if refusal is StreamRefusal.PER_KEY:
+                raise RateLimited(
+                    "this API key has all its streams open", code="too_many_streams", retry_after=5
+                )
+            raise DependencyUnavailable("this instance has all its streams open", code="overloaded")
+        try:
+            subscription, backlog = await self._subscribe(allowed, client_id, after)
+        except BaseException:
+            self.stream_slots.give_back(key)
+            raise
+        self._stream_keys[subscription] = key
+        return subscription, backlog
+
+    async def _subscribe(
+        self, allowed: frozenset[str], client_id: str | None, after: str | None
+    ) -> tuple[Subscription, list[Pushed]]:
         scope = frozenset((client_id,)) if client_id is not None else allowed
         cursor = parse_key(after) if after is not None else None
         position = self.hub.position
@@ -227,6 +256,7 @@ class IikoService:
 
     def close_stream(self, subscription: Subscription) -> None:
         """The end of a stream ``open_stream`` opened, however it ended."""
+        self.stream_slots.give_back(self._stream_keys.pop(subscription))
         self.hub.unsubscribe(subscription)
         self._streams.dec()
 

@@ -51,10 +51,11 @@ def _change(pushed: Pushed) -> bytes:
 
 async def serve_stream(websocket: WebSocket, service: IikoService) -> None:
     query = websocket.query_params
+    key = websocket.headers.get(API_KEY_HEADER)
     try:
-        allowed = service.authenticate(websocket.headers.get(API_KEY_HEADER))
+        allowed = service.authenticate(key)
         subscription, backlog = await service.open_stream(
-            allowed, query.get("client_id"), query.get("after")
+            allowed, query.get("client_id"), query.get("after"), key=key or ""
         )
     except QrpayError as error:
         await websocket.send_denial_response(error_response(error))

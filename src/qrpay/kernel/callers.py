@@ -15,10 +15,12 @@ service its ``X-Ya-Service-Ticket`` names (``kernel.tickets``). No valid ticket 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from prometheus_client import Counter
 
 from qrpay.kernel.config import SERVICE_NAMES
@@ -70,6 +72,35 @@ class CallerCheck:
             return self.verifier.verify(ticket).source in allowed
         except TicketInvalid:
             return False
+
+
+def declarations(dependant: Dependant) -> Iterator[Any]:
+    """The ``allow(...)`` dependencies of a route's dependant, nested ones included."""
+    for dependency in dependant.dependencies:
+        if hasattr(dependency.call, "allowed_callers"):
+            yield dependency.call
+        yield from declarations(dependency)
+
+
+def api_routes(routes: Sequence[Any]) -> Iterator[APIRoute]:
+    """Every FastAPI route among ``routes``, those of included routers too."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        # FastAPI keeps an included router as one entry holding the router it was given.
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from api_routes(included.routes)
+
+
+def callers_of(routes: Sequence[Any]) -> frozenset[str]:
+    """The services any of ``routes`` lets call (the tools' identity left out)."""
+    return frozenset(
+        service
+        for route in api_routes(routes)
+        for declared in declarations(route.dependant)
+        for service in declared.allowed_callers
+    )
 
 
 def allowed_callers(declaration: Any) -> frozenset[str]:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -32,6 +33,7 @@ from pydantic import (
 
 from qrpay.kernel.errors import QrpayError
 from qrpay.kernel.money import decimal_places, is_known_currency, minor_units
+from qrpay.kernel.tickets import TOOLS_IDENTITY, decode_key
 
 SERVICE_NAMES = (
     "api-proxy",
@@ -191,6 +193,11 @@ class PushConfig(Strict):
     # Changes the instance keeps after following them, so a POS that resumes from a recent
     # cursor is answered from memory; an older cursor is caught up from eda.
     buffer_size: int = Field(default=50_000, ge=1, le=10_000_000)
+    # WebSocket streams one instance keeps open per POS API key, and in all; one more is
+    # refused at the handshake (429 too_many_streams, 503 overloaded). A key serves every
+    # terminal of its restaurants; `make bench-push` raises both for its 10,000.
+    max_streams_per_key: int = Field(default=200, ge=1, le=1_000_000)
+    max_streams: int = Field(default=20_000, ge=1, le=1_000_000)
 
 
 class DeeplinkConfig(Strict):
@@ -451,8 +458,6 @@ class QrpayConfig(Strict):
 MIN_API_KEY = 16
 MIN_HMAC_KEY = 16
 MIN_SESSION_SECRET = 32
-# Service ticket keys sign every call between services (kernel.tickets): 256 bits.
-MIN_TICKET_KEY = 32
 
 
 class ConfigCode(StrEnum):
@@ -461,6 +466,11 @@ class ConfigCode(StrEnum):
     DEVELOPMENT_SECRETS = "development_secrets"
     DEVELOPMENT_SIGN_IN = "development_sign_in"
     TOOL_TICKETS = "tool_tickets"
+    OTHER_SERVICES_KEYS = "other_services_keys"
+    NO_TICKET_KEY = "no_ticket_key"
+    SANDBOX_GATEWAY = "sandbox_gateway"
+    FAULT_SWITCH = "fault_switch"
+    INSECURE_DEEPLINK = "insecure_deeplink"
 
 
 class ConfigRefused(QrpayError, default_code=ConfigCode.SECDIST_INVALID):
@@ -471,6 +481,52 @@ class ApiKey(Strict):
     key: SecretStr = Field(min_length=MIN_API_KEY)
     name: str = Field(default="pos", min_length=1, max_length=64)
     client_ids: frozenset[str] = Field(min_length=1)
+
+
+def _valid_secret_key(key: SecretStr) -> SecretStr:
+    decode_key(key.get_secret_value())
+    return key
+
+
+# Who may hold ticket keys: the services and the tools' identity.
+TICKET_IDENTITIES = (*SERVICE_NAMES, TOOLS_IDENTITY)
+
+
+def _valid_key(text: str) -> str:
+    decode_key(text)
+    return text
+
+
+TicketKey = Annotated[str, AfterValidator(_valid_key)]
+
+
+class TicketKeys(Strict):
+    """Service ticket keys (kernel.tickets), Ed25519, base64url of 32 bytes.
+
+    ``private``: signing keys by service, the first signs; a production secdist holds
+    only its own service's (kernel.production). ``public``: verifying keys by calling
+    service, any of them verifies (rotation: the new one is added before its service
+    signs with it, the old one dropped when its tickets have expired).
+    """
+
+    private: dict[str, tuple[Annotated[SecretStr, AfterValidator(_valid_secret_key)], ...]] = Field(
+        default_factory=dict
+    )
+    public: dict[str, tuple[TicketKey, ...]] = Field(default_factory=dict)
+
+    def signing(self, identity: str) -> tuple[SecretStr, ...]:
+        """``identity``'s private keys, the signing one first; () if this secdist has none."""
+        return self.private.get(identity, ())
+
+    @field_validator("private", "public")
+    @classmethod
+    def _known_identities(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(value) - set(TICKET_IDENTITIES)
+        if unknown:
+            raise ValueError(f"ticket keys of unknown services: {sorted(unknown)}")
+        if any(not keys for keys in value.values()):
+            raise ValueError("a service listed with no key")
+        return value
 
 
 class Secdist(Strict):
@@ -506,26 +562,36 @@ class Secdist(Strict):
     def _known_databases(cls, value: dict[str, str]) -> dict[str, str]:
         return only_known_services(value, "databases")
 
-    # Service tickets (kernel.tickets): the first key signs, all of them verify (rotation).
-    # Required: without one no service could call another.
-    service_ticket_keys: tuple[Annotated[SecretStr, Field(min_length=MIN_TICKET_KEY)], ...] = Field(
-        min_length=1
-    )
+    # Service tickets (kernel.tickets): this service's signing keys and its callers'
+    # public keys. Required: without them no service could call another.
+    ticket_keys: TicketKeys
 
     def secret_values(self) -> dict[str, list[str]]:
-        """Every secret by the field holding it, to compare with the development values."""
+        """Every secret by the field holding it, to compare with the development values.
+        The public ticket keys too: a development public key verifies tickets anyone can
+        sign with the development private key."""
         return {
             "api_keys": [key.key.get_secret_value() for key in self.api_keys],
             "hmac_keys": [key.get_secret_value() for key in self.hmac_keys],
             "session_secrets": [s.get_secret_value() for s in self.session_secrets or ()],
-            "service_ticket_keys": [key.get_secret_value() for key in self.service_ticket_keys],
+            "ticket_keys.private": [
+                key.get_secret_value() for keys in self.ticket_keys.private.values() for key in keys
+            ],
+            "ticket_keys.public": [
+                key for keys in self.ticket_keys.public.values() for key in keys
+            ],
         }
 
 
 # Loc parts an error may name: field and service names, and a mistyped field name
 # (lowercase letters and underscores: a generated secret has digits or capitals, so
 # a secret pasted where a key belongs is shown as <key>).
-_NAMEABLE = set(Secdist.model_fields) | set(ApiKey.model_fields) | set(SERVICE_NAMES)
+_NAMEABLE = (
+    set(Secdist.model_fields)
+    | set(ApiKey.model_fields)
+    | set(TicketKeys.model_fields)
+    | set(TICKET_IDENTITIES)
+)
 _FIELD_LIKE = re.compile(r"[a-z_]{1,32}")
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import orjson
@@ -101,44 +101,75 @@ def _forwarded_pairs(value: str) -> list[dict[str, str]]:
     return hops
 
 
-def _client_of(hops: Iterable[str], trusted: Networks) -> tuple[str, int] | None:
-    """The nearest hop that is not one of our proxies: each proxy appends its peer."""
+# The client of a request whose forwarded headers contradict each other: one of them was
+# written by the client, and nothing says which. Never internal, and one rate-limit
+# bucket for all such requests (a new made-up address per request gains nothing).
+UNKNOWN_CLIENT = ("unknown", 0)
+
+
+def _client_of(hops: list[str], trusted: Networks) -> tuple[tuple[str, int] | None, bool]:
+    """(client, sure) from one header's hops: walking from the right, the hops our proxies
+    appended, up to the first address that is not one of them (sure); if every hop is a
+    proxy of ours, the first (not sure: a client may have written it). (None, False) when
+    the header names no address."""
     chain = [split_host_port(hop) for hop in hops if hop.strip()]
     for host, port in reversed(chain):
         if not is_in(host, trusted):
-            return (host, port) if _address(host) else None
-    # Every hop is a proxy of ours: the first is as far as we can see.
-    return chain[0] if chain else None
+            return ((host, port) if _address(host) else None), True
+    return (chain[0] if chain else None), False
+
+
+def _believed_client(headers: list[list[str]], trusted: Networks) -> tuple[str, int] | None:
+    """The client over every forwarded header together. A header the balancer does not
+    write is the client's own, and may name anything: where two headers name different
+    clients with the same confidence the client is ``UNKNOWN_CLIENT``, never the one
+    that would open more; a sure answer outranks one that names only our proxies."""
+    found = [_client_of(hops, trusted) for hops in headers if hops]
+    for sure in (True, False):
+        named = {client[0] for client, certain in found if client and certain is sure}
+        clients = [client for client, certain in found if client and certain is sure]
+        if len(named) > 1:
+            return UNKNOWN_CLIENT
+        if clients:
+            return clients[-1]
+        if sure and any(certain for _, certain in found):
+            return None  # nonsense where an address belongs: believe nothing
+    return None
 
 
 def external_view(
     headers: list[tuple[bytes, bytes]], trusted: Networks
 ) -> tuple[str | None, tuple[str, int] | None, str | None]:
-    """(scheme, client, host) the trusted proxy in front reported; None where it said nothing."""
+    """(scheme, client, host) the trusted proxy in front reported; None where it said nothing.
+
+    The client is read from ``Forwarded`` and ``X-Forwarded-For`` together
+    (``_believed_client``); the scheme and host from ``X-Forwarded-Proto``/``-Host``, or
+    else the last ``Forwarded`` element, the one the proxy next to us wrote.
+    """
     forwarded: list[str] = []
-    hops: list[str] = []
+    x_hops: list[str] = []
     proto = host = None
     for key, raw in headers:
         if key == b"forwarded":
             forwarded.append(raw.decode("latin-1"))
         elif key == b"x-forwarded-for":
-            hops.extend(raw.decode("latin-1").split(","))
+            x_hops.extend(raw.decode("latin-1").split(","))
         elif key == b"x-forwarded-proto":
             proto = raw.decode("latin-1")
         elif key == b"x-forwarded-host":
             host = raw.decode("latin-1")
+    hops: list[str] = []
     if forwarded:
-        # The standard header wins; its last hop is the one the proxy next to us wrote.
         parsed = _forwarded_pairs(",".join(forwarded))
         hops = [hop["for"] for hop in parsed if "for" in hop]
-        proto = parsed[-1].get("proto")
-        host = parsed[-1].get("host")
+        proto = proto or parsed[-1].get("proto")
+        host = host or parsed[-1].get("host")
     # A list is read from its last entry, the one the proxy next to us wrote.
     scheme = proto.rsplit(",", 1)[-1].strip().lower() if proto else None
     host = host.rsplit(",", 1)[-1].strip() if host else None
     return (
         scheme if scheme in SCHEMES else None,
-        _client_of(hops, trusted) if hops else None,
+        _believed_client([x_hops, hops], trusted),
         host if host and _HOST.fullmatch(host) else None,
     )
 

@@ -134,6 +134,31 @@ def install_error_handlers(app: FastAPI) -> None:
 # scrape it while it sheds load.
 OPS_PATHS = frozenset({"/ping", "/ready", "/metrics"})
 DEFAULT_MAX_IN_FLIGHT = 256
+# What answers a WebSocket handshake: accepted, closed, or refused with an HTTP answer.
+_HANDSHAKE_ANSWERS = frozenset(
+    {"websocket.accept", "websocket.close", "websocket.http.response.start"}
+)
+
+
+_OVERLOADED = orjson.dumps({"code": "overloaded", "message": "the service is overloaded"})
+
+
+async def _send_overloaded(send: Send, prefix: str, headers: list[tuple[bytes, bytes]]) -> None:
+    """503 ``overloaded``, retry in a second: an HTTP answer (``prefix`` "") or a WebSocket
+    handshake's (``prefix`` "websocket.")."""
+    await send(
+        {
+            "type": f"{prefix}http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_OVERLOADED)).encode()),
+                (b"retry-after", b"1"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": f"{prefix}http.response.body", "body": _OVERLOADED})
 
 
 class RequestMiddleware:
@@ -164,6 +189,9 @@ class RequestMiddleware:
         self._refusals = metrics.http_overload_refusals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._handshake(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -179,6 +207,37 @@ class RequestMiddleware:
         finally:
             self.in_flight -= 1
 
+    async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket handshake is a request like any other until it is answered: refused
+        when the instance is saturated, and holding a slot meanwhile. The open stream then
+        holds none (a POS keeps it for hours); streams have their own caps (e.g. the POS
+        stream's ``push.max_streams``)."""
+        if self.in_flight >= self.max_in_flight():
+            self._refusals.inc()
+            await self._refuse_handshake(scope, send)
+            return
+        self.in_flight += 1
+        answered = False
+
+        async def send_answer(message: Message) -> None:
+            nonlocal answered
+            if not answered and message["type"] in _HANDSHAKE_ANSWERS:
+                answered = True
+                self.in_flight -= 1
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_answer)
+        finally:
+            if not answered:
+                self.in_flight -= 1
+
+    async def _refuse_handshake(self, scope: Scope, send: Send) -> None:
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1013})  # try again later
+            return
+        await _send_overloaded(send, "websocket.", [])
+
     async def _refuse(self, scope: Scope, send: Send) -> None:
         started = time.perf_counter()
         self._refusals.inc()
@@ -186,20 +245,8 @@ class RequestMiddleware:
             (value.decode("latin-1") for key, value in scope["headers"] if key == b"x-request-id"),
             None,
         )
-        body = orjson.dumps({"code": "overloaded", "message": "the service is overloaded"})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", b"1"),
-                    (b"x-request-id", accept_request_id(given_id).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        request_id = (b"x-request-id", accept_request_id(given_id).encode())
+        await _send_overloaded(send, "", [request_id])
         self._observe(scope, 503, started)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -155,11 +155,11 @@ class Bulkhead:
 class HttpSession:
     """A lazily opened ``aiohttp.ClientSession`` shared by a service's clients.
 
-    ``ticket`` gives the caller's service ticket (``kernel.tickets``): every call made
-    through the session carries it.
+    ``ticket`` gives the caller's service ticket for a destination (``kernel.tickets``):
+    every call made through the session carries the one for the service it calls.
     """
 
-    def __init__(self, *, limit: int = 200, ticket: Callable[[], str] | None = None) -> None:
+    def __init__(self, *, limit: int = 200, ticket: Callable[[str], str] | None = None) -> None:
         self._limit = limit
         self.ticket = ticket
         self._session: aiohttp.ClientSession | None = None
@@ -352,7 +352,7 @@ class ServiceClient:
             request_headers.update(headers)
         if self._session.ticket is not None:
             # After the given headers: a forwarded call never passes on someone else's.
-            request_headers[TICKET_HEADER] = self._session.ticket()
+            request_headers[TICKET_HEADER] = self._session.ticket(self.downstream)
         url = dependency.base_url.rstrip("/") + path
         last_reason = "no try was made"
         # What the last try met, for the caller: {"status", "body"} of a 5xx, or {"reason"}.

@@ -83,13 +83,14 @@ class RuntimeConfig:
         )
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> RuntimeConfig:
+    def for_settings(cls, settings: Settings, service: str | None = None) -> RuntimeConfig:
         """The files ``settings`` name, refused (at start and on reload) when the environment
-        forbids them: development secrets or sign-in in production (kernel.production)."""
+        forbids them: development secrets or sign-in in production (kernel.production);
+        ``service``: the one service this process runs (None: several, or none)."""
         # The secdist first: public secrets are the worse mistake, and reported first.
         secdist = WatchedFile(
             settings.secdist,
-            lambda path: check_secdist(settings, load_secdist(path)),
+            lambda path: check_secdist(settings, load_secdist(path), service),
             kind="secdist",
         )
         config = WatchedFile(

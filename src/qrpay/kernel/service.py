@@ -69,17 +69,22 @@ class ServiceContext:
         # Every call this service's clients make carries its ticket (kernel.tickets). The
         # tickets live on the wall clock, not ``clock``: the caller and the callee must
         # agree on it, and a test's frozen business time must not make them expire.
-        self.tickets = TicketSigner(self.name, self.ticket_keys, time.time)
+        self.tickets = TicketSigner(self.name, self.signing_keys, time.time)
         self.http.ticket = self.tickets.ticket
 
-    def ticket_keys(self) -> tuple[SecretStr, ...]:
-        return self.runtime.secdist.service_ticket_keys
+    def signing_keys(self) -> tuple[SecretStr, ...]:
+        """This service's private ticket keys (the first signs)."""
+        return self.runtime.secdist.ticket_keys.signing(self.name)
+
+    def callers_keys(self) -> dict[str, tuple[str, ...]]:
+        """The public ticket keys of the services that may call this one, by service."""
+        return self.runtime.secdist.ticket_keys.public
 
     def caller_check(self) -> CallerCheck:
         """How this service's routes check who calls them (kernel.callers)."""
         runtime = self.runtime
         return CallerCheck(
-            TicketVerifier(self.ticket_keys, time.time),
+            TicketVerifier(self.name, self.callers_keys, time.time),
             self.metrics.service_ticket_refusals,
             lambda: runtime.config.service_tickets.tools_allowed,
         )

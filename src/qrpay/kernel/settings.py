@@ -26,6 +26,10 @@ DEV_SECDIST = _packaged_dev_config() / "secdist.yaml"
 class Environment(StrEnum):
     # Production unless said otherwise: forgetting the variable must fail closed.
     PRODUCTION = "production"
+    # Not production, and said so: production's checks of secrets and switches, but the
+    # sandbox payment gateway allowed (no real money moves). For a production-like
+    # deployment that is not one, and the tests of a production start (kernel.production).
+    STAGING = "staging"
     DEVELOPMENT = "development"
 
 

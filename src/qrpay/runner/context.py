@@ -34,7 +34,7 @@ def make_context(
     queue: TaskQueue | None = None,
     queue_workers: bool = False,
 ) -> ServiceContext:
-    runtime = RuntimeConfig.for_settings(settings)
+    runtime = RuntimeConfig.for_settings(settings, service)
     return ServiceContext(
         name=service,
         settings=settings,

@@ -21,7 +21,7 @@ class SeededCard:
 
 
 async def bind_demo_cards(
-    demo: DemoConfig, cardstorage: Callable[[], DependencyConfig], ticket: Callable[[], str]
+    demo: DemoConfig, cardstorage: Callable[[], DependencyConfig], ticket: Callable[[str], str]
 ) -> list[SeededCard]:
     """Bind every demo card (PUT: repeating it on each start is a no-op), calling with
     ``ticket`` (the tools' identity: no service binds cards)."""

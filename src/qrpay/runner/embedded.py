@@ -146,14 +146,16 @@ def prepare_data_dir(
 
 
 def _add_ticket_keys(path: Path, development: dict[str, Any]) -> bool:
-    """A data directory from before service tickets gets the development ticket key (its
-    secdist is a copy of the development file too); True if the file was changed."""
+    """A data directory from before per-service ticket keys (issue 20) gets the development
+    ones, and loses the shared key of issue 11 if it has one (its secdist is a copy of the
+    development file too); True if the file was changed."""
     current = path.read_text(encoding="utf-8")
     data = yaml.safe_load(current) or {}
-    if not isinstance(data, dict) or "service_ticket_keys" in data:
+    if not isinstance(data, dict) or "ticket_keys" in data:
         return False
-    keys = {"service_ticket_keys": development["service_ticket_keys"]}
-    _write_atomic(path, current.rstrip("\n") + "\n" + yaml.safe_dump(keys))
+    data.pop("service_ticket_keys", None)
+    data["ticket_keys"] = development["ticket_keys"]
+    _write_atomic(path, yaml.safe_dump(data, sort_keys=False))
     path.chmod(0o600)
     return True
 

@@ -151,6 +151,31 @@ async def test_each_client_address_has_its_own_limit(
             assert refused((await local.get("/metrics")).text, "client_address") == 1
 
 
+async def test_a_clients_own_forwarded_header_gets_no_bucket_of_its_own(
+    start: Callable[..., Any],
+) -> None:
+    limits = limited(client_address={})
+    async with (
+        start(limits=limits, http={"trusted_proxies": [BALANCER]}) as client_from,
+        client_from(BALANCER) as balancer,
+    ):
+        answers = [
+            await balancer.get(
+                "/go-pay/orders",
+                headers={"X-Forwarded-For": GUEST, "Forwarded": f"for={claim}"},
+            )
+            for claim in ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+        ]
+        # The balancer's word: one guest, one bucket, whatever the guest claims.
+        assert [rate_limited(a) for a in answers] == [False, False, True]
+        made_up = [
+            await balancer.get("/go-pay/orders", headers={"Forwarded": f"for=10.9.9.{i}"})
+            for i in range(3)
+        ]
+        # No X-Forwarded-For: the balancer wrote this Forwarded itself (three clients).
+        assert [rate_limited(a) for a in made_up] == [False, False, False]
+
+
 async def test_sign_in_and_pay_attempts_are_limited_per_user(
     start: Callable[..., Any], mockserver: MockServer, frozen_clock: FrozenClock
 ) -> None:

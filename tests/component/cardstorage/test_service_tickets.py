@@ -5,19 +5,9 @@ from pathlib import Path
 import httpx
 
 from qrpay.kernel.tickets import TOOLS_IDENTITY
-from tests.support.component.cardstorage import card
+from tests.support.component.cardstorage import card, token_call
 from tests.support.services import dev_config, make_context, running_service
 from tests.support.tickets import GuardedCall
-
-
-def token_call(client: httpx.AsyncClient) -> GuardedCall:
-    return GuardedCall(
-        client,
-        "GET",
-        "/v1/payment-methods/card-1",
-        "/v1/payment-methods/{method_id}",
-        params={"user_id": "u1"},
-    )
 
 
 async def test_card_tokens_go_to_payments_eda_only(
@@ -32,6 +22,7 @@ async def test_card_tokens_go_to_payments_eda_only(
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["token"] == "tok_visa_ok"
     listing = GuardedCall(
+        "cardstorage",
         client,
         "GET",
         "/v1/payment-methods",
@@ -51,6 +42,7 @@ async def test_binding_is_for_the_tools_and_only_where_the_config_allows_them(
         ctx = make_context("cardstorage", data_dir, config=config)
         async with running_service(ctx) as (_, client):
             bind = GuardedCall(
+                "cardstorage",
                 client,
                 "PUT",
                 "/v1/payment-methods/card-1",

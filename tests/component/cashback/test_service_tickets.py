@@ -11,6 +11,7 @@ async def test_accruals_come_from_payments_eda_only(
     client: httpx.AsyncClient,
 ) -> None:
     call = GuardedCall(
+        "cashback",
         client,
         "PUT",
         "/v1/accruals/o1",
@@ -31,6 +32,7 @@ async def test_balances_are_not_for_every_service(
     client: httpx.AsyncClient,
 ) -> None:
     call = GuardedCall(
+        "cashback",
         client,
         "GET",
         "/v1/users/u1/balance",

@@ -7,7 +7,6 @@ query, the refused ones included, and a refused ticket is counted once either wa
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -18,12 +17,12 @@ import pytest
 from qrpay.eda.app import SERVICE
 from qrpay.kernel.migrations import upgrade
 from qrpay.kernel.service import ServiceContext
-from qrpay.kernel.tickets import TICKET_HEADER, sign
+from qrpay.kernel.tickets import TICKET_HEADER
 from tests.support.component.eda import create_body
 from tests.support.services import make_context, served_in_process
-from tests.support.tickets import OTHER_KEY, refusals, ticket_headers
+from tests.support.tickets import OTHER_KEY, refusals, signed, ticket_headers
 
-FEED = ticket_headers("iiko-integration")
+FEED = ticket_headers("iiko-integration", to="eda")
 
 # (name, query string, headers)
 CASES: list[tuple[str, str, dict[str, str]]] = [
@@ -53,12 +52,17 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("client id at its max", "client_id=" + "r" * 64, FEED),
     ("no ticket", "limit=1", {}),
     ("an empty ticket", "limit=1", {TICKET_HEADER: ""}),
-    ("another service's ticket", "limit=1", ticket_headers("payments-eda")),
-    ("the tools' ticket", "limit=1", ticket_headers()),
+    ("another service's ticket", "limit=1", ticket_headers("payments-eda", to="eda")),
+    ("the tools' ticket", "limit=1", ticket_headers(to="eda")),
     (
         "a ticket signed by an unknown key",
         "limit=1",
-        {TICKET_HEADER: sign("iiko-integration", OTHER_KEY, int(time.time()))},
+        {TICKET_HEADER: signed("iiko-integration", "eda", key=OTHER_KEY)},
+    ),
+    (
+        "a ticket for another service",
+        "limit=1",
+        ticket_headers("iiko-integration", to="cardstorage"),
     ),
 ]
 
@@ -110,7 +114,9 @@ async def test_the_fast_feed_serves_pages_and_counts_a_refusal_once(
             for c in (await client.get("/v1/orders/changes", headers=FEED)).json()["changes"]
         ][:2]
         assert page.json()["more"] is True
-        refused = await client.get("/v1/orders/changes", headers=ticket_headers("payments-eda"))
+        refused = await client.get(
+            "/v1/orders/changes", headers=ticket_headers("payments-eda", to="eda")
+        )
         assert refused.status_code == 403
         assert await refusals(client, "/v1/orders/changes", "payments-eda", "not_allowed") == 1
         metrics = (await client.get("/metrics")).text

@@ -10,6 +10,7 @@ async def test_orders_are_created_by_iiko_integration_only(
     client: httpx.AsyncClient,
 ) -> None:
     call = GuardedCall(
+        "eda",
         client,
         "POST",
         "/v1/orders",
@@ -29,6 +30,7 @@ async def test_payments_are_moved_by_payments_eda_only(
 ) -> None:
     order_id = (await create(client))["order"]["order_id"]
     call = GuardedCall(
+        "eda",
         client,
         "POST",
         f"/v1/orders/{order_id}/payments/start",
@@ -86,6 +88,7 @@ async def test_the_change_feed_is_read_by_iiko_integration(
     client: httpx.AsyncClient,
 ) -> None:
     call = GuardedCall(
+        "eda",
         client,
         "GET",
         "/v1/orders/changes",

@@ -227,17 +227,22 @@ async def test_many_connections_share_the_instances_one_feed_read(
     assert mockserver.requests_by_path["/v1/orders/changes/tail"] == tails
 
 
-async def subscribers(started: Streaming) -> dict[str, float]:
-    """The instance's push subscribers gauge by kind, as a scrape of /metrics shows it."""
+async def by_label(started: Streaming, prefix: str) -> dict[str, float]:
+    """The samples of the instance's /metrics starting with ``prefix`` (up to a label's
+    value), by that value."""
     base_url, _service, session = started
     async with session.get(base_url.replace("ws", "http", 1) + "/metrics") as answer:
         text = await answer.text()
-    prefix = 'qrpay_pos_push_subscribers{kind="'
     return {
         line[len(prefix) :].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line.startswith(prefix)
     }
+
+
+async def subscribers(started: Streaming) -> dict[str, float]:
+    """The instance's push subscribers gauge by kind, as a scrape of /metrics shows it."""
+    return await by_label(started, 'qrpay_pos_push_subscribers{kind="')
 
 
 async def test_the_subscribers_gauge_counts_open_streams_and_waiting_long_polls(
@@ -286,3 +291,44 @@ async def test_the_subscribers_gauge_counts_open_streams_and_waiting_long_polls(
     async with asyncio.timeout(30):
         assert (await polling)["orders"] == [{"id": "a", "status": "PAYED"}]
     assert await subscribers(streaming) == {"stream": 0, "long_poll": 0}
+
+
+async def refused_streams(started: Streaming) -> dict[str, float]:
+    """``qrpay_pos_streams_refused_total`` by reason, from the instance's /metrics."""
+    return await by_label(started, 'qrpay_pos_streams_refused_total{reason="')
+
+
+async def refused_status(started: Streaming) -> int:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        async with connect(started):
+            pass
+    return refused.value.status
+
+
+async def test_one_key_opens_at_most_its_streams_and_is_refused_at_the_handshake(
+    start_streaming: Callable[..., AbstractAsyncContextManager[Streaming]],
+) -> None:
+    """Issue 20: a key opened streams without bound (file descriptors, memory)."""
+    async with start_streaming(max_streams_per_key=2) as started:
+        _url, service, _session = started
+        async with connect(started), connect(started):
+            await connected(service, 2)
+            assert await refused_status(started) == 429
+            assert await refused_status(started) == 429
+            assert (await refused_streams(started))["per_key"] == 2
+            assert service.hub.connections == 2
+        await eventually(lambda: service.stream_slots.open == 0)
+        # Closed streams give their slots back.
+        async with connect(started):
+            await connected(service, 1)
+
+
+async def test_the_instance_opens_at_most_its_streams(
+    start_streaming: Callable[..., AbstractAsyncContextManager[Streaming]],
+) -> None:
+    async with start_streaming(max_streams=1) as started:
+        _url, service, _session = started
+        async with connect(started):
+            await connected(service, 1)
+            assert await refused_status(started) == 503
+            assert (await refused_streams(started))["instance"] == 1

@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from qrpay.kernel.config import HttpConfig
+from qrpay.kernel.edge import UNKNOWN_CLIENT
 from qrpay.kernel.errors import RateLimited
 from qrpay.kernel.http import create_app
 from qrpay.kernel.metrics import ServiceMetrics
@@ -103,6 +104,40 @@ async def test_the_standard_forwarded_header_is_read_too() -> None:
     assert answer.json() == {"scheme": "https", "client": "2001:db8::17", "host": "pay.example.com"}
 
 
+async def test_a_clients_own_forwarded_header_never_outranks_the_balancers() -> None:
+    # The balancer writes X-Forwarded-For; the client added a Forwarded header of its own.
+    app = app_for(Live(trusted_proxies=[BALANCER, "127.0.0.1"]))
+    for claim in ("for=127.0.0.1", "for=10.0.0.7", "for=127.0.0.1, for=127.0.0.1"):
+        headers = {"X-Forwarded-For": OUTSIDER, "Forwarded": claim}
+        assert (await seen(app, BALANCER, headers)).json()["client"] == OUTSIDER, claim
+    # The other way round: a balancer that writes Forwarded, a client's X-Forwarded-For.
+    headers = {"Forwarded": f"for={OUTSIDER}", "X-Forwarded-For": "127.0.0.1"}
+    assert (await seen(app, BALANCER, headers)).json()["client"] == OUTSIDER
+
+
+async def test_two_headers_naming_two_clients_name_nobody() -> None:
+    # Which one the balancer wrote is unknown: neither is believed, and every such
+    # request is the same unknown client (never internal, one rate-limit bucket).
+    app = app_for(Live(trusted_proxies=[BALANCER]))
+    for made_up in ("10.9.9.9", "10.9.9.10"):
+        headers = {"X-Forwarded-For": OUTSIDER, "Forwarded": f"for={made_up}"}
+        assert (await seen(app, BALANCER, headers)).json()["client"] == UNKNOWN_CLIENT[0]
+    # Agreeing headers are one client.
+    both = {"X-Forwarded-For": OUTSIDER, "Forwarded": f"for={OUTSIDER}"}
+    assert (await seen(app, BALANCER, both)).json()["client"] == OUTSIDER
+
+
+async def test_a_forwarded_scheme_or_host_does_not_outrank_the_x_forwarded_ones() -> None:
+    app = app_for(Live(trusted_proxies=[BALANCER]))
+    headers = {
+        **EXTERNAL,
+        "X-Forwarded-Proto": "http",
+        "Forwarded": "proto=https;host=evil.example",
+    }
+    answer = (await seen(app, BALANCER, headers)).json()
+    assert (answer["scheme"], answer["host"]) == ("http", "pay.example.com")
+
+
 @pytest.mark.parametrize(
     "headers",
     [
@@ -153,6 +188,10 @@ async def test_a_public_service_keeps_metrics_and_docs_for_internal_clients(path
         assert (await client.get(path, headers=EXTERNAL)).status_code == 404
         internal = {"X-Forwarded-For": "127.0.0.1"}
         assert (await client.get(path, headers=internal)).status_code == 200
+        # The trick of issue 20: a client's own Forwarded beside the balancer's header.
+        for claim in ("for=127.0.0.1", "for=10.0.0.7"):
+            trick = {**EXTERNAL, "Forwarded": claim}
+            assert (await client.get(path, headers=trick)).status_code == 404, claim
 
 
 async def test_an_internal_service_serves_them_to_anyone_and_docs_can_be_off() -> None:

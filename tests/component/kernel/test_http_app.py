@@ -3,9 +3,11 @@
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import WebSocket
 from pydantic import BaseModel, ConfigDict
 
 from qrpay.kernel.errors import Conflict, DependencyUnavailable
@@ -155,3 +157,75 @@ async def test_overload_refuses_fast_above_max_in_flight() -> None:
         limit[0] = 1
         release.set()
         assert (await http.get("/slow")).status_code == 200
+
+
+async def test_the_overload_guard_refuses_websocket_handshakes_too() -> None:
+    """Issue 20: a WebSocket handshake went around the in-flight limit."""
+    app = create_app(
+        service="demo",
+        metrics=ServiceMetrics("demo"),
+        max_body=lambda: 2048,
+        max_in_flight=lambda: 1,
+    )
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    @app.get("/slow")
+    async def slow_route() -> dict[str, bool]:
+        entered.set()
+        await asyncio.wait_for(release.wait(), 5)
+        return {"ok": True}
+
+    streaming = asyncio.Event()
+    hang_up = asyncio.Event()
+
+    @app.websocket("/stream")
+    async def stream(websocket: WebSocket) -> None:
+        await websocket.accept()
+        streaming.set()
+        await asyncio.wait_for(hang_up.wait(), 5)
+        await websocket.close()
+
+    async def handshake() -> list[dict[str, Any]]:
+        scope = {
+            "type": "websocket",
+            "path": "/stream",
+            "raw_path": b"/stream",
+            "query_string": b"",
+            "headers": [],
+            "scheme": "ws",
+            "server": ("t", 80),
+            "client": ("127.0.0.1", 5000),
+            "subprotocols": [],
+            "extensions": {"websocket.http.response": {}},
+        }
+        incoming = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return incoming.pop(0) if incoming else await asyncio.Future()
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return sent
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        busy = asyncio.create_task(http.get("/slow"))
+        await asyncio.wait_for(entered.wait(), 5)
+        refused = await handshake()
+        assert refused[0]["type"] == "websocket.http.response.start"
+        assert refused[0]["status"] == 503
+        assert b'"overloaded"' in refused[1]["body"]
+        metrics = (await http.get("/metrics")).text
+        assert "qrpay_http_overload_refusals_total 1.0" in metrics
+        release.set()
+        assert (await busy).status_code == 200
+        # The slot free again, the handshake is answered; an open stream holds no slot.
+        opened = asyncio.create_task(handshake())
+        await asyncio.wait_for(streaming.wait(), 5)
+        assert (await http.get("/slow")).status_code == 200
+        hang_up.set()
+        assert (await opened)[0]["type"] == "websocket.accept"

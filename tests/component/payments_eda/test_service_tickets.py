@@ -1,13 +1,12 @@
 """payments-eda takes user headers from api-proxy only (issue 11); its own calls carry
 its ticket."""
 
-import time
 from collections.abc import Callable
 from typing import Any
 
-from qrpay.kernel.tickets import TICKET_HEADER, TOOLS_IDENTITY, key_id, verify
+from qrpay.kernel.tickets import TICKET_HEADER, TOOLS_IDENTITY
 from tests.support.component.payments_eda import ORDER_ID, USER, Env, public_card, signature
-from tests.support.tickets import GuardedCall, dev_ticket_key
+from tests.support.tickets import GuardedCall, claims
 
 BASE = "/4.0/payments/v1"
 PREORDER = {"service": "restaurant", "order_id": ORDER_ID, "hmac": signature()}
@@ -15,6 +14,7 @@ PREORDER = {"service": "restaurant", "order_id": ORDER_ID, "hmac": signature()}
 
 def preorder(pe: Env) -> GuardedCall:
     return GuardedCall(
+        "payments-eda",
         pe.client,
         "GET",
         f"{BASE}/preorder",
@@ -39,8 +39,7 @@ async def test_user_headers_are_taken_from_api_proxy_only(pe: Env) -> None:
     assert allowed.json()["payment_methods"] == [public_card()]
     # Its own call carried payments-eda's ticket, signed with the first key.
     ticket = cards.next_call()["headers"][TICKET_HEADER]
-    key = dev_ticket_key()
-    assert verify(ticket, {key_id(key): key}, int(time.time())).source == "payments-eda"
+    assert claims(ticket, "cardstorage").source == "payments-eda"
 
 
 async def test_the_tools_only_where_the_config_allows_them(
@@ -51,13 +50,14 @@ async def test_the_tools_only_where_the_config_allows_them(
             pe.order()
             call = preorder(pe)
             answer = await GuardedCall(
-                call.client, "GET", call.path, call.route, params=PREORDER
+                "payments-eda", call.client, "GET", call.path, call.route, params=PREORDER
             ).as_caller(TOOLS_IDENTITY)
             assert answer.status_code == expected, answer.text
 
 
 async def test_the_pay_call_is_guarded_too(pe: Env) -> None:
     call = GuardedCall(
+        "payments-eda",
         pe.client,
         "POST",
         f"{BASE}/orders",

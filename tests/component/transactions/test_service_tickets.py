@@ -15,7 +15,7 @@ INVOICE = {
 
 
 def guarded(tx: Transactions, method: str, path: str, route: str, body: object) -> GuardedCall:
-    return GuardedCall(tx.client, method, path, route, json=body)
+    return GuardedCall("transactions", tx.client, method, path, route, json=body)
 
 
 async def test_holds_clears_and_voids_come_from_payments_eda_only(tx: Transactions) -> None:

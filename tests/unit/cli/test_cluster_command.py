@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from qrpay.kernel.config import load_yaml
+from qrpay.kernel.config import load_secdist, load_yaml
+from qrpay.kernel.service import SERVICE_MODULES
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay_tools import local
 from qrpay_tools.cluster import supervised
@@ -24,7 +26,9 @@ from qrpay_tools.cluster.run import (
     launch,
     main,
     nginx_config,
+    process_env,
     programs,
+    write_service_secdists,
 )
 from qrpay_tools.ports import free_port_block
 
@@ -133,8 +137,11 @@ def test_nginx_admits_a_bounded_number_of_requests_per_service_and_refuses_the_r
 
 def test_nginx_tells_the_services_the_client_scheme_and_host(tmp_path: Path) -> None:
     config = nginx_config(Layout(tmp_path, 9080))
+    # Set, never appended to: nginx is the first proxy, a client's own claims are dropped.
+    assert "proxy_add_x_forwarded_for" not in config
     for header in (
-        "X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "X-Forwarded-For $remote_addr;",
+        'Forwarded "";',
         "X-Forwarded-Proto $scheme;",
         "X-Forwarded-Host $http_host;",
         "Host $http_host;",
@@ -174,3 +181,22 @@ def test_down_with_patience_kills_a_program_that_ignores_sigterm(tmp_path: Path)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not supervisor.answering()
+
+
+def test_each_cluster_process_holds_its_own_ticket_key_only(tmp_path: Path) -> None:
+    layout = Layout(tmp_path, 9080)
+    layout.var.mkdir(parents=True, exist_ok=True)
+    secdist = yaml.safe_load((REPO_DEV_CONFIG / "secdist.yaml").read_text())
+    write_service_secdists(layout, secdist)
+    for service in SERVICE_MODULES:
+        env = process_env(layout, {"QRPAY_SECDIST": "shared"}, local.serve_args(service, 1))
+        own = load_secdist(Path(env["QRPAY_SECDIST"]))
+        assert set(own.ticket_keys.private) == {service}
+        assert (
+            own.ticket_keys.public
+            == load_secdist(REPO_DEV_CONFIG / "secdist.yaml").ticket_keys.public
+        )
+    worker = process_env(layout, {}, local.worker_args(4))
+    assert load_secdist(Path(worker["QRPAY_SECDIST"])).ticket_keys.private.keys() == {
+        "payments-eda"
+    }

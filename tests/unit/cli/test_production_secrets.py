@@ -94,20 +94,106 @@ def test_one_development_value_among_fresh_ones_is_refused(
     assert started == []
 
 
-def test_a_development_service_ticket_key_among_fresh_ones_is_refused(
-    started: list[dict[str, Any]], tmp_path: Path
+@pytest.mark.parametrize("half", ["private", "public"])
+def test_a_development_ticket_key_among_fresh_ones_is_refused(
+    started: list[dict[str, Any]], tmp_path: Path, half: str
 ) -> None:
-    # With it anyone could sign a ticket naming any service (payments-eda: card tokens).
-    dev_key = yaml.safe_load((REPO_DEV_CONFIG / "secdist.yaml").read_text())["service_ticket_keys"][
-        0
-    ]
-    fresh = [secrets.token_hex(32), dev_key]
-    path = production_secdist(tmp_path / "secdist.yaml", service_ticket_keys=fresh)
-    result = serve_eda(QRPAY_SECDIST=str(path))
+    # Anyone can sign with a development private key: its public half verifies forgeries.
+    development = yaml.safe_load((REPO_DEV_CONFIG / "secdist.yaml").read_text())["ticket_keys"]
+    path = production_secdist(tmp_path / "secdist.yaml")
+    data = yaml.safe_load(path.read_text())
+    holder = "eda" if half == "private" else "iiko-integration"
+    dev_key = development[half][holder][0]
+    data["ticket_keys"][half][holder] = [*data["ticket_keys"][half].get(holder, []), dev_key]
+    path.write_text(yaml.safe_dump(data))
+    result = serve_eda(QRPAY_SECDIST=str(path), QRPAY_ENVIRONMENT="staging")
     assert result.exit_code == 2, result.output
-    assert "service_ticket_keys" in result.stderr
+    assert f"ticket_keys.{half}" in result.stderr
+    assert "development_secrets" in result.stderr
     assert dev_key not in result.output + result.stderr
     assert started == []
+
+
+def test_another_services_private_ticket_key_is_refused(
+    started: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # With payments-eda's key, eda's process could read card tokens at cardstorage.
+    path = production_secdist(tmp_path / "secdist.yaml")
+    data = yaml.safe_load(path.read_text())
+    others = production_secdist(tmp_path / "other.yaml", service="payments-eda")
+    data["ticket_keys"]["private"] |= yaml.safe_load(others.read_text())["ticket_keys"]["private"]
+    path.write_text(yaml.safe_dump(data))
+    result = serve_eda(QRPAY_SECDIST=str(path), QRPAY_ENVIRONMENT="staging")
+    assert result.exit_code == 2, result.output
+    assert "other_services_keys" in result.stderr
+    assert "payments-eda" in result.stderr
+    assert started == []
+
+
+def with_config(tmp_path: Path, section: str, key: str, value: Any) -> Path:
+    config = production_config(tmp_path / "config.yaml")
+    data = yaml.safe_load(config.read_text())
+    data[section][key] = value
+    config.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return config
+
+
+@pytest.mark.parametrize("environment", ["production", "staging"])
+@pytest.mark.parametrize(
+    ("section", "key", "value", "code"),
+    [
+        ("cashback_service", "fail_accruals", True, "fault_switch"),
+        ("deeplink", "base", "http://pay.example.com/go-pay/orders", "insecure_deeplink"),
+    ],
+)
+def test_production_refuses_a_switch_of_the_tests(
+    started: list[dict[str, Any]],
+    tmp_path: Path,
+    environment: str,
+    section: str,
+    key: str,
+    value: Any,
+    code: str,
+) -> None:
+    result = serve_eda(
+        QRPAY_CONFIG=str(with_config(tmp_path, section, key, value)),
+        QRPAY_SECDIST=str(production_secdist(tmp_path / "secdist.yaml")),
+        QRPAY_ENVIRONMENT=environment,
+    )
+    assert result.exit_code == 2, result.output
+    assert code in result.stderr
+    assert key in result.stderr
+    assert started == []
+
+
+@pytest.mark.parametrize("environment", ["production", "staging"])
+def test_production_refuses_lost_gateway_answers(
+    started: list[dict[str, Any]], tmp_path: Path, environment: str
+) -> None:
+    gateway = {"kind": "sandbox", "latency_ms": 0, "lost_answer_rate": 0.5}
+    result = serve_eda(
+        QRPAY_CONFIG=str(with_config(tmp_path, "transactions", "gateway", gateway)),
+        QRPAY_SECDIST=str(production_secdist(tmp_path / "secdist.yaml")),
+        QRPAY_ENVIRONMENT=environment,
+    )
+    assert result.exit_code == 2, result.output
+    assert "fault_switch" in result.stderr
+    assert "lost_answer_rate" in result.stderr
+    assert started == []
+
+
+def test_production_refuses_the_sandbox_gateway_and_staging_takes_it(
+    started: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    secdist = str(production_secdist(tmp_path / "secdist.yaml"))
+    result = serve_eda(QRPAY_SECDIST=secdist)
+    assert result.exit_code == 2, result.output
+    assert "sandbox_gateway" in result.stderr
+    assert started == []
+    # Not production, and named so: every other check still applies (the tests above).
+    result = serve_eda(QRPAY_SECDIST=secdist, QRPAY_ENVIRONMENT="staging")
+    assert result.exit_code == 0, result.output
+    assert len(started) == 1
 
 
 def test_production_refuses_tool_tickets(started: list[dict[str, Any]], tmp_path: Path) -> None:
@@ -125,7 +211,10 @@ def test_production_refuses_tool_tickets(started: list[dict[str, Any]], tmp_path
 
 
 def test_serve_with_generated_secrets_starts(started: list[dict[str, Any]], tmp_path: Path) -> None:
-    result = serve_eda(QRPAY_SECDIST=str(production_secdist(tmp_path / "secdist.yaml")))
+    result = serve_eda(
+        QRPAY_SECDIST=str(production_secdist(tmp_path / "secdist.yaml")),
+        QRPAY_ENVIRONMENT="staging",
+    )
     assert result.exit_code == 0, result.output
     assert len(started) == 1
 
@@ -139,7 +228,7 @@ def test_the_development_flag_allows_the_development_secrets(
 
 
 def test_an_unknown_environment_is_refused(started: list[dict[str, Any]]) -> None:
-    result = serve_eda(QRPAY_ENVIRONMENT="staging")
+    result = serve_eda(QRPAY_ENVIRONMENT="prod")
     assert result.exit_code == 2
     assert started == []
 

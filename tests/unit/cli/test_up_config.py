@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from qrpay.kernel.config import DEFAULT_PORTS, load_yaml, parse_config, parse_secdist
@@ -69,11 +70,16 @@ def test_the_embedded_mode_keeps_the_development_sign_in_on_unless_turned_off() 
     assert embedded_config(off, "127.0.0.1", 8080)["sessions"] == off["sessions"]
 
 
-def test_a_data_directory_from_before_service_tickets_gets_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("before", ["no tickets", "one shared ticket key"])
+def test_a_data_directory_from_before_per_service_ticket_keys_gets_them(
+    tmp_path: Path, before: str
+) -> None:
     data_dir = tmp_path / "var"
     files = prepare_data_dir(data_dir, "127.0.0.1", 40000)
     old = load_yaml(files.secdist)
-    del old["service_ticket_keys"]
+    del old["ticket_keys"]
+    if before == "one shared ticket key":  # issue 11's
+        old["service_ticket_keys"] = ["dev-service-ticket-key-0123456789abcdef-public"]
     files.secdist.write_text(yaml.safe_dump(old))
     config = load_yaml(files.config)
     del config["service_tickets"]
@@ -83,7 +89,7 @@ def test_a_data_directory_from_before_service_tickets_gets_them(tmp_path: Path) 
     assert again.secdist_written
     development = parse_secdist(load_yaml(REPO_DEV_CONFIG / "secdist.yaml"))
     secdist = parse_secdist(load_yaml(files.secdist))
-    assert secdist.service_ticket_keys == development.service_ticket_keys
+    assert secdist.ticket_keys == development.ticket_keys
     assert parse_config(load_yaml(files.config)).service_tickets.tools_allowed is True
     # Only once: a later start changes nothing.
     assert not prepare_data_dir(data_dir, "127.0.0.1", 40000).secdist_written

@@ -25,7 +25,9 @@ def test_a_reload_to_development_values_is_refused_and_the_last_good_kept(
 ) -> None:
     config = production_config(tmp_path / "config.yaml")
     secdist = production_secdist(tmp_path / "secdist.yaml")
-    runtime = RuntimeConfig.for_settings(Settings(config=config, secdist=secdist))
+    # Staging: production's checks of secrets and switches, on the sandbox gateway.
+    settings = Settings(config=config, secdist=secdist, environment=Environment.STAGING)
+    runtime = RuntimeConfig.for_settings(settings, "eda")
     signing = runtime.secdist.hmac_keys[0].get_secret_value()
 
     shutil.copy(REPO_DEV_CONFIG / "secdist.yaml", secdist)

@@ -44,8 +44,10 @@ def refused(data: dict[str, Any]) -> QrpayError:
         ("session_secrets", ["s" * 40, "short"]),
         ("hmac_keys", []),
         ("hmac_keys", ["k" * 15]),
-        ("service_ticket_keys", []),
-        ("service_ticket_keys", ["t" * 40, "t" * 31]),
+        ("ticket_keys", {"private": {"eda": []}}),
+        ("ticket_keys", {"public": {"eda": ["t" * 40]}}),  # 30 bytes
+        ("ticket_keys", {"public": {"eda": ["not base64!"]}}),
+        ("ticket_keys", {"private": {"someone": ["A" * 43]}}),
     ],
 )
 def test_short_or_missing_secrets_are_refused(field: str, value: Any) -> None:
@@ -66,11 +68,20 @@ def test_a_secdist_without_hmac_keys_is_refused() -> None:
     assert "hmac_keys" in refused(data).message
 
 
-def test_a_secdist_without_service_ticket_keys_is_refused() -> None:
-    # Without one no service could call another: refused at start, not at the first call.
+def test_a_secdist_without_ticket_keys_is_refused() -> None:
+    # Without them no service could call another: refused at start, not at the first call.
     data = dev_secdist_data()
-    data.pop("service_ticket_keys")
-    assert "service_ticket_keys" in refused(data).message
+    data.pop("ticket_keys")
+    assert "ticket_keys" in refused(data).message
+
+
+def test_a_refused_ticket_key_is_not_quoted() -> None:
+    data = dev_secdist_data()
+    secret = "Z" * 40 + "-not-a-key"
+    data["ticket_keys"]["private"]["eda"] = [secret]
+    error = refused(data)
+    assert "ticket_keys.private.eda" in error.message
+    assert secret not in error.message
 
 
 def test_api_keys_are_at_least_sixteen_characters() -> None:

@@ -33,10 +33,11 @@ import orjson
 import uvloop
 import yaml
 
+from qrpay.kernel.tickets import TOOLS_IDENTITY
 from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER
 from qrpay_tools import local
 from qrpay_tools.bench import harness, load, pos, wire
-from qrpay_tools.identity import dev_tools_ticket, tools_headers
+from qrpay_tools.identity import stand_in_ticket, tools_headers
 from qrpay_tools.ports import free_port
 
 USER = "bench-user"
@@ -97,7 +98,7 @@ async def bind_card(session: aiohttp.ClientSession, cardstorage: str) -> None:
         "expiry_year": 2030,
     }
     url = f"{cardstorage}/v1/payment-methods/{CARD}"
-    async with session.put(url, json=body, headers=tools_headers()) as answer:
+    async with session.put(url, json=body, headers=tools_headers("cardstorage")) as answer:
         answer.raise_for_status()
 
 
@@ -183,7 +184,10 @@ async def pay_all(api: str, orders: list[pos.Order], concurrency: int, poll_inte
     errors = 0
     slots = asyncio.Semaphore(concurrency)
     client = wire.Client(
-        api, connections=concurrency * 2, headers={"X-Yandex-UID": USER}, ticket=dev_tools_ticket()
+        api,
+        connections=concurrency * 2,
+        headers={"X-Yandex-UID": USER},
+        ticket=stand_in_ticket(TOOLS_IDENTITY, "payments-eda"),
     )
 
     async def one(order: pos.Order) -> None:
@@ -320,7 +324,10 @@ async def split_all(
     slots = asyncio.Semaphore(concurrency)
     # As the whole-bill guests: the identity payments-eda reads behind the API proxy.
     client = wire.Client(
-        api, connections=concurrency * 8, headers={"X-Yandex-UID": USER}, ticket=dev_tools_ticket()
+        api,
+        connections=concurrency * 8,
+        headers={"X-Yandex-UID": USER},
+        ticket=stand_in_ticket(TOOLS_IDENTITY, "payments-eda"),
     )
 
     async def guest(order: pos.Order, started: tuple[str, float], deadline: float) -> bool:
@@ -425,7 +432,7 @@ async def payment_stream(job: PaymentJob) -> tuple[load.Stream, load.Stream]:
         job.api,
         connections=job.connections,
         headers={"X-Yandex-UID": job.user},
-        ticket=dev_tools_ticket(),
+        ticket=stand_in_ticket(TOOLS_IDENTITY, "payments-eda"),
     )
     count = min(len(job.orders), int(job.rate * job.seconds))
 

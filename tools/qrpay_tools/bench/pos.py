@@ -333,7 +333,7 @@ async def probe_staleness(
     watch = StreamWatch(iiko_url)
     watching = asyncio.create_task(watch.run())
     pos = wire.Client(iiko_url, connections=4, headers={"X-API-Key": API_KEY})
-    eda = wire.Client(eda_url, connections=2, ticket=stand_in_ticket("payments-eda"))
+    eda = wire.Client(eda_url, connections=2, ticket=stand_in_ticket("payments-eda", "eda"))
     pause = seconds / max(1, len(orders))
 
     async def move(order_id: str, step: str, body: Mapping[str, object]) -> None:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import yaml
 
 from qrpay.kernel.tickets import TICKET_HEADER
 from qrpay_tools import local
@@ -90,7 +91,7 @@ async def create_orders(eda: str, count: int) -> list[str]:
         async def create(index: int) -> str:
             body = {"client_id": "rest-1", "internal_order_id": f"push-{index}", "bill": bill()}
             async with session.post(
-                f"{eda}/v1/orders", json=body, headers=stand_in_headers("iiko-integration")
+                f"{eda}/v1/orders", json=body, headers=stand_in_headers("iiko-integration", "eda")
             ) as answer:
                 answer.raise_for_status()
                 return str((await answer.json())["order"]["order_id"])
@@ -130,7 +131,7 @@ async def drive(args: argparse.Namespace, iiko: local.Process, eda: local.Proces
         cpu_before = {p.name: harness.cpu_seconds(p.popen.pid) for p in (iiko, eda)}
         started: dict[str, float] = {}
         answered: dict[str, float] = {}
-        payer = stand_in_ticket("payments-eda")  # eda's payment moves are payments-eda's
+        payer = stand_in_ticket("payments-eda", "eda")  # eda's payment moves are payments-eda's
 
         async def change(order_id: str) -> None:
             started[order_id] = time.monotonic()
@@ -219,6 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         (workdir / "var").mkdir()
         ports = {"eda": free_port(), "iiko-integration": free_port()}
         env = local.write_config(workdir, ports, {"eda": url})
+        # Every simulated POS uses the one demo key: the stream caps let them all in.
+        config = yaml.safe_load((workdir / "config.yaml").read_text())
+        config["push"] = {
+            **config.get("push", {}),
+            "max_streams_per_key": args.connections,
+            "max_streams": args.connections,
+        }
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
         local.migrate(env, "eda")
         eda = local.serve("eda", ports["eda"], 1, env, workdir)
         iiko = local.serve("iiko-integration", ports["iiko-integration"], 1, env, workdir)

@@ -39,7 +39,7 @@ import sys
 import time
 import urllib.request
 import xmlrpc.client
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,13 +133,16 @@ OVERLOADED_BODY = (
 
 
 # What nginx tells the services of the client (kernel.edge believes it from
-# http.trusted_proxies only): its address, and the scheme and host it asked for. Set, not
-# appended to, for the scheme and host: a client's own X-Forwarded-Proto is dropped here.
+# http.trusted_proxies only): its address, and the scheme and host it asked for. Each is
+# set, never appended to: nginx is the first proxy, so whatever a client sent in these
+# headers is its own claim, dropped here. ``Forwarded`` is cleared (an empty value is not
+# sent): a client's own would otherwise reach the services beside nginx's X-Forwarded-For.
 FORWARDED_HEADERS = (
     "proxy_set_header Host $http_host;\n"
-    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+    "proxy_set_header X-Forwarded-For $remote_addr;\n"
     "proxy_set_header X-Forwarded-Proto $scheme;\n"
     "proxy_set_header X-Forwarded-Host $http_host;\n"
+    'proxy_set_header Forwarded "";\n'
 )
 
 
@@ -327,9 +330,37 @@ def configure(layout: Layout, db_prefix: str, overrides: list[str] | None = None
     layout.config.write_text(yaml.safe_dump(config, allow_unicode=True))
     secdist = yaml.safe_load((layout.var / "secdist.yaml").read_text())
     secdist["queue_database"] = queue
+    # `qrpay db upgrade` (every database) reads the whole file.
     (layout.var / "secdist.yaml").write_text(yaml.safe_dump(secdist))
+    write_service_secdists(layout, secdist)
     env["QRPAY_LOG_LEVEL"] = "INFO"
     return env
+
+
+def service_secdist(layout: Layout, service: str) -> Path:
+    return layout.var / f"secdist-{service}.yaml"
+
+
+def write_service_secdists(layout: Layout, secdist: dict[str, Any]) -> None:
+    """One secdist per service, holding its own private ticket key only, as in production
+    (`qrpay secrets generate`): no process of the cluster can sign as another. The keys
+    are the development ones, so the tools and the tests sign as any service, as on
+    `make run`."""
+    from qrpay.kernel.service import SERVICE_MODULES
+
+    private = secdist["ticket_keys"]["private"]
+    for service in SERVICE_MODULES:
+        own = {**secdist, "ticket_keys": {**secdist["ticket_keys"], "private": {}}}
+        own["ticket_keys"]["private"] = {service: private[service]}
+        path = service_secdist(layout, service)
+        path.write_text(yaml.safe_dump(own))
+        path.chmod(0o600)
+
+
+def process_env(layout: Layout, env: dict[str, str], args: list[str]) -> dict[str, str]:
+    """``env`` with the secdist of the service ``args`` runs (`qrpay serve|worker NAME`)."""
+    path = service_secdist(layout, args[2]) if len(args) > 2 else None
+    return {**env, "QRPAY_SECDIST": str(path.resolve())} if path and path.is_file() else env
 
 
 def bind_demo_cards(layout: Layout) -> None:
@@ -348,7 +379,7 @@ def bind_demo_cards(layout: Layout) -> None:
         request = urllib.request.Request(  # noqa: S310 - an http URL built here
             f"{layout.url(port)}/v1/payment-methods/{card['id']}",
             data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", **tools_headers()},
+            headers={"Content-Type": "application/json", **tools_headers("cardstorage")},
             method="PUT",
         )
         with opener.open(request, timeout=10):
@@ -419,6 +450,8 @@ def launch(layout: Layout, env: dict[str, str], started: list[Program]) -> None:
         # A fresh log per start: readiness is read from the worker's.
         for old in layout.logs.glob(f"{program.name}.log*"):
             old.unlink()
+    # Each service's process gets the secdist with its own private ticket key only.
+    started = [replace(program, env=process_env(layout, {}, program.args)) for program in started]
     config = supervised.config_path(layout.var)
     config.write_text(supervised.config_text(layout.var, started))
     local.run_checked(supervised.supervisord_args(layout.var), env, "supervisord did not start")

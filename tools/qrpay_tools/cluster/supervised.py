@@ -16,8 +16,8 @@ import shlex
 import sys
 import time
 import xmlrpc.client
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,6 +53,8 @@ class Program:
     args: list[str]
     kind: str  # serve, worker or nginx
     port: int = 0  # 0: serves no HTTP of its own (the worker)
+    # Set for this program only, on top of supervisord's own environment.
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def stop_seconds(self) -> int:
@@ -62,6 +64,13 @@ class Program:
 def _escaped(value: str) -> str:
     # supervisord expands %(name)s in its config values: a literal % is %%.
     return value.replace("%", "%%")
+
+
+def _environment(env: Mapping[str, str]) -> str:
+    if not env:
+        return ""
+    pairs = ",".join(f'{key}="{_escaped(value)}"' for key, value in sorted(env.items()))
+    return f"environment={pairs}\n"
 
 
 def config_text(var: Path, programs: Iterable[Program]) -> str:
@@ -87,7 +96,8 @@ def config_text(var: Path, programs: Iterable[Program]) -> str:
         sections.append(
             f"[program:{program.name}]\n"
             f"command={_escaped(shlex.join(program.args))}\n"
-            f"priority={PRIORITY[program.kind]}\n"
+            + _environment(program.env)
+            + f"priority={PRIORITY[program.kind]}\n"
             "autostart=true\n"
             # Also after a clean exit: a service that stopped by itself is still down.
             "autorestart=true\n"

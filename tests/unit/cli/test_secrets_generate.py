@@ -1,0 +1,93 @@
+"""`qrpay secrets generate` (issue 20): one secdist per service, each holding its own
+ticket key and its callers' public keys only, that a production-like start accepts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from qrpay.cli.main import app
+from qrpay.kernel.config import ConfigRefused, load_secdist
+from qrpay.kernel.production import check_secdist
+from qrpay.kernel.service import SERVICE_MODULES
+from qrpay.kernel.settings import Environment, Settings
+from qrpay.kernel.tickets import TicketInvalid, TicketVerifier, sign
+
+
+def generate(directory: Path) -> None:
+    result = CliRunner().invoke(app, ["secrets", "generate", str(directory)])
+    assert result.exit_code == 0, result.output
+
+
+def test_each_service_holds_its_own_key_and_its_callers_public_keys(tmp_path: Path) -> None:
+    generate(tmp_path)
+    files = {path.stem: path for path in tmp_path.glob("*.yaml")}
+    assert set(files) == set(SERVICE_MODULES)
+    for service, path in files.items():
+        assert path.stat().st_mode & 0o777 == 0o600, service
+        secdist = load_secdist(path)
+        assert set(secdist.ticket_keys.private) == {service}
+        settings = Settings(secdist=path, environment=Environment.STAGING)
+        assert check_secdist(settings, secdist, service) is secdist
+    public = {
+        service: set(load_secdist(path).ticket_keys.public) for service, path in files.items()
+    }
+    assert public["cardstorage"] == {"payments-eda"}
+    assert public["transactions"] == {"payments-eda"}
+    assert public["cashback"] == {"payments-eda"}
+    assert public["eda"] == {"iiko-integration", "payments-eda"}
+    assert public["payments-eda"] == {"api-proxy"}
+    assert public["api-proxy"] == set()
+    # The tools' identity is development's only.
+    assert not any("qrpay-tools" in names for names in public.values())
+    assert load_secdist(files["api-proxy"]).session_secrets
+    assert load_secdist(files["cardstorage"]).session_secrets is None
+
+
+def test_a_ticket_verifies_only_with_the_right_files(tmp_path: Path) -> None:
+    generate(tmp_path)
+    cardstorage = load_secdist(tmp_path / "cardstorage.yaml").ticket_keys
+    now = int(time.time())
+    verifier = TicketVerifier("cardstorage", lambda: cardstorage.public, lambda: float(now))
+    for source in ("payments-eda", "api-proxy"):
+        own = load_secdist(tmp_path / f"{source}.yaml").ticket_keys.signing(source)[0]
+        ticket = sign("payments-eda", "cardstorage", own.get_secret_value(), now)
+        if source == "payments-eda":
+            assert verifier.verify(ticket).source == "payments-eda"
+        else:
+            with pytest.raises(TicketInvalid):
+                verifier.verify(ticket)
+
+
+def test_a_second_run_overwrites_nothing(tmp_path: Path) -> None:
+    generate(tmp_path)
+    before = (tmp_path / "eda.yaml").read_text()
+    result = CliRunner().invoke(app, ["secrets", "generate", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "already has" in result.stderr
+    assert (tmp_path / "eda.yaml").read_text() == before
+
+
+def test_a_file_runs_only_its_own_service(tmp_path: Path) -> None:
+    generate(tmp_path)
+    path = tmp_path / "payments-eda.yaml"
+    settings = Settings(secdist=path, environment=Environment.STAGING)
+    with pytest.raises(ConfigRefused) as refused:
+        check_secdist(settings, load_secdist(path), "cardstorage")
+    assert refused.value.code == "other_services_keys"
+
+
+def test_a_file_without_the_services_own_key_is_refused(tmp_path: Path) -> None:
+    generate(tmp_path)
+    path = tmp_path / "eda.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["ticket_keys"]["private"] = {}
+    path.write_text(yaml.safe_dump(data))
+    settings = Settings(secdist=path, environment=Environment.STAGING)
+    with pytest.raises(ConfigRefused) as refused:
+        check_secdist(settings, load_secdist(path), "eda")
+    assert refused.value.code == "no_ticket_key"
