@@ -57,7 +57,7 @@ async def cluster(tmp_path: Path, pg_database: DatabaseFactory) -> AsyncIterator
                 "expiry_month": 12,
                 "expiry_year": 2030,
             },
-            headers=ticket_headers(),
+            headers=ticket_headers(to="cardstorage"),
             timeout=10,
         )
         assert bound.status_code == 200, bound.text
@@ -110,7 +110,7 @@ async def test_a_late_hold_answer_is_waiting_then_paid_once(cluster: FaultyClust
 
     invoice = httpx.get(
         f"{cluster.url('transactions')}/v1/invoices/{payment_id_for(order_id, token)}",
-        headers=ticket_headers("payments-eda"),
+        headers=ticket_headers("payments-eda", to="transactions"),
         timeout=10,
     )
     assert invoice.status_code == 200, invoice.text
@@ -119,7 +119,7 @@ async def test_a_late_hold_answer_is_waiting_then_paid_once(cluster: FaultyClust
     assert kinds == [("clear", "succeeded"), ("hold", "succeeded")], ops
     ledger = httpx.get(
         f"{cluster.url('eda')}/v1/orders/{order_id}/payments",
-        headers=ticket_headers("payments-eda"),
+        headers=ticket_headers("payments-eda", to="eda"),
         timeout=10,
     ).json()
     assert [p["state"] for p in ledger["payments"]] == ["paid"], ledger
