@@ -18,7 +18,6 @@ import httpx
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from starlette.routing import BaseRoute, Match
 
@@ -27,6 +26,7 @@ from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.service import ServiceContext
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay.kernel.tickets import TICKET_HEADER, TOOLS_IDENTITY, TTL_SECONDS, sign, tools_ticket
+from tests.support.metrics import sample_value
 
 DEV_SECDIST = REPO_DEV_CONFIG / "secdist.yaml"
 
@@ -97,13 +97,14 @@ OTHER_KEY = b"a-key-no-service-holds-0123456789abcdef"
 
 async def refusals(client: httpx.AsyncClient, route: str, caller: str, reason: str) -> float:
     """``qrpay_service_ticket_refusals_total`` for the labels, from the service's /metrics."""
-    text = (await client.get("/metrics")).text
-    wanted = {"route": route, "caller": caller, "reason": reason}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "qrpay_service_ticket_refusals_total" and sample.labels == wanted:
-                return float(sample.value)
-    return 0.0
+    value = sample_value(
+        (await client.get("/metrics")).text,
+        "qrpay_service_ticket_refusals_total",
+        route=route,
+        caller=caller,
+        reason=reason,
+    )
+    return 0.0 if value is None else value
 
 
 @dataclass(frozen=True)
