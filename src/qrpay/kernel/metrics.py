@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Self, get_args, get_type_hints
+from typing import Literal, Self, get_args, get_type_hints
 
 from prometheus_client import (
     CollectorRegistry,
@@ -160,7 +160,9 @@ class ServiceMetrics:
         ``per_worker`` the sum (each worker counts its own, e.g. its connections) or
         ``lowest`` the smallest (each worker reaches its own, e.g. a time where the oldest
         matters)."""
-        mode = "livesum" if per_worker else "livemin" if lowest else "livemax"
+        mode: Literal["livesum", "livemin", "livemax"] = (
+            "livesum" if per_worker else "livemin" if lowest else "livemax"
+        )
         return Gauge(name, doc, list(labels), registry=self.registry, multiprocess_mode=mode)
 
     def exposition(self) -> bytes:
