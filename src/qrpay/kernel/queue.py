@@ -10,7 +10,11 @@ puts a task by name without importing the consumer. Semantics:
   bounded number of tries; a task out of tries stays in the table as ``failed``
   and is counted;
 - a worker that died mid-task leaves its job ``doing``; ``recover_stalled``
-  (run periodically by every worker) puts it back.
+  (run periodically by every worker) puts it back;
+- the request id current when a task is put (the HTTP request's, or the task's that puts
+  it) goes with the job (``REQUEST_ID_ARG`` in its args, never given to the handler) and
+  is the current request id while the task runs: in its log lines and its calls to other
+  services. One id follows a payment from the pay request through every task after it.
 
 Production keeps jobs in PostgreSQL; the embedded mode keeps them in memory.
 
@@ -55,6 +59,7 @@ from procrastinate.testing import InMemoryConnector
 from qrpay.kernel.compat import ResilientJobManager, failure_reason, is_transient
 from qrpay.kernel.db import libpq_url
 from qrpay.kernel.errors import DependencyUnavailable
+from qrpay.kernel.request_context import bound_request_id, current_request_id
 
 log = structlog.get_logger("qrpay.queue")
 
@@ -66,6 +71,9 @@ RECONNECT_MAX_DELAY = 0.5
 PERSIST_DEADLINE_SECONDS = 120.0
 # A worker that stopped by itself is started again after this pause (doubling up to 5 s).
 WORKER_RESTART_DELAY = 0.5
+# The job argument that carries the request id of whoever put the task; no payload may use
+# the name.
+REQUEST_ID_ARG = "_request_id"
 
 
 @dataclass(frozen=True)
@@ -209,7 +217,8 @@ class TaskQueue:
         """Make ``handler`` the consumer of ``spec``; it gets the payload and must be idempotent."""
 
         async def run(**payload: Any) -> None:
-            await handler(payload)
+            with bound_request_id(payload.pop(REQUEST_ID_ARG, None)):
+                await handler(payload)
 
         self.app.task(
             name=spec.name,
@@ -222,8 +231,9 @@ class TaskQueue:
         """Like ``register``, but ``handler(payload, attempt)`` also learns which try this is."""
 
         async def run(context: procrastinate.JobContext, **payload: Any) -> None:
-            # procrastinate counts the tries made before this one.
-            await handler(payload, context.job.attempts + 1)
+            with bound_request_id(payload.pop(REQUEST_ID_ARG, None)):
+                # procrastinate counts the tries made before this one.
+                await handler(payload, context.job.attempts + 1)
 
         self.app.task(
             name=spec.name,
@@ -246,6 +256,9 @@ class TaskQueue:
         options: dict[str, Any] = {"queue": spec.queue, "queueing_lock": task_id}
         if eta is not None:
             options["schedule_at"] = eta
+        request_id = current_request_id()
+        if request_id is not None:
+            payload = {**payload, REQUEST_ID_ARG: request_id}
         try:
             await self.app.configure_task(spec.name, **options).defer_async(**payload)
         except pexc.AlreadyEnqueued:
