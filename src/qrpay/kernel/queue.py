@@ -59,6 +59,7 @@ from procrastinate.testing import InMemoryConnector
 from qrpay.kernel.compat import ResilientJobManager, failure_reason, is_transient
 from qrpay.kernel.db import libpq_url
 from qrpay.kernel.errors import DependencyUnavailable
+from qrpay.kernel.queue_schema import QueueUpgrade, upgrade_queue_schema
 from qrpay.kernel.request_context import bound_request_id, current_request_id
 
 log = structlog.get_logger("qrpay.queue")
@@ -202,16 +203,11 @@ class TaskQueue:
                 self._pool = None
             self._opened = False
 
-    async def apply_schema(self) -> None:
-        """Create procrastinate's tables once (PostgreSQL); a no-op when they exist."""
-        if self.in_memory:
-            return
-        await self.open()
-        exists = await self.app.connector.execute_query_one_async(
-            "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present"
-        )
-        if not exists["present"]:
-            await self.app.schema_manager.apply_schema_async()
+    async def apply_schema(self) -> QueueUpgrade | None:
+        """Create or upgrade procrastinate's tables (PostgreSQL; ``kernel.queue_schema``)."""
+        if self.url is None:
+            return None
+        return await upgrade_queue_schema(self.url)
 
     def register(self, spec: TaskSpec, handler: TaskHandler) -> None:
         """Make ``handler`` the consumer of ``spec``; it gets the payload and must be idempotent."""
