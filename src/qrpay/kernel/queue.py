@@ -11,6 +11,9 @@ puts a task by name without importing the consumer. Semantics:
   and is counted;
 - a worker that died mid-task leaves its job ``doing``; ``recover_stalled``
   (run periodically by every worker) puts it back;
+- a succeeded job is deleted as it finishes; cancelled and aborted ones, and failed ones
+  much later, are deleted by ``remove_old_jobs`` (periodically, by every worker given a
+  ``retention``);
 - the request id current when a task is put (the HTTP request's, or the task's that puts
   it) goes with the job (``REQUEST_ID_ARG`` in its args, never given to the handler) and
   is the current request id while the task runs: in its log lines and its calls to other
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -57,6 +61,7 @@ from procrastinate import exceptions as pexc
 from procrastinate.testing import InMemoryConnector
 
 from qrpay.kernel.compat import ResilientJobManager, failure_reason, is_transient
+from qrpay.kernel.config import RetentionConfig
 from qrpay.kernel.db import libpq_url
 from qrpay.kernel.errors import DependencyUnavailable
 from qrpay.kernel.queue_schema import QueueUpgrade, upgrade_queue_schema
@@ -283,16 +288,24 @@ class TaskQueue:
             ) from exc
 
     async def run_worker(
-        self, queues: list[str], *, concurrency: int = 4, name: str = "qrpay"
+        self,
+        queues: list[str],
+        *,
+        concurrency: int = 4,
+        name: str = "qrpay",
+        retention: Callable[[], RetentionConfig] | None = None,
     ) -> None:
-        """Process ``queues`` until cancelled, recovering stalled jobs as it goes.
+        """Process ``queues`` until cancelled, recovering stalled jobs as it goes (and
+        removing old ones, with ``retention``).
 
         A procrastinate worker that stops by itself (it does when one of its side tasks
         fails, or when the database fails it at start) is replaced by a new one after a
         short pause: only cancelling this coroutine ends it.
         """
         await self.open()
-        recover = asyncio.create_task(self._recover_loop(queues))
+        side_tasks = [asyncio.create_task(self._recover_loop(queues))]
+        if retention is not None:
+            side_tasks.append(asyncio.create_task(self._retention_loop(retention)))
         delay = WORKER_RESTART_DELAY
         try:
             while True:
@@ -320,9 +333,10 @@ class TaskQueue:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         finally:
-            recover.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recover
+            for task in side_tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def recover_stalled(self, queues: list[str], seconds_since_heartbeat: float = 10) -> int:
         recovered = 0
@@ -346,6 +360,29 @@ class TaskQueue:
                 await self.recover_stalled(queues)
             except Exception as exc:
                 log.warning("stalled_recovery_failed", reason=repr(exc))
+
+    async def remove_old_jobs(self, retention: RetentionConfig) -> None:
+        """procrastinate's ``builtin_tasks.remove_old_jobs``, twice: cancelled and aborted
+        jobs finished ``finished_jobs_hours`` ago, failed ones ``failed_jobs_days`` ago (with
+        their events). Safe on several workers at once."""
+        await self.open()
+        manager = self.app.job_manager
+        await manager.delete_old_jobs(
+            nb_hours=math.ceil(retention.finished_jobs_hours),
+            include_cancelled=True,
+            include_aborted=True,
+        )
+        await manager.delete_old_jobs(
+            nb_hours=math.ceil(retention.failed_jobs_days * 24), include_failed=True
+        )
+
+    async def _retention_loop(self, retention: Callable[[], RetentionConfig]) -> None:
+        while True:
+            try:
+                await self.remove_old_jobs(retention())
+            except Exception as exc:
+                log.warning("queue_retention_failed", reason=repr(exc))
+            await asyncio.sleep(retention().interval_seconds)
 
     async def counts(self, queue: str | None = None) -> dict[str, dict[str, int]]:
         """Jobs per queue and status: todo (depth), doing, failed, succeeded, cancelled."""

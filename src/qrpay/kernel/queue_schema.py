@@ -19,7 +19,7 @@ An upgrade holds an advisory lock for its whole run: two at once (a migration jo
 twice) wait for each other. procrastinate's "pre" migrations are meant to run before the
 new code is deployed and "post" ones after; this applies both, which is its "easier way,
 with service interruption": stop the services and workers, upgrade, start the new version
-(deploy/README.md). The records are in ``qrpay_queue_migrations``.
+(docs/data-lifecycle.md). The records are in ``qrpay_queue_migrations``.
 """
 
 from __future__ import annotations
