@@ -4,9 +4,6 @@ jobs still to run stay whatever their age."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
-
 import pytest
 
 from qrpay.kernel.config import RetentionConfig
@@ -19,21 +16,12 @@ SPEC = TaskSpec(name="tests.kept", queue="tests")
 
 
 @pytest.fixture
-async def queue(
-    pg_database: Callable[[], AbstractAsyncContextManager[str]],
-) -> AsyncIterator[TaskQueue]:
-    async with pg_database() as url:
-        instance = TaskQueue(url)
-        await instance.apply_schema()
+def queue(pg_queue: TaskQueue) -> TaskQueue:
+    async def handler(_payload: dict[str, object]) -> None:
+        raise AssertionError("no worker runs here")
 
-        async def handler(_payload: dict[str, object]) -> None:
-            raise AssertionError("no worker runs here")
-
-        instance.register(SPEC, handler)
-        try:
-            yield instance
-        finally:
-            await instance.close()
+    pg_queue.register(SPEC, handler)
+    return pg_queue
 
 
 async def job(queue: TaskQueue, name: str, status: str, hours_ago: float) -> None:
