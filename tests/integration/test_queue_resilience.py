@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -26,16 +24,8 @@ SPEC = TaskSpec(name="tests.flaky", queue="tests", max_attempts=5, backoff_secon
 
 
 @pytest.fixture
-async def queue(
-    pg_database: Callable[[], AbstractAsyncContextManager[str]],
-) -> AsyncIterator[TaskQueue]:
-    async with pg_database() as url:
-        instance = TaskQueue(url)
-        await instance.apply_schema()
-        try:
-            yield instance
-        finally:
-            await instance.close()
+def queue(pg_queue: TaskQueue) -> TaskQueue:
+    return pg_queue
 
 
 async def test_a_retry_superseded_by_the_same_task_queued_again_is_closed(

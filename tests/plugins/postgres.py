@@ -51,6 +51,18 @@ def pg_database(postgres_url: str) -> DatabaseFactory:
     return lambda: fresh_database(postgres_url)
 
 
+@pytest.fixture
+async def pg_queue(pg_database: DatabaseFactory) -> AsyncIterator[TaskQueue]:
+    """A durable queue on a fresh database with procrastinate's schema."""
+    async with pg_database() as url:
+        queue = TaskQueue(url)
+        await queue.apply_schema()
+        try:
+            yield queue
+        finally:
+            await queue.close()
+
+
 @dataclass(frozen=True)
 class ServiceUnderTest:
     """The service a folder's postgres tests run; ``durable_queue`` adds the queue's schema."""

@@ -151,11 +151,17 @@ class Cluster(ServedProcesses):
             self.wait_ready(name, self.ports[name], process, log)
 
     def worker(
-        self, label: str, *, env: dict[str, str] | None = None, concurrency: int = 4
+        self,
+        label: str,
+        *,
+        env: dict[str, str] | None = None,
+        concurrency: int = 4,
+        metrics_port: int | None = None,
     ) -> tuple[subprocess.Popen[bytes], Path]:
         log = self.tmp / f"worker-{label}.log"
+        metrics = ["--metrics-port", str(metrics_port)] if metrics_port is not None else []
         process = start(
-            [QRPAY, "worker", "payments-eda", "--concurrency", str(concurrency)],
+            [QRPAY, "worker", "payments-eda", "--concurrency", str(concurrency), *metrics],
             log=log,
             env=env or self.env,
             cwd=self.tmp,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from qrpay.kernel.db import sync_url
 from qrpay.kernel.migrations import upgrade
 from qrpay.kernel.queue import TaskQueue
+from qrpay.kernel.queue_schema import RECORDS
 
 # ``async with pg_database() as url:`` gives a fresh, empty database.
 DatabaseFactory = Callable[[], AbstractAsyncContextManager[str]]
@@ -57,7 +58,9 @@ async def migrate(service: str, url: str, *, durable_queue: bool = False) -> Non
 
 
 def _not_the_queue(_object: object, name: str | None, type_: str, *_: object) -> bool:
-    return not (type_ == "table" and name is not None and name.startswith("procrastinate"))
+    return not (
+        type_ == "table" and name is not None and name.startswith(("procrastinate", RECORDS))
+    )
 
 
 def metadata_diff(url: str, metadata: MetaData) -> list[object]:

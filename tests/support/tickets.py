@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.routing import Match
 
 from qrpay.kernel.callers import UNKNOWN_CALLER, api_routes, declarations
@@ -39,6 +38,7 @@ from qrpay.kernel.tickets import (
     sign,
     tools_signer,
 )
+from tests.support.metrics import sample_value
 
 DEV_SECDIST = REPO_DEV_CONFIG / "secdist.yaml"
 
@@ -113,13 +113,14 @@ OTHER_KEY = new_private_key()
 
 async def refusals(client: httpx.AsyncClient, route: str, caller: str, reason: str) -> float:
     """``qrpay_service_ticket_refusals_total`` for the labels, from the service's /metrics."""
-    text = (await client.get("/metrics")).text
-    wanted = {"route": route, "caller": caller, "reason": reason}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "qrpay_service_ticket_refusals_total" and sample.labels == wanted:
-                return float(sample.value)
-    return 0.0
+    value = sample_value(
+        (await client.get("/metrics")).text,
+        "qrpay_service_ticket_refusals_total",
+        route=route,
+        caller=caller,
+        reason=reason,
+    )
+    return 0.0 if value is None else value
 
 
 @dataclass(frozen=True)

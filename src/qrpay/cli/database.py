@@ -8,7 +8,7 @@ from rich.console import Console
 
 from qrpay.cli.common import describe, migrated, safe_url, say_error, settings_with
 from qrpay.kernel.config import load_secdist
-from qrpay.kernel.queue import TaskQueue
+from qrpay.kernel.queue_schema import QueueUpgrade, upgrade_queue_schema
 from qrpay.runner.context import has_database, services_with_database
 
 # The name that stands for procrastinate's tables in secdist ``queue_database``.
@@ -43,17 +43,22 @@ def run_upgrade(names: list[str], *, console: Console) -> int:
         console.print(f"{name}: at head ({safe_url(url)})", markup=False)
     if with_queue and queue_url is not None:
         try:
-            asyncio.run(apply_queue_schema(queue_url))
+            upgrade = asyncio.run(upgrade_queue_schema(queue_url))
         except Exception as exc:
             say_error(f"the queue schema at {safe_url(queue_url)} failed: {describe(exc)}")
             return 2
+        for line in queue_report(upgrade):
+            console.print(f"{QUEUE}: {line}", markup=False)
         console.print(f"{QUEUE}: schema ready ({safe_url(queue_url)})", markup=False)
     return 0
 
 
-async def apply_queue_schema(url: str) -> None:
-    queue = TaskQueue(url)
-    try:
-        await queue.apply_schema()
-    finally:
-        await queue.close()
+def queue_report(upgrade: QueueUpgrade) -> list[str]:
+    """What an upgrade of procrastinate's tables did, a line each."""
+    lines = []
+    if upgrade.created:
+        lines.append("created procrastinate's tables")
+    if upgrade.found is not None:
+        lines.append(f"found procrastinate's tables up to {upgrade.found} (now recorded)")
+    lines.extend(f"applied {name}" for name in upgrade.applied)
+    return lines

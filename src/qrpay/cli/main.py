@@ -85,15 +85,28 @@ def serve(
 def worker(
     name: Annotated[str, typer.Argument(help="The service whose queue to consume: payments-eda")],
     concurrency: Annotated[int, typer.Option(min=1, help="Tasks run at once")] = 8,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve the worker's Prometheus metrics on this port (/metrics)"),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="The address of --metrics-port")] = "127.0.0.1",
 ) -> None:
     """Consume a service's durable queue (PostgreSQL, secdist queue_database) until SIGTERM.
 
     Stopping is graceful: tasks in flight finish, none is lost. `qrpay up` runs the
-    consumers in-process instead.
+    consumers in-process instead. The payment outcomes the tasks count (problem orders,
+    cashback problems, overdue payments) are this process's metrics: scrape --metrics-port.
     """
     from qrpay.cli.worker import run_worker_command
 
-    raise typer.Exit(run_worker_command(name=name, concurrency=concurrency, console=console))
+    raise typer.Exit(
+        run_worker_command(
+            name=name,
+            concurrency=concurrency,
+            console=console,
+            metrics_address=(metrics_host, metrics_port) if metrics_port is not None else None,
+        )
+    )
 
 
 @db_app.command("upgrade")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import uvloop
+from prometheus_client import start_http_server
 from rich.console import Console
 
 from qrpay.cli.common import describe, safe_url, say_error, settings_with
@@ -13,7 +14,13 @@ from qrpay.runner.context import durable_queue, known_services, make_context
 from qrpay.runner.worker import WorkerError, run_worker, services_with_workers, worker_factory
 
 
-def run_worker_command(*, name: str, concurrency: int, console: Console) -> int:
+def run_worker_command(
+    *,
+    name: str,
+    concurrency: int,
+    console: Console,
+    metrics_address: tuple[str, int] | None = None,
+) -> int:
     if name not in known_services():
         say_error(f"unknown service {name!r}; known: {', '.join(known_services())}")
         return 2
@@ -57,7 +64,18 @@ def run_worker_command(*, name: str, concurrency: int, console: Console) -> int:
     async def main() -> None:
         await run_worker(ctx, concurrency=concurrency, on_started=started)
 
+    exporter = None
     try:
+        if metrics_address is not None:
+            # A thread of prometheus_client's own: scrapes never wait for the event loop.
+            exporter, _ = start_http_server(
+                metrics_address[1], metrics_address[0], registry=ctx.metrics.registry
+            )
+            console.print(
+                f"{name} worker: metrics on http://{metrics_address[0]}:{metrics_address[1]}"
+                "/metrics",
+                markup=False,
+            )
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(main())
     except WorkerError as exc:
@@ -66,5 +84,8 @@ def run_worker_command(*, name: str, concurrency: int, console: Console) -> int:
     except Exception as exc:
         say_error(f"{name} worker stopped: {describe(exc)}")
         return 2
+    finally:
+        if exporter is not None:
+            exporter.shutdown()
     console.print(f"{name} worker stopped.", markup=False)
     return 0

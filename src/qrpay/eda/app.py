@@ -9,12 +9,28 @@ from qrpay.eda.jobs import refresh_open_orders, run_ttl_loop
 from qrpay.eda.metrics import EdaMetrics
 from qrpay.eda.payment_service import PaymentService
 from qrpay.eda.repository import CHANGES_CHANNEL
+from qrpay.eda.retention import apply_retention
 from qrpay.eda.service import OrderService
+from qrpay.kernel.config import RetentionConfig
 from qrpay.kernel.db import Database, is_sqlite
 from qrpay.kernel.pg_listen import PgListener
-from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
+from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring, every
 
 log = structlog.get_logger("qrpay.eda")
+
+
+def _retention(ctx: ServiceContext, db: Database) -> Job:
+    def config() -> RetentionConfig:
+        return ctx.runtime.config.retention
+
+    return Job(
+        "eda-retention",
+        lambda: every(
+            lambda: config().interval_seconds,
+            lambda: apply_retention(db, ctx.clock, config()),
+            "eda-retention",
+        ),
+    )
 
 
 def wire(ctx: ServiceContext) -> Wiring:
@@ -34,7 +50,7 @@ def wire(ctx: ServiceContext) -> Wiring:
             log.warning("open_orders_refresh_failed", error=repr(exc))
 
     ttl = Job("eda-ttl", lambda: run_ttl_loop(service, lambda: ctx.runtime.config.orders))
-    jobs = [ttl] if ctx.run_background_jobs else []
+    jobs = [ttl, _retention(ctx, db)] if ctx.run_background_jobs else []
     if not is_sqlite(db.url):
         # Writes of every eda instance wake this one's feed long-polls at their commit
         # (SQLite has one process: its writes wake them in-process, ``OrderService.changed``).

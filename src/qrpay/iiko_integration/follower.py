@@ -11,11 +11,17 @@ every change committed before it is in memory. A long-poll answers within
 follower current; a feed that is slow, failing, or held back by an old
 transaction in eda's database lets the lag grow past ``max_lag_ms``, and then
 polls are answered by reading eda directly (``is_fresh``).
+
+The same moment, as Unix time, and the limit are exported (``FeedGauges``) so an alert
+can see a follower past ``max_lag_ms`` (deploy/prometheus).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import Gauge
 
 from qrpay.eda.client import EdaClient
 from qrpay.iiko_integration.memory import StatusMemory
@@ -23,6 +29,14 @@ from qrpay.iiko_integration.push import PushHub
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.config import FeedConfig
 from qrpay.kernel.service import every
+
+
+@dataclass(frozen=True)
+class FeedGauges:
+    # The Unix time of the start of the last read that left nothing behind.
+    current_as_of: Gauge
+    # ``max_lag_ms`` in seconds, as configured now.
+    max_lag: Gauge
 
 
 class FeedFollower:
@@ -33,6 +47,7 @@ class FeedFollower:
         clock: Clock,
         config: Callable[[], FeedConfig],
         hub: PushHub,
+        gauges: FeedGauges | None = None,
     ) -> None:
         self._eda = eda
         self._memory = memory
@@ -43,6 +58,7 @@ class FeedFollower:
         self.current_as_of: float | None = None
         # Every page goes on to the POS connections of this instance (``push``).
         self.hub = hub
+        self._gauges = gauges
 
     def is_fresh(self) -> bool:
         if self.current_as_of is None:
@@ -55,6 +71,7 @@ class FeedFollower:
         if self.cursor is None:
             self.cursor = await self._eda.feed_tail()
         started = self._clock.monotonic()
+        started_at = self._clock.now().timestamp()
         after = self.cursor
         page = await self._eda.changes(after, limit=config.page_size, wait_ms=config.wait_ms)
         for change in page.changes:
@@ -63,6 +80,10 @@ class FeedFollower:
         self.hub.publish(after, page.changes, page.cursor)
         if not page.more:
             self.current_as_of = started
+            if self._gauges is not None:
+                self._gauges.current_as_of.set(started_at)
+        if self._gauges is not None:
+            self._gauges.max_lag.set(config.max_lag_ms / 1000)
 
     async def run(self) -> None:
         # A failed read keeps the cursor: nothing is skipped when the feed comes back, and

@@ -11,7 +11,7 @@ from qrpay.eda.client import EdaClient
 from qrpay.iiko_integration import domain, split
 from qrpay.iiko_integration.auth import ApiKeyAuth, authorize
 from qrpay.iiko_integration.batching import StatusBatcher
-from qrpay.iiko_integration.follower import FeedFollower
+from qrpay.iiko_integration.follower import FeedFollower, FeedGauges
 from qrpay.iiko_integration.memory import StatusMemory
 from qrpay.iiko_integration.push import Key, Pushed, PushHub, Subscription, key_text, parse_key
 from qrpay.iiko_integration.rollout import Rollout
@@ -50,6 +50,7 @@ class IikoService:
         rollout: Rollout | None = None,
         clock: Clock | None = None,
         pos_limit: RateLimiter | None = None,
+        feed_gauges: FeedGauges | None = None,
     ) -> None:
         self._runtime = runtime
         self._pos_limit = pos_limit
@@ -65,7 +66,12 @@ class IikoService:
         self.hub = PushHub(lambda: runtime.config.push.buffer_size)
         # Fresh only while its job runs (``app.wire``); until then every poll reads eda.
         self.follower = FeedFollower(
-            eda_client, self.memory, self._clock, lambda: runtime.config.feed, self.hub
+            eda_client,
+            self.memory,
+            self._clock,
+            lambda: runtime.config.feed,
+            self.hub,
+            feed_gauges,
         )
         self.auth = ApiKeyAuth(lambda: runtime.secdist)
         self.stream_slots = StreamSlots(

@@ -251,6 +251,23 @@ class TransactionsConfig(Strict):
     relay_interval_seconds: float = Field(default=0.5, gt=0)
 
 
+class RetentionConfig(Strict):
+    """What is removed, and when (docs/data-lifecycle.md). Money records are never removed:
+    invoices, operations, accruals, orders' amounts and statuses, shares."""
+
+    # How often the removal runs, in every process that runs it (idempotent on several).
+    interval_seconds: float = Field(default=3600, gt=0, le=7 * 24 * 3600)
+    # Queue jobs cancelled or aborted this long ago are deleted (succeeded ones are deleted
+    # as they finish; procrastinate's remove_old_jobs).
+    finished_jobs_hours: float = Field(default=72, gt=0)
+    # Failed jobs are kept while a human may still retry them (QrpayQueueFailedTasks pages
+    # all that time), then deleted.
+    failed_jobs_days: float = Field(default=30, gt=0)
+    # A closed order's bill lines (names and amounts of its items) are collapsed into one
+    # line of its total this long after it closed.
+    closed_orders_days: float = Field(default=90, gt=0)
+
+
 class CashbackServiceConfig(Strict):
     # The switch that makes accruals fail, for tests of the failure paths.
     fail_accruals: bool = False
@@ -379,6 +396,7 @@ class QrpayConfig(Strict):
     payments: PaymentsConfig = PaymentsConfig()
     transactions: TransactionsConfig = TransactionsConfig()
     cashback_service: CashbackServiceConfig = CashbackServiceConfig()
+    retention: RetentionConfig = RetentionConfig()
     demo: DemoConfig = DemoConfig()
     sessions: SessionsConfig = SessionsConfig()
     http: HttpConfig = HttpConfig()

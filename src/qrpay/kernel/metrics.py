@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Self, get_args, get_type_hints
+from typing import Literal, Self, get_args, get_type_hints
 
 from prometheus_client import (
     CollectorRegistry,
@@ -147,18 +147,23 @@ class ServiceMetrics:
         return Counter(name, doc, list(labels), registry=self.registry)
 
     def gauge(
-        self, name: str, doc: str, labels: tuple[str, ...] = (), *, per_worker: bool = False
+        self,
+        name: str,
+        doc: str,
+        labels: tuple[str, ...] = (),
+        *,
+        per_worker: bool = False,
+        lowest: bool = False,
     ) -> Gauge:
         """A gauge; with several workers the exposition shows, over the live workers, the
-        largest value (a value every worker reads alike, e.g. a count from the database) or,
-        ``per_worker``, the sum (each worker counts its own, e.g. its connections)."""
-        return Gauge(
-            name,
-            doc,
-            list(labels),
-            registry=self.registry,
-            multiprocess_mode="livesum" if per_worker else "livemax",
+        largest value (a value every worker reads alike, e.g. a count from the database),
+        ``per_worker`` the sum (each worker counts its own, e.g. its connections) or
+        ``lowest`` the smallest (each worker reaches its own, e.g. a time where the oldest
+        matters)."""
+        mode: Literal["livesum", "livemin", "livemax"] = (
+            "livesum" if per_worker else "livemin" if lowest else "livemax"
         )
+        return Gauge(name, doc, list(labels), registry=self.registry, multiprocess_mode=mode)
 
     def exposition(self) -> bytes:
         self.flush()

@@ -10,7 +10,14 @@ puts a task by name without importing the consumer. Semantics:
   bounded number of tries; a task out of tries stays in the table as ``failed``
   and is counted;
 - a worker that died mid-task leaves its job ``doing``; ``recover_stalled``
-  (run periodically by every worker) puts it back.
+  (run periodically by every worker) puts it back;
+- a succeeded job is deleted as it finishes; cancelled and aborted ones, and failed ones
+  much later, are deleted by ``remove_old_jobs`` (periodically, by every worker given a
+  ``retention``);
+- the request id current when a task is put (the HTTP request's, or the task's that puts
+  it) goes with the job (``REQUEST_ID_ARG`` in its args, never given to the handler) and
+  is the current request id while the task runs: in its log lines and its calls to other
+  services. One id follows a payment from the pay request through every task after it.
 
 Production keeps jobs in PostgreSQL; the embedded mode keeps them in memory.
 
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -53,8 +61,11 @@ from procrastinate import exceptions as pexc
 from procrastinate.testing import InMemoryConnector
 
 from qrpay.kernel.compat import ResilientJobManager, failure_reason, is_transient
+from qrpay.kernel.config import RetentionConfig
 from qrpay.kernel.db import libpq_url
 from qrpay.kernel.errors import DependencyUnavailable
+from qrpay.kernel.queue_schema import QueueUpgrade, upgrade_queue_schema
+from qrpay.kernel.request_context import bound_request_id, current_request_id
 
 log = structlog.get_logger("qrpay.queue")
 
@@ -69,6 +80,9 @@ RECONNECT_MAX_DELAY = 0.5
 PERSIST_DEADLINE_SECONDS = 120.0
 # A worker that stopped by itself is started again after this pause (doubling up to 5 s).
 WORKER_RESTART_DELAY = 0.5
+# The job argument that carries the request id of whoever put the task; no payload may use
+# the name.
+REQUEST_ID_ARG = "_request_id"
 
 
 @dataclass(frozen=True)
@@ -199,22 +213,18 @@ class TaskQueue:
                 self._pool = None
             self._opened = False
 
-    async def apply_schema(self) -> None:
-        """Create procrastinate's tables once (PostgreSQL); a no-op when they exist."""
-        if self.in_memory:
-            return
-        await self.open()
-        exists = await self.app.connector.execute_query_one_async(
-            "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present"
-        )
-        if not exists["present"]:
-            await self.app.schema_manager.apply_schema_async()
+    async def apply_schema(self) -> QueueUpgrade | None:
+        """Create or upgrade procrastinate's tables (PostgreSQL; ``kernel.queue_schema``)."""
+        if self.url is None:
+            return None
+        return await upgrade_queue_schema(self.url)
 
     def register(self, spec: TaskSpec, handler: TaskHandler) -> None:
         """Make ``handler`` the consumer of ``spec``; it gets the payload and must be idempotent."""
 
         async def run(**payload: Any) -> None:
-            await handler(payload)
+            with bound_request_id(payload.pop(REQUEST_ID_ARG, None)):
+                await handler(payload)
 
         self.app.task(
             name=spec.name,
@@ -227,8 +237,9 @@ class TaskQueue:
         """Like ``register``, but ``handler(payload, attempt)`` also learns which try this is."""
 
         async def run(context: procrastinate.JobContext, **payload: Any) -> None:
-            # procrastinate counts the tries made before this one.
-            await handler(payload, context.job.attempts + 1)
+            with bound_request_id(payload.pop(REQUEST_ID_ARG, None)):
+                # procrastinate counts the tries made before this one.
+                await handler(payload, context.job.attempts + 1)
 
         self.app.task(
             name=spec.name,
@@ -251,6 +262,9 @@ class TaskQueue:
         options: dict[str, Any] = {"queue": spec.queue, "queueing_lock": task_id}
         if eta is not None:
             options["schedule_at"] = eta
+        request_id = current_request_id()
+        if request_id is not None:
+            payload = {**payload, REQUEST_ID_ARG: request_id}
         try:
             await self.app.configure_task(spec.name, **options).defer_async(**payload)
         except pexc.AlreadyEnqueued:
@@ -279,16 +293,24 @@ class TaskQueue:
             ) from exc
 
     async def run_worker(
-        self, queues: list[str], *, concurrency: int = 4, name: str = "qrpay"
+        self,
+        queues: list[str],
+        *,
+        concurrency: int = 4,
+        name: str = "qrpay",
+        retention: Callable[[], RetentionConfig] | None = None,
     ) -> None:
-        """Process ``queues`` until cancelled, recovering stalled jobs as it goes.
+        """Process ``queues`` until cancelled, recovering stalled jobs as it goes (and
+        removing old ones, with ``retention``).
 
         A procrastinate worker that stops by itself (it does when one of its side tasks
         fails, or when the database fails it at start) is replaced by a new one after a
         short pause: only cancelling this coroutine ends it.
         """
         await self.open()
-        recover = asyncio.create_task(self._recover_loop(queues))
+        side_tasks = [asyncio.create_task(self._recover_loop(queues))]
+        if retention is not None:
+            side_tasks.append(asyncio.create_task(self._retention_loop(retention)))
         delay = WORKER_RESTART_DELAY
         try:
             while True:
@@ -316,9 +338,10 @@ class TaskQueue:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         finally:
-            recover.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recover
+            for task in side_tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def recover_stalled(self, queues: list[str], seconds_since_heartbeat: float = 10) -> int:
         recovered = 0
@@ -342,6 +365,29 @@ class TaskQueue:
                 await self.recover_stalled(queues)
             except Exception as exc:
                 log.warning("stalled_recovery_failed", reason=repr(exc))
+
+    async def remove_old_jobs(self, retention: RetentionConfig) -> None:
+        """procrastinate's ``builtin_tasks.remove_old_jobs``, twice: cancelled and aborted
+        jobs finished ``finished_jobs_hours`` ago, failed ones ``failed_jobs_days`` ago (with
+        their events). Safe on several workers at once."""
+        await self.open()
+        manager = self.app.job_manager
+        await manager.delete_old_jobs(
+            nb_hours=math.ceil(retention.finished_jobs_hours),
+            include_cancelled=True,
+            include_aborted=True,
+        )
+        await manager.delete_old_jobs(
+            nb_hours=math.ceil(retention.failed_jobs_days * 24), include_failed=True
+        )
+
+    async def _retention_loop(self, retention: Callable[[], RetentionConfig]) -> None:
+        while True:
+            try:
+                await self.remove_old_jobs(retention())
+            except Exception as exc:
+                log.warning("queue_retention_failed", reason=repr(exc))
+            await asyncio.sleep(retention().interval_seconds)
 
     async def counts(self, queue: str | None = None) -> dict[str, dict[str, int]]:
         """Jobs per queue and status: todo (depth), doing, failed, succeeded, cancelled."""

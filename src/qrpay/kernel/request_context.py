@@ -1,9 +1,11 @@
-"""The request id: taken from ``X-Request-Id`` or made, carried into logs and downstream calls."""
+"""The request id: taken from ``X-Request-Id`` or made, carried into logs, downstream calls
+and the queue tasks a request puts (kernel/queue: the task's run binds it again)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -25,6 +27,17 @@ def reset_request_id(token: object) -> None:
 
 def new_request_id() -> str:
     return os.urandom(16).hex()
+
+
+@contextmanager
+def bound_request_id(value: str | None) -> Iterator[str]:
+    """Within the block the current request id is ``value`` (a new one when None)."""
+    request_id = value or new_request_id()
+    token = _request_id.set(request_id)
+    try:
+        yield request_id
+    finally:
+        _request_id.reset(token)
 
 
 def add_request_id(

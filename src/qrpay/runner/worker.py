@@ -69,7 +69,12 @@ async def run_worker(
     try:
         async with resources:
             consumer = asyncio.create_task(
-                queue.run_worker(queues, concurrency=concurrency, name=f"{ctx.name}-worker"),
+                queue.run_worker(
+                    queues,
+                    concurrency=concurrency,
+                    name=f"{ctx.name}-worker",
+                    retention=lambda: ctx.runtime.config.retention,
+                ),
                 name=f"{ctx.name}-worker",
             )
             signals = 0

@@ -19,6 +19,7 @@ from tests.support.component.iiko_integration import (
     list_orders,
     status_view,
 )
+from tests.support.metrics import sample_value
 from tests.support.mockserver import MockedRoute, MockServer
 from tests.support.waiting import eventually
 
@@ -148,3 +149,25 @@ async def test_a_follower_held_back_by_an_open_transaction_is_not_current(
     feed.held_back = False
     await eventually(service.follower.is_fresh)
     assert service.follower.is_fresh()
+
+
+async def test_the_follower_exports_when_it_was_last_current_and_its_limit(
+    following: tuple[Started, IikoService, FrozenClock], feed: MockedFeed
+) -> None:
+    """What the feed-lag alert reads (deploy/prometheus): ``time() - current_as_of`` against
+    ``max_lag``."""
+    (_ctx, client), service, clock = following
+    feed.publish(change("a", "WAITING", 1))
+    await applied(service, "a", 1)
+    await eventually(service.follower.is_fresh)
+    exposition = (await client.get("/metrics")).text
+    assert sample_value(exposition, "qrpay_feed_current_as_of_seconds") == clock.now().timestamp()
+    assert sample_value(exposition, "qrpay_feed_max_lag_seconds") == MAX_LAG_MS / 1000
+
+    # The feed stops answering: the exported time stays where the follower was last current.
+    feed.down = True
+    clock.advance(5)
+    await eventually(lambda: not service.follower.is_fresh())
+    exposition = (await client.get("/metrics")).text
+    last_current = clock.now().timestamp() - 5
+    assert sample_value(exposition, "qrpay_feed_current_as_of_seconds") == last_current

@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
 
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.service import service_of
 from qrpay.transactions.service import TransactionsService
+from tests.support.metrics import sample_value
 from tests.support.services import dev_config, make_context, running_service
 
 TTL = 3600
@@ -95,9 +95,5 @@ async def running_transactions(
 
 
 async def metric(tx: Transactions, name: str, **labels: str) -> float:
-    text = (await tx.client.get("/metrics")).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    return 0.0
+    value = sample_value((await tx.client.get("/metrics")).text, name, **labels)
+    return 0.0 if value is None else value
