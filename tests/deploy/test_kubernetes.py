@@ -96,6 +96,6 @@ def test_the_kustomization_applies_everything_but_the_example_secret_and_the_job
 def test_the_config_map_is_a_production_config_naming_the_cluster_services() -> None:
     (config_map,) = of_kind("ConfigMap").values()
     config = parse_config(yaml.safe_load(config_map["data"]["qrpay.yaml"]))
-    check_config(Settings(environment="production"), config)
+    check_config(Settings(environment="staging"), config)
     for service in deploy.SERVICES:
         assert config.dependency(service.name).base_url == f"http://{service.name}.qrpay.svc"

@@ -76,7 +76,9 @@ def resource(
 
 def environment() -> list[dict[str, str]]:
     return [
-        {"name": "QRPAY_ENVIRONMENT", "value": "production"},
+        # Every production check but the sandbox gateway's: the only gateway qrpay has.
+        # `production` once a real acquirer's adapter is configured.
+        {"name": "QRPAY_ENVIRONMENT", "value": "staging"},
         {"name": "QRPAY_CONFIG", "value": "/etc/qrpay/config/qrpay.yaml"},
         {"name": "QRPAY_SECDIST", "value": "/etc/qrpay/secdist/secdist.yaml"},
         {"name": "QRPAY_DATA_DIR", "value": "/var/lib/qrpay"},
@@ -85,12 +87,19 @@ def environment() -> list[dict[str, str]]:
     ]
 
 
-def volumes() -> list[dict[str, Any]]:
+def secdist_secret(holder: str) -> str:
+    """The Secret of one service's secdist (`qrpay secrets generate` writes one per service:
+    a process holds its own private ticket key only, and production refuses any other);
+    ``migrate`` holds the database URLs and no ticket key."""
+    return f"qrpay-secdist-{holder}"
+
+
+def volumes(holder: str) -> list[dict[str, Any]]:
     # A directory mount (no subPath): a changed ConfigMap reaches the file, and qrpay
     # re-reads it without a restart.
     return [
         {"name": "config", "configMap": {"name": "qrpay-config"}},
-        {"name": "secdist", "secret": {"secretName": "qrpay-secdist", "defaultMode": 0o400}},
+        {"name": "secdist", "secret": {"secretName": secdist_secret(holder), "defaultMode": 0o400}},
         {"name": "data", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},  # the root filesystem is read-only
     ]
@@ -150,13 +159,13 @@ def http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def pod_template(component: str, box: dict[str, Any], grace: int) -> dict[str, Any]:
+def pod_template(component: str, box: dict[str, Any], grace: int, holder: str) -> dict[str, Any]:
     return {
         "metadata": {
             "labels": labels(component),
             "annotations": {
                 "prometheus.io/scrape": "true" if "ports" in box else "false",
-                "prometheus.io/port": str(PORT),
+                "prometheus.io/port": str(box.get("ports", [{}])[0].get("containerPort", PORT)),
                 "prometheus.io/path": "/metrics",
             },
         },
@@ -164,7 +173,7 @@ def pod_template(component: str, box: dict[str, Any], grace: int) -> dict[str, A
             "terminationGracePeriodSeconds": grace,
             "securityContext": pod_security(),
             "containers": [box],
-            "volumes": volumes(),
+            "volumes": volumes(holder),
         },
     }
 
@@ -202,20 +211,38 @@ def service_deployment(service: Service) -> dict[str, Any]:
     box["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
     grace = PRE_STOP_SECONDS + DRAIN["serve"] + STOP_MARGIN
     return deployment(
-        service.name, service.name, service.replicas, pod_template(service.name, box, grace)
+        service.name,
+        service.name,
+        service.replicas,
+        pod_template(service.name, box, grace, service.name),
     )
+
+
+WORKER_METRICS_PORT = 9182
 
 
 def worker_deployment() -> dict[str, Any]:
     name = f"worker-{WORKER}"
     box = container(
         name,
-        ["worker", WORKER, "--concurrency", str(WORKER_CONCURRENCY)],
+        [
+            "worker",
+            WORKER,
+            "--concurrency",
+            str(WORKER_CONCURRENCY),
+            # The payment outcomes (problem orders, overdue payments, paid by QR) are counted
+            # in the worker: Prometheus scrapes it here (deploy/prometheus).
+            "--metrics-host",
+            "0.0.0.0",  # the pod's own address, for the scrape
+            "--metrics-port",
+            str(WORKER_METRICS_PORT),
+        ],
         resources("250m", "256Mi", "512Mi"),
     )
+    box["ports"] = [{"name": "metrics", "containerPort": WORKER_METRICS_PORT}]
     # No HTTP: Kubernetes restarts it when it exits; it takes no traffic to stop first.
     grace = DRAIN["worker"] + STOP_MARGIN
-    return deployment(name, name, 2, pod_template(name, box, grace))
+    return deployment(name, name, 2, pod_template(name, box, grace, WORKER))
 
 
 def cluster_service(service: Service) -> dict[str, Any]:
@@ -294,7 +321,7 @@ def migration_job() -> dict[str, Any]:
                         "restartPolicy": "OnFailure",
                         "securityContext": pod_security(),
                         "containers": [box],
-                        "volumes": volumes(),
+                        "volumes": volumes("migrate"),
                     },
                 },
             },
@@ -326,7 +353,7 @@ def secret_example() -> dict[str, Any]:
     return resource(
         "v1",
         "Secret",
-        "qrpay-secdist",
+        secdist_secret(WORKER),
         "qrpay",
         {
             "type": "Opaque",
