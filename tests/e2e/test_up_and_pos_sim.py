@@ -158,16 +158,19 @@ def test_pos_sim_waits_until_the_order_is_paid(up: QrpayUp, tmp_path: Path) -> N
         output = wait_for_text(log, "Receipt: ", timeout=30)
         order_id = order_id_of(link_of(output))
         # Stand in for payments-eda: the payment it would make, straight on eda.
-        eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payment"
+        eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payments"
         payer = ticket_headers("payments-eda", to="eda")
         started = httpx.post(
             f"{eda}/start",
-            json={"payment_id": "pay-1", "amount": "100.00", "currency": "RUB"},
+            json={
+                "payment_id": "pay-1",
+                "choice": {"way": "rest"},
+                "amount": "100.00",
+                "currency": "RUB",
+            },
             headers=payer,
         )
         assert started.status_code == 200, started.text
-        claimed = httpx.post(f"{eda}/claim-clear", json={"payment_id": "pay-1"}, headers=payer)
-        assert claimed.status_code == 200, claimed.text
         completed = httpx.post(f"{eda}/complete", json={"payment_id": "pay-1"}, headers=payer)
         assert completed.status_code == 200, completed.text
         assert sim.wait(timeout=30) == 0, log.read_text()
@@ -205,16 +208,19 @@ def test_pos_sim_push_prints_each_change_as_it_arrives(up: QrpayUp, tmp_path: Pa
         order_id = order_id_of(link_of(output))
         # Subscribed: its one status read is printed before any change.
         wait_for_text(log, f"order {order_id}: WAITING", timeout=30)
-        eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payment"
+        eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payments"
         payer = ticket_headers("payments-eda", to="eda")  # eda's payment moves are payments-eda's
         started = httpx.post(
             f"{eda}/start",
-            json={"payment_id": "pay-1", "amount": "100.00", "currency": "RUB"},
+            json={
+                "payment_id": "pay-1",
+                "choice": {"way": "rest"},
+                "amount": "100.00",
+                "currency": "RUB",
+            },
             headers=payer,
         )
         assert started.status_code == 200, started.text
-        claimed = httpx.post(f"{eda}/claim-clear", json={"payment_id": "pay-1"}, headers=payer)
-        assert claimed.status_code == 200, claimed.text
         completed = httpx.post(f"{eda}/complete", json={"payment_id": "pay-1"}, headers=payer)
         assert completed.status_code == 200, completed.text
         assert sim.wait(timeout=30) == 0, log.read_text()
