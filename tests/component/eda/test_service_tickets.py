@@ -49,6 +49,7 @@ async def test_payments_are_moved_by_payments_eda_only(
     assert allowed.json()["status"] == "PAYMENT_IN_PROGRESS"
     for step in ("begin-rollback", "fail", "complete"):
         move = GuardedCall(
+            "eda",
             client,
             "POST",
             f"/v1/orders/{order_id}/payments/{step}",
@@ -58,7 +59,7 @@ async def test_payments_are_moved_by_payments_eda_only(
         await move.assert_refused("payments-eda", wrong="iiko-integration")
     # Nothing refused moved the payment.
     ledger = await GuardedCall(
-        client, "GET", f"/v1/orders/{order_id}/payments", "/v1/orders/{order_id}/payments"
+        "eda", client, "GET", f"/v1/orders/{order_id}/payments", "/v1/orders/{order_id}/payments"
     ).as_caller("iiko-integration")
     assert [p["state"] for p in ledger.json()["payments"]] == ["holding"]
 
@@ -68,12 +69,13 @@ async def test_the_ledger_is_read_by_both_sides_and_the_overdue_list_by_payments
 ) -> None:
     order_id = (await create(client))["order"]["order_id"]
     ledger = GuardedCall(
-        client, "GET", f"/v1/orders/{order_id}/payments", "/v1/orders/{order_id}/payments"
+        "eda", client, "GET", f"/v1/orders/{order_id}/payments", "/v1/orders/{order_id}/payments"
     )
     await ledger.assert_refused("payments-eda", wrong="cashback")
     for caller in ("payments-eda", "iiko-integration"):
         assert (await ledger.as_caller(caller)).status_code == 200, caller
     overdue = GuardedCall(
+        "eda",
         client,
         "GET",
         "/v1/orders/payments/overdue",
