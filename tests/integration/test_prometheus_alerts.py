@@ -127,7 +127,7 @@ async def test_a_payment_stuck_at_the_gateway_pages_and_the_dashboard_queries_ev
         answer = httpx.post(
             f"{stack.url('payments-eda')}/4.0/payments/v1/orders",
             json=body,
-            headers={"X-Yandex-UID": USER, **ticket_headers("api-proxy")},
+            headers={"X-Yandex-UID": USER, **ticket_headers("api-proxy", to="payments-eda")},
             timeout=30,
         )
         assert answer.status_code == 200, answer.text
