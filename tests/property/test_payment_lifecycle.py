@@ -722,7 +722,9 @@ class PaymentLifecycle(RuleBasedStateMachine):
             amount = total
         if amount <= 0:
             return
-        currency = "USD" if how == "other_currency" else "RUB"
+        currency = old["currency"]
+        if how == "other_currency":
+            currency = "USD" if old["currency"] != "USD" else "RUB"
         answer = self.send_bill(table, self.bill(f"{amount:.2f}", currency, lines))
         tally(f"replacement {how}: {answer.status_code}")
         if answer.status_code == 409:
@@ -778,9 +780,9 @@ class PaymentLifecycle(RuleBasedStateMachine):
         if token is None:
             self.tokenless[order_id] = self.tokenless.get(order_id, 0) + 1
         fired_before = len(self.stack.wire.fired)
-        refused = (
-            ("idempotency_token_reused",) if tokens == "other_body" and last else PAID_OR_REFUSED
-        )
+        # Another body under a used token is refused as such, or, when that token's first
+        # request made no payment, as any new whole-bill payment may be.
+        refused = (*PAID_OR_REFUSED, "idempotency_token_reused")
 
         async def pay() -> Any:
             try:
@@ -906,7 +908,10 @@ class PaymentLifecycle(RuleBasedStateMachine):
     async def share_choice(self, order_id: str, guest: GuestShare) -> ShareChoice | None:
         if guest.way == "custom":
             # A part of what is left as the guest sees it (above 1: more than is left).
-            split = await self.stack.service.split(order_id, self.signatures[order_id], "en")
+            try:
+                split = await self.stack.service.split(order_id, self.signatures[order_id], "en")
+            except DependencyUnavailable:
+                return None  # a fault set for the next call met this read
             amount = (Decimal(split.left) * guest.fraction).quantize(Decimal("0.01"))
             if amount < 1:
                 return None
