@@ -226,12 +226,12 @@ class PaymentService:
         for _ in range(ATTEMPTS):
             try:
                 async with self.db.write() as session:
-                    orders = OrderRepository(session)
-                    order = await orders.get(order_id, for_update=True)
-                    if order is None:
-                        raise _not_found(order_id)
                     repo = PaymentRepository(session)
-                    found, times = await repo.of_order(order_id)
+                    read = await repo.ledger(order_id, for_update=True)
+                    if read is None:
+                        raise _not_found(order_id)
+                    order, found, times = read
+                    orders = OrderRepository(session)
                     before = Ledger(order.bill, found)
                     changed, after = await decide(order, before, repo)
                     if changed is not order and not await orders.save(order, changed):
