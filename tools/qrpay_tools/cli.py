@@ -119,6 +119,42 @@ def pos_sim(
     raise typer.Exit(code)
 
 
+@app.command("pos-refund")
+def pos_refund(
+    order_id: Annotated[str, typer.Argument(help="The order id pos-sim printed")],
+    amount: Annotated[str, typer.Option(help="Of the bill part")] = "0",
+    tip: Annotated[str, typer.Option(help="Of the tips")] = "0",
+    payment: Annotated[str | None, typer.Option(help="One payment [default: spread]")] = None,
+    refund_id: Annotated[
+        str | None, typer.Option(help="The POS's refund id [default: random]")
+    ] = None,
+    url: Annotated[str, typer.Option(help="iiko-integration base URL")] = "http://127.0.0.1:8081",
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="QRPAY_POS_API_KEY", help="X-API-Key [default: the dev demo key]"),
+    ] = None,
+    client_id: Annotated[str, typer.Option(help="Restaurant")] = "rest-1",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the outcome")] = 60.0,
+) -> None:
+    """Refund a guest of a paid order from the POS, and print the order's payments."""
+    from qrpay_tools.pos_sim.refund import RefundOptions, run_refund
+
+    with one_line_errors(interrupted="the refund, if sent, goes on"):
+        options = RefundOptions(
+            url=url,
+            api_key=api_key or _dev_api_key(),
+            client_id=client_id,
+            order_id=order_id,
+            amount=amount,
+            tip=tip,
+            payment_id=payment,
+            refund_id=refund_id,
+            timeout=timeout,
+        )
+        code = asyncio.run(run_refund(options, Console()))
+    raise typer.Exit(code)
+
+
 @app.command()
 def guest(
     link: Annotated[str, typer.Argument(help="The deep link pos-sim printed (Link: ...)")],

@@ -22,6 +22,7 @@ from qrpay.iiko_integration.schemas import (
     ListOrdersResponse,
     OrderPaymentsResponse,
     PosChangesResponse,
+    RefundOrderRequest,
     RestaurantsResponse,
 )
 from qrpay.iiko_integration.service import IikoService
@@ -29,6 +30,7 @@ from qrpay.iiko_integration.stream import serve_stream
 from qrpay.kernel.fast_routes import FastRequest, FastRoute
 from qrpay.kernel.http import error_responses, json_response
 from qrpay.kernel.service import provide, service_of
+from qrpay.payments_eda.schemas import RefundView
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_HEADER_LOWER = API_KEY_HEADER.lower().encode()
@@ -148,6 +150,18 @@ async def close_order(
 
 
 @router.post(
+    "/orders/refund",
+    tags=["pos"],
+    summary="Refund a guest of a paid order, fully or partly, one payment or spread over the"
+    " order's payments; idempotent on refund_id; the cashback is taken back in proportion",
+    response_model=RefundView,
+    responses=error_responses(400, 401, 403, 404, 409, 503),
+)
+async def refund_order(allowed: PosCaller, body: RefundOrderRequest, service: Iiko) -> RefundView:
+    return await service.refund_order(allowed, body)
+
+
+@router.post(
     "/orders/payments",
     tags=["pos"],
     summary="A split bill's payments: paid amount, tips and each guest's payment, per order",
@@ -182,7 +196,7 @@ async def order_changes(
 
 @router.websocket("/orders/stream")
 async def order_stream(websocket: WebSocket) -> None:
-    # Push by WebSocket (not in OpenAPI; the README and ``stream`` describe it).
+    # Push by WebSocket (not in OpenAPI; docs/pos-api.md and ``stream`` describe it).
     await serve_stream(websocket, service_of(websocket.app, IikoService))
 
 

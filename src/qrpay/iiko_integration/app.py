@@ -8,6 +8,7 @@ from qrpay.iiko_integration.follower import FeedGauges
 from qrpay.iiko_integration.service import IikoService
 from qrpay.kernel.config import LimitName
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
+from qrpay.payments_eda.client import RefundsClient
 
 
 def feed_gauges(ctx: ServiceContext) -> FeedGauges:
@@ -29,6 +30,9 @@ def wire(ctx: ServiceContext) -> Wiring:
         runtime=ctx.runtime,
         eda_client=EdaClient(
             session=ctx.http, dependency=ctx.dependency("eda"), metrics=ctx.metrics
+        ),
+        payments_client=RefundsClient(
+            session=ctx.http, dependency=ctx.dependency("payments-eda"), metrics=ctx.metrics
         ),
         orders_created=ctx.metrics.counter(
             "qrpay_orders_created_with_qr",

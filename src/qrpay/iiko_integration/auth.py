@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable
 from hmac import compare_digest
 
+from qrpay.iiko_integration.schemas import IikoCode
 from qrpay.kernel.config import Secdist
 from qrpay.kernel.errors import Forbidden, Unauthenticated
 
@@ -42,10 +43,14 @@ class ApiKeyAuth:
             if compare_digest(digest, candidate):
                 allowed = client_ids
         if not presented or allowed is None:
-            raise Unauthenticated("a valid X-API-Key header is required", code="unauthorized")
+            raise Unauthenticated(
+                "a valid X-API-Key header is required", code=IikoCode.UNAUTHORIZED
+            )
         return allowed
 
 
 def authorize(allowed: frozenset[str], client_id: str) -> None:
     if client_id not in allowed:
-        raise Forbidden("this API key is not allowed for this client_id", code="forbidden_client")
+        raise Forbidden(
+            "this API key is not allowed for this client_id", code=IikoCode.FORBIDDEN_CLIENT
+        )

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from enum import StrEnum
 from typing import Protocol
 
 from pydantic import SecretStr
 
 from qrpay.eda.schemas import OrderStatus, OrderStatusView
+from qrpay.iiko_integration.schemas import IikoCode, PosStatus
 from qrpay.kernel import deeplink
 from qrpay.kernel.config import QrpayConfig, Restaurant
 from qrpay.kernel.errors import InvalidInput, QrpayError
@@ -21,15 +21,6 @@ from qrpay.kernel.schemas import Bill
 
 FALLBACK_LANGUAGE = "ru"
 MAX_APP_PARAM_LENGTH = 128
-
-
-class PosStatus(StrEnum):
-    WAITING = "WAITING"
-    PAYED = "PAYED"
-    CANCELED = "CANCELED"
-    # The waiter closed it from the POS (``POST /orders/close``): the rest was paid outside.
-    CLOSED = "CLOSED"
-    NOT_FOUND = "NOT_FOUND"
 
 
 # The POS only needs to know whether to keep waiting: a payment under way is still waiting.
@@ -74,16 +65,18 @@ def bill_text(templates: Mapping[str, str], restaurant: Restaurant) -> str:
 def qr_link(base: str, hmac_keys: tuple[SecretStr, ...], order_id: str, client_id: str) -> str:
     if not hmac_keys:
         # A misconfigured secdist; printing an unsigned code would be worse than failing.
-        raise QrpayError("no hmac key in secdist", code="hmac_key_missing")
+        raise QrpayError("no hmac key in secdist", code=IikoCode.HMAC_KEY_MISSING)
     return deeplink.build_link(base, order_id, deeplink.sign(hmac_keys[0], order_id, client_id))
 
 
 def order_restaurant(config: QrpayConfig, client_id: str) -> Restaurant:
     restaurant = config.restaurant(client_id)
     if restaurant is None:
-        raise InvalidInput(f"unknown restaurant {client_id!r}", code="unknown_restaurant")
+        raise InvalidInput(f"unknown restaurant {client_id!r}", code=IikoCode.UNKNOWN_RESTAURANT)
     if not restaurant.enabled:
-        raise InvalidInput(f"restaurant {client_id!r} is disabled", code="restaurant_disabled")
+        raise InvalidInput(
+            f"restaurant {client_id!r} is disabled", code=IikoCode.RESTAURANT_DISABLED
+        )
     return restaurant
 
 
@@ -92,10 +85,12 @@ def check_bill(restaurant: Restaurant, bill: Bill, max_amount: Decimal) -> None:
     if bill.currency not in restaurant.currencies:
         raise InvalidInput(
             f"restaurant {restaurant.client_id!r} does not accept {bill.currency}",
-            code="currency_not_accepted",
+            code=IikoCode.CURRENCY_NOT_ACCEPTED,
         )
     if bill.total > max_amount:
-        raise InvalidInput(f"amount is above the maximum {max_amount}", code="amount_too_large")
+        raise InvalidInput(
+            f"amount is above the maximum {max_amount}", code=IikoCode.AMOUNT_TOO_LARGE
+        )
 
 
 def zone_restaurants(config: QrpayConfig, zone: str) -> list[Restaurant]:

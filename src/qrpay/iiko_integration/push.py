@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from qrpay.eda.schemas import OrderChange
-from qrpay.iiko_integration.domain import PosStatus, pos_status
+from qrpay.iiko_integration.domain import pos_status
+from qrpay.iiko_integration.schemas import IikoCode, PosStatus
 from qrpay.kernel.errors import InvalidInput
 from qrpay.kernel.wakeup import Wakeups
 
@@ -36,7 +37,7 @@ def parse_key(text: str) -> Key:
     except ValueError:
         number = None
     if number is None:
-        raise InvalidInput(f"not a cursor: {text[:80]!r}", code="bad_cursor")
+        raise InvalidInput(f"not a cursor: {text[:80]!r}", code=IikoCode.BAD_CURSOR)
     return number, order_id
 
 

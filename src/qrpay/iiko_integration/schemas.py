@@ -6,11 +6,37 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StringConstraints
 
 from qrpay.eda.schemas import ClientId, InternalOrderId, OrderId
-from qrpay.iiko_integration.domain import PosStatus
-from qrpay.kernel.schemas import Bill, WireModel
+from qrpay.kernel.schemas import AmountText, Bill, WireModel
+from qrpay.payments_eda.schemas import RefundId
+
+
+class IikoCode(StrEnum):
+    """The ``code`` of iiko-integration's error answers (the POS branches on them)."""
+
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN_CLIENT = "forbidden_client"
+    ORDER_NOT_FOUND = "order_not_found"
+    UNKNOWN_RESTAURANT = "unknown_restaurant"
+    RESTAURANT_DISABLED = "restaurant_disabled"
+    CURRENCY_NOT_ACCEPTED = "currency_not_accepted"
+    AMOUNT_TOO_LARGE = "amount_too_large"
+    HMAC_KEY_MISSING = "hmac_key_missing"
+    EDA_UNAVAILABLE = "eda_unavailable"
+    TOO_MANY_STREAMS = "too_many_streams"
+    OVERLOADED = "overloaded"
+    BAD_CURSOR = "bad_cursor"
+
+
+class PosStatus(StrEnum):
+    WAITING = "WAITING"
+    PAYED = "PAYED"
+    CANCELED = "CANCELED"
+    # The waiter closed it from the POS (``POST /orders/close``): the rest was paid outside.
+    CLOSED = "CLOSED"
+    NOT_FOUND = "NOT_FOUND"
 
 
 class CreateOrderRequest(WireModel):
@@ -71,6 +97,18 @@ class ListOrdersResponse(WireModel):
 class CloseOrderRequest(WireModel):
     client_id: ClientId
     order_id: OrderId
+
+
+class RefundOrderRequest(WireModel):
+    """The POS refunds a paid order's guest (issue 19): one payment, or spread over the
+    order's payments newest first; idempotent on ``refund_id``."""
+
+    client_id: ClientId
+    order_id: OrderId
+    refund_id: RefundId
+    amount: AmountText = "0"
+    tip: AmountText = "0"
+    payment_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
 class CloseOrderResponse(WireModel):

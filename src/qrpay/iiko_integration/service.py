@@ -8,7 +8,7 @@ from prometheus_client import Counter, Gauge
 
 from qrpay.eda import schemas as eda
 from qrpay.eda.client import EdaClient
-from qrpay.iiko_integration import domain, split
+from qrpay.iiko_integration import domain, refunds, split
 from qrpay.iiko_integration.auth import ApiKeyAuth, authorize
 from qrpay.iiko_integration.batching import StatusBatcher
 from qrpay.iiko_integration.follower import FeedFollower, FeedGauges
@@ -22,8 +22,11 @@ from qrpay.iiko_integration.schemas import (
     CloseOrderResponse,
     CreateOrderRequest,
     CreateOrderResponse,
+    IikoCode,
     ListOrdersRequest,
     OrderPayments,
+    PosStatus,
+    RefundOrderRequest,
     RestaurantItem,
 )
 from qrpay.iiko_integration.stream_slots import StreamRefusal, StreamSlots
@@ -33,6 +36,8 @@ from qrpay.kernel.errors import DependencyUnavailable, RateLimited
 from qrpay.kernel.ratelimit import RateLimiter
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.wakeup import Wakeups
+from qrpay.payments_eda.client import RefundsClient
+from qrpay.payments_eda.schemas import RefundView
 
 # Changes per answer of the POS long-poll; more are fetched with its cursor at once.
 PUSH_PAGE = 100
@@ -44,6 +49,7 @@ class IikoService:
         *,
         runtime: RuntimeConfig,
         eda_client: EdaClient,
+        payments_client: RefundsClient | None = None,
         orders_created: Counter,
         push_subscribers: Gauge,
         stream_refusals: Counter | None = None,
@@ -55,6 +61,7 @@ class IikoService:
         self._runtime = runtime
         self._pos_limit = pos_limit
         self._eda = eda_client
+        self._payments = payments_client
         self._orders_created = orders_created
         # The POS connected for push, by kind: each worker counts its own (the gauge sums).
         self._streams = push_subscribers.labels("stream")
@@ -110,7 +117,7 @@ class IikoService:
                 created = await self._eda.create_order(eda_request, deadline_ms=deadline_ms)
         except TimeoutError:
             raise DependencyUnavailable(
-                f"eda did not answer in {deadline_ms} ms", code="eda_unavailable"
+                f"eda did not answer in {deadline_ms} ms", code=IikoCode.EDA_UNAVAILABLE
             ) from None
         if created.outcome is eda.CreateOutcome.CREATED:
             self._orders_created.labels(request.client_id).inc()
@@ -132,7 +139,7 @@ class IikoService:
 
     async def list_orders(
         self, allowed: frozenset[str], request: ListOrdersRequest
-    ) -> list[tuple[str, domain.PosStatus]]:
+    ) -> list[tuple[str, PosStatus]]:
         authorize(allowed, request.client_id)
         now = self._clock.monotonic()
         # Memory answers only while the feed is within max_lag_ms of eda; past that every
@@ -154,7 +161,7 @@ class IikoService:
 
     async def pos_changes(
         self, allowed: frozenset[str], client_id: str, after: str | None, wait_ms: int
-    ) -> tuple[list[tuple[str, domain.PosStatus]], str]:
+    ) -> tuple[list[tuple[str, PosStatus]], str]:
         """The restaurant's orders changed after the cursor ``after`` (absent: from now on),
         waiting up to ``wait_ms`` for one; and the cursor to resume from.
 
@@ -169,7 +176,7 @@ class IikoService:
 
     async def _pos_changes(
         self, client_id: str, after: str | None, wait_ms: int
-    ) -> tuple[list[tuple[str, domain.PosStatus]], str]:
+    ) -> tuple[list[tuple[str, PosStatus]], str]:
         hub = self.hub
         if hub.position is None or not self.follower.is_fresh():
             return await self._pos_changes_from_eda(client_id, after, wait_ms)
@@ -194,7 +201,7 @@ class IikoService:
 
     async def _pos_changes_from_eda(
         self, client_id: str, after: str | None, wait_ms: int
-    ) -> tuple[list[tuple[str, domain.PosStatus]], str]:
+    ) -> tuple[list[tuple[str, PosStatus]], str]:
         cursor = after if after is not None else await self._eda.feed_tail()
         page = await self._eda.changes(
             cursor, limit=PUSH_PAGE, wait_ms=wait_ms, client_id=client_id
@@ -203,7 +210,7 @@ class IikoService:
 
     def _pos_page(
         self, page: eda.ChangesPage, client_id: str
-    ) -> tuple[list[tuple[str, domain.PosStatus]], str]:
+    ) -> tuple[list[tuple[str, PosStatus]], str]:
         for change in page.changes:
             self.memory.learn(change)
         statuses = [(c.order_id, domain.pos_status(c, client_id)) for c in page.changes]
@@ -226,9 +233,13 @@ class IikoService:
                 self._stream_refusals.labels(refusal).inc()
             if refusal is StreamRefusal.PER_KEY:
                 raise RateLimited(
-                    "this API key has all its streams open", code="too_many_streams", retry_after=5
+                    "this API key has all its streams open",
+                    code=IikoCode.TOO_MANY_STREAMS,
+                    retry_after=5,
                 )
-            raise DependencyUnavailable("this instance has all its streams open", code="overloaded")
+            raise DependencyUnavailable(
+                "this instance has all its streams open", code=IikoCode.OVERLOADED
+            )
         try:
             subscription, backlog = await self._subscribe(allowed, client_id, after)
         except BaseException:
@@ -244,7 +255,9 @@ class IikoService:
         cursor = parse_key(after) if after is not None else None
         position = self.hub.position
         if position is None:
-            raise DependencyUnavailable("not following eda's feed yet", code="eda_unavailable")
+            raise DependencyUnavailable(
+                "not following eda's feed yet", code=IikoCode.EDA_UNAVAILABLE
+            )
         floor = position if cursor is None else max(position, cursor)
         subscription = self.hub.subscribe(scope, self.push_config().queue_size, floor)
         try:
@@ -290,7 +303,7 @@ class IikoService:
                 return await self._statuses.statuses(order_ids, timeout=deadline_ms / 1000)
         except TimeoutError:
             raise DependencyUnavailable(
-                f"eda did not answer in {deadline_ms} ms", code="eda_unavailable"
+                f"eda did not answer in {deadline_ms} ms", code=IikoCode.EDA_UNAVAILABLE
             ) from None
 
     async def _fetch_statuses(self, order_ids: list[str]) -> list[eda.OrderStatusView]:
@@ -326,6 +339,13 @@ class IikoService:
         self, allowed: frozenset[str], request: CloseOrderRequest
     ) -> CloseOrderResponse:
         return await split.close_order(self._eda, allowed, request)
+
+    async def refund_order(
+        self, allowed: frozenset[str], request: RefundOrderRequest
+    ) -> RefundView:
+        if self._payments is None:  # pragma: no cover - wired in app.py
+            raise RuntimeError("iiko-integration was built without payments-eda")
+        return await refunds.refund_order(self._eda, self._payments, allowed, request)
 
     async def order_payments(
         self, allowed: frozenset[str], request: ListOrdersRequest

@@ -10,19 +10,34 @@ from __future__ import annotations
 from qrpay.eda.client import EdaClient
 from qrpay.eda.schemas import LedgerView, PaymentState
 from qrpay.iiko_integration.auth import authorize
-from qrpay.iiko_integration.domain import PosStatus, pos_status
+from qrpay.iiko_integration.domain import pos_status
 from qrpay.iiko_integration.schemas import (
     CloseOrderRequest,
     CloseOrderResponse,
+    IikoCode,
     ListOrdersRequest,
     OrderPayments,
     PosPayment,
+    PosStatus,
 )
 from qrpay.kernel.errors import NotFound
 
 
 def _not_found(order_id: str) -> NotFound:
-    return NotFound(f"order {order_id[:64]!r} not found", code="order_not_found")
+    return NotFound(f"order {order_id[:64]!r} not found", code=IikoCode.ORDER_NOT_FOUND)
+
+
+async def order_of_restaurant(eda: EdaClient, order_id: str, client_id: str) -> LedgerView:
+    """The order's ledger if it is this restaurant's; another restaurant's order is as
+    unknown as a missing one (404)."""
+    try:
+        # The ledger names the order's restaurant (and is a read iiko-integration may make).
+        ledger = await eda.ledger(order_id)
+    except NotFound:
+        raise _not_found(order_id) from None
+    if ledger.client_id != client_id:
+        raise _not_found(order_id)
+    return ledger
 
 
 async def close_order(
@@ -30,13 +45,7 @@ async def close_order(
 ) -> CloseOrderResponse:
     """Close the order for the waiter; another restaurant's order looks like an unknown one."""
     authorize(allowed, request.client_id)
-    try:
-        # The ledger names the order's restaurant (and is a read iiko-integration may make).
-        ledger = await eda.ledger(request.order_id)
-    except NotFound:
-        raise _not_found(request.order_id) from None
-    if ledger.client_id != request.client_id:
-        raise _not_found(request.order_id)
+    ledger = await order_of_restaurant(eda, request.order_id, request.client_id)
     closed = await eda.close_order(ledger.order_id)  # 409s (paid, paying) pass through
     return CloseOrderResponse(id=closed.order_id, status=pos_status(closed, request.client_id))
 

@@ -4,7 +4,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Path, Query
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -21,6 +21,8 @@ from qrpay.payments_eda.schemas import (
     PaymentStatusResponse,
     PayRequest,
     PreorderResponse,
+    RefundRequest,
+    RefundView,
     Service,
     SharePayRequest,
     ShareStatusResponse,
@@ -210,3 +212,39 @@ for _path in ("/orders", "/orders/share"):
         methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
         include_in_schema=False,
     )
+
+
+# Refunds (issue 19): the POS's through iiko-integration, and support's.
+refunds_router = APIRouter(
+    prefix="/v1/refunds", tags=["refunds"], dependencies=[allow("iiko-integration", tools=True)]
+)
+
+
+@refunds_router.post(
+    "",
+    summary="Refund a payment, or spread a refund over the order's payments; idempotent on"
+    " refund_id (another body under it is 409)",
+    response_model=RefundView,
+    responses=error_responses(400, 401, 403, 404, 409, 503),
+)
+async def refund(body: RefundRequest, payments: Payments) -> RefundView:
+    return await payments.refunds.refund(body)
+
+
+@refunds_router.get(
+    "/{order_id}/{refund_id}",
+    summary="Where a refund stands, part by part",
+    response_model=RefundView,
+    responses=error_responses(401, 403, 404, 503),
+)
+async def refund_status(
+    order_id: Annotated[str, Path(min_length=1, max_length=64)],
+    refund_id: Annotated[str, Path(min_length=1, max_length=64)],
+    payments: Payments,
+) -> RefundView:
+    return await payments.refunds.view(order_id, refund_id)
+
+
+api = APIRouter()
+api.include_router(router)
+api.include_router(refunds_router)

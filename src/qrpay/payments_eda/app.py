@@ -15,7 +15,7 @@ from qrpay.eda.client import EdaClient
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring, every, running
 from qrpay.payments_eda import tasks
-from qrpay.payments_eda.api import router
+from qrpay.payments_eda.api import api
 from qrpay.payments_eda.service import PaymentsMetrics, PaymentsService
 from qrpay.transactions.client import TransactionsClient
 
@@ -82,7 +82,7 @@ def wire(ctx: ServiceContext) -> Wiring:
 
 SERVICE = ServiceApp(
     description="The payer API (preorder, pay, payment status) and transaction callbacks.",
-    router=router,
+    router=api,
     wire=wire,
 )
 

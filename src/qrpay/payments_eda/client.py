@@ -20,6 +20,8 @@ from qrpay.payments_eda.schemas import (
     PHONE_ID_HEADER,
     YANDEX_UID_HEADER,
     PayRequest,
+    RefundRequest,
+    RefundView,
     Service,
     SharePayRequest,
 )
@@ -120,3 +122,19 @@ class PaymentsEdaClient(ServiceClient):
             params=params,
             headers=payer.headers(),
         )
+
+
+class RefundsClient(ServiceClient):
+    """payments-eda's refund routes, as iiko-integration and the support tools call them."""
+
+    downstream = "payments-eda"
+
+    async def refund(self, request: RefundRequest) -> RefundView:
+        # Idempotent on the refund id: a retry after a lost answer is the same refund.
+        return await self.fetch(
+            RefundView, "POST", "/v1/refunds", endpoint="refund", json=request, idempotent=True
+        )
+
+    async def refund_status(self, order_id: str, refund_id: str) -> RefundView:
+        path = f"/v1/refunds/{order_id}/{refund_id}"
+        return await self.fetch(RefundView, "GET", path, endpoint="refund_status")

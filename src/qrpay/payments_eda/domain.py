@@ -132,6 +132,13 @@ NOTHING = Decision()
 LIVE = frozenset({PaymentState.HOLDING, PaymentState.CLEARING, PaymentState.ROLLING_BACK})
 
 
+def accrual_key(order_id: str, invoice_id: str) -> str:
+    """Cashback keys a payment's accrual by this, once: the order's id for a whole-bill
+    payment made before issue 18 (its invoice is the order's), ``<order>.<invoice>`` for
+    every other, as shares always were."""
+    return order_id if invoice_id == order_id else f"{order_id}.{invoice_id}"
+
+
 def hold_of(kind: OperationKind, operation_id: str, target: str | None) -> str:
     """The hold (= our payment id) an operation is about: itself, or its target."""
     if kind is OperationKind.HOLD:

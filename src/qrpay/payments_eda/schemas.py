@@ -42,6 +42,8 @@ TASK_QUEUE = "payments_eda_transactions"
 class Task(StrEnum):
     TRANSACTION_CALLBACK = "payments_eda.transaction_callback"
     ACCRUE_CASHBACK = "payments_eda.accrue_cashback"
+    # A refund part's cashback reversal that failed inline (task id ``reversal:<part>``).
+    REVERSE_CASHBACK = "payments_eda.reverse_cashback"
 
 
 class PaymentsCode(StrEnum):
@@ -277,3 +279,62 @@ class SplitView(WireModel):
     taken_items: list[int]
     tip_percents: list[int]
     shares: list[SplitShareView]
+
+
+# --- refunds (issue 19, docs/refunds.md) -------------------------------------------------------
+
+RefundId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_:-]+$")
+]
+
+
+class RefundCode(StrEnum):
+    """The ``code`` of payments-eda's refund refusals (eda's decisions pass through as they are)."""
+
+    REFUND_NOT_FOUND = "refund_not_found"
+    PAYMENT_NOT_REFUNDABLE = "payment_not_refundable"
+    REFUND_EXCEEDS_PAID = "refund_exceeds_paid"
+    REFUND_ID_REUSED = "refund_id_reused"
+    INVALID_REFUND = "invalid_refund"
+
+
+class RefundSource(StrEnum):
+    POS = "pos"
+    SUPPORT = "support"
+
+
+class RefundStatus(StrEnum):
+    REFUNDING = "refunding"  # some part's outcome is still to come
+    REFUNDED = "refunded"
+    FAILED = "failed"
+    PARTLY_FAILED = "partly_failed"
+
+
+class RefundRequest(WireModel):
+    order_id: OrderIdText
+    # The caller's key: a repeat with it is the same refund, never a second one.
+    refund_id: RefundId
+    # Of the bill part, and of the tips apart; at least one positive.
+    amount: AmountText = "0"
+    tip: AmountText = "0"
+    # One payment; without it the refund is spread over the order's payments, newest first.
+    payment_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    source: RefundSource = RefundSource.POS
+
+
+class RefundPart(WireModel):
+    part_id: str
+    payment_id: str
+    amount: str
+    tip: str
+    state: str  # refunding | refunded | failed
+
+
+class RefundView(WireModel):
+    order_id: str
+    refund_id: str
+    status: RefundStatus
+    currency: str
+    amount: str
+    tip: str
+    parts: list[RefundPart]

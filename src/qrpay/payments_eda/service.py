@@ -57,8 +57,9 @@ from qrpay.kernel.money import format_amount, parse_amount
 from qrpay.kernel.queue import TaskQueue, TaskSpec
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.payments_eda import domain
-from qrpay.payments_eda.domain import MessageKey, Rollback, Step
+from qrpay.payments_eda.domain import MessageKey, Rollback, Step, accrual_key
 from qrpay.payments_eda.holds import captured_hold, hold_under_way
+from qrpay.payments_eda.refunds import RefundMetrics, Refunds
 from qrpay.payments_eda.schemas import (
     TASK_QUEUE,
     CashbackView,
@@ -126,13 +127,6 @@ _WHOLE_BILL_REFUSALS: dict[str, PaymentsCode | None] = {
 }
 
 
-def accrual_key(order_id: str, invoice_id: str) -> str:
-    """Cashback keys a payment's accrual by this, once: the order's id for a whole-bill
-    payment made before issue 18 (its invoice is the order's), ``<order>.<invoice>`` for
-    every other, as shares always were."""
-    return order_id if invoice_id == order_id else f"{order_id}.{invoice_id}"
-
-
 def request_hash(user_id: str, kind: str, request: PayRequest) -> str:
     """What a pay request asked for, for the idempotency token's check: a repeat must ask
     for the same payment (the signature aside, which is the same for the same order)."""
@@ -170,6 +164,7 @@ class PaymentsMetrics:
     queue_depth: Gauge
     queue_failed: Gauge
     payments_overdue: Gauge
+    refunds: RefundMetrics
 
     @classmethod
     def of(cls, metrics: ServiceMetrics) -> PaymentsMetrics:
@@ -202,6 +197,21 @@ class PaymentsMetrics:
                     "qrpay_payments_overdue",
                     "Payments under way past hold_watchdog_seconds or being rolled back, as "
                     "the last sweep found them",
+                ),
+                refunds=RefundMetrics(
+                    refunds=metrics.counter(
+                        "qrpay_refunds", "Refund parts settled, by outcome", ("outcome",)
+                    ),
+                    refunded=metrics.counter(
+                        "qrpay_refunded_amount",
+                        "Money refunded to guests (bill part and tip), by currency",
+                        ("currency",),
+                    ),
+                    problems=metrics.counter(
+                        "qrpay_problem_refunds",
+                        "Refund parts the gateway refused for good, by reason",
+                        ("reason",),
+                    ),
                 ),
             )
         return known
@@ -247,6 +257,13 @@ class PaymentsService:
         self._transactions = transactions
         self._cashback = cashback
         self.metrics = metrics
+        self.refunds = Refunds(
+            queue=queue,
+            eda=eda,
+            transactions=transactions,
+            cashback=cashback,
+            metrics=metrics.refunds,
+        )
 
     # --- the payer API -----------------------------------------------------------------------
 
@@ -583,6 +600,9 @@ class PaymentsService:
 
     async def on_transaction(self, callback: TransactionCallback) -> None:
         """One transaction callback: find the payment, look the row up, take its steps."""
+        if callback.kind is OperationKind.REFUND:
+            await self.refunds.on_outcome(callback)
+            return
         payment_id = domain.hold_of(callback.kind, callback.operation_id, callback.target)
         if not payment_id:
             log.error("callback_without_target", **callback.model_dump(mode="json"))

@@ -2,6 +2,8 @@
 
 - ``payments_eda.transaction_callback``: put by transactions when an operation of an
   invoice we own finishes; payload = ``transactions.schemas.TransactionCallback``.
+- ``payments_eda.reverse_cashback``: a refund part's cashback reversal that failed inline
+  (task id ``reversal:<part id>``); payload ``{order_id, part_id}``.
 - ``payments_eda.accrue_cashback``: put when the accrual in the clear's callback failed
   (task id ``cashback:<accrual key>``); payload ``{order_id, payment_id}`` (``{order_id}``
   for a whole-bill payment and ``{order_id, share_id}`` for a share from before issue 18).
@@ -23,6 +25,7 @@ from qrpay.transactions.schemas import TransactionCallback
 QUEUE = TASK_QUEUE
 TRANSACTION_CALLBACK = task_spec(Task.TRANSACTION_CALLBACK)
 ACCRUE_CASHBACK = task_spec(Task.ACCRUE_CASHBACK)
+REVERSE_CASHBACK = task_spec(Task.REVERSE_CASHBACK)
 
 
 def _known_fields(payload: dict[str, Any]) -> dict[str, Any]:
@@ -46,6 +49,11 @@ class Handlers:
             str(payload["order_id"]), attempt, None if payment is None else str(payment)
         )
 
+    async def reverse_cashback(self, payload: dict[str, Any]) -> None:
+        await self.service.refunds.reverse_cashback(
+            str(payload["order_id"]), str(payload["part_id"])
+        )
+
 
 def register(queue: TaskQueue, handlers: Handlers, config: PaymentsConfig) -> None:
     queue.register(
@@ -57,4 +65,8 @@ def register(queue: TaskQueue, handlers: Handlers, config: PaymentsConfig) -> No
     queue.register_with_attempt(
         replace(ACCRUE_CASHBACK, max_attempts=config.cashback_max_attempts),
         handlers.accrue_cashback,
+    )
+    queue.register(
+        replace(REVERSE_CASHBACK, max_attempts=config.callback_max_attempts),
+        handlers.reverse_cashback,
     )

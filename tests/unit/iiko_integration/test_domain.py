@@ -8,7 +8,7 @@ from pydantic import SecretStr
 
 from qrpay.eda.schemas import OrderStatus, OrderStatusView
 from qrpay.iiko_integration import domain
-from qrpay.iiko_integration.domain import PosStatus
+from qrpay.iiko_integration.schemas import PosStatus
 from qrpay.kernel import deeplink
 from qrpay.kernel.config import Restaurant
 from qrpay.kernel.errors import InvalidInput, QrpayError

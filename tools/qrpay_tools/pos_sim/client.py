@@ -135,6 +135,13 @@ class PosClient:
                 return entry
         return None
 
+    async def refund(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /orders/refund``: the refund as iiko-integration answered it."""
+        data = await self._post("/orders/refund", body)
+        if not isinstance(data, dict) or "status" not in data:
+            raise PosSimError(f"error: {SERVICE} answered an unexpected refund body")
+        return data
+
 
 class HttpError(PosSimError):
     def __init__(self, status: int, body: bytes, client_id: str) -> None:
