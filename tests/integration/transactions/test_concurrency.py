@@ -55,6 +55,9 @@ class CountingGateway(PaymentGateway):
     async def unhold(self, *args: Any) -> GatewayResult:
         return await self._counted("unhold", *args)
 
+    async def refund(self, *args: Any) -> GatewayResult:
+        return await self._counted("refund", *args)
+
     async def lookup(self, idempotency_key: str) -> GatewayResult | None:
         return await self.sandbox.lookup(idempotency_key)
 
