@@ -50,6 +50,7 @@ def invoice_view(invoice: InvoiceRecord, ops: Sequence[OperationRecord]) -> Invo
         held=format_amount(amounts.held, currency),
         cleared=format_amount(amounts.cleared, currency),
         released=format_amount(amounts.released, currency),
+        refunded=format_amount(amounts.refunded, currency),
     )
 
 
@@ -82,7 +83,8 @@ async def get_invoice(
 
 @router.post(
     "/{invoice_id}/operations",
-    summary="Start a hold, clear or unhold; idempotent on operation_id; the outcome comes by callback",
+    summary="Start a hold, clear, unhold or refund (of a cleared hold); idempotent on"
+    " operation_id; the outcome comes by callback",
     responses=error_responses(400, 401, 403, 404, 409),
 )
 async def start_operation(

@@ -22,7 +22,7 @@ class TransactionsClient(ServiceClient):
         return await self.fetch(Invoice, "PUT", path, endpoint="ensure_invoice", json=invoice)
 
     async def start_operation(self, invoice_id: str, operation: OperationIn) -> Operation:
-        """Start hold/clear/unhold; idempotent on ``operation_id``. The result comes by callback."""
+        """Start hold/clear/unhold/refund; idempotent on ``operation_id``. The result comes by callback."""
         path = f"/v1/invoices/{invoice_id}/operations"
         body = operation.model_dump(mode="json", exclude_defaults=True)
         endpoint = f"start_{operation.kind.value}"

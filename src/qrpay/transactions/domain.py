@@ -1,9 +1,11 @@
 """Invoices and their operations: the rules, as pure functions over the operation log.
 
 An invoice is what is owed (the intent); each hold is an attempt at the
-gateway, and clear/unhold act on one succeeded hold. Nothing here is stored
-as a balance: held, cleared and released are recomputed from the operations
-that succeeded (events with derived amounts). No I/O, no framework.
+gateway, and clear/unhold act on one succeeded hold. Refunds give back money of a
+hold whose clear succeeded, several of them if need be, never more in all (succeeded
+and pending) than was cleared. Nothing here is stored as a balance: held, cleared,
+released and refunded are recomputed from the operations that succeeded (events with
+derived amounts). No I/O, no framework.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from qrpay.transactions.schemas import TransactionsCode as Code
 HOLD = OperationKind.HOLD
 CLEAR = OperationKind.CLEAR
 UNHOLD = OperationKind.UNHOLD
+REFUND = OperationKind.REFUND
 PENDING = OperationStatus.PENDING
 SUCCEEDED = OperationStatus.SUCCEEDED
 FAILED = OperationStatus.FAILED
@@ -105,6 +108,7 @@ class Amounts:
     held: Decimal
     cleared: Decimal
     released: Decimal
+    refunded: Decimal
 
 
 def auto_release_id(hold_id: str) -> str:
@@ -130,7 +134,8 @@ def capture_clear(hold: OperationRecord, now: datetime) -> OperationRecord | Non
 def _settlement(
     hold: OperationRecord, operation_id: str, kind: OperationKind, amount: Decimal, now: datetime
 ) -> OperationRecord:
-    """A pending clear or unhold of ``hold``: it acts on the hold's card and gateway reference."""
+    """A pending clear, unhold or refund of ``hold``: it acts on the hold's card and gateway
+    reference (the provider's payment: what a refund names, as YooKassa's ``payment_id``)."""
     return OperationRecord(
         invoice_id=hold.invoice_id,
         operation_id=operation_id,
@@ -166,6 +171,26 @@ def settled_by(hold: OperationRecord, ops: Iterable[OperationRecord]) -> Operati
     return None
 
 
+def refund_room(hold: OperationRecord, ops: Iterable[OperationRecord]) -> Decimal | None:
+    """What may still be refunded of ``hold``: its cleared amount less its refunds that
+    succeeded or may still succeed (pending); None when the hold was not cleared."""
+    ops = list(ops)
+    clear = settled_by(hold, ops) if hold.kind == HOLD and hold.status == SUCCEEDED else None
+    if clear is None or clear.kind != CLEAR:
+        return None
+    taken = sum(
+        (
+            o.amount
+            for o in ops
+            if o.kind == REFUND
+            and o.target == hold.operation_id
+            and o.status in (PENDING, SUCCEEDED)
+        ),
+        Decimal(0),
+    )
+    return clear.amount - taken
+
+
 def is_live_hold(hold: OperationRecord, ops: Sequence[OperationRecord]) -> bool:
     """Pending, or succeeded and neither cleared nor released yet."""
     if hold.kind != HOLD:
@@ -176,13 +201,17 @@ def is_live_hold(hold: OperationRecord, ops: Sequence[OperationRecord]) -> bool:
 
 
 def derived_amounts(ops: Sequence[OperationRecord]) -> Amounts:
-    """Held, cleared and released, from the succeeded operations only.
+    """Held, cleared, released and refunded, from the succeeded operations only.
 
     A cleared hold counts its clear's amount as cleared and the rest of the hold
     as released (the gateway lets the remainder go); a released hold counts
-    whole as released; a succeeded hold with neither is held.
+    whole as released; a succeeded hold with neither is held. Refunded is what
+    succeeded refunds gave back; cleared stays what was cleared.
     """
     held = cleared = released = Decimal(0)
+    refunded = sum(
+        (o.amount for o in ops if o.kind == REFUND and o.status == SUCCEEDED), Decimal(0)
+    )
     for hold in ops:
         if hold.kind != HOLD or hold.status != SUCCEEDED:
             continue
@@ -194,7 +223,7 @@ def derived_amounts(ops: Sequence[OperationRecord]) -> Amounts:
             released += hold.amount - done.amount
         else:
             released += hold.amount
-    return Amounts(held=held, cleared=cleared, released=released)
+    return Amounts(held=held, cleared=cleared, released=released, refunded=refunded)
 
 
 def _same_request(existing: OperationRecord, request: OperationIn) -> bool:
@@ -209,7 +238,7 @@ def _same_request(existing: OperationRecord, request: OperationIn) -> bool:
             return False
         if amount != existing.amount:
             return False
-    elif existing.kind == HOLD:
+    elif existing.kind in (HOLD, REFUND):
         return False
     if request.payment_method is not None and existing.kind == HOLD:
         return request.payment_method.id == existing.payment_method_id
@@ -279,10 +308,12 @@ def decide(
 
     if request.capture:
         raise InvalidInput("only a hold can be captured", code=Code.UNEXPECTED_CAPTURE)
-    nothing = Code.NOTHING_TO_CLEAR if request.kind == CLEAR else Code.NOTHING_TO_RELEASE
     if request.target is None:
         raise InvalidInput(f"a {request.kind.value} needs a target hold", code=Code.TARGET_REQUIRED)
     hold = next((op for op in ops if op.kind == HOLD and op.operation_id == request.target), None)
+    if request.kind == REFUND:
+        return _refund(hold, ops, request, currency, now), True
+    nothing = Code.NOTHING_TO_CLEAR if request.kind == CLEAR else Code.NOTHING_TO_RELEASE
     if hold is None or hold.status != SUCCEEDED or settling(hold, ops) is not None:
         raise Conflict(
             f"no succeeded, unsettled hold {request.target!r} on this invoice", code=nothing
@@ -295,6 +326,33 @@ def decide(
         if request.kind == UNHOLD and amount != hold.amount:
             raise InvalidInput("an unhold releases the whole hold", code=Code.AMOUNT_MISMATCH)
     return _settlement(hold, request.operation_id, request.kind, amount, now), True
+
+
+def _refund(
+    hold: OperationRecord | None,
+    ops: Sequence[OperationRecord],
+    request: OperationIn,
+    currency: str,
+    now: datetime,
+) -> OperationRecord:
+    """A pending refund of the cleared hold ``hold`` (the request's target), if it fits in
+    what is left of the cleared amount; ``ops`` read under the invoice's lock, so refunds
+    admitted at once never add up to more than was cleared."""
+    if request.amount is None:
+        raise InvalidInput("a refund needs an amount", code=Code.AMOUNT_REQUIRED)
+    amount = _positive_amount(request.amount, currency)
+    room = None if hold is None else refund_room(hold, ops)
+    if hold is None or room is None:
+        raise Conflict(
+            f"no cleared hold {request.target!r} on this invoice", code=Code.NOTHING_TO_REFUND
+        )
+    if amount > room:
+        raise Conflict(
+            f"refunds of hold {hold.operation_id!r} would exceed what was cleared"
+            f" ({format_amount(room, currency)} left to refund)",
+            code=Code.REFUND_EXCEEDS_CLEARED,
+        )
+    return _settlement(hold, request.operation_id, REFUND, amount, now)
 
 
 def retries_refusal(op: OperationRecord, status: OperationStatus, clear_attempts: int) -> bool:

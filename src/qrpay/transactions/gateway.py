@@ -62,6 +62,28 @@ class PaymentGateway(ABC):
     ) -> GatewayResult: ...
 
     @abstractmethod
+    async def refund(
+        self,
+        token: str,
+        amount: Decimal,
+        currency: str,
+        idempotency_key: str,
+        reference: str | None = None,
+    ) -> GatewayResult:
+        """Give back ``amount`` of the money a cleared hold took (one of several refunds of it).
+
+        ``reference`` is the hold's gateway reference: the provider's payment. It maps onto
+        YooKassa's ``POST /v3/refunds`` (``{"payment_id": reference, "amount": {"value":
+        amount, "currency": currency}}`` with the ``Idempotence-Key: idempotency_key`` header,
+        the refund operation's own key) and onto Stripe's ``POST /v1/refunds`` (``payment_intent``
+        = reference, ``amount`` in minor units, ``Idempotency-Key`` header). Their refund
+        ``succeeded`` is SUCCEEDED; ``canceled`` (YooKassa) or ``failed``/``canceled`` (Stripe)
+        is FAILED with the provider's reason; a ``pending`` refund, no answer or the
+        provider's own error is ``GatewayUnavailable`` (unknown: ``lookup`` asks again by
+        the key, as YooKassa's ``GET /v3/refunds/{id}`` or Stripe's refund list would).
+        """
+
+    @abstractmethod
     async def lookup(self, idempotency_key: str) -> GatewayResult | None:
         """The result the gateway has for this key, None if it never saw the key.
 
@@ -82,6 +104,22 @@ STUCK_PREFIX = "sandbox-stuck-"
 # key) are refused, the next one succeeds; unholds succeed.
 FLAKY_CLEAR_PREFIX = "sandbox-flaky-clear-"
 FLAKY_CLEAR_REFUSALS = 2
+# Holds and clears succeed; every refund is refused for good.
+FAILING_REFUND_PREFIX = "sandbox-failing-refund-"
+FAILING_REFUND_REASON = "refund_refused"
+# Holds and clears succeed; refunds are carried out, but the first answer for each refund
+# key is lost (unknown outcome: a lookup finds it).
+SLOW_REFUND_PREFIX = "sandbox-slow-refund-"
+# The tokens whose holds succeed.
+_HOLDING_PREFIXES = (
+    OK_PREFIX,
+    LOST_PREFIX,
+    LATE_PREFIX,
+    STUCK_PREFIX,
+    FLAKY_CLEAR_PREFIX,
+    FAILING_REFUND_PREFIX,
+    SLOW_REFUND_PREFIX,
+)
 
 # How many results the sandbox remembers (oldest forgotten first): a bound, not a ledger.
 SANDBOX_MEMORY = 100_000
@@ -98,8 +136,10 @@ class SandboxGateway(PaymentGateway):
     ``sandbox-late-*`` answers after the call deadline (both are carried out: a lookup
     finds the result); ``sandbox-stuck-*`` refuses every clear and unhold;
     ``sandbox-flaky-clear-*`` refuses the first ``FLAKY_CLEAR_REFUSALS`` clears of each hold
-    (by its reference) and clears the next. Clear and unhold of a hold otherwise succeed. A
-    key seen before returns its first result.
+    (by its reference) and clears the next; ``sandbox-failing-refund-*`` refuses every
+    refund and ``sandbox-slow-refund-*`` loses the first answer of each refund key (carried
+    out: a lookup finds it), both holding and clearing. Clear, unhold and refund of a hold
+    otherwise succeed. A key seen before returns its first result.
     ``lost_answer_rate`` loses that share of first answers whatever the token.
     """
 
@@ -127,10 +167,12 @@ class SandboxGateway(PaymentGateway):
         if seconds:
             await asyncio.sleep(seconds)
 
-    def _lose_answer(self, token: str, key: str) -> bool:
+    def _lose_answer(self, kind: str, token: str, key: str) -> bool:
         if key in self._answered:
             return False
-        if token.startswith(LOST_PREFIX):
+        if token.startswith(LOST_PREFIX) or (
+            kind == "refund" and token.startswith(SLOW_REFUND_PREFIX)
+        ):
             return True
         rate = self._config().lost_answer_rate
         if not rate:
@@ -158,9 +200,9 @@ class SandboxGateway(PaymentGateway):
             return GatewayResult(OperationStatus.FAILED, reason="insufficient_funds")
         if kind != "hold" and token.startswith(STUCK_PREFIX):
             return GatewayResult(OperationStatus.FAILED, reason="processing_error")
-        if kind == "hold" and not token.startswith(
-            (OK_PREFIX, LOST_PREFIX, LATE_PREFIX, STUCK_PREFIX, FLAKY_CLEAR_PREFIX)
-        ):
+        if kind == "refund" and token.startswith(FAILING_REFUND_PREFIX):
+            return GatewayResult(OperationStatus.FAILED, reason=FAILING_REFUND_REASON)
+        if kind == "hold" and not token.startswith(_HOLDING_PREFIXES):
             # sandbox-declined-* and any other sandbox token that is not one that holds.
             return GatewayResult(OperationStatus.FAILED, reason="card_declined")
         return GatewayResult(OperationStatus.SUCCEEDED, reference=f"sbx-{uuid4().hex}")
@@ -181,7 +223,7 @@ class SandboxGateway(PaymentGateway):
         if result is None:
             result = self._outcome(kind, token)
             self._remember(idempotency_key, result)
-        if self._lose_answer(token, idempotency_key):
+        if self._lose_answer(kind, token, idempotency_key):
             self._answered.add(idempotency_key)
             raise GatewayUnavailable(f"sandbox lost the answer to {kind}")
         if token.startswith(LATE_PREFIX) and idempotency_key not in self._answered:
@@ -215,6 +257,16 @@ class SandboxGateway(PaymentGateway):
         reference: str | None = None,
     ) -> GatewayResult:
         return await self._call("unhold", token, idempotency_key)
+
+    async def refund(
+        self,
+        token: str,
+        amount: Decimal,
+        currency: str,
+        idempotency_key: str,
+        reference: str | None = None,
+    ) -> GatewayResult:
+        return await self._call("refund", token, idempotency_key)
 
     async def lookup(self, idempotency_key: str) -> GatewayResult | None:
         self._calls.append(("lookup", idempotency_key))

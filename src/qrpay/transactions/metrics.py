@@ -46,3 +46,19 @@ class TransactionsMetrics(MetricSet):
             "Clears the gateway refused that are tried again under a new key after a backoff",
         ),
     ]
+    refunds: Annotated[
+        Counter,
+        counter(
+            "qrpay_transactions_refunds",
+            "Refunds finished, by outcome: succeeded, or failed (refused for good, final)",
+            ("outcome",),
+        ),
+    ]
+    refunded_minor_units: Annotated[
+        Counter,
+        counter(
+            "qrpay_transactions_refunded_minor_units",
+            "Money given back by succeeded refunds, in the currency's minor units, by currency",
+            ("currency",),
+        ),
+    ]

@@ -37,12 +37,16 @@ class TransactionsCode(StrEnum):
     NOTHING_TO_CLEAR = "nothing_to_clear"
     NOTHING_TO_RELEASE = "nothing_to_release"
     HOLD_CLEARING = "hold_clearing"
+    NOTHING_TO_REFUND = "nothing_to_refund"
+    REFUND_EXCEEDS_CLEARED = "refund_exceeds_cleared"
 
 
 class OperationKind(StrEnum):
     HOLD = "hold"
     CLEAR = "clear"
     UNHOLD = "unhold"
+    # Gives back money of a cleared hold (a part of what was cleared); ``target``: the hold.
+    REFUND = "refund"
 
 
 class OperationStatus(StrEnum):
@@ -93,6 +97,7 @@ class OperationIn(WireModel):
     operation_id: OperationId
     kind: OperationKind
     # hold: the amount and the card. clear/unhold: ``target`` names the hold they act on.
+    # refund: ``target`` names the cleared hold, ``amount`` (required) what to give back.
     amount: AmountText | None = None
     payment_method: PaymentMethodRef | None = None
     target: OperationId | None = None
@@ -150,6 +155,9 @@ class Invoice(WireModel):
     held: str
     cleared: str
     released: str
+    # What succeeded refunds gave back of the cleared money (``cleared`` stays what was
+    # cleared). Absent from a transactions that predates refunds: "0" then.
+    refunded: str = "0"
 
 
 class TransactionCallback(OperationOutcome):

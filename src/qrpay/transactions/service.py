@@ -27,6 +27,14 @@ A hold can be voided (``void_hold``): one that never arrived is recorded cancele
 (its late request then gets that record back), one not yet sent is canceled, one
 that succeeded is released; one at the gateway without an answer is never guessed.
 
+A refund gives back money of a hold whose clear succeeded. It is admitted under the
+invoice's lock like every operation (the domain: refunds succeeded and pending never add
+up to more than was cleared), then runs the same pipeline: lease, gateway call under its
+key (the hold's gateway reference names the payment), lookup after an unknown outcome,
+the owner's callback. A refusal is final (``failed`` with the gateway's reason), counted
+by outcome with the money given back (``qrpay_transactions_refunds``,
+``qrpay_transactions_refunded_minor_units``).
+
 A hold started with ``capture`` is cleared in the same pass: its success and its clear
 (``<hold>.clear``) are recorded in one transaction under the invoice's lock, and the owner
 gets one callback, the clear's. From that commit on the hold is settling, so a void
@@ -49,11 +57,13 @@ from qrpay.kernel.clock import Clock
 from qrpay.kernel.config import TransactionsConfig
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, DependencyUnavailable, NotFound, QrpayError
+from qrpay.kernel.money import minor_units
 from qrpay.kernel.queue import TaskQueue, TaskSpec
 from qrpay.kernel.tickets import Caller
 from qrpay.transactions.domain import (
     CLEAR,
     HOLD,
+    REFUND,
     SUCCEEDED,
     InvoiceRecord,
     OperationRecord,
@@ -303,6 +313,8 @@ class TransactionsService:
             call = self.gateway.hold(token, op.amount, op.currency, key)
         elif op.kind == CLEAR:
             call = self.gateway.clear(token, op.amount, op.currency, key, op.reference)
+        elif op.kind == REFUND:
+            call = self.gateway.refund(token, op.amount, op.currency, key, op.reference)
         else:
             call = self.gateway.unhold(token, op.amount, op.currency, key, op.reference)
         return await asyncio.wait_for(call, timeout)
@@ -326,6 +338,8 @@ class TransactionsService:
         recorded = await self._record(op, result, invoice)
         if recorded is not None:
             self.metrics.operations.labels(op.kind.value, result.status.value).inc()
+            if op.kind == REFUND:
+                self._count_refund(recorded)
             log.info(
                 "operation_finished",
                 invoice_id=op.invoice_id,
@@ -335,6 +349,23 @@ class TransactionsService:
                 reason=result.reason,
             )
         return recorded
+
+    def _count_refund(self, refund: OperationRecord) -> None:
+        """A refund's outcome, counted once (by the processor that recorded it); a refusal is
+        final, so it is counted and logged as a warning, never dropped."""
+        self.metrics.refunds.labels(refund.status.value).inc()
+        if refund.status == SUCCEEDED:
+            minor = refund.amount.scaleb(minor_units(refund.currency))
+            self.metrics.refunded_minor_units.labels(refund.currency).inc(int(minor))
+        else:
+            log.warning(
+                "refund_failed",
+                invoice_id=refund.invoice_id,
+                operation_id=refund.operation_id,
+                hold_id=refund.target,
+                amount=refund.amount_text,
+                reason=refund.reason,
+            )
 
     async def _outcome_unknown(self, op: OperationRecord, exc: BaseException) -> None:
         """No definite answer: the operation stays pending and is tried again later."""

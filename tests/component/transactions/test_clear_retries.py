@@ -63,6 +63,11 @@ class LosesAnswers(PaymentGateway):
     ) -> GatewayResult:
         return self._answer(key, await self.inner.unhold(token, amount, currency, key, reference))
 
+    async def refund(
+        self, token: str, amount: Decimal, currency: str, key: str, reference: str | None = None
+    ) -> GatewayResult:
+        return self._answer(key, await self.inner.refund(token, amount, currency, key, reference))
+
     async def lookup(self, key: str) -> GatewayResult | None:
         return await self.inner.lookup(key)
 

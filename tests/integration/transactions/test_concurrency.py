@@ -55,6 +55,9 @@ class CountingGateway(PaymentGateway):
     async def unhold(self, *args: Any) -> GatewayResult:
         return await self._counted("unhold", *args)
 
+    async def refund(self, *args: Any) -> GatewayResult:
+        return await self._counted("refund", *args)
+
     async def lookup(self, idempotency_key: str) -> GatewayResult | None:
         return await self.sandbox.lookup(idempotency_key)
 
@@ -197,3 +200,59 @@ async def test_refused_clears_retried_on_two_instances_call_each_key_once(
     assert clear_jobs == sorted(f"{invoice_id}:c1:succeeded" for invoice_id in invoice_ids)
     invoice = (await clients[1].get("/v1/invoices/inv-3")).json()
     assert (invoice["held"], invoice["cleared"]) == ("0.00", "100.00")
+
+
+async def test_concurrent_refunds_on_two_instances_never_exceed_what_was_cleared(
+    running_instances: list[tuple[FastAPI, httpx.AsyncClient]], migrated_pg_url: str
+) -> None:
+    """Thirty refunds of 10.00 and 7.00 race across two instances (two engines) for a hold
+    cleared at 100.00: the invoice's lock admits them one at a time, so what is admitted
+    (pending, then succeeded) never adds up to more than the clear."""
+    gateway = CountingGateway()
+    for instance in running_instances:
+        service(instance).gateway = gateway
+    clients = [client for _app, client in running_instances]
+    await put_invoice(clients[0], "inv-r")
+    assert (await hold(clients[1], "inv-r", "h1")).status_code == 200
+    await service(running_instances[0]).relay_once()
+    clear = {"operation_id": "h1.clear", "kind": "clear", "target": "h1"}
+    assert (await clients[1].post("/v1/invoices/inv-r/operations", json=clear)).status_code == 200
+    await service(running_instances[1]).relay_once()
+
+    amounts = ["10.00" if i % 3 else "7.00" for i in range(30)]  # 260.00 asked in all
+
+    async def refund(i: int) -> httpx.Response:
+        body = {"operation_id": f"r{i}.1", "kind": "refund", "target": "h1", "amount": amounts[i]}
+        return await clients[i % 2].post("/v1/invoices/inv-r/operations", json=body)
+
+    responses = await asyncio.gather(*(refund(i) for i in range(30)))
+
+    unexpected = [r.text for r in responses if r.status_code not in (200, 409)]
+    assert unexpected == []
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {
+        "refund_exceeds_cleared"
+    }
+    admitted = {
+        r.json()["operation_id"]: Decimal(r.json()["amount"])
+        for r in responses
+        if r.status_code == 200
+    }
+    assert sum(admitted.values()) <= Decimal(100)
+    # Refused only when it did not fit: the smallest ask no longer fits in what is left.
+    assert Decimal(100) - sum(admitted.values()) < Decimal(7)
+    invoice = (await clients[0].get("/v1/invoices/inv-r")).json()
+    recorded = {o["operation_id"] for o in invoice["operations"] if o["kind"] == "refund"}
+    assert recorded == set(admitted)
+
+    for _ in range(2):
+        await asyncio.gather(*(service(instance).relay_once() for instance in running_instances))
+
+    invoice = (await clients[1].get("/v1/invoices/inv-r")).json()
+    assert Decimal(invoice["refunded"]) == sum(admitted.values())
+    assert invoice["cleared"] == "100.00"
+    refund_keys = {key: n for key, n in gateway.keys.items() if ":r" in key}
+    assert refund_keys == {f"inv-r:{operation_id}": 1 for operation_id in admitted}
+    jobs = await queued(migrated_pg_url)
+    assert sorted(lock for lock, _queue, args in jobs if args["kind"] == "refund") == sorted(
+        f"inv-r:{operation_id}:succeeded" for operation_id in admitted
+    )

@@ -20,6 +20,7 @@ from qrpay.transactions.domain import (
     hold_expired,
     is_live_hold,
     plan_void,
+    refund_room,
     retries_refusal,
 )
 from qrpay.transactions.schemas import OperationIn, OperationKind, OperationStatus
@@ -211,6 +212,10 @@ RULES: list[tuple[str, list[OperationRecord], OperationIn, str | None]] = [
     ("existing", "req", "error"), [r[1:] for r in RULES], ids=[r[0] for r in RULES]
 )
 def test_rules(existing: list[OperationRecord], req: OperationIn, error: str | None) -> None:
+    check_rule(existing, req, error)
+
+
+def check_rule(existing: list[OperationRecord], req: OperationIn, error: str | None) -> None:
     if error is None:
         result, created = decide(INVOICE, existing, req, NOW)
         assert result.operation_id == req.operation_id
@@ -342,3 +347,191 @@ def test_a_clear_in_retry_still_fences_the_hold() -> None:
     assert refused.value.code == "hold_clearing"
     assert not hold_expired(hold, ops, NOW + timedelta(days=9), 3600)
     assert is_live_hold(hold, ops)
+
+
+CLEARED = [op("h1"), op("c1", "clear", target="h1")]
+
+
+def refund(operation_id: str, amount: str | None = "40", target: str = "h1") -> OperationIn:
+    fields = {"target": target} if amount is None else {"target": target, "amount": amount}
+    return request(operation_id, "refund", **fields)
+
+
+def refunded(operation_id: str, amount: str, status: str = "succeeded") -> OperationRecord:
+    return op(operation_id, "refund", status, amount=amount, target="h1")
+
+
+REFUND_RULES: list[tuple[str, list[OperationRecord], OperationIn, str | None]] = [
+    ("refund part of a cleared hold", CLEARED, refund("r1.1"), None),
+    ("refund all of it", CLEARED, refund("r1.1", "100.00"), None),
+    ("refund more than cleared", CLEARED, refund("r1.1", "100.01"), "refund_exceeds_cleared"),
+    (
+        "refund more than a partial clear",
+        [op("h1"), op("c1", "clear", amount="30", target="h1")],
+        refund("r1.1", "31"),
+        "refund_exceeds_cleared",
+    ),
+    ("refund without amount", CLEARED, refund("r1.1", None), "amount_required"),
+    ("refund of zero", CLEARED, refund("r1.1", "0"), "amount_not_positive"),
+    ("refund with 3 digits", CLEARED, refund("r1.1", "1.005"), "invalid_amount"),
+    ("refund without target", CLEARED, request("r1.1", "refund", amount="1"), "target_required"),
+    (
+        "refund captured",
+        CLEARED,
+        request("r1.1", "refund", target="h1", amount="1", capture=True),
+        "unexpected_capture",
+    ),
+    ("refund of a held, uncleared hold", [op("h1")], refund("r1.1"), "nothing_to_refund"),
+    (
+        "refund of a pending hold",
+        [op("h1", "hold", "pending")],
+        refund("r1.1"),
+        "nothing_to_refund",
+    ),
+    ("refund of a failed hold", [op("h1", "hold", "failed")], refund("r1.1"), "nothing_to_refund"),
+    (
+        "refund while the clear is pending",
+        [op("h1"), op("c1", "clear", "pending", target="h1")],
+        refund("r1.1"),
+        "nothing_to_refund",
+    ),
+    (
+        "refund after the clear failed",
+        [op("h1"), op("c1", "clear", "failed", target="h1")],
+        refund("r1.1"),
+        "nothing_to_refund",
+    ),
+    (
+        "refund of a released hold",
+        [op("h1"), op("u1", "unhold", target="h1")],
+        refund("r1.1"),
+        "nothing_to_refund",
+    ),
+    ("refund of an unknown hold", CLEARED, refund("r1.1", target="h9"), "nothing_to_refund"),
+    ("refund naming the clear", CLEARED, refund("r1.1", target="c1"), "nothing_to_refund"),
+    (
+        "partial refunds summing to what was cleared",
+        [*CLEARED, refunded("r1.1", "60"), refunded("r2.1", "30", "pending")],
+        refund("r3.1", "10"),
+        None,
+    ),
+    (
+        "a pending refund counts",
+        [*CLEARED, refunded("r1.1", "60", "pending")],
+        refund("r2.1", "40.01"),
+        "refund_exceeds_cleared",
+    ),
+    (
+        "a succeeded refund counts",
+        [*CLEARED, refunded("r1.1", "60"), refunded("r2.1", "30")],
+        refund("r3.1", "10.01"),
+        "refund_exceeds_cleared",
+    ),
+    (
+        "a failed refund gives its room back",
+        [*CLEARED, refunded("r1.1", "60", "failed")],
+        refund("r2.1", "100"),
+        None,
+    ),
+    (
+        "refunds of another hold do not count",
+        [
+            op("h0"),
+            op("c0", "clear", target="h0"),
+            op("r0.1", "refund", amount="100", target="h0"),
+            *CLEARED,
+        ],
+        refund("r1.1", "100"),
+        None,
+    ),
+    ("repeat of a refund", [*CLEARED, refunded("r1.1", "40")], refund("r1.1", "40.00"), None),
+    (
+        "repeat of a refund that filled the room",
+        [*CLEARED, refunded("r1.1", "100", "pending")],
+        refund("r1.1", "100"),
+        None,
+    ),
+    (
+        "repeat of a refund, other amount",
+        [*CLEARED, refunded("r1.1", "40")],
+        refund("r1.1", "41"),
+        "operation_mismatch",
+    ),
+    (
+        "repeat of a refund, no amount",
+        [*CLEARED, refunded("r1.1", "40")],
+        refund("r1.1", None),
+        "operation_mismatch",
+    ),
+    (
+        "repeat of a refund, other target",
+        [*CLEARED, op("h0"), refunded("r1.1", "40")],
+        refund("r1.1", "40", target="h0"),
+        "operation_mismatch",
+    ),
+    (
+        "repeat of a refund as a clear",
+        [*CLEARED, refunded("r1.1", "40")],
+        request("r1.1", "clear", target="h1", amount="40"),
+        "operation_mismatch",
+    ),
+    (
+        "a refund id already used by a clear",
+        CLEARED,
+        refund("c1", "40"),
+        "operation_mismatch",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("existing", "req", "error"),
+    [r[1:] for r in REFUND_RULES],
+    ids=[r[0] for r in REFUND_RULES],
+)
+def test_refund_rules(existing: list[OperationRecord], req: OperationIn, error: str | None) -> None:
+    check_rule(existing, req, error)
+
+
+def test_a_refund_acts_on_the_holds_payment_under_its_own_key() -> None:
+    hold = replace(op("h1"), reference="sbx-payment-1")
+    ops = [hold, replace(op("c1", "clear", target="h1"), reference="sbx-capture-1")]
+    new, created = decide(INVOICE, ops, refund("r1.1", "40.5"), NOW)
+    assert created
+    assert (new.kind, new.status, new.amount_text) == (
+        OperationKind.REFUND,
+        OperationStatus.PENDING,
+        "40.50",
+    )
+    assert (new.target, new.reference, new.token) == ("h1", "sbx-payment-1", "sandbox-ok-4242")
+    assert new.idempotency_key == "inv-1:r1.1"
+    # A refund neither settles nor revives the hold.
+    with_refund = [*ops, new]
+    assert not is_live_hold(hold, with_refund)
+    assert not hold_expired(hold, with_refund, NOW + timedelta(days=9), 3600)
+
+
+def test_refund_room_is_the_cleared_amount_less_refunds_that_may_succeed() -> None:
+    hold = op("h1")
+    assert refund_room(hold, [hold]) is None
+    partial = [hold, op("c1", "clear", amount="70", target="h1")]
+    assert refund_room(hold, partial) == Decimal(70)
+    taken = [*partial, refunded("r1.1", "20"), refunded("r2.1", "5", "pending")]
+    assert refund_room(hold, [*taken, refunded("r3.1", "40", "failed")]) == Decimal(45)
+
+
+@pytest.mark.parametrize(
+    ("refunds", "expected"),
+    [
+        ([], "0"),
+        ([refunded("r1.1", "40", "pending")], "0"),
+        ([refunded("r1.1", "40", "failed")], "0"),
+        ([refunded("r1.1", "40"), refunded("r2.1", "25.5")], "65.5"),
+    ],
+)
+def test_derived_refunded_counts_succeeded_refunds_and_leaves_cleared_as_is(
+    refunds: list[OperationRecord], expected: str
+) -> None:
+    amounts = derived_amounts([*CLEARED, *refunds])
+    assert (amounts.held, amounts.cleared, amounts.released) == (0, 100, 0)
+    assert amounts.refunded == Decimal(expected)

@@ -9,7 +9,9 @@ import pytest
 
 from qrpay.kernel.config import GatewayConfig
 from qrpay.transactions.gateway import (
+    FAILING_REFUND_PREFIX,
     FLAKY_CLEAR_REFUSALS,
+    SLOW_REFUND_PREFIX,
     GatewayUnavailable,
     SandboxGateway,
 )
@@ -133,6 +135,50 @@ async def test_a_flaky_card_refuses_the_first_clears_of_each_hold_then_clears() 
     assert first.status == FAILED
     unhold = await gateway.unhold(token, Decimal("10"), "RUB", "inv:u2", other.reference)
     assert unhold.status == SUCCEEDED
+
+
+async def cleared(gateway: SandboxGateway, token: str) -> str | None:
+    """A hold of ``token`` and its clear, both succeeded; the hold's reference (the payment)."""
+    hold = await gateway.hold(token, Decimal("10"), "RUB", "inv:h1")
+    clear = await gateway.clear(token, Decimal("10"), "RUB", "inv:c1", hold.reference)
+    assert hold.status == clear.status == SUCCEEDED
+    return hold.reference
+
+
+async def test_refunds_of_a_cleared_hold_succeed_and_a_retried_key_is_one_refund() -> None:
+    gateway = sandbox()
+    payment = await cleared(gateway, "sandbox-ok-1")
+    first = await gateway.refund("sandbox-ok-1", Decimal("4"), "RUB", "inv:r1.1", payment)
+    again = await gateway.refund("sandbox-ok-1", Decimal("4"), "RUB", "inv:r1.1", payment)
+    second = await gateway.refund("sandbox-ok-1", Decimal("6"), "RUB", "inv:r2.1", payment)
+    assert first.status == second.status == SUCCEEDED
+    assert again == first
+    assert second.reference != first.reference
+
+
+async def test_a_failing_refund_card_pays_but_every_refund_is_refused_for_good() -> None:
+    gateway = sandbox()
+    token = f"{FAILING_REFUND_PREFIX}1"
+    payment = await cleared(gateway, token)
+    refused = await gateway.refund(token, Decimal("4"), "RUB", "inv:r1.1", payment)
+    assert (refused.status, refused.reason) == (FAILED, "refund_refused")
+    assert await gateway.lookup("inv:r1.1") == refused
+    other = await gateway.refund(token, Decimal("1"), "RUB", "inv:r2.1", payment)
+    assert other.status == FAILED
+
+
+async def test_a_slow_refund_card_loses_the_first_answer_of_each_refund_only() -> None:
+    gateway = sandbox()
+    token = f"{SLOW_REFUND_PREFIX}1"
+    payment = await cleared(gateway, token)  # its hold and clear answer at once
+    with pytest.raises(GatewayUnavailable):
+        await gateway.refund(token, Decimal("4"), "RUB", "inv:r1.1", payment)
+    found = await gateway.lookup("inv:r1.1")
+    assert found is not None
+    assert found.status == SUCCEEDED  # carried out
+    assert await gateway.refund(token, Decimal("4"), "RUB", "inv:r1.1", payment) == found
+    with pytest.raises(GatewayUnavailable):
+        await gateway.refund(token, Decimal("1"), "RUB", "inv:r2.1", payment)
 
 
 async def test_lost_answer_rate_loses_a_share_of_first_answers_deterministically() -> None:
