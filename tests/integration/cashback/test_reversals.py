@@ -35,9 +35,7 @@ async def test_racing_reversals_never_sum_above_the_accrual(
         responses = await asyncio.gather(
             *(reverse(instances[i % 2], key, f"ref-{r}.{i}", amount="1.50") for i in range(20))
         )
-        codes = sorted(
-            "created" if r.status_code == 200 else r.json()["code"] for r in responses
-        )
+        codes = sorted("created" if r.status_code == 200 else r.json()["code"] for r in responses)
         assert codes == ["created"] * 6 + ["reversal_exceeds_accrual"] * 14, codes
         taken = [r.json()["reversal"] for r in responses if r.status_code == 200]
         assert all((t["taken"], t["debt"]) == ("1.50", "0.00") for t in taken)
