@@ -25,13 +25,15 @@ from qrpay.cashback.service import CashbackService
 from qrpay.kernel.callers import allow
 from qrpay.kernel.http import error_responses, view
 from qrpay.kernel.money import format_amount
+from qrpay.kernel.schemas import STORABLE_TEXT
 from qrpay.kernel.service import provide
 
 router = APIRouter(prefix="/v1", tags=["cashback"])
 
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
-ReversalIdPath = Annotated[str, Path(min_length=1, max_length=128)]
+# The new routes' keys: text PostgreSQL cannot store (a NUL) is a 400, not a 500.
+KeyPath = Annotated[str, Path(min_length=1, max_length=128, pattern=STORABLE_TEXT)]
 
 
 Cashback = Annotated[CashbackService, Depends(provide(CashbackService))]
@@ -68,7 +70,7 @@ async def accrue(order_id: OrderIdPath, body: AccrualIn, service: Cashback) -> A
     dependencies=[allow("payments-eda")],
 )
 async def reverse(
-    accrual_key: OrderIdPath, reversal_id: ReversalIdPath, body: ReversalIn, service: Cashback
+    accrual_key: KeyPath, reversal_id: KeyPath, body: ReversalIn, service: Cashback
 ) -> ReversalResult:
     reversal, created = await service.reverse(accrual_key, reversal_id, body)
     return ReversalResult(reversal=view(Reversal, reversal), created=created)
@@ -126,7 +128,7 @@ async def history(user_id: UserIdPath, service: Cashback) -> HistoryResponse:
     responses=error_responses(401, 403),
     dependencies=[allow(tools=True)],
 )
-async def order(order_id: OrderIdPath, service: Cashback) -> OrderCashback:
+async def order(order_id: KeyPath, service: Cashback) -> OrderCashback:
     ledger = await service.order(order_id)
     return OrderCashback(
         order_id=order_id,

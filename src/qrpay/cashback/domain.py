@@ -206,7 +206,11 @@ class Ledger:
 
     def accounts(self) -> dict[str, Account]:
         """The accounts by currency, sorted: every currency with an entry."""
-        found = {e.currency for e in (*self.accruals, *self.reversals, *self.repayments)}
+        found = {
+            *(a.currency for a in self.accruals),
+            *(r.currency for r in self.reversals),
+            *(p.currency for p in self.repayments),
+        }
         return {currency: self.account(currency) for currency in sorted(found)}
 
     def reverse(

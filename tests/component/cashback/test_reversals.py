@@ -231,3 +231,13 @@ async def test_metrics_are_exposed(client: httpx.AsyncClient) -> None:
     text = (await client.get("/metrics")).text
     for name in ("reversals", "debts", "debt_repayments"):
         assert f"qrpay_cashback_{name}_total" in text
+
+
+async def test_keys_postgresql_cannot_store_are_400(client: httpx.AsyncClient) -> None:
+    assert (await accrue(client, "o1")).status_code == 200
+    for response in (
+        await reverse(client, "o1", "r%00"),
+        await reverse(client, "o%00", "r1"),
+        await client.get("/v1/cashback/orders/o%00"),
+    ):
+        assert response.status_code == 400, response.text
