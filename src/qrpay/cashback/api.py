@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 
@@ -98,19 +98,17 @@ async def balance(user_id: UserIdPath, service: Cashback) -> BalanceResponse:
     )
 
 
-@router.get(
-    "/users/{user_id}/accruals",
-    summary="A user's accruals (newest first) and every entry of their history (oldest first)",
-    responses=error_responses(401, 403),
-    dependencies=[allow(tools=True)],
-)
-@router.get(
-    "/cashback/history/{user_id}",
-    summary="A user's accruals (newest first) and every entry of their history (oldest first)",
-    description="Entries: accruals, reversals (`amount`, `taken`, `debt`) and debt repayments.",
-    responses=error_responses(401, 403),
-    dependencies=[allow(tools=True)],
-)
+# The history, at its first path and at the one issue 19's contract names.
+_HISTORY: dict[str, Any] = {
+    "summary": "A user's accruals (newest first) and every entry of their history (oldest first)",
+    "description": "Entries: accruals, reversals (`amount`, `taken`, `debt`) and debt repayments.",
+    "responses": error_responses(401, 403),
+    "dependencies": [allow(tools=True)],
+}
+
+
+@router.get("/users/{user_id}/accruals", **_HISTORY)
+@router.get("/cashback/history/{user_id}", **_HISTORY)
 async def history(user_id: UserIdPath, service: Cashback) -> HistoryResponse:
     ledger = await service.ledger(user_id)
     return HistoryResponse(
