@@ -16,3 +16,18 @@ class CashbackMetrics(MetricSet):
         Counter,
         counter("qrpay_cashback_accruals", "Cashback accruals created (repeats not counted)"),
     ]
+    reversals: Annotated[
+        Counter,
+        counter("qrpay_cashback_reversals", "Cashback reversals created (repeats not counted)"),
+    ]
+    debts: Annotated[
+        Counter,
+        counter(
+            "qrpay_cashback_debts",
+            "Reversals the balance could not cover in full: a debt recorded for the user",
+        ),
+    ]
+    debt_repayments: Annotated[
+        Counter,
+        counter("qrpay_cashback_debt_repayments", "Accruals that paid a user's debt off"),
+    ]

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from qrpay.kernel.schemas import AmountText, CurrencyCode, WireModel, check_amount, check_currency
 
@@ -17,6 +17,20 @@ class CashbackCode(StrEnum):
     CASHBACK_UNAVAILABLE = "cashback_unavailable"
     ACCRUAL_BUSY = "accrual_busy"
     ACCRUAL_MISMATCH = "accrual_mismatch"
+    ACCRUAL_NOT_FOUND = "accrual_not_found"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    REVERSAL_EXCEEDS_ACCRUAL = "reversal_exceeds_accrual"
+    REVERSAL_MISMATCH = "reversal_mismatch"
+
+
+class EntryKind(StrEnum):
+    """What a line of a user's history is."""
+
+    ACCRUAL = "accrual"
+    # What a reversal took from the balance, and what it left owed (``debt``).
+    REVERSAL = "reversal"
+    # The part of an accrual that paid the user's debt off, recorded beside the accrual.
+    REPAYMENT = "repayment"
 
 
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -51,9 +65,50 @@ class AccrualResult(WireModel):
     created: bool
 
 
+class ReversalIn(WireModel):
+    amount: AmountText
+    currency: CurrencyCode
+
+    @model_validator(mode="after")
+    def _amount_fits_currency(self) -> ReversalIn:
+        check_currency(self.currency)
+        check_amount(self.amount, self.currency, allow_negative=False, positive=True)
+        return self
+
+
+class Reversal(WireModel):
+    reversal_id: str
+    accrual_key: str
+    user_id: str
+    amount: str
+    currency: str
+    # taken + debt == amount: what came off the balance, and what was left owed.
+    taken: str
+    debt: str
+    created_at: datetime
+
+
+class ReversalResult(WireModel):
+    reversal: Reversal
+    # False when this reversal_id already had exactly this reversal (a repeat).
+    created: bool
+
+
+class Repayment(WireModel):
+    # The accrual that paid it (at most one repayment per accrual).
+    accrual_key: str
+    user_id: str
+    amount: str
+    currency: str
+    created_at: datetime
+
+
 class Balance(WireModel):
     currency: str
     amount: str
+    # The user's open debt in this currency (reversals not yet repaid by accruals). The
+    # default reads an answer of a cashback from before reversals.
+    debt: str = "0"
 
 
 class BalanceResponse(WireModel):
@@ -61,6 +116,34 @@ class BalanceResponse(WireModel):
     balances: list[Balance]
 
 
+class HistoryEntry(WireModel):
+    kind: EntryKind
+    # accrual: its own key; reversal: the accrual it reverses; repayment: the accrual that
+    # paid it.
+    accrual_key: str
+    currency: str
+    # accrual: as accrued; reversal: as asked (``taken`` + ``debt``); repayment: as repaid.
+    amount: str
+    created_at: datetime
+    reversal_id: str | None = None
+    taken: str | None = None
+    debt: str | None = None
+    source: str | None = None
+
+
 class HistoryResponse(WireModel):
     user_id: str
+    # Newest first, as before reversals.
     accruals: list[Accrual]
+    # Every accrual, reversal and debt repayment, oldest first.
+    entries: Annotated[list[HistoryEntry], Field(default_factory=list)]
+
+
+class OrderCashback(WireModel):
+    """An order's accruals (keys ``order_id`` or ``order_id.<invoice>``), their reversals and
+    the debt repayments they made, each oldest first: for support."""
+
+    order_id: str
+    accruals: list[Accrual]
+    reversals: list[Reversal]
+    repayments: list[Repayment]

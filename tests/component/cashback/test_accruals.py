@@ -89,7 +89,10 @@ async def test_balance_is_exact_per_currency(client: httpx.AsyncClient) -> None:
     assert balance.status_code == 200
     assert balance.json() == {
         "user_id": "u1",
-        "balances": [{"currency": "RUB", "amount": "0.30"}, {"currency": "USD", "amount": "1.50"}],
+        "balances": [
+            {"currency": "RUB", "amount": "0.30", "debt": "0.00"},
+            {"currency": "USD", "amount": "1.50", "debt": "0.00"},
+        ],
     }
     empty = await client.get("/v1/users/nobody/balance")
     assert empty.json() == {"user_id": "nobody", "balances": []}
@@ -108,7 +111,7 @@ async def test_history_is_newest_first(
     assert body["user_id"] == "u1"
     assert [a["order_id"] for a in body["accruals"]] == ["third", "second", "first"]
     empty = await client.get("/v1/users/nobody/accruals")
-    assert empty.json() == {"user_id": "nobody", "accruals": []}
+    assert empty.json() == {"user_id": "nobody", "accruals": [], "entries": []}
 
 
 async def test_concurrent_identical_accruals_make_one_row(

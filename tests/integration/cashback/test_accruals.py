@@ -55,9 +55,9 @@ async def test_balances_are_exact(instances: list[httpx.AsyncClient]) -> None:
     await instances[1].put("/v1/accruals/yen", json=accrual(amount="3", currency="JPY"))
     balance = (await instances[1].get("/v1/users/u1/balance")).json()
     assert balance["balances"] == [
-        {"currency": "JPY", "amount": "3"},
-        {"currency": "RUB", "amount": "0.30"},
-        {"currency": "USD", "amount": "0.07"},
+        {"currency": "JPY", "amount": "3", "debt": "0"},
+        {"currency": "RUB", "amount": "0.30", "debt": "0.00"},
+        {"currency": "USD", "amount": "0.07", "debt": "0.00"},
     ]
     history = (await instances[0].get("/v1/users/u1/accruals")).json()
     assert len(history["accruals"]) == 11

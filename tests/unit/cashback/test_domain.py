@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qrpay.cashback.domain import Accrual, balances, canonical_amount
+from qrpay.cashback.domain import Accrual, Ledger, canonical_amount
 from qrpay.kernel.errors import InvalidInput
+from qrpay.kernel.money import format_amount
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -47,14 +48,29 @@ def test_a_different_accrual_is_not_a_repeat(other: dict[str, str]) -> None:
     assert not accrual().same_as(accrual(**other))
 
 
+def balances(ledger: Ledger) -> dict[str, str]:
+    return {c: format_amount(a.balance, c) for c, a in ledger.accounts().items()}
+
+
 def test_balances_are_exact_per_currency() -> None:
-    entries = [("RUB", "0.10"), ("RUB", "0.10"), ("RUB", "0.10"), ("USD", "1.5"), ("JPY", "3")]
-    assert balances(entries) == {"JPY": "3", "RUB": "0.30", "USD": "1.50"}
-    assert balances([]) == {}
+    amounts = [("RUB", "0.10"), ("RUB", "0.10"), ("RUB", "0.10"), ("USD", "1.5"), ("JPY", "3")]
+    ledger = Ledger(
+        accruals=[
+            accrual(order_id=f"o{i}", currency=c, amount=a) for i, (c, a) in enumerate(amounts)
+        ]
+    )
+    assert balances(ledger) == {"JPY": "3", "RUB": "0.30", "USD": "1.50"}
+    assert list(ledger.accounts()) == ["JPY", "RUB", "USD"]
+    assert balances(Ledger()) == {}
 
 
 @given(st.lists(st.integers(min_value=1, max_value=10**12), max_size=50))
 def test_balance_equals_the_sum_in_minor_units(cents: list[int]) -> None:
-    entries = [("RUB", f"{Decimal(c).scaleb(-2):f}") for c in cents]
+    ledger = Ledger(
+        accruals=[
+            accrual(order_id=f"o{i}", amount=f"{Decimal(c).scaleb(-2):f}")
+            for i, c in enumerate(cents)
+        ]
+    )
     expected = {"RUB": f"{Decimal(sum(cents)).scaleb(-2):.2f}"} if cents else {}
-    assert balances(entries) == expected
+    assert balances(ledger) == expected
