@@ -118,13 +118,13 @@ async def history(user_id: UserIdPath, service: Cashback) -> HistoryResponse:
     )
 
 
-# For support: allow("support", tools=True) once "support" is a ticket identity (issue 19).
+# payments-eda reads what a payment accrued before taking a refund's share back (issue 19).
 @router.get(
     "/cashback/orders/{order_id}",
     summary="An order's accruals, their reversals and the debt repayments they made (support)",
     description="Accrual keys `order_id` and `order_id.<invoice_id>`; each list oldest first.",
     responses=error_responses(401, 403),
-    dependencies=[allow(tools=True)],
+    dependencies=[allow("payments-eda", tools=True)],
 )
 async def order(order_id: KeyPath, service: Cashback) -> OrderCashback:
     ledger = await service.order(order_id)

@@ -20,6 +20,7 @@ from qrpay.iiko_integration.schemas import (
     CreateOrderResponse,
     ListOrdersRequest,
     ListOrdersResponse,
+    OrderPaymentsRequest,
     OrderPaymentsResponse,
     PosChangesResponse,
     RefundOrderRequest,
@@ -169,7 +170,7 @@ async def refund_order(allowed: PosCaller, body: RefundOrderRequest, service: Ii
     responses=error_responses(400, 401, 403, 413, 503),
 )
 async def order_payments(
-    allowed: PosCaller, body: ListOrdersRequest, service: Iiko
+    allowed: PosCaller, body: OrderPaymentsRequest, service: Iiko
 ) -> OrderPaymentsResponse:
     return OrderPaymentsResponse(orders=await service.order_payments(allowed, body))
 

@@ -37,6 +37,9 @@ class PosStatus(StrEnum):
     # The waiter closed it from the POS (``POST /orders/close``): the rest was paid outside.
     CLOSED = "CLOSED"
     NOT_FOUND = "NOT_FOUND"
+    # Everything paid was refunded: only for a POS that asks (``refund_aware``); every other
+    # reader keeps PAYED for it, as before refunds existed.
+    REFUNDED = "REFUNDED"
 
 
 class CreateOrderRequest(WireModel):
@@ -125,6 +128,26 @@ class PosPayment(WireModel):
     # Bill lines (their positions in the bill) this payment was for; none for an amount.
     items: list[int]
     paid_at: datetime
+    # What refunds gave back of it (issue 19).
+    refunded: str = "0"
+    refunded_tip: str = "0"
+
+
+class PosRefund(WireModel):
+    """A part of a refund: the money it gives back of one payment, and where it stands."""
+
+    refund_id: str
+    part_id: str
+    payment_id: str
+    amount: str
+    tip: str
+    state: str  # refunding | refunded | failed
+    at: datetime
+
+
+class OrderPaymentsRequest(ListOrdersRequest):
+    # True: an order whose paid money is all refunded is REFUNDED, not PAYED.
+    refund_aware: bool = False
 
 
 class OrderPayments(WireModel):
@@ -136,6 +159,9 @@ class OrderPayments(WireModel):
     tips: str | None = None
     left: str | None = None
     payments: list[PosPayment] = Field(default_factory=list)
+    refunded: str | None = None
+    refunded_tips: str | None = None
+    refunds: list[PosRefund] = Field(default_factory=list)
 
 
 class OrderPaymentsResponse(WireModel):

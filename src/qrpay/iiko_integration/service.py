@@ -26,6 +26,7 @@ from qrpay.iiko_integration.schemas import (
     ListOrdersRequest,
     OrderPayments,
     PosStatus,
+    OrderPaymentsRequest,
     RefundOrderRequest,
     RestaurantItem,
 )
@@ -348,6 +349,6 @@ class IikoService:
         return await refunds.refund_order(self._eda, self._payments, allowed, request)
 
     async def order_payments(
-        self, allowed: frozenset[str], request: ListOrdersRequest
+        self, allowed: frozenset[str], request: OrderPaymentsRequest
     ) -> list[OrderPayments]:
         return await split.order_payments(self._eda, allowed, request)

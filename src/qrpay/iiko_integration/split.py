@@ -15,9 +15,10 @@ from qrpay.iiko_integration.schemas import (
     CloseOrderRequest,
     CloseOrderResponse,
     IikoCode,
-    ListOrdersRequest,
+    OrderPaymentsRequest,
     OrderPayments,
     PosPayment,
+    PosRefund,
     PosStatus,
 )
 from qrpay.kernel.errors import NotFound
@@ -50,11 +51,14 @@ async def close_order(
     return CloseOrderResponse(id=closed.order_id, status=pos_status(closed, request.client_id))
 
 
-def _payments(ledger: LedgerView, client_id: str) -> OrderPayments:
+def _payments(ledger: LedgerView, client_id: str, *, refund_aware: bool) -> OrderPayments:
     paid = [p for p in ledger.payments if p.state is PaymentState.PAID]
+    status = pos_status(ledger, client_id)
+    if refund_aware and ledger.refunded_fully and status is PosStatus.PAYED:
+        status = PosStatus.REFUNDED
     return OrderPayments(
         id=ledger.order_id,
-        status=pos_status(ledger, client_id),
+        status=status,
         currency=ledger.currency,
         total=ledger.total,
         paid=ledger.paid,
@@ -62,15 +66,35 @@ def _payments(ledger: LedgerView, client_id: str) -> OrderPayments:
         left=ledger.left,
         payments=[
             PosPayment(
-                id=p.payment_id, amount=p.amount, tip=p.tip, items=p.items, paid_at=p.updated_at
+                id=p.payment_id,
+                amount=p.amount,
+                tip=p.tip,
+                items=p.items,
+                paid_at=p.updated_at,
+                refunded=p.refunded,
+                refunded_tip=p.refunded_tip,
             )
             for p in sorted(paid, key=lambda p: (p.paid_seq or 0, p.payment_id))
+        ],
+        refunded=ledger.refunded,
+        refunded_tips=ledger.refunded_tips,
+        refunds=[
+            PosRefund(
+                refund_id=r.refund_id,
+                part_id=r.part_id,
+                payment_id=r.payment_id,
+                amount=r.amount,
+                tip=r.tip,
+                state=r.state.value,
+                at=r.updated_at,
+            )
+            for r in ledger.refunds
         ],
     )
 
 
 async def order_payments(
-    eda: EdaClient, allowed: frozenset[str], request: ListOrdersRequest
+    eda: EdaClient, allowed: frozenset[str], request: OrderPaymentsRequest
 ) -> list[OrderPayments]:
     """Each requested order's payments, in request order; unknown ids are NOT_FOUND."""
     authorize(allowed, request.client_id)
@@ -83,5 +107,7 @@ async def order_payments(
         if ledger is None or ledger.client_id != request.client_id:
             answers[order_id] = OrderPayments(id=order_id, status=PosStatus.NOT_FOUND)
         else:
-            answers[order_id] = _payments(ledger, request.client_id)
+            answers[order_id] = _payments(
+                ledger, request.client_id, refund_aware=request.refund_aware
+            )
     return [answers[order_id] for order_id in request.orders]

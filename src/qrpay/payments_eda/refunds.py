@@ -15,8 +15,10 @@ import orjson
 import structlog
 
 from qrpay.cashback.client import CashbackClient
+from qrpay.cashback.schemas import ReversalIn
 from qrpay.eda.client import EdaClient
-from qrpay.eda.schemas import RefundPartState, RefundPartView, StartRefundRequest
+from qrpay.eda.schemas import RefundPartView, RefundState
+from qrpay.eda.schemas import RefundRequest as EdaRefundRequest
 from qrpay.kernel.errors import Conflict, DependencyUnavailable, NotFound, QrpayError
 from qrpay.kernel.http_client import NotSent
 from qrpay.kernel.money import format_amount, minor_units, parse_amount, round_down
@@ -73,11 +75,11 @@ def reversal_of(accrued: Decimal, refunded: Decimal, paid: Decimal, currency: st
 
 def refund_status(parts: list[RefundPartView]) -> RefundStatus:
     states = {p.state for p in parts}
-    if states == {RefundPartState.REFUNDED}:
+    if states == {RefundState.REFUNDED}:
         return RefundStatus.REFUNDED
-    if RefundPartState.REFUNDING in states:
+    if RefundState.REFUNDING in states:
         return RefundStatus.REFUNDING
-    if states == {RefundPartState.FAILED}:
+    if states == {RefundState.FAILED}:
         return RefundStatus.FAILED
     return RefundStatus.PARTLY_FAILED
 
@@ -135,9 +137,9 @@ class Refunds:
         """Reserve the refund's parts in eda (or find them: a repeat), then ask transactions
         for each part still refunding. The answer is where the parts stand; their outcomes
         come by transactions' callbacks."""
-        started = await self._eda.start_refund(
+        started = await self._eda.refund(
             request.order_id,
-            StartRefundRequest(
+            EdaRefundRequest(
                 refund_id=request.refund_id,
                 amount=request.amount,
                 tip=request.tip,
@@ -155,12 +157,12 @@ class Refunds:
         )
         parts = list(started.parts)
         for i, part in enumerate(parts):
-            if part.state is RefundPartState.REFUNDING:
+            if part.state is RefundState.REFUNDING:
                 parts[i] = await self._send(request.order_id, part, started.currency)
         return refund_view(request.order_id, request.refund_id, started.currency, parts)
 
     async def view(self, order_id: str, refund_id: str) -> RefundView:
-        ledger = await self._eda.refunds(order_id)
+        ledger = await self._eda.ledger(order_id)
         parts = [p for p in ledger.refunds if p.refund_id == refund_id]
         if not parts:
             raise NotFound(f"no refund {refund_id[:64]!r}", code=RefundCode.REFUND_NOT_FOUND)
@@ -204,7 +206,7 @@ class Refunds:
         """transactions finished a refund: record it in eda, then take the cashback back."""
         if callback.status is OperationStatus.PENDING:
             return
-        ledger = await self._eda.refunds(callback.order_id)
+        ledger = await self._eda.ledger(callback.order_id)
         part = next((p for p in ledger.refunds if p.part_id == callback.operation_id), None)
         if part is None:
             log.error(
@@ -232,14 +234,14 @@ class Refunds:
     ) -> RefundPartView:
         move = "complete" if succeeded else "fail"
         try:
-            moved = await self._eda.move_refund(order_id, part.part_id, move)
+            moved = await self._eda.move_refund(order_id, move, part.part_id)
         except Conflict as exc:
             # Moved the other way already (a refund's outcome is final at the gateway:
             # that cannot happen but by a bug), or moved this way: the answer says which.
             log.error("refund_move_refused", order_id=order_id, part_id=part.part_id, code=exc.code)
             raise
-        after = next(p for p in moved.refunds if p.part_id == part.part_id)
-        if part.state is RefundPartState.REFUNDING:  # this call settled it: count once
+        after = moved.part
+        if part.state is RefundState.REFUNDING:  # this call settled it: count once
             self.metrics.refunds.labels("succeeded" if succeeded else "failed").inc()
             if succeeded:
                 total = parse_amount(part.amount, moved.currency) + parse_amount(
@@ -271,17 +273,17 @@ class Refunds:
     async def reverse_cashback(self, order_id: str, part_id: str) -> None:
         """Take back the part's proportion of what its payment accrued (once: cashback keys
         the reversal by the part's id). Nothing accrued: nothing to take back."""
-        ledger = await self._eda.refunds(order_id)
+        ledger = await self._eda.ledger(order_id)
         part = next((p for p in ledger.refunds if p.part_id == part_id), None)
         payment = next(
             (p for p in ledger.payments if part and p.payment_id == part.payment_id), None
         )
-        if part is None or payment is None or part.state is not RefundPartState.REFUNDED:
+        if part is None or payment is None or part.state is not RefundState.REFUNDED:
             return
         key = accrual_key(order_id, payment.invoice_id)
-        try:
-            accrual = await self._cashback.accrual(key)
-        except NotFound:
+        cashback = await self._cashback.order(order_id)
+        accrual = next((a for a in cashback.accruals if a.order_id == key), None)
+        if accrual is None:
             log.info("no_cashback_to_reverse", order_id=order_id, part_id=part_id)
             return
         currency = ledger.currency
@@ -292,8 +294,10 @@ class Refunds:
             accrual.currency,
         )
         if amount <= 0:
-            return
+            return  # cashback refuses a reversal of nothing
         await self._cashback.reverse(
-            key, part_id, format_amount(amount, accrual.currency), accrual.currency
+            key,
+            part_id,
+            ReversalIn(amount=format_amount(amount, accrual.currency), currency=accrual.currency),
         )
         log.info("cashback_reversed", order_id=order_id, part_id=part_id)
