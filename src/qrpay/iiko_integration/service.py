@@ -25,8 +25,8 @@ from qrpay.iiko_integration.schemas import (
     IikoCode,
     ListOrdersRequest,
     OrderPayments,
-    PosStatus,
     OrderPaymentsRequest,
+    PosStatus,
     RefundOrderRequest,
     RestaurantItem,
 )
