@@ -142,6 +142,12 @@ class Order:
             return replace(self, version=self.version + 1, updated_at=now)
         return self._move(status_of(ledger), now)
 
+    def refund_changed(self, now: datetime) -> Order:
+        """A refund of one of its payments was admitted or moved: the status stays as it is
+        (PAYED for every reader; what is refunded is reported beside it) and the version
+        moves, so a POS following the feed learns of it."""
+        return replace(self, version=self.version + 1, updated_at=now)
+
     def close(self, ledger: Ledger, now: datetime) -> Order:
         """The waiter closes the order from the POS; the rest is paid outside qrpay.
 

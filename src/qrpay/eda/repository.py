@@ -103,6 +103,29 @@ payment_items = Table(
     Column("payment_id", String(128), ForeignKey("payments.id"), nullable=False),
 )
 
+# Refunds of paid payments (issue 19, ``eda.refunds``): one row per part, ``<refund_id>.<n>``,
+# written under the order's row lock like the payments. The (order, refund, n) key makes a
+# refund id's parts one set whoever writes them first.
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("order_id", String(32), ForeignKey("orders.id"), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("refund_id", String(100), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("payment_id", String(128), ForeignKey("payments.id"), nullable=False),
+    Column("amount", String(32), nullable=False),
+    Column("tip", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("order_id", "refund_id", "n", name="uq_refunds_order_id_refund_id_n"),
+    Index("ix_refunds_payment_id", "payment_id"),
+)
+
 # PostgreSQL's own number for the writing transaction, and the horizon below which every
 # transaction has ended (``eda.feed``). xid8 goes through text: it has no cast to bigint.
 _PG_XID = cast(cast(func.pg_current_xact_id(), Text), BigInteger)
