@@ -295,6 +295,7 @@ def _ledger_of(rows: Sequence[Any]) -> Ledgered | None:
         version=first[8],
         created_at=utc(first[9]),
         updated_at=utc(first[10]),
+        refunded_fully=bool(first[11]),
     )
     parts = _json(first[len(ORDER_COLUMNS)]) or ()
     refund_times = {

@@ -281,7 +281,7 @@ class PaymentService:
             except IntegrityError:
                 # A refund id written meanwhile (the lock makes it rare): decide again.
                 raise _Lost from None
-            return order.refund_changed(now), admitted
+            return order.refund_changed(admitted, now), admitted
 
         answer = await self._change(order_id, admit)
         return {
@@ -313,7 +313,7 @@ class PaymentService:
             now = self.clock.now()
             if not await repo.move_refund(order_id, current, after, now):
                 raise _Lost
-            return order.refund_changed(now), moved
+            return order.refund_changed(moved, now), moved
 
         answer = await self._change(order_id, step)
         part = answer.ledger.refund_part(part_id)

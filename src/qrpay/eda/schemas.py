@@ -120,6 +120,9 @@ class OrderStatusView(WireModel):
     # The order's own version, bumped by every write: of two views of one order the higher
     # is the newer (absent from an eda older than the change feed).
     version: int | None = None
+    # Something was paid and all of it is refunded (issue 19). The status stays PAYED;
+    # a refund-aware reader shows REFUNDED. Absent from an eda older than refunds.
+    refunded_fully: bool = False
 
 
 class StatusesResponse(WireModel):

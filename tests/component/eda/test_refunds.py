@@ -239,12 +239,14 @@ async def test_refund_changes_are_in_the_orders_feed_and_its_status_stays(
 ) -> None:
     before = await changes(client)
     assert statuses(before) == [(paid_order, "PAYED")]
+    assert before["changes"][0]["refunded_fully"] is False
     version = before["changes"][0]["version"]
 
     assert (await refund(client, paid_order, "r1", "100", tip="10")).status_code == 200
     admitted = await changes(client, before["cursor"])
     assert statuses(admitted) == [(paid_order, "PAYED")]
     assert admitted["changes"][0]["version"] == version + 1
+    assert admitted["changes"][0]["refunded_fully"] is False
     # A replay writes nothing.
     assert (await refund(client, paid_order, "r1", "100", tip="10")).json()["replayed"]
     assert (await changes(client, admitted["cursor"]))["changes"] == []
@@ -254,6 +256,8 @@ async def test_refund_changes_are_in_the_orders_feed_and_its_status_stays(
     completed = await changes(client, admitted["cursor"])
     assert statuses(completed) == [(paid_order, "PAYED")]
     assert completed["changes"][0]["version"] == version + 2
+    # Beside the status, for a refund-aware reader: all paid money is refunded.
+    assert completed["changes"][0]["refunded_fully"] is True
     # A repeat of the outcome writes nothing.
     await outcome(client, paid_order, "r1.1", "complete")
     assert (await changes(client, completed["cursor"]))["changes"] == []
@@ -261,8 +265,13 @@ async def test_refund_changes_are_in_the_orders_feed_and_its_status_stays(
     order = (await client.get(f"/v1/orders/{paid_order}")).json()
     assert order["status"] == "PAYED"
     polled = await client.post("/v1/orders/statuses", json={"order_ids": [paid_order]})
-    assert polled.json()["orders"][0]["status"] == "PAYED"
-    assert polled.json()["orders"][0]["version"] == version + 2
+    assert polled.json()["orders"][0] == {
+        "order_id": paid_order,
+        "client_id": "rest-1",
+        "status": "PAYED",
+        "version": version + 2,
+        "refunded_fully": True,
+    }
 
 
 async def test_refunds_are_made_and_moved_by_payments_eda_only(

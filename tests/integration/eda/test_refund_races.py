@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.component.eda import move, start
+from tests.support.component.eda import changes, move, start
 from tests.support.component.split import open_table
 
 pytestmark = pytest.mark.postgres
@@ -155,3 +155,9 @@ async def test_outcomes_of_one_part_at_once_agree(instances: list[httpx.AsyncCli
         state = after["refunds"][0]["state"]
         assert after["refunded_fully"] is (state == "refunded")
         assert (done.status_code == 200) is (state == "refunded")
+        # The statuses poll and the feed (asyncpg's statements) carry it beside PAYED.
+        polled = await instances[1].post("/v1/orders/statuses", json={"order_ids": [order_id]})
+        fed = await changes(instances[0], client_id="rest-1")
+        for view in (polled.json()["orders"][0], fed["changes"][-1]):
+            assert (view["order_id"], view["status"]) == (order_id, "PAYED")
+            assert view["refunded_fully"] is after["refunded_fully"]

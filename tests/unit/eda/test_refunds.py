@@ -211,17 +211,23 @@ def test_refunded_fully_when_all_paid_money_and_tips_are_refunded() -> None:
     assert status_of(ledger) == OrderStatus.PAYED
 
 
-def test_a_refund_change_keeps_the_orders_status_and_moves_its_version() -> None:
+def test_a_refund_change_keeps_the_orders_status_and_notes_a_full_refund() -> None:
     now = datetime(2026, 12, 7, 12, tzinfo=UTC)
     order = Order.new(order_id="o", client_id="c", internal_order_id="i", bill=TWO.bill, now=now)
-    order = replace(order, status=OrderStatus.PAYED)
+    order = replace(order, status=OrderStatus.PAYED, version=3)
     later = now.replace(hour=13)
-    changed = order.refund_changed(later)
-    assert (changed.status, changed.version, changed.updated_at) == (
+    ledger, _, _ = TWO.refund(ask("r1", "100", "15"))
+    changed = order.refund_changed(ledger, later)
+    assert (changed.status, changed.version, changed.updated_at, changed.refunded_fully) == (
         OrderStatus.PAYED,
-        order.version + 1,
+        4,
         later,
+        False,
     )
+    for part in ledger.refunds:
+        ledger = ledger.move_refund(part.id, REFUNDED)
+    done = changed.refund_changed(ledger, later)
+    assert (done.status, done.version, done.refunded_fully) == (OrderStatus.PAYED, 5, True)
 
 
 AMOUNTS = st.integers(min_value=0, max_value=60).map(lambda cents: D(cents))

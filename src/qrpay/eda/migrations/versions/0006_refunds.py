@@ -1,6 +1,7 @@
 """refunds: the parts of refunds of paid payments (issue 19)
 
 One row per part, ``<refund_id>.<n>``, of one payment; (order_id, refund_id, n) unique.
+orders.refunded_fully: all paid money of the order is refunded (its status stays PAYED).
 
 Revision ID: 0006
 Revises: 0005
@@ -19,6 +20,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column(
+        "orders",
+        sa.Column("refunded_fully", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
     op.create_table(
         "refunds",
         sa.Column("order_id", sa.String(32), nullable=False),
@@ -47,3 +52,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_refunds_payment_id", table_name="refunds")
     op.drop_table("refunds")
+    with op.batch_alter_table("orders") as batch:
+        batch.drop_column("refunded_fully")
