@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -212,20 +213,28 @@ _PAYMENT_MOVES = {
 }
 
 
+def _move_route(
+    path: str, endpoint: Callable[..., Awaitable[Response]], summary: str, model: type, name: str
+) -> None:
+    """A payer-side POST that moves a payment or a refund part (idempotent)."""
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=["POST"],
+        summary=summary,
+        response_model=model,
+        responses=error_responses(401, 403, 404, 409),
+        dependencies=[PAYER_SIDE],
+        name=name,
+    )
+
+
 def _payment_move_route(path: str, to: PaymentState, summary: str) -> None:
     async def move(order_id: OrderIdPath, body: PaymentRef, service: Payments) -> Response:
         return json_response(200, await service.move(order_id, body.payment_id, to))
 
-    router.add_api_route(
-        f"/{{order_id}}/payments/{path}",
-        move,
-        methods=["POST"],
-        summary=summary,
-        response_model=LedgerView,
-        responses=error_responses(401, 403, 404, 409),
-        dependencies=[PAYER_SIDE],
-        name=f"payment_{path.replace('-', '_')}",
-    )
+    name = f"payment_{path.replace('-', '_')}"
+    _move_route(f"/{{order_id}}/payments/{path}", move, summary, LedgerView, name)
 
 
 for _path, (_to, _summary) in _PAYMENT_MOVES.items():
@@ -259,16 +268,8 @@ def _refund_move_route(path: str, to: RefundState, summary: str) -> None:
     async def move(order_id: OrderIdPath, part_id: PartIdPath, service: Payments) -> Response:
         return json_response(200, await service.move_refund(order_id, part_id, to))
 
-    router.add_api_route(
-        f"/{{order_id}}/refunds/{{part_id}}/{path}",
-        move,
-        methods=["POST"],
-        summary=summary,
-        response_model=RefundMoved,
-        responses=error_responses(401, 403, 404, 409),
-        dependencies=[PAYER_SIDE],
-        name=f"refund_{path}",
-    )
+    path_of = f"/{{order_id}}/refunds/{{part_id}}/{path}"
+    _move_route(path_of, move, summary, RefundMoved, f"refund_{path}")
 
 
 for _path, (_refund_to, _summary) in _REFUND_MOVES.items():
