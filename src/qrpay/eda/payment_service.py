@@ -5,7 +5,9 @@ Every change locks the order's row first (on SQLite the write transaction holds 
 database), reads its payments, lets ``eda.ledger`` decide and writes the payment with the
 order's new status and version (``Order.settle``): two guests at once are decided one after
 the other, and the database refuses what a wrong decision would let through (an item taken
-twice, a second payment for one token).
+twice, a second payment for one token). A refund's admission and its parts' outcomes go the
+same way (``Ledger.refund``): refunds of one order are admitted one after the other, and
+each writes the order's new version (``Order.refund_changed``) for the change feed.
 """
 
 from __future__ import annotations
