@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -22,6 +23,10 @@ from qrpay.eda.schemas import (
     PaymentState,
     PaymentsToCheck,
     QuoteView,
+    RefundAnswer,
+    RefundMoved,
+    RefundRequest,
+    RefundState,
     ShareWay,
     StartedPayment,
     StartPaymentRequest,
@@ -45,7 +50,8 @@ Payments = Annotated[PaymentService, Depends(provide(PaymentService))]
 OrderIdPath = Annotated[str, Path(pattern=STORABLE_TEXT)]
 
 # Who calls eda (kernel.callers): iiko-integration creates orders and reads statuses
-# and the change feed for the POS; payments-eda reads orders and moves their payment.
+# and the change feed for the POS; payments-eda reads orders, moves their payments and
+# refunds them.
 POS_SIDE = allow("iiko-integration")
 # The change feed's query limits: the FastAPI route's and its fast route's.
 CURSOR_MAX, PAGE_MAX, PAGE_DEFAULT, WAIT_MS_MAX, CLIENT_ID_MAX = 200, 5000, 500, 60_000, 64
@@ -207,24 +213,67 @@ _PAYMENT_MOVES = {
 }
 
 
+def _move_route(
+    path: str, endpoint: Callable[..., Awaitable[Response]], summary: str, model: type, name: str
+) -> None:
+    """A payer-side POST that moves a payment or a refund part (idempotent)."""
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=["POST"],
+        summary=summary,
+        response_model=model,
+        responses=error_responses(401, 403, 404, 409),
+        dependencies=[PAYER_SIDE],
+        name=name,
+    )
+
+
 def _payment_move_route(path: str, to: PaymentState, summary: str) -> None:
     async def move(order_id: OrderIdPath, body: PaymentRef, service: Payments) -> Response:
         return json_response(200, await service.move(order_id, body.payment_id, to))
 
-    router.add_api_route(
-        f"/{{order_id}}/payments/{path}",
-        move,
-        methods=["POST"],
-        summary=summary,
-        response_model=LedgerView,
-        responses=error_responses(401, 403, 404, 409),
-        dependencies=[PAYER_SIDE],
-        name=f"payment_{path.replace('-', '_')}",
-    )
+    name = f"payment_{path.replace('-', '_')}"
+    _move_route(f"/{{order_id}}/payments/{path}", move, summary, LedgerView, name)
 
 
 for _path, (_to, _summary) in _PAYMENT_MOVES.items():
     _payment_move_route(_path, _to, _summary)
+
+
+# --- refunds of paid payments (issue 19) ------------------------------------------------
+
+PartIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=STORABLE_TEXT)]
+
+
+@router.post(
+    "/{order_id}/refunds",
+    summary="A refund of paid payments is admitted: one part per payment it gives money "
+    "back of, each reserved until its outcome. The same refund id again answers its parts",
+    response_model=RefundAnswer,
+    responses=error_responses(400, 401, 403, 404, 409),
+    dependencies=[PAYER_SIDE],
+)
+async def refund(order_id: OrderIdPath, body: RefundRequest, service: Payments) -> Response:
+    return json_response(200, await service.refund(order_id, body))
+
+
+_REFUND_MOVES = {
+    "complete": (RefundState.REFUNDED, "The refund part's money was given back"),
+    "fail": (RefundState.FAILED, "The refund part was refused for good; its money is free again"),
+}
+
+
+def _refund_move_route(path: str, to: RefundState, summary: str) -> None:
+    async def move(order_id: OrderIdPath, part_id: PartIdPath, service: Payments) -> Response:
+        return json_response(200, await service.move_refund(order_id, part_id, to))
+
+    path_of = f"/{{order_id}}/refunds/{{part_id}}/{path}"
+    _move_route(path_of, move, summary, RefundMoved, f"refund_{path}")
+
+
+for _path, (_refund_to, _summary) in _REFUND_MOVES.items():
+    _refund_move_route(_path, _refund_to, _summary)
 
 
 # The change feed as a fast route (kernel/fast_routes.py): every follower's long-poll

@@ -15,6 +15,9 @@ from qrpay.eda.schemas import (
     PaymentRef,
     PaymentsToCheck,
     QuoteView,
+    RefundAnswer,
+    RefundMoved,
+    RefundRequest,
     ShareChoice,
     StartedPayment,
     StartPaymentRequest,
@@ -131,3 +134,15 @@ class EdaClient(ServiceClient):
             endpoint=f"{move.replace('-', '_')}_payment",
             json=PaymentRef(payment_id=payment_id),
         )
+
+    # --- refunds of paid payments (issue 19) ------------------------------------------
+
+    async def refund(self, order_id: str, request: RefundRequest) -> RefundAnswer:
+        """Admit a refund; the same refund id with the same request answers its parts."""
+        path = f"/v1/orders/{order_id}/refunds"
+        return await self.fetch(RefundAnswer, "POST", path, endpoint="refund", json=request)
+
+    async def move_refund(self, order_id: str, move: str, part_id: str) -> RefundMoved:
+        """``move``: complete or fail; a no-op when the part is there already."""
+        path = f"/v1/orders/{order_id}/refunds/{part_id}/{move}"
+        return await self.fetch(RefundMoved, "POST", path, endpoint=f"{move}_refund")

@@ -79,6 +79,9 @@ class Order:
     version: int
     created_at: datetime
     updated_at: datetime
+    # Something was paid and all of it is refunded (``Ledger.refunded_fully``): the status
+    # stays PAYED, a refund-aware reader shows REFUNDED.
+    refunded_fully: bool = False
 
     @classmethod
     def new(
@@ -139,8 +142,21 @@ class Order:
         """A payment of this order began or moved: the status its payments make, and a new
         version (so a POS following the feed learns of each payment)."""
         if self.status in ENDED:
-            return replace(self, version=self.version + 1, updated_at=now)
-        return self._move(status_of(ledger), now)
+            moved = replace(self, version=self.version + 1, updated_at=now)
+        else:
+            moved = self._move(status_of(ledger), now)
+        return replace(moved, refunded_fully=ledger.refunded_fully)
+
+    def refund_changed(self, ledger: Ledger, now: datetime) -> Order:
+        """A refund of one of its payments was admitted or moved: the status stays as it is
+        (PAYED for every reader), whether all paid money is refunded is noted beside it,
+        and the version moves, so a POS following the feed learns of it."""
+        return replace(
+            self,
+            version=self.version + 1,
+            updated_at=now,
+            refunded_fully=ledger.refunded_fully,
+        )
 
     def close(self, ledger: Ledger, now: datetime) -> Order:
         """The waiter closes the order from the POS; the rest is paid outside qrpay.

@@ -16,6 +16,10 @@ whole bill is the share of everything left. The rules:
 - the order is PAYED exactly when its cleared payments cover the total.
 
 A released payment (its hold given back) frees its amount and its items.
+
+Refunds (issue 19, ``eda.refunds``) give back money of paid payments; they leave ``paid``
+and what is left to pay as they are (a refund never reopens the bill). Of each payment,
+the parts refunded and being refunded together never exceed its amount, nor its tip.
 """
 
 from __future__ import annotations
@@ -24,8 +28,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
 
-from qrpay.eda.schemas import LedgerCode, PaymentState
-from qrpay.kernel.errors import Conflict, InvalidInput
+from qrpay.eda.refunds import (
+    ALLOWED_REFUND_MOVES,
+    REFUNDED,
+    REFUNDING,
+    Refund,
+    RefundMoveRefused,
+    RefundPart,
+)
+from qrpay.eda.schemas import EdaCode, LedgerCode, PaymentState, RefundState
+from qrpay.kernel.errors import Conflict, InvalidInput, NotFound
 from qrpay.kernel.money import minor_units, quantize
 from qrpay.kernel.schemas import Bill
 
@@ -93,6 +105,8 @@ class Ledger:
 
     bill: Bill
     payments: tuple[Payment, ...] = ()
+    # Every refund part of the order's payments, in the order they were made.
+    refunds: tuple[RefundPart, ...] = ()
 
     @property
     def currency(self) -> str:
@@ -145,6 +159,128 @@ class Ledger:
 
     def next_paid_seq(self) -> int:
         return 1 + max((p.paid_seq or 0 for p in self.payments), default=0)
+
+    # --- refunds ------------------------------------------------------------------------
+
+    @property
+    def refunded(self) -> Decimal:
+        return sum((r.amount for r in self.refunds if r.state == REFUNDED), Decimal(0))
+
+    @property
+    def refunded_tips(self) -> Decimal:
+        return sum((r.tip for r in self.refunds if r.state == REFUNDED), Decimal(0))
+
+    @property
+    def refunded_fully(self) -> bool:
+        """Something was paid, and all of it, amounts and tips, is refunded."""
+        paid, tips = self.paid, self.tips
+        return paid + tips > 0 and self.refunded >= paid and self.refunded_tips >= tips
+
+    def refund_part(self, part_id: str) -> RefundPart | None:
+        return next((r for r in self.refunds if r.id == part_id), None)
+
+    def refund_parts(self, refund_id: str) -> tuple[RefundPart, ...]:
+        return tuple(sorted((r for r in self.refunds if r.refund_id == refund_id), key=_n))
+
+    def refunded_of(self, payment_id: str) -> tuple[Decimal, Decimal]:
+        """The amount and tip refunded of a payment (succeeded parts)."""
+        done = [r for r in self.refunds if r.payment_id == payment_id and r.state == REFUNDED]
+        return sum((r.amount for r in done), Decimal(0)), sum((r.tip for r in done), Decimal(0))
+
+    def refundable(self, payment: Payment) -> tuple[Decimal, Decimal]:
+        """The amount and tip of a paid payment no refund has taken or is taking yet."""
+        taken = [r for r in self.refunds if r.payment_id == payment.id and r.reserves]
+        return (
+            payment.amount - sum((r.amount for r in taken), Decimal(0)),
+            payment.tip - sum((r.tip for r in taken), Decimal(0)),
+        )
+
+    def refund(self, request: Refund) -> tuple[Ledger, tuple[RefundPart, ...], bool]:
+        """The ledger with the refund's parts ``refunding``, the parts, and whether the
+        request repeated an earlier one (then the ledger as it is and the earlier parts)."""
+        earlier = self.refund_parts(request.refund_id)
+        if earlier:
+            if earlier[0].request_hash != request.digest:
+                raise Conflict(
+                    "this refund id came with another request", code=EdaCode.REFUND_ID_REUSED
+                )
+            return self, earlier, True
+        if request.amount < 0 or request.tip < 0 or request.amount + request.tip <= 0:
+            raise InvalidInput(
+                "a refund gives back a positive amount or tip, neither negative",
+                code=EdaCode.INVALID_REFUND_AMOUNT,
+            )
+        if request.payment_id is None:
+            takes = self._spread(request.amount, request.tip)
+        else:
+            takes = [self._of_one(request.payment_id, request.amount, request.tip)]
+        parts = tuple(
+            RefundPart(
+                refund_id=request.refund_id,
+                n=n,
+                payment_id=payment_id,
+                amount=amount,
+                tip=tip,
+                state=REFUNDING,
+                request_hash=request.digest,
+            )
+            for n, (payment_id, amount, tip) in enumerate(takes, start=1)
+        )
+        return replace(self, refunds=(*self.refunds, *parts)), parts, False
+
+    def move_refund(self, part_id: str, to: RefundState) -> Ledger:
+        """The part moved to ``to``; the same ledger when it is there already (a replay)."""
+        current = self.refund_part(part_id)
+        if current is None:
+            raise KeyError(part_id)
+        if current.state == to:
+            return self
+        if (current.state, to) not in ALLOWED_REFUND_MOVES:
+            raise RefundMoveRefused(part_id, current.state, to)
+        moved = replace(current, state=to)
+        return replace(self, refunds=tuple(moved if r.id == part_id else r for r in self.refunds))
+
+    def _of_one(
+        self, payment_id: str, amount: Decimal, tip: Decimal
+    ) -> tuple[str, Decimal, Decimal]:
+        payment = self.payment(payment_id)
+        if payment is None:
+            raise NotFound(f"no payment {payment_id[:64]!r}", code=EdaCode.PAYMENT_NOT_FOUND)
+        if payment.state != PAID:
+            raise Conflict(
+                f"the payment is {payment.state}: only a paid one is refunded",
+                code=EdaCode.PAYMENT_NOT_REFUNDABLE,
+            )
+        amount_left, tip_left = self.refundable(payment)
+        _check_fits(amount, amount_left, tip, tip_left)
+        return payment.id, amount, tip
+
+    def _spread(self, amount: Decimal, tip: Decimal) -> list[tuple[str, Decimal, Decimal]]:
+        """Over the paid payments, newest paid first, each up to what it has left; amount
+        and tip each on its own."""
+        paid = sorted(
+            (p for p in self.payments if p.state == PAID),
+            key=lambda p: p.paid_seq or 0,
+            reverse=True,
+        )
+        if not paid:
+            raise Conflict(
+                "the order has no paid payment to refund", code=EdaCode.PAYMENT_NOT_REFUNDABLE
+            )
+        left = [(p.id, *self.refundable(p)) for p in paid]
+        _check_fits(
+            amount,
+            sum((a for _, a, _ in left), Decimal(0)),
+            tip,
+            sum((t for _, _, t in left), Decimal(0)),
+        )
+        takes = []
+        for payment_id, amount_left, tip_left in left:
+            a, t = min(amount, amount_left), min(tip, tip_left)
+            if a > 0 or t > 0:
+                takes.append((payment_id, a, t))
+            amount, tip = amount - a, tip - t
+        return takes
 
     # --- what a guest's choice costs ----------------------------------------------------
 
@@ -283,6 +419,19 @@ class Ledger:
                 code=LedgerCode.AMOUNT_EXCEEDS_LEFT,
             )
         return amount
+
+
+def _n(part: RefundPart) -> int:
+    return part.n
+
+
+def _check_fits(amount: Decimal, amount_left: Decimal, tip: Decimal, tip_left: Decimal) -> None:
+    if amount > amount_left or tip > tip_left:
+        raise Conflict(
+            f"the refund of {amount} and tip {tip} is more than the {amount_left} and tip "
+            f"{tip_left} left to refund",
+            code=EdaCode.REFUND_EXCEEDS_PAID,
+        )
 
 
 def _minor_unit(currency: str) -> Decimal:

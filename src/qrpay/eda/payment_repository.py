@@ -1,8 +1,9 @@
-"""An order's payments and their reserved items (tables in ``eda.repository``)."""
+"""An order's payments, their reserved items and their refunds (tables in ``eda.repository``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,15 +13,17 @@ from sqlalchemy import and_, delete, insert, or_, select, tuple_, update
 from sqlalchemy.engine import Row
 
 from qrpay.eda.domain import Order
-from qrpay.eda.ledger import Payment
+from qrpay.eda.ledger import Ledger, Payment
+from qrpay.eda.refunds import RefundPart
 from qrpay.eda.repository import (
     ORDER_COLUMNS,
     OrderRepository,
     orders,
     payment_items,
     payments,
+    refunds,
 )
-from qrpay.eda.schemas import OrderStatus, PaymentState
+from qrpay.eda.schemas import OrderStatus, PaymentState, RefundState
 from qrpay.kernel.clock import utc
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import InvalidInput
@@ -28,8 +31,19 @@ from qrpay.kernel.money import format_amount
 from qrpay.kernel.repository import Repository
 from qrpay.kernel.schemas import Bill, BillElement
 
-# A payment's id -> (began, last changed).
+# A payment's (or a refund part's) id -> (began, last changed).
 PaymentTimes = dict[str, tuple[datetime, datetime]]
+
+
+@dataclass(frozen=True, slots=True)
+class Ledgered:
+    """An order as read with its payments and refunds, and when each of those began and
+    last changed."""
+
+    order: Order
+    ledger: Ledger
+    payment_times: PaymentTimes
+    refund_times: PaymentTimes
 
 
 def _to_payment(row: Row[Any]) -> Payment:
@@ -44,6 +58,19 @@ def _to_payment(row: Row[Any]) -> Payment:
         token=m["token"],
         request_hash=m["request_hash"],
         paid_seq=m["paid_seq"],
+    )
+
+
+def _to_refund(m: Any) -> RefundPart:
+    """A refund part from a row's mapping (or the ledger statement's JSON object)."""
+    return RefundPart(
+        refund_id=m["refund_id"],
+        n=m["n"],
+        payment_id=m["payment_id"],
+        amount=Decimal(m["amount"]),
+        tip=Decimal(m["tip"]),
+        state=RefundState(m["state"]),
+        request_hash=m["request_hash"],
     )
 
 
@@ -62,7 +89,9 @@ class PaymentRepository(Repository):
         order = await OrderRepository(self.session).get(order_id, for_update=for_update)
         if order is None:
             return None
-        return (order, *await self.of_order(order_id))
+        found, times = await self.of_order(order_id)
+        parts, refund_times = await self.refunds_of(order_id)
+        return Ledgered(order, Ledger(order.bill, found, parts), times, refund_times)
 
     async def of_order(self, order_id: str) -> tuple[tuple[Payment, ...], PaymentTimes]:
         """The order's payments in the order they began, and when each began and last changed."""
@@ -78,6 +107,57 @@ class PaymentRepository(Repository):
             for row in rows
         }
         return found, times
+
+    async def refunds_of(self, order_id: str) -> tuple[tuple[RefundPart, ...], PaymentTimes]:
+        """The order's refund parts in the order they were made, and their times."""
+        result = await self.session.execute(
+            select(refunds)
+            .where(refunds.c.order_id == order_id)
+            .order_by(refunds.c.created_at, refunds.c.refund_id, refunds.c.n)
+        )
+        rows = [row._mapping for row in result.all()]
+        times = {m["id"]: (utc(m["created_at"]), utc(m["updated_at"])) for m in rows}
+        return tuple(_to_refund(m) for m in rows), times
+
+    async def add_refund(
+        self, order_id: str, parts: Sequence[RefundPart], currency: str, now: datetime
+    ) -> None:
+        """A refund's parts: the (order, refund, n) key refuses a second set for one refund."""
+        await self.session.execute(
+            insert(refunds),
+            [
+                {
+                    "order_id": order_id,
+                    "id": part.id,
+                    "refund_id": part.refund_id,
+                    "n": part.n,
+                    "payment_id": part.payment_id,
+                    "amount": format_amount(part.amount, currency),
+                    "tip": format_amount(part.tip, currency),
+                    "currency": currency,
+                    "state": part.state.value,
+                    "request_hash": part.request_hash,
+                    "version": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for part in parts
+            ],
+        )
+
+    async def move_refund(
+        self, order_id: str, before: RefundPart, after: RefundPart, now: datetime
+    ) -> bool:
+        """``after`` written if the part is still as ``before`` was read."""
+        return await self.changed_one(
+            update(refunds)
+            .where(
+                refunds.c.order_id == order_id,
+                refunds.c.id == before.id,
+                refunds.c.state == before.state.value,
+            )
+            .values(state=after.state.value, version=refunds.c.version + 1, updated_at=now)
+        )
 
     async def add(self, order_id: str, payment: Payment, currency: str, now: datetime) -> None:
         """The payment and its items: the items' primary key refuses one taken already, the
@@ -142,14 +222,37 @@ _PAYMENT_COLUMNS = (
     "created_at",
     "updated_at",
 )
-# The order and its payments in one statement on asyncpg, so from one snapshot: every
-# guest's status poll reads it. Names from the declared tables: no outside input.
+_REFUND_COLUMNS = (
+    "id",
+    "refund_id",
+    "n",
+    "payment_id",
+    "amount",
+    "tip",
+    "state",
+    "request_hash",
+    "created_at",
+    "updated_at",
+)
+# The order's refund parts as one JSON array (NULL for none), from a lateral subquery run
+# once per order: a second join would repeat each payment once per part.
+_REFUNDS_JSON = (
+    "SELECT json_agg(json_build_object("  # noqa: S608
+    + ", ".join(f"'{name}', r.{refunds.c[name].name}" for name in _REFUND_COLUMNS)
+    + f") ORDER BY r.{refunds.c.created_at.name}, r.{refunds.c.refund_id.name},"
+    + f" r.{refunds.c.n.name}) AS parts"
+    + f" FROM {refunds.name} r WHERE r.{refunds.c.order_id.name} = o.{orders.c.id.name}"
+)
+# The order, its refunds and its payments in one statement on asyncpg, so from one
+# snapshot: every guest's status poll reads it. Names from the declared tables: no outside
+# input.
 _LEDGER_SQL = (
     "SELECT "  # noqa: S608
     + ", ".join(f"o.{orders.c[name].name}" for name in ORDER_COLUMNS)
-    + ", "
+    + ", rf.parts, "
     + ", ".join(f"p.{payments.c[name].name}" for name in _PAYMENT_COLUMNS)
-    + f" FROM {orders.name} o LEFT JOIN {payments.name} p"
+    + f" FROM {orders.name} o LEFT JOIN LATERAL ({_REFUNDS_JSON}) rf ON true"
+    + f" LEFT JOIN {payments.name} p"
     + f" ON p.{payments.c.order_id.name} = o.{orders.c.id.name}"
     + f" WHERE o.{orders.c.id.name} = $1"
     + f" ORDER BY p.{payments.c.created_at.name}, p.{payments.c.id.name}"
@@ -163,12 +266,10 @@ def _json(value: Any) -> Any:
 # Before a change: the order's row locked (its payments' writers queue on it).
 _LOCK_ORDER_SQL = f"SELECT 1 FROM {orders.name} WHERE {orders.c.id.name} = $1 FOR UPDATE"  # noqa: S608
 
-Ledgered = tuple[Order, tuple[Payment, ...], PaymentTimes]
-
 
 async def fetch_ledger(db: Database, order_id: str) -> Ledgered | None:
-    """An order with its payments, as ``PaymentRepository.of_order`` reads them, for a read
-    that changes nothing; None for an unknown order."""
+    """An order with its payments and refunds, as ``PaymentRepository.ledger`` reads them,
+    for a read that changes nothing; None for an unknown order."""
     if not db.has_fast_reads:
         async with db.read() as connection:
             return await PaymentRepository(connection).ledger(order_id)
@@ -194,10 +295,19 @@ def _ledger_of(rows: Sequence[Any]) -> Ledgered | None:
         version=first[8],
         created_at=utc(first[9]),
         updated_at=utc(first[10]),
+        refunded_fully=bool(first[11]),
     )
+    parts = _json(first[len(ORDER_COLUMNS)]) or ()
+    refund_times = {
+        m["id"]: (
+            utc(datetime.fromisoformat(m["created_at"])),
+            utc(datetime.fromisoformat(m["updated_at"])),
+        )
+        for m in parts
+    }
     listed: list[Payment] = []
     times: PaymentTimes = {}
-    offset = len(ORDER_COLUMNS)
+    offset = len(ORDER_COLUMNS) + 1
     for row in rows:
         p = row[offset:]
         if p[0] is None:
@@ -216,7 +326,8 @@ def _ledger_of(rows: Sequence[Any]) -> Ledgered | None:
             )
         )
         times[p[0]] = (utc(p[9]), utc(p[10]))
-    return order, tuple(listed), times
+    ledger = Ledger(order.bill, tuple(listed), tuple(_to_refund(m) for m in parts))
+    return Ledgered(order, ledger, times, refund_times)
 
 
 # The sweep's page cursor: the last payment served, "<updated_at iso>|<id>".

@@ -1,15 +1,19 @@
-"""An order's payments: price one, begin it, move it, show the ledger, list overdue ones.
+"""An order's payments: price one, begin it, move it, refund it, show the ledger, list
+overdue ones.
 
 Every change locks the order's row first (on SQLite the write transaction holds the
 database), reads its payments, lets ``eda.ledger`` decide and writes the payment with the
 order's new status and version (``Order.settle``): two guests at once are decided one after
 the other, and the database refuses what a wrong decision would let through (an item taken
-twice, a second payment for one token).
+twice, a second payment for one token). A refund's admission and its parts' outcomes go the
+same way (``Ledger.refund``): refunds of one order are admitted one after the other, and
+each writes the order's new version (``Order.refund_changed``) for the change feed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -19,17 +23,21 @@ from sqlalchemy.exc import IntegrityError
 from qrpay.eda.domain import Order
 from qrpay.eda.ledger import Ledger, Payment, PaymentMoveRefused
 from qrpay.eda.payment_repository import (
+    Ledgered,
     PaymentRepository,
     PaymentTimes,
     fetch_ledger,
     payments_to_check,
 )
+from qrpay.eda.refunds import Refund, RefundMoveRefused, RefundPart
 from qrpay.eda.repository import OrderRepository
 from qrpay.eda.schemas import (
     EdaCode,
     LedgerCode,
     OrderStatus,
     PaymentState,
+    RefundRequest,
+    RefundState,
     ShareChoice,
     ShareWay,
     StartPaymentRequest,
@@ -71,11 +79,29 @@ def _refused(exc: PaymentMoveRefused) -> Conflict:
     return Conflict("the payment is being rolled back", code=EdaCode.PAYMENT_ROLLING_BACK)
 
 
-def ledger_wire(order: Order, ledger: Ledger, times: PaymentTimes) -> dict[str, Any]:
+def ledger_wire(read: Ledgered) -> dict[str, Any]:
+    order, ledger = read.order, read.ledger
     currency = order.bill.currency
 
     def money(value: Decimal) -> str:
         return format_amount(value, currency)
+
+    def payment_wire(p: Payment) -> dict[str, Any]:
+        refunded, refunded_tip = ledger.refunded_of(p.id)
+        began, changed = read.payment_times[p.id]
+        return {
+            "payment_id": p.id,
+            "invoice_id": p.invoice_id,
+            "amount": money(p.amount),
+            "tip": money(p.tip),
+            "items": sorted(p.items),
+            "state": p.state.value,
+            "paid_seq": p.paid_seq,
+            "created_at": wire_time(began),
+            "updated_at": wire_time(changed),
+            "refunded": money(refunded),
+            "refunded_tip": money(refunded_tip),
+        }
 
     return {
         "order_id": order.id,
@@ -88,20 +114,28 @@ def ledger_wire(order: Order, ledger: Ledger, times: PaymentTimes) -> dict[str, 
         "left": money(max(ledger.left, Decimal(0))),
         "tips": money(ledger.tips),
         "taken_items": sorted(ledger.taken_items()),
-        "payments": [
-            {
-                "payment_id": p.id,
-                "invoice_id": p.invoice_id,
-                "amount": money(p.amount),
-                "tip": money(p.tip),
-                "items": sorted(p.items),
-                "state": p.state.value,
-                "paid_seq": p.paid_seq,
-                "created_at": wire_time(times[p.id][0]),
-                "updated_at": wire_time(times[p.id][1]),
-            }
-            for p in ledger.payments
-        ],
+        "payments": [payment_wire(p) for p in ledger.payments],
+        "refunded": money(ledger.refunded),
+        "refunded_tips": money(ledger.refunded_tips),
+        "refunded_fully": ledger.refunded_fully,
+        "refunds": [refund_part_wire(read, part) for part in ledger.refunds],
+    }
+
+
+def refund_part_wire(read: Ledgered, part: RefundPart) -> dict[str, Any]:
+    currency = read.order.bill.currency
+    payment = read.ledger.payment(part.payment_id)
+    began, changed = read.refund_times[part.id]
+    return {
+        "part_id": part.id,
+        "refund_id": part.refund_id,
+        "payment_id": part.payment_id,
+        "invoice_id": payment.invoice_id if payment is not None else part.payment_id,
+        "amount": format_amount(part.amount, currency),
+        "tip": format_amount(part.tip, currency),
+        "state": part.state.value,
+        "created_at": wire_time(began),
+        "updated_at": wire_time(changed),
     }
 
 
@@ -115,8 +149,7 @@ class PaymentService:
         read = await fetch_ledger(self.db, order_id)
         if read is None:
             raise _not_found(order_id)
-        order, found, times = read
-        return ledger_wire(order, Ledger(order.bill, found), times)
+        return ledger_wire(read)
 
     async def to_check(
         self, updated_before: datetime, limit: int, after: str | None
@@ -129,9 +162,8 @@ class PaymentService:
         read = await fetch_ledger(self.db, order_id)
         if read is None:
             raise _not_found(order_id)
-        order, found, _ = read
+        order, ledger = read.order, read.ledger
         order.check_payable(order.bill.currency, None)
-        ledger = Ledger(order.bill, found)
         currency = order.bill.currency
         return {
             "amount": format_amount(price(ledger, choice), currency),
@@ -192,7 +224,7 @@ class PaymentService:
             return order.settle(admitted, now), admitted
 
         answer = await self._change(order_id, begin)
-        return {**answer, "payment_id": request.payment_id, "replayed": replayed}
+        return {**ledger_wire(answer), "payment_id": request.payment_id, "replayed": replayed}
 
     async def move(self, order_id: str, payment_id: str, to: PaymentState) -> dict[str, Any]:
         """The payment's hold claimed by its rollback, given back, or cleared."""
@@ -216,13 +248,85 @@ class PaymentService:
                 raise _Lost
             return order.settle(moved, now), moved
 
-        return await self._change(order_id, step)
+        return ledger_wire(await self._change(order_id, step))
+
+    async def refund(self, order_id: str, request: RefundRequest) -> dict[str, Any]:
+        """Admit a refund: its parts ``refunding``, each reserving money of a paid payment
+        (``Ledger.refund``). A repeat of the refund id with the same request answers its
+        parts as they stand; with another request, 409."""
+        parts: tuple[RefundPart, ...] = ()
+        replayed = False
+
+        async def admit(
+            order: Order, ledger: Ledger, repo: PaymentRepository
+        ) -> tuple[Order, Ledger]:
+            nonlocal parts, replayed
+            currency = order.bill.currency
+            if request.currency is not None and request.currency != currency:
+                raise InvalidInput(
+                    f"the order is paid in {currency}", code=EdaCode.INVALID_REFUND_AMOUNT
+                )
+            wanted = Refund.of(
+                request.refund_id,
+                parse_amount(request.amount, currency),
+                parse_amount(request.tip, currency),
+                request.payment_id,
+                currency,
+                request.request_hash,
+            )
+            admitted, parts, replayed = ledger.refund(wanted)
+            if replayed:
+                return order, ledger
+            now = self.clock.now()
+            try:
+                await repo.add_refund(order_id, parts, currency, now)
+            except IntegrityError:
+                # A refund id written meanwhile (the lock makes it rare): decide again.
+                raise _Lost from None
+            return order.refund_changed(admitted, now), admitted
+
+        answer = await self._change(order_id, admit)
+        return {
+            **ledger_wire(answer),
+            "refund_id": request.refund_id,
+            "replayed": replayed,
+            "parts": [refund_part_wire(answer, part) for part in parts],
+        }
+
+    async def move_refund(self, order_id: str, part_id: str, to: RefundState) -> dict[str, Any]:
+        """A refund part refunded or failed; a repeat of its move answers it as it stands."""
+
+        async def step(
+            order: Order, ledger: Ledger, repo: PaymentRepository
+        ) -> tuple[Order, Ledger]:
+            current = ledger.refund_part(part_id)
+            if current is None:
+                raise NotFound(f"no refund part {part_id[:64]!r}", code=EdaCode.REFUND_NOT_FOUND)
+            try:
+                moved = ledger.move_refund(part_id, to)
+            except RefundMoveRefused as exc:
+                raise Conflict(
+                    f"the refund part is {exc.current}", code=EdaCode.REFUND_MOVE_REFUSED
+                ) from None
+            if moved is ledger:
+                return order, ledger
+            after = moved.refund_part(part_id)
+            assert after is not None
+            now = self.clock.now()
+            if not await repo.move_refund(order_id, current, after, now):
+                raise _Lost
+            return order.refund_changed(moved, now), moved
+
+        answer = await self._change(order_id, step)
+        part = answer.ledger.refund_part(part_id)
+        assert part is not None
+        return {**ledger_wire(answer), "part": refund_part_wire(answer, part)}
 
     async def _change(
         self,
         order_id: str,
         decide: Callable[[Order, Ledger, PaymentRepository], Awaitable[tuple[Order, Ledger]]],
-    ) -> dict[str, Any]:
+    ) -> Ledgered:
         for _ in range(ATTEMPTS):
             try:
                 async with self.db.write() as session:
@@ -230,9 +334,8 @@ class PaymentService:
                     read = await repo.ledger(order_id, for_update=True)
                     if read is None:
                         raise _not_found(order_id)
-                    order, found, times = read
+                    order, before = read.order, read.ledger
                     orders = OrderRepository(session)
-                    before = Ledger(order.bill, found)
                     changed, after = await decide(order, before, repo)
                     if changed is not order and not await orders.save(order, changed):
                         raise _Lost
@@ -243,20 +346,31 @@ class PaymentService:
                 if changed.status == OrderStatus.PAYED and order.status != OrderStatus.PAYED:
                     self.orders.metrics.paid.inc()
             # The answer is what was decided and written: no second read of it.
-            return ledger_wire(changed, after, _times_after(before, after, times, changed))
+            if after is before:
+                return replace(read, order=changed)
+            now = changed.updated_at
+            return Ledgered(
+                changed,
+                after,
+                _times_after(before.payments, after.payments, read.payment_times, now),
+                _times_after(before.refunds, after.refunds, read.refund_times, now),
+            )
         raise _busy()
 
 
-def _times_after(before: Ledger, after: Ledger, times: PaymentTimes, order: Order) -> PaymentTimes:
-    """When each payment began and last changed, once ``after`` is written (at the order's
-    ``updated_at``, the decision's moment)."""
-    if after is before:
-        return times
-    now = order.updated_at
+def _times_after(
+    before: Iterable[Payment | RefundPart],
+    after: Iterable[Payment | RefundPart],
+    times: PaymentTimes,
+    now: datetime,
+) -> PaymentTimes:
+    """When each payment (or refund part) began and last changed, once ``after`` is written
+    (at the order's ``updated_at``, the decision's moment)."""
+    earlier = {record.id: record for record in before}
     result = dict(times)
-    for payment in after.payments:
-        if payment.id not in times:
-            result[payment.id] = (now, now)
-        elif before.payment(payment.id) != payment:
-            result[payment.id] = (times[payment.id][0], now)
+    for record in after:
+        if record.id not in times:
+            result[record.id] = (now, now)
+        elif earlier.get(record.id) != record:
+            result[record.id] = (times[record.id][0], now)
     return result

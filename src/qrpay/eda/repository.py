@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     cast,
     exists,
+    false,
     func,
     literal,
     select,
@@ -59,6 +61,9 @@ orders = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     # The transaction of the latest write: the change feed's order (``eda.feed``).
     Column("change_tx", BigInteger, nullable=False, server_default="0"),
+    # Something was paid and all of it is refunded (``Ledger.refunded_fully``, issue 19):
+    # the status stays PAYED, this tells a refund-aware reader of the statuses and the feed.
+    Column("refunded_fully", Boolean, nullable=False, server_default=false()),
     # One order per POS order: the database, not the code, guarantees it.
     UniqueConstraint("client_id", "internal_order_id", name="uq_orders_client_internal"),
     Index("ix_orders_status_created_at", "status", "created_at"),
@@ -103,6 +108,29 @@ payment_items = Table(
     Column("payment_id", String(128), ForeignKey("payments.id"), nullable=False),
 )
 
+# Refunds of paid payments (issue 19, ``eda.refunds``): one row per part, ``<refund_id>.<n>``,
+# written under the order's row lock like the payments. The (order, refund, n) key makes a
+# refund id's parts one set whoever writes them first.
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("order_id", String(32), ForeignKey("orders.id"), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("refund_id", String(100), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("payment_id", String(128), ForeignKey("payments.id"), nullable=False),
+    Column("amount", String(32), nullable=False),
+    Column("tip", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("order_id", "refund_id", "n", name="uq_refunds_order_id_refund_id_n"),
+    Index("ix_refunds_payment_id", "payment_id"),
+)
+
 # PostgreSQL's own number for the writing transaction, and the horizon below which every
 # transaction has ended (``eda.feed``). xid8 goes through text: it has no cast to bigint.
 _PG_XID = cast(cast(func.pg_current_xact_id(), Text), BigInteger)
@@ -140,6 +168,7 @@ def _to_row(order: Order) -> dict[str, Any]:
         "version": order.version,
         "created_at": order.created_at,
         "updated_at": order.updated_at,
+        "refunded_fully": order.refunded_fully,
     }
 
 
@@ -160,19 +189,28 @@ def _to_order(row: Row[Any]) -> Order:
         version=m["version"],
         created_at=utc(m["created_at"]),
         updated_at=utc(m["updated_at"]),
+        refunded_fully=bool(m["refunded_fully"]),
     )
 
 
 # The asyncpg fast path's statements, named from the one declaration of the table above.
+_STATUS_COLUMNS = ("id", "client_id", "status", "version", "refunded_fully")
 _STATUSES_SQL = fast_select(
     orders,
-    ("id", "client_id", "status", "version"),
+    _STATUS_COLUMNS,
     f"{orders.c.id.name} = ANY($1::varchar[])",
 )
 
 
 def _status_row(row: Sequence[Any]) -> dict[str, Any]:
-    return {"order_id": row[0], "client_id": row[1], "status": row[2], "version": row[3]}
+    """A row of ``_STATUS_COLUMNS`` as ``OrderStatusView``."""
+    return {
+        "order_id": row[0],
+        "client_id": row[1],
+        "status": row[2],
+        "version": row[3],
+        "refunded_fully": bool(row[4]),
+    }
 
 
 # An order's columns, as ``_to_row`` writes them (the change feed's stamp aside).
@@ -188,6 +226,7 @@ ORDER_COLUMNS = (
     "version",
     "created_at",
     "updated_at",
+    "refunded_fully",
 )
 # A new order in one statement: its columns, then the writing transaction's number for the
 # feed. Names from the declared table: no outside input.
@@ -230,9 +269,7 @@ async def fetch_statuses(db: Database, order_ids: Sequence[str]) -> list[dict[st
         return [_status_row(row) for row in rows]
     async with db.read() as connection:
         result = await connection.execute(
-            select(orders.c.id, orders.c.client_id, orders.c.status, orders.c.version).where(
-                orders.c.id.in_(order_ids)
-            )
+            select(*(orders.c[name] for name in _STATUS_COLUMNS)).where(orders.c.id.in_(order_ids))
         )
         return [_status_row(row) for row in result]
 
@@ -243,7 +280,7 @@ async def fetch_statuses(db: Database, order_ids: Sequence[str]) -> list[dict[st
 def _changes_sql(restaurant: str) -> str:
     # Names from the declared table; the restaurant condition is code's: no outside input.
     tx, order_id = orders.c.change_tx.name, orders.c.id.name
-    columns = ", ".join(orders.c[name].name for name in ("id", "client_id", "status", "version"))
+    columns = ", ".join(orders.c[name].name for name in _STATUS_COLUMNS)
     return (
         f"SELECT {columns}, {tx}, pg_snapshot_xmin(pg_current_snapshot())::text::bigint "  # noqa: S608
         f"FROM {orders.name} WHERE ({tx}, {order_id}) > ($1, $2){restaurant} "
@@ -273,10 +310,7 @@ async def fetch_changes(
     # SQLite (no fast reads): nothing commits out of order there (``feed.NO_HORIZON``).
     statement = (
         select(
-            orders.c.id,
-            orders.c.client_id,
-            orders.c.status,
-            orders.c.version,
+            *(orders.c[name] for name in _STATUS_COLUMNS),
             orders.c.change_tx,
             literal(feed.NO_HORIZON, BigInteger).label("horizon"),
         )
@@ -293,11 +327,12 @@ async def fetch_changes(
 def _changes_page(
     rows: Sequence[Sequence[Any]], limit: int
 ) -> tuple[list[dict[str, Any]], feed.Page]:
-    """Rows (id, client_id, status, version, change_tx, horizon): the servable page."""
+    """Rows (``_STATUS_COLUMNS``, change_tx, horizon): the servable page."""
     if not rows:
         return [], feed.Page(served=0, more=False)
-    page = feed.page([row[4] for row in rows], int(rows[0][5]), limit)
-    return [{**_status_row(row), "change_tx": row[4]} for row in rows[: page.served]], page
+    tx = len(_STATUS_COLUMNS)
+    page = feed.page([row[tx] for row in rows], int(rows[0][tx + 1]), limit)
+    return [{**_status_row(row), "change_tx": row[tx]} for row in rows[: page.served]], page
 
 
 async def fetch_tail(db: Database) -> feed.Cursor:

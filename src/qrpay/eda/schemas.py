@@ -17,6 +17,10 @@ InternalOrderId = Annotated[
 ]
 OrderId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=STORABLE_TEXT)]
 PaymentId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=STORABLE_TEXT)]
+# A refund's id, the caller's; its parts are ``<refund_id>.<n>``, which go into a path.
+RefundId = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
+]
 
 
 class EdaCode(StrEnum):
@@ -38,6 +42,13 @@ class EdaCode(StrEnum):
     SHARE_PRICE_CHANGED = "share_price_changed"
     # The same payment id (the guest's token) came with another request.
     IDEMPOTENCY_TOKEN_REUSED = "idempotency_token_reused"  # noqa: S105 - a code
+    # Refunds of payments (``eda.refunds``, issue 19).
+    PAYMENT_NOT_REFUNDABLE = "payment_not_refundable"
+    REFUND_EXCEEDS_PAID = "refund_exceeds_paid"
+    INVALID_REFUND_AMOUNT = "invalid_refund_amount"
+    REFUND_ID_REUSED = "refund_id_reused"
+    REFUND_NOT_FOUND = "refund_not_found"
+    REFUND_MOVE_REFUSED = "refund_move_refused"
 
 
 class LedgerCode(StrEnum):
@@ -109,6 +120,9 @@ class OrderStatusView(WireModel):
     # The order's own version, bumped by every write: of two views of one order the higher
     # is the newer (absent from an eda older than the change feed).
     version: int | None = None
+    # Something was paid and all of it is refunded (issue 19). The status stays PAYED;
+    # a refund-aware reader shows REFUNDED. Absent from an eda older than refunds.
+    refunded_fully: bool = False
 
 
 class StatusesResponse(WireModel):
@@ -156,6 +170,14 @@ class PaymentState(StrEnum):
     ROLLING_BACK = "rolling_back"
     PAID = "paid"  # cleared
     RELEASED = "released"  # given back (the hold failed or was released): reserves nothing
+
+
+class RefundState(StrEnum):
+    """A refund part's state: ``refunding`` reserves its amount and tip of the payment."""
+
+    REFUNDING = "refunding"
+    REFUNDED = "refunded"
+    FAILED = "failed"  # refused for good: gives the reservation back
 
 
 class ShareChoice(WireModel):
@@ -217,6 +239,24 @@ class PaymentView(WireModel):
     paid_seq: int | None = None
     created_at: datetime
     updated_at: datetime
+    # What refunds gave back of it (succeeded refund parts; issue 19).
+    refunded: str = "0"
+    refunded_tip: str = "0"
+
+
+class RefundPartView(WireModel):
+    """One part of a refund: the money it gives back of one payment."""
+
+    part_id: str  # "<refund_id>.<n>"
+    refund_id: str
+    payment_id: str
+    # The payment's invoice in transactions: where the refund operation goes.
+    invoice_id: str
+    amount: str
+    tip: str
+    state: RefundState
+    created_at: datetime
+    updated_at: datetime
 
 
 class LedgerView(WireModel):
@@ -234,6 +274,14 @@ class LedgerView(WireModel):
     # Lines some payment has paid or is paying: not for another guest to take.
     taken_items: list[int]
     payments: list[PaymentView]
+    # Given back by succeeded refund parts (``paid`` and ``tips`` stay what was paid).
+    refunded: str = "0"
+    refunded_tips: str = "0"
+    # Something was paid and all of it (amounts and tips) is refunded. The status stays
+    # PAYED; a refund-aware reader shows REFUNDED.
+    refunded_fully: bool = False
+    # Every refund part of the order, in the order they were made.
+    refunds: list[RefundPartView] = Field(default_factory=list)
 
 
 class StartedPayment(LedgerView):
@@ -241,6 +289,35 @@ class StartedPayment(LedgerView):
 
     payment_id: str
     replayed: bool
+
+
+class RefundRequest(WireModel):
+    """A refund of ``amount`` (of the bill) and ``tip``, of one payment or spread over the
+    paid ones, newest paid first. The same ``refund_id`` again with the same request
+    answers the parts made for it; with another, 409 ``refund_id_reused``."""
+
+    refund_id: RefundId
+    amount: AmountText
+    tip: AmountText = "0"
+    payment_id: PaymentId | None = None
+    # The order's currency, if the caller names it: another one is refused (400).
+    currency: CurrencyCode | None = None
+    # The caller's digest of its own request, part of what makes a repeat the same.
+    request_hash: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
+class RefundAnswer(LedgerView):
+    """The ledger after a refund was admitted (or replayed), and this refund's parts."""
+
+    refund_id: str
+    replayed: bool
+    parts: list[RefundPartView]
+
+
+class RefundMoved(LedgerView):
+    """The ledger after a refund part's outcome, and that part as it stands."""
+
+    part: RefundPartView
 
 
 class QuoteView(WireModel):

@@ -100,8 +100,20 @@ async def test_statuses_lists_only_existing_orders(client: httpx.AsyncClient) ->
     got = sorted(response.json()["orders"], key=lambda o: o["order_id"])
     assert got == sorted(
         [
-            {"order_id": a, "client_id": "rest-1", "status": "WAITING", "version": 1},
-            {"order_id": b, "client_id": "rest-1", "status": "PAYMENT_IN_PROGRESS", "version": 2},
+            {
+                "order_id": a,
+                "client_id": "rest-1",
+                "status": "WAITING",
+                "version": 1,
+                "refunded_fully": False,
+            },
+            {
+                "order_id": b,
+                "client_id": "rest-1",
+                "status": "PAYMENT_IN_PROGRESS",
+                "version": 2,
+                "refunded_fully": False,
+            },
         ],
         key=lambda o: o["order_id"],
     )
