@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StrictBool, StringConstraints
 
 from qrpay.eda.schemas import ClientId, InternalOrderId, OrderId
 from qrpay.kernel.schemas import AmountText, Bill, WireModel
@@ -147,7 +147,7 @@ class PosRefund(WireModel):
 
 class OrderPaymentsRequest(ListOrdersRequest):
     # True: an order whose paid money is all refunded is REFUNDED, not PAYED.
-    refund_aware: bool = False
+    refund_aware: StrictBool = False
 
 
 class OrderPayments(WireModel):

@@ -164,6 +164,9 @@ def decide(kind: OperationKind, status: OperationStatus, state: PaymentState) ->
     if status in (OperationStatus.PENDING, OperationStatus.CANCELED):
         return NOTHING  # not an outcome of money: a voided hold is its voider's business
 
+    if kind is OperationKind.REFUND:
+        return NOTHING  # the refund saga's (``refunds``): a refund never moves its payment
+
     if kind is OperationKind.HOLD:
         if status is OperationStatus.SUCCEEDED:
             # Every hold is captured: its success comes as its clear's callback. A hold's own

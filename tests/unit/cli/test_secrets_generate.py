@@ -40,7 +40,7 @@ def test_each_service_holds_its_own_key_and_its_callers_public_keys(tmp_path: Pa
     assert public["transactions"] == {"payments-eda"}
     assert public["cashback"] == {"payments-eda"}
     assert public["eda"] == {"iiko-integration", "payments-eda"}
-    assert public["payments-eda"] == {"api-proxy"}
+    assert public["payments-eda"] == {"api-proxy", "iiko-integration"}
     assert public["api-proxy"] == set()
     # The tools' identity is development's only.
     assert not any("qrpay-tools" in names for names in public.values())

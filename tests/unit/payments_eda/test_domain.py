@@ -174,6 +174,12 @@ DECISION_TABLE = [
         for state in (HOLDING, CLEARING, ROLLING_BACK, RELEASED)
     ),
     (UNHOLD, FAILED, PAID, Decision()),
+    # a refund's outcome is the refund saga's (payments_eda.refunds): the payment stays paid
+    *(
+        (OperationKind.REFUND, status, state, Decision())
+        for status in (OK, FAILED)
+        for state in PaymentState
+    ),
     # pending and canceled are not outcomes of money
     *(
         (kind, status, state, Decision())
