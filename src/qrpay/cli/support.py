@@ -143,16 +143,17 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def table(title: str, rows: Sequence[Mapping[str, Any]], columns: Iterable[str] = ()) -> Table:
-    """``rows`` as a table: ``columns`` first (those present), then any others they have."""
+def table(title: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = ()) -> Table:
+    """``rows`` as a table: the ``columns`` they have, or all their fields if none are
+    named (a newer service's additions). Long values wrap, nothing is cut (--json has
+    every field)."""
     present: list[str] = []
     for row in rows:
         present += [key for key in row if key not in present]
-    wanted = [c for c in columns if c in present]
-    chosen = wanted + [c for c in present if c not in wanted]
+    chosen = [c for c in columns if c in present] if columns else present
     result = Table(title=title, title_justify="left")
     for column in chosen:
-        result.add_column(column)
+        result.add_column(column, overflow="fold")
     for row in rows:
         result.add_row(*(cell(row.get(column)) for column in chosen))
     return result
@@ -164,7 +165,7 @@ def fields(title: str, data: Mapping[str, Any], keys: Iterable[str]) -> Table:
     shown += [k for k, v in data.items() if k not in shown and not isinstance(v, list | dict)]
     result = Table(title=title, title_justify="left", show_header=False)
     result.add_column("field")
-    result.add_column("value")
+    result.add_column("value", overflow="fold")
     for key in shown:
         result.add_row(key, cell(data[key]))
     return result
@@ -180,31 +181,12 @@ PAYMENT_COLUMNS = (
     "refunded",
     "refunded_tip",
     "invoice_id",
-    "paid_seq",
     "updated_at",
 )
-OPERATION_COLUMNS = (
-    "operation_id",
-    "kind",
-    "status",
-    "amount",
-    "target",
-    "reason",
-    "created_at",
-    "finished_at",
-)
-TASK_COLUMNS = (
-    "job_id",
-    "task",
-    "status",
-    "attempts",
-    "task_id",
-    "scheduled_at",
-    "started_at",
-    "last_event",
-    "last_event_at",
-)
+OPERATION_COLUMNS = ("operation_id", "kind", "status", "amount", "target", "reason", "finished_at")
+TASK_COLUMNS = ("job_id", "task", "status", "attempts", "started_at", "last_event", "last_event_at")
 PROBLEM_COLUMNS = ("kind", "order_id", "payment_id", "state", "at", "job_id", "task", "attempts")
+REFUND_PART_COLUMNS = ("part_id", "payment_id", "amount", "tip", "state")
 
 
 def show_order(view: Mapping[str, Any]) -> None:
@@ -263,7 +245,7 @@ def show_problems(answer: Mapping[str, Any]) -> None:
 
 def show_refund(answer: Mapping[str, Any]) -> None:
     console.print(fields(f"refund {answer.get('refund_id')}", answer, ()))
-    console.print(table("parts", answer.get("parts") or []))
+    console.print(table("parts", answer.get("parts") or [], REFUND_PART_COLUMNS))
 
 
 # --- commands -----------------------------------------------------------------------------
