@@ -65,7 +65,8 @@ async def test_a_failed_task_is_found_by_its_order_and_retried(pg_queue: TaskQue
         failed = await until(queue, mine.id, "failed", worker)
         assert failed.attempts == 1
         assert failed.last_event == "failed"
-        assert failed.started_at is not None and failed.last_event_at is not None
+        assert failed.started_at is not None
+        assert failed.last_event_at is not None
         assert failed.started_at <= failed.last_event_at
         listed = await queue.jobs(SPEC.queue, status="failed")
         assert [j.id for j in listed] == [mine.id]

@@ -10,12 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from qrpay.cli.main import app
 from qrpay.kernel.queue import TaskQueue
@@ -24,6 +22,7 @@ from qrpay.runner.support import default_refund_id
 from qrpay.transactions.service import TransactionsService
 from tests.support.component.eda import create, move, start
 from tests.support.mockserver import MockServer
+from tests.support.processes import free_port
 from tests.support.services import (
     dev_config,
     make_context,
@@ -50,17 +49,20 @@ class Deployment:
 
     async def run(self, *args: str) -> Result:
         """The command, in a thread (it runs its own event loop) while the services serve."""
-        return await asyncio.to_thread(
-            CliRunner().invoke,
-            app,
+        return await invoke(
             ["support", *args, "--config", str(self.config)],
-            env={
+            {
                 # A wide terminal: a table's cells stay on one line.
                 "COLUMNS": "300",
                 "QRPAY_ENVIRONMENT": "development",
                 "QRPAY_SECDIST": str(REPO_DEV_CONFIG / "secdist.yaml"),
             },
         )
+
+
+async def invoke(args: list[str], env: dict[str, str]) -> Result:
+    """``qrpay ARGS`` in a thread: the command runs its own event loop."""
+    return await asyncio.to_thread(lambda: CliRunner().invoke(app, args, env=env))
 
 
 @pytest.fixture
@@ -119,7 +121,8 @@ async def test_an_order_across_the_services_for_a_script(deployment: Deployment)
     result = await deployment.run("order", deployment.order_id, "--json")
     assert result.exit_code == 0, result.output
     view = json.loads(result.stdout)
-    assert view["errors"] == {} and view["missing"] == {}
+    assert view["errors"] == {}
+    assert view["missing"] == {}
     assert view["order"]["status"] == "PAYED"
     assert [(p["payment_id"], p["state"]) for p in view["ledger"]["payments"]] == [
         ("pay-1", "paid")
@@ -173,7 +176,8 @@ async def test_a_failed_task_is_found_among_the_problems_and_retried(
     assert [(p["kind"], p["order_id"]) for p in problems] == [("task_failed", deployment.order_id)]
     job_id = problems[0]["task"]["job_id"]
     table = await deployment.run("problems")
-    assert "task_failed" in table.stdout and str(job_id) in table.stdout
+    assert "task_failed" in table.stdout
+    assert str(job_id) in table.stdout
     retried = await deployment.run("retry", str(job_id))
     assert retried.exit_code == 0, retried.output
     assert f"task {job_id} (payments_eda.accrue_cashback) is todo again" in retried.stdout
@@ -211,7 +215,8 @@ async def test_a_refund_is_asked_of_payments_eda_and_its_answer_printed(
         "refund", order_id, "--amount", "40.00", "--payment", "pay-1", *mocked
     )
     assert result.exit_code == 0, result.output
-    assert "refunding" in result.stdout and "r.1" in result.stdout
+    assert "refunding" in result.stdout
+    assert "r.1" in result.stdout
     sent = route.next_call()
     assert sent["json"] == {
         "order_id": order_id,
@@ -248,26 +253,16 @@ async def test_a_refused_refund_exits_non_zero_with_the_code(deployment: Deploym
 
 
 async def test_production_refuses_the_development_support_key(deployment: Deployment) -> None:
-    result = await asyncio.to_thread(
-        CliRunner().invoke,
-        app,
-        [
-            "support",
-            "problems",
-            "--config",
-            str(deployment.config),
-            "--secdist",
-            str(REPO_DEV_CONFIG / "secdist.yaml"),
-        ],
-        env={"QRPAY_ENVIRONMENT": "production"},
+    dev = str(REPO_DEV_CONFIG / "secdist.yaml")
+    result = await invoke(
+        ["support", "problems", "--config", str(deployment.config), "--secdist", dev],
+        {"QRPAY_ENVIRONMENT": "production"},
     )
     assert result.exit_code == 2
     assert "development_secrets" in result.stderr
 
 
-async def test_an_unreachable_service_is_said(deployment: Deployment, tmp_path: Path) -> None:
-    from tests.support.processes import free_port
-
+async def test_an_unreachable_service_is_said(deployment: Deployment) -> None:
     result = await deployment.run(
         "problems", "--payments-eda-url", f"http://127.0.0.1:{free_port()}"
     )

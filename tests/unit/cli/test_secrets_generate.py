@@ -4,6 +4,7 @@ ticket key and its callers' public keys only, that a production-like start accep
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -100,8 +101,8 @@ def test_the_support_tools_key_opens_the_routes_that_allow_them_only(tmp_path: P
     own = load_secdist(tmp_path / "support.yaml").ticket_keys.signing(SUPPORT_IDENTITY)[0]
     now = int(time.time())
     for service in SERVICE_MODULES:
-        keys = load_secdist(tmp_path / f"{service}.yaml").ticket_keys
-        verifier = TicketVerifier(service, lambda keys=keys: keys.public, lambda: float(now))
+        public = load_secdist(tmp_path / f"{service}.yaml").ticket_keys.public
+        verifier = TicketVerifier(service, partial(dict, public), lambda: float(now))
         ticket = sign(SUPPORT_IDENTITY, service, own.get_secret_value(), now)
         if service in ("eda", "transactions", "payments-eda"):
             assert verifier.verify(ticket).source == SUPPORT_IDENTITY, service
