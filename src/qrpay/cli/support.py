@@ -41,7 +41,8 @@ T = TypeVar("T")
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
-        "--config", help="The deployment's config: services' base URLs [default: QRPAY_CONFIG]"
+        "--config",
+        help="The deployment's config: services' base URLs (default: QRPAY_CONFIG, else the development config)",
     ),
 ]
 SecdistOption = Annotated[
@@ -49,7 +50,7 @@ SecdistOption = Annotated[
     typer.Option(
         "--secdist",
         help="The support tools' secdist, with the `support` private ticket key (`qrpay "
-        "secrets generate` writes support.yaml) [default: QRPAY_SECDIST]",
+        "secrets generate` writes support.yaml) (default: QRPAY_SECDIST)",
     ),
 ]
 EdaUrl = Annotated[str | None, typer.Option("--eda-url", help="eda's base URL")]
@@ -120,6 +121,27 @@ def target(
 
 def print_json(data: Any) -> None:
     typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def answered(
+    where: Target,
+    work: Callable[[SupportClient], Awaitable[Any]],
+    as_json: bool,
+    show: Callable[[Any], None],
+    *,
+    on_error: Callable[[], None] = lambda: None,
+) -> Any:
+    """The answer of ``work``, printed (``show``, or JSON); a failure said and exited."""
+    try:
+        answer = where.run(work)
+    except SupportError as exc:
+        on_error()
+        raise failed(exc, as_json) from None
+    if as_json:
+        print_json(answer)
+    else:
+        show(answer)
+    return answer
 
 
 def failed(exc: SupportError, as_json: bool) -> typer.Exit:
@@ -243,6 +265,14 @@ def show_problems(answer: Mapping[str, Any]) -> None:
         )
 
 
+def show_retried(answer: Mapping[str, Any]) -> None:
+    console.print(
+        f"task {answer['job_id']} ({answer['task']}) is {answer['status']} again, "
+        f"attempts {answer['attempts']}",
+        markup=False,
+    )
+
+
 def show_refund(answer: Mapping[str, Any]) -> None:
     console.print(fields(f"refund {answer.get('refund_id')}", answer, ()))
     console.print(table("parts", answer.get("parts") or [], REFUND_PART_COLUMNS))
@@ -297,14 +327,7 @@ def problems(
     """Problem payments and tasks, newest first: payments under way too long or being
     rolled back, queue tasks failed after every try or waiting for a retry."""
     where = target(config, secdist, timeout, payments_eda=payments_eda_url)
-    try:
-        answer = where.run(lambda client: client.problems())
-    except SupportError as exc:
-        raise failed(exc, as_json) from None
-    if as_json:
-        print_json(answer)
-    else:
-        show_problems(answer)
+    answer = answered(where, lambda client: client.problems(), as_json, show_problems)
     if answer.get("unavailable"):
         raise typer.Exit(EXIT_ERROR)
 
@@ -322,18 +345,7 @@ def retry(
 ) -> None:
     """Run a failed queue task again now (procrastinate's retry: one more attempt)."""
     where = target(config, secdist, timeout, payments_eda=payments_eda_url)
-    try:
-        answer = where.run(lambda client: client.retry(task_id))
-    except SupportError as exc:
-        raise failed(exc, as_json) from None
-    if as_json:
-        print_json(answer)
-    else:
-        console.print(
-            f"task {answer['job_id']} ({answer['task']}) is {answer['status']} again, "
-            f"attempts {answer['attempts']}",
-            markup=False,
-        )
+    answered(where, lambda client: client.retry(task_id), as_json, show_retried)
 
 
 @support_app.command("refund")
@@ -345,16 +357,16 @@ def refund(
         str | None,
         typer.Option(
             "--payment",
-            help="The payment to refund [default: eda spreads it over "
-            "the paid payments, newest first]",
+            help="The payment to refund (default: eda spreads it over "
+            "the paid payments, newest first)",
         ),
     ] = None,
     refund_id: Annotated[
         str | None,
         typer.Option(
             "--refund-id",
-            help="The refund's id [default: one derived from the order, amounts and payment: "
-            "the same command again is the same refund; give one for another refund]",
+            help="The refund's id (default: one derived from the order, amounts and payment: "
+            "the same command again is the same refund; give one for another refund)",
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -366,17 +378,17 @@ def refund(
     """Refund money of an order's payment(s) through payments-eda (docs/refunds.md)."""
     where = target(config, secdist, timeout, payments_eda=payments_eda_url)
     chosen = refund_id or default_refund_id(order_id, amount, tip, payment)
-    try:
-        answer = where.run(
-            lambda client: client.refund(
-                order_id, amount=amount, tip=tip, payment_id=payment, refund_id=chosen
-            )
-        )
-    except SupportError as exc:
+
+    def said() -> None:
         if not as_json:
             console.print(f"refund id {chosen}: the same command again retries it", markup=False)
-        raise failed(exc, as_json) from None
-    if as_json:
-        print_json(answer)
-    else:
-        show_refund(answer)
+
+    answered(
+        where,
+        lambda client: client.refund(
+            order_id, amount=amount, tip=tip, payment_id=payment, refund_id=chosen
+        ),
+        as_json,
+        show_refund,
+        on_error=said,
+    )

@@ -135,6 +135,14 @@ def retry_strategy(spec: TaskSpec) -> CappedBackoff:
     )
 
 
+def queue_unavailable(exc: BaseException) -> DependencyUnavailable:
+    """What a caller gets when the queue's database could not be reached or used."""
+    return DependencyUnavailable(
+        f"the task queue's database is unavailable: {failure_reason(exc)}",
+        code="database_unavailable",
+    )
+
+
 TaskHandler = Callable[[dict[str, Any]], Awaitable[None]]
 # A handler that also gets its attempt number (1 on the first run, 2 on the first retry, ...).
 AttemptTaskHandler = Callable[[dict[str, Any], int], Awaitable[None]]
@@ -278,10 +286,7 @@ class TaskQueue:
             return False
         except (pexc.ConnectorException, psycopg.Error) as exc:
             if is_transient(exc):
-                raise DependencyUnavailable(
-                    f"the task queue's database is unavailable: {failure_reason(exc)}",
-                    code="database_unavailable",
-                ) from exc
+                raise queue_unavailable(exc) from exc
             raise
         return True
 
@@ -448,10 +453,7 @@ class TaskQueue:
             )
         except (pexc.ConnectorException, psycopg.Error) as exc:
             if is_transient(exc):
-                raise DependencyUnavailable(
-                    f"the task queue's database is unavailable: {failure_reason(exc)}",
-                    code="database_unavailable",
-                ) from exc
+                raise queue_unavailable(exc) from exc
             raise
         return rows
 
@@ -500,10 +502,7 @@ class TaskQueue:
                     f"task {job_id} is no longer failed", code=QueueCode.TASK_NOT_FAILED
                 ) from None
             if is_transient(exc):
-                raise DependencyUnavailable(
-                    f"the task queue's database is unavailable: {failure_reason(exc)}",
-                    code="database_unavailable",
-                ) from exc
+                raise queue_unavailable(exc) from exc
             raise
         log.warning("failed_task_retried", queue=queue, task=job.task, job_id=job_id)
         return await self.job(queue, job_id)
