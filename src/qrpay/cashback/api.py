@@ -124,7 +124,7 @@ async def history(user_id: UserIdPath, service: Cashback) -> HistoryResponse:
     summary="An order's accruals, their reversals and the debt repayments they made (support)",
     description="Accrual keys `order_id` and `order_id.<invoice_id>`; each list oldest first.",
     responses=error_responses(401, 403),
-    dependencies=[allow("payments-eda", tools=True)],
+    dependencies=[allow("payments-eda", "support", tools=True)],
 )
 async def order(order_id: KeyPath, service: Cashback) -> OrderCashback:
     ledger = await service.order(order_id)

@@ -1,4 +1,5 @@
-"""The ``qrpay`` command: what a deployment runs (up, serve, worker, db).
+"""The ``qrpay`` command: what a deployment runs (up, serve, worker, db, secrets) and the
+on-call engineer's tools (support).
 
 Commands stay thin: the work lives in ``qrpay.runner``. The POS simulator, the guest,
 the benchmarks and the local cluster are tools: ``qrpay-tools`` (``tools/``).
@@ -14,6 +15,7 @@ import typer
 from rich.console import Console
 
 from qrpay.cli.common import EXIT_ERROR, error_line
+from qrpay.cli.support import support_app
 
 app = typer.Typer(
     name="qrpay",
@@ -26,6 +28,7 @@ db_app = typer.Typer(help="Database schemas (alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 secrets_app = typer.Typer(help="Secdist files for a deployment.", no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(support_app, name="support")
 
 console = Console(highlight=False, soft_wrap=True)
 

@@ -58,6 +58,9 @@ CURSOR_MAX, PAGE_MAX, PAGE_DEFAULT, WAIT_MS_MAX, CLIENT_ID_MAX = 200, 5000, 500,
 PAYER_SIDE = allow("payments-eda")
 # An order's payments: payments-eda shows them to the guest, iiko-integration to the POS.
 BOTH_SIDES = allow("iiko-integration", "payments-eda")
+# The support tools (`qrpay support order`) read an order and its ledger.
+PAYER_SIDE_AND_SUPPORT = allow("payments-eda", "support")
+BOTH_SIDES_AND_SUPPORT = allow("iiko-integration", "payments-eda", "support")
 
 
 def order_view(order: Order) -> OrderView:
@@ -125,7 +128,7 @@ async def changes_tail(service: Orders) -> FeedTail:
     summary="One order",
     response_model=OrderView,
     responses=error_responses(401, 403, 404),
-    dependencies=[PAYER_SIDE],
+    dependencies=[PAYER_SIDE_AND_SUPPORT],
 )
 async def get_order(order_id: OrderIdPath, service: Orders) -> Response:
     # The payer side reads an order on every call: written straight to JSON.
@@ -167,7 +170,7 @@ async def payments_to_check(
     summary="The bill's payments: paid, being paid, and what is left",
     response_model=LedgerView,
     responses=error_responses(401, 403, 404),
-    dependencies=[BOTH_SIDES],
+    dependencies=[BOTH_SIDES_AND_SUPPORT],
 )
 async def ledger(order_id: OrderIdPath, service: Payments) -> Response:
     return json_response(200, await service.ledger(order_id))

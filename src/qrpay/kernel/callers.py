@@ -23,7 +23,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from prometheus_client import Counter
 
-from qrpay.kernel.config import SERVICE_NAMES
+from qrpay.kernel.config import CALLER_NAMES
 from qrpay.kernel.errors import Forbidden, Unauthenticated
 from qrpay.kernel.tickets import (
     TICKET_HEADER,
@@ -109,10 +109,11 @@ def allowed_callers(declaration: Any) -> frozenset[str]:
 
 
 def allow(*services: str, tools: bool = False) -> Any:
-    """The route's callers: these services, and the tools' identity if ``tools`` (and the
+    """The route's callers: these services (or the support tools, ``SUPPORT_IDENTITY``),
+    and the tools' identity if ``tools`` (and the
     config's ``service_tickets.tools_allowed``). A ``Depends``, for ``dependencies=[...]``
     or an ``Annotated[Caller, ...]`` parameter."""
-    unknown = set(services) - set(SERVICE_NAMES)
+    unknown = set(services) - set(CALLER_NAMES)
     if unknown or (not services and not tools):
         raise ValueError(f"allow() names no known caller: {sorted(unknown) or 'none'}")
     allowed = frozenset(services)

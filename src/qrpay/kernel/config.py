@@ -33,7 +33,7 @@ from pydantic import (
 
 from qrpay.kernel.errors import QrpayError
 from qrpay.kernel.money import decimal_places, is_known_currency, minor_units
-from qrpay.kernel.tickets import TOOLS_IDENTITY, decode_key
+from qrpay.kernel.tickets import SUPPORT_IDENTITY, TOOLS_IDENTITY, decode_key
 
 SERVICE_NAMES = (
     "api-proxy",
@@ -506,8 +506,11 @@ def _valid_secret_key(key: SecretStr) -> SecretStr:
     return key
 
 
-# Who may hold ticket keys: the services and the tools' identity.
-TICKET_IDENTITIES = (*SERVICE_NAMES, TOOLS_IDENTITY)
+# Who a route may name as its caller (``kernel.callers.allow``): the services and the
+# support tools.
+CALLER_NAMES = (*SERVICE_NAMES, SUPPORT_IDENTITY)
+# Who may hold ticket keys: the callers and the tools' identity.
+TICKET_IDENTITIES = (*CALLER_NAMES, TOOLS_IDENTITY)
 
 
 def _valid_key(text: str) -> str:

@@ -14,6 +14,9 @@ puts a task by name without importing the consumer. Semantics:
 - a succeeded job is deleted as it finishes; cancelled and aborted ones, and failed ones
   much later, are deleted by ``remove_old_jobs`` (periodically, by every worker given a
   ``retention``);
+- the support tools read a queue's jobs (``jobs``: by a payload field, e.g. an order's
+  tasks, or by status) and retry a failed one (``retry_failed``) through procrastinate's
+  own tables and ``retry_job_by_id``, on PostgreSQL and in memory alike;
 - the request id current when a task is put (the HTTP request's, or the task's that puts
   it) goes with the job (``REQUEST_ID_ARG`` in its args, never given to the handler) and
   is the current request id while the task runs: in its log lines and its calls to other
@@ -51,6 +54,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import procrastinate
@@ -58,12 +62,13 @@ import psycopg
 import psycopg_pool
 import structlog
 from procrastinate import exceptions as pexc
+from procrastinate import manager as pmanager
 from procrastinate.testing import InMemoryConnector
 
 from qrpay.kernel.compat import ResilientJobManager, failure_reason, is_transient
 from qrpay.kernel.config import RetentionConfig
 from qrpay.kernel.db import libpq_url
-from qrpay.kernel.errors import DependencyUnavailable
+from qrpay.kernel.errors import Conflict, DependencyUnavailable, NotFound
 from qrpay.kernel.queue_schema import QueueUpgrade, upgrade_queue_schema
 from qrpay.kernel.request_context import bound_request_id, current_request_id
 
@@ -83,6 +88,8 @@ WORKER_RESTART_DELAY = 0.5
 # The job argument that carries the request id of whoever put the task; no payload may use
 # the name.
 REQUEST_ID_ARG = "_request_id"
+# The most jobs one read of the support tools lists (``TaskQueue.jobs``).
+JOBS_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,14 @@ class CappedBackoff(procrastinate.BaseRetryStrategy):
 def retry_strategy(spec: TaskSpec) -> CappedBackoff:
     return CappedBackoff(
         max_attempts=spec.max_attempts, base=spec.backoff_seconds, cap=spec.backoff_cap_seconds
+    )
+
+
+def queue_unavailable(exc: BaseException) -> DependencyUnavailable:
+    """What a caller gets when the queue's database could not be reached or used."""
+    return DependencyUnavailable(
+        f"the task queue's database is unavailable: {failure_reason(exc)}",
+        code="database_unavailable",
     )
 
 
@@ -271,10 +286,7 @@ class TaskQueue:
             return False
         except (pexc.ConnectorException, psycopg.Error) as exc:
             if is_transient(exc):
-                raise DependencyUnavailable(
-                    f"the task queue's database is unavailable: {failure_reason(exc)}",
-                    code="database_unavailable",
-                ) from exc
+                raise queue_unavailable(exc) from exc
             raise
         return True
 
@@ -399,3 +411,195 @@ class TaskQueue:
                 for status in ("todo", "doing", "succeeded", "failed", "cancelled", "aborted")
             }
         return result
+
+    # -- the support tools' reads and retries (issue 19) ---------------------------------
+
+    async def jobs(
+        self,
+        queue: str,
+        *,
+        field: tuple[str, str] | None = None,
+        status: str | None = None,
+        limit: int = JOBS_LIMIT,
+    ) -> list[JobView]:
+        """``queue``'s jobs, newest first (at most ``limit``): those whose payload has
+        ``field`` (name, value) if given, of ``status`` if given. Succeeded jobs are deleted
+        as they finish: what is left is waiting, running, failed, cancelled or aborted."""
+        await self.open()
+        if self.in_memory:
+            connector: Any = self.app.connector
+            rows = [
+                _memory_job(row, connector.events.get(job_id, []))
+                for job_id, row in sorted(connector.jobs.items(), reverse=True)
+                if row["queue_name"] == queue
+                and (status is None or row["status"] == status)
+                and (field is None or str((row["args"] or {}).get(field[0])) == field[1])
+            ]
+            return rows[:limit]
+        found = await self._read_jobs(
+            queue=queue,
+            field_name=field[0] if field else None,
+            field_value=field[1] if field else None,
+            status=status,
+            limit=limit,
+            id=None,
+        )
+        return [_pg_job(row) for row in found]
+
+    async def _read_jobs(self, **params: Any) -> list[dict[str, Any]]:
+        try:
+            rows: list[dict[str, Any]] = await self.app.connector.execute_query_all_async(
+                JOBS_QUERY, **params
+            )
+        except (pexc.ConnectorException, psycopg.Error) as exc:
+            if is_transient(exc):
+                raise queue_unavailable(exc) from exc
+            raise
+        return rows
+
+    async def job(self, queue: str, job_id: int) -> JobView:
+        """One job of ``queue``; NotFound ``task_not_found`` if there is none (deleted when
+        it succeeded, or another queue's)."""
+        await self.open()
+        if self.in_memory:
+            connector: Any = self.app.connector
+            row = connector.jobs.get(job_id)
+            found = [] if row is None else [_memory_job(row, connector.events.get(job_id, []))]
+        else:
+            rows = await self._read_jobs(
+                queue=queue, field_name=None, field_value=None, status=None, limit=1, id=job_id
+            )
+            found = [_pg_job(row) for row in rows]
+        if not found or found[0].queue != queue:
+            raise NotFound(f"no task {job_id} in queue {queue}", code=QueueCode.TASK_NOT_FOUND)
+        return found[0]
+
+    async def retry_failed(self, queue: str, job_id: int) -> JobView:
+        """Put a failed job of ``queue`` back to run now, through procrastinate's
+        ``retry_job_by_id`` (it counts one more attempt; a job that fails again is failed
+        again). Conflict ``task_not_failed`` for a job waiting, running or finished
+        otherwise, ``task_already_queued`` while the same task (task id) waits anew."""
+        job = await self.job(queue, job_id)
+        if job.status != "failed":
+            raise Conflict(
+                f"task {job_id} is {job.status}: only a failed task is retried",
+                code=QueueCode.TASK_NOT_FAILED,
+            )
+        if job.task_id is not None:
+            waiting = await self.jobs(queue, status="todo")
+            if any(other.task_id == job.task_id for other in waiting):
+                raise _already_queued(job)
+        try:
+            await self.app.job_manager.retry_job_by_id_async(job_id, retry_at=datetime.now(UTC))
+        except pexc.UniqueViolation as exc:
+            if exc.constraint_name != pmanager.QUEUEING_LOCK_CONSTRAINT:
+                raise
+            raise _already_queued(job) from None
+        except pexc.ConnectorException as exc:
+            if isinstance(exc.__cause__, psycopg.errors.RaiseException):
+                # procrastinate's "not found or in the wrong status": retried meanwhile.
+                raise Conflict(
+                    f"task {job_id} is no longer failed", code=QueueCode.TASK_NOT_FAILED
+                ) from None
+            if is_transient(exc):
+                raise queue_unavailable(exc) from exc
+            raise
+        log.warning("failed_task_retried", queue=queue, task=job.task, job_id=job_id)
+        return await self.job(queue, job_id)
+
+
+class QueueCode(StrEnum):
+    TASK_NOT_FOUND = "task_not_found"
+    TASK_NOT_FAILED = "task_not_failed"
+    TASK_ALREADY_QUEUED = "task_already_queued"
+
+
+@dataclass(frozen=True)
+class JobView:
+    """One job as procrastinate keeps it, for a person: its payload without the request id.
+
+    procrastinate records no error text: a failure's traceback is in the worker's log
+    (``job_id``); ``last_event`` says what happened last (``failed``,
+    ``deferred_for_retry``, ``started`` ...) and when."""
+
+    id: int
+    queue: str
+    task: str
+    status: str
+    attempts: int
+    # The producer's task id (procrastinate's queueing lock).
+    task_id: str | None
+    payload: dict[str, Any]
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    last_event: str | None
+    last_event_at: datetime | None
+
+
+def _already_queued(job: JobView) -> Conflict:
+    return Conflict(
+        f"task {job.id}'s task id {job.task_id} is queued again: that copy will run",
+        code=QueueCode.TASK_ALREADY_QUEUED,
+    )
+
+
+def _payload(args: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (args or {}).items() if k != REQUEST_ID_ARG}
+
+
+def _memory_job(row: dict[str, Any], events: list[dict[str, Any]]) -> JobView:
+    started = [event["at"] for event in events if event["type"] == "started"]
+    # "scheduled" is written with its future time: the last event is the latest written.
+    last = next((e for e in reversed(events) if e["type"] != "scheduled"), None)
+    return JobView(
+        id=row["id"],
+        queue=row["queue_name"],
+        task=row["task_name"],
+        status=row["status"],
+        attempts=row["attempts"],
+        task_id=row["queueing_lock"],
+        payload=_payload(row["args"]),
+        scheduled_at=row["scheduled_at"],
+        started_at=max(started) if started else None,
+        last_event=None if last is None else last["type"],
+        last_event_at=None if last is None else last["at"],
+    )
+
+
+def _pg_job(row: dict[str, Any]) -> JobView:
+    return JobView(
+        id=row["id"],
+        queue=row["queue_name"],
+        task=row["task_name"],
+        status=str(row["status"]),
+        attempts=row["attempts"],
+        task_id=row["queueing_lock"],
+        payload=_payload(row["args"]),
+        scheduled_at=row["scheduled_at"],
+        started_at=row["started_at"],
+        last_event=None if row["last_event"] is None else str(row["last_event"]),
+        last_event_at=row["last_event_at"],
+    )
+
+
+# procrastinate's tables read directly: its list_jobs query filters on neither a payload
+# field nor a limit, and returns no event times. "scheduled" events carry their future
+# time, so the last event is the latest of the others.
+JOBS_QUERY = """
+SELECT j.id, j.queue_name, j.task_name, j.status, j.attempts, j.queueing_lock, j.args,
+       j.scheduled_at,
+       (SELECT max(e.at) FROM procrastinate_events e
+         WHERE e.job_id = j.id AND e.type = 'started') AS started_at,
+       last.type AS last_event, last.at AS last_event_at
+  FROM procrastinate_jobs j
+  LEFT JOIN LATERAL (
+       SELECT e.type, e.at FROM procrastinate_events e
+        WHERE e.job_id = j.id AND e.type <> 'scheduled'
+        ORDER BY e.at DESC, e.id DESC LIMIT 1) last ON true
+ WHERE j.queue_name = %(queue)s
+   AND (%(id)s::bigint IS NULL OR j.id = %(id)s)
+   AND (%(status)s::procrastinate_job_status IS NULL OR j.status = %(status)s)
+   AND (%(field_name)s::text IS NULL OR j.args ->> %(field_name)s = %(field_value)s)
+ ORDER BY j.id DESC
+ LIMIT %(limit)s
+"""

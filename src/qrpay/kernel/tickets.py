@@ -45,6 +45,10 @@ TICKET_HEADER = "X-Ya-Service-Ticket"
 # The identity of the command-line tools and benchmarks (the guest CLI, `qrpay up`'s
 # demo seeding): accepted only on routes that declare it and where the config allows it.
 TOOLS_IDENTITY = "qrpay-tools"
+# The identity of the on-call engineer's support tools (`qrpay support ...`, issue 19): a
+# caller with a key of its own in secdist like a service's, named by the routes it may
+# call (``allow("support")``), in production too.
+SUPPORT_IDENTITY = "support"
 
 # A ticket is valid this long; a signer re-signs when less than REFRESH_SECONDS are left,
 # so a ticket on the wire always has minutes to live (a call, its retries, clock skew).

@@ -216,7 +216,9 @@ for _path in ("/orders", "/orders/share"):
 
 # Refunds (issue 19): the POS's through iiko-integration, and support's.
 refunds_router = APIRouter(
-    prefix="/v1/refunds", tags=["refunds"], dependencies=[allow("iiko-integration", tools=True)]
+    prefix="/v1/refunds",
+    tags=["refunds"],
+    dependencies=[allow("iiko-integration", "support", tools=True)],
 )
 
 
@@ -243,8 +245,3 @@ async def refund_status(
     payments: Payments,
 ) -> RefundView:
     return await payments.refunds.view(order_id, refund_id)
-
-
-api = APIRouter()
-api.include_router(router)
-api.include_router(refunds_router)

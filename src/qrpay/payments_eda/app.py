@@ -9,13 +9,16 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from fastapi import APIRouter
+
 from qrpay.cardstorage.client import CardstorageClient
 from qrpay.cashback.client import CashbackClient
 from qrpay.eda.client import EdaClient
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring, every, running
-from qrpay.payments_eda import tasks
-from qrpay.payments_eda.api import api
+from qrpay.payments_eda import support, tasks
+from qrpay.payments_eda.api import refunds_router
+from qrpay.payments_eda.api import router as payer_router
 from qrpay.payments_eda.service import PaymentsMetrics, PaymentsService
 from qrpay.transactions.client import TransactionsClient
 
@@ -76,13 +79,26 @@ def wire(ctx: ServiceContext) -> Wiring:
             Job("payments-eda-worker", lambda: queue.run_worker([tasks.QUEUE], name="payments-eda"))
         )
         jobs.append(_sweep(ctx, service))
+    # The support tools' reads and retries (issue 19).
+    support_service = support.SupportService(
+        runtime=ctx.runtime,
+        clock=ctx.clock,
+        queue=queue,
+        eda=EdaClient(session=ctx.http, dependency=ctx.dependency("eda"), metrics=ctx.metrics),
+    )
     # Its state is its task queue: not ready while the queue's database does not answer.
-    return Wiring(services=[service], jobs=jobs, ready=queue.ping)
+    return Wiring(services=[service, support_service], jobs=jobs, ready=queue.ping)
 
+
+router = APIRouter()
+router.include_router(payer_router)
+router.include_router(refunds_router)
+router.include_router(support.router)
 
 SERVICE = ServiceApp(
-    description="The payer API (preorder, pay, payment status) and transaction callbacks.",
-    router=api,
+    description="The payer API (preorder, pay, payment status), transaction callbacks, refunds"
+    " and the support tools' routes.",
+    router=router,
     wire=wire,
 )
 

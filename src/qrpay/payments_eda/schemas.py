@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -338,3 +339,59 @@ class RefundView(WireModel):
     amount: str
     tip: str
     parts: list[RefundPart]
+
+
+# --- the support tools (issue 19): payments_eda/support.py -----------------------------
+
+
+class SupportTask(WireModel):
+    """One task of payments-eda's queue as procrastinate keeps it. procrastinate records
+    no error text (the traceback is in the worker's log, by ``job_id``): ``last_event``
+    is what happened to it last (``failed``, ``deferred_for_retry``, ``started`` ...)."""
+
+    job_id: int
+    task: str
+    status: str
+    attempts: int
+    # The producer's task id (the queueing lock), e.g. ``cashback:<accrual key>``.
+    task_id: str | None
+    order_id: str | None
+    payload: dict[str, object]
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    last_event: str | None
+    last_event_at: datetime | None
+
+
+class SupportTasks(WireModel):
+    order_id: str
+    # Newest first.
+    tasks: list[SupportTask]
+
+
+class ProblemKind(StrEnum):
+    # A payment whose hold has had no outcome past hold_watchdog_seconds (eda's overdue list).
+    PAYMENT_OVERDUE = "payment_overdue"
+    PAYMENT_ROLLING_BACK = "payment_rolling_back"
+    # A task out of tries, kept as failed: retry it (`qrpay support retry`).
+    TASK_FAILED = "task_failed"
+    # A task that failed and waits for its next try.
+    TASK_RETRYING = "task_retrying"
+
+
+class SupportProblem(WireModel):
+    kind: ProblemKind
+    order_id: str | None
+    payment_id: str | None = None
+    # The payment's state (eda) or the task's status (queue).
+    state: str
+    # When it last changed; None for a payment (under way now).
+    at: datetime | None
+    task: SupportTask | None = None
+
+
+class SupportProblems(WireModel):
+    # Payments under way first (they are now), then tasks by their last event, newest first.
+    problems: list[SupportProblem]
+    # Sources that did not answer (their error code): the list lacks their problems.
+    unavailable: dict[str, str]

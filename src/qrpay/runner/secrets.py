@@ -6,6 +6,10 @@ routers: nothing to keep in step by hand), and only the other secrets it uses, a
 the payer-link hmac key for iiko-integration (signs) and payments-eda (checks), the
 session secret for api-proxy. POS API keys and database URLs are the operator's to add. A production process refuses any other service's private key
 and any development value (kernel/production.py).
+
+The support tools (``qrpay support``, ``SUPPORT_IDENTITY``) get a file of their own,
+``support.yaml``: their private key only (and an hmac key of their own, which opens
+nothing: every secdist has one); the services whose routes allow them get its public key.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import yaml
 from qrpay.kernel.callers import callers_of
 from qrpay.kernel.config import parse_secdist
 from qrpay.kernel.service import SERVICE_MODULES, ServiceApp
-from qrpay.kernel.tickets import new_private_key, public_half
+from qrpay.kernel.tickets import SUPPORT_IDENTITY, new_private_key, public_half
 
 # The services that sign (iiko-integration) or check (payments-eda) the payer links.
 LINK_KEY_HOLDERS = frozenset({"iiko-integration", "payments-eda"})
@@ -48,12 +52,14 @@ def deployment_secdists(
     ``extra_public``: public keys every service also takes (the local tools' key, for a
     development cluster only)."""
     callers = callers_by_service()
-    names = list(services) if services is not None else list(callers)
-    private = {name: new_private_key() for name in callers}
+    names = list(services) if services is not None else [*callers, SUPPORT_IDENTITY]
+    private = {name: new_private_key() for name in [*callers, SUPPORT_IDENTITY]}
     link_key = secrets.token_urlsafe(32)
     result = {}
     for name in names:
-        public = {caller: [public_half(private[caller])] for caller in sorted(callers[name])}
+        public = {
+            caller: [public_half(private[caller])] for caller in sorted(callers.get(name, ()))
+        }
         result[name] = {
             "api_keys": [],
             # Required by every secdist; a service that neither signs nor checks payer
@@ -70,7 +76,8 @@ def deployment_secdists(
 
 
 def write_deployment_secdists(directory: Path) -> list[Path]:
-    """One ``<service>.yaml`` per service in ``directory`` (mode 0600); refuses to overwrite."""
+    """One ``<service>.yaml`` per service, and ``support.yaml``, in ``directory`` (mode
+    0600); refuses to overwrite."""
     data = deployment_secdists()
     paths = [directory / f"{service}.yaml" for service in data]
     existing = [path.name for path in paths if path.exists()]

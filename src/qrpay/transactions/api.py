@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 
 from qrpay.kernel.callers import allow
 from qrpay.kernel.http import error_responses, view
@@ -21,6 +21,7 @@ from qrpay.transactions.schemas import (
     Operation,
     OperationId,
     OperationIn,
+    OrderInvoices,
     VoidIn,
     VoidResult,
 )
@@ -108,3 +109,23 @@ async def void_hold(
     invoice_id: InvoiceId = InvoicePath,
 ) -> VoidResult:
     return await service.void_hold(invoice_id, operation_id, body, caller)
+
+
+# --- the support tools (issue 19): read-only --------------------------------------------
+
+
+@router.get(
+    "",
+    summary="An order's invoices with their operations and derived amounts, oldest first"
+    " (the support tools)",
+    responses=error_responses(400, 401, 403),
+    dependencies=[allow("support")],
+)
+async def invoices_of_order(
+    service: Transactions,
+    order_id: Annotated[str, Query(min_length=1, max_length=64)],
+) -> OrderInvoices:
+    found = await service.invoices_of_order(order_id)
+    return OrderInvoices(
+        order_id=order_id, invoices=[invoice_view(invoice, ops) for invoice, ops in found]
+    )

@@ -330,3 +330,38 @@ class TransactionsRepository(Repository):
             .where(operations.c.status == OperationStatus.PENDING.value)
         )
         return int(result.scalar_one())
+
+
+# -- the support tools' reads (issue 19) ---------------------------------------------------
+
+# An order's invoices, for `qrpay support order` (``invoices_of_order``).
+Index("ix_invoices_order_id", invoices.c.order_id)
+# The most invoices one support read lists (an order has one per payment).
+SUPPORT_INVOICES_MAX = 100
+
+
+class SupportReads(TransactionsRepository):
+    """What the support tools read: an order's invoices with their operations."""
+
+    async def invoices_of_order(
+        self, order_id: str, *, limit: int = SUPPORT_INVOICES_MAX
+    ) -> list[tuple[InvoiceRecord, list[OperationRecord]]]:
+        """The order's invoices, oldest first (at most ``limit``), each with its operations."""
+        found = await self.session.execute(
+            select(invoices)
+            .where(invoices.c.order_id == order_id)
+            .order_by(invoices.c.created_at, invoices.c.invoice_id)
+            .limit(limit)
+        )
+        records = [_invoice(row) for row in found]
+        by_invoice: dict[str, list[OperationRecord]] = {r.invoice_id: [] for r in records}
+        if by_invoice:
+            ops = await self.session.execute(
+                select(operations)
+                .where(operations.c.invoice_id.in_(list(by_invoice)))
+                .order_by(operations.c.invoice_id, operations.c.position)
+            )
+            for row in ops:
+                op = _operation(row)
+                by_invoice[op.invoice_id].append(op)
+        return [(record, by_invoice[record.invoice_id]) for record in records]

@@ -167,3 +167,10 @@ class TransactionCallback(OperationOutcome):
     order_id: str
     # The invoice's payer (whose cashback it is); absent in callbacks put before it was added.
     user_id: str | None = None
+
+
+class OrderInvoices(WireModel):
+    """An order's invoices with their operations (the support tools' read, issue 19)."""
+
+    order_id: str
+    invoices: list[Invoice]

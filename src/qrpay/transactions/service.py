@@ -78,7 +78,7 @@ from qrpay.transactions.domain import (
 )
 from qrpay.transactions.gateway import GatewayResult, GatewayUnavailable, PaymentGateway
 from qrpay.transactions.metrics import TransactionsMetrics
-from qrpay.transactions.repository import TransactionsRepository
+from qrpay.transactions.repository import SupportReads, TransactionsRepository
 from qrpay.transactions.schemas import (
     InvoiceIn,
     OperationIn,
@@ -593,3 +593,12 @@ class TransactionsService:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    # -- the support tools' reads (issue 19)
+
+    async def invoices_of_order(
+        self, order_id: str
+    ) -> list[tuple[InvoiceRecord, list[OperationRecord]]]:
+        """The order's invoices (any owner's) with their operations, oldest first."""
+        async with self.db.read() as session:
+            return await SupportReads(session).invoices_of_order(order_id)

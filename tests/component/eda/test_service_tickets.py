@@ -99,3 +99,31 @@ async def test_the_change_feed_is_read_by_iiko_integration(
     )
     await call.assert_refused("iiko-integration", wrong="cashback")
     assert (await call.as_caller("iiko-integration")).status_code == 200
+
+
+async def test_the_support_tools_read_an_order_and_its_ledger_and_move_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    order_id = (await create(client))["order"]["order_id"]
+    for path, route in (
+        (f"/v1/orders/{order_id}", "/v1/orders/{order_id}"),
+        (f"/v1/orders/{order_id}/payments", "/v1/orders/{order_id}/payments"),
+    ):
+        call = GuardedCall("eda", client, "GET", path, route)
+        await call.assert_refused("support", wrong="cashback")
+        answer = await call.as_caller("support")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["order_id"] == order_id
+    start = GuardedCall(
+        "eda",
+        client,
+        "POST",
+        f"/v1/orders/{order_id}/payments/start",
+        "/v1/orders/{order_id}/payments/start",
+        json={"payment_id": "pay-1", "choice": {"way": "rest"}, "amount": "100", "currency": "RUB"},
+    )
+    assert (await start.as_caller("support")).status_code == 403
+    close = GuardedCall(
+        "eda", client, "POST", f"/v1/orders/{order_id}/close", "/v1/orders/{order_id}/close"
+    )
+    assert (await close.as_caller("support")).status_code == 403

@@ -4,6 +4,7 @@ ticket key and its callers' public keys only, that a production-like start accep
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ from qrpay.cli.main import app
 from qrpay.kernel.config import ConfigRefused, load_secdist
 from qrpay.kernel.production import check_secdist
 from qrpay.kernel.service import SERVICE_MODULES
-from qrpay.kernel.settings import Environment, Settings
-from qrpay.kernel.tickets import TicketInvalid, TicketVerifier, sign
+from qrpay.kernel.settings import DEV_SECDIST, Environment, Settings
+from qrpay.kernel.tickets import SUPPORT_IDENTITY, TicketInvalid, TicketVerifier, sign
 
 
 def generate(directory: Path) -> None:
@@ -26,7 +27,7 @@ def generate(directory: Path) -> None:
 def test_each_service_holds_its_own_key_and_its_callers_public_keys(tmp_path: Path) -> None:
     generate(tmp_path)
     files = {path.stem: path for path in tmp_path.glob("*.yaml")}
-    assert set(files) == set(SERVICE_MODULES)
+    assert set(files) == {*SERVICE_MODULES, SUPPORT_IDENTITY}
     for service, path in files.items():
         assert path.stat().st_mode & 0o777 == 0o600, service
         secdist = load_secdist(path)
@@ -37,11 +38,13 @@ def test_each_service_holds_its_own_key_and_its_callers_public_keys(tmp_path: Pa
         service: set(load_secdist(path).ticket_keys.public) for service, path in files.items()
     }
     assert public["cardstorage"] == {"payments-eda"}
-    assert public["transactions"] == {"payments-eda"}
-    assert public["cashback"] == {"payments-eda"}
-    assert public["eda"] == {"iiko-integration", "payments-eda"}
-    assert public["payments-eda"] == {"api-proxy", "iiko-integration"}
+    assert public["transactions"] == {"payments-eda", "support"}
+    assert public["cashback"] == {"payments-eda", "support"}
+    assert public["eda"] == {"iiko-integration", "payments-eda", "support"}
+    assert public["payments-eda"] == {"api-proxy", "iiko-integration", "support"}
     assert public["api-proxy"] == set()
+    # The support tools' file: their own key, nobody's public key (nobody calls them).
+    assert public["support"] == set()
     # The tools' identity is development's only.
     assert not any("qrpay-tools" in names for names in public.values())
     assert load_secdist(files["api-proxy"]).session_secrets
@@ -91,3 +94,38 @@ def test_a_file_without_the_services_own_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigRefused) as refused:
         check_secdist(settings, load_secdist(path), "eda")
     assert refused.value.code == "no_ticket_key"
+
+
+def test_the_support_tools_key_opens_the_routes_that_allow_them_only(tmp_path: Path) -> None:
+    generate(tmp_path)
+    own = load_secdist(tmp_path / "support.yaml").ticket_keys.signing(SUPPORT_IDENTITY)[0]
+    now = int(time.time())
+    for service in SERVICE_MODULES:
+        public = load_secdist(tmp_path / f"{service}.yaml").ticket_keys.public
+        verifier = TicketVerifier(service, partial(dict, public), lambda: float(now))
+        ticket = sign(SUPPORT_IDENTITY, service, own.get_secret_value(), now)
+        if service in ("eda", "transactions", "payments-eda"):
+            assert verifier.verify(ticket).source == SUPPORT_IDENTITY, service
+        else:
+            with pytest.raises(TicketInvalid):
+                verifier.verify(ticket)
+
+
+def test_production_refuses_the_development_support_key(tmp_path: Path) -> None:
+    generate(tmp_path)
+    dev = load_secdist(DEV_SECDIST).ticket_keys
+    # The support tools' own file with the development private key; a service's with the
+    # development public key (anyone could sign as support with the private half).
+    cases = (
+        ("support", "private", dev.signing(SUPPORT_IDENTITY)[0].get_secret_value()),
+        ("eda", "public", dev.public[SUPPORT_IDENTITY][0]),
+    )
+    for name, field, value in cases:
+        path = tmp_path / f"{name}.yaml"
+        data = yaml.safe_load(path.read_text())
+        data["ticket_keys"][field][SUPPORT_IDENTITY] = [value]
+        path.write_text(yaml.safe_dump(data))
+        settings = Settings(secdist=path, environment=Environment.STAGING)
+        with pytest.raises(ConfigRefused) as refused:
+            check_secdist(settings, load_secdist(path), name)
+        assert refused.value.code == "development_secrets", name
