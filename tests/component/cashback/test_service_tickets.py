@@ -64,16 +64,21 @@ async def test_reversals_come_from_payments_eda_only(client: httpx.AsyncClient) 
     assert allowed.json()["created"] is True
 
 
-@pytest.mark.parametrize(
-    ("path", "route"),
-    [
-        ("/v1/cashback/orders/o1", "/v1/cashback/orders/{order_id}"),
-        ("/v1/cashback/history/u1", "/v1/cashback/history/{user_id}"),
-    ],
-)
-async def test_support_reads_are_for_the_tools_only(
-    client: httpx.AsyncClient, path: str, route: str
-) -> None:
+async def test_the_history_is_for_the_tools_only(client: httpx.AsyncClient) -> None:
+    path, route = "/v1/cashback/history/u1", "/v1/cashback/history/{user_id}"
     call = GuardedCall("cashback", client, "GET", path, route)
     await call.assert_refused(TOOLS_IDENTITY, wrong="payments-eda")
     assert (await call.as_caller(TOOLS_IDENTITY)).status_code == 200
+
+
+async def test_an_orders_cashback_is_read_by_payments_eda_and_support(
+    client: httpx.AsyncClient,
+) -> None:
+    """payments-eda reads what a payment accrued before a refund takes its share back;
+    support looks at an order across services."""
+    call = GuardedCall(
+        "cashback", client, "GET", "/v1/cashback/orders/o1", "/v1/cashback/orders/{order_id}"
+    )
+    await call.assert_refused("payments-eda", wrong="iiko-integration")
+    for caller in ("payments-eda", "support", TOOLS_IDENTITY):
+        assert (await call.as_caller(caller)).status_code == 200, caller
