@@ -245,6 +245,8 @@ class PaymentStatusResponse(WireModel):
     message: str
     # The payment this answer is about (absent where the order has none yet).
     payment_id: str | None = None
+    # What refunds gave back of that payment, bill part and tip (absent while none did).
+    refunded: str | None = None
 
 
 class SharePayRequest(PayRequest):

@@ -229,6 +229,14 @@ def _payment_of(ledger: LedgerView, payment_id: str) -> PaymentView | None:
     return next((p for p in ledger.payments if p.payment_id == payment_id), None)
 
 
+def _refunded(payment: PaymentView | None, currency: str) -> str | None:
+    """What refunds gave back of ``payment`` (bill part and tip), for the guest; None if nothing."""
+    if payment is None:
+        return None
+    total = parse_amount(payment.refunded, currency) + parse_amount(payment.refunded_tip, currency)
+    return format_amount(total, currency) if total > 0 else None
+
+
 def _paid_in_order(ledger: LedgerView) -> list[tuple[str, Decimal]]:
     """Paid payments in the order eda numbered them as they cleared: the cap is shared so."""
     paid = [p for p in ledger.payments if p.state is PaymentState.PAID]
@@ -541,6 +549,7 @@ class PaymentsService:
             status=view.status,
             message=domain.message(view.message, lang),
             payment_id=None if latest is None else latest.payment_id,
+            refunded=_refunded(latest, ledger.currency),
         )
 
     async def share_status(
@@ -557,6 +566,7 @@ class PaymentsService:
             status=view.status,
             message=domain.message(view.message, lang),
             payment_id=share_id,
+            refunded=_refunded(payment, ledger.currency),
         )
 
     async def quote(

@@ -2,7 +2,6 @@
 and an order's cashback are read by the tools."""
 
 import httpx
-import pytest
 
 from qrpay.kernel.tickets import TOOLS_IDENTITY
 from tests.support.component.cashback import accrual, accrue

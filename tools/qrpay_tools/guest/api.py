@@ -107,6 +107,8 @@ class PaymentStatus:
     status: str
     message: str
     polling_delay: float
+    # What refunds gave back of the payment (issue 19); None while none did.
+    refunded: str | None = None
 
 
 class HttpError(GuestError):
@@ -398,4 +400,5 @@ def _status(data: Any, headers: Mapping[str, str]) -> PaymentStatus:
         status=str(data["status"]),
         message=_text(data.get("message")),
         polling_delay=parse_polling_delay(headers.get(POLLING_DELAY_HEADER)),
+        refunded=_text(data.get("refunded")) or None,
     )

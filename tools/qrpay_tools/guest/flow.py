@@ -103,6 +103,12 @@ async def run_guest(options: GuestOptions, console: Console, choose: ChooseCard)
             console.print(
                 f"order {link.order_id}: {CLOSED[preorder.status]}; nothing to pay", markup=False
             )
+            if preorder.status == "PAYED":
+                refunded = (await api.status(link)).refunded
+                if refunded:
+                    console.print(
+                        f"Refunded to your card: {refunded} {preorder.currency}", markup=False
+                    )
             return EXIT_NOT_PAYED
         if options.share is not None:
             return await pay_share(api, link, preorder, options, console, choose)

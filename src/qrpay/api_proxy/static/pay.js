@@ -94,7 +94,18 @@
     $('closed-title').textContent = t(paid ? 'already_paid_title' : 'closed_title');
     $('closed-text').textContent = t(paid ? 'already_paid_text' : 'closed_text');
     main.setAttribute('data-reason', code);
+    var refunded = $('closed-refunded');
+    refunded.hidden = true;
     show('closed');
+    // A paid order may have been refunded since (issue 19): the guest sees what came back.
+    if (paid) {
+      q.api('GET', '/4.0/payments/v1/orders?' + orderQuery).then(function (answer) {
+        var amount = answer.status === 200 && answer.data ? answer.data.refunded : null;
+        if (!amount) return;
+        refunded.textContent = t('refunded_text', { amount: money(amount) });
+        refunded.hidden = false;
+      }, function () {});
+    }
   }
 
   function notFound() {
