@@ -19,7 +19,13 @@ from qrpay.cashback.schemas import ReversalIn
 from qrpay.eda.client import EdaClient
 from qrpay.eda.schemas import RefundPartView, RefundState
 from qrpay.eda.schemas import RefundRequest as EdaRefundRequest
-from qrpay.kernel.errors import Conflict, DependencyUnavailable, NotFound, QrpayError
+from qrpay.kernel.errors import (
+    Conflict,
+    DependencyUnavailable,
+    InvalidInput,
+    NotFound,
+    QrpayError,
+)
 from qrpay.kernel.http_client import NotSent
 from qrpay.kernel.money import format_amount, minor_units, parse_amount, round_down
 from qrpay.kernel.queue import TaskQueue, TaskSpec
@@ -134,9 +140,31 @@ class Refunds:
         self.metrics = metrics
 
     async def refund(self, request: RefundRequest) -> RefundView:
+        """Carry the refund out now, with a durable task behind it that finishes what this
+        call could not (a lost answer, a dependency down): put first, so a refund eda has
+        admitted is always sent to transactions in the end. The answer is where the parts
+        stand; their outcomes come by transactions' callbacks."""
+        await self.queue.put(
+            TaskSpec(Task.SEND_REFUND.value, queue=TASK_QUEUE),
+            task_id=f"refund:{request.order_id}:{request.refund_id}",
+            payload=request.model_dump(mode="json"),
+        )
+        return await self.carry_out(request, unknown_outcome_raises=False)
+
+    async def send_refund_task(self, payload: dict[str, Any]) -> None:
+        """The task behind a refund: done once every part is at transactions (or settled);
+        an unknown outcome raises, so the queue tries again. A refusal is final."""
+        request = RefundRequest.model_validate(payload)
+        try:
+            await self.carry_out(request, unknown_outcome_raises=True)
+        except (Conflict, InvalidInput, NotFound) as exc:
+            log.warning("refund_refused", order_id=request.order_id, code=exc.code)
+
+    async def carry_out(
+        self, request: RefundRequest, *, unknown_outcome_raises: bool
+    ) -> RefundView:
         """Reserve the refund's parts in eda (or find them: a repeat), then ask transactions
-        for each part still refunding. The answer is where the parts stand; their outcomes
-        come by transactions' callbacks."""
+        for each part still refunding."""
         started = await self._eda.refund(
             request.order_id,
             EdaRefundRequest(
@@ -158,7 +186,9 @@ class Refunds:
         parts = list(started.parts)
         for i, part in enumerate(parts):
             if part.state is RefundState.REFUNDING:
-                parts[i] = await self._send(request.order_id, part, started.currency)
+                parts[i] = await self._send(
+                    request.order_id, part, started.currency, unknown_outcome_raises
+                )
         return refund_view(request.order_id, request.refund_id, started.currency, parts)
 
     async def view(self, order_id: str, refund_id: str) -> RefundView:
@@ -168,10 +198,12 @@ class Refunds:
             raise NotFound(f"no refund {refund_id[:64]!r}", code=RefundCode.REFUND_NOT_FOUND)
         return refund_view(order_id, refund_id, ledger.currency, parts)
 
-    async def _send(self, order_id: str, part: RefundPartView, currency: str) -> RefundPartView:
+    async def _send(
+        self, order_id: str, part: RefundPartView, currency: str, unknown_outcome_raises: bool
+    ) -> RefundPartView:
         """The part's refund at transactions (idempotent on the part id). A definite
-        refusal gives the part back in eda; an unknown outcome leaves it refunding for the
-        callback, or for the next repeat of the request, to settle."""
+        refusal gives the part back in eda; an unknown outcome leaves it refunding (the
+        refund's task sends it again), or raises for that task."""
         amount = parse_amount(part.amount, currency) + parse_amount(part.tip, currency)
         try:
             op = await self._transactions.start_operation(
@@ -189,6 +221,8 @@ class Refunds:
             log.warning("refund_refused", order_id=order_id, part_id=part.part_id, code=exc.code)
             return await self._settle(order_id, part, succeeded=False, reason=str(exc.code))
         except (DependencyUnavailable, NotSent) as exc:
+            if unknown_outcome_raises:
+                raise
             log.warning(
                 "refund_outcome_unknown",
                 order_id=order_id,

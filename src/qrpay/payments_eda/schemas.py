@@ -45,6 +45,9 @@ class Task(StrEnum):
     ACCRUE_CASHBACK = "payments_eda.accrue_cashback"
     # A refund part's cashback reversal that failed inline (task id ``reversal:<part>``).
     REVERSE_CASHBACK = "payments_eda.reverse_cashback"
+    # Behind every refund request, until each of its parts is at transactions (task id
+    # ``refund:<order>:<refund id>``, payload the request).
+    SEND_REFUND = "payments_eda.send_refund"
 
 
 class PaymentsCode(StrEnum):

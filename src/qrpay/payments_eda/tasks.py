@@ -2,6 +2,8 @@
 
 - ``payments_eda.transaction_callback``: put by transactions when an operation of an
   invoice we own finishes; payload = ``transactions.schemas.TransactionCallback``.
+- ``payments_eda.send_refund``: behind every refund request until each of its parts is
+  at transactions (task id ``refund:<order>:<refund id>``); payload ``RefundRequest``.
 - ``payments_eda.reverse_cashback``: a refund part's cashback reversal that failed inline
   (task id ``reversal:<part id>``); payload ``{order_id, part_id}``.
 - ``payments_eda.accrue_cashback``: put when the accrual in the clear's callback failed
@@ -26,6 +28,7 @@ QUEUE = TASK_QUEUE
 TRANSACTION_CALLBACK = task_spec(Task.TRANSACTION_CALLBACK)
 ACCRUE_CASHBACK = task_spec(Task.ACCRUE_CASHBACK)
 REVERSE_CASHBACK = task_spec(Task.REVERSE_CASHBACK)
+SEND_REFUND = task_spec(Task.SEND_REFUND)
 
 
 def _known_fields(payload: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +57,9 @@ class Handlers:
             str(payload["order_id"]), str(payload["part_id"])
         )
 
+    async def send_refund(self, payload: dict[str, Any]) -> None:
+        await self.service.refunds.send_refund_task(payload)
+
 
 def register(queue: TaskQueue, handlers: Handlers, config: PaymentsConfig) -> None:
     queue.register(
@@ -69,4 +75,8 @@ def register(queue: TaskQueue, handlers: Handlers, config: PaymentsConfig) -> No
     queue.register(
         replace(REVERSE_CASHBACK, max_attempts=config.callback_max_attempts),
         handlers.reverse_cashback,
+    )
+    queue.register(
+        replace(SEND_REFUND, max_attempts=config.callback_max_attempts),
+        handlers.send_refund,
     )
