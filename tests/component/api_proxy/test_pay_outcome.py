@@ -146,6 +146,7 @@ async def test_a_share_payments_eda_does_not_answer_in_its_budget_is_waiting_on_
         "status": "WAITING",
         "message": WAITING_EN,
         "payment_id": share_id,
+        "refunded": None,
         "share_id": share_id,
     }
     assert answer.headers["X-Polling-Delay"] == "1"
@@ -163,6 +164,7 @@ async def test_a_whole_bill_pay_lost_on_the_way_is_waiting_on_the_tokens_payment
         "status": "WAITING",
         "message": "Платёж обрабатывается",
         "payment_id": payment_id_for(ORDER_ID, TOKEN),
+        "refunded": None,
     }
     assert route.times_called == 1
 

@@ -54,6 +54,7 @@ async def test_a_share_goes_to_eda_at_its_price_and_is_held_with_its_tip(pe: Env
         "status": "WAITING",
         "message": "Платёж обрабатывается",
         "payment_id": share_id,  # a share is a payment: the same id
+        "refunded": None,
     }
     started = eda.start.next_call()["json"]
     assert started["choice"] == {"way": "amount", "parts": None, "items": [], "amount": "400"}
