@@ -68,11 +68,13 @@ from qrpay.kernel.config import DependencyConfig, GatewayConfig, QrpayConfig
 from qrpay.kernel.errors import DependencyUnavailable, NotFound, QrpayError
 from qrpay.kernel.http_client import HttpSession, ServiceClient, unavailable_code
 from qrpay.kernel.metrics import ServiceMetrics
+from qrpay.kernel.money import minor_units
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.service import service_of
 from qrpay.payments_eda import tasks
-from qrpay.payments_eda.schemas import PayRequest, SharePayRequest, payment_id_for
+from qrpay.payments_eda.refunds import reversal_of
+from qrpay.payments_eda.schemas import PayRequest, RefundRequest, SharePayRequest, payment_id_for
 from qrpay.payments_eda.service import PaymentsMetrics, PaymentsService
 from qrpay.payments_eda.shares import allocate_cashback
 from qrpay.transactions.client import TransactionsClient
@@ -88,6 +90,8 @@ CARDS = {
     "lost": "sandbox-lost-4000",  # carried out; the first answer of every key is lost
     "late": "sandbox-late-4001",  # carried out; the first answer comes after the deadline
     "stuck": "sandbox-stuck-4002",  # holds; every clear and unhold is refused for good
+    "refund_fails": "sandbox-failing-refund-4003",  # pays; every refund is refused for good
+    "refund_slow": "sandbox-slow-refund-4004",  # pays; the first answer of a refund is lost
 }
 TABLES = ("t1", "t2")
 AMOUNTS = ("100.00", "250.50", "12000.00")
@@ -120,6 +124,19 @@ SHARE_REFUSED = (
     "nothing_left",
 )
 
+# How the POS refunds (``pos_refunds``), and how the request goes out.
+REFUND_WAYS = ("one", "one", "spread", "tip_only", "too_much", "unpaid")
+REFUND_REPEATS = ("once", "once", "double", "again", "other_body")
+# What the POS may be told for a refund besides a lost answer.
+REFUND_REFUSED = (
+    "payment_not_refundable",
+    "refund_exceeds_paid",
+    "refund_id_reused",
+    "invalid_refund_amount",
+    "order_busy",
+    "payment_not_found",
+)
+
 # Where payments-eda's calls can go wrong (the endpoint names of the typed clients).
 TRANSACTIONS_ENDPOINTS = (
     "start_hold",
@@ -127,6 +144,7 @@ TRANSACTIONS_ENDPOINTS = (
     "start_unhold",
     "void_hold",
     "get_invoice",
+    "start_refund",
 )
 EDA_ENDPOINTS = (
     "get_order",
@@ -136,8 +154,11 @@ EDA_ENDPOINTS = (
     "begin_rollback_payment",
     "fail_payment",
     "ledger",
+    "refund",
+    "complete_refund",
+    "fail_refund",
 )
-CASHBACK_ENDPOINTS = ("accrue",)
+CASHBACK_ENDPOINTS = ("accrue", "order", "reverse")
 # What happens while an answer is on its way back (see ``Stack.meanwhile``).
 MEANWHILE = ("nothing", "relay", "callbacks", "sweep", "arrivals")
 # A fault hits the next call of an endpoint, or of any endpoint of a downstream (``<name>:*``).
@@ -429,6 +450,10 @@ class Stack:
                 await self.handlers.transaction_callback(payload)
             elif name == tasks.ACCRUE_CASHBACK.name:
                 await self.handlers.accrue_cashback(payload, job["tries"])
+            elif name == tasks.SEND_REFUND.name:
+                await self.handlers.send_refund(payload)
+            elif name == tasks.REVERSE_CASHBACK.name:
+                await self.handlers.reverse_cashback(payload)
             else:  # pragma: no cover - a task nobody consumes would be a contract break
                 raise AssertionError(f"unknown task {name}")
         except QrpayError:
@@ -460,6 +485,18 @@ class Stack:
         assert answer.status_code == 200, answer.text
         ops: list[dict[str, Any]] = answer.json()["operations"]
         return ops
+
+    async def cashback_of(self, order_id: str) -> dict[str, Any]:
+        answer = await self.clients["cashback"].get(f"/v1/cashback/orders/{order_id}")
+        assert answer.status_code == 200, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
+    async def balances(self) -> list[dict[str, Any]]:
+        answer = await self.clients["cashback"].get(f"/v1/users/{USER}/balance")
+        assert answer.status_code == 200, answer.text
+        balances: list[dict[str, Any]] = answer.json()["balances"]
+        return balances
 
     async def accruals(self) -> list[dict[str, Any]]:
         answer = await self.clients["cashback"].get(f"/v1/users/{USER}/accruals")
@@ -635,6 +672,9 @@ class PaymentLifecycle(RuleBasedStateMachine):
         self.tokenless: dict[str, int] = {}
         # order_id -> the last whole-bill request with a token: (token, request).
         self.last_whole: dict[str, tuple[str, PayRequest]] = {}
+        self.refund_ids = 0
+        # order_id -> the POS's last refund request of it.
+        self.last_refund: dict[str, RefundRequest] = {}
 
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
@@ -924,6 +964,99 @@ class PaymentLifecycle(RuleBasedStateMachine):
 
     # hypothesis favours the first rule (by argument count, then name): the whole relay, a
     # cheap step that moves every payment on, is that one.
+    # --- refunds (issue 19) ---------------------------------------------------------------
+
+    @rule(
+        pick=st.integers(min_value=0, max_value=20),
+        how=st.sampled_from(REFUND_WAYS),
+        fraction=st.sampled_from((Decimal("0.25"), Decimal("0.5"), Decimal(1))),
+        repeat=st.sampled_from(REFUND_REPEATS),
+    )
+    def pos_refunds(self, pick: int, how: str, fraction: Decimal, repeat: str) -> None:
+        """The POS refunds a guest of one of its orders: part or all of one payment (tips
+        apart or with it), or spread over the order's payments; more than was paid; a
+        payment not paid. Sent once, twice at once, again later, or its id with another
+        amount."""
+        order_ids = list(self.every_order)
+        order_id = order_ids[pick % len(order_ids)]
+        last = self.last_refund.get(order_id)
+        if repeat in ("again", "other_body") and last is not None:
+            request = last
+            if repeat == "other_body":
+                other = Decimal(request.amount) + Decimal(1)
+                request = request.model_copy(update={"amount": format(other, "f")})
+        else:
+            fresh = self.refund_request(order_id, how, fraction)
+            if fresh is None:
+                return
+            request = self.last_refund[order_id] = fresh
+        fired_before = len(self.stack.wire.fired)
+
+        async def refund() -> None:
+            try:
+                await self.stack.service.refunds.refund(request)
+                tally(f"refund admitted: {how}")
+            except QrpayError as exc:
+                faulted = len(self.stack.wire.fired) > fired_before
+                if exc.code not in REFUND_REFUSED and not (
+                    faulted and isinstance(exc, DependencyUnavailable)
+                ):
+                    raise
+                tally(f"refund refused: {exc.code}")
+
+        async def twice() -> None:
+            await asyncio.gather(refund(), refund())
+
+        self.run(twice() if repeat == "double" else refund())
+
+    def refund_request(self, order_id: str, how: str, fraction: Decimal) -> RefundRequest | None:
+        ledger = self.run(self.stack.ledger(order_id))
+        currency = ledger["currency"]
+        places = Decimal(1).scaleb(-minor_units(currency))
+
+        def text(value: Decimal) -> str:
+            return format(value.quantize(places, rounding="ROUND_DOWN"), "f")
+
+        self.refund_ids += 1
+        refund_id = f"rf-{self.refund_ids:05d}"
+        paid = [p for p in ledger["payments"] if p["state"] == "paid"]
+        if how == "unpaid":
+            others = [p for p in ledger["payments"] if p["state"] != "paid"]
+            if not others:
+                return None
+            return RefundRequest(
+                order_id=order_id,
+                refund_id=refund_id,
+                amount="1",
+                payment_id=others[0]["payment_id"],
+            )
+        if how == "spread" or not paid:
+            left = Decimal(ledger["paid"]) - Decimal(ledger["refunded"])
+            tips = Decimal(ledger["tips"]) - Decimal(ledger["refunded_tips"])
+            amount = text(left * fraction)
+            if Decimal(amount) <= 0:
+                amount = "1"  # nothing paid: refused
+            return RefundRequest(
+                order_id=order_id, refund_id=refund_id, amount=amount, tip=text(tips * fraction)
+            )
+        payment = paid[-1]
+        left = Decimal(payment["amount"]) - Decimal(payment["refunded"])
+        tip_left = Decimal(payment["tip"]) - Decimal(payment["refunded_tip"])
+        if how == "too_much":
+            left += 1
+        amount, tip = text(left * fraction), text(tip_left * fraction)
+        if how == "tip_only":
+            amount = "0"
+        if Decimal(amount) <= 0 and Decimal(tip) <= 0:
+            return None
+        return RefundRequest(
+            order_id=order_id,
+            refund_id=refund_id,
+            amount=amount,
+            tip=tip,
+            payment_id=payment["payment_id"],
+        )
+
     @rule()
     def relay_runs(self) -> None:
         self.run(self.stack.transactions.relay_once())
@@ -1036,6 +1169,7 @@ class PaymentLifecycle(RuleBasedStateMachine):
             raise AssertionError(f"still changing after 40 rounds: {after}")
         for seen in after[0][0]:
             self.check_settled(seen)
+            self.check_refunds_settled(seen, self.run(stack.cashback_of(seen.order_id)))
 
     def check_settled(self, seen: Observed) -> None:
         """Once everything is delivered, every payment is paid exactly when its money was
@@ -1093,6 +1227,11 @@ class PaymentLifecycle(RuleBasedStateMachine):
             self.check_order(seen)
             self.check_tokens(seen)
             self.check_cashback(seen, accruals)
+            self.check_refunds(seen, self.run(self.stack.cashback_of(seen.order_id)))
+        for balance in self.run(self.stack.balances()):
+            # What a reversal cannot take is a debt, never a negative balance.
+            assert Decimal(balance["amount"]) >= 0, balance
+            assert Decimal(balance["debt"]) >= 0, balance
 
     def check_order(self, seen: Observed) -> None:
         """Together the payments never take more than the bill, nor an item twice; the order
@@ -1186,6 +1325,94 @@ class PaymentLifecycle(RuleBasedStateMachine):
         assert on_order <= CASHBACK_CAP, ("cashback above the order's cap", earned, seen.ledger)
         if earned:
             tally(f"cashback on {len(earned)} payments")
+
+    def check_refunds(self, seen: Observed, cashback_of_order: dict[str, Any]) -> None:
+        """A refund never gives back more than its payment's clear took (at transactions and
+        at the gateway); eda's record never runs ahead of transactions'; a part eda calls
+        failed moved no money; cashback takes back at most what it gave, and only for a
+        refunded part."""
+        parts = {part["part_id"]: part for part in seen.ledger["refunds"]}
+        for payment in seen.payments:
+            refund_ops = [op for op in payment.ops if op["kind"] == "refund"]
+            cleared = sum(
+                (Decimal(op["amount"]) for op in payment.ops if is_done(op, "clear")), Decimal(0)
+            )
+            admitted = sum(
+                (Decimal(op["amount"]) for op in refund_ops if op["status"] != "failed"),
+                Decimal(0),
+            )
+            assert admitted <= cleared, ("refunds above the clear", payment.ops)
+            amounts = {f"{payment.invoice}:{op['operation_id']}": op for op in refund_ops}
+            given_back = sum(
+                (Decimal(amounts[key]["amount"]) for key in payment.done_at_gateway("refund")),
+                Decimal(0),
+            )
+            assert given_back <= cleared, ("the gateway gave back more", payment.ops)
+            succeeded = sum(
+                (Decimal(op["amount"]) for op in refund_ops if op["status"] == "succeeded"),
+                Decimal(0),
+            )
+            record = payment.payment
+            refunded = Decimal(record["refunded"]) + Decimal(record["refunded_tip"])
+            assert refunded <= succeeded, ("eda ahead of transactions", record, refund_ops)
+            assert Decimal(record["refunded"]) <= payment.amount, record
+            assert Decimal(record["refunded_tip"]) <= Decimal(record["tip"]), record
+            by_id = {op["operation_id"]: op for op in refund_ops}
+            for part in parts.values():
+                if part["payment_id"] != payment.id:
+                    continue
+                op = by_id.get(part["part_id"])
+                if op is not None:
+                    asked = Decimal(part["amount"]) + Decimal(part["tip"])
+                    assert Decimal(op["amount"]) == asked, (part, op)
+                if part["state"] == "refunded":
+                    assert op is not None, part
+                    assert op["status"] == "succeeded", (part, op)
+                elif part["state"] == "failed":
+                    assert op is None or op["status"] == "failed", (part, op)
+                tally(f"a refund part was {part['state']}")
+        accrued = {a["order_id"]: Decimal(a["amount"]) for a in cashback_of_order["accruals"]}
+        taken: dict[str, Decimal] = {}
+        for reversal in cashback_of_order["reversals"]:
+            key = reversal["accrual_key"]
+            taken[key] = taken.get(key, Decimal(0)) + Decimal(reversal["amount"])
+            part = parts.get(reversal["reversal_id"])
+            assert part is not None, reversal
+            assert part["state"] == "refunded", (reversal, part)
+            tally("cashback taken back")
+        for key, total in taken.items():
+            assert total <= accrued[key], ("cashback taken back above the accrual", key)
+
+    def check_refunds_settled(self, seen: Observed, cashback_of_order: dict[str, Any]) -> None:
+        """Once everything is delivered every refund part has its outcome, eda's record of
+        each payment's refunds is transactions', and every refunded part whose payment
+        earned cashback took back its proportion of it."""
+        for part in seen.ledger["refunds"]:
+            assert part["state"] in ("refunded", "failed"), ("a refund left under way", part)
+        for payment in seen.payments:
+            refund_ops = [op for op in payment.ops if op["kind"] == "refund"]
+            assert all(op["status"] != "pending" for op in refund_ops), refund_ops
+            succeeded = sum(
+                (Decimal(op["amount"]) for op in refund_ops if op["status"] == "succeeded"),
+                Decimal(0),
+            )
+            record = payment.payment
+            refunded = Decimal(record["refunded"]) + Decimal(record["refunded_tip"])
+            assert refunded == succeeded, (record, refund_ops)
+        accrued = {a["order_id"]: Decimal(a["amount"]) for a in cashback_of_order["accruals"]}
+        reversed_ = {r["reversal_id"]: Decimal(r["amount"]) for r in cashback_of_order["reversals"]}
+        payments = {p.id: p for p in seen.payments}
+        for part in seen.ledger["refunds"]:
+            if part["state"] != "refunded":
+                continue
+            payment = payments[part["payment_id"]]
+            key = f"{seen.order_id}.{payment.invoice}"
+            if key not in accrued:
+                continue
+            expected = reversal_of(
+                accrued[key], Decimal(part["amount"]), payment.amount, seen.ledger["currency"]
+            )
+            assert reversed_.get(part["part_id"], Decimal(0)) == expected, (part, expected)
 
 
 # A failure is shrunk for up to hypothesis' own limit of five minutes: let it report.

@@ -37,6 +37,7 @@ from qrpay.eda.schemas import (
     PaymentState,
     PaymentView,
     QuoteView,
+    RefundState,
     ShareChoice,
     ShareWay,
     StartPaymentRequest,
@@ -866,6 +867,11 @@ class PaymentsService:
             ),
         )
         log.info("cashback_accrued", order_id=ledger.order_id, payment_id=payment_id)
+        # A refund that came first found nothing to take back: it is taken back now (each
+        # reversal once, by its part's id, whichever of the two gets there second).
+        for part in ledger.refunds:
+            if part.payment_id == payment_id and part.state is RefundState.REFUNDED:
+                await self.refunds.reverse_cashback_now_or_later(ledger.order_id, part.part_id)
 
     async def refresh_queue_gauges(self) -> None:
         counts = await self.queue.counts(TASK_QUEUE)
