@@ -9,8 +9,8 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, StrictBool, StringConstraints
 
 from qrpay.eda.schemas import ClientId, InternalOrderId, OrderId
-from qrpay.kernel.schemas import AmountText, Bill, WireModel
-from qrpay.payments_eda.schemas import RefundId
+from qrpay.kernel.schemas import Bill, WireModel
+from qrpay.payments_eda.schemas import RefundAmount, RefundId
 
 
 class IikoCode(StrEnum):
@@ -109,8 +109,8 @@ class RefundOrderRequest(WireModel):
     client_id: ClientId
     order_id: OrderId
     refund_id: RefundId
-    amount: AmountText = "0"
-    tip: AmountText = "0"
+    amount: RefundAmount = "0"
+    tip: RefundAmount = "0"
     payment_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 

@@ -294,6 +294,15 @@ RefundId = Annotated[
 ]
 
 
+# A refund's amount or tip: a plain unsigned decimal (its places are checked against the
+# order's currency by eda).
+RefundAmount = Annotated[
+    str,
+    StringConstraints(max_length=32, pattern=r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,8})?$"),
+    Field(examples=["100.50"]),
+]
+
+
 class RefundCode(StrEnum):
     """The ``code`` of payments-eda's refund refusals (eda's decisions pass through as they are)."""
 
@@ -321,8 +330,8 @@ class RefundRequest(WireModel):
     # The caller's key: a repeat with it is the same refund, never a second one.
     refund_id: RefundId
     # Of the bill part, and of the tips apart; at least one positive.
-    amount: AmountText = "0"
-    tip: AmountText = "0"
+    amount: RefundAmount = "0"
+    tip: RefundAmount = "0"
     # One payment; without it the refund is spread over the order's payments, newest first.
     payment_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     source: RefundSource = RefundSource.POS
