@@ -25,6 +25,7 @@ from qrpay.eda.schemas import (
     QuoteView,
     RefundAnswer,
     RefundMoved,
+    RefundProblems,
     RefundRequest,
     RefundState,
     ShareWay,
@@ -163,6 +164,22 @@ async def payments_to_check(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     return json_response(200, await service.to_check(updated_before, limit, after))
+
+
+@router.get(
+    "/refunds/problems",
+    summary="Refund parts refused for good, and those refunding since before"
+    " refunding_before, newest change first (support's problem list)",
+    response_model=RefundProblems,
+    responses=error_responses(400, 401, 403),
+    dependencies=[PAYER_SIDE_AND_SUPPORT],
+)
+async def refund_problems(
+    service: Payments,
+    refunding_before: datetime,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    return json_response(200, await service.refund_problems(refunding_before, limit))
 
 
 @router.get(

@@ -17,6 +17,7 @@ from qrpay.eda.schemas import (
     QuoteView,
     RefundAnswer,
     RefundMoved,
+    RefundProblems,
     RefundRequest,
     ShareChoice,
     StartedPayment,
@@ -99,6 +100,14 @@ class EdaClient(ServiceClient):
         path = "/v1/orders/payments/overdue"
         return await self.fetch(
             PaymentsToCheck, "GET", path, endpoint="payments_to_check", params=params
+        )
+
+    async def refund_problems(self, refunding_before: datetime, *, limit: int) -> RefundProblems:
+        """Refund parts refused for good, and those refunding since before ``refunding_before``."""
+        params = {"refunding_before": refunding_before.isoformat(), "limit": str(limit)}
+        path = "/v1/orders/refunds/problems"
+        return await self.fetch(
+            RefundProblems, "GET", path, endpoint="refund_problems", params=params
         )
 
     async def quote(self, order_id: str, choice: ShareChoice) -> QuoteView:

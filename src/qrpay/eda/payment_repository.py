@@ -24,7 +24,7 @@ from qrpay.eda.repository import (
     refunds,
 )
 from qrpay.eda.schemas import OrderStatus, PaymentState, RefundState
-from qrpay.kernel.clock import utc
+from qrpay.kernel.clock import utc, wire_time
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import InvalidInput
 from qrpay.kernel.money import format_amount
@@ -328,6 +328,51 @@ def _ledger_of(rows: Sequence[Any]) -> Ledgered | None:
         times[p[0]] = (utc(p[9]), utc(p[10]))
     ledger = Ledger(order.bill, tuple(listed), tuple(_to_refund(m) for m in parts))
     return Ledgered(order, ledger, times, refund_times)
+
+
+async def refund_problems(
+    db: Database, refunding_before: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Refund parts refused for good, and those still refunding since before
+    ``refunding_before``: newest change first (for support's problem list)."""
+    statement = (
+        select(
+            refunds.c.order_id,
+            refunds.c.id,
+            refunds.c.refund_id,
+            refunds.c.payment_id,
+            refunds.c.amount,
+            refunds.c.tip,
+            refunds.c.state,
+            refunds.c.updated_at,
+        )
+        .where(
+            or_(
+                refunds.c.state == RefundState.FAILED.value,
+                and_(
+                    refunds.c.state == RefundState.REFUNDING.value,
+                    refunds.c.updated_at < refunding_before,
+                ),
+            )
+        )
+        .order_by(refunds.c.updated_at.desc(), refunds.c.id)
+        .limit(limit)
+    )
+    async with db.read() as connection:
+        rows = (await connection.execute(statement)).all()
+    return [
+        {
+            "order_id": r[0],
+            "part_id": r[1],
+            "refund_id": r[2],
+            "payment_id": r[3],
+            "amount": r[4],
+            "tip": r[5],
+            "state": r[6],
+            "updated_at": wire_time(utc(r[7])),
+        }
+        for r in rows
+    ]
 
 
 # The sweep's page cursor: the last payment served, "<updated_at iso>|<id>".

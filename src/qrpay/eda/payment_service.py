@@ -28,6 +28,7 @@ from qrpay.eda.payment_repository import (
     PaymentTimes,
     fetch_ledger,
     payments_to_check,
+    refund_problems,
 )
 from qrpay.eda.refunds import Refund, RefundMoveRefused, RefundPart
 from qrpay.eda.repository import OrderRepository
@@ -150,6 +151,9 @@ class PaymentService:
         if read is None:
             raise _not_found(order_id)
         return ledger_wire(read)
+
+    async def refund_problems(self, refunding_before: datetime, limit: int) -> dict[str, Any]:
+        return {"refunds": await refund_problems(self.db, refunding_before, limit)}
 
     async def to_check(
         self, updated_before: datetime, limit: int, after: str | None

@@ -332,6 +332,24 @@ class PaymentToCheck(WireModel):
     state: PaymentState
 
 
+class RefundProblem(WireModel):
+    """A refund part refused for good, or one without an outcome for a while."""
+
+    order_id: str
+    part_id: str
+    refund_id: str
+    payment_id: str
+    amount: str
+    tip: str
+    state: RefundState
+    updated_at: datetime
+
+
+class RefundProblems(WireModel):
+    # Newest change first.
+    refunds: list[RefundProblem]
+
+
 class PaymentsToCheck(WireModel):
     payments: list[PaymentToCheck]
     # Pass it as ``after`` for the next page; None on the last one.

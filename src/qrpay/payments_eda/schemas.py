@@ -391,12 +391,18 @@ class ProblemKind(StrEnum):
     TASK_FAILED = "task_failed"
     # A task that failed and waits for its next try.
     TASK_RETRYING = "task_retrying"
+    # A refund part the gateway refused for good (the guest did not get that money back).
+    REFUND_FAILED = "refund_failed"
+    # A refund part without an outcome past hold_watchdog_seconds.
+    REFUND_STUCK = "refund_stuck"
 
 
 class SupportProblem(WireModel):
     kind: ProblemKind
     order_id: str | None
     payment_id: str | None = None
+    # A refund problem's part (``<refund id>.<n>``).
+    refund_part_id: str | None = None
     # The payment's state (eda) or the task's status (queue).
     state: str
     # When it last changed; None for a payment (under way now).

@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from qrpay.eda.client import EdaClient
-from qrpay.eda.schemas import PaymentState
+from qrpay.eda.schemas import PaymentState, RefundState
 from qrpay.kernel.callers import allow
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.errors import QrpayError
@@ -99,6 +99,7 @@ class SupportService:
         unavailable: dict[str, str] = {}
         try:
             found += await self._overdue_payments(limit)
+            found += await self._refund_problems(limit)
         except QrpayError as exc:
             unavailable["eda"] = exc.code
         try:
@@ -113,6 +114,24 @@ class SupportService:
             ]
         found.sort(key=_newest_first, reverse=True)
         return SupportProblems(problems=found[:limit], unavailable=unavailable)
+
+    async def _refund_problems(self, limit: int) -> list[SupportProblem]:
+        seconds = self._runtime.config.payments.hold_watchdog_seconds
+        cutoff = self._clock.now() - timedelta(seconds=seconds)
+        page = await self._eda.refund_problems(cutoff, limit=limit)
+        return [
+            SupportProblem(
+                kind=ProblemKind.REFUND_FAILED
+                if item.state is RefundState.FAILED
+                else ProblemKind.REFUND_STUCK,
+                order_id=item.order_id,
+                payment_id=item.payment_id,
+                refund_part_id=item.part_id,
+                state=item.state.value,
+                at=item.updated_at,
+            )
+            for item in page.refunds
+        ]
 
     async def _overdue_payments(self, limit: int) -> list[SupportProblem]:
         seconds = self._runtime.config.payments.hold_watchdog_seconds

@@ -4,6 +4,7 @@ part, the ledger's refunded amounts, and the order's change feed."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -306,3 +307,30 @@ async def test_refunds_are_made_and_moved_by_payments_eda_only(
         "/v1/orders/{order_id}/refunds/{part_id}/fail",
     ):
         assert path in paths
+
+
+async def test_refund_problems_are_the_refused_and_the_stuck_newest_first(
+    client: httpx.AsyncClient, paid_order: str, frozen_clock: FrozenClock
+) -> None:
+    for refund_id in ("r-fails", "r-stuck", "r-done"):
+        admitted = await refund(client, paid_order, refund_id, "10", payment_id="pay-1")
+        assert admitted.status_code == 200, admitted.text
+    assert (await outcome(client, paid_order, "r-done.1", "complete")).status_code == 200
+    frozen_clock.advance(60)
+    assert (await outcome(client, paid_order, "r-fails.1", "fail")).status_code == 200
+    since = frozen_clock.now()
+
+    def listed(answer: httpx.Response) -> list[tuple[str, str]]:
+        assert answer.status_code == 200, answer.text
+        return [(r["part_id"], r["state"]) for r in answer.json()["refunds"]]
+
+    path = "/v1/orders/refunds/problems"
+    # Refunding since before the cutoff: stuck; refused for good whenever: a problem.
+    stuck = await client.get(path, params={"refunding_before": since.isoformat()})
+    assert listed(stuck) == [("r-fails.1", "failed"), ("r-stuck.1", "refunding")]
+    early = (since - timedelta(seconds=120)).isoformat()
+    assert listed(await client.get(path, params={"refunding_before": early})) == [
+        ("r-fails.1", "failed")
+    ]
+    one = await client.get(path, params={"refunding_before": since.isoformat(), "limit": 1})
+    assert listed(one) == [("r-fails.1", "failed")]

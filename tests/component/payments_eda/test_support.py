@@ -84,6 +84,14 @@ async def test_a_failed_task_whose_task_id_is_queued_again_is_not_retried(pe: En
 
 async def test_problems_payments_under_way_first_then_tasks_newest_first(pe: Env) -> None:
     listing = pe.overdue([to_check("p1"), to_check("p2", "rolling_back")])
+    refused = {
+        "order_id": ORDER_ID, "part_id": "r1.1", "refund_id": "r1", "payment_id": "p7",
+        "amount": "10.00", "tip": "0.00", "state": "failed",
+        "updated_at": "2000-01-01T00:00:00Z",
+    }  # fmt: skip
+    refunds = pe.mock.json_handler(
+        "/v1/orders/refunds/problems", {"refunds": [refused]}, method="GET"
+    )
     old_failure = await task(pe, "p3", status="failed", minute=1)
     retrying = await task(pe, "p4", minute=3, attempts=2)
     new_failure = await task(pe, "p5", status="failed", minute=2)
@@ -98,8 +106,10 @@ async def test_problems_payments_under_way_first_then_tasks_newest_first(pe: Env
         ("task_retrying", "p4", "todo"),
         ("task_failed", "p5", "failed"),
         ("task_failed", "p3", "failed"),
+        ("refund_failed", "p7", "failed"),
     ]
-    assert [p["task"]["job_id"] for p in body["problems"][2:]] == [
+    assert body["problems"][-1]["refund_part_id"] == "r1.1"
+    assert [p["task"]["job_id"] for p in body["problems"][2:-1]] == [
         retrying,
         new_failure,
         old_failure,
@@ -107,6 +117,7 @@ async def test_problems_payments_under_way_first_then_tasks_newest_first(pe: Env
     assert body["problems"][0]["task"] is None
     cutoff = (pe.ctx.clock.now() - timedelta(seconds=30)).isoformat()
     assert listing.next_call()["query"]["updated_before"] == cutoff
+    assert refunds.next_call()["query"]["refunding_before"] == cutoff
 
 
 async def test_problems_are_listed_while_eda_is_down(pe: Env) -> None:
@@ -125,6 +136,7 @@ async def test_problems_are_listed_while_eda_is_down(pe: Env) -> None:
 
 async def test_the_support_routes_are_the_support_tools_only(pe: Env) -> None:
     pe.overdue([])
+    pe.mock.json_handler("/v1/orders/refunds/problems", {"refunds": []}, method="GET")
     failed = await task(pe, "p1", status="failed")
     calls = [
         call(
