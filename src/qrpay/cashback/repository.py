@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ from sqlalchemy import (
 
 from qrpay.cashback.domain import Accrual, Ledger, Repayment, Reversal
 from qrpay.kernel.db import new_metadata
+from qrpay.kernel.money import format_amount
 from qrpay.kernel.repository import Repository, record_of, values_of
 
 R = TypeVar("R")
@@ -141,6 +143,21 @@ class AccrualRepository(Repository):
         if await self.insert_new(accounts, values, "user_id", "currency"):
             return  # a row this transaction inserted is its own until it ends
         await self.session.execute(locked)  # another transaction made it meanwhile
+
+    async def ever_owed(self, user_id: str, currency: str) -> bool:
+        """Whether a reversal ever left the user a debt in ``currency`` (one indexed row at
+        most: an accrual reads the user's whole ledger only then)."""
+        zero = format_amount(Decimal(0), currency)
+        statement = (
+            select(reversals.c.reversal_id)
+            .where(
+                reversals.c.user_id == user_id,
+                reversals.c.currency == currency,
+                reversals.c.debt != zero,
+            )
+            .limit(1)
+        )
+        return (await self.session.execute(statement)).first() is not None
 
     async def user_ledger(self, user_id: str) -> Ledger:
         return await self._ledger(_of_user(user_id))

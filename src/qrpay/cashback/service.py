@@ -52,8 +52,11 @@ class CashbackService:
             # Insert first and let the primary key decide: reading first would let two
             # instances both see "absent".
             created = await repo.insert_if_absent(fresh)
-            if created:
-                # The user's reversals queue on this lock: none adds debt unseen meanwhile.
+            # A user who never owed in this currency has nothing to repay (most of them):
+            # no lock, no ledger read. A debt a reversal adds meanwhile is repaid by the
+            # next accrual; one that exists is repaid under the account's lock, which its
+            # reversals and the other repayments take, so it is never repaid twice.
+            if created and await repo.ever_owed(fresh.user_id, fresh.currency):
                 await repo.lock_account(fresh.user_id, fresh.currency, now)
                 repaid = (await repo.user_ledger(fresh.user_id)).repayment(fresh, now)
                 if repaid is not None:
