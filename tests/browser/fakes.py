@@ -72,6 +72,8 @@ class FakeOrder:
     tokens: dict[str, tuple[Any, str]] = field(default_factory=dict)
     # The whole-bill payment made last (older ones ended DECLINED: one at a time).
     whole_payment: str | None = None
+    # What refunds gave back of it (issue 19); None while none did.
+    refunded: str | None = None
 
     def whole_status(self, payment_id: str) -> str:
         """A whole-bill payment's status, as the guest sees it."""
@@ -249,6 +251,7 @@ class FakeDownstreams:
                 "message": status.lower(),
                 "currency": "RUB",
                 "payment_id": order.whole_payment,
+                "refunded": order.refunded,
             }
         )
         answer.headers["X-Polling-Delay"] = self.polling_delay

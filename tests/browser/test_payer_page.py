@@ -31,6 +31,7 @@ from tests.browser.fakes import FakeDownstreams, FakeOrder, running_fakes
 from tests.browser.server import serve_in_thread
 from tests.support.browser import PHONE, publish, screenshot
 from tests.support.services import dev_config, make_context, point_services_at
+from tests.support.waiting import until
 
 TIMEOUT = 10_000
 TOKEN = re.compile(r"[A-Za-z0-9_-]{8,128}")
@@ -200,6 +201,31 @@ def test_an_already_paid_order(page: Page, proxy_url: str, fakes: FakeDownstream
     state(page, "closed")
     expect(page.get_by_role("heading", name="The order is already paid")).to_be_visible()
     screenshot(page, "already-paid")
+
+
+def test_a_refunded_order_says_what_came_back(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order(status="PAYED")
+    order.refunded = "300.00"
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    state(page, "closed")
+    expect(page.get_by_role("heading", name="The order is already paid")).to_be_visible()
+    expect(page.locator("#closed-refunded")).to_have_text(re.compile(r"300.*refunded to your card"))
+
+
+def test_an_already_paid_order_without_refunds_says_nothing_of_them(
+    page: Page, proxy_url: str, fakes: FakeDownstreams
+) -> None:
+    order = fakes.new_order(status="PAYED")
+    sign_in(page, proxy_url)
+    page.goto(link(proxy_url, order))
+    state(page, "closed")
+    expect(page.get_by_role("heading", name="The order is already paid")).to_be_visible()
+    # The page asked for the payment's status, which said nothing was refunded.
+    assert until(lambda: bool(order.poll_times))
+    expect(page.locator("#closed-refunded")).to_be_hidden()
 
 
 def test_an_order_closed_while_the_bill_was_open(
