@@ -13,9 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from qrpay.eda.ledger import Ledger
-from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus
+from qrpay.eda.schemas import Bill, CreateOutcome, EdaCode, OrderStatus
 from qrpay.kernel.errors import Conflict
-from qrpay.kernel.schemas import Bill
 
 WAITING = OrderStatus.WAITING
 IN_PROGRESS = OrderStatus.PAYMENT_IN_PROGRESS

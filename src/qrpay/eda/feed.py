@@ -24,22 +24,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qrpay.eda.schemas import EdaCode
+from qrpay.eda.schemas import EdaCode, FeedCursor, parse_feed_cursor
 from qrpay.kernel.errors import InvalidInput
 
 # Larger than any transaction number: SQLite's horizon, where nothing commits out of order.
 NO_HORIZON = 2**63 - 1
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class Cursor:
-    """A position in the feed: changes with a greater key come after it."""
-
-    change_tx: int
-    order_id: str
-
-    def text(self) -> str:
-        return f"{self.change_tx}:{self.order_id}"
+# A position in the feed (``eda.schemas``: one form for eda and its followers).
+Cursor = FeedCursor
 
 
 # Before every change, including the rows written before the feed existed (change_tx 0).
@@ -49,14 +42,10 @@ START = Cursor(-1, "")
 def parse_cursor(text: str | None) -> Cursor:
     if not text:
         return START
-    tx, sep, order_id = text.partition(":")
-    try:
-        number = int(tx)
-    except ValueError:
-        number = -2
-    if not sep or number < -1:
+    cursor = parse_feed_cursor(text)
+    if cursor is None:
         raise InvalidInput(f"not a feed cursor: {text[:80]!r}", code=EdaCode.BAD_CURSOR)
-    return Cursor(number, order_id)
+    return cursor
 
 
 def tail(horizon: int) -> Cursor:

@@ -36,10 +36,9 @@ from qrpay.eda.refunds import (
     RefundMoveRefused,
     RefundPart,
 )
-from qrpay.eda.schemas import EdaCode, LedgerCode, PaymentState, RefundState
+from qrpay.eda.schemas import Bill, EdaCode, LedgerCode, PaymentState, RefundState
 from qrpay.kernel.errors import Conflict, InvalidInput, NotFound
 from qrpay.kernel.money import minor_units, quantize
-from qrpay.kernel.schemas import Bill
 
 HOLDING, ROLLING_BACK = PaymentState.HOLDING, PaymentState.ROLLING_BACK
 # Only payments made before issue 18 are CLEARING: an owner-started clear claimed them.

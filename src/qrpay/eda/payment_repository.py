@@ -23,13 +23,12 @@ from qrpay.eda.repository import (
     payments,
     refunds,
 )
-from qrpay.eda.schemas import OrderStatus, PaymentState, RefundState
+from qrpay.eda.schemas import Bill, BillElement, OrderStatus, PaymentState, RefundState
 from qrpay.kernel.clock import utc, wire_time
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import InvalidInput
 from qrpay.kernel.money import format_amount
 from qrpay.kernel.repository import Repository
-from qrpay.kernel.schemas import Bill, BillElement
 
 # A payment's (or a refund part's) id -> (began, last changed).
 PaymentTimes = dict[str, tuple[datetime, datetime]]

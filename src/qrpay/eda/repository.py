@@ -37,11 +37,10 @@ from sqlalchemy.engine import Row
 
 from qrpay.eda import feed
 from qrpay.eda.domain import OPEN_STATUSES, Order, ttl_cutoff
-from qrpay.eda.schemas import OrderStatus, PaymentState
+from qrpay.eda.schemas import Bill, BillElement, OrderStatus, PaymentState
 from qrpay.kernel.clock import utc, wire_time
 from qrpay.kernel.db import Database, new_metadata
 from qrpay.kernel.repository import Repository, fast_select
-from qrpay.kernel.schemas import Bill, BillElement
 
 metadata = new_metadata()
 

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
 from qrpay.kernel.errors import InvalidInput
-from qrpay.kernel.schemas import STORABLE_TEXT, AmountText, Bill, CurrencyCode, WireModel
+from qrpay.kernel.money import format_amount
+from qrpay.kernel.schemas import (
+    STORABLE_TEXT,
+    AmountText,
+    CurrencyCode,
+    WireModel,
+    check_amount,
+    check_currency,
+)
 
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=STORABLE_TEXT)]
 InternalOrderId = Annotated[
@@ -21,6 +31,66 @@ PaymentId = Annotated[str, StringConstraints(min_length=1, max_length=128, patte
 RefundId = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
 ]
+
+
+class BillElement(WireModel):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=STORABLE_TEXT)]
+    amount: AmountText
+
+
+class Bill(WireModel):
+    currency: CurrencyCode
+    amount: AmountText
+    elements: Annotated[list[BillElement], Field(min_length=1, max_length=500)]
+
+    @model_validator(mode="after")
+    def _amounts_fit_currency(self) -> Bill:
+        check_currency(self.currency)
+        check_amount(self.amount, self.currency, allow_negative=False, positive=True)
+        for element in self.elements:
+            # A discount line may be negative.
+            check_amount(element.amount, self.currency, allow_negative=True, positive=False)
+        return self
+
+    @property
+    def total(self) -> Decimal:
+        return Decimal(self.amount)
+
+    def canonical(self) -> Bill:
+        """The same bill with amounts printed one way, so equal bills compare equal."""
+        return Bill(
+            currency=self.currency,
+            amount=format_amount(Decimal(self.amount), self.currency),
+            elements=[
+                BillElement(name=e.name, amount=format_amount(Decimal(e.amount), self.currency))
+                for e in self.elements
+            ],
+        )
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class FeedCursor:
+    """A position in eda's change feed (``<change_tx>:<order_id>``): changes with a greater
+    key come after it. Its one text form and its one parser, for eda and its followers."""
+
+    change_tx: int
+    order_id: str
+
+    def text(self) -> str:
+        return f"{self.change_tx}:{self.order_id}"
+
+
+def parse_feed_cursor(text: str) -> FeedCursor | None:
+    """The cursor ``text`` names; None when it is not one (each caller answers 400 its way).
+    -1 is before every change (rows from before the feed existed have 0)."""
+    tx, sep, order_id = text.partition(":")
+    try:
+        number = int(tx)
+    except ValueError:
+        return None
+    if not sep or number < -1:
+        return None
+    return FeedCursor(number, order_id)
 
 
 class EdaCode(StrEnum):

@@ -25,12 +25,11 @@ from qrpay.eda.repository import (
     fetch_tail,
     insert_new_order,
 )
-from qrpay.eda.schemas import CreateOutcome, EdaCode, OrderStatus
+from qrpay.eda.schemas import Bill, CreateOutcome, EdaCode, OrderStatus
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, NotFound
 from qrpay.kernel.pg_listen import PgListener
-from qrpay.kernel.schemas import Bill
 from qrpay.kernel.wakeup import Wakeups
 
 # Losing an optimistic write means someone else changed the order; after a

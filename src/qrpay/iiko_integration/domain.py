@@ -12,12 +12,11 @@ from typing import Protocol
 
 from pydantic import SecretStr
 
-from qrpay.eda.schemas import OrderStatus, OrderStatusView
+from qrpay.eda.schemas import Bill, OrderStatus, OrderStatusView
 from qrpay.iiko_integration.schemas import IikoCode, PosStatus
 from qrpay.kernel import deeplink
 from qrpay.kernel.config import QrpayConfig, Restaurant
 from qrpay.kernel.errors import InvalidInput, QrpayError
-from qrpay.kernel.schemas import Bill
 
 FALLBACK_LANGUAGE = "ru"
 MAX_APP_PARAM_LENGTH = 128

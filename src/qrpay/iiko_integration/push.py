@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from qrpay.eda.schemas import OrderChange
+from qrpay.eda.schemas import OrderChange, parse_feed_cursor
 from qrpay.iiko_integration.domain import pos_status
 from qrpay.iiko_integration.schemas import IikoCode, PosStatus
 from qrpay.kernel.errors import InvalidInput
@@ -31,14 +31,10 @@ Key = tuple[int, str]
 
 def parse_key(text: str) -> Key:
     """eda's feed cursor as a comparable key; a POS's malformed cursor is a 400."""
-    tx, sep, order_id = text.partition(":")
-    try:
-        number = int(tx) if sep else None
-    except ValueError:
-        number = None
-    if number is None:
+    cursor = parse_feed_cursor(text)
+    if cursor is None:
         raise InvalidInput(f"not a cursor: {text[:80]!r}", code=IikoCode.BAD_CURSOR)
-    return number, order_id
+    return cursor.change_tx, cursor.order_id
 
 
 def key_text(key: Key) -> str:

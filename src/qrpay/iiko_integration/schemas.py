@@ -8,8 +8,8 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field, StrictBool, StringConstraints
 
-from qrpay.eda.schemas import ClientId, InternalOrderId, OrderId
-from qrpay.kernel.schemas import Bill, WireModel
+from qrpay.eda.schemas import Bill, ClientId, InternalOrderId, OrderId
+from qrpay.kernel.schemas import WireModel
 from qrpay.payments_eda.schemas import RefundAmount, RefundId
 
 

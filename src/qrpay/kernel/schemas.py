@@ -5,11 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from qrpay.kernel.errors import InvalidInput
-from qrpay.kernel.money import format_amount, is_known_currency, parse_amount
+from qrpay.kernel.money import is_known_currency, parse_amount
 
 # Validation errors whose pydantic type is one of these keep it as their error code.
 CUSTOM_ERROR_CODES = frozenset({"invalid_amount", "unknown_currency", "amount_not_positive"})
@@ -52,39 +52,4 @@ def check_currency(currency: str) -> None:
     if not is_known_currency(currency):
         raise PydanticCustomError(
             "unknown_currency", "unknown currency {currency}", {"currency": currency}
-        )
-
-
-class BillElement(WireModel):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=STORABLE_TEXT)]
-    amount: AmountText
-
-
-class Bill(WireModel):
-    currency: CurrencyCode
-    amount: AmountText
-    elements: Annotated[list[BillElement], Field(min_length=1, max_length=500)]
-
-    @model_validator(mode="after")
-    def _amounts_fit_currency(self) -> Bill:
-        check_currency(self.currency)
-        check_amount(self.amount, self.currency, allow_negative=False, positive=True)
-        for element in self.elements:
-            # A discount line may be negative.
-            check_amount(element.amount, self.currency, allow_negative=True, positive=False)
-        return self
-
-    @property
-    def total(self) -> Decimal:
-        return Decimal(self.amount)
-
-    def canonical(self) -> Bill:
-        """The same bill with amounts printed one way, so equal bills compare equal."""
-        return Bill(
-            currency=self.currency,
-            amount=format_amount(Decimal(self.amount), self.currency),
-            elements=[
-                BillElement(name=e.name, amount=format_amount(Decimal(e.amount), self.currency))
-                for e in self.elements
-            ],
         )

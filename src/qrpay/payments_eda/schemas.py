@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, StringConstraints
 
 from qrpay.cardstorage.schemas import PaymentMethodId, PaymentMethodPublic
-from qrpay.eda.schemas import OrderStatus, PaymentState, ShareChoice
-from qrpay.kernel.schemas import AmountText, Bill, CurrencyCode, WireModel
+from qrpay.eda.schemas import Bill, OrderStatus, PaymentState, ShareChoice
+from qrpay.kernel.schemas import AmountText, CurrencyCode, WireModel
 
 OrderIdText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 

@@ -14,17 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from decimal import Decimal
-from enum import StrEnum
 
 from qrpay.kernel.config import CashbackRules, Restaurant
 from qrpay.kernel.errors import InvalidInput
 from qrpay.kernel.money import quantize, round_down
 from qrpay.payments_eda.domain import cashback_amount
-
-
-class TipCode(StrEnum):
-    TIP_NOT_OFFERED = "tip_not_offered"
-    INVALID_TIP = "invalid_tip"
+from qrpay.payments_eda.schemas import PaymentsCode
 
 
 def tip_amount(
@@ -38,12 +33,14 @@ def tip_amount(
 ) -> Decimal:
     """The tip on a share: a percentage of it (rounded half up) or an amount, never both."""
     if percent is not None and amount is not None:
-        raise InvalidInput("give a tip percent or a tip amount, not both", code=TipCode.INVALID_TIP)
+        raise InvalidInput(
+            "give a tip percent or a tip amount, not both", code=PaymentsCode.INVALID_TIP
+        )
     if percent is not None:
         if percent not in offered_percents:
             raise InvalidInput(
                 f"the restaurant offers tips of {sorted(offered_percents)} percent",
-                code=TipCode.TIP_NOT_OFFERED,
+                code=PaymentsCode.TIP_NOT_OFFERED,
             )
         return quantize(share * percent / Decimal(100), currency)
     if amount is None:
@@ -51,11 +48,11 @@ def tip_amount(
     if amount < 0 or amount != quantize(amount, currency):
         raise InvalidInput(
             "a tip is a non-negative amount in the currency's minor units",
-            code=TipCode.INVALID_TIP,
+            code=PaymentsCode.INVALID_TIP,
         )
     if amount > share * max_percent / Decimal(100):
         raise InvalidInput(
-            f"a tip is at most {max_percent}% of the share", code=TipCode.INVALID_TIP
+            f"a tip is at most {max_percent}% of the share", code=PaymentsCode.INVALID_TIP
         )
     return amount
 

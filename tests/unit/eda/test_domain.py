@@ -16,9 +16,8 @@ from qrpay.eda.domain import (
     status_of,
 )
 from qrpay.eda.ledger import Ledger, Payment
-from qrpay.eda.schemas import CreateOutcome, OrderStatus, PaymentState
+from qrpay.eda.schemas import Bill, CreateOutcome, OrderStatus, PaymentState
 from qrpay.kernel.errors import Conflict
-from qrpay.kernel.schemas import Bill
 from tests.support.ledgers import payment as make_payment
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

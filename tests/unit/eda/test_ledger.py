@@ -13,9 +13,8 @@ from pydantic import ValidationError
 
 from qrpay.eda.domain import status_of
 from qrpay.eda.ledger import ALLOWED_PAYMENT_MOVES, Ledger, Payment, PaymentMoveRefused
-from qrpay.eda.schemas import LedgerCode, OrderStatus, PaymentState, ShareChoice
+from qrpay.eda.schemas import Bill, BillElement, LedgerCode, OrderStatus, PaymentState, ShareChoice
 from qrpay.kernel.errors import Conflict, InvalidInput
-from qrpay.kernel.schemas import Bill, BillElement
 from tests.support.ledgers import payment
 
 D = Decimal

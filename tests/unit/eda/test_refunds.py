@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 from qrpay.eda.domain import Order, status_of
 from qrpay.eda.ledger import Ledger, Payment
 from qrpay.eda.refunds import ALLOWED_REFUND_MOVES, Refund, RefundMoveRefused, RefundPart
-from qrpay.eda.schemas import EdaCode, OrderStatus, PaymentState, RefundState
+from qrpay.eda.schemas import Bill, BillElement, EdaCode, OrderStatus, PaymentState, RefundState
 from qrpay.kernel.errors import Conflict, InvalidInput, NotFound
-from qrpay.kernel.schemas import Bill, BillElement
 
 D = Decimal
 HOLDING, PAID, RELEASED = PaymentState.HOLDING, PaymentState.PAID, PaymentState.RELEASED

@@ -6,13 +6,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import SecretStr
 
-from qrpay.eda.schemas import OrderStatus, OrderStatusView
+from qrpay.eda.schemas import Bill, OrderStatus, OrderStatusView
 from qrpay.iiko_integration import domain
 from qrpay.iiko_integration.schemas import PosStatus
 from qrpay.kernel import deeplink
 from qrpay.kernel.config import Restaurant
 from qrpay.kernel.errors import InvalidInput, QrpayError
-from qrpay.kernel.schemas import Bill
 from tests.support.services import dev_config
 
 TEMPLATES = {"ru": "Кэшбэк {rate}!", "en": "Get {rate} back!"}

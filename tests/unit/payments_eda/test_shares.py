@@ -9,7 +9,8 @@ import pytest
 from qrpay.kernel.config import CashbackRules, Restaurant
 from qrpay.kernel.errors import InvalidInput
 from qrpay.payments_eda.domain import cashback_amount
-from qrpay.payments_eda.shares import TipCode, share_cashback, tip_amount
+from qrpay.payments_eda.schemas import PaymentsCode
+from qrpay.payments_eda.shares import share_cashback, tip_amount
 
 D = Decimal
 OFFERED = (D(5), D(10), D(15))
@@ -42,11 +43,11 @@ def test_tip(kwargs: dict[str, Decimal], expected: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "code"),
     [
-        ({"percent": D(12)}, TipCode.TIP_NOT_OFFERED),
-        ({"percent": D(10), "amount": D(1)}, TipCode.INVALID_TIP),
-        ({"amount": D("-1")}, TipCode.INVALID_TIP),
-        ({"amount": D("0.001")}, TipCode.INVALID_TIP),
-        ({"amount": D("100.01")}, TipCode.INVALID_TIP),  # more than the share itself
+        ({"percent": D(12)}, PaymentsCode.TIP_NOT_OFFERED),
+        ({"percent": D(10), "amount": D(1)}, PaymentsCode.INVALID_TIP),
+        ({"amount": D("-1")}, PaymentsCode.INVALID_TIP),
+        ({"amount": D("0.001")}, PaymentsCode.INVALID_TIP),
+        ({"amount": D("100.01")}, PaymentsCode.INVALID_TIP),  # more than the share itself
     ],
 )
 def test_tip_refused(kwargs: dict[str, Decimal], code: TipCode) -> None:
