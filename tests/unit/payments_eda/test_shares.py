@@ -50,7 +50,7 @@ def test_tip(kwargs: dict[str, Decimal], expected: str) -> None:
         ({"amount": D("100.01")}, PaymentsCode.INVALID_TIP),  # more than the share itself
     ],
 )
-def test_tip_refused(kwargs: dict[str, Decimal], code: TipCode) -> None:
+def test_tip_refused(kwargs: dict[str, Decimal], code: PaymentsCode) -> None:
     with pytest.raises(InvalidInput) as caught:
         tip_amount(D("100"), "RUB", offered_percents=OFFERED, **kwargs)
     assert caught.value.code == code
