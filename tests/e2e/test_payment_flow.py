@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -38,16 +37,6 @@ USER = "demo-user"
 def cashback_for(amount: str) -> Decimal:
     """rest-1: 30%, capped at 3000 per order, rounded down to whole roubles (dev config)."""
     return min((Decimal(amount) * Decimal("0.30")).quantize(Decimal(1), ROUND_DOWN), Decimal(3000))
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[QrpayUp]:
-    instance = QrpayUp(tmp_path / "var", tmp_path / "up.log")
-    try:
-        instance.start(SERVICE_MODULES)
-        yield instance
-    finally:
-        instance.kill()
 
 
 def new_order(up: QrpayUp, tmp_path: Path, amount: str) -> str:
@@ -91,19 +80,6 @@ def guest_status(up: QrpayUp, link: str) -> str:
     return str(answer.json()["status"])
 
 
-def balance(up: QrpayUp) -> Decimal:
-    answer = httpx.get(
-        f"{up.url('cashback')}/v1/users/{USER}/balance",
-        headers=ticket_headers(to="cashback"),
-        timeout=5,
-    )
-    assert answer.status_code == 200, answer.text
-    return sum(
-        (Decimal(b["amount"]) for b in answer.json()["balances"] if b["currency"] == "RUB"),
-        Decimal(0),
-    )
-
-
 def test_guest_pays_the_pos_sees_payed_and_cashback_arrives(up: QrpayUp, tmp_path: Path) -> None:
     log = tmp_path / "pos-sim.log"
     # The POS as in the restaurant: prints the bill and waits for the payment.
@@ -130,7 +106,7 @@ def test_guest_pays_the_pos_sees_payed_and_cashback_arrives(up: QrpayUp, tmp_pat
     try:
         link = link_of(wait_for_text(log, "Receipt: ", timeout=30))
         order_id = order_id_of(link)
-        before = balance(up)
+        before = up.cashback_balance(USER)
 
         paid = guest(up, link, "card-ok")
         assert paid.returncode == 0, paid.stdout + paid.stderr
@@ -145,20 +121,20 @@ def test_guest_pays_the_pos_sees_payed_and_cashback_arrives(up: QrpayUp, tmp_pat
         kill_group(sim)
     assert guest_status(up, link) == "PAYED"
     assert up.pos_status(order_id) == "PAYED"
-    assert balance(up) - before == cashback_for("1234.56") == Decimal(370)
+    assert up.cashback_balance(USER) - before == cashback_for("1234.56") == Decimal(370)
 
     # Above the cap: 30% of 12000 is 3600, the restaurant's cap is 3000.
     big = new_order(up, tmp_path, "12000")
-    before = balance(up)
+    before = up.cashback_balance(USER)
     paid = guest(up, big, "card-ok")
     assert paid.returncode == 0, paid.stdout + paid.stderr
-    assert balance(up) - before == cashback_for("12000") == Decimal(3000)
+    assert up.cashback_balance(USER) - before == cashback_for("12000") == Decimal(3000)
 
     # Paying again is refused and changes nothing.
     again = guest(up, link, "card-ok")
     assert again.returncode == 1, again.stdout + again.stderr
     assert "already paid" in again.stdout
-    assert balance(up) - before == Decimal(3000)
+    assert up.cashback_balance(USER) - before == Decimal(3000)
 
     assert up.stop() == 0, up.output()
     assert "Traceback" not in up.output()
@@ -205,20 +181,20 @@ def test_declined_card_leaves_the_order_open_and_another_card_pays(
 ) -> None:
     link = new_order(up, tmp_path, "500")
     order_id = order_id_of(link)
-    before = balance(up)
+    before = up.cashback_balance(USER)
 
     declined = guest(up, link, "card-declined")
     assert declined.returncode == 1, declined.stdout + declined.stderr
     assert f"order {order_id}: DECLINED" in declined.stdout
     assert guest_status(up, link) == "DECLINED"
     assert up.pos_status(order_id) == "WAITING"
-    assert balance(up) == before
+    assert up.cashback_balance(USER) == before
 
     paid = guest(up, link, "card-ok")
     assert paid.returncode == 0, paid.stdout + paid.stderr
     assert guest_status(up, link) == "PAYED"
     assert up.pos_status(order_id) == "PAYED"
-    assert balance(up) - before == Decimal(150)
+    assert up.cashback_balance(USER) - before == Decimal(150)
 
 
 def test_an_unpaid_order_is_canceled_after_its_ttl_and_cannot_be_paid(tmp_path: Path) -> None:

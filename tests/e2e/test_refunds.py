@@ -6,14 +6,11 @@ looks at the order across services with `qrpay support`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 
-from qrpay.kernel.service import SERVICE_MODULES
 from tests.support.processes import (
     QRPAY,
     QRPAY_TOOLS,
@@ -23,32 +20,11 @@ from tests.support.processes import (
     order_id_of,
     run,
 )
-from tests.support.tickets import ticket_headers
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 
 USER = "demo-user"
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[QrpayUp]:
-    instance = QrpayUp(tmp_path / "var", tmp_path / "up.log")
-    try:
-        instance.start(SERVICE_MODULES)
-        yield instance
-    finally:
-        instance.kill()
-
-
-def balance(up: QrpayUp) -> Decimal:
-    answer = httpx.get(
-        f"{up.url('cashback')}/v1/users/{USER}/balance",
-        headers=ticket_headers(to="cashback"),
-        timeout=5,
-    )
-    assert answer.status_code == 200, answer.text
-    return sum((Decimal(b["amount"]) for b in answer.json()["balances"]), Decimal(0))
 
 
 def guest(up: QrpayUp, link: str, *args: str) -> str:
@@ -83,13 +59,15 @@ def test_the_pos_refunds_a_guest_and_support_sees_it(up: QrpayUp, tmp_path: Path
     assert sim.returncode == 0, sim.stdout + sim.stderr
     link = link_of(sim.stdout)
     order_id = order_id_of(link)
-    before = balance(up)
+    before = up.cashback_balance(USER)
     # Two guests: the soup with a 10% tip, then the rest.
     assert "share PAYED 400.00 RUB" in guest(up, link, "--share", "items:0", "--tip", "10%")
     assert "share PAYED 100.00 RUB" in guest(up, link, "--share", "rest")
     assert until(lambda: up.pos_status(order_id) == "PAYED")
     earned = Decimal(120) + Decimal(30)  # 30% of each share's bill part
-    assert until(lambda: balance(up) - before == earned), balance(up) - before
+    assert until(lambda: up.cashback_balance(USER) - before == earned), (
+        up.cashback_balance(USER) - before
+    )
 
     # 100 of the soup's payment: a quarter of it, so a quarter of its cashback.
     payments = up.pos_call("/orders/payments", {"client_id": "rest-1", "orders": [order_id]})
@@ -99,7 +77,9 @@ def test_the_pos_refunds_a_guest_and_support_sees_it(up: QrpayUp, tmp_path: Path
     assert code == 0, printed
     assert "refund refund-soup: refunded · 100.00 RUB, tip 0.00 RUB" in printed
     assert f"payment {soup['id']}: 400.00 RUB, refunded 100.00 RUB" in printed
-    assert until(lambda: balance(up) - before == earned - 30), balance(up) - before
+    assert until(lambda: up.cashback_balance(USER) - before == earned - 30), (
+        up.cashback_balance(USER) - before
+    )
 
     # The same refund again is the same refund; the same id for another amount is refused.
     code, printed = pos_refund(up, order_id, "--amount", "100", "--payment", soup["id"],
@@ -120,7 +100,7 @@ def test_the_pos_refunds_a_guest_and_support_sees_it(up: QrpayUp, tmp_path: Path
     code, printed = pos_refund(up, order_id, "--amount", "400", "--tip", "40", "--refund-id", "all")
     assert code == 0, printed
     assert "refund all: refunded · 400.00 RUB, tip 40.00 RUB" in printed
-    assert until(lambda: balance(up) == before), balance(up) - before
+    assert until(lambda: up.cashback_balance(USER) == before), up.cashback_balance(USER) - before
 
     # An old POS keeps PAYED; one that asks sees REFUNDED.
     assert up.pos_status(order_id) == "PAYED"

@@ -5,7 +5,6 @@ POS sees PAYED only once the bill is paid in full."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from qrpay.kernel.service import SERVICE_MODULES
 from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER
 from tests.support.processes import (
     QRPAY_TOOLS,
@@ -26,23 +24,13 @@ from tests.support.processes import (
     start,
     wait_for_text,
 )
-from tests.support.tickets import as_api_proxy, ticket_headers
+from tests.support.tickets import as_api_proxy
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 
 USER = "demo-user"
 PAYER = "/4.0/payments/v1"
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[QrpayUp]:
-    instance = QrpayUp(tmp_path / "var", tmp_path / "up.log")
-    try:
-        instance.start(SERVICE_MODULES)
-        yield instance
-    finally:
-        instance.kill()
 
 
 class Guest:
@@ -99,16 +87,6 @@ class Guest:
         return share_id
 
 
-def balance(up: QrpayUp) -> Decimal:
-    answer = httpx.get(
-        f"{up.url('cashback')}/v1/users/{USER}/balance",
-        headers=ticket_headers(to="cashback"),
-        timeout=5,
-    )
-    assert answer.status_code == 200, answer.text
-    return sum((Decimal(b["amount"]) for b in answer.json()["balances"]), Decimal(0))
-
-
 def test_three_guests_split_one_bill(up: QrpayUp, tmp_path: Path) -> None:
     # The POS as in the restaurant, on the push stream: prints each payment as it lands.
     log = tmp_path / "pos-sim.log"
@@ -139,7 +117,7 @@ def test_three_guests_split_one_bill(up: QrpayUp, tmp_path: Path) -> None:
 def split_three_ways(up: QrpayUp, link: str) -> None:
     order_id = order_id_of(link)
     guest = Guest(up, link)
-    before = balance(up)
+    before = up.cashback_balance(USER)
     assert guest.split()["left"] == "1500.00"
 
     guest.pay_and_wait({"way": "items", "items": [0, 2]})  # 650
@@ -164,7 +142,9 @@ def split_three_ways(up: QrpayUp, link: str) -> None:
     earned = sum(
         (Decimal(a) * Decimal("0.3")).quantize(Decimal(1), ROUND_DOWN) for a in (650, 500, 350)
     )
-    assert until(lambda: balance(up) - before == earned), balance(up) - before
+    assert until(lambda: up.cashback_balance(USER) - before == earned), (
+        up.cashback_balance(USER) - before
+    )
 
     # A POS that reads split payments sees each one, its tip apart.
     answer = up.pos_call("/orders/payments", {"client_id": "rest-1", "orders": [order_id]})

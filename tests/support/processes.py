@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -238,6 +239,21 @@ class QrpayUp:
             json=body,
             headers={"X-API-Key": key},
             timeout=5,
+        )
+
+    def cashback_balance(self, user: str, currency: str = "RUB") -> Decimal:
+        """The user's cashback balance in ``currency``, as the tools read it."""
+        from tests.support.tickets import ticket_headers
+
+        answer = httpx.get(
+            f"{self.url('cashback')}/v1/users/{user}/balance",
+            headers=ticket_headers(to="cashback"),
+            timeout=5,
+        )
+        assert answer.status_code == 200, answer.text
+        balances = answer.json()["balances"]
+        return sum(
+            (Decimal(b["amount"]) for b in balances if b["currency"] == currency), Decimal(0)
         )
 
     def pos_status(self, order_id: str) -> str:

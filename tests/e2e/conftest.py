@@ -1,0 +1,21 @@
+"""The e2e tests' `qrpay up`: every service in one process on free ports, its own data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qrpay.kernel.service import SERVICE_MODULES
+from tests.support.processes import QrpayUp
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[QrpayUp]:
+    instance = QrpayUp(tmp_path / "var", tmp_path / "up.log")
+    try:
+        instance.start(SERVICE_MODULES)
+        yield instance
+    finally:
+        instance.kill()
