@@ -57,6 +57,9 @@ POS_SIDE = allow("iiko-integration")
 # The change feed's query limits: the FastAPI route's and its fast route's.
 CURSOR_MAX, PAGE_MAX, PAGE_DEFAULT, WAIT_MS_MAX, CLIENT_ID_MAX = 200, 5000, 500, 60_000, 64
 PAYER_SIDE = allow("payments-eda")
+# The change feed: iiko-integration follows it for the POS, payments-eda to wake the
+# guests waiting on their payment (the long-poll).
+FEED_READERS = allow("iiko-integration", "payments-eda")
 # An order's payments: payments-eda shows them to the guest, iiko-integration to the POS.
 BOTH_SIDES = allow("iiko-integration", "payments-eda")
 # The support tools (`qrpay support order`) read an order and its ledger.
@@ -98,7 +101,7 @@ async def statuses(body: StatusesRequest, service: Orders) -> Response:
     "waits up to wait_ms for a change when there is none yet",
     response_model=ChangesPage,
     responses=error_responses(400, 401, 403),
-    dependencies=[POS_SIDE],
+    dependencies=[FEED_READERS],
 )
 async def changes(
     service: Orders,
@@ -118,7 +121,7 @@ async def changes(
     summary="The cursor after every change committed so far: where a new follower starts",
     response_model=FeedTail,
     responses=error_responses(401, 403),
-    dependencies=[POS_SIDE],
+    dependencies=[FEED_READERS],
 )
 async def changes_tail(service: Orders) -> FeedTail:
     return FeedTail(cursor=await service.tail())
@@ -297,11 +300,11 @@ for _path, (_refund_to, _summary) in _REFUND_MOVES.items():
 
 
 # The change feed as a fast route (kernel/fast_routes.py): every follower's long-poll
-# (one per iiko-integration worker) comes back on each change, so FastAPI's per-request
+# (one per iiko-integration and payments-eda worker) comes back on each change, so FastAPI's per-request
 # layers were paid once per change and follower. The route above declares it for the
 # OpenAPI document and answers every request this one turns away (None): a refused
 # ticket, a query FastAPI would refuse or might read otherwise.
-_FEED_CALLERS = allowed_callers(POS_SIDE)
+_FEED_CALLERS = allowed_callers(FEED_READERS)
 _TICKET_HEADER = TICKET_HEADER.lower().encode()
 
 

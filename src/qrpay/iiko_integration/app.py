@@ -4,25 +4,11 @@ from __future__ import annotations
 
 from qrpay.eda.client import EdaClient
 from qrpay.iiko_integration.api import FAST_ROUTES, router
-from qrpay.iiko_integration.follower import FeedGauges
+from qrpay.eda.follower import FeedGauges
 from qrpay.iiko_integration.service import IikoService
 from qrpay.kernel.config import LimitName
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
 from qrpay.payments_eda.client import RefundsClient
-
-
-def feed_gauges(ctx: ServiceContext) -> FeedGauges:
-    return FeedGauges(
-        current_as_of=ctx.metrics.gauge(
-            "qrpay_feed_current_as_of_seconds",
-            "Unix time of the start of the follower's last complete read of eda's feed "
-            "(the stalest worker's)",
-            lowest=True,
-        ),
-        max_lag=ctx.metrics.gauge(
-            "qrpay_feed_max_lag_seconds", "feed.max_lag_ms: past it polls are read from eda"
-        ),
-    )
 
 
 def wire(ctx: ServiceContext) -> Wiring:
@@ -53,7 +39,7 @@ def wire(ctx: ServiceContext) -> Wiring:
         clock=ctx.clock,
         pos_limit=ctx.rate_limiter(LimitName.POS_KEY),
         # Only where the follower runs: an instance without it has no lag to report.
-        feed_gauges=feed_gauges(ctx) if ctx.run_background_jobs else None,
+        feed_gauges=FeedGauges.of(ctx.metrics) if ctx.run_background_jobs else None,
     )
     # Every instance follows eda's feed on its own: instances share nothing.
     follower = Job("iiko-feed-follower", service.follower.run)

@@ -224,6 +224,9 @@ class PaymentsConfig(Strict):
     # (each is bounded by what is left of it): a caller (api-proxy) waits at least this long
     # before it reads the outcome as unknown.
     pay_budget_ms: int = Field(default=6000, ge=100, le=60_000)
+    # Guests waiting on their payment's status at once per instance (the long-poll,
+    # ``payments_eda.waits``); one more is answered at once and polls.
+    max_waiting: int = Field(default=10_000, ge=0, le=1_000_000)
 
 
 class GatewayConfig(Strict):

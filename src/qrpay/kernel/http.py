@@ -8,8 +8,9 @@ one table from an error's kind to its status, and every error body is
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import orjson
@@ -161,6 +162,26 @@ async def _send_overloaded(send: Send, prefix: str, headers: list[tuple[bytes, b
     await send({"type": f"{prefix}http.response.body", "body": _OVERLOADED})
 
 
+# The middleware that admitted the running request (``parked``).
+_ADMITTED: ContextVar[RequestMiddleware | None] = ContextVar("qrpay_admitted", default=None)
+
+
+@contextmanager
+def parked() -> Iterator[None]:
+    """The request waits, doing no work (a long-poll), for the block: meanwhile it holds
+    no in-flight slot of its instance, so waiting guests never shed the requests that work.
+    It takes its slot back when it goes on, even past the limit: it was admitted once."""
+    gate = _ADMITTED.get()
+    if gate is None:
+        yield
+        return
+    gate.in_flight -= 1
+    try:
+        yield
+    finally:
+        gate.in_flight += 1
+
+
 class RequestMiddleware:
     """Request id, per-handler metrics, the body size limit and overload shedding, as plain ASGI.
 
@@ -202,9 +223,11 @@ class RequestMiddleware:
             await self._refuse(scope, send)
             return
         self.in_flight += 1
+        admitted = _ADMITTED.set(self)
         try:
             await self._handle(scope, receive, send)
         finally:
+            _ADMITTED.reset(admitted)
             self.in_flight -= 1
 
     async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -17,6 +17,7 @@ from qrpay.payments_eda import domain
 from qrpay.payments_eda.schemas import (
     IDEMPOTENCY_TOKEN_HEADER,
     PAYER_API_PREFIX,
+    STATUS_WAIT_MS_MAX,
     IdempotencyToken,
     PaymentStatusResponse,
     PayRequest,
@@ -38,6 +39,8 @@ HmacParam = Annotated[str | None, Query()]
 UidHeader = Annotated[str | None, Header(alias="X-Yandex-UID", max_length=128)]
 PhoneIdHeader = Annotated[str | None, Header(alias="X-YaTaxi-PhoneId", max_length=128)]
 LanguageHeader = Annotated[str | None, Header(alias="X-Request-Language", max_length=35)]
+# A long-poll: answer once the status changes, or after this long with the current one.
+WaitParam = Annotated[int, Query(ge=0, le=STATUS_WAIT_MS_MAX)]
 # One per guest tap on "pay": a repeat with it is the same payment (required for a share).
 TokenHeader = Annotated[IdempotencyToken | None, Header(alias=IDEMPOTENCY_TOKEN_HEADER)]
 
@@ -89,7 +92,8 @@ async def pay(
 
 @router.get(
     "/orders",
-    summary="The payment's status; poll again after X-Polling-Delay seconds",
+    summary="The payment's status; with wait_ms, once it changes (at most wait_ms later);"
+    " a client that polls asks again after X-Polling-Delay seconds",
     response_model=PaymentStatusResponse,
     responses={
         **error_responses(400, 404, 503),
@@ -111,8 +115,11 @@ async def payment_status(
     x_yandex_uid: UidHeader = None,
     x_yataxi_phoneid: PhoneIdHeader = None,
     x_request_language: LanguageHeader = None,
+    wait_ms: WaitParam = 0,
 ) -> Response:
-    answer = await payments.payment_status(order_id, hmac, domain.language(x_request_language))
+    answer = await payments.payment_status(
+        order_id, hmac, domain.language(x_request_language), wait_ms
+    )
     return json_response(
         200,
         answer.model_dump(mode="json"),
@@ -178,7 +185,7 @@ async def pay_share(
 
 @router.get(
     "/orders/share",
-    summary="The status of one share; poll again after X-Polling-Delay seconds",
+    summary="The status of one share; with wait_ms, once it changes (at most wait_ms later)",
     response_model=ShareStatusResponse,
     responses=error_responses(400, 404, 503),
 )
@@ -188,9 +195,10 @@ async def share_status(
     payments: Payments,
     hmac: HmacParam = None,
     x_request_language: LanguageHeader = None,
+    wait_ms: WaitParam = 0,
 ) -> Response:
     answer = await payments.share_status(
-        order_id, hmac, share_id, domain.language(x_request_language)
+        order_id, hmac, share_id, domain.language(x_request_language), wait_ms
     )
     return json_response(
         200,

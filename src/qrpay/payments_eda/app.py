@@ -74,6 +74,9 @@ def wire(ctx: ServiceContext) -> Wiring:
     service = _service(ctx, queue)
     _register(queue, service, ctx)
     jobs = [_gauges(ctx, service)]
+    if ctx.run_background_jobs:
+        # Every process that answers guests follows eda's feed for their long-polls.
+        jobs.append(Job(service.follower.job_name, service.follower.run))
     if ctx.run_queue_workers:
         jobs.append(
             Job("payments-eda-worker", lambda: queue.run_worker([tasks.QUEUE], name="payments-eda"))

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import TypeVar
 from uuid import uuid4
 from weakref import WeakKeyDictionary
 
@@ -78,6 +80,7 @@ from qrpay.payments_eda.schemas import (
     payment_id_for,
 )
 from qrpay.payments_eda.shares import allocate_cashback, tip_amount
+from qrpay.payments_eda.waits import OrderFollower, OrderWaits, until_changed
 from qrpay.transactions.client import TransactionsClient
 from qrpay.transactions.schemas import (
     OperationIn,
@@ -88,6 +91,8 @@ from qrpay.transactions.schemas import (
 )
 
 log = structlog.get_logger("qrpay.payments_eda")
+
+Answer = TypeVar("Answer", bound=PaymentStatusResponse)
 
 # eda's order ids are uuid4 hex; anything else cannot be an order and never reaches eda's URLs.
 # Matched with ``fullmatch``: ``$`` would also match before a trailing newline.
@@ -238,6 +243,12 @@ def _refunded(payment: PaymentView | None, currency: str) -> str | None:
     return format_amount(total, currency) if total > 0 else None
 
 
+def _settled(answer: PaymentStatusResponse) -> bool:
+    """Nothing more for a long-poll to wait for: the guest's payment has its outcome (a
+    refund later changes what the guest sees, but nobody waits at the page for it)."""
+    return answer.status is not GuestStatus.WAITING
+
+
 def _paid_in_order(ledger: LedgerView) -> list[tuple[str, Decimal]]:
     """Paid payments in the order eda numbered them as they cleared: the cap is shared so."""
     paid = [p for p in ledger.payments if p.state is PaymentState.PAID]
@@ -273,6 +284,9 @@ class PaymentsService:
             cashback=cashback,
             metrics=metrics.refunds,
         )
+        # The guests' long-polls, woken by the follower (a job of the app's process: ``app``).
+        self.waits = OrderWaits(lambda: runtime.config.payments.max_waiting)
+        self.follower = OrderFollower(eda, clock, lambda: runtime.config.feed, self.waits)
 
     # --- the payer API -----------------------------------------------------------------------
 
@@ -539,10 +553,32 @@ class PaymentsService:
             raise unavailable
         return Card(card.id, card.token)
 
+    async def _awaited(
+        self, order_id: str, wait_ms: int, read: Callable[[], Awaitable[Answer]]
+    ) -> Answer:
+        """``read()`` now, or once it changes within ``wait_ms`` (``waits``)."""
+        return await until_changed(
+            self.waits,
+            order_id,
+            read,
+            wait_seconds=wait_ms / 1000,
+            settled=_settled,
+            following=self.follower.is_fresh,
+            recheck_seconds=float(self.polling_delay()),
+        )
+
     async def payment_status(
+        self, order_id: str, signature: str | None, lang: str, wait_ms: int = 0
+    ) -> PaymentStatusResponse:
+        """The order's payment as the guest paying the whole bill follows it: its latest;
+        with ``wait_ms``, once it changes (a long-poll)."""
+        return await self._awaited(
+            order_id, wait_ms, lambda: self._payment_status(order_id, signature, lang)
+        )
+
+    async def _payment_status(
         self, order_id: str, signature: str | None, lang: str
     ) -> PaymentStatusResponse:
-        """The order's payment as the guest paying the whole bill follows it: its latest."""
         ledger = await self.signed_ledger(order_id, signature, lang)
         latest = ledger.payments[-1] if ledger.payments else None
         view = domain.guest_view(ledger.status, None if latest is None else latest.state)
@@ -554,6 +590,13 @@ class PaymentsService:
         )
 
     async def share_status(
+        self, order_id: str, signature: str | None, share_id: str, lang: str, wait_ms: int = 0
+    ) -> ShareStatusResponse:
+        return await self._awaited(
+            order_id, wait_ms, lambda: self._share_status(order_id, signature, share_id, lang)
+        )
+
+    async def _share_status(
         self, order_id: str, signature: str | None, share_id: str, lang: str
     ) -> ShareStatusResponse:
         ledger = await self.signed_ledger(order_id, signature, lang)

@@ -52,7 +52,7 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("client id at its max", "client_id=" + "r" * 64, FEED),
     ("no ticket", "limit=1", {}),
     ("an empty ticket", "limit=1", {TICKET_HEADER: ""}),
-    ("another service's ticket", "limit=1", ticket_headers("payments-eda", to="eda")),
+    ("another service's ticket", "limit=1", ticket_headers("cashback", to="eda")),
     ("the tools' ticket", "limit=1", ticket_headers(to="eda")),
     (
         "a ticket signed by an unknown key",
@@ -115,9 +115,9 @@ async def test_the_fast_feed_serves_pages_and_counts_a_refusal_once(
         ][:2]
         assert page.json()["more"] is True
         refused = await client.get(
-            "/v1/orders/changes", headers=ticket_headers("payments-eda", to="eda")
+            "/v1/orders/changes", headers=ticket_headers("cashback", to="eda")
         )
         assert refused.status_code == 403
-        assert await refusals(client, "/v1/orders/changes", "payments-eda", "not_allowed") == 1
+        assert await refusals(client, "/v1/orders/changes", "cashback", "not_allowed") == 1
         metrics = (await client.get("/metrics")).text
     assert 'handler="/v1/orders/changes",method="GET",status="200"} 2.0' in metrics
