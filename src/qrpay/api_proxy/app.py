@@ -10,16 +10,26 @@ from qrpay.api_proxy.pages import STATIC_DIR
 from qrpay.api_proxy.service import ApiProxyService, ProxyLimits
 from qrpay.iiko_integration.client import IikoIntegrationClient
 from qrpay.kernel.config import LimitName
+from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.service import ServiceApp, ServiceContext, Wiring
 
 
 def wire(ctx: ServiceContext) -> Wiring:
-    # One aiohttp session (ctx.http) for every downstream.
+    # One aiohttp session (ctx.http) for every downstream, and one apart for the guests'
+    # status long-polls: each holds a connection while it waits, so they get a pool of
+    # their own, unbounded there, and a bulkhead of payments.max_waiting.
+    long_polls = HttpSession(limit=0, ticket=ctx.http.ticket)
     service = ApiProxyService(
         runtime=ctx.runtime,
         clock=ctx.clock,
         payments=PaymentsEdaForwarder(
             session=ctx.http, dependency=ctx.dependency("payments-eda"), metrics=ctx.metrics
+        ),
+        waits=PaymentsEdaForwarder(
+            session=long_polls,
+            dependency=ctx.dependency("payments-eda"),
+            metrics=ctx.metrics,
+            max_in_flight=lambda: ctx.runtime.config.payments.max_waiting,
         ),
         iiko=IikoIntegrationClient(
             session=ctx.http, dependency=ctx.dependency("iiko-integration"), metrics=ctx.metrics
@@ -30,7 +40,7 @@ def wire(ctx: ServiceContext) -> Wiring:
             client_address=ctx.rate_limiter(LimitName.CLIENT_ADDRESS),
         ),
     )
-    return Wiring(services=[service])
+    return Wiring(services=[service], on_stop=[long_polls.close])
 
 
 SERVICE = ServiceApp(

@@ -59,3 +59,23 @@ class PaymentsEdaForwarder(ServiceClient):
             answer.headers.get("Content-Type", "application/json"),
             {name: answer.headers[name] for name in PASSED_BACK_HEADERS if name in answer.headers},
         )
+
+    async def wait(
+        self,
+        path: str,
+        *,
+        params: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        wait_ms: int,
+    ) -> Forwarded:
+        """A status long-poll: payments-eda holds it up to ``wait_ms``, then answers within
+        its usual timeout."""
+        return await self.forward(
+            "GET",
+            path,
+            params=params,
+            body=None,
+            headers=headers,
+            idempotent=True,
+            timeout_ms=wait_ms + self._dependency().timeout_ms,
+        )

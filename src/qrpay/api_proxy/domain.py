@@ -20,12 +20,17 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from qrpay.payments_eda.schemas import GUEST_MESSAGES, MessageKey, payment_id_for
+from qrpay.payments_eda.schemas import (
+    GUEST_MESSAGES,
+    STATUS_WAIT_MS_MAX,
+    MessageKey,
+    payment_id_for,
+)
 
 SESSION_COOKIE = "qrpay_session"
 SESSION_TTL = timedelta(days=7)
@@ -222,6 +227,17 @@ def pay_forward_timeout_ms(pay_budget_ms: int) -> int:
     """How long api-proxy waits for payments-eda's answer to a pay: never less than its
     whole budget, so api-proxy does not give up on a pay payments-eda is still making."""
     return pay_budget_ms + PAY_FORWARD_MARGIN_MS
+
+
+def long_poll_wait_ms(params: Sequence[tuple[str, str]]) -> int:
+    """The ``wait_ms`` of a status long-poll, 0 for a plain read; a value payments-eda would
+    refuse counts as 0 here (it answers the 400 at once)."""
+    for name, value in params:
+        if name == "wait_ms":
+            if value.isascii() and value.isdigit() and len(value) <= 6:
+                return min(int(value), STATUS_WAIT_MS_MAX)
+            return 0
+    return 0
 
 
 def pay_route(path: str) -> bool | None:

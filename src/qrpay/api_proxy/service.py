@@ -17,6 +17,7 @@ from qrpay.api_proxy.domain import (
     REFUSED_AT_THE_DOOR,
     PayCall,
     Session,
+    long_poll_wait_ms,
     new_session,
     pay_forward_timeout_ms,
     pay_route,
@@ -29,6 +30,7 @@ from qrpay.iiko_integration.client import IikoIntegrationClient
 from qrpay.iiko_integration.schemas import RestaurantItem
 from qrpay.kernel.clock import Clock
 from qrpay.kernel.errors import DependencyUnavailable, InvalidInput, NotFound, Unauthenticated
+from qrpay.kernel.http import parked
 from qrpay.kernel.http_client import NotSent
 from qrpay.kernel.ratelimit import RateLimiter
 from qrpay.kernel.reloading import RuntimeConfig
@@ -77,10 +79,13 @@ class ApiProxyService:
         payments: PaymentsEdaForwarder,
         iiko: IikoIntegrationClient,
         limits: ProxyLimits,
+        waits: PaymentsEdaForwarder | None = None,
     ) -> None:
         self._runtime = runtime
         self._clock = clock
         self._payments = payments
+        # The guests' status long-polls (``wait_ms``); the same forwarder when none is apart.
+        self._waits = waits or payments
         self._iiko = iiko
         self._limits = limits
 
@@ -163,6 +168,14 @@ class ApiProxyService:
             headers[YANDEX_UID_HEADER] = session.user_id
             headers[PHONE_ID_HEADER] = session.phone_id
         if method.upper() != "POST":
+            wait_ms = long_poll_wait_ms(params)
+            if wait_ms:
+                # Its own connections and bulkhead: waiting guests never starve the calls
+                # that work, and hold no in-flight slot here either.
+                with parked():
+                    return await self._waits.wait(
+                        path.strip("/"), params=params, headers=headers, wait_ms=wait_ms
+                    )
             return await self._payments.forward(
                 method.upper(),
                 path.strip("/"),

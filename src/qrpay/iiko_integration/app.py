@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from qrpay.eda.client import EdaClient
-from qrpay.iiko_integration.api import FAST_ROUTES, router
 from qrpay.eda.follower import FeedGauges
+from qrpay.iiko_integration.api import FAST_ROUTES, router
 from qrpay.iiko_integration.service import IikoService
 from qrpay.kernel.config import LimitName
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring

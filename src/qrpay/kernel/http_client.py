@@ -200,12 +200,16 @@ class ServiceClient:
         session: HttpSession,
         dependency: Callable[[], DependencyConfig],
         metrics: ServiceMetrics,
+        max_in_flight: Callable[[], int] | None = None,
     ) -> None:
         self._session = session
         self._dependency = dependency
         self._metrics = metrics
-        # A service has one client per downstream, so this is the downstream's bulkhead.
-        self.bulkhead = Bulkhead(self.downstream, lambda: dependency().max_in_flight)
+        # A service has one client per downstream, so this is the downstream's bulkhead;
+        # ``max_in_flight`` bounds a second client of it kept apart (long-polls, say).
+        self.bulkhead = Bulkhead(
+            self.downstream, max_in_flight or (lambda: dependency().max_in_flight)
+        )
 
     @contextmanager
     def reserve(self, endpoint: str) -> Iterator[None]:
