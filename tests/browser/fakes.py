@@ -63,6 +63,7 @@ class FakeOrder:
     polls_left: int = 0
     pay_cards: list[str] = field(default_factory=list)
     poll_times: list[float] = field(default_factory=list)
+    poll_waits: list[str | None] = field(default_factory=list)
     # A split bill: what the other guests paid or hold, and the items they took.
     paid: Decimal = Decimal(0)
     held: Decimal = Decimal(0)
@@ -232,6 +233,7 @@ class FakeDownstreams:
         if order is None:
             return error_response(404, "order_not_found", "Order not found")
         order.poll_times.append(time.monotonic())
+        order.poll_waits.append(request.query.get("wait_ms"))
         if order.status == "PAYMENT_IN_PROGRESS":
             order.polls_left -= 1
             if order.polls_left <= 0:

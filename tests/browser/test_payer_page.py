@@ -136,7 +136,9 @@ def test_pay_wait_and_paid_with_the_cashback(
     expect(page.locator("#live")).to_have_text("Paid")
     publish(screenshot(page, "paid"), "paid.png")
     assert order.pay_cards == ["card-ok"]
-    # Polled until final, never faster than X-Polling-Delay (0.3 s) asked.
+    # A long-poll each time; this server answers at once without a change, so the page
+    # polled until final, never faster than X-Polling-Delay (0.3 s) asked.
+    assert order.poll_waits == ["20000"] * 3
     assert len(order.poll_times) == 3
     gaps = [b - a for a, b in zip(order.poll_times, order.poll_times[1:], strict=False)]
     assert all(gap >= 0.28 for gap in gaps), gaps

@@ -8,6 +8,7 @@ itself; ``ServiceClient.body_of`` turns one into JSON or the matching ``QrpayErr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -70,15 +71,12 @@ class PaymentsEdaClient(ServiceClient):
             headers=payer.headers(),
         )
 
-    async def payment_status(self, order_id: str, hmac: str, payer: Payer) -> RawAnswer:
-        return await self.exchange(
-            "GET",
-            f"{PAYER_API_PREFIX}/orders",
-            endpoint="payment_status",
-            idempotent=True,
-            params={"order_id": order_id, "hmac": hmac},
-            headers=payer.headers(),
-        )
+    async def payment_status(
+        self, order_id: str, hmac: str, payer: Payer, wait_ms: int = 0
+    ) -> RawAnswer:
+        """``wait_ms``: a long-poll, answered once the status changes or that much later."""
+        params = {"order_id": order_id, "hmac": hmac}
+        return await self._get("/orders", "payment_status", params, payer, wait_ms)
 
     # --- a split bill (issue 12) -------------------------------------------------------
 
@@ -108,12 +106,18 @@ class PaymentsEdaClient(ServiceClient):
         )
 
     async def share_status(
-        self, order_id: str, hmac: str, share_id: str, payer: Payer
+        self, order_id: str, hmac: str, share_id: str, payer: Payer, wait_ms: int = 0
     ) -> RawAnswer:
         params = {"order_id": order_id, "hmac": hmac, "share_id": share_id}
-        return await self._get("/orders/share", "share_status", params, payer)
+        return await self._get("/orders/share", "share_status", params, payer, wait_ms)
 
-    async def _get(self, path: str, endpoint: str, params: Params, payer: Payer) -> RawAnswer:
+    async def _get(
+        self, path: str, endpoint: str, params: Params, payer: Payer, wait_ms: int = 0
+    ) -> RawAnswer:
+        deadline_ms = None
+        if wait_ms:
+            params = [*_pairs(params), ("wait_ms", str(wait_ms))]
+            deadline_ms = wait_ms + self._dependency().timeout_ms
         return await self.exchange(
             "GET",
             f"{PAYER_API_PREFIX}{path}",
@@ -121,7 +125,13 @@ class PaymentsEdaClient(ServiceClient):
             idempotent=True,
             params=params,
             headers=payer.headers(),
+            deadline_ms=deadline_ms,
+            try_timeout_ms=deadline_ms,
         )
+
+
+def _pairs(params: Params) -> list[tuple[str, str]]:
+    return list(params.items()) if isinstance(params, Mapping) else list(params)
 
 
 class RefundsClient(ServiceClient):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import sys
@@ -112,9 +113,11 @@ async def pay_order(
     poll_interval: float,
     timeout: float,
     requests: load.Stream | None = None,
+    wait_ms: int = 0,
 ) -> tuple[str, float]:
-    """One payment as the app makes it: preorder, pay, then poll the status as often as
-    X-Polling-Delay says until PAYED (a 503 or a lost poll is polled again).
+    """One payment as the app makes it: preorder, pay, then the status until PAYED
+    (``follow_status``: long-polls of ``wait_ms``, or polls; a 503 or a lost poll is asked
+    again).
 
     Returns the outcome (qrpay_tools.bench.load: ok once PAYED; timeout past ``deadline``, a
     perf_counter instant) and when the pay request was sent. Each HTTP request goes to
@@ -153,33 +156,64 @@ async def pay_order(
     )
     if answer.outcome != load.OK:
         return answer.outcome, started
+    outcome = await follow_status(
+        client,
+        "/4.0/payments/v1/orders",
+        query,
+        deadline=deadline,
+        poll_interval=poll_interval,
+        timeout=timeout,
+        wait_ms=wait_ms,
+        requests=requests,
+    )
+    return outcome, started
+
+
+async def follow_status(
+    client: wire.Client,
+    path: str,
+    query: dict[str, str],
+    *,
+    deadline: float,
+    poll_interval: float,
+    timeout: float,
+    wait_ms: int,
+    requests: load.Stream | None = None,
+) -> str:
+    """Ask for the status until it is final, as the payer page does: a long-poll of
+    ``wait_ms`` (0: plain polls), asked again at once after an answer that took at least
+    X-Polling-Delay, after that delay otherwise. ok once PAYED, error once DECLINED."""
+    params = {**query, "wait_ms": str(wait_ms)} if wait_ms else query
     while True:
         sent = time.perf_counter()
         answer = await load.call(
             requests,
             client,
             "GET",
-            "/4.0/payments/v1/orders",
+            path,
             since=sent,
-            timeout=timeout,
-            params=query,
+            timeout=timeout + wait_ms / 1000,
+            params=params,
         )
         delay = poll_interval
         if answer.outcome == load.OK:
             status = orjson.loads(answer.body).get("status")
             if status == "PAYED":
-                return load.OK, started
+                return load.OK
             if status == "DECLINED":
-                return load.ERROR, started
-            # Poll like the app does: as often as the server says.
+                return load.ERROR
             delay = float(answer.headers.get("x-polling-delay", poll_interval))
+            if time.perf_counter() - sent >= delay:
+                delay = 0  # the server held the call: it has waited already
         left = deadline - time.perf_counter()
         if left <= 0:
-            return load.TIMEOUT, started
+            return load.TIMEOUT
         await asyncio.sleep(min(delay, left))
 
 
-async def pay_all(api: str, orders: list[pos.Order], concurrency: int, poll_interval: float) -> Run:
+async def pay_all(
+    api: str, orders: list[pos.Order], concurrency: int, poll_interval: float, wait_ms: int
+) -> Run:
     latencies: list[float] = []
     errors = 0
     slots = asyncio.Semaphore(concurrency)
@@ -202,6 +236,7 @@ async def pay_all(api: str, orders: list[pos.Order], concurrency: int, poll_inte
                 deadline=now + 30,
                 poll_interval=poll_interval,
                 timeout=30,
+                wait_ms=wait_ms,
             )
             if outcome == load.OK:
                 latencies.append(time.perf_counter() - started)
@@ -214,7 +249,10 @@ async def pay_all(api: str, orders: list[pos.Order], concurrency: int, poll_inte
     finally:
         client.close()
     elapsed = time.perf_counter() - began
-    return Run(f"payments (concurrency {concurrency})", len(latencies), elapsed, latencies, errors)
+    way = f"long-poll {wait_ms} ms" if wait_ms else "polls"
+    return Run(
+        f"payments, {way} (concurrency {concurrency})", len(latencies), elapsed, latencies, errors
+    )
 
 
 # A split bill (pos.bill: 1500.00 in two lines, 700.00 and 800.00): three guests at once
@@ -285,35 +323,24 @@ async def share_paid(
     deadline: float,
     poll_interval: float,
     timeout: float,
+    wait_ms: int,
 ) -> bool:
-    """Poll the share's status as often as X-Polling-Delay says until it is PAYED."""
+    """The share's status until it is PAYED (``follow_status``)."""
     query = {"order_id": order.order_id, "hmac": order.hmac, "share_id": share_id}
-    while True:
-        answer = await load.call(
-            None,
-            client,
-            "GET",
-            "/4.0/payments/v1/orders/share",
-            since=time.perf_counter(),
-            timeout=timeout,
-            params=query,
-        )
-        delay = poll_interval
-        if answer.outcome == load.OK:
-            status = orjson.loads(answer.body).get("status")
-            if status == "PAYED":
-                return True
-            if status == "DECLINED":
-                return False
-            delay = float(answer.headers.get("x-polling-delay", poll_interval))
-        left = deadline - time.perf_counter()
-        if left <= 0:
-            return False
-        await asyncio.sleep(min(delay, left))
+    outcome = await follow_status(
+        client,
+        "/4.0/payments/v1/orders/share",
+        query,
+        deadline=deadline,
+        poll_interval=poll_interval,
+        timeout=timeout,
+        wait_ms=wait_ms,
+    )
+    return outcome == load.OK
 
 
 async def split_all(
-    api: str, orders: list[pos.Order], concurrency: int, poll_interval: float
+    api: str, orders: list[pos.Order], concurrency: int, poll_interval: float, wait_ms: int
 ) -> tuple[Run, Run]:
     """Every order split by four guests, ``concurrency`` orders at a time: the shares (latency
     from a share's pay request to its PAYED answer) and the orders (from the first quote to
@@ -334,7 +361,13 @@ async def split_all(
         nonlocal share_errors
         share_id, sent = started
         paid = bool(share_id) and await share_paid(
-            client, order, share_id, deadline=deadline, poll_interval=poll_interval, timeout=30
+            client,
+            order,
+            share_id,
+            deadline=deadline,
+            poll_interval=poll_interval,
+            timeout=30,
+            wait_ms=wait_ms,
         )
         if paid:
             share_latencies.append(time.perf_counter() - sent)
@@ -515,6 +548,17 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between status polls when the server sends no X-Polling-Delay",
     )
     parser.add_argument(
+        "--wait-ms",
+        type=int,
+        default=20_000,
+        help="the status long-poll's wait_ms, as the payer page asks (0: polls only)",
+    )
+    parser.add_argument(
+        "--no-polls",
+        action="store_true",
+        help="skip the second pass, with plain polls as an older client makes them",
+    )
+    parser.add_argument(
         "--split",
         action="store_true",
         help=f"then split bills in the same run: {SHARES_PER_ORDER} guests per order",
@@ -566,27 +610,38 @@ def main(argv: list[str] | None = None) -> int:
 
             split_count = args.split_orders + max(5, args.split_orders // 20) if args.split else 0
 
-            async def prepare() -> list[pos.Order]:
+            async def prepare_orders(count: int) -> list[pos.Order]:
                 async with aiohttp.ClientSession() as session:
                     await bind_card(session, url["cardstorage"])
-                return await pos.create_orders(url["iiko-integration"], args.payments + split_count)
+                return await pos.create_orders(url["iiko-integration"], count)
 
-            orders = asyncio.run(prepare())
-            orders, to_split = orders[: args.payments], orders[args.payments :]
-            warm, orders = (
-                orders[: max(20, args.payments // 20)],
-                orders[max(20, args.payments // 20) :],
-            )
-            print(f"{len(orders)} orders (+{len(warm)} to warm up); paying ...", flush=True)
-            uvloop.run(pay_all(url["payments-eda"], warm, args.concurrency, args.poll_interval))
+            # The payer page's way first (long-polls), then plain polls, each on its own orders.
+            ways = [args.wait_ms] + ([0] if args.wait_ms and not args.no_polls else [])
+            paid = args.payments * len(ways)
+            orders = asyncio.run(prepare_orders(paid + split_count))
+            orders, to_split = orders[:paid], orders[paid:]
             ours = {url.rsplit("/", 1)[1] for url in [*databases.values(), queue_url]}
-            meter = CpuMeter(processes, ours)
-            result = uvloop.run(
-                pay_all(url["payments-eda"], orders, args.concurrency, args.poll_interval)
-            )
-            print(result.row(), flush=True)
-            print(cpu_line("payment", meter.spent_ms(), result.payments), flush=True)
-            failed = result.errors
+            failed = 0
+            for index, wait_ms in enumerate(ways):
+                mine = orders[index * args.payments : (index + 1) * args.payments]
+                warm, mine = mine[: max(20, len(mine) // 20)], mine[max(20, len(mine) // 20) :]
+                way = f"long-polls of {wait_ms} ms" if wait_ms else "polls"
+                print(
+                    f"{len(mine)} orders (+{len(warm)} to warm up); paying, {way} ...", flush=True
+                )
+                pay = functools.partial(
+                    pay_all,
+                    url["payments-eda"],
+                    concurrency=args.concurrency,
+                    poll_interval=args.poll_interval,
+                    wait_ms=wait_ms,
+                )
+                uvloop.run(pay(warm))
+                meter = CpuMeter(processes, ours)
+                result = uvloop.run(pay(mine))
+                print(result.row(), flush=True)
+                print(cpu_line("payment", meter.spent_ms(), result.payments), flush=True)
+                failed += result.errors
             if args.split:
                 warm, to_split = (
                     to_split[: split_count - args.split_orders],
@@ -594,16 +649,21 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(f"{len(to_split)} orders to split (+{len(warm)} to warm up) ...", flush=True)
                 concurrency = args.split_concurrency
-                uvloop.run(split_all(url["payments-eda"], warm, concurrency, args.poll_interval))
-                meter = CpuMeter(processes, ours)
-                shares, split = uvloop.run(
-                    split_all(url["payments-eda"], to_split, concurrency, args.poll_interval)
+                split = functools.partial(
+                    split_all,
+                    url["payments-eda"],
+                    concurrency=concurrency,
+                    poll_interval=args.poll_interval,
+                    wait_ms=args.wait_ms,
                 )
+                uvloop.run(split(warm))
+                meter = CpuMeter(processes, ours)
+                shares, whole = uvloop.run(split(to_split))
                 print(shares.row(), flush=True)
-                print(split.row(), flush=True)
+                print(whole.row(), flush=True)
                 spent = meter.spent_ms()
                 print(cpu_line("share", spent, shares.payments), flush=True)
-                print(cpu_line("split order", spent, split.payments), flush=True)
+                print(cpu_line("split order", spent, whole.payments), flush=True)
                 failed += shares.errors
         finally:
             for process in reversed(processes):
@@ -611,11 +671,11 @@ def main(argv: list[str] | None = None) -> int:
 
         with harness.baseline(1, workdir) as baseline:
             uvloop.run(baseline_loop(baseline.url, 200, args.concurrency))
-            print(uvloop.run(baseline_loop(baseline.url, len(orders), args.concurrency)).row())
+            print(uvloop.run(baseline_loop(baseline.url, args.payments, args.concurrency)).row())
 
     print(
-        f"\nlatency: from the pay request to the first PAYED status answer (polled as "
-        f"X-Polling-Delay says: {args.polling_delay * 1000:.0f} ms); six services, 1 process each "
+        f"\nlatency: from the pay request to the first PAYED status answer (long-polled, or "
+        f"polled as X-Polling-Delay says: {args.polling_delay * 1000:.0f} ms); six services, 1 process each "
         f"(payments-eda {args.payments_eda_workers}), one worker (concurrency "
         f"{args.worker_concurrency}), PostgreSQL, all on {os.cpu_count()} cores shared "
         "with the load generator"

@@ -339,8 +339,9 @@ class PaymentsApi:
         data, headers = await self._pay(lambda payer: self._client.pay(request, payer))
         return _status(data, headers)
 
-    async def status(self, link: OrderLink) -> PaymentStatus:
-        call = self._client.payment_status(link.order_id, link.hmac, self._payer)
+    async def status(self, link: OrderLink, wait_ms: int = 0) -> PaymentStatus:
+        """``wait_ms``: a long-poll, answered once the status changes or that much later."""
+        call = self._client.payment_status(link.order_id, link.hmac, self._payer, wait_ms)
         data, headers = await self._body(call)
         return _status(data, headers)
 
@@ -381,8 +382,8 @@ class PaymentsApi:
         data, headers = await self._pay(lambda payer: self._client.pay_share(request, payer))
         return _text(data.get("share_id")), _status(data, headers)
 
-    async def share_status(self, link: OrderLink, share_id: str) -> PaymentStatus:
-        call = self._client.share_status(link.order_id, link.hmac, share_id, self._payer)
+    async def share_status(self, link: OrderLink, share_id: str, wait_ms: int = 0) -> PaymentStatus:
+        call = self._client.share_status(link.order_id, link.hmac, share_id, self._payer, wait_ms)
         data, headers = await self._body(call)
         return _status(data, headers)
 

@@ -26,6 +26,8 @@ from qrpay_tools.identity import dev_tools_ticket
 FINAL = ("PAYED", "DECLINED")
 # eda's order statuses (as the preorder reports them) that leave nothing to pay.
 CLOSED = {"PAYED": "already paid", "CANCELED": "closed by the restaurant (unpaid too long)"}
+# How long each status long-poll may be held by the server (the payer page's own).
+LONG_POLL_MS = 20_000
 # The app keeps polling through a short outage; this many failures in a row end the session.
 MAX_POLL_FAILURES = 5
 
@@ -169,7 +171,7 @@ async def pay_share(
         return EXIT_NOT_PAYED
     share_id, first = await api.pay_share(link, card.id, choice, price, preorder, tip)
     final = await follow(
-        api, link, first, options, console, poll=lambda: api.share_status(link, share_id)
+        api, link, first, options, console, poll=lambda wait: api.share_status(link, share_id, wait)
     )
     if final.status != "PAYED":
         reason = final.message or "try another card or pay at the restaurant"
@@ -188,15 +190,16 @@ async def follow(
     options: GuestOptions,
     console: Console,
     *,
-    poll: Callable[[], Awaitable[PaymentStatus]] | None = None,
+    poll: Callable[[int], Awaitable[PaymentStatus]] | None = None,
 ) -> PaymentStatus:
-    """Poll the payment status (or a share's, with ``poll``), waiting X-Polling-Delay between
-    polls, until PAYED or DECLINED."""
-    read = poll or (lambda: api.status(link))
+    """The payment status (or a share's, with ``poll``) until PAYED or DECLINED, as the
+    payer page follows it: long-polls, asked again at once after an answer the server held
+    at least X-Polling-Delay, after that delay otherwise (a server that does not wait)."""
+    read = poll or (lambda wait: api.status(link, wait))
     started = time.monotonic()
     deadline = started + options.timeout_seconds
     failures = 0
-    delay = current.polling_delay
+    delay = 0.0  # the pay's answer was the last word: the first long-poll goes at once
     shown = current.status
     with console.status(f"order {link.order_id}: {shown}") as live:
         while current.status not in FINAL:
@@ -206,11 +209,15 @@ async def follow(
                     f"order {link.order_id}: no final status after "
                     f"{options.timeout_seconds:g}s (last: {current.status})"
                 )
-            await asyncio.sleep(min(delay, remaining))
+            if delay:
+                await asyncio.sleep(min(delay, remaining))
             try:
-                current = await read()
+                asked = time.monotonic()
+                wait_ms = max(0, min(LONG_POLL_MS, int((deadline - asked) * 1000)))
+                current = await read(wait_ms)
                 failures = 0
-                delay = current.polling_delay
+                held = time.monotonic() - asked >= current.polling_delay
+                delay = 0.0 if held else current.polling_delay
                 shown = current.status + (f" · {current.message}" if current.message else "")
             except (Unreachable, HttpError) as exc:
                 retryable = isinstance(exc, Unreachable) or exc.status in (502, 503, 504)
@@ -218,6 +225,7 @@ async def follow(
                 if not retryable or failures >= MAX_POLL_FAILURES:
                     raise
                 shown = f"{current.status} (retrying: {exc.message})"
+                delay = current.polling_delay
             elapsed = int(time.monotonic() - started)
             live.update(f"order {link.order_id}: {shown} · {elapsed}s")
     return current

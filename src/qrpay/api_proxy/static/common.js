@@ -212,10 +212,11 @@
   }
 
   /* One call to api-proxy. Resolves with {status, data, headers}; rejects when there is no answer.
-     ``extra``: more request headers (a pay's X-Idempotency-Token). */
-  function api(method, url, body, extra) {
+     ``extra``: more request headers (a pay's X-Idempotency-Token); ``waitMs``: how long the
+     server may hold the call on purpose (a long-poll), on top of the usual 15 s. */
+  function api(method, url, body, extra, waitMs) {
     var controller = new AbortController();
-    var timer = setTimeout(function () { controller.abort(); }, 15000);
+    var timer = setTimeout(function () { controller.abort(); }, 15000 + (waitMs || 0));
     var headers = { 'Accept': 'application/json', 'X-Request-Language': lang };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     Object.keys(extra || {}).forEach(function (name) { headers[name] = extra[name]; });

@@ -1,4 +1,6 @@
-/* The payer page: bill -> pay -> waiting (polls, honouring X-Polling-Delay) -> paid / declined.
+/* The payer page: bill -> pay -> waiting (a long-poll: the server answers once the status
+   changes, or after LONG_POLL_MS; one that came back sooner than X-Polling-Delay is followed
+   by that delay, as a polling client would) -> paid / declined.
    A split bill (issue 12): the bill shows what is paid and left (polled while the page is
    open); a guest pays everything left, an equal share, their items or an amount, plus a
    tip, as a share of its own. The whole-bill pay stays while no share is paid or under way,
@@ -18,6 +20,7 @@
   var orderQuery = new URLSearchParams({ order_id: orderId || '', hmac: hmac || '' }).toString();
 
   var MIN_DELAY = 0.05, MAX_DELAY = 30, DEFAULT_DELAY = 1;
+  var LONG_POLL_MS = 20000;
   var MAX_POLL_FAILURES = 3;
   var SPLIT_EVERY = 3000;  // ms between looks at what others paid, while the page is open
   var PARTS_KEY = 'qrpay.parts.' + (orderId || '');
@@ -683,7 +686,9 @@
 
   function poll() {
     stopPolling();
-    q.api('GET', statusUrl).then(function (answer) {
+    var started = Date.now();
+    var url = statusUrl + '&wait_ms=' + LONG_POLL_MS;
+    q.api('GET', url, undefined, undefined, LONG_POLL_MS).then(function (answer) {
       if (answer.status === 404 && currentPay && currentPay.shareId) return payNotFound();
       if (answer.status === 404) return notFound();
       if (answer.status !== 200 || !answer.data) return pollFailed(answer.status >= 500);
@@ -696,7 +701,10 @@
       var status = answer.data.status;
       if (status === 'PAYED') return paid();
       if (status === 'DECLINED') return afterDeclined();
-      pollTimer = setTimeout(poll, 1000 * pollingDelay(answer.headers.get('X-Polling-Delay')));
+      // Held by the server at least X-Polling-Delay: ask again at once; answered sooner (a
+      // server that does not wait, or a busy one), wait that delay as a polling client does.
+      var delay = 1000 * pollingDelay(answer.headers.get('X-Polling-Delay'));
+      pollTimer = setTimeout(poll, Date.now() - started >= delay ? 0 : delay);
     }, function () { pollFailed(false); });
   }
 
