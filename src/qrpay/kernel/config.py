@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection, Iterable, Mapping
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import (
@@ -34,26 +35,6 @@ from pydantic import (
 from qrpay.kernel.errors import QrpayError
 from qrpay.kernel.money import decimal_places, is_known_currency, minor_units
 from qrpay.kernel.tickets import SUPPORT_IDENTITY, TOOLS_IDENTITY, decode_key
-
-SERVICE_NAMES = (
-    "api-proxy",
-    "iiko-integration",
-    "payments-eda",
-    "eda",
-    "transactions",
-    "cardstorage",
-    "cashback",
-)
-
-DEFAULT_PORTS: dict[str, int] = {
-    "api-proxy": 8080,
-    "iiko-integration": 8081,
-    "payments-eda": 8082,
-    "eda": 8083,
-    "transactions": 8084,
-    "cardstorage": 8085,
-    "cashback": 8086,
-}
 
 
 class Strict(BaseModel):
@@ -110,9 +91,9 @@ class DependencyConfig(Strict):
 V = TypeVar("V")
 
 
-def only_known_services(value: dict[str, V], what: str) -> dict[str, V]:
-    """``value`` if it names qrpay services only, else ValueError naming the others."""
-    unknown = set(value) - set(SERVICE_NAMES)
+def only_known_services(value: dict[str, V], what: str, known: Collection[str]) -> dict[str, V]:
+    """``value`` if it names ``known`` services only, else ValueError naming the others."""
+    unknown = set(value) - set(known)
     if unknown:
         raise ValueError(f"{what} for unknown services: {sorted(unknown)}")
     return value
@@ -124,6 +105,9 @@ class DatabasePoolsConfig(Strict):
     (SQLAlchemy's and the asyncpg one of the hot reads), every process one of ``queue`` to
     the queue database. The budget for N instances: deploy/README.md."""
 
+    # The services a size may be given for: the product's (the runner's registry).
+    service_names: ClassVar[tuple[str, ...]] = ()
+
     default: int = Field(default=20, ge=1, le=1000)
     services: dict[str, Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=dict)
     queue: int = Field(default=4, ge=1, le=1000)
@@ -131,16 +115,15 @@ class DatabasePoolsConfig(Strict):
     @field_validator("services")
     @classmethod
     def _known_pool_services(cls, value: dict[str, int]) -> dict[str, int]:
-        return only_known_services(value, "pool sizes")
+        return only_known_services(value, "pool sizes", cls.service_names)
 
     def size_for(self, service: str) -> int:
         return self.services.get(service, self.default)
 
 
-def _default_dependencies() -> dict[str, DependencyConfig]:
+def default_dependencies(ports: Mapping[str, int]) -> dict[str, DependencyConfig]:
     return {
-        name: DependencyConfig(base_url=f"http://127.0.0.1:{port}")
-        for name, port in DEFAULT_PORTS.items()
+        name: DependencyConfig(base_url=f"http://127.0.0.1:{port}") for name, port in ports.items()
     }
 
 
@@ -380,7 +363,14 @@ class Experiments(Strict):
         return self
 
 
-class QrpayConfig(Strict):
+class KernelConfig(Strict):
+    """The config file's model. The runner composes the product's (``runner.config``): it
+    gives the services' names and default ports, and adds the services' sections."""
+
+    # Each service and where it listens by default: the names ``services`` and
+    # ``database_pools.services`` may hold, and the default of ``services``.
+    service_ports: ClassVar[Mapping[str, int]] = {}
+
     restaurants: tuple[Restaurant, ...] = ()
     orders: OrdersConfig = OrdersConfig()
     feed: FeedConfig = FeedConfig()
@@ -403,7 +393,8 @@ class QrpayConfig(Strict):
     limits: LimitsConfig = LimitsConfig()
     service_tickets: ServiceTicketsConfig = ServiceTicketsConfig()
     experiments: Experiments = Experiments()
-    services: dict[str, DependencyConfig] = Field(default_factory=_default_dependencies)
+    # Validated when defaulted too: the validator adds every service's default.
+    services: dict[str, DependencyConfig] = Field(default_factory=dict, validate_default=True)
     database_pools: DatabasePoolsConfig = DatabasePoolsConfig()
     config_reload_interval_seconds: float = Field(default=1.0, gt=0)
 
@@ -416,7 +407,7 @@ class QrpayConfig(Strict):
         return value
 
     @model_validator(mode="after")
-    def _cashback_representable(self) -> QrpayConfig:
+    def _cashback_representable(self) -> KernelConfig:
         """Cashback is paid in a restaurant's currency: it is rounded to no finer a place than
         the coarsest minor unit any restaurant accepts (JPY has none), and every cap is a
         whole number of those places (else a capped cashback would be rounded below its cap)."""
@@ -455,8 +446,8 @@ class QrpayConfig(Strict):
     @field_validator("services")
     @classmethod
     def _known_services(cls, value: dict[str, DependencyConfig]) -> dict[str, DependencyConfig]:
-        only_known_services(value, "dependencies")
-        merged = _default_dependencies()
+        only_known_services(value, "dependencies", cls.service_ports)
+        merged = default_dependencies(cls.service_ports)
         merged.update(value)
         return merged
 
@@ -506,11 +497,15 @@ def _valid_secret_key(key: SecretStr) -> SecretStr:
     return key
 
 
-# Who a route may name as its caller (``kernel.callers.allow``): the services and the
-# support tools.
-CALLER_NAMES = (*SERVICE_NAMES, SUPPORT_IDENTITY)
-# Who may hold ticket keys: the callers and the tools' identity.
-TICKET_IDENTITIES = (*CALLER_NAMES, TOOLS_IDENTITY)
+def caller_names(services: Iterable[str]) -> tuple[str, ...]:
+    """Who a route may name as its caller (``kernel.callers.allow``): the services and the
+    support tools."""
+    return (*services, SUPPORT_IDENTITY)
+
+
+def ticket_identities(services: Iterable[str]) -> tuple[str, ...]:
+    """Who may hold ticket keys: the callers and the tools' identity."""
+    return (*caller_names(services), TOOLS_IDENTITY)
 
 
 def _valid_key(text: str) -> str:
@@ -530,6 +525,9 @@ class TicketKeys(Strict):
     signs with it, the old one dropped when its tickets have expired).
     """
 
+    # Who may hold keys (``ticket_identities``): given by the runner.
+    identities: ClassVar[tuple[str, ...]] = ()
+
     private: dict[str, tuple[Annotated[SecretStr, AfterValidator(_valid_secret_key)], ...]] = Field(
         default_factory=dict
     )
@@ -542,7 +540,7 @@ class TicketKeys(Strict):
     @field_validator("private", "public")
     @classmethod
     def _known_identities(cls, value: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(value) - set(TICKET_IDENTITIES)
+        unknown = set(value) - set(cls.identities)
         if unknown:
             raise ValueError(f"ticket keys of unknown services: {sorted(unknown)}")
         if any(not keys for keys in value.values()):
@@ -551,6 +549,11 @@ class TicketKeys(Strict):
 
 
 class Secdist(Strict):
+    """The secdist file's model; the runner's (``runner.config``) gives the services' names."""
+
+    # The services ``databases`` may name.
+    service_names: ClassVar[tuple[str, ...]] = ()
+
     api_keys: tuple[ApiKey, ...] = ()
     # The first key signs; all of them verify (rotation). Required: without one
     # iiko-integration would create an order and then fail to sign its link.
@@ -581,7 +584,7 @@ class Secdist(Strict):
     @field_validator("databases")
     @classmethod
     def _known_databases(cls, value: dict[str, str]) -> dict[str, str]:
-        return only_known_services(value, "databases")
+        return only_known_services(value, "databases", cls.service_names)
 
     # Service tickets (kernel.tickets): this service's signing keys and its callers'
     # public keys. Required: without them no service could call another.
@@ -607,29 +610,28 @@ class Secdist(Strict):
 # Loc parts an error may name: field and service names, and a mistyped field name
 # (lowercase letters and underscores: a generated secret has digits or capitals, so
 # a secret pasted where a key belongs is shown as <key>).
-_NAMEABLE = (
-    set(Secdist.model_fields)
-    | set(ApiKey.model_fields)
-    | set(TicketKeys.model_fields)
-    | set(TICKET_IDENTITIES)
-)
+_NAMEABLE = set(Secdist.model_fields) | set(ApiKey.model_fields) | set(TicketKeys.model_fields)
 _FIELD_LIKE = re.compile(r"[a-z_]{1,32}")
 
 
-def _safe_loc(loc: tuple[int | str, ...]) -> str:
+def _safe_loc(loc: tuple[int | str, ...], identities: Collection[str]) -> str:
     parts = [
         str(part)
-        if isinstance(part, int) or part in _NAMEABLE or _FIELD_LIKE.fullmatch(part)
+        if isinstance(part, int)
+        or part in _NAMEABLE
+        or part in identities
+        or _FIELD_LIKE.fullmatch(part)
         else "<key>"
         for part in loc
     ]
     return ".".join(parts) or "secdist"
 
 
-def secdist_refused(exc: ValidationError) -> ConfigRefused:
-    """The error as field names and error types only: pydantic's text quotes the input."""
+def secdist_refused(exc: ValidationError, identities: Collection[str]) -> ConfigRefused:
+    """The error as field names and error types only: pydantic's text quotes the input.
+    ``identities``: the names of services and tools, shown as they are."""
     problems = [
-        f"{_safe_loc(error['loc'])}: {error['type']}"
+        f"{_safe_loc(error['loc'], identities)}: {error['type']}"
         for error in exc.errors(include_url=False, include_input=False, include_context=False)
     ]
     return ConfigRefused(
@@ -645,23 +647,23 @@ def load_yaml(path: Path) -> Any:
     return {} if data is None else data
 
 
-def parse_config(data: Any) -> QrpayConfig:
-    return QrpayConfig.model_validate(data)
+C = TypeVar("C", bound=KernelConfig)
+S = TypeVar("S", bound=Secdist)
 
 
-def load_config(path: Path) -> QrpayConfig:
-    return parse_config(load_yaml(path))
+def parse_config_as(model: type[C], data: Any) -> C:
+    return model.model_validate(data)
 
 
-def parse_secdist(data: Any) -> Secdist:
+def parse_secdist_as(model: type[S], data: Any) -> S:
     try:
-        return Secdist.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         # ``from None``: a chained traceback would print pydantic's text, input included.
-        raise secdist_refused(exc) from None
+        raise secdist_refused(exc, ticket_identities(model.service_names)) from None
 
 
-def load_secdist(path: Path) -> Secdist:
+def load_secdist_as(model: type[S], path: Path) -> S:
     try:
         data = load_yaml(path)
     except yaml.YAMLError as exc:
@@ -671,4 +673,4 @@ def load_secdist(path: Path) -> Secdist:
         raise ConfigRefused(
             f"secdist {path} is not valid YAML{where}", code=ConfigCode.SECDIST_INVALID
         ) from None
-    return parse_secdist(data)
+    return parse_secdist_as(model, data)

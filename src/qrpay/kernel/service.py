@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -127,22 +126,6 @@ class ServiceContext:
             clock=self.clock,
             refused=self.metrics.rate_limited,
         )
-
-
-# Services in start-up order: the ones others call come first.
-SERVICE_MODULES: dict[str, str] = {
-    "eda": "qrpay.eda.app",
-    "cardstorage": "qrpay.cardstorage.app",
-    "cashback": "qrpay.cashback.app",
-    "transactions": "qrpay.transactions.app",
-    "payments-eda": "qrpay.payments_eda.app",
-    "iiko-integration": "qrpay.iiko_integration.app",
-    "api-proxy": "qrpay.api_proxy.app",
-}
-
-
-def available_services() -> list[str]:
-    return list(SERVICE_MODULES)
 
 
 log = structlog.get_logger("qrpay.service")
@@ -293,9 +276,3 @@ def provide(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
         return cast(T, request.app.state.services[kind])
 
     return dependency
-
-
-def build_app(ctx: ServiceContext) -> FastAPI:
-    module = importlib.import_module(SERVICE_MODULES[ctx.name])
-    service: ServiceApp = module.SERVICE
-    return service.build(ctx)
