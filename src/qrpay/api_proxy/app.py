@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.staticfiles import StaticFiles
 
 from qrpay.api_proxy.api import router
@@ -12,8 +14,11 @@ from qrpay.iiko_integration.client import IikoIntegrationClient
 from qrpay.kernel.config import LimitName
 from qrpay.kernel.service import ServiceApp, ServiceContext, Wiring
 
+if TYPE_CHECKING:
+    from qrpay.runner.config import QrpayConfig
 
-def wire(ctx: ServiceContext) -> Wiring:
+
+def wire(ctx: ServiceContext[QrpayConfig]) -> Wiring:
     # One aiohttp session (ctx.http) for every downstream.
     service = ApiProxyService(
         runtime=ctx.runtime,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from qrpay.eda.client import EdaClient
 from qrpay.iiko_integration.api import FAST_ROUTES, router
 from qrpay.iiko_integration.follower import FeedGauges
@@ -10,8 +12,11 @@ from qrpay.kernel.config import LimitName
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
 from qrpay.payments_eda.client import RefundsClient
 
+if TYPE_CHECKING:
+    from qrpay.runner.config import QrpayConfig
 
-def feed_gauges(ctx: ServiceContext) -> FeedGauges:
+
+def feed_gauges(ctx: ServiceContext[QrpayConfig]) -> FeedGauges:
     return FeedGauges(
         current_as_of=ctx.metrics.gauge(
             "qrpay_feed_current_as_of_seconds",
@@ -25,7 +30,7 @@ def feed_gauges(ctx: ServiceContext) -> FeedGauges:
     )
 
 
-def wire(ctx: ServiceContext) -> Wiring:
+def wire(ctx: ServiceContext[QrpayConfig]) -> Wiring:
     service = IikoService(
         runtime=ctx.runtime,
         eda_client=EdaClient(

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from prometheus_client import Gauge
 
 from qrpay.eda.client import EdaClient
+from qrpay.eda.config import FeedConfig
 from qrpay.iiko_integration.memory import StatusMemory
 from qrpay.iiko_integration.push import PushHub
 from qrpay.kernel.clock import Clock
-from qrpay.kernel.config import FeedConfig
 from qrpay.kernel.service import every
 
 

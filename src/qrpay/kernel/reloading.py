@@ -17,6 +17,8 @@ from qrpay.kernel.production import ProductionCheck, check_config, check_secdist
 from qrpay.kernel.settings import Settings
 
 T = TypeVar("T")
+# The product's config model (``runner.config``): the kernel reads its own sections of it.
+C = TypeVar("C", bound=KernelConfig)
 log = structlog.get_logger("qrpay.config")
 
 
@@ -68,27 +70,30 @@ class WatchedFile(Generic[T]):
 
 
 @dataclass(frozen=True)
-class ConfigFiles:
+class ConfigFiles(Generic[C]):
     """How a product reads its two files, and what its production refuses in the config:
     the kernel knows its own sections only (``runner.config`` composes the rest)."""
 
-    load_config: Callable[[Path], KernelConfig]
+    load_config: Callable[[Path], C]
     load_secdist: Callable[[Path], Secdist]
     # Each takes the config and returns a refusal (ConfigRefused) or None (kernel.production).
     production_checks: Sequence[ProductionCheck] = ()
 
 
-class RuntimeConfig:
-    """The live config and secdist of a process."""
+class RuntimeConfig(Generic[C]):
+    """The live config and secdist of a process. ``C``: the product's config model, for
+    the services' typing (the kernel reads only ``KernelConfig``'s sections)."""
 
-    def __init__(self, config: WatchedFile[KernelConfig], secdist: WatchedFile[Secdist]) -> None:
+    def __init__(self, config: WatchedFile[C], secdist: WatchedFile[Secdist]) -> None:
         self._config = config
         self._secdist = secdist
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[], None]] = []
 
     @classmethod
-    def from_files(cls, config_path: Path, secdist_path: Path, files: ConfigFiles) -> RuntimeConfig:
+    def from_files(
+        cls, config_path: Path, secdist_path: Path, files: ConfigFiles[C]
+    ) -> RuntimeConfig[C]:
         """``files``: how the product reads its config and secdist (``runner.config``)."""
         return cls(
             WatchedFile(config_path, files.load_config, kind="config"),
@@ -97,8 +102,8 @@ class RuntimeConfig:
 
     @classmethod
     def for_settings(
-        cls, settings: Settings, files: ConfigFiles, service: str | None = None
-    ) -> RuntimeConfig:
+        cls, settings: Settings, files: ConfigFiles[C], service: str | None = None
+    ) -> RuntimeConfig[C]:
         """The files ``settings`` name, refused (at start and on reload) when the environment
         forbids them: development secrets or sign-in in production (kernel.production);
         ``service``: the one service this process runs (None: several, or none)."""
@@ -119,7 +124,7 @@ class RuntimeConfig:
         return cls(config, secdist)
 
     @classmethod
-    def fixed(cls, config: KernelConfig, secdist: Secdist) -> RuntimeConfig:
+    def fixed(cls, config: C, secdist: Secdist) -> RuntimeConfig[C]:
         """A config that never changes, for tests."""
         instance = cls.__new__(cls)
         instance._config = _Fixed(config)  # type: ignore[assignment]
@@ -129,7 +134,7 @@ class RuntimeConfig:
         return instance
 
     @property
-    def config(self) -> KernelConfig:
+    def config(self) -> C:
         return self._config.current
 
     @property

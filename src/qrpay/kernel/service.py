@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
@@ -24,7 +24,7 @@ from starlette.types import ASGIApp
 
 from qrpay.kernel.callers import CallerCheck
 from qrpay.kernel.clock import Clock, SystemClock
-from qrpay.kernel.config import DependencyConfig, HttpConfig, LimitName
+from qrpay.kernel.config import DependencyConfig, HttpConfig, KernelConfig, LimitName
 from qrpay.kernel.db import Database
 from qrpay.kernel.fast_routes import FastRoute
 from qrpay.kernel.http import create_app
@@ -41,11 +41,15 @@ class QueueRequired(RuntimeError):
     """The service puts or consumes queue tasks and was given no queue: it refuses to start."""
 
 
+# The product's config model (``runner.config``), for the services' typing.
+C = TypeVar("C", bound=KernelConfig)
+
+
 @dataclass
-class ServiceContext:
+class ServiceContext(Generic[C]):
     name: str
     settings: Settings
-    runtime: RuntimeConfig
+    runtime: RuntimeConfig[C]
     clock: Clock = field(default_factory=SystemClock)
     metrics: ServiceMetrics = field(init=False)
     http: HttpSession = field(default_factory=HttpSession)

@@ -10,9 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from qrpay.api_proxy import config as api_proxy_config
+from qrpay.api_proxy.config import DemoConfig, SessionsConfig
 from qrpay.cashback import config as cashback_config
+from qrpay.cashback.config import CashbackServiceConfig
+from qrpay.eda.config import FeedConfig, OrdersConfig
 from qrpay.iiko_integration import config as iiko_integration_config
+from qrpay.iiko_integration.config import (
+    BillTextTemplates,
+    DeeplinkConfig,
+    PushConfig,
+    default_bill_text_templates,
+)
 from qrpay.kernel import production
 from qrpay.kernel.config import (
     DatabasePoolsConfig,
@@ -29,8 +40,11 @@ from qrpay.kernel.config import (
 from qrpay.kernel.production import ProductionCheck
 from qrpay.kernel.reloading import ConfigFiles, RuntimeConfig
 from qrpay.kernel.settings import Settings
+from qrpay.payments_eda.config import PaymentsConfig
+from qrpay.restaurants import RestaurantSections
 from qrpay.runner.registry import DEFAULT_PORTS, SERVICE_NAMES
 from qrpay.transactions import config as transactions_config
+from qrpay.transactions.config import TransactionsConfig
 
 # Who a route may name as its caller (``kernel.callers.allow``).
 CALLER_NAMES = caller_names(SERVICE_NAMES)
@@ -46,9 +60,21 @@ class QrpayTicketKeys(TicketKeys):
     identities = TICKET_IDENTITIES
 
 
-class QrpayConfig(KernelConfig):
+class QrpayConfig(RestaurantSections, KernelConfig):
+    """The config file: the kernel's sections, the restaurants, and each service's own."""
+
     service_ports = DEFAULT_PORTS
 
+    orders: OrdersConfig = OrdersConfig()
+    feed: FeedConfig = FeedConfig()
+    push: PushConfig = PushConfig()
+    deeplink: DeeplinkConfig = DeeplinkConfig()
+    bill_text_templates: BillTextTemplates = Field(default_factory=default_bill_text_templates)
+    payments: PaymentsConfig = PaymentsConfig()
+    transactions: TransactionsConfig = TransactionsConfig()
+    cashback_service: CashbackServiceConfig = CashbackServiceConfig()
+    demo: DemoConfig = DemoConfig()
+    sessions: SessionsConfig = SessionsConfig()
     database_pools: DatabasePools = DatabasePools()
 
 
@@ -100,9 +126,11 @@ def check_secdist(settings: Settings, secdist: Secdist, service: str | None = No
     return production.check_secdist(settings, secdist, load_secdist, service)
 
 
-def runtime_from_files(config: Path, secdist: Path) -> RuntimeConfig:
+def runtime_from_files(config: Path, secdist: Path) -> RuntimeConfig[QrpayConfig]:
     return RuntimeConfig.from_files(config, secdist, FILES)
 
 
-def runtime_for_settings(settings: Settings, service: str | None = None) -> RuntimeConfig:
+def runtime_for_settings(
+    settings: Settings, service: str | None = None
+) -> RuntimeConfig[QrpayConfig]:
     return RuntimeConfig.for_settings(settings, FILES, service)
