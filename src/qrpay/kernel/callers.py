@@ -2,10 +2,10 @@
 
 A route names its callers where it is declared::
 
-    @router.put("/{method_id}", dependencies=[allow("payments-eda")])
+    @router.put("/{method_id}", dependencies=[allow("some-service")])
 
-or, when the handler needs to know who called (transactions' owner check), as a
-parameter: ``caller: Annotated[Caller, allow("payments-eda")]``. The caller is the
+or, when the handler needs to know who called (a check of who owns a record), as a
+parameter: ``caller: Annotated[Caller, allow("some-service")]``. The caller is the
 service its ``X-Ya-Service-Ticket`` names (``kernel.tickets``). No valid ticket is
 401 ``service_ticket_invalid``, a caller the route does not name 403
 ``service_not_allowed``; both are counted in ``qrpay_service_ticket_refusals``

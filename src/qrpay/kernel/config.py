@@ -154,9 +154,10 @@ class LimitsConfig(Strict):
     """Rate limits, each counted in every instance on its own (kernel.ratelimit)."""
 
     enabled: bool = True
-    # iiko-integration's POS routes, per API key.
+    # The POS routes, per API key.
     pos_key: RateLimit = RateLimit(per_second=50, burst=200)
-    # api-proxy: sign-ins per user, pay attempts per user, every request per client address.
+    # The public edge: sign-ins per user, pay attempts per user, every request per client
+    # address.
     sign_in: RateLimit = RateLimit(per_second=0.2, burst=10)
     pay: RateLimit = RateLimit(per_second=0.5, burst=10)
     client_address: RateLimit = RateLimit(per_second=50, burst=200)
@@ -310,8 +311,8 @@ class Secdist(Strict):
     service_names: ClassVar[tuple[str, ...]] = ()
 
     api_keys: tuple[ApiKey, ...] = ()
-    # The first key signs; all of them verify (rotation). Required: without one
-    # iiko-integration would create an order and then fail to sign its link.
+    # The first key signs; all of them verify (rotation). Required: without one an order
+    # would be created and then its payer link could not be signed.
     hmac_keys: tuple[Annotated[SecretStr, Field(min_length=MIN_HMAC_KEY)], ...] = Field(
         min_length=1
     )
