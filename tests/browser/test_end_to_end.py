@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - CI (QRPAY_REQUIRE_BROWSER=1) must not 
         raise
     pytest.skip("the playwright package is not installed", allow_module_level=True)
 
-from qrpay.kernel.service import SERVICE_MODULES
+from qrpay.runner.registry import SERVICE_MODULES
 from tests.support.browser import PHONE, screenshot
 from tests.support.processes import (
     QRPAY_TOOLS,

@@ -22,8 +22,8 @@ except ImportError:  # pragma: no cover - CI (QRPAY_REQUIRE_BROWSER=1) must not 
     pytest.skip("the playwright package is not installed", allow_module_level=True)
 
 from qrpay.kernel.clock import SystemClock
-from qrpay.kernel.config import parse_config
-from qrpay.kernel.service import build_app
+from qrpay.runner.config import parse_config
+from qrpay.runner.context import build_app
 from tests.browser.fakes import FakeDownstreams, running_fakes
 from tests.browser.server import serve_in_thread
 from tests.support.browser import PHONE, screenshot

@@ -25,8 +25,8 @@ except ImportError:  # pragma: no cover - CI (QRPAY_REQUIRE_BROWSER=1) must not 
     pytest.skip("the playwright package is not installed", allow_module_level=True)
 
 from qrpay.kernel.clock import SystemClock
-from qrpay.kernel.service import build_app
 from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER, payment_id_for
+from qrpay.runner.context import build_app
 from tests.browser.fakes import FakeDownstreams, FakeOrder, running_fakes
 from tests.browser.server import serve_in_thread
 from tests.support.browser import PHONE, publish, screenshot

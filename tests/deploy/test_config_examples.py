@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import yaml
 
-from qrpay.kernel.config import parse_config, parse_secdist
-from qrpay.kernel.production import check_config, check_secdist
 from qrpay.kernel.settings import Settings
 from qrpay.kernel.tickets import new_private_key, public_half
+from qrpay.runner.config import check_config, check_secdist, parse_config, parse_secdist
 from qrpay.runner.secrets import callers_by_service
 from qrpay_tools import deploy
 

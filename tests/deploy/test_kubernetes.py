@@ -11,9 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from qrpay.kernel.config import parse_config
-from qrpay.kernel.production import check_config
 from qrpay.kernel.settings import Settings
+from qrpay.runner.config import check_config, parse_config
 from qrpay_tools import deploy
 from qrpay_tools.cluster.supervised import DRAIN
 

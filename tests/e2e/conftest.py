@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qrpay.kernel.service import SERVICE_MODULES
+from qrpay.runner.registry import SERVICE_MODULES
 from tests.support.processes import QrpayUp
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from qrpay.kernel.service import SERVICE_MODULES
+from qrpay.runner.registry import SERVICE_MODULES
 from tests.support.processes import (
     QRPAY_TOOLS,
     QrpayUp,

@@ -13,7 +13,7 @@ import zxingcpp
 from PIL import Image
 
 from qrpay.kernel.deeplink import verify
-from qrpay.kernel.service import SERVICE_MODULES
+from qrpay.runner.registry import SERVICE_MODULES
 from tests.support.processes import (
     QRPAY,
     QRPAY_TOOLS,

@@ -48,8 +48,9 @@ import orjson
 import pytest
 import yaml
 
-from qrpay.kernel.config import load_yaml, parse_config
+from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay.runner.config import parse_config
 from qrpay.runner.embedded import embedded_config, ports_for
 from tests.support.faults import FaultProxy, threaded
 from tests.support.processes import (

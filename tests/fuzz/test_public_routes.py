@@ -30,9 +30,9 @@ from hypothesis import strategies as st
 
 from qrpay.api_proxy.domain import SESSION_COOKIE, new_session, sign_session
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.config import QrpayConfig
 from qrpay.kernel.queue import TaskQueue
-from qrpay.kernel.service import build_app
+from qrpay.runner.config import QrpayConfig
+from qrpay.runner.context import build_app
 from tests.support.component.iiko_integration import HEADERS
 from tests.support.component.payments_eda import pay_body, signature
 from tests.support.fuzz import (

@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.config import QrpayConfig
+from qrpay.runner.config import QrpayConfig
 from tests.support.mockserver import MockServer
 from tests.support.services import make_context, running_service
 

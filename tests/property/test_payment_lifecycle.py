@@ -64,7 +64,7 @@ from qrpay.eda.client import EdaClient
 from qrpay.eda.schemas import ShareChoice, ShareWay
 from qrpay.eda.service import OrderService
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.config import DependencyConfig, GatewayConfig, QrpayConfig
+from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.errors import DependencyUnavailable, NotFound, QrpayError
 from qrpay.kernel.http_client import HttpSession, ServiceClient, unavailable_code
 from qrpay.kernel.metrics import ServiceMetrics
@@ -77,7 +77,9 @@ from qrpay.payments_eda.refunds import reversal_of
 from qrpay.payments_eda.schemas import PayRequest, RefundRequest, SharePayRequest, payment_id_for
 from qrpay.payments_eda.service import PaymentsMetrics, PaymentsService
 from qrpay.payments_eda.shares import allocate_cashback
+from qrpay.runner.config import QrpayConfig
 from qrpay.transactions.client import TransactionsClient
+from qrpay.transactions.config import GatewayConfig
 from qrpay.transactions.gateway import GatewayResult, GatewayUnavailable, SandboxGateway
 from qrpay.transactions.service import TransactionsService
 from tests.support.services import dev_config, dev_secdist, make_context, running_service

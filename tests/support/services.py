@@ -14,12 +14,15 @@ import uvicorn
 from fastapi import FastAPI
 
 from qrpay.kernel.clock import Clock, FrozenClock
-from qrpay.kernel.config import QrpayConfig, Secdist, load_yaml, parse_config, parse_secdist
-from qrpay.kernel.migrations import SERVICES_WITH_DATABASE, upgrade
+from qrpay.kernel.config import Secdist, load_yaml
+from qrpay.kernel.migrations import upgrade
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.reloading import RuntimeConfig
-from qrpay.kernel.service import ServiceApp, ServiceContext, build_app
+from qrpay.kernel.service import ServiceApp, ServiceContext
 from qrpay.kernel.settings import REPO_DEV_CONFIG, Settings
+from qrpay.runner.config import QrpayConfig, parse_config, parse_secdist
+from qrpay.runner.context import build_app
+from qrpay.runner.registry import has_database
 from tests.support.processes import free_port
 from tests.support.tickets import LegitimateCaller
 
@@ -75,7 +78,7 @@ async def running_service(
 
     ``migrate=False`` skips the migrations, for a service whose database is down.
     """
-    if migrate and ctx.name.replace("-", "_") in SERVICES_WITH_DATABASE:
+    if migrate and has_database(ctx.name):
         upgrade(ctx.name, ctx.database_url())
     app = build_app(ctx)
     async with app.router.lifespan_context(app):

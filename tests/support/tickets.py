@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from starlette.routing import Match
 
 from qrpay.kernel.callers import UNKNOWN_CALLER, api_routes, declarations
-from qrpay.kernel.config import SERVICE_NAMES, TicketKeys, load_secdist
+from qrpay.kernel.config import TicketKeys
 from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.service import ServiceContext
 from qrpay.kernel.settings import REPO_DEV_CONFIG
@@ -38,6 +38,8 @@ from qrpay.kernel.tickets import (
     sign,
     tools_signer,
 )
+from qrpay.runner.config import load_secdist
+from qrpay.runner.registry import SERVICE_NAMES
 from tests.support.metrics import sample_value
 
 DEV_SECDIST = REPO_DEV_CONFIG / "secdist.yaml"

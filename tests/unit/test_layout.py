@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -54,3 +55,30 @@ def test_the_product_has_no_import_cycle() -> None:
 
     for module in graph:
         visit(module, ())
+
+
+def test_the_kernel_imports_and_names_no_service() -> None:
+    """Issue 21: the kernel is given what it needs of the services (runner.registry,
+    runner.config); it imports none of their packages and names none of them."""
+    from qrpay.runner.registry import SERVICES
+
+    kernel = {
+        name: deps for name, deps in module_imports().items() if name.startswith("qrpay.kernel")
+    }
+    outside = {
+        name: sorted(dep for dep in deps if not dep.startswith("qrpay.kernel"))
+        for name, deps in kernel.items()
+    }
+    assert {name: deps for name, deps in outside.items() if deps} == {}
+    # "transactions" is also the database's word: only its quoted, service form counts.
+    words = [spec.name for spec in SERVICES if spec.name != "transactions"]
+    pattern = re.compile(
+        "|".join([rf"\b{re.escape(word)}\b" for word in words] + [r"[\"']transactions[\"']"])
+    )
+    found = {
+        f"{path.relative_to(SRC)}:{number}": line.strip()
+        for path in sorted((SRC / "qrpay" / "kernel").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    }
+    assert found == {}

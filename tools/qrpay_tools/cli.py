@@ -47,8 +47,9 @@ def one_line_errors(*, interrupted: str) -> Iterator[None]:
 
 
 def _dev_api_key() -> str:
-    from qrpay.kernel.config import load_yaml, parse_secdist
+    from qrpay.kernel.config import load_yaml
     from qrpay.kernel.settings import Settings
+    from qrpay.runner.config import parse_secdist
 
     # The committed development secdist, whatever QRPAY_SECDIST says: the demo key is public.
     path = Settings.model_fields["secdist"].default

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from qrpay.runner.registry import SERVICE_NAMES
 from qrpay_tools.cluster.supervised import DRAIN, STOP_MARGIN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,15 +50,13 @@ class Service:
     max_replicas: int = 0  # 0: no autoscaler
 
 
-SERVICES = (
-    Service("api-proxy"),
-    Service("iiko-integration", cpu="500m", max_replicas=10),
-    Service("payments-eda", cpu="500m", max_replicas=10),
-    Service("eda", cpu="500m"),
-    Service("transactions"),
-    Service("cardstorage"),
-    Service("cashback"),
-)
+# The sizes that differ from the defaults; every service of the registry is deployed.
+SIZES = {
+    "iiko-integration": Service("iiko-integration", cpu="500m", max_replicas=10),
+    "payments-eda": Service("payments-eda", cpu="500m", max_replicas=10),
+    "eda": Service("eda", cpu="500m"),
+}
+SERVICES = tuple(SIZES.get(name, Service(name)) for name in SERVICE_NAMES)
 
 
 def labels(component: str) -> dict[str, str]:

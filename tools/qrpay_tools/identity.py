@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from qrpay.kernel.config import load_secdist
 from qrpay.kernel.settings import Settings
 from qrpay.kernel.tickets import TICKET_HEADER, TOOLS_IDENTITY, TicketSigner
+from qrpay.runner.config import load_secdist
 
 
 def development_signer(identity: str) -> TicketSigner:

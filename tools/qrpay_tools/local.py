@@ -108,8 +108,8 @@ def drop_databases(prefix: str, *, exact: bool = False) -> list[str]:
 
 def write_config(workdir: Path, ports: dict[str, int], databases: dict[str, str]) -> dict[str, str]:
     """Config and secdist for a local run; returns the environment that points at them."""
-    from qrpay.kernel.config import DEFAULT_PORTS
     from qrpay.kernel.settings import REPO_DEV_CONFIG
+    from qrpay.runner.registry import DEFAULT_PORTS
 
     config = yaml.safe_load((REPO_DEV_CONFIG / "config.yaml").read_text())
     secdist = yaml.safe_load((REPO_DEV_CONFIG / "secdist.yaml").read_text())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.staticfiles import StaticFiles
 
 from qrpay.api_proxy.api import router
@@ -13,8 +15,11 @@ from qrpay.kernel.config import LimitName
 from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.service import ServiceApp, ServiceContext, Wiring
 
+if TYPE_CHECKING:
+    from qrpay.runner.config import QrpayConfig
 
-def wire(ctx: ServiceContext) -> Wiring:
+
+def wire(ctx: ServiceContext[QrpayConfig]) -> Wiring:
     # One aiohttp session (ctx.http) for every downstream, and one apart for the guests'
     # status long-polls: each holds a connection while it waits, so they get a pool of
     # their own, unbounded there, and a bulkhead of payments.max_waiting.

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -43,6 +43,9 @@ from qrpay.payments_eda.schemas import (
     ShareStatusResponse,
 )
 
+if TYPE_CHECKING:
+    from qrpay.runner.config import QrpayConfig
+
 log = structlog.get_logger("qrpay.api_proxy")
 
 YANDEX_UID_HEADER = "X-Yandex-UID"
@@ -74,7 +77,7 @@ class ApiProxyService:
     def __init__(
         self,
         *,
-        runtime: RuntimeConfig,
+        runtime: RuntimeConfig[QrpayConfig],
         clock: Clock,
         payments: PaymentsEdaForwarder,
         iiko: IikoIntegrationClient,

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from qrpay.cashback.api import router
 from qrpay.cashback.metrics import CashbackMetrics
 from qrpay.cashback.service import CashbackService
 from qrpay.kernel.db import Database
 from qrpay.kernel.service import ServiceApp, ServiceContext, Wiring
 
+if TYPE_CHECKING:
+    from qrpay.runner.config import QrpayConfig
 
-def wire(ctx: ServiceContext) -> Wiring:
+
+def wire(ctx: ServiceContext[QrpayConfig]) -> Wiring:
     db = Database(ctx.database_url(), pool_size=ctx.database_pool_size())
     service = CashbackService(
         db,

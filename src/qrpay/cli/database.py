@@ -7,8 +7,8 @@ import asyncio
 from rich.console import Console
 
 from qrpay.cli.common import describe, migrated, safe_url, say_error, settings_with
-from qrpay.kernel.config import load_secdist
 from qrpay.kernel.queue_schema import QueueUpgrade, upgrade_queue_schema
+from qrpay.runner.config import load_secdist
 from qrpay.runner.context import has_database, services_with_database
 
 # The name that stands for procrastinate's tables in secdist ``queue_database``.

@@ -11,12 +11,12 @@ from types import FrameType
 import uvicorn
 
 from qrpay.cli.common import describe, migrated, say_error, settings_with
-from qrpay.kernel.config import DEFAULT_PORTS, load_config, load_secdist
 from qrpay.kernel.logging import configure_logging
-from qrpay.kernel.production import check_config, check_secdist
+from qrpay.runner.config import check_config, check_secdist, load_config, load_secdist
 from qrpay.runner.context import has_database, import_service_module, known_services
 from qrpay.runner.embedded import EmbeddedError, bind_socket
 from qrpay.runner.factory import SERVICE_ENV
+from qrpay.runner.registry import DEFAULT_PORTS
 
 FACTORY = "qrpay.runner.factory:create_app"
 

@@ -17,10 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from qrpay.cli.common import EXIT_ERROR, describe, say_error
-from qrpay.kernel.config import load_config, load_secdist
-from qrpay.kernel.production import check_secdist
 from qrpay.kernel.settings import Settings
 from qrpay.kernel.tickets import SUPPORT_IDENTITY
+from qrpay.runner.config import check_secdist, load_config, load_secdist
 from qrpay.runner.support import (
     DEFAULT_TIMEOUT_SECONDS,
     SupportClient,

@@ -11,12 +11,13 @@ import uvloop
 from rich.console import Console
 
 from qrpay.cli.common import describe, migrated, relative, say_error, settings_with
-from qrpay.kernel.config import load_secdist, load_yaml, parse_config
+from qrpay.kernel.config import load_yaml
 from qrpay.kernel.logging import configure_logging
 from qrpay.kernel.queue import TaskQueue
 from qrpay.kernel.service import ServiceContext
 from qrpay.kernel.settings import Environment, Settings
 from qrpay.kernel.tickets import TOOLS_IDENTITY, tools_signer
+from qrpay.runner.config import load_secdist, parse_config
 from qrpay.runner.context import build_service_app, has_database, known_services, make_context
 from qrpay.runner.demo import SeededCard, bind_demo_cards
 from qrpay.runner.embedded import (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import structlog
 
 from qrpay.eda.api import FAST_ROUTES, router
@@ -16,10 +18,13 @@ from qrpay.kernel.db import Database, is_sqlite
 from qrpay.kernel.pg_listen import PgListener
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring, every
 
+if TYPE_CHECKING:
+    from qrpay.runner.config import QrpayConfig
+
 log = structlog.get_logger("qrpay.eda")
 
 
-def _retention(ctx: ServiceContext, db: Database) -> Job:
+def _retention(ctx: ServiceContext[QrpayConfig], db: Database) -> Job:
     def config() -> RetentionConfig:
         return ctx.runtime.config.retention
 
@@ -33,7 +38,7 @@ def _retention(ctx: ServiceContext, db: Database) -> Job:
     )
 
 
-def wire(ctx: ServiceContext) -> Wiring:
+def wire(ctx: ServiceContext[QrpayConfig]) -> Wiring:
     db = Database(ctx.database_url(), pool_size=ctx.database_pool_size())
     service = OrderService(
         db,

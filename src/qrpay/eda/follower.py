@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from prometheus_client import Gauge
 
 from qrpay.eda.client import EdaClient
+from qrpay.eda.config import FeedConfig
 from qrpay.eda.schemas import ChangesPage
 from qrpay.kernel.clock import Clock
-from qrpay.kernel.config import FeedConfig
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.service import every
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import structlog
 
+from qrpay.eda.config import OrdersConfig
 from qrpay.eda.service import OrderService
-from qrpay.kernel.config import OrdersConfig
 
 log = structlog.get_logger("qrpay.eda.jobs")
 

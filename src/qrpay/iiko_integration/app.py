@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from qrpay.eda.client import EdaClient
 from qrpay.eda.follower import FeedGauges
 from qrpay.iiko_integration.api import FAST_ROUTES, router
@@ -10,8 +12,11 @@ from qrpay.kernel.config import LimitName
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
 from qrpay.payments_eda.client import RefundsClient
 
+if TYPE_CHECKING:
+    from qrpay.runner.config import QrpayConfig
 
-def wire(ctx: ServiceContext) -> Wiring:
+
+def wire(ctx: ServiceContext[QrpayConfig]) -> Wiring:
     service = IikoService(
         runtime=ctx.runtime,
         eda_client=EdaClient(

@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from qrpay.eda.schemas import Bill, OrderStatus, OrderStatusView
 from qrpay.iiko_integration.schemas import IikoCode, PosStatus
 from qrpay.kernel import deeplink
-from qrpay.kernel.config import QrpayConfig, Restaurant
 from qrpay.kernel.errors import InvalidInput, QrpayError
+from qrpay.restaurants import Restaurant, RestaurantSections
 
 FALLBACK_LANGUAGE = "ru"
 MAX_APP_PARAM_LENGTH = 128
@@ -68,7 +68,7 @@ def qr_link(base: str, hmac_keys: tuple[SecretStr, ...], order_id: str, client_i
     return deeplink.build_link(base, order_id, deeplink.sign(hmac_keys[0], order_id, client_id))
 
 
-def order_restaurant(config: QrpayConfig, client_id: str) -> Restaurant:
+def order_restaurant(config: RestaurantSections, client_id: str) -> Restaurant:
     restaurant = config.restaurant(client_id)
     if restaurant is None:
         raise InvalidInput(f"unknown restaurant {client_id!r}", code=IikoCode.UNKNOWN_RESTAURANT)
@@ -92,5 +92,5 @@ def check_bill(restaurant: Restaurant, bill: Bill, max_amount: Decimal) -> None:
         )
 
 
-def zone_restaurants(config: QrpayConfig, zone: str) -> list[Restaurant]:
+def zone_restaurants(config: RestaurantSections, zone: str) -> list[Restaurant]:
     return [r for r in config.restaurants if r.enabled and r.zone == zone]

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qrpay.eda.client import EdaClient
+from qrpay.eda.config import FeedConfig
 from qrpay.eda.follower import FeedFollower as EdaFeedFollower
 from qrpay.eda.follower import FeedGauges
 from qrpay.eda.schemas import ChangesPage
 from qrpay.iiko_integration.memory import StatusMemory
 from qrpay.iiko_integration.push import PushHub
 from qrpay.kernel.clock import Clock
-from qrpay.kernel.config import FeedConfig
 
 __all__ = ["FeedFollower", "FeedGauges"]
 

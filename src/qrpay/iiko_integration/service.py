@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
@@ -11,6 +12,7 @@ from qrpay.eda.client import EdaClient
 from qrpay.iiko_integration import domain, refunds, split
 from qrpay.iiko_integration.auth import ApiKeyAuth, authorize
 from qrpay.iiko_integration.batching import StatusBatcher
+from qrpay.iiko_integration.config import PushConfig
 from qrpay.iiko_integration.follower import FeedFollower, FeedGauges
 from qrpay.iiko_integration.memory import StatusMemory
 from qrpay.iiko_integration.push import Key, Pushed, PushHub, Subscription, key_text, parse_key
@@ -32,13 +34,15 @@ from qrpay.iiko_integration.schemas import (
 )
 from qrpay.iiko_integration.stream_slots import StreamRefusal, StreamSlots
 from qrpay.kernel.clock import Clock, SystemClock
-from qrpay.kernel.config import PushConfig
 from qrpay.kernel.errors import DependencyUnavailable, RateLimited
 from qrpay.kernel.ratelimit import RateLimiter
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.wakeup import Wakeups
 from qrpay.payments_eda.client import RefundsClient
 from qrpay.payments_eda.schemas import RefundView
+
+if TYPE_CHECKING:
+    from qrpay.runner.config import QrpayConfig
 
 # Changes per answer of the POS long-poll; more are fetched with its cursor at once.
 PUSH_PAGE = 100
@@ -48,7 +52,7 @@ class IikoService:
     def __init__(
         self,
         *,
-        runtime: RuntimeConfig,
+        runtime: RuntimeConfig[QrpayConfig],
         eda_client: EdaClient,
         payments_client: RefundsClient | None = None,
         orders_created: Counter,

@@ -2,10 +2,10 @@
 
 A route names its callers where it is declared::
 
-    @router.put("/{method_id}", dependencies=[allow("payments-eda")])
+    @router.put("/{method_id}", dependencies=[allow("some-service")])
 
-or, when the handler needs to know who called (transactions' owner check), as a
-parameter: ``caller: Annotated[Caller, allow("payments-eda")]``. The caller is the
+or, when the handler needs to know who called (a check of who owns a record), as a
+parameter: ``caller: Annotated[Caller, allow("some-service")]``. The caller is the
 service its ``X-Ya-Service-Ticket`` names (``kernel.tickets``). No valid ticket is
 401 ``service_ticket_invalid``, a caller the route does not name 403
 ``service_not_allowed``; both are counted in ``qrpay_service_ticket_refusals``
@@ -15,7 +15,7 @@ service its ``X-Ya-Service-Ticket`` names (``kernel.tickets``). No valid ticket 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from fastapi import Depends, Request
@@ -23,7 +23,6 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from prometheus_client import Counter
 
-from qrpay.kernel.config import CALLER_NAMES
 from qrpay.kernel.errors import Forbidden, Unauthenticated
 from qrpay.kernel.tickets import (
     TICKET_HEADER,
@@ -112,10 +111,10 @@ def allow(*services: str, tools: bool = False) -> Any:
     """The route's callers: these services (or the support tools, ``SUPPORT_IDENTITY``),
     and the tools' identity if ``tools`` (and the
     config's ``service_tickets.tools_allowed``). A ``Depends``, for ``dependencies=[...]``
-    or an ``Annotated[Caller, ...]`` parameter."""
-    unknown = set(services) - set(CALLER_NAMES)
-    if unknown or (not services and not tools):
-        raise ValueError(f"allow() names no known caller: {sorted(unknown) or 'none'}")
+    or an ``Annotated[Caller, ...]`` parameter. The names are checked against the
+    product's services when its app is built (``unknown_callers``)."""
+    if not services and not tools:
+        raise ValueError("allow() names no known caller: none")
     allowed = frozenset(services)
 
     async def dependency(request: Request) -> Caller:
@@ -125,3 +124,11 @@ def allow(*services: str, tools: bool = False) -> Any:
     dependency.allowed_callers = allowed  # type: ignore[attr-defined]
     dependency.allows_tools = tools  # type: ignore[attr-defined]
     return Depends(dependency)
+
+
+def unknown_callers(routes: Sequence[Any], known: Iterable[str]) -> None:
+    """ValueError when a route of ``routes`` lets a caller that is not ``known`` call it
+    (a typo would refuse every call of the service it meant)."""
+    unknown = callers_of(routes) - set(known)
+    if unknown:
+        raise ValueError(f"allow() names no known caller: {sorted(unknown)}")

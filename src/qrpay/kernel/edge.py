@@ -13,7 +13,7 @@ fixed at start and it ignores the host; this reads the live config on every requ
 a reload changes whom it trusts.
 
 It also sends ``Strict-Transport-Security`` on answers to https requests, and on a public
-service (api-proxy) keeps ``/metrics`` and the API docs for ``http.internal_networks``.
+service (the one browsers reach) keeps ``/metrics`` and the API docs for ``http.internal_networks``.
 """
 
 from __future__ import annotations

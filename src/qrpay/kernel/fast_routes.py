@@ -1,7 +1,7 @@
 """Hot routes answered before FastAPI's router, with the same contract.
 
 Measured under `make bench-pos` (py-spy, 2026-12-01): for the POS routes, FastAPI's
-routing, dependency solving and body handling took about 55% of iiko-integration's CPU,
+routing, dependency solving and body handling took about 55% of the POS service's CPU,
 the route's own work under 10%. A ``FastRoute`` serves a request whose every check
 passes without those layers: the body is parsed with orjson and validated by the same
 pydantic model, the caller authenticated by the same function. Whatever does not pass

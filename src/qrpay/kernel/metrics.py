@@ -114,7 +114,7 @@ class ServiceMetrics:
 
         Measured under `make bench-pos` (py-spy, 2026-12-01): with several workers every
         ``inc``/``observe`` is a locked write to the worker's mmap file, 6% of
-        iiko-integration's CPU once its routes were lean. Requests are tallied here instead
+        the POS service's CPU once its routes were lean. Requests are tallied here instead
         and added in one go (``flush``) within ``flush_seconds``, and before every scrape
         of this process.
         """

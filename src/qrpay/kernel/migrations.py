@@ -15,9 +15,6 @@ from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
 
 from qrpay.kernel.db import sync_url
 
-# The services that own a database, as Python package names.
-SERVICES_WITH_DATABASE = ("eda", "transactions", "cardstorage", "cashback")
-
 
 def package_of(service: str) -> str:
     return service.replace("-", "_")

@@ -12,45 +12,45 @@ is refused, when:
   development public ticket keys included;
 - secdist holds another service's private ticket key (a process holds its own only:
   ``qrpay secrets generate`` writes one file per service), or none of its own;
-- the config enables the development sign-in (anyone signs in as a demo user);
 - the config lets the tools' identity call services (``service_tickets.tools_allowed``);
-- the config turns on a fault switch of the tests (``transactions.gateway.lost_answer_rate``,
-  ``cashback_service.fail_accruals``);
-- the payer deep link is not https (a guest's link would travel in clear);
-- the payment gateway is the sandbox (no money would move): only ``staging`` allows it.
+- a service's own check of its section refuses it: each service registers these
+  (``runner.config``: a development sign-in, a fault switch of the tests, a payer link
+  not on https, a sandbox payment gateway), and the kernel runs them in order.
 
-``QRPAY_ENVIRONMENT=staging`` is not production, and says so: every check above but the
-last. ``qrpay up``, the tests, the benchmarks and the local cluster say
-``QRPAY_ENVIRONMENT=development`` explicitly, and none of these checks apply.
+``QRPAY_ENVIRONMENT=staging`` is not production, and says so: a check may let staging
+through (the sandbox gateway). ``qrpay up``, the tests, the benchmarks and the local
+cluster say ``QRPAY_ENVIRONMENT=development`` explicitly, and none of these checks apply.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
-from qrpay.kernel.config import (
-    ConfigCode,
-    ConfigRefused,
-    QrpayConfig,
-    Secdist,
-    load_secdist,
-)
+from qrpay.kernel.config import ConfigCode, ConfigRefused, KernelConfig, Secdist
 from qrpay.kernel.settings import DEV_SECDIST, Environment, Settings
+
+C = TypeVar("C", bound=KernelConfig)
 
 
 @cache
-def _development_values(path: Path) -> frozenset[str]:
+def _development_values(load: Callable[[Path], Secdist], path: Path) -> frozenset[str]:
     if not path.is_file():
         return frozenset()
-    values = load_secdist(path).secret_values().values()
+    values = load(path).secret_values().values()
     return frozenset(value for field in values for value in field)
 
 
-def check_secdist(settings: Settings, secdist: Secdist, service: str | None = None) -> Secdist:
+def check_secdist(
+    settings: Settings,
+    secdist: Secdist,
+    load: Callable[[Path], Secdist],
+    service: str | None = None,
+) -> Secdist:
     """``secdist`` if this process (running ``service``, or several if None) may run with
-    it, else ConfigRefused naming fields only."""
+    it, else ConfigRefused naming fields only. ``load`` reads the development file."""
     if settings.environment == Environment.DEVELOPMENT:
         return secdist
     if "secdist" not in settings.model_fields_set:
@@ -59,7 +59,7 @@ def check_secdist(settings: Settings, secdist: Secdist, service: str | None = No
             "development file), or QRPAY_ENVIRONMENT=development for a local run",
             code=ConfigCode.SECDIST_NOT_SET,
         )
-    public = _development_values(DEV_SECDIST)
+    public = _development_values(load, DEV_SECDIST)
     fields = [
         field for field, values in secdist.secret_values().items() if public.intersection(values)
     ]
@@ -87,47 +87,35 @@ def check_secdist(settings: Settings, secdist: Secdist, service: str | None = No
     return secdist
 
 
-def _refused(reason: str, code: ConfigCode) -> ConfigRefused:
+def refused(reason: str, code: ConfigCode) -> ConfigRefused:
+    """A development-only switch turned on outside development."""
     return ConfigRefused(f"{reason}: it is for QRPAY_ENVIRONMENT=development only", code=code)
 
 
-def check_config(settings: Settings, config: QrpayConfig) -> QrpayConfig:
-    """``config`` if this process may run with it, else ConfigRefused naming the switch."""
-    if settings.environment == Environment.DEVELOPMENT:
-        return config
-    if config.sessions.development_sign_in:
-        raise _refused(
-            "sessions.development_sign_in lets anyone sign in as a demo user",
-            ConfigCode.DEVELOPMENT_SIGN_IN,
-        )
+# What one section refuses outside development: a refusal or None. Each service registers
+# its own (``runner.config``); the kernel runs them in order and raises the first refusal.
+ProductionCheck = Callable[[Settings, Any], ConfigRefused | None]
+
+
+def tools_tickets(settings: Settings, config: KernelConfig) -> ConfigRefused | None:
+    """The kernel's own check: the tools' identity calls no production service."""
     if config.service_tickets.tools_allowed:
-        raise _refused(
+        return refused(
             "service_tickets.tools_allowed lets the command-line tools call services with "
             "user headers",
             ConfigCode.TOOL_TICKETS,
         )
-    gateway = config.transactions.gateway
-    if gateway.lost_answer_rate:
-        raise _refused(
-            "transactions.gateway.lost_answer_rate loses gateway answers on purpose",
-            ConfigCode.FAULT_SWITCH,
-        )
-    if config.cashback_service.fail_accruals:
-        raise _refused(
-            "cashback_service.fail_accruals makes every accrual fail on purpose",
-            ConfigCode.FAULT_SWITCH,
-        )
-    if urlsplit(config.deeplink.base).scheme != "https":
-        raise ConfigRefused(
-            "deeplink.base must be https: a guest's payer link carries the order id and its "
-            "signature, and opens the payer page",
-            code=ConfigCode.INSECURE_DEEPLINK,
-        )
-    if settings.environment == Environment.PRODUCTION and gateway.kind == "sandbox":
-        raise ConfigRefused(
-            "transactions.gateway.kind is the sandbox: no money would move. Production "
-            "needs a real gateway; QRPAY_ENVIRONMENT=staging runs on the sandbox with "
-            "every other production check",
-            code=ConfigCode.SANDBOX_GATEWAY,
-        )
+    return None
+
+
+def check_config(
+    settings: Settings, config: C, checks: Sequence[ProductionCheck] = (tools_tickets,)
+) -> C:
+    """``config`` if this process may run with it, else the first refusal of ``checks``."""
+    if settings.environment == Environment.DEVELOPMENT:
+        return config
+    for check in checks:
+        refusal = check(settings, config)
+        if refusal is not None:
+            raise refusal
     return config

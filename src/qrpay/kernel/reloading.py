@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
 import structlog
 
-from qrpay.kernel.config import QrpayConfig, Secdist, load_config, load_secdist
-from qrpay.kernel.production import check_config, check_secdist
+from qrpay.kernel.config import KernelConfig, Secdist
+from qrpay.kernel.production import ProductionCheck, check_config, check_secdist
 from qrpay.kernel.settings import Settings
 
 T = TypeVar("T")
+# The product's config model (``runner.config``): the kernel reads its own sections of it.
+C = TypeVar("C", bound=KernelConfig)
 log = structlog.get_logger("qrpay.config")
 
 
@@ -66,42 +69,62 @@ class WatchedFile(Generic[T]):
         return True
 
 
-class RuntimeConfig:
-    """The live config and secdist of a process."""
+@dataclass(frozen=True)
+class ConfigFiles(Generic[C]):
+    """How a product reads its two files, and what its production refuses in the config:
+    the kernel knows its own sections only (``runner.config`` composes the rest)."""
 
-    def __init__(self, config: WatchedFile[QrpayConfig], secdist: WatchedFile[Secdist]) -> None:
+    load_config: Callable[[Path], C]
+    load_secdist: Callable[[Path], Secdist]
+    # Each takes the config and returns a refusal (ConfigRefused) or None (kernel.production).
+    production_checks: Sequence[ProductionCheck] = ()
+
+
+class RuntimeConfig(Generic[C]):
+    """The live config and secdist of a process. ``C``: the product's config model, for
+    the services' typing (the kernel reads only ``KernelConfig``'s sections)."""
+
+    def __init__(self, config: WatchedFile[C], secdist: WatchedFile[Secdist]) -> None:
         self._config = config
         self._secdist = secdist
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[], None]] = []
 
     @classmethod
-    def from_files(cls, config_path: Path, secdist_path: Path) -> RuntimeConfig:
+    def from_files(
+        cls, config_path: Path, secdist_path: Path, files: ConfigFiles[C]
+    ) -> RuntimeConfig[C]:
+        """``files``: how the product reads its config and secdist (``runner.config``)."""
         return cls(
-            WatchedFile(config_path, load_config, kind="config"),
-            WatchedFile(secdist_path, load_secdist, kind="secdist"),
+            WatchedFile(config_path, files.load_config, kind="config"),
+            WatchedFile(secdist_path, files.load_secdist, kind="secdist"),
         )
 
     @classmethod
-    def for_settings(cls, settings: Settings, service: str | None = None) -> RuntimeConfig:
+    def for_settings(
+        cls, settings: Settings, files: ConfigFiles[C], service: str | None = None
+    ) -> RuntimeConfig[C]:
         """The files ``settings`` name, refused (at start and on reload) when the environment
         forbids them: development secrets or sign-in in production (kernel.production);
         ``service``: the one service this process runs (None: several, or none)."""
+        load_secdist = files.load_secdist
+        load_config = files.load_config
+        checks = files.production_checks
         # The secdist first: public secrets are the worse mistake, and reported first.
         secdist = WatchedFile(
             settings.secdist,
-            lambda path: check_secdist(settings, load_secdist(path), service),
+            lambda path: check_secdist(settings, load_secdist(path), load_secdist, service),
             kind="secdist",
         )
         config = WatchedFile(
             settings.config,
-            lambda path: check_config(settings, load_config(path)),
+            lambda path: check_config(settings, load_config(path), checks),
             kind="config",
         )
         return cls(config, secdist)
 
     @classmethod
-    def fixed(cls, config: QrpayConfig, secdist: Secdist) -> RuntimeConfig:
+    def fixed(cls, config: C, secdist: Secdist) -> RuntimeConfig[C]:
         """A config that never changes, for tests."""
         instance = cls.__new__(cls)
         instance._config = _Fixed(config)  # type: ignore[assignment]
@@ -111,7 +134,7 @@ class RuntimeConfig:
         return instance
 
     @property
-    def config(self) -> QrpayConfig:
+    def config(self) -> C:
         return self._config.current
 
     @property

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
@@ -25,7 +24,7 @@ from starlette.types import ASGIApp
 
 from qrpay.kernel.callers import CallerCheck
 from qrpay.kernel.clock import Clock, SystemClock
-from qrpay.kernel.config import DependencyConfig, HttpConfig, LimitName
+from qrpay.kernel.config import DependencyConfig, HttpConfig, KernelConfig, LimitName
 from qrpay.kernel.db import Database
 from qrpay.kernel.fast_routes import FastRoute
 from qrpay.kernel.http import create_app
@@ -42,11 +41,15 @@ class QueueRequired(RuntimeError):
     """The service puts or consumes queue tasks and was given no queue: it refuses to start."""
 
 
+# The product's config model (``runner.config``), for the services' typing.
+C = TypeVar("C", bound=KernelConfig)
+
+
 @dataclass
-class ServiceContext:
+class ServiceContext(Generic[C]):
     name: str
     settings: Settings
-    runtime: RuntimeConfig
+    runtime: RuntimeConfig[C]
     clock: Clock = field(default_factory=SystemClock)
     metrics: ServiceMetrics = field(init=False)
     http: HttpSession = field(default_factory=HttpSession)
@@ -127,22 +130,6 @@ class ServiceContext:
             clock=self.clock,
             refused=self.metrics.rate_limited,
         )
-
-
-# Services in start-up order: the ones others call come first.
-SERVICE_MODULES: dict[str, str] = {
-    "eda": "qrpay.eda.app",
-    "cardstorage": "qrpay.cardstorage.app",
-    "cashback": "qrpay.cashback.app",
-    "transactions": "qrpay.transactions.app",
-    "payments-eda": "qrpay.payments_eda.app",
-    "iiko-integration": "qrpay.iiko_integration.app",
-    "api-proxy": "qrpay.api_proxy.app",
-}
-
-
-def available_services() -> list[str]:
-    return list(SERVICE_MODULES)
 
 
 log = structlog.get_logger("qrpay.service")
@@ -293,9 +280,3 @@ def provide(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
         return cast(T, request.app.state.services[kind])
 
     return dependency
-
-
-def build_app(ctx: ServiceContext) -> FastAPI:
-    module = importlib.import_module(SERVICE_MODULES[ctx.name])
-    service: ServiceApp = module.SERVICE
-    return service.build(ctx)

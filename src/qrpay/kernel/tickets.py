@@ -4,7 +4,7 @@ In the spirit of Yandex TVM's service tickets, without a TVM daemon: each servic
 with its own Ed25519 private key, and a service holds only its own private key(s) and the
 public keys of its callers (secdist ``ticket_keys``, ``kernel.config.TicketKeys``). So no
 service can sign as another with what it holds, and a ticket names its destination, so
-one sent to cashback is no good at cardstorage. A ticket is
+one sent to one service is no good at another. A ticket is
 
     <src>.<dst>.<issued_at>.<expires_at>.<key_id>.<Ed25519 signature, base64url>
 
@@ -199,7 +199,7 @@ class Refusal(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Caller:
     """The verified calling service of a request (``kernel.callers``), for a check that
-    needs the data: transactions' invoice owner."""
+    needs the data: whether the caller owns the record it asks for."""
 
     service: str
     route: str

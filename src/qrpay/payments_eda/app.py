@@ -7,7 +7,7 @@ payments-eda`` needs to run the same queue consumers without it.
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
@@ -22,10 +22,13 @@ from qrpay.payments_eda.api import router as payer_router
 from qrpay.payments_eda.service import PaymentsMetrics, PaymentsService
 from qrpay.transactions.client import TransactionsClient
 
+if TYPE_CHECKING:
+    from qrpay.runner.config import QrpayConfig
+
 QUEUE_GAUGES_INTERVAL_SECONDS = 5.0
 
 
-def _service(ctx: ServiceContext, queue: TaskQueue) -> PaymentsService:
+def _service(ctx: ServiceContext[QrpayConfig], queue: TaskQueue) -> PaymentsService:
     def wiring(name: str) -> dict[str, Any]:
         return {"session": ctx.http, "dependency": ctx.dependency(name), "metrics": ctx.metrics}
 
@@ -41,33 +44,33 @@ def _service(ctx: ServiceContext, queue: TaskQueue) -> PaymentsService:
     )
 
 
-def _register(queue: TaskQueue, service: PaymentsService, ctx: ServiceContext) -> None:
+def _register(queue: TaskQueue, service: PaymentsService, ctx: ServiceContext[QrpayConfig]) -> None:
     if tasks.TRANSACTION_CALLBACK.name in queue.app.tasks:
         return  # the app and a worker built in one process share the consumers
     tasks.register(queue, tasks.Handlers(service), ctx.runtime.config.payments)
 
 
-def _gauges(ctx: ServiceContext, service: PaymentsService) -> Job:
+def _gauges(ctx: ServiceContext[QrpayConfig], service: PaymentsService) -> Job:
     return Job(
         f"{ctx.name}-queue-gauges",
         lambda: every(QUEUE_GAUGES_INTERVAL_SECONDS, service.refresh_queue_gauges, "queue_gauges"),
     )
 
 
-def sweep_interval(ctx: ServiceContext) -> float:
+def sweep_interval(ctx: ServiceContext[QrpayConfig]) -> float:
     """A sixth of ``hold_watchdog_seconds`` (5 s for 30 s): a stuck payment is looked at
     at most that long after it became overdue."""
     return max(0.5, ctx.runtime.config.payments.hold_watchdog_seconds / 6)
 
 
-def _sweep(ctx: ServiceContext, service: PaymentsService) -> Job:
+def _sweep(ctx: ServiceContext[QrpayConfig], service: PaymentsService) -> Job:
     return Job(
         f"{ctx.name}-payment-sweep",
         lambda: every(sweep_interval(ctx), service.sweep_stuck_payments, "payment_sweep"),
     )
 
 
-def wire(ctx: ServiceContext) -> Wiring:
+def wire(ctx: ServiceContext[QrpayConfig]) -> Wiring:
     # A private in-memory queue would lose callbacks on every restart and never see
     # the ones transactions puts elsewhere: refuse to start rather than fail quietly.
     queue = ctx.required_queue()
@@ -106,7 +109,9 @@ SERVICE = ServiceApp(
 )
 
 
-def build_worker(ctx: ServiceContext) -> tuple[list[str], AbstractAsyncContextManager[None]]:
+def build_worker(
+    ctx: ServiceContext[QrpayConfig],
+) -> tuple[list[str], AbstractAsyncContextManager[None]]:
     """The queues to consume and the resources the consumers need, for ``qrpay worker``.
 
     Usage::

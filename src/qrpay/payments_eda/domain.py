@@ -14,10 +14,10 @@ from decimal import Decimal
 from enum import StrEnum
 
 from qrpay.eda.schemas import OrderStatus, PaymentState
-from qrpay.kernel.config import CashbackRules, Restaurant
 from qrpay.kernel.errors import Conflict
 from qrpay.kernel.money import format_plain, round_down
 from qrpay.payments_eda.schemas import GUEST_MESSAGES, GuestStatus, MessageKey, PaymentsCode
+from qrpay.restaurants import CashbackRules, Restaurant
 from qrpay.transactions.schemas import OperationKind, OperationStatus
 
 OWNER = "payments-eda"

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from uuid import uuid4
 from weakref import WeakKeyDictionary
 
@@ -89,6 +89,9 @@ from qrpay.transactions.schemas import (
     TransactionCallback,
     TransactionsCode,
 )
+
+if TYPE_CHECKING:
+    from qrpay.runner.config import QrpayConfig
 
 log = structlog.get_logger("qrpay.payments_eda")
 
@@ -260,7 +263,7 @@ class PaymentsService:
     def __init__(
         self,
         *,
-        runtime: RuntimeConfig,
+        runtime: RuntimeConfig[QrpayConfig],
         clock: Clock,
         queue: TaskQueue,
         eda: EdaClient,

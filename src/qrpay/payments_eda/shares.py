@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from decimal import Decimal
 
-from qrpay.kernel.config import CashbackRules, Restaurant
 from qrpay.kernel.errors import InvalidInput
 from qrpay.kernel.money import quantize, round_down
 from qrpay.payments_eda.domain import cashback_amount
 from qrpay.payments_eda.schemas import PaymentsCode
+from qrpay.restaurants import CashbackRules, Restaurant
 
 
 def tip_amount(

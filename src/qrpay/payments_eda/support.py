@@ -13,7 +13,7 @@ and those waiting for a retry. What the service only counts and logs (``problem_
 # No `from __future__ import annotations`: FastAPI must resolve the local Annotated aliases.
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
@@ -35,6 +35,9 @@ from qrpay.payments_eda.schemas import (
     SupportTask,
     SupportTasks,
 )
+
+if TYPE_CHECKING:
+    from qrpay.runner.config import QrpayConfig
 
 # The most problems one answer lists.
 PROBLEMS_LIMIT = 200
@@ -80,7 +83,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class SupportService:
     def __init__(
-        self, *, runtime: RuntimeConfig, clock: Clock, queue: TaskQueue, eda: EdaClient
+        self,
+        *,
+        runtime: "RuntimeConfig[QrpayConfig]",
+        clock: Clock,
+        queue: TaskQueue,
+        eda: EdaClient,
     ) -> None:
         self._runtime = runtime
         self._clock = clock

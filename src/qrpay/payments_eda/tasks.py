@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from qrpay.kernel.config import PaymentsConfig
 from qrpay.kernel.queue import TaskQueue
+from qrpay.payments_eda.config import PaymentsConfig
 from qrpay.payments_eda.schemas import TASK_QUEUE, Task
 from qrpay.payments_eda.service import PaymentsService, task_spec
 from qrpay.transactions.schemas import TransactionCallback

@@ -22,10 +22,10 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from qrpay.eda.client import EdaClient
+from qrpay.eda.config import FeedConfig
 from qrpay.eda.follower import FeedFollower, FeedGauges
 from qrpay.eda.schemas import ChangesPage
 from qrpay.kernel.clock import Clock
-from qrpay.kernel.config import FeedConfig
 from qrpay.kernel.http import parked
 
 Answer = TypeVar("Answer")

@@ -6,24 +6,19 @@ import importlib
 
 from fastapi import FastAPI
 
-from qrpay.kernel.migrations import SERVICES_WITH_DATABASE, package_of
+from qrpay.kernel.callers import unknown_callers
 from qrpay.kernel.queue import TaskQueue
-from qrpay.kernel.reloading import RuntimeConfig
-from qrpay.kernel.service import SERVICE_MODULES, ServiceContext, build_app
+from qrpay.kernel.service import ServiceApp, ServiceContext
 from qrpay.kernel.settings import Settings
+from qrpay.runner.config import CALLER_NAMES, runtime_for_settings
+from qrpay.runner.registry import (
+    SERVICE_MODULES,
+    has_database,
+    known_services,
+    services_with_database,
+)
 
-
-def known_services() -> list[str]:
-    # Read at call time: later issues add services to the dict.
-    return list(SERVICE_MODULES)
-
-
-def has_database(service: str) -> bool:
-    return package_of(service) in SERVICES_WITH_DATABASE
-
-
-def services_with_database() -> list[str]:
-    return [name for name in known_services() if has_database(name)]
+__all__ = ["has_database", "known_services", "services_with_database"]
 
 
 def make_context(
@@ -34,7 +29,7 @@ def make_context(
     queue: TaskQueue | None = None,
     queue_workers: bool = False,
 ) -> ServiceContext:
-    runtime = RuntimeConfig.for_settings(settings, service)
+    runtime = runtime_for_settings(settings, service)
     return ServiceContext(
         name=service,
         settings=settings,
@@ -55,6 +50,18 @@ def build_service_app(ctx: ServiceContext, *, owns_queue: bool = False) -> FastA
     """The service's app; with ``owns_queue`` the app closes ``ctx.queue`` when it stops."""
     ctx.owns_queue = owns_queue
     return build_app(ctx)
+
+
+def service_app(service: str) -> ServiceApp:
+    """The service's declaration (its ``app.py``), its callers checked against the registry."""
+    declaration: ServiceApp = importlib.import_module(SERVICE_MODULES[service]).SERVICE
+    unknown_callers(declaration.router.routes, CALLER_NAMES)
+    return declaration
+
+
+def build_app(ctx: ServiceContext) -> FastAPI:
+    """The app of the service ``ctx`` names."""
+    return service_app(ctx.name).build(ctx)
 
 
 def import_service_module(service: str) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from qrpay.api_proxy.config import DemoConfig
 from qrpay.cardstorage.client import CardstorageClient
 from qrpay.cardstorage.schemas import PaymentMethodIn
-from qrpay.kernel.config import DemoConfig, DependencyConfig
+from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.metrics import ServiceMetrics
 

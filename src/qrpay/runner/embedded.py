@@ -17,8 +17,10 @@ from urllib.parse import urlsplit
 import uvicorn
 import yaml
 
-from qrpay.kernel.config import DEFAULT_PORTS, SERVICE_NAMES, load_yaml, parse_config, parse_secdist
+from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay.runner.config import parse_config, parse_secdist
+from qrpay.runner.registry import DEFAULT_PORTS, SERVICE_NAMES
 
 BASE_PORT = DEFAULT_PORTS["api-proxy"]
 CONFIG_HEADER = (

@@ -23,9 +23,10 @@ from typing import Any
 import yaml
 
 from qrpay.kernel.callers import callers_of
-from qrpay.kernel.config import parse_secdist
-from qrpay.kernel.service import SERVICE_MODULES, ServiceApp
+from qrpay.kernel.service import ServiceApp
 from qrpay.kernel.tickets import SUPPORT_IDENTITY, new_private_key, public_half
+from qrpay.runner.config import parse_secdist
+from qrpay.runner.registry import SERVICE_MODULES
 
 # The services that sign (iiko-integration) or check (payments-eda) the payer links.
 LINK_KEY_HOLDERS = frozenset({"iiko-integration", "payments-eda"})

@@ -31,13 +31,13 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
-from qrpay.kernel.config import QrpayConfig
 from qrpay.kernel.tickets import (
     SUPPORT_IDENTITY,
     TICKET_HEADER,
     TicketInvalid,
     TicketSigner,
 )
+from qrpay.runner.config import QrpayConfig
 
 # The services the tools call, by name as in the config's ``services``.
 SUPPORTED = ("eda", "transactions", "payments-eda", "cashback")

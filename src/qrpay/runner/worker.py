@@ -21,7 +21,8 @@ from typing import Any
 import structlog
 
 from qrpay.kernel.queue import TaskQueue
-from qrpay.kernel.service import SERVICE_MODULES, ServiceContext
+from qrpay.kernel.service import ServiceContext
+from qrpay.runner.registry import SERVICE_MODULES
 
 log = structlog.get_logger("qrpay.worker")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from qrpay.kernel.db import Database
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
 from qrpay.transactions.api import router
@@ -10,8 +12,11 @@ from qrpay.transactions.jobs import run_relay_loop
 from qrpay.transactions.metrics import TransactionsMetrics
 from qrpay.transactions.service import TransactionsService
 
+if TYPE_CHECKING:
+    from qrpay.runner.config import QrpayConfig
 
-def wire(ctx: ServiceContext) -> Wiring:
+
+def wire(ctx: ServiceContext[QrpayConfig]) -> Wiring:
     # It reports outcomes by queue tasks: it cannot run without a queue.
     queue = ctx.required_queue()
     db = Database(ctx.database_url(), pool_size=ctx.database_pool_size())

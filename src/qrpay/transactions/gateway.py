@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from uuid import uuid4
 
-from qrpay.kernel.config import GatewayConfig
+from qrpay.transactions.config import GatewayConfig
 from qrpay.transactions.schemas import OperationStatus
 
 

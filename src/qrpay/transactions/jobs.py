@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import structlog
 
-from qrpay.kernel.config import TransactionsConfig
+from qrpay.transactions.config import TransactionsConfig
 from qrpay.transactions.service import TransactionsService
 
 log = structlog.get_logger("qrpay.transactions.jobs")

@@ -54,12 +54,12 @@ from typing import Any
 import structlog
 
 from qrpay.kernel.clock import Clock
-from qrpay.kernel.config import TransactionsConfig
 from qrpay.kernel.db import Database
 from qrpay.kernel.errors import Conflict, DependencyUnavailable, NotFound, QrpayError
 from qrpay.kernel.money import minor_units
 from qrpay.kernel.queue import TaskQueue, TaskSpec
 from qrpay.kernel.tickets import Caller
+from qrpay.transactions.config import TransactionsConfig
 from qrpay.transactions.domain import (
     CLEAR,
     HOLD,

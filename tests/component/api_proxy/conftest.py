@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.config import QrpayConfig
+from qrpay.runner.config import QrpayConfig
 from tests.support.component.api_proxy import Started
 from tests.support.mockserver import MockServer
 from tests.support.services import dev_config, make_context, point_services_at, running_service

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.config import QrpayConfig, parse_config
-from qrpay.kernel.reloading import RuntimeConfig
-from qrpay.kernel.service import ServiceContext, build_app
+from qrpay.kernel.service import ServiceContext
 from qrpay.kernel.settings import REPO_DEV_CONFIG, Settings
+from qrpay.runner.config import QrpayConfig, parse_config, runtime_from_files
+from qrpay.runner.context import build_app
 from tests.support.mockserver import MockServer
 from tests.support.services import make_context
 
@@ -204,7 +204,7 @@ async def test_a_config_reload_changes_the_limit(tmp_path: Path) -> None:
     data["limits"]["client_address"] = {"per_second": 1, "burst": 1}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
-    runtime = RuntimeConfig.from_files(path, REPO_DEV_CONFIG / "secdist.yaml")
+    runtime = runtime_from_files(path, REPO_DEV_CONFIG / "secdist.yaml")
     clock = FrozenClock()
     ctx = ServiceContext(
         name="api-proxy", settings=Settings(data_dir=tmp_path), runtime=runtime, clock=clock

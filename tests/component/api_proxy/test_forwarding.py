@@ -6,7 +6,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from qrpay.kernel.config import QrpayConfig
+from qrpay.runner.config import QrpayConfig
 from tests.support.component.api_proxy import Started, sign_in
 from tests.support.component.iiko_integration import closed_port_url
 from tests.support.mockserver import MockServer, drop_connection, error_response, json_response

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from qrpay.kernel.config import QrpayConfig, parse_config
 from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER, payment_id_for
+from qrpay.runner.config import QrpayConfig, parse_config
 from tests.support.component.api_proxy import Started, sign_in
 from tests.support.component.iiko_integration import closed_port_url
 from tests.support.mockserver import MockServer, drop_connection, error_response, slow

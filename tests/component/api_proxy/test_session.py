@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.config import QrpayConfig
+from qrpay.runner.config import QrpayConfig
 from tests.support.component.api_proxy import Started, sign_in
 from tests.support.services import dev_secdist
 

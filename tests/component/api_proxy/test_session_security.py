@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from qrpay.kernel.clock import FrozenClock, wire_time
-from qrpay.kernel.config import QrpayConfig, parse_config
+from qrpay.runner.config import QrpayConfig, parse_config
 from tests.support.component.api_proxy import Started, sign_in
 from tests.support.services import dev_secdist
 

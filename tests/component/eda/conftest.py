@@ -1,6 +1,6 @@
 import pytest
 
-from qrpay.kernel.config import QrpayConfig
+from qrpay.runner.config import QrpayConfig
 from tests.support.component.eda import TTL
 from tests.support.services import dev_config
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from qrpay.iiko_integration.service import IikoService
-from qrpay.kernel.config import QrpayConfig, Secdist
+from qrpay.kernel.config import Secdist
 from qrpay.kernel.service import ServiceContext, service_of
+from qrpay.runner.config import QrpayConfig
 from tests.support.component.iiko_integration import Following, MockedFeed, Started
 from tests.support.mockserver import MockServer
 from tests.support.services import dev_config, make_context, point_services_at, running_service

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import httpx
 
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.config import parse_config
 from qrpay.kernel.service import ServiceContext
+from qrpay.runner.config import parse_config
 from tests.support.component.iiko_integration import API_KEY
 from tests.support.services import dev_config, dev_secdist, running_service
 

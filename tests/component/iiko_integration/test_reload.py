@@ -8,9 +8,9 @@ import httpx
 import yaml
 
 from qrpay.iiko_integration.app import SERVICE
-from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.service import ServiceContext
 from qrpay.kernel.settings import REPO_DEV_CONFIG, Settings
+from qrpay.runner.config import runtime_from_files
 
 PARAMS = {"nearest_zone": "kazan", "uuid": "u-1", "phone_id": "p-1"}
 
@@ -19,7 +19,7 @@ async def test_reloaded_config_is_used(tmp_path: Path) -> None:
     config_path = tmp_path / "config.yaml"
     data = yaml.safe_load((REPO_DEV_CONFIG / "config.yaml").read_text())
     config_path.write_text(yaml.safe_dump(data))
-    runtime = RuntimeConfig.from_files(config_path, REPO_DEV_CONFIG / "secdist.yaml")
+    runtime = runtime_from_files(config_path, REPO_DEV_CONFIG / "secdist.yaml")
     ctx = ServiceContext(
         name="iiko-integration", settings=Settings(data_dir=tmp_path), runtime=runtime
     )

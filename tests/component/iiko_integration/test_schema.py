@@ -16,7 +16,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from qrpay.kernel.service import build_app
+from qrpay.runner.context import build_app
 from tests.support.component.iiko_integration import HEADERS, eda_order
 from tests.support.fuzz import asgi_schema, background_loop
 from tests.support.mockserver import MockServer, error_response

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from qrpay.kernel.queue import TaskQueue
-from qrpay.kernel.service import build_app
+from qrpay.runner.context import build_app
 from tests.support.component.payments_eda import config_for
 from tests.support.fuzz import Fakes, background_loop, running_fakes, sign_payer_case
 from tests.support.services import make_context

@@ -14,8 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.config import GatewayConfig
 from qrpay.kernel.service import service_of
+from qrpay.transactions.config import GatewayConfig
 from qrpay.transactions.gateway import (
     FLAKY_CLEAR_PREFIX,
     FLAKY_CLEAR_REFUSALS,

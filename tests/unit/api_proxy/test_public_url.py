@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qrpay.kernel.config import parse_config
+from qrpay.runner.config import parse_config
 from qrpay.runner.embedded import EmbeddedError, embedded_config, payer_page_url, public_base
 
 

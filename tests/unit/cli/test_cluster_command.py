@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from qrpay.kernel.config import load_secdist, load_yaml
-from qrpay.kernel.service import SERVICE_MODULES
+from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay.runner.config import load_secdist
+from qrpay.runner.registry import SERVICE_MODULES
 from qrpay_tools import local
 from qrpay_tools.cluster import supervised
 from qrpay_tools.cluster.run import (

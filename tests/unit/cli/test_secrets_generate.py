@@ -12,11 +12,11 @@ import yaml
 from typer.testing import CliRunner
 
 from qrpay.cli.main import app
-from qrpay.kernel.config import ConfigRefused, load_secdist
-from qrpay.kernel.production import check_secdist
-from qrpay.kernel.service import SERVICE_MODULES
+from qrpay.kernel.config import ConfigRefused
 from qrpay.kernel.settings import DEV_SECDIST, Environment, Settings
 from qrpay.kernel.tickets import SUPPORT_IDENTITY, TicketInvalid, TicketVerifier, sign
+from qrpay.runner.config import check_secdist, load_secdist
+from qrpay.runner.registry import SERVICE_MODULES
 
 
 def generate(directory: Path) -> None:

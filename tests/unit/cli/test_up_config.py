@@ -5,9 +5,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from qrpay.kernel.config import DEFAULT_PORTS, load_yaml, parse_config, parse_secdist
+from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay.runner.config import parse_config, parse_secdist
 from qrpay.runner.embedded import client_host, embedded_config, ports_for, prepare_data_dir
+from qrpay.runner.registry import DEFAULT_PORTS
 
 
 def test_ports_follow_the_base() -> None:

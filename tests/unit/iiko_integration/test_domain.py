@@ -10,8 +10,8 @@ from qrpay.eda.schemas import Bill, OrderStatus, OrderStatusView
 from qrpay.iiko_integration import domain
 from qrpay.iiko_integration.schemas import PosStatus
 from qrpay.kernel import deeplink
-from qrpay.kernel.config import Restaurant
 from qrpay.kernel.errors import InvalidInput, QrpayError
+from qrpay.restaurants import Restaurant
 from tests.support.services import dev_config
 
 TEMPLATES = {"ru": "Кэшбэк {rate}!", "en": "Get {rate} back!"}

@@ -6,9 +6,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from qrpay.kernel.config import parse_config, parse_secdist
 from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay.runner.config import parse_config, parse_secdist, runtime_from_files
 
 
 def _dev(name: str) -> dict:
@@ -108,7 +108,7 @@ def _watched(tmp_path: Path) -> tuple[Path, RuntimeConfig, list[int]]:
     config_path, secdist_path = tmp_path / "config.yaml", tmp_path / "secdist.yaml"
     _write(config_path, _dev("config.yaml"))
     _write(secdist_path, _dev("secdist.yaml"))
-    runtime = RuntimeConfig.from_files(config_path, secdist_path)
+    runtime = runtime_from_files(config_path, secdist_path)
     seen: list[int] = []
     runtime.on_change(lambda: seen.append(1))
     return config_path, runtime, seen

@@ -10,8 +10,8 @@ from pathlib import Path
 import structlog
 import yaml
 
-from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.settings import REPO_DEV_CONFIG, Environment, Settings
+from qrpay.runner.config import runtime_for_settings
 from tests.support.secdist import production_config, production_secdist
 
 
@@ -27,7 +27,7 @@ def test_a_reload_to_development_values_is_refused_and_the_last_good_kept(
     secdist = production_secdist(tmp_path / "secdist.yaml")
     # Staging: production's checks of secrets and switches, on the sandbox gateway.
     settings = Settings(config=config, secdist=secdist, environment=Environment.STAGING)
-    runtime = RuntimeConfig.for_settings(settings, "eda")
+    runtime = runtime_for_settings(settings, "eda")
     signing = runtime.secdist.hmac_keys[0].get_secret_value()
 
     shutil.copy(REPO_DEV_CONFIG / "secdist.yaml", secdist)
@@ -50,5 +50,5 @@ def test_development_takes_them(tmp_path: Path) -> None:
         secdist=REPO_DEV_CONFIG / "secdist.yaml",
         environment=Environment.DEVELOPMENT,
     )
-    runtime = RuntimeConfig.for_settings(settings)
+    runtime = runtime_for_settings(settings)
     assert runtime.config.sessions.development_sign_in is True

@@ -38,7 +38,7 @@ def test_a_task_out_of_tries_is_not_retried() -> None:
 
 
 def test_reach_of_the_default_payment_callback_tries_is_about_an_hour() -> None:
-    from qrpay.kernel.config import PaymentsConfig
+    from qrpay.payments_eda.config import PaymentsConfig
 
     tries = PaymentsConfig().callback_max_attempts
     strategy = retry_strategy(TaskSpec("t", queue="q", max_attempts=tries))

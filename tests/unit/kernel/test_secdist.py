@@ -12,8 +12,8 @@ import structlog
 import yaml
 
 from qrpay.kernel.errors import QrpayError
-from qrpay.kernel.reloading import RuntimeConfig
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay.runner.config import runtime_from_files
 from tests.support.secdist import (
     SIGNING_KEY,
     assert_nothing_secret,
@@ -23,7 +23,7 @@ from tests.support.secdist import (
 
 
 def parse(data: dict[str, Any]) -> Any:
-    from qrpay.kernel.config import parse_secdist
+    from qrpay.runner.config import parse_secdist
 
     return parse_secdist(data)
 
@@ -108,7 +108,7 @@ def test_the_error_names_fields_and_error_types_only() -> None:
 
 
 def test_a_yaml_error_does_not_quote_the_file(tmp_path: Path) -> None:
-    from qrpay.kernel.config import load_secdist
+    from qrpay.runner.config import load_secdist
 
     path = tmp_path / "secdist.yaml"
     path.write_text(f'hmac_keys: ["{SIGNING_KEY}"\nsession_secret: {{ {SIGNING_KEY}')
@@ -122,7 +122,7 @@ def test_a_rejected_reload_logs_no_secret(tmp_path: Path) -> None:
     config, secdist = tmp_path / "config.yaml", tmp_path / "secdist.yaml"
     config.write_text((REPO_DEV_CONFIG / "config.yaml").read_text())
     secdist.write_text(yaml.safe_dump(dev_secdist_data()))
-    runtime = RuntimeConfig.from_files(config, secdist)
+    runtime = runtime_from_files(config, secdist)
     secdist.write_text(yaml.safe_dump(bad_secdist()))
     stamp = time.time_ns() + 2_000_000_000
     os.utime(secdist, ns=(stamp, stamp))

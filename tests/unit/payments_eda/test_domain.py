@@ -5,10 +5,10 @@ from decimal import Decimal
 import pytest
 
 from qrpay.eda.schemas import OrderStatus, PaymentState
-from qrpay.kernel.config import CashbackRules, Restaurant
 from qrpay.payments_eda import domain
 from qrpay.payments_eda.domain import Decision, GuestStatus, MessageKey, Step
 from qrpay.payments_eda.schemas import GUEST_MESSAGES
+from qrpay.restaurants import CashbackRules, Restaurant
 from qrpay.transactions.schemas import OperationKind, OperationStatus
 
 D = Decimal

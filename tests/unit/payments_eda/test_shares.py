@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from qrpay.kernel.config import CashbackRules, Restaurant
 from qrpay.kernel.errors import InvalidInput
 from qrpay.payments_eda.domain import cashback_amount
 from qrpay.payments_eda.schemas import PaymentsCode
 from qrpay.payments_eda.shares import share_cashback, tip_amount
+from qrpay.restaurants import CashbackRules, Restaurant
 
 D = Decimal
 OFFERED = (D(5), D(10), D(15))

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from qrpay.kernel.config import GatewayConfig
+from qrpay.transactions.config import GatewayConfig
 from qrpay.transactions.gateway import (
     FAILING_REFUND_PREFIX,
     FLAKY_CLEAR_REFUSALS,

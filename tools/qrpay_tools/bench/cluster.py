@@ -50,8 +50,8 @@ from types import FrameType
 import psycopg
 import yaml
 
-from qrpay.kernel.config import QrpayConfig, parse_config
 from qrpay.kernel.settings import REPO_DEV_CONFIG
+from qrpay.runner.config import QrpayConfig, parse_config
 from qrpay_tools import local
 from qrpay_tools.bench import harness, load, pay, pos
 from qrpay_tools.cluster import run

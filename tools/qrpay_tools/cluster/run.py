@@ -45,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from qrpay.runner.registry import SERVICE_MODULES
 from qrpay_tools import local
 from qrpay_tools.cluster import supervised
 from qrpay_tools.cluster.supervised import Program, Supervisor
@@ -61,7 +62,8 @@ DEFAULT_DB_PREFIX = "qrpay_cluster"
 STOP_TIMEOUT = float(max(supervised.DRAIN.values()) + supervised.STOP_MARGIN)
 # Behind nginx: the two balanced services (two instances each) and the public api-proxy.
 BALANCED = ("iiko-integration", "payments-eda")
-SINGLE = ("eda", "transactions", "cardstorage", "cashback", "api-proxy")
+# Every other service of the registry, one instance each, in start-up order.
+SINGLE = tuple(name for name in SERVICE_MODULES if name not in BALANCED)
 WORKER = "worker-payments-eda"
 NGINX = "nginx"
 WORKER_READY = "worker: consuming"
@@ -300,7 +302,7 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> None:
                 where = ".".join(path[: depth + 1])
                 raise BadOverride(f"--set {item!r}: {where} is not a config section")
         node[path[-1]] = value
-    from qrpay.kernel.config import parse_config
+    from qrpay.runner.config import parse_config
 
     try:
         parse_config(config)
@@ -346,8 +348,6 @@ def write_service_secdists(layout: Layout, secdist: dict[str, Any]) -> None:
     (`qrpay secrets generate`): no process of the cluster can sign as another. The keys
     are the development ones, so the tools and the tests sign as any service, as on
     `make run`."""
-    from qrpay.kernel.service import SERVICE_MODULES
-
     private = secdist["ticket_keys"]["private"]
     for service in SERVICE_MODULES:
         own = {**secdist, "ticket_keys": {**secdist["ticket_keys"], "private": {}}}
