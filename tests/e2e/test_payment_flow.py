@@ -233,3 +233,43 @@ def test_an_unpaid_order_is_canceled_after_its_ttl_and_cannot_be_paid(tmp_path: 
         assert up.pos_status(order_id) == "CANCELED"
     finally:
         up.kill()
+
+
+def test_the_guests_long_poll_is_woken_by_eda_s_feed(tmp_path: Path) -> None:
+    """Issue 22: polls at most every 60 s and a long-poll of 30 s: only a wake from
+    payments-eda's follower of eda's feed answers PAYED within that long-poll (without it,
+    the long-poll ends at 30 s with WAITING)."""
+    up = QrpayUp(
+        tmp_path / "var",
+        tmp_path / "up.log",
+        config={"payments": {"polling_delay_seconds": "60"}},
+    )
+    try:
+        up.start(SERVICE_MODULES)
+        query = parse_qs(urlsplit(new_order(up, tmp_path, "500")).query)
+        order = {"order_id": query["order_id"][0], "hmac": query["hmac"][0]}
+        api = f"{up.url('payments-eda')}/4.0/payments/v1"
+        headers = {"X-Yandex-UID": USER, **ticket_headers(to="payments-eda")}
+        with httpx.Client(headers=headers, timeout=60) as client:
+            preorder = client.get(f"{api}/preorder", params={**order, "service": "restaurant"})
+            assert preorder.status_code == 200, preorder.text
+            bill = preorder.json()["bill"]
+            pay = client.post(
+                f"{api}/orders",
+                json={
+                    "service": "restaurant",
+                    **order,
+                    "payment_method": {"type": "card", "id": "card-ok"},
+                    "amount": bill["amount"],
+                    "currency": bill["currency"],
+                    "bill_version": preorder.json()["bill_version"],
+                },
+            )
+            assert pay.status_code == 200, pay.text
+            # The hold is cleared by the queue's callback, after the pay's answer.
+            assert pay.json()["status"] == "WAITING", pay.text
+            status = client.get(f"{api}/orders", params={**order, "wait_ms": "30000"})
+        assert status.status_code == 200, status.text
+        assert status.json()["status"] == "PAYED", status.text
+    finally:
+        up.kill()
