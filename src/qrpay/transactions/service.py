@@ -431,7 +431,8 @@ class TransactionsService:
                 if op.capture and result.status == SUCCEEDED:
                     return await self._record_captured(op, result)
                 now = self.clock.now()
-                async with self.db.write() as session:
+                # One conditional statement: atomic on its own.
+                async with self.db.write_one() as session:
                     if not await TransactionsRepository(session).record_result(op, result, now):
                         return None
                 return replace(
@@ -503,7 +504,7 @@ class TransactionsService:
             task_id=callback_task_id(op),
             payload=callback_payload(invoice, op).model_dump(mode="json"),
         )
-        async with self.db.write() as session:
+        async with self.db.write_one() as session:
             marked = await TransactionsRepository(session).mark_callback_sent(op, self.clock.now())
         if marked:
             self.metrics.callbacks_sent.inc()

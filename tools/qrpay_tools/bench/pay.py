@@ -26,6 +26,7 @@ import secrets
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import aiohttp
 import orjson
 import uvloop
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from qrpay.kernel.tickets import TOOLS_IDENTITY
 from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER
@@ -424,6 +426,44 @@ class CpuMeter:
         return spent
 
 
+class RequestMeter:
+    """HTTP requests each service answered, by route, between two scrapes of its /metrics:
+    the calls a payment makes, beside the CPU they cost."""
+
+    def __init__(self, urls: dict[str, str]) -> None:
+        self.urls = urls
+        self.before = self._scrape()
+
+    def _scrape(self) -> dict[tuple[str, str], float]:
+        counts: dict[tuple[str, str], float] = {}
+        for name, url in self.urls.items():
+            with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:  # noqa: S310
+                text = answer.read().decode()
+            for family in text_string_to_metric_families(text):
+                if family.name != "qrpay_http_requests":
+                    continue
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        route = f"{sample.labels['method']} {sample.labels['handler']}"
+                        counts[(name, route)] = counts.get((name, route), 0) + sample.value
+        return counts
+
+    def line(self, what: str, done: int) -> str:
+        after = self._scrape()
+        done = max(1, done)
+        by_service: dict[str, list[tuple[str, float]]] = {}
+        for (name, route), count in after.items():
+            spent = count - self.before.get((name, route), 0)
+            if spent > 0 and not route.endswith(("/metrics", "/ping", "/ready")):
+                by_service.setdefault(name, []).append((route, spent / done))
+        parts = []
+        for name, routes in sorted(by_service.items(), key=lambda kv: -sum(r[1] for r in kv[1])):
+            routes.sort(key=lambda r: -r[1])
+            inner = ", ".join(f"{route} {n:.1f}" for route, n in routes[:4])
+            parts.append(f"{name} {sum(n for _, n in routes):.1f} ({inner})")
+        return f"requests per {what}, by service: " + "; ".join(parts)
+
+
 def cpu_line(what: str, cpu_ms: dict[str, float], done: int) -> str:
     """Where the CPU went per ``what``, by process (the cost model behind the rate)."""
     done = max(1, done)
@@ -638,9 +678,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 uvloop.run(pay(warm))
                 meter = CpuMeter(processes, ours)
+                calls = RequestMeter({p.name: p.url for p in processes[:-1]})
                 result = uvloop.run(pay(mine))
                 print(result.row(), flush=True)
                 print(cpu_line("payment", meter.spent_ms(), result.payments), flush=True)
+                print(calls.line("payment", result.payments), flush=True)
                 failed += result.errors
             if args.split:
                 warm, to_split = (
