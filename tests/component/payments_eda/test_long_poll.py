@@ -53,6 +53,13 @@ def _follow(env: Env) -> None:
     assert follower.is_fresh()
 
 
+async def _at_once(env: Env) -> httpx.Response:
+    """A long-poll that must not wait: bounded at a third of its wait, so one that waited
+    fails here instead of passing late."""
+    request = env.client.get(f"{BASE}/orders", params=_params(wait_ms=LONG_WAIT_MS))
+    return await asyncio.wait_for(request, LONG_WAIT_MS / 1000 / 3)
+
+
 async def _waiting(env: Env, path: str, **params: Any) -> asyncio.Task[httpx.Response]:
     answer = asyncio.create_task(env.client.get(f"{BASE}/{path}", params=_params(**params)))
     await eventually(lambda: env.service.waits.parked == 1 or answer.done())
@@ -126,10 +133,7 @@ async def test_an_outcome_already_there_is_answered_at_once(pe_factory: Any) -> 
     async with pe_factory(**SLOW_POLLS) as env:
         env.eda(payment_body("p1", "paid"))
         _follow(env)
-        answer = await asyncio.wait_for(
-            env.client.get(f"{BASE}/orders", params=_params(wait_ms=LONG_WAIT_MS)),
-            LONG_WAIT_MS / 1000 / 3,
-        )
+        answer = await _at_once(env)
         assert answer.json()["status"] == "PAYED"
 
 
@@ -150,10 +154,7 @@ async def test_past_max_waiting_a_guest_is_answered_at_once(pe_factory: Any) -> 
     async with pe_factory(payments={"polling_delay_seconds": "60", "max_waiting": 0}) as env:
         env.eda(payment_body("p1", "holding"))
         _follow(env)
-        answer = await asyncio.wait_for(
-            env.client.get(f"{BASE}/orders", params=_params(wait_ms=LONG_WAIT_MS)),
-            LONG_WAIT_MS / 1000 / 3,
-        )
+        answer = await _at_once(env)
         assert answer.json()["status"] == "WAITING"
         assert answer.headers["X-Polling-Delay"] == "60"
 
