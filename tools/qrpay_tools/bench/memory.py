@@ -28,8 +28,10 @@ import orjson
 
 from qrpay.eda.schemas import ChangesPage, OrderChange, OrderStatusView
 from qrpay.iiko_integration.memory import StatusMemory, is_newer
+from qrpay.iiko_integration.push import PushHub
 
-PAGE = 100  # the follower's page of the change feed
+PAGE = 500  # the follower's page of the change feed (feed.page_size)
+PUSH_BUFFER = 50_000  # push.buffer_size
 RESTAURANTS = 20
 
 
@@ -65,8 +67,30 @@ class ViewMemory:
         return out
 
 
-WAYS: dict[str, Callable[[int], Memory]] = {"views": ViewMemory, "tuples": StatusMemory}
-LABELS = {"views": "pydantic view per order (before)", "tuples": "tuple per order (issue 22)"}
+class Follower:
+    """Memory and the push buffer, fed alike: all a worker keeps of the feed."""
+
+    def __init__(self, max_orders: int) -> None:
+        self.memory = StatusMemory(max_orders)
+        self.hub = PushHub(lambda: PUSH_BUFFER)
+
+    def learn(self, view: OrderChange) -> bool:
+        return self.memory.learn(view)
+
+    def answers(self, order_ids: list[str], now: float) -> object:
+        return self.memory.answers(order_ids, now)
+
+
+WAYS: dict[str, Callable[[int], Memory]] = {
+    "views": ViewMemory,
+    "tuples": StatusMemory,
+    "follower": Follower,
+}
+LABELS = {
+    "views": "pydantic view per order (before)",
+    "tuples": "tuple per order (issue 22)",
+    "follower": f"  the same + push buffer ({PUSH_BUFFER})",
+}
 
 
 def pages(count: int, first_tx: int) -> Iterator[bytes]:
@@ -86,7 +110,8 @@ def pages(count: int, first_tx: int) -> Iterator[bytes]:
                     "change_tx": tx,
                 }
             )
-        yield orjson.dumps({"changes": changes, "cursor": f"{tx}:x", "more": True})
+        cursor = f"{tx}:{changes[-1]['order_id']}"
+        yield orjson.dumps({"changes": changes, "cursor": cursor, "more": True})
 
 
 @dataclass
@@ -99,10 +124,11 @@ class Pauses:
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if info["generation"] != 2:
             return
+        # CPU, not wall time: on a shared box a wall-clock pause is mostly other processes'.
         if phase == "start":
-            self._started = time.perf_counter()
+            self._started = time.process_time()
         else:
-            self.seconds.append(time.perf_counter() - self._started)
+            self.seconds.append(time.process_time() - self._started)
 
 
 def rss() -> int:
@@ -111,14 +137,42 @@ def rss() -> int:
 
 
 def feed(memory: Memory, count: int, first_tx: int, *, ask: bool) -> None:
+    after = f"{first_tx}:"
     for text in pages(count, first_tx):
         page = ChangesPage.model_validate_json(text)
         for change in page.changes:
             memory.learn(change)
+        if isinstance(memory, Follower):
+            memory.hub.publish(after, page.changes, page.cursor)
+        after = page.cursor
         if ask:
             ids = [change.order_id for change in page.changes]
             for start in range(0, len(ids), 3):
                 memory.answers(ids[start : start + 3], 0.0)
+
+
+def collect_seconds() -> float:
+    """CPU seconds of one full collection."""
+    started = time.process_time()
+    gc.collect()
+    return time.process_time() - started
+
+
+def startup_heap() -> dict[str, float]:
+    """What a worker's full collections walk before it has learned anything: the objects of
+    the modules it imports (its app's own objects besides), and the same once frozen."""
+    import uvicorn  # noqa: F401 (imported for its objects)
+
+    import qrpay.iiko_integration.app
+    import qrpay.runner.factory  # noqa: F401
+
+    gc.collect()
+    tracked = len(gc.get_objects())
+    thawed = statistics.median(collect_seconds() for _ in range(5))
+    gc.freeze()
+    frozen = statistics.median(collect_seconds() for _ in range(5))
+    gc.unfreeze()
+    return {"tracked": tracked, "collect_ms": thawed * 1000, "frozen_ms": frozen * 1000}
 
 
 def measure(way: str, orders: int) -> dict[str, float]:
@@ -127,9 +181,7 @@ def measure(way: str, orders: int) -> dict[str, float]:
     feed(WAYS[way](PAGE), PAGE, 0, ask=True)  # warm up: pydantic's and the allocator's
     gc.collect()
     objects_before = len(gc.get_objects())
-    started = time.perf_counter()
-    gc.collect()
-    collect_empty = time.perf_counter() - started
+    collect_empty = collect_seconds()
     rss_before = rss()
     pauses = Pauses()
     gc.callbacks.append(pauses)
@@ -142,11 +194,7 @@ def measure(way: str, orders: int) -> dict[str, float]:
     feed(memory, orders, orders, ask=True)  # full: as many again push the oldest out
     gc.callbacks.remove(pauses)
     churned = rss() - rss_before
-    collects = []
-    for _ in range(3):
-        started = time.perf_counter()
-        gc.collect()
-        collects.append(time.perf_counter() - started)
+    collects = [collect_seconds() for _ in range(3)]
     return {
         "rss_mib": grown / 2**20,
         "bytes_per_order": grown / orders,
@@ -167,19 +215,22 @@ ROW = "{:34} {:>8} {:>8} {:>11} {:>10} {:>9} {:>11} {:>13} {:>10} {:>12}"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orders", type=int, default=200_000)
-    parser.add_argument("--one", choices=sorted(WAYS), help=argparse.SUPPRESS)
+    parser.add_argument("--one", choices=[*WAYS, "startup"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one == "startup":
+        sys.stdout.buffer.write(orjson.dumps(startup_heap()))
+        return 0
     if args.one:
         sys.stdout.buffer.write(orjson.dumps(measure(args.one, args.orders)))
         return 0
     print(
         f"status memory filled with {args.orders} orders (RSS grown, bytes per order), then "
         f"{args.orders} more pushed through (RSS grown by then); the GC's own full collections "
-        "over both; one gc.collect() with memory full (and before filling it)"
+        "over both; one gc.collect() with memory full (and before filling it); pauses in CPU ms"
     )
     header = ("way", "RSS MiB", "B/order", "RSS churned", "GC objects", "gen2 runs")
     print(ROW.format(*header, "gen2 max ms", "gen2 total ms", "collect ms", "CPU us/order"))
-    for way in ("views", "tuples"):
+    for way in WAYS:
         command = [sys.executable, "-m", "qrpay_tools.bench.memory", "--one", way]
         output = subprocess.run(
             [*command, "--orders", str(args.orders)], check=True, capture_output=True
@@ -200,6 +251,19 @@ def main(argv: list[str] | None = None) -> int:
             ).rstrip(),
             flush=True,
         )
+    startup = orjson.loads(
+        subprocess.run(
+            [sys.executable, "-m", "qrpay_tools.bench.memory", "--one", "startup"],
+            check=True,
+            capture_output=True,
+        ).stdout
+    )
+    print(
+        f"a worker's modules, imported: {startup['tracked']:.0f} objects the GC tracks; a full "
+        f"collection {startup['collect_ms']:.1f} CPU ms, {startup['frozen_ms']:.1f} once "
+        "gc.freeze() has moved them out of its reach",
+        flush=True,
+    )
     return 0
 
 
