@@ -153,3 +153,16 @@ def test_past_the_bound_a_sixteenth_of_it_goes_at_once_oldest_first() -> None:
     assert len(memory) == 30
     assert [memory.view(order_id) for order_id in ("2", "3", "4")] == [None, None, None]
     assert all(memory.view(str(index)) is not None for index in (0, 1, 5, 31, 32))
+
+
+def test_an_ask_counts_at_the_next_drop() -> None:
+    """Asks are applied when orders are dropped, not one by one (issue 22: each move took a
+    dict slot, and a full memory resized every ~20 s under the POS mix)."""
+    memory = StatusMemory(max_orders=64)
+    for index in range(64):
+        memory.learn(view(str(index), WAITING, 1))
+    memory.answers(["0", "1", "nope"], now=0.0)
+    memory.learn(view("64", WAITING, 1))
+    # Down to 60: 2-6 are the least recently changed or asked for; 0 and 1 were asked for.
+    assert [memory.view(str(index)) for index in range(2, 7)] == [None] * 5
+    assert all(memory.view(str(index)) is not None for index in (0, 1, 7, 63, 64))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import random
 import statistics
 import subprocess
 import sys
@@ -136,19 +137,35 @@ def rss() -> int:
         return int(statm.read().split()[1]) * 4096
 
 
-def feed(memory: Memory, count: int, first_tx: int, *, ask: bool) -> None:
+# The POS mix: 19 polls of 1-5 (3 on average) of the open orders per order created.
+POLLS_PER_ORDER = 19
+OPEN_ORDERS = 1000
+
+
+def feed(memory: Memory, count: int, first_tx: int, *, ask: bool) -> float:
+    """Learn ``count`` new orders as the follower does; with ``ask``, poll the latest ones
+    as the POS mix does. The longest single call, in CPU seconds."""
     after = f"{first_tx}:"
+    rng = random.Random(7)
+    recent: list[str] = []
+    longest = 0
     for text in pages(count, first_tx):
         page = ChangesPage.model_validate_json(text)
         for change in page.changes:
+            started = time.process_time_ns()
             memory.learn(change)
+            longest = max(longest, time.process_time_ns() - started)
         if isinstance(memory, Follower):
             memory.hub.publish(after, page.changes, page.cursor)
         after = page.cursor
         if ask:
-            ids = [change.order_id for change in page.changes]
-            for start in range(0, len(ids), 3):
-                memory.answers(ids[start : start + 3], 0.0)
+            recent = (recent + [change.order_id for change in page.changes])[-OPEN_ORDERS:]
+            for _ in range(len(page.changes) * POLLS_PER_ORDER):
+                polled = rng.sample(recent, rng.randint(1, 5))
+                started = time.process_time_ns()
+                memory.answers(polled, 0.0)
+                longest = max(longest, time.process_time_ns() - started)
+    return longest / 1e9
 
 
 def collect_seconds() -> float:
@@ -191,7 +208,7 @@ def measure(way: str, orders: int) -> dict[str, float]:
     gc.collect(0)  # what is new is in generation 0 still: it is untracked when first seen
     grown = rss() - rss_before
     tracked = len(gc.get_objects()) - objects_before
-    feed(memory, orders, orders, ask=True)  # full: as many again push the oldest out
+    longest = feed(memory, orders, orders, ask=True)  # full: as many again push the oldest out
     gc.callbacks.remove(pauses)
     churned = rss() - rss_before
     collects = [collect_seconds() for _ in range(3)]
@@ -206,10 +223,11 @@ def measure(way: str, orders: int) -> dict[str, float]:
         "gen2_total_ms": sum(pauses.seconds) * 1000,
         "collect_ms": statistics.median(collects) * 1000,
         "cpu_us_per_order": fill_cpu / orders * 1e6,
+        "longest_ms": longest * 1000,
     }
 
 
-ROW = "{:34} {:>8} {:>8} {:>11} {:>10} {:>9} {:>11} {:>13} {:>10} {:>12}"
+ROW = "{:34} {:>8} {:>8} {:>11} {:>10} {:>9} {:>11} {:>13} {:>10} {:>12} {:>11}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,10 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"status memory filled with {args.orders} orders (RSS grown, bytes per order), then "
         f"{args.orders} more pushed through (RSS grown by then); the GC's own full collections "
-        "over both; one gc.collect() with memory full (and before filling it); pauses in CPU ms"
+        f"over both, with {POLLS_PER_ORDER} polls of 1-5 open orders per new one; one "
+        "gc.collect() with memory full (and before filling it); the longest single learn or "
+        "poll; times in CPU ms"
     )
     header = ("way", "RSS MiB", "B/order", "RSS churned", "GC objects", "gen2 runs")
-    print(ROW.format(*header, "gen2 max ms", "gen2 total ms", "collect ms", "CPU us/order"))
+    print(
+        ROW.format(
+            *header, "gen2 max ms", "gen2 total ms", "collect ms", "CPU us/order", "longest ms"
+        )
+    )
     for way in WAYS:
         command = [sys.executable, "-m", "qrpay_tools.bench.memory", "--one", way]
         output = subprocess.run(
@@ -248,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{f['gen2_total_ms']:.1f}",
                 f"{f['collect_ms']:.1f} ({f['collect_empty_ms']:.0f})",
                 f"{f['cpu_us_per_order']:.1f}",
+                f"{f['longest_ms']:.2f}",
             ).rstrip(),
             flush=True,
         )
