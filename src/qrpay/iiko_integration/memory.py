@@ -18,9 +18,9 @@ its restaurant, status and version, as a plain tuple of a string, a string and a
 int, one tuple shared by every order in that state (issue 22). A pydantic view
 per order cost ~1.3 KB and three objects the cyclic GC walks on every full
 collection: at 200,000 orders a worker grew by ~250 MiB and its full collections
-(~100 ms each, `make bench-memory`) stalled every request. Now an order costs its
-id and its entry in a plain dict (~190 bytes), and nothing the GC walks but the
-dict itself: a tuple of strings and ints is untracked once the GC has seen it. The
+(100-200 CPU ms each, `make bench-memory`) stalled every request. Now an order
+costs its id and its entry in a plain dict (~140-180 bytes), and nothing the GC walks
+but the dict itself: a tuple of strings and ints is untracked once the GC has seen it. The
 dict is plain, not an OrderedDict: an OrderedDict keeps a linked node and a slot
 per entry besides, ~80 bytes an order more once new orders have churned it.
 """

@@ -30,7 +30,7 @@ def create_app() -> FastAPI:
     ctx.queue = durable_queue(ctx)
     app = build_service_app(ctx, owns_queue=True)
     # Everything imported and built so far lives as long as the worker, yet every full
-    # collection of the cyclic GC walked it: ~157,000 objects, ~85 CPU ms a collection
+    # collection of the cyclic GC walked it: ~157,000 objects, 85-100 CPU ms a collection
     # (`make bench-memory`), a stall of every request in flight each time (issue 22).
     # Frozen, the GC leaves them out; only what the worker makes from now on is walked.
     gc.freeze()
