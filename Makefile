@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run install lock test test-unit test-component test-fuzz test-integration test-faults test-e2e test-browser lint bench-pos bench-pay bench-tickets bench-push bench-cluster cluster cluster-stop cluster-ctl deploy-manifests apt-nginx apt-wrk clean
+.PHONY: run install lock test test-unit test-component test-fuzz test-integration test-faults test-e2e test-browser lint bench-pos bench-memory bench-pay bench-tickets bench-push bench-cluster cluster cluster-stop cluster-ctl deploy-manifests apt-nginx apt-wrk clean
 
 LOCK := requirements.lock
 # requirements.lock pins every package with its hashes (`make lock` writes it): installed
@@ -76,6 +76,11 @@ apt-wrk:
 
 bench-pos: $(STAMP) apt-wrk
 	$(BIN)/python -m qrpay_tools.bench.pos $(ARGS)
+
+# iiko-integration's memory of statuses filled to feed.max_orders, before and after issue 22:
+# RSS per order and the GC's full-collection pauses, each way in its own process.
+bench-memory: $(STAMP)
+	$(BIN)/python -m qrpay_tools.bench.memory $(ARGS)
 
 bench-pay: $(STAMP)
 	$(BIN)/python -m qrpay_tools.bench.pay --split

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from pydantic import SecretStr
 
-from qrpay.eda.schemas import Bill, OrderStatus, OrderStatusView
+from qrpay.eda.schemas import Bill, OrderStatus
 from qrpay.iiko_integration.schemas import IikoCode, PosStatus
 from qrpay.kernel import deeplink
 from qrpay.kernel.errors import InvalidInput, QrpayError
@@ -50,7 +50,7 @@ def pos_status(view: StatusOf | None, client_id: str) -> PosStatus:
 
 
 def pos_statuses(
-    requested: Iterable[str], by_id: Mapping[str, OrderStatusView], client_id: str
+    requested: Iterable[str], by_id: Mapping[str, StatusOf], client_id: str
 ) -> list[tuple[str, PosStatus]]:
     """One status per requested id, in request order, duplicates kept."""
     return [(order_id, pos_status(by_id.get(order_id), client_id)) for order_id in requested]

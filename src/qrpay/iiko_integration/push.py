@@ -16,6 +16,7 @@ older one is caught up from eda (``IikoService.catch_up``) before going live.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -59,7 +60,9 @@ class Pushed:
         return Pushed(
             (change.change_tx, change.order_id),
             change.order_id,
-            change.client_id,
+            # One string per restaurant for the whole buffer (push.buffer_size changes), not
+            # one per change: ~3 MiB of a worker at the default 50,000 (issue 22).
+            sys.intern(change.client_id),
             pos_status(change, change.client_id),
         )
 

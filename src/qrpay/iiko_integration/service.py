@@ -149,7 +149,9 @@ class IikoService:
         now = self._clock.monotonic()
         # Memory answers only while the feed is within max_lag_ms of eda; past that every
         # id is read from eda, so no answer is older than the bound.
-        known = self.memory.answers(request.orders, now) if self.follower.is_fresh() else {}
+        known: dict[str, domain.StatusOf | None] = {}
+        if self.follower.is_fresh():
+            known.update(self.memory.answers(request.orders, now))
         unknown = [order_id for order_id in dict.fromkeys(request.orders) if order_id not in known]
         if unknown:
             found = await self._read_statuses(unknown)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
+import pytest
 from aiohttp import web
 
-from qrpay_tools.bench.pos import cpu_line, fixed_target, probe_staleness
+from qrpay_tools.bench.harness import WrkResult
+from qrpay_tools.bench.pos import cpu_line, fixed_target, probe_staleness, soak
 from tests.support.mockserver import MockServer
 
 
@@ -159,3 +162,38 @@ def test_cpu_is_per_request_by_process_and_in_all() -> None:
     assert "eda 0.250" in line
     assert line.endswith("all 0.750")
     assert "no requests" in cpu_line({"iiko": 1.0}, 0)
+
+
+def test_a_soak_prints_each_minute_as_it_ends_then_the_first_and_last_side_by_side(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 22: RPS and p99 drifted over 12 minutes; each minute is printed as soon as
+    wrk reports it, so a soak cut short keeps what it measured."""
+    minutes = iter(
+        [
+            WrkResult(rps=8700.0, p50_ms=5.0, p99_ms=172.0, requests=522_000, errors=0),
+            WrkResult(rps=8000.0, p50_ms=6.0, p99_ms=300.0, requests=480_000, errors=1),
+            WrkResult(
+                rps=6000.0, p50_ms=9.0, p99_ms=700.0, requests=360_000, errors=9, socket_errors=7
+            ),
+        ]
+    )
+    asked: list[int] = []
+
+    def wrk(seconds: int) -> WrkResult:
+        asked.append(seconds)
+        print("wrk ran")  # each minute's line comes before the next minute runs
+        return next(minutes)
+
+    soaked = soak(wrk, 3, [os.getpid()])
+
+    assert asked == [60, 60, 60]
+    assert [minute.rps for minute in soaked] == [8700.0, 8000.0, 6000.0]
+    lines = capsys.readouterr().out.splitlines()
+    first_minute = next(i for i, line in enumerate(lines) if line.startswith("1 "))
+    assert lines[first_minute + 1] == "wrk ran"
+    first = next(line for line in lines if line.startswith("first"))
+    last = next(line for line in lines if line.startswith("last "))
+    assert first.split()[1:6] == ["8700", "5.00", "172.00", "0", "0"]
+    assert last.split()[1:6] == ["6000", "9.00", "700.00", "9", "7"]
+    assert "last/first: RPS 0.69, p99 4.07" in lines[-1]

@@ -54,6 +54,7 @@ def test_reads_the_figures_of_a_real_report() -> None:
     assert result.p50_ms == pytest.approx(2.62)
     assert result.p99_ms == pytest.approx(4.90)
     assert result.errors == 0
+    assert result.socket_errors == 0
 
 
 def test_reads_the_distribution_not_the_stdev_column_and_every_unit() -> None:
@@ -63,6 +64,7 @@ def test_reads_the_distribution_not_the_stdev_column_and_every_unit() -> None:
     assert result.rps == pytest.approx(14760.0)
     assert result.requests == 885600
     assert result.errors == 12 + 6 + 3
+    assert result.socket_errors == 12 + 6  # apart for the soak (issue 22)
 
 
 @pytest.mark.parametrize(("text", "ms"), [("812.00us", 0.812), ("3.5s", 3500.0), ("2.00h", 7.2e6)])

@@ -24,7 +24,8 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     requests: int
-    errors: int
+    errors: int  # non-2xx answers and socket errors
+    socket_errors: int = 0  # of ``errors``: connect, read, write and timeout
 
 
 # wrk's units.c: microseconds, milliseconds, seconds, then minutes and hours.
@@ -56,14 +57,15 @@ def parse_wrk(output: str) -> WrkResult:
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
-    if socket_errors:
-        errors += sum(int(x) for x in socket_errors.groups())
+    socket = sum(int(x) for x in socket_errors.groups()) if socket_errors else 0
+    errors += socket
     return WrkResult(
         rps=float(rps[1]) if rps else math.nan,
         p50_ms=_percentile_ms(output, 50),
         p99_ms=_percentile_ms(output, 99),
         requests=int(requests[1]) if requests else 0,
         errors=errors,
+        socket_errors=socket,
     )
 
 
@@ -108,6 +110,27 @@ def baseline(workers: int, log_dir: Path) -> Iterator[Process]:
         yield process
     finally:
         process.stop()
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes of a server started with ``--workers`` (uvicorn spawns each with
+    multiprocessing), or the server itself when it has none."""
+    workers = []
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    workers.append(int(child))
+    return workers or [pid]
+
+
+def rss_mib(pid: int) -> float:
+    """A process's resident set (VmRSS) in MiB; NaN once it is gone."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return math.nan
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

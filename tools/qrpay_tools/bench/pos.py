@@ -18,9 +18,11 @@ import random
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -401,6 +403,101 @@ async def fixed_with_staleness(
     )
 
 
+def prefill(database_url: str, count: int) -> None:
+    """``count`` waiting orders of rest-1 written straight into eda's orders table, in one
+    transaction, and the feed notified: iiko-integration's followers learn each of them,
+    as from orders created through the POS API but in seconds, not the half hour the mix
+    takes on a shared box to create the 200,000 that fill a worker's memory."""
+    import psycopg
+
+    from qrpay.eda.repository import CHANGES_CHANNEL
+
+    run = uuid.uuid4().hex[:8]
+    columns = (
+        "id, client_id, internal_order_id, status, currency, amount, elements, bill_version, "
+        "version, created_at, updated_at, change_tx"
+    )
+    # One transaction (committed as the block ends): the notification goes out with it.
+    with psycopg.connect(database_url.replace("+asyncpg", "")) as db:
+        db.execute(
+            f"INSERT INTO orders ({columns}) "  # noqa: S608 (the bench's own text)
+            "SELECT md5(%(run)s || g), 'rest-1', 'prefill-' || %(run)s || '-' || g, "
+            "'WAITING', 'RUB', '1500.00', '[]', 1, 1, now(), now(), "
+            "pg_current_xact_id()::text::bigint FROM generate_series(1, %(count)s) AS g",
+            {"run": run, "count": count},
+        )
+        db.execute("SELECT pg_notify(%s, '')", (CHANGES_CHANNEL,))
+
+
+def wait_learned(iiko_url: str, since: float, timeout: float = 300.0) -> float:
+    """Seconds until every iiko-integration worker has read eda's feed to its end in a read
+    started after ``since`` (Unix time): the gauge is the stalest worker's."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with contextlib.suppress(OSError), opener.open(f"{iiko_url}/metrics", timeout=5) as page:
+            for line in page.read().decode().splitlines():
+                if line.startswith("qrpay_feed_current_as_of_seconds") and (
+                    float(line.rsplit(" ", 1)[1]) > since
+                ):
+                    return time.monotonic() - started
+        time.sleep(0.5)
+    raise RuntimeError(f"iiko-integration did not follow the prefill within {timeout:.0f} s")
+
+
+def rss_text(pids: list[int]) -> str:
+    return " ".join(f"{harness.rss_mib(pid):.0f}" for pid in pids)
+
+
+def soak(
+    wrk: Callable[[int], harness.WrkResult], minutes: int, iiko_workers: list[int]
+) -> list[harness.WrkResult]:
+    """The POS mix at its maximum for ``minutes``, one wrk run a minute back to back (a gap of
+    a few milliseconds between them): each minute's figures and each iiko-integration
+    worker's RSS printed as it ends, then the first and the last minute side by side.
+
+    Issue 22: over 12 minutes the mix lost a third of its RPS and its p99 went from 172 ms to
+    700 ms while each worker's memory of statuses filled; a 20 s run never sees that.
+    """
+    start_rss = rss_text(iiko_workers)
+    print(
+        f"soak: {minutes} min of the POS mix; iiko-integration workers' RSS MiB at start "
+        f"{start_rss} (pids {' '.join(map(str, iiko_workers))})",
+        flush=True,
+    )
+    print(SOAK_ROW.format("minute", "RPS", "p50 ms", "p99 ms", "errors", "socket", "RSS MiB"))
+    minutes_run = []
+    for minute in range(1, minutes + 1):
+        result = wrk(60)
+        minutes_run.append(result)
+        print(soak_row(str(minute), result, rss_text(iiko_workers)), flush=True)
+    first, last = minutes_run[0], minutes_run[-1]
+    print(f"soak, first vs last minute of {minutes}:", flush=True)
+    print(soak_row("first", first, start_rss), flush=True)
+    print(soak_row("last", last, rss_text(iiko_workers)), flush=True)
+    print(
+        f"  last/first: RPS {last.rps / first.rps:.2f}, p99 {last.p99_ms / first.p99_ms:.2f}; "
+        f"RSS MiB per worker at start {start_rss}, at end {rss_text(iiko_workers)}",
+        flush=True,
+    )
+    return minutes_run
+
+
+SOAK_ROW = "{:8} {:>8} {:>9} {:>9} {:>7} {:>7}  {}"
+
+
+def soak_row(label: str, result: harness.WrkResult, rss: str) -> str:
+    return SOAK_ROW.format(
+        label,
+        f"{result.rps:.0f}",
+        f"{result.p50_ms:.2f}",
+        f"{result.p99_ms:.2f}",
+        result.errors,
+        result.socket_errors,
+        rss,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=20)
@@ -419,6 +516,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="about a minute: 8 s runs, the target rate only, fewer orders and probes",
     )
+    parser.add_argument(
+        "--soak-minutes",
+        type=int,
+        default=0,
+        help="instead of the runs above: the mix at its maximum for this many minutes (>= 10 "
+        "fills each iiko-integration worker's memory of statuses), minute by minute",
+    )
+    parser.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        help="with --soak-minutes: this many orders written into eda first, so each "
+        "iiko-integration worker's memory starts full (200000: feed.max_orders)",
+    )
     args = parser.parse_args(argv)
     if args.short:
         args.seconds, args.rates, args.orders, args.probes = 8, str(TARGET_RATE), 200, 40
@@ -429,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def wrk(url: str, seconds: int) -> harness.WrkResult:
         return harness.run_wrk(url, LUA, seconds=seconds, connections=args.connections, env=wrk_env)
+
+    if args.soak_minutes:
+        args.probes = 0
 
     # Each figure is printed as soon as it is measured: a later failure loses none of them.
     print(ROW.format("run", "RPS", "p50 ms", "p99 ms", "errors", "target").rstrip(), flush=True)
@@ -458,6 +572,22 @@ def main(argv: list[str] | None = None) -> int:
             ids_file.write_text("\n".join(ids) + "\n")
             wrk_env["QRPAY_BENCH_IDS"] = str(ids_file)
             wrk(iiko.url, warm_up)
+            if args.soak_minutes:
+                workers = harness.worker_pids(iiko.popen.pid)
+                if args.prefill:
+                    print(f"prefill: RSS MiB before {rss_text(workers)}", flush=True)
+                    prefill(url, args.prefill)
+                    # A read that starts once the prefill is committed reads all of it.
+                    took = wait_learned(iiko.url, time.time())
+                    print(
+                        f"prefill: {args.prefill} orders written to eda, followed by every "
+                        f"worker in {took:.0f} s; RSS MiB {rss_text(workers)}",
+                        flush=True,
+                    )
+                meter.start()
+                soaked = soak(partial(wrk, iiko.url), args.soak_minutes, workers)
+                print(cpu_line(meter.spent(), sum(m.requests for m in soaked)), flush=True)
+                return 0
             meter.start()
             mix = wrk(iiko.url, args.seconds)
             label = f"POS mix, max (wrk, {args.connections} connections)"
