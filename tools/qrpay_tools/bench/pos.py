@@ -33,7 +33,7 @@ import uvloop
 from qrpay_tools import local
 from qrpay_tools.bench import harness, load, wire
 from qrpay_tools.identity import stand_in_ticket
-from qrpay_tools.ports import free_port
+from qrpay_tools.ports import free_port, free_port_block
 from qrpay_tools.pos_sim.push import stream_messages, stream_url
 
 API_KEY = "demo-pos-key-0123456789abcdef"
@@ -498,6 +498,32 @@ def soak_row(label: str, result: harness.WrkResult, rss: str) -> str:
     )
 
 
+def embedded_mix(
+    workdir: Path, orders: int, run: Callable[[str], harness.WrkResult], env: dict[str, str]
+) -> tuple[harness.WrkResult, str]:
+    """The same mix against `make run`: `qrpay up`, every service in one process on SQLite,
+    as a newcomer meets it first. Returns the mix's result and its CPU line."""
+    from qrpay.runner.embedded import ports_for
+
+    base = free_port_block(len(ports_for(8080)))
+    port = ports_for(base)["iiko-integration"]
+    args = [local.QRPAY, "up", "--data-dir", str(workdir / "up"), "--port-base", str(base)]
+    up = local.start("qrpay-up", args, port, {}, workdir)
+    try:
+        local.wait_ready(up, timeout=120)
+        ids = asyncio.run(seed_orders(up.url, orders))
+        ids_file = workdir / "up-ids.txt"
+        ids_file.write_text("\n".join(ids) + "\n")
+        env["QRPAY_BENCH_IDS"] = str(ids_file)
+        run(up.url)  # warm-up
+        meter = CpuMeter({"qrpay up": up.popen.pid})
+        meter.start()
+        result = run(up.url)
+        return result, cpu_line(meter.spent(), result.requests)
+    finally:
+        up.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=20)
@@ -529,6 +555,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="with --soak-minutes: this many orders written into eda first, so each "
         "iiko-integration worker's memory starts full (200000: feed.max_orders)",
+    )
+    parser.add_argument(
+        "--no-embedded",
+        action="store_true",
+        help="skip the line of the mix against `make run` (qrpay up, SQLite)",
     )
     args = parser.parse_args(argv)
     if args.short:
@@ -630,6 +661,18 @@ def main(argv: list[str] | None = None) -> int:
             iiko.stop()
             eda.stop()
 
+        embedded = None
+        if not args.no_embedded:
+            embedded, embedded_cpu = embedded_mix(
+                workdir, args.orders, partial(wrk, seconds=args.seconds), wrk_env
+            )
+            label = f"make run (qrpay up, SQLite), max (wrk, {args.connections})"
+            print(
+                row(label, embedded.rps, embedded.p50_ms, embedded.p99_ms, embedded.errors),
+                flush=True,
+            )
+            print(embedded_cpu, flush=True)
+
         with harness.baseline(args.iiko_workers, workdir) as baseline:
             wrk(baseline.url, warm_up)
             bare_meter = CpuMeter({"bare": baseline.popen.pid})
@@ -647,6 +690,13 @@ def main(argv: list[str] | None = None) -> int:
         f"eda workers {args.eda_workers}, PostgreSQL, all on {os.cpu_count()} cores shared "
         "with the load generator"
     )
+    if embedded is not None:
+        ratio = embedded.rps / bare.rps
+        met = ratio >= TARGET_RATIO and embedded.errors == 0
+        print(
+            f"make run / baseline: {ratio:.3f}, {embedded.errors} errors (target >= "
+            f"{TARGET_RATIO} with 0 errors: {verdict(met)}); every service in one process"
+        )
     return 0
 
 
