@@ -5,6 +5,7 @@ consumers closed, and one feed read per instance however many POS are connected.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from qrpay.iiko_integration.app import YOUNG_GENERATION
 from qrpay.iiko_integration.push import Heartbeats, Subscription
 from qrpay.iiko_integration.service import IikoService
 from qrpay.iiko_integration.stream import CLOSE_CLIENT_SILENT, CLOSE_SLOW_CONSUMER
@@ -378,3 +380,12 @@ async def test_the_instance_opens_at_most_its_streams(
             await connected(service, 1)
             assert await refused_status(started) == 503
             assert (await refused_streams(started))["instance"] == 1
+
+
+async def test_the_instance_serves_with_a_larger_young_generation_and_gives_it_back(
+    start_streaming: Callable[..., AbstractAsyncContextManager[Streaming]],
+) -> None:
+    before = gc.get_threshold()
+    async with start_streaming():
+        assert gc.get_threshold() == (YOUNG_GENERATION, *before[1:])
+    assert gc.get_threshold() == before
