@@ -86,5 +86,10 @@ def run_serve(*, name: str, host: str | None, port: int | None, workers: int, mi
         proxy_headers=False,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
+        # The POS stream pings at the application level (push.heartbeat_ms, a silent POS
+        # closed with 4408); uvicorn's own keepalive would be a second timer per connection,
+        # firing in waves, and close with 1011 (which the stream means as "eda unreadable").
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
     )
     return 0

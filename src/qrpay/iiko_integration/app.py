@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING
 
 from qrpay.eda.client import EdaClient
@@ -48,7 +49,37 @@ def wire(ctx: ServiceContext[QrpayConfig]) -> Wiring:
     )
     # Every instance follows eda's feed on its own: instances share nothing.
     follower = Job("iiko-feed-follower", service.follower.run)
-    return Wiring(services=[service], jobs=[follower] if ctx.run_background_jobs else [])
+    young = YoungGeneration()
+    return Wiring(
+        services=[service],
+        jobs=[follower] if ctx.run_background_jobs else [],
+        on_start=[young.start],
+        on_stop=[young.stop],
+    )
+
+
+# CPython collects its youngest generation every 700 allocations: anything alive for a
+# fraction of a second (an eda read, a stream's wait) reaches the oldest generation, and
+# its growth by a quarter sets off a full collection over every connection's state,
+# 1.5 s at 10,000 WebSockets (issue 22, docs/benchmarks.md). A larger young generation
+# lets those die young: full collections then come only as the connections grow.
+YOUNG_GENERATION = 20_000
+
+
+class YoungGeneration:
+    """The process's young-generation threshold while the instance serves."""
+
+    def __init__(self) -> None:
+        self._before: tuple[int, int, int] | None = None
+
+    async def start(self) -> None:
+        self._before = gc.get_threshold()
+        gc.set_threshold(YOUNG_GENERATION, *self._before[1:])
+
+    async def stop(self) -> None:
+        if self._before is not None:
+            gc.set_threshold(*self._before)
+            self._before = None
 
 
 SERVICE = ServiceApp(

@@ -11,12 +11,21 @@ sent in key order, and every change of the POS's restaurants after its cursor is
 sent once it is known to the instance. So a POS resumes anywhere, on any instance,
 from the last cursor it got: one the buffer still covers is served from memory, an
 older one is caught up from eda (``IikoService.catch_up``) before going live.
+
+The WebSockets' heartbeats run on one timer per instance (``Heartbeats``), not one per
+connection: each connection's first ping comes at its own random point of the period, so
+thousands of POS that connected together (a fleet reconnecting after a restart) never
+ping together, and a burst of due pings is handed out a batch per turn of the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import random
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -75,9 +84,16 @@ class Subscription:
         self.floor = floor
         self._max = max_queued
         self._queue: deque[Pushed] = deque()
+        # Set whenever the stream has something to do: a change, a ping due, the POS gone.
         self.ready = asyncio.Event()
         # The POS fell behind by more than it may: its connection is closed, it resumes.
         self.overflowed = False
+        # Set by ``Heartbeats``: the connection was quiet for a period; cleared by ``take``.
+        self.ping_due = False
+        # When the stream last sent a change (the heartbeats' clock); None: not yet.
+        self.changed_at: float | None = None
+        # Unsubscribed: the heartbeats drop it when it comes up.
+        self.closed = False
 
     def offer(self, change: Pushed) -> None:
         if change.key <= self.floor or self.overflowed:
@@ -90,10 +106,18 @@ class Subscription:
         self.ready.set()
 
     def take(self) -> list[Pushed]:
+        """The queued changes; ``ready`` is reset with them."""
         taken = list(self._queue)
         self._queue.clear()
         self.ready.clear()
         return taken
+
+    def take_ping(self) -> bool:
+        due, self.ping_due = self.ping_due, False
+        return due
+
+    def wake(self) -> None:
+        self.ready.set()
 
 
 class PushHub:
@@ -153,6 +177,7 @@ class PushHub:
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        subscription.closed = True
         for client_id in subscription.client_ids:
             subscribers = self._subscribers.get(client_id)
             if subscribers is not None:
@@ -163,3 +188,112 @@ class PushHub:
     @property
     def connections(self) -> int:
         return len({id(s) for subs in self._subscribers.values() for s in subs})
+
+
+# Pings handed out per turn of the event loop when more are due at once: the loop reads its
+# sockets between batches, so a change is not held up behind thousands of pings.
+HEARTBEAT_BATCH = 200
+# A timer may fire this much before its time (libuv counts milliseconds): a ping due within
+# it is sent now rather than re-arming a timer for less than a millisecond.
+EARLY_S = 0.001
+
+
+class Heartbeats:
+    """Every WebSocket's heartbeat on one timer per instance.
+
+    A connection is due a ping once it sent no change for a period: its first ping comes
+    at a random point of the first period (never later than one period), the next a period
+    after the last ping or change. The due connections are woken (``ping_due``) and ping
+    for themselves, after the changes they hold, so a ping's cursor stays behind every
+    change sent. ``clock`` and ``phase`` (a number in [0, 1)) are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        period: Callable[[], float],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        phase: Callable[[], float] = random.random,
+        batch: int = HEARTBEAT_BATCH,
+    ) -> None:
+        self._period = period
+        self.clock = clock
+        self._phase = phase
+        self._batch = batch
+        # (due, order of scheduling, connection): one live entry per open connection;
+        # a closed connection's entry is dropped when it comes up.
+        self._due: list[tuple[float, int, Subscription]] = []
+        self._order = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.Handle | None = None
+        self._armed_for = 0.0
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def add(self, subscription: Subscription) -> None:
+        """Start the heartbeat of an open stream (in the event loop)."""
+        # 1 - phase is in (0, 1]: the first ping is never later than a period from now.
+        self._schedule(self.clock() + self._period() * (1.0 - self._phase()), subscription)
+        self._arm()
+
+    def sent_change(self, subscription: Subscription) -> None:
+        """The stream sent a change: its next ping is a period from now."""
+        subscription.changed_at = self.clock()
+
+    def next_due(self) -> float | None:
+        return self._due[0][0] if self._due else None
+
+    def due(self) -> list[Subscription]:
+        """Up to a batch of connections due a ping now, marked ``ping_due`` and scheduled
+        for their next one. One that sent a change since is put back to a period after it."""
+        now = self.clock()
+        period = self._period()
+        woken: list[Subscription] = []
+        while self._due and self._due[0][0] <= now + EARLY_S and len(woken) < self._batch:
+            _due, _order, subscription = heapq.heappop(self._due)
+            if subscription.closed:
+                continue
+            changed_at = subscription.changed_at
+            if changed_at is not None and changed_at + period > now + EARLY_S:
+                self._schedule(changed_at + period, subscription)
+                continue
+            self._schedule(now + period, subscription)
+            subscription.ping_due = True
+            woken.append(subscription)
+        return woken
+
+    def _schedule(self, due: float, subscription: Subscription) -> None:
+        heapq.heappush(self._due, (due, next(self._order), subscription))
+
+    def _arm(self) -> None:
+        """The timer set for the first due connection (earlier than it was set for)."""
+        first = self.next_due()
+        if first is None:
+            return
+        if self._timer is not None:
+            if self._armed_for <= first:
+                return
+            self._timer.cancel()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._armed_for = first
+        self._timer = self._loop.call_later(max(0.0, first - self.clock()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        for subscription in self.due():
+            subscription.wake()
+        first = self.next_due()
+        if first is not None and first <= self.clock() + EARLY_S and self._loop is not None:
+            # More than a batch due: the rest on the loop's next turn, after its I/O.
+            self._armed_for = first
+            self._timer = self._loop.call_soon(self._fire)
+        else:
+            self._arm()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due.clear()

@@ -15,7 +15,15 @@ from qrpay.iiko_integration.batching import StatusBatcher
 from qrpay.iiko_integration.config import PushConfig
 from qrpay.iiko_integration.follower import FeedFollower, FeedGauges
 from qrpay.iiko_integration.memory import StatusMemory
-from qrpay.iiko_integration.push import Key, Pushed, PushHub, Subscription, key_text, parse_key
+from qrpay.iiko_integration.push import (
+    Heartbeats,
+    Key,
+    Pushed,
+    PushHub,
+    Subscription,
+    key_text,
+    parse_key,
+)
 from qrpay.iiko_integration.rollout import Rollout
 from qrpay.iiko_integration.schemas import (
     BillLine,
@@ -76,6 +84,8 @@ class IikoService:
         self._clock = clock or SystemClock()
         self.memory = StatusMemory(runtime.config.feed.max_orders)
         self.hub = PushHub(lambda: runtime.config.push.buffer_size)
+        # The streams' pings: on the event loop's time, not ``clock`` (tests freeze that).
+        self.heartbeats = Heartbeats(lambda: runtime.config.push.heartbeat_ms / 1000)
         # Fresh only while its job runs (``app.wire``); until then every poll reads eda.
         self.follower = FeedFollower(
             eda_client,

@@ -3,8 +3,9 @@
 Messages, JSON text, server to POS:
   ``{"type": "change", "id", "client_id", "status", "cursor"}`` for every change of the
   key's restaurants after the cursor, in feed order;
-  ``{"type": "ping", "cursor"}`` after ``push.heartbeat_ms`` without a change; the cursor
-  is where to resume (every change before it was sent).
+  ``{"type": "ping", "cursor"}`` after ``push.heartbeat_ms`` without a change (the first
+  one sooner, at a random point of the first period, so POS that connected together do not
+  ping together); the cursor is where to resume (every change before it was sent).
 POS to server: ``{"type": "pong"}`` for every ping (any message counts); a POS silent for
 ``push.client_timeout_ms`` is closed with code 4408.
 
@@ -72,18 +73,23 @@ async def serve_stream(websocket: WebSocket, service: IikoService) -> None:
 async def _stream(
     websocket: WebSocket, service: IikoService, subscription: Subscription, backlog: list[Pushed]
 ) -> None:
-    loop = asyncio.get_running_loop()
-    heard_at = loop.time()
+    heartbeats = service.heartbeats
+    heard_at = heartbeats.clock()
 
     async def listen() -> None:
         # The POS's pongs (and anything else it sends) only prove it is there.
         nonlocal heard_at
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message.get("code", 1000))
-            heard_at = loop.time()
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    raise WebSocketDisconnect(message.get("code", 1000))
+                heard_at = heartbeats.clock()
+        finally:
+            subscription.wake()  # the POS went away: the stream's loop ends
 
+    # One task and one wait per connection for its whole life: the loop below waits on the
+    # subscription alone, which a change, a heartbeat or the POS leaving wakes.
     listening = asyncio.create_task(listen())
     try:
         # Changes up to ``sent`` are with the POS: the live queue's copies are skipped.
@@ -91,27 +97,29 @@ async def _stream(
         for pushed in backlog:
             await websocket.send_text(_change(pushed).decode())
             sent = max(sent, pushed.key)
+        if backlog:
+            heartbeats.sent_change(subscription)
+        heartbeats.add(subscription)
         while True:
-            config = service.push_config()
-            ready = asyncio.ensure_future(subscription.ready.wait())
-            await asyncio.wait(
-                [ready, listening],
-                timeout=config.heartbeat_ms / 1000,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            ready.cancel()
+            await subscription.ready.wait()
             if listening.done():
                 listening.result()  # the POS went away: its disconnect ends the stream
             if subscription.overflowed:
                 await websocket.close(CLOSE_SLOW_CONSUMER, "slow consumer: resume from cursor")
                 return
             changes = subscription.take()
+            ping_due = subscription.take_ping()
+            changed = False
             for pushed in changes:
                 if pushed.key > sent:
                     await websocket.send_text(_change(pushed).decode())
                     sent = pushed.key
-            if not changes:
-                if loop.time() - heard_at > config.client_timeout_ms / 1000:
+                    changed = True
+            if changed:
+                heartbeats.sent_change(subscription)
+            elif ping_due:
+                config = service.push_config()
+                if heartbeats.clock() - heard_at > config.client_timeout_ms / 1000:
                     await websocket.close(CLOSE_CLIENT_SILENT, "no pong")
                     return
                 # Everything up to the buffer's end is sent: the POS may resume there.

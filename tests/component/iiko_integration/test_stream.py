@@ -5,6 +5,7 @@ consumers closed, and one feed read per instance however many POS are connected.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -12,7 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from qrpay.iiko_integration.push import Subscription
+from qrpay.iiko_integration.app import YOUNG_GENERATION
+from qrpay.iiko_integration.push import Heartbeats, Subscription
 from qrpay.iiko_integration.service import IikoService
 from qrpay.iiko_integration.stream import CLOSE_CLIENT_SILENT, CLOSE_SLOW_CONSUMER
 from qrpay.kernel.service import ServiceContext, service_of
@@ -40,7 +42,9 @@ def start_streaming(
     iiko_context: Callable[..., ServiceContext], feed: MockedFeed
 ) -> Callable[..., AbstractAsyncContextManager[Streaming]]:
     @asynccontextmanager
-    async def start(**push: Any) -> AsyncIterator[Streaming]:
+    async def start(*, phase: float = 0.0, **push: Any) -> AsyncIterator[Streaming]:
+        """``phase``: where in the first period every connection's first ping comes (0: a
+        whole period after connecting, so no test sees a ping it did not ask for)."""
         config = dev_config(feed={"wait_ms": 20, "retry_ms": 10}, push=push)
         ctx = iiko_context(config)
         ctx.run_background_jobs = True
@@ -50,6 +54,9 @@ def start_streaming(
             aiohttp.ClientSession() as session,
         ):
             service = service_of(app, IikoService)
+            service.heartbeats = Heartbeats(
+                lambda: service.push_config().heartbeat_ms / 1000, phase=lambda: phase
+            )
             await eventually(service.follower.is_fresh)
             assert service.follower.is_fresh()
             yield base_url.replace("http", "ws", 1), service, session
@@ -185,6 +192,47 @@ async def test_a_heartbeat_pings_a_quiet_connection_and_a_silent_pos_is_closed(
             assert message.type == aiohttp.WSMsgType.CLOSE
             assert ws.close_code == CLOSE_CLIENT_SILENT
         await connected(service, 0)
+
+
+async def test_a_change_goes_out_at_once_and_the_next_ping_carries_its_cursor(
+    start_streaming: Callable[..., AbstractAsyncContextManager[Streaming]], feed: MockedFeed
+) -> None:
+    async with start_streaming(heartbeat_ms=600_000) as started:
+        _url, service, _session = started
+        async with connect(started) as ws:
+            await connected(service, 1)
+            paid = change("a", "PAYED", 1)
+            feed.publish(paid)
+            # Not held for a heartbeat ten minutes away.
+            assert (await receive(ws))["cursor"] == cursor_of(paid)
+    async with start_streaming(heartbeat_ms=50) as started:
+        _url, service, _session = started
+        async with connect(started) as ws:
+            assert await receive(ws) == {"type": "ping", "cursor": TAIL}
+            await ws.send_json({"type": "pong"})
+            paid = change("b", "PAYED", 2)
+            feed.publish(paid)
+            while (message := await receive(ws))["type"] == "ping":
+                await ws.send_json({"type": "pong"})
+            assert message["cursor"] == cursor_of(paid)
+            # Quiet again: the pings resume from where the change left the POS.
+            assert await receive(ws) == {"type": "ping", "cursor": cursor_of(paid)}
+
+
+async def test_the_instances_one_heartbeat_timer_drops_closed_streams(
+    start_streaming: Callable[..., AbstractAsyncContextManager[Streaming]],
+) -> None:
+    async with start_streaming(heartbeat_ms=50, phase=0.5) as started:
+        _url, service, _session = started
+        async with connect(started) as first, connect(started) as second:
+            await connected(service, 2)
+            assert len(service.heartbeats) == 2
+            for ws in (first, second):
+                assert (await receive(ws))["type"] == "ping"
+        await connected(service, 0)
+        # Their entries go when they come up, without a ping to a closed socket.
+        await eventually(lambda: len(service.heartbeats) == 0)
+        assert len(service.heartbeats) == 0
 
 
 async def test_a_slow_consumer_is_closed_and_resumes_from_its_cursor(
@@ -332,3 +380,12 @@ async def test_the_instance_opens_at_most_its_streams(
             await connected(service, 1)
             assert await refused_status(started) == 503
             assert (await refused_streams(started))["instance"] == 1
+
+
+async def test_the_instance_serves_with_a_larger_young_generation_and_gives_it_back(
+    start_streaming: Callable[..., AbstractAsyncContextManager[Streaming]],
+) -> None:
+    before = gc.get_threshold()
+    async with start_streaming():
+        assert gc.get_threshold() == (YOUNG_GENERATION, *before[1:])
+    assert gc.get_threshold() == before
