@@ -700,12 +700,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 uvloop.run(split(warm))
                 meter = CpuMeter(processes, ours)
+                calls = RequestMeter({p.name: p.url for p in processes[:-1]})
                 shares, whole = uvloop.run(split(to_split))
                 print(shares.row(), flush=True)
                 print(whole.row(), flush=True)
                 spent = meter.spent_ms()
                 print(cpu_line("share", spent, shares.payments), flush=True)
                 print(cpu_line("split order", spent, whole.payments), flush=True)
+                print(calls.line("share", shares.payments), flush=True)
                 failed += shares.errors
         finally:
             for process in reversed(processes):
