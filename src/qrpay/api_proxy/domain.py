@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from pydantic import TypeAdapter, ValidationError
+
 from qrpay.payments_eda.schemas import (
     GUEST_MESSAGES,
-    STATUS_WAIT_MS_MAX,
     MessageKey,
+    StatusWaitMs,
     payment_id_for,
 )
 
@@ -229,14 +231,18 @@ def pay_forward_timeout_ms(pay_budget_ms: int) -> int:
     return pay_budget_ms + PAY_FORWARD_MARGIN_MS
 
 
+_WAIT_MS: TypeAdapter[int] = TypeAdapter(StatusWaitMs)
+
+
 def long_poll_wait_ms(params: Sequence[tuple[str, str]]) -> int:
-    """The ``wait_ms`` of a status long-poll, 0 for a plain read; a value payments-eda would
-    refuse counts as 0 here (it answers the 400 at once)."""
+    """The ``wait_ms`` of a status long-poll, read by payments-eda's own rule; 0 for a plain
+    read, and for a value payments-eda refuses (it answers the 400 at once)."""
     for name, value in params:
         if name == "wait_ms":
-            if value.isascii() and value.isdigit() and len(value) <= 6:
-                return min(int(value), STATUS_WAIT_MS_MAX)
-            return 0
+            try:
+                return _WAIT_MS.validate_python(value)
+            except ValidationError:
+                return 0
     return 0
 
 

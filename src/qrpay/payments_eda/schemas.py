@@ -36,6 +36,8 @@ def payment_id_for(order_id: str, token: str) -> str:
 PAYER_API_PREFIX = "/4.0/payments/v1"
 # The longest a guest's status long-poll (``wait_ms``) waits for a change.
 STATUS_WAIT_MS_MAX = 30_000
+# ``wait_ms`` as the payer API reads it (its query parameter, and api-proxy to size its wait).
+StatusWaitMs = Annotated[int, Field(ge=0, le=STATUS_WAIT_MS_MAX)]
 
 # The queue payments-eda consumes, and its tasks by name (``payments_eda.tasks`` handles
 # them; transactions puts ``TRANSACTION_CALLBACK`` there by these names).
