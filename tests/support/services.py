@@ -99,7 +99,7 @@ async def served_in_process(
     """A client of ``declaration``'s app, built on ``ctx`` with its lifespan run: as built
     (``fast``) or with its fast routes taken away (every request through FastAPI), to
     compare the two answers."""
-    app = (declaration if fast else dataclasses.replace(declaration, fast_routes=())).build(ctx)
+    app = (declaration if fast else dataclasses.replace(declaration, serve_fast=False)).build(ctx)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

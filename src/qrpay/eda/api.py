@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import Response
 
@@ -36,12 +35,11 @@ from qrpay.eda.schemas import (
     share_choice,
 )
 from qrpay.eda.service import OrderService
-from qrpay.kernel.callers import CallerCheck, allow, allowed_callers
-from qrpay.kernel.fast_routes import FastRequest, FastRoute
+from qrpay.kernel.callers import allow
+from qrpay.kernel.fast_routes import served_fast
 from qrpay.kernel.http import error_responses, json_response, view
 from qrpay.kernel.schemas import STORABLE_TEXT
 from qrpay.kernel.service import provide
-from qrpay.kernel.tickets import TICKET_HEADER
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -54,8 +52,6 @@ OrderIdPath = Annotated[str, Path(pattern=STORABLE_TEXT)]
 # and the change feed for the POS; payments-eda reads orders, moves their payments and
 # refunds them.
 POS_SIDE = allow("iiko-integration")
-# The change feed's query limits: the FastAPI route's and its fast route's.
-CURSOR_MAX, PAGE_MAX, PAGE_DEFAULT, WAIT_MS_MAX, CLIENT_ID_MAX = 200, 5000, 500, 60_000, 64
 PAYER_SIDE = allow("payments-eda")
 # The change feed: iiko-integration follows it for the POS, payments-eda to wake the
 # guests waiting on their payment (the long-poll).
@@ -103,12 +99,16 @@ async def statuses(body: StatusesRequest, service: Orders) -> Response:
     responses=error_responses(400, 401, 403),
     dependencies=[FEED_READERS],
 )
+# Every follower's long-poll (one per iiko-integration and payments-eda worker) comes
+# back on each change, so FastAPI's per-request layers were paid once per change and
+# follower (kernel/fast_routes.py).
+@served_fast
 async def changes(
     service: Orders,
-    after: Annotated[str | None, Query(max_length=CURSOR_MAX)] = None,
-    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT,
-    wait_ms: Annotated[int, Query(ge=0, le=WAIT_MS_MAX)] = 0,
-    client_id: Annotated[str | None, Query(min_length=1, max_length=CLIENT_ID_MAX)] = None,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    wait_ms: Annotated[int, Query(ge=0, le=60_000)] = 0,
+    client_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> Response:
     page = await service.changes(
         after, limit=limit, wait_seconds=wait_ms / 1000, client_id=client_id
@@ -297,49 +297,3 @@ def _refund_move_route(path: str, to: RefundState, summary: str) -> None:
 
 for _path, (_refund_to, _summary) in _REFUND_MOVES.items():
     _refund_move_route(_path, _refund_to, _summary)
-
-
-# The change feed as a fast route (kernel/fast_routes.py): every follower's long-poll
-# (one per iiko-integration and payments-eda worker) comes back on each change, so FastAPI's per-request
-# layers were paid once per change and follower. The route above declares it for the
-# OpenAPI document and answers every request this one turns away (None): a refused
-# ticket, a query FastAPI would refuse or might read otherwise.
-_FEED_CALLERS = allowed_callers(FEED_READERS)
-_TICKET_HEADER = TICKET_HEADER.lower().encode()
-
-
-def _bounded(text: str | None, default: int, high: int, low: int = 0) -> int | None:
-    if text is None:
-        return default
-    # Plain ASCII digits only: pydantic reads other spellings ("+5", " 5", "5.0") too, so
-    # those are the FastAPI route's.
-    if not (text.isascii() and text.isdigit() and len(text) <= len(str(high))):
-        return None
-    value = int(text)
-    return value if low <= value <= high else None
-
-
-async def _fast_changes(request: FastRequest) -> bytes | None:
-    query = request.query(("after", "limit", "wait_ms", "client_id"))
-    if query is None:
-        return None
-    after, client_id = query.get("after"), query.get("client_id")
-    limit = _bounded(query.get("limit"), PAGE_DEFAULT, PAGE_MAX, low=1)
-    wait_ms = _bounded(query.get("wait_ms"), 0, WAIT_MS_MAX)
-    if (
-        limit is None
-        or wait_ms is None
-        or (after is not None and len(after) > CURSOR_MAX)
-        or (client_id is not None and not 1 <= len(client_id) <= CLIENT_ID_MAX)
-    ):
-        return None
-    callers: CallerCheck = request.scope["app"].state.callers
-    if not callers.admits(request.header(_TICKET_HEADER), _FEED_CALLERS):
-        return None
-    page = await request.service(OrderService).changes(
-        after, limit=limit, wait_seconds=wait_ms / 1000, client_id=client_id
-    )
-    return orjson.dumps(page)
-
-
-FAST_ROUTES = (FastRoute("GET", f"{router.prefix}/changes", _fast_changes),)

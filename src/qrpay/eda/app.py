@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from qrpay.eda.api import FAST_ROUTES, router
+from qrpay.eda.api import router
 from qrpay.eda.jobs import refresh_open_orders, run_ttl_loop
 from qrpay.eda.metrics import EdaMetrics
 from qrpay.eda.payment_service import PaymentService
@@ -79,5 +79,4 @@ SERVICE = ServiceApp(
     description="The system of record for restaurant orders.",
     router=router,
     wire=wire,
-    fast_routes=FAST_ROUTES,
 )

@@ -2,12 +2,10 @@
 
 # No `from __future__ import annotations`: FastAPI must resolve the local Annotated aliases.
 
-from typing import Annotated, TypeVar, cast
+from typing import Annotated
 
-import orjson
-from fastapi import APIRouter, Depends, Query, Request, Security, WebSocket
+from fastapi import APIRouter, Depends, Query, Security, WebSocket
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from qrpay.eda.schemas import ClientId
@@ -28,14 +26,13 @@ from qrpay.iiko_integration.schemas import (
 )
 from qrpay.iiko_integration.service import IikoService
 from qrpay.iiko_integration.stream import serve_stream
-from qrpay.kernel.fast_routes import FastRequest, FastRoute
+from qrpay.kernel.fast_routes import served_fast
 from qrpay.kernel.http import error_responses, json_response
 from qrpay.kernel.service import provide, service_of
 from qrpay.payments_eda.schemas import RefundView
 
 API_KEY_HEADER = "X-API-Key"
-API_KEY_HEADER_LOWER = API_KEY_HEADER.lower().encode()
-M = TypeVar("M", bound=BaseModel)
+JSON = "application/json"
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 AppParam = Annotated[str | None, Query(max_length=MAX_APP_PARAM_LENGTH)]
 
@@ -44,20 +41,11 @@ router = APIRouter()
 Iiko = Annotated[IikoService, Depends(provide(IikoService))]
 
 
-# The scope key under which a fast route hands over the caller it authenticated.
-_AUTHENTICATED = "qrpay.pos_caller"
-
-
 # Async so the hot path does not hop to the thread pool; raising here comes before
 # body validation, so a caller without a key learns nothing about the body rules.
 async def pos_caller(
-    request: Request, service: Iiko, api_key: Annotated[str | None, Security(_api_key)]
+    service: Iiko, api_key: Annotated[str | None, Security(_api_key)]
 ) -> frozenset[str]:
-    # A request the fast route handed over was authenticated there already: a second
-    # check would take a second token of the key's rate limit for one request.
-    known = request.scope.get(_AUTHENTICATED)
-    if known is not None:
-        return cast(frozenset[str], known)
     return service.authenticate(api_key)
 
 
@@ -71,10 +59,10 @@ PosCaller = Annotated[frozenset[str], Depends(pos_caller)]
     response_model=CreateOrderResponse,
     responses=error_responses(400, 401, 403, 409, 413, 503),
 )
-async def create_order(
-    allowed: PosCaller, body: CreateOrderRequest, service: Iiko
-) -> CreateOrderResponse:
-    return await service.create_order(allowed, body)
+@served_fast
+async def create_order(allowed: PosCaller, body: CreateOrderRequest, service: Iiko) -> Response:
+    created = await service.create_order(allowed, body)
+    return Response(created.__pydantic_serializer__.to_json(created), media_type=JSON)
 
 
 @router.post(
@@ -84,57 +72,12 @@ async def create_order(
     response_model=ListOrdersResponse,
     responses=error_responses(400, 401, 403, 413, 503),
 )
+@served_fast
 async def list_orders(allowed: PosCaller, body: ListOrdersRequest, service: Iiko) -> Response:
-    return json_response(200, await _statuses(service, allowed, body))
-
-
-async def _statuses(
-    service: IikoService, allowed: frozenset[str], body: ListOrdersRequest
-) -> dict[str, object]:
     statuses = await service.list_orders(allowed, body)
     # The hot path: serialized directly, skipping a second pass through the response model.
-    return {"orders": [{"id": order_id, "status": status} for order_id, status in statuses]}
-
-
-# The two POS routes as fast routes (kernel/fast_routes.py): the routes above declare
-# them for the OpenAPI document and answer every request these turn away (None).
-
-
-async def _fast_caller(
-    request: FastRequest, model: type[M]
-) -> tuple[IikoService, frozenset[str], M] | None:
-    """The service, the caller's restaurants and the body, or None on any refusal."""
-    value = request.json()  # before the key, as FastAPI parses the body first
-    service = request.service(IikoService)
-    # A refused key (401, 429) is FastAPI's answer too: its dependency raises before the
-    # body's validation errors are reported.
-    allowed = service.authenticate(request.header(API_KEY_HEADER_LOWER))
-    try:
-        return service, allowed, model.model_validate(value)
-    except ValidationError:
-        request.scope[_AUTHENTICATED] = allowed
-        return None
-
-
-async def _fast_create_order(request: FastRequest) -> bytes | None:
-    accepted = await _fast_caller(request, CreateOrderRequest)
-    if accepted is None:
-        return None
-    created = await accepted[0].create_order(accepted[1], accepted[2])
-    return created.__pydantic_serializer__.to_json(created)
-
-
-async def _fast_list_orders(request: FastRequest) -> bytes | None:
-    accepted = await _fast_caller(request, ListOrdersRequest)
-    if accepted is None:
-        return None
-    return orjson.dumps(await _statuses(*accepted))
-
-
-FAST_ROUTES = (
-    FastRoute("POST", "/orders", _fast_create_order),
-    FastRoute("POST", "/orders/list", _fast_list_orders),
-)
+    orders = [{"id": order_id, "status": status} for order_id, status in statuses]
+    return json_response(200, {"orders": orders})
 
 
 @router.post(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from qrpay.eda.client import EdaClient
 from qrpay.eda.follower import FeedGauges
-from qrpay.iiko_integration.api import FAST_ROUTES, router
+from qrpay.iiko_integration.api import router
 from qrpay.iiko_integration.service import IikoService
 from qrpay.kernel.config import LimitName
 from qrpay.kernel.service import Job, ServiceApp, ServiceContext, Wiring
@@ -87,5 +87,4 @@ SERVICE = ServiceApp(
     router=router,
     wire=wire,
     public=True,
-    fast_routes=FAST_ROUTES,
 )

@@ -16,7 +16,7 @@ service its ``X-Ya-Service-Ticket`` names (``kernel.tickets``). No valid ticket 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
@@ -63,15 +63,6 @@ class CallerCheck:
         self.refusals.labels(route, source, Refusal.NOT_ALLOWED).inc()
         raise Forbidden(f"{source} may not call {route}", code=CallerCode.SERVICE_NOT_ALLOWED)
 
-    def admits(self, ticket: str | None, allowed: frozenset[str]) -> bool:
-        """Whether ``ticket`` is valid and names one of ``allowed``: a fast route's check
-        (kernel/fast_routes.py). It neither counts nor answers a refusal: the request then
-        goes to the FastAPI route, whose ``allow`` does both."""
-        try:
-            return self.verifier.verify(ticket).source in allowed
-        except TicketInvalid:
-            return False
-
 
 def declarations(dependant: Dependant) -> Iterator[Any]:
     """The ``allow(...)`` dependencies of a route's dependant, nested ones included."""
@@ -100,11 +91,6 @@ def callers_of(routes: Sequence[Any]) -> frozenset[str]:
         for declared in declarations(route.dependant)
         for service in declared.allowed_callers
     )
-
-
-def allowed_callers(declaration: Any) -> frozenset[str]:
-    """The services an ``allow(...)`` declaration names (for a fast route of the same path)."""
-    return cast(frozenset[str], declaration.dependency.allowed_callers)
 
 
 def allow(*services: str, tools: bool = False) -> Any:

@@ -1,111 +1,264 @@
-"""Hot routes answered before FastAPI's router, with the same contract.
+"""Hot routes served before FastAPI's router, derived from their FastAPI declaration.
 
 Measured under `make bench-pos` (py-spy, 2026-12-01): for the POS routes, FastAPI's
 routing, dependency solving and body handling took about 55% of the POS service's CPU,
-the route's own work under 10%. A ``FastRoute`` serves a request whose every check
-passes without those layers: the body is parsed with orjson and validated by the same
-pydantic model, the caller authenticated by the same function. Whatever does not pass
-(bad JSON, another content type, a missing key, a body the model refuses, a body cut
-off over the size limit) is handed, untouched, to the FastAPI route declared for the
-same path, so every refusal is FastAPI's own: the same status, code and body. The
-FastAPI declarations stay the OpenAPI document.
+the route's own work under 10%. A route marked ``@served_fast`` is declared once, on its
+router, like any other; ``FastRoute`` compiles that declaration when the app is built and
+serves it without those layers:
 
-An error raised once the request was accepted (the use case's ``QrpayError``) is
-answered by the same mapping as every other route's (``http.error_answer``).
+- the body is parsed with orjson where it reads the same value as FastAPI's ``json.loads``;
+- the query, the headers and the body are validated by FastAPI's own functions over the
+  route's own fields (``request_params_to_args``, ``request_body_to_args``), so every
+  limit declared on a parameter or a model applies here by construction;
+- the route's dependencies (its callers, the service, the POS key) are called in
+  FastAPI's order, with its per-request cache, then the endpoint itself.
+
+Everything is validated before any dependency runs. A request that does not pass (bad
+JSON, another content type, a value the declaration refuses, a body cut off over the
+size limit) is handed, untouched, to FastAPI, which answers it with its own status, code
+and body; nothing ran for it here, so no dependency (a rate limit's token) runs twice.
+An exception raised by a dependency or the endpoint is answered by the app's own
+exception handlers, as FastAPI would.
+
+A declaration this cannot serve faithfully (path parameters, cookies, forms, a sync or
+generator dependency) is refused when the app is built, never skipped silently. A fast
+endpoint answers a ``Response`` it builds itself, so both paths send the same bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
-from urllib.parse import parse_qsl
+from typing import Any, TypeVar
 
 import orjson
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
+from fastapi.params import Form
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from qrpay.kernel.errors import QrpayError
-
-T = TypeVar("T")
+E = TypeVar("E", bound=Callable[..., Any])
+_MARK = "__qrpay_served_fast__"
 _JSON = "application/json"
 
-# What a handler answers: the body of a 200 JSON answer, or None for "not mine: let the
-# FastAPI route answer it" (any refusal).
-Handler = Callable[["FastRequest"], Awaitable[bytes | None]]
+
+def served_fast(endpoint: E) -> E:
+    """Serve this route before FastAPI's router (``FastRoute``). Goes under the route's
+    decorator: ``@router.post(...)`` then ``@served_fast``."""
+    setattr(endpoint, _MARK, True)
+    return endpoint
 
 
 class NotJson(Exception):
     """The body is not one FastAPI would parse as the same JSON value."""
 
 
-class FastRequest:
-    __slots__ = ("body", "scope")
+def json_body(scope: Scope, body: bytes) -> Any:
+    """The body's JSON value; ``NotJson`` where FastAPI might not read the same value.
 
-    def __init__(self, scope: Scope, body: bytes) -> None:
-        self.scope = scope
-        self.body = body
+    FastAPI parses a body with a JSON content type with ``json.loads`` (and refuses one
+    without a content type). orjson reads the same value wherever it reads one at all:
+    it refuses NaN, integers past 64 bits, lone surrogates and other encodings, which
+    then go to FastAPI, as do the other JSON media types (``+json``) and an empty body.
+    """
+    content_type = None
+    for key, value in scope["headers"]:
+        if key == b"content-type":
+            content_type = value.decode("latin-1")
+            break
+    if not body or content_type is None:
+        raise NotJson
+    if content_type.split(";", 1)[0].strip().lower() != _JSON:
+        raise NotJson
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise NotJson from None
 
-    def header(self, name: bytes) -> str | None:
-        """The first value of header ``name`` (lower case), decoded like Starlette does."""
-        for key, value in self.scope["headers"]:
-            if key == name:
-                return cast(bytes, value).decode("latin-1")
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One dependant of the route's tree (a dependency, or the endpoint last)."""
+
+    call: Callable[..., Any]
+    # The keyword the parent passes the value as (None: called for its effect only).
+    name: str | None
+    use_cache: bool
+    dependant: Dependant
+    # Indexes into the plan of this step's own dependencies, in FastAPI's order.
+    needs: tuple[int, ...]
+
+
+def _is_async(call: Any) -> bool:
+    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
+        getattr(call, "__call__", None)  # noqa: B004 - a callable instance's method
+    )
+
+
+def _refuse(route: RouteContext, why: str) -> ValueError:
+    return ValueError(f"{route.path}: cannot be served fast: {why}")
+
+
+def _plan(route: RouteContext) -> list[_Step]:
+    """The route's dependants in the order FastAPI calls them: each one's dependencies
+    first, in declaration order; the endpoint last."""
+    plan: list[_Step] = []
+
+    def add(dependant: Dependant) -> int:
+        needs = tuple(add(sub) for sub in dependant.dependencies)
+        unsupported = [
+            kind
+            for kind, present in (
+                ("path parameters", dependant.path_params),
+                ("cookies", dependant.cookie_params),
+                ("a WebSocket", dependant.websocket_param_name),
+                ("background tasks", dependant.background_tasks_param_name),
+                ("a response parameter", dependant.response_param_name),
+                ("security scopes", dependant.security_scopes_param_name),
+            )
+            if present
+        ]
+        if unsupported:
+            raise _refuse(route, ", ".join(unsupported))
+        if dependant.call is None or not _is_async(dependant.call):
+            raise _refuse(route, f"{dependant.call!r} is not an async function")
+        plan.append(_Step(dependant.call, dependant.name, dependant.use_cache, dependant, needs))
+        return len(plan) - 1
+
+    add(route.dependant)
+    return plan
+
+
+class FastRoute:
+    """A FastAPI route of ``app`` compiled to be served without FastAPI's layers.
+
+    ``route`` is the route as the app serves it (FastAPI's ``RouteContext``: the router's
+    prefix and the dependencies of its inclusion applied), as its OpenAPI document reads it.
+    """
+
+    def __init__(self, app: FastAPI, route: RouteContext) -> None:
+        if route.methods is None or len(route.methods) != 1:
+            raise _refuse(route, "not one method")
+        if route.path_format is None or "{" in route.path_format:
+            raise _refuse(route, "path parameters")
+        if route.body_field is not None and isinstance(route.body_field.field_info, Form):
+            raise _refuse(route, "a form body")
+        self.app = app
+        # What FastAPI's router puts in the scope: the metrics' handler label, the callers'.
+        self.route = route.original_route
+        (self.method,) = route.methods
+        self.path = route.path_format
+        self.plan = _plan(route)
+        self.reads_body = route.body_field is not None
+        self.embed_body_fields: bool = route._embed_body_fields
+
+    async def answer(self, scope: Scope, receive: Receive, body: bytes) -> Response | None:
+        """The answer, or None for "FastAPI's to answer" (nothing has run for it here)."""
+        if self.app.dependency_overrides:
+            return None  # a test's overrides: FastAPI applies them
+        received: Any = None
+        if self.reads_body:
+            try:
+                received = json_body(scope, body)
+            except NotJson:
+                return None
+        request = Request(scope, receive)
+        arguments: list[dict[str, Any]] = []
+        for step in self.plan:
+            values = await self._validated(step.dependant, request, received)
+            if values is None:
+                return None
+            arguments.append(values)
+        try:
+            answer = await self._run(arguments)
+        except Exception as error:
+            handler = self._handler(error)
+            if handler is None:
+                raise
+            answered = handler(request, error)
+            return await answered if inspect.isawaitable(answered) else answered
+        if not isinstance(answer, Response):
+            raise TypeError(f"{self.path}: a fast route's endpoint answers a Response")
+        return answer
+
+    async def _validated(
+        self, dependant: Dependant, request: Request, received: Any
+    ) -> dict[str, Any] | None:
+        """The step's own arguments as FastAPI validates them; None on any refusal."""
+        values: dict[str, Any] = {}
+        if dependant.query_params:
+            got, errors = request_params_to_args(dependant.query_params, request.query_params)
+            if errors:
+                return None
+            values.update(got)
+        if dependant.header_params:
+            got, errors = request_params_to_args(dependant.header_params, request.headers)
+            if errors:
+                return None
+            values.update(got)
+        if dependant.body_params:
+            got, errors = await request_body_to_args(
+                body_fields=dependant.body_params,
+                received_body=received,
+                embed_body_fields=self.embed_body_fields,
+            )
+            if errors:
+                return None
+            values.update(got)
+        if dependant.http_connection_param_name:
+            values[dependant.http_connection_param_name] = request
+        if dependant.request_param_name:
+            values[dependant.request_param_name] = request
+        return values
+
+    async def _run(self, arguments: list[dict[str, Any]]) -> Any:
+        results: list[Any] = []
+        cache: dict[Any, Any] = {}
+        for step, values in zip(self.plan, arguments, strict=True):
+            for need in step.needs:
+                needed = self.plan[need]
+                if needed.name is not None:
+                    values[needed.name] = results[need]
+            if step.use_cache and step.call in cache:
+                results.append(cache[step.call])
+                continue
+            result = await step.call(**values)
+            cache.setdefault(step.call, result)
+            results.append(result)
+        return results[-1]
+
+    def _handler(self, error: Exception) -> Callable[..., Any] | None:
+        """The app's handler of ``error``, as its exception middleware finds one (the
+        catch-all ``Exception`` one answers outside, as for every route)."""
+        for kind in type(error).__mro__:
+            if kind is Exception:
+                return None
+            handler = self.app.exception_handlers.get(kind)
+            if handler is not None:
+                return handler
         return None
 
-    def json(self) -> Any:
-        """The body's JSON value; ``NotJson`` where FastAPI might not read the same value.
 
-        FastAPI parses a body with a JSON content type with ``json.loads`` (and refuses one
-        without a content type). orjson reads the same value wherever it reads one at all:
-        it refuses NaN, integers past 64 bits, lone surrogates and other encodings, which
-        then go to FastAPI.
-        """
-        content_type = self.header(b"content-type")
-        if not self.body or content_type is None:
-            raise NotJson
-        if content_type.split(";", 1)[0].strip().lower() != _JSON:
-            raise NotJson
-        try:
-            return orjson.loads(self.body)
-        except orjson.JSONDecodeError:
-            raise NotJson from None
-
-    def query(self, names: Collection[str]) -> dict[str, str] | None:
-        """The query's parameters, read as Starlette reads them; None where FastAPI might
-        read another value (a parameter given twice) or one not among ``names``."""
-        pairs = parse_qsl(
-            cast(bytes, self.scope["query_string"]).decode("latin-1"), keep_blank_values=True
-        )
-        query = dict(pairs)
-        if len(query) != len(pairs) or not query.keys() <= set(names):
-            return None
-        return query
-
-    def service(self, kind: type[T]) -> T:
-        """The app's service of type ``kind`` (as ``kernel.service.provide`` gives routes)."""
-        return cast(T, self.scope["app"].state.services[kind])
-
-
-@dataclass(frozen=True)
-class FastRoute:
-    method: str
-    # Also the metrics' handler label, as for a FastAPI route (``RequestMiddleware``).
-    path: str
-    handle: Handler
-
-
-ErrorAnswer = Callable[[QrpayError], ASGIApp]
+def fast_routes_of(app: FastAPI) -> list[FastRoute]:
+    """The app's routes marked ``@served_fast``, compiled."""
+    return [
+        FastRoute(app, route)
+        for route in iter_route_contexts(app.routes)
+        if isinstance(route.original_route, APIRoute) and getattr(route.endpoint, _MARK, False)
+    ]
 
 
 class FastRoutes:
     """ASGI middleware between the request middleware and FastAPI: serves ``routes``."""
 
-    def __init__(
-        self, app: ASGIApp, *, routes: Sequence[FastRoute], error_answer: ErrorAnswer
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, routes: Sequence[FastRoute]) -> None:
         self.app = app
         self.routes = {(route.method, route.path): route for route in routes}
-        self.error_answer = error_answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = (
@@ -126,29 +279,12 @@ class FastRoutes:
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        try:
-            answer = await route.handle(FastRequest(scope, body))
-        except NotJson:
-            answer = None
-        except QrpayError as error:
-            scope["route"] = route
-            await self.error_answer(error)(scope, receive, send)
-            return
+        scope["route"] = route.route
+        answer = await route.answer(scope, _replay(read, receive), body)
         if answer is None:
             await self.app(scope, _replay(read, receive), send)
             return
-        scope["route"] = route
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-length", str(len(answer)).encode()),
-                    (b"content-type", b"application/json"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer})
+        await answer(scope, receive, send)
 
 
 def _replay(read: list[Message], receive: Receive) -> Receive:

@@ -8,14 +8,14 @@ one table from an error's kind to its status, and every error body is
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import orjson
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qrpay.kernel.config import HttpConfig
 from qrpay.kernel.edge import EdgeMiddleware
 from qrpay.kernel.errors import ErrorKind, PayloadTooLarge, QrpayError, RateLimited
-from qrpay.kernel.fast_routes import FastRoute, FastRoutes
+from qrpay.kernel.fast_routes import FastRoutes, fast_routes_of
 from qrpay.kernel.metrics import ServiceMetrics
 from qrpay.kernel.request_context import (
     accept_request_id,
@@ -348,7 +348,8 @@ def create_app(
     description: str = "",
     http: Callable[[], HttpConfig] = HttpConfig,
     public: bool = False,
-    fast_routes: Sequence[FastRoute] = (),
+    router: APIRouter | None = None,
+    serve_fast: bool = True,
 ) -> FastAPI:
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -382,11 +383,14 @@ def create_app(
     async def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
+    if router is not None:
+        app.include_router(router)
+    fast_routes = fast_routes_of(app) if serve_fast else []
     if fast_routes:
         # Added first, so it runs inside the edge and request middlewares (forwarded
         # headers, private endpoints, request id, metrics, body limit, overload shedding),
         # which apply to these routes as to any other.
-        app.add_middleware(FastRoutes, routes=fast_routes, error_answer=error_answer)
+        app.add_middleware(FastRoutes, routes=fast_routes)
     # Inside RequestMiddleware: its answers are counted and carry the request id.
     app.add_middleware(EdgeMiddleware, http=http, public=public)
     app.add_middleware(

@@ -26,7 +26,6 @@ from qrpay.kernel.callers import CallerCheck
 from qrpay.kernel.clock import Clock, SystemClock
 from qrpay.kernel.config import DependencyConfig, HttpConfig, KernelConfig, LimitName
 from qrpay.kernel.db import Database
-from qrpay.kernel.fast_routes import FastRoute
 from qrpay.kernel.http import create_app
 from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.metrics import ServiceMetrics
@@ -175,9 +174,9 @@ class ServiceApp:
     # Reached from outside (browsers, POS): /metrics and the API docs only for
     # http.internal_networks (kernel.edge).
     public: bool = False
-    # Hot routes served before FastAPI's router, each also declared on ``router``
-    # (kernel/fast_routes.py).
-    fast_routes: Sequence[FastRoute] = ()
+    # Off: the routes marked ``@served_fast`` go through FastAPI too (kernel/fast_routes.py),
+    # to compare the two answers.
+    serve_fast: bool = True
 
     def build(self, ctx: ServiceContext) -> FastAPI:
         wiring = self.wire(ctx)
@@ -197,9 +196,9 @@ class ServiceApp:
             description=self.description,
             http=ctx.http_config,
             public=self.public,
-            fast_routes=self.fast_routes,
+            router=self.router,
+            serve_fast=self.serve_fast,
         )
-        app.include_router(self.router)
         for path, name, make in self.mounts:
             app.mount(path, make(), name=name)
         app.state.db = wiring.database

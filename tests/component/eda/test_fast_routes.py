@@ -7,6 +7,7 @@ query, the refused ones included, and a refused ticket is counted once either wa
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -19,6 +20,7 @@ from qrpay.kernel.migrations import upgrade
 from qrpay.kernel.service import ServiceContext
 from qrpay.kernel.tickets import TICKET_HEADER
 from tests.support.component.eda import create_body
+from tests.support.served_fast import Drawn, answers_alike, drawn_requests, served_fast_paths
 from tests.support.services import make_context, served_in_process
 from tests.support.tickets import OTHER_KEY, refusals, signed, ticket_headers
 
@@ -121,3 +123,25 @@ async def test_the_fast_feed_serves_pages_and_counts_a_refusal_once(
         assert await refusals(client, "/v1/orders/changes", "cashback", "not_allowed") == 1
         metrics = (await client.get("/metrics")).text
     assert 'handler="/v1/orders/changes",method="GET",status="200"} 2.0' in metrics
+
+
+def _short_wait(drawn: Drawn) -> Drawn:
+    """A long-poll of the feed waits for a change that never comes here: a wait the route
+    accepts is made 0 (one it refuses stays, so the refusal is compared too)."""
+    wait = str(drawn.query.get("wait_ms", ""))
+    if wait.isascii() and wait.isdigit() and int(wait) <= 60_000:
+        return dataclasses.replace(drawn, query={**drawn.query, "wait_ms": "0"})
+    return drawn
+
+
+async def test_requests_drawn_from_the_openapi_document_are_answered_alike(
+    contexts: Callable[[], ServiceContext],
+) -> None:
+    async with serving(contexts(), fast=True) as fast, serving(contexts(), fast=False) as plain:
+        app = SERVICE.build(contexts())
+        routes = served_fast_paths(app)
+        assert routes == [("GET", "/v1/orders/changes")]
+        for method, path in routes:
+            requests = drawn_requests(app, method, path, legitimate=FEED, bound=_short_wait)
+            statuses = await answers_alike(fast, plain, requests, examples=100)
+            assert {400, 200} <= set(statuses), statuses

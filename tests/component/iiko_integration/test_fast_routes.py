@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,11 +20,13 @@ import pytest
 from aiohttp import web
 
 from qrpay.iiko_integration.app import SERVICE
+from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.service import ServiceContext
 from tests.component.iiko_integration.test_validation import CASES as CREATE_CASES
 from tests.support.component.iiko_integration import HEADERS, eda_order, valid_order
 from tests.support.mockserver import MockServer
-from tests.support.services import served_in_process
+from tests.support.served_fast import Drawn, answers_alike, drawn_requests, served_fast_paths
+from tests.support.services import dev_config, make_context, point_services_at, served_in_process
 
 JSON = {"Content-Type": "application/json"}
 POS = {**HEADERS, **JSON}
@@ -149,7 +152,41 @@ def test_the_openapi_document_is_the_fastapi_routes_one(
     iiko_context: Callable[..., ServiceContext],
 ) -> None:
     fast = SERVICE.build(iiko_context()).openapi()
-    plain = dataclasses.replace(SERVICE, fast_routes=()).build(iiko_context()).openapi()
+    plain = dataclasses.replace(SERVICE, serve_fast=False).build(iiko_context()).openapi()
     assert fast == plain
-    for route in SERVICE.fast_routes:
-        assert route.method.lower() in fast["paths"][route.path]
+    for method, path in served_fast_paths(SERVICE.build(iiko_context())):
+        assert method.lower() in fast["paths"][path]
+
+
+def _known_restaurant(drawn: Drawn) -> Drawn:
+    """The body's restaurant the test's key may use, so more draws pass the key's scope."""
+    try:
+        body = orjson.loads(drawn.content or b"")
+    except orjson.JSONDecodeError:
+        return drawn
+    if not isinstance(body, dict) or "client_id" not in body:
+        return drawn
+    return dataclasses.replace(drawn, content=orjson.dumps({**body, "client_id": "rest-1"}))
+
+
+async def test_requests_drawn_from_the_openapi_document_are_answered_alike(
+    tmp_path: Path, mockserver: MockServer
+) -> None:
+    fake_eda(mockserver)
+    config = point_services_at(dev_config(), mockserver.base_url, "eda")
+
+    def context() -> ServiceContext:
+        # Frozen: both instances' rate limits then refill alike, whatever the timing.
+        return make_context("iiko-integration", tmp_path, config=config, clock=FrozenClock())
+
+    async with serving(context(), fast=True) as fast, serving(context(), fast=False) as plain:
+        app = SERVICE.build(context())
+        routes = served_fast_paths(app)
+        assert routes == [("POST", "/orders"), ("POST", "/orders/list")]
+        for method, path in routes:
+            requests = drawn_requests(
+                app, method, path, legitimate=HEADERS, steer=_known_restaurant
+            )
+            statuses = await answers_alike(fast, plain, requests, examples=60)
+            # Past the key: the route's own checks were reached, not only refusals of it.
+            assert {400, 200} & set(statuses), statuses

@@ -1,15 +1,21 @@
-"""FastRoutes: what it serves itself, and what it hands on to the app untouched."""
+"""FastRoutes: what it serves itself from a route's FastAPI declaration, and what it hands
+on to the app untouched."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Header, Query
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from qrpay.kernel.errors import Forbidden
-from qrpay.kernel.fast_routes import FastRequest, FastRoute, FastRoutes
-from qrpay.kernel.http import error_answer
+from qrpay.kernel.fast_routes import FastRoutes, fast_routes_of, served_fast
+from qrpay.kernel.http import install_error_handlers, json_response
 
 
 class Inner:
@@ -33,22 +39,67 @@ class Inner:
         await send({"type": "http.response.body", "body": b""})
 
 
-async def echo(request: FastRequest) -> bytes | None:
-    value = request.json()
-    if value.get("refuse"):
-        return None
-    if value.get("forbid"):
-        raise Forbidden("no", code="forbidden_client")
-    return orjson.dumps({"got": value, "key": request.header(b"x-api-key")})
+class Echo(BaseModel):
+    a: int
+    forbid: bool = False
+
+
+async def api_key(
+    request: Request, x_api_key: Annotated[str | None, Header()] = None
+) -> str | None:
+    request.app.state.keys.append(x_api_key)
+    return x_api_key
+
+
+# Module level: this module's annotations are strings FastAPI resolves in its globals.
+Key = Annotated[str | None, Depends(api_key)]
+
+
+def declared() -> tuple[FastAPI, list[str | None]]:
+    """An app with one route marked ``@served_fast``; the keys its dependency saw."""
+    app = FastAPI()
+    install_error_handlers(app)
+    router = APIRouter(prefix="/v1")
+    keys: list[str | None] = []
+    app.state.keys = keys
+
+    @router.post("/fast")
+    @served_fast
+    async def fast(
+        body: Echo, key: Key, again: Key, limit: Annotated[int, Query(ge=1, le=5)] = 1
+    ) -> Response:
+        if body.forbid:
+            raise Forbidden("no", code="forbidden_client")
+        return json_response(200, {"got": body.a, "key": key, "limit": limit})
+
+    @router.post("/slow")
+    async def slow(body: Echo) -> Response:
+        raise AssertionError("not served fast")
+
+    app.include_router(router)
+    return app, keys
 
 
 async def call(
-    routes: FastRoutes, messages: list[Message], *, path: str = "/fast", content_type: bool = True
+    routes: FastRoutes,
+    messages: list[Message],
+    *,
+    path: str = "/v1/fast",
+    query: bytes = b"",
+    content_type: bool = True,
+    app: Any = None,
 ) -> tuple[Scope, list[Message]]:
     headers = [(b"x-api-key", b"k")]
     if content_type:
         headers.append((b"content-type", b"application/json"))
-    scope: Scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
+    scope: Scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "headers": headers,
+        "query_string": query,
+        "app": routes.routes[("POST", "/v1/fast")].app if app is None else app,
+    }
     pending = list(messages)
     sent: list[Message] = []
 
@@ -66,10 +117,10 @@ def body(data: bytes, more: bool = False) -> Message:
     return {"type": "http.request", "body": data, "more_body": more}
 
 
-def make() -> tuple[FastRoutes, Inner]:
+def make() -> tuple[FastRoutes, Inner, list[str | None]]:
+    app, keys = declared()
     inner = Inner()
-    route = FastRoute("POST", "/fast", echo)
-    return FastRoutes(inner, routes=[route], error_answer=error_answer), inner
+    return FastRoutes(inner, routes=fast_routes_of(app)), inner, keys
 
 
 def answer(sent: list[Message]) -> tuple[int, Any]:
@@ -79,45 +130,70 @@ def answer(sent: list[Message]) -> tuple[int, Any]:
 
 
 async def test_an_accepted_request_is_served_without_the_app() -> None:
-    routes, inner = make()
-    scope, sent = await call(routes, [body(b'{"a":', more=True), body(b" 1}")])
-    assert answer(sent) == (200, {"got": {"a": 1}, "key": "k"})
+    routes, inner, keys = make()
+    scope, sent = await call(routes, [body(b'{"a":', more=True), body(b" 1}")], query=b"limit=5")
+    assert answer(sent) == (200, {"got": 1, "key": "k", "limit": 5})
     assert inner.bodies == []
-    assert scope["route"].path == "/fast"  # the metrics' handler label
+    assert scope["route"].path == "/v1/fast"  # the metrics' handler label
     assert (b"content-type", b"application/json") in sent[0]["headers"]
+    assert keys == ["k"]  # a dependency used twice is called once, as FastAPI caches it
 
 
-async def test_a_refused_request_reaches_the_app_with_its_whole_body() -> None:
-    routes, inner = make()
-    _, sent = await call(routes, [body(b'{"refuse":', more=True), body(b" true}")])
+@pytest.mark.parametrize(
+    ("data", "query"),
+    [
+        (b'{"a": "x"}', b""),  # the body model refuses it
+        (b'{"b": 1}', b""),
+        (b"[]", b""),
+        (b'{"a": 1}', b"limit=6"),  # over the declared limit
+        (b'{"a": 1}', b"limit=0"),
+        (b'{"a": 1}', b"limit=two"),
+    ],
+)
+async def test_what_the_declaration_refuses_reaches_the_app_with_nothing_run(
+    data: bytes, query: bytes
+) -> None:
+    routes, inner, keys = make()
+    _, sent = await call(routes, [body(data[:2], more=True), body(data[2:])], query=query)
     assert sent[0]["status"] == 299
-    assert inner.bodies == [b'{"refuse": true}']
+    assert inner.bodies == [data]
+    assert keys == []  # no dependency ran: FastAPI runs them once, for its answer
 
 
 async def test_bad_json_and_other_content_types_reach_the_app() -> None:
-    routes, inner = make()
+    routes, inner, _ = make()
     await call(routes, [body(b"{")])
     await call(routes, [body(b'{"a": 1}')], content_type=False)
-    assert inner.bodies == [b"{", b'{"a": 1}']
+    await call(routes, [body(b"")])
+    assert inner.bodies == [b"{", b'{"a": 1}', b""]
 
 
 async def test_a_disconnect_while_reading_is_replayed_to_the_app() -> None:
-    routes, inner = make()
+    routes, inner, _ = make()
     await call(routes, [body(b'{"a"', more=True), {"type": "http.disconnect"}])
     assert inner.bodies == [b"<disconnect>"]
 
 
-async def test_an_error_of_the_use_case_is_answered_by_the_one_mapping() -> None:
-    routes, inner = make()
-    scope, sent = await call(routes, [body(b'{"forbid": true}')])
+async def test_an_error_of_the_use_case_is_answered_by_the_app_s_handlers() -> None:
+    routes, inner, _ = make()
+    scope, sent = await call(routes, [body(b'{"a": 1, "forbid": true}')])
     assert answer(sent) == (403, {"code": "forbidden_client", "message": "no"})
     assert inner.bodies == []
-    assert scope["route"].path == "/fast"
+    assert scope["route"].path == "/v1/fast"
+
+
+async def test_dependency_overrides_are_left_to_fastapi() -> None:
+    app, _ = declared()
+    inner = Inner()
+    routes = FastRoutes(inner, routes=fast_routes_of(app))
+    app.dependency_overrides[Echo] = Echo
+    _, sent = await call(routes, [body(b'{"a": 1}')])
+    assert sent[0]["status"] == 299
 
 
 async def test_other_paths_and_scopes_go_to_the_app() -> None:
-    routes, inner = make()
-    _, sent = await call(routes, [body(b'{"a": 1}')], path="/other")
+    routes, inner, _ = make()
+    _, sent = await call(routes, [body(b'{"a": 1}')], path="/v1/slow")
     assert sent[0]["status"] == 299
     assert inner.bodies == [b'{"a": 1}']
     lifespan: list[str] = []
@@ -131,3 +207,36 @@ async def test_other_paths_and_scopes_go_to_the_app() -> None:
     routes.app = app
     await routes({"type": "lifespan"}, nothing, nothing)
     assert lifespan == ["lifespan"]
+
+
+def _sync_key(x_api_key: Annotated[str | None, Header()] = None) -> str | None:
+    return x_api_key
+
+
+async def _ok() -> Response:
+    return Response()
+
+
+async def _with_path(order_id: str) -> Response:
+    return Response()
+
+
+async def _with_sync_dependency(key: Annotated[str | None, Depends(_sync_key)]) -> Response:
+    return Response()
+
+
+@pytest.mark.parametrize(
+    ("path", "endpoint", "methods", "why"),
+    [
+        ("/orders/{order_id}", _with_path, ["GET"], "path parameters"),
+        ("/sync", _with_sync_dependency, ["GET"], "not an async function"),
+        ("/two", _ok, ["GET", "POST"], "not one method"),
+    ],
+)
+def test_a_declaration_it_cannot_serve_faithfully_is_refused_when_the_app_is_built(
+    path: str, endpoint: Any, methods: list[str], why: str
+) -> None:
+    app = FastAPI()
+    app.add_api_route(path, served_fast(endpoint), methods=methods)
+    with pytest.raises(ValueError, match=why):
+        fast_routes_of(app)
