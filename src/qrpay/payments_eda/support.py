@@ -123,10 +123,13 @@ class SupportService:
         found.sort(key=_newest_first, reverse=True)
         return SupportProblems(problems=found[:limit], unavailable=unavailable)
 
-    async def _refund_problems(self, limit: int) -> list[SupportProblem]:
+    def _watchdog_cutoff(self) -> datetime:
+        """What has not moved since then is overdue (``payments.hold_watchdog_seconds``)."""
         seconds = self._runtime.config.payments.hold_watchdog_seconds
-        cutoff = self._clock.now() - timedelta(seconds=seconds)
-        page = await self._eda.refund_problems(cutoff, limit=limit)
+        return self._clock.now() - timedelta(seconds=seconds)
+
+    async def _refund_problems(self, limit: int) -> list[SupportProblem]:
+        page = await self._eda.refund_problems(self._watchdog_cutoff(), limit=limit)
         return [
             SupportProblem(
                 kind=ProblemKind.REFUND_FAILED
@@ -142,9 +145,7 @@ class SupportService:
         ]
 
     async def _overdue_payments(self, limit: int) -> list[SupportProblem]:
-        seconds = self._runtime.config.payments.hold_watchdog_seconds
-        cutoff = self._clock.now() - timedelta(seconds=seconds)
-        page = await self._eda.payments_to_check(cutoff, limit=limit)
+        page = await self._eda.payments_to_check(self._watchdog_cutoff(), limit=limit)
         return [
             SupportProblem(
                 kind=ProblemKind.PAYMENT_ROLLING_BACK
