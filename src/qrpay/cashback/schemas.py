@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, model_validator
 
-from qrpay.kernel.schemas import AmountText, CurrencyCode, WireModel, check_amount, check_currency
+from qrpay.kernel.schemas import AmountText, CurrencyCode, WireModel, check_positive_amount
 
 
 class CashbackCode(StrEnum):
@@ -45,8 +45,7 @@ class AccrualIn(WireModel):
 
     @model_validator(mode="after")
     def _amount_fits_currency(self) -> AccrualIn:
-        check_currency(self.currency)
-        check_amount(self.amount, self.currency, allow_negative=False, positive=True)
+        check_positive_amount(self.amount, self.currency)
         return self
 
 
@@ -71,8 +70,7 @@ class ReversalIn(WireModel):
 
     @model_validator(mode="after")
     def _amount_fits_currency(self) -> ReversalIn:
-        check_currency(self.currency)
-        check_amount(self.amount, self.currency, allow_negative=False, positive=True)
+        check_positive_amount(self.amount, self.currency)
         return self
 
 

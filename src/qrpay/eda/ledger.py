@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
 
+from qrpay.eda.moves import MoveRefused
 from qrpay.eda.refunds import (
     ALLOWED_REFUND_MOVES,
     REFUNDED,
@@ -63,13 +64,8 @@ ALLOWED_PAYMENT_MOVES: frozenset[tuple[PaymentState, PaymentState]] = frozenset(
 MAX_PARTS = 50
 
 
-class PaymentMoveRefused(Exception):
+class PaymentMoveRefused(MoveRefused[PaymentState]):
     """A move the table forbids, e.g. paying a payment already given back."""
-
-    def __init__(self, payment_id: str, current: PaymentState, to: PaymentState) -> None:
-        super().__init__(f"payment {payment_id}: {current} -> {to}")
-        self.current = current
-        self.to = to
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,10 +228,9 @@ class Ledger:
         current = self.refund_part(part_id)
         if current is None:
             raise KeyError(part_id)
-        if current.state == to:
+        what = f"refund part {part_id}"
+        if not RefundMoveRefused.check(what, current.state, to, ALLOWED_REFUND_MOVES):
             return self
-        if (current.state, to) not in ALLOWED_REFUND_MOVES:
-            raise RefundMoveRefused(part_id, current.state, to)
         moved = replace(current, state=to)
         return replace(self, refunds=tuple(moved if r.id == part_id else r for r in self.refunds))
 
@@ -372,10 +367,9 @@ class Ledger:
         current = self.payment(payment_id)
         if current is None:
             raise KeyError(payment_id)
-        if current.state == to:
+        what = f"payment {payment_id}"
+        if not PaymentMoveRefused.check(what, current.state, to, ALLOWED_PAYMENT_MOVES):
             return self
-        if (current.state, to) not in ALLOWED_PAYMENT_MOVES:
-            raise PaymentMoveRefused(payment_id, current.state, to)
         seq = self.next_paid_seq() if to == PAID else current.paid_seq
         moved = replace(current, state=to, paid_seq=seq)
         return replace(

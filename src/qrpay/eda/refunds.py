@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 
+from qrpay.eda.moves import MoveRefused
 from qrpay.eda.schemas import RefundState
 from qrpay.kernel.money import format_amount
 
@@ -30,13 +31,8 @@ def part_id(refund_id: str, n: int) -> str:
     return f"{refund_id}.{n}"
 
 
-class RefundMoveRefused(Exception):
+class RefundMoveRefused(MoveRefused[RefundState]):
     """A move the table forbids, e.g. failing a part that was refunded."""
-
-    def __init__(self, part: str, current: RefundState, to: RefundState) -> None:
-        super().__init__(f"refund part {part}: {current} -> {to}")
-        self.current = current
-        self.to = to
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from qrpay.kernel.schemas import (
     CurrencyCode,
     WireModel,
     check_amount,
-    check_currency,
+    check_positive_amount,
 )
 
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=STORABLE_TEXT)]
@@ -45,8 +45,7 @@ class Bill(WireModel):
 
     @model_validator(mode="after")
     def _amounts_fit_currency(self) -> Bill:
-        check_currency(self.currency)
-        check_amount(self.amount, self.currency, allow_negative=False, positive=True)
+        check_positive_amount(self.amount, self.currency)
         for element in self.elements:
             # A discount line may be negative.
             check_amount(element.amount, self.currency, allow_negative=True, positive=False)

@@ -62,28 +62,24 @@ class QrpayError(Exception):
 _BY_KIND: dict[ErrorKind, type[QrpayError]] = {}
 
 
-class InvalidInput(QrpayError, kind=ErrorKind.INVALID, default_code="invalid_input"):
-    pass
+class InvalidInput(QrpayError, kind=ErrorKind.INVALID, default_code="invalid_input"): ...
 
 
-class Unauthenticated(QrpayError, kind=ErrorKind.UNAUTHENTICATED, default_code="unauthenticated"):
-    pass
+class Unauthenticated(
+    QrpayError, kind=ErrorKind.UNAUTHENTICATED, default_code="unauthenticated"
+): ...
 
 
-class Forbidden(QrpayError, kind=ErrorKind.FORBIDDEN, default_code="forbidden"):
-    pass
+class Forbidden(QrpayError, kind=ErrorKind.FORBIDDEN, default_code="forbidden"): ...
 
 
-class NotFound(QrpayError, kind=ErrorKind.NOT_FOUND, default_code="not_found"):
-    pass
+class NotFound(QrpayError, kind=ErrorKind.NOT_FOUND, default_code="not_found"): ...
 
 
-class Conflict(QrpayError, kind=ErrorKind.CONFLICT, default_code="conflict"):
-    pass
+class Conflict(QrpayError, kind=ErrorKind.CONFLICT, default_code="conflict"): ...
 
 
-class PayloadTooLarge(QrpayError, kind=ErrorKind.TOO_LARGE, default_code="payload_too_large"):
-    pass
+class PayloadTooLarge(QrpayError, kind=ErrorKind.TOO_LARGE, default_code="payload_too_large"): ...
 
 
 class RateLimited(QrpayError, kind=ErrorKind.RATE_LIMITED, default_code="rate_limited"):
@@ -96,8 +92,7 @@ class RateLimited(QrpayError, kind=ErrorKind.RATE_LIMITED, default_code="rate_li
 
 class DependencyUnavailable(
     QrpayError, kind=ErrorKind.UNAVAILABLE, default_code="dependency_unavailable"
-):
-    pass
+): ...
 
 
 def error_for_kind(kind: ErrorKind, code: str, message: str) -> QrpayError:

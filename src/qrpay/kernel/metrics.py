@@ -60,50 +60,40 @@ class ServiceMetrics:
         self.alive = alive
         self.flush_seconds = flush_seconds
         self.registry = CollectorRegistry(auto_describe=True)
-        self.http_requests = Counter(
+        self.http_requests = self.counter(
             "qrpay_http_requests",
             "HTTP requests handled, by handler and status",
-            ["handler", "method", "status"],
-            registry=self.registry,
+            ("handler", "method", "status"),
         )
-        self.http_latency = Histogram(
+        self.http_latency = self.histogram(
             "qrpay_http_request_seconds",
             "Time to answer an HTTP request, by handler",
-            ["handler", "method"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            ("handler", "method"),
         )
-        self.http_overload_refusals = Counter(
+        self.http_overload_refusals = self.counter(
             "qrpay_http_overload_refusals",
             "Requests answered 503 overloaded without running, over max_in_flight",
-            registry=self.registry,
         )
-        self.rate_limited = Counter(
+        self.rate_limited = self.counter(
             "qrpay_rate_limited",
             "Requests answered 429 by a rate limit of this instance, by limit",
-            ["limit"],
-            registry=self.registry,
+            ("limit",),
         )
-        self.downstream_requests = Counter(
+        self.downstream_requests = self.counter(
             "qrpay_downstream_requests",
             "Calls to other services, by outcome",
-            ["downstream", "endpoint", "outcome"],
-            registry=self.registry,
+            ("downstream", "endpoint", "outcome"),
         )
-        self.downstream_latency = Histogram(
+        self.downstream_latency = self.histogram(
             "qrpay_downstream_request_seconds",
             "Time of one call to another service",
-            ["downstream", "endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            ("downstream", "endpoint"),
         )
-
-        self.service_ticket_refusals = Counter(
+        self.service_ticket_refusals = self.counter(
             "qrpay_service_ticket_refusals",
             "Calls refused by the service-ticket check (kernel.callers): 401 for no valid "
             "ticket, 403 for a caller the route does not allow",
-            ["route", "caller", "reason"],
-            registry=self.registry,
+            ("route", "caller", "reason"),
         )
 
         self._tallies: dict[tuple[str, str], _Tally] = {}
@@ -145,6 +135,10 @@ class ServiceMetrics:
 
     def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
         return Counter(name, doc, list(labels), registry=self.registry)
+
+    def histogram(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Histogram:
+        """A latency histogram in seconds (``LATENCY_BUCKETS``)."""
+        return Histogram(name, doc, list(labels), buckets=LATENCY_BUCKETS, registry=self.registry)
 
     def gauge(
         self,

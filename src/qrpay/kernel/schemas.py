@@ -53,3 +53,9 @@ def check_currency(currency: str) -> None:
         raise PydanticCustomError(
             "unknown_currency", "unknown currency {currency}", {"currency": currency}
         )
+
+
+def check_positive_amount(text: str, currency: str) -> Decimal:
+    """A known currency and an amount above zero in its minor units."""
+    check_currency(currency)
+    return check_amount(text, currency, allow_negative=False, positive=True)

@@ -5,6 +5,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -49,6 +50,15 @@ TokenHeader = Annotated[IdempotencyToken | None, Header(alias=IDEMPOTENCY_TOKEN_
 # (kernel.callers); the guest CLI and the benchmarks call as the tools in development.
 router = APIRouter(prefix=PREFIX, tags=["payer"], dependencies=[allow("api-proxy", tools=True)])
 Payments = Annotated[PaymentsService, Depends(provide(PaymentsService))]
+
+
+def _polled(answer: BaseModel, payments: PaymentsService) -> Response:
+    """A status answer, with the seconds a client that polls waits before asking again."""
+    return json_response(
+        200,
+        answer.model_dump(mode="json"),
+        headers={"X-Polling-Delay": format_plain(payments.polling_delay())},
+    )
 
 
 @router.get(
@@ -120,11 +130,7 @@ async def payment_status(
     answer = await payments.payment_status(
         order_id, hmac, domain.language(x_request_language), wait_ms
     )
-    return json_response(
-        200,
-        answer.model_dump(mode="json"),
-        headers={"X-Polling-Delay": format_plain(payments.polling_delay())},
-    )
+    return _polled(answer, payments)
 
 
 # --- a split bill (issue 12): each guest pays a share ---------------------------------
@@ -200,11 +206,7 @@ async def share_status(
     answer = await payments.share_status(
         order_id, hmac, share_id, domain.language(x_request_language), wait_ms
     )
-    return json_response(
-        200,
-        answer.model_dump(mode="json"),
-        headers={"X-Polling-Delay": format_plain(payments.polling_delay())},
-    )
+    return _polled(answer, payments)
 
 
 # GET and POST /orders (and /orders/share) are two routes each; Starlette would answer

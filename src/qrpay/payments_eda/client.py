@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -60,16 +61,8 @@ class PaymentsEdaClient(ServiceClient):
         )
 
     async def pay(self, request: PayRequest, payer: Payer) -> RawAnswer:
-        # Never a second hold per order, but a retry after a timeout could meet a new state:
-        # not retried here; the caller polls the status instead.
-        return await self.exchange(
-            "POST",
-            f"{PAYER_API_PREFIX}/orders",
-            endpoint="pay",
-            idempotent=False,
-            body=orjson.dumps(request.model_dump(mode="json")),
-            headers=payer.headers(),
-        )
+        # Never a second hold per order (not retried: see ``_post``).
+        return await self._post("/orders", "pay", request.model_dump(mode="json"), payer)
 
     async def payment_status(
         self, order_id: str, hmac: str, payer: Payer, wait_ms: int = 0
@@ -95,15 +88,8 @@ class PaymentsEdaClient(ServiceClient):
         return await self._get("/orders/share/quote", "quote", params, payer)
 
     async def pay_share(self, request: SharePayRequest, payer: Payer) -> RawAnswer:
-        # Not retried, as pay: the caller polls the share's status instead.
-        return await self.exchange(
-            "POST",
-            f"{PAYER_API_PREFIX}/orders/share",
-            endpoint="pay_share",
-            idempotent=False,
-            body=orjson.dumps(request.model_dump(mode="json", exclude_none=True)),
-            headers=payer.headers(),
-        )
+        body = request.model_dump(mode="json", exclude_none=True)
+        return await self._post("/orders/share", "pay_share", body, payer)
 
     async def share_status(
         self, order_id: str, hmac: str, share_id: str, payer: Payer, wait_ms: int = 0
@@ -127,6 +113,20 @@ class PaymentsEdaClient(ServiceClient):
             headers=payer.headers(),
             deadline_ms=deadline_ms,
             try_timeout_ms=deadline_ms,
+        )
+
+    async def _post(
+        self, path: str, endpoint: str, body: dict[str, Any], payer: Payer
+    ) -> RawAnswer:
+        """A payment's start: never retried here (a retry after a timeout could meet a new
+        state), the caller polls the status instead."""
+        return await self.exchange(
+            "POST",
+            f"{PAYER_API_PREFIX}{path}",
+            endpoint=endpoint,
+            idempotent=False,
+            body=orjson.dumps(body),
+            headers=payer.headers(),
         )
 
 

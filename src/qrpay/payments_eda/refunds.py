@@ -123,21 +123,13 @@ class RefundMetrics:
     problems: Any  # Counter(reason)
 
 
+@dataclass(frozen=True, kw_only=True)
 class Refunds:
-    def __init__(
-        self,
-        *,
-        queue: TaskQueue,
-        eda: EdaClient,
-        transactions: TransactionsClient,
-        cashback: CashbackClient,
-        metrics: RefundMetrics,
-    ) -> None:
-        self.queue = queue
-        self._eda = eda
-        self._transactions = transactions
-        self._cashback = cashback
-        self.metrics = metrics
+    queue: TaskQueue
+    eda: EdaClient
+    transactions: TransactionsClient
+    cashback: CashbackClient
+    metrics: RefundMetrics
 
     async def refund(self, request: RefundRequest) -> RefundView:
         """Carry the refund out now, with a durable task behind it that finishes what this
@@ -165,7 +157,7 @@ class Refunds:
     ) -> RefundView:
         """Reserve the refund's parts in eda (or find them: a repeat), then ask transactions
         for each part still refunding."""
-        started = await self._eda.refund(
+        started = await self.eda.refund(
             request.order_id,
             EdaRefundRequest(
                 refund_id=request.refund_id,
@@ -192,7 +184,7 @@ class Refunds:
         return refund_view(request.order_id, request.refund_id, started.currency, parts)
 
     async def view(self, order_id: str, refund_id: str) -> RefundView:
-        ledger = await self._eda.ledger(order_id)
+        ledger = await self.eda.ledger(order_id)
         parts = [p for p in ledger.refunds if p.refund_id == refund_id]
         if not parts:
             raise NotFound(f"no refund {refund_id[:64]!r}", code=RefundCode.REFUND_NOT_FOUND)
@@ -206,7 +198,7 @@ class Refunds:
         refund's task sends it again), or raises for that task."""
         amount = parse_amount(part.amount, currency) + parse_amount(part.tip, currency)
         try:
-            op = await self._transactions.start_operation(
+            op = await self.transactions.start_operation(
                 part.invoice_id,
                 OperationIn(
                     operation_id=part.part_id,
@@ -240,7 +232,7 @@ class Refunds:
         """transactions finished a refund: record it in eda, then take the cashback back."""
         if callback.status is OperationStatus.PENDING:
             return
-        ledger = await self._eda.ledger(callback.order_id)
+        ledger = await self.eda.ledger(callback.order_id)
         part = next((p for p in ledger.refunds if p.part_id == callback.operation_id), None)
         if part is None:
             log.error(
@@ -268,7 +260,7 @@ class Refunds:
     ) -> RefundPartView:
         move = "complete" if succeeded else "fail"
         try:
-            moved = await self._eda.move_refund(order_id, move, part.part_id)
+            moved = await self.eda.move_refund(order_id, move, part.part_id)
         except Conflict as exc:
             # Moved the other way already (a refund's outcome is final at the gateway:
             # that cannot happen but by a bug), or moved this way: the answer says which.
@@ -307,7 +299,7 @@ class Refunds:
     async def reverse_cashback(self, order_id: str, part_id: str) -> None:
         """Take back the part's proportion of what its payment accrued (once: cashback keys
         the reversal by the part's id). Nothing accrued: nothing to take back."""
-        ledger = await self._eda.ledger(order_id)
+        ledger = await self.eda.ledger(order_id)
         part = next((p for p in ledger.refunds if p.part_id == part_id), None)
         payment = next(
             (p for p in ledger.payments if part and p.payment_id == part.payment_id), None
@@ -315,7 +307,7 @@ class Refunds:
         if part is None or payment is None or part.state is not RefundState.REFUNDED:
             return
         key = accrual_key(order_id, payment.invoice_id)
-        cashback = await self._cashback.order(order_id)
+        cashback = await self.cashback.order(order_id)
         accrual = next((a for a in cashback.accruals if a.order_id == key), None)
         if accrual is None:
             log.info("no_cashback_to_reverse", order_id=order_id, part_id=part_id)
@@ -329,7 +321,7 @@ class Refunds:
         )
         if amount <= 0:
             return  # cashback refuses a reversal of nothing
-        await self._cashback.reverse(
+        await self.cashback.reverse(
             key,
             part_id,
             ReversalIn(amount=format_amount(amount, accrual.currency), currency=accrual.currency),

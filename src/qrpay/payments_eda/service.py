@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 from uuid import uuid4
 from weakref import WeakKeyDictionary
 
@@ -96,6 +96,19 @@ if TYPE_CHECKING:
 log = structlog.get_logger("qrpay.payments_eda")
 
 Answer = TypeVar("Answer", bound=PaymentStatusResponse)
+
+
+class _OrderRead(Protocol):
+    """A read of eda about one order: the order or its payments."""
+
+    @property
+    def order_id(self) -> str: ...
+
+    @property
+    def client_id(self) -> str: ...
+
+
+_OfOrder = TypeVar("_OfOrder", bound=_OrderRead)
 
 # eda's order ids are uuid4 hex; anything else cannot be an order and never reaches eda's URLs.
 # Matched with ``fullmatch``: ``$`` would also match before a trailing newline.
@@ -301,27 +314,31 @@ class PaymentsService:
             log.info("hmac_rejected", order_id=order_id)
             raise _not_found(lang)
 
-    async def signed_order(self, order_id: str, signature: str | None, lang: str) -> OrderView:
-        """The order, if the signature is the deep link's; otherwise 404 like an unknown order."""
+    async def _read_signed(
+        self,
+        read: Callable[[str], Awaitable[_OfOrder]],
+        order_id: str,
+        signature: str | None,
+        lang: str,
+    ) -> _OfOrder:
+        """What ``read`` gives for the order, if the signature is the deep link's; otherwise
+        404 like an unknown order."""
         if not _ORDER_ID.fullmatch(order_id):
             raise _not_found(lang)
         try:
-            order = await self._eda.get_order(order_id)
+            found = await read(order_id)
         except NotFound:
             raise _not_found(lang) from None
-        self._signed(order.order_id, order.client_id, signature, lang)
-        return order
+        self._signed(found.order_id, found.client_id, signature, lang)
+        return found
+
+    async def signed_order(self, order_id: str, signature: str | None, lang: str) -> OrderView:
+        """The order, if the signature is the deep link's; otherwise 404 like an unknown order."""
+        return await self._read_signed(self._eda.get_order, order_id, signature, lang)
 
     async def signed_ledger(self, order_id: str, signature: str | None, lang: str) -> LedgerView:
         """The order's payments, if the signature is the deep link's (one read of eda)."""
-        if not _ORDER_ID.fullmatch(order_id):
-            raise _not_found(lang)
-        try:
-            ledger = await self._eda.ledger(order_id)
-        except NotFound:
-            raise _not_found(lang) from None
-        self._signed(ledger.order_id, ledger.client_id, signature, lang)
-        return ledger
+        return await self._read_signed(self._eda.ledger, order_id, signature, lang)
 
     async def preorder(
         self, order_id: str, signature: str | None, user_id: str | None, lang: str

@@ -12,6 +12,7 @@ and those waiting for a retry. What the service only counts and logs (``problem_
 
 # No `from __future__ import annotations`: FastAPI must resolve the local Annotated aliases.
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
@@ -81,26 +82,19 @@ def _newest_first(problem: SupportProblem) -> tuple[bool, datetime]:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@dataclass(frozen=True, kw_only=True)
 class SupportService:
-    def __init__(
-        self,
-        *,
-        runtime: "RuntimeConfig[QrpayConfig]",
-        clock: Clock,
-        queue: TaskQueue,
-        eda: EdaClient,
-    ) -> None:
-        self._runtime = runtime
-        self._clock = clock
-        self._queue = queue
-        self._eda = eda
+    runtime: "RuntimeConfig[QrpayConfig]"
+    clock: Clock
+    queue: TaskQueue
+    eda: EdaClient
 
     async def tasks_of_order(self, order_id: str) -> SupportTasks:
-        jobs = await self._queue.jobs(TASK_QUEUE, field=("order_id", order_id))
+        jobs = await self.queue.jobs(TASK_QUEUE, field=("order_id", order_id))
         return SupportTasks(order_id=order_id, tasks=[task_view(job) for job in jobs])
 
     async def retry(self, job_id: int) -> SupportTask:
-        return task_view(await self._queue.retry_failed(TASK_QUEUE, job_id))
+        return task_view(await self.queue.retry_failed(TASK_QUEUE, job_id))
 
     async def problems(self, limit: int = PROBLEMS_LIMIT) -> SupportProblems:
         found: list[SupportProblem] = []
@@ -111,8 +105,8 @@ class SupportService:
         except QrpayError as exc:
             unavailable["eda"] = exc.code
         try:
-            failed = await self._queue.jobs(TASK_QUEUE, status="failed", limit=limit)
-            waiting = await self._queue.jobs(TASK_QUEUE, status="todo", limit=JOBS_LIMIT)
+            failed = await self.queue.jobs(TASK_QUEUE, status="failed", limit=limit)
+            waiting = await self.queue.jobs(TASK_QUEUE, status="todo", limit=JOBS_LIMIT)
         except QrpayError as exc:
             unavailable["queue"] = exc.code
         else:
@@ -123,10 +117,13 @@ class SupportService:
         found.sort(key=_newest_first, reverse=True)
         return SupportProblems(problems=found[:limit], unavailable=unavailable)
 
+    def _watchdog_cutoff(self) -> datetime:
+        """What has not moved since then is overdue (``payments.hold_watchdog_seconds``)."""
+        seconds = self.runtime.config.payments.hold_watchdog_seconds
+        return self.clock.now() - timedelta(seconds=seconds)
+
     async def _refund_problems(self, limit: int) -> list[SupportProblem]:
-        seconds = self._runtime.config.payments.hold_watchdog_seconds
-        cutoff = self._clock.now() - timedelta(seconds=seconds)
-        page = await self._eda.refund_problems(cutoff, limit=limit)
+        page = await self.eda.refund_problems(self._watchdog_cutoff(), limit=limit)
         return [
             SupportProblem(
                 kind=ProblemKind.REFUND_FAILED
@@ -142,9 +139,7 @@ class SupportService:
         ]
 
     async def _overdue_payments(self, limit: int) -> list[SupportProblem]:
-        seconds = self._runtime.config.payments.hold_watchdog_seconds
-        cutoff = self._clock.now() - timedelta(seconds=seconds)
-        page = await self._eda.payments_to_check(cutoff, limit=limit)
+        page = await self.eda.payments_to_check(self._watchdog_cutoff(), limit=limit)
         return [
             SupportProblem(
                 kind=ProblemKind.PAYMENT_ROLLING_BACK

@@ -62,21 +62,16 @@ class Handlers:
 
 
 def register(queue: TaskQueue, handlers: Handlers, config: PaymentsConfig) -> None:
-    queue.register(
-        replace(TRANSACTION_CALLBACK, max_attempts=config.callback_max_attempts),
-        handlers.transaction_callback,
+    retried_as_callbacks = (
+        (TRANSACTION_CALLBACK, handlers.transaction_callback),
+        (REVERSE_CASHBACK, handlers.reverse_cashback),
+        (SEND_REFUND, handlers.send_refund),
     )
+    for spec, handler in retried_as_callbacks:
+        queue.register(replace(spec, max_attempts=config.callback_max_attempts), handler)
     # procrastinate allows ``max_attempts`` retries after the first run, so the handler's
     # last try (number ``cashback_max_attempts``) always runs and records the problem.
     queue.register_with_attempt(
         replace(ACCRUE_CASHBACK, max_attempts=config.cashback_max_attempts),
         handlers.accrue_cashback,
-    )
-    queue.register(
-        replace(REVERSE_CASHBACK, max_attempts=config.callback_max_attempts),
-        handlers.reverse_cashback,
-    )
-    queue.register(
-        replace(SEND_REFUND, max_attempts=config.callback_max_attempts),
-        handlers.send_refund,
     )

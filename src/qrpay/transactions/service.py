@@ -371,24 +371,15 @@ class TransactionsService:
         """No definite answer: the operation stays pending and is tried again later."""
         gateway = self.config().gateway
         retry_in = backoff_seconds(op.attempts, gateway.retry_cap_seconds)
-        log.warning(
-            "gateway_outcome_unknown",
-            invoice_id=op.invoice_id,
-            operation_id=op.operation_id,
-            kind=op.kind.value,
-            attempt=op.attempts,
-            retry_in=retry_in,
-            error=repr(exc),
+        op_log = log.bind(
+            invoice_id=op.invoice_id, operation_id=op.operation_id, kind=op.kind.value
+        )
+        op_log.warning(
+            "gateway_outcome_unknown", attempt=op.attempts, retry_in=retry_in, error=repr(exc)
         )
         if op.attempts == gateway.unknown_alert_attempts:
             self.metrics.unknown_outcomes.labels(op.kind.value).inc()
-            log.error(
-                "operation_outcome_unknown_for_long",
-                invoice_id=op.invoice_id,
-                operation_id=op.operation_id,
-                kind=op.kind.value,
-                attempts=op.attempts,
-            )
+            op_log.error("operation_outcome_unknown_for_long", attempts=op.attempts)
         async with self.db.write() as session:
             await TransactionsRepository(session).release_claim(
                 op, self.clock.now() + timedelta(seconds=retry_in)
