@@ -8,6 +8,16 @@ EXIT_NOT_PAYED = 1
 # Could not tell: bad input, a service down or answering nonsense.
 EXIT_ERROR = 2
 
+# The guest and the POS keep polling a status through a short outage (no answer at all, or a
+# gateway's 502/503/504: a service restarting); this many failures in a row end the session.
+MAX_POLL_FAILURES = 5
+
+
+def poll_again(status: int | None, failures: int) -> bool:
+    """Whether a status poll that failed, ``failures`` times in a row now, is asked again;
+    ``status``: its answer's, None when none came."""
+    return (status is None or status in (502, 503, 504)) and failures < MAX_POLL_FAILURES
+
 
 class ToolError(Exception):
     """A failure that has already been put into words for the operator."""

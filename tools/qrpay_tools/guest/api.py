@@ -123,6 +123,8 @@ class HttpError(GuestError):
 class Unreachable(GuestError):
     """No answer at all: down, refused, timed out."""
 
+    status = None  # no answer, so no status: ``HttpError.status`` for the same reader
+
 
 def _error_body(raw: bytes) -> tuple[str, str]:
     try:
@@ -324,10 +326,7 @@ class PaymentsApi:
         """Pay what ``preorder`` showed: its currency and bill version are checked too."""
         try:
             request = PayRequest(
-                service=Service.RESTAURANT,
-                order_id=link.order_id,
-                hmac=link.hmac,
-                payment_method=PaymentMethodChoice(type="card", id=card_id),
+                **_order_and_card(link, card_id),
                 amount=amount,
                 currency=preorder.currency if preorder else None,
                 bill_version=preorder.bill_version if preorder else None,
@@ -369,10 +368,7 @@ class PaymentsApi:
     ) -> tuple[str, PaymentStatus]:
         """Pay ``price``, the quote of ``choice``, and the tip: the share's id and status."""
         request = SharePayRequest(
-            service=Service.RESTAURANT,
-            order_id=link.order_id,
-            hmac=link.hmac,
-            payment_method=PaymentMethodChoice(type="card", id=card_id),
+            **_order_and_card(link, card_id),
             amount=price,
             currency=preorder.currency,
             share=choice,
@@ -386,6 +382,16 @@ class PaymentsApi:
         call = self._client.share_status(link.order_id, link.hmac, share_id, self._payer, wait_ms)
         data, headers = await self._body(call)
         return _status(data, headers)
+
+
+def _order_and_card(link: OrderLink, card_id: str) -> dict[str, Any]:
+    """The fields every pay request of the guest starts with: the order and the card."""
+    return {
+        "service": Service.RESTAURANT,
+        "order_id": link.order_id,
+        "hmac": link.hmac,
+        "payment_method": PaymentMethodChoice(type="card", id=card_id),
+    }
 
 
 @dataclass(frozen=True)

@@ -141,3 +141,5 @@ class HttpError(PosSimError):
 
 class Unreachable(PosSimError):
     """The service did not answer at all (down, refused, timed out)."""
+
+    status = None  # no answer, so no status: ``HttpError.status`` for the same reader
