@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 EXIT_PAYED = 0
 # Not paid: declined, canceled, not found, the bill changed, or no final status in time.
 EXIT_NOT_PAYED = 1
@@ -35,3 +37,10 @@ def error_line(message: str) -> str:
     # Terminal and CI logs both stay readable only if the error is a single line.
     flat = " ".join(message.split())
     return flat if flat.startswith("error: ") else f"error: {flat}"
+
+
+def first_problem(exc: ValidationError) -> str:
+    """The first thing pydantic found wrong, in words: ``where: what``."""
+    problem = exc.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"]) or "the body"
+    return f"{where}: {problem['msg']}"

@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from qrpay.eda.schemas import ShareChoice
+from qrpay.cardstorage.schemas import PaymentMethodPublic as Card
+from qrpay.eda.schemas import BillElement, ShareChoice
 from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.errors import DependencyUnavailable
 from qrpay.kernel.http_client import HttpSession, RawAnswer
@@ -31,12 +32,14 @@ from qrpay.payments_eda.client import Payer, PaymentsEdaClient
 from qrpay.payments_eda.schemas import (
     IDEMPOTENCY_TOKEN_HEADER,
     POLLING_DELAY_HEADER,
+    CashbackView,
     PaymentMethodChoice,
     PaymentsCode,
     PayRequest,
     Service,
     SharePayRequest,
 )
+from qrpay_tools.errors import first_problem
 from qrpay_tools.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, GuestError
 from qrpay_tools.guest.link import OrderLink
 from qrpay_tools.identity import dev_tools_ticket
@@ -67,36 +70,13 @@ class PayingGuest(Payer):
 
 
 @dataclass(frozen=True)
-class BillLine:
-    name: str
-    amount: str
-
-
-@dataclass(frozen=True)
-class Card:
-    id: str
-    type: str
-    system: str
-    mask: str
-    expiry: str
-    available: bool
-
-
-@dataclass(frozen=True)
-class Cashback:
-    rate: str
-    amount: str
-    currency: str
-
-
-@dataclass(frozen=True)
 class Preorder:
     order_id: str
     restaurant: str
     currency: str
     amount: str
-    lines: tuple[BillLine, ...]
-    cashback: Cashback | None
+    lines: tuple[BillElement, ...]
+    cashback: CashbackView | None
     cards: tuple[Card, ...]
     status: str | None = None
     bill_version: int | None = None
@@ -167,7 +147,7 @@ def parse_preorder(order_id: str, data: Any) -> Preorder:
         currency = str(bill["currency"])
         amount = str(bill["amount"])
         lines = tuple(
-            BillLine(name=str(item["name"]), amount=str(item["amount"]))
+            BillElement(name=str(item["name"]), amount=str(item["amount"]))
             for item in bill.get("elements") or ()
         )
         methods = data.get("payment_methods") or []
@@ -184,7 +164,7 @@ def parse_preorder(order_id: str, data: Any) -> Preorder:
         )
         offer = data.get("cashback")
         cashback = (
-            Cashback(
+            CashbackView(
                 rate=_text(offer.get("rate")),
                 amount=_text(offer.get("amount")),
                 currency=_text(offer.get("currency"), currency),
@@ -195,6 +175,11 @@ def parse_preorder(order_id: str, data: Any) -> Preorder:
     except (KeyError, TypeError, AttributeError) as exc:
         raise GuestError(
             f"{SERVICE} answered the preorder with an unexpected body (bad or missing {exc})"
+        ) from None
+    except ValidationError as exc:
+        problem = first_problem(exc)
+        raise GuestError(
+            f"{SERVICE} answered the preorder with an unexpected body ({problem})"
         ) from None
     status = data.get("status")
     return Preorder(
@@ -332,9 +317,7 @@ class PaymentsApi:
                 bill_version=preorder.bill_version if preorder else None,
             )
         except ValidationError as exc:
-            problem = exc.errors()[0]
-            where = ".".join(str(part) for part in problem["loc"])
-            raise GuestError(f"cannot pay: {where}: {problem['msg']}") from None
+            raise GuestError(f"cannot pay: {first_problem(exc)}") from None
         data, headers = await self._pay(lambda payer: self._client.pay(request, payer))
         return _status(data, headers)
 

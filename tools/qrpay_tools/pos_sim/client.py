@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from qrpay.iiko_integration.schemas import BillLineType, CreateOrderResponse
 from qrpay.kernel.http_client import failure_reason
+from qrpay_tools.errors import first_problem
 from qrpay_tools.pos_sim.errors import PosSimError
 
 SERVICE = "iiko-integration"
@@ -99,11 +100,8 @@ class PosClient:
         try:
             return CreatedOrder.model_validate(data)
         except ValidationError as exc:
-            problem = exc.errors()[0]
-            where = ".".join(str(part) for part in problem["loc"]) or "the body"
-            raise PosSimError(
-                f"error: {SERVICE} answered an unexpected body ({where}: {problem['msg']})"
-            ) from None
+            problem = first_problem(exc)
+            raise PosSimError(f"error: {SERVICE} answered an unexpected body ({problem})") from None
 
     async def order_status(self, client_id: str, order_id: str) -> str:
         data = await self._post("/orders/list", {"client_id": client_id, "orders": [order_id]})
