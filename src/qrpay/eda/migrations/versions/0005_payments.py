@@ -24,8 +24,8 @@ _WHOLE_BILL_STATE = """CASE
 
 
 def _revision_0004() -> ModuleType:
-    """Revision 0004, which made the shares' tables: this one drops them, its downgrade
-    makes them again."""
+    """Revision 0004 (loaded by alembic), which made the shares' tables: this revision drops
+    them with 0004's downgrade, and its own downgrade makes them again with 0004's upgrade."""
     return context.script.get_revision("0004").module
 
 
