@@ -68,22 +68,27 @@ def metadata(name: str, component: str) -> dict[str, Any]:
 
 
 def resource(
-    api_version: str, kind: str, name: str, component: str, body: dict[str, Any]
+    api_version: str, kind: str, name: str, body: dict[str, Any], component: str | None = None
 ) -> dict[str, Any]:
-    return {"apiVersion": api_version, "kind": kind, "metadata": metadata(name, component), **body}
+    """A manifest; its component (the ``app.kubernetes.io/name`` label) is its name unless given."""
+    meta = metadata(name, component or name)
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta, **body}
+
+
+ENVIRONMENT = {
+    # Every production check but the sandbox gateway's: the only gateway qrpay has.
+    # `production` once a real acquirer's adapter is configured.
+    "QRPAY_ENVIRONMENT": "staging",
+    "QRPAY_CONFIG": "/etc/qrpay/config/qrpay.yaml",
+    "QRPAY_SECDIST": "/etc/qrpay/secdist/secdist.yaml",
+    "QRPAY_DATA_DIR": "/var/lib/qrpay",
+    "QRPAY_HOST": "0.0.0.0",
+    "QRPAY_LOG_FORMAT": "json",
+}
 
 
 def environment() -> list[dict[str, str]]:
-    return [
-        # Every production check but the sandbox gateway's: the only gateway qrpay has.
-        # `production` once a real acquirer's adapter is configured.
-        {"name": "QRPAY_ENVIRONMENT", "value": "staging"},
-        {"name": "QRPAY_CONFIG", "value": "/etc/qrpay/config/qrpay.yaml"},
-        {"name": "QRPAY_SECDIST", "value": "/etc/qrpay/secdist/secdist.yaml"},
-        {"name": "QRPAY_DATA_DIR", "value": "/var/lib/qrpay"},
-        {"name": "QRPAY_HOST", "value": "0.0.0.0"},
-        {"name": "QRPAY_LOG_FORMAT", "value": "json"},
-    ]
+    return [{"name": name, "value": value} for name, value in ENVIRONMENT.items()]
 
 
 def secdist_secret(holder: str) -> str:
@@ -182,7 +187,6 @@ def deployment(name: str, component: str, replicas: int, pod: dict[str, Any]) ->
         "apps/v1",
         "Deployment",
         name,
-        component,
         {
             "spec": {
                 "replicas": replicas,
@@ -194,6 +198,7 @@ def deployment(name: str, component: str, replicas: int, pod: dict[str, Any]) ->
                 "template": pod,
             },
         },
+        component=component,
     )
 
 
@@ -249,7 +254,6 @@ def cluster_service(service: Service) -> dict[str, Any]:
         "v1",
         "Service",
         service.name,
-        service.name,
         {
             "spec": {
                 "selector": labels(service.name),
@@ -264,7 +268,6 @@ def disruption_budget(component: str) -> dict[str, Any]:
         "policy/v1",
         "PodDisruptionBudget",
         component,
-        component,
         {
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(component)}},
         },
@@ -275,7 +278,6 @@ def autoscaler(service: Service) -> dict[str, Any]:
     return resource(
         "autoscaling/v2",
         "HorizontalPodAutoscaler",
-        service.name,
         service.name,
         {
             "spec": {
@@ -307,7 +309,6 @@ def migration_job() -> dict[str, Any]:
     return resource(
         "batch/v1",
         "Job",
-        "qrpay-migrate",
         "qrpay-migrate",
         {
             "spec": {
@@ -341,10 +342,10 @@ def config_map() -> dict[str, Any]:
         "v1",
         "ConfigMap",
         "qrpay-config",
-        "qrpay",
         {
             "data": {"qrpay.yaml": text},
         },
+        component="qrpay",
     )
 
 
@@ -353,11 +354,11 @@ def secret_example() -> dict[str, Any]:
         "v1",
         "Secret",
         secdist_secret(WORKER),
-        "qrpay",
         {
             "type": "Opaque",
             "stringData": {"secdist.yaml": SECDIST_EXAMPLE.read_text()},
         },
+        component="qrpay",
     )
 
 

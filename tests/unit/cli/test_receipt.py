@@ -5,8 +5,9 @@ from pathlib import Path
 import zxingcpp
 from PIL import Image
 
+from qrpay.iiko_integration.schemas import BillLine, BillLineType
 from qrpay_tools.pos_sim.bill import build_order_request
-from qrpay_tools.pos_sim.client import BillLine, CreatedOrder
+from qrpay_tools.pos_sim.client import CreatedOrder
 from qrpay_tools.pos_sim.receipt import (
     WIDTH,
     Receipt,
@@ -20,14 +21,14 @@ LINK = "http://127.0.0.1:8080/go-pay/orders?order_id=ord-1&hmac=" + "ab" * 32
 
 
 def make_receipt(order_id: str = "iiko-1", link: str | None = LINK) -> Receipt:
-    lines = [BillLine("text", "Оплати через yandex-go и получи кэшбэк 30%!")]
+    lines = [BillLine(type=BillLineType.TEXT, value="Оплати через yandex-go и получи кэшбэк 30%!")]
     if link is not None:
-        lines.append(BillLine("qr-code", link))
+        lines.append(BillLine(type=BillLineType.QR_CODE, value=link))
     return Receipt(
         request=build_order_request(
             order_id=order_id, items=["Borscht=450", "A very long dish name " * 4 + "=1"]
         ),
-        order=CreatedOrder(order_id="ord-1", bill_lines=tuple(lines)),
+        order=CreatedOrder(order_id="ord-1", bill_lines=lines),
     )
 
 

@@ -8,11 +8,21 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from qrpay_tools.local import Process, require_program, start, wait_ready
+from qrpay_tools.local import (
+    Process,
+    fresh_database,
+    migrate,
+    require_program,
+    serve,
+    start,
+    wait_ready,
+    write_config,
+)
 from qrpay_tools.ports import free_port
 
 
@@ -110,6 +120,35 @@ def baseline(workers: int, log_dir: Path) -> Iterator[Process]:
         yield process
     finally:
         process.stop()
+
+
+@dataclass(frozen=True)
+class PosStand:
+    """eda and iiko-integration's config on free ports in a work folder (with ``var/``), eda's
+    database a fresh one, migrated."""
+
+    workdir: Path
+    database_url: str
+    ports: dict[str, int]
+    env: dict[str, str]
+
+    def serve(self, service: str, workers: int) -> Process:
+        return serve(service, self.ports[service], workers, self.env, self.workdir)
+
+
+@contextlib.contextmanager
+def pos_stand(name: str) -> Iterator[PosStand]:
+    """A ``PosStand`` whose database and work folder are named after ``name``, both gone after."""
+    with (
+        tempfile.TemporaryDirectory(prefix=f"{name.replace('_', '-')}-") as tmp,
+        fresh_database(name) as url,
+    ):
+        workdir = Path(tmp)
+        (workdir / "var").mkdir()
+        ports = {"eda": free_port(), "iiko-integration": free_port()}
+        env = write_config(workdir, ports, {"eda": url})
+        migrate(env, "eda")
+        yield PosStand(workdir, url, ports, env)
 
 
 def worker_pids(pid: int) -> list[int]:

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,16 @@ def configure(
     secdist["queue_database"] = queue
     (workdir / "secdist.yaml").write_text(yaml.safe_dump(secdist))
     return env
+
+
+async def timed_gather(client: wire.Client, calls: Iterable[Awaitable[None]]) -> float:
+    """The seconds ``calls`` take, run at once; ``client`` is closed after them either way."""
+    began = time.perf_counter()
+    try:
+        await asyncio.gather(*calls)
+    finally:
+        client.close()
+    return time.perf_counter() - began
 
 
 async def bind_card(session: aiohttp.ClientSession, cardstorage: str) -> None:
@@ -245,12 +256,7 @@ async def pay_all(
             else:
                 errors += 1
 
-    began = time.perf_counter()
-    try:
-        await asyncio.gather(*(one(order) for order in orders))
-    finally:
-        client.close()
-    elapsed = time.perf_counter() - began
+    elapsed = await timed_gather(client, (one(order) for order in orders))
     way = f"long-poll {wait_ms} ms" if wait_ms else "polls"
     return Run(
         f"payments, {way} (concurrency {concurrency})", len(latencies), elapsed, latencies, errors
@@ -391,12 +397,7 @@ async def split_all(
             else:
                 order_errors += 1
 
-    began = time.perf_counter()
-    try:
-        await asyncio.gather(*(one(order) for order in orders))
-    finally:
-        client.close()
-    elapsed = time.perf_counter() - began
+    elapsed = await timed_gather(client, (one(order) for order in orders))
     label = f"split: {{}} ({SHARES_PER_ORDER} shares per order, {concurrency} orders at once)"
     shares = Run(
         label.format("shares"), len(share_latencies), elapsed, share_latencies, share_errors
@@ -557,12 +558,7 @@ async def baseline_loop(url: str, count: int, concurrency: int) -> Run:
             except (OSError, TimeoutError):
                 errors += 1
 
-    began = time.perf_counter()
-    try:
-        await asyncio.gather(*(one(i) for i in range(count)))
-    finally:
-        client.close()
-    elapsed = time.perf_counter() - began
+    elapsed = await timed_gather(client, (one(i) for i in range(count)))
     return Run(
         f"baseline: bare FastAPI, 3 requests (concurrency {concurrency})",
         len(latencies),

@@ -16,7 +16,6 @@ import contextlib
 import os
 import random
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -33,7 +32,7 @@ import uvloop
 from qrpay_tools import local
 from qrpay_tools.bench import harness, load, wire
 from qrpay_tools.identity import stand_in_ticket
-from qrpay_tools.ports import free_port, free_port_block
+from qrpay_tools.ports import free_port_block
 from qrpay_tools.pos_sim.push import stream_messages, stream_url
 
 API_KEY = "demo-pos-key-0123456789abcdef"
@@ -577,19 +576,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # Each figure is printed as soon as it is measured: a later failure loses none of them.
     print(ROW.format("run", "RPS", "p50 ms", "p99 ms", "errors", "target").rstrip(), flush=True)
-    with (
-        tempfile.TemporaryDirectory(prefix="qrpay-bench-") as tmp,
-        local.fresh_database("qrpay_bench") as url,
-    ):
-        workdir = Path(tmp)
-        (workdir / "var").mkdir()
-        ports = {"eda": free_port(), "iiko-integration": free_port()}
-        env = local.write_config(workdir, ports, {"eda": url})
-        local.migrate(env, "eda")
-        eda = local.serve("eda", ports["eda"], args.eda_workers, env, workdir)
-        iiko = local.serve(
-            "iiko-integration", ports["iiko-integration"], args.iiko_workers, env, workdir
-        )
+    with harness.pos_stand("qrpay_bench") as stand:
+        workdir, url = stand.workdir, stand.database_url
+        eda = stand.serve("eda", args.eda_workers)
+        iiko = stand.serve("iiko-integration", args.iiko_workers)
         meter = CpuMeter(
             {"iiko-integration": iiko.popen.pid, "eda": eda.popen.pid},
             (urlsplit(url).path.lstrip("/"),),

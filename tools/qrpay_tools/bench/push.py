@@ -17,7 +17,6 @@ import contextlib
 import gc
 import os
 import resource
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +28,6 @@ from qrpay_tools import local
 from qrpay_tools.bench import harness
 from qrpay_tools.bench.pos import API_KEY, bill
 from qrpay_tools.identity import stand_in_headers, stand_in_ticket
-from qrpay_tools.ports import free_port
 from qrpay_tools.pos_sim.push import stream_messages, stream_url
 
 
@@ -226,14 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     print(f"open files limit: {soft} (each connection takes one here and one in the server)")
-    with (
-        tempfile.TemporaryDirectory(prefix="qrpay-bench-push-") as tmp,
-        local.fresh_database("qrpay_bench_push") as url,
-    ):
-        workdir = Path(tmp)
-        (workdir / "var").mkdir()
-        ports = {"eda": free_port(), "iiko-integration": free_port()}
-        env = local.write_config(workdir, ports, {"eda": url})
+    with harness.pos_stand("qrpay_bench_push") as stand:
+        workdir = stand.workdir
         # Every simulated POS uses the one demo key: the stream caps let them all in.
         config = yaml.safe_load((workdir / "config.yaml").read_text())
         config["push"] = {
@@ -242,9 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             "max_streams": args.connections,
         }
         (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
-        local.migrate(env, "eda")
-        eda = local.serve("eda", ports["eda"], 1, env, workdir)
-        iiko = local.serve("iiko-integration", ports["iiko-integration"], 1, env, workdir)
+        eda = stand.serve("eda", 1)
+        iiko = stand.serve("iiko-integration", 1)
         try:
             local.wait_ready(eda)
             local.wait_ready(iiko)

@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from qrpay.eda.schemas import ShareChoice
+from qrpay.cardstorage.schemas import PaymentMethodPublic as Card
+from qrpay.eda.schemas import BillElement, ShareChoice
 from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.errors import DependencyUnavailable
 from qrpay.kernel.http_client import HttpSession, RawAnswer
@@ -31,12 +32,14 @@ from qrpay.payments_eda.client import Payer, PaymentsEdaClient
 from qrpay.payments_eda.schemas import (
     IDEMPOTENCY_TOKEN_HEADER,
     POLLING_DELAY_HEADER,
+    CashbackView,
     PaymentMethodChoice,
     PaymentsCode,
     PayRequest,
     Service,
     SharePayRequest,
 )
+from qrpay_tools.errors import first_problem
 from qrpay_tools.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, GuestError
 from qrpay_tools.guest.link import OrderLink
 from qrpay_tools.identity import dev_tools_ticket
@@ -67,36 +70,13 @@ class PayingGuest(Payer):
 
 
 @dataclass(frozen=True)
-class BillLine:
-    name: str
-    amount: str
-
-
-@dataclass(frozen=True)
-class Card:
-    id: str
-    type: str
-    system: str
-    mask: str
-    expiry: str
-    available: bool
-
-
-@dataclass(frozen=True)
-class Cashback:
-    rate: str
-    amount: str
-    currency: str
-
-
-@dataclass(frozen=True)
 class Preorder:
     order_id: str
     restaurant: str
     currency: str
     amount: str
-    lines: tuple[BillLine, ...]
-    cashback: Cashback | None
+    lines: tuple[BillElement, ...]
+    cashback: CashbackView | None
     cards: tuple[Card, ...]
     status: str | None = None
     bill_version: int | None = None
@@ -122,6 +102,8 @@ class HttpError(GuestError):
 
 class Unreachable(GuestError):
     """No answer at all: down, refused, timed out."""
+
+    status = None  # no answer, so no status: ``HttpError.status`` for the same reader
 
 
 def _error_body(raw: bytes) -> tuple[str, str]:
@@ -165,7 +147,7 @@ def parse_preorder(order_id: str, data: Any) -> Preorder:
         currency = str(bill["currency"])
         amount = str(bill["amount"])
         lines = tuple(
-            BillLine(name=str(item["name"]), amount=str(item["amount"]))
+            BillElement(name=str(item["name"]), amount=str(item["amount"]))
             for item in bill.get("elements") or ()
         )
         methods = data.get("payment_methods") or []
@@ -182,7 +164,7 @@ def parse_preorder(order_id: str, data: Any) -> Preorder:
         )
         offer = data.get("cashback")
         cashback = (
-            Cashback(
+            CashbackView(
                 rate=_text(offer.get("rate")),
                 amount=_text(offer.get("amount")),
                 currency=_text(offer.get("currency"), currency),
@@ -193,6 +175,11 @@ def parse_preorder(order_id: str, data: Any) -> Preorder:
     except (KeyError, TypeError, AttributeError) as exc:
         raise GuestError(
             f"{SERVICE} answered the preorder with an unexpected body (bad or missing {exc})"
+        ) from None
+    except ValidationError as exc:
+        problem = first_problem(exc)
+        raise GuestError(
+            f"{SERVICE} answered the preorder with an unexpected body ({problem})"
         ) from None
     status = data.get("status")
     return Preorder(
@@ -324,18 +311,13 @@ class PaymentsApi:
         """Pay what ``preorder`` showed: its currency and bill version are checked too."""
         try:
             request = PayRequest(
-                service=Service.RESTAURANT,
-                order_id=link.order_id,
-                hmac=link.hmac,
-                payment_method=PaymentMethodChoice(type="card", id=card_id),
+                **_order_and_card(link, card_id),
                 amount=amount,
                 currency=preorder.currency if preorder else None,
                 bill_version=preorder.bill_version if preorder else None,
             )
         except ValidationError as exc:
-            problem = exc.errors()[0]
-            where = ".".join(str(part) for part in problem["loc"])
-            raise GuestError(f"cannot pay: {where}: {problem['msg']}") from None
+            raise GuestError(f"cannot pay: {first_problem(exc)}") from None
         data, headers = await self._pay(lambda payer: self._client.pay(request, payer))
         return _status(data, headers)
 
@@ -369,10 +351,7 @@ class PaymentsApi:
     ) -> tuple[str, PaymentStatus]:
         """Pay ``price``, the quote of ``choice``, and the tip: the share's id and status."""
         request = SharePayRequest(
-            service=Service.RESTAURANT,
-            order_id=link.order_id,
-            hmac=link.hmac,
-            payment_method=PaymentMethodChoice(type="card", id=card_id),
+            **_order_and_card(link, card_id),
             amount=price,
             currency=preorder.currency,
             share=choice,
@@ -386,6 +365,16 @@ class PaymentsApi:
         call = self._client.share_status(link.order_id, link.hmac, share_id, self._payer, wait_ms)
         data, headers = await self._body(call)
         return _status(data, headers)
+
+
+def _order_and_card(link: OrderLink, card_id: str) -> dict[str, Any]:
+    """The fields every pay request of the guest starts with: the order and the card."""
+    return {
+        "service": Service.RESTAURANT,
+        "order_id": link.order_id,
+        "hmac": link.hmac,
+        "payment_method": PaymentMethodChoice(type="card", id=card_id),
+    }
 
 
 @dataclass(frozen=True)

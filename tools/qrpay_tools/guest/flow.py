@@ -16,6 +16,7 @@ from qrpay.kernel.config import DependencyConfig
 from qrpay.kernel.errors import QrpayError
 from qrpay.kernel.http_client import HttpSession
 from qrpay.kernel.metrics import ServiceMetrics
+from qrpay_tools.errors import poll_again
 from qrpay_tools.guest.api import Card, HttpError, PaymentsApi, PaymentStatus, Preorder, Unreachable
 from qrpay_tools.guest.errors import EXIT_ERROR, EXIT_NOT_PAYED, EXIT_PAYED, GuestError
 from qrpay_tools.guest.link import OrderLink, parse_link
@@ -28,8 +29,6 @@ FINAL = ("PAYED", "DECLINED")
 CLOSED = {"PAYED": "already paid", "CANCELED": "closed by the restaurant (unpaid too long)"}
 # How long each status long-poll may be held by the server (the payer page's own).
 LONG_POLL_MS = 20_000
-# The app keeps polling through a short outage; this many failures in a row end the session.
-MAX_POLL_FAILURES = 5
 
 # Gets the usable cards, returns the id to pay with, or None when the guest gives up.
 ChooseCard = Callable[[tuple[Card, ...]], str | None]
@@ -220,9 +219,8 @@ async def follow(
                 delay = 0.0 if held else current.polling_delay
                 shown = current.status + (f" · {current.message}" if current.message else "")
             except (Unreachable, HttpError) as exc:
-                retryable = isinstance(exc, Unreachable) or exc.status in (502, 503, 504)
                 failures += 1
-                if not retryable or failures >= MAX_POLL_FAILURES:
+                if not poll_again(exc.status, failures):
                     raise
                 shown = f"{current.status} (retrying: {exc.message})"
                 delay = current.polling_delay

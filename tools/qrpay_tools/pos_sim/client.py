@@ -3,35 +3,30 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from pydantic import ValidationError
 
+from qrpay.iiko_integration.schemas import BillLineType, CreateOrderResponse
 from qrpay.kernel.http_client import failure_reason
+from qrpay_tools.errors import first_problem
 from qrpay_tools.pos_sim.errors import PosSimError
 
 SERVICE = "iiko-integration"
 
 
-@dataclass(frozen=True)
-class BillLine:
-    type: str
-    value: str
-
-
-@dataclass(frozen=True)
-class CreatedOrder:
-    order_id: str
-    bill_lines: tuple[BillLine, ...]
+class CreatedOrder(CreateOrderResponse):
+    """iiko-integration's answer to ``POST /orders`` (its wire type), as the receipt reads it."""
 
     @property
     def text_lines(self) -> list[str]:
-        return [line.value for line in self.bill_lines if line.type == "text"]
+        return [line.value for line in self.bill_lines if line.type is BillLineType.TEXT]
 
     @property
     def deeplink(self) -> str | None:
-        return next((line.value for line in self.bill_lines if line.type == "qr-code"), None)
+        qr_codes = (line.value for line in self.bill_lines if line.type is BillLineType.QR_CODE)
+        return next(qr_codes, None)
 
 
 def connection_error_line(url: str, exc: BaseException) -> str:
@@ -103,17 +98,10 @@ class PosClient:
     async def create_order(self, body: dict[str, Any]) -> CreatedOrder:
         data = await self._post("/orders", body)
         try:
-            return CreatedOrder(
-                order_id=str(data["order_id"]),
-                bill_lines=tuple(
-                    BillLine(type=str(line["type"]), value=str(line["value"]))
-                    for line in data["bill_lines"]
-                ),
-            )
-        except (KeyError, TypeError) as exc:
-            raise PosSimError(
-                f"error: {SERVICE} answered an unexpected body (missing {exc})"
-            ) from None
+            return CreatedOrder.model_validate(data)
+        except ValidationError as exc:
+            problem = first_problem(exc)
+            raise PosSimError(f"error: {SERVICE} answered an unexpected body ({problem})") from None
 
     async def order_status(self, client_id: str, order_id: str) -> str:
         data = await self._post("/orders/list", {"client_id": client_id, "orders": [order_id]})
@@ -151,3 +139,5 @@ class HttpError(PosSimError):
 
 class Unreachable(PosSimError):
     """The service did not answer at all (down, refused, timed out)."""
+
+    status = None  # no answer, so no status: ``HttpError.status`` for the same reader

@@ -10,15 +10,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from qrpay_tools.errors import poll_again
 from qrpay_tools.pos_sim.bill import OrderRequest, format_money
 from qrpay_tools.pos_sim.client import HttpError, PosClient, Unreachable
 from qrpay_tools.pos_sim.errors import EXIT_NOT_PAYED, EXIT_PAYED, PosSimError
 from qrpay_tools.pos_sim.payments import PaymentLog
 from qrpay_tools.pos_sim.push import FINAL_STATUSES, follow_by_push
 from qrpay_tools.pos_sim.receipt import Receipt, receipt_lines, save_files, terminal_qr
-
-# A POS keeps polling through a short outage; this many failures in a row end the session.
-MAX_POLL_FAILURES = 5
 
 
 @dataclass(frozen=True)
@@ -104,9 +102,8 @@ async def poll_until_final(
                 status = await client.order_status(request.client_id, order_id)
                 failures = 0
             except (Unreachable, HttpError) as exc:
-                retryable = isinstance(exc, Unreachable) or exc.status in (502, 503, 504)
                 failures += 1
-                if not retryable or failures >= MAX_POLL_FAILURES:
+                if not poll_again(exc.status, failures):
                     raise
                 status = f"{status} (retrying: {exc.message.removeprefix('error: ')})"
             if not failures:

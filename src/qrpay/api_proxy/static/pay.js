@@ -447,6 +447,14 @@
     }, function () { return null; });
   }
 
+  // The preorder's answer and the split view (fetchSplit), asked at once.
+  function fetchBill() {
+    return Promise.all([
+      q.api('GET', '/4.0/payments/v1/preorder?service=restaurant&' + orderQuery),
+      fetchSplit()
+    ]);
+  }
+
   function refreshSplit() {
     return fetchSplit().then(function (view) {
       if (view) split = view;
@@ -628,10 +636,7 @@
     stopSplit();
     if (!orderId || !hmac) { notFound(); return; }
     show('loading');
-    Promise.all([
-      q.api('GET', '/4.0/payments/v1/preorder?service=restaurant&' + orderQuery),
-      fetchSplit()
-    ]).then(function (answers) {
+    fetchBill().then(function (answers) {
       var answer = answers[0];
       if (answer.status === 404) return notFound();
       if (answer.status >= 500) return offline(function () { load(noticeText); }, true);
@@ -655,10 +660,7 @@
     paidShare = null;
     endPay();
     // Fresh bill and cards; the order may also have been closed (or paid by others) meanwhile.
-    Promise.all([
-      q.api('GET', '/4.0/payments/v1/preorder?service=restaurant&' + orderQuery),
-      fetchSplit()
-    ]).then(function (answers) {
+    fetchBill().then(function (answers) {
       var answer = answers[0];
       if (answer.status === 404) return notFound();
       if (answer.status !== 200 || !answer.data) return offline(afterDeclined, answer.status >= 500);

@@ -3,21 +3,13 @@
 
 New tables only: the accruals stay as they are. ``accounts`` holds one lock row per user
 and currency, made when first needed (none for existing users).
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-14
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0002"
+down_revision = "0001"
 
 
 def upgrade() -> None:

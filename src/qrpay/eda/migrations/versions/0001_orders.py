@@ -1,19 +1,10 @@
-"""orders (frozen: the table as first created; later changes are later revisions)
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-01-01
-"""
-
-from collections.abc import Sequence
+"""orders (frozen: the table as first created; later changes are later revisions)"""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0001"
-down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0001"
+down_revision = None
 
 
 def upgrade() -> None:

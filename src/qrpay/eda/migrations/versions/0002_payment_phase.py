@@ -1,19 +1,10 @@
-"""orders.payment_phase: where a payment under way stands (HOLDING, CLEARING, ROLLING_BACK)
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-30
-"""
-
-from collections.abc import Sequence
+"""orders.payment_phase: where a payment under way stands (HOLDING, CLEARING, ROLLING_BACK)"""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0002"
+down_revision = "0001"
 
 
 def upgrade() -> None:

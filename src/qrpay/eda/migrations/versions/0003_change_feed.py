@@ -1,21 +1,13 @@
 """orders.change_tx: the transaction of each order's latest write, the change feed's order
 
 Rows written before this revision get 0: they come first in the feed, in id order.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-01
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0003"
+down_revision = "0002"
 
 
 def upgrade() -> None:

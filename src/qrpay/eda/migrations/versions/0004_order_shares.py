@@ -1,19 +1,10 @@
-"""order_shares and order_share_items: several guests paying one bill (issue 12)
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-01
-"""
-
-from collections.abc import Sequence
+"""order_shares and order_share_items: several guests paying one bill (issue 12)"""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0004"
+down_revision = "0003"
 
 
 def upgrade() -> None:

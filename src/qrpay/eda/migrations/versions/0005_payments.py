@@ -5,21 +5,15 @@ The split bill's shares become payments as they are (their invoice is their own 
 whole-bill payment under way or paid (orders.payment_id) becomes the payment of the whole
 bill, its invoice keeping the order's id, so its queued callbacks still find it. Then the
 order keeps no payment of its own: orders.payment_id and payment_phase go.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-07
 """
 
-from collections.abc import Sequence
+from types import ModuleType
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0005"
+down_revision = "0004"
 
 # A whole-bill payment's state, from its order's status and phase.
 _WHOLE_BILL_STATE = """CASE
@@ -27,6 +21,12 @@ _WHOLE_BILL_STATE = """CASE
     WHEN o.payment_phase = 'CLEARING' THEN 'clearing'
     WHEN o.payment_phase = 'ROLLING_BACK' THEN 'rolling_back'
     ELSE 'holding' END"""
+
+
+def _revision_0004() -> ModuleType:
+    """Revision 0004 (loaded by alembic), which made the shares' tables: this revision drops
+    them with 0004's downgrade, and its own downgrade makes them again with 0004's upgrade."""
+    return context.script.get_revision("0004").module
 
 
 def upgrade() -> None:
@@ -91,9 +91,7 @@ def upgrade() -> None:
             AND o.status IN ('PAYMENT_IN_PROGRESS', 'PAYED')
             AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = o.payment_id)"""  # noqa: S608 - constants only
     )
-    op.drop_table("order_share_items")
-    op.drop_index("ix_order_shares_order_id", table_name="order_shares")
-    op.drop_table("order_shares")
+    _revision_0004().downgrade()
     with op.batch_alter_table("orders") as batch:
         batch.drop_column("payment_phase")
         batch.drop_column("payment_id")
@@ -103,30 +101,8 @@ def downgrade() -> None:
     with op.batch_alter_table("orders") as batch:
         batch.add_column(sa.Column("payment_id", sa.String(128), nullable=True))
         batch.add_column(sa.Column("payment_phase", sa.String(16), nullable=True))
-    op.create_table(
-        "order_shares",
-        sa.Column("id", sa.String(128), nullable=False),
-        sa.Column("order_id", sa.String(32), nullable=False),
-        sa.Column("amount", sa.String(32), nullable=False),
-        sa.Column("tip", sa.String(32), nullable=False),
-        sa.Column("items", sa.JSON(), nullable=False),
-        sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_order_shares"),
-        sa.ForeignKeyConstraint(["order_id"], ["orders.id"], name="fk_order_shares_order_id"),
-    )
-    op.create_index("ix_order_shares_order_id", "order_shares", ["order_id"])
-    op.create_table(
-        "order_share_items",
-        sa.Column("order_id", sa.String(32), nullable=False),
-        sa.Column("item", sa.Integer(), nullable=False),
-        sa.Column("share_id", sa.String(128), nullable=False),
-        sa.PrimaryKeyConstraint("order_id", "item", name="pk_order_share_items"),
-        sa.ForeignKeyConstraint(
-            ["share_id"], ["order_shares.id"], name="fk_order_share_items_share_id"
-        ),
-    )
+    # The shares' tables come back as revision 0004 made them.
+    _revision_0004().upgrade()
     # A whole bill's payment goes back onto its order; the rest are shares again.
     op.execute(
         """UPDATE orders SET payment_id = (SELECT p.id FROM payments p

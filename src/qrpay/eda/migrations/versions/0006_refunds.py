@@ -2,21 +2,13 @@
 
 One row per part, ``<refund_id>.<n>``, of one payment; (order_id, refund_id, n) unique.
 orders.refunded_fully: all paid money of the order is refunded (its status stays PAYED).
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-07
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0006"
+down_revision = "0005"
 
 
 def upgrade() -> None:

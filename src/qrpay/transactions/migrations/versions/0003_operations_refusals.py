@@ -1,19 +1,10 @@
-"""operations.refusals: a refused clear is tried again under a new key
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-07
-"""
-
-from collections.abc import Sequence
+"""operations.refusals: a refused clear is tried again under a new key"""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0003"
+down_revision = "0002"
 
 
 def upgrade() -> None:
