@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI
@@ -30,6 +31,8 @@ _NOISE = frozenset({"user-agent", "accept-encoding", "accept", "connection"})
 @dataclass(frozen=True)
 class Drawn:
     method: str
+    # The route's path as declared, and this request's (its parameters percent-encoded).
+    template: str
     path: str
     query: Mapping[str, Any]
     headers: Mapping[str, str]
@@ -83,7 +86,8 @@ def drawn_requests(
         elif sent.get("data") is not None:
             data = sent["data"]
             content = data if isinstance(data, bytes) else str(data).encode()
-        drawn = Drawn(method, path, sent.get("params") or {}, headers, content)
+        sent_path = urlsplit(sent["url"]).path
+        drawn = Drawn(method, path, sent_path, sent.get("params") or {}, headers, content)
         return bound(steer(drawn) if steered else drawn)
 
     return st.builds(to_drawn, cases, st.sampled_from([True, True, True, False]), st.booleans())

@@ -134,6 +134,7 @@ async def changes_tail(service: Orders) -> FeedTail:
     responses=error_responses(401, 403, 404),
     dependencies=[PAYER_SIDE_AND_SUPPORT],
 )
+@served_fast
 async def get_order(order_id: OrderIdPath, service: Orders) -> Response:
     # The payer side reads an order on every call: written straight to JSON.
     return json_response(200, await service.get_view(order_id))
@@ -192,6 +193,7 @@ async def refund_problems(
     responses=error_responses(401, 403, 404),
     dependencies=[BOTH_SIDES_AND_SUPPORT],
 )
+@served_fast
 async def ledger(order_id: OrderIdPath, service: Payments) -> Response:
     return json_response(200, await service.ledger(order_id))
 
@@ -203,6 +205,7 @@ async def ledger(order_id: OrderIdPath, service: Payments) -> Response:
     responses=error_responses(400, 401, 403, 404, 409),
     dependencies=[PAYER_SIDE],
 )
+@served_fast
 async def quote(
     order_id: OrderIdPath,
     service: Payments,
@@ -223,6 +226,7 @@ async def quote(
     responses=error_responses(400, 401, 403, 404, 409),
     dependencies=[PAYER_SIDE],
 )
+@served_fast
 async def start_payment(
     order_id: OrderIdPath, body: StartPaymentRequest, service: Payments
 ) -> Response:
@@ -257,7 +261,8 @@ def _payment_move_route(path: str, to: PaymentState, summary: str) -> None:
         return json_response(200, await service.move(order_id, body.payment_id, to))
 
     name = f"payment_{path.replace('-', '_')}"
-    _move_route(f"/{{order_id}}/payments/{path}", move, summary, LedgerView, name)
+    # Each payment's hold ends in one of these moves (kernel/fast_routes.py).
+    _move_route(f"/{{order_id}}/payments/{path}", served_fast(move), summary, LedgerView, name)
 
 
 for _path, (_to, _summary) in _PAYMENT_MOVES.items():

@@ -27,12 +27,11 @@ from qrpay.iiko_integration.schemas import (
 from qrpay.iiko_integration.service import IikoService
 from qrpay.iiko_integration.stream import serve_stream
 from qrpay.kernel.fast_routes import served_fast
-from qrpay.kernel.http import error_responses, json_response
+from qrpay.kernel.http import error_responses, json_response, model_response
 from qrpay.kernel.service import provide, service_of
 from qrpay.payments_eda.schemas import RefundView
 
 API_KEY_HEADER = "X-API-Key"
-JSON = "application/json"
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 AppParam = Annotated[str | None, Query(max_length=MAX_APP_PARAM_LENGTH)]
 
@@ -61,8 +60,7 @@ PosCaller = Annotated[frozenset[str], Depends(pos_caller)]
 )
 @served_fast
 async def create_order(allowed: PosCaller, body: CreateOrderRequest, service: Iiko) -> Response:
-    created = await service.create_order(allowed, body)
-    return Response(created.__pydantic_serializer__.to_json(created), media_type=JSON)
+    return model_response(await service.create_order(allowed, body))
 
 
 @router.post(

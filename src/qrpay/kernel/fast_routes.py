@@ -20,14 +20,17 @@ and body; nothing ran for it here, so no dependency (a rate limit's token) runs 
 An exception raised by a dependency or the endpoint is answered by the app's own
 exception handlers, as FastAPI would.
 
-A declaration this cannot serve faithfully (path parameters, cookies, forms, a sync or
-generator dependency) is refused when the app is built, never skipped silently. A fast
+A route with path parameters is matched by its own pattern and converters, and only where
+FastAPI's router would pick it: a request an earlier declared route also matches goes to
+FastAPI. A declaration this cannot serve faithfully (cookies, forms, a sync or generator
+dependency) is refused when the app is built, never skipped silently. A fast
 endpoint answers a ``Response`` it builds itself, so both paths send the same bytes.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -114,7 +117,6 @@ def _plan(route: RouteContext) -> list[_Step]:
         unsupported = [
             kind
             for kind, present in (
-                ("path parameters", dependant.path_params),
                 ("cookies", dependant.cookie_params),
                 ("a WebSocket", dependant.websocket_param_name),
                 ("background tasks", dependant.background_tasks_param_name),
@@ -141,11 +143,13 @@ class FastRoute:
     prefix and the dependencies of its inclusion applied), as its OpenAPI document reads it.
     """
 
-    def __init__(self, app: FastAPI, route: RouteContext) -> None:
+    def __init__(
+        self, app: FastAPI, route: RouteContext, earlier: Sequence[RouteContext] = ()
+    ) -> None:
         if route.methods is None or len(route.methods) != 1:
             raise _refuse(route, "not one method")
-        if route.path_format is None or "{" in route.path_format:
-            raise _refuse(route, "path parameters")
+        if route.path_format is None:
+            raise _refuse(route, "no path")
         if route.body_field is not None and isinstance(route.body_field.field_info, Form):
             raise _refuse(route, "a form body")
         self.app = app
@@ -153,9 +157,36 @@ class FastRoute:
         self.route = route.original_route
         (self.method,) = route.methods
         self.path = route.path_format
+        self.pattern: re.Pattern[str] | None = None
+        if "{" in self.path:
+            self.pattern = route.path_regex
+            self.convertors: dict[str, Any] = route.param_convertors
+        # The routes FastAPI tries first that could take a request of this one's method.
+        self.earlier = tuple(
+            pattern
+            for pattern, methods in ((r.path_regex, r.methods) for r in earlier)
+            if pattern is not None and (methods is None or self.method in methods)
+        )
+        if self.pattern is None and self.taken_earlier(self.path):
+            raise _refuse(route, "a route declared before it serves the same path")
         self.plan = _plan(route)
         self.reads_body = route.body_field is not None
         self.embed_body_fields: bool = route._embed_body_fields
+
+    def match(self, path: str) -> dict[str, Any] | None:
+        """The path parameters of ``path``, converted as Starlette converts them; None when
+        the path is not this route's, or an earlier route takes it."""
+        assert self.pattern is not None
+        matched = self.pattern.match(path)
+        if matched is None or self.taken_earlier(path):
+            return None
+        return {
+            name: self.convertors[name].convert(value)
+            for name, value in matched.groupdict().items()
+        }
+
+    def taken_earlier(self, path: str) -> bool:
+        return any(pattern.match(path) for pattern in self.earlier)
 
     async def answer(self, scope: Scope, receive: Receive, body: bytes) -> Response | None:
         """The answer, or None for "FastAPI's to answer" (nothing has run for it here)."""
@@ -191,6 +222,11 @@ class FastRoute:
     ) -> dict[str, Any] | None:
         """The step's own arguments as FastAPI validates them; None on any refusal."""
         values: dict[str, Any] = {}
+        if dependant.path_params:
+            got, errors = request_params_to_args(dependant.path_params, request.path_params)
+            if errors:
+                return None
+            values.update(got)
         if dependant.query_params:
             got, errors = request_params_to_args(dependant.query_params, request.query_params)
             if errors:
@@ -245,10 +281,11 @@ class FastRoute:
 
 
 def fast_routes_of(app: FastAPI) -> list[FastRoute]:
-    """The app's routes marked ``@served_fast``, compiled."""
+    """The app's routes marked ``@served_fast``, compiled, in the router's order."""
+    routes = list(iter_route_contexts(app.routes))
     return [
-        FastRoute(app, route)
-        for route in iter_route_contexts(app.routes)
+        FastRoute(app, route, routes[:position])
+        for position, route in enumerate(routes)
         if isinstance(route.original_route, APIRoute) and getattr(route.endpoint, _MARK, False)
     ]
 
@@ -258,12 +295,26 @@ class FastRoutes:
 
     def __init__(self, app: ASGIApp, *, routes: Sequence[FastRoute]) -> None:
         self.app = app
-        self.routes = {(route.method, route.path): route for route in routes}
+        self.routes = {
+            (route.method, route.path): route for route in routes if route.pattern is None
+        }
+        self.patterned = [route for route in routes if route.pattern is not None]
+
+    def _route(self, scope: Scope) -> FastRoute | None:
+        method, path = scope["method"], scope["path"]
+        route = self.routes.get((method, path))
+        if route is not None:
+            return route
+        for candidate in self.patterned:
+            if candidate.method == method:
+                params = candidate.match(path)
+                if params is not None:
+                    scope["path_params"] = params
+                    return candidate
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = (
-            self.routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
-        )
+        route = self._route(scope) if scope["type"] == "http" else None
         if route is None:
             await self.app(scope, receive, send)
             return

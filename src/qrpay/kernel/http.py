@@ -76,6 +76,16 @@ def json_response(status: int, body: Any, headers: Mapping[str, str] | None = No
     )
 
 
+def model_response(model: BaseModel, headers: Mapping[str, str] | None = None) -> Response:
+    """A 200 answer of ``model``, serialized as FastAPI serializes a response model (by
+    alias): a route served fast (kernel/fast_routes.py) answers a ``Response`` itself."""
+    return Response(
+        model.__pydantic_serializer__.to_json(model, by_alias=True),
+        media_type="application/json",
+        headers=headers,
+    )
+
+
 def error_response(error: QrpayError) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else None
     return json_response(

@@ -11,7 +11,8 @@ from starlette.responses import Response
 
 from qrpay.eda.schemas import QuoteView, ShareWay, share_choice
 from qrpay.kernel.callers import allow
-from qrpay.kernel.http import error_responses, json_response
+from qrpay.kernel.fast_routes import served_fast
+from qrpay.kernel.http import error_responses, model_response
 from qrpay.kernel.money import format_plain
 from qrpay.kernel.service import provide
 from qrpay.payments_eda import domain
@@ -54,10 +55,8 @@ Payments = Annotated[PaymentsService, Depends(provide(PaymentsService))]
 
 def _polled(answer: BaseModel, payments: PaymentsService) -> Response:
     """A status answer, with the seconds a client that polls waits before asking again."""
-    return json_response(
-        200,
-        answer.model_dump(mode="json"),
-        headers={"X-Polling-Delay": format_plain(payments.polling_delay())},
+    return model_response(
+        answer, headers={"X-Polling-Delay": format_plain(payments.polling_delay())}
     )
 
 
@@ -67,6 +66,7 @@ def _polled(answer: BaseModel, payments: PaymentsService) -> Response:
     response_model=PreorderResponse,
     responses=error_responses(400, 404, 503),
 )
+@served_fast
 async def preorder(
     service_: Annotated[Service, Query(alias="service")],
     order_id: OrderIdParam,
@@ -75,9 +75,9 @@ async def preorder(
     x_yandex_uid: UidHeader = None,
     x_yataxi_phoneid: PhoneIdHeader = None,
     x_request_language: LanguageHeader = None,
-) -> PreorderResponse:
-    return await payments.preorder(
-        order_id, hmac, x_yandex_uid, domain.language(x_request_language)
+) -> Response:
+    return model_response(
+        await payments.preorder(order_id, hmac, x_yandex_uid, domain.language(x_request_language))
     )
 
 
@@ -87,6 +87,7 @@ async def preorder(
     response_model=PaymentStatusResponse,
     responses=error_responses(400, 401, 404, 409, 503),
 )
+@served_fast
 async def pay(
     body: PayRequest,
     payments: Payments,
@@ -94,9 +95,11 @@ async def pay(
     x_yataxi_phoneid: PhoneIdHeader = None,
     x_request_language: LanguageHeader = None,
     x_idempotency_token: TokenHeader = None,
-) -> PaymentStatusResponse:
-    return await payments.pay(
-        body, x_idempotency_token, x_yandex_uid, domain.language(x_request_language)
+) -> Response:
+    return model_response(
+        await payments.pay(
+            body, x_idempotency_token, x_yandex_uid, domain.language(x_request_language)
+        )
     )
 
 
@@ -118,6 +121,7 @@ async def pay(
         },
     },
 )
+@served_fast
 async def payment_status(
     order_id: OrderIdParam,
     payments: Payments,
@@ -142,13 +146,14 @@ async def payment_status(
     response_model=SplitView,
     responses=error_responses(400, 404, 503),
 )
+@served_fast
 async def split(
     order_id: OrderIdParam,
     payments: Payments,
     hmac: HmacParam = None,
     x_request_language: LanguageHeader = None,
-) -> SplitView:
-    return await payments.split(order_id, hmac, domain.language(x_request_language))
+) -> Response:
+    return model_response(await payments.split(order_id, hmac, domain.language(x_request_language)))
 
 
 @router.get(
@@ -157,6 +162,7 @@ async def split(
     response_model=QuoteView,
     responses=error_responses(400, 404, 409, 503),
 )
+@served_fast
 async def quote(
     order_id: OrderIdParam,
     way: ShareWay,
@@ -166,9 +172,11 @@ async def quote(
     items: Annotated[list[int] | None, Query(max_length=500)] = None,
     amount: Annotated[str | None, Query(max_length=32)] = None,
     x_request_language: LanguageHeader = None,
-) -> QuoteView:
+) -> Response:
     choice = share_choice(way, parts, items, amount)
-    return await payments.quote(order_id, hmac, choice, domain.language(x_request_language))
+    return model_response(
+        await payments.quote(order_id, hmac, choice, domain.language(x_request_language))
+    )
 
 
 @router.post(
@@ -177,15 +185,18 @@ async def quote(
     response_model=ShareStatusResponse,
     responses=error_responses(400, 401, 404, 409, 503),
 )
+@served_fast
 async def pay_share(
     body: SharePayRequest,
     payments: Payments,
     x_yandex_uid: UidHeader = None,
     x_request_language: LanguageHeader = None,
     x_idempotency_token: TokenHeader = None,
-) -> ShareStatusResponse:
-    return await payments.pay_share(
-        body, x_idempotency_token, x_yandex_uid, domain.language(x_request_language)
+) -> Response:
+    return model_response(
+        await payments.pay_share(
+            body, x_idempotency_token, x_yandex_uid, domain.language(x_request_language)
+        )
     )
 
 
@@ -195,6 +206,7 @@ async def pay_share(
     response_model=ShareStatusResponse,
     responses=error_responses(400, 404, 503),
 )
+@served_fast
 async def share_status(
     order_id: OrderIdParam,
     share_id: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Header, Query
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
@@ -75,6 +75,15 @@ def declared() -> tuple[FastAPI, list[str | None]]:
     @router.post("/slow")
     async def slow(body: Echo) -> Response:
         raise AssertionError("not served fast")
+
+    @router.post("/items/special")
+    async def special(body: Echo) -> Response:
+        raise AssertionError("declared first: FastAPI's")
+
+    @router.post("/items/{item_id}")
+    @served_fast
+    async def item(item_id: Annotated[int, Path(ge=1)], body: Echo, key: Key) -> Response:
+        return json_response(200, {"item": item_id, "got": body.a})
 
     app.include_router(router)
     return app, keys
@@ -160,6 +169,27 @@ async def test_what_the_declaration_refuses_reaches_the_app_with_nothing_run(
     assert keys == []  # no dependency ran: FastAPI runs them once, for its answer
 
 
+async def test_a_path_parameter_is_matched_converted_and_validated_as_declared() -> None:
+    routes, inner, keys = make()
+    scope, sent = await call(routes, [body(b'{"a": 2}')], path="/v1/items/7")
+    assert inner.bodies == []
+    assert answer(sent) == (200, {"item": 7, "got": 2})
+    assert scope["route"].path == "/v1/items/{item_id}"
+    for refused in ("/v1/items/0", "/v1/items/x", "/v1/items/7/more"):
+        _, sent = await call(routes, [body(b'{"a": 2}')], path=refused)
+        assert sent[0]["status"] == 299
+    assert keys == ["k"]
+    assert len(inner.bodies) == 3
+
+
+async def test_a_path_an_earlier_route_takes_is_left_to_fastapi() -> None:
+    routes, inner, keys = make()
+    _, sent = await call(routes, [body(b'{"a": 2}')], path="/v1/items/special")
+    assert sent[0]["status"] == 299
+    assert inner.bodies == [b'{"a": 2}']
+    assert keys == []
+
+
 async def test_bad_json_and_other_content_types_reach_the_app() -> None:
     routes, inner, _ = make()
     await call(routes, [body(b"{")])
@@ -217,10 +247,6 @@ async def _ok() -> Response:
     return Response()
 
 
-async def _with_path(order_id: str) -> Response:
-    return Response()
-
-
 async def _with_sync_dependency(key: Annotated[str | None, Depends(_sync_key)]) -> Response:
     return Response()
 
@@ -228,7 +254,7 @@ async def _with_sync_dependency(key: Annotated[str | None, Depends(_sync_key)]) 
 @pytest.mark.parametrize(
     ("path", "endpoint", "methods", "why"),
     [
-        ("/orders/{order_id}", _with_path, ["GET"], "path parameters"),
+        ("/ping", _ok, ["GET"], "a route declared before it serves the same path"),
         ("/sync", _with_sync_dependency, ["GET"], "not an async function"),
         ("/two", _ok, ["GET", "POST"], "not one method"),
     ],
@@ -237,6 +263,7 @@ def test_a_declaration_it_cannot_serve_faithfully_is_refused_when_the_app_is_bui
     path: str, endpoint: Any, methods: list[str], why: str
 ) -> None:
     app = FastAPI()
+    app.add_api_route("/ping", _ok, methods=["GET"])
     app.add_api_route(path, served_fast(endpoint), methods=methods)
     with pytest.raises(ValueError, match=why):
         fast_routes_of(app)
