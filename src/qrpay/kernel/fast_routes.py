@@ -222,21 +222,16 @@ class FastRoute:
     ) -> dict[str, Any] | None:
         """The step's own arguments as FastAPI validates them; None on any refusal."""
         values: dict[str, Any] = {}
-        if dependant.path_params:
-            got, errors = request_params_to_args(dependant.path_params, request.path_params)
-            if errors:
-                return None
-            values.update(got)
-        if dependant.query_params:
-            got, errors = request_params_to_args(dependant.query_params, request.query_params)
-            if errors:
-                return None
-            values.update(got)
-        if dependant.header_params:
-            got, errors = request_params_to_args(dependant.header_params, request.headers)
-            if errors:
-                return None
-            values.update(got)
+        for fields, given in (
+            (dependant.path_params, request.path_params),
+            (dependant.query_params, request.query_params),
+            (dependant.header_params, request.headers),
+        ):
+            if fields:
+                got, errors = request_params_to_args(fields, given)
+                if errors:
+                    return None
+                values.update(got)
         if dependant.body_params:
             got, errors = await request_body_to_args(
                 body_fields=dependant.body_params,
