@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI must resolve the local Annotated aliases.
 
+from dataclasses import asdict, dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Security, WebSocket
@@ -142,6 +143,18 @@ async def order_stream(websocket: WebSocket) -> None:
     await serve_stream(websocket, service_of(websocket.app, IikoService))
 
 
+@dataclass(frozen=True)
+class AppUser:
+    """Who asks, as the app tells it (each of the query parameters optional)."""
+
+    nearest_zone: AppParam = None
+    uuid: AppParam = None
+    phone_id: AppParam = None
+
+
+User = Annotated[AppUser, Depends()]
+
+
 @router.get(
     "/availability",
     tags=["app"],
@@ -149,12 +162,8 @@ async def order_stream(websocket: WebSocket) -> None:
     response_model=AvailabilityResponse,
     responses=error_responses(400),
 )
-async def availability(
-    service: Iiko, nearest_zone: AppParam = None, uuid: AppParam = None, phone_id: AppParam = None
-) -> AvailabilityResponse:
-    return AvailabilityResponse(
-        is_available=service.is_available(nearest_zone=nearest_zone, uuid=uuid, phone_id=phone_id)
-    )
+async def availability(service: Iiko, user: User) -> AvailabilityResponse:
+    return AvailabilityResponse(is_available=service.is_available(**asdict(user)))
 
 
 @router.get(
@@ -164,9 +173,5 @@ async def availability(
     response_model=RestaurantsResponse,
     responses=error_responses(400),
 )
-async def restaurants(
-    service: Iiko, nearest_zone: AppParam = None, uuid: AppParam = None, phone_id: AppParam = None
-) -> RestaurantsResponse:
-    return RestaurantsResponse(
-        restaurants=service.restaurants(nearest_zone=nearest_zone, uuid=uuid, phone_id=phone_id)
-    )
+async def restaurants(service: Iiko, user: User) -> RestaurantsResponse:
+    return RestaurantsResponse(restaurants=service.restaurants(**asdict(user)))
