@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI
+from fastapi._compat import ModelField
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
 from fastapi.params import Form
@@ -86,15 +87,40 @@ def json_body(scope: Scope, body: bytes) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class _Step:
-    """One dependant of the route's tree (a dependency, or the endpoint last)."""
+    """One dependant of the route's tree (a dependency, or the endpoint last), with what a
+    request needs of it worked out once."""
 
     call: Callable[..., Any]
-    # The keyword the parent passes the value as (None: called for its effect only).
-    name: str | None
     use_cache: bool
-    dependant: Dependant
-    # Indexes into the plan of this step's own dependencies, in FastAPI's order.
-    needs: tuple[int, ...]
+    # The keyword and plan index of each of its own dependencies' values, in FastAPI's order.
+    needs: tuple[tuple[str, int], ...]
+    # Its parameters by where they are read from: the path, the query, the headers.
+    params: tuple[tuple[str, list[ModelField]], ...]
+    body: list[ModelField]
+    # Its parameters that take the request itself.
+    request_names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, dependant: Dependant, needs: tuple[tuple[str, int], ...]) -> _Step:
+        assert dependant.call is not None
+        params = tuple(
+            (source, fields)
+            for source, fields in (
+                ("path_params", dependant.path_params),
+                ("query_params", dependant.query_params),
+                ("headers", dependant.header_params),
+            )
+            if fields
+        )
+        names = (dependant.http_connection_param_name, dependant.request_param_name)
+        return cls(
+            dependant.call,
+            dependant.use_cache,
+            needs,
+            params,
+            dependant.body_params,
+            tuple(name for name in names if name),
+        )
 
 
 def _is_async(call: Any) -> bool:
@@ -113,7 +139,11 @@ def _plan(route: RouteContext) -> list[_Step]:
     plan: list[_Step] = []
 
     def add(dependant: Dependant) -> int:
-        needs = tuple(add(sub) for sub in dependant.dependencies)
+        needs = tuple(
+            (sub.name, index)
+            for sub, index in ((sub, add(sub)) for sub in dependant.dependencies)
+            if sub.name is not None
+        )
         unsupported = [
             kind
             for kind, present in (
@@ -129,7 +159,7 @@ def _plan(route: RouteContext) -> list[_Step]:
             raise _refuse(route, ", ".join(unsupported))
         if dependant.call is None or not _is_async(dependant.call):
             raise _refuse(route, f"{dependant.call!r} is not an async function")
-        plan.append(_Step(dependant.call, dependant.name, dependant.use_cache, dependant, needs))
+        plan.append(_Step.of(dependant, needs))
         return len(plan) - 1
 
     add(route.dependant)
@@ -201,9 +231,23 @@ class FastRoute:
         request = Request(scope, receive)
         arguments: list[dict[str, Any]] = []
         for step in self.plan:
-            values = await self._validated(step.dependant, request, received)
-            if values is None:
-                return None
+            values: dict[str, Any] = {}
+            for source, fields in step.params:
+                got, errors = request_params_to_args(fields, getattr(request, source))
+                if errors:
+                    return None
+                values.update(got)
+            if step.body:
+                got, errors = await request_body_to_args(
+                    body_fields=step.body,
+                    received_body=received,
+                    embed_body_fields=self.embed_body_fields,
+                )
+                if errors:
+                    return None
+                values.update(got)
+            for name in step.request_names:
+                values[name] = request
             arguments.append(values)
         try:
             answer = await self._run(arguments)
@@ -217,49 +261,21 @@ class FastRoute:
             raise TypeError(f"{self.path}: a fast route's endpoint answers a Response")
         return answer
 
-    async def _validated(
-        self, dependant: Dependant, request: Request, received: Any
-    ) -> dict[str, Any] | None:
-        """The step's own arguments as FastAPI validates them; None on any refusal."""
-        values: dict[str, Any] = {}
-        for fields, given in (
-            (dependant.path_params, request.path_params),
-            (dependant.query_params, request.query_params),
-            (dependant.header_params, request.headers),
-        ):
-            if fields:
-                got, errors = request_params_to_args(fields, given)
-                if errors:
-                    return None
-                values.update(got)
-        if dependant.body_params:
-            got, errors = await request_body_to_args(
-                body_fields=dependant.body_params,
-                received_body=received,
-                embed_body_fields=self.embed_body_fields,
-            )
-            if errors:
-                return None
-            values.update(got)
-        if dependant.http_connection_param_name:
-            values[dependant.http_connection_param_name] = request
-        if dependant.request_param_name:
-            values[dependant.request_param_name] = request
-        return values
-
     async def _run(self, arguments: list[dict[str, Any]]) -> Any:
+        """Each step called with its arguments and its dependencies' values, in order; a
+        dependency used twice is called once (FastAPI's per-request cache)."""
         results: list[Any] = []
         cache: dict[Any, Any] = {}
         for step, values in zip(self.plan, arguments, strict=True):
-            for need in step.needs:
-                needed = self.plan[need]
-                if needed.name is not None:
-                    values[needed.name] = results[need]
-            if step.use_cache and step.call in cache:
-                results.append(cache[step.call])
-                continue
-            result = await step.call(**values)
-            cache.setdefault(step.call, result)
+            for name, index in step.needs:
+                values[name] = results[index]
+            if step.use_cache:
+                if step.call in cache:
+                    results.append(cache[step.call])
+                    continue
+                result = cache[step.call] = await step.call(**values)
+            else:
+                result = await step.call(**values)
             results.append(result)
         return results[-1]
 
