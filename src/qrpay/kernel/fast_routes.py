@@ -39,7 +39,11 @@ import orjson
 from fastapi import FastAPI
 from fastapi._compat import ModelField
 from fastapi.dependencies.models import Dependant
-from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
+from fastapi.dependencies.utils import (
+    _should_embed_body_fields,
+    request_body_to_args,
+    request_params_to_args,
+)
 from fastapi.params import Form
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from starlette.requests import Request
@@ -97,11 +101,22 @@ class _Step:
     # Its parameters by where they are read from: the path, the query, the headers.
     params: tuple[tuple[str, list[ModelField]], ...]
     body: list[ModelField]
+    # The one field the whole body is (not embedded), validated as FastAPI validates it
+    # then (``request_body_to_args``), without the per-call checks of how it is embedded.
+    whole_body: ModelField | None
     # Its parameters that take the request itself.
     request_names: tuple[str, ...]
+    # The earlier step whose value it is (the same dependency, cached per request).
+    same_as: int | None
 
     @classmethod
-    def of(cls, dependant: Dependant, needs: tuple[tuple[str, int], ...]) -> _Step:
+    def of(
+        cls,
+        dependant: Dependant,
+        needs: tuple[tuple[str, int], ...],
+        embed_body_fields: bool,
+        same_as: int | None,
+    ) -> _Step:
         assert dependant.call is not None
         params = tuple(
             (source, fields)
@@ -113,13 +128,17 @@ class _Step:
             if fields
         )
         names = (dependant.http_connection_param_name, dependant.request_param_name)
+        body = dependant.body_params
+        whole = len(body) == 1 and not embed_body_fields and not _should_embed_body_fields(body)
         return cls(
             dependant.call,
             dependant.use_cache,
             needs,
             params,
-            dependant.body_params,
+            body,
+            body[0] if whole else None,
             tuple(name for name in names if name),
+            same_as,
         )
 
 
@@ -159,7 +178,10 @@ def _plan(route: RouteContext) -> list[_Step]:
             raise _refuse(route, ", ".join(unsupported))
         if dependant.call is None or not _is_async(dependant.call):
             raise _refuse(route, f"{dependant.call!r} is not an async function")
-        plan.append(_Step.of(dependant, needs))
+        same_as = None
+        if dependant.use_cache:
+            same_as = next((i for i, step in enumerate(plan) if step.call is dependant.call), None)
+        plan.append(_Step.of(dependant, needs, route._embed_body_fields, same_as))
         return len(plan) - 1
 
     add(route.dependant)
@@ -237,7 +259,12 @@ class FastRoute:
                 if errors:
                     return None
                 values.update(got)
-            if step.body:
+            if step.whole_body is not None:
+                value, errors = step.whole_body.validate(received, values, loc=("body",))
+                if errors:
+                    return None
+                values[step.whole_body.name] = value
+            elif step.body:
                 got, errors = await request_body_to_args(
                     body_fields=step.body,
                     received_body=received,
@@ -265,18 +292,13 @@ class FastRoute:
         """Each step called with its arguments and its dependencies' values, in order; a
         dependency used twice is called once (FastAPI's per-request cache)."""
         results: list[Any] = []
-        cache: dict[Any, Any] = {}
         for step, values in zip(self.plan, arguments, strict=True):
+            if step.same_as is not None:
+                results.append(results[step.same_as])
+                continue
             for name, index in step.needs:
                 values[name] = results[index]
-            if step.use_cache:
-                if step.call in cache:
-                    results.append(cache[step.call])
-                    continue
-                result = cache[step.call] = await step.call(**values)
-            else:
-                result = await step.call(**values)
-            results.append(result)
+            results.append(await step.call(**values))
         return results[-1]
 
     def _handler(self, error: Exception) -> Callable[..., Any] | None:
