@@ -33,6 +33,17 @@ async def queue(private_postgres: PrivatePostgres) -> AsyncIterator[TaskQueue]:
         await instance.close()
 
 
+def recorded(queue: TaskQueue) -> list[int]:
+    """The ``n`` of each task of ``SPEC`` the queue's worker ran, in order."""
+    seen: list[int] = []
+
+    async def record(payload: dict[str, Any]) -> None:
+        seen.append(payload["n"])
+
+    queue.register(SPEC, record)
+    return seen
+
+
 async def wait_for(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -43,12 +54,7 @@ async def wait_for(condition: Any, timeout: float, what: str) -> None:
 async def test_the_queue_and_its_worker_ride_out_a_database_restart(
     queue: TaskQueue, private_postgres: PrivatePostgres
 ) -> None:
-    seen: list[int] = []
-
-    async def record(payload: dict[str, Any]) -> None:
-        seen.append(payload["n"])
-
-    queue.register(SPEC, record)
+    seen = recorded(queue)
     worker = asyncio.create_task(queue.run_worker([SPEC.queue], concurrency=2))
     try:
         await queue.put(SPEC, task_id="t1", payload={"n": 1})
@@ -96,12 +102,7 @@ async def test_a_queue_and_worker_started_while_the_database_is_down_work_once_i
     await asyncio.to_thread(private_postgres.stop)
 
     queue = TaskQueue(private_postgres.admin_url)
-    seen: list[int] = []
-
-    async def record(payload: dict[str, Any]) -> None:
-        seen.append(payload["n"])
-
-    queue.register(SPEC, record)
+    seen = recorded(queue)
     # psycopg_pool closes a pool for good when it is not filled within procrastinate's
     # opening wait: the queue opens without waiting instead.
     worker = asyncio.create_task(queue.run_worker([SPEC.queue], concurrency=2))
