@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.component.eda import changes, move, start
+from tests.support.component.eda import changes, ledger, move, start
 from tests.support.component.split import open_table
 
 pytestmark = pytest.mark.postgres
@@ -25,13 +25,6 @@ async def refund(
 ) -> httpx.Response:
     body = {"refund_id": refund_id, "amount": amount, **fields}
     return await client.post(f"/v1/orders/{order_id}/refunds", json=body)
-
-
-async def ledger(client: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
-    answer = await client.get(f"/v1/orders/{order_id}/payments")
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
 
 
 async def paid_order(client: httpx.AsyncClient, internal: str) -> str:
