@@ -15,11 +15,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
     insert,
 )
 
-from qrpay.kernel.db import sync_url
+from tests.support.postgres import sync_connection
 
 # The tables as 0004 made them, written down here: the code's own declarations moved on.
 _metadata = MetaData()
@@ -135,14 +134,10 @@ LEGACY_SHARE_ITEMS = [
 
 def seed_revision_0004(url: str) -> None:
     """The rows above, written into a database migrated to 0004."""
-    engine = create_engine(sync_url(url))
-    try:
-        with engine.begin() as connection:
-            connection.execute(insert(orders_0004), LEGACY_ORDERS)
-            connection.execute(insert(order_shares_0004), LEGACY_SHARES)
-            connection.execute(insert(order_share_items_0004), LEGACY_SHARE_ITEMS)
-    finally:
-        engine.dispose()
+    with sync_connection(url, write=True) as connection:
+        connection.execute(insert(orders_0004), LEGACY_ORDERS)
+        connection.execute(insert(order_shares_0004), LEGACY_SHARES)
+        connection.execute(insert(order_share_items_0004), LEGACY_SHARE_ITEMS)
 
 
 # payment id -> (order, invoice, amount, tip, state, items, paid_seq) after 0005.
