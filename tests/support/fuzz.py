@@ -20,9 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import pytest
 import schemathesis
 from aiohttp import web
 from fastapi import FastAPI
+from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
 from tests.support.component.iiko_integration import eda_order
@@ -232,6 +234,28 @@ def sign_payer_case(case: Any) -> None:
     body = case.body
     if isinstance(body, dict) and isinstance(body.get("order_id"), str):
         body["hmac"] = signature(body["order_id"])
+
+
+def schema_settings(max_examples: int) -> settings:
+    """A schemathesis test's hypothesis settings: ``max_examples`` cases, no deadline, and
+    slow or much-filtered generation allowed."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
+def with_node_id(request: pytest.FixtureRequest) -> None:
+    """schemathesis' lazy loader reads ``node._nodeid``, which pytest 9 no longer has."""
+    if not hasattr(request.node, "_nodeid"):
+        request.node._nodeid = request.node.nodeid
+
+
+def lazy_schema(request: pytest.FixtureRequest, app: FastAPI) -> Any:
+    """``asgi_schema`` for a fixture that ``schemathesis.pytest.from_fixture`` loads."""
+    with_node_id(request)
+    return asgi_schema(app)
 
 
 def asgi_schema(app: FastAPI) -> Any:
