@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 
 from qrpay.runner.config import QrpayConfig
-from tests.support.component.api_proxy import Started, sign_in
+from tests.support.component.api_proxy import Started, sign_in, signed_in
 from tests.support.component.iiko_integration import closed_port_url
 from tests.support.mockserver import MockServer, drop_connection, error_response, json_response
 from tests.support.services import point_services_at
@@ -185,8 +185,7 @@ async def test_a_cross_site_pay_is_refused(
 
 async def test_payments_eda_down_is_503(start_proxy: Started, proxy_config: QrpayConfig) -> None:
     config = point_services_at(proxy_config, closed_port_url(), "payments-eda")
-    async with start_proxy(config) as proxy:
-        await sign_in(proxy)
+    async with signed_in(start_proxy, config) as proxy:
         for answer in (
             await proxy.get("/4.0/payments/v1/preorder", params=ORDER),
             await proxy.post("/4.0/payments/v1/orders", json=PAY),
@@ -203,8 +202,7 @@ async def test_payments_eda_failing_is_503_for_a_read_retried_and_waiting_for_a_
         lambda _r: error_response(500, "boom")
     )
     dropping = mockserver.handler("/4.0/payments/v1/orders")(drop_connection)
-    async with start_proxy(config) as proxy:
-        await sign_in(proxy)
+    async with signed_in(start_proxy, config) as proxy:
         read = await proxy.get("/4.0/payments/v1/orders", params=ORDER)
         pay = await proxy.post("/4.0/payments/v1/orders", json=PAY)
     assert read.status_code == 503

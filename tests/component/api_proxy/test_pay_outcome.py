@@ -15,7 +15,7 @@ from aiohttp import web
 
 from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER, payment_id_for
 from qrpay.runner.config import QrpayConfig, parse_config
-from tests.support.component.api_proxy import Started, sign_in
+from tests.support.component.api_proxy import Started, sign_in, signed_in
 from tests.support.component.iiko_integration import closed_port_url
 from tests.support.mockserver import MockServer, drop_connection, error_response, slow
 from tests.support.services import point_services_at
@@ -136,8 +136,7 @@ async def test_a_share_payments_eda_does_not_answer_in_its_budget_is_waiting_on_
     start_proxy: Started, proxy_config: QrpayConfig, mockserver: MockServer, held: Held
 ) -> None:
     route = mockserver.handler(SHARES)(held)
-    async with start_proxy(with_budget(proxy_config, 100, timeout_ms=20)) as proxy:
-        await sign_in(proxy)
+    async with signed_in(start_proxy, with_budget(proxy_config, 100, timeout_ms=20)) as proxy:
         answer = await post_share(proxy, **{"X-Request-Language": "en"})
     assert held.arrived.is_set()
     assert answer.status_code == 200, answer.text
@@ -200,8 +199,7 @@ async def test_a_pay_that_cannot_connect_is_503(
     start_proxy: Started, proxy_config: QrpayConfig
 ) -> None:
     config = point_services_at(proxy_config, closed_port_url(), "payments-eda")
-    async with start_proxy(config) as proxy:
-        await sign_in(proxy)
+    async with signed_in(start_proxy, config) as proxy:
         answer = await post_share(proxy)
     assert answer.status_code == 503
     assert answer.json()["code"] == "payments_eda_unavailable"
@@ -211,8 +209,7 @@ async def test_a_pay_refused_by_a_full_bulkhead_is_503_and_never_sent(
     start_proxy: Started, proxy_config: QrpayConfig, mockserver: MockServer, held: Held
 ) -> None:
     route = mockserver.handler(SHARES)(held)
-    async with start_proxy(with_budget(proxy_config, 60_000, max_in_flight=1)) as proxy:
-        await sign_in(proxy)
+    async with signed_in(start_proxy, with_budget(proxy_config, 60_000, max_in_flight=1)) as proxy:
         first = asyncio.create_task(post_share(proxy))
         await held.arrived.wait()
         second = await post_share(proxy, TOKEN + "2")
@@ -230,8 +227,7 @@ async def test_a_pay_is_waited_for_past_the_dependencys_timeout_within_the_budge
     answer after that timeout but within the budget is the guest's answer."""
     paid = {"status": "PAYED", "message": "paid", "share_id": "s-1"}
     mockserver.handler(SHARES)(slow(0.3, lambda _r: paid))
-    async with start_proxy(with_budget(proxy_config, 5000, timeout_ms=20)) as proxy:
-        await sign_in(proxy)
+    async with signed_in(start_proxy, with_budget(proxy_config, 5000, timeout_ms=20)) as proxy:
         answer = await post_share(proxy)
     assert answer.status_code == 200
     assert answer.json() == paid
