@@ -22,42 +22,34 @@ from tests.support.postgres import sync_connection
 
 # The tables as 0004 made them, written down here: the code's own declarations moved on.
 _metadata = MetaData()
-orders_0004 = Table(
+ID, NAME, STATE, MONEY = String(32), String(128), String(16), String(32)
+STAMP = DateTime(timezone=True)
+
+
+def _table_0004(name: str, key: tuple[str, ...], **columns: Any) -> Table:
+    """A table of 0004: ``columns`` by name and type, those named in ``key`` its primary key."""
+    return Table(
+        name,
+        _metadata,
+        *(Column(column, kind, primary_key=column in key) for column, kind in columns.items()),
+    )
+
+
+orders_0004 = _table_0004(
     "orders",
-    _metadata,
-    Column("id", String(32), primary_key=True),
-    Column("client_id", String(64)),
-    Column("internal_order_id", String(128)),
-    Column("status", String(32)),
-    Column("currency", String(3)),
-    Column("amount", String(32)),
-    Column("elements", JSON),
-    Column("bill_version", Integer),
-    Column("payment_id", String(128)),
-    Column("payment_phase", String(16)),
-    Column("version", Integer),
-    Column("change_tx", BigInteger),
-    Column("created_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True)),
-)
-order_shares_0004 = Table(
+    ("id",),
+    id=ID, client_id=String(64), internal_order_id=NAME, status=ID, currency=String(3),
+    amount=MONEY, elements=JSON, bill_version=Integer, payment_id=NAME, payment_phase=STATE,
+    version=Integer, change_tx=BigInteger, created_at=STAMP, updated_at=STAMP,
+)  # fmt: skip
+order_shares_0004 = _table_0004(
     "order_shares",
-    _metadata,
-    Column("id", String(128), primary_key=True),
-    Column("order_id", String(32)),
-    Column("amount", String(32)),
-    Column("tip", String(32)),
-    Column("items", JSON),
-    Column("state", String(16)),
-    Column("created_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True)),
-)
-order_share_items_0004 = Table(
-    "order_share_items",
-    _metadata,
-    Column("order_id", String(32), primary_key=True),
-    Column("item", Integer, primary_key=True),
-    Column("share_id", String(128)),
+    ("id",),
+    id=NAME, order_id=ID, amount=MONEY, tip=MONEY, items=JSON, state=STATE,
+    created_at=STAMP, updated_at=STAMP,
+)  # fmt: skip
+order_share_items_0004 = _table_0004(
+    "order_share_items", ("order_id", "item"), order_id=ID, item=Integer, share_id=NAME
 )
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
