@@ -468,16 +468,18 @@ class Stack:
 
     # --- what the services hold ------------------------------------------------------------
 
-    async def order(self, order_id: str) -> dict[str, Any]:
-        answer = await self.clients["eda"].get(f"/v1/orders/{order_id}")
+    async def read(self, service: str, path: str) -> Any:
+        """``GET path`` of ``service``, which must answer 200: its body."""
+        answer = await self.clients[service].get(path)
         assert answer.status_code == 200, answer.text
-        result: dict[str, Any] = answer.json()
+        return answer.json()
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.read("eda", f"/v1/orders/{order_id}")
         return result
 
     async def ledger(self, order_id: str) -> dict[str, Any]:
-        answer = await self.clients["eda"].get(f"/v1/orders/{order_id}/payments")
-        assert answer.status_code == 200, answer.text
-        result: dict[str, Any] = answer.json()
+        result: dict[str, Any] = await self.read("eda", f"/v1/orders/{order_id}/payments")
         return result
 
     async def operations(self, invoice_id: str) -> list[dict[str, Any]]:
@@ -489,21 +491,19 @@ class Stack:
         return ops
 
     async def cashback_of(self, order_id: str) -> dict[str, Any]:
-        answer = await self.clients["cashback"].get(f"/v1/cashback/orders/{order_id}")
-        assert answer.status_code == 200, answer.text
-        result: dict[str, Any] = answer.json()
+        result: dict[str, Any] = await self.read("cashback", f"/v1/cashback/orders/{order_id}")
         return result
 
     async def balances(self) -> list[dict[str, Any]]:
-        answer = await self.clients["cashback"].get(f"/v1/users/{USER}/balance")
-        assert answer.status_code == 200, answer.text
-        balances: list[dict[str, Any]] = answer.json()["balances"]
+        balances: list[dict[str, Any]] = (await self.read("cashback", f"/v1/users/{USER}/balance"))[
+            "balances"
+        ]
         return balances
 
     async def accruals(self) -> list[dict[str, Any]]:
-        answer = await self.clients["cashback"].get(f"/v1/users/{USER}/accruals")
-        assert answer.status_code == 200, answer.text
-        accruals: list[dict[str, Any]] = answer.json()["accruals"]
+        accruals: list[dict[str, Any]] = (
+            await self.read("cashback", f"/v1/users/{USER}/accruals")
+        )["accruals"]
         return accruals
 
     async def observe(self, order_ids: list[str]) -> tuple[list[Observed], list[dict[str, Any]]]:

@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from pathlib import Path
 from uuid import uuid4
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine, func, select, text
@@ -22,6 +23,22 @@ from qrpay.kernel.queue_schema import RECORDS
 
 # ``async with pg_database() as url:`` gives a fresh, empty database.
 DatabaseFactory = Callable[[], AbstractAsyncContextManager[str]]
+
+
+# The params of a fixture that runs its tests on SQLite and on PostgreSQL (``either_database``).
+SQLITE_AND_POSTGRES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@asynccontextmanager
+async def either_database(request: pytest.FixtureRequest, sqlite_path: Path) -> AsyncIterator[str]:
+    """The URL of a fresh database of the fixture's param: SQLite in ``sqlite_path`` or, for
+    ``postgres``, a fresh PostgreSQL database (``pg_database``)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{sqlite_path}"
+        return
+    pg_database: DatabaseFactory = request.getfixturevalue("pg_database")
+    async with pg_database() as url:
+        yield url
 
 
 @asynccontextmanager

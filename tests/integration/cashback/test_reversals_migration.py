@@ -16,7 +16,7 @@ from sqlalchemy import inspect, text
 from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.migrations import upgrade
 from tests.support.component.cashback import accrue, reverse
-from tests.support.postgres import DatabaseFactory, sync_connection
+from tests.support.postgres import SQLITE_AND_POSTGRES, either_database, sync_connection
 from tests.support.services import dev_secdist, make_context, running_service
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
@@ -52,13 +52,9 @@ def stored(url: str) -> tuple[list[tuple[Any, ...]], list[str]]:
     return [tuple(r) for r in rows], tables
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=SQLITE_AND_POSTGRES)
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'cashback-0001.db'}"
-        return
-    pg_database: DatabaseFactory = request.getfixturevalue("pg_database")
-    async with pg_database() as url:
+    async with either_database(request, tmp_path / "cashback-0001.db") as url:
         yield url
 
 

@@ -23,7 +23,7 @@ from tests.support.eda_legacy import (
     T0,
     seed_revision_0004,
 )
-from tests.support.postgres import DatabaseFactory, sync_connection
+from tests.support.postgres import SQLITE_AND_POSTGRES, either_database, sync_connection
 from tests.support.services import dev_secdist, make_context, running_service
 
 
@@ -71,13 +71,9 @@ async def service(
         yield client, clock
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=SQLITE_AND_POSTGRES)
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'eda-0004.db'}"
-        return
-    pg_database: DatabaseFactory = request.getfixturevalue("pg_database")
-    async with pg_database() as url:
+    async with either_database(request, tmp_path / "eda-0004.db") as url:
         yield url
 
 
