@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from qrpay.kernel.queue import TaskQueue
 from qrpay.runner.context import build_app
 from tests.support.component.payments_eda import config_for
 from tests.support.fuzz import (
+    EXCLUDED_CHECKS,
     Fakes,
     background_loop,
     running_fakes,
@@ -53,12 +53,6 @@ def payments_schema(fakes: Fakes, tmp_path: Path, request: pytest.FixtureRequest
     ctx = make_context("payments-eda", tmp_path, config=config, queue=TaskQueue())
     return schemathesis.openapi.from_asgi("/openapi.json", build_app(ctx))
 
-
-EXCLUDED_CHECKS = [
-    # Schema-valid is not business-valid: a bill that changed, a malformed amount string,
-    # a wrong signature are 4xx by contract.
-    positive_data_acceptance,
-]
 
 schema = schemathesis.pytest.from_fixture("payments_schema")
 
