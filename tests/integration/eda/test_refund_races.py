@@ -6,6 +6,7 @@ refund id is one set of parts, whichever instance wrote it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +37,12 @@ async def paid_order(client: httpx.AsyncClient, internal: str) -> str:
     return order_id
 
 
+async def paid_orders(client: httpx.AsyncClient, name: str) -> AsyncIterator[tuple[int, str]]:
+    """ROUNDS rounds, each with its number and a fresh ``paid_order`` (``<name>-<n>``)."""
+    for n in range(ROUNDS):
+        yield n, await paid_order(client, f"{name}-{n}")
+
+
 def reserved(body: dict[str, Any]) -> tuple[Decimal, Decimal]:
     """What the refunds not failed take of the order's money: amount and tip."""
     live = [p for p in body["refunds"] if p["state"] != "failed"]
@@ -48,8 +55,7 @@ def reserved(body: dict[str, Any]) -> tuple[Decimal, Decimal]:
 async def test_concurrent_refunds_never_exceed_the_payment(
     instances: list[httpx.AsyncClient],
 ) -> None:
-    for n in range(ROUNDS):
-        order_id = await paid_order(instances[0], f"exceed-{n}")
+    async for n, order_id in paid_orders(instances[0], "exceed"):
         # Six refunds of 30 and a tip of 3 at once (180 of 100, 18 of 10), through both
         # instances, half of them naming the payment: three fit, the rest are refused.
         answers = await asyncio.gather(
@@ -80,8 +86,7 @@ async def test_concurrent_refunds_never_exceed_the_payment(
 async def test_concurrent_refunds_of_the_rest_admit_only_what_is_left(
     instances: list[httpx.AsyncClient],
 ) -> None:
-    for n in range(ROUNDS):
-        order_id = await paid_order(instances[0], f"rest-{n}")
+    async for n, order_id in paid_orders(instances[0], "rest"):
         first = await refund(instances[0], order_id, f"a{n}", "60", payment_id=f"pay-rest-{n}")
         assert first.status_code == 200, first.text
         # 40 is left: two refunds of 40 at once, one wins; then the first part fails and
@@ -100,8 +105,7 @@ async def test_concurrent_refunds_of_the_rest_admit_only_what_is_left(
 async def test_the_same_refund_id_twice_at_once_is_one_set_of_parts(
     instances: list[httpx.AsyncClient],
 ) -> None:
-    for n in range(ROUNDS):
-        order_id = await paid_order(instances[0], f"same-{n}")
+    async for n, order_id in paid_orders(instances[0], "same"):
         answers = await asyncio.gather(
             *(
                 refund(instances[i % 2], order_id, f"r{n}", "50", tip="5", request_hash="h")
@@ -120,8 +124,7 @@ async def test_the_same_refund_id_twice_at_once_is_one_set_of_parts(
 async def test_the_same_refund_id_with_another_request_at_once_is_refused(
     instances: list[httpx.AsyncClient],
 ) -> None:
-    for n in range(ROUNDS):
-        order_id = await paid_order(instances[0], f"reuse-{n}")
+    async for n, order_id in paid_orders(instances[0], "reuse"):
         answers = await asyncio.gather(
             refund(instances[0], order_id, f"r{n}", "50"),
             refund(instances[1], order_id, f"r{n}", "20"),
@@ -135,8 +138,7 @@ async def test_the_same_refund_id_with_another_request_at_once_is_refused(
 
 
 async def test_outcomes_of_one_part_at_once_agree(instances: list[httpx.AsyncClient]) -> None:
-    for n in range(ROUNDS):
-        order_id = await paid_order(instances[0], f"outcome-{n}")
+    async for n, order_id in paid_orders(instances[0], "outcome"):
         assert (await refund(instances[0], order_id, f"r{n}", "100", tip="10")).status_code == 200
         path = f"/v1/orders/{order_id}/refunds/r{n}.1"
         done, failed = await asyncio.gather(
