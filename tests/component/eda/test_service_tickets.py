@@ -3,9 +3,17 @@
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.component.eda import create, create_body
 from tests.support.tickets import GuardedCall
+
+
+@pytest.fixture
+async def order_id(client: httpx.AsyncClient) -> str:
+    """An order the POS created, nothing paid."""
+    order_id: str = (await create(client))["order"]["order_id"]
+    return order_id
 
 
 def eda(
@@ -42,9 +50,8 @@ async def test_orders_are_created_by_iiko_integration_only(
 
 
 async def test_payments_are_moved_by_payments_eda_only(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, order_id: str
 ) -> None:
-    order_id = (await create(client))["order"]["order_id"]
     call = start_call(client, order_id)
     await call.assert_refused("payments-eda", wrong="iiko-integration")
     assert (await call.as_caller("api-proxy")).status_code == 403
@@ -66,9 +73,8 @@ async def test_payments_are_moved_by_payments_eda_only(
 
 
 async def test_the_ledger_is_read_by_both_sides_and_the_overdue_list_by_payments_eda(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, order_id: str
 ) -> None:
-    order_id = (await create(client))["order"]["order_id"]
     ledger = ledger_call(client, order_id)
     await ledger.assert_refused("payments-eda", wrong="cashback")
     for caller in ("payments-eda", "iiko-integration"):
@@ -92,9 +98,8 @@ async def test_the_change_feed_is_read_by_iiko_integration(
 
 
 async def test_the_support_tools_read_an_order_and_its_ledger_and_move_nothing(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, order_id: str
 ) -> None:
-    order_id = (await create(client))["order"]["order_id"]
     for path, route in (
         (f"/v1/orders/{order_id}", "/v1/orders/{order_id}"),
         (f"/v1/orders/{order_id}/payments", "/v1/orders/{order_id}/payments"),
