@@ -152,18 +152,16 @@ async def test_the_polling_delay_is_passed_back(
 
 
 async def test_routes_that_are_not_the_guests_are_not_forwarded(
-    proxy: httpx.AsyncClient, mockserver: MockServer
+    guest: httpx.AsyncClient, mockserver: MockServer
 ) -> None:
-    await sign_in(proxy)
     for method, path in [("GET", "callbacks"), ("POST", "preorder"), ("GET", "../admin")]:
-        answer = await proxy.request(method, f"/4.0/payments/v1/{path}", json={})
+        answer = await guest.request(method, f"/4.0/payments/v1/{path}", json={})
         assert answer.status_code == 404, (method, path)
     assert not mockserver.requests_by_path
 
 
-async def test_pay_must_be_json(proxy: httpx.AsyncClient, mockserver: MockServer) -> None:
-    await sign_in(proxy)
-    answer = await proxy.post(
+async def test_pay_must_be_json(guest: httpx.AsyncClient, mockserver: MockServer) -> None:
+    answer = await guest.post(
         "/4.0/payments/v1/orders", content=b"order_id=x", headers={"Content-Type": "text/plain"}
     )
     assert answer.status_code == 400
@@ -172,10 +170,9 @@ async def test_pay_must_be_json(proxy: httpx.AsyncClient, mockserver: MockServer
 
 
 async def test_a_cross_site_pay_is_refused(
-    proxy: httpx.AsyncClient, mockserver: MockServer
+    guest: httpx.AsyncClient, mockserver: MockServer
 ) -> None:
-    await sign_in(proxy)
-    answer = await proxy.post(
+    answer = await guest.post(
         "/4.0/payments/v1/orders", json=PAY, headers={"Origin": "https://evil.example"}
     )
     assert answer.status_code == 403

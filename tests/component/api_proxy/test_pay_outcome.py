@@ -97,10 +97,9 @@ async def test_a_whole_bill_pay_without_a_token_is_forwarded_without_one(
 
 
 async def test_a_share_without_a_token_is_400_and_never_forwarded(
-    proxy: httpx.AsyncClient, mockserver: MockServer
+    guest: httpx.AsyncClient, mockserver: MockServer
 ) -> None:
-    await sign_in(proxy)
-    answer = await proxy.post(SHARES, json=SHARE)
+    answer = await guest.post(SHARES, json=SHARE)
     assert answer.status_code == 400
     assert answer.json()["code"] == "idempotency_token_required"
     assert not mockserver.requests_by_path
@@ -111,22 +110,20 @@ async def test_a_share_without_a_token_is_400_and_never_forwarded(
     ["short", "x" * 129, "has space-in-it", "slash/not-allowed", "dots.are.not.allowed", ""],
 )
 async def test_a_malformed_token_is_400_and_never_forwarded(
-    proxy: httpx.AsyncClient, mockserver: MockServer, token: str
+    guest: httpx.AsyncClient, mockserver: MockServer, token: str
 ) -> None:
-    await sign_in(proxy)
     for path, body in ((ORDERS, PAY), (SHARES, SHARE)):
-        answer = await proxy.post(path, json=body, headers={IDEMPOTENCY_TOKEN_HEADER: token})
+        answer = await guest.post(path, json=body, headers={IDEMPOTENCY_TOKEN_HEADER: token})
         assert answer.status_code == 400, (path, token)
         assert answer.json()["code"] == "invalid_idempotency_token"
     assert not mockserver.requests_by_path
 
 
 async def test_a_pay_naming_no_order_is_400_and_never_forwarded(
-    proxy: httpx.AsyncClient, mockserver: MockServer
+    guest: httpx.AsyncClient, mockserver: MockServer
 ) -> None:
-    await sign_in(proxy)
     for body in ({"service": "restaurant"}, [PAY], {**SHARE, "order_id": 7}):
-        answer = await proxy.post(SHARES, json=body, headers={IDEMPOTENCY_TOKEN_HEADER: TOKEN})
+        answer = await guest.post(SHARES, json=body, headers={IDEMPOTENCY_TOKEN_HEADER: TOKEN})
         assert answer.status_code == 400
         assert answer.json()["code"] == "invalid_request"
     assert not mockserver.requests_by_path
