@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.browser.fakes import FakeDownstreams, running_fakes
+
 CHROMIUM = Path(os.environ.get("QRPAY_CHROMIUM", "/usr/bin/chromium"))
 
 
@@ -66,3 +68,10 @@ def browser() -> Iterator[Any]:
             yield instance
         finally:
             instance.close()
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[FakeDownstreams]:
+    """payments-eda and iiko-integration, faked in one aiohttp server for the module."""
+    with running_fakes() as running:
+        yield running

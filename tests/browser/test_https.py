@@ -24,20 +24,13 @@ except ImportError:  # pragma: no cover - CI (QRPAY_REQUIRE_BROWSER=1) must not 
 from qrpay.kernel.clock import SystemClock
 from qrpay.runner.config import parse_config
 from qrpay.runner.context import build_app
-from tests.browser.fakes import FakeDownstreams, running_fakes
+from tests.browser.fakes import FakeDownstreams
 from tests.browser.server import serve_in_thread
-from tests.support.browser import PHONE, screenshot
+from tests.support.browser import PHONE, TIMEOUT, screenshot
 from tests.support.services import dev_config, make_context, point_services_at
 from tests.support.tls import tls_in_front
 
-TIMEOUT = 10_000
 HSTS = 3600
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[FakeDownstreams]:
-    with running_fakes() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -27,21 +27,14 @@ except ImportError:  # pragma: no cover - CI (QRPAY_REQUIRE_BROWSER=1) must not 
 from qrpay.kernel.clock import SystemClock
 from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER, payment_id_for
 from qrpay.runner.context import build_app
-from tests.browser.fakes import FakeDownstreams, FakeOrder, running_fakes
+from tests.browser.fakes import FakeDownstreams, FakeOrder
 from tests.browser.server import serve_in_thread
-from tests.support.browser import PHONE, publish, screenshot
+from tests.support.browser import PHONE, TIMEOUT, publish, screenshot
 from tests.support.services import dev_config, make_context, point_services_at
 from tests.support.waiting import until
 
-TIMEOUT = 10_000
 TOKEN = re.compile(r"[A-Za-z0-9_-]{8,128}")
 SHARE_POST = "**/4.0/payments/v1/orders/share"
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[FakeDownstreams]:
-    with running_fakes() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +80,17 @@ def link(base: str, order: FakeOrder, *, hmac: str | None = None) -> str:
     return f"{base}/go-pay/orders?order_id={order.order_id}&hmac={hmac or order.hmac}"
 
 
+def open_order(
+    page: Page, base: str, fakes: FakeDownstreams, *, signed_in: bool = True, **order: Any
+) -> FakeOrder:
+    """A new order of the fakes, its link opened by a guest signed in (unless not)."""
+    new = fakes.new_order(**order)
+    if signed_in:
+        sign_in(page, base)
+    page.goto(link(base, new))
+    return new
+
+
 def state(page: Page, name: str) -> None:
     expect(page.locator("main")).to_have_attribute("data-state", name)
 
@@ -94,9 +98,7 @@ def state(page: Page, name: str) -> None:
 def test_the_bill_with_cashback_and_cards(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
-    order = fakes.new_order()
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    open_order(page, proxy_url, fakes)
     state(page, "bill")
     expect(page.get_by_role("heading", level=1)).to_have_text("Pushkin Café")
     expect(page.locator("#restaurant-name")).to_be_focused()
@@ -121,9 +123,7 @@ def test_pay_wait_and_paid_with_the_cashback(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
     fakes.polls_to_settle = 3
-    order = fakes.new_order()
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes)
     page.get_by_role("button", name="Pay ₽1,200").click()
     state(page, "waiting")
     expect(page.get_by_role("heading", name="Processing the payment")).to_be_focused()
@@ -147,9 +147,7 @@ def test_pay_wait_and_paid_with_the_cashback(
 def test_declined_then_another_card_pays(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
-    order = fakes.new_order()
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes)
     page.get_by_label("VISA •••• 9995, expires 06/29").check()
     page.get_by_role("button", name="Pay ₽1,200").click()
     state(page, "bill")
@@ -187,9 +185,7 @@ def test_a_link_without_order_or_hmac_is_not_found(page: Page, proxy_url: str) -
 
 
 def test_a_closed_order(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
-    order = fakes.new_order(status="CANCELED")
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    open_order(page, proxy_url, fakes, status="CANCELED")
     state(page, "closed")
     expect(page.get_by_role("heading", name="The order is closed")).to_be_visible()
     expect(page.locator("#closed-text")).to_contain_text("Please pay at the restaurant")
@@ -197,9 +193,7 @@ def test_a_closed_order(page: Page, proxy_url: str, fakes: FakeDownstreams) -> N
 
 
 def test_an_already_paid_order(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
-    order = fakes.new_order(status="PAYED")
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    open_order(page, proxy_url, fakes, status="PAYED")
     state(page, "closed")
     expect(page.get_by_role("heading", name="The order is already paid")).to_be_visible()
     screenshot(page, "already-paid")
@@ -220,9 +214,7 @@ def test_a_refunded_order_says_what_came_back(
 def test_an_already_paid_order_without_refunds_says_nothing_of_them(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
-    order = fakes.new_order(status="PAYED")
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes, status="PAYED")
     state(page, "closed")
     expect(page.get_by_role("heading", name="The order is already paid")).to_be_visible()
     # The page asked for the payment's status, which said nothing was refunded.
@@ -233,9 +225,7 @@ def test_an_already_paid_order_without_refunds_says_nothing_of_them(
 def test_an_order_closed_while_the_bill_was_open(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
-    order = fakes.new_order()
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes)
     state(page, "bill")
     order.status = "CANCELED"  # the TTL closed it meanwhile: pay answers 409 order_closed
     page.get_by_role("button", name="Pay ₽1,200").click()
@@ -269,9 +259,7 @@ def test_a_lost_connection_while_waiting_resumes_polling(
 ) -> None:
     fakes.polling_delay = "0.1"
     fakes.polls_to_settle = 50
-    order = fakes.new_order()
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes)
     page.route("**/4.0/payments/v1/orders?*", lambda route: route.abort("connectionreset"))
     page.get_by_role("button", name="Pay ₽1,200").click()
     state(page, "offline")
@@ -285,9 +273,8 @@ def test_a_lost_connection_while_waiting_resumes_polling(
 def test_payments_eda_down_says_unavailable(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
-    order = fakes.new_order()
     fakes.preorder_status = 503
-    page.goto(link(proxy_url, order))
+    open_order(page, proxy_url, fakes, signed_in=False)
     state(page, "offline")
     expect(page.get_by_role("heading", name="Service unavailable")).to_be_visible()
     fakes.preorder_status = 200
@@ -299,10 +286,8 @@ def test_double_click_on_pay_sends_one_request(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
     fakes.pay_delay = 0.5
-    order = fakes.new_order()
     before = fakes.pay.times_called
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes)
     button = page.locator("#pay-button")
     expect(button).to_have_text("Pay ₽1,200")
     button.dblclick()
@@ -319,8 +304,7 @@ def test_double_click_on_pay_sends_one_request(
 
 
 def test_sign_in_to_pay(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
-    order = fakes.new_order()
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes, signed_in=False)
     state(page, "bill")
     expect(page.get_by_role("radio")).to_have_count(0)
     sign_in_link = page.get_by_role("link", name="Sign in to pay")
@@ -345,9 +329,7 @@ def test_russian_by_the_browser_language(
 ) -> None:
     page = new_page(browser, locale="ru-RU")
     try:
-        order = fakes.new_order()
-        sign_in(page, proxy_url)
-        page.goto(link(proxy_url, order))
+        open_order(page, proxy_url, fakes)
         state(page, "bill")
         expect(page.locator("html")).to_have_attribute("lang", "ru")
         expect(page.get_by_role("button", name="Оплатить 1 200 ₽")).to_be_visible()
@@ -372,9 +354,7 @@ def test_russian_by_the_browser_language(
 
 
 def test_keyboard_only_payment(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
-    order = fakes.new_order()
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes)
     state(page, "bill")
     # The page puts focus on its heading; from there: the cards, then Pay.
     expect(page.locator("#restaurant-name")).to_be_focused()
@@ -413,12 +393,18 @@ def split_the_bill(page: Page) -> None:
     expect(page.get_by_role("group", name="How much you pay")).to_be_visible()
 
 
+def pick_items(page: Page, *items: str) -> None:
+    """Split the bill and pay for ``items`` (their checkboxes' names) only."""
+    split_the_bill(page)
+    page.get_by_role("radio", name="My items").check()
+    for item in items:
+        page.get_by_role("checkbox", name=item).check()
+
+
 def test_a_share_of_items_is_paid_as_a_share(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
-    order = fakes.new_order()
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    open_order(page, proxy_url, fakes)
     state(page, "bill")
     # Nobody splits yet: the whole-bill button, and splitting offered after it.
     expect(page.get_by_role("button", name="Pay ₽1,200")).to_be_visible()
@@ -449,9 +435,7 @@ def test_a_share_of_items_is_paid_as_a_share(
 def test_a_stale_share_price_is_quoted_again(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
-    order = fakes.new_order()
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes)
     split_the_bill(page)
     page.get_by_role("radio", name="5%", exact=True).check()
     expect(page.locator("#share-price")).to_have_text("₽1,200")
@@ -479,12 +463,8 @@ def test_a_reload_while_a_share_is_paid_polls_it_again(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
     fakes.polls_to_settle = 1000
-    order = fakes.new_order()
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
-    split_the_bill(page)
-    page.get_by_role("radio", name="My items").check()
-    page.get_by_role("checkbox", name="Borscht, ₽450").check()
+    order = open_order(page, proxy_url, fakes)
+    pick_items(page, "Borscht, ₽450")
     page.get_by_role("button", name="Pay ₽450").click()
     state(page, "waiting")
     page.reload()
@@ -501,9 +481,7 @@ def test_a_reload_while_a_share_is_paid_polls_it_again(
 
 
 def test_split_refusals_in_words(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
-    order = fakes.new_order()
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes)
     state(page, "bill")
     split_the_bill(page)
     notice = page.locator("#share-notice")
@@ -529,9 +507,7 @@ def test_split_refusals_in_words(page: Page, proxy_url: str, fakes: FakeDownstre
 def test_the_whole_bill_after_another_guest_began_a_share(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
-    order = fakes.new_order()
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes)
     state(page, "bill")
     before = fakes.pay.times_called
 
@@ -599,9 +575,7 @@ CONTRAST_JS = """
 
 
 def test_text_contrast_is_wcag_aa(page: Page, proxy_url: str, fakes: FakeDownstreams) -> None:
-    order = fakes.new_order()
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    open_order(page, proxy_url, fakes)
     state(page, "bill")
     ratios: dict[str, float] = page.evaluate(CONTRAST_JS)
     low = {selector: round(ratio, 2) for selector, ratio in ratios.items() if ratio < 4.5}
@@ -664,13 +638,30 @@ def lose_the_first_answer(page: Page, pattern: str) -> list[str]:
     return answered
 
 
+def pay_losing_the_answer(page: Page, pattern: str, button: str) -> None:
+    """Tap ``button``: the pay is made at payments-eda, its answer lost on the way back."""
+    answered = lose_the_first_answer(page, pattern)
+    page.get_by_role("button", name=button).click()
+    state(page, "offline")
+    assert answered == ["200"]
+
+
+def assert_the_share_was_sent_again_and_paid_once(
+    fakes: FakeDownstreams, order: FakeOrder, before: int, amount: int
+) -> None:
+    """The share's pay went twice after ``before`` (pay calls), with the same token, and
+    made one share of ``amount``."""
+    first, again = tokens(fakes.pay_share, before)
+    assert first == again
+    assert len(order.shares) == 1
+    assert order.paid == Decimal(amount)
+
+
 def test_each_tap_sends_a_new_token_and_a_declined_payment_forgets_it(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
-    order = fakes.new_order()
     before = fakes.pay.times_called
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes)
     page.get_by_label("VISA •••• 9995, expires 06/29").check()
     page.get_by_role("button", name="Pay ₽1,200").click()
     expect(page.locator("main")).to_have_attribute("data-reason", "declined")
@@ -689,13 +680,9 @@ def test_a_double_tap_on_a_share_pays_it_once(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
     fakes.pay_delay = 0.5  # the fake's pay answers late: the taps land while it is in flight
-    order = fakes.new_order()
     before = fakes.pay_share.times_called
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
-    split_the_bill(page)
-    page.get_by_role("radio", name="My items").check()
-    page.get_by_role("checkbox", name="Borscht, ₽450").check()
+    order = open_order(page, proxy_url, fakes)
+    pick_items(page, "Borscht, ₽450")
     page.get_by_role("button", name="Pay ₽450").dblclick()
     page.evaluate(
         "() => { const f = document.getElementById('pay-form'); f.requestSubmit(); f.requestSubmit(); }"
@@ -710,26 +697,16 @@ def test_a_double_tap_on_a_share_pays_it_once(
 def test_a_share_whose_answer_is_lost_is_followed_after_a_reload_never_paid_twice(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
-    order = fakes.new_order()
     before = fakes.pay_share.times_called
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
-    split_the_bill(page)
-    page.get_by_role("radio", name="My items").check()
-    page.get_by_role("checkbox", name="Kompot, ₽180").check()
-    answered = lose_the_first_answer(page, SHARE_POST)
-    page.get_by_role("button", name="Pay ₽180").click()
-    state(page, "offline")
-    assert answered == ["200"]  # made at payments-eda, the answer lost on the way back
+    order = open_order(page, proxy_url, fakes)
+    pick_items(page, "Kompot, ₽180")
+    pay_losing_the_answer(page, SHARE_POST, "Pay ₽180")
     assert stored_pay(page, order) is not None
     page.reload()
     state(page, "paid")
     expect(page.locator("#paid-total")).to_have_text("You paid ₽180 at Pushkin Café.")
-    first, again = tokens(fakes.pay_share, before)
-    assert first == again  # the reload sent the same pay again, with its token
+    assert_the_share_was_sent_again_and_paid_once(fakes, order, before, 180)
     assert fakes.pay_share.calls[before]["json"] == fakes.pay_share.calls[before + 1]["json"]
-    assert len(order.shares) == 1
-    assert order.paid == Decimal(180)
     assert stored_pay(page, order) is None
     # Paid and forgotten: the next tap is a new payment.
     page.reload()
@@ -740,36 +717,23 @@ def test_a_share_whose_answer_is_lost_is_followed_after_a_reload_never_paid_twic
 def test_try_again_after_a_lost_answer_re_sends_the_same_token(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
-    order = fakes.new_order()
     before = fakes.pay_share.times_called
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes)
     split_the_bill(page)
     page.get_by_role("radio", name="An equal share").check()
     page.locator("#parts").fill("4")
-    answered = lose_the_first_answer(page, SHARE_POST)
-    page.get_by_role("button", name="Pay ₽300").click()
-    state(page, "offline")
-    assert answered == ["200"]
+    pay_losing_the_answer(page, SHARE_POST, "Pay ₽300")
     page.get_by_role("button", name="Try again").click()
     state(page, "paid")
-    first, again = tokens(fakes.pay_share, before)
-    assert first == again
-    assert len(order.shares) == 1
-    assert order.paid == Decimal(300)
+    assert_the_share_was_sent_again_and_paid_once(fakes, order, before, 300)
 
 
 def test_a_whole_bill_pay_whose_answer_is_lost_is_followed_never_paid_twice(
     page: Page, proxy_url: str, fakes: FakeDownstreams
 ) -> None:
-    order = fakes.new_order()
     before = fakes.pay.times_called
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
-    answered = lose_the_first_answer(page, "**/4.0/payments/v1/orders")
-    page.get_by_role("button", name="Pay ₽1,200").click()
-    state(page, "offline")
-    assert answered == ["200"]
+    order = open_order(page, proxy_url, fakes)
+    pay_losing_the_answer(page, "**/4.0/payments/v1/orders", "Pay ₽1,200")
     page.reload()
     state(page, "paid")
     expect(page.locator("#paid-total")).to_have_text("You paid ₽1,200 at Pushkin Café.")
@@ -783,10 +747,8 @@ def test_a_whole_bill_pay_that_never_arrived_is_sent_again_with_its_token(
 ) -> None:
     """api-proxy answered WAITING for a pay it lost (here: it never reached payments-eda);
     the order's status names no payment of this page's, so the page sends it once more."""
-    order = fakes.new_order()
     before = fakes.pay.times_called
-    sign_in(page, proxy_url)
-    page.goto(link(proxy_url, order))
+    order = open_order(page, proxy_url, fakes)
     lost: list[str] = []
 
     def answer_for_a_lost_pay(route: Route) -> None:

@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - CI (QRPAY_REQUIRE_BROWSER=1) must not 
 
 from qrpay.runner.registry import SERVICE_MODULES
 from tests.support.browser import PHONE, publish, screenshot
-from tests.support.processes import QrpayUp, link_of, order_id_of
+from tests.support.processes import QrpayUp, order_id_of
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
@@ -42,13 +42,8 @@ SPLIT_ROUTE = "**/4.0/payments/v1/orders/split?*"
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QrpayUp]:
-    root = tmp_path_factory.mktemp("split-up")
-    instance = QrpayUp(root / "var", root / "up.log")
-    try:
-        instance.start(SERVICE_MODULES)
+    with QrpayUp.running(tmp_path_factory.mktemp("split-up"), SERVICE_MODULES) as instance:
         yield instance
-    finally:
-        instance.kill()
 
 
 class Guest:
@@ -93,12 +88,8 @@ class Guest:
 
 @pytest.fixture
 def guests(browser: Any, up: QrpayUp, tmp_path: Path) -> Iterator[tuple[Guest, Guest, Guest]]:
-    sim = up.pos_sim(
-        "--item", "Soup=400", "--item", "Steak=350", "--item", "Wine=250", "--item", "Tea=500",
-        "--out-dir", str(tmp_path / "out"), cwd=tmp_path,
-    )  # fmt: skip
-    assert sim.returncode == 0, sim.stdout + sim.stderr
-    query = parse_qs(urlsplit(link_of(sim.stdout)).query)
+    link = up.sell(tmp_path, "Soup=400", "Steak=350", "Wine=250", "Tea=500")
+    query = parse_qs(urlsplit(link).query)
     base = up.url("api-proxy")
     page_url = f"{base}/go-pay/orders?order_id={query['order_id'][0]}&hmac={query['hmac'][0]}"
     made = [Guest(browser, base, page_url) for _ in range(3)]

@@ -13,9 +13,5 @@ from tests.support.processes import QrpayUp
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[QrpayUp]:
-    instance = QrpayUp(tmp_path / "var", tmp_path / "up.log")
-    try:
-        instance.start(SERVICE_MODULES)
+    with QrpayUp.running(tmp_path, SERVICE_MODULES) as instance:
         yield instance
-    finally:
-        instance.kill()

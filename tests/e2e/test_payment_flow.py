@@ -18,14 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from qrpay.runner.registry import SERVICE_MODULES
 from tests.support.processes import (
-    QRPAY_TOOLS,
     QrpayUp,
-    kill_group,
-    link_of,
     order_id_of,
-    run,
-    start,
-    wait_for_text,
 )
 from tests.support.tickets import ticket_headers
 
@@ -40,28 +34,11 @@ def cashback_for(amount: str) -> Decimal:
 
 
 def new_order(up: QrpayUp, tmp_path: Path, amount: str) -> str:
-    sim = up.pos_sim("--item", f"Dinner={amount}", "--out-dir", str(tmp_path / "out"), cwd=tmp_path)
-    assert sim.returncode == 0, sim.stdout + sim.stderr
-    return link_of(sim.stdout)
+    return up.sell(tmp_path, f"Dinner={amount}")
 
 
 def guest(up: QrpayUp, link: str, card: str) -> subprocess.CompletedProcess[str]:
-    return run(
-        [
-            QRPAY_TOOLS,
-            "guest",
-            link,
-            "--card",
-            card,
-            "--api",
-            up.url("payments-eda"),
-            "--cashback-url",
-            up.url("cashback"),
-            "--timeout",
-            "30",
-        ],
-        timeout=60,
-    )
+    return up.guest(link, "--timeout", "30", card=card)
 
 
 def guest_status(up: QrpayUp, link: str) -> str:
@@ -81,30 +58,10 @@ def guest_status(up: QrpayUp, link: str) -> str:
 
 
 def test_guest_pays_the_pos_sees_payed_and_cashback_arrives(up: QrpayUp, tmp_path: Path) -> None:
-    log = tmp_path / "pos-sim.log"
     # The POS as in the restaurant: prints the bill and waits for the payment.
-    sim = start(
-        [
-            QRPAY_TOOLS,
-            "pos-sim",
-            "--url",
-            up.url("iiko-integration"),
-            "--item",
-            "Borscht=450.50",
-            "--item",
-            "Pelmeni=784.06",
-            "--poll-interval",
-            "0.2",
-            "--timeout",
-            "60",
-            "--out-dir",
-            str(tmp_path / "out"),
-        ],
-        log=log,
-        cwd=tmp_path,
-    )
-    try:
-        link = link_of(wait_for_text(log, "Receipt: ", timeout=30))
+    options = ("--poll-interval", "0.2", "--timeout", "60")
+    bill = ("Borscht=450.50", "Pelmeni=784.06")
+    with up.waiting_pos(tmp_path, *bill, options=options) as (sim, log, link):
         order_id = order_id_of(link)
         before = up.cashback_balance(USER)
 
@@ -117,8 +74,6 @@ def test_guest_pays_the_pos_sees_payed_and_cashback_arrives(up: QrpayUp, tmp_pat
 
         assert sim.wait(timeout=30) == 0, log.read_text()
         assert f"order {order_id}: PAID 1234.56 RUB" in log.read_text()
-    finally:
-        kill_group(sim)
     assert guest_status(up, link) == "PAYED"
     assert up.pos_status(order_id) == "PAYED"
     assert up.cashback_balance(USER) - before == cashback_for("1234.56") == Decimal(370)

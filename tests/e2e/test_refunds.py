@@ -16,7 +16,6 @@ from tests.support.processes import (
     QRPAY_TOOLS,
     QrpayUp,
     child_env,
-    link_of,
     order_id_of,
     run,
 )
@@ -28,13 +27,7 @@ USER = "demo-user"
 
 
 def guest(up: QrpayUp, link: str, *args: str) -> str:
-    done = run(
-        [
-            QRPAY_TOOLS, "guest", link, "--card", "card-ok", "--api", up.url("payments-eda"),
-            "--cashback-url", up.url("cashback"), *args,
-        ],
-        timeout=60,
-    )  # fmt: skip
+    done = up.guest(link, *args)
     return done.stdout + done.stderr
 
 
@@ -53,11 +46,7 @@ def support(up: QrpayUp, *args: str) -> tuple[int, str]:
 
 
 def test_the_pos_refunds_a_guest_and_support_sees_it(up: QrpayUp, tmp_path: Path) -> None:
-    sim = up.pos_sim(
-        "--item", "Soup=400", "--item", "Tea=100", "--out-dir", str(tmp_path / "out"), cwd=tmp_path
-    )
-    assert sim.returncode == 0, sim.stdout + sim.stderr
-    link = link_of(sim.stdout)
+    link = up.sell(tmp_path, "Soup=400", "Tea=100")
     order_id = order_id_of(link)
     before = up.cashback_balance(USER)
     # Two guests: the soup with a 10% tip, then the rest.

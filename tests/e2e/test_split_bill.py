@@ -15,14 +15,8 @@ import pytest
 
 from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER
 from tests.support.processes import (
-    QRPAY_TOOLS,
     QrpayUp,
-    kill_group,
-    link_of,
     order_id_of,
-    run,
-    start,
-    wait_for_text,
 )
 from tests.support.tickets import as_api_proxy
 from tests.support.waiting import until
@@ -89,22 +83,11 @@ class Guest:
 
 def test_three_guests_split_one_bill(up: QrpayUp, tmp_path: Path) -> None:
     # The POS as in the restaurant, on the push stream: prints each payment as it lands.
-    log = tmp_path / "pos-sim.log"
-    sim = start(
-        [
-            QRPAY_TOOLS, "pos-sim", "--url", up.url("iiko-integration"), "--push",
-            "--item", "Soup=400", "--item", "Steak=350", "--item", "Wine=250", "--item", "Tea=500",
-            "--timeout", "120", "--out-dir", str(tmp_path / "out"),
-        ],
-        log=log,
-        cwd=tmp_path,
-    )  # fmt: skip
-    try:
-        link = link_of(wait_for_text(log, "Receipt: ", timeout=30))
+    bill = ("Soup=400", "Steak=350", "Wine=250", "Tea=500")
+    options = ("--push", "--timeout", "120")
+    with up.waiting_pos(tmp_path, *bill, options=options) as (sim, log, link):
         split_three_ways(up, link)
         assert sim.wait(timeout=30) == 0, log.read_text()
-    finally:
-        kill_group(sim)
     printed = [line for line in log.read_text().splitlines() if line.startswith("payment")]
     assert printed == [
         "payment 1: 650.00 RUB for Soup, Wine · left 850.00 RUB",
@@ -159,21 +142,11 @@ def split_three_ways(up: QrpayUp, link: str) -> None:
 
 
 def test_the_waiter_closes_an_order_guests_paid_part_of(up: QrpayUp, tmp_path: Path) -> None:
-    sim = up.pos_sim(
-        "--item", "Soup=400", "--item", "Tea=100", "--out-dir", str(tmp_path / "out"), cwd=tmp_path
-    )
-    assert sim.returncode == 0, sim.stdout + sim.stderr
-    link = link_of(sim.stdout)
+    link = up.sell(tmp_path, "Soup=400", "Tea=100")
     order_id = order_id_of(link)
     guest = Guest(up, link)
     # The guest's CLI pays the soup with a 10% tip.
-    paid = run(
-        [
-            QRPAY_TOOLS, "guest", link, "--card", "card-ok", "--api", up.url("payments-eda"),
-            "--cashback-url", up.url("cashback"), "--share", "items:0", "--tip", "10%",
-        ],
-        timeout=60,
-    )  # fmt: skip
+    paid = up.guest(link, "--share", "items:0", "--tip", "10%")
     assert paid.returncode == 0, paid.stdout + paid.stderr
     assert "Paid 0.00 of 500.00 RUB; left 500.00 RUB" in paid.stdout
     assert "Your share: 400.00 RUB" in paid.stdout

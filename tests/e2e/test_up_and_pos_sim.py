@@ -19,11 +19,9 @@ from tests.support.processes import (
     QRPAY_TOOLS,
     QrpayUp,
     free_port,
-    kill_group,
     link_of,
     order_id_of,
     run,
-    start,
     wait_for_text,
 )
 from tests.support.services import dev_secdist
@@ -37,11 +35,8 @@ HMAC_KEYS = dev_secdist().hmac_keys
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[QrpayUp]:
-    instance = QrpayUp(tmp_path / "var", tmp_path / "up.log")
-    try:
+    with QrpayUp.running(tmp_path) as instance:  # each test starts it itself
         yield instance
-    finally:
-        instance.kill()
 
 
 def order_statuses(iiko: str, order_ids: list[str]) -> list[dict[str, str]]:
@@ -63,6 +58,18 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], *fragments: 
     for fragment in fragments:
         assert fragment in lines[0], result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def pay_the_bill_on_eda(up: QrpayUp, order_id: str) -> None:
+    """Stand in for payments-eda (eda's payment moves are its): the payment of the whole
+    bill of 100 it would make, straight on eda."""
+    eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payments"
+    payer = ticket_headers("payments-eda", to="eda")
+    body = {"payment_id": "pay-1", "choice": {"way": "rest"}, "amount": "100.00", "currency": "RUB"}
+    started = httpx.post(f"{eda}/start", json=body, headers=payer)
+    assert started.status_code == 200, started.text
+    completed = httpx.post(f"{eda}/complete", json={"payment_id": "pay-1"}, headers=payer)
+    assert completed.status_code == 200, completed.text
 
 
 def test_up_pos_sim_stop_and_restart(up: QrpayUp, tmp_path: Path) -> None:
@@ -135,98 +142,26 @@ def test_up_on_a_busy_port_fails_in_one_line(up: QrpayUp) -> None:
 
 def test_pos_sim_waits_until_the_order_is_paid(up: QrpayUp, tmp_path: Path) -> None:
     up.start(SERVICE_MODULES)
-    log = tmp_path / "pos-sim.log"
-    sim = start(
-        [
-            QRPAY_TOOLS,
-            "pos-sim",
-            "--url",
-            up.url("iiko-integration"),
-            "--out-dir",
-            str(tmp_path / "out"),
-            "--poll-interval",
-            "0.2",
-            "--timeout",
-            "60",
-            "--item",
-            "Tea=100",
-        ],
-        log=log,
-        cwd=tmp_path,
-    )
-    try:
-        output = wait_for_text(log, "Receipt: ", timeout=30)
-        order_id = order_id_of(link_of(output))
-        # Stand in for payments-eda: the payment it would make, straight on eda.
-        eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payments"
-        payer = ticket_headers("payments-eda", to="eda")
-        started = httpx.post(
-            f"{eda}/start",
-            json={
-                "payment_id": "pay-1",
-                "choice": {"way": "rest"},
-                "amount": "100.00",
-                "currency": "RUB",
-            },
-            headers=payer,
-        )
-        assert started.status_code == 200, started.text
-        completed = httpx.post(f"{eda}/complete", json={"payment_id": "pay-1"}, headers=payer)
-        assert completed.status_code == 200, completed.text
+    options = ("--poll-interval", "0.2", "--timeout", "60")
+    with up.waiting_pos(tmp_path, "Tea=100", options=options) as (sim, log, link):
+        order_id = order_id_of(link)
+        pay_the_bill_on_eda(up, order_id)
         assert sim.wait(timeout=30) == 0, log.read_text()
         assert f"order {order_id}: PAID 100.00 RUB" in log.read_text()
-    finally:
-        kill_group(sim)
     assert up.stop() == 0
 
 
 def test_pos_sim_push_prints_each_change_as_it_arrives(up: QrpayUp, tmp_path: Path) -> None:
     up.start(SERVICE_MODULES)
-    log = tmp_path / "pos-sim.log"
-    sim = start(
-        [
-            QRPAY_TOOLS,
-            "pos-sim",
-            "--push",
-            "--url",
-            up.url("iiko-integration"),
-            "--out-dir",
-            str(tmp_path / "out"),
-            # Polling would not see the payment within the test: only the push does.
-            "--poll-interval",
-            "600",
-            "--timeout",
-            "60",
-            "--item",
-            "Tea=100",
-        ],
-        log=log,
-        cwd=tmp_path,
-    )
-    try:
-        output = wait_for_text(log, "Receipt: ", timeout=30)
-        order_id = order_id_of(link_of(output))
+    # Polling would not see the payment within the test: only the push does.
+    options = ("--push", "--poll-interval", "600", "--timeout", "60")
+    with up.waiting_pos(tmp_path, "Tea=100", options=options) as (sim, log, link):
+        order_id = order_id_of(link)
         # Subscribed: its one status read is printed before any change.
         wait_for_text(log, f"order {order_id}: WAITING", timeout=30)
-        eda = f"http://127.0.0.1:{up.ports['eda']}/v1/orders/{order_id}/payments"
-        payer = ticket_headers("payments-eda", to="eda")  # eda's payment moves are payments-eda's
-        started = httpx.post(
-            f"{eda}/start",
-            json={
-                "payment_id": "pay-1",
-                "choice": {"way": "rest"},
-                "amount": "100.00",
-                "currency": "RUB",
-            },
-            headers=payer,
-        )
-        assert started.status_code == 200, started.text
-        completed = httpx.post(f"{eda}/complete", json={"payment_id": "pay-1"}, headers=payer)
-        assert completed.status_code == 200, completed.text
+        pay_the_bill_on_eda(up, order_id)
         assert sim.wait(timeout=30) == 0, log.read_text()
         text = log.read_text()
         assert f"order {order_id}: PAYED" in text
         assert f"order {order_id}: PAID 100.00 RUB" in text
-    finally:
-        kill_group(sim)
     assert up.stop() == 0

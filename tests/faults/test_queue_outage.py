@@ -33,6 +33,28 @@ async def queue(private_postgres: PrivatePostgres) -> AsyncIterator[TaskQueue]:
         await instance.close()
 
 
+def recorded(queue: TaskQueue) -> list[int]:
+    """The ``n`` of each task of ``SPEC`` the queue's worker ran, in order."""
+    seen: list[int] = []
+
+    async def record(payload: dict[str, Any]) -> None:
+        seen.append(payload["n"])
+
+    queue.register(SPEC, record)
+    return seen
+
+
+async def put_when_back(queue: TaskQueue, n: int, back: float, what: str) -> None:
+    """Put task ``n`` again and again until the queue takes it; fail with ``what`` when it
+    still refuses 15 s after ``back`` (the database's start)."""
+    while True:
+        try:
+            await queue.put(SPEC, task_id=f"t{n}", payload={"n": n})
+            return
+        except DependencyUnavailable:
+            assert time.monotonic() - back < 15, what
+
+
 async def wait_for(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -43,12 +65,7 @@ async def wait_for(condition: Any, timeout: float, what: str) -> None:
 async def test_the_queue_and_its_worker_ride_out_a_database_restart(
     queue: TaskQueue, private_postgres: PrivatePostgres
 ) -> None:
-    seen: list[int] = []
-
-    async def record(payload: dict[str, Any]) -> None:
-        seen.append(payload["n"])
-
-    queue.register(SPEC, record)
+    seen = recorded(queue)
     worker = asyncio.create_task(queue.run_worker([SPEC.queue], concurrency=2))
     try:
         await queue.put(SPEC, task_id="t1", payload={"n": 1})
@@ -67,12 +84,7 @@ async def test_the_queue_and_its_worker_ride_out_a_database_restart(
 
         await asyncio.to_thread(private_postgres.start)
         back = time.monotonic()
-        while True:
-            try:
-                await queue.put(SPEC, task_id="t3", payload={"n": 3})
-                break
-            except DependencyUnavailable:
-                assert time.monotonic() - back < 15, "puts still fail 15 s after the restart"
+        await put_when_back(queue, 3, back, "puts still fail 15 s after the restart")
         first_put = time.monotonic() - back
         await wait_for(lambda: seen == [1, 3], 15, f"the worker did not go on ({seen})")
         consumed = time.monotonic() - back
@@ -96,12 +108,7 @@ async def test_a_queue_and_worker_started_while_the_database_is_down_work_once_i
     await asyncio.to_thread(private_postgres.stop)
 
     queue = TaskQueue(private_postgres.admin_url)
-    seen: list[int] = []
-
-    async def record(payload: dict[str, Any]) -> None:
-        seen.append(payload["n"])
-
-    queue.register(SPEC, record)
+    seen = recorded(queue)
     # psycopg_pool closes a pool for good when it is not filled within procrastinate's
     # opening wait: the queue opens without waiting instead.
     worker = asyncio.create_task(queue.run_worker([SPEC.queue], concurrency=2))
@@ -109,13 +116,7 @@ async def test_a_queue_and_worker_started_while_the_database_is_down_work_once_i
         with pytest.raises(DependencyUnavailable):
             await queue.put(SPEC, task_id="t1", payload={"n": 1})
         await asyncio.to_thread(private_postgres.start)
-        back = time.monotonic()
-        while True:
-            try:
-                await queue.put(SPEC, task_id="t2", payload={"n": 2})
-                break
-            except DependencyUnavailable:
-                assert time.monotonic() - back < 15, "puts still fail 15 s after the start"
+        await put_when_back(queue, 2, time.monotonic(), "puts still fail 15 s after the start")
         await wait_for(lambda: seen == [2], 20, f"the worker did not start consuming ({seen})")
         assert not worker.done(), "the worker stopped"
     finally:

@@ -38,6 +38,7 @@ from tests.support.payments_cluster import (
     Patience,
     PayingGuest,
     pay_like_the_page,
+    slow_gateway,
 )
 from tests.support.postgres import DatabaseFactory
 from tests.support.tickets import ticket_headers
@@ -57,8 +58,7 @@ CASHBACK_RATE = Decimal("0.3")  # rest-1's
 
 
 def _configure(config: dict[str, Any]) -> None:
-    gateway = config["transactions"].get("gateway", {})
-    config["transactions"]["gateway"] = {**gateway, "latency_ms": GATEWAY_LATENCY_MS}
+    slow_gateway(config, GATEWAY_LATENCY_MS)
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ from tests.support.payments_cluster import (
     Patience,
     PayingGuest,
     pay_like_the_page,
+    slow_gateway,
 )
 from tests.support.postgres import DatabaseFactory
 
@@ -78,8 +79,7 @@ EVIDENCE_LOGS = ("transactions.log", "payments-eda.log", "worker-a.log", "eda.lo
 
 def _configure(config: dict[str, Any]) -> None:
     config.setdefault("payments", {})["hold_watchdog_seconds"] = WATCHDOG_SECONDS
-    gateway = config["transactions"].get("gateway", {})
-    config["transactions"]["gateway"] = {**gateway, "latency_ms": GATEWAY_LATENCY_MS}
+    slow_gateway(config, GATEWAY_LATENCY_MS)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qrpay.api_proxy.domain import SESSION_COOKIE, new_session, sign_session
@@ -38,9 +38,10 @@ from tests.support.component.payments_eda import pay_body, signature
 from tests.support.fuzz import (
     BILL,
     Fakes,
-    asgi_schema,
     background_loop,
+    lazy_schema,
     running_fakes,
+    schema_settings,
     sign_payer_case,
 )
 from tests.support.services import (
@@ -52,13 +53,7 @@ from tests.support.services import (
     served,
 )
 
-FUZZ = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+FUZZ = settings(schema_settings(25), derandomize=True, database=None)
 PAYER = "/4.0/payments/v1"
 
 
@@ -122,13 +117,6 @@ def call_and_check(case: Any, fakes: Fakes, **kwargs: Any) -> None:
     assert response.status_code < 500, (case.method, case.path, response.text)
     if response.status_code >= 400:
         assert fakes.writes() == writes, (case.method, case.path, response.status_code)
-
-
-def lazy_schema(request: pytest.FixtureRequest, app: FastAPI) -> Any:
-    # schemathesis' lazy loader reads `node._nodeid`, which pytest 9 no longer has.
-    if not hasattr(request.node, "_nodeid"):
-        request.node._nodeid = request.node.nodeid
-    return asgi_schema(app)
 
 
 # --- iiko-integration: the POS API and the app API -------------------------------------------

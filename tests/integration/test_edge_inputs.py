@@ -23,11 +23,10 @@ from tests.support.component.payments_eda import USER, pay_body
 from tests.support.postgres import DatabaseFactory, migrate, row_count
 from tests.support.services import (
     dev_config,
-    dev_secdist,
+    eda_on_postgres,
     make_context,
     point_services_at,
     running_service,
-    served,
 )
 
 pytestmark = pytest.mark.postgres
@@ -59,13 +58,8 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     async with pg_database() as url:
         await migrate("eda", url)
-        eda_ctx = make_context(
-            "eda", tmp_path / "eda", secdist=dev_secdist(databases={"eda": url}), clock=frozen_clock
-        )
-        async with (
-            running_service(eda_ctx, migrate=False) as (eda_app, eda_client),
-            served(eda_app) as eda_url,
-        ):
+        async with eda_on_postgres(tmp_path, url, frozen_clock, migrate=False) as eda:
+            _eda_app, eda_client, eda_url = eda
             config = point_services_at(dev_config(), eda_url, "eda", retries=0)
             # The refused calls below never get past eda: the rest is unreachable.
             config = point_services_at(

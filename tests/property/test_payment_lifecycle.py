@@ -43,7 +43,7 @@ import asyncio
 import contextlib
 import functools
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -468,16 +468,18 @@ class Stack:
 
     # --- what the services hold ------------------------------------------------------------
 
-    async def order(self, order_id: str) -> dict[str, Any]:
-        answer = await self.clients["eda"].get(f"/v1/orders/{order_id}")
+    async def read(self, service: str, path: str) -> Any:
+        """``GET path`` of ``service``, which must answer 200: its body."""
+        answer = await self.clients[service].get(path)
         assert answer.status_code == 200, answer.text
-        result: dict[str, Any] = answer.json()
+        return answer.json()
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.read("eda", f"/v1/orders/{order_id}")
         return result
 
     async def ledger(self, order_id: str) -> dict[str, Any]:
-        answer = await self.clients["eda"].get(f"/v1/orders/{order_id}/payments")
-        assert answer.status_code == 200, answer.text
-        result: dict[str, Any] = answer.json()
+        result: dict[str, Any] = await self.read("eda", f"/v1/orders/{order_id}/payments")
         return result
 
     async def operations(self, invoice_id: str) -> list[dict[str, Any]]:
@@ -489,21 +491,19 @@ class Stack:
         return ops
 
     async def cashback_of(self, order_id: str) -> dict[str, Any]:
-        answer = await self.clients["cashback"].get(f"/v1/cashback/orders/{order_id}")
-        assert answer.status_code == 200, answer.text
-        result: dict[str, Any] = answer.json()
+        result: dict[str, Any] = await self.read("cashback", f"/v1/cashback/orders/{order_id}")
         return result
 
     async def balances(self) -> list[dict[str, Any]]:
-        answer = await self.clients["cashback"].get(f"/v1/users/{USER}/balance")
-        assert answer.status_code == 200, answer.text
-        balances: list[dict[str, Any]] = answer.json()["balances"]
+        balances: list[dict[str, Any]] = (await self.read("cashback", f"/v1/users/{USER}/balance"))[
+            "balances"
+        ]
         return balances
 
     async def accruals(self) -> list[dict[str, Any]]:
-        answer = await self.clients["cashback"].get(f"/v1/users/{USER}/accruals")
-        assert answer.status_code == 200, answer.text
-        accruals: list[dict[str, Any]] = answer.json()["accruals"]
+        accruals: list[dict[str, Any]] = (
+            await self.read("cashback", f"/v1/users/{USER}/accruals")
+        )["accruals"]
         return accruals
 
     async def observe(self, order_ids: list[str]) -> tuple[list[Observed], list[dict[str, Any]]]:
@@ -681,6 +681,18 @@ class PaymentLifecycle(RuleBasedStateMachine):
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
 
+    def refused_as_expected(
+        self, exc: QrpayError, expected: Collection[str], fired_before: int, what: str
+    ) -> bool:
+        """Whether ``exc`` is an answer the guest may get (one of ``expected``, or a
+        downstream's answer this very request lost: a fault fired since ``fired_before``),
+        tallied as such; anything else is a bug the caller raises."""
+        faulted = len(self.stack.wire.fired) > fired_before
+        if exc.code not in expected and not (faulted and isinstance(exc, DependencyUnavailable)):
+            return False
+        tally(f"{what} refused: {exc.code}")
+        return True
+
     def teardown(self) -> None:
         try:
             self.run(self.stack.stop())
@@ -830,14 +842,9 @@ class PaymentLifecycle(RuleBasedStateMachine):
             try:
                 return await self.stack.service.pay(request, token, USER, "en")
             except QrpayError as exc:
-                # The guest's answers to a paid, closed or changed order; anything else is a
-                # bug, but for a downstream's answer that this very request lost.
-                faulted = len(self.stack.wire.fired) > fired_before
-                if exc.code not in refused and not (
-                    faulted and isinstance(exc, DependencyUnavailable)
-                ):
+                # The guest's answers to a paid, closed or changed order.
+                if not self.refused_as_expected(exc, refused, fired_before, "whole bill"):
                     raise
-                tally(f"whole bill refused: {exc.code}")
                 return None
 
         async def twice() -> list[Any]:
@@ -894,12 +901,8 @@ class PaymentLifecycle(RuleBasedStateMachine):
             try:
                 answer = await self.stack.service.pay_share(request, token, USER, "en")
             except QrpayError as exc:
-                faulted = len(self.stack.wire.fired) > fired_before
-                if exc.code not in SHARE_REFUSED and not (
-                    faulted and isinstance(exc, DependencyUnavailable)
-                ):
+                if not self.refused_as_expected(exc, SHARE_REFUSED, fired_before, "share"):
                     raise
-                tally(f"share refused: {exc.code}")
                 return None
             assert answer.share_id == payment_id_for(order_id, token), answer
             return answer
@@ -999,12 +1002,8 @@ class PaymentLifecycle(RuleBasedStateMachine):
                 await self.stack.service.refunds.refund(request)
                 tally(f"refund admitted: {how}")
             except QrpayError as exc:
-                faulted = len(self.stack.wire.fired) > fired_before
-                if exc.code not in REFUND_REFUSED and not (
-                    faulted and isinstance(exc, DependencyUnavailable)
-                ):
+                if not self.refused_as_expected(exc, REFUND_REFUSED, fired_before, "refund"):
                     raise
-                tally(f"refund refused: {exc.code}")
 
         async def twice() -> None:
             await asyncio.gather(refund(), refund())

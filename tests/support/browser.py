@@ -17,6 +17,10 @@ DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 
 
+# How long a page's action or expectation waits, in milliseconds (Playwright's default timeout).
+TIMEOUT = 10_000
+
+
 def screenshot(page: Any, name: str) -> Path:
     """Save the page as ``out/screenshots/<name>.png`` (the whole page, phone-sized)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

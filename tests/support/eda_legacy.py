@@ -15,50 +15,41 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
     insert,
 )
 
-from qrpay.kernel.db import sync_url
+from tests.support.postgres import sync_connection
 
 # The tables as 0004 made them, written down here: the code's own declarations moved on.
 _metadata = MetaData()
-orders_0004 = Table(
+ID, NAME, STATE, MONEY = String(32), String(128), String(16), String(32)
+STAMP = DateTime(timezone=True)
+
+
+def _table_0004(name: str, key: tuple[str, ...], **columns: Any) -> Table:
+    """A table of 0004: ``columns`` by name and type, those named in ``key`` its primary key."""
+    return Table(
+        name,
+        _metadata,
+        *(Column(column, kind, primary_key=column in key) for column, kind in columns.items()),
+    )
+
+
+orders_0004 = _table_0004(
     "orders",
-    _metadata,
-    Column("id", String(32), primary_key=True),
-    Column("client_id", String(64)),
-    Column("internal_order_id", String(128)),
-    Column("status", String(32)),
-    Column("currency", String(3)),
-    Column("amount", String(32)),
-    Column("elements", JSON),
-    Column("bill_version", Integer),
-    Column("payment_id", String(128)),
-    Column("payment_phase", String(16)),
-    Column("version", Integer),
-    Column("change_tx", BigInteger),
-    Column("created_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True)),
-)
-order_shares_0004 = Table(
+    ("id",),
+    id=ID, client_id=String(64), internal_order_id=NAME, status=ID, currency=String(3),
+    amount=MONEY, elements=JSON, bill_version=Integer, payment_id=NAME, payment_phase=STATE,
+    version=Integer, change_tx=BigInteger, created_at=STAMP, updated_at=STAMP,
+)  # fmt: skip
+order_shares_0004 = _table_0004(
     "order_shares",
-    _metadata,
-    Column("id", String(128), primary_key=True),
-    Column("order_id", String(32)),
-    Column("amount", String(32)),
-    Column("tip", String(32)),
-    Column("items", JSON),
-    Column("state", String(16)),
-    Column("created_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True)),
-)
-order_share_items_0004 = Table(
-    "order_share_items",
-    _metadata,
-    Column("order_id", String(32), primary_key=True),
-    Column("item", Integer, primary_key=True),
-    Column("share_id", String(128)),
+    ("id",),
+    id=NAME, order_id=ID, amount=MONEY, tip=MONEY, items=JSON, state=STATE,
+    created_at=STAMP, updated_at=STAMP,
+)  # fmt: skip
+order_share_items_0004 = _table_0004(
+    "order_share_items", ("order_id", "item"), order_id=ID, item=Integer, share_id=NAME
 )
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -135,14 +126,10 @@ LEGACY_SHARE_ITEMS = [
 
 def seed_revision_0004(url: str) -> None:
     """The rows above, written into a database migrated to 0004."""
-    engine = create_engine(sync_url(url))
-    try:
-        with engine.begin() as connection:
-            connection.execute(insert(orders_0004), LEGACY_ORDERS)
-            connection.execute(insert(order_shares_0004), LEGACY_SHARES)
-            connection.execute(insert(order_share_items_0004), LEGACY_SHARE_ITEMS)
-    finally:
-        engine.dispose()
+    with sync_connection(url, write=True) as connection:
+        connection.execute(insert(orders_0004), LEGACY_ORDERS)
+        connection.execute(insert(order_shares_0004), LEGACY_SHARES)
+        connection.execute(insert(order_share_items_0004), LEGACY_SHARE_ITEMS)
 
 
 # payment id -> (order, invoice, amount, tip, state, items, paid_seq) after 0005.

@@ -68,6 +68,12 @@ class MockServer:
 
         return self.handler(path, method)(answer)
 
+    def error_handler(
+        self, path: str, status: int, code: str, message: str, method: str = "POST"
+    ) -> MockedRoute:
+        """``path`` answers the error ``code`` (a service's error body) with ``status``."""
+        return self.json_handler(path, {"code": code, "message": message}, status, method)
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.requests_by_path[request.path] += 1
         route = self._routes.get((request.method, request.path)) or self._matching(request)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
+
+from qrpay.restaurants import Restaurant
 
 
 def bill(amount: str, *elements: tuple[str, str], currency: str = "RUB") -> dict[str, Any]:
@@ -42,3 +45,14 @@ def card(
         "expiry": expiry,
         "available": available,
     }
+
+
+def restaurant(rate: str, cap: str | None = None) -> Restaurant:
+    """rest-1, a Moscow café giving ``rate`` percent cashback, at most ``cap`` an order."""
+    return Restaurant(
+        client_id="rest-1",
+        name="Café",
+        zone="moscow",
+        cashback_rate=Decimal(rate),
+        cashback_cap=None if cap is None else Decimal(cap),
+    )

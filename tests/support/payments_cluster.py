@@ -51,6 +51,12 @@ USER = "pg-user"
 CARD = "pg-card-ok"
 
 
+def slow_gateway(config: dict[str, Any], latency_ms: int) -> None:
+    """Make the sandbox gateway of ``config`` (a config's data) take ``latency_ms`` a call."""
+    gateway = config["transactions"].get("gateway", {})
+    config["transactions"]["gateway"] = {**gateway, "latency_ms": latency_ms}
+
+
 def config_data(base: int, **overrides: Any) -> dict[str, Any]:
     data = embedded_config(load_yaml(REPO_DEV_CONFIG / "config.yaml"), "127.0.0.1", base)
     data["transactions"]["relay_interval_seconds"] = 0.2

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from uuid import uuid4
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine, func, select, text
 from sqlalchemy import table as sql_table
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from qrpay.kernel.db import sync_url
@@ -22,6 +23,22 @@ from qrpay.kernel.queue_schema import RECORDS
 
 # ``async with pg_database() as url:`` gives a fresh, empty database.
 DatabaseFactory = Callable[[], AbstractAsyncContextManager[str]]
+
+
+# The params of a fixture that runs its tests on SQLite and on PostgreSQL (``either_database``).
+SQLITE_AND_POSTGRES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@asynccontextmanager
+async def either_database(request: pytest.FixtureRequest, sqlite_path: Path) -> AsyncIterator[str]:
+    """The URL of a fresh database of the fixture's param: SQLite in ``sqlite_path`` or, for
+    ``postgres``, a fresh PostgreSQL database (``pg_database``)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{sqlite_path}"
+        return
+    pg_database: DatabaseFactory = request.getfixturevalue("pg_database")
+    async with pg_database() as url:
+        yield url
 
 
 @asynccontextmanager
@@ -63,17 +80,23 @@ def _not_the_queue(_object: object, name: str | None, type_: str, *_: object) ->
     )
 
 
-def metadata_diff(url: str, metadata: MetaData) -> list[object]:
-    """What differs between the tables at ``url`` and ``metadata`` (the queue's tables aside)."""
+@contextmanager
+def sync_connection(url: str, *, write: bool = False) -> Iterator[Connection]:
+    """A synchronous connection to the database at ``url`` (an async driver's URL); with
+    ``write``, in a transaction committed at the end. The engine is disposed of after."""
     engine = create_engine(sync_url(url))
     try:
-        with engine.connect() as connection:
-            context = MigrationContext.configure(
-                connection, opts={"include_object": _not_the_queue}
-            )
-            return list(compare_metadata(context, metadata))
+        with engine.begin() if write else engine.connect() as connection:
+            yield connection
     finally:
         engine.dispose()
+
+
+def metadata_diff(url: str, metadata: MetaData) -> list[object]:
+    """What differs between the tables at ``url`` and ``metadata`` (the queue's tables aside)."""
+    with sync_connection(url) as connection:
+        context = MigrationContext.configure(connection, opts={"include_object": _not_the_queue})
+        return list(compare_metadata(context, metadata))
 
 
 def sqlite_migration_diff(service: str, tmp_path: Path, metadata: MetaData) -> list[object]:

@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -176,6 +176,19 @@ class QrpayUp:
         if config:
             self._write_config(config)
 
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, root: Path, services: Iterable[str] = (), **options: Any) -> Iterator[QrpayUp]:
+        """`qrpay up` with its data and log under ``root``, started for ``services`` (none:
+        not started), killed at the end whatever the test did."""
+        instance = cls(root / "var", root / "up.log", **options)
+        try:
+            if services:
+                instance.start(services)
+            yield instance
+        finally:
+            instance.kill()
+
     def _write_config(self, overrides: dict[str, Any]) -> None:
         import yaml
 
@@ -227,6 +240,57 @@ class QrpayUp:
         """`qrpay-tools pos-sim --no-wait` against this iiko-integration, with ``args``."""
         command = [QRPAY_TOOLS, "pos-sim", "--url", self.url("iiko-integration"), "--no-wait"]
         return run([*command, *args], cwd=cwd)
+
+    @contextlib.contextmanager
+    def waiting_pos(
+        self, cwd: Path, *items: str, options: Sequence[str] = ()
+    ) -> Iterator[tuple[subprocess.Popen[bytes], Path, str]]:
+        """pos-sim as in the restaurant: prints the bill of ``items`` (``name=price``) and
+        waits for its payment (with ``options``); yields the process, its log and, once it
+        printed the receipt, the order's deep link. Killed at the end."""
+        log = cwd / "pos-sim.log"
+        args = [arg for item in items for arg in ("--item", item)]
+        sim = start(
+            [
+                QRPAY_TOOLS, "pos-sim", "--url", self.url("iiko-integration"), *args, *options,
+                "--out-dir", str(cwd / "out"),
+            ],
+            log=log,
+            cwd=cwd,
+        )  # fmt: skip
+        try:
+            yield sim, log, link_of(wait_for_text(log, "Receipt: ", timeout=30))
+        finally:
+            kill_group(sim)
+
+    def sell(self, cwd: Path, *items: str) -> str:
+        """pos-sim opens an order of ``items`` (``name=price``), its QR code and receipt in
+        ``cwd/out``; the order's deep link."""
+        args = [arg for item in items for arg in ("--item", item)]
+        sim = self.pos_sim(*args, "--out-dir", str(cwd / "out"), cwd=cwd)
+        assert sim.returncode == 0, sim.stdout + sim.stderr
+        return link_of(sim.stdout)
+
+    def guest(
+        self, link: str, *args: str, card: str = "card-ok"
+    ) -> subprocess.CompletedProcess[str]:
+        """`qrpay-tools guest` pays ``link`` with ``card`` through this payments-eda."""
+        api, cashback = self.url("payments-eda"), self.url("cashback")
+        return run(
+            [
+                QRPAY_TOOLS,
+                "guest",
+                link,
+                "--card",
+                card,
+                "--api",
+                api,
+                "--cashback-url",
+                cashback,
+                *args,
+            ],
+            timeout=60,
+        )
 
     def pos_call(self, path: str, body: dict[str, object]) -> httpx.Response:
         """A POS API call as the restaurant's POS makes it (the dev key)."""

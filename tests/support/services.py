@@ -123,3 +123,15 @@ async def served(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+@asynccontextmanager
+async def eda_on_postgres(
+    tmp_path: Path, database_url: str, clock: Clock, *, migrate: bool = True
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, str]]:
+    """eda on the PostgreSQL database at ``database_url``, data in ``tmp_path/eda``, served on
+    a real local port: its app, an in-process client and its base URL."""
+    secdist = dev_secdist(databases={"eda": database_url})
+    ctx = make_context("eda", tmp_path / "eda", secdist=secdist, clock=clock)
+    async with running_service(ctx, migrate=migrate) as (app, client), served(app) as url:
+        yield app, client, url

@@ -133,10 +133,14 @@ class GuardedCall:
     client: httpx.AsyncClient
     method: str
     path: str
-    route: str  # the route's template, the counter's label
+    route: str = ""  # the route's template, the counter's label (default: the path)
     json: Any = None
     params: dict[str, str] | None = None
     headers: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.route:
+            object.__setattr__(self, "route", self.path)
 
     async def send(self, ticket: str) -> httpx.Response:
         headers = {**(self.headers or {}), TICKET_HEADER: ticket}

@@ -9,7 +9,7 @@ import pytest
 
 from qrpay.kernel.clock import FrozenClock
 from qrpay.runner.config import QrpayConfig
-from tests.support.component.api_proxy import Started
+from tests.support.component.api_proxy import Started, sign_in
 from tests.support.mockserver import MockServer
 from tests.support.services import dev_config, make_context, point_services_at, running_service
 
@@ -40,3 +40,10 @@ async def proxy(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with start_proxy(proxy_config) as client:
         yield client
+
+
+@pytest.fixture
+async def guest(proxy: httpx.AsyncClient) -> httpx.AsyncClient:
+    """``proxy`` with the demo guest signed in."""
+    await sign_in(proxy)
+    return proxy

@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 
 from qrpay.runner.config import QrpayConfig
-from tests.support.component.api_proxy import Started, sign_in
+from tests.support.component.api_proxy import Started, sign_in, signed_in
 from tests.support.component.iiko_integration import closed_port_url
 from tests.support.mockserver import MockServer, drop_connection, error_response, json_response
 from tests.support.services import point_services_at
@@ -152,18 +152,16 @@ async def test_the_polling_delay_is_passed_back(
 
 
 async def test_routes_that_are_not_the_guests_are_not_forwarded(
-    proxy: httpx.AsyncClient, mockserver: MockServer
+    guest: httpx.AsyncClient, mockserver: MockServer
 ) -> None:
-    await sign_in(proxy)
     for method, path in [("GET", "callbacks"), ("POST", "preorder"), ("GET", "../admin")]:
-        answer = await proxy.request(method, f"/4.0/payments/v1/{path}", json={})
+        answer = await guest.request(method, f"/4.0/payments/v1/{path}", json={})
         assert answer.status_code == 404, (method, path)
     assert not mockserver.requests_by_path
 
 
-async def test_pay_must_be_json(proxy: httpx.AsyncClient, mockserver: MockServer) -> None:
-    await sign_in(proxy)
-    answer = await proxy.post(
+async def test_pay_must_be_json(guest: httpx.AsyncClient, mockserver: MockServer) -> None:
+    answer = await guest.post(
         "/4.0/payments/v1/orders", content=b"order_id=x", headers={"Content-Type": "text/plain"}
     )
     assert answer.status_code == 400
@@ -172,10 +170,9 @@ async def test_pay_must_be_json(proxy: httpx.AsyncClient, mockserver: MockServer
 
 
 async def test_a_cross_site_pay_is_refused(
-    proxy: httpx.AsyncClient, mockserver: MockServer
+    guest: httpx.AsyncClient, mockserver: MockServer
 ) -> None:
-    await sign_in(proxy)
-    answer = await proxy.post(
+    answer = await guest.post(
         "/4.0/payments/v1/orders", json=PAY, headers={"Origin": "https://evil.example"}
     )
     assert answer.status_code == 403
@@ -185,8 +182,7 @@ async def test_a_cross_site_pay_is_refused(
 
 async def test_payments_eda_down_is_503(start_proxy: Started, proxy_config: QrpayConfig) -> None:
     config = point_services_at(proxy_config, closed_port_url(), "payments-eda")
-    async with start_proxy(config) as proxy:
-        await sign_in(proxy)
+    async with signed_in(start_proxy, config) as proxy:
         for answer in (
             await proxy.get("/4.0/payments/v1/preorder", params=ORDER),
             await proxy.post("/4.0/payments/v1/orders", json=PAY),
@@ -203,8 +199,7 @@ async def test_payments_eda_failing_is_503_for_a_read_retried_and_waiting_for_a_
         lambda _r: error_response(500, "boom")
     )
     dropping = mockserver.handler("/4.0/payments/v1/orders")(drop_connection)
-    async with start_proxy(config) as proxy:
-        await sign_in(proxy)
+    async with signed_in(start_proxy, config) as proxy:
         read = await proxy.get("/4.0/payments/v1/orders", params=ORDER)
         pay = await proxy.post("/4.0/payments/v1/orders", json=PAY)
     assert read.status_code == 503

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from qrpay.payments_eda.schemas import IDEMPOTENCY_TOKEN_HEADER, payment_id_for
 from qrpay.runner.config import QrpayConfig, parse_config
-from tests.support.component.api_proxy import Started, sign_in
+from tests.support.component.api_proxy import Started, sign_in, signed_in
 from tests.support.component.iiko_integration import closed_port_url
 from tests.support.mockserver import MockServer, drop_connection, error_response, slow
 from tests.support.services import point_services_at
@@ -97,10 +97,9 @@ async def test_a_whole_bill_pay_without_a_token_is_forwarded_without_one(
 
 
 async def test_a_share_without_a_token_is_400_and_never_forwarded(
-    proxy: httpx.AsyncClient, mockserver: MockServer
+    guest: httpx.AsyncClient, mockserver: MockServer
 ) -> None:
-    await sign_in(proxy)
-    answer = await proxy.post(SHARES, json=SHARE)
+    answer = await guest.post(SHARES, json=SHARE)
     assert answer.status_code == 400
     assert answer.json()["code"] == "idempotency_token_required"
     assert not mockserver.requests_by_path
@@ -111,22 +110,20 @@ async def test_a_share_without_a_token_is_400_and_never_forwarded(
     ["short", "x" * 129, "has space-in-it", "slash/not-allowed", "dots.are.not.allowed", ""],
 )
 async def test_a_malformed_token_is_400_and_never_forwarded(
-    proxy: httpx.AsyncClient, mockserver: MockServer, token: str
+    guest: httpx.AsyncClient, mockserver: MockServer, token: str
 ) -> None:
-    await sign_in(proxy)
     for path, body in ((ORDERS, PAY), (SHARES, SHARE)):
-        answer = await proxy.post(path, json=body, headers={IDEMPOTENCY_TOKEN_HEADER: token})
+        answer = await guest.post(path, json=body, headers={IDEMPOTENCY_TOKEN_HEADER: token})
         assert answer.status_code == 400, (path, token)
         assert answer.json()["code"] == "invalid_idempotency_token"
     assert not mockserver.requests_by_path
 
 
 async def test_a_pay_naming_no_order_is_400_and_never_forwarded(
-    proxy: httpx.AsyncClient, mockserver: MockServer
+    guest: httpx.AsyncClient, mockserver: MockServer
 ) -> None:
-    await sign_in(proxy)
     for body in ({"service": "restaurant"}, [PAY], {**SHARE, "order_id": 7}):
-        answer = await proxy.post(SHARES, json=body, headers={IDEMPOTENCY_TOKEN_HEADER: TOKEN})
+        answer = await guest.post(SHARES, json=body, headers={IDEMPOTENCY_TOKEN_HEADER: TOKEN})
         assert answer.status_code == 400
         assert answer.json()["code"] == "invalid_request"
     assert not mockserver.requests_by_path
@@ -136,8 +133,7 @@ async def test_a_share_payments_eda_does_not_answer_in_its_budget_is_waiting_on_
     start_proxy: Started, proxy_config: QrpayConfig, mockserver: MockServer, held: Held
 ) -> None:
     route = mockserver.handler(SHARES)(held)
-    async with start_proxy(with_budget(proxy_config, 100, timeout_ms=20)) as proxy:
-        await sign_in(proxy)
+    async with signed_in(start_proxy, with_budget(proxy_config, 100, timeout_ms=20)) as proxy:
         answer = await post_share(proxy, **{"X-Request-Language": "en"})
     assert held.arrived.is_set()
     assert answer.status_code == 200, answer.text
@@ -200,8 +196,7 @@ async def test_a_pay_that_cannot_connect_is_503(
     start_proxy: Started, proxy_config: QrpayConfig
 ) -> None:
     config = point_services_at(proxy_config, closed_port_url(), "payments-eda")
-    async with start_proxy(config) as proxy:
-        await sign_in(proxy)
+    async with signed_in(start_proxy, config) as proxy:
         answer = await post_share(proxy)
     assert answer.status_code == 503
     assert answer.json()["code"] == "payments_eda_unavailable"
@@ -211,8 +206,7 @@ async def test_a_pay_refused_by_a_full_bulkhead_is_503_and_never_sent(
     start_proxy: Started, proxy_config: QrpayConfig, mockserver: MockServer, held: Held
 ) -> None:
     route = mockserver.handler(SHARES)(held)
-    async with start_proxy(with_budget(proxy_config, 60_000, max_in_flight=1)) as proxy:
-        await sign_in(proxy)
+    async with signed_in(start_proxy, with_budget(proxy_config, 60_000, max_in_flight=1)) as proxy:
         first = asyncio.create_task(post_share(proxy))
         await held.arrived.wait()
         second = await post_share(proxy, TOKEN + "2")
@@ -230,8 +224,7 @@ async def test_a_pay_is_waited_for_past_the_dependencys_timeout_within_the_budge
     answer after that timeout but within the budget is the guest's answer."""
     paid = {"status": "PAYED", "message": "paid", "share_id": "s-1"}
     mockserver.handler(SHARES)(slow(0.3, lambda _r: paid))
-    async with start_proxy(with_budget(proxy_config, 5000, timeout_ms=20)) as proxy:
-        await sign_in(proxy)
+    async with signed_in(start_proxy, with_budget(proxy_config, 5000, timeout_ms=20)) as proxy:
         answer = await post_share(proxy)
     assert answer.status_code == 200
     assert answer.json() == paid

@@ -22,12 +22,7 @@ async def test_card_tokens_go_to_payments_eda_only(
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["token"] == "tok_visa_ok"
     listing = GuardedCall(
-        "cardstorage",
-        client,
-        "GET",
-        "/v1/payment-methods",
-        "/v1/payment-methods",
-        params={"user_id": "u1"},
+        "cardstorage", client, "GET", "/v1/payment-methods", params={"user_id": "u1"}
     )
     await listing.assert_refused("payments-eda", wrong="api-proxy")
 

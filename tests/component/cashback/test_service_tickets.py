@@ -12,12 +12,7 @@ async def test_accruals_come_from_payments_eda_only(
     client: httpx.AsyncClient,
 ) -> None:
     call = GuardedCall(
-        "cashback",
-        client,
-        "PUT",
-        "/v1/accruals/o1",
-        "/v1/accruals/{order_id}",
-        json=accrual(),
+        "cashback", client, "PUT", "/v1/accruals/o1", "/v1/accruals/{order_id}", json=accrual()
     )
     await call.assert_refused("payments-eda", wrong="iiko-integration")
     for other in ("api-proxy", "transactions", TOOLS_IDENTITY):

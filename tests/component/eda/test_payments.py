@@ -2,6 +2,7 @@
 the overdue list payments-eda's sweep pages through."""
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,24 @@ async def order_id(client: httpx.AsyncClient) -> str:
     return str((await create(client))["order"]["order_id"])
 
 
+async def moved(
+    client: httpx.AsyncClient, order_id: str, payment_id: str, step: str
+) -> dict[str, Any]:
+    """A ``step`` of the payment, which must succeed: the order as it answers."""
+    answer = await move(client, order_id, payment_id, step)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def assert_not_found(
+    client: httpx.AsyncClient, order_id: str, payment_id: str, step: str
+) -> None:
+    """A ``step`` of a payment the order does not have is refused: 404 payment_not_found."""
+    unknown = await move(client, order_id, payment_id, step)
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "payment_not_found")
+
+
 async def test_start_then_complete(client: httpx.AsyncClient, order_id: str) -> None:
     started = await start(client, order_id, "pay-1", amount="100.00")
     assert started.status_code == 200
@@ -47,18 +66,12 @@ async def test_start_then_complete(client: httpx.AsyncClient, order_id: str) -> 
     assert other.status_code == 409
     assert other.json()["code"] == "payment_in_progress"
 
-    unknown = await move(client, order_id, "pay-2", "complete")
-    assert (unknown.status_code, unknown.json()["code"]) == (404, "payment_not_found")
+    await assert_not_found(client, order_id, "pay-2", "complete")
 
-    done = await move(client, order_id, "pay-1", "complete")
-    assert done.status_code == 200
-    assert (done.json()["status"], done.json()["paid"], done.json()["left"]) == (
-        "PAYED",
-        "100.00",
-        "0.00",
-    )
-    assert done.json()["payments"][0]["paid_seq"] == 1
-    assert (await move(client, order_id, "pay-1", "complete")).json() == done.json()
+    done = await moved(client, order_id, "pay-1", "complete")
+    assert (done["status"], done["paid"], done["left"]) == ("PAYED", "100.00", "0.00")
+    assert done["payments"][0]["paid_seq"] == 1
+    assert (await move(client, order_id, "pay-1", "complete")).json() == done
     for refused in ("begin-rollback", "fail"):
         answer = await move(client, order_id, "pay-1", refused)
         assert (answer.status_code, answer.json()["code"]) == (409, "already_paid")
@@ -89,17 +102,11 @@ async def test_a_captured_clear_completes_the_payment_from_any_phase(
 
 async def test_fail_reopens_the_order(client: httpx.AsyncClient, order_id: str) -> None:
     assert (await start(client, order_id, "pay-1")).status_code == 200
-    unknown = await move(client, order_id, "pay-2", "fail")
-    assert (unknown.status_code, unknown.json()["code"]) == (404, "payment_not_found")
+    await assert_not_found(client, order_id, "pay-2", "fail")
 
-    failed = await move(client, order_id, "pay-1", "fail")
-    assert failed.status_code == 200
-    assert (failed.json()["status"], failed.json()["held"], failed.json()["left"]) == (
-        "WAITING",
-        "0.00",
-        "100.00",
-    )
-    assert state_of(failed.json(), "pay-1") == "released"
+    failed = await moved(client, order_id, "pay-1", "fail")
+    assert (failed["status"], failed["held"], failed["left"]) == ("WAITING", "0.00", "100.00")
+    assert state_of(failed, "pay-1") == "released"
     assert (await move(client, order_id, "pay-1", "fail")).status_code == 200
     # Given back, it is never taken as paid.
     late = await move(client, order_id, "pay-1", "complete")
@@ -127,9 +134,7 @@ async def test_a_rollback_claim_is_repeatable_then_gives_the_payment_back(
 
 
 async def test_complete_without_start(client: httpx.AsyncClient, order_id: str) -> None:
-    response = await move(client, order_id, "pay-1", "complete")
-    assert response.status_code == 404
-    assert response.json()["code"] == "payment_not_found"
+    await assert_not_found(client, order_id, "pay-1", "complete")
     assert await status_of(client, order_id) == "WAITING"
 
 

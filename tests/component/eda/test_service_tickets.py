@@ -1,22 +1,46 @@
 """eda's writes come from iiko-integration (orders) and payments-eda (payments) only."""
 
+from typing import Any
+
 import httpx
+import pytest
 
 from tests.support.component.eda import create, create_body
 from tests.support.tickets import GuardedCall
 
 
+@pytest.fixture
+async def order_id(client: httpx.AsyncClient) -> str:
+    """An order the POS created, nothing paid."""
+    order_id: str = (await create(client))["order"]["order_id"]
+    return order_id
+
+
+def eda(
+    client: httpx.AsyncClient, method: str, path: str, route: str = "", **request: Any
+) -> GuardedCall:
+    return GuardedCall("eda", client, method, path, route, **request)
+
+
+def start_call(client: httpx.AsyncClient, order_id: str) -> GuardedCall:
+    """Start paying the whole of ``order_id`` (payment ``pay-1``)."""
+    return eda(
+        client,
+        "POST",
+        f"/v1/orders/{order_id}/payments/start",
+        "/v1/orders/{order_id}/payments/start",
+        json={"payment_id": "pay-1", "choice": {"way": "rest"}, "amount": "100", "currency": "RUB"},
+    )
+
+
+def ledger_call(client: httpx.AsyncClient, order_id: str) -> GuardedCall:
+    return eda(client, "GET", f"/v1/orders/{order_id}/payments", "/v1/orders/{order_id}/payments")
+
+
 async def test_orders_are_created_by_iiko_integration_only(
     client: httpx.AsyncClient,
 ) -> None:
-    call = GuardedCall(
-        "eda",
-        client,
-        "POST",
-        "/v1/orders",
-        "/v1/orders",
-        json=create_body(),
-    )
+    call = eda(client, "POST", "/v1/orders", json=create_body())
     await call.assert_refused("iiko-integration", wrong="payments-eda")
     for other in ("api-proxy", "cashback", "qrpay-tools"):
         assert (await call.as_caller(other)).status_code == 403, other
@@ -26,30 +50,16 @@ async def test_orders_are_created_by_iiko_integration_only(
 
 
 async def test_payments_are_moved_by_payments_eda_only(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, order_id: str
 ) -> None:
-    order_id = (await create(client))["order"]["order_id"]
-    call = GuardedCall(
-        "eda",
-        client,
-        "POST",
-        f"/v1/orders/{order_id}/payments/start",
-        "/v1/orders/{order_id}/payments/start",
-        json={
-            "payment_id": "pay-1",
-            "choice": {"way": "rest"},
-            "amount": "100",
-            "currency": "RUB",
-        },
-    )
+    call = start_call(client, order_id)
     await call.assert_refused("payments-eda", wrong="iiko-integration")
     assert (await call.as_caller("api-proxy")).status_code == 403
     allowed = await call.as_caller("payments-eda")
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["status"] == "PAYMENT_IN_PROGRESS"
     for step in ("begin-rollback", "fail", "complete"):
-        move = GuardedCall(
-            "eda",
+        move = eda(
             client,
             "POST",
             f"/v1/orders/{order_id}/payments/{step}",
@@ -58,27 +68,20 @@ async def test_payments_are_moved_by_payments_eda_only(
         )
         await move.assert_refused("payments-eda", wrong="iiko-integration")
     # Nothing refused moved the payment.
-    ledger = await GuardedCall(
-        "eda", client, "GET", f"/v1/orders/{order_id}/payments", "/v1/orders/{order_id}/payments"
-    ).as_caller("iiko-integration")
+    ledger = await ledger_call(client, order_id).as_caller("iiko-integration")
     assert [p["state"] for p in ledger.json()["payments"]] == ["holding"]
 
 
 async def test_the_ledger_is_read_by_both_sides_and_the_overdue_list_by_payments_eda(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, order_id: str
 ) -> None:
-    order_id = (await create(client))["order"]["order_id"]
-    ledger = GuardedCall(
-        "eda", client, "GET", f"/v1/orders/{order_id}/payments", "/v1/orders/{order_id}/payments"
-    )
+    ledger = ledger_call(client, order_id)
     await ledger.assert_refused("payments-eda", wrong="cashback")
     for caller in ("payments-eda", "iiko-integration"):
         assert (await ledger.as_caller(caller)).status_code == 200, caller
-    overdue = GuardedCall(
-        "eda",
+    overdue = eda(
         client,
         "GET",
-        "/v1/orders/payments/overdue",
         "/v1/orders/payments/overdue",
         params={"updated_before": "2026-01-01T12:00:00+00:00"},
     )
@@ -89,41 +92,23 @@ async def test_the_ledger_is_read_by_both_sides_and_the_overdue_list_by_payments
 async def test_the_change_feed_is_read_by_iiko_integration(
     client: httpx.AsyncClient,
 ) -> None:
-    call = GuardedCall(
-        "eda",
-        client,
-        "GET",
-        "/v1/orders/changes",
-        "/v1/orders/changes",
-        params={"after": ""},
-    )
+    call = eda(client, "GET", "/v1/orders/changes", params={"after": ""})
     await call.assert_refused("iiko-integration", wrong="cashback")
     assert (await call.as_caller("iiko-integration")).status_code == 200
 
 
 async def test_the_support_tools_read_an_order_and_its_ledger_and_move_nothing(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, order_id: str
 ) -> None:
-    order_id = (await create(client))["order"]["order_id"]
     for path, route in (
         (f"/v1/orders/{order_id}", "/v1/orders/{order_id}"),
         (f"/v1/orders/{order_id}/payments", "/v1/orders/{order_id}/payments"),
     ):
-        call = GuardedCall("eda", client, "GET", path, route)
+        call = eda(client, "GET", path, route)
         await call.assert_refused("support", wrong="cashback")
         answer = await call.as_caller("support")
         assert answer.status_code == 200, answer.text
         assert answer.json()["order_id"] == order_id
-    start = GuardedCall(
-        "eda",
-        client,
-        "POST",
-        f"/v1/orders/{order_id}/payments/start",
-        "/v1/orders/{order_id}/payments/start",
-        json={"payment_id": "pay-1", "choice": {"way": "rest"}, "amount": "100", "currency": "RUB"},
-    )
-    assert (await start.as_caller("support")).status_code == 403
-    close = GuardedCall(
-        "eda", client, "POST", f"/v1/orders/{order_id}/close", "/v1/orders/{order_id}/close"
-    )
+    assert (await start_call(client, order_id).as_caller("support")).status_code == 403
+    close = eda(client, "POST", f"/v1/orders/{order_id}/close", "/v1/orders/{order_id}/close")
     assert (await close.as_caller("support")).status_code == 403

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from qrpay.eda.jobs import close_expired_orders
@@ -14,6 +15,12 @@ from qrpay.kernel.clock import FrozenClock
 from qrpay.kernel.service import service_of
 from tests.support.component.eda import TTL, changes, start, statuses, without_replayed
 from tests.support.component.split import begin, move, open_table, pay_share, quote, table_bill
+
+
+@pytest.fixture
+async def order_id(client: httpx.AsyncClient) -> str:
+    """An order of a bill of 100 at the table, nothing paid."""
+    return await open_table(client, "100")
 
 
 async def status_of(client: httpx.AsyncClient, order_id: str) -> str:
@@ -66,9 +73,8 @@ async def test_an_item_taken_by_another_guest_is_refused(client: httpx.AsyncClie
 
 
 async def test_a_price_that_changed_meanwhile_is_refused_not_charged(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, order_id: str
 ) -> None:
-    order_id = await open_table(client, "100")
     seen = (await quote(client, order_id, way="rest")).json()["amount"]
     assert (
         await begin(client, order_id, "g1", "30.00", way="amount", amount="30")
@@ -80,8 +86,7 @@ async def test_a_price_that_changed_meanwhile_is_refused_not_charged(
     assert over.json()["code"] == "amount_exceeds_left"
 
 
-async def test_a_repeated_start_is_the_same_share(client: httpx.AsyncClient) -> None:
-    order_id = await open_table(client, "100")
+async def test_a_repeated_start_is_the_same_share(client: httpx.AsyncClient, order_id: str) -> None:
     once = await begin(client, order_id, "g1", "50.00", way="equal", parts=2)
     again = await begin(client, order_id, "g1", "50.00", way="equal", parts=2)
     assert (once.json()["replayed"], again.json()["replayed"]) == (False, True)
@@ -92,9 +97,8 @@ async def test_a_repeated_start_is_the_same_share(client: httpx.AsyncClient) -> 
 
 
 async def test_a_cleared_share_is_never_given_back_nor_a_released_one_paid(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, order_id: str
 ) -> None:
-    order_id = await open_table(client, "100")
     await begin(client, order_id, "g1", "50.00", way="equal", parts=2)
     await move(client, order_id, "g1", "complete")
     for step in ("begin-rollback", "fail"):
@@ -108,8 +112,9 @@ async def test_a_cleared_share_is_never_given_back_nor_a_released_one_paid(
     assert late.json()["code"] == "payment_released"
 
 
-async def test_split_and_whole_bill_payments_exclude_each_other(client: httpx.AsyncClient) -> None:
-    order_id = await open_table(client, "100")
+async def test_split_and_whole_bill_payments_exclude_each_other(
+    client: httpx.AsyncClient, order_id: str
+) -> None:
     assert (await start(client, order_id, "whole", amount="100")).status_code == 200
     refused = await begin(client, order_id, "g1", "50.00", way="equal", parts=2)
     assert refused.json()["code"] == "payment_in_progress"
@@ -152,8 +157,9 @@ async def test_the_ttl_leaves_an_order_with_shares_to_the_waiter(
     assert await status_of(client, given_back) == "CANCELED"
 
 
-async def test_each_share_moves_the_order_in_the_change_feed(client: httpx.AsyncClient) -> None:
-    order_id = await open_table(client, "100")
+async def test_each_share_moves_the_order_in_the_change_feed(
+    client: httpx.AsyncClient, order_id: str
+) -> None:
     before = await changes(client)
     await begin(client, order_id, "g1", "50.00", way="equal", parts=2)
     after = await changes(client, before["cursor"])
@@ -181,9 +187,8 @@ async def test_unknown_order_share_and_bad_choices(client: httpx.AsyncClient) ->
 
 
 async def test_the_waiter_closes_only_when_no_share_is_under_way(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, order_id: str
 ) -> None:
-    order_id = await open_table(client, "100")
     await pay_share(client, order_id, "g1", "50.00", way="equal", parts=2)
     await begin(client, order_id, "g2", "50.00", way="equal", parts=2)
     busy = await client.post(f"/v1/orders/{order_id}/close")
@@ -213,8 +218,9 @@ async def test_a_whole_bill_start_after_shares_pays_what_is_left(
     assert (await start(client, paid, "whole", amount="100")).json()["code"] == "already_paid"
 
 
-async def test_a_share_given_back_leaves_the_whole_bill_payable(client: httpx.AsyncClient) -> None:
-    order_id = await open_table(client, "100")
+async def test_a_share_given_back_leaves_the_whole_bill_payable(
+    client: httpx.AsyncClient, order_id: str
+) -> None:
     await begin(client, order_id, "g1", "50.00", way="equal", parts=2)
     await move(client, order_id, "g1", "fail")
     assert (await start(client, order_id, "whole", amount="100")).status_code == 200
@@ -302,9 +308,8 @@ async def test_a_replacement_bill_equal_to_what_is_paid_makes_the_order_payed(
 
 
 async def test_the_currency_of_an_order_with_any_payment_cannot_change(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, order_id: str
 ) -> None:
-    order_id = await open_table(client, "100")
     await begin(client, order_id, "g1", "10.00", way="amount", amount="10")
     await move(client, order_id, "g1", "fail")  # even one given back
     other = await replace_bill(client, "100", currency="USD")

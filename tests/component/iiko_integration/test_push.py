@@ -30,6 +30,12 @@ async def following(
         yield client, service
 
 
+@pytest.fixture
+def client(following: tuple[httpx.AsyncClient, IikoService]) -> httpx.AsyncClient:
+    """The instance's client, for a test that looks at its answers only."""
+    return following[0]
+
+
 async def pos_changes(
     client: httpx.AsyncClient, headers: dict[str, str] = HEADERS, **params: Any
 ) -> httpx.Response:
@@ -37,9 +43,8 @@ async def pos_changes(
 
 
 async def test_push_is_scoped_to_the_keys_restaurants(
-    following: tuple[httpx.AsyncClient, IikoService], feed: MockedFeed
+    client: httpx.AsyncClient, feed: MockedFeed
 ) -> None:
-    client, _service = following
     # The demo key is for rest-1 and rest-2.
     refused = await pos_changes(client, client_id="rest-3", after="c", wait_ms=0)
     assert (refused.status_code, refused.json()["code"]) == (403, "forbidden_client")
@@ -49,9 +54,8 @@ async def test_push_is_scoped_to_the_keys_restaurants(
 
 
 async def test_a_cursor_older_than_the_buffer_is_caught_up_from_eda(
-    following: tuple[httpx.AsyncClient, IikoService], feed: MockedFeed
+    client: httpx.AsyncClient, feed: MockedFeed
 ) -> None:
-    client, _service = following
     first, second = change("a", "PAYMENT_IN_PROGRESS", 2), change("b", "PAYED", 3)
     feed.restaurant_pages["rest-1"] = [
         {"changes": [first, second], "cursor": cursor_of(second), "more": False}
@@ -69,10 +73,7 @@ async def test_a_cursor_older_than_the_buffer_is_caught_up_from_eda(
     ]
 
 
-async def test_a_malformed_cursor_is_refused(
-    following: tuple[httpx.AsyncClient, IikoService], feed: MockedFeed
-) -> None:
-    client, _service = following
+async def test_a_malformed_cursor_is_refused(client: httpx.AsyncClient, feed: MockedFeed) -> None:
     response = await pos_changes(client, client_id="rest-1", after="nope", wait_ms=0)
     assert (response.status_code, response.json()["code"]) == (400, "bad_cursor")
 

@@ -13,12 +13,10 @@ from typing import Any
 import pytest
 import schemathesis
 from aiohttp import web
-from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from qrpay.runner.context import build_app
 from tests.support.component.iiko_integration import HEADERS, eda_order
-from tests.support.fuzz import asgi_schema, background_loop
+from tests.support.fuzz import EXCLUDED_CHECKS, background_loop, lazy_schema, schema_settings
 from tests.support.mockserver import MockServer, error_response
 from tests.support.services import dev_config, make_context, point_services_at
 
@@ -52,28 +50,16 @@ def fake_eda() -> Iterator[MockServer]:
 
 @pytest.fixture
 def iiko_schema(fake_eda: MockServer, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
-    # schemathesis' lazy loader reads `node._nodeid`, which pytest 9 no longer has.
-    if not hasattr(request.node, "_nodeid"):
-        request.node._nodeid = request.node.nodeid
     config = point_services_at(dev_config(), fake_eda.base_url, "eda")
-    app = build_app(make_context("iiko-integration", tmp_path, config=config))
-    return asgi_schema(app)
+    return lazy_schema(
+        request, build_app(make_context("iiko-integration", tmp_path, config=config))
+    )
 
-
-EXCLUDED_CHECKS = [
-    # Schema-valid is not business-valid: an unknown currency, a restaurant the key is not for,
-    # an amount with more digits than the currency has are 400/403 by contract.
-    positive_data_acceptance,
-]
 
 schema = schemathesis.pytest.from_fixture("iiko_schema")
 
 
 @schema.parametrize()
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+@schema_settings(30)
 def test_api_conforms_to_its_schema(case: Any) -> None:
     case.call_and_validate(headers=HEADERS, excluded_checks=EXCLUDED_CHECKS)

@@ -271,11 +271,8 @@ async def test_pay_with_a_card_that_is_not_usable_is_400(
 ) -> None:
     pe.order()
     if card is None:
-        pe.mock.json_handler(
-            "/v1/payment-methods/card-ok",
-            {"code": "payment_method_not_found", "message": "no"},
-            404,
-            method="GET",
+        pe.mock.error_handler(
+            "/v1/payment-methods/card-ok", 404, "payment_method_not_found", "no", method="GET"
         )
     else:
         pe.card(**card)

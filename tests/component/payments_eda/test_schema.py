@@ -15,13 +15,19 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from qrpay.kernel.queue import TaskQueue
 from qrpay.runner.context import build_app
 from tests.support.component.payments_eda import config_for
-from tests.support.fuzz import Fakes, background_loop, running_fakes, sign_payer_case
+from tests.support.fuzz import (
+    EXCLUDED_CHECKS,
+    Fakes,
+    background_loop,
+    running_fakes,
+    schema_settings,
+    sign_payer_case,
+    with_node_id,
+)
 from tests.support.services import make_context
 
 
@@ -42,29 +48,17 @@ class _Base:
 
 @pytest.fixture
 def payments_schema(fakes: Fakes, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
-    # schemathesis' lazy loader reads `node._nodeid`, which pytest 9 no longer has.
-    if not hasattr(request.node, "_nodeid"):
-        request.node._nodeid = request.node.nodeid
+    with_node_id(request)
     config = config_for(_Base(fakes.base_url))  # type: ignore[arg-type]
     ctx = make_context("payments-eda", tmp_path, config=config, queue=TaskQueue())
     return schemathesis.openapi.from_asgi("/openapi.json", build_app(ctx))
 
 
-EXCLUDED_CHECKS = [
-    # Schema-valid is not business-valid: a bill that changed, a malformed amount string,
-    # a wrong signature are 4xx by contract.
-    positive_data_acceptance,
-]
-
 schema = schemathesis.pytest.from_fixture("payments_schema")
 
 
 @schema.parametrize()
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+@schema_settings(40)
 def test_api_conforms_to_its_schema(case: Any) -> None:
     sign_payer_case(case)
     case.call_and_validate(excluded_checks=EXCLUDED_CHECKS)

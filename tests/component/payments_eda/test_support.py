@@ -121,11 +121,8 @@ async def test_problems_payments_under_way_first_then_tasks_newest_first(pe: Env
 
 
 async def test_problems_are_listed_while_eda_is_down(pe: Env) -> None:
-    pe.mock.json_handler(
-        "/v1/orders/payments/overdue",
-        {"code": "database_unavailable", "message": "down"},
-        503,
-        method="GET",
+    pe.mock.error_handler(
+        "/v1/orders/payments/overdue", 503, "database_unavailable", "down", method="GET"
     )
     failed = await task(pe, "p1", status="failed")
     answer = await as_support(pe, "GET", f"{SUPPORT}/problems")

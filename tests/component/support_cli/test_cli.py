@@ -141,11 +141,8 @@ async def test_an_order_for_a_person_with_cashback_missing_the_route(
     deployment: Deployment,
 ) -> None:
     # A cashback without GET /v1/cashback/orders/{id}: FastAPI's plain 404.
-    deployment.mock.json_handler(
-        f"/v1/cashback/orders/{deployment.order_id}",
-        {"code": "not_found", "message": "Not Found"},
-        404,
-        method="GET",
+    deployment.mock.error_handler(
+        f"/v1/cashback/orders/{deployment.order_id}", 404, "not_found", "Not Found", method="GET"
     )
     result = await deployment.run("order", deployment.order_id)
     assert result.exit_code == 0, result.output
@@ -155,11 +152,8 @@ async def test_an_order_for_a_person_with_cashback_missing_the_route(
 
 
 async def test_an_unknown_order_fails_with_edas_code(deployment: Deployment) -> None:
-    deployment.mock.json_handler(
-        "/v1/cashback/orders/no-such-order",
-        {"code": "not_found", "message": "Not Found"},
-        404,
-        method="GET",
+    deployment.mock.error_handler(
+        "/v1/cashback/orders/no-such-order", 404, "not_found", "Not Found", method="GET"
     )
     result = await deployment.run("order", "no-such-order")
     assert result.exit_code == 2, result.output
@@ -235,9 +229,7 @@ async def test_a_refund_is_asked_of_payments_eda_and_its_answer_printed(
 
 
 async def test_a_refused_refund_exits_non_zero_with_the_code(deployment: Deployment) -> None:
-    deployment.mock.json_handler(
-        "/v1/refunds", {"code": "refund_exceeds_paid", "message": "more than was paid"}, 409
-    )
+    deployment.mock.error_handler("/v1/refunds", 409, "refund_exceeds_paid", "more than was paid")
     result = await deployment.run(
         "refund",
         deployment.order_id,

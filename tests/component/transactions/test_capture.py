@@ -7,15 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.component.transactions import CALLBACK, OK, POOR, Transactions
-
-INVOICE = {
-    "owner": "payments-eda",
-    "order_id": "order-1",
-    "user_id": "user-1",
-    "currency": "RUB",
-    "callback": CALLBACK,
-}
+from tests.support.component.transactions import INVOICE, OK, POOR, Transactions
 
 
 async def captured_hold(tx: Transactions, card: dict[str, str] = OK, **extra: Any) -> Any:

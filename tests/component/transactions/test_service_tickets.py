@@ -2,16 +2,8 @@
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.component.transactions import CALLBACK, OK, Transactions
+from tests.support.component.transactions import INVOICE, OK, Transactions
 from tests.support.tickets import GuardedCall, refusals
-
-INVOICE = {
-    "owner": "payments-eda",
-    "order_id": "order-1",
-    "user_id": "user-1",
-    "currency": "RUB",
-    "callback": CALLBACK,
-}
 
 
 def guarded(tx: Transactions, method: str, path: str, route: str, body: object) -> GuardedCall:

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.db import sync_url
 from qrpay.kernel.migrations import upgrade
 from tests.support.component.cashback import accrue, reverse
-from tests.support.postgres import DatabaseFactory
+from tests.support.postgres import SQLITE_AND_POSTGRES, either_database, sync_connection
 from tests.support.services import dev_secdist, make_context, running_service
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
@@ -31,44 +30,31 @@ LEGACY = [
 
 
 def seed_revision_0001(url: str) -> None:
-    engine = create_engine(sync_url(url))
-    try:
-        with engine.begin() as connection:
-            for order_id, user_id, amount, currency, source in LEGACY:
-                connection.execute(
-                    text(
-                        "INSERT INTO accruals (order_id, user_id, amount, currency, source, "
-                        "created_at) VALUES (:o, :u, :a, :c, :s, :t)"
-                    ),
-                    {"o": order_id, "u": user_id, "a": amount, "c": currency, "s": source, "t": T0},
-                )
-    finally:
-        engine.dispose()
+    with sync_connection(url, write=True) as connection:
+        for order_id, user_id, amount, currency, source in LEGACY:
+            connection.execute(
+                text(
+                    "INSERT INTO accruals (order_id, user_id, amount, currency, source, "
+                    "created_at) VALUES (:o, :u, :a, :c, :s, :t)"
+                ),
+                {"o": order_id, "u": user_id, "a": amount, "c": currency, "s": source, "t": T0},
+            )
 
 
 def stored(url: str) -> tuple[list[tuple[Any, ...]], list[str]]:
-    engine = create_engine(sync_url(url))
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                text(
-                    "SELECT order_id, user_id, amount, currency, source FROM accruals "
-                    "ORDER BY order_id"
-                )
-            ).all()
-            tables = inspect(connection).get_table_names()
-    finally:
-        engine.dispose()
+    with sync_connection(url) as connection:
+        rows = connection.execute(
+            text(
+                "SELECT order_id, user_id, amount, currency, source FROM accruals ORDER BY order_id"
+            )
+        ).all()
+        tables = inspect(connection).get_table_names()
     return [tuple(r) for r in rows], tables
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=SQLITE_AND_POSTGRES)
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'cashback-0001.db'}"
-        return
-    pg_database: DatabaseFactory = request.getfixturevalue("pg_database")
-    async with pg_database() as url:
+    async with either_database(request, tmp_path / "cashback-0001.db") as url:
         yield url
 
 

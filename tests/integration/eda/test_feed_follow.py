@@ -21,11 +21,10 @@ from tests.support.component.eda import create
 from tests.support.component.iiko_integration import HEADERS, list_orders
 from tests.support.services import (
     dev_config,
-    dev_secdist,
+    eda_on_postgres,
     make_context,
     point_services_at,
     running_service,
-    served,
 )
 from tests.support.waiting import eventually
 
@@ -38,14 +37,8 @@ TTL = 3600
 async def eda(
     migrated_pg_url: str, tmp_path: Path, frozen_clock: FrozenClock
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, str]]:
-    ctx = make_context(
-        "eda",
-        tmp_path / "eda",
-        secdist=dev_secdist(databases={"eda": migrated_pg_url}),
-        clock=frozen_clock,
-    )
-    async with running_service(ctx) as (app, client), served(app) as url:
-        yield app, client, url
+    async with eda_on_postgres(tmp_path, migrated_pg_url, frozen_clock) as served_eda:
+        yield served_eda
 
 
 def iiko(

@@ -9,12 +9,11 @@ import asyncio
 import random
 from collections.abc import Awaitable
 from decimal import Decimal
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.component.eda import move, start
+from tests.support.component.eda import ledger, move, start
 from tests.support.component.split import begin, open_table, table_bill
 
 pytestmark = pytest.mark.postgres
@@ -25,13 +24,6 @@ ROUNDS = 10
 async def later(call: Awaitable[httpx.Response], delay: float) -> httpx.Response:
     await asyncio.sleep(delay)
     return await call
-
-
-async def ledger(client: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
-    answer = await client.get(f"/v1/orders/{order_id}/payments")
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
 
 
 def replace_bill(
@@ -65,30 +57,30 @@ async def test_the_same_token_twice_at_once_is_one_payment(
         assert (after["held"], after["taken_items"]) == ("40.00", [0])
 
 
+def pay_with_token(
+    instance: httpx.AsyncClient, order_id: str, n: int, amount: str
+) -> Awaitable[httpx.Response]:
+    """Round ``n``'s payment of ``amount`` with the round's token: the request (its hash) is
+    another for each amount."""
+    return start(
+        instance,
+        order_id,
+        f"pay-{n}",
+        f"{amount}.00",
+        choice={"way": "amount", "amount": amount},
+        token=f"tap-{n}",
+        request_hash=f"h-{amount}",
+    )
+
+
 async def test_the_same_token_with_another_request_at_once_is_refused(
     instances: list[httpx.AsyncClient],
 ) -> None:
     for n in range(ROUNDS):
         order_id = await open_table(instances[0], "100", internal=f"reuse-{n}")
         first, second = await asyncio.gather(
-            start(
-                instances[0],
-                order_id,
-                f"pay-{n}",
-                "30.00",
-                choice={"way": "amount", "amount": "30"},
-                token=f"tap-{n}",
-                request_hash="h-30",
-            ),
-            start(
-                instances[1],
-                order_id,
-                f"pay-{n}",
-                "20.00",
-                choice={"way": "amount", "amount": "20"},
-                token=f"tap-{n}",
-                request_hash="h-20",
-            ),
+            pay_with_token(instances[0], order_id, n, "30"),
+            pay_with_token(instances[1], order_id, n, "20"),
         )
         won = [a for a in (first, second) if a.status_code == 200]
         lost = [a for a in (first, second) if a.status_code != 200]

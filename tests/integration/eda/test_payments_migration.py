@@ -12,10 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
 from qrpay.kernel.clock import FrozenClock
-from qrpay.kernel.db import sync_url
 from qrpay.kernel.migrations import upgrade
 from tests.support.component.eda import move, start
 from tests.support.eda_legacy import (
@@ -24,7 +23,7 @@ from tests.support.eda_legacy import (
     T0,
     seed_revision_0004,
 )
-from tests.support.postgres import DatabaseFactory
+from tests.support.postgres import SQLITE_AND_POSTGRES, either_database, sync_connection
 from tests.support.services import dev_secdist, make_context, running_service
 
 
@@ -36,22 +35,18 @@ async def migrated_from_0004(url: str) -> None:
 
 def stored(url: str) -> tuple[dict[str, tuple[Any, ...]], set[tuple[Any, ...]], list[str]]:
     """The payments, their items and the orders' columns as the migration left them."""
-    engine = create_engine(sync_url(url))
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                text(
-                    "SELECT id, order_id, invoice_id, amount, tip, state, items, paid_seq, "
-                    "currency, token, version FROM payments"
-                )
-            ).all()
-            items = connection.execute(
-                text("SELECT order_id, item, payment_id FROM payment_items")
-            ).all()
-            columns = [c["name"] for c in inspect(connection).get_columns("orders")]
-            tables = inspect(connection).get_table_names()
-    finally:
-        engine.dispose()
+    with sync_connection(url) as connection:
+        rows = connection.execute(
+            text(
+                "SELECT id, order_id, invoice_id, amount, tip, state, items, paid_seq, "
+                "currency, token, version FROM payments"
+            )
+        ).all()
+        items = connection.execute(
+            text("SELECT order_id, item, payment_id FROM payment_items")
+        ).all()
+        columns = [c["name"] for c in inspect(connection).get_columns("orders")]
+        tables = inspect(connection).get_table_names()
     assert "order_shares" not in tables
     assert "order_share_items" not in tables
     payments = {}
@@ -76,13 +71,9 @@ async def service(
         yield client, clock
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=SQLITE_AND_POSTGRES)
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'eda-0004.db'}"
-        return
-    pg_database: DatabaseFactory = request.getfixturevalue("pg_database")
-    async with pg_database() as url:
+    async with either_database(request, tmp_path / "eda-0004.db") as url:
         yield url
 
 

@@ -6,13 +6,14 @@ refund id is one set of parts, whichever instance wrote it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.component.eda import changes, move, start
+from tests.support.component.eda import changes, ledger, move, start
 from tests.support.component.split import open_table
 
 pytestmark = pytest.mark.postgres
@@ -27,13 +28,6 @@ async def refund(
     return await client.post(f"/v1/orders/{order_id}/refunds", json=body)
 
 
-async def ledger(client: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
-    answer = await client.get(f"/v1/orders/{order_id}/payments")
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
-
-
 async def paid_order(client: httpx.AsyncClient, internal: str) -> str:
     """A bill of 100 paid whole with a tip of 10, by the payment ``pay-<internal>``."""
     order_id = await open_table(client, "100", internal=internal)
@@ -41,6 +35,12 @@ async def paid_order(client: httpx.AsyncClient, internal: str) -> str:
     assert (await start(client, order_id, payment_id, "100.00", tip="10")).status_code == 200
     assert (await move(client, order_id, payment_id, "complete")).status_code == 200
     return order_id
+
+
+async def paid_orders(client: httpx.AsyncClient, name: str) -> AsyncIterator[tuple[int, str]]:
+    """ROUNDS rounds, each with its number and a fresh ``paid_order`` (``<name>-<n>``)."""
+    for n in range(ROUNDS):
+        yield n, await paid_order(client, f"{name}-{n}")
 
 
 def reserved(body: dict[str, Any]) -> tuple[Decimal, Decimal]:
@@ -55,8 +55,7 @@ def reserved(body: dict[str, Any]) -> tuple[Decimal, Decimal]:
 async def test_concurrent_refunds_never_exceed_the_payment(
     instances: list[httpx.AsyncClient],
 ) -> None:
-    for n in range(ROUNDS):
-        order_id = await paid_order(instances[0], f"exceed-{n}")
+    async for n, order_id in paid_orders(instances[0], "exceed"):
         # Six refunds of 30 and a tip of 3 at once (180 of 100, 18 of 10), through both
         # instances, half of them naming the payment: three fit, the rest are refused.
         answers = await asyncio.gather(
@@ -87,8 +86,7 @@ async def test_concurrent_refunds_never_exceed_the_payment(
 async def test_concurrent_refunds_of_the_rest_admit_only_what_is_left(
     instances: list[httpx.AsyncClient],
 ) -> None:
-    for n in range(ROUNDS):
-        order_id = await paid_order(instances[0], f"rest-{n}")
+    async for n, order_id in paid_orders(instances[0], "rest"):
         first = await refund(instances[0], order_id, f"a{n}", "60", payment_id=f"pay-rest-{n}")
         assert first.status_code == 200, first.text
         # 40 is left: two refunds of 40 at once, one wins; then the first part fails and
@@ -107,8 +105,7 @@ async def test_concurrent_refunds_of_the_rest_admit_only_what_is_left(
 async def test_the_same_refund_id_twice_at_once_is_one_set_of_parts(
     instances: list[httpx.AsyncClient],
 ) -> None:
-    for n in range(ROUNDS):
-        order_id = await paid_order(instances[0], f"same-{n}")
+    async for n, order_id in paid_orders(instances[0], "same"):
         answers = await asyncio.gather(
             *(
                 refund(instances[i % 2], order_id, f"r{n}", "50", tip="5", request_hash="h")
@@ -127,8 +124,7 @@ async def test_the_same_refund_id_twice_at_once_is_one_set_of_parts(
 async def test_the_same_refund_id_with_another_request_at_once_is_refused(
     instances: list[httpx.AsyncClient],
 ) -> None:
-    for n in range(ROUNDS):
-        order_id = await paid_order(instances[0], f"reuse-{n}")
+    async for n, order_id in paid_orders(instances[0], "reuse"):
         answers = await asyncio.gather(
             refund(instances[0], order_id, f"r{n}", "50"),
             refund(instances[1], order_id, f"r{n}", "20"),
@@ -142,8 +138,7 @@ async def test_the_same_refund_id_with_another_request_at_once_is_refused(
 
 
 async def test_outcomes_of_one_part_at_once_agree(instances: list[httpx.AsyncClient]) -> None:
-    for n in range(ROUNDS):
-        order_id = await paid_order(instances[0], f"outcome-{n}")
+    async for n, order_id in paid_orders(instances[0], "outcome"):
         assert (await refund(instances[0], order_id, f"r{n}", "100", tip="10")).status_code == 200
         path = f"/v1/orders/{order_id}/refunds/r{n}.1"
         done, failed = await asyncio.gather(

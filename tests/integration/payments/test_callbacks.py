@@ -73,12 +73,18 @@ async def wait_for_operation(cluster: Cluster, order_id: str, kind: str) -> None
         await asyncio.sleep(0.1)
 
 
-async def test_duplicated_and_reordered_callbacks_make_one_clear_and_one_accrual(
-    cluster: Cluster,
-) -> None:
+async def held_order(cluster: Cluster) -> str:
+    """An order of 1000 a guest paid: its hold is done at the gateway, its callback put."""
     order_id, signature = cluster.create_order("1000.00")
     pay(cluster, order_id, signature)
     await wait_for_operation(cluster, order_id, "hold")
+    return order_id
+
+
+async def test_duplicated_and_reordered_callbacks_make_one_clear_and_one_accrual(
+    cluster: Cluster,
+) -> None:
+    order_id = await held_order(cluster)
     hold = callback_payload(cluster.invoice(order_id), "hold")
 
     # The hold's result delivered twice more, under task ids of our own, before any worker runs.
@@ -164,9 +170,7 @@ class SlowProxy:
 async def test_a_worker_killed_mid_callback_leaves_the_task_to_another_worker(
     cluster: Cluster,
 ) -> None:
-    order_id, signature = cluster.create_order("1000.00")
-    pay(cluster, order_id, signature)
-    await wait_for_operation(cluster, order_id, "hold")
+    order_id = await held_order(cluster)
 
     # The callback reads the order's payments first (eda's ledger, issue 18).
     eda = SlowProxy(cluster.url("eda"), delay=60, watched=f"/v1/orders/{order_id}/payments")

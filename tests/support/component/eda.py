@@ -75,3 +75,11 @@ async def changes(client: httpx.AsyncClient, after: str = "", **params: Any) -> 
 def statuses(page: dict[str, Any]) -> list[tuple[str, str]]:
     """(order id, status) of each change of a feed page."""
     return [(c["order_id"], c["status"]) for c in page["changes"]]
+
+
+async def ledger(client: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
+    """The order's ledger: its payments and refunds, as payments-eda reads it."""
+    answer = await client.get(f"/v1/orders/{order_id}/payments")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body

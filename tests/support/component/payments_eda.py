@@ -159,6 +159,18 @@ def public_card(card_id: str = "card-ok") -> dict[str, Any]:
     return body
 
 
+def operation_fields(op_id: str, kind: str, status: str, target: str | None) -> dict[str, Any]:
+    """What transactions says of an operation (of 1000 RUB) in a listing and in a callback."""
+    return {
+        "operation_id": op_id,
+        "kind": kind,
+        "status": status,
+        "amount": "1000.00",
+        "currency": "RUB",
+        "target": target,
+    }
+
+
 def operation_body(
     op_id: str = PAYMENT,
     kind: str = "hold",
@@ -168,12 +180,7 @@ def operation_body(
     minute: int = 0,
 ) -> dict[str, Any]:
     return {
-        "operation_id": op_id,
-        "kind": kind,
-        "status": status,
-        "amount": "1000.00",
-        "currency": "RUB",
-        "target": target,
+        **operation_fields(op_id, kind, status, target),
         "payment_method_id": "card-ok",
         "reason": None,
         "created_at": f"2026-01-01T12:{minute:02d}:00Z",
@@ -214,12 +221,7 @@ def callback(
     return {
         "invoice_id": invoice_id,
         "order_id": ORDER_ID,
-        "operation_id": op_id,
-        "kind": kind,
-        "status": status,
-        "amount": "1000.00",
-        "currency": "RUB",
-        "target": target,
+        **operation_fields(op_id, kind, status, target),
         "reason": None if status == "succeeded" else "card_declined",
     }
 

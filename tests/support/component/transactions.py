@@ -22,6 +22,16 @@ TTL = 3600
 CALLBACK = {"queue": "payments_eda", "task": "transaction_callback"}
 
 
+# The invoice payments-eda opens for an order: the body of ``PUT /v1/invoices/{invoice_id}``.
+INVOICE: dict[str, Any] = {
+    "owner": "payments-eda",
+    "order_id": "order-1",
+    "user_id": "user-1",
+    "currency": "RUB",
+    "callback": CALLBACK,
+}
+
+
 OK = {"id": "card-ok", "token": "sandbox-ok-4242"}
 
 
@@ -48,15 +58,7 @@ class Transactions:
         return [connector.jobs[k] for k in sorted(connector.jobs)]
 
     async def invoice(self, invoice_id: str = "inv-1", **fields: Any) -> httpx.Response:
-        body = {
-            "owner": "payments-eda",
-            "order_id": "order-1",
-            "user_id": "user-1",
-            "currency": "RUB",
-            "callback": CALLBACK,
-            **fields,
-        }
-        return await self.client.put(f"/v1/invoices/{invoice_id}", json=body)
+        return await self.client.put(f"/v1/invoices/{invoice_id}", json={**INVOICE, **fields})
 
     async def operation(self, invoice_id: str = "inv-1", **body: Any) -> httpx.Response:
         return await self.client.post(f"/v1/invoices/{invoice_id}/operations", json=body)

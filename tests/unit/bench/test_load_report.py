@@ -53,27 +53,22 @@ def step(
     )
 
 
+def steady(step_name: str, pos: load.Stream, payments_rate: float) -> cluster.StepResult:
+    """A step whose payment API requests and payments are all fast and fine."""
+    return step(
+        step_name,
+        pos,
+        stream("payment API requests", 0, ok=[0.02] * 100),
+        stream("payments (to PAYED)", payments_rate, ok=[1.0] * 10),
+    )
+
+
 def test_the_target_is_met_only_with_no_failure_and_p99_within_the_bound() -> None:
-    good = step(
-        "target",
-        stream("POS mix", 1500, ok=[0.01] * 100),
-        stream("payment API requests", 0, ok=[0.02] * 100),
-        stream("payments (to PAYED)", 100, ok=[1.0] * 10),
-    )
+    good = steady("target", stream("POS mix", 1500, ok=[0.01] * 100), 100)
     assert ": MET:" in cluster.target_verdict(good, 100)
-    slow = step(
-        "target",
-        stream("POS mix", 1500, ok=[0.01] * 90 + [0.5] * 10),
-        stream("payment API requests", 0, ok=[0.02] * 100),
-        stream("payments (to PAYED)", 100, ok=[1.0] * 10),
-    )
+    slow = steady("target", stream("POS mix", 1500, ok=[0.01] * 90 + [0.5] * 10), 100)
     assert ": NOT MET:" in cluster.target_verdict(slow, 100)
-    refused = step(
-        "target",
-        stream("POS mix", 1500, ok=[0.01] * 100, refused=[0.001]),
-        stream("payment API requests", 0, ok=[0.02] * 100),
-        stream("payments (to PAYED)", 100, ok=[1.0] * 10),
-    )
+    refused = steady("target", stream("POS mix", 1500, ok=[0.01] * 100, refused=[0.001]), 100)
     verdict = cluster.target_verdict(refused, 100)
     assert ": NOT MET:" in verdict
     assert "requests refused 1," in verdict
@@ -89,21 +84,11 @@ def test_the_pos_step_judges_the_pos_and_reports_the_payments_beside_it() -> Non
     verdict = cluster.pos_verdict(slow_payments, 100)
     assert ": MET:" in verdict
     assert "1 not paid in time" in verdict
-    refused_pos = step(
-        "pos",
-        stream("POS mix", 1500, ok=[0.01] * 100, refused=[0.001]),
-        stream("payment API requests", 0, ok=[0.02] * 100),
-        stream("payments (to PAYED)", 10, ok=[1.0] * 10),
-    )
+    refused_pos = steady("pos", stream("POS mix", 1500, ok=[0.01] * 100, refused=[0.001]), 10)
     verdict = cluster.pos_verdict(refused_pos, 100)
     assert ": NOT MET:" in verdict
     assert "1 not answered 200" in verdict
-    slow_pos = step(
-        "pos",
-        stream("POS mix", 1500, ok=[0.01] * 90 + [0.2] * 10),
-        stream("payment API requests", 0, ok=[0.02] * 100),
-        stream("payments (to PAYED)", 10, ok=[1.0] * 10),
-    )
+    slow_pos = steady("pos", stream("POS mix", 1500, ok=[0.01] * 90 + [0.2] * 10), 10)
     assert ": NOT MET:" in cluster.pos_verdict(slow_pos, 100)
 
 

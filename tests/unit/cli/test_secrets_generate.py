@@ -24,6 +24,14 @@ def generate(directory: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
+def assert_refused(path: Path, service: str, code: str) -> None:
+    """A production-like start of ``service`` with the secdist at ``path`` refuses it with ``code``."""
+    settings = Settings(secdist=path, environment=Environment.STAGING)
+    with pytest.raises(ConfigRefused) as refused:
+        check_secdist(settings, load_secdist(path), service)
+    assert refused.value.code == code, service
+
+
 def test_each_service_holds_its_own_key_and_its_callers_public_keys(tmp_path: Path) -> None:
     generate(tmp_path)
     files = {path.stem: path for path in tmp_path.glob("*.yaml")}
@@ -77,11 +85,7 @@ def test_a_second_run_overwrites_nothing(tmp_path: Path) -> None:
 
 def test_a_file_runs_only_its_own_service(tmp_path: Path) -> None:
     generate(tmp_path)
-    path = tmp_path / "payments-eda.yaml"
-    settings = Settings(secdist=path, environment=Environment.STAGING)
-    with pytest.raises(ConfigRefused) as refused:
-        check_secdist(settings, load_secdist(path), "cardstorage")
-    assert refused.value.code == "other_services_keys"
+    assert_refused(tmp_path / "payments-eda.yaml", "cardstorage", "other_services_keys")
 
 
 def test_a_file_without_the_services_own_key_is_refused(tmp_path: Path) -> None:
@@ -90,10 +94,7 @@ def test_a_file_without_the_services_own_key_is_refused(tmp_path: Path) -> None:
     data = yaml.safe_load(path.read_text())
     data["ticket_keys"]["private"] = {}
     path.write_text(yaml.safe_dump(data))
-    settings = Settings(secdist=path, environment=Environment.STAGING)
-    with pytest.raises(ConfigRefused) as refused:
-        check_secdist(settings, load_secdist(path), "eda")
-    assert refused.value.code == "no_ticket_key"
+    assert_refused(path, "eda", "no_ticket_key")
 
 
 def test_the_support_tools_key_opens_the_routes_that_allow_them_only(tmp_path: Path) -> None:
@@ -125,7 +126,4 @@ def test_production_refuses_the_development_support_key(tmp_path: Path) -> None:
         data = yaml.safe_load(path.read_text())
         data["ticket_keys"][field][SUPPORT_IDENTITY] = [value]
         path.write_text(yaml.safe_dump(data))
-        settings = Settings(secdist=path, environment=Environment.STAGING)
-        with pytest.raises(ConfigRefused) as refused:
-            check_secdist(settings, load_secdist(path), name)
-        assert refused.value.code == "development_secrets", name
+        assert_refused(path, name, "development_secrets")

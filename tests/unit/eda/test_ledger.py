@@ -15,7 +15,7 @@ from qrpay.eda.domain import status_of
 from qrpay.eda.ledger import ALLOWED_PAYMENT_MOVES, Ledger, Payment, PaymentMoveRefused
 from qrpay.eda.schemas import Bill, BillElement, LedgerCode, OrderStatus, PaymentState, ShareChoice
 from qrpay.kernel.errors import Conflict, InvalidInput
-from tests.support.ledgers import payment
+from tests.support.ledgers import assert_only_allowed_moves, payment
 
 D = Decimal
 HOLDING, PAID, RELEASED = PaymentState.HOLDING, PaymentState.PAID, PaymentState.RELEASED
@@ -148,20 +148,16 @@ def test_only_the_listed_payment_moves_exist() -> None:
         (CLEARING, PAID),
         (ROLLING_BACK, PAID),  # a succeeded clear is a fact
     } == ALLOWED_PAYMENT_MOVES
-    for current in PaymentState:
-        for to in PaymentState:
-            one = Ledger(bill("100"), (share(0, "100", state=current),))
-            if current == to:
-                assert one.move("s0", to) is one  # a replay changes nothing
-            elif (current, to) in ALLOWED_PAYMENT_MOVES:
-                moved = one.move("s0", to).payment("s0")
-                assert moved is not None
-                assert moved.state == to
-            else:
-                # Money given back is never taken as paid; a claimed clear is never given
-                # back; nothing starts a clear any more (CLEARING is only a legacy state).
-                with pytest.raises(PaymentMoveRefused):
-                    one.move("s0", to)
+    # Refused: money given back is never taken as paid; a claimed clear is never given
+    # back; nothing starts a clear any more (CLEARING is only a legacy state).
+    assert_only_allowed_moves(
+        PaymentState,
+        ALLOWED_PAYMENT_MOVES,
+        start=lambda current: Ledger(bill("100"), (share(0, "100", state=current),)),
+        move=lambda ledger, to: ledger.move("s0", to),
+        find=lambda ledger: ledger.payment("s0"),
+        refused=PaymentMoveRefused,
+    )
 
 
 def test_paid_seq_numbers_payments_in_the_order_they_cleared() -> None:

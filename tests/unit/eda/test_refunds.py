@@ -16,6 +16,7 @@ from qrpay.eda.ledger import Ledger, Payment
 from qrpay.eda.refunds import ALLOWED_REFUND_MOVES, Refund, RefundMoveRefused, RefundPart
 from qrpay.eda.schemas import Bill, BillElement, EdaCode, OrderStatus, PaymentState, RefundState
 from qrpay.kernel.errors import Conflict, InvalidInput, NotFound
+from tests.support.ledgers import assert_only_allowed_moves
 
 D = Decimal
 HOLDING, PAID, RELEASED = PaymentState.HOLDING, PaymentState.PAID, PaymentState.RELEASED
@@ -180,20 +181,19 @@ def test_only_the_listed_refund_moves_exist() -> None:
     assert {(REFUNDING, REFUNDED), (REFUNDING, FAILED)} == ALLOWED_REFUND_MOVES
     with pytest.raises(KeyError):
         TWO.move_refund("r1.1", REFUNDED)
-    for current in RefundState:
-        for to in RefundState:
-            ledger, _, _ = TWO.refund(ask("r1", "10", "0", "a"))
-            if current != REFUNDING:
-                ledger = ledger.move_refund("r1.1", current)
-            if current == to:
-                assert ledger.move_refund("r1.1", to) is ledger  # a replay changes nothing
-            elif (current, to) in ALLOWED_REFUND_MOVES:
-                part = ledger.move_refund("r1.1", to).refund_part("r1.1")
-                assert part is not None
-                assert part.state == to
-            else:
-                with pytest.raises(RefundMoveRefused):
-                    ledger.move_refund("r1.1", to)
+
+    def refunding(current: RefundState) -> Ledger:
+        ledger, _, _ = TWO.refund(ask("r1", "10", "0", "a"))
+        return ledger if current == REFUNDING else ledger.move_refund("r1.1", current)
+
+    assert_only_allowed_moves(
+        RefundState,
+        ALLOWED_REFUND_MOVES,
+        start=refunding,
+        move=lambda ledger, to: ledger.move_refund("r1.1", to),
+        find=lambda ledger: ledger.refund_part("r1.1"),
+        refused=RefundMoveRefused,
+    )
 
 
 def test_refunded_fully_when_all_paid_money_and_tips_are_refunded() -> None:

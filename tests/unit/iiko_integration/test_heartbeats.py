@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from qrpay.iiko_integration.push import Heartbeats, Subscription
 
@@ -33,14 +34,25 @@ def heartbeats(clock: Clock, phase: Iterator[float], batch: int = 10_000) -> Hea
     return Heartbeats(lambda: PERIOD, clock=clock, phase=lambda: next(phase), batch=batch)
 
 
-async def test_connections_opened_together_ping_spread_over_the_period() -> None:
-    clock = Clock()
-    count = 1000
-    beats = heartbeats(clock, phases(*(n / count for n in range(count))))
-    streams = [subscription() for _ in range(count)]
+@contextmanager
+def beating(
+    clock: Clock, *phase: float, batch: int = 10_000
+) -> Iterator[tuple[Heartbeats, list[Subscription]]]:
+    """Heartbeats with one stream added per phase, in that order; closed at the end."""
+    beats = heartbeats(clock, phases(*phase), batch)
+    streams = [subscription() for _ in phase]
     for stream in streams:
         beats.add(stream)
     try:
+        yield beats, streams
+    finally:
+        beats.close()
+
+
+async def test_connections_opened_together_ping_spread_over_the_period() -> None:
+    clock = Clock()
+    count = 1000
+    with beating(clock, *(n / count for n in range(count))) as (beats, streams):
         # A tenth of the period at a time: a tenth of the connections each time.
         woken_per_step = []
         for step in range(1, 11):
@@ -53,35 +65,24 @@ async def test_connections_opened_together_ping_spread_over_the_period() -> None
             stream.take_ping()
         clock.now = PERIOD + PERIOD / 10
         assert len(beats.due()) == 100
-    finally:
-        beats.close()
 
 
 async def test_the_first_ping_is_never_later_than_a_period() -> None:
     clock = Clock()
     # The largest phase random.random() gives is below 1: at worst right after connecting,
     # at best (phase 0) exactly one period later.
-    beats = heartbeats(clock, phases(0.0, 0.999))
-    late, early = subscription(), subscription()
-    beats.add(late)
-    beats.add(early)
-    try:
+    with beating(clock, 0.0, 0.999) as (beats, (late, early)):
         clock.now = PERIOD * 0.001
         assert beats.due() == [early]
         clock.now = PERIOD - 0.01
         assert beats.due() == []
         clock.now = PERIOD
         assert beats.due() == [late]
-    finally:
-        beats.close()
 
 
 async def test_a_change_sent_puts_the_next_ping_a_period_after_it() -> None:
     clock = Clock()
-    beats = heartbeats(clock, phases(0.5))
-    stream = subscription()
-    beats.add(stream)  # due at 7.5
-    try:
+    with beating(clock, 0.5) as (beats, (stream,)):  # due at 7.5
         clock.now = 5.0
         beats.sent_change(stream)
         clock.now = 7.5
@@ -95,32 +96,20 @@ async def test_a_change_sent_puts_the_next_ping_a_period_after_it() -> None:
         assert beats.due() == []
         clock.now = 5.0 + 2 * PERIOD
         assert beats.due() == [stream]
-    finally:
-        beats.close()
 
 
 async def test_a_closed_connection_is_dropped() -> None:
     clock = Clock()
-    beats = heartbeats(clock, phases(0.5, 0.5))
-    gone, stays = subscription(), subscription()
-    beats.add(gone)
-    beats.add(stays)
-    try:
+    with beating(clock, 0.5, 0.5) as (beats, (gone, stays)):
         gone.closed = True
         clock.now = PERIOD
         assert beats.due() == [stays]
         assert len(beats) == 1
-    finally:
-        beats.close()
 
 
 async def test_a_burst_of_due_pings_is_handed_out_a_batch_per_loop_turn() -> None:
     clock = Clock()
-    beats = heartbeats(clock, phases(*[0.5] * 5), batch=2)
-    streams = [subscription() for _ in range(5)]
-    for stream in streams:
-        beats.add(stream)
-    try:
+    with beating(clock, *[0.5] * 5, batch=2) as (beats, streams):
         clock.now = PERIOD
         # What the timer does when it fires: one batch now, the next on the loop's next turn.
         beats._fire()
@@ -130,5 +119,3 @@ async def test_a_burst_of_due_pings_is_handed_out_a_batch_per_loop_turn() -> Non
             await asyncio.sleep(0)  # the loop's next turn: the timer's follow-up ran first
             turns[turn] = [stream.ready.is_set() for stream in streams].count(True)
         assert list(turns.values()) == [4, 5, 5]
-    finally:
-        beats.close()

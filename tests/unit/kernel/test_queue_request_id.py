@@ -5,7 +5,6 @@ put by that task keeps it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import structlog
@@ -13,6 +12,7 @@ from structlog.testing import capture_logs
 
 from qrpay.kernel.queue import REQUEST_ID_ARG, TaskQueue, TaskSpec
 from qrpay.kernel.request_context import add_request_id, bound_request_id, current_request_id
+from tests.support.waiting import work_until
 
 FIRST = TaskSpec("first", queue="q")
 SECOND = TaskSpec("second", queue="q")
@@ -42,14 +42,7 @@ async def test_a_task_and_the_task_it_puts_run_under_the_request_id_that_put_the
     assert job["args"] == {"order_id": "o1", REQUEST_ID_ARG: "req-from-the-pay-request"}
 
     with capture_logs(processors=[add_request_id]) as logs:
-        worker = asyncio.create_task(queue.run_worker(["q"]))
-        try:
-            await asyncio.wait_for(second_ran.wait(), timeout=60)
-        finally:
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
-            await queue.close()
+        await work_until(queue, second_ran, ["q"])
 
     # The handlers get their payload only; the id is the current one while they run.
     assert seen["first"] == ({"order_id": "o1"}, "req-from-the-pay-request")
@@ -73,13 +66,6 @@ async def test_a_task_put_outside_any_request_runs_under_an_id_of_its_own() -> N
     await queue.put(FIRST, task_id="first-1", payload={"order_id": "o1"})
     [job] = queue.app.connector.jobs.values()  # type: ignore[attr-defined]
     assert job["args"] == {"order_id": "o1"}
-    worker = asyncio.create_task(queue.run_worker(["q"]))
-    try:
-        await asyncio.wait_for(done.wait(), timeout=60)
-    finally:
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
-        await queue.close()
+    await work_until(queue, done, ["q"])
     assert ran[0] is not None
     assert len(ran[0]) == 32

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from qrpay.kernel.config import RetentionConfig
 from qrpay.kernel.queue import TaskQueue
+from tests.support.waiting import work_until
 
 
 async def test_a_worker_with_a_retention_removes_old_jobs_every_interval() -> None:
@@ -30,12 +30,5 @@ async def test_a_worker_with_a_retention_removes_old_jobs_every_interval() -> No
         latest = next(current, latest)  # a reload after the first round
         return latest
 
-    worker = asyncio.create_task(queue.run_worker(["q"], retention=retention))
-    try:
-        await asyncio.wait_for(twice.wait(), timeout=60)
-    finally:
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
-        await queue.close()
+    await work_until(queue, twice, ["q"], retention=retention)
     assert [config.failed_jobs_days for config in seen[:2]] == [30, 7]

@@ -8,8 +8,9 @@ from qrpay.eda.schemas import OrderStatus, PaymentState
 from qrpay.payments_eda import domain
 from qrpay.payments_eda.domain import Decision, GuestStatus, MessageKey, Step
 from qrpay.payments_eda.schemas import GUEST_MESSAGES
-from qrpay.restaurants import CashbackRules, Restaurant
+from qrpay.restaurants import CashbackRules
 from qrpay.transactions.schemas import OperationKind, OperationStatus
+from tests.support.orders import restaurant
 
 D = Decimal
 IN_PROGRESS = OrderStatus.PAYMENT_IN_PROGRESS
@@ -19,16 +20,6 @@ CANCELED = OrderStatus.CANCELED
 CLOSED = OrderStatus.CLOSED
 HOLD, CLEAR, UNHOLD = OperationKind.HOLD, OperationKind.CLEAR, OperationKind.UNHOLD
 OK, FAILED, PENDING = OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.PENDING
-
-
-def restaurant(rate: str = "30", cap: str | None = None) -> Restaurant:
-    return Restaurant(
-        client_id="rest-1",
-        name="Café",
-        zone="moscow",
-        cashback_rate=D(rate),
-        cashback_cap=None if cap is None else D(cap),
-    )
 
 
 @pytest.mark.parametrize(

@@ -10,20 +10,11 @@ from qrpay.kernel.errors import InvalidInput
 from qrpay.payments_eda.domain import cashback_amount
 from qrpay.payments_eda.schemas import PaymentsCode
 from qrpay.payments_eda.shares import share_cashback, tip_amount
-from qrpay.restaurants import CashbackRules, Restaurant
+from qrpay.restaurants import CashbackRules
+from tests.support.orders import restaurant
 
 D = Decimal
 OFFERED = (D(5), D(10), D(15))
-
-
-def restaurant(rate: str = "10", cap: str | None = None) -> Restaurant:
-    return Restaurant(
-        client_id="rest-1",
-        name="Café",
-        zone="moscow",
-        cashback_rate=D(rate),
-        cashback_cap=None if cap is None else D(cap),
-    )
 
 
 @pytest.mark.parametrize(
@@ -57,11 +48,11 @@ def test_tip_refused(kwargs: dict[str, Decimal], code: PaymentsCode) -> None:
 
 
 def test_without_a_cap_each_share_earns_its_own_rate() -> None:
-    assert share_cashback(D("333.33"), D(0), restaurant(), CashbackRules()) == D(33)
+    assert share_cashback(D("333.33"), D(0), restaurant("10"), CashbackRules()) == D(33)
 
 
 def test_the_cap_is_for_the_order_and_shared_first_come_first_served() -> None:
-    rules, cafe = CashbackRules(), restaurant(cap="50")
+    rules, cafe = CashbackRules(), restaurant("10", cap="50")
     first = share_cashback(D("400"), D(0), cafe, rules)
     second = share_cashback(D("400"), first, cafe, rules)
     third = share_cashback(D("400"), first + second, cafe, rules)
