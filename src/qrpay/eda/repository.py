@@ -17,7 +17,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     ColumnElement,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -42,7 +41,14 @@ from qrpay.eda import feed
 from qrpay.eda.domain import OPEN_STATUSES, Order, ttl_cutoff
 from qrpay.eda.schemas import Bill, BillElement, OrderStatus, PaymentState
 from qrpay.kernel.clock import utc, wire_time
-from qrpay.kernel.db import Database, Statement, new_metadata
+from qrpay.kernel.db import (
+    Database,
+    Statement,
+    amount_column,
+    created_updated,
+    currency_column,
+    new_metadata,
+)
 from qrpay.kernel.repository import Repository, by_dialect, from_json
 
 metadata = new_metadata()
@@ -54,13 +60,12 @@ orders = Table(
     Column("client_id", String(64), nullable=False),
     Column("internal_order_id", String(128), nullable=False),
     Column("status", String(32), nullable=False),
-    Column("currency", String(3), nullable=False),
-    Column("amount", String(32), nullable=False),
+    currency_column(),
+    amount_column(),
     Column("elements", JSON, nullable=False),
     Column("bill_version", Integer, nullable=False),
     Column("version", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    *created_updated(),
     # The transaction of the latest write: the change feed's order (``eda.feed``).
     Column("change_tx", BigInteger, nullable=False, server_default="0"),
     # Something was paid and all of it is refunded (``Ledger.refunded_fully``, issue 19):
@@ -82,17 +87,16 @@ payments = Table(
     Column("id", String(128), primary_key=True),
     Column("order_id", String(32), ForeignKey("orders.id"), nullable=False),
     Column("invoice_id", String(128), nullable=False),
-    Column("amount", String(32), nullable=False),
-    Column("tip", String(32), nullable=False),
-    Column("currency", String(3), nullable=False),
+    amount_column(),
+    amount_column("tip"),
+    currency_column(),
     Column("items", JSON, nullable=False),
     Column("state", String(16), nullable=False),
     Column("version", Integer, nullable=False),
     Column("token", String(128), nullable=True),
     Column("request_hash", String(64), nullable=True),
     Column("paid_seq", Integer, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    *created_updated(),
     # One payment per guest token on an order: the database, not the code, says so.
     UniqueConstraint("order_id", "token", name="uq_payments_order_id_token"),
     Index("ix_payments_order_id", "order_id"),
@@ -121,14 +125,13 @@ refunds = Table(
     Column("refund_id", String(100), nullable=False),
     Column("n", Integer, nullable=False),
     Column("payment_id", String(128), ForeignKey("payments.id"), nullable=False),
-    Column("amount", String(32), nullable=False),
-    Column("tip", String(32), nullable=False),
-    Column("currency", String(3), nullable=False),
+    amount_column(),
+    amount_column("tip"),
+    currency_column(),
     Column("state", String(16), nullable=False),
     Column("request_hash", String(64), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    *created_updated(),
     UniqueConstraint("order_id", "refund_id", "n", name="uq_refunds_order_id_refund_id_n"),
     Index("ix_refunds_payment_id", "payment_id"),
 )

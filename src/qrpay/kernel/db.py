@@ -26,11 +26,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
 import structlog
-from sqlalchemy import MetaData, event
+from sqlalchemy import Column, DateTime, MetaData, String, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -51,6 +52,30 @@ NAMING_CONVENTION = {
 
 def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# The column shapes the services' tables share.
+
+
+def amount_column(name: str = "amount") -> Column[str]:
+    """A money amount as its canonical decimal string (``kernel.money``), never a float:
+    SQLite has no exact decimal type, and the wire format is a string anyway."""
+    return Column(name, String(32), nullable=False)
+
+
+def currency_column(*, primary_key: bool = False) -> Column[str]:
+    """The ISO 4217 code of the row's amounts."""
+    return Column("currency", String(3), nullable=False, primary_key=primary_key)
+
+
+def time_column(name: str, *, nullable: bool = False) -> Column[datetime]:
+    """A moment with its time zone (SQLite drops it; ``record_of`` and ``utc`` read UTC)."""
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+def created_updated() -> tuple[Column[datetime], Column[datetime]]:
+    """When the row was written first and last."""
+    return time_column("created_at"), time_column("updated_at")
 
 
 def is_sqlite(url: str) -> bool:

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, TypeVar, get_args, get_type_hints
 
 import orjson
-from sqlalchemy import ColumnElement, Table
+from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -138,6 +138,17 @@ class Repository:
             .on_conflict_do_nothing(index_elements=list(keys))
         )
         return await self.changed_one(statement)
+
+    async def find(
+        self, table: Table, make: Callable[[Row[Any]], R], *, for_update: bool = False, **key: Any
+    ) -> R | None:
+        """The row of ``table`` whose columns equal ``key``, as ``make`` builds it; None when
+        there is none. ``for_update``: locked until the transaction ends (PostgreSQL; SQLite's
+        write transactions already hold the database lock, BEGIN IMMEDIATE)."""
+        statement = select(table).where(*(table.c[name] == value for name, value in key.items()))
+        if for_update:
+            statement = statement.with_for_update()
+        return await self.first(statement, make)
 
     async def changed_one(self, statement: Executable) -> bool:
         """Run a write; True when it changed exactly one row."""
