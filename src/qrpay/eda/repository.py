@@ -359,7 +359,7 @@ async def fetch_order_view(db: Database, order_id: str) -> dict[str, Any] | None
 
     Measured under the payment benchmark, building it through SQLAlchemy rows, the
     domain object and the response model kept eda's one core busy; this path asks
-    asyncpg for the row and writes the wire dict directly.
+    asyncpg for the row (on PostgreSQL) and writes the wire dict directly.
     """
     rows = await db.fetch(ORDER, order_id=order_id)
     return _order_view(rows[0]) if rows else None
