@@ -12,7 +12,6 @@ from functools import partial
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     Index,
     Integer,
     String,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 )
 
 from qrpay.cardstorage.domain import PaymentMethod
-from qrpay.kernel.db import new_metadata
+from qrpay.kernel.db import created_updated, new_metadata
 from qrpay.kernel.repository import Repository, dialect_insert, record_of, values_of
 
 metadata = new_metadata()
@@ -38,8 +37,7 @@ payment_methods = Table(
     Column("expiry_month", Integer, nullable=False),
     Column("expiry_year", Integer, nullable=False),
     Column("available", Boolean, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    *created_updated(),
     Index("ix_payment_methods_user_id", "user_id"),
 )
 
@@ -73,9 +71,7 @@ class PaymentMethodRepository(Repository):
         return await self.changed_one(statement)
 
     async def get(self, method_id: str) -> PaymentMethod | None:
-        return await self.first(
-            select(payment_methods).where(payment_methods.c.id == method_id), _to_method
-        )
+        return await self.find(payment_methods, _to_method, id=method_id)
 
     async def list_for_user(self, user_id: str) -> list[PaymentMethod]:
         result = await self.session.execute(

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     Column,
     ColumnElement,
-    DateTime,
     ForeignKey,
     Index,
     String,
@@ -33,7 +32,7 @@ from sqlalchemy import (
 )
 
 from qrpay.cashback.domain import Accrual, Ledger, Repayment, Reversal
-from qrpay.kernel.db import new_metadata
+from qrpay.kernel.db import amount_column, currency_column, new_metadata, time_column
 from qrpay.kernel.money import format_amount
 from qrpay.kernel.repository import Repository, record_of, values_of
 
@@ -47,10 +46,10 @@ accruals = Table(
     # One accrual per order: the primary key, not the code, guarantees it.
     Column("order_id", String(128), primary_key=True),
     Column("user_id", String(128), nullable=False),
-    Column("amount", String(32), nullable=False),
-    Column("currency", String(3), nullable=False),
+    amount_column(),
+    currency_column(),
     Column("source", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    time_column("created_at"),
     Index("ix_accruals_user_id", "user_id"),
 )
 
@@ -61,11 +60,11 @@ reversals = Table(
     Column("reversal_id", String(128), primary_key=True),
     Column("accrual_key", String(128), ForeignKey("accruals.order_id"), nullable=False),
     Column("user_id", String(128), nullable=False),
-    Column("amount", String(32), nullable=False),
-    Column("currency", String(3), nullable=False),
-    Column("taken", String(32), nullable=False),
-    Column("debt", String(32), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    amount_column(),
+    currency_column(),
+    amount_column("taken"),
+    amount_column("debt"),
+    time_column("created_at"),
     Index("ix_reversals_accrual_key", "accrual_key"),
     Index("ix_reversals_user_id", "user_id"),
 )
@@ -76,9 +75,9 @@ debt_repayments = Table(
     # At most one repayment per accrual: the accrual's key is the primary key.
     Column("accrual_key", String(128), ForeignKey("accruals.order_id"), primary_key=True),
     Column("user_id", String(128), nullable=False),
-    Column("amount", String(32), nullable=False),
-    Column("currency", String(3), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    amount_column(),
+    currency_column(),
+    time_column("created_at"),
     Index("ix_debt_repayments_user_id", "user_id"),
 )
 
@@ -87,8 +86,8 @@ accounts = Table(
     "accounts",
     metadata,
     Column("user_id", String(128), primary_key=True),
-    Column("currency", String(3), primary_key=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    currency_column(primary_key=True),
+    time_column("created_at"),
 )
 
 
@@ -126,9 +125,7 @@ class AccrualRepository(Repository):
         return await self.insert_new(accruals, values_of(accrual), "order_id")
 
     async def get(self, order_id: str) -> Accrual | None:
-        return await self.first(
-            select(accruals).where(accruals.c.order_id == order_id), _to_accrual
-        )
+        return await self.find(accruals, _to_accrual, order_id=order_id)
 
     async def lock_account(self, user_id: str, currency: str, now: datetime) -> None:
         """Lock the user's account in ``currency`` until the transaction ends (made if new)."""
@@ -189,9 +186,7 @@ class AccrualRepository(Repository):
         return await self.insert_new(reversals, values_of(reversal), "reversal_id")
 
     async def get_reversal(self, reversal_id: str) -> Reversal | None:
-        return await self.first(
-            select(reversals).where(reversals.c.reversal_id == reversal_id), _to_reversal
-        )
+        return await self.find(reversals, _to_reversal, reversal_id=reversal_id)
 
     async def insert_repayment(self, repayment: Repayment) -> None:
         await self.session.execute(debt_repayments.insert().values(values_of(repayment)))

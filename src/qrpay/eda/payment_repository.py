@@ -8,9 +8,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
-from sqlalchemy import and_, delete, insert, or_, select, tuple_, update
-from sqlalchemy.engine import Row
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from qrpay.eda.domain import Order
 from qrpay.eda.ledger import Ledger, Payment
@@ -22,13 +33,14 @@ from qrpay.eda.repository import (
     payment_items,
     payments,
     refunds,
+    to_order,
 )
-from qrpay.eda.schemas import Bill, BillElement, OrderStatus, PaymentState, RefundState
+from qrpay.eda.schemas import PaymentState, RefundState
 from qrpay.kernel.clock import utc, wire_time
-from qrpay.kernel.db import Database
+from qrpay.kernel.db import Database, Statement
 from qrpay.kernel.errors import InvalidInput
 from qrpay.kernel.money import format_amount
-from qrpay.kernel.repository import Repository
+from qrpay.kernel.repository import Repository, from_json
 
 # A payment's (or a refund part's) id -> (began, last changed).
 PaymentTimes = dict[str, tuple[datetime, datetime]]
@@ -45,19 +57,38 @@ class Ledgered:
     refund_times: PaymentTimes
 
 
-def _to_payment(row: Row[Any]) -> Payment:
-    m = row._mapping
+_PAYMENT_COLUMNS = (
+    "id",
+    "amount",
+    "tip",
+    "items",
+    "state",
+    "invoice_id",
+    "token",
+    "request_hash",
+    "paid_seq",
+    "created_at",
+    "updated_at",
+)
+
+
+def _to_payment(p: Sequence[Any]) -> Payment:
+    """A payment from a row's ``_PAYMENT_COLUMNS`` (asyncpg's or SQLAlchemy's)."""
     return Payment(
-        id=m["id"],
-        amount=Decimal(m["amount"]),
-        tip=Decimal(m["tip"]),
-        items=frozenset(m["items"]),
-        state=PaymentState(m["state"]),
-        invoice_id=m["invoice_id"],
-        token=m["token"],
-        request_hash=m["request_hash"],
-        paid_seq=m["paid_seq"],
+        id=p[0],
+        amount=Decimal(p[1]),
+        tip=Decimal(p[2]),
+        items=frozenset(from_json(p[3])),
+        state=PaymentState(p[4]),
+        invoice_id=p[5],
+        token=p[6],
+        request_hash=p[7],
+        paid_seq=p[8],
     )
+
+
+def _payment_times(p: Sequence[Any]) -> tuple[datetime, datetime]:
+    return utc(p[9]), utc(p[10])
 
 
 def _to_refund(m: Any) -> RefundPart:
@@ -83,8 +114,8 @@ class PaymentRepository(Repository):
                 # The lock first, then the read in a statement of its own: one statement that
                 # waited for the lock would still see the payments of its start's snapshot
                 # (READ COMMITTED), missing those the lock's holder just wrote.
-                await self.session.exec_driver_sql(_LOCK_ORDER_SQL, (order_id,))
-            return _ledger_of((await self.session.exec_driver_sql(_LEDGER_SQL, (order_id,))).all())
+                await self.fetch(_LOCK_ORDER, order_id=order_id)
+            return _ledger_of(await self.fetch(_LEDGER, order_id=order_id))
         order = await OrderRepository(self.session).get(order_id, for_update=for_update)
         if order is None:
             return None
@@ -95,17 +126,14 @@ class PaymentRepository(Repository):
     async def of_order(self, order_id: str) -> tuple[tuple[Payment, ...], PaymentTimes]:
         """The order's payments in the order they began, and when each began and last changed."""
         result = await self.session.execute(
-            select(payments)
+            select(*(payments.c[name] for name in _PAYMENT_COLUMNS))
             .where(payments.c.order_id == order_id)
             .order_by(payments.c.created_at, payments.c.id)
         )
         rows = result.all()
-        found = tuple(_to_payment(row) for row in rows)
-        times = {
-            row._mapping["id"]: (utc(row._mapping["created_at"]), utc(row._mapping["updated_at"]))
-            for row in rows
+        return tuple(_to_payment(row) for row in rows), {
+            row[0]: _payment_times(row) for row in rows
         }
-        return found, times
 
     async def refunds_of(self, order_id: str) -> tuple[tuple[RefundPart, ...], PaymentTimes]:
         """The order's refund parts in the order they were made, and their times."""
@@ -208,19 +236,6 @@ class PaymentRepository(Repository):
         return moved
 
 
-_PAYMENT_COLUMNS = (
-    "id",
-    "amount",
-    "tip",
-    "items",
-    "state",
-    "invoice_id",
-    "token",
-    "request_hash",
-    "paid_seq",
-    "created_at",
-    "updated_at",
-)
 _REFUND_COLUMNS = (
     "id",
     "refund_id",
@@ -233,37 +248,43 @@ _REFUND_COLUMNS = (
     "created_at",
     "updated_at",
 )
+_o, _p, _r = orders.alias("o"), payments.alias("p"), refunds.alias("r")
 # The order's refund parts as one JSON array (NULL for none), from a lateral subquery run
-# once per order: a second join would repeat each payment once per part.
-_REFUNDS_JSON = (
-    "SELECT json_agg(json_build_object("  # noqa: S608
-    + ", ".join(f"'{name}', r.{refunds.c[name].name}" for name in _REFUND_COLUMNS)
-    + f") ORDER BY r.{refunds.c.created_at.name}, r.{refunds.c.refund_id.name},"
-    + f" r.{refunds.c.n.name}) AS parts"
-    + f" FROM {refunds.name} r WHERE r.{refunds.c.order_id.name} = o.{orders.c.id.name}"
+# once per order: a second join would repeat each payment once per part. The keys are
+# names from the declared table: no outside input.
+_KEYS_AND_VALUES: list[Any] = []
+for _name in _REFUND_COLUMNS:
+    _KEYS_AND_VALUES += (literal_column(f"'{_name}'"), _r.c[_name])
+_REFUND_PARTS = (
+    select(
+        func.json_agg(
+            aggregate_order_by(
+                func.json_build_object(*_KEYS_AND_VALUES),
+                _r.c.created_at,
+                _r.c.refund_id,
+                _r.c.n,
+            )
+        ).label("parts")
+    )
+    .where(_r.c.order_id == _o.c.id)
+    .lateral("rf")
 )
-# The order, its refunds and its payments in one statement on asyncpg, so from one
-# snapshot: every guest's status poll reads it. Names from the declared tables: no outside
-# input.
-_LEDGER_SQL = (
-    "SELECT "  # noqa: S608
-    + ", ".join(f"o.{orders.c[name].name}" for name in ORDER_COLUMNS)
-    + ", rf.parts, "
-    + ", ".join(f"p.{payments.c[name].name}" for name in _PAYMENT_COLUMNS)
-    + f" FROM {orders.name} o LEFT JOIN LATERAL ({_REFUNDS_JSON}) rf ON true"
-    + f" LEFT JOIN {payments.name} p"
-    + f" ON p.{payments.c.order_id.name} = o.{orders.c.id.name}"
-    + f" WHERE o.{orders.c.id.name} = $1"
-    + f" ORDER BY p.{payments.c.created_at.name}, p.{payments.c.id.name}"
+# The order, its refunds and its payments in one statement on asyncpg (PostgreSQL only), so
+# from one snapshot: every guest's status poll reads it.
+_LEDGER = Statement(
+    select(
+        *(_o.c[name] for name in ORDER_COLUMNS),
+        _REFUND_PARTS.c.parts,
+        *(_p.c[name] for name in _PAYMENT_COLUMNS),
+    )
+    .select_from(_o.outerjoin(_REFUND_PARTS, true()).outerjoin(_p, _p.c.order_id == _o.c.id))
+    .where(_o.c.id == bindparam("order_id"))
+    .order_by(_p.c.created_at, _p.c.id)
 )
-
-
-def _json(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str) else value
-
-
 # Before a change: the order's row locked (its payments' writers queue on it).
-_LOCK_ORDER_SQL = f"SELECT 1 FROM {orders.name} WHERE {orders.c.id.name} = $1 FOR UPDATE"  # noqa: S608
+_LOCK_ORDER = Statement(
+    select(orders.c.id).where(orders.c.id == bindparam("order_id")).with_for_update()
+)
 
 
 async def fetch_ledger(db: Database, order_id: str) -> Ledgered | None:
@@ -272,7 +293,7 @@ async def fetch_ledger(db: Database, order_id: str) -> Ledgered | None:
     if not db.has_fast_reads:
         async with db.read() as connection:
             return await PaymentRepository(connection).ledger(order_id)
-    return _ledger_of(await db.fetch_fast(_LEDGER_SQL, order_id))
+    return _ledger_of(await db.fetch(_LEDGER, order_id=order_id))
 
 
 def _ledger_of(rows: Sequence[Any]) -> Ledgered | None:
@@ -280,23 +301,8 @@ def _ledger_of(rows: Sequence[Any]) -> Ledgered | None:
     if not rows:
         return None
     first = rows[0]
-    order = Order(
-        id=first[0],
-        client_id=first[1],
-        internal_order_id=first[2],
-        status=OrderStatus(first[3]),
-        bill=Bill(
-            currency=first[4],
-            amount=first[5],
-            elements=[BillElement(name=e["name"], amount=e["amount"]) for e in _json(first[6])],
-        ),
-        bill_version=first[7],
-        version=first[8],
-        created_at=utc(first[9]),
-        updated_at=utc(first[10]),
-        refunded_fully=bool(first[11]),
-    )
-    parts = _json(first[len(ORDER_COLUMNS)]) or ()
+    order = to_order(first)
+    parts = from_json(first[len(ORDER_COLUMNS)]) or ()
     refund_times = {
         m["id"]: (
             utc(datetime.fromisoformat(m["created_at"])),
@@ -311,20 +317,8 @@ def _ledger_of(rows: Sequence[Any]) -> Ledgered | None:
         p = row[offset:]
         if p[0] is None:
             continue  # an order without payments: the LEFT JOIN's one empty row
-        listed.append(
-            Payment(
-                id=p[0],
-                amount=Decimal(p[1]),
-                tip=Decimal(p[2]),
-                items=frozenset(_json(p[3])),
-                state=PaymentState(p[4]),
-                invoice_id=p[5],
-                token=p[6],
-                request_hash=p[7],
-                paid_seq=p[8],
-            )
-        )
-        times[p[0]] = (utc(p[9]), utc(p[10]))
+        listed.append(_to_payment(p))
+        times[p[0]] = _payment_times(p)
     ledger = Ledger(order.bill, tuple(listed), tuple(_to_refund(m) for m in parts))
     return Ledgered(order, ledger, times, refund_times)
 

@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import (
+    ARRAY,
     JSON,
     BigInteger,
     Boolean,
     Column,
-    DateTime,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +24,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    any_,
+    bindparam,
     cast,
     exists,
     false,
@@ -33,14 +35,21 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.engine import Row
+from sqlalchemy.dialects import postgresql
 
 from qrpay.eda import feed
 from qrpay.eda.domain import OPEN_STATUSES, Order, ttl_cutoff
 from qrpay.eda.schemas import Bill, BillElement, OrderStatus, PaymentState
 from qrpay.kernel.clock import utc, wire_time
-from qrpay.kernel.db import Database, new_metadata
-from qrpay.kernel.repository import Repository, fast_select
+from qrpay.kernel.db import (
+    Database,
+    Statement,
+    amount_column,
+    created_updated,
+    currency_column,
+    new_metadata,
+)
+from qrpay.kernel.repository import Repository, by_dialect, from_json
 
 metadata = new_metadata()
 
@@ -51,13 +60,12 @@ orders = Table(
     Column("client_id", String(64), nullable=False),
     Column("internal_order_id", String(128), nullable=False),
     Column("status", String(32), nullable=False),
-    Column("currency", String(3), nullable=False),
-    Column("amount", String(32), nullable=False),
+    currency_column(),
+    amount_column(),
     Column("elements", JSON, nullable=False),
     Column("bill_version", Integer, nullable=False),
     Column("version", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    *created_updated(),
     # The transaction of the latest write: the change feed's order (``eda.feed``).
     Column("change_tx", BigInteger, nullable=False, server_default="0"),
     # Something was paid and all of it is refunded (``Ledger.refunded_fully``, issue 19):
@@ -79,17 +87,16 @@ payments = Table(
     Column("id", String(128), primary_key=True),
     Column("order_id", String(32), ForeignKey("orders.id"), nullable=False),
     Column("invoice_id", String(128), nullable=False),
-    Column("amount", String(32), nullable=False),
-    Column("tip", String(32), nullable=False),
-    Column("currency", String(3), nullable=False),
+    amount_column(),
+    amount_column("tip"),
+    currency_column(),
     Column("items", JSON, nullable=False),
     Column("state", String(16), nullable=False),
     Column("version", Integer, nullable=False),
     Column("token", String(128), nullable=True),
     Column("request_hash", String(64), nullable=True),
     Column("paid_seq", Integer, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    *created_updated(),
     # One payment per guest token on an order: the database, not the code, says so.
     UniqueConstraint("order_id", "token", name="uq_payments_order_id_token"),
     Index("ix_payments_order_id", "order_id"),
@@ -118,14 +125,13 @@ refunds = Table(
     Column("refund_id", String(100), nullable=False),
     Column("n", Integer, nullable=False),
     Column("payment_id", String(128), ForeignKey("payments.id"), nullable=False),
-    Column("amount", String(32), nullable=False),
-    Column("tip", String(32), nullable=False),
-    Column("currency", String(3), nullable=False),
+    amount_column(),
+    amount_column("tip"),
+    currency_column(),
     Column("state", String(16), nullable=False),
     Column("request_hash", String(64), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    *created_updated(),
     UniqueConstraint("order_id", "refund_id", "n", name="uq_refunds_order_id_refund_id_n"),
     Index("ix_refunds_payment_id", "payment_id"),
 )
@@ -138,20 +144,46 @@ _PG_XID = cast(cast(func.pg_current_xact_id(), Text), BigInteger)
 CHANGES_CHANNEL = "qrpay_orders"
 # The xid taken together with a NOTIFY in one scalar subquery, so stamping a write also
 # notifies, with no extra round trip. PostgreSQL runs it once per statement, and only
-# when a row is written (an UPDATE that matches nothing sends nothing); notifications
-# of one transaction are folded into one.
+# when a row is written (an UPDATE that matches nothing sends nothing; an insert that meets
+# an existing order notifies, a harmless wake-up); notifications of one transaction are
+# folded into one.
 _PG_XID_NOTIFYING = (
     select(_PG_XID)
     .select_from(select(func.pg_notify(CHANGES_CHANNEL, "")).subquery("notified"))
     .scalar_subquery()
 )
+# SQLite: write transactions hold the database lock from BEGIN IMMEDIATE to COMMIT, so the
+# numbers taken in them commit in the order they are taken; nothing commits out of order,
+# and the newest number + 1 is past every change.
+_newest = orders.alias("newest")
+_SQLITE_NEXT_TX = select(func.coalesce(func.max(_newest.c.change_tx), 0) + 1).scalar_subquery()
+# This transaction's number for ``change_tx``: every status write stamps it.
+_CHANGE_TX = by_dialect(postgresql=_PG_XID_NOTIFYING, default=_SQLITE_NEXT_TX)
+_PG_HORIZON = cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger)
 # Some payment of the order holds or has paid money. Every payment write locks the order's
 # row first, so under that lock this answer holds.
 _PAYMENT_RESERVES = exists().where(
     payments.c.order_id == orders.c.id,
     payments.c.state != PaymentState.RELEASED.value,
 )
-_PG_HORIZON = cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger)
+
+# An order's columns, as ``_to_row`` writes them (the change feed's stamp aside), and the
+# order in which the readers below find them in a row.
+ORDER_COLUMNS = (
+    "id",
+    "client_id",
+    "internal_order_id",
+    "status",
+    "currency",
+    "amount",
+    "elements",
+    "bill_version",
+    "version",
+    "created_at",
+    "updated_at",
+    "refunded_fully",
+)
+SELECT_ORDER = select(*(orders.c[name] for name in ORDER_COLUMNS))
 
 
 def _to_row(order: Order) -> dict[str, Any]:
@@ -171,34 +203,46 @@ def _to_row(order: Order) -> dict[str, Any]:
     }
 
 
-def _to_order(row: Row[Any]) -> Order:
-    m = row._mapping
+def _elements(row: Sequence[Any]) -> list[dict[str, Any]]:
+    return list(from_json(row[6]))
+
+
+def to_order(row: Sequence[Any]) -> Order:
+    """An order from a row's ``ORDER_COLUMNS`` (asyncpg's or SQLAlchemy's)."""
     bill = Bill(
-        currency=m["currency"],
-        amount=m["amount"],
-        elements=[BillElement(name=e["name"], amount=e["amount"]) for e in m["elements"]],
+        currency=row[4],
+        amount=row[5],
+        elements=[BillElement(name=e["name"], amount=e["amount"]) for e in _elements(row)],
     )
     return Order(
-        id=m["id"],
-        client_id=m["client_id"],
-        internal_order_id=m["internal_order_id"],
-        status=OrderStatus(m["status"]),
+        id=row[0],
+        client_id=row[1],
+        internal_order_id=row[2],
+        status=OrderStatus(row[3]),
         bill=bill,
-        bill_version=m["bill_version"],
-        version=m["version"],
-        created_at=utc(m["created_at"]),
-        updated_at=utc(m["updated_at"]),
-        refunded_fully=bool(m["refunded_fully"]),
+        bill_version=row[7],
+        version=row[8],
+        created_at=utc(row[9]),
+        updated_at=utc(row[10]),
+        refunded_fully=bool(row[11]),
     )
 
 
-# The asyncpg fast path's statements, named from the one declaration of the table above.
+def _order_view(row: Sequence[Any]) -> dict[str, Any]:
+    """A row's ``ORDER_COLUMNS`` in the wire shape of ``OrderView``, with no model between."""
+    return {
+        "order_id": row[0],
+        "client_id": row[1],
+        "internal_order_id": row[2],
+        "status": row[3],
+        "bill": {"currency": row[4], "amount": row[5], "elements": _elements(row)},
+        "bill_version": row[7],
+        "created_at": wire_time(row[9]),
+        "updated_at": wire_time(row[10]),
+    }
+
+
 _STATUS_COLUMNS = ("id", "client_id", "status", "version", "refunded_fully")
-_STATUSES_SQL = fast_select(
-    orders,
-    _STATUS_COLUMNS,
-    f"{orders.c.id.name} = ANY($1::varchar[])",
-)
 
 
 def _status_row(row: Sequence[Any]) -> dict[str, Any]:
@@ -212,34 +256,56 @@ def _status_row(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-# An order's columns, as ``_to_row`` writes them (the change feed's stamp aside).
-ORDER_COLUMNS = (
-    "id",
-    "client_id",
-    "internal_order_id",
-    "status",
-    "currency",
-    "amount",
-    "elements",
-    "bill_version",
-    "version",
-    "created_at",
-    "updated_at",
-    "refunded_fully",
-)
+# The hot queries, each declared once (``Statement``: compiled once for asyncpg).
+
 # A new order in one statement: its columns, then the writing transaction's number for the
-# feed. Names from the declared table: no outside input.
-_INSERT_SQL = (
-    f"INSERT INTO {orders.name} "  # noqa: S608
-    f"({', '.join(orders.c[name].name for name in ORDER_COLUMNS)}, {orders.c.change_tx.name}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(ORDER_COLUMNS) + 1))}, "
-    # Stamped and notified like every other write (``_PG_XID_NOTIFYING``); a conflict
-    # notifies too, a harmless wake-up.
-    "(SELECT pg_current_xact_id()::text::bigint "
-    f"FROM (SELECT pg_notify('{CHANGES_CHANNEL}', '')) AS notified)) "
-    f"ON CONFLICT ({orders.c.client_id.name}, {orders.c.internal_order_id.name}) DO NOTHING "
-    f"RETURNING {orders.c.id.name}"
+# feed, stamped and notified like every other write.
+INSERT_ORDER = Statement(
+    postgresql.insert(orders)
+    .values(
+        {name: bindparam(name, type_=orders.c[name].type) for name in ORDER_COLUMNS}
+        | {"change_tx": _CHANGE_TX}
+    )
+    .on_conflict_do_nothing(index_elements=[orders.c.client_id, orders.c.internal_order_id])
+    .returning(orders.c.id)
 )
+_ORDER_BY_ID = SELECT_ORDER.where(orders.c.id == bindparam("order_id"))
+ORDER = Statement(_ORDER_BY_ID)
+# PostgreSQL: writers of one order queue here. SQLite ignores it; its write transactions
+# already hold the database lock (BEGIN IMMEDIATE).
+ORDER_LOCKED = Statement(_ORDER_BY_ID.with_for_update())
+_STATUSES = Statement(
+    select(*(orders.c[name] for name in _STATUS_COLUMNS)).where(
+        by_dialect(
+            postgresql=orders.c.id == any_(bindparam("order_ids", type_=ARRAY(String))),
+            default=orders.c.id.in_(bindparam("order_ids", expanding=True)),
+        )
+    )
+)
+
+
+# The feed page: every follower's long-poll runs it on each wake-up, and through SQLAlchemy
+# Core it took about a fifth of eda's CPU at a steady POS load (py-spy, 2026-12-01). On
+# PostgreSQL the horizon is read in the same statement, so from the same snapshot; SQLite
+# has none (``feed.NO_HORIZON``: nothing commits out of order there).
+def _changes(*where: ColumnElement[bool]) -> Statement:
+    after = tuple_(bindparam("change_tx", type_=BigInteger), bindparam("order_id", type_=String))
+    horizon = by_dialect(postgresql=_PG_HORIZON, default=literal(feed.NO_HORIZON, BigInteger))
+    return Statement(
+        select(
+            *(orders.c[name] for name in _STATUS_COLUMNS),
+            orders.c.change_tx,
+            horizon.label("horizon"),
+        )
+        .where(tuple_(orders.c.change_tx, orders.c.id) > after, *where)
+        .order_by(orders.c.change_tx, orders.c.id)
+        .limit(bindparam("limit"))
+    )
+
+
+_CHANGES = _changes()
+_CHANGES_OF_CLIENT = _changes(orders.c.client_id == bindparam("client_id"))
+_TAIL = Statement(select(by_dialect(postgresql=_PG_HORIZON, default=_SQLITE_NEXT_TX)))
 
 
 async def insert_new_order(db: Database, order: Order) -> bool | None:
@@ -253,42 +319,14 @@ async def insert_new_order(db: Database, order: Order) -> bool | None:
     """
     if not db.has_fast_reads:
         return None
-    row = _to_row(order)
-    row["elements"] = orjson.dumps(row["elements"]).decode()
     # Retried once on a connection that broke under it (``fetch_fast``): safe, since a
     # repeat of a committed insert meets the unique key and inserts nothing.
-    inserted = await db.fetch_fast(_INSERT_SQL, *(row[name] for name in ORDER_COLUMNS))
-    return bool(inserted)
+    return bool(await db.fetch(INSERT_ORDER, **_to_row(order)))
 
 
 async def fetch_statuses(db: Database, order_ids: Sequence[str]) -> list[dict[str, Any]]:
     """The POS polling path: one indexed query, plain dicts, no model per row."""
-    if db.has_fast_reads:
-        rows = await db.fetch_fast(_STATUSES_SQL, list(order_ids))
-        return [_status_row(row) for row in rows]
-    async with db.read() as connection:
-        result = await connection.execute(
-            select(*(orders.c[name] for name in _STATUS_COLUMNS)).where(orders.c.id.in_(order_ids))
-        )
-        return [_status_row(row) for row in result]
-
-
-# The feed page on asyncpg: every follower's long-poll runs it on each wake-up, and
-# through SQLAlchemy Core it took about a fifth of eda's CPU at a steady POS load (py-spy,
-# 2026-12-01). The horizon is read in the same statement, so from the same snapshot.
-def _changes_sql(restaurant: str) -> str:
-    # Names from the declared table; the restaurant condition is code's: no outside input.
-    tx, order_id = orders.c.change_tx.name, orders.c.id.name
-    columns = ", ".join(orders.c[name].name for name in _STATUS_COLUMNS)
-    return (
-        f"SELECT {columns}, {tx}, pg_snapshot_xmin(pg_current_snapshot())::text::bigint "  # noqa: S608
-        f"FROM {orders.name} WHERE ({tx}, {order_id}) > ($1, $2){restaurant} "
-        f"ORDER BY {tx}, {order_id} LIMIT $3"
-    )
-
-
-_CHANGES_PAGE_SQL = _changes_sql("")
-_CHANGES_CLIENT_PAGE_SQL = _changes_sql(f" AND {orders.c.client_id.name} = $4")
+    return [_status_row(row) for row in await db.fetch(_STATUSES, order_ids=list(order_ids))]
 
 
 async def fetch_changes(
@@ -299,34 +337,11 @@ async def fetch_changes(
 
     One statement: the horizon comes from the same snapshot as the rows.
     """
-    if db.has_fast_reads:
-        args: tuple[Any, ...] = (after.change_tx, after.order_id, limit + 1)
-        if client_id is None:
-            rows = await db.fetch_fast(_CHANGES_PAGE_SQL, *args)
-        else:
-            rows = await db.fetch_fast(_CHANGES_CLIENT_PAGE_SQL, *args, client_id)
-        return _changes_page(rows, limit)
-    # SQLite (no fast reads): nothing commits out of order there (``feed.NO_HORIZON``).
-    statement = (
-        select(
-            *(orders.c[name] for name in _STATUS_COLUMNS),
-            orders.c.change_tx,
-            literal(feed.NO_HORIZON, BigInteger).label("horizon"),
-        )
-        .where(tuple_(orders.c.change_tx, orders.c.id) > tuple_(after.change_tx, after.order_id))
-        .order_by(orders.c.change_tx, orders.c.id)
-        .limit(limit + 1)
-    )
-    if client_id is not None:
-        statement = statement.where(orders.c.client_id == client_id)
-    async with db.read() as connection:
-        return _changes_page((await connection.execute(statement)).all(), limit)
-
-
-def _changes_page(
-    rows: Sequence[Sequence[Any]], limit: int
-) -> tuple[list[dict[str, Any]], feed.Page]:
-    """Rows (``_STATUS_COLUMNS``, change_tx, horizon): the servable page."""
+    page_after = {"change_tx": after.change_tx, "order_id": after.order_id, "limit": limit + 1}
+    if client_id is None:
+        rows = await db.fetch(_CHANGES, **page_after)
+    else:
+        rows = await db.fetch(_CHANGES_OF_CLIENT, **page_after, client_id=client_id)
     if not rows:
         return [], feed.Page(served=0, more=False)
     tx = len(_STATUS_COLUMNS)
@@ -336,31 +351,7 @@ def _changes_page(
 
 async def fetch_tail(db: Database) -> feed.Cursor:
     """The cursor after every change that can be served now."""
-    async with db.read() as connection:
-        if db.dialect == "postgresql":
-            horizon = (await connection.execute(select(_PG_HORIZON))).scalar_one()
-        else:
-            newest = select(func.coalesce(func.max(orders.c.change_tx), 0))
-            horizon = (await connection.execute(newest)).scalar_one() + 1
-    return feed.tail(int(horizon))
-
-
-_ORDER_SQL = fast_select(
-    orders,
-    (
-        "id",
-        "client_id",
-        "internal_order_id",
-        "status",
-        "currency",
-        "amount",
-        "elements",
-        "bill_version",
-        "created_at",
-        "updated_at",
-    ),
-    f"{orders.c.id.name} = $1",
-)
+    return feed.tail(int((await db.fetch(_TAIL))[0][0]))
 
 
 async def fetch_order_view(db: Database, order_id: str) -> dict[str, Any] | None:
@@ -368,90 +359,38 @@ async def fetch_order_view(db: Database, order_id: str) -> dict[str, Any] | None
 
     Measured under the payment benchmark, building it through SQLAlchemy rows, the
     domain object and the response model kept eda's one core busy; this path asks
-    asyncpg for the row and writes the wire dict directly.
+    asyncpg for the row (on PostgreSQL) and writes the wire dict directly.
     """
-    if not db.has_fast_reads:
-        async with db.read() as connection:
-            order = await OrderRepository(connection).get(order_id)
-        return None if order is None else order_wire(order)
-    rows = await db.fetch_fast(_ORDER_SQL, order_id)
-    if not rows:
-        return None
-    row = rows[0]
-    elements = row[6]
-    return {
-        "order_id": row[0],
-        "client_id": row[1],
-        "internal_order_id": row[2],
-        "status": row[3],
-        "bill": {
-            "currency": row[4],
-            "amount": row[5],
-            "elements": orjson.loads(elements) if isinstance(elements, str) else elements,
-        },
-        "bill_version": row[7],
-        "created_at": wire_time(row[8]),
-        "updated_at": wire_time(row[9]),
-    }
-
-
-def order_wire(order: Order) -> dict[str, Any]:
-    return {
-        "order_id": order.id,
-        "client_id": order.client_id,
-        "internal_order_id": order.internal_order_id,
-        "status": order.status.value,
-        "bill": {
-            "currency": order.bill.currency,
-            "amount": order.bill.amount,
-            "elements": [{"name": e.name, "amount": e.amount} for e in order.bill.elements],
-        },
-        "bill_version": order.bill_version,
-        "created_at": wire_time(order.created_at),
-        "updated_at": wire_time(order.updated_at),
-    }
+    rows = await db.fetch(ORDER, order_id=order_id)
+    return _order_view(rows[0]) if rows else None
 
 
 class OrderRepository(Repository):
     async def insert_if_absent(self, order: Order) -> bool:
         """Insert unless (client_id, internal_order_id) exists; True when this call inserted."""
-        values = {**_to_row(order), "change_tx": await self._change_tx()}
-        return await self.insert_new(orders, values, "client_id", "internal_order_id")
-
-    async def _change_tx(self) -> Any:
-        """This transaction's number for ``change_tx``: every status write stamps it."""
-        if self.session.dialect.name == "postgresql":
-            return _PG_XID_NOTIFYING
-        # SQLite: write transactions hold the database lock from BEGIN IMMEDIATE to COMMIT,
-        # so the numbers taken here commit in the order they are taken.
-        newest = select(func.coalesce(func.max(orders.c.change_tx), 0))
-        return (await self.session.execute(newest)).scalar_one() + 1
+        return bool(await self.fetch(INSERT_ORDER, **_to_row(order)))
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
-        statement = select(orders).where(orders.c.id == order_id)
-        if for_update:
-            # PostgreSQL: writers of one order queue here. SQLite ignores it; its write
-            # transactions already hold the database lock (BEGIN IMMEDIATE).
-            statement = statement.with_for_update()
-        return await self.first(statement, _to_order)
+        rows = await self.fetch(ORDER_LOCKED if for_update else ORDER, order_id=order_id)
+        return to_order(rows[0]) if rows else None
 
     async def get_by_internal_id(
         self, client_id: str, internal_order_id: str, *, for_update: bool = False
     ) -> Order | None:
-        statement = select(orders).where(
+        statement = SELECT_ORDER.where(
             orders.c.client_id == client_id,
             orders.c.internal_order_id == internal_order_id,
         )
         if for_update:
             statement = statement.with_for_update()
-        return await self.first(statement, _to_order)
+        return await self.first(statement, to_order)
 
     async def save(self, before: Order, after: Order) -> bool:
         """Write ``after`` only if the row is still at ``before.version``; False if it did not."""
         values = _to_row(after)
         for key in ("id", "client_id", "internal_order_id", "created_at"):
             del values[key]
-        values["change_tx"] = await self._change_tx()
+        values["change_tx"] = _CHANGE_TX
         statement = update(orders).where(
             orders.c.id == before.id, orders.c.version == before.version
         )
@@ -477,7 +416,7 @@ class OrderRepository(Repository):
                 status=OrderStatus.CANCELED.value,
                 version=orders.c.version + 1,
                 updated_at=now,
-                change_tx=await self._change_tx(),
+                change_tx=_CHANGE_TX,
             )
         )
         return int(result.rowcount)

@@ -4,7 +4,9 @@
 commits when the block ends normally and rolls back when it raises.
 ``Database.read()`` is a connection for single-statement reads (autocommit on
 PostgreSQL, so no BEGIN/ROLLBACK round trips). Repositories use SQLAlchemy
-Core: the ORM session cost more than the query on the hot paths (measured). On SQLite a
+Core: the ORM session cost more than the query on the hot paths (measured). A hot query is
+a ``Statement``: declared once in Core, run on PostgreSQL from its asyncpg text compiled once
+(``Database.fetch``, ``fetch_fast``) and on SQLite through SQLAlchemy. On SQLite a
 write transaction starts with ``BEGIN IMMEDIATE`` so two writers queue on the
 file lock instead of failing when a reader tries to upgrade.
 
@@ -22,15 +24,19 @@ invalidates the pool, which then reconnects.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 import asyncpg
 import structlog
-from sqlalchemy import MetaData, event
+from sqlalchemy import Column, DateTime, MetaData, String, event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from qrpay.kernel.compat import asyncpg_connection_lost
 from qrpay.kernel.errors import DependencyUnavailable, QrpayError
@@ -46,6 +52,30 @@ NAMING_CONVENTION = {
 
 def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# The column shapes the services' tables share.
+
+
+def amount_column(name: str = "amount") -> Column[str]:
+    """A money amount as its canonical decimal string (``kernel.money``), never a float:
+    SQLite has no exact decimal type, and the wire format is a string anyway."""
+    return Column(name, String(32), nullable=False)
+
+
+def currency_column(*, primary_key: bool = False) -> Column[str]:
+    """The ISO 4217 code of the row's amounts."""
+    return Column("currency", String(3), nullable=False, primary_key=primary_key)
+
+
+def time_column(name: str, *, nullable: bool = False) -> Column[datetime]:
+    """A moment with its time zone (SQLite drops it; ``record_of`` and ``utc`` read UTC)."""
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+def created_updated() -> tuple[Column[datetime], Column[datetime]]:
+    """When the row was written first and last."""
+    return time_column("created_at"), time_column("updated_at")
 
 
 def is_sqlite(url: str) -> bool:
@@ -64,6 +94,52 @@ def libpq_url(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://").replace(
         "postgresql+psycopg://", "postgresql://"
     )
+
+
+# The dialect ``Statement`` compiles for: the asyncpg engine's, so the text is what it runs.
+_ASYNCPG = PGDialect_asyncpg()
+# A parameter the caller gives, as opposed to a value written into the statement.
+_GIVEN = object()
+
+
+class Statement:
+    """One query, declared once as a SQLAlchemy Core statement with named bind parameters.
+
+    Compiled here, once, for asyncpg: ``sql`` is its ``$1``... text and ``args`` puts the
+    named parameters in that order (after the dialect's own conversions, e.g. JSON to
+    text); ``Database.fetch`` runs it so on PostgreSQL with nothing built per call. SQLite
+    runs ``core`` itself through SQLAlchemy. Either way a row is the select's columns by
+    position.
+    """
+
+    __slots__ = ("_slots", "core", "sql")
+
+    def __init__(self, core: Executable) -> None:
+        compiled = cast(SQLCompiler, cast(ClauseElement, core).compile(dialect=_ASYNCPG))
+        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        slots: list[tuple[str, Any, Callable[[Any], Any] | None]] = []
+        for name in compiled.positiontup or ():
+            bind = binds[name]
+            process = bind.type.dialect_impl(_ASYNCPG).bind_processor(_ASYNCPG)
+            if bind.required:
+                slots.append((name, _GIVEN, process))
+            else:  # a value written in the statement (a literal): converted once, here
+                value = bind.effective_value
+                slots.append((name, value if process is None else process(value), None))
+        self.core = core
+        self.sql: str = compiled.string
+        self._slots = tuple(slots)
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        """The asyncpg arguments of ``sql`` for the named ``params``."""
+        args = []
+        for name, value, process in self._slots:
+            if value is _GIVEN:
+                value = params[name]
+                if process is not None and value is not None:
+                    value = process(value)
+            args.append(value)
+        return args
 
 
 async def _no_reset(_connection: Any) -> None:
@@ -228,6 +304,14 @@ class Database:
                     raise
                 log.info("fast_read_retried", reason=type(exc).__name__)
                 return await _fetch(pool, sql, args)
+
+    async def fetch(self, statement: Statement, **params: Any) -> Sequence[Sequence[Any]]:
+        """The rows of ``statement`` for ``params``: on PostgreSQL its compiled text through
+        ``fetch_fast``, elsewhere the Core statement on a ``read()`` connection."""
+        if self.has_fast_reads:
+            return await self.fetch_fast(statement.sql, *statement.args(params))
+        async with self.read() as connection:
+            return (await connection.execute(statement.core, params)).all()
 
     async def _open_fast_pool(self) -> asyncpg.Pool:
         async with self._fast_pool_lock:

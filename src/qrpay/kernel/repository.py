@@ -1,4 +1,5 @@
-"""What every repository repeats: the dialect's upsert, rows to records and back.
+"""What every repository repeats: the dialect's upsert, rows to records and back, and an
+expression that differs by database (``by_dialect``) inside a statement declared once.
 
 A repository is a ``Repository`` over one connection. Records are the domain's
 dataclasses; ``record_of`` builds one from a row by its field types (enums,
@@ -16,13 +17,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar, get_args, get_type_hints
 
-from sqlalchemy import Table
+import orjson
+from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from qrpay.kernel.clock import utc
+from qrpay.kernel.db import Statement
 
 R = TypeVar("R")
 Convert = Callable[[Any], Any]
@@ -34,14 +40,48 @@ def dialect_insert(connection: AsyncConnection, table: Table) -> Any:
     return insert(table)
 
 
-def fast_select(table: Table, columns: Sequence[str], where: str) -> str:
-    """A plain ``SELECT`` for ``Database.fetch_fast``, its names checked against ``table``.
+class _ByDialect(ColumnElement[Any]):
+    __visit_name__ = "by_dialect"
+    inherit_cache = True
+    _traverse_internals = [  # noqa: RUF012 (SQLAlchemy's own declaration, a list)
+        ("postgresql", InternalTraversal.dp_clauseelement),
+        ("default", InternalTraversal.dp_clauseelement),
+    ]
 
-    A column the table does not declare fails at import, not at the first request.
-    """
-    names = ", ".join(table.c[name].name for name in columns)
-    # Names from the declared table and a where clause written in code: no outside input.
-    return f"SELECT {names} FROM {table.name} WHERE {where}"  # noqa: S608
+    def __init__(self, postgresql: ColumnElement[Any], default: ColumnElement[Any]) -> None:
+        self.postgresql = postgresql
+        self.default = default
+        self.type = default.type
+
+    @property
+    def _from_objects(self) -> list[Any]:
+        return self.default._from_objects
+
+    def self_group(self, against: Any = None) -> Any:
+        # Each side groups itself; a condition stays a condition (no ``= 1`` on SQLite).
+        return self
+
+
+def by_dialect(*, postgresql: ColumnElement[Any], default: ColumnElement[Any]) -> Any:
+    """``postgresql`` where the statement runs on PostgreSQL, ``default`` elsewhere (SQLite):
+    one statement for both, and its cache key covers both."""
+    return _ByDialect(postgresql, default)
+
+
+@compiles(_ByDialect)
+def _compile_default(element: _ByDialect, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.default, **kw)
+
+
+@compiles(_ByDialect, "postgresql")
+def _compile_postgresql(element: _ByDialect, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.postgresql, **kw)
+
+
+def from_json(value: Any) -> Any:
+    """A JSON column's value as either path reads it: asyncpg's fast pool gives the text,
+    SQLAlchemy the parsed value."""
+    return orjson.loads(value) if isinstance(value, str) else value
 
 
 def _utc_or_none(value: datetime | None) -> datetime | None:
@@ -99,11 +139,35 @@ class Repository:
         )
         return await self.changed_one(statement)
 
+    async def find(
+        self, table: Table, make: Callable[[Row[Any]], R], *, for_update: bool = False, **key: Any
+    ) -> R | None:
+        """The row of ``table`` whose columns equal ``key``, as ``make`` builds it; None when
+        there is none. ``for_update``: locked until the transaction ends (PostgreSQL; SQLite's
+        write transactions already hold the database lock, BEGIN IMMEDIATE)."""
+        statement = select(table).where(*(table.c[name] == value for name, value in key.items()))
+        if for_update:
+            statement = statement.with_for_update()
+        return await self.first(statement, make)
+
     async def changed_one(self, statement: Executable) -> bool:
         """Run a write; True when it changed exactly one row."""
         result = await self.session.execute(statement)
         return bool(result.rowcount == 1)
 
-    async def first(self, statement: Executable, make: Callable[[Row[Any]], R]) -> R | None:
-        row = (await self.session.execute(statement)).first()
+    async def first(
+        self, statement: Executable, make: Callable[[Row[Any]], R], **params: Any
+    ) -> R | None:
+        row = (await self.session.execute(statement, params)).first()
         return None if row is None else make(row)
+
+    async def fetch(self, statement: Statement, **params: Any) -> Sequence[Sequence[Any]]:
+        """``Database.fetch`` in this connection's transaction: on PostgreSQL the statement's
+        compiled text (nothing compiled per call), elsewhere its Core statement."""
+        if self.session.dialect.name == "postgresql":
+            result = await self.session.exec_driver_sql(
+                statement.sql, tuple(statement.args(params))
+            )
+        else:
+            result = await self.session.execute(statement.core, params)
+        return result.all()

@@ -14,13 +14,14 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
+    ColumnElement,
     ForeignKeyConstraint,
     Index,
     Integer,
     PrimaryKeyConstraint,
     String,
     Table,
+    Update,
     and_,
     exists,
     false,
@@ -30,7 +31,7 @@ from sqlalchemy import (
     update,
 )
 
-from qrpay.kernel.db import new_metadata
+from qrpay.kernel.db import amount_column, currency_column, new_metadata, time_column
 from qrpay.kernel.repository import Repository, record_of, values_of
 from qrpay.transactions.domain import InvoiceRecord, OperationRecord
 from qrpay.transactions.gateway import GatewayResult
@@ -45,10 +46,10 @@ invoices = Table(
     Column("owner", String(64), nullable=False),
     Column("order_id", String(64), nullable=False),
     Column("user_id", String(128), nullable=False),
-    Column("currency", String(3), nullable=False),
+    currency_column(),
     Column("callback_queue", String(64), nullable=False),
     Column("callback_task", String(128), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    time_column("created_at"),
 )
 
 operations = Table(
@@ -61,8 +62,8 @@ operations = Table(
     Column("position", Integer, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("amount", String(32), nullable=False),
-    Column("currency", String(3), nullable=False),
+    amount_column(),
+    currency_column(),
     Column("target", String(160), nullable=True),
     Column("payment_method_id", String(64), nullable=True),
     Column("token", String(256), nullable=True),
@@ -70,10 +71,10 @@ operations = Table(
     Column("reason", String(64), nullable=True),
     Column("attempts", Integer, nullable=False),
     # A processor's lease: nobody else calls the gateway for this operation until then.
-    Column("claimed_until", DateTime(timezone=True), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
-    Column("callback_sent_at", DateTime(timezone=True), nullable=True),
+    time_column("claimed_until", nullable=True),
+    time_column("created_at"),
+    time_column("finished_at", nullable=True),
+    time_column("callback_sent_at", nullable=True),
     Column("capture", Boolean, nullable=False, server_default=false()),
     # Definite refusals of a clear so far; its next try goes under a new gateway key.
     Column("refusals", Integer, nullable=False, server_default="0"),
@@ -100,6 +101,14 @@ def _op_key(invoice_id: str, operation_id: str) -> Any:
     return and_(operations.c.invoice_id == invoice_id, operations.c.operation_id == operation_id)
 
 
+_PENDING = operations.c.status == OperationStatus.PENDING.value
+
+
+def _update(op: OperationRecord, *still: ColumnElement[bool]) -> Update:
+    """An update of ``op``'s row that changes it only where ``still`` holds."""
+    return update(operations).where(_op_key(op.invoice_id, op.operation_id), *still)
+
+
 class TransactionsRepository(Repository):
     # -- invoices
 
@@ -109,12 +118,8 @@ class TransactionsRepository(Repository):
     async def get_invoice(
         self, invoice_id: str, *, for_update: bool = False
     ) -> InvoiceRecord | None:
-        statement = select(invoices).where(invoices.c.invoice_id == invoice_id)
-        if for_update:
-            # PostgreSQL: every change to an invoice's operations queues here. SQLite
-            # ignores it; its write transactions already hold the file lock (BEGIN IMMEDIATE).
-            statement = statement.with_for_update()
-        return await self.first(statement, _invoice)
+        # ``for_update``: every change to an invoice's operations queues here.
+        return await self.find(invoices, _invoice, for_update=for_update, invoice_id=invoice_id)
 
     async def set_invoice_user(self, invoice_id: str, user_id: str) -> None:
         await self.session.execute(
@@ -132,8 +137,8 @@ class TransactionsRepository(Repository):
         return [_operation(row) for row in result]
 
     async def get_operation(self, invoice_id: str, operation_id: str) -> OperationRecord | None:
-        return await self.first(
-            select(operations).where(_op_key(invoice_id, operation_id)), _operation
+        return await self.find(
+            operations, _operation, invoice_id=invoice_id, operation_id=operation_id
         )
 
     async def insert_operation(
@@ -171,7 +176,7 @@ class TransactionsRepository(Repository):
         statement = (
             select(operations)
             .where(
-                operations.c.status == OperationStatus.PENDING.value,
+                _PENDING,
                 or_(operations.c.claimed_until.is_(None), operations.c.claimed_until <= now),
             )
             .order_by(operations.c.created_at)
@@ -185,9 +190,7 @@ class TransactionsRepository(Repository):
         claimed = []
         for op in rows:
             await self.session.execute(
-                update(operations)
-                .where(_op_key(op.invoice_id, op.operation_id))
-                .values(claimed_until=now + lease, attempts=operations.c.attempts + 1)
+                _update(op).values(claimed_until=now + lease, attempts=operations.c.attempts + 1)
             )
             claimed.append(replace(op, attempts=op.attempts + 1))
         return claimed
@@ -200,12 +203,7 @@ class TransactionsRepository(Repository):
         ``reported``: its callback is marked sent with it (nobody needs one: a captured hold's
         owner hears of its clear)."""
         return await self.changed_one(
-            update(operations)
-            .where(
-                _op_key(op.invoice_id, op.operation_id),
-                operations.c.status == OperationStatus.PENDING.value,
-            )
-            .values(
+            _update(op, _PENDING).values(
                 status=result.status.value,
                 reason=result.reason,
                 reference=result.reference or op.reference,
@@ -219,13 +217,9 @@ class TransactionsRepository(Repository):
         """Count a refusal of ``op``'s current key and release it until ``retry_at``; False if
         it finished meanwhile or another processor counted this refusal already."""
         return await self.changed_one(
-            update(operations)
-            .where(
-                _op_key(op.invoice_id, op.operation_id),
-                operations.c.status == OperationStatus.PENDING.value,
-                operations.c.refusals == op.refusals,
+            _update(op, _PENDING, operations.c.refusals == op.refusals).values(
+                refusals=op.refusals + 1, claimed_until=retry_at
             )
-            .values(refusals=op.refusals + 1, claimed_until=retry_at)
         )
 
     async def cancel_unsent(self, op: OperationRecord, now: datetime) -> bool:
@@ -235,31 +229,17 @@ class TransactionsRepository(Repository):
         row still at zero attempts was never sent (PostgreSQL re-checks it after waiting
         for a concurrent claim's lock).
         """
-        outcome = await self.session.execute(
-            update(operations)
-            .where(
-                _op_key(op.invoice_id, op.operation_id),
-                operations.c.status == OperationStatus.PENDING.value,
-                operations.c.attempts == 0,
-            )
-            .values(
+        return await self.changed_one(
+            _update(op, _PENDING, operations.c.attempts == 0).values(
                 status=OperationStatus.CANCELED.value,
                 reason="voided",
                 finished_at=now,
                 claimed_until=None,
             )
         )
-        return bool(outcome.rowcount == 1)
 
     async def release_claim(self, op: OperationRecord, retry_at: datetime) -> None:
-        await self.session.execute(
-            update(operations)
-            .where(
-                _op_key(op.invoice_id, op.operation_id),
-                operations.c.status == OperationStatus.PENDING.value,
-            )
-            .values(claimed_until=retry_at)
-        )
+        await self.session.execute(_update(op, _PENDING).values(claimed_until=retry_at))
 
     async def undelivered(
         self, *, limit: int, only: tuple[str, str] | None = None
@@ -288,12 +268,7 @@ class TransactionsRepository(Repository):
 
     async def mark_callback_sent(self, op: OperationRecord, now: datetime) -> bool:
         return await self.changed_one(
-            update(operations)
-            .where(
-                _op_key(op.invoice_id, op.operation_id),
-                operations.c.callback_sent_at.is_(None),
-            )
-            .values(callback_sent_at=now)
+            _update(op, operations.c.callback_sent_at.is_(None)).values(callback_sent_at=now)
         )
 
     async def expired_hold_candidates(
@@ -325,9 +300,7 @@ class TransactionsRepository(Repository):
 
     async def count_pending(self) -> int:
         result = await self.session.execute(
-            select(func.count())
-            .select_from(operations)
-            .where(operations.c.status == OperationStatus.PENDING.value)
+            select(func.count()).select_from(operations).where(_PENDING)
         )
         return int(result.scalar_one())
 
