@@ -26,8 +26,13 @@ from tests.support.served_fast import Drawn, answers_alike, drawn_requests, serv
 from tests.support.services import make_context, served_in_process
 from tests.support.tickets import ticket_headers
 
-# As api-proxy, the one caller whose user headers payments-eda takes, for a signed-in guest.
-GUEST = {**ticket_headers("api-proxy", to="payments-eda"), "X-Yandex-UID": USER}
+# As api-proxy, the one caller whose user headers payments-eda takes, for a signed-in guest;
+# with a tap's token, so a pay's payment id is the same for both (without one it is random).
+GUEST = {
+    **ticket_headers("api-proxy", to="payments-eda"),
+    "X-Yandex-UID": USER,
+    "X-Idempotency-Token": "tap-1",
+}
 
 
 @pytest.fixture
