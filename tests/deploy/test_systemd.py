@@ -1,5 +1,6 @@
 """deploy/systemd/: `systemd-analyze verify` accepts every unit (each template with each
-example instance), with nothing it warns about; the stop timeouts outlast the drains.
+example instance, with its drop-ins), with nothing it warns about; the stop timeouts outlast
+the drains; the payment path's units run at a lower CPU priority than the POS path's.
 
 The units name /opt/qrpay/bin/qrpay (the release's venv) and verify checks that commands
 exist, so they are verified as copies pointing at this checkout's venv. CI installs systemd
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from qrpay.runner.registry import BY_NAME, PAYMENT_NICE
+from qrpay_tools import deploy
 from qrpay_tools.cluster.supervised import DRAIN
 
 UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
@@ -47,6 +50,10 @@ def local_copies(tmp_path: Path) -> Path:
     for unit in UNITS.iterdir():
         if unit.is_file() and unit.suffix in (".service", ".target"):
             (tmp_path / unit.name).write_text(unit.read_text().replace(INSTALLED_BIN, venv_bin))
+    for drop_in in UNITS.glob("*.service.d/*.conf"):
+        copy = tmp_path / drop_in.relative_to(UNITS)
+        copy.parent.mkdir(exist_ok=True)
+        copy.write_text(drop_in.read_text())
     return tmp_path
 
 
@@ -61,6 +68,41 @@ def test_systemd_accepts_every_unit_and_instance(tmp_path: Path) -> None:
     assert done.stdout + done.stderr == "", done.stdout + done.stderr
 
 
+def test_the_drop_ins_are_what_the_generator_writes() -> None:
+    written = deploy.systemd_drop_ins()
+    on_disk = {str(path.relative_to(UNITS)) for path in UNITS.glob("*.service.d/*")}
+    assert sorted(on_disk) == sorted(written), "run `make deploy-manifests`"
+    stale = [name for name, text in written.items() if (UNITS / name).read_text() != text]
+    assert stale == [], f"run `make deploy-manifests`: {stale} differ from what it writes"
+
+
+@pytest.mark.parametrize(
+    ("unit", "nice"),
+    [
+        ("qrpay-serve@iiko-integration.service", 0),
+        ("qrpay-serve@eda.service", 0),
+        ("qrpay-serve@payments-eda.service", PAYMENT_NICE),
+        ("qrpay-serve@transactions.service", PAYMENT_NICE),
+        ("qrpay-serve@cardstorage.service", PAYMENT_NICE),
+        ("qrpay-serve@cashback.service", PAYMENT_NICE),
+        ("qrpay-serve@api-proxy.service", PAYMENT_NICE),
+        ("qrpay-worker@payments-eda.service", PAYMENT_NICE),
+    ],
+)
+def test_the_payment_path_yields_the_cpu_to_the_pos_path(unit: str, nice: int) -> None:
+    drop_in = UNITS / f"{unit}.d" / deploy.PRIORITY_DROP_IN
+    service = unit.split("@")[1].removesuffix(".service")
+    assert BY_NAME[service].nice == nice
+    if not nice:
+        assert not drop_in.exists()
+        return
+    values = dict(line.split("=", 1) for line in drop_in.read_text().splitlines() if "=" in line)
+    assert values == {"Nice": str(nice), "CPUWeight": str(deploy.cpu_weight(nice))}
+    # CPUWeight's default (100) is nice 0's: the same ratio as the kernel's 1,024 to 110.
+    assert deploy.cpu_weight(0) == 100
+    assert deploy.cpu_weight(PAYMENT_NICE) == 11
+
+
 def test_a_broken_unit_is_refused(tmp_path: Path) -> None:
     # The check can fail: an unknown key and a missing command are reported.
     unit_dir = local_copies(tmp_path)
@@ -68,9 +110,13 @@ def test_a_broken_unit_is_refused(tmp_path: Path) -> None:
     serve.write_text(serve.read_text().replace("KillMode=mixed", "KillMode=mixed\nKilMode=x"))
     worker = unit_dir / "qrpay-worker@.service"
     worker.write_text(worker.read_text().replace(str(Path(sys.executable).parent), "/nowhere"))
+    # The drop-ins are read too.
+    priority = unit_dir / "qrpay-worker@payments-eda.service.d" / deploy.PRIORITY_DROP_IN
+    priority.write_text(priority.read_text() + "Nicee=3\n")
     done = verify(unit_dir, "qrpay-serve@eda.service", "qrpay-worker@payments-eda.service")
     said = done.stdout + done.stderr
     assert "Unknown key" in said, said
+    assert "Unknown key 'Nicee'" in said, said
     assert done.returncode != 0, said
 
 

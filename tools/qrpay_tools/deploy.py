@@ -1,4 +1,5 @@
-"""`python -m qrpay_tools.deploy`: writes deploy/kubernetes/ from one topology description.
+"""`python -m qrpay_tools.deploy`: writes deploy/kubernetes/ from one topology description,
+and the systemd units' CPU priority drop-ins from the service registry.
 
 A Deployment, a Service and a PodDisruptionBudget per qrpay service, a Deployment and a
 PodDisruptionBudget for the payments-eda queue worker, HorizontalPodAutoscalers for the two
@@ -6,6 +7,12 @@ services that take the load (iiko-integration: every POS; payments-eda: every pa
 migration Job (`qrpay db upgrade`), the config ConfigMap (deploy/config/qrpay.yaml with the
 cluster's Service names) and an example of the secdist Secret. tests/deploy checks that the
 files are what this writes and that Kubernetes accepts them.
+
+CPU priority (systemd): `qrpay-serve@<service>.service.d/priority.conf` (and the worker's)
+for every service the registry niced (``ServiceSpec.nice``): ``Nice=`` for processes that
+share a cgroup, ``CPUWeight=`` of the same ratio for the units' own cgroups (the kernel
+weighs nice 10 at 110 of nice 0's 1,024; CPUWeight's default, 100, is nice 0's). Kubernetes
+gets none: each pod's CPU request is its weight on its node.
 
 Stop timing: Kubernetes sends SIGTERM while endpoints may still route to the pod, so the pod
 first sleeps PRE_STOP_SECONDS (preStop), then drains like under supervisord or systemd
@@ -22,11 +29,12 @@ from typing import Any
 
 import yaml
 
-from qrpay.runner.registry import SERVICE_NAMES
+from qrpay.runner.registry import BY_NAME, SERVICE_NAMES
 from qrpay_tools.cluster.supervised import DRAIN, STOP_MARGIN
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "deploy" / "kubernetes"
+SYSTEMD = REPO / "deploy" / "systemd"
 CONFIG = REPO / "deploy" / "config" / "qrpay.yaml"
 SECDIST_EXAMPLE = REPO / "deploy" / "config" / "secdist.example.yaml"
 # The Kubernetes version the manifests are written for and checked against.
@@ -415,16 +423,65 @@ def rendered() -> dict[str, str]:
     return out
 
 
+# -- systemd -----------------------------------------------------------------------------
+
+PRIORITY_DROP_IN = "priority.conf"
+
+
+def cpu_weight(nice: int) -> int:
+    """systemd's CPUWeight= (nice 0: 100) with the ratio the kernel gives ``nice``: each
+    level is 1.25 times less weight."""
+    return max(1, round(100 / 1.25**nice))
+
+
+def priority_drop_in(nice: int) -> str:
+    return (
+        "# Written by `python -m qrpay_tools.deploy` (`make deploy-manifests`) from the service\n"
+        "# registry (qrpay.runner.registry, ServiceSpec.nice): edit that, not this. The payment\n"
+        "# path yields the CPU to the POS path (iiko-integration, eda) on a saturated host.\n"
+        "# A second instance of the service needs the same drop-in under its own name.\n"
+        "[Service]\n"
+        f"Nice={nice}\n"
+        f"CPUWeight={cpu_weight(nice)}\n"
+    )
+
+
+def systemd_drop_ins() -> dict[str, str]:
+    """Path under deploy/systemd -> text: the priority of each niced service's unit, and of
+    the worker's, for the example instances (named by service, as in serve/)."""
+    units = [(f"qrpay-serve@{name}.service", name) for name in SERVICE_NAMES]
+    units.append((f"qrpay-worker@{WORKER}.service", WORKER))
+    return {
+        f"{unit}.d/{PRIORITY_DROP_IN}": priority_drop_in(BY_NAME[service].nice)
+        for unit, service in units
+        if BY_NAME[service].nice
+    }
+
+
+def write(out: Path, systemd: Path) -> int:
+    """Writes both sets, removing what an earlier run wrote and this one does not; returns
+    the number of files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("*.yaml"), *systemd.glob(f"*.service.d/{PRIORITY_DROP_IN}")]:
+        stale.unlink()
+    for directory in systemd.glob("*.service.d"):
+        if not any(directory.iterdir()):
+            directory.rmdir()
+    files = {out / name: text for name, text in rendered().items()}
+    files |= {systemd / name: text for name, text in systemd_drop_ins().items()}
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return len(files)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qrpay_tools.deploy", description=__doc__)
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=OUT, help="the Kubernetes manifests")
+    parser.add_argument("--systemd", type=Path, default=SYSTEMD, help="the units' drop-ins")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for stale in args.out.glob("*.yaml"):
-        stale.unlink()
-    for name, text in rendered().items():
-        (args.out / name).write_text(text)
-    print(f"wrote {len(rendered())} files to {args.out}")
+    written = write(args.out, args.systemd)
+    print(f"wrote {written} files to {args.out} and {args.systemd}")
     return 0
 
 

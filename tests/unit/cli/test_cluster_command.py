@@ -1,10 +1,12 @@
-"""`python -m qrpay_tools.cluster`: `--set` overrides and `restart` without a running cluster."""
+"""`python -m qrpay_tools.cluster`: `--set` overrides, `restart` without a running cluster, the
+supervisord config and the nice level each program runs at."""
 
 from __future__ import annotations
 
 import configparser
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import yaml
 from qrpay.kernel.config import load_yaml
 from qrpay.kernel.settings import REPO_DEV_CONFIG
 from qrpay.runner.config import load_secdist
-from qrpay.runner.registry import SERVICE_MODULES
+from qrpay.runner.registry import BY_NAME, PAYMENT_NICE, SERVICE_MODULES
 from qrpay_tools import local
 from qrpay_tools.cluster import supervised
 from qrpay_tools.cluster.run import (
@@ -29,6 +31,8 @@ from qrpay_tools.cluster.run import (
     nginx_config,
     process_env,
     programs,
+    serve_program,
+    worker_program,
     write_service_secdists,
 )
 from qrpay_tools.ports import free_port_block
@@ -68,11 +72,20 @@ def test_a_bad_set_is_refused_with_the_reason(override: str, complaint: str) -> 
         apply_overrides(dev_config(), [override])
 
 
-def test_supervisord_restarts_rotates_and_outwaits_each_programs_drain(tmp_path: Path) -> None:
-    layout = Layout(tmp_path / "100%", 9080)
+def program_sections(layout: Layout) -> dict[str, configparser.SectionProxy]:
+    """The ``[program:NAME]`` sections of the supervisord.conf `up` writes, by NAME."""
     config = configparser.RawConfigParser()
     config.read_string(supervised.config_text(layout.var, programs(layout, "/usr/sbin/nginx")))
-    sections = {name.removeprefix("program:"): config[name] for name in config.sections()}
+    return {
+        name.removeprefix("program:"): config[name]
+        for name in config.sections()
+        if name.startswith("program:")
+    }
+
+
+def test_supervisord_restarts_rotates_and_outwaits_each_programs_drain(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "100%", 9080)
+    sections = program_sections(layout)
     names = [name for name, _, _ in layout.instances] + [WORKER, NGINX]
     assert [name for name in sections if name in names] == names
     for name in names:
@@ -166,15 +179,54 @@ def test_up_without_nginx_says_how_to_install_it_and_installs_nothing(
     assert ran == []
 
 
+def started_pid(supervisor: supervised.Supervisor, name: str) -> int:
+    deadline = time.monotonic() + 60
+    while not (pid := int(supervisor.info(name)["pid"])):
+        assert time.monotonic() < deadline, f"supervisord did not start {name}"
+        time.sleep(0.05)
+    return pid
+
+
+def test_the_payment_path_runs_niced_and_the_pos_path_does_not(tmp_path: Path) -> None:
+    layout = Layout(tmp_path, 9080)
+    commands = {name: section["command"] for name, section in program_sections(layout).items()}
+    niced = f"nice -n {PAYMENT_NICE} "
+    for name in ("payments-eda-1", "payments-eda-2", WORKER, "transactions", "api-proxy"):
+        assert commands[name].startswith(niced + local.QRPAY), commands[name]
+    for name in ("iiko-integration-1", "iiko-integration-2", "eda", NGINX):
+        assert not commands[name].startswith("nice"), commands[name]
+    for name, service, _ in layout.instances:
+        assert commands[name].startswith(niced) == bool(BY_NAME[service].nice)
+
+
+def test_supervisord_starts_each_program_at_its_services_nice_level(tmp_path: Path) -> None:
+    layout = Layout(tmp_path, 9080)
+    sleeping = ["sleep", "120"]
+    started = [
+        replace(serve_program("payments-eda-1", "payments-eda", 1), args=sleeping),
+        replace(worker_program(), args=sleeping),
+        replace(serve_program("iiko-integration-1", "iiko-integration", 2), args=sleeping),
+    ]
+    launch(layout, {}, started)
+    supervisor = supervised.Supervisor(layout.var)
+    try:
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        nice = {
+            program.name: os.getpriority(os.PRIO_PROCESS, started_pid(supervisor, program.name))
+            for program in started
+        }
+    finally:
+        assert down(layout, quiet=True, patience=0.5) == 0
+    paying = min(own + PAYMENT_NICE, 19)
+    assert nice == {"payments-eda-1": paying, WORKER: paying, "iiko-integration-1": own}
+
+
 def test_down_with_patience_kills_a_program_that_ignores_sigterm(tmp_path: Path) -> None:
     layout = Layout(tmp_path, 9080)
     stubborn = ["sh", "-c", "trap '' TERM; exec sleep 120"]
     launch(layout, {}, [supervised.Program("stubborn", stubborn, "worker")])
     supervisor = supervised.Supervisor(layout.var)
-    deadline = time.monotonic() + 60
-    while not (pid := int(supervisor.info("stubborn")["pid"])):
-        assert time.monotonic() < deadline, "supervisord did not start the program"
-        time.sleep(0.05)
+    pid = started_pid(supervisor, "stubborn")
     began = time.monotonic()
     assert down(layout, quiet=True, patience=0.5) == 0
     # Without the patience supervisord would have waited its stopwaitsecs (drain + margin).

@@ -55,7 +55,6 @@ from qrpay.runner.config import QrpayConfig, parse_config
 from qrpay_tools import local
 from qrpay_tools.bench import harness, load, pay, pos
 from qrpay_tools.cluster import run
-from qrpay_tools.cluster.supervised import Program
 from qrpay_tools.ports import free_port_block, port_is_free
 
 PHASES = ("single", "cluster")
@@ -122,11 +121,8 @@ def start_single(layout: run.Layout, db_prefix: str, overrides: list[str]) -> No
     env = run.configure(layout, db_prefix, overrides)
     local.migrate(env)
     ports = single_ports(layout)
-    programs = [
-        Program(service, local.serve_args(service, port), "serve", port)
-        for service, port in ports.items()
-    ]
-    programs.append(Program(run.WORKER, local.worker_args(run.WORKER_CONCURRENCY), "worker"))
+    programs = [run.serve_program(service, service, port) for service, port in ports.items()]
+    programs.append(run.worker_program())
     run.launch(layout, env, programs)
     run.wait_everything(layout, programs)
 

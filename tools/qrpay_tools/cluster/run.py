@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from qrpay.runner.registry import SERVICE_MODULES
+from qrpay.runner.registry import BY_NAME, SERVICE_MODULES
 from qrpay_tools import local
 from qrpay_tools.cluster import supervised
 from qrpay_tools.cluster.supervised import Program, Supervisor
@@ -64,7 +64,8 @@ STOP_TIMEOUT = float(max(supervised.DRAIN.values()) + supervised.STOP_MARGIN)
 BALANCED = ("iiko-integration", "payments-eda")
 # Every other service of the registry, one instance each, in start-up order.
 SINGLE = tuple(name for name in SERVICE_MODULES if name not in BALANCED)
-WORKER = "worker-payments-eda"
+WORKER_OF = "payments-eda"
+WORKER = f"worker-{WORKER_OF}"
 NGINX = "nginx"
 WORKER_READY = "worker: consuming"
 WORKER_CONCURRENCY = 16
@@ -389,13 +390,22 @@ def bind_demo_cards(layout: Layout) -> None:
 # -- commands --------------------------------------------------------------------------
 
 
+def serve_program(name: str, service: str, port: int) -> Program:
+    """`qrpay serve` of ``service`` at its nice level (the registry's)."""
+    return Program(name, local.serve_args(service, port), "serve", port, nice=BY_NAME[service].nice)
+
+
+def worker_program() -> Program:
+    """`qrpay worker payments-eda`, at payments-eda's nice level."""
+    args = local.worker_args(WORKER_CONCURRENCY)
+    return Program(WORKER, args, "worker", nice=BY_NAME[WORKER_OF].nice)
+
+
 def programs(layout: Layout, nginx: str) -> list[Program]:
-    """What `up` runs under supervisord: every `qrpay serve`, the worker, nginx."""
-    found = [
-        Program(name, local.serve_args(service, port), "serve", port)
-        for name, service, port in layout.instances
-    ]
-    found.append(Program(WORKER, local.worker_args(WORKER_CONCURRENCY), "worker"))
+    """What `up` runs under supervisord: every `qrpay serve`, the worker, nginx (which
+    serves the POS and the payments alike: not niced)."""
+    found = [serve_program(name, service, port) for name, service, port in layout.instances]
+    found.append(worker_program())
     # In the foreground: supervisord is its parent and restarts it too.
     found.append(Program(NGINX, [*nginx_args(nginx, layout), "-g", "daemon off;"], "nginx"))
     return found

@@ -55,10 +55,18 @@ class Program:
     port: int = 0  # 0: serves no HTTP of its own (the worker)
     # Set for this program only, on top of supervisord's own environment.
     env: Mapping[str, str] = field(default_factory=dict)
+    # Added to supervisord's nice level (`nice -n`): the service's, from the registry.
+    nice: int = 0
 
     @property
     def stop_seconds(self) -> int:
         return DRAIN[self.kind] + STOP_MARGIN
+
+    @property
+    def command(self) -> list[str]:
+        """What supervisord runs: the args, under `nice` when the program is niced (`nice`
+        execs them: the pid supervisord watches and signals is the program's)."""
+        return ["nice", "-n", str(self.nice), *self.args] if self.nice else self.args
 
 
 def _escaped(value: str) -> str:
@@ -95,7 +103,7 @@ def config_text(var: Path, programs: Iterable[Program]) -> str:
         log = _escaped(str(logs / f"{program.name}.log"))
         sections.append(
             f"[program:{program.name}]\n"
-            f"command={_escaped(shlex.join(program.args))}\n"
+            f"command={_escaped(shlex.join(program.command))}\n"
             + _environment(program.env)
             + f"priority={PRIORITY[program.kind]}\n"
             "autostart=true\n"
