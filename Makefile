@@ -114,7 +114,8 @@ cluster-stop: $(STAMP)
 cluster-ctl: $(STAMP)
 	$(BIN)/python -m qrpay_tools.cluster ctl $(or $(ARGS),status)
 
-# deploy/kubernetes/ from its description (tools/qrpay_tools/deploy.py); tests/deploy checks
+# deploy/kubernetes/ and the payment units' systemd priority files from their description
+# (tools/qrpay_tools/deploy.py); tests/deploy checks
 # that the committed files are what it writes.
 deploy-manifests: $(STAMP)
 	$(BIN)/python -m qrpay_tools.deploy
