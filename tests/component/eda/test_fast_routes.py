@@ -92,14 +92,37 @@ async def contexts(tmp_path: Path) -> Callable[[], ServiceContext]:
     return context
 
 
-@pytest.mark.parametrize(("query", "headers"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-async def test_the_fast_feed_answers_like_the_fastapi_route(
-    contexts: Callable[[], ServiceContext], query: str, headers: dict[str, str]
+# (name, path, query): the payer's reads with path parameters the declaration refuses, or
+# that another route takes first.
+PATH_CASES = [
+    ("NUL in an order id", "/v1/orders/a%00b", ""),
+    ("NUL in a ledger's order id", "/v1/orders/a%00b/payments", ""),
+    ("unknown order", "/v1/orders/nope", ""),
+    ("the feed's tail, declared first", "/v1/orders/changes/tail", ""),
+    ("overdue payments, declared first", "/v1/orders/payments/overdue", "updated_before=x"),
+    ("a quote without its way", "/v1/orders/nope/payments/quote", ""),
+    ("a quote of too many parts", "/v1/orders/nope/payments/quote", "way=parts&parts=51"),
+    ("an encoded slash", "/v1/orders/a%2Fb/payments", ""),
+]
+
+
+# (name, URL, headers): the feed's queries, then the payer's reads.
+READ_CASES = [
+    *((f"feed: {name}", f"/v1/orders/changes?{query}", headers) for name, query, headers in CASES),
+    *((name, f"{path}?{query}", PAYER) for name, path, query in PATH_CASES),
+]
+
+
+@pytest.mark.parametrize(
+    ("url", "headers"), [c[1:] for c in READ_CASES], ids=[c[0] for c in READ_CASES]
+)
+async def test_a_read_served_fast_answers_like_the_fastapi_route(
+    contexts: Callable[[], ServiceContext], url: str, headers: dict[str, str]
 ) -> None:
     answers = []
     for fast in (True, False):
         async with serving(contexts(), fast=fast) as client:
-            answers.append(await client.get(f"/v1/orders/changes?{query}", headers=headers))
+            answers.append(await client.get(url, headers=headers))
     fast_answer, plain_answer = answers
     assert fast_answer.status_code == plain_answer.status_code, fast_answer.text
     assert fast_answer.headers["content-type"] == plain_answer.headers["content-type"]
@@ -143,35 +166,6 @@ READS = [
     ("GET", "/v1/orders/{order_id}/payments"),
     ("GET", "/v1/orders/{order_id}/payments/quote"),
 ]
-
-
-# (name, path, query): the payer's reads with path parameters the declaration refuses, or
-# that another route takes first.
-PATH_CASES = [
-    ("NUL in an order id", "/v1/orders/a%00b", ""),
-    ("NUL in a ledger's order id", "/v1/orders/a%00b/payments", ""),
-    ("unknown order", "/v1/orders/nope", ""),
-    ("the feed's tail, declared first", "/v1/orders/changes/tail", ""),
-    ("overdue payments, declared first", "/v1/orders/payments/overdue", "updated_before=x"),
-    ("a quote without its way", "/v1/orders/nope/payments/quote", ""),
-    ("a quote of too many parts", "/v1/orders/nope/payments/quote", "way=parts&parts=51"),
-    ("an encoded slash", "/v1/orders/a%2Fb/payments", ""),
-]
-
-
-@pytest.mark.parametrize(
-    ("path", "query"), [c[1:] for c in PATH_CASES], ids=[c[0] for c in PATH_CASES]
-)
-async def test_a_read_with_path_parameters_answers_like_the_fastapi_route(
-    contexts: Callable[[], ServiceContext], path: str, query: str
-) -> None:
-    answers = []
-    for fast in (True, False):
-        async with serving(contexts(), fast=fast) as client:
-            answers.append(await client.get(f"{path}?{query}", headers=PAYER))
-    fast_answer, plain_answer = answers
-    assert fast_answer.status_code == plain_answer.status_code, fast_answer.text
-    assert fast_answer.content == plain_answer.content
 
 
 async def test_requests_drawn_from_the_openapi_document_are_answered_alike(
