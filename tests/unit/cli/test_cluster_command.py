@@ -181,10 +181,19 @@ def test_up_without_nginx_says_how_to_install_it_and_installs_nothing(
 
 def started_pid(supervisor: supervised.Supervisor, name: str) -> int:
     deadline = time.monotonic() + 60
-    while not (pid := int(supervisor.info(name)["pid"])):
+    while not (pid := int(supervisor.info(name)["pid"])) or _still_nice(pid):
         assert time.monotonic() < deadline, f"supervisord did not start {name}"
         time.sleep(0.05)
     return pid
+
+
+def _still_nice(pid: int) -> bool:
+    """Whether ``pid`` is still `nice` itself, before it lowered its priority and became the
+    program (a pid read in between has the default level)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "nice"
+    except OSError:
+        return False
 
 
 def test_the_payment_path_runs_niced_and_the_pos_path_does_not(tmp_path: Path) -> None:
